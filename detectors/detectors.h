@@ -1,0 +1,92 @@
+/* detectors.h -- the gap detectors of auditwatch, the only header of
+ * detectors/.
+ *
+ * The detectors turn what the store holds into alerts (DESIGN §4). They run
+ * inside the transaction of the batch that brought the evidence, so an alert
+ * is committed together with its cause, or not at all.
+ *
+ * Event time drives detection. The detector clock is the audit stream's
+ * watermark: the newest entry-id time read from it (Redis' own clock, which
+ * a producer cannot push forward), advanced to the wall clock by the daemon
+ * when the stream is caught up. A check that waits for a counterpart is due
+ * at max(occurred_at, arrival) + grace, so evidence published late from
+ * replay files still gets its grace window. Replaying the same entries
+ * yields the same alerts, whatever the interleaving of streams.
+ *
+ * Every rule is checked when either side arrives (order independence), and
+ * an alert whose missing counterpart shows up later is resolved, never
+ * deleted. Alert ids are a hash of (kind, zone, anchor, request id), so
+ * redundant instances raise identical ids.
+ *
+ * A handle is used by one thread at a time, and only between
+ * aw_store_begin and aw_store_commit of the store it was created on.
+ */
+#ifndef AW_DETECTORS_H
+#define AW_DETECTORS_H
+
+#include "store/store.h"
+
+typedef struct aw_detectors aw_detectors;
+
+typedef struct aw_detector_config {
+    int64_t grace_missing_ns;     /* decision_missing, call_without_audit */
+    int64_t grace_revocation_ns;  /* access_after_revocation */
+} aw_detector_config;
+
+#define AW_DEFAULT_GRACE_MISSING_NS (300LL * 1000000000LL)
+#define AW_DEFAULT_GRACE_REVOCATION_NS (5LL * 1000000000LL)
+
+/* The alert kinds (the `kind` of aw_alert). */
+#define AW_ALERT_DECISION_MISSING       "decision_missing"
+#define AW_ALERT_CALL_WITHOUT_AUDIT     "call_without_audit"
+#define AW_ALERT_EVIDENCE_TRIMMED       "audit_evidence_trimmed"
+#define AW_ALERT_ACCESS_AFTER_REVOCATION "access_after_revocation"
+#define AW_ALERT_SIGNATURE_INVALID      "signature_invalid"
+#define AW_ALERT_TAMPERED_ON_REDELIVERY "tampered_on_redelivery"
+#define AW_ALERT_CARACAL_ANOMALY        "caracal_anomaly"
+
+/* Creates detectors over store (borrowed; must outlive the handle); reads
+ * the persisted clock from the store. config NULL takes the defaults. */
+int aw_detectors_new(aw_store *store, const aw_detector_config *config,
+                     aw_detectors **out, aw_error *err);
+void aw_detectors_free(aw_detectors *det);
+
+/* Hooks, called after the evidence was stored in the open transaction.
+ * entry is the raw entry it came from (for arrival time and evidence ids). */
+int aw_detectors_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                          const aw_audit_event *event, int64_t event_rowid,
+                          aw_put_result put, aw_error *err);
+int aw_detectors_on_revocations(aw_detectors *det, const aw_raw_entry *entry,
+                                const aw_revocation_set *set, aw_error *err);
+int aw_detectors_on_call(aw_detectors *det, const aw_raw_entry *entry,
+                         const aw_observed_call *call, int64_t call_rowid,
+                         aw_error *err);
+int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
+                             aw_reject_reason reason, const char *detail,
+                             aw_error *err);
+/* Entries [first_id, last_id] of stream were deleted before being read. */
+int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
+                            const char *first_id, const char *last_id,
+                            aw_error *err);
+
+/* Moves the clock forward to clock_ns (never back) and runs every check
+ * now due. Persists the clock in the store. */
+int aw_detectors_advance(aw_detectors *det, int64_t clock_ns, aw_error *err);
+int64_t aw_detectors_clock(const aw_detectors *det);
+
+/* Alert state changes made since the last call, for the sinks: call after
+ * the transaction committed (and aw_detectors_discard after a rollback).
+ * fn sees each change once; the alert is borrowed for the call. */
+typedef void (*aw_alert_change_fn)(const aw_alert *alert,
+                                   aw_alert_change change, void *ud);
+void aw_detectors_drain(aw_detectors *det, aw_alert_change_fn fn, void *ud);
+void aw_detectors_discard(aw_detectors *det);
+
+/* The deterministic id of an alert: the first 16 bytes of
+ * SHA-256(kind 0x00 zone 0x00 anchor 0x00 request_id), hex. NULLs hash as
+ * empty strings. out needs 33 bytes. */
+char *aw_detectors_alert_id(const char *kind, const char *zone_id,
+                            const char *anchor, const char *request_id,
+                            char out[33]);
+
+#endif /* AW_DETECTORS_H */

@@ -1,0 +1,369 @@
+/* event.h -- the decoded event model of auditwatch, and the only header of
+ * the event/ module.
+ *
+ * Everything that arrives from Caracal's streams is first a raw stream entry:
+ * a stream name, an entry id ("<ms>-<seq>") and an ordered list of binary
+ * field/value pairs. auditwatch keeps every raw entry verbatim (msgpack) so
+ * signatures can be re-verified and windows exported exactly; the decoded
+ * forms below are derived from it and never replace it.
+ *
+ * This module is pure: no I/O, no global state, no clocks. Decoding either
+ * succeeds or fails with one named reason (aw_reject_reason) plus a message
+ * that says which field and why, so that nothing is dropped without a record.
+ *
+ * Ownership: every decoded object owns one heap block holding all of its
+ * strings; free it with its own _free function. Strings in decoded objects are
+ * NUL-terminated, valid UTF-8, and contain no NUL byte (input with an embedded
+ * NUL is rejected), so they are safe to hand to printf and SQLite. A NULL
+ * string means "absent".
+ */
+#ifndef AW_EVENT_H
+#define AW_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Errors shared by every module ------------------------------------- */
+
+#define AW_ERRMSG_MAX 256
+
+/* Return codes. 0 is success; failures are negative. */
+enum {
+    AW_OK = 0,
+    AW_ERR = -1,          /* generic failure; see aw_error.msg */
+    AW_ERR_NOMEM = -2,
+    AW_ERR_INVALID = -3,  /* bad input: see aw_error.reason */
+    AW_ERR_IO = -4,
+    AW_ERR_NOTFOUND = -5,
+    AW_ERR_CONFLICT = -6,
+    AW_ERR_VERSION = -7,  /* index written by a newer auditwatch */
+};
+
+/* Why an entry could not be indexed. Stable names (aw_reject_reason_name)
+ * are stored in the rejected table and shown to users. */
+typedef enum aw_reject_reason {
+    AW_REJECT_NONE = 0,
+    AW_REJECT_NOT_JSON,
+    AW_REJECT_NOT_OBJECT,
+    AW_REJECT_DUPLICATE_KEY,
+    AW_REJECT_INVALID_UTF8,
+    AW_REJECT_EMBEDDED_NUL,
+    AW_REJECT_MISSING_FIELD,
+    AW_REJECT_WRONG_TYPE,
+    AW_REJECT_OVERSIZED,
+    AW_REJECT_BAD_TIME,
+    AW_REJECT_BAD_VALUE,         /* a field holds a value outside its domain */
+    AW_REJECT_SIGNATURE_MISSING,
+    AW_REJECT_SIGNATURE_INVALID,
+    AW_REJECT_TOO_MANY_DELIVERIES,
+    AW_REJECT_REASON_COUNT
+} aw_reject_reason;
+
+/* Stable snake_case name ("duplicate_key"); never NULL. */
+const char *aw_reject_reason_name(aw_reject_reason reason);
+/* Inverse of aw_reject_reason_name; AW_REJECT_NONE when unknown. */
+aw_reject_reason aw_reject_reason_from_name(const char *name);
+/* True for the two signature reasons (they raise signature_invalid). */
+bool aw_reject_reason_is_signature(aw_reject_reason reason);
+
+/* Filled by every fallible function. msg is always NUL-terminated and never
+ * contains key material. */
+typedef struct aw_error {
+    int code;                 /* AW_ERR_* */
+    aw_reject_reason reason;  /* set when code == AW_ERR_INVALID */
+    char msg[AW_ERRMSG_MAX];
+} aw_error;
+
+/* Sets err (if not NULL) and returns code. printf-style message. */
+int aw_error_set(aw_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Same, for bad input: code AW_ERR_INVALID with the given reason. */
+int aw_error_reject(aw_error *err, aw_reject_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- Size bounds (DESIGN §7) ------------------------------------------- */
+
+#define AW_MAX_FIELDS        64          /* fields in one stream entry */
+#define AW_MAX_KEY_BYTES     256         /* one field name */
+#define AW_MAX_DATA_BYTES    (64 * 1024) /* the audit `data` JSON */
+#define AW_MAX_VALUE_BYTES   (16 * 1024) /* any other field value */
+#define AW_MAX_ID_BYTES      512         /* ids, zone, names inside data */
+#define AW_MAX_CHAIN         64          /* delegation_chain elements */
+#define AW_MAX_JSON_DEPTH    32
+
+/* ---- Raw stream entries ------------------------------------------------ */
+
+typedef struct aw_bytes {
+    const char *ptr;
+    size_t len;
+} aw_bytes;
+
+typedef struct aw_field {
+    aw_bytes name;
+    aw_bytes value;
+} aw_field;
+
+/* One stream entry, verbatim. Built by aw_raw_entry_new or
+ * aw_raw_entry_unpack; one heap block owns the struct, the field array and
+ * every byte. stream and id are also NUL-terminated (for printing); field
+ * bytes are binary and may hold anything. */
+typedef struct aw_raw_entry {
+    aw_bytes stream;
+    aw_bytes id;              /* "<ms>-<seq>" as Redis gave it */
+    uint64_t id_ms, id_seq;   /* parsed from id */
+    size_t nfields;
+    aw_field *fields;
+} aw_raw_entry;
+
+/* Copies stream, id and fields into one new block. Fails with AW_ERR_INVALID
+ * (reason BAD_VALUE) when id is not "<ms>-<seq>". Caller frees with
+ * aw_raw_entry_free. */
+int aw_raw_entry_new(aw_bytes stream, aw_bytes id, const aw_field *fields,
+                     size_t nfields, aw_raw_entry **out, aw_error *err);
+void aw_raw_entry_free(aw_raw_entry *entry);
+
+/* First field named `name`, or NULL. Borrowed from entry. */
+const aw_bytes *aw_raw_entry_get(const aw_raw_entry *entry, const char *name);
+
+/* Parses "<ms>-<seq>" (or "<ms>", seq 0). 0 on success, AW_ERR_INVALID. */
+int aw_stream_id_parse(const char *s, size_t len, uint64_t *ms, uint64_t *seq);
+
+/* A growable byte buffer, used for msgpack output. Owns ptr. */
+typedef struct aw_buf {
+    char *ptr;
+    size_t len, cap;
+} aw_buf;
+void aw_buf_free(aw_buf *buf);
+
+/* Appends the msgpack form of entry to out: an array
+ * [stream(bin), id(bin), [name(bin), value(bin), ...]]. */
+int aw_raw_entry_pack(const aw_raw_entry *entry, aw_buf *out, aw_error *err);
+/* Decodes one packed entry from data[0..len). On success *out is a new
+ * entry (free with aw_raw_entry_free) and *used, if not NULL, the bytes
+ * consumed. Truncated or malformed input fails with AW_ERR_INVALID. */
+int aw_raw_entry_unpack(const char *data, size_t len, aw_raw_entry **out,
+                        size_t *used, aw_error *err);
+
+/* ---- Stream roles ------------------------------------------------------ */
+
+typedef enum aw_stream_role {
+    AW_ROLE_AUDIT = 0,          /* caracal.audit.events */
+    AW_ROLE_SESSION_REVOKE,     /* caracal.sessions.revoke */
+    AW_ROLE_AGENT_LIFECYCLE,    /* caracal.agents.lifecycle */
+    AW_ROLE_DELEGATION_INVALIDATE, /* caracal.delegations.invalidate */
+    AW_ROLE_CALLS,              /* auditwatch.calls */
+    AW_ROLE_COUNT
+} aw_stream_role;
+
+/* "audit", "sessions", "lifecycle", "delegations", "calls" (the ROLE of
+ * --stream ROLE=NAME) and the default stream names. Never NULL. */
+const char *aw_stream_role_name(aw_stream_role role);
+const char *aw_stream_role_default_stream(aw_stream_role role);
+/* -1 when unknown. */
+int aw_stream_role_from_name(const char *name);
+
+/* ---- Time ----------------------------------------------------------------*/
+
+/* RFC 3339 date-time with 0-9 fraction digits and `Z`/`z` or ±hh:mm offset,
+ * to nanoseconds since the Unix epoch, UTC. Anything else (missing offset,
+ * out-of-range fields, trailing bytes) fails with reason BAD_TIME. */
+int aw_time_parse_rfc3339(const char *s, size_t len, int64_t *ns_out,
+                          aw_error *err);
+/* Formats ns as "YYYY-MM-DDTHH:MM:SS.fffffffffZ" (fraction trimmed of
+ * trailing zeros, omitted when zero). buf needs 40 bytes. Returns buf. */
+char *aw_time_format(int64_t ns, char *buf, size_t size);
+
+/* ---- Signatures (HMAC-SHA256, OpenSSL) --------------------------------- */
+
+#define AW_HMAC_MIN_KEY_BYTES 32
+#define AW_HMAC_MAX_KEY_BYTES 256
+
+/* A verification key. Holds a reusable keyed context, so verifying costs one
+ * HMAC, not a key schedule. Not thread-safe: one per thread. */
+typedef struct aw_hmac_key aw_hmac_key;
+
+/* Key from hex text (surrounding whitespace ignored, as in a key file).
+ * Fails with a message that never contains the key. Caller frees. */
+int aw_hmac_key_from_hex(const char *hex, size_t len, aw_hmac_key **out,
+                         aw_error *err);
+/* A second, independent context with the same key (for another thread). */
+int aw_hmac_key_dup(const aw_hmac_key *key, aw_hmac_key **out, aw_error *err);
+void aw_hmac_key_free(aw_hmac_key *key);
+
+/* Writes the 32-byte HMAC-SHA256 of data to mac. */
+int aw_hmac_compute(aw_hmac_key *key, const void *data, size_t len,
+                    unsigned char mac[32]);
+
+/* Audit scheme: sig_hex (64 lowercase/uppercase hex chars) over the exact
+ * bytes of data. AW_OK, or AW_ERR_INVALID with reason SIGNATURE_INVALID.
+ * The comparison is constant-time. */
+int aw_hmac_verify_audit(aw_hmac_key *key, aw_bytes data, aw_bytes sig_hex,
+                         aw_error *err);
+/* Stream scheme: `_sig` over "<stream>\n" + "k=v\n" for every field but
+ * `_sig`, keys sorted bytewise. Missing `_sig` → SIGNATURE_MISSING. */
+int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
+                          aw_error *err);
+/* The canonical form the stream scheme signs (for tests and `verify`).
+ * Appends to out. */
+int aw_stream_canonical(const aw_raw_entry *entry, aw_buf *out,
+                        aw_error *err);
+
+/* SHA-256 of data; used for content hashes and the index hash chain. */
+void aw_sha256(const void *data, size_t len, unsigned char out[32]);
+/* Lowercase hex of len bytes into out (2*len+1 bytes). Returns out. */
+char *aw_hex(const unsigned char *bytes, size_t len, char *out);
+
+/* ---- Anchors: the authority an event used, and a revocation names ------ */
+
+typedef enum aw_anchor_kind {
+    AW_ANCHOR_AUTHORITY_RECORD = 1, /* metadata session_id / revoke session_id */
+    AW_ANCHOR_AGENT_SESSION = 2,    /* agent_session_id */
+    AW_ANCHOR_DELEGATION_EDGE = 3,  /* delegation_edge_id / edge_id */
+} aw_anchor_kind;
+
+/* "authority_record", "agent_session", "delegation_edge". */
+const char *aw_anchor_kind_name(aw_anchor_kind kind);
+/* 0 when unknown. */
+aw_anchor_kind aw_anchor_kind_from_name(const char *name);
+
+typedef struct aw_anchor {
+    aw_anchor_kind kind;
+    const char *id;
+} aw_anchor;
+
+/* ---- Audit events (caracal.audit.events, DESIGN §2.1) ------------------ */
+
+typedef struct aw_audit_event {
+    /* From `data`. id, zone_id and occurred_at are required. */
+    const char *id;
+    const char *zone_id;
+    const char *event_type;
+    const char *request_id;
+    const char *decision;
+    const char *policy_set_id;
+    const char *policy_set_version_id;
+    const char *manifest_sha;
+    const char *evaluation_status;
+    int64_t occurred_at_ns;
+
+    /* From metadata_json; absent when not there. */
+    const char *application_id;
+    const char *resource;
+    const char *method;
+    const char *subject_kind;
+    const char *result_class;
+    const char *error_kind;
+    const char *trace_id;
+    int upstream_status;          /* 0 when absent */
+    int gateway_status;           /* 0 when absent */
+    bool revocation_interrupted;
+
+    /* Every anchor the event names, in this order: session_id,
+     * agent_session_id, delegation_edge_id, then each delegation_chain
+     * element's agent_session_id and delegation_edge_id. Duplicates
+     * (same kind and id) appear once. */
+    size_t nanchors;
+    aw_anchor *anchors;
+
+    bool is_signed;               /* a verified `sig` was present */
+    unsigned char content_hash[32]; /* SHA-256 of the raw `data` bytes */
+} aw_audit_event;
+
+/* Decodes an audit entry. When key is not NULL, `sig` is required and must
+ * verify over the raw `data` bytes (before any parsing); otherwise an
+ * unverified `sig` is ignored and is_signed is false. On failure returns
+ * AW_ERR_INVALID with err->reason and a message naming the field. Caller
+ * frees *out with aw_audit_event_free. */
+int aw_event_decode_audit(const aw_raw_entry *entry, aw_hmac_key *key,
+                          aw_audit_event **out, aw_error *err);
+void aw_audit_event_free(aw_audit_event *event);
+
+/* True for decisions that grant access: "allow", "consumed". */
+bool aw_decision_grants(const char *decision);
+
+/* ---- Revocations (DESIGN §2.2) ----------------------------------------- */
+
+typedef enum aw_revocation_action {
+    AW_ACTION_REVOKE = 1,   /* final: revoke, terminate, edge_revoke */
+    AW_ACTION_SUSPEND = 2,  /* until a later resume */
+    AW_ACTION_RESUME = 3,
+} aw_revocation_action;
+
+/* "revoke", "suspend", "resume"; 0 when unknown. */
+const char *aw_revocation_action_name(aw_revocation_action action);
+aw_revocation_action aw_revocation_action_from_name(const char *name);
+
+typedef struct aw_revocation {
+    aw_anchor anchor;
+    aw_revocation_action action;
+} aw_revocation;
+
+/* One revocation entry; it may name several anchors (a session revoke with
+ * session_id, agent_session_id and delegation_edge_id names three; an
+ * edge_revoke names edge_id and every affected_edges element). */
+typedef struct aw_revocation_set {
+    const char *zone_id;
+    const char *reason;     /* may be NULL */
+    int64_t at_ns;          /* the entry id's milliseconds, in ns */
+    bool is_signed;
+    size_t n;
+    aw_revocation *items;
+} aw_revocation_set;
+
+/* Decodes an entry of a revocation role (SESSION_REVOKE, AGENT_LIFECYCLE,
+ * DELEGATION_INVALIDATE). When key is not NULL, `_sig` must verify (stream
+ * scheme). An entry that names no anchor fails with MISSING_FIELD. Caller
+ * frees *out with aw_revocation_set_free. */
+int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
+                               aw_hmac_key *key, aw_revocation_set **out,
+                               aw_error *err);
+void aw_revocation_set_free(aw_revocation_set *set);
+
+/* ---- Observed calls (DESIGN §2.3) -------------------------------------- */
+
+typedef struct aw_observed_call {
+    const char *request_id;   /* required */
+    int status;               /* HTTP status; required */
+    int64_t occurred_at_ns;   /* occurred_at, else the entry id's time */
+    const char *zone_id;
+    const char *resource;
+    const char *source;
+} aw_observed_call;
+
+/* Names of the fields of an observed call, so access logs with other field
+ * names (nginx JSON logs) map onto the model. NULL members take defaults
+ * ("request_id", "status", "occurred_at", "zone_id", "resource", "source"). */
+typedef struct aw_call_fields {
+    const char *request_id;
+    const char *status;
+    const char *occurred_at;
+} aw_call_fields;
+
+/* From a flat stream entry (auditwatch.calls). Without an occurred_at field
+ * the entry id's time is used. When key is not NULL, `_sig` must verify
+ * (stream scheme). */
+int aw_event_decode_call_entry(const aw_raw_entry *entry, aw_hmac_key *key,
+                               aw_observed_call **out, aw_error *err);
+/* From one NDJSON line (import-calls); status may be a number or a string;
+ * the time field, if present, is RFC 3339 or a number of seconds since the
+ * epoch. Without a time field, fallback_ns is used. */
+int aw_event_decode_call_json(const char *line, size_t len,
+                              const aw_call_fields *names, int64_t fallback_ns,
+                              aw_observed_call **out, aw_error *err);
+void aw_observed_call_free(aw_observed_call *call);
+
+/* True for 2xx and 3xx statuses: the call reached and was served. */
+bool aw_status_is_success(int status);
+
+/* ---- JSON validation shared by the decoders ---------------------------- */
+
+/* Checks bytes as JSON the way a signed payload must be read: valid UTF-8,
+ * no NUL byte, no duplicate key in any object, depth bounded, one value and
+ * nothing after it. Returns AW_OK or AW_ERR_INVALID with the reason. */
+int aw_json_validate(const char *text, size_t len, aw_error *err);
+
+/* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+bool aw_utf8_valid(const char *s, size_t len);
+
+#endif /* AW_EVENT_H */

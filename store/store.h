@@ -1,0 +1,382 @@
+/* store.h -- the SQLite index of auditwatch, and the only header of store/.
+ *
+ * The index is one SQLite file in WAL mode: one writer (the daemon, or a
+ * one-shot command such as import-calls) and any number of readers (the
+ * CLI) at once. It is created with mode 0600: it holds security evidence.
+ *
+ * What is kept:
+ *  - entries:      every raw stream entry, verbatim (msgpack), in ingest
+ *                  order, each hashed into a chain with the one before it so
+ *                  that an edited or deleted row is detectable (`verify`);
+ *  - events:       the decoded audit events, keyed by event id;
+ *  - anchors:      the authority each event used (session, agent session,
+ *                  delegation edge, chain elements), for revocation joins;
+ *  - revocations, calls (observed calls), rejected (entries that could not
+ *    be indexed, with the reason), alerts, checkpoints, pending detector
+ *    deadlines, and small counters (meta).
+ *
+ * Idempotence is the backbone of "ack only after commit": a redelivered
+ * entry (same stream and entry id) is recognised by aw_store_put_entry and
+ * everything derived from it is skipped; an event id seen again in another
+ * entry is compared by content hash (same → duplicate, different →
+ * conflict, the first version stays).
+ *
+ * All SQL uses bound parameters. Every writing function must be called
+ * between aw_store_begin and aw_store_commit/rollback. A store handle is used
+ * by one thread at a time.
+ *
+ * Row structs handed to callbacks (aw_*_row) are borrowed: their strings and
+ * blobs are valid only during the callback. Callbacks return 0 to go on;
+ * any other value stops the iteration and is returned by the iterating
+ * function.
+ */
+#ifndef AW_STORE_H
+#define AW_STORE_H
+
+#include "event/event.h"
+
+typedef struct aw_store aw_store;
+
+/* ---- Open, close, transactions ------------------------------------------ */
+
+enum {
+    AW_STORE_READONLY = 1 << 0,  /* never writes; fails if the file is absent */
+    AW_STORE_SYNC_NORMAL = 1 << 1 /* synchronous=NORMAL instead of FULL */
+};
+
+/* Opens (creating with 0600 when absent and not READONLY) and migrates the
+ * index at path to the newest schema this binary knows. Re-opening a current
+ * index is a no-op. An index whose schema is newer than the binary fails with
+ * AW_ERR_VERSION. On success *out is a new handle (aw_store_close). */
+int aw_store_open(const char *path, unsigned flags, aw_store **out,
+                  aw_error *err);
+void aw_store_close(aw_store *store);
+
+/* The schema version of an open index. */
+int aw_store_schema_version(aw_store *store);
+
+/* BEGIN IMMEDIATE; waits for another writer up to the busy timeout. */
+int aw_store_begin(aw_store *store, aw_error *err);
+int aw_store_commit(aw_store *store, aw_error *err);
+/* Never fails; safe to call when no transaction is open. */
+void aw_store_rollback(aw_store *store);
+
+/* ---- Ingest (inside a transaction) -------------------------------------- */
+
+typedef enum aw_put_result {
+    AW_PUT_INSERTED = 1,
+    AW_PUT_DUPLICATE = 2,  /* already there with the same content */
+    AW_PUT_CONFLICT = 3,   /* same id, different content; first kept */
+} aw_put_result;
+
+/* Stores a raw entry and chains it. Entries whose packed form exceeds
+ * AW_STORE_MAX_RAW_BYTES are stored with every value cut to
+ * AW_MAX_VALUE_BYTES and marked truncated (the original size is kept).
+ * *result is INSERTED (with *rowid the new row) or DUPLICATE (same stream
+ * and entry id already stored; *rowid the existing row): the caller then
+ * skips everything derived from the entry. */
+#define AW_STORE_MAX_RAW_BYTES (1024 * 1024)
+int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
+                       int64_t *rowid, aw_put_result *result, aw_error *err);
+
+/* Stores a decoded audit event found in entry row entry_rowid, with its
+ * anchors. *result: INSERTED, DUPLICATE (same event id and content hash) or
+ * CONFLICT (same event id, different content). *event_rowid is the new row,
+ * or the existing one for DUPLICATE/CONFLICT. */
+int aw_store_put_event(aw_store *store, int64_t entry_rowid,
+                       const aw_audit_event *event, int64_t *event_rowid,
+                       aw_put_result *result, aw_error *err);
+
+/* Stores every revocation of set, found in entry row entry_rowid. */
+int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
+                             const aw_revocation_set *set, aw_error *err);
+
+/* Stores an observed call found in entry row entry_rowid. */
+int aw_store_put_call(aw_store *store, int64_t entry_rowid,
+                      const aw_observed_call *call, int64_t *call_rowid,
+                      aw_error *err);
+
+/* Records that entry row entry_rowid could not be indexed, and why. detail
+ * is the decoder's message (may be NULL). */
+int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
+                          aw_reject_reason reason, const char *detail,
+                          aw_error *err);
+
+/* Remembers the last entry id of stream that this transaction covers. */
+int aw_store_set_checkpoint(aw_store *store, const char *stream,
+                            const char *entry_id, aw_error *err);
+
+/* Small durable integers (detector clock, watermarks). A missing key reads
+ * as AW_ERR_NOTFOUND and leaves *value untouched. */
+int aw_store_meta_get(aw_store *store, const char *key, int64_t *value,
+                      aw_error *err);
+int aw_store_meta_set(aw_store *store, const char *key, int64_t value,
+                      aw_error *err);
+
+/* ---- Pending detector deadlines (inside a transaction) ------------------ */
+
+/* A check the detectors must make once their clock reaches deadline_ns;
+ * kind is the detector's own small integer, ref a row id it understands.
+ * Durable, so a restart inside a grace window neither loses nor repeats a
+ * check. Adding the same (deadline, kind, ref) twice keeps one. */
+int aw_store_pending_add(aw_store *store, int kind, int64_t deadline_ns,
+                         int64_t ref, aw_error *err);
+
+typedef int (*aw_pending_fn)(int kind, int64_t deadline_ns, int64_t ref,
+                             void *ud);
+/* Calls fn for every check due at clock_ns (deadline <= clock), oldest
+ * first, then deletes them. If fn stops the iteration nothing is deleted. */
+int aw_store_pending_take_due(aw_store *store, int64_t clock_ns,
+                              aw_pending_fn fn, void *ud, aw_error *err);
+
+/* ---- Events -------------------------------------------------------------- */
+
+typedef struct aw_event_row {
+    int64_t rowid;
+    int64_t entry_rowid;
+    const char *stream;          /* where the entry came from */
+    const char *entry_id;
+    int64_t arrived_ns;          /* the entry id's time */
+    const char *event_id;
+    const char *zone_id;
+    const char *event_type;
+    const char *request_id;
+    const char *decision;
+    const char *evaluation_status;
+    const char *application_id;
+    const char *resource;
+    const char *session_id;
+    const char *agent_session_id;
+    const char *delegation_edge_id;
+    const char *result_class;
+    int upstream_status;
+    int64_t occurred_at_ns;
+    bool is_signed;
+} aw_event_row;
+
+typedef int (*aw_event_row_fn)(const aw_event_row *row, void *ud);
+
+/* Filters for aw_store_query_events. Zero/NULL members do not filter. */
+typedef struct aw_event_filter {
+    int64_t rowid;                /* one event by row id */
+    const char *event_id;
+    const char *request_id;
+    const char *zone_id;
+    const char *decision;
+    const char *resource;
+    const char *application_id;
+    const char *const *event_types; /* any of these */
+    size_t n_event_types;
+    bool grants_only;             /* decision allow or consumed */
+    aw_anchor anchor;             /* kind 0: no anchor filter */
+    bool has_since, has_until;
+    int64_t since_ns, until_ns;   /* since <= occurred_at < until */
+    /* Cursor: rows strictly after (occurred_at, rowid) in the ordering. */
+    bool has_cursor;
+    int64_t cursor_occurred_ns, cursor_rowid;
+    size_t limit;                 /* 0: no limit */
+} aw_event_filter;
+
+/* Matching events ordered by (occurred_at, rowid), ascending. Statements are
+ * prepared once per filter shape and reused, so detectors may call this on
+ * the hot path. */
+int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
+                          aw_event_row_fn fn, void *ud, aw_error *err);
+
+/* ---- Revocations --------------------------------------------------------- */
+
+typedef struct aw_revocation_row {
+    int64_t rowid;
+    int64_t entry_rowid;
+    const char *stream;
+    const char *entry_id;
+    const char *zone_id;
+    aw_anchor anchor;
+    aw_revocation_action action;
+    int64_t at_ns;
+    const char *reason;
+} aw_revocation_row;
+
+typedef int (*aw_revocation_row_fn)(const aw_revocation_row *row, void *ud);
+
+/* Revocations of one anchor in zone (zone NULL: any), ordered by (at, rowid);
+ * anchor kind 0 with has_since/has_until lists every revocation of the
+ * window (for `query`, `status`). */
+typedef struct aw_revocation_filter {
+    const char *zone_id;
+    aw_anchor anchor;
+    bool has_since, has_until;
+    int64_t since_ns, until_ns;
+    size_t limit;
+} aw_revocation_filter;
+
+int aw_store_query_revocations(aw_store *store,
+                               const aw_revocation_filter *filter,
+                               aw_revocation_row_fn fn, void *ud,
+                               aw_error *err);
+
+/* ---- Observed calls ------------------------------------------------------ */
+
+typedef struct aw_call_row {
+    int64_t rowid;
+    int64_t entry_rowid;
+    const char *stream;
+    const char *entry_id;
+    const char *request_id;
+    int status;
+    int64_t occurred_at_ns;
+    const char *zone_id;
+    const char *resource;
+    const char *source;
+} aw_call_row;
+
+typedef int (*aw_call_row_fn)(const aw_call_row *row, void *ud);
+
+/* rowid != 0: that call; else request_id (NULL: any) within the window. */
+int aw_store_query_calls(aw_store *store, int64_t rowid,
+                         const char *request_id, int64_t since_ns,
+                         int64_t until_ns, aw_call_row_fn fn, void *ud,
+                         aw_error *err);
+
+/* ---- Rejected entries ---------------------------------------------------- */
+
+typedef struct aw_rejected_row {
+    int64_t rowid;
+    int64_t entry_rowid;
+    const char *stream;
+    const char *entry_id;
+    aw_reject_reason reason;
+    const char *detail;
+    int64_t rejected_at_ns;      /* the entry id's time */
+} aw_rejected_row;
+
+typedef int (*aw_rejected_row_fn)(const aw_rejected_row *row, void *ud);
+
+int aw_store_query_rejected(aw_store *store, int64_t since_ns, size_t limit,
+                            aw_rejected_row_fn fn, void *ud, aw_error *err);
+
+/* ---- Alerts -------------------------------------------------------------- */
+
+typedef enum aw_alert_state {
+    AW_ALERT_OPEN = 1,
+    AW_ALERT_RESOLVED = 2,
+} aw_alert_state;
+
+/* "open", "resolved"; 0 when unknown. */
+const char *aw_alert_state_name(aw_alert_state state);
+aw_alert_state aw_alert_state_from_name(const char *name);
+
+/* An alert as stored and as handed to sinks. Strings are borrowed from
+ * whoever fills the struct. */
+typedef struct aw_alert {
+    const char *id;              /* deterministic, chosen by the detectors */
+    const char *kind;            /* decision_missing, ... */
+    const char *severity;        /* medium, high, critical */
+    aw_alert_state state;
+    const char *zone_id;
+    const char *request_id;
+    const char *anchor;          /* "agent_session:as-1", a stream, ... */
+    int64_t event_time_ns;       /* occurred_at of the evidence */
+    int64_t raised_at_ns;        /* detector clock when raised */
+    int64_t resolved_at_ns;      /* 0 while open */
+    const char *resolved_by;     /* event id that resolved it, or NULL */
+    int64_t late_ns;             /* how late the resolving evidence came */
+    const char *evidence_json;   /* JSON array of event/entry ids */
+    const char *summary;         /* one human sentence */
+    int64_t acked_at_ns;         /* 0 when nobody acknowledged it */
+    const char *ack_note;
+} aw_alert;
+
+typedef enum aw_alert_change {
+    AW_ALERT_UNCHANGED = 0,
+    AW_ALERT_RAISED = 1,
+    AW_ALERT_ESCALATED = 2,      /* severity went up, or evidence grew */
+    AW_ALERT_RESOLVED_NOW = 3,
+} aw_alert_change;
+
+/* Inserts the alert, or when its id exists raises its severity and merges
+ * evidence; a resolved alert is not reopened. *change tells what happened. */
+int aw_store_alert_upsert(aw_store *store, const aw_alert *alert,
+                          aw_alert_change *change, aw_error *err);
+
+/* Marks an open alert resolved. *change is RESOLVED_NOW or UNCHANGED (no
+ * such open alert). */
+int aw_store_alert_resolve(aw_store *store, const char *id,
+                           const char *resolved_by, int64_t resolved_at_ns,
+                           int64_t late_ns, aw_alert_change *change,
+                           aw_error *err);
+
+/* Records that a person looked at the alert. AW_ERR_NOTFOUND if absent. */
+int aw_store_alert_ack(aw_store *store, const char *id, const char *note,
+                       int64_t at_ns, aw_error *err);
+
+typedef int (*aw_alert_fn)(const aw_alert *alert, void *ud);
+
+typedef struct aw_alert_filter {
+    const char *id;
+    aw_alert_state state;         /* 0: any */
+    const char *kind;
+    const char *severity;         /* at least this severe */
+    const char *request_id;
+    bool has_since;
+    int64_t since_ns;             /* raised at or after */
+    size_t limit;
+} aw_alert_filter;
+
+/* Ordered by (raised_at, id). */
+int aw_store_query_alerts(aw_store *store, const aw_alert_filter *filter,
+                          aw_alert_fn fn, void *ud, aw_error *err);
+
+/* ---- Raw entries, the hash chain, figures -------------------------------- */
+
+typedef struct aw_entry_row {
+    int64_t rowid;
+    const char *stream;
+    const char *entry_id;
+    int64_t id_ms;
+    const char *raw;             /* msgpack, aw_raw_entry_unpack */
+    size_t raw_len;
+    bool truncated;
+    const unsigned char *chain;  /* 32 bytes */
+} aw_entry_row;
+
+typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
+
+/* Entries whose id time is in [since_ms, until_ms), in ingest order. */
+int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
+                          aw_entry_row_fn fn, void *ud, aw_error *err);
+
+/* Result of re-computing the chain over every entry. */
+typedef struct aw_chain_report {
+    int64_t checked;
+    bool ok;
+    int64_t first_bad_rowid;     /* when !ok */
+    char what[AW_ERRMSG_MAX];    /* "row 42 edited", "rows 9-11 missing" */
+} aw_chain_report;
+
+/* progress (may be NULL) is called every 100,000 entries. */
+int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
+                          void (*progress)(int64_t checked, void *ud),
+                          void *ud, aw_error *err);
+
+typedef struct aw_store_stats {
+    int64_t entries, events, revocations, calls, rejected;
+    int64_t alerts_open, alerts_resolved;
+    int64_t oldest_event_ns, newest_event_ns;  /* 0 when no event */
+    int64_t file_bytes;
+    int schema_version;
+} aw_store_stats;
+
+int aw_store_get_stats(aw_store *store, aw_store_stats *stats, aw_error *err);
+
+/* name/count pairs: what is "rejected_by_reason", "open_alerts_by_kind". */
+typedef int (*aw_count_fn)(const char *name, int64_t count, void *ud);
+int aw_store_count_by(aw_store *store, const char *what, aw_count_fn fn,
+                      void *ud, aw_error *err);
+
+typedef int (*aw_checkpoint_fn)(const char *stream, const char *entry_id,
+                                int64_t updated_at_ns, void *ud);
+int aw_store_query_checkpoints(aw_store *store, aw_checkpoint_fn fn, void *ud,
+                               aw_error *err);
+
+#endif /* AW_STORE_H */
