@@ -107,7 +107,9 @@ typedef struct aw_field {
 /* One stream entry, verbatim. Built by aw_raw_entry_new or
  * aw_raw_entry_unpack; one heap block owns the struct, the field array and
  * every byte. stream and id are also NUL-terminated (for printing); field
- * bytes are binary and may hold anything. */
+ * bytes are binary and may hold anything. Every field name and value is
+ * followed by a NUL byte that its len does not count, so a value known to
+ * hold no NUL can be read as a C string. */
 typedef struct aw_raw_entry {
     aw_bytes stream;
     aw_bytes id;              /* "<ms>-<seq>" as Redis gave it */
@@ -167,7 +169,9 @@ int aw_stream_role_from_name(const char *name);
 
 /* RFC 3339 date-time with 0-9 fraction digits and `Z`/`z` or ±hh:mm offset,
  * to nanoseconds since the Unix epoch, UTC. Anything else (missing offset,
- * out-of-range fields, trailing bytes) fails with reason BAD_TIME. */
+ * out-of-range fields, trailing bytes) fails with reason BAD_TIME, and so do
+ * the leap second :60 (a count of nanoseconds cannot hold it) and instants
+ * outside 1677-2262 (they do not fit in an int64). */
 int aw_time_parse_rfc3339(const char *s, size_t len, int64_t *ns_out,
                           aw_error *err);
 /* Formats ns as "YYYY-MM-DDTHH:MM:SS.fffffffffZ" (fraction trimmed of
@@ -222,7 +226,8 @@ typedef enum aw_anchor_kind {
     AW_ANCHOR_DELEGATION_EDGE = 3,  /* delegation_edge_id / edge_id */
 } aw_anchor_kind;
 
-/* "authority_record", "agent_session", "delegation_edge". */
+/* "authority_record", "agent_session", "delegation_edge"; "unknown" for
+ * any other value (never NULL). */
 const char *aw_anchor_kind_name(aw_anchor_kind kind);
 /* 0 when unknown. */
 aw_anchor_kind aw_anchor_kind_from_name(const char *name);
@@ -290,7 +295,8 @@ typedef enum aw_revocation_action {
     AW_ACTION_RESUME = 3,
 } aw_revocation_action;
 
-/* "revoke", "suspend", "resume"; 0 when unknown. */
+/* "revoke", "suspend", "resume" ("unknown", never NULL, for any other
+ * value); from_name gives 0 when unknown. */
 const char *aw_revocation_action_name(aw_revocation_action action);
 aw_revocation_action aw_revocation_action_from_name(const char *name);
 

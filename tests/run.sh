@@ -20,5 +20,22 @@ for variant in plain sanitize; do
     cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAW_SANITIZE=$sanitize >/dev/null
     cmake --build "$dir" -j"$jobs" >/dev/null
     echo "== $variant tests" >&2
-    ctest --test-dir "$dir" --output-on-failure -j1
+    log=$dir/ctest.log
+    # -V keeps every test's output in the log: Criterion passes a test even
+    # when the sanitizer reported at its worker's exit, so we read the
+    # reports ourselves.
+    status=0
+    ctest --test-dir "$dir" -j1 -V >"$log" 2>&1 || status=$?
+    grep -E '^ *[0-9]+/[0-9]+ Test +#' "$log" || true
+    if grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$log"; then
+        grep -nE -A12 'ERROR: (Leak|Address)Sanitizer|runtime error:' "$log" | head -80 >&2
+        echo "tests/run.sh: sanitizer reports in the $variant run (full log: $log)" >&2
+        status=1
+    fi
+    if [ $status -ne 0 ]; then
+        grep -nE -B2 -A20 '\[FAIL\]|\*\*\*Failed|\*\*\*Timeout|Exception' "$log" | head -200 >&2 || true
+        echo "tests/run.sh: $variant run failed (full log: $log)" >&2
+        exit 1
+    fi
+    sed -n '/tests passed/,$p' "$log"
 done

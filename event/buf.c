@@ -1,0 +1,49 @@
+/* buf.c -- the growable byte buffer that msgpack output and the stream
+ * signature's canonical text are written into.
+ *
+ * Capacity doubles, so appending n bytes in pieces costs O(n) copies. On
+ * failure the buffer keeps what it had: a caller may report the error and
+ * still free it normally.
+ */
+#include "event/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int aw_buf_reserve(aw_buf *buf, size_t more)
+{
+    if (more <= buf->cap - buf->len)
+        return AW_OK;
+    if (more > SIZE_MAX - buf->len)
+        return AW_ERR_NOMEM;
+    size_t need = buf->len + more;
+    size_t cap = buf->cap ? buf->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(buf->ptr, cap);
+    if (p == NULL)
+        return AW_ERR_NOMEM;
+    buf->ptr = p;
+    buf->cap = cap;
+    return AW_OK;
+}
+
+int aw_buf_append(aw_buf *buf, const void *data, size_t len)
+{
+    if (len == 0)
+        return AW_OK;
+    if (aw_buf_reserve(buf, len) != AW_OK)
+        return AW_ERR_NOMEM;
+    memcpy(buf->ptr + buf->len, data, len);
+    buf->len += len;
+    return AW_OK;
+}
+
+void aw_buf_free(aw_buf *buf)
+{
+    if (buf == NULL)
+        return;
+    free(buf->ptr);
+    buf->ptr = NULL;
+    buf->len = buf->cap = 0;
+}

@@ -1,0 +1,112 @@
+/* names.c -- the small vocabularies of the event model: stream roles and
+ * their default stream names, anchor kinds, revocation actions, and the
+ * decision and status values the detectors act on.
+ *
+ * Each name here is stored in the index or typed by users (--stream
+ * ROLE=NAME, query filters), so it is part of the interface: add names,
+ * never rename them. Look-ups are exact and case-sensitive, like Caracal's
+ * own values.
+ */
+#include "event/event.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name;
+    const char *stream;
+} roles[AW_ROLE_COUNT] = {
+    [AW_ROLE_AUDIT] = {"audit", "caracal.audit.events"},
+    [AW_ROLE_SESSION_REVOKE] = {"sessions", "caracal.sessions.revoke"},
+    [AW_ROLE_AGENT_LIFECYCLE] = {"lifecycle", "caracal.agents.lifecycle"},
+    [AW_ROLE_DELEGATION_INVALIDATE] = {"delegations",
+                                       "caracal.delegations.invalidate"},
+    [AW_ROLE_CALLS] = {"calls", "auditwatch.calls"},
+};
+
+const char *aw_stream_role_name(aw_stream_role role)
+{
+    if ((unsigned)role >= AW_ROLE_COUNT)
+        return "unknown";
+    return roles[role].name;
+}
+
+const char *aw_stream_role_default_stream(aw_stream_role role)
+{
+    if ((unsigned)role >= AW_ROLE_COUNT)
+        return "unknown";
+    return roles[role].stream;
+}
+
+int aw_stream_role_from_name(const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        if (strcmp(roles[r].name, name) == 0)
+            return r;
+    return -1;
+}
+
+/* Indexed by the enum value; index 0 is "no such value", for which the
+ * name functions return "unknown" (callers print names unchecked) and the
+ * look-ups return 0. */
+static const char *const anchor_names[] = {
+    [AW_ANCHOR_AUTHORITY_RECORD] = "authority_record",
+    [AW_ANCHOR_AGENT_SESSION] = "agent_session",
+    [AW_ANCHOR_DELEGATION_EDGE] = "delegation_edge",
+};
+
+static const char *const action_names[] = {
+    [AW_ACTION_REVOKE] = "revoke",
+    [AW_ACTION_SUSPEND] = "suspend",
+    [AW_ACTION_RESUME] = "resume",
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *name_of(const char *const *names, size_t n, unsigned v)
+{
+    return v > 0 && v < n ? names[v] : "unknown";
+}
+
+static unsigned value_of(const char *const *names, size_t n, const char *name)
+{
+    if (name == NULL)
+        return 0;
+    for (unsigned v = 1; v < n; v++)
+        if (strcmp(names[v], name) == 0)
+            return v;
+    return 0;
+}
+
+const char *aw_anchor_kind_name(aw_anchor_kind kind)
+{
+    return name_of(anchor_names, COUNT(anchor_names), kind);
+}
+
+aw_anchor_kind aw_anchor_kind_from_name(const char *name)
+{
+    return (aw_anchor_kind)value_of(anchor_names, COUNT(anchor_names), name);
+}
+
+const char *aw_revocation_action_name(aw_revocation_action action)
+{
+    return name_of(action_names, COUNT(action_names), action);
+}
+
+aw_revocation_action aw_revocation_action_from_name(const char *name)
+{
+    return (aw_revocation_action)value_of(action_names, COUNT(action_names),
+                                          name);
+}
+
+bool aw_decision_grants(const char *decision)
+{
+    return decision != NULL && (strcmp(decision, "allow") == 0 ||
+                                strcmp(decision, "consumed") == 0);
+}
+
+bool aw_status_is_success(int status)
+{
+    return status >= 200 && status < 400;
+}
