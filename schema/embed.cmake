@@ -1,5 +1,5 @@
 # Writes OUT: a C array of {version, sql} for every FILES entry named NNNN_*.sql.
-set(body "/* Generated from schema/*.sql by schema/embed.cmake. Do not edit. */\n")
+set(body "/* Generated from schema/NNNN_name.sql by schema/embed.cmake. Do not edit. */\n")
 string(APPEND body "#include <stddef.h>\n\nconst struct aw_schema_migration { int version; const char *name; const char *sql; }\naw_schema_migrations[] = {\n")
 set(count 0)
 foreach(f ${FILES})

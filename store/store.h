@@ -55,7 +55,8 @@ void aw_store_close(aw_store *store);
 /* The schema version of an open index. */
 int aw_store_schema_version(aw_store *store);
 
-/* BEGIN IMMEDIATE; waits for another writer up to the busy timeout. */
+/* BEGIN IMMEDIATE; waits for another writer up to the busy timeout (5 s).
+ * Fails on a READONLY handle. */
 int aw_store_begin(aw_store *store, aw_error *err);
 int aw_store_commit(aw_store *store, aw_error *err);
 /* Never fails; safe to call when no transaction is open. */
@@ -102,7 +103,9 @@ int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
                           aw_reject_reason reason, const char *detail,
                           aw_error *err);
 
-/* Remembers the last entry id of stream that this transaction covers. */
+/* Remembers the last entry id of stream that this transaction covers, with
+ * the wall-clock time of the call as updated_at (the one place the store
+ * reads a clock). */
 int aw_store_set_checkpoint(aw_store *store, const char *stream,
                             const char *entry_id, aw_error *err);
 
@@ -232,7 +235,8 @@ typedef struct aw_call_row {
 
 typedef int (*aw_call_row_fn)(const aw_call_row *row, void *ud);
 
-/* rowid != 0: that call; else request_id (NULL: any) within the window. */
+/* rowid != 0: that call; else request_id (NULL: any) within the window
+ * since_ns <= occurred_at < until_ns, where until_ns 0 means no end. */
 int aw_store_query_calls(aw_store *store, int64_t rowid,
                          const char *request_id, int64_t since_ns,
                          int64_t until_ns, aw_call_row_fn fn, void *ud,
@@ -345,6 +349,13 @@ typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
 /* Entries whose id time is in [since_ms, until_ms), in ingest order. */
 int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
                           aw_entry_row_fn fn, void *ud, aw_error *err);
+
+/* The one entry stored at row rowid (an aw_entry_row rowid, or the
+ * entry_rowid of an event, revocation, call or rejected row): fn is called
+ * once with it, and its return value is returned. AW_ERR_NOTFOUND (err set)
+ * when no entry has that row id. One primary-key seek. */
+int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
+                       void *ud, aw_error *err);
 
 /* Result of re-computing the chain over every entry. */
 typedef struct aw_chain_report {

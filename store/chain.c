@@ -1,0 +1,216 @@
+/* chain.c -- raw entries read back, and the hash chain that makes editing
+ * or deleting them detectable.
+ *
+ * Raw entries are read by id-time window (`export`, `replay`) or one at a
+ * time by row (`trace` shows what only the raw entry holds: determining
+ * policies, diagnostics, the whole delegation chain).
+ *
+ * chain_0 is 32 zero bytes and chain_i = SHA-256(chain_{i-1} || stream ||
+ * 0x00 || entry_id || 0x00 || raw). Entry rows are numbered 1, 2, 3, ...
+ * without gaps (aw_store_put_entry assigns them), and the tip (last row and
+ * head) is written with every commit that added entries. So verification,
+ * walking rows in order inside one read snapshot, can name the first break:
+ *  - a gap in row numbers: rows deleted;
+ *  - a row whose stored chain differs from the recomputed one: that row was
+ *    edited (its raw bytes, its ids, or its chain value);
+ *  - fewer rows than the tip says: the last rows were deleted;
+ *  - a last head that differs from the tip's: rows edited and re-chained.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/handle.h"
+
+#define VERIFY_PROGRESS_EVERY 100000
+#define VERIFY_STOP 1
+
+static int entry_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct row_ctx *c = ctx;
+    char entry_id[STORE_ENTRY_ID_MAX];
+    aw_entry_row row = {
+        .rowid = sqlite3_column_int64(stmt, 0),
+        .stream = store_column_text(stmt, 1),
+        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 2),
+                                          sqlite3_column_int64(stmt, 3),
+                                          entry_id),
+        .id_ms = sqlite3_column_int64(stmt, 2),
+        .raw = sqlite3_column_blob(stmt, 4),
+        .raw_len = (size_t)sqlite3_column_bytes(stmt, 4),
+        .truncated = sqlite3_column_type(stmt, 5) != SQLITE_NULL,
+        .chain = sqlite3_column_blob(stmt, 6),
+    };
+    return c->fn.entry(&row, c->ud);
+}
+
+int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
+                          aw_entry_row_fn fn, void *ud, aw_error *err)
+{
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, STMT_ENTRIES_WINDOW, &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, since_ms);
+    sqlite3_bind_int64(stmt, 2, until_ms);
+    struct row_ctx ctx = {.fn.entry = fn, .ud = ud};
+    return store_each_row(store, stmt, entry_row, &ctx, err,
+                          "read entries");
+}
+
+int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
+                       void *ud, aw_error *err)
+{
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, STMT_ENTRY_BY_ROWID, &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, rowid);
+    struct row_ctx ctx = {.fn.entry = fn, .ud = ud};
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW)
+        rc = entry_row(stmt, &ctx);
+    else if (step == SQLITE_DONE)
+        rc = aw_error_set(err, AW_ERR_NOTFOUND, "no entry at row %lld",
+                          (long long)rowid);
+    else
+        rc = store_fail(store, err, "look up entry");
+    sqlite3_reset(stmt);
+    return rc;
+}
+
+struct verify {
+    aw_chain_report *report;
+    void (*progress)(int64_t checked, void *ud);
+    void *ud;
+    int64_t next_rowid;
+    unsigned char head[32];
+    aw_buf buf;
+    int rc;          /* AW_ERR_NOMEM when hashing could not allocate */
+};
+
+static int verify_break(struct verify *v, int64_t rowid, const char *fmt,
+                        int64_t a, int64_t b)
+{
+    v->report->ok = false;
+    v->report->first_bad_rowid = rowid;
+    snprintf(v->report->what, sizeof v->report->what, fmt, (long long)a,
+             (long long)b);
+    return VERIFY_STOP;
+}
+
+static int verify_missing(struct verify *v, int64_t first, int64_t last)
+{
+    if (first == last)
+        return verify_break(v, first, "row %lld missing", first, last);
+    return verify_break(v, first, "rows %lld-%lld missing", first, last);
+}
+
+static int verify_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct verify *v = ctx;
+    int64_t rowid = sqlite3_column_int64(stmt, 0);
+    if (rowid != v->next_rowid)
+        return verify_missing(v, v->next_rowid, rowid - 1);
+    const char *stream = store_column_text(stmt, 1);
+    char entry_id[STORE_ENTRY_ID_MAX];
+    store_format_entry_id(sqlite3_column_int64(stmt, 2),
+                          sqlite3_column_int64(stmt, 3), entry_id);
+    const void *raw = sqlite3_column_blob(stmt, 4);
+    size_t raw_len = (size_t)sqlite3_column_bytes(stmt, 4);
+    if (store_chain_prefix(&v->buf, v->head, stream ? stream : "",
+                           entry_id) != AW_OK ||
+        store_buf_append(&v->buf, raw, raw_len) != AW_OK) {
+        v->rc = AW_ERR_NOMEM;
+        return VERIFY_STOP;
+    }
+    unsigned char chain[32];
+    aw_sha256(v->buf.ptr, v->buf.len, chain);
+    if (sqlite3_column_bytes(stmt, 6) != 32 ||
+        memcmp(sqlite3_column_blob(stmt, 6), chain, 32) != 0)
+        return verify_break(v, rowid, "row %lld edited", rowid, 0);
+    memcpy(v->head, chain, 32);
+    v->next_rowid++;
+    v->report->checked++;
+    if (v->progress != NULL && v->report->checked % VERIFY_PROGRESS_EVERY == 0)
+        v->progress(v->report->checked, v->ud);
+    return AW_OK;
+}
+
+/* The tip the walk must end on: this transaction's, if it added entries,
+ * else the committed one. */
+static int verify_read_tip(aw_store *store, int64_t *last_rowid,
+                           unsigned char head[32], aw_error *err)
+{
+    if (store->in_tx) {
+        *last_rowid = store->last_rowid;
+        memcpy(head, store->head, 32);
+        return AW_OK;
+    }
+    sqlite3_stmt *tip;
+    int rc = store_stmt(store, STMT_TIP_GET, &tip, err);
+    if (rc != AW_OK)
+        return rc;
+    int step = sqlite3_step(tip);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(tip, 1) == 32) {
+        *last_rowid = sqlite3_column_int64(tip, 0);
+        memcpy(head, sqlite3_column_blob(tip, 1), 32);
+        rc = AW_OK;
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        rc = aw_error_set(err, AW_ERR, "index %s: chain tip is damaged",
+                          store->path);
+    } else {
+        rc = store_fail(store, err, "read chain tip");
+    }
+    sqlite3_reset(tip);
+    return rc;
+}
+
+static int verify_walk(aw_store *store, struct verify *v, aw_error *err)
+{
+    int64_t tip_rowid = 0;
+    unsigned char tip_head[32];
+    int rc = verify_read_tip(store, &tip_rowid, tip_head, err);
+    sqlite3_stmt *stmt;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_ENTRIES_ALL, &stmt, err);
+    if (rc == AW_OK)
+        rc = store_each_row(store, stmt, verify_row, v, err,
+                            "read entries");
+    if (rc == VERIFY_STOP)
+        return v->rc != AW_OK
+                   ? aw_error_set(err, v->rc, "out of memory")
+                   : AW_OK;
+    if (rc != AW_OK)
+        return rc;
+    int64_t last = v->next_rowid - 1;
+    if (last < tip_rowid)
+        verify_missing(v, last + 1, tip_rowid);
+    else if (last > tip_rowid)
+        verify_break(v, tip_rowid + 1,
+                     "rows %lld-%lld were added outside auditwatch",
+                     tip_rowid + 1, last);
+    else if (memcmp(v->head, tip_head, 32) != 0)
+        verify_break(v, last, "chain ends differently from its tip at row "
+                     "%lld: rows were edited and re-chained", last, 0);
+    return AW_OK;
+}
+
+int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
+                          void (*progress)(int64_t checked, void *ud),
+                          void *ud, aw_error *err)
+{
+    memset(report, 0, sizeof *report);
+    report->ok = true;
+    struct verify v = {.report = report, .progress = progress, .ud = ud,
+                       .next_rowid = 1};
+    /* One snapshot for the tip and every row. */
+    bool own_snapshot = !store->in_tx;
+    if (own_snapshot &&
+        sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return store_fail(store, err, "begin read");
+    int rc = verify_walk(store, &v, err);
+    if (own_snapshot)
+        sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+    aw_buf_free(&v.buf);
+    return rc;
+}

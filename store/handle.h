@@ -1,0 +1,175 @@
+/* handle.h -- the store handle and its prepared-statement cache (private to
+ * store/). Every fixed statement is named in enum store_stmt, prepared on
+ * first use with SQLITE_PREPARE_PERSISTENT and kept until close; event
+ * queries, whose SQL depends on the filter's shape, have a cache of their
+ * own (query.c). A statement handed out by store_stmt must be reset
+ * (sqlite3_reset; bindings stay, every caller rebinds every parameter)
+ * before the function that took it returns, so that no read
+ * transaction stays open on the connection behind the caller's back. */
+#ifndef AW_STORE_HANDLE_H
+#define AW_STORE_HANDLE_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+enum store_stmt {
+    STMT_STREAM_FIND,
+    STMT_STREAM_ADD,
+    STMT_TIP_GET,
+    STMT_TIP_SET,
+    STMT_ENTRY_ADD,
+    STMT_ENTRY_FIND,
+    STMT_EVENT_ADD,
+    STMT_EVENT_FIND,
+    STMT_ANCHOR_FIND,
+    STMT_ANCHOR_NAME_ADD,
+    STMT_ANCHOR_USE_ADD,
+    STMT_REVOCATION_ADD,
+    STMT_CALL_ADD,
+    STMT_REJECTED_ADD,
+    STMT_CHECKPOINT_SET,
+    STMT_META_GET,
+    STMT_META_SET,
+    STMT_PENDING_ADD,
+    STMT_PENDING_DUE,
+    STMT_PENDING_DELETE,
+    STMT_REVOCATIONS_BY_ANCHOR,
+    STMT_REVOCATIONS_BY_TIME,
+    STMT_CALL_BY_ROWID,
+    STMT_CALLS_BY_REQUEST,
+    STMT_CALLS_BY_TIME,
+    STMT_REJECTED_SINCE,
+    STMT_ALERT_GET,
+    STMT_ALERT_ADD,
+    STMT_ALERT_ESCALATE,
+    STMT_ALERT_RESOLVE,
+    STMT_ALERT_ACK,
+    STMT_ALERTS_BY_ID,
+    STMT_ALERTS_BY_REQUEST,
+    STMT_ALERTS_BY_TIME,
+    STMT_ENTRIES_WINDOW,
+    STMT_ENTRIES_ALL,
+    STMT_ENTRY_BY_ROWID,
+    STMT_CHECKPOINTS_ALL,
+    STMT_REJECTED_BY_REASON,
+    STMT_OPEN_ALERTS_BY_KIND,
+    STMT_STATS,
+    STMT_COUNT
+};
+
+/* One cached event query: the filter shape it was built for. */
+struct store_shape_stmt {
+    unsigned shape;
+    size_t n_event_types;
+    sqlite3_stmt *stmt;
+};
+
+#define STORE_SHAPE_CACHE 32
+
+/* A remembered anchor number. Names are never deleted, so a number stays
+ * right for as long as the transaction that added it is not rolled back;
+ * the cache is emptied on rollback. anchor_no 0: empty slot. */
+#define STORE_ANCHOR_CACHE 8192 /* slots, a power of two */
+struct store_anchor_slot {
+    int64_t anchor_no;
+    int kind;
+    char id[52];
+};
+
+struct store_stream_name {
+    char *name;
+    int64_t stream_no;
+};
+
+struct aw_store {
+    sqlite3 *db;
+    char *path;
+    unsigned flags;
+    int schema_version;
+
+    /* Valid between aw_store_begin and commit/rollback: the chain head and
+     * last entry row as this transaction has extended them. */
+    bool in_tx;
+    bool chain_dirty;
+    int64_t last_rowid;
+    unsigned char head[32];
+
+    /* Stream name -> stream_no; forgotten on rollback, since a name added
+     * by a rolled-back transaction no longer exists. */
+    struct store_stream_name *streams;
+    size_t nstreams;
+
+    struct store_anchor_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
+
+    aw_buf pack;    /* reused to pack entries */
+    sqlite3_stmt *stmts[STMT_COUNT];
+    struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
+    size_t nshapes;
+};
+
+/* *out = the statement, prepared on first use; owned by the handle. */
+int store_stmt(aw_store *store, enum store_stmt id, sqlite3_stmt **out,
+               aw_error *err);
+/* Prepares sql for the life of the handle (PERSISTENT); caller finalizes. */
+int store_prepare(aw_store *store, const char *sql, sqlite3_stmt **out,
+                  aw_error *err);
+
+/* Fills err from the connection's last error and returns the matching
+ * AW_ERR_* code. what names the operation ("insert event"). */
+int store_fail(aw_store *store, aw_error *err, const char *what);
+/* Steps a statement that returns no row, then resets it. */
+int store_exec_stmt(aw_store *store, sqlite3_stmt *stmt, aw_error *err,
+                    const char *what);
+/* AW_ERR unless a transaction is open (writers must be inside one). */
+int store_require_tx(aw_store *store, aw_error *err, const char *what);
+
+/* Steps stmt to the end, calling row for each row; row's non-zero return
+ * stops the walk and is returned. Resets stmt in every case. */
+typedef int (*store_row_fn)(sqlite3_stmt *stmt, void *ctx);
+int store_each_row(aw_store *store, sqlite3_stmt *stmt, store_row_fn row,
+                   void *ctx, aw_error *err, const char *what);
+
+/* What a row callback of store_each_row hands a row to. */
+struct row_ctx {
+    union {
+        aw_event_row_fn event;
+        aw_revocation_row_fn revocation;
+        aw_call_row_fn call;
+        aw_rejected_row_fn rejected;
+        aw_alert_fn alert;
+        aw_entry_row_fn entry;
+        aw_count_fn count;
+        aw_checkpoint_fn checkpoint;
+    } fn;
+    void *ud;
+};
+
+/* LIMIT value for a size_t limit where 0 means none. */
+int64_t store_limit(size_t limit);
+
+/* Column text, or NULL for SQL NULL. */
+const char *store_column_text(sqlite3_stmt *stmt, int col);
+
+/* The indexed key of a random id (events.id_key, request_key): the first
+ * 8 bytes of its SHA-256. A cryptographic hash, so nobody can make many ids
+ * share a key and turn look-ups into scans. */
+int64_t store_id_key(const char *id);
+
+/* "<ms>-<seq>" into buf (at least STORE_ENTRY_ID_MAX bytes). */
+#define STORE_ENTRY_ID_MAX 48
+char *store_format_entry_id(int64_t ms, int64_t seq, char *buf);
+
+/* Appends n bytes to buf, growing it with realloc (as event/ does). */
+int store_buf_append(aw_buf *buf, const void *bytes, size_t n);
+/* The hash chain: chain_i = SHA-256(chain_{i-1} || stream || 0x00 ||
+ * entry_id || 0x00 || raw). store_chain_prefix empties buf and writes
+ * everything before raw; the caller appends raw and hashes buf whole, so
+ * the packed entry is hashed where it was built, without a copy. */
+int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
+                       const char *stream, const char *entry_id);
+
+/* Releases the event query cache (query.c). */
+void store_shapes_free(aw_store *store);
+
+#endif /* AW_STORE_HANDLE_H */

@@ -1,0 +1,573 @@
+/* ingest.c -- everything the consumer writes inside one batch transaction:
+ * raw entries (chained), decoded events with their anchors, revocations,
+ * observed calls, rejections, checkpoints, meta counters and the pending
+ * detector deadlines.
+ *
+ * Idempotence: an entry is inserted with ON CONFLICT DO NOTHING on its
+ * (stream, id) key, and only when that changed no row (a redelivery) is the
+ * existing row looked up. An event is first looked up by its id key (the
+ * events table has no unique text index, see schema) and its content hash
+ * compared; writers are serialised by BEGIN IMMEDIATE, so look-up then
+ * insert cannot race. The entry's packed form is built right behind the
+ * chain prefix in one reused buffer, so hashing it into the chain costs no
+ * copy. Stream and anchor names are numbered dictionaries (see schema),
+ * with the numbers remembered in the handle.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/handle.h"
+
+/* Rows visited per read of the pending table. */
+#define PENDING_CHUNK 256
+
+/* The number of a name in a dictionary table (streams, anchor_names),
+ * added if absent. find and add bind :name and, if they have it, :kind. */
+static int store_name_no(aw_store *store, enum store_stmt find_id,
+                         enum store_stmt add_id, int kind, const char *name,
+                         int64_t *no, aw_error *err)
+{
+    sqlite3_stmt *find, *add;
+    int rc = store_stmt(store, find_id, &find, err);
+    if (rc == AW_OK)
+        rc = store_stmt(store, add_id, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_stmt *both[2] = {find, add};
+    for (int i = 0; i < 2; i++) {
+        int kind_at = sqlite3_bind_parameter_index(both[i], ":kind");
+        if (kind_at > 0)
+            sqlite3_bind_int(both[i], kind_at, kind);
+        sqlite3_bind_text(both[i],
+                          sqlite3_bind_parameter_index(both[i], ":name"), name,
+                          -1, SQLITE_STATIC);
+    }
+    int step = sqlite3_step(find);
+    if (step == SQLITE_ROW)
+        *no = sqlite3_column_int64(find, 0);
+    sqlite3_reset(find);
+    if (step == SQLITE_ROW)
+        return AW_OK;
+    if (step != SQLITE_DONE)
+        return store_fail(store, err, "look up name");
+    rc = store_exec_stmt(store, add, err, "store name");
+    if (rc == AW_OK)
+        *no = sqlite3_last_insert_rowid(store->db);
+    return rc;
+}
+
+static int store_stream_no(aw_store *store, const char *name, int64_t *no,
+                           aw_error *err)
+{
+    for (size_t i = 0; i < store->nstreams; i++) {
+        if (strcmp(store->streams[i].name, name) == 0) {
+            *no = store->streams[i].stream_no;
+            return AW_OK;
+        }
+    }
+    int rc = store_name_no(store, STMT_STREAM_FIND, STMT_STREAM_ADD, 0, name,
+                           no, err);
+    if (rc != AW_OK)
+        return rc;
+    struct store_stream_name *grown =
+        realloc(store->streams, (store->nstreams + 1) * sizeof *grown);
+    if (grown != NULL)
+        store->streams = grown;
+    char *copy = grown != NULL ? strdup(name) : NULL;
+    if (copy == NULL)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    store->streams[store->nstreams++] = (struct store_stream_name){copy, *no};
+    return AW_OK;
+}
+
+/* Appends the packed form of entry with every value cut to
+ * AW_MAX_VALUE_BYTES. */
+static int store_pack_truncated(const aw_raw_entry *entry, aw_buf *out,
+                                aw_error *err)
+{
+    aw_field *fields = calloc(entry->nfields ? entry->nfields : 1,
+                              sizeof *fields);
+    if (fields == NULL)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < entry->nfields; i++) {
+        fields[i] = entry->fields[i];
+        if (fields[i].value.len > AW_MAX_VALUE_BYTES)
+            fields[i].value.len = AW_MAX_VALUE_BYTES;
+    }
+    aw_raw_entry *cut = NULL;
+    int rc = aw_raw_entry_new(entry->stream, entry->id, fields,
+                              entry->nfields, &cut, err);
+    free(fields);
+    if (rc == AW_OK)
+        rc = aw_raw_entry_pack(cut, out, err);
+    aw_raw_entry_free(cut);
+    return rc;
+}
+
+static int store_find_entry(aw_store *store, const aw_raw_entry *entry,
+                            int64_t stream_no, int64_t *rowid, aw_error *err)
+{
+    sqlite3_stmt *find;
+    int rc = store_stmt(store, STMT_ENTRY_FIND, &find, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(find, 1, (int64_t)entry->id_ms);
+    sqlite3_bind_int64(find, 2, (int64_t)entry->id_seq);
+    sqlite3_bind_int64(find, 3, stream_no);
+    int step = sqlite3_step(find);
+    if (step == SQLITE_ROW)
+        *rowid = sqlite3_column_int64(find, 0);
+    sqlite3_reset(find);
+    if (step == SQLITE_ROW)
+        return AW_OK;
+    if (step == SQLITE_DONE)
+        return aw_error_set(err, AW_ERR, "entry %s of %s was refused but is "
+                            "not stored (row %lld taken?)", entry->id.ptr,
+                            entry->stream.ptr,
+                            (long long)store->last_rowid + 1);
+    return store_fail(store, err, "look up entry");
+}
+
+int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
+                       int64_t *rowid, aw_put_result *result, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store entry");
+    if (rc != AW_OK)
+        return rc;
+    if (memchr(entry->stream.ptr, 0, entry->stream.len) != NULL)
+        return aw_error_reject(err, AW_REJECT_EMBEDDED_NUL,
+                               "stream name holds a NUL byte");
+    int64_t stream_no = 0;
+    rc = store_stream_no(store, entry->stream.ptr, &stream_no, err);
+    if (rc != AW_OK)
+        return rc;
+
+    char id[STORE_ENTRY_ID_MAX];
+    store_format_entry_id((int64_t)entry->id_ms, (int64_t)entry->id_seq, id);
+    aw_buf *buf = &store->pack;
+    if (store_chain_prefix(buf, store->head, entry->stream.ptr, id) != AW_OK)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    size_t raw_off = buf->len;
+    rc = aw_raw_entry_pack(entry, buf, err);
+    size_t orig_size = buf->len - raw_off;
+    bool truncated = rc == AW_OK && orig_size > AW_STORE_MAX_RAW_BYTES;
+    if (truncated) {
+        buf->len = raw_off;
+        rc = store_pack_truncated(entry, buf, err);
+    }
+    if (rc != AW_OK)
+        return rc;
+    unsigned char chain[32];
+    aw_sha256(buf->ptr, buf->len, chain);
+
+    sqlite3_stmt *add;
+    rc = store_stmt(store, STMT_ENTRY_ADD, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    int bind = sqlite3_bind_int64(add, 1, store->last_rowid + 1);
+    bind |= sqlite3_bind_int64(add, 2, stream_no);
+    bind |= sqlite3_bind_int64(add, 3, (int64_t)entry->id_ms);
+    bind |= sqlite3_bind_int64(add, 4, (int64_t)entry->id_seq);
+    bind |= sqlite3_bind_blob(add, 5, chain, 32, SQLITE_STATIC);
+    bind |= truncated ? sqlite3_bind_int64(add, 6, (int64_t)orig_size)
+                      : sqlite3_bind_null(add, 6);
+    bind |= sqlite3_bind_blob64(add, 7, buf->ptr + raw_off,
+                                buf->len - raw_off, SQLITE_STATIC);
+    if (bind != SQLITE_OK) {
+        sqlite3_reset(add);
+        return store_fail(store, err, "store entry");
+    }
+    rc = store_exec_stmt(store, add, err, "store entry");
+    if (rc != AW_OK)
+        return rc;
+    if (sqlite3_changes(store->db) == 0) {
+        *result = AW_PUT_DUPLICATE;
+        return store_find_entry(store, entry, stream_no, rowid, err);
+    }
+    store->last_rowid++;
+    memcpy(store->head, chain, 32);
+    store->chain_dirty = true;
+    *rowid = store->last_rowid;
+    *result = AW_PUT_INSERTED;
+    return AW_OK;
+}
+
+/* The first anchor of kind, which the decoder lists in the order
+ * session_id, agent_session_id, delegation_edge_id, chain elements. */
+static const char *store_first_anchor(const aw_audit_event *event,
+                                      aw_anchor_kind kind)
+{
+    for (size_t i = 0; i < event->nanchors; i++)
+        if (event->anchors[i].kind == kind)
+            return event->anchors[i].id;
+    return NULL;
+}
+
+/* The cache slot for anchor a (FNV-1a of kind and id), or NULL when its
+ * id is too long to be cached. */
+static struct store_anchor_slot *store_anchor_slot(aw_store *store,
+                                                   const aw_anchor *a)
+{
+    size_t len = strlen(a->id);
+    if (len >= sizeof store->anchors->id)
+        return NULL;
+    if (store->anchors == NULL &&
+        (store->anchors = calloc(STORE_ANCHOR_CACHE,
+                                 sizeof *store->anchors)) == NULL)
+        return NULL;
+    uint64_t h = 14695981039346656037ULL ^ (uint64_t)a->kind;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)a->id[i]) * 1099511628211ULL;
+    return &store->anchors[h & (STORE_ANCHOR_CACHE - 1)];
+}
+
+/* The number of anchor a, given to it the first time it is seen. Most
+ * anchors repeat (a session makes many calls), so numbers are remembered
+ * in a small direct-mapped cache before asking SQLite. */
+static int store_anchor_no(aw_store *store, const aw_anchor *a, int64_t *no,
+                           aw_error *err)
+{
+    struct store_anchor_slot *slot = store_anchor_slot(store, a);
+    if (slot != NULL && slot->anchor_no != 0 && slot->kind == (int)a->kind &&
+        strcmp(slot->id, a->id) == 0) {
+        *no = slot->anchor_no;
+        return AW_OK;
+    }
+    int rc = store_name_no(store, STMT_ANCHOR_FIND, STMT_ANCHOR_NAME_ADD,
+                           (int)a->kind, a->id, no, err);
+    if (rc != AW_OK)
+        return rc;
+    if (slot != NULL) {
+        slot->anchor_no = *no;
+        slot->kind = (int)a->kind;
+        strcpy(slot->id, a->id);
+    }
+    return AW_OK;
+}
+
+static int store_put_anchors(aw_store *store, const aw_audit_event *event,
+                             int64_t event_rowid, aw_error *err)
+{
+    if (event->nanchors == 0)
+        return AW_OK;
+    sqlite3_stmt *add;
+    int rc = store_stmt(store, STMT_ANCHOR_USE_ADD, &add, err);
+    for (size_t i = 0; rc == AW_OK && i < event->nanchors; i++) {
+        int64_t no = 0;
+        rc = store_anchor_no(store, &event->anchors[i], &no, err);
+        if (rc != AW_OK)
+            break;
+        sqlite3_bind_int64(add, 1, no);
+        sqlite3_bind_int64(add, 2, event->occurred_at_ns);
+        sqlite3_bind_int64(add, 3, event_rowid);
+        rc = store_exec_stmt(store, add, err, "store anchor use");
+    }
+    return rc;
+}
+
+/* *found false, or true with the stored event's row and whether its
+ * content is the same. */
+static int store_find_event(aw_store *store, const aw_audit_event *event,
+                            int64_t id_key, bool *found, int64_t *event_rowid,
+                            aw_put_result *result, aw_error *err)
+{
+    sqlite3_stmt *find;
+    int rc = store_stmt(store, STMT_EVENT_FIND, &find, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(find, 1, id_key);
+    sqlite3_bind_text(find, 2, event->id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(find);
+    *found = step == SQLITE_ROW;
+    if (step == SQLITE_ROW) {
+        *event_rowid = sqlite3_column_int64(find, 0);
+        bool same = sqlite3_column_bytes(find, 1) == 32 &&
+                    memcmp(sqlite3_column_blob(find, 1), event->content_hash,
+                           32) == 0;
+        *result = same ? AW_PUT_DUPLICATE : AW_PUT_CONFLICT;
+    } else if (step != SQLITE_DONE) {
+        rc = store_fail(store, err, "look up event");
+    }
+    sqlite3_reset(find);
+    return rc;
+}
+
+int aw_store_put_event(aw_store *store, int64_t entry_rowid,
+                       const aw_audit_event *event, int64_t *event_rowid,
+                       aw_put_result *result, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store event");
+    if (rc != AW_OK)
+        return rc;
+    if (event->id == NULL || event->zone_id == NULL)
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "event without %s",
+                               event->id == NULL ? "id" : "zone_id");
+    int64_t id_key = store_id_key(event->id);
+    bool found = false;
+    rc = store_find_event(store, event, id_key, &found, event_rowid, result,
+                          err);
+    if (rc != AW_OK || found)
+        return rc;
+    sqlite3_stmt *add;
+    rc = store_stmt(store, STMT_EVENT_ADD, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(add, 1, id_key);
+    if (event->request_id != NULL)
+        sqlite3_bind_int64(add, 2, store_id_key(event->request_id));
+    else
+        sqlite3_bind_null(add, 2);
+    sqlite3_bind_text(add, 3, event->id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(add, 4, event->content_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(add, 5, entry_rowid);
+    sqlite3_bind_int64(add, 6, event->occurred_at_ns);
+    sqlite3_bind_text(add, 7, event->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 8, event->zone_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 9, event->event_type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 10, event->decision, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 11, event->evaluation_status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 12, event->application_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 13, event->resource, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 14,
+                      store_first_anchor(event, AW_ANCHOR_AUTHORITY_RECORD),
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 15,
+                      store_first_anchor(event, AW_ANCHOR_AGENT_SESSION), -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(add, 16,
+                      store_first_anchor(event, AW_ANCHOR_DELEGATION_EDGE),
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 17, event->result_class, -1, SQLITE_STATIC);
+    sqlite3_bind_int(add, 18, event->upstream_status);
+    sqlite3_bind_int(add, 19, event->is_signed);
+    rc = store_exec_stmt(store, add, err, "store event");
+    if (rc != AW_OK)
+        return rc;
+    *event_rowid = sqlite3_last_insert_rowid(store->db);
+    *result = AW_PUT_INSERTED;
+    return store_put_anchors(store, event, *event_rowid, err);
+}
+
+int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
+                             const aw_revocation_set *set, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store revocations");
+    if (rc != AW_OK)
+        return rc;
+    if (set->zone_id == NULL)
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "revocation without zone_id");
+    sqlite3_stmt *add;
+    rc = store_stmt(store, STMT_REVOCATION_ADD, &add, err);
+    for (size_t i = 0; rc == AW_OK && i < set->n; i++) {
+        const aw_revocation *item = &set->items[i];
+        sqlite3_bind_int64(add, 1, entry_rowid);
+        sqlite3_bind_text(add, 2, set->zone_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(add, 3, (int)item->anchor.kind);
+        sqlite3_bind_text(add, 4, item->anchor.id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(add, 5, (int)item->action);
+        sqlite3_bind_int64(add, 6, set->at_ns);
+        sqlite3_bind_text(add, 7, set->reason, -1, SQLITE_STATIC);
+        rc = store_exec_stmt(store, add, err, "store revocation");
+    }
+    return rc;
+}
+
+int aw_store_put_call(aw_store *store, int64_t entry_rowid,
+                      const aw_observed_call *call, int64_t *call_rowid,
+                      aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store call");
+    if (rc != AW_OK)
+        return rc;
+    if (call->request_id == NULL)
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "observed call without request_id");
+    sqlite3_stmt *add;
+    rc = store_stmt(store, STMT_CALL_ADD, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(add, 1, entry_rowid);
+    sqlite3_bind_text(add, 2, call->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(add, 3, call->status);
+    sqlite3_bind_int64(add, 4, call->occurred_at_ns);
+    sqlite3_bind_text(add, 5, call->zone_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 6, call->resource, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 7, call->source, -1, SQLITE_STATIC);
+    rc = store_exec_stmt(store, add, err, "store call");
+    if (rc == AW_OK)
+        *call_rowid = sqlite3_last_insert_rowid(store->db);
+    return rc;
+}
+
+int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
+                          aw_reject_reason reason, const char *detail,
+                          aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store rejection");
+    sqlite3_stmt *add;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_REJECTED_ADD, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(add, 1, entry_rowid);
+    sqlite3_bind_text(add, 2, aw_reject_reason_name(reason), -1,
+                      SQLITE_STATIC);
+    sqlite3_bind_text(add, 3, detail, -1, SQLITE_STATIC);
+    return store_exec_stmt(store, add, err, "store rejection");
+}
+
+int aw_store_set_checkpoint(aw_store *store, const char *stream,
+                            const char *entry_id, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store checkpoint");
+    sqlite3_stmt *set;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_CHECKPOINT_SET, &set, err);
+    if (rc != AW_OK)
+        return rc;
+    /* The one wall-clock read of the store: when the checkpoint moved. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sqlite3_bind_text(set, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(set, 2, entry_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(set, 3,
+                       (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+    return store_exec_stmt(store, set, err, "store checkpoint");
+}
+
+int aw_store_meta_get(aw_store *store, const char *key, int64_t *value,
+                      aw_error *err)
+{
+    sqlite3_stmt *get;
+    int rc = store_stmt(store, STMT_META_GET, &get, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_text(get, 1, key, -1, SQLITE_STATIC);
+    int step = sqlite3_step(get);
+    if (step == SQLITE_ROW) {
+        *value = sqlite3_column_int64(get, 0);
+        rc = AW_OK;
+    } else if (step == SQLITE_DONE) {
+        rc = aw_error_set(err, AW_ERR_NOTFOUND, "no meta value %s", key);
+    } else {
+        rc = store_fail(store, err, "read meta value");
+    }
+    sqlite3_reset(get);
+    return rc;
+}
+
+int aw_store_meta_set(aw_store *store, const char *key, int64_t value,
+                      aw_error *err)
+{
+    int rc = store_require_tx(store, err, "store meta value");
+    sqlite3_stmt *set;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_META_SET, &set, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_text(set, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(set, 2, value);
+    return store_exec_stmt(store, set, err, "store meta value");
+}
+
+int aw_store_pending_add(aw_store *store, int kind, int64_t deadline_ns,
+                         int64_t ref, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "add pending check");
+    sqlite3_stmt *add;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_PENDING_ADD, &add, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(add, 1, deadline_ns);
+    sqlite3_bind_int(add, 2, kind);
+    sqlite3_bind_int64(add, 3, ref);
+    return store_exec_stmt(store, add, err, "add pending check");
+}
+
+struct pending_key {
+    int64_t deadline;
+    int64_t ref;
+    int kind;
+};
+
+/* Reads up to PENDING_CHUNK due checks after *after into chunk. */
+static int store_pending_read(aw_store *store, int64_t clock_ns,
+                              const struct pending_key *after,
+                              struct pending_key *chunk, size_t *n,
+                              aw_error *err)
+{
+    sqlite3_stmt *due;
+    int rc = store_stmt(store, STMT_PENDING_DUE, &due, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(due, 1, clock_ns);
+    sqlite3_bind_int64(due, 2, after->deadline);
+    sqlite3_bind_int(due, 3, after->kind);
+    sqlite3_bind_int64(due, 4, after->ref);
+    sqlite3_bind_int(due, 5, PENDING_CHUNK);
+    int step;
+    *n = 0;
+    while ((step = sqlite3_step(due)) == SQLITE_ROW) {
+        chunk[*n].deadline = sqlite3_column_int64(due, 0);
+        chunk[*n].kind = sqlite3_column_int(due, 1);
+        chunk[*n].ref = sqlite3_column_int64(due, 2);
+        (*n)++;
+    }
+    sqlite3_reset(due);
+    if (step != SQLITE_DONE)
+        return store_fail(store, err, "read pending checks");
+    return AW_OK;
+}
+
+/* The due rows are read in chunks and the callbacks run with no statement
+ * open on the pending table, so fn may add checks; each visited key is
+ * remembered and deleted only once every callback agreed. */
+int aw_store_pending_take_due(aw_store *store, int64_t clock_ns,
+                              aw_pending_fn fn, void *ud, aw_error *err)
+{
+    int rc = store_require_tx(store, err, "take pending checks");
+    if (rc != AW_OK)
+        return rc;
+    struct pending_key chunk[PENDING_CHUNK];
+    struct pending_key after = {INT64_MIN, INT64_MIN, INT32_MIN};
+    struct pending_key *visited = NULL;
+    size_t nvisited = 0, cap = 0, n = 0;
+    do {
+        rc = store_pending_read(store, clock_ns, &after, chunk, &n, err);
+        if (rc == AW_OK && nvisited + n > cap) {
+            size_t grown_cap = cap ? cap * 2 : PENDING_CHUNK;
+            while (grown_cap < nvisited + n)
+                grown_cap *= 2;
+            struct pending_key *grown =
+                realloc(visited, grown_cap * sizeof *grown);
+            if (grown == NULL)
+                rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+            else {
+                visited = grown;
+                cap = grown_cap;
+            }
+        }
+        for (size_t i = 0; rc == AW_OK && i < n; i++) {
+            rc = fn(chunk[i].kind, chunk[i].deadline, chunk[i].ref, ud);
+            visited[nvisited++] = chunk[i];
+        }
+        if (n > 0)
+            after = chunk[n - 1];
+    } while (rc == AW_OK && n == PENDING_CHUNK);
+
+    sqlite3_stmt *del = NULL;
+    if (rc == AW_OK && nvisited > 0)
+        rc = store_stmt(store, STMT_PENDING_DELETE, &del, err);
+    for (size_t i = 0; rc == AW_OK && i < nvisited; i++) {
+        sqlite3_bind_int64(del, 1, visited[i].deadline);
+        sqlite3_bind_int(del, 2, visited[i].kind);
+        sqlite3_bind_int64(del, 3, visited[i].ref);
+        rc = store_exec_stmt(store, del, err, "delete pending check");
+    }
+    free(visited);
+    return rc;
+}

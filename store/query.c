@@ -1,0 +1,407 @@
+/* query.c -- reading the index: events, revocations, observed calls and
+ * rejected entries.
+ *
+ * Event queries are built from the filter's shape (which members are set)
+ * and cached, one prepared statement per shape, so the detectors can ask
+ * "events of request R" or "grants of anchor A after T" on the hot path
+ * without parsing SQL. Values are bound by name, so the text builder and
+ * the binder need only agree on which members are set. An anchor filter
+ * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
+ * event_rowid), whose order is the result order; everything else walks
+ * events, through events_by_request, events_by_event_id or events_by_time.
+ *
+ * Results are ordered by (occurred_at, rowid), and the cursor names the
+ * last row seen, so paging is stable while rows are being added.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/handle.h"
+
+#define EVENT_TYPES_MAX 32
+
+enum event_shape_bit {
+    SHAPE_ROWID = 1 << 0,
+    SHAPE_EVENT_ID = 1 << 1,
+    SHAPE_REQUEST_ID = 1 << 2,
+    SHAPE_ZONE = 1 << 3,
+    SHAPE_DECISION = 1 << 4,
+    SHAPE_RESOURCE = 1 << 5,
+    SHAPE_APPLICATION = 1 << 6,
+    SHAPE_EVENT_TYPES = 1 << 7,
+    SHAPE_GRANTS = 1 << 8,
+    SHAPE_ANCHOR = 1 << 9,
+    SHAPE_SINCE = 1 << 10,
+    SHAPE_UNTIL = 1 << 11,
+    SHAPE_CURSOR = 1 << 12,
+};
+
+static unsigned event_filter_shape(const aw_event_filter *f)
+{
+    unsigned shape = 0;
+    shape |= f->rowid != 0 ? SHAPE_ROWID : 0;
+    shape |= f->event_id != NULL ? SHAPE_EVENT_ID : 0;
+    shape |= f->request_id != NULL ? SHAPE_REQUEST_ID : 0;
+    shape |= f->zone_id != NULL ? SHAPE_ZONE : 0;
+    shape |= f->decision != NULL ? SHAPE_DECISION : 0;
+    shape |= f->resource != NULL ? SHAPE_RESOURCE : 0;
+    shape |= f->application_id != NULL ? SHAPE_APPLICATION : 0;
+    shape |= f->n_event_types > 0 ? SHAPE_EVENT_TYPES : 0;
+    shape |= f->grants_only ? SHAPE_GRANTS : 0;
+    shape |= f->anchor.kind != 0 ? SHAPE_ANCHOR : 0;
+    shape |= f->has_since ? SHAPE_SINCE : 0;
+    shape |= f->has_until ? SHAPE_UNTIL : 0;
+    shape |= f->has_cursor ? SHAPE_CURSOR : 0;
+    return shape;
+}
+
+/* Conditions that need no more than their shape bit and one value. */
+static const struct {
+    unsigned bit;
+    const char *sql;
+} event_equalities[] = {
+    {SHAPE_ROWID, " AND e.rowid = :rowid"},
+    {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND e.event_id = :event_id"},
+    {SHAPE_REQUEST_ID,
+     " AND e.request_key = :request_key AND e.request_id = :request_id"},
+    {SHAPE_ZONE, " AND e.zone_id = :zone_id"},
+    {SHAPE_DECISION, " AND e.decision = :decision"},
+    {SHAPE_RESOURCE, " AND e.resource = :resource"},
+    {SHAPE_APPLICATION, " AND e.application_id = :application_id"},
+    {SHAPE_GRANTS, " AND e.decision IN ('allow', 'consumed')"},
+};
+
+static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
+{
+    bool anchor = shape & SHAPE_ANCHOR;
+    /* With an anchor filter the anchor_uses key gives the order. */
+    const char *t = anchor ? "a.occurred_at" : "e.occurred_at";
+    const char *r = anchor ? "a.event_rowid" : "e.rowid";
+    char part[512];
+    int rc = AW_OK;
+#define SQL_ADD(text) \
+    do { if (rc == AW_OK) rc = store_buf_append(sql, (text), strlen(text)); } \
+    while (0)
+    SQL_ADD("SELECT e.rowid, e.entry_rowid, "
+            "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
+            "n.id_ms, n.id_seq, e.event_id, e.zone_id, e.event_type, "
+            "e.request_id, e.decision, e.evaluation_status, "
+            "e.application_id, e.resource, e.session_id, "
+            "e.agent_session_id, e.delegation_edge_id, e.result_class, "
+            "e.upstream_status, e.occurred_at, e.is_signed ");
+    if (anchor)
+        SQL_ADD("FROM anchor_names an CROSS JOIN anchor_uses a ON "
+                "a.anchor_no = an.anchor_no CROSS JOIN events e ON "
+                "e.rowid = a.event_rowid JOIN entries n ON "
+                "n.rowid = e.entry_rowid WHERE an.kind = :anchor_kind AND "
+                "an.anchor_id = :anchor_id");
+    else
+        SQL_ADD("FROM events e JOIN entries n ON n.rowid = e.entry_rowid "
+                "WHERE 1");
+    for (size_t i = 0; i < sizeof event_equalities / sizeof *event_equalities;
+         i++)
+        if (shape & event_equalities[i].bit)
+            SQL_ADD(event_equalities[i].sql);
+    if (shape & SHAPE_EVENT_TYPES) {
+        SQL_ADD(" AND e.event_type IN (");
+        for (size_t i = 0; i < n_types; i++) {
+            snprintf(part, sizeof part, "%s:type%zu", i ? ", " : "", i);
+            SQL_ADD(part);
+        }
+        SQL_ADD(")");
+    }
+    if (shape & SHAPE_SINCE) {
+        snprintf(part, sizeof part, " AND %s >= :since", t);
+        SQL_ADD(part);
+    }
+    if (shape & SHAPE_UNTIL) {
+        snprintf(part, sizeof part, " AND %s < :until", t);
+        SQL_ADD(part);
+    }
+    if (shape & SHAPE_CURSOR) {
+        /* The plain >= lets the planner use the time index as a range. */
+        snprintf(part, sizeof part,
+                 " AND %s >= :cursor_t AND (%s > :cursor_t OR %s > :cursor_r)",
+                 t, t, r);
+        SQL_ADD(part);
+    }
+    snprintf(part, sizeof part, " ORDER BY %s, %s LIMIT :limit", t, r);
+    SQL_ADD(part);
+    if (rc == AW_OK)
+        rc = store_buf_append(sql, "", 1);
+#undef SQL_ADD
+    return rc;
+}
+
+static void bind_text_named(sqlite3_stmt *stmt, const char *name,
+                            const char *value)
+{
+    int i = sqlite3_bind_parameter_index(stmt, name);
+    if (i > 0)
+        sqlite3_bind_text(stmt, i, value, -1, SQLITE_STATIC);
+}
+
+static void bind_int64_named(sqlite3_stmt *stmt, const char *name,
+                             int64_t value)
+{
+    int i = sqlite3_bind_parameter_index(stmt, name);
+    if (i > 0)
+        sqlite3_bind_int64(stmt, i, value);
+}
+
+static void event_query_bind(sqlite3_stmt *stmt, const aw_event_filter *f)
+{
+    bind_int64_named(stmt, ":rowid", f->rowid);
+    bind_text_named(stmt, ":event_id", f->event_id);
+    if (f->event_id != NULL)
+        bind_int64_named(stmt, ":event_key", store_id_key(f->event_id));
+    bind_text_named(stmt, ":request_id", f->request_id);
+    if (f->request_id != NULL)
+        bind_int64_named(stmt, ":request_key", store_id_key(f->request_id));
+    bind_text_named(stmt, ":zone_id", f->zone_id);
+    bind_text_named(stmt, ":decision", f->decision);
+    bind_text_named(stmt, ":resource", f->resource);
+    bind_text_named(stmt, ":application_id", f->application_id);
+    for (size_t i = 0; i < f->n_event_types; i++) {
+        char name[32];
+        snprintf(name, sizeof name, ":type%zu", i);
+        bind_text_named(stmt, name, f->event_types[i]);
+    }
+    bind_int64_named(stmt, ":anchor_kind", f->anchor.kind);
+    bind_text_named(stmt, ":anchor_id", f->anchor.id);
+    bind_int64_named(stmt, ":since", f->since_ns);
+    bind_int64_named(stmt, ":until", f->until_ns);
+    bind_int64_named(stmt, ":cursor_t", f->cursor_occurred_ns);
+    bind_int64_named(stmt, ":cursor_r", f->cursor_rowid);
+    bind_int64_named(stmt, ":limit", store_limit(f->limit));
+}
+
+/* The cached statement for this shape, or a new one (*owned: the caller
+ * finalizes it) once the cache is full. */
+static int event_query_stmt(aw_store *store, unsigned shape, size_t n_types,
+                            sqlite3_stmt **out, bool *owned, aw_error *err)
+{
+    *owned = false;
+    for (size_t i = 0; i < store->nshapes; i++) {
+        if (store->shapes[i].shape == shape &&
+            store->shapes[i].n_event_types == n_types) {
+            *out = store->shapes[i].stmt;
+            return AW_OK;
+        }
+    }
+    aw_buf sql = {0};
+    int rc = event_query_sql(shape, n_types, &sql);
+    if (rc != AW_OK) {
+        aw_buf_free(&sql);
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    rc = store_prepare(store, sql.ptr, out, err);
+    aw_buf_free(&sql);
+    if (rc != AW_OK)
+        return rc;
+    if (store->nshapes < STORE_SHAPE_CACHE)
+        store->shapes[store->nshapes++] =
+            (struct store_shape_stmt){shape, n_types, *out};
+    else
+        *owned = true;
+    return AW_OK;
+}
+
+void store_shapes_free(aw_store *store)
+{
+    for (size_t i = 0; i < store->nshapes; i++)
+        sqlite3_finalize(store->shapes[i].stmt);
+    store->nshapes = 0;
+}
+
+static int event_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct row_ctx *c = ctx;
+    char entry_id[STORE_ENTRY_ID_MAX];
+    aw_event_row row = {
+        .rowid = sqlite3_column_int64(stmt, 0),
+        .entry_rowid = sqlite3_column_int64(stmt, 1),
+        .stream = store_column_text(stmt, 2),
+        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                          sqlite3_column_int64(stmt, 4),
+                                          entry_id),
+        .arrived_ns = sqlite3_column_int64(stmt, 3) * 1000000,
+        .event_id = store_column_text(stmt, 5),
+        .zone_id = store_column_text(stmt, 6),
+        .event_type = store_column_text(stmt, 7),
+        .request_id = store_column_text(stmt, 8),
+        .decision = store_column_text(stmt, 9),
+        .evaluation_status = store_column_text(stmt, 10),
+        .application_id = store_column_text(stmt, 11),
+        .resource = store_column_text(stmt, 12),
+        .session_id = store_column_text(stmt, 13),
+        .agent_session_id = store_column_text(stmt, 14),
+        .delegation_edge_id = store_column_text(stmt, 15),
+        .result_class = store_column_text(stmt, 16),
+        .upstream_status = sqlite3_column_int(stmt, 17),
+        .occurred_at_ns = sqlite3_column_int64(stmt, 18),
+        .is_signed = sqlite3_column_int(stmt, 19) != 0,
+    };
+    return c->fn.event(&row, c->ud);
+}
+
+int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
+                          aw_event_row_fn fn, void *ud, aw_error *err)
+{
+    if (filter->n_event_types > EVENT_TYPES_MAX)
+        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
+                               "at most %d event types in one query",
+                               EVENT_TYPES_MAX);
+    if (filter->anchor.kind != 0 && filter->anchor.id == NULL)
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "anchor filter without an anchor id");
+    unsigned shape = event_filter_shape(filter);
+    size_t n_types = filter->n_event_types;
+    sqlite3_stmt *stmt;
+    bool owned;
+    int rc = event_query_stmt(store, shape, n_types, &stmt, &owned, err);
+    if (rc != AW_OK)
+        return rc;
+    event_query_bind(stmt, filter);
+    struct row_ctx ctx = {.fn.event = fn, .ud = ud};
+    rc = store_each_row(store, stmt, event_row, &ctx, err, "query events");
+    if (owned)
+        sqlite3_finalize(stmt);
+    return rc;
+}
+
+/* ---- Revocations, calls, rejected ---------------------------------------- */
+
+static int revocation_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct row_ctx *c = ctx;
+    char entry_id[STORE_ENTRY_ID_MAX];
+    aw_revocation_row row = {
+        .rowid = sqlite3_column_int64(stmt, 0),
+        .entry_rowid = sqlite3_column_int64(stmt, 1),
+        .stream = store_column_text(stmt, 2),
+        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                          sqlite3_column_int64(stmt, 4),
+                                          entry_id),
+        .zone_id = store_column_text(stmt, 5),
+        .anchor = {(aw_anchor_kind)sqlite3_column_int(stmt, 6),
+                   store_column_text(stmt, 7)},
+        .action = (aw_revocation_action)sqlite3_column_int(stmt, 8),
+        .at_ns = sqlite3_column_int64(stmt, 9),
+        .reason = store_column_text(stmt, 10),
+    };
+    return c->fn.revocation(&row, c->ud);
+}
+
+int aw_store_query_revocations(aw_store *store,
+                               const aw_revocation_filter *filter,
+                               aw_revocation_row_fn fn, void *ud,
+                               aw_error *err)
+{
+    bool by_anchor = filter->anchor.kind != 0;
+    if (by_anchor && filter->anchor.id == NULL)
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "anchor filter without an anchor id");
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, by_anchor ? STMT_REVOCATIONS_BY_ANCHOR
+                                         : STMT_REVOCATIONS_BY_TIME,
+                        &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    if (by_anchor) {
+        sqlite3_bind_int(stmt, 1, (int)filter->anchor.kind);
+        sqlite3_bind_text(stmt, 2, filter->anchor.id, -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_text(stmt, 3, filter->zone_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, filter->has_since ? filter->since_ns
+                                                  : INT64_MIN);
+    sqlite3_bind_int64(stmt, 5, filter->has_until ? filter->until_ns
+                                                  : INT64_MAX);
+    sqlite3_bind_int64(stmt, 6, store_limit(filter->limit));
+    struct row_ctx ctx = {.fn.revocation = fn, .ud = ud};
+    return store_each_row(store, stmt, revocation_row, &ctx, err,
+                          "query revocations");
+}
+
+static int call_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct row_ctx *c = ctx;
+    char entry_id[STORE_ENTRY_ID_MAX];
+    aw_call_row row = {
+        .rowid = sqlite3_column_int64(stmt, 0),
+        .entry_rowid = sqlite3_column_int64(stmt, 1),
+        .stream = store_column_text(stmt, 2),
+        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                          sqlite3_column_int64(stmt, 4),
+                                          entry_id),
+        .request_id = store_column_text(stmt, 5),
+        .status = sqlite3_column_int(stmt, 6),
+        .occurred_at_ns = sqlite3_column_int64(stmt, 7),
+        .zone_id = store_column_text(stmt, 8),
+        .resource = store_column_text(stmt, 9),
+        .source = store_column_text(stmt, 10),
+    };
+    return c->fn.call(&row, c->ud);
+}
+
+int aw_store_query_calls(aw_store *store, int64_t rowid,
+                         const char *request_id, int64_t since_ns,
+                         int64_t until_ns, aw_call_row_fn fn, void *ud,
+                         aw_error *err)
+{
+    enum store_stmt id = rowid != 0             ? STMT_CALL_BY_ROWID
+                         : request_id != NULL ? STMT_CALLS_BY_REQUEST
+                                              : STMT_CALLS_BY_TIME;
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, id, &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    if (rowid != 0) {
+        sqlite3_bind_int64(stmt, 1, rowid);
+    } else {
+        sqlite3_bind_text(stmt, 1, request_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, since_ns);
+        sqlite3_bind_int64(stmt, 3, until_ns != 0 ? until_ns : INT64_MAX);
+    }
+    struct row_ctx ctx = {.fn.call = fn, .ud = ud};
+    return store_each_row(store, stmt, call_row, &ctx, err, "query calls");
+}
+
+static int rejected_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct row_ctx *c = ctx;
+    char entry_id[STORE_ENTRY_ID_MAX];
+    const char *reason = store_column_text(stmt, 5);
+    aw_rejected_row row = {
+        .rowid = sqlite3_column_int64(stmt, 0),
+        .entry_rowid = sqlite3_column_int64(stmt, 1),
+        .stream = store_column_text(stmt, 2),
+        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                          sqlite3_column_int64(stmt, 4),
+                                          entry_id),
+        .reason = reason ? aw_reject_reason_from_name(reason)
+                         : AW_REJECT_NONE,
+        .detail = store_column_text(stmt, 6),
+        .rejected_at_ns = sqlite3_column_int64(stmt, 3) * 1000000,
+    };
+    return c->fn.rejected(&row, c->ud);
+}
+
+int aw_store_query_rejected(aw_store *store, int64_t since_ns, size_t limit,
+                            aw_rejected_row_fn fn, void *ud, aw_error *err)
+{
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, STMT_REJECTED_SINCE, &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    /* Entry time is id_ms * 1e6: the first whole ms at or after since. */
+    int64_t since_ms = since_ns / 1000000;
+    if (since_ns > 0 && since_ns % 1000000 != 0)
+        since_ms++;
+    sqlite3_bind_int64(stmt, 1, since_ms);
+    sqlite3_bind_int64(stmt, 2, store_limit(limit));
+    struct row_ctx ctx = {.fn.rejected = fn, .ud = ud};
+    return store_each_row(store, stmt, rejected_row, &ctx, err,
+                          "query rejected entries");
+}

@@ -1,0 +1,104 @@
+/* store_fixture.c -- temporary indexes and in-memory events for the store
+ * tests (see store_fixture.h). Every failure here is a test failure. */
+#include "store_fixture.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void store_fixture_open(store_fixture *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/aw-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(fx->dir), "mkdtemp");
+    snprintf(fx->path, sizeof fx->path, "%s/index.db", fx->dir);
+    aw_error err = {0};
+    int rc = aw_store_open(fx->path, 0, &fx->store, &err);
+    cr_assert_eq(rc, AW_OK, "open: %s", err.msg);
+}
+
+void store_fixture_close(store_fixture *fx)
+{
+    aw_store_close(fx->store);
+    fx->store = NULL;
+    DIR *d = opendir(fx->dir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    char file[512];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(file, sizeof file, "%s/%s", fx->dir, de->d_name);
+        unlink(file);
+    }
+    closedir(d);
+    rmdir(fx->dir);
+}
+
+aw_raw_entry *fixture_entry(const char *stream, const char *id,
+                            const char *data)
+{
+    aw_field field = {{"data", 4}, {data, strlen(data)}};
+    aw_raw_entry *entry = NULL;
+    aw_error err = {0};
+    int rc = aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                              (aw_bytes){id, strlen(id)}, &field, 1, &entry,
+                              &err);
+    cr_assert_eq(rc, AW_OK, "raw entry: %s", err.msg);
+    return entry;
+}
+
+aw_audit_event fixture_event(const char *id, const char *zone,
+                             const char *type, const char *request_id,
+                             const char *decision, int64_t occurred_at_ns)
+{
+    aw_audit_event ev = {
+        .id = id,
+        .zone_id = zone,
+        .event_type = type,
+        .request_id = request_id,
+        .decision = decision,
+        .occurred_at_ns = occurred_at_ns,
+    };
+    char content[1024];
+    snprintf(content, sizeof content, "%s|%s|%s|%s|%s|%lld", id, zone,
+             type ? type : "", request_id ? request_id : "",
+             decision ? decision : "", (long long)occurred_at_ns);
+    aw_sha256(content, strlen(content), ev.content_hash);
+    return ev;
+}
+
+int64_t fixture_put_event(aw_store *store, const char *stream,
+                          const char *entry_id, const aw_audit_event *ev,
+                          aw_put_result *result)
+{
+    aw_raw_entry *entry = fixture_entry(stream, entry_id, ev->id);
+    aw_error err = {0};
+    int64_t entry_rowid = 0, event_rowid = 0;
+    aw_put_result entry_result;
+    int rc = aw_store_put_entry(store, entry, &entry_rowid, &entry_result,
+                                &err);
+    aw_raw_entry_free(entry);
+    cr_assert_eq(rc, AW_OK, "put entry: %s", err.msg);
+    rc = aw_store_put_event(store, entry_rowid, ev, &event_rowid, result,
+                            &err);
+    cr_assert_eq(rc, AW_OK, "put event: %s", err.msg);
+    return event_rowid;
+}
+
+int64_t fixture_commit_event(aw_store *store, const char *entry_id,
+                             const aw_audit_event *ev)
+{
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(store, &err), AW_OK, "begin: %s", err.msg);
+    aw_put_result result;
+    int64_t rowid = fixture_put_event(store, "caracal.audit.events",
+                                      entry_id, ev, &result);
+    cr_assert_eq(result, AW_PUT_INSERTED);
+    cr_assert_eq(aw_store_commit(store, &err), AW_OK, "commit: %s", err.msg);
+    return rowid;
+}

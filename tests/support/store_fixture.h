@@ -1,0 +1,43 @@
+/* store_fixture.h -- what the store tests share: a fresh index in its own
+ * temporary directory, and raw entries and audit events built in memory
+ * (the store takes decoded events, so tests need no decoder to feed it). */
+#ifndef AW_TESTS_STORE_FIXTURE_H
+#define AW_TESTS_STORE_FIXTURE_H
+
+#include "store/store.h"
+
+typedef struct store_fixture {
+    char dir[64];
+    char path[128];
+    aw_store *store;
+} store_fixture;
+
+/* Makes a temporary directory and opens a new index in it (writer). */
+void store_fixture_open(store_fixture *fx);
+/* Closes the index if open and removes the directory with all its files. */
+void store_fixture_close(store_fixture *fx);
+
+/* A raw entry of stream with id "<ms>-<seq>" and one field data=data.
+ * Caller frees with aw_raw_entry_free. */
+aw_raw_entry *fixture_entry(const char *stream, const char *id,
+                            const char *data);
+
+/* An audit event with the given members; strings are borrowed, anchors
+ * none. content_hash is SHA-256 of every member, so two events built from
+ * the same arguments have the same content. */
+aw_audit_event fixture_event(const char *id, const char *zone,
+                             const char *type, const char *request_id,
+                             const char *decision, int64_t occurred_at_ns);
+
+/* Stores a raw entry for ev in stream under entry_id, then ev itself,
+ * asserting success of both; returns the event's row and its put result.
+ * Must be called inside a transaction. */
+int64_t fixture_put_event(aw_store *store, const char *stream,
+                          const char *entry_id, const aw_audit_event *ev,
+                          aw_put_result *result);
+
+/* Runs fixture_put_event in a transaction of its own. */
+int64_t fixture_commit_event(aw_store *store, const char *entry_id,
+                             const aw_audit_event *ev);
+
+#endif /* AW_TESTS_STORE_FIXTURE_H */

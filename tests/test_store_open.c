@@ -1,0 +1,139 @@
+/* test_store_open.c -- creating, migrating and sharing the index file. */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "support/store_fixture.h"
+
+static store_fixture fx;
+
+static void setup(void)
+{
+    store_fixture_open(&fx);
+}
+
+static void teardown(void)
+{
+    store_fixture_close(&fx);
+}
+
+TestSuite(store_open, .init = setup, .fini = teardown);
+
+static int count_events(const aw_event_row *row, void *ud)
+{
+    (void)row;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static int events_in(aw_store *store)
+{
+    int n = 0;
+    aw_error err = {0};
+    aw_event_filter all = {0};
+    cr_assert_eq(aw_store_query_events(store, &all, count_events, &n, &err),
+                 AW_OK, "query: %s", err.msg);
+    return n;
+}
+
+static void set_user_version(const char *path, int version)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", version);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+Test(store_open, index_and_wal_are_private_to_the_owner_whatever_the_umask)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/umask.db", fx.dir);
+    mode_t old = umask(0277); /* would leave 0400 */
+    aw_store *store = NULL;
+    aw_error err = {0};
+    int rc = aw_store_open(path, 0, &store, &err);
+    umask(old);
+    cr_assert_eq(rc, AW_OK, "open: %s", err.msg);
+    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
+                                      "allow", 1);
+    fixture_commit_event(store, "1-0", &ev);
+
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_mode & 0777, 0600, "index mode %o", st.st_mode & 0777);
+    char wal[300];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    cr_assert_eq(stat(wal, &st), 0, "WAL journal in use");
+    cr_expect_eq(st.st_mode & 0777, 0600, "wal mode %o", st.st_mode & 0777);
+    aw_store_close(store);
+}
+
+Test(store_open, reopening_a_current_index_keeps_its_data_and_version)
+{
+    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
+                                      "allow", 1);
+    fixture_commit_event(fx.store, "1-0", &ev);
+    int version = aw_store_schema_version(fx.store);
+    cr_assert_gt(version, 0);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK,
+                 "reopen: %s", err.msg);
+    cr_expect_eq(aw_store_schema_version(fx.store), version);
+    cr_expect_eq(events_in(fx.store), 1);
+}
+
+Test(store_open, refuses_an_index_written_by_a_newer_auditwatch)
+{
+    int newest = aw_store_schema_version(fx.store);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+    set_user_version(fx.path, newest + 1);
+
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_ERR_VERSION);
+    cr_expect_null(fx.store);
+    cr_expect_not_null(strstr(err.msg, "newer"), "message: %s", err.msg);
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &fx.store, &err),
+                 AW_ERR_VERSION);
+}
+
+Test(store_open, readonly_open_of_a_missing_index_fails_and_creates_nothing)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/absent.db", fx.dir);
+    aw_store *store = NULL;
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(path, AW_STORE_READONLY, &store, &err),
+                 AW_ERR_IO);
+    struct stat st;
+    cr_expect_neq(stat(path, &st), 0, "file was created");
+}
+
+Test(store_open, reader_sees_only_committed_events_while_a_writer_works)
+{
+    aw_store *reader = NULL;
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err),
+                 AW_OK, "open reader: %s", err.msg);
+
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "begin: %s", err.msg);
+    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
+                                      "allow", 1);
+    aw_put_result result;
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &ev, &result);
+    cr_expect_eq(events_in(reader), 0, "uncommitted event visible");
+
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "commit: %s",
+                 err.msg);
+    cr_expect_eq(events_in(reader), 1, "committed event not visible");
+    cr_expect_eq(aw_store_begin(reader, &err), AW_ERR,
+                 "a reader must not write");
+    aw_store_close(reader);
+}

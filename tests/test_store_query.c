@@ -1,0 +1,331 @@
+/* test_store_query.c -- the look-ups `trace`, `query` and the detectors
+ * rely on: by request id, by window and filters, by anchor, revocations,
+ * observed calls, with stable cursor paging. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "support/store_fixture.h"
+
+#define SEC 1000000000LL
+
+static store_fixture fx;
+static aw_error err;
+
+static void setup(void)
+{
+    memset(&err, 0, sizeof err);
+    store_fixture_open(&fx);
+}
+
+static void teardown(void)
+{
+    store_fixture_close(&fx);
+}
+
+TestSuite(store_query, .init = setup, .fini = teardown);
+
+/* Event ids of a query, in order, joined by spaces. */
+struct ids {
+    char text[512];
+    int n;
+    int64_t last_occurred, last_rowid;
+};
+
+static int collect(const aw_event_row *row, void *ud)
+{
+    struct ids *ids = ud;
+    size_t len = strlen(ids->text);
+    snprintf(ids->text + len, sizeof ids->text - len, "%s%s",
+             ids->n ? " " : "", row->event_id);
+    ids->n++;
+    ids->last_occurred = row->occurred_at_ns;
+    ids->last_rowid = row->rowid;
+    return 0;
+}
+
+static struct ids query(const aw_event_filter *filter)
+{
+    struct ids ids = {"", 0, 0, 0};
+    cr_assert_eq(aw_store_query_events(fx.store, filter, collect, &ids, &err),
+                 AW_OK, "query: %s", err.msg);
+    return ids;
+}
+
+/* Stores events in one transaction; entry ids follow their order. */
+static void store_events(aw_audit_event *events, size_t n)
+{
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    for (size_t i = 0; i < n; i++) {
+        char entry_id[32];
+        snprintf(entry_id, sizeof entry_id, "%zu-0", 1700000000000 + i);
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id,
+                          &events[i], &result);
+        cr_assert_eq(result, AW_PUT_INSERTED);
+    }
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
+}
+
+Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
+{
+    aw_audit_event events[] = {
+        fixture_event("gw-1", "z", "gateway_resource_request", "req-1",
+                      "allow", 20 * SEC),
+        fixture_event("te-1", "z", "token_exchange", "req-1", "allow",
+                      10 * SEC),
+        fixture_event("te-2", "z", "token_exchange", "req-2", "allow",
+                      15 * SEC),
+    };
+    store_events(events, 3);
+    aw_event_filter f = {.request_id = "req-1"};
+    cr_expect_str_eq(query(&f).text, "te-1 gw-1");
+    f.request_id = "req-none";
+    cr_expect_eq(query(&f).n, 0);
+}
+
+Test(store_query, window_zone_decision_and_type_filters_select_events)
+{
+    aw_audit_event events[] = {
+        fixture_event("a", "z1", "token_exchange", "r1", "allow", 1 * SEC),
+        fixture_event("b", "z1", "token_exchange", "r2", "deny", 2 * SEC),
+        fixture_event("c", "z2", "token_exchange", "r3", "allow", 3 * SEC),
+        fixture_event("d", "z1", "gateway_resource_request", "r1", "allow",
+                      4 * SEC),
+        fixture_event("e", "z1", "step_up_consumed", "r4", "consumed",
+                      5 * SEC),
+        fixture_event("f", "z1", "token_exchange", "r5", "allow", 6 * SEC),
+    };
+    store_events(events, 6);
+
+    aw_event_filter window = {.has_since = true, .since_ns = 2 * SEC,
+                              .has_until = true, .until_ns = 6 * SEC};
+    cr_expect_str_eq(query(&window).text, "b c d e", "until is exclusive");
+    window.zone_id = "z1";
+    cr_expect_str_eq(query(&window).text, "b d e");
+    window.decision = "allow";
+    cr_expect_str_eq(query(&window).text, "d");
+    window.decision = NULL;
+    window.grants_only = true;
+    cr_expect_str_eq(query(&window).text, "d e", "allow and consumed");
+    const char *types[] = {"token_exchange", "step_up_consumed"};
+    aw_event_filter typed = {.event_types = types, .n_event_types = 2,
+                             .zone_id = "z1"};
+    cr_expect_str_eq(query(&typed).text, "a b e f");
+    typed.n_event_types = 1;
+    cr_expect_str_eq(query(&typed).text, "a b f");
+}
+
+Test(store_query, cursor_pages_through_every_event_once_in_stable_order)
+{
+    /* Equal times force the rowid tie-break. */
+    aw_audit_event events[] = {
+        fixture_event("e1", "z", "t", "r", "allow", 5 * SEC),
+        fixture_event("e2", "z", "t", "r", "allow", 1 * SEC),
+        fixture_event("e3", "z", "t", "r", "allow", 5 * SEC),
+        fixture_event("e4", "z", "t", "r", "allow", 5 * SEC),
+        fixture_event("e5", "z", "t", "r", "allow", 3 * SEC),
+    };
+    store_events(events, 5);
+    aw_event_filter f = {.limit = 2};
+    char pages[3][sizeof ((struct ids *)0)->text];
+    for (int page = 0; page < 3; page++) {
+        struct ids ids = query(&f);
+        snprintf(pages[page], sizeof pages[page], "%s", ids.text);
+        f.has_cursor = true;
+        f.cursor_occurred_ns = ids.last_occurred;
+        f.cursor_rowid = ids.last_rowid;
+    }
+    cr_expect_str_eq(pages[0], "e2 e5");
+    cr_expect_str_eq(pages[1], "e1 e3");
+    cr_expect_str_eq(pages[2], "e4");
+    cr_expect_eq(query(&f).n, 0, "past the last page");
+}
+
+static int show_anchors(const aw_event_row *row, void *ud)
+{
+    snprintf(ud, 64, "%s %s %s", row->session_id, row->agent_session_id,
+             row->delegation_edge_id);
+    return 0;
+}
+
+Test(store_query, anchor_lookup_finds_grants_that_used_it_after_a_time)
+{
+    aw_anchor used[] = {{AW_ANCHOR_AUTHORITY_RECORD, "sess-1"},
+                        {AW_ANCHOR_AGENT_SESSION, "as-1"},
+                        {AW_ANCHOR_DELEGATION_EDGE, "edge-1"},
+                        {AW_ANCHOR_AGENT_SESSION, "as-parent"}};
+    aw_audit_event events[] = {
+        fixture_event("before", "z", "token_exchange", "r1", "allow",
+                      10 * SEC),
+        fixture_event("denied", "z", "token_exchange", "r2", "deny",
+                      30 * SEC),
+        fixture_event("after", "z", "token_exchange", "r3", "allow",
+                      40 * SEC),
+        fixture_event("other", "z", "token_exchange", "r4", "allow",
+                      50 * SEC),
+    };
+    for (int i = 0; i < 3; i++) {
+        events[i].anchors = used;
+        events[i].nanchors = 4;
+    }
+    store_events(events, 4);
+
+    aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-parent"},
+                         .grants_only = true, .has_since = true,
+                         .since_ns = 20 * SEC};
+    cr_expect_str_eq(query(&f).text, "after", "a delegation chain element");
+    f.anchor = (aw_anchor){AW_ANCHOR_AUTHORITY_RECORD, "sess-1"};
+    f.grants_only = false;
+    cr_expect_str_eq(query(&f).text, "denied after");
+    f.anchor = (aw_anchor){AW_ANCHOR_DELEGATION_EDGE, "sess-1"};
+    cr_expect_eq(query(&f).n, 0, "the kind is part of the anchor");
+
+    aw_event_filter one = {.event_id = "after"};
+    char shown[64] = "";
+    cr_assert_eq(aw_store_query_events(fx.store, &one, show_anchors, shown,
+                                       &err), AW_OK);
+    cr_expect_str_eq(shown, "sess-1 as-1 edge-1", "the event's own anchors");
+}
+
+Test(store_query, anchor_first_seen_in_a_rolled_back_batch_is_found_later)
+{
+    aw_anchor used[] = {{AW_ANCHOR_AGENT_SESSION, "as-9"}};
+    aw_audit_event lost = fixture_event("lost", "z", "token_exchange", "r1",
+                                        "allow", 1 * SEC);
+    lost.anchors = used;
+    lost.nanchors = 1;
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    aw_put_result result;
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &lost,
+                      &result);
+    aw_store_rollback(fx.store);
+
+    aw_audit_event kept = fixture_event("kept", "z", "token_exchange", "r2",
+                                        "allow", 2 * SEC);
+    kept.anchors = used;
+    kept.nanchors = 1;
+    store_events(&kept, 1);
+    aw_event_filter f = {.anchor = used[0]};
+    cr_expect_str_eq(query(&f).text, "kept");
+}
+
+struct revs {
+    char text[256];
+    int n;
+};
+
+static int collect_revocation(const aw_revocation_row *row, void *ud)
+{
+    struct revs *r = ud;
+    size_t len = strlen(r->text);
+    snprintf(r->text + len, sizeof r->text - len, "%s%s:%s:%s@%lld",
+             r->n ? " " : "", row->zone_id, aw_anchor_kind_name(row->anchor.kind),
+             row->anchor.id, (long long)(row->at_ns / SEC));
+    r->n++;
+    return 0;
+}
+
+static struct revs revocations(const aw_revocation_filter *filter)
+{
+    struct revs r = {"", 0};
+    cr_assert_eq(aw_store_query_revocations(fx.store, filter,
+                                            collect_revocation, &r, &err),
+                 AW_OK, "%s", err.msg);
+    return r;
+}
+
+static void store_revocation(const char *entry_id, const char *zone,
+                             aw_revocation *items, size_t n, int64_t at_ns)
+{
+    aw_raw_entry *entry = fixture_entry("caracal.sessions.revoke", entry_id,
+                                        "x");
+    int64_t rowid;
+    aw_put_result result;
+    cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result, &err),
+                 AW_OK);
+    aw_raw_entry_free(entry);
+    aw_revocation_set set = {.zone_id = zone, .reason = "test",
+                             .at_ns = at_ns, .n = n, .items = items};
+    cr_assert_eq(aw_store_put_revocations(fx.store, rowid, &set, &err),
+                 AW_OK, "%s", err.msg);
+}
+
+Test(store_query, revocations_are_found_by_anchor_zone_and_window)
+{
+    aw_revocation first[] = {
+        {{AW_ANCHOR_AUTHORITY_RECORD, "sess-1"}, AW_ACTION_REVOKE},
+        {{AW_ANCHOR_AGENT_SESSION, "as-1"}, AW_ACTION_REVOKE},
+    };
+    aw_revocation later[] = {
+        {{AW_ANCHOR_AGENT_SESSION, "as-1"}, AW_ACTION_SUSPEND},
+    };
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    store_revocation("1000-0", "z1", first, 2, 100 * SEC);
+    store_revocation("2000-0", "z2", later, 1, 200 * SEC);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
+
+    aw_revocation_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-1"}};
+    cr_expect_str_eq(revocations(&f).text,
+                     "z1:agent_session:as-1@100 z2:agent_session:as-1@200");
+    f.zone_id = "z2";
+    cr_expect_str_eq(revocations(&f).text, "z2:agent_session:as-1@200");
+    aw_revocation_filter window = {.has_since = true, .since_ns = 50 * SEC,
+                                   .has_until = true, .until_ns = 150 * SEC};
+    cr_expect_str_eq(revocations(&window).text,
+                     "z1:authority_record:sess-1@100 z1:agent_session:as-1@100");
+}
+
+static int count_call(const aw_call_row *row, void *ud)
+{
+    cr_expect_str_eq(row->request_id, "req-9");
+    cr_expect_eq(row->status, 200);
+    (*(int *)ud)++;
+    return 0;
+}
+
+Test(store_query, observed_calls_are_found_by_request_id)
+{
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    const char *requests[] = {"req-9", "req-8", "req-9"};
+    for (int i = 0; i < 3; i++) {
+        char entry_id[16];
+        snprintf(entry_id, sizeof entry_id, "%d-0", i + 1);
+        aw_raw_entry *entry = fixture_entry("auditwatch.calls", entry_id, "x");
+        int64_t rowid, call_rowid;
+        aw_put_result result;
+        cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result,
+                                        &err), AW_OK);
+        aw_raw_entry_free(entry);
+        aw_observed_call call = {.request_id = requests[i], .status = 200,
+                                 .occurred_at_ns = (i + 1) * SEC};
+        cr_assert_eq(aw_store_put_call(fx.store, rowid, &call, &call_rowid,
+                                       &err), AW_OK);
+    }
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
+    int n = 0;
+    cr_assert_eq(aw_store_query_calls(fx.store, 0, "req-9", 0, 0, count_call,
+                                      &n, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(n, 2);
+    n = 0;
+    cr_assert_eq(aw_store_query_calls(fx.store, 0, "req-9", 2 * SEC, 0,
+                                      count_call, &n, &err), AW_OK);
+    cr_expect_eq(n, 1, "window start applies");
+}
+
+Test(store_query, stats_count_what_is_indexed)
+{
+    aw_audit_event events[] = {
+        fixture_event("a", "z", "t", "r", "allow", 7 * SEC),
+        fixture_event("b", "z", "t", "r", "allow", 3 * SEC),
+    };
+    store_events(events, 2);
+    aw_store_stats s;
+    cr_assert_eq(aw_store_get_stats(fx.store, &s, &err), AW_OK);
+    cr_expect_eq(s.entries, 2);
+    cr_expect_eq(s.events, 2);
+    cr_expect_eq(s.oldest_event_ns, 3 * SEC);
+    cr_expect_eq(s.newest_event_ns, 7 * SEC);
+    cr_expect_gt(s.file_bytes, 0);
+    cr_expect_eq(s.schema_version, aw_store_schema_version(fx.store));
+}
