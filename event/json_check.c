@@ -150,7 +150,7 @@ static uint32_t next_code_point(const unsigned char **pp,
                                 const unsigned char *end)
 {
     const unsigned char *p = *pp;
-    uint32_t cp;
+    uint32_t cp = 0;
     if (*p != '\\') {
         *pp = p + utf8_decode(p, end, &cp);
         return cp;
@@ -332,7 +332,7 @@ static int scan_string(scanner *s, key_span *key)
         if (s->p == end)
             return unexpected(s, "a closing quote");
         unsigned char c = *s->p;
-        uint32_t cp;
+        uint32_t cp = 0;
         if (c == '"') {
             break;
         } else if (c == '\\') {
