@@ -52,7 +52,12 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
 void aw_detectors_free(aw_detectors *det);
 
 /* Hooks, called after the evidence was stored in the open transaction.
- * entry is the raw entry it came from (for arrival time and evidence ids). */
+ * entry is the raw entry it came from (for arrival time and evidence ids).
+ * on_event also moves the clock to the entry's id time (the audit stream's
+ * watermark); checks that come due run only in aw_detectors_advance. put is
+ * what aw_store_put_event answered: DUPLICATE does nothing, CONFLICT only
+ * raises tampered_on_redelivery (the stored first version is the one the
+ * other rules already saw). */
 int aw_detectors_on_event(aw_detectors *det, const aw_raw_entry *entry,
                           const aw_audit_event *event, int64_t event_rowid,
                           aw_put_result put, aw_error *err);
@@ -70,7 +75,9 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
                             aw_error *err);
 
 /* Moves the clock forward to clock_ns (never back) and runs every check
- * now due. Persists the clock in the store. */
+ * now due. Persists the clock in the store. Call it once per batch, before
+ * the commit, with the audit watermark (aw_detectors_clock) or, when the
+ * stream is caught up, the wall clock. */
 int aw_detectors_advance(aw_detectors *det, int64_t clock_ns, aw_error *err);
 int64_t aw_detectors_clock(const aw_detectors *det);
 
@@ -84,7 +91,8 @@ void aw_detectors_discard(aw_detectors *det);
 
 /* The deterministic id of an alert: the first 16 bytes of
  * SHA-256(kind 0x00 zone 0x00 anchor 0x00 request_id), hex. NULLs hash as
- * empty strings. out needs 33 bytes. */
+ * empty strings. out needs 33 bytes. Returns out (NULL only when the inputs
+ * exceed 4 KiB together and memory runs out). */
 char *aw_detectors_alert_id(const char *kind, const char *zone_id,
                             const char *anchor, const char *request_id,
                             char out[33]);

@@ -1,0 +1,163 @@
+/* alerting.h -- private to detectors/: the detector handle that the rule
+ * files share, and the helpers they use to build, raise and resolve alerts.
+ * Nothing outside detectors/ includes this file.
+ */
+#ifndef AW_DETECTORS_ALERTING_H
+#define AW_DETECTORS_ALERTING_H
+
+#include "detectors/detectors.h"
+#include "detectors/recent.h"
+#include "detectors/seen.h"
+
+/* What a pending check in the store means (aw_store_pending_add's kind);
+ * the ref is the row id named in each comment. Stored values: never
+ * renumber. */
+enum aw_det_pending_kind {
+    AW_PENDING_DECISION_MISSING = 1,   /* events rowid of the Gateway call */
+    AW_PENDING_CALL_WITHOUT_AUDIT = 2, /* calls rowid of the observed call */
+};
+
+/* Tags of the questions asked of det->seen (see seen.h). */
+enum {
+    AW_SEEN_REVOKED_ANCHOR = 'R',  /* (zone, anchor kind name, anchor id) */
+    AW_SEEN_ALERT = 'A',           /* (kind, zone, anchor, request id) of
+                                      an alert: what its id hashes */
+    AW_SEEN_REVOKED_REQUEST = 'Q', /* (zone, request id) of an
+                                      access_after_revocation alert */
+};
+
+aw_seen_key aw_det_key_revoked_anchor(const char *zone_id,
+                                      const aw_anchor *anchor);
+aw_seen_key aw_det_key_alert(const char *kind, const char *zone_id,
+                             const char *anchor, const char *request_id);
+aw_seen_key aw_det_key_revoked_request(const char *zone_id,
+                                       const char *request_id);
+
+typedef struct aw_det_change {
+    aw_alert *alert;               /* aw_det_alert_dup block; owned */
+    aw_alert_change change;
+} aw_det_change;
+
+struct aw_detectors {
+    aw_store *store;               /* borrowed */
+    aw_detector_config config;
+    int64_t clock_ns;
+    bool clock_dirty;              /* moved since it was last persisted */
+    aw_seen seen;
+    aw_recent recent_decisions;
+    aw_det_change *changes;        /* since the last drain/discard */
+    size_t nchanges, changes_cap;
+};
+
+/* ---- Time ---------------------------------------------------------------- */
+
+/* The arrival time of an entry: its id's milliseconds, in ns (saturated). */
+int64_t aw_det_entry_ns(const aw_raw_entry *entry);
+int64_t aw_det_ms_to_ns(uint64_t ms);
+/* a + b, saturated at INT64_MAX / INT64_MIN. */
+int64_t aw_det_add_ns(int64_t a, int64_t b);
+/* Moves the clock forward to at least ns (never back). */
+void aw_det_observe(aw_detectors *det, int64_t ns);
+
+/* ---- Text ---------------------------------------------------------------- */
+
+/* printf into a new heap string (caller frees); NULL when out of memory. */
+char *aw_det_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* s, or "unknown" when s is NULL. */
+const char *aw_det_or_unknown(const char *s);
+/* A duration for people: "300 s", "1.5 s". Returns buf. */
+char *aw_det_seconds(int64_t ns, char buf[32]);
+
+/* An evidence list under construction: a JSON array of strings such as
+ * "event:<event id>", "entry:<stream>/<entry id>",
+ * "revocation:<stream>/<entry id>". Items appear once, in insertion
+ * order. Out of memory is remembered and reported by aw_det_evidence_json. */
+typedef struct aw_det_evidence {
+    char *json;
+    size_t len, cap;
+    bool nomem;
+    bool closed;
+} aw_det_evidence;
+
+void aw_det_evidence_init(aw_det_evidence *ev);
+/* Adds "<what>:<a>" (b NULL) or "<what>:<a>/<b>". */
+void aw_det_evidence_add(aw_det_evidence *ev, const char *what, const char *a,
+                         const char *b);
+/* Closes the array and returns it (owned by ev; NULL when out of memory).
+ * Nothing may be added afterwards. */
+const char *aw_det_evidence_json(aw_det_evidence *ev);
+void aw_det_evidence_free(aw_det_evidence *ev);
+
+/* Copies the n strings src[i] into one new block, after `front` bytes left
+ * for the caller, and points dst[i] at the copies (NULL stays NULL).
+ * Returns the block (free with free()), or NULL when out of memory. */
+char *aw_det_copy_strings(const char *const *src, const char **dst, size_t n,
+                          size_t front);
+
+/* Event types the rules join on. A decision is "token_exchange"; Caracal's
+ * interoperability fixture spells it "token.exchange", so both count. */
+#define AW_EVENT_GATEWAY_CALL "gateway_resource_request"
+extern const char *const aw_det_decision_types[2];
+bool aw_det_is_decision(const char *event_type);
+bool aw_det_is_gateway_call(const char *event_type);
+
+/* What an iterating store call returned, when the detector's callback may
+ * have stopped it: AW_ERR_NOMEM from a callback (which cannot fill err)
+ * gets its message, a positive "found it, stop" value means success, and
+ * a store error passes through. */
+int aw_det_store_result(int rc, aw_error *err);
+
+/* ---- Alerts -------------------------------------------------------------- */
+
+/* A deep copy of alert in one heap block (free with free()); NULL when out
+ * of memory. */
+aw_alert *aw_det_alert_dup(const aw_alert *alert);
+
+/* The stored alert with this id (state 0: any state), copied into *out
+ * (free with free()), or *out NULL when there is none. */
+int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
+                      aw_alert **out, aw_error *err);
+
+/* Upserts alert (kind, severity, zone, request id, anchor, event time,
+ * evidence and summary filled by the caller; the id is computed here from
+ * kind, zone, anchor and request id, and raised_at and state are set) and
+ * records the change for the sinks. */
+int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err);
+/* Upserts an already stored alert whose severity or evidence grew. */
+int aw_det_escalate(aw_detectors *det, const aw_alert *alert, aw_error *err);
+/* Resolves the open alert about (kind, zone, anchor, request id), if there
+ * is one, in favour of resolved_by; late_ns = max(0, resolver_ns - the
+ * alert's event time), i.e. how long after the evidence that raised it the
+ * counterpart arrived. When det->seen knows no such alert this costs no
+ * hashing and no look-up. */
+int aw_det_resolve(aw_detectors *det, const char *kind, const char *zone_id,
+                   const char *anchor, const char *request_id,
+                   const char *resolved_by, int64_t resolver_ns, aw_error *err);
+
+/* ---- The rules (one file each) ------------------------------------------- */
+
+/* missing.c: decision_missing and call_without_audit. */
+int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                            const aw_audit_event *event, int64_t event_rowid,
+                            aw_error *err);
+int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
+                           const aw_observed_call *call, int64_t call_rowid,
+                           aw_error *err);
+/* Runs one due check (kind is an aw_det_pending_kind). */
+int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
+                         int64_t ref, aw_error *err);
+
+/* revocation.c: access_after_revocation. */
+int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
+                               aw_error *err);
+int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
+                             const aw_revocation_set *set, aw_error *err);
+
+/* integrity.c: tampered_on_redelivery and caracal_anomaly (signature and
+ * trimming are public hooks there). */
+int aw_det_integrity_on_conflict(aw_detectors *det, const aw_raw_entry *entry,
+                                 const aw_audit_event *event, aw_error *err);
+int aw_det_integrity_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                              const aw_audit_event *event, aw_error *err);
+
+#endif /* AW_DETECTORS_ALERTING_H */

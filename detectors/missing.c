@@ -1,0 +1,289 @@
+/* missing.c -- the "call succeeded, but no audit" detectors.
+ *
+ * decision_missing: the Gateway re-exchanges the mandate at the STS for
+ * every call it proxies, with the same request id. So a
+ * gateway_resource_request G with request id R must be accompanied by a
+ * token_exchange with request id R in the same zone. call_without_audit:
+ * an observed call (resource-server or proxy log) with request id R and a
+ * success status must be accompanied by some audit event with request id R
+ * (in the call's zone when the log names one).
+ *
+ * Both wait for the counterpart until a deadline, max(occurred_at, arrival)
+ * + grace_missing, so evidence published late from replay files still gets
+ * its full window. A counterpart counts as in time when its arrival (entry
+ * id time) is at or before the deadline. When the evidence arrives, its
+ * counterpart is looked up by request id (an indexed look-up); if it is
+ * already there and in time the matter is settled, else a durable pending
+ * check is stored and repeats the look-up once the clock reaches the
+ * deadline. A counterpart that came after the deadline still raises the
+ * alert, which it then resolves at once. The outcome thus depends only on
+ * timestamps, never on arrival order or on how entries were batched.
+ *
+ * A counterpart that arrives after the alert was raised resolves it, with
+ * resolved_by = its event id and late_ns = its arrival - the occurred_at
+ * of the evidence that raised the alert (how long after the call the
+ * decision showed up). Alert ids use no anchor: (kind, zone, "", R), where
+ * zone is the Gateway event's zone, or the call's zone (may be absent), so
+ * the arriving counterpart can compute the id without a look-up.
+ */
+#include "detectors/alerting.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The counterpart that arrived first. */
+typedef struct counterpart {
+    bool found;
+    int64_t arrived_ns;
+    char *event_id;
+} counterpart;
+
+static int keep_first_arrival(const aw_event_row *event, void *ud)
+{
+    counterpart *cp = ud;
+    if (cp->found && event->arrived_ns >= cp->arrived_ns)
+        return 0;
+    char *id = aw_det_printf("%s", event->event_id);
+    if (!id)
+        return AW_ERR_NOMEM;
+    free(cp->event_id);
+    cp->event_id = id;
+    cp->arrived_ns = event->arrived_ns;
+    cp->found = true;
+    return 0;
+}
+
+/* The counterpart of the evidence that arrived first: a decision of zone
+ * for request (decisions true), or any audit event of request in zone
+ * (zone NULL: any zone). */
+static int find_counterpart(aw_detectors *det, bool decisions,
+                            const char *zone_id, const char *request_id,
+                            counterpart *cp, aw_error *err)
+{
+    aw_event_filter filter = {.request_id = request_id, .zone_id = zone_id};
+    if (decisions) {
+        filter.event_types = aw_det_decision_types;
+        filter.n_event_types = 2;
+    }
+    return aw_det_store_result(aw_store_query_events(det->store, &filter,
+                                          keep_first_arrival, cp, err),
+                    err);
+}
+
+/* Stores a check due at the deadline, unless the counterpart is already
+ * indexed and in time (the common order: the STS logs the decision before
+ * the Gateway logs the call), which settles the question now: for a
+ * decision usually from the cache of recent decisions (recent.h), else for
+ * one look-up instead of a durable check and two look-ups later. */
+static int expect_counterpart(aw_detectors *det, int kind, const char *zone_id,
+                              const char *request_id, int64_t occurred_ns,
+                              int64_t arrival_ns, int64_t ref, aw_error *err)
+{
+    int64_t from = occurred_ns > arrival_ns ? occurred_ns : arrival_ns;
+    int64_t deadline = aw_det_add_ns(from, det->config.grace_missing_ns);
+    int64_t decided_ns;
+    if (kind == AW_PENDING_DECISION_MISSING &&
+        aw_recent_find(&det->recent_decisions, zone_id, request_id, &decided_ns) &&
+        decided_ns <= deadline)
+        return AW_OK;
+    counterpart cp = {0};
+    int rc = find_counterpart(det, kind == AW_PENDING_DECISION_MISSING, zone_id,
+                              request_id, &cp, err);
+    free(cp.event_id);
+    if (rc || (cp.found && cp.arrived_ns <= deadline))
+        return rc;
+    return aw_store_pending_add(det->store, kind, deadline, ref, err);
+}
+
+int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                            const aw_audit_event *event, int64_t event_rowid,
+                            aw_error *err)
+{
+    if (!event->request_id)
+        return AW_OK;
+    int64_t arrival = aw_det_entry_ns(entry);
+    int rc = AW_OK;
+    if (aw_det_is_gateway_call(event->event_type))
+        rc = expect_counterpart(det, AW_PENDING_DECISION_MISSING, event->zone_id,
+                                event->request_id, event->occurred_at_ns,
+                                arrival, event_rowid, err);
+    if (!rc && aw_det_is_decision(event->event_type)) {
+        aw_recent_note(&det->recent_decisions, event->zone_id, event->request_id,
+                       arrival);
+        rc = aw_det_resolve(det, AW_ALERT_DECISION_MISSING, event->zone_id, NULL,
+                            event->request_id, event->id, arrival, err);
+    }
+    /* Any audit event answers a call logged in its zone or in no zone. */
+    if (!rc)
+        rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, event->zone_id,
+                            NULL, event->request_id, event->id, arrival, err);
+    if (!rc)
+        rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, NULL, NULL,
+                            event->request_id, event->id, arrival, err);
+    return rc;
+}
+
+int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
+                           const aw_observed_call *call, int64_t call_rowid,
+                           aw_error *err)
+{
+    if (!call->request_id || !aw_status_is_success(call->status))
+        return AW_OK;
+    return expect_counterpart(det, AW_PENDING_CALL_WITHOUT_AUDIT, call->zone_id,
+                              call->request_id, call->occurred_at_ns,
+                              aw_det_entry_ns(entry), call_rowid, err);
+}
+
+/* ---- The due checks ------------------------------------------------------ */
+
+/* The evidence a check waited on, copied out of the borrowed row. */
+typedef struct evidence_row {
+    char *block;
+    bool found;
+    const char *event_id;          /* NULL for an observed call */
+    const char *zone_id, *request_id, *resource, *result_class, *source;
+    const char *stream, *entry_id;
+    int status;                    /* upstream status, or the call's status */
+    int64_t occurred_at_ns;
+} evidence_row;
+
+static int copy_evidence(evidence_row *row, const char *const *src)
+{
+    const char *dst[8];
+    row->block = aw_det_copy_strings(src, dst, 8, 0);
+    if (!row->block)
+        return AW_ERR_NOMEM;
+    row->event_id = dst[0];
+    row->zone_id = dst[1];
+    row->request_id = dst[2];
+    row->resource = dst[3];
+    row->result_class = dst[4];
+    row->source = dst[5];
+    row->stream = dst[6];
+    row->entry_id = dst[7];
+    row->found = true;
+    return 1;
+}
+
+static int copy_gateway_call(const aw_event_row *event, void *ud)
+{
+    evidence_row *row = ud;
+    const char *src[8] = {event->event_id, event->zone_id, event->request_id,
+                          event->resource, event->result_class, NULL,
+                          event->stream, event->entry_id};
+    row->status = event->upstream_status;
+    row->occurred_at_ns = event->occurred_at_ns;
+    return copy_evidence(row, src);
+}
+
+static int copy_call(const aw_call_row *call, void *ud)
+{
+    evidence_row *row = ud;
+    const char *src[8] = {NULL, call->zone_id, call->request_id, call->resource,
+                          NULL, call->source, call->stream, call->entry_id};
+    row->status = call->status;
+    row->occurred_at_ns = call->occurred_at_ns;
+    return copy_evidence(row, src);
+}
+
+static bool gateway_call_succeeded(const evidence_row *g)
+{
+    return (g->status >= 200 && g->status < 300) ||
+           (g->result_class && strcmp(g->result_class, "success") == 0);
+}
+
+static void fill_decision_missing(const aw_detectors *det, const evidence_row *g,
+                                  aw_alert *alert, aw_det_evidence *ev)
+{
+    char when[40], grace[32], upstream[16];
+    if (g->status)
+        snprintf(upstream, sizeof upstream, "%d", g->status);
+    else
+        snprintf(upstream, sizeof upstream, "none");
+    alert->kind = AW_ALERT_DECISION_MISSING;
+    alert->severity = gateway_call_succeeded(g) ? "critical" : "high";
+    alert->summary = aw_det_printf(
+        "Gateway call for request %s (event %s, resource %s, upstream status "
+        "%s) at %s has no token_exchange decision in zone %s within the %s "
+        "grace window.",
+        g->request_id, g->event_id, aw_det_or_unknown(g->resource), upstream,
+        aw_time_format(g->occurred_at_ns, when, sizeof when), g->zone_id,
+        aw_det_seconds(det->config.grace_missing_ns, grace));
+    aw_det_evidence_add(ev, "event", g->event_id, NULL);
+    aw_det_evidence_add(ev, "entry", g->stream, g->entry_id);
+}
+
+static void fill_call_without_audit(const aw_detectors *det,
+                                    const evidence_row *call, aw_alert *alert,
+                                    aw_det_evidence *ev)
+{
+    char when[40], grace[32];
+    alert->kind = AW_ALERT_CALL_WITHOUT_AUDIT;
+    alert->severity = "high";
+    alert->summary = aw_det_printf(
+        "Observed call for request %s (status %d, resource %s, source %s) at "
+        "%s has no audit event %s%s within the %s grace window.",
+        call->request_id, call->status, aw_det_or_unknown(call->resource),
+        aw_det_or_unknown(call->source),
+        aw_time_format(call->occurred_at_ns, when, sizeof when),
+        call->zone_id ? "in zone " : "in any zone",
+        call->zone_id ? call->zone_id : "",
+        aw_det_seconds(det->config.grace_missing_ns, grace));
+    aw_det_evidence_add(ev, "entry", call->stream, call->entry_id);
+}
+
+/* Raises the alert for `what` unless its counterpart arrived by the
+ * deadline; a counterpart that came later resolves it at once. */
+static int conclude(aw_detectors *det, int kind, const evidence_row *what,
+                    const counterpart *cp, int64_t deadline_ns, aw_error *err)
+{
+    if (cp->found && cp->arrived_ns <= deadline_ns)
+        return AW_OK;
+    aw_alert alert = {0};
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    if (kind == AW_PENDING_DECISION_MISSING)
+        fill_decision_missing(det, what, &alert, &ev);
+    else
+        fill_call_without_audit(det, what, &alert, &ev);
+    alert.zone_id = what->zone_id;
+    alert.request_id = what->request_id;
+    alert.event_time_ns = what->occurred_at_ns;
+    alert.evidence_json = aw_det_evidence_json(&ev);
+    int rc = aw_det_raise(det, &alert, err);
+    if (!rc && cp->found)
+        rc = aw_det_resolve(det, alert.kind, alert.zone_id, NULL,
+                            alert.request_id, cp->event_id, cp->arrived_ns, err);
+    free((char *)alert.summary);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
+                         int64_t ref, aw_error *err)
+{
+    evidence_row what = {0};
+    counterpart cp = {0};
+    int rc;
+    if (kind == AW_PENDING_DECISION_MISSING) {
+        aw_event_filter by_row = {.rowid = ref, .limit = 1};
+        rc = aw_store_query_events(det->store, &by_row, copy_gateway_call,
+                                   &what, err);
+    } else if (kind == AW_PENDING_CALL_WITHOUT_AUDIT) {
+        rc = aw_store_query_calls(det->store, ref, NULL, INT64_MIN, INT64_MAX,
+                                  copy_call, &what, err);
+    } else {
+        return aw_error_set(err, AW_ERR, "unknown pending check kind %d", kind);
+    }
+    rc = aw_det_store_result(rc, err);
+    /* The row may be gone if the index was pruned: nothing left to check. */
+    if (!rc && what.found)
+        rc = find_counterpart(det, kind == AW_PENDING_DECISION_MISSING,
+                              what.zone_id, what.request_id, &cp, err);
+    if (!rc && what.found)
+        rc = conclude(det, kind, &what, &cp, deadline_ns, err);
+    free(cp.event_id);
+    free(what.block);
+    return rc;
+}

@@ -1,0 +1,492 @@
+/* revocation.c -- access_after_revocation: authority used after it was
+ * revoked.
+ *
+ * An audit event that grants access (decision allow or consumed) names the
+ * anchors it used: the authority record (session_id), the agent session, the
+ * delegation edge and every delegation_chain element. The access at time t
+ * is illegitimate for an anchor of the same zone when that anchor has
+ *   - a REVOKE (revoke, terminate, edge_revoke; final) at T with
+ *     t > T + grace_revocation, or
+ *   - a SUSPEND at T with t > T + grace_revocation and no RESUME after it
+ *     at or before t.
+ * The grace covers propagation: Caracal needs a moment to make every STS
+ * and Gateway stop honouring a revoked anchor.
+ *
+ * Order independence: the rule runs when the access arrives (it reads the
+ * anchor's revocation history) and when a revocation arrives (it reads the
+ * granting accesses of that anchor in the window the revocation affects,
+ * an indexed range). A RESUME that arrives after the access re-judges the
+ * accesses it covers and resolves the alerts that no longer hold, with
+ * resolved_by "revocation:<stream>/<entry id>" and late_ns 0 (the resume
+ * was in force before the access: it was read late, not issued late).
+ *
+ * One alert per (zone, anchor, request id): the token_exchange and the
+ * Gateway event of one call share a request id, hence one alert whose
+ * evidence lists both. An access that names several revoked anchors raises
+ * one alert per anchor (which anchors count does not depend on arrival
+ * order). The alert is critical when a Gateway call with that request id
+ * executed; a Gateway event that arrives after the alert escalates it.
+ *
+ * The common case (an anchor never revoked) costs no look-up: det->seen
+ * knows every anchor that has a revocation row.
+ */
+#include "detectors/alerting.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- An anchor's revocation history -------------------------------------- */
+
+typedef struct revocation {
+    char *block;                   /* owns stream and entry_id */
+    const char *stream, *entry_id;
+    aw_revocation_action action;
+    int64_t at_ns;
+    uint64_t seq;                  /* entry id sequence, orders one ms */
+    int64_t rowid;
+} revocation;
+
+typedef struct history {
+    revocation *items;             /* ordered as the store gives them */
+    size_t n, cap;
+} history;
+
+static void history_free(history *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->items[i].block);
+    free(h->items);
+}
+
+static int copy_revocation(const aw_revocation_row *row, void *ud)
+{
+    history *h = ud;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        revocation *items = realloc(h->items, cap * sizeof *items);
+        if (!items)
+            return AW_ERR_NOMEM;
+        h->items = items;
+        h->cap = cap;
+    }
+    revocation *r = &h->items[h->n];
+    const char *src[] = {row->stream, row->entry_id}, *dst[2];
+    r->block = aw_det_copy_strings(src, dst, 2, 0);
+    if (!r->block)
+        return AW_ERR_NOMEM;
+    r->stream = dst[0];
+    r->entry_id = dst[1];
+    r->action = row->action;
+    r->at_ns = row->at_ns;
+    r->rowid = row->rowid;
+    uint64_t ms;
+    if (aw_stream_id_parse(row->entry_id, strlen(row->entry_id), &ms, &r->seq))
+        r->seq = 0;
+    h->n++;
+    return 0;
+}
+
+static int load_history(aw_detectors *det, const char *zone_id,
+                        const aw_anchor *anchor, history *h, aw_error *err)
+{
+    aw_revocation_filter filter = {.zone_id = zone_id, .anchor = *anchor};
+    memset(h, 0, sizeof *h);
+    return aw_det_store_result(aw_store_query_revocations(det->store, &filter,
+                                               copy_revocation, h, err),
+                    err);
+}
+
+/* a comes after b: by time, then entry sequence, then row. */
+static bool comes_after(const revocation *a, const revocation *b)
+{
+    if (a->at_ns != b->at_ns)
+        return a->at_ns > b->at_ns;
+    if (a->seq != b->seq)
+        return a->seq > b->seq;
+    return a->rowid > b->rowid;
+}
+
+static bool resumed_by(const history *h, const revocation *suspend,
+                       int64_t access_ns)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        const revocation *r = &h->items[i];
+        if (r->action == AW_ACTION_RESUME && comes_after(r, suspend) &&
+            r->at_ns <= access_ns)
+            return true;
+    }
+    return false;
+}
+
+/* Does revocation r make an access at access_ns illegitimate? */
+static bool forbids(const aw_detectors *det, const history *h,
+                    const revocation *r, int64_t access_ns)
+{
+    if (r->action == AW_ACTION_RESUME ||
+        access_ns <= aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
+        return false;
+    return r->action == AW_ACTION_REVOKE || !resumed_by(h, r, access_ns);
+}
+
+static const revocation *first_forbidding(const aw_detectors *det,
+                                          const history *h, int64_t access_ns)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (forbids(det, h, &h->items[i], access_ns))
+            return &h->items[i];
+    return NULL;
+}
+
+/* ---- Accesses ------------------------------------------------------------ */
+
+/* A granting access, as the rule needs it (strings borrowed or owned by
+ * block). */
+typedef struct access {
+    char *block;
+    const char *event_id, *zone_id, *request_id, *decision;
+    int64_t occurred_at_ns;
+} access;
+
+typedef struct gateway_calls {
+    aw_det_evidence *ev;
+    bool executed;
+} gateway_calls;
+
+static int note_gateway_call(const aw_event_row *row, void *ud)
+{
+    gateway_calls *gc = ud;
+    aw_det_evidence_add(gc->ev, "event", row->event_id, NULL);
+    if (row->evaluation_status && strcmp(row->evaluation_status, "executed") == 0)
+        gc->executed = true;
+    return 0;
+}
+
+/* Adds the Gateway events of the access's request to the evidence; true in
+ * *executed when one of them executed the call. */
+static int find_gateway_calls(aw_detectors *det, const access *a,
+                              aw_det_evidence *ev, bool *executed,
+                              aw_error *err)
+{
+    static const char *const gateway_type[] = {AW_EVENT_GATEWAY_CALL};
+    gateway_calls gc = {ev, false};
+    *executed = false;
+    if (!a->request_id)
+        return AW_OK;
+    aw_event_filter filter = {
+        .request_id = a->request_id, .zone_id = a->zone_id,
+        .event_types = gateway_type, .n_event_types = 1,
+    };
+    int rc = aw_store_query_events(det->store, &filter, note_gateway_call, &gc,
+                                   err);
+    *executed = gc.executed;
+    return rc;
+}
+
+static char *anchor_name(const aw_anchor *anchor)
+{
+    return aw_det_printf("%s:%s", aw_anchor_kind_name(anchor->kind), anchor->id);
+}
+
+static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
+                              const history *h, const access *a,
+                              const revocation *cause, aw_error *err)
+{
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    aw_det_evidence_add(&ev, "event", a->event_id, NULL);
+    bool executed;
+    int rc = find_gateway_calls(det, a, &ev, &executed, err);
+    if (rc) {
+        aw_det_evidence_free(&ev);
+        return rc;
+    }
+    for (size_t i = 0; i < h->n; i++)
+        if (forbids(det, h, &h->items[i], a->occurred_at_ns))
+            aw_det_evidence_add(&ev, "revocation", h->items[i].stream,
+                                h->items[i].entry_id);
+
+    char when[40], revoked_when[40], grace[32];
+    char *name = anchor_name(anchor);
+    aw_alert alert = {
+        .kind = AW_ALERT_ACCESS_AFTER_REVOCATION,
+        .severity = executed ? "critical" : "high",
+        .zone_id = a->zone_id,
+        .request_id = a->request_id,
+        .anchor = name,
+        .event_time_ns = a->occurred_at_ns,
+        .evidence_json = aw_det_evidence_json(&ev),
+    };
+    bool revoked = cause->action == AW_ACTION_REVOKE;
+    if (name)
+        alert.summary = aw_det_printf(
+            "Access by event %s (request %s, decision %s at %s) used %s in "
+            "zone %s after it was %s at %s (entry %s/%s)%s, past the %s "
+            "propagation grace.",
+            a->event_id, a->request_id ? a->request_id : "none", a->decision,
+            aw_time_format(a->occurred_at_ns, when, sizeof when), name,
+            a->zone_id, revoked ? "revoked" : "suspended",
+            aw_time_format(cause->at_ns, revoked_when, sizeof revoked_when),
+            cause->stream, cause->entry_id,
+            revoked ? "" : " with no resume before the access",
+            aw_det_seconds(det->config.grace_revocation_ns, grace));
+    rc = aw_det_raise(det, &alert, err);
+    free((char *)alert.summary);
+    free(name);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* Judges one access against one anchor's history: raises when forbidden. */
+static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
+                 const access *a, aw_error *err)
+{
+    const revocation *cause = first_forbidding(det, h, a->occurred_at_ns);
+    return cause ? raise_access_alert(det, anchor, h, a, cause, err) : AW_OK;
+}
+
+/* ---- Escalation by a later Gateway event --------------------------------- */
+
+typedef struct alert_list {
+    const char *zone_id;
+    aw_alert **items;
+    size_t n, cap;
+} alert_list;
+
+static int collect_alert(const aw_alert *alert, void *ud)
+{
+    alert_list *list = ud;
+    if (!alert->zone_id || strcmp(alert->zone_id, list->zone_id) != 0)
+        return 0;
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 4;
+        aw_alert **items = realloc(list->items, cap * sizeof *items);
+        if (!items)
+            return AW_ERR_NOMEM;
+        list->items = items;
+        list->cap = cap;
+    }
+    list->items[list->n] = aw_det_alert_dup(alert);
+    return list->items[list->n++] ? 0 : AW_ERR_NOMEM;
+}
+
+/* Gateway event G arrived: alerts already raised for its request become
+ * critical when G executed, and list G as evidence. */
+static int escalate_for_gateway_call(aw_detectors *det,
+                                     const aw_audit_event *g, aw_error *err)
+{
+    if (!aw_det_is_gateway_call(g->event_type) || !g->request_id ||
+        !aw_seen_maybe(&det->seen,
+                       aw_det_key_revoked_request(g->zone_id, g->request_id)))
+        return AW_OK;
+    alert_list list = {.zone_id = g->zone_id};
+    aw_alert_filter filter = {
+        .kind = AW_ALERT_ACCESS_AFTER_REVOCATION, .request_id = g->request_id,
+    };
+    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter,
+                                                       collect_alert, &list,
+                                                       err),
+                                 err);
+    bool executed = g->evaluation_status &&
+                    strcmp(g->evaluation_status, "executed") == 0;
+    for (size_t i = 0; i < list.n; i++) {
+        if (!rc) {
+            aw_det_evidence ev;
+            aw_det_evidence_init(&ev);
+            aw_det_evidence_add(&ev, "event", g->id, NULL);
+            aw_alert grown = *list.items[i];
+            if (executed)
+                grown.severity = "critical";
+            grown.evidence_json = aw_det_evidence_json(&ev);
+            rc = aw_det_escalate(det, &grown, err);
+            aw_det_evidence_free(&ev);
+        }
+        free(list.items[i]);
+    }
+    free(list.items);
+    return rc;
+}
+
+int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
+                               aw_error *err)
+{
+    int rc = AW_OK;
+    if (aw_decision_grants(event->decision)) {
+        access a = {
+            .event_id = event->id, .zone_id = event->zone_id,
+            .request_id = event->request_id, .decision = event->decision,
+            .occurred_at_ns = event->occurred_at_ns,
+        };
+        for (size_t i = 0; !rc && i < event->nanchors; i++) {
+            const aw_anchor *anchor = &event->anchors[i];
+            if (!aw_seen_maybe(&det->seen,
+                               aw_det_key_revoked_anchor(event->zone_id, anchor)))
+                continue;
+            history h;
+            rc = load_history(det, event->zone_id, anchor, &h, err);
+            if (!rc)
+                rc = judge(det, anchor, &h, &a, err);
+            history_free(&h);
+        }
+    }
+    if (!rc)
+        rc = escalate_for_gateway_call(det, event, err);
+    return rc;
+}
+
+/* ---- A revocation arrives ------------------------------------------------ */
+
+/* The accesses a newly arrived revocation affects, with what to do. */
+typedef struct affected {
+    aw_detectors *det;
+    const aw_anchor *anchor;
+    const history *h;
+    bool resume;                   /* re-judge (resolve) instead of raise */
+    char *anchor_name;
+    access *items;
+    size_t n, cap;
+} affected;
+
+/* Keeps only the accesses that need work, so a long range costs memory
+ * only for the alerts it raises or may resolve. */
+static int collect_affected(const aw_event_row *row, void *ud)
+{
+    affected *af = ud;
+    bool forbidden = first_forbidding(af->det, af->h, row->occurred_at_ns) != NULL;
+    if (af->resume) {
+        if (forbidden ||
+            !aw_seen_maybe(&af->det->seen,
+                           aw_det_key_alert(AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                            row->zone_id, af->anchor_name,
+                                            row->request_id)))
+            return 0;
+    } else if (!forbidden) {
+        return 0;
+    }
+    if (af->n == af->cap) {
+        size_t cap = af->cap ? af->cap * 2 : 8;
+        access *items = realloc(af->items, cap * sizeof *items);
+        if (!items)
+            return AW_ERR_NOMEM;
+        af->items = items;
+        af->cap = cap;
+    }
+    access *a = &af->items[af->n];
+    const char *src[] = {row->event_id, row->zone_id, row->request_id,
+                         row->decision};
+    const char *dst[4];
+    a->block = aw_det_copy_strings(src, dst, 4, 0);
+    if (!a->block)
+        return AW_ERR_NOMEM;
+    a->event_id = dst[0];
+    a->zone_id = dst[1];
+    a->request_id = dst[2];
+    a->decision = dst[3];
+    a->occurred_at_ns = row->occurred_at_ns;
+    af->n++;
+    return 0;
+}
+
+/* The occurred_at range [since, until) of the accesses whose judgement the
+ * revocation `self` can change. */
+static void affected_window(const aw_detectors *det, const history *h,
+                            const revocation *self, aw_event_filter *filter)
+{
+    int64_t grace = det->config.grace_revocation_ns;
+    filter->has_since = true;
+    filter->has_until = false;
+    if (self->action == AW_ACTION_RESUME) {
+        /* Accesses after the next suspension or revocation (plus grace)
+         * stay forbidden by it, whatever this resume says. */
+        filter->since_ns = self->at_ns;
+        for (size_t i = 0; i < h->n; i++) {
+            const revocation *r = &h->items[i];
+            if (r->action != AW_ACTION_RESUME && comes_after(r, self)) {
+                filter->has_until = true;
+                filter->until_ns = aw_det_add_ns(aw_det_add_ns(r->at_ns, grace), 1);
+                break;
+            }
+        }
+        return;
+    }
+    filter->since_ns = aw_det_add_ns(aw_det_add_ns(self->at_ns, grace), 1);
+    if (self->action == AW_ACTION_SUSPEND) {
+        for (size_t i = 0; i < h->n; i++) {
+            const revocation *r = &h->items[i];
+            if (r->action == AW_ACTION_RESUME && comes_after(r, self)) {
+                filter->has_until = true;
+                filter->until_ns = r->at_ns;
+                break;
+            }
+        }
+    }
+}
+
+static const revocation *find_self(const history *h, const aw_raw_entry *entry)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->items[i].entry_id, entry->id.ptr) == 0 &&
+            strcmp(h->items[i].stream, entry->stream.ptr) == 0)
+            return &h->items[i];
+    return NULL;
+}
+
+static int on_revoked_anchor(aw_detectors *det, const aw_raw_entry *entry,
+                             const char *zone_id, const aw_anchor *anchor,
+                             aw_error *err)
+{
+    history h;
+    int rc = load_history(det, zone_id, anchor, &h, err);
+    const revocation *self = rc ? NULL : find_self(&h, entry);
+    if (!self) {
+        history_free(&h);
+        return rc ? rc
+                  : aw_error_set(err, AW_ERR,
+                                 "revocation %s/%s of %s:%s is not in the index",
+                                 entry->stream.ptr, entry->id.ptr,
+                                 aw_anchor_kind_name(anchor->kind), anchor->id);
+    }
+    affected af = {
+        .det = det, .anchor = anchor, .h = &h,
+        .resume = self->action == AW_ACTION_RESUME,
+        .anchor_name = anchor_name(anchor),
+    };
+    aw_event_filter filter = {
+        .zone_id = zone_id, .anchor = *anchor, .grants_only = true,
+    };
+    affected_window(det, &h, self, &filter);
+    rc = af.anchor_name ? aw_store_query_events(det->store, &filter,
+                                                collect_affected, &af, err)
+                        : AW_ERR_NOMEM;
+    rc = aw_det_store_result(rc, err);
+    char *resolver = af.resume ? aw_det_printf("revocation:%s/%s", self->stream,
+                                               self->entry_id)
+                               : NULL;
+    for (size_t i = 0; i < af.n; i++) {
+        const access *a = &af.items[i];
+        if (!rc && af.resume)
+            rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION, a->zone_id,
+                                af.anchor_name, a->request_id, resolver,
+                                self->at_ns, err);
+        else if (!rc)
+            rc = judge(det, anchor, &h, a, err);
+        free(af.items[i].block);
+    }
+    free(resolver);
+    free(af.items);
+    free(af.anchor_name);
+    history_free(&h);
+    return rc;
+}
+
+int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
+                             const aw_revocation_set *set, aw_error *err)
+{
+    for (size_t i = 0; i < set->n; i++)
+        aw_seen_add(&det->seen,
+                    aw_det_key_revoked_anchor(set->zone_id, &set->items[i].anchor));
+    int rc = AW_OK;
+    for (size_t i = 0; !rc && i < set->n; i++)
+        rc = on_revoked_anchor(det, entry, set->zone_id, &set->items[i].anchor,
+                               err);
+    return rc;
+}

@@ -1,0 +1,276 @@
+/* test_detectors_missing.c -- "call succeeded, but no audit": a Gateway call
+ * without its token_exchange decision (decision_missing) and an observed
+ * call without any audit event (call_without_audit), through a real index.
+ * Grace 300 s unless a test says otherwise.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/support/detectors_world.h"
+
+static dw_world w;
+
+static void setup(void)
+{
+    dw_open(&w, DW_S(300), DW_S(5));
+}
+
+static void teardown(void)
+{
+    dw_close(&w);
+}
+
+static void gateway_call(const char *id, const char *request, int64_t occurred,
+                         int64_t arrival, int upstream, const char *result_class)
+{
+    dw_audit g = {
+        .id = id, .type = "gateway_resource_request", .request = request,
+        .evaluation_status = "executed", .upstream_status = upstream,
+        .result_class = result_class, .occurred_ms = occurred,
+        .arrival_ms = arrival,
+    };
+    cr_assert_eq(dw_feed_audit(&w, &g), AW_PUT_INSERTED);
+}
+
+static void decision_in(const char *zone, const char *type, const char *id,
+                        const char *request, int64_t occurred, int64_t arrival)
+{
+    dw_audit te = {
+        .id = id, .zone = zone, .type = type, .request = request,
+        .occurred_ms = occurred, .arrival_ms = arrival,
+    };
+    cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
+}
+
+static void decision(const char *id, const char *request, int64_t occurred,
+                     int64_t arrival)
+{
+    decision_in(NULL, "token_exchange", id, request, occurred, arrival);
+}
+
+static size_t count(const char *kind)
+{
+    return dw_alerts(&w, kind, NULL, NULL, 0);
+}
+
+TestSuite(decision_missing, .init = setup, .fini = teardown);
+
+Test(decision_missing, raises_after_grace_when_no_token_exchange)
+{
+    gateway_call("g-1", "req-1", 0, 0, 502, "server_error");
+    dw_advance(&w, DW_S(299));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0, "raised inside the grace window");
+
+    dw_advance(&w, DW_S(300));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    char id[33];
+    cr_assert_str_eq(a.id, aw_detectors_alert_id(AW_ALERT_DECISION_MISSING,
+                                                 "zone-1", NULL, "req-1", id));
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_str_eq(a.zone, "zone-1");
+    cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/"), "%s",
+                       a.evidence);
+    cr_assert_not_null(strstr(a.summary, "req-1"), "%s", a.summary);
+    cr_assert_not_null(strstr(a.summary, "2026-05-21T12:00:00Z"), "%s", a.summary);
+    cr_assert_eq(a.event_time_ns, DW_NS(0));
+    cr_assert_eq(a.raised_at_ns, DW_NS(DW_S(300)));
+    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
+}
+
+Test(decision_missing, critical_when_upstream_answered_2xx_or_success)
+{
+    gateway_call("g-1", "req-2xx", 0, 0, 204, NULL);
+    gateway_call("g-2", "req-success", 0, 0, 0, "success");
+    gateway_call("g-3", "req-404", 0, 0, 404, "client_error");
+    dw_advance(&w, DW_S(301));
+    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-2xx").severity,
+                     "critical");
+    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-success").severity,
+                     "critical");
+    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-404").severity,
+                     "high");
+}
+
+Test(decision_missing, no_alert_when_token_exchange_present_before_or_within_grace)
+{
+    decision("te-1", "req-before", DW_S(-10), DW_S(-10));
+    gateway_call("g-1", "req-before", 0, 0, 200, "success");
+    gateway_call("g-2", "req-within", 0, 0, 200, "success");
+    decision("te-2", "req-within", DW_S(1), DW_S(200));
+    gateway_call("g-3", "req-at-deadline", 0, 0, 200, "success");
+    decision("te-3", "req-at-deadline", DW_S(1), DW_S(300));
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0);
+    cr_assert_eq(w.nchanges, 0);
+}
+
+Test(decision_missing, decision_indexed_before_restart_still_counts)
+{
+    decision("te-1", "req-1", 0, 0);
+    dw_reopen(&w);
+    gateway_call("g-1", "req-1", DW_S(1), DW_S(1), 200, "success");
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0);
+}
+
+Test(decision_missing, decision_from_a_rolled_back_batch_does_not_count)
+{
+    dw_audit te = {.id = "te-1", .type = "token_exchange", .request = "req-1"};
+    dw_feed_audit_rolled_back(&w, &te);
+    gateway_call("g-1", "req-1", DW_S(1), DW_S(1), 200, "success");
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 1);
+}
+
+Test(decision_missing, dotted_token_exchange_spelling_counts_as_decision)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    decision_in(NULL, "token.exchange", "te-1", "req-1", 0, DW_S(1));
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0);
+}
+
+Test(decision_missing, decision_in_another_zone_does_not_count)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    decision_in("zone-2", "token_exchange", "te-1", "req-1", 0, DW_S(1));
+    dw_advance(&w, DW_S(301));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN);
+}
+
+Test(decision_missing, resolves_when_decision_arrives_late)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    dw_advance(&w, DW_S(301));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN);
+
+    decision("te-1", "req-1", DW_S(1), DW_S(400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.resolved_by, "te-1");
+    cr_assert_eq(a.late_ns, DW_S(400) * 1000000LL, "late_ns %lld", (long long)a.late_ns);
+    cr_assert_eq(a.resolved_at_ns, DW_NS(DW_S(400)));
+    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
+    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RESOLVED_NOW), 1);
+}
+
+/* A decision read in the same batch as the deadline but published after it
+ * is still late: the outcome depends on timestamps, not on batching. */
+Test(decision_missing, decision_published_after_deadline_is_late_even_in_one_batch)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    decision("te-1", "req-1", DW_S(1), DW_S(350));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.resolved_by, "te-1");
+    cr_assert_eq(a.late_ns, DW_S(350) * 1000000LL);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 1);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RESOLVED_NOW), 1);
+}
+
+Test(decision_missing, grace_counts_from_arrival_for_evidence_published_late)
+{
+    gateway_call("g-1", "req-1", 0, DW_S(1000), 200, "success");
+    dw_advance(&w, DW_S(1299));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0,
+                 "a call replayed late must get its full grace window");
+    dw_advance(&w, DW_S(1300));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 1);
+}
+
+Test(decision_missing, raised_once_however_often_the_clock_advances)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    for (int s = 301; s < 310; s++)
+        dw_advance(&w, DW_S(s));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 1);
+    cr_assert_eq(w.nchanges, 1);
+}
+
+TestSuite(call_without_audit, .init = setup, .fini = teardown);
+
+Test(call_without_audit, raises_when_no_audit_event_follows_a_successful_call)
+{
+    dw_call c = {.request = "req-9", .status = 200, .occurred_ms = 0, .arrival_ms = 0};
+    dw_feed_call(&w, &c);
+    dw_advance(&w, DW_S(299));
+    cr_assert_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
+    dw_advance(&w, DW_S(300));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_CALLS_STREAM "/"), "%s",
+                       a.evidence);
+    cr_assert_not_null(strstr(a.summary, "req-9"), "%s", a.summary);
+    cr_assert_eq(a.event_time_ns, DW_NS(0));
+}
+
+Test(call_without_audit, no_alert_when_any_audit_event_has_the_request_id)
+{
+    dw_call c = {.request = "req-9", .status = 200};
+    dw_feed_call(&w, &c);
+    dw_audit e = {.id = "e-1", .type = "credential_revealed", .request = "req-9",
+                  .occurred_ms = DW_S(2), .arrival_ms = DW_S(100)};
+    dw_feed_audit(&w, &e);
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
+}
+
+Test(call_without_audit, only_successful_calls_need_audit)
+{
+    dw_call failed = {.request = "req-500", .status = 500};
+    dw_call redirected = {.request = "req-302", .status = 302};
+    dw_feed_call(&w, &failed);
+    dw_feed_call(&w, &redirected);
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-500", NULL, 0), 0);
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-302", NULL, 0), 1);
+}
+
+Test(call_without_audit, resolves_when_audit_event_arrives_late)
+{
+    dw_call c = {.request = "req-9", .status = 200};
+    dw_feed_call(&w, &c);
+    dw_advance(&w, DW_S(301));
+    dw_audit e = {.id = "e-1", .type = "token_exchange", .request = "req-9",
+                  .occurred_ms = 0, .arrival_ms = DW_S(500)};
+    dw_feed_audit(&w, &e);
+    dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.resolved_by, "e-1");
+    cr_assert_eq(a.late_ns, DW_S(500) * 1000000LL);
+}
+
+Test(call_without_audit, zone_of_the_call_must_match_when_known)
+{
+    dw_call zoned = {.request = "req-z", .zone = "zone-2", .status = 200};
+    dw_call unzoned = {.request = "req-u", .status = 200};
+    dw_feed_call(&w, &zoned);
+    dw_feed_call(&w, &unzoned);
+    dw_audit e1 = {.id = "e-1", .type = "token_exchange", .request = "req-z",
+                   .arrival_ms = DW_S(1)};
+    dw_audit e2 = {.id = "e-2", .type = "token_exchange", .request = "req-u",
+                   .arrival_ms = DW_S(1)};
+    dw_feed_audit(&w, &e1);
+    dw_feed_audit(&w, &e2);
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z", NULL, 0), 1,
+                 "an audit event of zone-1 does not cover a call in zone-2");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-u", NULL, 0), 0);
+}
+
+Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
+{
+    dw_call zoned = {.request = "req-z", .zone = "zone-2", .status = 200};
+    dw_feed_call(&w, &zoned);
+    dw_advance(&w, DW_S(301));
+    dw_audit e = {.id = "e-1", .zone = "zone-2", .type = "token_exchange",
+                  .request = "req-z", .arrival_ms = DW_S(400)};
+    dw_feed_audit(&w, &e);
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z").state,
+                 AW_ALERT_RESOLVED);
+}

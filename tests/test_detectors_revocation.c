@@ -1,0 +1,263 @@
+/* test_detectors_revocation.c -- access_after_revocation through a real
+ * index: authority used after it was revoked or suspended, whichever side
+ * arrives first. Propagation grace 5 s.
+ */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/support/detectors_world.h"
+
+#define KIND AW_ALERT_ACCESS_AFTER_REVOCATION
+
+static dw_world w;
+
+static void setup(void)
+{
+    dw_open(&w, DW_S(300), DW_S(5));
+}
+
+static void teardown(void)
+{
+    dw_close(&w);
+}
+
+TestSuite(access_after_revocation, .init = setup, .fini = teardown);
+
+static void revocation(aw_revocation_action action, const char *zone,
+                       aw_anchor anchor, int64_t at)
+{
+    dw_revocation r = {.zone = zone, .action = action, .at_ms = at,
+                       .anchors = {anchor}};
+    dw_feed_revocation(&w, &r);
+}
+
+static void revoke(aw_anchor anchor, int64_t at)
+{
+    revocation(AW_ACTION_REVOKE, NULL, anchor, at);
+}
+
+/* A token_exchange that granted access at `at` using `anchor`. */
+static void access_in(const char *zone, const char *id, const char *request,
+                      int64_t at, aw_anchor anchor)
+{
+    dw_audit te = {.id = id, .zone = zone, .type = "token_exchange",
+                   .request = request, .occurred_ms = at, .arrival_ms = at,
+                   .anchors = {anchor}};
+    cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
+}
+
+static void access(const char *id, const char *request, int64_t at,
+                   aw_anchor anchor)
+{
+    access_in(NULL, id, request, at, anchor);
+}
+
+static size_t alerts_for(const char *request)
+{
+    return dw_alerts(&w, KIND, request, NULL, 0);
+}
+
+Test(access_after_revocation, raises_when_access_follows_revocation)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    char id[33];
+    cr_assert_str_eq(a.id, aw_detectors_alert_id(KIND, "zone-1", "agent_session:as-1",
+                                                 "req-1", id));
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_str_eq(a.anchor, "agent_session:as-1");
+    cr_assert_eq(a.event_time_ns, DW_NS(DW_S(10)));
+    cr_assert_not_null(strstr(a.evidence, "\"event:te-1\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "\"revocation:" DW_REVOKE_STREAM "/"),
+                       "%s", a.evidence);
+    cr_assert_not_null(strstr(a.summary, "req-1"), "%s", a.summary);
+    cr_assert_not_null(strstr(a.summary, "agent_session:as-1"), "%s", a.summary);
+    cr_assert_not_null(strstr(a.summary, "revoked at 2026-05-21T12:00:00Z"), "%s",
+                       a.summary);
+}
+
+Test(access_after_revocation, no_alert_within_propagation_grace)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-early", DW_S(3), DW_AGENT("as-1"));
+    access("te-2", "req-at-grace", DW_S(5), DW_AGENT("as-1"));
+    access("te-3", "req-after", DW_S(5) + 1, DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-early"), 0);
+    cr_assert_eq(alerts_for("req-at-grace"), 0);
+    cr_assert_eq(alerts_for("req-after"), 1);
+}
+
+Test(access_after_revocation, denied_access_is_not_an_alert)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    dw_audit denied = {.id = "te-1", .type = "token_exchange", .request = "req-1",
+                       .decision = "deny", .occurred_ms = DW_S(10),
+                       .arrival_ms = DW_S(10), .anchors = {DW_AGENT("as-1")}};
+    dw_feed_audit(&w, &denied);
+    cr_assert_eq(alerts_for(NULL), 0);
+}
+
+Test(access_after_revocation, revocation_arriving_after_the_access_raises)
+{
+    access("te-1", "req-late", DW_S(10), DW_AGENT("as-1"));
+    access("te-2", "req-in-grace", DW_S(3), DW_AGENT("as-1"));
+    access("te-3", "req-before", DW_S(-10), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for(NULL), 0);
+
+    revoke(DW_AGENT("as-1"), 0);
+    cr_assert_eq(alerts_for("req-late"), 1);
+    cr_assert_eq(alerts_for("req-in-grace"), 0);
+    cr_assert_eq(alerts_for("req-before"), 0);
+}
+
+Test(access_after_revocation, suspend_then_resume_then_access_is_legitimate)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    access("te-1", "req-after-resume", DW_S(30), DW_AGENT("as-1"));
+    access("te-2", "req-suspended", DW_S(10), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-after-resume"), 0);
+    dw_alert a = dw_the_alert(&w, KIND, "req-suspended");
+    cr_assert_not_null(strstr(a.summary, "suspended"), "%s", a.summary);
+}
+
+Test(access_after_revocation, resume_arriving_late_resolves_the_alert)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", "req-after-resume", DW_S(30), DW_AGENT("as-1"));
+    access("te-2", "req-suspended", DW_S(10), DW_AGENT("as-1"));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-after-resume").state, AW_ALERT_OPEN);
+
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    dw_alert a = dw_the_alert(&w, KIND, "req-after-resume");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_eq(strncmp(a.resolved_by, "revocation:" DW_LIFECYCLE_STREAM "/",
+                         strlen("revocation:" DW_LIFECYCLE_STREAM "/")),
+                 0, "%s", a.resolved_by);
+    cr_assert_eq(a.late_ns, 0);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-suspended").state, AW_ALERT_OPEN,
+                 "an access during the suspension stays forbidden");
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 1);
+}
+
+Test(access_after_revocation, resume_does_not_undo_a_final_revocation)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    access("te-2", "req-2", DW_S(40), DW_AGENT("as-1"));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_OPEN);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-2").state, AW_ALERT_OPEN);
+}
+
+Test(access_after_revocation, delegation_chain_element_anchor_matches)
+{
+    dw_audit te = {
+        .id = "te-1", .type = "token_exchange", .request = "req-1",
+        .occurred_ms = DW_S(10), .arrival_ms = DW_S(10),
+        .anchors = {DW_AUTHORITY("ar-1"), DW_AGENT("as-1"), DW_EDGE("e-1"),
+                    DW_AGENT("as-root"), DW_EDGE("e-root")},
+    };
+    dw_feed_audit(&w, &te);
+    revoke(DW_EDGE("e-root"), 0);
+    te.id = "te-2";
+    te.request = "req-2";
+    te.arrival_ms = DW_S(11);
+    dw_feed_audit(&w, &te);
+
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").anchor, "delegation_edge:e-root");
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-2").anchor, "delegation_edge:e-root");
+}
+
+Test(access_after_revocation, revocation_in_another_zone_does_not_match)
+{
+    revocation(AW_ACTION_REVOKE, "zone-2", DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    access("te-2", "req-2", DW_S(20), DW_AGENT("as-2"));
+    revocation(AW_ACTION_REVOKE, "zone-2", DW_AGENT("as-2"), DW_S(1));
+    cr_assert_eq(alerts_for(NULL), 0);
+
+    access_in("zone-2", "te-3", "req-3", DW_S(30), DW_AGENT("as-1"));
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-3").zone, "zone-2");
+}
+
+static void gateway_call(const char *id, const char *request, int64_t at,
+                         const char *evaluation_status)
+{
+    dw_audit g = {.id = id, .type = "gateway_resource_request", .request = request,
+                  .evaluation_status = evaluation_status, .upstream_status = 200,
+                  .result_class = "success", .occurred_ms = at, .arrival_ms = at};
+    dw_feed_audit(&w, &g);
+}
+
+Test(access_after_revocation, critical_when_gateway_call_executed_before)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    gateway_call("g-1", "req-1", DW_S(10), "executed");
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_str_eq(a.severity, "critical");
+    cr_assert_not_null(strstr(a.evidence, "\"event:te-1\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
+}
+
+Test(access_after_revocation, escalates_when_executed_gateway_call_arrives_later)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").severity, "high");
+
+    gateway_call("g-1", "req-1", DW_S(11), "executed");
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_str_eq(a.severity, "critical");
+    cr_assert_not_null(strstr(a.evidence, "\"event:te-1\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_ESCALATED), 1);
+}
+
+Test(access_after_revocation, stays_high_when_gateway_call_did_not_execute)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    gateway_call("g-1", "req-1", DW_S(11), "upstream_error");
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
+}
+
+Test(access_after_revocation, same_call_seen_twice_is_one_alert)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    dw_audit g = {.id = "g-1", .type = "gateway_resource_request", .request = "req-1",
+                  .evaluation_status = "executed", .occurred_ms = DW_S(11),
+                  .arrival_ms = DW_S(11), .anchors = {DW_AGENT("as-1")}};
+    dw_feed_audit(&w, &g);
+    revoke(DW_AGENT("as-1"), DW_S(1));
+
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_str_eq(a.severity, "critical");
+    cr_assert_not_null(strstr(a.evidence, "\"event:te-1\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RAISED), 1);
+}
+
+Test(access_after_revocation, revocation_indexed_before_restart_still_matches)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    dw_reopen(&w);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-1"), 1);
+}
+
+Test(access_after_revocation, late_resume_after_restart_resolves)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    dw_reopen(&w);
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_RESOLVED);
+}
