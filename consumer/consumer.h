@@ -1,0 +1,223 @@
+/* consumer.h -- getting stream entries into the index, and the only header
+ * of consumer/.
+ *
+ * Two layers, kept apart the way hiredis keeps its core apart from its
+ * event-loop adapters:
+ *
+ *  - Ingest (aw_ingest_*): no Redis, no event loop. It takes raw stream
+ *    entries that someone already holds and commits them to the index in
+ *    one transaction per batch, detectors included. The daemon uses it, and
+ *    so do the one-shot commands that bring entries from elsewhere (`replay`
+ *    from a bundle or XRANGE, `import-calls` from NDJSON files).
+ *
+ *  - The daemon (aw_daemon_*): Redis and libuv. It joins auditwatch's own
+ *    consumer groups on Caracal's streams, reads, reclaims and reconnects,
+ *    hands batches to the ingest layer on the libuv thread pool, and
+ *    acknowledges an entry only after the transaction holding it committed
+ *    (DESIGN §3). A crash at any point loses nothing: unacknowledged entries
+ *    are delivered again, and the index recognises them.
+ *
+ * Plus three small helpers the command line shares: secrets from files,
+ * Redis addresses, and the JSON form of an alert.
+ */
+#ifndef AW_CONSUMER_H
+#define AW_CONSUMER_H
+
+#include "detectors/detectors.h"
+
+/* ---- Ingest -------------------------------------------------------------- */
+
+typedef struct aw_ingest aw_ingest;
+
+/* Entries of a stream whose name starts with this prefix ("import:access.log")
+ * are observed calls from an NDJSON file: one field, AW_INGEST_IMPORT_FIELD,
+ * holding one line, decoded with the configured call field names. The entry
+ * id's time is the fallback time of a line without one. */
+#define AW_INGEST_IMPORT_PREFIX "import:"
+#define AW_INGEST_IMPORT_FIELD "line"
+
+typedef struct aw_ingest_options {
+    const char *db_path;               /* the index; created when absent */
+    unsigned store_flags;              /* AW_STORE_* for aw_store_open */
+    /* Borrowed; must outlive the handle and be used by no other thread while
+     * a batch runs. NULL: signatures are not required and entries are
+     * indexed as unsigned. */
+    aw_hmac_key *audit_key;            /* `sig` of the audit stream */
+    aw_hmac_key *streams_key;          /* `_sig` of the other streams */
+    /* The stream of each role (aw_stream_role); NULL takes
+     * aw_stream_role_default_stream. Borrowed. */
+    const char *streams[AW_ROLE_COUNT];
+    const aw_detector_config *detectors; /* NULL: defaults; borrowed */
+    aw_call_fields call_fields;        /* NDJSON names; NULLs take defaults */
+} aw_ingest_options;
+
+/* One entry of a batch. */
+typedef struct aw_ingest_item {
+    const aw_raw_entry *entry;         /* borrowed for the call */
+    /* AW_REJECT_NONE, or a reason to reject the entry without decoding it
+     * (the daemon uses TOO_MANY_DELIVERIES); detail says why (may be NULL). */
+    aw_reject_reason forced_reason;
+    const char *forced_detail;
+} aw_ingest_item;
+
+/* Entries [first_id, last_id] of stream were deleted before this index got
+ * them. delivered: they had been delivered to the group (a pending entry
+ * found deleted) and may have been indexed before a crash, so the loss is
+ * reported only when the index does not hold them (first_id == last_id). */
+typedef struct aw_ingest_trim {
+    const char *stream;
+    const char *first_id;
+    const char *last_id;
+    bool delivered;
+} aw_ingest_trim;
+
+/* What one batch did. Counted per entry: indexed (decoded and stored new),
+ * duplicates (an entry stored before, or an event id already stored with the
+ * same content), conflicts (an event id stored before with other content:
+ * tampered_on_redelivery), rejected (stored in the rejected table). */
+typedef struct aw_ingest_stats {
+    size_t indexed, duplicates, conflicts, rejected;
+    size_t rejected_by_reason[AW_REJECT_REASON_COUNT];
+    size_t trims_reported;
+} aw_ingest_stats;
+
+/* Opens (creating and migrating) the index and the detectors over it. On
+ * success *out is a new handle (aw_ingest_close). Errors: those of
+ * aw_store_open and aw_detectors_new, and AW_ERR_INVALID when a stream name
+ * is empty, starts with AW_INGEST_IMPORT_PREFIX, or two roles share one. */
+int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
+                   aw_error *err);
+void aw_ingest_close(aw_ingest *ing);
+
+/* Commits n items and ntrims trims in ONE transaction, in order: every raw
+ * entry is stored (an entry stored before is counted as a duplicate and
+ * nothing derived from it is redone), decoded by the role of its stream,
+ * and stored with the matching detector hook; an entry that cannot be
+ * decoded -- including one of a stream no role names -- is stored as
+ * rejected with its reason, never dropped. Then each trim is handed to the
+ * detectors, checkpoints move to the newest entry id of each stream, and the
+ * detector clock advances to max(clock_ns, newest audit entry-id time of the
+ * batch). clock_ns 0: the batch's own time only.
+ *
+ * Returns 0 with *stats filled (stats may be NULL), or the store's error
+ * after a rollback that leaves the index and the detectors as they were: the
+ * caller must then NOT acknowledge the entries, and may retry the batch.
+ * Runs on any one thread at a time. */
+int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                    const aw_ingest_trim *trims, size_t ntrims,
+                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err);
+
+/* Hands every alert change of the batches committed since the last call to
+ * fn (see aw_detectors_drain). Call after a successful aw_ingest_batch. */
+void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud);
+
+/* The index, borrowed (for reads between batches, on the same thread). */
+aw_store *aw_ingest_store(aw_ingest *ing);
+
+/* The detector clock (ns) after the last committed batch. */
+int64_t aw_ingest_clock(const aw_ingest *ing);
+
+/* ---- The daemon --------------------------------------------------------- */
+
+typedef struct aw_daemon aw_daemon;
+
+typedef enum aw_log_format {
+    AW_LOG_KV = 0,   /* time=... level=info event=start key=value */
+    AW_LOG_JSON,     /* one JSON object a line */
+} aw_log_format;
+
+typedef struct aw_daemon_config {
+    aw_ingest_options ingest;      /* the index, keys, stream names */
+
+    const char *redis_host;        /* default 127.0.0.1 */
+    int redis_port;                /* default 6379 */
+    int redis_db;                  /* SELECTed when not 0 */
+    const char *redis_password;    /* AUTH when not NULL; never logged */
+
+    const char *group;             /* default "auditwatch"; never Caracal's */
+    const char *consumer;          /* this instance's name in the group */
+    /* Where a new group starts: "0" (default) every retained entry, "$"
+     * only new ones, or an entry id. */
+    const char *start_id;
+
+    size_t count;                  /* COUNT per stream and read; 1000 */
+    int64_t block_ms;              /* BLOCK of a caught-up read; 1000 */
+    int64_t claim_idle_ms;         /* XAUTOCLAIM entries idle longer; 60000 */
+    int64_t max_deliveries;        /* more: rejected TOO_MANY_DELIVERIES; 8 */
+
+    bool alerts_stdout;            /* JSON lines on stdout */
+    const char *alert_stream;      /* XADD here; NULL: no stream sink */
+    size_t alert_stream_maxlen;    /* MAXLEN ~ of that stream; 100000 */
+    const char *alert_exec;        /* /bin/sh -c CMD per alert, JSON on stdin */
+    int alert_exec_max;            /* hooks running at once; 4 */
+
+    aw_log_format log_format;
+    const char *log_file;          /* NULL: stderr; reopened on SIGHUP */
+} aw_daemon_config;
+
+/* Fills config with the defaults above (consumer, password and keys NULL;
+ * streams NULL, meaning each role's default; alert_stream
+ * "auditwatch.alerts"). */
+void aw_daemon_config_init(aw_daemon_config *config);
+
+/* Opens the log and the index. config and every string and key it points to
+ * are borrowed and must outlive the daemon. Fails on a bad config
+ * (AW_ERR_INVALID), an unreadable index or log file. Nothing touches Redis
+ * yet. */
+int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
+                  aw_error *err);
+
+/* Runs until stopped by aw_daemon_stop, SIGTERM or SIGINT (SIGHUP reopens
+ * the log file): connects (retrying with capped exponential backoff, so an
+ * unreachable Redis is waited for, not an error), ingests, and on stop
+ * finishes and acknowledges the batches in flight. Returns 0 after a clean
+ * stop, or an error when the index failed beyond retrying. Ignores SIGPIPE
+ * for the whole process (sockets and hook pipes report EPIPE instead). */
+int aw_daemon_run(aw_daemon *d, aw_error *err);
+
+/* Asks a running daemon to stop. Safe from any thread and from a signal
+ * handler. */
+void aw_daemon_stop(aw_daemon *d);
+
+/* Closes the index and the log. Not while aw_daemon_run runs. */
+void aw_daemon_free(aw_daemon *d);
+
+/* ---- Helpers shared with the command line -------------------------------- */
+
+/* Reads a secret file (a password, a hex key): at most 4096 bytes, surrounding
+ * whitespace cut. Refuses a file others may read (mode o+r) or that is not
+ * a regular file, so a key left world-readable is noticed. *out is a
+ * NUL-terminated heap copy; release it with aw_secret_free. Messages never
+ * contain the secret. */
+int aw_secret_read_file(const char *path, char **out, aw_error *err);
+/* Clears and frees a secret from aw_secret_read_file; NULL is a no-op. */
+void aw_secret_free(char *secret);
+
+/* An HMAC key from path (hex) when path is not NULL, else from the
+ * environment variable env_hex (hex text) when set, else *out = NULL.
+ * The caller frees *out with aw_hmac_key_free. */
+int aw_secret_load_hmac_key(const char *path, const char *env_hex,
+                            aw_hmac_key **out, aw_error *err);
+
+/* "redis://HOST[:PORT][/DB]" or "HOST[:PORT]". A password in the URL is
+ * refused (secrets never on the command line). */
+typedef struct aw_redis_address {
+    char host[256];
+    int port;       /* default 6379 */
+    int db;         /* default 0 */
+} aw_redis_address;
+int aw_redis_address_parse(const char *url, aw_redis_address *out,
+                           aw_error *err);
+
+/* The JSON object of an alert, as the sinks emit it: id, kind, severity,
+ * state, zone, request_id, anchor, event_time, raised_at, resolved_at,
+ * resolved_by, late_seconds, evidence (array), summary, and "change"
+ * (raised, escalated, resolved) unless change is AW_ALERT_UNCHANGED. Times
+ * are RFC 3339; absent values are null. Returns a heap string (free), or
+ * NULL when out of memory. */
+char *aw_alert_to_json(const aw_alert *alert, aw_alert_change change);
+
+/* "raised", "escalated", "resolved"; NULL for AW_ALERT_UNCHANGED. */
+const char *aw_alert_change_name(aw_alert_change change);
+
+#endif /* AW_CONSUMER_H */

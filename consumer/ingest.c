@@ -1,0 +1,434 @@
+/* ingest.c -- raw stream entries into the index, one transaction a batch.
+ *
+ * This is the part of the consumer that knows nothing of Redis: the daemon,
+ * `replay` and `import-calls` all hand it entries they already hold. A batch
+ * is all-or-nothing. Inside its transaction every entry is stored verbatim
+ * first (so the evidence exists whatever the decoders think of it), then
+ * decoded by the role of its stream and stored with the detector hook, or
+ * stored as rejected with the decoder's reason. Nothing is dropped: an entry
+ * of a stream no role names is rejected too, with that as the reason.
+ *
+ * Idempotence comes from the store: an entry stored before (same stream and
+ * id) is a redelivery, and everything derived from it is skipped. That is
+ * what lets the daemon acknowledge only after the commit, and redeliver
+ * freely after a crash.
+ *
+ * Checkpoints only move forward: a batch of reclaimed, older entries must
+ * not make `status` report less progress than was made. The newest
+ * committed id of every stream is kept in memory (loaded at open) and a
+ * batch writes a checkpoint only for streams it moved past that. After a
+ * failed batch the store rolls back, the detectors discard their queued
+ * changes, and the in-memory checkpoints are left as they were, so the same
+ * batch can simply be tried again.
+ */
+#include "consumer/consumer.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ENTRY_ID_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
+
+/* Role of an import stream: calls, read from NDJSON lines. */
+#define ROLE_IMPORT AW_ROLE_COUNT
+/* Role of a stream no option names. */
+#define ROLE_UNKNOWN (-1)
+
+/* A stream seen by this handle: its role and its checkpoint. */
+typedef struct stream_slot {
+    char *name;
+    size_t len;
+    int role;
+    uint64_t done_ms, done_seq;   /* newest committed entry id */
+    bool in_batch;                /* the batch holds an entry newer than done */
+    uint64_t batch_ms, batch_seq;
+    char batch_id[ENTRY_ID_MAX];
+} stream_slot;
+
+struct aw_ingest {
+    aw_store *store;
+    aw_detectors *det;
+    aw_hmac_key *audit_key;
+    aw_hmac_key *streams_key;
+    const char *streams[AW_ROLE_COUNT];
+    aw_call_fields call_fields;
+    stream_slot *slots;
+    size_t nslots, capslots;
+};
+
+/* Decoding failed: the reason is in the decoder's aw_error. */
+#define REJECTED 1
+
+static bool has_import_prefix(const char *name, size_t len) {
+    size_t plen = sizeof AW_INGEST_IMPORT_PREFIX - 1;
+    return len >= plen && memcmp(name, AW_INGEST_IMPORT_PREFIX, plen) == 0;
+}
+
+static int role_of(const aw_ingest *ing, const char *name, size_t len) {
+    if (has_import_prefix(name, len)) return ROLE_IMPORT;
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        if (strlen(ing->streams[r]) == len &&
+            memcmp(ing->streams[r], name, len) == 0)
+            return r;
+    return ROLE_UNKNOWN;
+}
+
+static int id_cmp(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq) {
+    if (ams != bms) return ams < bms ? -1 : 1;
+    return aseq < bseq ? -1 : aseq > bseq;
+}
+
+/* The slot of stream name, added when new. NULL when out of memory. */
+static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len) {
+    for (size_t i = 0; i < ing->nslots; i++)
+        if (ing->slots[i].len == len && memcmp(ing->slots[i].name, name, len) == 0)
+            return &ing->slots[i];
+    if (ing->nslots == ing->capslots) {
+        size_t cap = ing->capslots ? ing->capslots * 2 : 8;
+        stream_slot *grown = realloc(ing->slots, cap * sizeof *grown);
+        if (!grown) return NULL;
+        ing->slots = grown;
+        ing->capslots = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return NULL;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    stream_slot *s = &ing->slots[ing->nslots++];
+    memset(s, 0, sizeof *s);
+    s->name = copy;
+    s->len = len;
+    s->role = role_of(ing, name, len);
+    return s;
+}
+
+static int load_checkpoint(const char *stream, const char *entry_id,
+                           int64_t updated_at_ns, void *ud) {
+    aw_ingest *ing = ud;
+    stream_slot *s = slot_for(ing, stream, strlen(stream));
+    (void)updated_at_ns;
+    if (!s) return AW_ERR_NOMEM;
+    if (aw_stream_id_parse(entry_id, strlen(entry_id), &s->done_ms,
+                           &s->done_seq) != AW_OK)
+        s->done_ms = s->done_seq = 0;
+    return 0;
+}
+
+static int check_stream_names(const aw_ingest *ing, aw_error *err) {
+    for (int r = 0; r < AW_ROLE_COUNT; r++) {
+        const char *name = ing->streams[r];
+        if (!*name)
+            return aw_error_set(err, AW_ERR_INVALID, "the %s stream has an empty name",
+                                aw_stream_role_name((aw_stream_role)r));
+        if (has_import_prefix(name, strlen(name)))
+            return aw_error_set(err, AW_ERR_INVALID,
+                                "stream name \"%s\" is reserved for imports (%s...)",
+                                name, AW_INGEST_IMPORT_PREFIX);
+        for (int o = 0; o < r; o++)
+            if (strcmp(ing->streams[o], name) == 0)
+                return aw_error_set(err, AW_ERR_INVALID,
+                                    "roles %s and %s both name stream \"%s\"",
+                                    aw_stream_role_name((aw_stream_role)o),
+                                    aw_stream_role_name((aw_stream_role)r), name);
+    }
+    return AW_OK;
+}
+
+int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
+                   aw_error *err) {
+    aw_ingest *ing = calloc(1, sizeof *ing);
+    int rc;
+    *out = NULL;
+    if (!ing) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    ing->audit_key = options->audit_key;
+    ing->streams_key = options->streams_key;
+    ing->call_fields = options->call_fields;
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        ing->streams[r] = options->streams[r]
+                              ? options->streams[r]
+                              : aw_stream_role_default_stream((aw_stream_role)r);
+    if ((rc = check_stream_names(ing, err)) != AW_OK ||
+        (rc = aw_store_open(options->db_path, options->store_flags, &ing->store,
+                            err)) != AW_OK ||
+        (rc = aw_detectors_new(ing->store, options->detectors, &ing->det, err)) != AW_OK ||
+        (rc = aw_store_query_checkpoints(ing->store, load_checkpoint, ing, err)) != AW_OK) {
+        if (rc == AW_ERR_NOMEM) aw_error_set(err, rc, "out of memory");
+        aw_ingest_close(ing);
+        return rc;
+    }
+    *out = ing;
+    return AW_OK;
+}
+
+void aw_ingest_close(aw_ingest *ing) {
+    if (!ing) return;
+    aw_detectors_free(ing->det);
+    aw_store_close(ing->store);
+    for (size_t i = 0; i < ing->nslots; i++) free(ing->slots[i].name);
+    free(ing->slots);
+    free(ing);
+}
+
+aw_store *aw_ingest_store(aw_ingest *ing) { return ing->store; }
+
+int64_t aw_ingest_clock(const aw_ingest *ing) { return aw_detectors_clock(ing->det); }
+
+void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud) {
+    aw_detectors_drain(ing->det, fn, ud);
+}
+
+/* ---- One entry ------------------------------------------------------------ */
+
+/* Decoder failures that are not about the input (memory) fail the batch. */
+static int decoded(int rc, aw_error *why, aw_error *err) {
+    if (rc == AW_OK) return AW_OK;
+    if (rc == AW_ERR_INVALID) return REJECTED;
+    *err = *why;
+    return rc;
+}
+
+static void count_put(aw_put_result put, aw_ingest_stats *st) {
+    if (put == AW_PUT_INSERTED) st->indexed++;
+    else if (put == AW_PUT_DUPLICATE) st->duplicates++;
+    else st->conflicts++;
+}
+
+static int index_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    aw_audit_event *ev;
+    int64_t ev_rowid;
+    aw_put_result put;
+    int rc = decoded(aw_event_decode_audit(e, ing->audit_key, &ev, why), why, err);
+    if (rc != AW_OK) return rc;
+    if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put, err)) == AW_OK &&
+        (rc = aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK)
+        count_put(put, st);
+    aw_audit_event_free(ev);
+    return rc;
+}
+
+static int index_revocations(aw_ingest *ing, aw_stream_role role,
+                             const aw_raw_entry *e, int64_t rowid,
+                             aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    aw_revocation_set *set;
+    int rc = decoded(aw_event_decode_revocation(role, e, ing->streams_key, &set, why),
+                     why, err);
+    if (rc != AW_OK) return rc;
+    if ((rc = aw_store_put_revocations(ing->store, rowid, set, err)) == AW_OK &&
+        (rc = aw_detectors_on_revocations(ing->det, e, set, err)) == AW_OK)
+        st->indexed++;
+    aw_revocation_set_free(set);
+    return rc;
+}
+
+static int store_call(aw_ingest *ing, const aw_raw_entry *e, aw_observed_call *call,
+                      aw_ingest_stats *st, int64_t rowid, aw_error *err) {
+    int64_t call_rowid;
+    int rc;
+    if ((rc = aw_store_put_call(ing->store, rowid, call, &call_rowid, err)) == AW_OK &&
+        (rc = aw_detectors_on_call(ing->det, e, call, call_rowid, err)) == AW_OK)
+        st->indexed++;
+    aw_observed_call_free(call);
+    return rc;
+}
+
+static int index_call(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                      aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    aw_observed_call *call;
+    int rc = decoded(aw_event_decode_call_entry(e, ing->streams_key, &call, why),
+                     why, err);
+    return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
+}
+
+static int64_t ms_to_ns(uint64_t ms) {
+    return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
+}
+
+static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                        aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    const aw_bytes *line = aw_raw_entry_get(e, AW_INGEST_IMPORT_FIELD);
+    aw_observed_call *call;
+    int rc;
+    if (!line)
+        return decoded(aw_error_reject(why, AW_REJECT_MISSING_FIELD,
+                                       "import entry has no \"%s\" field",
+                                       AW_INGEST_IMPORT_FIELD),
+                       why, err);
+    rc = decoded(aw_event_decode_call_json(line->ptr, line->len, &ing->call_fields,
+                                           ms_to_ns(e->id_ms), &call, why),
+                 why, err);
+    return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
+}
+
+static int index_entry(aw_ingest *ing, const stream_slot *slot,
+                       const aw_raw_entry *e, int64_t rowid,
+                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    switch (slot->role) {
+    case AW_ROLE_AUDIT:
+        return index_audit(ing, e, rowid, st, why, err);
+    case AW_ROLE_SESSION_REVOKE:
+    case AW_ROLE_AGENT_LIFECYCLE:
+    case AW_ROLE_DELEGATION_INVALIDATE:
+        return index_revocations(ing, (aw_stream_role)slot->role, e, rowid, st, why, err);
+    case AW_ROLE_CALLS:
+        return index_call(ing, e, rowid, st, why, err);
+    case ROLE_IMPORT:
+        return index_import(ing, e, rowid, st, why, err);
+    default:
+        return decoded(aw_error_reject(why, AW_REJECT_BAD_VALUE,
+                                       "stream \"%s\" is not one of the configured streams",
+                                       slot->name),
+                       why, err);
+    }
+}
+
+static int reject(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                  aw_reject_reason reason, const char *detail,
+                  aw_ingest_stats *st, aw_error *err) {
+    int rc;
+    if ((rc = aw_store_put_rejected(ing->store, rowid, reason, detail, err)) != AW_OK ||
+        (rc = aw_detectors_on_rejected(ing->det, e, reason, detail, err)) != AW_OK)
+        return rc;
+    st->rejected++;
+    st->rejected_by_reason[reason]++;
+    return AW_OK;
+}
+
+static void note_progress(stream_slot *slot, const aw_raw_entry *e) {
+    uint64_t ms = slot->in_batch ? slot->batch_ms : slot->done_ms;
+    uint64_t seq = slot->in_batch ? slot->batch_seq : slot->done_seq;
+    if (id_cmp(e->id_ms, e->id_seq, ms, seq) <= 0) return;
+    slot->in_batch = true;
+    slot->batch_ms = e->id_ms;
+    slot->batch_seq = e->id_seq;
+    snprintf(slot->batch_id, sizeof slot->batch_id, "%.*s", (int)e->id.len, e->id.ptr);
+}
+
+static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
+                       uint64_t *audit_ms, aw_ingest_stats *st, aw_error *err) {
+    const aw_raw_entry *e = item->entry;
+    stream_slot *slot = slot_for(ing, e->stream.ptr, e->stream.len);
+    aw_error why = {0};
+    aw_put_result put;
+    int64_t rowid;
+    int rc;
+
+    if (!slot) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    note_progress(slot, e);
+    if (slot->role == AW_ROLE_AUDIT && e->id_ms > *audit_ms) *audit_ms = e->id_ms;
+    if ((rc = aw_store_put_entry(ing->store, e, &rowid, &put, err)) != AW_OK) return rc;
+    if (put == AW_PUT_DUPLICATE) {
+        st->duplicates++;
+        return AW_OK;
+    }
+    if (item->forced_reason != AW_REJECT_NONE)
+        return reject(ing, e, rowid, item->forced_reason, item->forced_detail, st, err);
+    rc = index_entry(ing, slot, e, rowid, st, &why, err);
+    if (rc == REJECTED)
+        return reject(ing, e, rowid, why.reason ? why.reason : AW_REJECT_BAD_VALUE,
+                      why.msg, st, err);
+    return rc;
+}
+
+/* ---- Trims ---------------------------------------------------------------- */
+
+typedef struct entry_probe {
+    const char *stream;
+    const char *id;
+    bool found;
+} entry_probe;
+
+static int probe_entry(const aw_entry_row *row, void *ud) {
+    entry_probe *p = ud;
+    if (strcmp(row->stream, p->stream) == 0 && strcmp(row->entry_id, p->id) == 0) {
+        p->found = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* A pending entry found deleted may have been indexed just before a crash. */
+static int already_indexed(aw_ingest *ing, const aw_ingest_trim *t, bool *found,
+                           aw_error *err) {
+    entry_probe probe = {t->stream, t->first_id, false};
+    uint64_t ms, seq;
+    int rc;
+    *found = false;
+    if (!t->delivered || strcmp(t->first_id, t->last_id) != 0 ||
+        aw_stream_id_parse(t->first_id, strlen(t->first_id), &ms, &seq) != AW_OK ||
+        ms >= INT64_MAX)
+        return AW_OK;
+    rc = aw_store_iter_entries(ing->store, (int64_t)ms, (int64_t)ms + 1, probe_entry,
+                               &probe, err);
+    if (rc < 0) return rc;
+    *found = probe.found;
+    return AW_OK;
+}
+
+static int ingest_trim(aw_ingest *ing, const aw_ingest_trim *t,
+                       aw_ingest_stats *st, aw_error *err) {
+    bool found;
+    int rc = already_indexed(ing, t, &found, err);
+    if (rc != AW_OK || found) return rc;
+    if ((rc = aw_detectors_on_trimmed(ing->det, t->stream, t->first_id, t->last_id,
+                                      err)) == AW_OK)
+        st->trims_reported++;
+    return rc;
+}
+
+/* ---- The batch ------------------------------------------------------------ */
+
+static int write_checkpoints(aw_ingest *ing, aw_error *err) {
+    for (size_t i = 0; i < ing->nslots; i++) {
+        stream_slot *s = &ing->slots[i];
+        int rc;
+        if (s->in_batch &&
+            (rc = aw_store_set_checkpoint(ing->store, s->name, s->batch_id, err)) != AW_OK)
+            return rc;
+    }
+    return AW_OK;
+}
+
+/* After the commit the batch's ids become the committed ones; after a
+ * rollback they are forgotten. */
+static void settle_checkpoints(aw_ingest *ing, bool committed) {
+    for (size_t i = 0; i < ing->nslots; i++) {
+        stream_slot *s = &ing->slots[i];
+        if (s->in_batch && committed) {
+            s->done_ms = s->batch_ms;
+            s->done_seq = s->batch_seq;
+        }
+        s->in_batch = false;
+    }
+}
+
+int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                    const aw_ingest_trim *trims, size_t ntrims,
+                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
+    aw_ingest_stats st;
+    uint64_t audit_ms = 0;
+    int64_t clock;
+    int rc;
+
+    memset(&st, 0, sizeof st);
+    if ((rc = aw_store_begin(ing->store, err)) != AW_OK) return rc;
+    for (size_t i = 0; i < n && rc == AW_OK; i++)
+        rc = ingest_item(ing, &items[i], &audit_ms, &st, err);
+    for (size_t i = 0; i < ntrims && rc == AW_OK; i++)
+        rc = ingest_trim(ing, &trims[i], &st, err);
+    if (rc == AW_OK) rc = write_checkpoints(ing, err);
+    clock = ms_to_ns(audit_ms) > clock_ns ? ms_to_ns(audit_ms) : clock_ns;
+    if (rc == AW_OK) rc = aw_detectors_advance(ing->det, clock, err);
+    if (rc == AW_OK) rc = aw_store_commit(ing->store, err);
+    if (rc != AW_OK) {
+        assert(rc < 0);
+        aw_store_rollback(ing->store);
+        aw_detectors_discard(ing->det);
+        settle_checkpoints(ing, false);
+        return rc;
+    }
+    settle_checkpoints(ing, true);
+    if (stats) *stats = st;
+    return AW_OK;
+}

@@ -1,0 +1,105 @@
+/* reply.c -- what Redis says about streams, read without trusting its shape.
+ *
+ * The daemon's decisions (what to ack, what was trimmed, how often an entry
+ * was delivered) rest on a handful of reply shapes: entry lists
+ * ([id, [field, value, ...]] with nil for an entry deleted after delivery),
+ * XINFO's flat key/value maps, and XPENDING rows. Each is checked here
+ * element by element, so a surprising reply is an error with a name, never
+ * a crash. Entries are copied out of the reply into one aw_raw_entry block
+ * each, because hiredis frees the reply when the callback returns.
+ *
+ * Entry ids are compared as (ms, seq) number pairs; "the id right before
+ * the first entry" and "right after the last delivered" are how a group is
+ * started at the oldest retained entry and how a trimmed range is named.
+ */
+#include "consumer/reply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool aw_sid_from_reply(const redisReply *r, aw_sid *out) {
+    return r && r->type == REDIS_REPLY_STRING &&
+           aw_stream_id_parse(r->str, r->len, &out->ms, &out->seq) == AW_OK;
+}
+
+int aw_sid_cmp(aw_sid a, aw_sid b) {
+    if (a.ms != b.ms) return a.ms < b.ms ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+aw_sid aw_sid_next(aw_sid id) {
+    if (id.seq < UINT64_MAX) return (aw_sid){id.ms, id.seq + 1};
+    if (id.ms < UINT64_MAX) return (aw_sid){id.ms + 1, 0};
+    return id;
+}
+
+aw_sid aw_sid_prev(aw_sid id) {
+    if (id.seq > 0) return (aw_sid){id.ms, id.seq - 1};
+    if (id.ms > 0) return (aw_sid){id.ms - 1, UINT64_MAX};
+    return id;
+}
+
+char *aw_sid_format(aw_sid id, char *buf) {
+    snprintf(buf, AW_SID_TEXT_MAX, "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
+    return buf;
+}
+
+bool aw_reply_is_error(const redisReply *r, const char *prefix) {
+    size_t n = strlen(prefix);
+    return r && r->type == REDIS_REPLY_ERROR && r->len >= n &&
+           memcmp(r->str, prefix, n) == 0;
+}
+
+const redisReply *aw_reply_map_get(const redisReply *map, const char *key) {
+    size_t n = strlen(key);
+    if (!map || map->type != REDIS_REPLY_ARRAY) return NULL;
+    for (size_t i = 0; i + 1 < map->elements; i += 2) {
+        const redisReply *k = map->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == n && memcmp(k->str, key, n) == 0)
+            return map->element[i + 1];
+    }
+    return NULL;
+}
+
+int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud) {
+    if (!list || list->type == REDIS_REPLY_NIL) return AW_OK;
+    if (list->type != REDIS_REPLY_ARRAY) return AW_ERR_INVALID;
+    for (size_t i = 0; i < list->elements; i++) {
+        const redisReply *e = list->element[i], *fields;
+        int rc;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            return AW_ERR_INVALID;
+        fields = e->element[1];
+        if (fields->type == REDIS_REPLY_NIL ||
+            (fields->type == REDIS_REPLY_ARRAY && fields->elements == 0))
+            fields = NULL;
+        else if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2)
+            return AW_ERR_INVALID;
+        if ((rc = fn(e->element[0], fields, ud)) != 0) return rc;
+    }
+    return AW_OK;
+}
+
+int aw_reply_copy_entry(const char *stream, const redisReply *id,
+                        const redisReply *fields, aw_field **scratch,
+                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err) {
+    size_t n = fields->elements / 2;
+    if (n > *scratch_cap) {
+        aw_field *grown = realloc(*scratch, n * sizeof *grown);
+        if (!grown) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        *scratch = grown;
+        *scratch_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            return aw_error_set(err, AW_ERR_INVALID, "entry %.*s of %s: a field is not a string",
+                                (int)id->len, id->str, stream);
+        (*scratch)[i] = (aw_field){{k->str, k->len}, {v->str, v->len}};
+    }
+    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id->str, id->len},
+                            *scratch, n, out, err);
+}

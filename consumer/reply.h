@@ -1,0 +1,48 @@
+/* reply.h -- private to consumer/: reading Redis stream replies (RESP2) and
+ * doing arithmetic on stream entry ids. */
+#ifndef AW_CONSUMER_REPLY_H
+#define AW_CONSUMER_REPLY_H
+
+#include <hiredis/hiredis.h>
+
+#include "consumer/consumer.h"
+
+/* An entry id as numbers, ordered like Redis orders them. */
+typedef struct aw_sid {
+    uint64_t ms, seq;
+} aw_sid;
+
+#define AW_SID_TEXT_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
+
+/* Parses a string reply holding an id. false when it is not one. */
+bool aw_sid_from_reply(const redisReply *r, aw_sid *out);
+int aw_sid_cmp(aw_sid a, aw_sid b);
+/* The id right after / right before (saturating at the ends). */
+aw_sid aw_sid_next(aw_sid id);
+aw_sid aw_sid_prev(aw_sid id);
+/* "<ms>-<seq>" into buf (AW_SID_TEXT_MAX bytes); returns buf. */
+char *aw_sid_format(aw_sid id, char *buf);
+
+/* True for a reply that is an error starting with prefix ("BUSYGROUP"). */
+bool aw_reply_is_error(const redisReply *r, const char *prefix);
+
+/* The value of key in a RESP2 flat map (XINFO: key, value, key, value...),
+ * or NULL. */
+const redisReply *aw_reply_map_get(const redisReply *map, const char *key);
+
+/* For each [id, fields] element of a stream entry list (XREADGROUP,
+ * XAUTOCLAIM): fields is NULL when the entry was deleted after it was
+ * delivered (Redis answers nil or an empty array). Stops at, and returns,
+ * the first non-zero value of fn; AW_ERR_INVALID when the shape is wrong. */
+typedef int (*aw_reply_entry_fn)(const redisReply *id, const redisReply *fields,
+                                 void *ud);
+int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud);
+
+/* Copies one entry of stream out of the reply. scratch is a field array
+ * reused between calls (grown as needed; free it at the end). *out is a new
+ * entry (aw_raw_entry_free). */
+int aw_reply_copy_entry(const char *stream, const redisReply *id,
+                        const redisReply *fields, aw_field **scratch,
+                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err);
+
+#endif /* AW_CONSUMER_REPLY_H */

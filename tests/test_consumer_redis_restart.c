@@ -1,0 +1,82 @@
+/* test_consumer_redis_restart.c -- Redis going away mid-stream and coming
+ * back with its data: the daemon waits, reconnects by itself, and finishes
+ * without losing or repeating an entry. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support/support.h"
+
+#define AUDIT "caracal.audit.events"
+
+static aw_test_redis redis;
+static char dir[PATH_MAX], db[PATH_MAX];
+
+static void setup(void) {
+    aw_test_redis_start(&redis, true);
+    aw_test_tmpdir(dir);
+    aw_test_path(dir, "index.db", db);
+}
+
+static void teardown(void) {
+    aw_test_redis_destroy(&redis);
+    aw_test_rmtree(dir);
+}
+
+TestSuite(consumer_redis_restart, .init = setup, .fini = teardown, .timeout = 120);
+
+static void publish_range(int from, int to) {
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    for (int i = from; i < to; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-%06d", i);
+        aw_test_pipe_audit(&pipe, AUDIT, NULL, &(aw_test_audit){.id = id});
+    }
+    aw_test_pipe_flush(&pipe);
+    redisFree(c);
+}
+
+static int count_lines(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes) {
+    enum { EVENTS = 20000 };
+    const char *streams[] = {AUDIT, NULL};
+    aw_test_proc daemon;
+    aw_store_stats st;
+    redisContext *c;
+
+    aw_test_daemon_start(&daemon, dir, "daemon", &redis, db, NULL, NULL);
+    publish_range(0, EVENTS / 2);
+    cr_assert(aw_test_wait_entries(db, 1000, 30000));
+
+    aw_test_redis_stop(&redis);
+    sleep(5);
+    cr_assert(!aw_test_wait(&daemon, 0), "the daemon gave up while Redis was down");
+    aw_test_redis_start_again(&redis);
+    publish_range(EVENTS / 2, EVENTS);
+
+    cr_assert(aw_test_wait_entries(db, EVENTS, 60000), "the daemon did not finish after Redis came back");
+    c = aw_test_redis_connect(&redis);
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    redisFree(c);
+    aw_test_daemon_stop(&daemon, 5000);
+
+    cr_assert(aw_test_index_stats(db, &st));
+    cr_assert_eq(st.entries, EVENTS);
+    cr_assert_eq(st.events, EVENTS);
+
+    /* Each change of state is logged once, not once per retry. */
+    char *log = aw_test_read_file(daemon.err_path, NULL);
+    cr_assert(log);
+    cr_assert_eq(count_lines(log, "event=redis_disconnected"), 1, "%s", log);
+    cr_assert_eq(count_lines(log, "event=redis_unreachable"), 1, "%s", log);
+    cr_assert_eq(count_lines(log, "event=redis_reconnected"), 1, "%s", log);
+    free(log);
+}
