@@ -1,0 +1,121 @@
+/* test_cli_import.c -- `auditwatch import-calls`: NDJSON access logs become
+ * observed calls; bad lines are stored as rejected with their reason and
+ * counted, never dropped; importing the same file again adds nothing. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/support/cli_world.h"
+
+static cli_world w;
+
+static void build(void) { cw_build(&w, true); }
+static void cleanup(void) { cw_cleanup(&w); }
+
+TestSuite(cli_import, .init = build, .fini = cleanup, .timeout = 120);
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static const char access_log[] =
+    "{\"request_id\":\"req-1\",\"status\":200,\"occurred_at\":\"2026-05-21T12:00:01.3Z\"}\n"
+    "{\"request_id\":\"req-imp\",\"status\":\"502\",\"occurred_at\":\"2026-05-21T12:00:05Z\","
+    "\"resource\":\"resource://api\"}\n"
+    "GET /api 200 - not json\n"
+    "\n"
+    "{\"status\":200,\"occurred_at\":\"2026-05-21T12:00:06Z\"}\n";
+
+/* A status figure of the index, from `status -f csv` ("index,calls,4"). */
+static bool has_figure(const char *csv_line) {
+    cw_result r = cw_run(&w, ARGS("status", "--db", w.db, "-f", "csv"), NULL);
+    bool found = strstr(r.out, csv_line) != NULL;
+    cw_result_free(&r);
+    return found;
+}
+
+Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason) {
+    char log[PATH_MAX];
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
+    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
+    cr_expect_eq(r.status, 1, "some lines were rejected: %s", r.err);
+    cr_expect_str_empty(r.out);
+    cr_expect(strstr(r.err, "5 lines, 2 calls indexed, 0 already in the index, 2 rejected, "
+                            "1 blank (not_json: 1, missing_field: 1)"), "%s", r.err);
+    cw_result_free(&r);
+
+    cr_expect(has_figure("index,calls,4\r\n"));
+    cr_expect(has_figure("index,rejected,4\r\n"));
+    cr_expect(has_figure("rejected_by_reason,missing_field,1\r\n"));
+
+    /* The imported call joins the request's story. */
+    r = cw_run(&w, ARGS("trace", "req-1", "--db", w.db, "-f", "json"), NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *rows = cw_json_lines(r.out), *row;
+    int calls = 0;
+    cJSON_ArrayForEach(row, rows) {
+        if (strcmp(cw_str(row, "source"), "call") != 0) continue;
+        calls++;
+        if (strstr(cw_str(row, "detail"), "import:access.log"))
+            cr_expect_str_eq(cw_str(row, "time"), "2026-05-21T12:00:01.3Z");
+    }
+    cr_expect_eq(calls, 2, "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_import, importing_the_same_file_again_adds_nothing) {
+    char log[PATH_MAX];
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
+    cw_result first = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
+    cw_result again = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
+    cr_expect_eq(first.status, 1);
+    cr_expect_eq(again.status, 0, "%s", again.err);
+    cr_expect(strstr(again.err, "0 calls indexed, 4 already in the index, 0 rejected"), "%s",
+              again.err);
+    cr_expect(has_figure("index,calls,4\r\n"));
+    cr_expect(has_figure("index,rejected,4\r\n"));
+    cw_result_free(&first);
+    cw_result_free(&again);
+}
+
+Test(cli_import, maps_other_field_names_and_epoch_seconds) {
+    char log[PATH_MAX];
+    aw_test_write_file(aw_test_path(w.dir, "nginx.json", log),
+                       "{\"rid\":\"req-3\",\"code\":403,\"ts\":1779364820.25}\n", 0644);
+    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db, "--request-id-field", "rid",
+                                  "--status-field", "code", "--time-field", "ts"), NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cw_result_free(&r);
+    r = cw_run(&w, ARGS("trace", "req-3", "--db", w.db, "-f", "csv"), NULL);
+    cr_expect(strstr(r.out, "2026-05-21T12:00:20.25Z,call,"), "%s", r.out);
+    cr_expect(strstr(r.out, ",observed_call,,403,"), "%s", r.out);
+    cw_result_free(&r);
+}
+
+Test(cli_import, shows_progress_on_stderr_when_asked) {
+    char log[PATH_MAX];
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
+    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db, "--progress"), NULL);
+    cr_expect(strstr(r.err, "\rimport-calls") || strstr(r.err, "\r\033[Kimport-calls"), "%s",
+              r.err);
+    cw_result_free(&r);
+}
+
+Test(cli_import, bad_arguments_exit_2_and_an_unreadable_file_3) {
+    char absent[PATH_MAX];
+    cw_result none = cw_run(&w, ARGS("import-calls", "--db", w.db), NULL);
+    cw_result two = cw_run(&w, ARGS("import-calls", "a.log", "b.log", "--db", w.db), NULL);
+    cw_result empty = cw_run(&w, ARGS("import-calls", "a.log", "--status-field", "", "--db", w.db),
+                             NULL);
+    cw_result missing = cw_run(&w, ARGS("import-calls", aw_test_path(w.dir, "absent.log", absent),
+                                        "--db", w.db), NULL);
+    cr_expect_eq(none.status, 2);
+    cr_expect(strstr(none.err, "FILE"), "%s", none.err);
+    cr_expect_eq(two.status, 2);
+    cr_expect_eq(empty.status, 2);
+    cr_expect_eq(missing.status, 3);
+    cr_expect(strstr(missing.err, "absent.log"), "%s", missing.err);
+    cw_result_free(&none);
+    cw_result_free(&two);
+    cw_result_free(&empty);
+    cw_result_free(&missing);
+}
