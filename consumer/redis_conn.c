@@ -21,11 +21,16 @@
  *
  * The password is sent with AUTH and never logged; hiredis' error strings
  * do not contain it.
+ *
+ * The loop adapter is our own rather than hiredis 0.14's adapters/libuv.h:
+ * that one returns early when libuv reports a poll error, so a refused
+ * connect or a reset socket is never handed to hiredis and the connection
+ * hangs until the deadline. Ours lets hiredis read or write on an error, so
+ * it sees the failing syscall and reports it at once (as hiredis 1.x does).
  */
 #include "consumer/redis_conn.h"
 
 #include <assert.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +76,61 @@ struct aw_redis_conn {
 };
 
 static void connect_now(aw_redis_conn *c);
+
+/* ---- The loop adapter ------------------------------------------------------- */
+
+typedef struct uv_events {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+} uv_events;
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+    uv_events *p = handle->data;
+    /* On an error, try what we were waiting for: the syscall fails and
+     * hiredis reports why. */
+    int ready = status < 0 ? p->events : events;
+    if (p->ac && (ready & UV_READABLE)) redisAsyncHandleRead(p->ac);
+    if (p->ac && (ready & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+}
+
+static void poll_update(uv_events *p, int events) {
+    p->events = events;
+    if (events) uv_poll_start(&p->poll, events, on_poll);
+    else uv_poll_stop(&p->poll);
+}
+
+static void ev_add_read(void *data) { uv_events *p = data; poll_update(p, p->events | UV_READABLE); }
+static void ev_del_read(void *data) { uv_events *p = data; poll_update(p, p->events & ~UV_READABLE); }
+static void ev_add_write(void *data) { uv_events *p = data; poll_update(p, p->events | UV_WRITABLE); }
+static void ev_del_write(void *data) { uv_events *p = data; poll_update(p, p->events & ~UV_WRITABLE); }
+
+static void on_poll_closed(uv_handle_t *handle) { free(handle->data); }
+
+static void ev_cleanup(void *data) {
+    uv_events *p = data;
+    p->ac = NULL;   /* the context is being freed */
+    uv_close((uv_handle_t *)&p->poll, on_poll_closed);
+}
+
+static int attach_to_loop(redisAsyncContext *ac, uv_loop_t *loop) {
+    uv_events *p;
+    if (ac->ev.data) return REDIS_ERR;
+    if (!(p = calloc(1, sizeof *p))) return REDIS_ERR;
+    if (uv_poll_init(loop, &p->poll, ac->c.fd) != 0) {
+        free(p);
+        return REDIS_ERR;
+    }
+    p->ac = ac;
+    p->poll.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    ac->ev.data = p;
+    return REDIS_OK;
+}
 
 /* ---- The FIFO of commands in flight ---------------------------------------- */
 
@@ -274,7 +334,7 @@ static void connect_now(aw_redis_conn *c) {
         return;
     }
     ac->data = c;
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    if (attach_to_loop(ac, c->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         c->state = CONN_HANDSHAKE;
         log_loss(c, "cannot attach to the event loop");
