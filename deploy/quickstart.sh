@@ -57,12 +57,11 @@ if [ -z "$redis_url" ]; then
     for k in audit streams; do
         [ -s "$state/$k.key" ] || (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$state/$k.key")
     done
+    # Caracal's variable names: both loadgen and the daemon read them.
     export AUDIT_HMAC_KEY_FILE="$state/audit.key" STREAMS_HMAC_KEY_FILE="$state/streams.key"
-    AUDIT_HMAC_KEY=$(cat "$state/audit.key") STREAMS_HMAC_KEY=$(cat "$state/streams.key") \
-        "$build/loadgen" --redis "$redis_url" --events 20000 --rate 2000 --anomalies 12 \
+    "$build/loadgen" --redis "$redis_url" --events 20000 --rate 2000 --anomalies 12 \
         --truth "$state/truth.jsonl" >"$state/loadgen.log" 2>&1 &
-    set -- --audit-hmac-key-file "$state/audit.key" --streams-hmac-key-file "$state/streams.key" \
-           --grace-missing 10 "$@"
+    set -- --grace-missing 10 "$@"
     echo "quickstart: publishing 20,000 signed Caracal events with 12 injected gaps" >&2
 fi
 
