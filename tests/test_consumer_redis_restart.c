@@ -30,12 +30,7 @@ TestSuite(consumer_redis_restart, .init = setup, .fini = teardown, .timeout = 12
 static void publish_range(int from, int to) {
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_pipe pipe = {c, 0, 0};
-    for (int i = from; i < to; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "evt-%06d", i);
-        aw_test_pipe_audit(&pipe, AUDIT, NULL, &(aw_test_audit){.id = id});
-    }
-    aw_test_pipe_flush(&pipe);
+    aw_test_publish_audit_range(&pipe, AUDIT, from, to);
     redisFree(c);
 }
 

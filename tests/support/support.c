@@ -471,6 +471,25 @@ bool aw_test_wait_no_pending(redisContext *c, const char *const *streams,
     return aw_test_wait_for(none_pending, &w, timeout_ms);
 }
 
+void aw_test_publish_audit_range(aw_test_pipe *p, const char *stream, int from, int to) {
+    for (int i = from; i < to; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "evt-%06d", i);
+        aw_test_pipe_audit(p, stream, NULL, &(aw_test_audit){.id = id});
+    }
+    aw_test_pipe_flush(p);
+}
+
+void aw_test_assert_indexed_exactly(const char *db_path, int64_t events) {
+    aw_store_stats st;
+    cr_assert(aw_test_index_stats(db_path, &st), "cannot open the index %s", db_path);
+    cr_assert_eq(st.entries, events, "%lld entries for %lld published", (long long)st.entries,
+                 (long long)events);
+    cr_assert_eq(st.events, events, "%lld events for %lld published", (long long)st.events,
+                 (long long)events);
+    cr_assert_eq(st.rejected, 0);
+}
+
 bool aw_test_index_stats(const char *db_path, aw_store_stats *out) {
     aw_store *store;
     aw_error err = {0};

@@ -142,6 +142,8 @@ void aw_test_pipe_xadd(aw_test_pipe *p, const char *stream,
 void aw_test_pipe_audit(aw_test_pipe *p, const char *stream, aw_hmac_key *key,
                         const aw_test_audit *a);
 void aw_test_pipe_flush(aw_test_pipe *p);
+/* Unsigned audit events "evt-<from>" .. "evt-<to - 1>" on stream, flushed. */
+void aw_test_publish_audit_range(aw_test_pipe *p, const char *stream, int from, int to);
 
 /* ---- Looking at Redis and the index ---------------------------------------------- */
 
@@ -152,6 +154,9 @@ long long aw_test_pending_count(redisContext *c, const char *stream, const char 
 long long aw_test_group_lag(redisContext *c, const char *stream, const char *group);
 /* The index's figures; false when it cannot be opened (not there yet). */
 bool aw_test_index_stats(const char *db_path, aw_store_stats *out);
+/* Asserts that the index holds exactly `events` entries, all indexed as
+ * events, none rejected: nothing lost, nothing doubled. */
+void aw_test_assert_indexed_exactly(const char *db_path, int64_t events);
 /* Waits until the index holds at least `entries` raw entries. */
 bool aw_test_wait_entries(const char *db_path, int64_t entries, int timeout_ms);
 /* Waits until XPENDING of group is 0 on every stream in streams

@@ -1,5 +1,5 @@
-/* test_consumer_crash.c -- killing the daemon at any point loses nothing
- * and duplicates nothing. */
+/* test_consumer_durability.c -- stopping the daemon, gently (SIGTERM) or
+ * not (SIGKILL), at any point loses nothing and duplicates nothing. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,28 +29,9 @@ static void teardown(void) {
     aw_test_rmtree(dir);
 }
 
-TestSuite(consumer_crash, .init = setup, .fini = teardown, .timeout = 180);
+TestSuite(consumer_durability, .init = setup, .fini = teardown, .timeout = 180);
 
-static void publish_range(aw_test_pipe *p, int from, int to) {
-    for (int i = from; i < to; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "evt-%06d", i);
-        aw_test_pipe_audit(p, AUDIT, NULL, &(aw_test_audit){.id = id});
-    }
-    aw_test_pipe_flush(p);
-}
-
-static void assert_exactly(int64_t events) {
-    aw_store_stats st;
-    cr_assert(aw_test_index_stats(db, &st));
-    cr_assert_eq(st.entries, events, "%lld entries for %lld published", (long long)st.entries,
-                 (long long)events);
-    cr_assert_eq(st.events, events, "%lld events for %lld published", (long long)st.events,
-                 (long long)events);
-    cr_assert_eq(st.rejected, 0);
-}
-
-Test(consumer_crash, sigkill_at_random_points_loses_and_duplicates_nothing) {
+Test(consumer_durability, sigkill_at_random_points_loses_and_duplicates_nothing) {
     enum { EVENTS = 50000, CHUNK = 1000, KILLS = 3 };
     unsigned seed = (unsigned)time(NULL);
     redisContext *c = aw_test_redis_connect(&redis);
@@ -65,7 +46,7 @@ Test(consumer_crash, sigkill_at_random_points_loses_and_duplicates_nothing) {
     snprintf(tag, sizeof tag, "run%d", runs++);
     aw_test_daemon_start(&daemon, dir, tag, &redis, db, same_consumer, NULL);
     for (int chunk = 0; chunk < EVENTS / CHUNK; chunk++) {
-        publish_range(&pipe, chunk * CHUNK, (chunk + 1) * CHUNK);
+        aw_test_publish_audit_range(&pipe, AUDIT, chunk * CHUNK, (chunk + 1) * CHUNK);
         if (next_kill < KILLS && chunk == kill_after[next_kill]) {
             usleep((useconds_t)(rand() % 300) * 1000);   /* anywhere in a read or a commit */
             aw_test_kill(&daemon);
@@ -79,7 +60,34 @@ Test(consumer_crash, sigkill_at_random_points_loses_and_duplicates_nothing) {
     cr_assert(aw_test_wait_no_pending(c, audit_only, "auditwatch", 10000),
               "entries left pending (seed %u)", seed);
     aw_test_daemon_stop(&daemon, 5000);
-    assert_exactly(EVENTS);
+    aw_test_assert_indexed_exactly(db, EVENTS);
     cr_assert_eq(aw_test_group_lag(c, AUDIT, "auditwatch"), 0);
+    redisFree(c);
+}
+
+Test(consumer_durability, sigterm_in_a_backlog_exits_within_5s_and_loses_nothing) {
+    enum { EVENTS = 50000 };
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    aw_store_stats st;
+    int64_t asked;
+
+    aw_test_publish_audit_range(&pipe, AUDIT, 0, EVENTS);
+    aw_test_daemon_start(&daemon, dir, "backlog", &redis, db, same_consumer, NULL);
+    cr_assert(aw_test_wait_entries(db, 5000, 60000));
+    aw_test_signal(&daemon, SIGTERM);
+    asked = aw_test_now_ms();
+    cr_assert(aw_test_wait(&daemon, 5000), "still running 5 s after SIGTERM");
+    cr_assert_eq(daemon.status, 0);
+    cr_assert(aw_test_now_ms() - asked < 5000);
+    cr_assert(aw_test_index_stats(db, &st));
+    cr_assert_lt(st.entries, EVENTS, "the backlog was gone before the signal: nothing was tested");
+
+    aw_test_daemon_start(&daemon, dir, "resume", &redis, db, same_consumer, NULL);
+    cr_assert(aw_test_wait_entries(db, EVENTS, 90000), "the rest of the backlog was not indexed");
+    cr_assert(aw_test_wait_no_pending(c, audit_only, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+    aw_test_assert_indexed_exactly(db, EVENTS);
     redisFree(c);
 }
