@@ -136,12 +136,13 @@ static void reap(aw_test_proc *p, int wstatus) {
     p->pid = 0;
 }
 
-void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
-                   const char *const *args, const char *const *env) {
+void aw_test_spawn_program(aw_test_proc *p, const char *program, const char *dir,
+                           const char *tag, const char *const *args,
+                           const char *const *env) {
     char *argv[64];
     char name[64];
     size_t n = 0;
-    argv[n++] = (char *)AW_BINARY;
+    argv[n++] = (char *)program;
     for (const char *const *a = args; *a; a++) {
         cr_assert(n < sizeof argv / sizeof *argv - 1);
         argv[n++] = (char *)*a;
@@ -152,7 +153,12 @@ void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
     aw_test_path(dir, name, p->out_path);
     snprintf(name, sizeof name, "%s.err", tag);
     aw_test_path(dir, name, p->err_path);
-    p->pid = start_child(AW_BINARY, argv, env, p->out_path, p->err_path);
+    p->pid = start_child(program, argv, env, p->out_path, p->err_path);
+}
+
+void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
+                   const char *const *args, const char *const *env) {
+    aw_test_spawn_program(p, AW_BINARY, dir, tag, args, env);
 }
 
 bool aw_test_wait(aw_test_proc *p, int timeout_ms) {

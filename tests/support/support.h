@@ -73,6 +73,10 @@ typedef struct aw_test_proc {
  * after tag (so several processes can share a dir). */
 void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
                    const char *const *args, const char *const *env);
+/* The same for another program of the build (AW_LOADGEN). */
+void aw_test_spawn_program(aw_test_proc *p, const char *program, const char *dir,
+                           const char *tag, const char *const *args,
+                           const char *const *env);
 /* Waits up to timeout_ms for it to exit; true (status filled) if it did. */
 bool aw_test_wait(aw_test_proc *p, int timeout_ms);
 void aw_test_signal(aw_test_proc *p, int sig);

@@ -1,0 +1,158 @@
+/* test_detectors_end_to_end.c -- the detectors as a security team meets
+ * them: realistic signed Caracal traffic with injected gaps goes through a
+ * real redis-server and the daemon, and the index must hold exactly the
+ * alerts the injections call for.
+ *
+ * The traffic comes from bench's loadgen, whose ground truth names, for
+ * every injected anomaly, the alert id the detectors must compute and what
+ * must become of it: "open" (every kind: a Gateway call or an observed call
+ * without its decision, access after a session revoke / agent terminate /
+ * edge revoke / suspension / revoked chain edge, a revocation that arrives
+ * after the access, bad audit and revocation signatures, Caracal's own
+ * anomalies), "resolved_or_none" (the counterpart arrives after the grace
+ * window: late resolution) or "none" (near misses: access inside the
+ * propagation grace, a deny after revocation, access after a resume, a
+ * failed call). Normal traffic around them is complete, so any other alert
+ * is a false positive. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support/support.h"
+
+/* The sanitizers slow the daemon several times over: same anomalies, less
+ * surrounding traffic. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NORMAL_EVENTS "40000"
+#else
+#define NORMAL_EVENTS "200000"
+#endif
+#define ANOMALIES 200
+
+static const char *const streams[] = {
+    "caracal.audit.events", "caracal.sessions.revoke", "caracal.agents.lifecycle",
+    "caracal.delegations.invalidate", "auditwatch.calls", NULL};
+
+static aw_test_redis redis;
+static char dir[PATH_MAX], db[PATH_MAX], key[PATH_MAX], truth[PATH_MAX];
+
+static void setup(void) {
+    aw_test_redis_start(&redis, false);
+    aw_test_tmpdir(dir);
+    aw_test_path(dir, "index.db", db);
+    aw_test_path(dir, "truth.jsonl", truth);
+    aw_test_key_file(dir, "hmac.key", key);
+}
+
+static void teardown(void) {
+    aw_test_redis_destroy(&redis);
+    aw_test_rmtree(dir);
+}
+
+TestSuite(detectors_end_to_end, .init = setup, .fini = teardown, .timeout = 600);
+
+static bool drained(void *ud) {
+    redisContext *c = ud;
+    for (const char *const *s = streams; *s; s++)
+        if (aw_test_group_lag(c, *s, "auditwatch") != 0) return false;
+    return true;
+}
+
+static int copy_alert(const aw_alert *alert, void *ud) {
+    aw_alert *out = ud;
+    out->state = alert->state;
+    out->severity = strdup(alert->severity);
+    return 1;
+}
+
+/* The alert with this id: state 0 when there is none. Caller frees
+ * severity. */
+static aw_alert find_alert(aw_store *store, const char *id) {
+    aw_alert found = {0};
+    aw_error err;
+    aw_alert_filter filter = {.id = id};
+    int rc = aw_store_query_alerts(store, &filter, copy_alert, &found, &err);
+    cr_assert(rc == AW_OK || rc == 1, "query alerts: %s", err.msg);
+    return found;
+}
+
+static int count_alert(const aw_alert *alert, void *ud) {
+    cJSON *known = ud;
+    cr_expect(cJSON_GetObjectItemCaseSensitive(known, alert->id) != NULL,
+              "false positive: %s %s alert %s (%s)", alert->severity, alert->kind,
+              alert->id, alert->summary ? alert->summary : "");
+    return 0;
+}
+
+Test(detectors_end_to_end, injected_anomalies_raise_exactly_their_alerts) {
+    const char *daemon_args[] = {"--audit-hmac-key-file", key, "--streams-hmac-key-file", key,
+                                 "--grace-missing", "2", "--no-alert-stream", NULL};
+    char url[64];
+    const char *loadgen_args[] = {"--redis", aw_test_redis_url(&redis, url),
+                                  "--events", NORMAL_EVENTS, "--anomalies", "200",
+                                  "--truth", truth, "--late-delay", "5", "--seed", "7",
+                                  "--audit-key-file", key, "--streams-key-file", key, NULL};
+    aw_test_proc daemon, loadgen;
+    redisContext *c = aw_test_redis_connect(&redis);
+
+    aw_test_daemon_start(&daemon, dir, "daemon", &redis, db, daemon_args, NULL);
+    aw_test_spawn_program(&loadgen, AW_LOADGEN, dir, "loadgen", loadgen_args, NULL);
+    cr_assert(aw_test_wait(&loadgen, 400000), "loadgen did not finish");
+    cr_assert_eq(loadgen.status, 0, "loadgen failed");
+    cr_assert(aw_test_wait_for(drained, c, 300000), "the daemon did not drain the streams");
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    /* Caught up, the daemon moves its clock with the wall clock: wait out
+     * the grace of the last checks. */
+    sleep(4);
+    aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+
+    char *text = aw_test_read_file(truth, NULL);
+    cr_assert(text, "no ground truth written");
+    aw_store *store;
+    aw_error err;
+    cr_assert_eq(aw_store_open(db, AW_STORE_READONLY, &store, &err), AW_OK, "%s", err.msg);
+
+    cJSON *known = cJSON_CreateObject();
+    int lines = 0, must_open = 0, late = 0, near = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *t = cJSON_Parse(line);
+        cr_assert(t, "bad truth line: %s", line);
+        const char *id = cJSON_GetObjectItemCaseSensitive(t, "alert_id")->valuestring;
+        const char *expect = cJSON_GetObjectItemCaseSensitive(t, "expect")->valuestring;
+        const char *scenario = cJSON_GetObjectItemCaseSensitive(t, "scenario")->valuestring;
+        aw_alert got = find_alert(store, id);
+        lines++;
+        cJSON_AddTrueToObject(known, id);
+        if (strcmp(expect, "open") == 0) {
+            const char *severity = cJSON_GetObjectItemCaseSensitive(t, "severity")->valuestring;
+            must_open++;
+            cr_expect_eq(got.state, AW_ALERT_OPEN, "%s: alert %s is not open", scenario, id);
+            if (got.state)
+                cr_expect_str_eq(got.severity, severity, "%s: alert %s", scenario, id);
+        } else if (strcmp(expect, "resolved_or_none") == 0) {
+            late++;
+            cr_expect_neq(got.state, AW_ALERT_OPEN,
+                          "%s: late evidence did not resolve alert %s", scenario, id);
+        } else {
+            near++;
+            cr_expect_eq(got.state, 0, "%s: near miss raised alert %s", scenario, id);
+        }
+        free((char *)got.severity);
+        cJSON_Delete(t);
+    }
+    cr_assert_eq(lines, ANOMALIES, "loadgen injected %d anomalies, not %d", lines, ANOMALIES);
+    cr_assert_gt(must_open, 0);
+    cr_assert_gt(late, 0);
+    cr_assert_gt(near, 0);
+
+    aw_alert_filter all = {0};
+    cr_assert_eq(aw_store_query_alerts(store, &all, count_alert, known, &err), AW_OK, "%s",
+                 err.msg);
+    cJSON_Delete(known);
+    aw_store_close(store);
+    free(text);
+}
