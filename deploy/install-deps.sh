@@ -4,6 +4,7 @@
 #
 #   deploy/install-deps.sh run     build and run the daemon
 #   deploy/install-deps.sh test    also the test framework
+#   deploy/install-deps.sh bench   also jq (bench/run scores alerts with it)
 #
 # Uses sudo when not root. Safe to source or to run.
 set -euo pipefail
@@ -12,7 +13,10 @@ aw_packages_for() {
     local pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
                 libmsgpack-dev libsqlite3-dev libcjson-dev libssl-dev
                 redis-server redis-tools sqlite3)
-    [ "${1:-run}" = test ] && pkgs+=(libcriterion-dev)
+    case ${1:-run} in
+        test) pkgs+=(libcriterion-dev) ;;
+        bench) pkgs+=(jq) ;;
+    esac
     printf '%s\n' "${pkgs[@]}"
 }
 
