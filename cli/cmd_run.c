@@ -266,7 +266,6 @@ static int parse_args(run_args *a, int argc, char **argv) {
     int opt, idx, rc;
     aw_daemon_config_init(&a->config);
     a->config.ingest.db_path = "./auditwatch.db";
-    a->config.ingest.store_flags = AW_STORE_SYNC_NORMAL;
     a->detectors = (aw_detector_config){AW_DEFAULT_GRACE_MISSING_NS,
                                         AW_DEFAULT_GRACE_REVOCATION_NS};
     a->config.ingest.detectors = &a->detectors;
