@@ -196,6 +196,8 @@ struct aw_daemon {
     aw_sinks_stats sink_totals;
     size_t minute_rejects[AW_REJECT_REASON_COUNT];
     size_t acked;
+    size_t indexed_at_summary;   /* totals.indexed at the last summary */
+    int64_t committed_clock_ns;  /* detector clock after the last commit */
     uint64_t started_ms;
 };
 
@@ -447,6 +449,7 @@ static void after_commit(uv_work_t *w, int status) {
         d->commit_retry_ms = 0;
     }
     d->committing = NULL;
+    d->committed_clock_ns = aw_ingest_clock(d->ing);   /* the worker is idle now */
     add_stats(d, &b->stats);
     aw_ingest_drain_alerts(d->ing, on_alert, d);
     if (!d->finished) ack_batch(d, b);
@@ -1065,10 +1068,21 @@ static void on_claim_timer(uv_timer_t *t) {
     pump(d);
 }
 
+/* Once a minute: how far ingest got (so an operator sees it work), and the
+ * rejections of that minute, summarized instead of one line each. */
 static void on_summary_timer(uv_timer_t *t) {
     aw_daemon *d = t->data;
     aw_log_field fields[AW_REJECT_REASON_COUNT + 1];
     size_t n = 1, total = 0;
+    char clock[40];
+    if (d->totals.indexed != d->indexed_at_summary) {
+        AW_LOG(d->log, AW_LOG_INFO, "ingest_progress",
+               AW_LOG_I("indexed", d->totals.indexed - d->indexed_at_summary),
+               AW_LOG_I("indexed_total", d->totals.indexed), AW_LOG_I("acked_total", d->acked),
+               AW_LOG_S("detector_clock",
+                        aw_time_format(d->committed_clock_ns, clock, sizeof clock)));
+        d->indexed_at_summary = d->totals.indexed;
+    }
     for (int r = 0; r < AW_REJECT_REASON_COUNT; r++) {
         if (!d->minute_rejects[r]) continue;
         total += d->minute_rejects[r];
