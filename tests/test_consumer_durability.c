@@ -19,15 +19,10 @@ static const char *const audit_only[] = {AUDIT, NULL};
 static const char *const same_consumer[] = {"--consumer", "worker", NULL};
 
 static void setup(void) {
-    aw_test_redis_start(&redis, false);
-    aw_test_tmpdir(dir);
-    aw_test_path(dir, "index.db", db);
+    aw_test_world_up(&redis, false, dir, db);
 }
 
-static void teardown(void) {
-    aw_test_redis_destroy(&redis);
-    aw_test_rmtree(dir);
-}
+static void teardown(void) { aw_test_world_down(&redis, dir); }
 
 TestSuite(consumer_durability, .init = setup, .fini = teardown, .timeout = 180);
 

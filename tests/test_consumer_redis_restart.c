@@ -15,15 +15,10 @@ static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX];
 
 static void setup(void) {
-    aw_test_redis_start(&redis, true);
-    aw_test_tmpdir(dir);
-    aw_test_path(dir, "index.db", db);
+    aw_test_world_up(&redis, true, dir, db);
 }
 
-static void teardown(void) {
-    aw_test_redis_destroy(&redis);
-    aw_test_rmtree(dir);
-}
+static void teardown(void) { aw_test_world_down(&redis, dir); }
 
 TestSuite(consumer_redis_restart, .init = setup, .fini = teardown, .timeout = 120);
 

@@ -291,6 +291,17 @@ void aw_test_redis_destroy(aw_test_redis *r) {
     if (r->dir[0]) aw_test_rmtree(r->dir);
 }
 
+void aw_test_world_up(aw_test_redis *r, bool persistent, char *dir, char *db) {
+    aw_test_redis_start(r, persistent);
+    aw_test_tmpdir(dir);
+    aw_test_path(dir, "index.db", db);
+}
+
+void aw_test_world_down(aw_test_redis *r, const char *dir) {
+    aw_test_redis_destroy(r);
+    aw_test_rmtree(dir);
+}
+
 char *aw_test_redis_url(const aw_test_redis *r, char *out) {
     snprintf(out, 64, "redis://127.0.0.1:%d", r->port);
     return out;

@@ -51,6 +51,12 @@ void aw_test_redis_stop(aw_test_redis *r);
 void aw_test_redis_start_again(aw_test_redis *r);
 /* Stops it if running and removes its directory. */
 void aw_test_redis_destroy(aw_test_redis *r);
+
+/* The fixture of the daemon tests: a private redis-server (persistent as
+ * for aw_test_redis_start), a fresh temp dir, and db = "<dir>/index.db".
+ * dir and db need PATH_MAX bytes. Down stops the server, removes the dir. */
+void aw_test_world_up(aw_test_redis *r, bool persistent, char *dir, char *db);
+void aw_test_world_down(aw_test_redis *r, const char *dir);
 /* "redis://127.0.0.1:PORT" into out (64 bytes); returns out. */
 char *aw_test_redis_url(const aw_test_redis *r, char *out);
 /* A blocking connection (redisFree it). */
