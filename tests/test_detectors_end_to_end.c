@@ -151,3 +151,45 @@ Test(detectors_end_to_end, injected_anomalies_raise_exactly_their_alerts) {
     aw_store_close(store);
     free(text);
 }
+
+static int copy_decision(const aw_event_row *row, void *ud) {
+    snprintf(ud, 16, "%s", row->decision ? row->decision : "");
+    return 0;
+}
+
+/* A producer (or someone with write access to the stream) republishes an
+ * event id with other content: the first version stays, and the daemon
+ * raises one critical tampered_on_redelivery alert for it. */
+Test(detectors_end_to_end, changed_content_under_a_known_event_id_is_tampering) {
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    char id[33];
+
+    aw_test_pipe_audit(&pipe, streams[0], NULL,
+                       &(aw_test_audit){.id = "evt-1", .request_id = "req-1", .decision = "deny"});
+    aw_test_pipe_audit(&pipe, streams[0], NULL,
+                       &(aw_test_audit){.id = "evt-1", .request_id = "req-1", .decision = "allow"});
+    aw_test_pipe_flush(&pipe);
+    aw_test_daemon_start(&daemon, dir, "daemon", &redis, db, NULL, NULL);
+    cr_assert(aw_test_wait_entries(db, 2, 30000));
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+
+    aw_store *store;
+    aw_error err;
+    cr_assert_eq(aw_store_open(db, AW_STORE_READONLY, &store, &err), AW_OK, "%s", err.msg);
+    aw_detectors_alert_id(AW_ALERT_TAMPERED_ON_REDELIVERY, "zone-1", "evt-1", "req-1", id);
+    aw_alert got = find_alert(store, id);
+    cr_assert_eq(got.state, AW_ALERT_OPEN, "no open tampered_on_redelivery alert %s", id);
+    cr_assert_str_eq(got.severity, "critical");
+    free((char *)got.severity);
+
+    char decision[16] = "";
+    aw_event_filter by_id = {.event_id = "evt-1"};
+    cr_assert_eq(aw_store_query_events(store, &by_id, copy_decision, decision, &err), AW_OK,
+                 "%s", err.msg);
+    cr_assert_str_eq(decision, "deny", "the first version must stay indexed");
+    aw_store_close(store);
+}
