@@ -372,4 +372,72 @@ int aw_json_validate(const char *text, size_t len, aw_error *err);
 /* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool aw_utf8_valid(const char *s, size_t len);
 
+/* ---- Dead letters (DESIGN §2.4, §8) ------------------------------------ */
+
+/* Where Caracal puts the entries it gave up on, in three shapes:
+ *   AUDIT_DLQ  caracal.audit.events.dlq (the audit service): `reason`,
+ *              `received_at` (epoch ms) and `src_<field>` for every field of
+ *              the original entry (`src_id`, `src_data`, `src_sig`, ...);
+ *   ENFORCER   <stream>.dead written by the STS or a Gateway: `original_id`
+ *              (the original entry id), `error`, `values` (the original
+ *              fields as one JSON object of strings), signed with `_sig`
+ *              under the stream name `<stream>.dead`;
+ *   SDK        <stream>.dead written by Caracal's SDK: `source_id` (the
+ *              original entry id), `reason`, `payload` (the original fields
+ *              as a JSON object of strings), unsigned. */
+typedef enum aw_dead_letter_shape {
+    AW_DEAD_AUDIT_DLQ = 1,
+    AW_DEAD_ENFORCER = 2,
+    AW_DEAD_SDK = 3,
+} aw_dead_letter_shape;
+
+/* "audit_dlq", "enforcer", "sdk"; "unknown" for any other value. */
+const char *aw_dead_letter_shape_name(aw_dead_letter_shape shape);
+
+/* A dead letter: why Caracal gave up, and the original entry rebuilt so the
+ * decoder of its stream (aw_event_decode_audit, aw_event_decode_revocation)
+ * verifies and decodes it exactly as if it had been read from there. One
+ * heap block owns the struct and its strings; `original` is a separate
+ * aw_raw_entry owned by it. Free with aw_dead_letter_free. */
+typedef struct aw_dead_letter {
+    aw_dead_letter_shape shape;
+    const char *reason;        /* reason / error; never NULL */
+    const char *source_id;     /* src_id / original_id / source_id; may be NULL */
+    int64_t received_at_ns;    /* AUDIT_DLQ: received_at; else 0 */
+    int64_t dead_lettered_ns;  /* the dead-letter entry id's time */
+    bool is_signed;            /* ENFORCER: the envelope's `_sig` verified */
+    /* The original entry: stream = the origin stream name given; fields in
+     * the order the dead letter lists them. Its id is the original entry id
+     * for ENFORCER and SDK (so a revocation keeps its time); for AUDIT_DLQ
+     * it is the dead letter's own id, since Caracal's `src_id` holds the
+     * original `id` field whenever there was one and the entry id is lost
+     * (an audit event's time is its occurred_at, not the entry id). */
+    aw_raw_entry *original;
+} aw_dead_letter;
+
+/* An entry of caracal.audit.events.dlq. `src_<name>` fields become fields
+ * <name> of the original entry of stream origin_stream. Fails with
+ * AW_ERR_INVALID and a reason when reason or received_at is missing or
+ * malformed, no `src_` field is there, a field repeats (DUPLICATE_KEY),
+ * or a bound is exceeded (src_data up to AW_MAX_DATA_BYTES). The original
+ * itself is not decoded here: its `data` may be missing or bad, which is
+ * often why it was dead-lettered. Caller frees *out. */
+int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
+                                const char *origin_stream,
+                                aw_dead_letter **out, aw_error *err);
+
+/* An entry of a revocation stream's `.dead` stream, either shape (told
+ * apart by its fields; an entry mixing both is BAD_VALUE). For ENFORCER,
+ * when key (STREAMS_HMAC_KEY) is not NULL the envelope's `_sig` must verify
+ * under entry->stream before anything is read. `values` / `payload` must be
+ * one JSON object (aw_json_validate: UTF-8, no NUL, no duplicate key) of at
+ * most AW_MAX_FIELDS string members; the original entry id must be a
+ * stream id. The original's own `_sig`, when it has one, is left for
+ * aw_event_decode_revocation to verify. Caller frees *out. */
+int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
+                                     const char *origin_stream,
+                                     aw_hmac_key *key, aw_dead_letter **out,
+                                     aw_error *err);
+void aw_dead_letter_free(aw_dead_letter *letter);
+
 #endif /* AW_EVENT_H */
