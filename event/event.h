@@ -440,4 +440,118 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
                                      aw_error *err);
 void aw_dead_letter_free(aw_dead_letter *letter);
 
+/* ---- Caracal's pipeline, judged from snapshots (DESIGN §8) ------------- */
+
+/* Pure judgments over what XINFO STREAM / XINFO GROUPS / XINFO CONSUMERS /
+ * XPENDING report, so `doctor` and the daemon's pipeline alerts judge alike.
+ * Callers take the snapshots (read-only: never in Caracal's groups). */
+
+/* A stream entry id as numbers; {0, 0} means "none". */
+typedef struct aw_stream_pos {
+    uint64_t ms, seq;
+} aw_stream_pos;
+
+/* <0, 0, >0 as a is before, equal to, after b. */
+int aw_stream_pos_cmp(aw_stream_pos a, aw_stream_pos b);
+bool aw_stream_pos_is_none(aw_stream_pos p);
+
+/* A figure this Redis does not report (lag before 7.0, or when Redis cannot
+ * compute it) or that does not apply. */
+#define AW_FIGURE_UNKNOWN (-1)
+
+typedef struct aw_stream_snapshot {
+    bool exists;
+    int64_t length;                /* XLEN */
+    aw_stream_pos first_entry;     /* none when empty */
+    aw_stream_pos last_entry;
+    aw_stream_pos max_deleted;     /* max-deleted-entry-id; none when none */
+    bool max_deleted_known;        /* false before Redis 7.0 */
+} aw_stream_snapshot;
+
+typedef struct aw_group_snapshot {
+    aw_stream_pos last_delivered;
+    int64_t lag;                       /* undelivered entries, or UNKNOWN */
+    int64_t pending;                   /* delivered, not acknowledged */
+    aw_stream_pos oldest_pending;      /* when pending > 0 */
+    int64_t oldest_pending_idle_ms;    /* since its last delivery, or UNKNOWN */
+    aw_stream_pos first_undelivered;   /* first entry after last_delivered; none */
+    size_t consumers;
+    int64_t freshest_consumer_idle_ms; /* least idle consumer, or UNKNOWN */
+} aw_group_snapshot;
+
+/* Whether a group has applied (DESIGN §2.4: delivered to it and no longer
+ * pending there) the entry at r. A snapshot cannot tell for an entry
+ * between the oldest pending one and last_delivered: UNKNOWN (ask
+ * XPENDING <stream> <group> r r 1). An entry from before the group was
+ * created at `$` counts as applied: a late group is judged only on what
+ * came after it. */
+typedef enum aw_applied {
+    AW_APPLIED_YES = 0,
+    AW_APPLIED_NOT_DELIVERED,
+    AW_APPLIED_PENDING,
+    AW_APPLIED_UNKNOWN,
+} aw_applied;
+aw_applied aw_group_applied(const aw_group_snapshot *group, aw_stream_pos r);
+
+typedef enum aw_enforcer_state {
+    AW_ENFORCER_OK = 0,        /* nothing unapplied older than the grace */
+    AW_ENFORCER_NOT_READING,   /* the oldest unapplied entry was never delivered */
+    AW_ENFORCER_NOT_ACKING,    /* delivered, still pending past the grace */
+    AW_ENFORCER_TRIMMED,       /* entries were deleted before it read them */
+} aw_enforcer_state;
+
+/* "ok", "not_reading", "not_acking", "trimmed"; "unknown" otherwise. */
+const char *aw_enforcer_state_name(aw_enforcer_state state);
+
+typedef struct aw_enforcer_judgment {
+    aw_enforcer_state state;
+    aw_stream_pos oldest_unapplied;   /* none when every entry is applied */
+    int64_t unapplied_age_ms;         /* now - its id time; 0 when none */
+} aw_enforcer_judgment;
+
+/* Judges a revocation enforcer's group at now_ms (epoch ms; entry ids are
+ * Redis' clock): its oldest revocation not yet applied, and whether that
+ * has waited longer than grace_ms. */
+void aw_enforcer_judge(const aw_stream_snapshot *stream,
+                       const aw_group_snapshot *group, int64_t now_ms,
+                       int64_t grace_ms, aw_enforcer_judgment *out);
+
+typedef enum aw_ingest_state {
+    AW_INGEST_OK = 0,
+    AW_INGEST_ABSENT,          /* no such group: the ingestor never started */
+    AW_INGEST_LAGGING,         /* lag over max_lag, or an entry unread too long */
+    AW_INGEST_STUCK,           /* an entry pending (read, not acked) too long */
+} aw_ingest_state;
+
+/* "ok", "absent", "lagging", "stuck"; "unknown" otherwise. */
+const char *aw_ingest_state_name(aw_ingest_state state);
+
+typedef struct aw_ingest_limits {
+    int64_t max_lag;           /* entries not yet delivered */
+    int64_t max_age_ms;        /* since an entry arrived, unread or pending */
+} aw_ingest_limits;
+
+typedef struct aw_ingest_judgment {
+    aw_ingest_state state;
+    int64_t lag;                      /* or UNKNOWN */
+    int64_t oldest_pending_age_ms;    /* since arrival, or UNKNOWN */
+    int64_t oldest_unread_age_ms;     /* since arrival, or UNKNOWN */
+} aw_ingest_judgment;
+
+/* Judges the audit ingestor's group (group NULL: it does not exist). */
+void aw_ingest_judge(const aw_stream_snapshot *stream,
+                     const aw_group_snapshot *group, int64_t now_ms,
+                     const aw_ingest_limits *limits, aw_ingest_judgment *out);
+
+/* How many more entries producers writing `MAXLEN ~ maxlen` can add before
+ * trimming reaches the oldest entry the group still needs (unread or
+ * pending): maxlen - (lag + pending). 0 when trimming already took entries
+ * it needed (a pending entry before the first retained one, or deletions
+ * past last_delivered). UNKNOWN when lag is unknown and entries are unread.
+ * Acknowledged entries between its pending ones count too but cannot be
+ * seen in a snapshot, so with entries pending this is an upper bound; and
+ * `~` trims whole nodes (about 100 entries), so it is approximate. */
+int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
+                               const aw_group_snapshot *group, int64_t maxlen);
+
 #endif /* AW_EVENT_H */
