@@ -172,6 +172,13 @@ int aw_cli_redis_connect(const char *url, const char *password_file,
                          int timeout_ms, struct redisContext **out,
                          aw_error *err);
 
+/* The value of key in a reply laid out as [key, value, key, value...]
+ * (XINFO's replies under RESP2), borrowed from map; NULL when map is not an
+ * array or has no such key (a field this Redis version does not report). */
+struct redisReply;
+const struct redisReply *aw_cli_reply_field(const struct redisReply *map,
+                                            const char *key);
+
 /* ---- Evidence bundles (schema/bundle-format.md) ------------------------- */
 
 #define AW_BUNDLE_FORMAT "auditwatch-bundle"

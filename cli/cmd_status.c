@@ -185,18 +185,6 @@ static int index_figures(aw_store *store, report *r, aw_error *err) {
 
 /* ---- Redis ----------------------------------------------------------------- */
 
-/* The value of key in a reply laid out as [key, value, key, value...]. */
-static const redisReply *map_get(const redisReply *map, const char *key) {
-    if (map->type != REDIS_REPLY_ARRAY) return NULL;
-    for (size_t i = 0; i + 1 < map->elements; i += 2) {
-        const redisReply *k = map->element[i];
-        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
-            strcmp(k->str, key) == 0)
-            return map->element[i + 1];
-    }
-    return NULL;
-}
-
 static aw_cli_cell reply_cell(const redisReply *v) {
     if (v && v->type == REDIS_REPLY_INTEGER) return aw_cli_int(v->integer);
     if (v && (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS))
@@ -236,7 +224,7 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
         return aw_error_set(err, AW_ERR_IO, "Redis XINFO GROUPS %s: %s", stream, c->errstr);
     if (x->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i < x->elements && !group; i++) {
-            const redisReply *name = map_get(x->element[i], "name");
+            const redisReply *name = aw_cli_reply_field(x->element[i], "name");
             if (name && name->type == REDIS_REPLY_STRING && strcmp(name->str, a->group) == 0)
                 group = x->element[i];
         }
@@ -248,10 +236,10 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
         freeReplyObject(x);
         return AW_OK;
     }
-    const redisReply *lag = map_get(group, "lag");
-    const redisReply *pending = map_get(group, "pending");
+    const redisReply *lag = aw_cli_reply_field(group, "lag");
+    const redisReply *pending = aw_cli_reply_field(group, "pending");
     add(r, section, "group", aw_cli_str(a->group));
-    add(r, section, "last_delivered_id", reply_cell(map_get(group, "last-delivered-id")));
+    add(r, section, "last_delivered_id", reply_cell(aw_cli_reply_field(group, "last-delivered-id")));
     add(r, section, "lag", reply_cell(lag));
     add(r, section, "pending", reply_cell(pending));
     if (a->max_lag >= 0 && lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > a->max_lag)

@@ -28,5 +28,6 @@ int aw_cmd_export(int argc, char **argv);
 int aw_cmd_replay(int argc, char **argv);
 int aw_cmd_verify(int argc, char **argv);
 int aw_cmd_import_calls(int argc, char **argv);
+int aw_cmd_doctor(int argc, char **argv);
 
 #endif /* AW_CLI_COMMANDS_H */

@@ -37,6 +37,8 @@ static const subcommand subcommands[] = {
      "rebuild a fresh index for a window from a bundle or Redis and detect"},
     {"verify", aw_cmd_verify, "re-check the index hash chain and every stored signature"},
     {"import-calls", aw_cmd_import_calls, "index calls observed in NDJSON access logs"},
+    {"doctor", aw_cmd_doctor,
+     "check Caracal's pipeline in Redis: streams, groups, dead letters, enforcers"},
 };
 
 #define NSUBCOMMANDS (sizeof subcommands / sizeof subcommands[0])

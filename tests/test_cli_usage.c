@@ -19,6 +19,7 @@ TestSuite(cli_usage, .init = make_dir, .fini = cleanup, .timeout = 120);
 
 static const char *const subcommands[] = {
     "run", "trace", "query", "alerts", "status", "export", "replay", "verify", "import-calls",
+    "doctor",
 };
 #define NSUB (sizeof subcommands / sizeof *subcommands)
 
