@@ -499,7 +499,13 @@ static void group_section(doctor *d) {
             if (reply_is(gv->consumers, REDIS_REPLY_ARRAY))
                 for (size_t c = 0; c < gv->consumers->elements; c++) {
                     const redisReply *info = gv->consumers->element[c];
-                    snprintf(detail, sizeof detail, "%" PRId64 " pending", int_field(info, "pending"));
+                    /* `inactive` (Redis 7.2+): since its last successful read */
+                    int64_t inactive = int_field(info, "inactive");
+                    if (inactive == AW_FIGURE_UNKNOWN)
+                        snprintf(detail, sizeof detail, "%" PRId64 " pending", int_field(info, "pending"));
+                    else
+                        snprintf(detail, sizeof detail, "%" PRId64 " pending, inactive %" PRId64 " ms",
+                                 int_field(info, "pending"), inactive);
                     row(d, "consumer", s->name, gv->name, str_field(info, "name"),
                         figure(int_field(info, "idle")), detail);
                 }
@@ -598,7 +604,7 @@ static void enforcer_section(doctor *d) {
             case AW_ENFORCER_OK: break;
             case AW_ENFORCER_NOT_READING:
                 note(&v, true, "%s on %s has not read revocation %s for %" PRId64
-                     " s (%zu consumers, the freshest idle %" PRId64 " ms)", gv->name,
+                     " s (consumers: %zu, the least idle for %" PRId64 " ms)", gv->name,
                      s->name, buf, j.unapplied_age_ms / 1000, gv->snap.consumers,
                      gv->snap.freshest_consumer_idle_ms);
                 break;
