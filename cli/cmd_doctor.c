@@ -369,7 +369,8 @@ static int read_streams(doctor *d, aw_error *err) {
             v->snap.last_delivered = parse_pos(v->last_delivered);
             v->snap.lag = int_field(info, "lag");
             v->snap.pending = int_field(info, "pending");
-            v->snap.consumers = (size_t)(int_field(info, "consumers") > 0 ? int_field(info, "consumers") : 0);
+            int64_t consumers = int_field(info, "consumers");
+            v->snap.consumers = consumers > 0 ? (size_t)consumers : 0;
             v->snap.oldest_pending_idle_ms = AW_FIGURE_UNKNOWN;
             v->snap.freshest_consumer_idle_ms = AW_FIGURE_UNKNOWN;
             s->ngroups++;
@@ -634,7 +635,7 @@ static void ingest_section(doctor *d) {
     aw_ingest_judgment j;
     for (size_t g = 0; g < s->ngroups; g++)
         if (strcmp(s->groups[g].name, INGEST_GROUP) == 0) group = &s->groups[g].snap;
-    aw_ingest_judge(&s->snap, group, d->now_ms, &d->args->ingest, &j);
+    aw_ingest_judge(group, d->now_ms, &d->args->ingest, &j);
     row(d, "ingest", s->name, INGEST_GROUP, "state", aw_cli_str(aw_ingest_state_name(j.state)), NULL);
     row(d, "ingest", s->name, INGEST_GROUP, "lag", figure(j.lag), NULL);
     row(d, "ingest", s->name, INGEST_GROUP, "oldest_unread_age_ms", figure(j.oldest_unread_age_ms), NULL);

@@ -539,8 +539,7 @@ typedef struct aw_ingest_judgment {
 } aw_ingest_judgment;
 
 /* Judges the audit ingestor's group (group NULL: it does not exist). */
-void aw_ingest_judge(const aw_stream_snapshot *stream,
-                     const aw_group_snapshot *group, int64_t now_ms,
+void aw_ingest_judge(const aw_group_snapshot *group, int64_t now_ms,
                      const aw_ingest_limits *limits, aw_ingest_judgment *out);
 
 /* How many more entries producers writing `MAXLEN ~ maxlen` can add before

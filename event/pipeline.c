@@ -116,11 +116,9 @@ const char *aw_ingest_state_name(aw_ingest_state state)
     return "unknown";
 }
 
-void aw_ingest_judge(const aw_stream_snapshot *stream,
-                     const aw_group_snapshot *group, int64_t now_ms,
+void aw_ingest_judge(const aw_group_snapshot *group, int64_t now_ms,
                      const aw_ingest_limits *limits, aw_ingest_judgment *out)
 {
-    (void)stream;
     *out = (aw_ingest_judgment){
         .state = AW_INGEST_OK,
         .lag = AW_FIGURE_UNKNOWN,

@@ -80,23 +80,23 @@ Test(event_pipeline, ingestor_absent_lagging_or_stuck_against_its_limits)
 {
     aw_ingest_limits lim = {.max_lag = 100, .max_age_ms = 60000};
     aw_ingest_judgment j;
-    aw_ingest_judge(&stream, NULL, NOW, &lim, &j);
+    aw_ingest_judge(NULL, NOW, &lim, &j);
     cr_expect_eq(j.state, AW_INGEST_ABSENT);
 
     aw_group_snapshot g = {.last_delivered = AT(2000), .lag = 101, .first_undelivered = AT(1500)};
-    aw_ingest_judge(&stream, &g, NOW, &lim, &j);
+    aw_ingest_judge(&g, NOW, &lim, &j);
     cr_expect_eq(j.state, AW_INGEST_LAGGING, "over max_lag");
     g.lag = 5;
-    aw_ingest_judge(&stream, &g, NOW, &lim, &j);
+    aw_ingest_judge(&g, NOW, &lim, &j);
     cr_expect_eq(j.state, AW_INGEST_OK, "a few fresh entries unread");
     g.first_undelivered = AT(61000);
-    aw_ingest_judge(&stream, &g, NOW, &lim, &j);
+    aw_ingest_judge(&g, NOW, &lim, &j);
     cr_expect_eq(j.state, AW_INGEST_LAGGING, "few entries, but unread for 61 s");
     cr_expect_eq(j.oldest_unread_age_ms, 61000);
 
     aw_group_snapshot stuck = {.last_delivered = stream.last_entry, .lag = 0, .pending = 1,
                                .oldest_pending = AT(120000)};
-    aw_ingest_judge(&stream, &stuck, NOW, &lim, &j);
+    aw_ingest_judge(&stuck, NOW, &lim, &j);
     cr_expect_eq(j.state, AW_INGEST_STUCK);
     cr_expect_eq(j.oldest_pending_age_ms, 120000);
     cr_expect_str_eq(aw_ingest_state_name(j.state), "stuck");
