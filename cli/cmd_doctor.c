@@ -198,6 +198,7 @@ typedef struct doctor {
     aw_cli_out *out;
     int out_rc;
     bool attention;               /* some verdict is not ok */
+    bool queue_failed;            /* a command of the round was not queued */
 } doctor;
 
 /* ---- Output ------------------------------------------------------------------ */
@@ -300,6 +301,27 @@ static int read_reply(doctor *d, redisReply **out, aw_error *err) {
     return AW_OK;
 }
 
+/* Queues one command of a round; a failure (out of memory) is kept and
+ * reported once the round's replies are read, so replies never misalign. */
+static void queue(doctor *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (redisvAppendCommand(d->redis, fmt, ap) != REDIS_OK) d->queue_failed = true;
+    va_end(ap);
+}
+
+static int round_queued(const doctor *d, aw_error *err) {
+    return d->queue_failed ? aw_error_set(err, AW_ERR_NOMEM, "out of memory queueing Redis commands")
+                           : AW_OK;
+}
+
+/* XINFO on an absent key answers "no such key"; anything else (NOPERM, a
+ * wrong type) means the stream cannot be read. */
+static int stream_reply_error(const stream_view *s, const redisReply *r, aw_error *err) {
+    if (!reply_is(r, REDIS_REPLY_ERROR) || strstr(r->str, "no such key")) return AW_OK;
+    return aw_error_set(err, AW_ERR, "Redis XINFO on %s: %s", s->name, r->str);
+}
+
 static void name_streams(doctor *d) {
     const doctor_args *a = d->args;
     static const aw_stream_role revocations[3] = {
@@ -326,14 +348,15 @@ static void name_streams(doctor *d) {
 
 /* Round 1: the time, then XINFO STREAM and XINFO GROUPS of every stream. */
 static int read_streams(doctor *d, aw_error *err) {
-    redisReply *time_reply;
+    redisReply *time_reply = NULL;
     int rc;
-    redisAppendCommand(d->redis, "TIME");
+    queue(d, "TIME");
     for (size_t i = 0; i < NSTREAMS; i++) {
-        redisAppendCommand(d->redis, "XINFO STREAM %s", d->streams[i].name);
-        redisAppendCommand(d->redis, "XINFO GROUPS %s", d->streams[i].name);
+        queue(d, "XINFO STREAM %s", d->streams[i].name);
+        queue(d, "XINFO GROUPS %s", d->streams[i].name);
     }
-    if ((rc = read_reply(d, &time_reply, err)) != AW_OK) return rc;
+    if ((rc = round_queued(d, err)) != AW_OK || (rc = read_reply(d, &time_reply, err)) != AW_OK)
+        return rc;
     if (reply_is(time_reply, REDIS_REPLY_ARRAY) && time_reply->elements == 2 &&
         reply_is(time_reply->element[0], REDIS_REPLY_STRING) &&
         reply_is(time_reply->element[1], REDIS_REPLY_STRING))
@@ -345,7 +368,9 @@ static int read_streams(doctor *d, aw_error *err) {
     for (size_t i = 0; i < NSTREAMS; i++) {
         stream_view *s = &d->streams[i];
         if ((rc = read_reply(d, &s->info, err)) != AW_OK ||
-            (rc = read_reply(d, &s->groups_reply, err)) != AW_OK)
+            (rc = read_reply(d, &s->groups_reply, err)) != AW_OK ||
+            (rc = stream_reply_error(s, s->info, err)) != AW_OK ||
+            (rc = stream_reply_error(s, s->groups_reply, err)) != AW_OK)
             return rc;
         /* an error reply ("no such key") means the stream does not exist */
         if (!reply_is(s->info, REDIS_REPLY_ARRAY)) continue;
@@ -387,11 +412,12 @@ static int read_groups(doctor *d, aw_error *err) {
         for (size_t g = 0; g < d->streams[i].ngroups; g++) {
             const stream_view *s = &d->streams[i];
             const group_view *v = &s->groups[g];
-            redisAppendCommand(d->redis, "XPENDING %s %s - + 1", s->name, v->name);
-            redisAppendCommand(d->redis, "XINFO CONSUMERS %s %s", s->name, v->name);
-            redisAppendCommand(d->redis, "XRANGE %s (%s + COUNT 1", s->name,
-                               v->last_delivered ? v->last_delivered : "0-0");
+            queue(d, "XPENDING %s %s - + 1", s->name, v->name);
+            queue(d, "XINFO CONSUMERS %s %s", s->name, v->name);
+            queue(d, "XRANGE %s (%s + COUNT 1", s->name,
+                  v->last_delivered ? v->last_delivered : "0-0");
         }
+    if ((rc = round_queued(d, err)) != AW_OK) return rc;
     for (size_t i = 0; i < NSTREAMS; i++)
         for (size_t g = 0; g < d->streams[i].ngroups; g++) {
             group_view *v = &d->streams[i].groups[g];

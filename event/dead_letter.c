@@ -134,7 +134,7 @@ int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
     aw_bytes reason, received, source_id;
     aw_field fields[AW_MAX_FIELDS];
     size_t n = 0;
-    int64_t received_ns;
+    int64_t received_ns = 0;
     int rc;
 
     *out = NULL;
