@@ -536,8 +536,11 @@ static void group_section(doctor *d) {
                     row(d, "consumer", s->name, gv->name, str_field(info, "name"),
                         figure(int_field(info, "idle")), detail);
                 }
-            if (headroom == AW_FIGURE_UNKNOWN)
-                note(&v, false, "%s %s: lag unknown to this Redis", s->name, gv->name);
+            /* unread entries are at most the stream's length */
+            int64_t at_least = d->args->maxlen - s->snap.length - (n->pending > 0 ? n->pending : 0);
+            if (headroom == AW_FIGURE_UNKNOWN && at_least < d->args->maxlen / 10)
+                note(&v, false, "%s %s: Redis does not report its lag, so how close "
+                     "trimming is cannot be told", s->name, gv->name);
             else if (headroom < d->args->maxlen / 10)
                 note(&v, true, "%s %s: %" PRId64 " entries before MAXLEN ~ %" PRId64
                      " trimming reaches entries it has not read or acknowledged",

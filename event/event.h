@@ -546,7 +546,8 @@ void aw_ingest_judge(const aw_group_snapshot *group, int64_t now_ms,
  * trimming reaches the oldest entry the group still needs (unread or
  * pending): maxlen - (lag + pending). 0 when trimming already took entries
  * it needed (a pending entry before the first retained one, or deletions
- * past last_delivered). UNKNOWN when lag is unknown and entries are unread.
+ * past last_delivered). Without a lag from Redis, every retained entry is
+ * unread when last_delivered is before the first one; otherwise UNKNOWN.
  * Acknowledged entries between its pending ones count too but cannot be
  * seen in a snapshot, so with entries pending this is an upper bound; and
  * `~` trims whole nodes (about 100 entries), so it is approximate. */

@@ -55,13 +55,20 @@ aw_applied aw_group_applied(const aw_group_snapshot *group, aw_stream_pos r)
     return group->pending == 1 ? AW_APPLIED_YES : AW_APPLIED_UNKNOWN;
 }
 
-/* Entries deleted (trimmed or XDELed) after the group's position: it will
- * never read them. */
+/* Entries deleted after the group's position: it will never read them.
+ * XDEL shows in max-deleted-entry-id; trimming (MAXLEN, MINID) does not in
+ * Redis 7.0, and shows instead as the group's position lying before the
+ * first retained entry while it lags by more than the stream retains (the
+ * rule the consumer's find_losses applies to auditwatch's own group). */
 static bool lost_unread(const aw_stream_snapshot *stream,
                         const aw_group_snapshot *group)
 {
-    return stream->max_deleted_known &&
-           aw_stream_pos_cmp(stream->max_deleted, group->last_delivered) > 0;
+    if (stream->max_deleted_known &&
+        aw_stream_pos_cmp(stream->max_deleted, group->last_delivered) > 0)
+        return true;
+    return group->lag != AW_FIGURE_UNKNOWN && group->lag > stream->length &&
+           (stream->length == 0 ||
+            aw_stream_pos_cmp(group->last_delivered, stream->first_entry) < 0);
 }
 
 /* The earlier of the oldest pending and the first undelivered entry. */
@@ -150,9 +157,15 @@ int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
         return 0;
     int64_t unread = group->lag;
     if (unread == AW_FIGURE_UNKNOWN) {
-        if (!aw_stream_pos_is_none(group->first_undelivered))
+        /* Redis cannot count (a group created at `$` that has not read
+         * since): every retained entry is unread when its position is
+         * before the first one, none when nothing follows it */
+        if (aw_stream_pos_is_none(group->first_undelivered))
+            unread = 0;
+        else if (aw_stream_pos_cmp(group->last_delivered, stream->first_entry) < 0)
+            unread = stream->length;
+        else
             return AW_FIGURE_UNKNOWN;
-        unread = 0;
     }
     int64_t headroom = maxlen - unread - (group->pending > 0 ? group->pending : 0);
     return headroom > 0 ? headroom : 0;

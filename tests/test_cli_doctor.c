@@ -294,6 +294,40 @@ Test(cli_doctor, no_enforcer_on_the_revocation_stream_needs_attention) {
     done(&d);
 }
 
+Test(cli_doctor, trimming_near_or_past_what_a_group_has_not_read_needs_attention) {
+    caracal_groups();
+    command("XGROUP CREATE %s opa-engine $", REVOKE);
+    for (int i = 0; i < 20; i++) add_revocation(60000 - i, "ar-t");
+    consume(REVOKE, "sts-revocation", "sts-1", true);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    consume(REVOKE, "opa-engine", "opa-1", true);
+    command("XGROUP CREATE %s gateway-revocation:gw-3 $", REVOKE);
+    for (int i = 0; i < 95; i++) add_revocation(30000 - i, "ar-u");
+    consume(REVOKE, "sts-revocation", "sts-1", true);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    consume(REVOKE, "gateway-revocation:gw-3", "gateway-gw-3-1", true);
+    doctor_run near = doctor(ARGS("--maxlen", "100"));
+    cr_expect_eq(near.status, 1);
+    cr_expect_eq(number(&near, "group", REVOKE, "opa-engine", "trim_headroom"), 5,
+                 "95 unread entries under MAXLEN ~ 100");
+    cr_expect_eq(number(&near, "group", REVOKE, GW, "trim_headroom"), 100);
+    cr_expect_str_eq(verdict(&near, "trimming"), "attention");
+    cr_expect(strstr(near.err, "opa-engine: 5 entries before MAXLEN"), "%s", near.err);
+    done(&near);
+
+    /* a producer trims with MAXLEN 50: opa-engine never read what went */
+    command("XADD %s MAXLEN 50 * zone_id zone-1 session_id ar-v", REVOKE);
+    consume(REVOKE, "sts-revocation", "sts-1", true);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    consume(REVOKE, "gateway-revocation:gw-3", "gateway-gw-3-1", true);
+    doctor_run past = doctor(NULL);
+    cr_expect_eq(number(&past, "group", REVOKE, "opa-engine", "trim_headroom"), 0);
+    cr_expect(strstr(past.err, "opa-engine: 0 entries before MAXLEN"), "%s", past.err);
+    cr_expect_str_eq(text(&past, "enforcer", REVOKE, GW, "state"), "ok",
+                     "its trimmed entries had all been read");
+    done(&past);
+}
+
 Test(cli_doctor, stalled_audit_ingestor_is_lagging_then_stuck) {
     caracal_groups();
     add_audit(120000, 3);

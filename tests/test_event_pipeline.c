@@ -74,6 +74,16 @@ Test(event_pipeline, enforcer_caught_up_is_ok_and_one_behind_a_trim_is_trimmed)
     aw_enforcer_judge(&trimmed, &behind, NOW, 30000, &j);
     cr_expect_eq(j.state, AW_ENFORCER_TRIMMED);
     cr_expect_eq(aw_group_trim_headroom(&trimmed, &behind, 100000), 0);
+
+    /* MAXLEN trimming leaves max-deleted-entry-id alone: it shows as a lag
+     * larger than what the stream still holds, from before its first entry */
+    aw_group_snapshot outrun = {.last_delivered = AT(700000), .lag = 25,
+                                .first_undelivered = stream.first_entry};
+    aw_enforcer_judge(&stream, &outrun, NOW, 30000, &j);
+    cr_expect_eq(j.state, AW_ENFORCER_TRIMMED, "25 unread, 10 retained");
+    outrun.lag = 10;
+    aw_enforcer_judge(&stream, &outrun, NOW, 30000, &j);
+    cr_expect_eq(j.state, AW_ENFORCER_NOT_READING, "all 10 unread are still there");
 }
 
 Test(event_pipeline, ingestor_absent_lagging_or_stuck_against_its_limits)
@@ -113,6 +123,10 @@ Test(event_pipeline, trim_headroom_counts_unread_and_pending_against_maxlen)
     aw_group_snapshot unknown = {.last_delivered = AT(5000), .lag = AW_FIGURE_UNKNOWN,
                                  .first_undelivered = AT(4000)};
     cr_expect_eq(aw_group_trim_headroom(&stream, &unknown, 100000), AW_FIGURE_UNKNOWN);
+    aw_group_snapshot before_all = {.last_delivered = AT(700000), .lag = AW_FIGURE_UNKNOWN,
+                                    .first_undelivered = stream.first_entry};
+    cr_expect_eq(aw_group_trim_headroom(&stream, &before_all, 100000), 100000 - stream.length,
+                 "every retained entry is unread");
     unknown.first_undelivered = NONE;
     cr_expect_eq(aw_group_trim_headroom(&stream, &unknown, 100000), 100000,
                  "nothing unread even if Redis cannot count");
