@@ -390,4 +390,23 @@ typedef int (*aw_checkpoint_fn)(const char *stream, const char *entry_id,
 int aw_store_query_checkpoints(aw_store *store, aw_checkpoint_fn fn, void *ud,
                                aw_error *err);
 
+/* ---- Verification: decoded rows without their raw entry ---------------- */
+
+/* A row of events, revocations, calls or rejected whose entry_rowid names
+ * no stored entry (the row queries above, which join the entry, never
+ * return it). key is the row's event id, revoked anchor id, request id or
+ * reject reason. Strings are borrowed for the call. */
+typedef struct aw_orphan_row {
+    const char *table;
+    int64_t rowid;
+    int64_t entry_rowid;
+    const char *key;
+} aw_orphan_row;
+
+typedef int (*aw_orphan_row_fn)(const aw_orphan_row *row, void *ud);
+
+/* Calls fn for every such row, table by table. One scan of each table. */
+int aw_store_iter_orphans(aw_store *store, aw_orphan_row_fn fn, void *ud,
+                          aw_error *err);
+
 #endif /* AW_STORE_H */

@@ -133,3 +133,206 @@ Test(cli_verify, an_unusable_key_is_a_usage_error_that_never_shows_the_key) {
     cr_expect_null(strstr(r.err, "abcdef0123"), "%s", r.err);
     cw_result_free(&r);
 }
+
+/* ---- decoded rows against their raw entries ------------------------------ */
+
+/* The one mismatch line of table (asserting there is exactly one). */
+static const cJSON *mismatch_of(const cJSON *rows, const char *table) {
+    const cJSON *row, *found = NULL;
+    int n = 0;
+    cJSON_ArrayForEach(row, rows) {
+        if (strcmp(cw_str(row, "check"), "row_mismatch") == 0 &&
+            strcmp(cw_str(row, "table"), table) == 0) {
+            found = row;
+            n++;
+        }
+    }
+    cr_assert_eq(n, 1, "want one %s mismatch, got %d", table, n);
+    return found;
+}
+
+/* Runs verify (json, with keys) after tampering; asserts exit 1, the chain
+ * intact (the raw entries were not touched) and decoded_rows FAILED. */
+static cJSON *verify_tampered(cw_result *r) {
+    *r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
+    cJSON *rows = cw_json_lines(r->out);
+    cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
+    cr_expect_str_eq(cw_str(check(rows, "decoded_rows"), "result"), "FAILED");
+    return rows;
+}
+
+Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key) {
+    cw_build(&w, true);
+    tamper("UPDATE events SET decision = 'deny' WHERE event_id = 'ev-4'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "events");
+    cr_expect_str_eq(cw_str(m, "key"), "ev-4");
+    cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "row_id")), "%s", r.out);
+    cr_expect_str_eq(cw_str(m, "field"), "decision");
+    cr_expect_str_eq(cw_str(m, "stored"), "deny");
+    cr_expect_str_eq(cw_str(m, "raw"), "allow");
+    cr_expect(strstr(r.err, "events") && strstr(r.err, "ev-4"), "%s", r.err);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor) {
+    cw_build(&w, true);
+    tamper("UPDATE revocations SET at_ns = at_ns + 3600000000000");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "revocations");
+    cr_expect_str_eq(cw_str(m, "key"), "authority_record:ar-1");
+    cr_expect_str_eq(cw_str(m, "field"), "at");
+    cr_expect_str_eq(cw_str(m, "raw"), "2026-05-21T12:00:30Z");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_call_row_with_an_edited_status_is_named_with_its_request_id) {
+    cw_build(&w, true);
+    tamper("UPDATE calls SET status = 500 WHERE request_id = 'req-5'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "calls");
+    cr_expect_str_eq(cw_str(m, "key"), "req-5");
+    cr_expect_str_eq(cw_str(m, "field"), "status");
+    cr_expect_str_eq(cw_str(m, "stored"), "500");
+    cr_expect_str_eq(cw_str(m, "raw"), "200");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_deleted_event_row_is_named_by_the_entry_that_held_it) {
+    cw_build(&w, true);
+    tamper("DELETE FROM events WHERE event_id = 'ev-4'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "events");
+    cr_expect_str_eq(cw_str(m, "key"), "ev-4");
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(m, "row_id")), "%s", r.out);
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "entry_row")), "%s", r.out);
+    cr_expect(strstr(cw_str(m, "detail"), "no events row"), "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor) {
+    cw_build(&w, true);
+    tamper("DELETE FROM revocations");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "revocations");
+    cr_expect_str_eq(cw_str(m, "key"), "ar-1");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch) {
+    cw_build(&w, true);
+    tamper("UPDATE events SET entry_rowid = -entry_rowid WHERE event_id = 'ev-4'");
+    tamper("INSERT INTO rejected(entry_rowid, reason, detail) SELECT -entry_rowid, "
+           "'not_json', 'hidden' FROM events WHERE event_id = 'ev-4'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "rejected");
+    cr_expect_str_eq(cw_str(m, "key"), "not_json");
+    cr_expect(strstr(cw_str(m, "detail"), "decodes"), "%s", r.out);
+    /* The event row now points at no entry at all. */
+    const cJSON *orphan = mismatch_of(rows, "events");
+    cr_expect_str_eq(cw_str(orphan, "key"), "ev-4");
+    cr_expect(strstr(cw_str(orphan, "detail"), "missing"), "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, an_untouched_index_checks_every_decoded_row) {
+    cw_build(&w, true);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    const cJSON *decoded = check(rows, "decoded_rows");
+    cr_expect_str_eq(cw_str(decoded, "result"), "ok");
+    /* events, the revocation, two calls, two rejections */
+    cr_expect_eq(figure(decoded, "checked"), CW_EVENTS + 1 + 2 + 2);
+    cr_expect_eq(figure(decoded, "unchecked"), 0);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+/* ---- --chain-head -------------------------------------------------------- */
+
+/* The index's own chain tip as "hex@count". */
+static void chain_tip(char out[96]) {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT lower(hex(head)) || '@' || last_rowid "
+                                        "FROM chain_tip", -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    snprintf(out, 96, "%s", (const char *)sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+Test(cli_verify, chain_head_of_the_index_itself_verifies) {
+    cw_build(&w, true);
+    char head[96];
+    chain_tip(head);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+                         NULL);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "ok");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_chain_head_the_index_does_not_reach_fails) {
+    cw_build(&w, true);
+    char head[96];
+    chain_tip(head);
+    head[0] = head[0] == '0' ? '1' : '0';
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+                         NULL);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "FAILED");
+    cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
+    cr_expect(strstr(r.err, "rewritten"), "%s", r.err);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+
+    /* More entries than the index holds: a count it never reached. */
+    char *at = strchr(head, '@');
+    snprintf(at, 32, "@%d", ENTRIES + 1);
+    r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head), NULL);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix) {
+    cw_build(&w, true);
+    char head[96];
+    chain_tip(head);
+    cw_add_exchange(&w, "ev-later", "req-later", CW_T0_MS + 3000000);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+                         NULL);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "ok");
+    cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), ENTRIES + 1);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_malformed_chain_head_is_a_usage_error) {
+    cw_build(&w, true);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", "abc@12"), NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "HASH@COUNT"), "%s", r.err);
+    cw_result_free(&r);
+}
