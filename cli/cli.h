@@ -23,6 +23,7 @@
 #include "consumer/consumer.h"
 
 struct redisContext;
+struct cJSON;
 
 /* ---- Options ------------------------------------------------------------ */
 
@@ -140,6 +141,13 @@ aw_cli_out *aw_cli_out_new(aw_cli_format format, const char *const *columns,
 int aw_cli_out_row(aw_cli_out *out, const aw_cli_cell *cells);
 /* Rows written so far. */
 size_t aw_cli_out_rows(const aw_cli_out *out);
+/* One row given as a JSON object (cJSON, borrowed). JSON lines print it
+ * whole, nested objects included; tables and CSV take one cell per column,
+ * each column naming a member, or a nested one as "outer.inner": strings
+ * as text, absent or null as null, anything else as its JSON text. So a
+ * command builds each row once and every format shows the same data.
+ * 0, or AW_ERR_NOMEM. */
+int aw_cli_out_record(aw_cli_out *out, const struct cJSON *record);
 /* Flushes, frees. 0, or AW_ERR_IO when writing failed. NULL is a no-op. */
 int aw_cli_out_close(aw_cli_out *out);
 
@@ -232,6 +240,25 @@ int64_t aw_cli_ns_to_ms_ceil(int64_t ns);
  * filter matches, through the output layer. *count gets how many. */
 int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
                         aw_cli_format format, size_t *count, aw_error *err);
+
+/* The machine form of an audit event (`query`, `trace`; README "JSON
+ * output"): Caracal's own fields read from the event's verbatim raw entry
+ * (the members of `data`, with determining_policies_json, diagnostics_json
+ * and metadata_json as JSON values), an "anchors" object (session_id,
+ * agent_session_id, delegation_edge_id, delegation_chain from the
+ * metadata) and auditwatch's own keys under "auditwatch" (source, stream,
+ * entry_id, row_id, signed, time, alerts: the alerts of the request). When
+ * the raw entry is missing or unreadable, the row's columns stand in and
+ * auditwatch.raw_entry says why. *out is a new object (cJSON_Delete). */
+int aw_cli_event_record(aw_store *store, const aw_event_row *row, struct cJSON **out,
+                        aw_error *err);
+
+/* The fields of the raw entry at entry_rowid as a new JSON object: an
+ * imported access-log line as the object it is, else each stream field as
+ * a string, signatures left out. When the entry is missing, an empty object
+ * and auditwatch (an object) gets "raw_entry" saying so. */
+int aw_cli_entry_record(aw_store *store, int64_t entry_rowid, struct cJSON **fields,
+                        struct cJSON *auditwatch, aw_error *err);
 
 /* Names of the stream roles as "audit=caracal.audit.events" pairs: a
  * --stream ROLE=NAME argument overrides one role's stream name in names[]

@@ -8,9 +8,15 @@
  * "<occurred_ns>:<rowid>" on stderr ("next-cursor: ..."), to pass back with
  * --cursor. The cursor goes to stderr in every format so that stdout stays
  * pure data (JSON lines stay one kind of object, CSV one header).
+ *
+ * The table is compact, for people: the row's own columns. JSON lines and
+ * CSV are for machines and carry what Caracal wrote, under its own names,
+ * read from the verbatim raw entry (aw_cli_event_record); CSV columns name
+ * the members of that record.
  */
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,7 +176,22 @@ static const char *const columns[] = {
 };
 #define NCOLS (sizeof columns / sizeof columns[0])
 
+/* CSV: members of the machine record (aw_cli_event_record). */
+static const char *const record_columns[] = {
+    "id", "occurred_at", "zone_id", "event_type", "request_id", "decision",
+    "evaluation_status", "policy_set_id", "policy_set_version_id", "manifest_sha",
+    "anchors.session_id", "anchors.agent_session_id", "anchors.delegation_edge_id",
+    "anchors.delegation_chain", "metadata_json.application_id", "metadata_json.resource",
+    "metadata_json", "determining_policies_json",
+    "diagnostics_json", "auditwatch.stream", "auditwatch.entry_id", "auditwatch.signed",
+    "auditwatch.alerts",
+};
+#define NRECORD_COLS (sizeof record_columns / sizeof record_columns[0])
+
 typedef struct query_print {
+    aw_store *store;
+    bool records;                 /* machine formats: one record a row */
+    aw_error *err;
     aw_cli_out *out;
     size_t limit;                 /* 0: all */
     size_t seen;
@@ -179,12 +200,25 @@ typedef struct query_print {
     int rc;
 } query_print;
 
+/* A machine record of the event, through the output layer. */
+static int print_record(query_print *p, const aw_event_row *r) {
+    cJSON *record = NULL;
+    int rc = aw_cli_event_record(p->store, r, &record, p->err);
+    if (rc == AW_OK) p->rc = aw_cli_out_record(p->out, record);
+    cJSON_Delete(record);
+    return rc != AW_OK ? rc : p->rc;
+}
+
 static int print_event(const aw_event_row *r, void *ud) {
     query_print *p = ud;
     if (p->limit && p->seen == p->limit) {
         p->more = true;
         return 1;
     }
+    p->seen++;
+    p->last_occurred_ns = r->occurred_at_ns;
+    p->last_rowid = r->rowid;
+    if (p->records) return print_record(p, r);
     aw_cli_cell cells[NCOLS] = {
         aw_cli_time(r->occurred_at_ns),
         aw_cli_str(r->event_id),
@@ -204,17 +238,13 @@ static int print_event(const aw_event_row *r, void *ud) {
         aw_cli_str(r->stream),
         aw_cli_str(r->entry_id),
     };
-    p->seen++;
-    p->last_occurred_ns = r->occurred_at_ns;
-    p->last_rowid = r->rowid;
-    if ((p->rc = aw_cli_out_row(p->out, cells)) != AW_OK) return p->rc;
-    return 0;
+    return p->rc = aw_cli_out_row(p->out, cells);
 }
 
 static int run_query(const aw_cli_common *common, query_args *a) {
-    query_print p = {.limit = a->limit};
-    aw_store *store;
     aw_error err = {0};
+    query_print p = {.limit = a->limit, .records = common->format != AW_CLI_TABLE, .err = &err};
+    aw_store *store;
     int rc;
 
     if (a->filter.has_since && a->filter.has_until &&
@@ -224,7 +254,9 @@ static int run_query(const aw_cli_common *common, query_args *a) {
         return rc;
     /* One row past the page tells whether another page follows. */
     a->filter.limit = a->limit ? a->limit + 1 : 0;
-    p.out = aw_cli_out_new(common->format, columns, NCOLS, stdout);
+    p.store = store;
+    p.out = p.records ? aw_cli_out_new(common->format, record_columns, NRECORD_COLS, stdout)
+                      : aw_cli_out_new(common->format, columns, NCOLS, stdout);
     rc = p.out ? aw_store_query_events(store, &a->filter, print_event, &p, &err)
                : aw_error_set(&err, AW_ERR_NOMEM, "out of memory");
     aw_store_close(store);

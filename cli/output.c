@@ -14,9 +14,12 @@
  *    value once it has been checked to be JSON.
  *  - csv: RFC 4180: a header line, CRLF line ends, a field quoted when it
  *    holds a comma, quote, CR or LF, quotes doubled. Null is an empty field.
+ * A row may also come as a JSON object (a record, aw_cli_out_record): JSON
+ * lines print it whole, the other formats pick one member per column.
  */
 #include "cli/cli.h"
 
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,6 +339,48 @@ int aw_cli_out_row(aw_cli_out *out, const aw_cli_cell *cells) {
     default: rc = table_row(out, cells); break;
     }
     if (rc == AW_OK) out->rows++;
+    return rc;
+}
+
+/* The member at path ("name" or "outer.inner"), or NULL. */
+static const cJSON *record_member(const cJSON *record, const char *path) {
+    const char *dot;
+    char name[AW_MAX_KEY_BYTES];
+    while (record && (dot = strchr(path, '.'))) {
+        size_t n = (size_t)(dot - path);
+        if (n >= sizeof name) return NULL;
+        memcpy(name, path, n);
+        name[n] = '\0';
+        record = cJSON_GetObjectItemCaseSensitive(record, name);
+        path = dot + 1;
+    }
+    return record ? cJSON_GetObjectItemCaseSensitive(record, path) : NULL;
+}
+
+int aw_cli_out_record(aw_cli_out *out, const cJSON *record) {
+    if (out->format == AW_CLI_JSON) {
+        char *text = cJSON_PrintUnformatted(record);
+        size_t len = text ? strlen(text) : 0;
+        if (!text) return AW_ERR_NOMEM;
+        if (fwrite(text, 1, len, out->fp) != len || fputc('\n', out->fp) == EOF)
+            out->failed = true;
+        free(text);
+        out->rows++;
+        return AW_OK;
+    }
+    aw_cli_cell cells[out->ncols];
+    char *printed[out->ncols];
+    int rc = AW_OK;
+    for (size_t i = 0; i < out->ncols; i++) {
+        const cJSON *v = record_member(record, out->columns[i]);
+        printed[i] = NULL;
+        if (!v || cJSON_IsNull(v)) cells[i] = aw_cli_str(NULL);
+        else if (cJSON_IsString(v)) cells[i] = aw_cli_str(v->valuestring);
+        else if ((printed[i] = cJSON_PrintUnformatted(v))) cells[i] = aw_cli_json(printed[i]);
+        else rc = AW_ERR_NOMEM;
+    }
+    if (rc == AW_OK) rc = aw_cli_out_row(out, cells);
+    for (size_t i = 0; i < out->ncols; i++) free(printed[i]);
     return rc;
 }
 

@@ -35,7 +35,7 @@ static char *query_ids(int *status, const char *const *args) {
     cJSON *row;
     cJSON_ArrayForEach(row, rows) {
         if (*ids) strcat(ids, " ");
-        strcat(ids, cw_str(row, "event_id"));
+        strcat(ids, cw_str(row, "id"));
     }
     *status = r.status;
     cJSON_Delete(rows);
@@ -125,7 +125,7 @@ Test(cli_query, pages_with_the_cursor_through_every_event_once_in_order) {
             cr_assert_eq(aw_time_parse_rfc3339(time, strlen(time), &t, NULL), AW_OK);
             cr_expect_leq(prev_t, t, "page %zu goes back in time", pages);
             prev_t = t;
-            snprintf(key, sizeof key, " %s ", cw_str(row, "event_id"));
+            snprintf(key, sizeof key, " %s ", cw_str(row, "id"));
             cr_expect_null(strstr(all, key), "%s seen twice", key);
             strcat(all, key + 1);
             strcat(all, " ");
@@ -160,7 +160,7 @@ Test(cli_query, csv_and_table_carry_the_same_rows) {
     cr_assert_eq(table.status, 0);
     cr_expect_eq(cw_lines(csv.out), 3);
     cr_expect_eq(cw_lines(table.out), 3);
-    cr_expect(strstr(csv.out, "\r\n2026-05-21T12:02:00Z,ev-6,zone-2,token_exchange,allow,"),
+    cr_expect(strstr(csv.out, "\r\nev-6,2026-05-21T12:02:00Z,zone-2,token_exchange,req-6,allow,"),
               "%s", csv.out);
     cr_expect(strstr(table.out, "ev-6") && strstr(table.out, "gw-6"), "%s", table.out);
     cw_result_free(&csv);
@@ -204,7 +204,8 @@ Test(cli_query, each_format_carries_hostile_text_safely) {
 
     /* JSON: escaped, and parses back to the very same text. */
     cJSON *rows = cw_json_lines(json.out);
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 0), "resource"), CW_ODD_RESOURCE);
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0), "metadata_json");
+    cr_expect_str_eq(cw_str(meta, "resource"), CW_ODD_RESOURCE);
     cJSON_Delete(rows);
     /* CSV: quoted, quotes doubled, the newline kept inside the quotes. */
     cr_expect(strstr(csv.out, ",\"res \"\"q\"\", a\nb \\ \x1b[31m h\xc3\xa9llo\","), "%s", csv.out);
@@ -215,4 +216,89 @@ Test(cli_query, each_format_carries_hostile_text_safely) {
     cw_result_free(&json);
     cw_result_free(&csv);
     cw_result_free(&table);
+}
+
+/* Members of object, in order, space-separated (heap). */
+static char *keys_of(const cJSON *object) {
+    char *keys = calloc(1, 4096);
+    const cJSON *item;
+    cJSON_ArrayForEach(item, object) {
+        if (*keys) strcat(keys, " ");
+        strcat(keys, item->string);
+    }
+    return keys;
+}
+
+Test(cli_query, machine_output_uses_caracal_field_names_with_anchors_and_metadata_as_objects) {
+    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "json"),
+                         NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cJSON *ev = cJSON_GetArrayItem(rows, 0);
+    cr_assert_str_eq(cw_str(ev, "id"), "ev-1", "%s", r.out);
+    /* Caracal's own names, as its producers write `data`. */
+    char *keys = keys_of(ev);
+    cr_expect_str_eq(keys, "id zone_id event_type request_id decision evaluation_status "
+                           "determining_policies_json diagnostics_json metadata_json "
+                           "occurred_at anchors auditwatch");
+    free(keys);
+    cr_expect_str_eq(cw_str(ev, "event_type"), "token_exchange");
+    cr_expect_str_eq(cw_str(ev, "request_id"), "req-1");
+    cr_expect_str_eq(cw_str(ev, "zone_id"), "zone-1");
+    cr_expect_str_eq(cw_str(ev, "decision"), "allow");
+    cr_expect_str_eq(cw_str(ev, "evaluation_status"), "complete");
+    cr_expect_str_eq(cw_str(ev, "occurred_at"), "2026-05-21T12:00:01Z");
+    cr_expect(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(ev, "determining_policies_json")));
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(ev, "metadata_json");
+    cr_assert(cJSON_IsObject(meta), "%s", r.out);
+    cr_expect_str_eq(cw_str(meta, "application_id"), "app-1");
+    /* The anchors, one object, the chain an array of objects. */
+    const cJSON *anchors = cJSON_GetObjectItemCaseSensitive(ev, "anchors");
+    cr_assert(cJSON_IsObject(anchors), "%s", r.out);
+    cr_expect_str_eq(cw_str(anchors, "session_id"), "ar-1");
+    cr_expect_str_eq(cw_str(anchors, "agent_session_id"), "as-1");
+    cr_expect_str_eq(cw_str(anchors, "delegation_edge_id"), "e-1");
+    const cJSON *chain = cJSON_GetObjectItemCaseSensitive(anchors, "delegation_chain");
+    cr_assert(cJSON_IsArray(chain), "%s", r.out);
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(chain, 0), "delegation_edge_id"), "e-0");
+    /* auditwatch's own keys, apart. */
+    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(ev, "auditwatch");
+    cr_assert(cJSON_IsObject(aw), "%s", r.out);
+    cr_expect_str_eq(cw_str(aw, "stream"), "caracal.audit.events");
+    cr_expect(*cw_str(aw, "entry_id"));
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(aw, "signed")));
+    cr_expect(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(aw, "alerts")));
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_query, machine_output_lists_the_alerts_of_the_request) {
+    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-4", "-f", "json"),
+                         NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0), "auditwatch");
+    const cJSON *alerts = cJSON_GetObjectItemCaseSensitive(aw, "alerts");
+    cr_assert_eq(cJSON_GetArraySize(alerts), 1, "%s", r.out);
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "kind"), "access_after_revocation");
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "severity"), "critical");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_query, csv_headers_use_caracal_field_names) {
+    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "csv"),
+                         NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *header = "id,occurred_at,zone_id,event_type,request_id,decision,"
+                         "evaluation_status,policy_set_id,policy_set_version_id,manifest_sha,"
+                         "anchors.session_id,anchors.agent_session_id,anchors.delegation_edge_id,"
+                         "anchors.delegation_chain,metadata_json.application_id,"
+                         "metadata_json.resource,metadata_json,determining_policies_json,"
+                         "diagnostics_json,auditwatch.stream,auditwatch.entry_id,"
+                         "auditwatch.signed,auditwatch.alerts\r\n";
+    cr_expect(strncmp(r.out, header, strlen(header)) == 0, "%s", r.out);
+    cr_expect(strstr(r.out, "\r\nev-1,2026-05-21T12:00:01Z,zone-1,token_exchange,req-1,allow,"
+                            "complete,,,,ar-1,as-1,e-1,"), "%s", r.out);
+    cw_result_free(&r);
 }
