@@ -253,12 +253,18 @@ int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
 int aw_cli_event_record(aw_store *store, const aw_event_row *row, struct cJSON **out,
                         aw_error *err);
 
-/* The fields of the raw entry at entry_rowid as a new JSON object: an
- * imported access-log line as the object it is, else each stream field as
- * a string, signatures left out. When the entry is missing, an empty object
- * and auditwatch (an object) gets "raw_entry" saying so. */
-int aw_cli_entry_record(aw_store *store, int64_t entry_rowid, struct cJSON **fields,
-                        struct cJSON *auditwatch, aw_error *err);
+/* The machine form of other evidence in a request's story (`trace`):
+ * a revocation or an observed call is the fields of its raw entry (an
+ * imported access-log line as the JSON object it is; stream fields as
+ * strings, signatures left out) with "auditwatch" holding source, stream,
+ * entry_id, row_id, time and the decoded "revocation" or "call"; an alert,
+ * auditwatch's own, is {"auditwatch": {source, time, alert}}. *out is a new
+ * object (cJSON_Delete). */
+int aw_cli_revocation_record(aw_store *store, const aw_revocation_row *row,
+                             struct cJSON **out, aw_error *err);
+int aw_cli_call_record(aw_store *store, const aw_call_row *row, struct cJSON **out,
+                       aw_error *err);
+int aw_cli_alert_record(const aw_alert *alert, struct cJSON **out, aw_error *err);
 
 /* Names of the stream roles as "audit=caracal.audit.events" pairs: a
  * --stream ROLE=NAME argument overrides one role's stream name in names[]

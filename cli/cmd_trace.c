@@ -12,6 +12,12 @@
  * event's raw entry, exactly as it arrived. The rows are gathered, sorted by
  * time (revocations at their entry time, alerts when they were raised) and
  * printed through the one output layer.
+ *
+ * The table is compact, for people. JSON lines and CSV are for machines:
+ * each row is a record (cli/event_view.c) holding what Caracal wrote, under
+ * its own names, from the verbatim raw entry, and auditwatch's own keys
+ * under "auditwatch" (source, time, stream, entry_id, signed, the decoded
+ * revocation or call, the alert).
  */
 #include "cli/cli.h"
 
@@ -58,11 +64,22 @@ typedef struct trace_row {
     int64_t entry_rowid;
     bool is_signed;        /* audit: its signature was verified at ingest */
     char *text[NCOLS];     /* owned; NULL is a null cell; COL_TIME unused */
+    cJSON *record;         /* owned; machine formats only */
 } trace_row;
+
+/* CSV: members of the records. */
+static const char *const record_columns[] = {
+    "auditwatch.time", "auditwatch.source", "id", "zone_id", "event_type", "request_id",
+    "decision", "evaluation_status", "anchors", "metadata_json", "determining_policies_json",
+    "diagnostics_json", "auditwatch.revocation", "auditwatch.call", "auditwatch.alert",
+    "auditwatch.stream", "auditwatch.entry_id", "auditwatch.signed",
+};
+#define NRECORD_COLS (sizeof record_columns / sizeof record_columns[0])
 
 typedef struct trace {
     aw_store *store;
     const char *request_id;
+    bool records;          /* machine formats: build each row's record */
     trace_row *rows;
     size_t nrows, cap;
     /* anchors the request's events used, with their zone, to look up
@@ -224,7 +241,7 @@ static int add_event(const aw_event_row *e, void *ud) {
         !set_text(r, COL_STATUS, e->evaluation_status) ||
         !set_text(r, COL_RESOURCE, e->resource))
         return nomem(t);
-    return 0;
+    return t->records ? aw_cli_event_record(t->store, e, &r->record, &t->err) : 0;
 }
 
 
@@ -242,7 +259,7 @@ static int add_revocation(const aw_revocation_row *v, void *ud) {
         !set_printf(r, COL_DETAIL, "%s%s%sstream=%s", v->reason ? "reason=" : "",
                     v->reason ? v->reason : "", v->reason ? " " : "", v->stream))
         return nomem(t);
-    return 0;
+    return t->records ? aw_cli_revocation_record(t->store, v, &r->record, &t->err) : 0;
 }
 
 static int add_call(const aw_call_row *c, void *ud) {
@@ -256,7 +273,7 @@ static int add_call(const aw_call_row *c, void *ud) {
         !set_printf(r, COL_DETAIL, "%s%s%sstream=%s", c->source ? "source=" : "",
                     c->source ? c->source : "", c->source ? " " : "", c->stream))
         return nomem(t);
-    return 0;
+    return t->records ? aw_cli_call_record(t->store, c, &r->record, &t->err) : 0;
 }
 
 static int add_alert(const aw_alert *a, void *ud) {
@@ -270,7 +287,7 @@ static int add_alert(const aw_alert *a, void *ud) {
         !set_printf(r, COL_DETAIL, "severity=%s %s", a->severity,
                     a->summary ? a->summary : ""))
         return nomem(t);
-    return 0;
+    return t->records ? aw_cli_alert_record(a, &r->record, &t->err) : 0;
 }
 
 static int collect(trace *t) {
@@ -317,10 +334,15 @@ static int by_time(const void *pa, const void *pb) {
 }
 
 static int print_rows(const trace *t, aw_cli_format format) {
-    aw_cli_out *out = aw_cli_out_new(format, columns, NCOLS, stdout);
+    aw_cli_out *out = t->records ? aw_cli_out_new(format, record_columns, NRECORD_COLS, stdout)
+                                 : aw_cli_out_new(format, columns, NCOLS, stdout);
     int rc = out ? AW_OK : AW_ERR_NOMEM;
     for (size_t i = 0; i < t->nrows && rc == AW_OK; i++) {
         const trace_row *r = &t->rows[i];
+        if (t->records) {
+            rc = aw_cli_out_record(out, r->record);
+            continue;
+        }
         aw_cli_cell cells[NCOLS];
         for (int c = 0; c < NCOLS; c++)
             cells[c] = c == COL_POLICIES || c == COL_DIAGNOSTICS ? aw_cli_json(r->text[c])
@@ -334,8 +356,10 @@ static int print_rows(const trace *t, aw_cli_format format) {
 }
 
 static void trace_free(trace *t) {
-    for (size_t i = 0; i < t->nrows; i++)
+    for (size_t i = 0; i < t->nrows; i++) {
         for (int c = 0; c < NCOLS; c++) free(t->rows[i].text[c]);
+        cJSON_Delete(t->rows[i].record);
+    }
     for (size_t i = 0; i < t->nanchors; i++) {
         free(t->anchors[i].id);
         free(t->anchors[i].zone);
@@ -354,6 +378,7 @@ int aw_cmd_trace(int argc, char **argv) {
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 1, "REQUEST_ID")) != AW_CLI_PROCEED)
         return rc;
     t.request_id = argv[first];
+    t.records = common.format != AW_CLI_TABLE;
     if (!*t.request_id) return aw_cli_usage_error(&command, "empty REQUEST_ID");
     if ((rc = aw_cli_open_store(&command, &common, AW_STORE_READONLY, &t.store)))
         return rc;

@@ -105,7 +105,11 @@ static cJSON *flat_fields(const aw_raw_entry *raw) {
     return obj;
 }
 
-int aw_cli_entry_record(aw_store *store, int64_t entry_rowid, cJSON **fields,
+/* The fields of the raw entry at entry_rowid as a new object: an imported
+ * access-log line as the object it is, else each stream field as a string.
+ * When the entry is missing, an empty object, and auditwatch gets
+ * "raw_entry" saying so. */
+static int entry_fields(aw_store *store, int64_t entry_rowid, cJSON **fields,
                         cJSON *auditwatch, aw_error *err) {
     raw_read r;
     int rc = read_raw(store, entry_rowid, &r, err);
@@ -232,4 +236,93 @@ int aw_cli_event_record(aw_store *store, const aw_event_row *row, cJSON **out, a
     }
     *out = event;
     return AW_OK;
+}
+
+/* ---- revocations, observed calls, alerts ------------------------------------ */
+
+/* fields of the entry with auditwatch (owned, consumed) under "auditwatch". */
+static int flat_record(aw_store *store, int64_t entry_rowid, cJSON *aw, cJSON **out,
+                       aw_error *err) {
+    cJSON *fields = NULL;
+    int rc = aw ? entry_fields(store, entry_rowid, &fields, aw, err)
+                : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    *out = NULL;
+    if (rc == AW_OK && put(fields, "auditwatch", aw)) {
+        *out = fields;
+        return AW_OK;
+    }
+    cJSON_Delete(aw);
+    cJSON_Delete(fields);
+    return rc != AW_OK ? rc : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+}
+
+/* The start of an auditwatch object: source, stream, entry, time. */
+static cJSON *auditwatch_new(const char *source, const char *stream, const char *entry_id,
+                             int64_t row_id, int64_t time_ns) {
+    cJSON *aw = cJSON_CreateObject();
+    if (aw && add_text(aw, "source", source) && add_text(aw, "stream", stream) &&
+        add_text(aw, "entry_id", entry_id) &&
+        cJSON_AddNumberToObject(aw, "row_id", (double)row_id) && add_time(aw, "time", time_ns))
+        return aw;
+    cJSON_Delete(aw);
+    return NULL;
+}
+
+int aw_cli_revocation_record(aw_store *store, const aw_revocation_row *row, cJSON **out,
+                             aw_error *err) {
+    cJSON *aw = auditwatch_new("revocation", row->stream, row->entry_id, row->rowid, row->at_ns);
+    cJSON *what = aw ? cJSON_AddObjectToObject(aw, "revocation") : NULL;
+    bool ok = what && add_text(what, "action", aw_revocation_action_name(row->action)) &&
+              add_text(what, "anchor_kind", aw_anchor_kind_name(row->anchor.kind)) &&
+              add_text(what, "anchor_id", row->anchor.id) &&
+              add_text(what, "zone_id", row->zone_id) && add_time(what, "at", row->at_ns) &&
+              add_text(what, "reason", row->reason);
+    if (!ok) {
+        cJSON_Delete(aw);
+        aw = NULL;
+    }
+    return flat_record(store, row->entry_rowid, aw, out, err);
+}
+
+int aw_cli_call_record(aw_store *store, const aw_call_row *row, cJSON **out, aw_error *err) {
+    cJSON *aw = auditwatch_new("call", row->stream, row->entry_id, row->rowid,
+                               row->occurred_at_ns);
+    cJSON *call = aw ? cJSON_AddObjectToObject(aw, "call") : NULL;
+    bool ok = call && add_text(call, "request_id", row->request_id) &&
+              cJSON_AddNumberToObject(call, "status", row->status) &&
+              add_time(call, "occurred_at", row->occurred_at_ns) &&
+              add_text(call, "zone_id", row->zone_id) &&
+              add_text(call, "resource", row->resource) && add_text(call, "source", row->source);
+    if (!ok) {
+        cJSON_Delete(aw);
+        aw = NULL;
+    }
+    return flat_record(store, row->entry_rowid, aw, out, err);
+}
+
+int aw_cli_alert_record(const aw_alert *a, cJSON **out, aw_error *err) {
+    cJSON *record = cJSON_CreateObject();
+    cJSON *aw = record ? cJSON_AddObjectToObject(record, "auditwatch") : NULL;
+    bool ok = aw && add_text(aw, "source", "alert") && add_time(aw, "time", a->raised_at_ns);
+    cJSON *alert = ok ? cJSON_AddObjectToObject(aw, "alert") : NULL;
+    ok = alert && add_text(alert, "id", a->id) && add_text(alert, "kind", a->kind) &&
+         add_text(alert, "severity", a->severity) &&
+         add_text(alert, "state", aw_alert_state_name(a->state)) &&
+         add_text(alert, "zone_id", a->zone_id) && add_text(alert, "request_id", a->request_id) &&
+         add_text(alert, "anchor", a->anchor) && add_text(alert, "summary", a->summary) &&
+         add_time(alert, "raised_at", a->raised_at_ns) &&
+         (a->resolved_at_ns ? add_time(alert, "resolved_at", a->resolved_at_ns)
+                            : add_text(alert, "resolved_at", NULL)) &&
+         add_text(alert, "resolved_by", a->resolved_by);
+    if (ok) {
+        cJSON *evidence = a->evidence_json ? cJSON_Parse(a->evidence_json) : NULL;
+        if (!evidence) evidence = cJSON_CreateNull();
+        if (!put(alert, "evidence", evidence)) {
+            cJSON_Delete(evidence);
+            ok = false;
+        }
+    }
+    *out = ok ? record : NULL;
+    if (!ok) cJSON_Delete(record);
+    return ok ? AW_OK : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
 }

@@ -96,7 +96,7 @@ Test(cli_export_replay, exports_only_the_entries_of_the_window) {
     cw_result_free(&r);
     r = cw_run(&w, ARGS("query", "--db", fresh, "-f", "csv"), NULL);
     cr_expect_eq(cw_lines(r.out), 5, "%s", r.out);
-    cr_expect(strstr(r.out, ",evf-000,") && strstr(r.out, ",gwf-001,"), "%s", r.out);
+    cr_expect(strstr(r.out, "\nevf-000,") && strstr(r.out, "\ngwf-001,"), "%s", r.out);
     cw_result_free(&r);
 }
 

@@ -21,34 +21,54 @@ static cJSON *trace_json(const char *request_id, cw_result *r) {
     return cw_json_lines(r->out);
 }
 
+/* auditwatch's own keys of a trace row, and one member of them. */
+static const cJSON *aw_of(const cJSON *row) {
+    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(row, "auditwatch");
+    cr_assert(cJSON_IsObject(aw), "a row without its auditwatch object");
+    return aw;
+}
+
+static const cJSON *member(const cJSON *obj, const char *name) {
+    return cJSON_GetObjectItemCaseSensitive(obj, name);
+}
+
 Test(cli_trace, shows_revocation_decision_call_and_alert_of_a_request_in_time_order) {
     cw_result r;
     cJSON *rows = trace_json("req-4", &r);
-    const char *want[][3] = {
-        {"revocation", "revoke", "authority_record:ar-1"},
-        {"audit", "token_exchange", "authority_record:ar-1 agent_session:as-4"},
-        {"alert", "access_after_revocation", "authority_record:ar-1"},
-        {"audit", "gateway_resource_request", "authority_record:ar-1 agent_session:as-4"},
-    };
+    const char *want[] = {"revocation", "audit", "alert", "audit"};
     cr_assert_eq(cJSON_GetArraySize(rows), 4, "%s", r.out);
     int64_t prev = 0;
     for (int i = 0; i < 4; i++) {
-        cJSON *row = cJSON_GetArrayItem(rows, i);
-        cr_expect_str_eq(cw_str(row, "source"), want[i][0]);
-        cr_expect_str_eq(cw_str(row, "type"), want[i][1]);
-        cr_expect_str_eq(cw_str(row, "anchors"), want[i][2]);
+        const cJSON *aw = aw_of(cJSON_GetArrayItem(rows, i));
+        cr_expect_str_eq(cw_str(aw, "source"), want[i]);
         int64_t t;
-        const char *time = cw_str(row, "time");
+        const char *time = cw_str(aw, "time");
         cr_assert_eq(aw_time_parse_rfc3339(time, strlen(time), &t, NULL), AW_OK, "%s", time);
         cr_expect_leq(prev, t, "out of time order: %s", r.out);
         prev = t;
     }
-    cJSON *gw = cJSON_GetArrayItem(rows, 3);
+    /* The revocation: its raw fields, and what auditwatch decoded. */
+    cJSON *revocation = cJSON_GetArrayItem(rows, 0);
+    cr_expect_str_eq(cw_str(revocation, "session_id"), "ar-1");
+    cr_expect_str_eq(cw_str(revocation, "reason"), "grant_revoked");
+    cr_expect_null(member(revocation, "_sig"));
+    const cJSON *revoked = member(aw_of(revocation), "revocation");
+    cr_expect_str_eq(cw_str(revoked, "action"), "revoke");
+    cr_expect_str_eq(cw_str(revoked, "anchor_kind"), "authority_record");
+    cr_expect_str_eq(cw_str(revoked, "anchor_id"), "ar-1");
+    /* The decision and the Gateway call, under Caracal's names. */
+    cJSON *exchange = cJSON_GetArrayItem(rows, 1), *gw = cJSON_GetArrayItem(rows, 3);
+    cr_expect_str_eq(cw_str(exchange, "event_type"), "token_exchange");
+    cr_expect_str_eq(cw_str(member(exchange, "anchors"), "session_id"), "ar-1");
+    cr_expect_str_eq(cw_str(member(exchange, "anchors"), "agent_session_id"), "as-4");
+    cr_expect_str_eq(cw_str(gw, "event_type"), "gateway_resource_request");
     cr_expect_str_eq(cw_str(gw, "decision"), "allow");
-    cr_expect_str_eq(cw_str(gw, "status"), "executed");
-    cr_expect_str_eq(cw_str(gw, "resource"), "resource://api");
-    cr_expect(strstr(cw_str(gw, "detail"), "upstream_status=200"), "%s", cw_str(gw, "detail"));
-    cr_expect(strstr(cw_str(cJSON_GetArrayItem(rows, 2), "detail"), "severity=critical"));
+    cr_expect_str_eq(cw_str(gw, "evaluation_status"), "executed");
+    cr_expect_str_eq(cw_str(member(gw, "metadata_json"), "resource"), "resource://api");
+    cr_expect_eq(member(member(gw, "metadata_json"), "upstream_status")->valueint, 200);
+    const cJSON *alert = member(aw_of(cJSON_GetArrayItem(rows, 2)), "alert");
+    cr_expect_str_eq(cw_str(alert, "kind"), "access_after_revocation");
+    cr_expect_str_eq(cw_str(alert, "severity"), "critical");
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
@@ -58,23 +78,54 @@ Test(cli_trace, decodes_policies_diagnostics_and_the_whole_delegation_chain) {
     cJSON *rows = trace_json("req-1", &r);
     cJSON *exchange = cJSON_GetArrayItem(rows, 0);
     cr_assert_str_eq(cw_str(exchange, "id"), "ev-1", "%s", r.out);
-    cr_expect_str_eq(cw_str(exchange, "anchors"),
-                     "authority_record:ar-1 agent_session:as-1 delegation_edge:e-1 "
-                     "agent_session:as-0 delegation_edge:e-0");
-    cr_expect_str_eq(cw_str(exchange, "status"), "complete");
-    cJSON *policies = cJSON_GetObjectItemCaseSensitive(exchange, "policies");
-    cJSON *diagnostics = cJSON_GetObjectItemCaseSensitive(exchange, "diagnostics");
+    const cJSON *anchors = member(exchange, "anchors");
+    cr_expect_str_eq(cw_str(anchors, "session_id"), "ar-1");
+    cr_expect_str_eq(cw_str(anchors, "delegation_edge_id"), "e-1");
+    const cJSON *chain = member(anchors, "delegation_chain");
+    cr_assert(cJSON_IsArray(chain), "%s", r.out);
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(chain, 0), "agent_session_id"), "as-0");
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(chain, 0), "delegation_edge_id"), "e-0");
+    cr_expect_str_eq(cw_str(exchange, "evaluation_status"), "complete");
+    const cJSON *policies = member(exchange, "determining_policies_json");
+    const cJSON *diagnostics = member(exchange, "diagnostics_json");
     cr_assert(cJSON_IsArray(policies) && cJSON_IsArray(diagnostics), "%s", r.out);
     cr_expect_str_eq(cw_str(cJSON_GetArrayItem(policies, 0), "id"), "baseline-resource-scope");
     cr_expect_str_eq(cw_str(cJSON_GetArrayItem(diagnostics, 0), "code"), "scope_allowed");
-    cr_expect(strstr(cw_str(exchange, "detail"), "signed"), "%s", cw_str(exchange, "detail"));
+    cr_expect(cJSON_IsTrue(member(aw_of(exchange), "signed")), "%s", r.out);
     /* The observed upstream call and the later revocation of ar-1 belong to
      * the story too; the Gateway event has no policies (JSON null). */
     cr_assert_eq(cJSON_GetArraySize(rows), 4, "%s", r.out);
-    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 1), "policies")));
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 2), "source"), "call");
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 2), "status"), "200");
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 3), "source"), "revocation");
+    cr_expect(cJSON_IsNull(member(cJSON_GetArrayItem(rows, 1), "determining_policies_json")));
+    cJSON *call = cJSON_GetArrayItem(rows, 2);
+    cr_expect_str_eq(cw_str(aw_of(call), "source"), "call");
+    cr_expect_str_eq(cw_str(call, "status"), "200");   /* the stream field, as written */
+    cr_expect_eq(member(member(aw_of(call), "call"), "status")->valueint, 200);
+    cr_expect_str_eq(cw_str(aw_of(cJSON_GetArrayItem(rows, 3)), "source"), "revocation");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_trace, json_uses_caracal_field_names_and_keeps_auditwatch_keys_apart) {
+    cw_result r;
+    cJSON *rows = trace_json("req-1", &r);
+    cJSON *exchange = cJSON_GetArrayItem(rows, 0);
+    const char *caracal[] = {"id", "zone_id", "event_type", "request_id", "decision",
+                             "evaluation_status", "occurred_at", "metadata_json"};
+    for (size_t i = 0; i < sizeof caracal / sizeof *caracal; i++)
+        cr_expect_not_null(member(exchange, caracal[i]), "no %s: %s", caracal[i], r.out);
+    cr_expect_str_eq(cw_str(exchange, "request_id"), "req-1");
+    cr_expect_str_eq(cw_str(exchange, "occurred_at"), "2026-05-21T12:00:01Z");
+    cr_expect(cJSON_IsObject(member(exchange, "metadata_json")));
+    cr_expect(cJSON_IsObject(member(exchange, "anchors")));
+    /* None of auditwatch's names at the top, where Caracal's fields are. */
+    const char *ours[] = {"type", "source", "time", "stream", "entry_id", "signed", "detail",
+                          "policies", "diagnostics", "status"};
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++)
+        cr_expect_null(member(exchange, ours[i]), "%s at the top: %s", ours[i], r.out);
+    const cJSON *aw = aw_of(exchange);
+    cr_expect_str_eq(cw_str(aw, "stream"), "caracal.audit.events");
+    cr_expect(*cw_str(aw, "entry_id"));
+    cr_expect(cJSON_IsArray(member(aw, "alerts")));
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
@@ -85,9 +136,10 @@ Test(cli_trace, shows_a_resolved_alert_and_the_late_decision_that_resolved_it) {
     cr_assert_eq(cJSON_GetArraySize(rows), 3, "%s", r.out);
     cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 0), "id"), "ev-7");
     cr_expect_str_eq(cw_str(cJSON_GetArrayItem(rows, 1), "id"), "gw-7");
-    cJSON *alert = cJSON_GetArrayItem(rows, 2);
-    cr_expect_str_eq(cw_str(alert, "type"), "decision_missing");
-    cr_expect_str_eq(cw_str(alert, "status"), "resolved");
+    const cJSON *alert = member(aw_of(cJSON_GetArrayItem(rows, 2)), "alert");
+    cr_expect_str_eq(cw_str(alert, "kind"), "decision_missing");
+    cr_expect_str_eq(cw_str(alert, "state"), "resolved");
+    cr_expect_str_eq(cw_str(alert, "resolved_by"), "ev-7");
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
@@ -104,8 +156,11 @@ Test(cli_trace, csv_quotes_the_json_cells_per_rfc_4180) {
     cw_result r = cw_run(&w, (const char *[]){"trace", "req-1", "--db", w.db, "-f", "csv", NULL},
                          NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *header = "time,source,id,zone,type,decision,status,resource,anchors,"
-                         "policies,diagnostics,detail\r\n";
+    const char *header = "auditwatch.time,auditwatch.source,id,zone_id,event_type,request_id,"
+                         "decision,evaluation_status,anchors,metadata_json,"
+                         "determining_policies_json,diagnostics_json,auditwatch.revocation,"
+                         "auditwatch.call,auditwatch.alert,auditwatch.stream,"
+                         "auditwatch.entry_id,auditwatch.signed\r\n";
     cr_expect(strncmp(r.out, header, strlen(header)) == 0, "%s", r.out);
     cr_expect(strstr(r.out, ",\"[{\"\"id\"\":\"\"baseline-resource-scope\"\"}]\","), "%s", r.out);
     cr_expect_eq(cw_lines(r.out), 5);
