@@ -16,9 +16,11 @@
  *  - the decoded rows: the chain protects raw entries only, but events,
  *    revocations, calls and rejected are what everything else reads. Each
  *    row is held against its raw entry, re-decoded with event/'s decoders,
- *    column by column; rows whose entry is gone, entries that should have
- *    given rows and have none, and entries that are both decoded and
- *    rejected are mismatches too. Each mismatch is one line on stdout,
+ *    column by column, and the anchor index (anchor_uses, what revocation
+ *    checks search) must list each event under every anchor it names; rows
+ *    whose entry is gone, entries that should have given rows and have
+ *    none, and entries that are both decoded and rejected are mismatches
+ *    too. Each mismatch is one line on stdout,
  *    naming table, row and key, before the summary.
  *
  * Which decoder an entry needs follows from its table (events: audit;
@@ -260,8 +262,7 @@ static int compare_time(verify_state *v, mismatch m, const char *field,
 
 /* ---- raw entries, roles ---------------------------------------------------- */
 
-/* Marks what entry row `entry` holds; false for a row id beyond the chain
- * (the chain check reports those rows). */
+/* Marks what entry row `entry` holds; false for a row id no entry has. */
 static bool mark(verify_state *v, int64_t entry, unsigned what, unsigned *before) {
     if (entry < 1 || entry > v->nhas) return false;
     *before = v->has[entry];
@@ -376,6 +377,38 @@ static bool audit_signed(verify_state *v, const aw_raw_entry *raw) {
     return sig && data && aw_hmac_verify_audit(v->audit.key, *data, *sig, NULL) == AW_OK;
 }
 
+static int found_use(const aw_event_row *r, void *ud) {
+    (void)r;
+    *(bool *)ud = true;
+    return 1;
+}
+
+/* The detectors find an event by the anchors it used through the anchor
+ * index: every anchor its raw entry names must find this very row there. */
+static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
+                             const aw_audit_event *ev) {
+    int rc = 0;
+    for (size_t i = 0; i < ev->nanchors && !rc; i++) {
+        aw_event_filter f = {.rowid = r->rowid, .anchor = ev->anchors[i],
+                             .has_since = true, .since_ns = ev->occurred_at_ns,
+                             .has_until = true, .until_ns = ev->occurred_at_ns + 1};
+        bool found = false;
+        rc = aw_store_query_events(v->store, &f, found_use, &found, &v->err);
+        if (rc == 1) rc = 0;
+        if (!rc && !found) {
+            char key[AW_MAX_ID_BYTES + 32];
+            snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(ev->anchors[i].kind),
+                     ev->anchors[i].id);
+            m.table = "anchor_uses";
+            m.key = key;
+            m.detail = "its raw entry names this anchor, but the anchor index does not "
+                       "list this event under it (revocation checks would miss it)";
+            rc = report(v, &m);
+        }
+    }
+    return rc;
+}
+
 static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
                          const aw_raw_entry *raw, const aw_audit_event *ev) {
     bool differs = false;
@@ -402,6 +435,8 @@ static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
                                &differs);
     if (!rc && v->audit.key)
         rc = compare_int(v, m, "is_signed", r->is_signed, audit_signed(v, raw), &differs);
+    /* An edited occurred_at already fails; its uses are keyed by the old one. */
+    if (!rc && !differs) rc = check_anchor_uses(v, m, r, ev);
     return rc;
 }
 
@@ -916,9 +951,12 @@ static int run_checks(verify_state *v, const verify_args *a, aw_chain_report *ch
                       head_result *head) {
     aw_event_filter all_events = {0};
     aw_revocation_filter all_revocations = {0};
+    aw_store_stats stats;
     int rc = aw_store_verify_chain(v->store, chain, chain_progress, &v->progress, &v->err);
     if (rc == AW_OK && a->head.given) rc = check_head(v, &a->head, chain, head);
-    v->nhas = chain->checked;
+    /* Every entry row, also past a break in the chain. */
+    if (rc == AW_OK) rc = aw_store_get_stats(v->store, &stats, &v->err);
+    v->nhas = rc == AW_OK ? stats.entries : 0;
     if (rc == AW_OK && !(v->has = calloc((size_t)v->nhas + 1, 1)))
         rc = aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
     if (rc == AW_OK) rc = aw_store_query_events(v->store, &all_events, check_event, v, &v->err);

@@ -231,6 +231,20 @@ Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor) {
     cw_result_free(&r);
 }
 
+Test(cli_verify, an_event_dropped_from_the_anchor_index_is_named_with_its_anchor) {
+    cw_build(&w, true);
+    tamper("DELETE FROM anchor_uses WHERE event_rowid = (SELECT rowid FROM events WHERE "
+           "event_id = 'ev-4') AND anchor_no = (SELECT anchor_no FROM anchor_names WHERE "
+           "anchor_id = 'ar-1')");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "anchor_uses");
+    cr_expect_str_eq(cw_str(m, "key"), "authority_record:ar-1");
+    cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch) {
     cw_build(&w, true);
     tamper("UPDATE events SET entry_rowid = -entry_rowid WHERE event_id = 'ev-4'");
