@@ -371,7 +371,7 @@ static const char *first_anchor(const aw_audit_event *ev, aw_anchor_kind kind) {
     return NULL;
 }
 
-/* is_signed as the ingest would have set it, when verify has the key. */
+/* Whether the entry's `sig` verifies over its `data` (verify has the key). */
 static bool audit_signed(verify_state *v, const aw_raw_entry *raw) {
     const aw_bytes *sig = aw_raw_entry_get(raw, "sig"), *data = aw_raw_entry_get(raw, "data");
     return sig && data && aw_hmac_verify_audit(v->audit.key, *data, *sig, NULL) == AW_OK;
@@ -433,8 +433,10 @@ static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
                               &differs);
     if (!rc) rc = compare_time(v, m, "occurred_at", r->occurred_at_ns, ev->occurred_at_ns,
                                &differs);
-    if (!rc && v->audit.key)
-        rc = compare_int(v, m, "is_signed", r->is_signed, audit_signed(v, raw), &differs);
+    /* Unsigned is what a daemon without the key records for any entry;
+     * signed must still verify. */
+    if (!rc && v->audit.key && r->is_signed && !audit_signed(v, raw))
+        rc = compare_text(v, m, "is_signed", "true", "signature does not verify", &differs);
     /* An edited occurred_at already fails; its uses are keyed by the old one. */
     if (!rc && !differs) rc = check_anchor_uses(v, m, r, ev);
     return rc;

@@ -263,6 +263,30 @@ Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch) {
     cw_result_free(&r);
 }
 
+Test(cli_verify, rows_indexed_without_a_key_are_not_mismatches_for_being_unsigned) {
+    cw_build(&w, false);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cJSON *rows = cw_json_lines(r.out);
+    /* The forged entry fails its signature check; no row is a mismatch. */
+    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"), "FAILED");
+    cr_expect_str_eq(cw_str(check(rows, "decoded_rows"), "result"), "ok", "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, a_row_marked_signed_whose_signature_fails_is_a_mismatch) {
+    cw_build(&w, false);
+    tamper("UPDATE events SET is_signed = 1 WHERE event_id = 'ev-bad'");
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_expect_eq(r.status, 1);
+    cJSON *rows = cw_json_lines(r.out);
+    const cJSON *m = mismatch_of(rows, "events");
+    cr_expect_str_eq(cw_str(m, "key"), "ev-bad");
+    cr_expect_str_eq(cw_str(m, "field"), "is_signed");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, an_untouched_index_checks_every_decoded_row) {
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
