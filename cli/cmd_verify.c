@@ -177,6 +177,7 @@ typedef struct verify_state {
     char first_mismatch[2 * AW_ERRMSG_MAX];
     aw_cli_format format;
     aw_cli_out *mismatch_out;    /* opened with the first mismatch */
+    aw_cli_out *csv_out;         /* CSV: every line, one header */
     revocation_group group;
     aw_cli_progress progress;
     aw_error err;
@@ -201,6 +202,37 @@ typedef struct mismatch {
     const char *detail;
 } mismatch;
 
+/* CSV has one header: mismatch and summary lines share these columns. */
+static const char *const csv_columns[] = {
+    "check", "result", "table", "row_id", "key", "request_id", "entry_row", "entry_id",
+    "field", "stored", "raw", "checked", "failed", "known_rejected", "unchecked", "detail",
+};
+#define NCSV (sizeof csv_columns / sizeof csv_columns[0])
+
+/* Writes one line of n cells named names[] to *out (opened on first use):
+ * in a table or JSON lines as they are, in CSV into the shared columns of
+ * v->csv_out. */
+static int write_line(verify_state *v, aw_cli_out **out, const char *const *names, size_t n,
+                      const aw_cli_cell *cells) {
+    aw_cli_cell shared[NCSV];
+    if (v->format == AW_CLI_CSV) {
+        for (size_t j = 0; j < NCSV; j++) {
+            shared[j] = aw_cli_str(NULL);
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(names[i], csv_columns[j]) == 0) shared[j] = cells[i];
+        }
+        out = &v->csv_out;
+        names = csv_columns;
+        n = NCSV;
+        cells = shared;
+    }
+    if (!*out && !(*out = aw_cli_out_new(v->format, names, n, stdout)))
+        return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
+    if (aw_cli_out_row(*out, cells) != AW_OK)
+        return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
 static int report(verify_state *v, const mismatch *m) {
     aw_cli_cell cells[NMISMATCH] = {
         aw_cli_str("row_mismatch"), aw_cli_str(m->table),
@@ -221,12 +253,7 @@ static int report(verify_state *v, const mismatch *m) {
                      m->table, m->row_id ? "row " : "entry row ",
                      m->row_id ? m->row_id : m->entry_row, m->key ? m->key : "-", m->detail);
     }
-    if (!v->mismatch_out &&
-        !(v->mismatch_out = aw_cli_out_new(v->format, mismatch_columns, NMISMATCH, stdout)))
-        return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
-    if (aw_cli_out_row(v->mismatch_out, cells) != AW_OK)
-        return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
-    return 0;
+    return write_line(v, &v->mismatch_out, mismatch_columns, NMISMATCH, cells);
 }
 
 static bool same_text(const char *a, const char *b) {
@@ -918,27 +945,26 @@ static const char *const columns[] = {
 };
 #define NCOLS (sizeof columns / sizeof columns[0])
 
-static int summary_row(aw_cli_out *out, const char *check, const char *result, int64_t checked,
-                       int64_t failed, int64_t known, int64_t unchecked, const char *detail) {
+static int summary_row(verify_state *v, aw_cli_out **out, const char *check,
+                       const char *result, int64_t checked, int64_t failed, int64_t known,
+                       int64_t unchecked, const char *detail) {
     aw_cli_cell row[NCOLS] = {
         aw_cli_str(check), aw_cli_str(result), aw_cli_int(checked), aw_cli_int(failed),
         aw_cli_int(known), aw_cli_int(unchecked), aw_cli_str(detail),
     };
-    return aw_cli_out_row(out, row);
+    return write_line(v, out, columns, NCOLS, row);
 }
 
-static int print_report(aw_cli_format format, const aw_chain_report *chain,
-                        const head_result *head, const verify_state *v) {
-    aw_cli_out *out = aw_cli_out_new(format, columns, NCOLS, stdout);
-    int rc = out ? AW_OK : AW_ERR_NOMEM;
-    if (rc == AW_OK)
-        rc = summary_row(out, "hash_chain", chain->ok ? "ok" : "FAILED", chain->checked,
+static int print_report(verify_state *v, const aw_chain_report *chain,
+                        const head_result *head) {
+    aw_cli_out *out = NULL;
+    int rc = summary_row(v, &out, "hash_chain", chain->ok ? "ok" : "FAILED", chain->checked,
                          !chain->ok, 0, 0, chain->ok ? NULL : chain->what);
     if (rc == AW_OK && head)
-        rc = summary_row(out, "chain_head", head->ok ? "ok" : "FAILED", 1, !head->ok, 0, 0,
+        rc = summary_row(v, &out, "chain_head", head->ok ? "ok" : "FAILED", 1, !head->ok, 0, 0,
                          head->detail);
     if (rc == AW_OK)
-        rc = summary_row(out, "raw_entries", v->unreadable ? "FAILED" : "ok", v->entries,
+        rc = summary_row(v, &out, "raw_entries", v->unreadable ? "FAILED" : "ok", v->entries,
                          v->unreadable, 0, v->truncated,
                          v->unreadable  ? v->first_unreadable
                          : v->truncated ? "truncated entries cannot be re-verified"
@@ -946,14 +972,16 @@ static int print_report(aw_cli_format format, const aw_chain_report *chain,
     for (int i = 0; i < 2 && rc == AW_OK; i++) {
         const scheme *s = i ? &v->stream : &v->audit;
         const char *result = s->failed ? "FAILED" : !s->key && s->unchecked ? "no key" : "ok";
-        rc = summary_row(out, s->name, result, s->verified + s->failed, s->failed,
+        rc = summary_row(v, &out, s->name, result, s->verified + s->failed, s->failed,
                          s->known_rejected, s->unchecked, s->failed ? s->first_break : NULL);
     }
     if (rc == AW_OK)
-        rc = summary_row(out, "decoded_rows", v->mismatches ? "FAILED" : "ok", v->rows_checked,
-                         v->mismatches, 0, v->rows_unchecked,
+        rc = summary_row(v, &out, "decoded_rows", v->mismatches ? "FAILED" : "ok",
+                         v->rows_checked, v->mismatches, 0, v->rows_unchecked,
                          v->mismatches ? v->first_mismatch : NULL);
     if (aw_cli_out_close(out) != AW_OK && rc == AW_OK) rc = AW_ERR_IO;
+    if (aw_cli_out_close(v->csv_out) != AW_OK && rc == AW_OK) rc = AW_ERR_IO;
+    v->csv_out = NULL;
     return rc;
 }
 
@@ -1027,7 +1055,7 @@ int aw_cmd_verify(int argc, char **argv) {
         v.mismatch_out = NULL;
         if (checks != AW_OK)
             rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", v.err.msg);
-        else if (printed != AW_OK || print_report(common.format, &chain, h, &v) != AW_OK)
+        else if (printed != AW_OK || print_report(&v, &chain, h) != AW_OK)
             rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot write the output");
         else if (first_failure(&chain, h, &v))
             rc = aw_cli_fail(&command, AW_EXIT_NO, "verification FAILED: %s",
@@ -1036,6 +1064,7 @@ int aw_cmd_verify(int argc, char **argv) {
             rc = AW_EXIT_OK;
         aw_store_close(v.store);
     }
+    aw_cli_out_close(v.csv_out);
     group_free(&v.group);
     aw_hmac_key_free(v.audit.key);
     aw_hmac_key_free(v.stream.key);

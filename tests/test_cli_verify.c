@@ -374,3 +374,17 @@ Test(cli_verify, a_malformed_chain_head_is_a_usage_error) {
     cr_expect(strstr(r.err, "HASH@COUNT"), "%s", r.err);
     cw_result_free(&r);
 }
+
+Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header) {
+    cw_build(&w, true);
+    tamper("UPDATE events SET decision = 'deny' WHERE event_id = 'ev-4'");
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "csv"), KEYS);
+    cr_expect_eq(r.status, 1);
+    const char *header = "check,result,table,row_id,key,request_id,entry_row,entry_id,field,"
+                         "stored,raw,checked,failed,known_rejected,unchecked,detail\r\n";
+    cr_expect(strncmp(r.out, header, strlen(header)) == 0, "%s", r.out);
+    cr_expect_null(strstr(r.out + 1, "\ncheck,"), "%s", r.out);
+    cr_expect(strstr(r.out, "\r\nrow_mismatch,,events,"), "%s", r.out);
+    cr_expect(strstr(r.out, "\r\ndecoded_rows,FAILED,"), "%s", r.out);
+    cw_result_free(&r);
+}
