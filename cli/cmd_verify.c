@@ -675,21 +675,19 @@ static int check_call(const aw_call_row *r, void *ud) {
 
 /* ---- rejected --------------------------------------------------------------- */
 
-/* Whether raw decodes cleanly with the decoder of its role (keys as verify
- * has them). *known false when that cannot tell (no decoder, or a
- * signature reason without the key). */
-static bool decodes(verify_state *v, const aw_raw_entry *raw, int role, bool *known) {
+/* Whether raw's content decodes cleanly with the decoder of its role.
+ * *known false when no decoder is known for it. */
+static bool decodes(const aw_raw_entry *raw, int role, bool *known) {
     aw_error err = {0};
     aw_audit_event *ev = NULL;
     aw_revocation_set *set = NULL;
     aw_observed_call *call = NULL;
     int rc = AW_ERR_INVALID;
     *known = true;
-    if (role == AW_ROLE_AUDIT) rc = aw_event_decode_audit(raw, v->audit.key, &ev, &err);
+    if (role == AW_ROLE_AUDIT) rc = aw_event_decode_audit(raw, NULL, &ev, &err);
     else if (is_revocation_role(role))
-        rc = aw_event_decode_revocation((aw_stream_role)role, raw, v->stream.key, &set, &err);
-    else if (role == AW_ROLE_CALLS || role == ROLE_IMPORT)
-        rc = decode_call(raw, role == ROLE_IMPORT ? NULL : v->stream.key, &call, &err);
+        rc = aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set, &err);
+    else if (role == AW_ROLE_CALLS || role == ROLE_IMPORT) rc = decode_call(raw, NULL, &call, &err);
     else *known = false;
     aw_audit_event_free(ev);
     aw_revocation_set_free(set);
@@ -697,42 +695,56 @@ static bool decodes(verify_state *v, const aw_raw_entry *raw, int role, bool *kn
     return rc == AW_OK;
 }
 
+/* Reasons a decoder gives for content it cannot read; the others are
+ * about signatures (checked with the keys), delivery or the index. */
+static bool is_content_reason(aw_reject_reason reason) {
+    return reason >= AW_REJECT_NOT_JSON && reason <= AW_REJECT_BAD_VALUE;
+}
+
+static int remember_signature_rejection(verify_state *v, int64_t entry_rowid) {
+    if (v->nrejected == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        int64_t *grown = realloc(v->rejected, cap * sizeof *grown);
+        if (!grown) return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
+        v->rejected = grown;
+        v->cap = cap;
+    }
+    v->rejected[v->nrejected++] = entry_rowid;
+    return 0;
+}
+
+/* A rejection for its content must be of content that does not decode:
+ * else it may hide evidence from everything that reads the decoded rows. */
 static int check_rejected(const aw_rejected_row *r, void *ud) {
     verify_state *v = ud;
     unsigned before = 0;
     loaded l;
     int rc;
 
-    if (aw_reject_reason_is_signature(r->reason)) {
-        /* The signature check holds these against the keys. */
-        if (v->nrejected == v->cap) {
-            size_t cap = v->cap ? v->cap * 2 : 64;
-            int64_t *grown = realloc(v->rejected, cap * sizeof *grown);
-            if (!grown) return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
-            v->rejected = grown;
-            v->cap = cap;
-        }
-        v->rejected[v->nrejected++] = r->entry_rowid;
-    }
     mark(v, r->entry_rowid, HAS_REJECTED, &before);
     v->rows_checked++;
-    if (aw_reject_reason_is_signature(r->reason) || r->reason == AW_REJECT_TOO_MANY_DELIVERIES)
+    if (aw_reject_reason_is_signature(r->reason))
+        return remember_signature_rejection(v, r->entry_rowid);
+    if (!is_content_reason(r->reason)) {
+        v->rows_unchecked++;
         return 0;
+    }
     if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
-    int role = l.raw ? role_of(v, l.raw) : ROLE_UNKNOWN;
-    bool known = false;
-    /* A stream `run` was not told about is rejected as a bad value: only
-     * a stream verify knows by name can tell. */
+    /* A stream `run` was not told about is rejected as a bad value: only a
+     * stream verify knows by name can tell. */
     bool unknown_stream = l.raw && role_by_name(v, l.raw->stream.ptr) == ROLE_UNKNOWN &&
                           r->reason == AW_REJECT_BAD_VALUE;
-    if (l.raw && !l.truncated && !unknown_stream && decodes(v, l.raw, role, &known) && known) {
+    bool known = false;
+    if (!l.raw || l.truncated || unknown_stream) {
+        v->rows_unchecked++;
+    } else if (decodes(l.raw, role_of(v, l.raw), &known)) {
         mismatch m = {.table = "rejected", .row_id = r->rowid,
                       .key = aw_reject_reason_name(r->reason), .entry_row = r->entry_rowid,
                       .entry_id = r->entry_id, .field = "reason",
                       .stored = aw_reject_reason_name(r->reason), .raw = "none",
                       .detail = "rejected, yet its raw entry decodes cleanly"};
         rc = report(v, &m);
-    } else if (l.raw && (!known || unknown_stream || l.truncated)) {
+    } else if (!known) {
         v->rows_unchecked++;
     }
     aw_raw_entry_free(l.raw);
