@@ -603,6 +603,7 @@ static int check_revocation(const aw_revocation_row *r, void *ud) {
         snprintf(stored, sizeof stored, "%s %s", aw_revocation_action_name(r->action), key);
         m.field = "anchor";
         m.stored = stored;
+        m.raw = "none";
         m.detail = "its raw entry names no such revocation";
         return report(v, &m);
     }
@@ -803,9 +804,12 @@ static int check_rowless(verify_state *v, const aw_entry_row *row, const aw_raw_
         }
     } else if (is_revocation_role(role) &&
                aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set, &err) == AW_OK) {
+        char key[AW_MAX_ID_BYTES + 32];
         if (set->n > 0) {
+            snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(set->items[0].anchor.kind),
+                     set->items[0].anchor.id);
             m.table = "revocations";
-            m.key = set->items[0].anchor.id;
+            m.key = key;
             m.detail = "its raw entry revokes anchors, but no revocations row holds them";
             rc = report(v, &m);
         }

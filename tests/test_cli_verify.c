@@ -226,7 +226,7 @@ Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor) {
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *m = mismatch_of(rows, "revocations");
-    cr_expect_str_eq(cw_str(m, "key"), "ar-1");
+    cr_expect_str_eq(cw_str(m, "key"), "authority_record:ar-1");
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
