@@ -44,7 +44,9 @@ static const char usage[] =
     "  --limit N           at most N events; when more follow, stderr gets\n"
     "                      \"next-cursor: TOKEN\"\n"
     "  --cursor TOKEN      continue after the page that printed TOKEN\n"
-    "  -f, --format F      table (default), json or csv\n"
+    "  -f, --format F      table (default), json or csv; json and csv carry\n"
+    "                      Caracal's own fields from the raw entry, and\n"
+    "                      auditwatch's under \"auditwatch\" (README: JSON output)\n"
     "  --db PATH           the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 events found, 1 none, 2 bad usage, 3 failure.\n";
 

@@ -32,7 +32,9 @@ static const char usage[] =
     "anchor those events used, every observed call and every alert of the\n"
     "request, in time order: decision, event type, resource, subject\n"
     "anchors, evaluation status, determining policies and diagnostics.\n\n"
-    "  -f, --format F   table (default), json or csv\n"
+    "  -f, --format F   table (default), json or csv; json and csv carry\n"
+    "                   Caracal's own fields from the raw entries, and\n"
+    "                   auditwatch's under \"auditwatch\" (README: JSON output)\n"
     "  --db PATH        the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 found, 1 nothing for this request id, 2 bad usage,\n"
     "3 failure.\n";
