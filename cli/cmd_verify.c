@@ -2,12 +2,13 @@
  * the evidence that arrived, and is what trace, query and the detectors
  * read still what that evidence says?
  *
- * Four checks:
+ * Three checks:
  *  - the hash chain (store/) catches a raw entry edited, deleted or inserted
  *    after the fact, even by someone who can write the SQLite file; with
- *    --chain-head HASH@COUNT, the first COUNT entries are also held against
- *    a head kept outside the index (the daemon publishes it), which catches
- *    an index edited and re-chained from scratch;
+ *    --chain-head HASH@COUNT (lowercase hex SHA-256 after COUNT entries, the
+ *    form of the index's own chain tip), the first COUNT entries are also
+ *    held against a head kept outside the index, which catches an index
+ *    edited and re-chained from scratch; a grown index checks its prefix;
  *  - the signatures catch what the chain cannot: evidence forged before it
  *    was indexed (by a daemon run without keys, say). Every stored
  *    signature is re-verified from the raw entry, with the audit scheme
@@ -20,8 +21,8 @@
  *    checks search) must list each event under every anchor it names; rows
  *    whose entry is gone, entries that should have given rows and have
  *    none, and entries that are both decoded and rejected are mismatches
- *    too. Each mismatch is one line on stdout,
- *    naming table, row and key, before the summary.
+ *    too. Each mismatch is one line on stdout, naming table, row and key,
+ *    before the summary (in CSV under the summary's one header).
  *
  * Which decoder an entry needs follows from its table (events: audit;
  * calls: a flat entry, or an import line) or, for revocations, from the
