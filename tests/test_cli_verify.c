@@ -388,3 +388,24 @@ Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header) {
     cr_expect(strstr(r.out, "\r\ndecoded_rows,FAILED,"), "%s", r.out);
     cw_result_free(&r);
 }
+
+Test(cli_verify, a_deleted_call_row_is_named_by_its_request_id) {
+    cw_build(&w, true);
+    tamper("DELETE FROM calls WHERE request_id = 'req-5'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "calls");
+    cr_expect_str_eq(cw_str(m, "key"), "req-5");
+    cr_expect(strstr(cw_str(m, "detail"), "no calls row"), "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+Test(cli_verify, shows_progress_of_the_row_check_on_stderr_when_asked) {
+    cw_build(&w, true);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--progress"), NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "verify: decoded rows"), "%s", r.err);
+    cr_expect_null(strstr(r.out, "verify: decoded rows"), "%s", r.out);
+    cw_result_free(&r);
+}
