@@ -49,13 +49,14 @@ static const char *const data_names[D_COUNT] = {
 enum {
     M_APPLICATION, M_RESOURCE, M_METHOD, M_SUBJECT_KIND, M_RESULT_CLASS,
     M_ERROR_KIND, M_TRACE_ID, M_UPSTREAM_STATUS, M_GATEWAY_STATUS,
-    M_INTERRUPTED, M_SESSION, M_AGENT_SESSION, M_EDGE, M_CHAIN, M_COUNT
+    M_INTERRUPTED, M_SESSION, M_AGENT_SESSION, M_EDGE, M_CHAIN, M_EPOCH,
+    M_COUNT
 };
 static const char *const meta_names[M_COUNT] = {
     "application_id", "resource", "method", "subject_kind", "result_class",
     "error_kind", "trace_id", "upstream_status", "gateway_status",
     "revocation_interrupted", "session_id", "agent_session_id",
-    "delegation_edge_id", "delegation_chain",
+    "delegation_edge_id", "delegation_chain", "delegation_graph_epoch",
 };
 
 /* A string member of aw_audit_event and the JSON member it comes from. */
@@ -184,6 +185,23 @@ static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
     return AW_OK;
 }
 
+/* delegation_graph_epoch: a non-negative integral JSON number (Go writes
+ * an int64), absent or null when the decision used no delegation. */
+static int read_epoch(const cJSON *item, aw_audit_event *event,
+                      aw_error *err)
+{
+    if (item == NULL || cJSON_IsNull(item))
+        return AW_OK;
+    double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
+    if (v < 0 || v > 9007199254740992.0 || v != (double)(int64_t)v)
+        return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
+                               "metadata_json.delegation_graph_epoch: "
+                               "expected a non-negative integer");
+    event->has_delegation_epoch = true;
+    event->delegation_epoch = (int64_t)v;
+    return AW_OK;
+}
+
 static int read_metadata(const cJSON *meta, audit_draft *d, aw_error *err)
 {
     if (meta == NULL || cJSON_IsNull(meta))
@@ -202,7 +220,8 @@ static int read_metadata(const cJSON *meta, audit_draft *d, aw_error *err)
                              &d->event.upstream_status, NULL, err)) != AW_OK ||
         (rc = aw_json_status(m[M_GATEWAY_STATUS],
                              "metadata_json.gateway_status",
-                             &d->event.gateway_status, NULL, err)) != AW_OK)
+                             &d->event.gateway_status, NULL, err)) != AW_OK ||
+        (rc = read_epoch(m[M_EPOCH], &d->event, err)) != AW_OK)
         return rc;
 
     const cJSON *interrupted = m[M_INTERRUPTED];

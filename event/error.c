@@ -33,6 +33,7 @@ static const char *const reason_names[AW_REJECT_REASON_COUNT] = {
     [AW_REJECT_SIGNATURE_MISSING] = "signature_missing",
     [AW_REJECT_SIGNATURE_INVALID] = "signature_invalid",
     [AW_REJECT_TOO_MANY_DELIVERIES] = "too_many_deliveries",
+    [AW_REJECT_AMBIGUOUS_SIGNED_FIELD] = "ambiguous_signed_field",
 };
 
 const char *aw_reject_reason_name(aw_reject_reason reason)
@@ -55,7 +56,8 @@ aw_reject_reason aw_reject_reason_from_name(const char *name)
 bool aw_reject_reason_is_signature(aw_reject_reason reason)
 {
     return reason == AW_REJECT_SIGNATURE_MISSING ||
-           reason == AW_REJECT_SIGNATURE_INVALID;
+           reason == AW_REJECT_SIGNATURE_INVALID ||
+           reason == AW_REJECT_AMBIGUOUS_SIGNED_FIELD;
 }
 
 static int error_fill(aw_error *err, int code, aw_reject_reason reason,

@@ -57,6 +57,10 @@ typedef enum aw_reject_reason {
     AW_REJECT_SIGNATURE_MISSING,
     AW_REJECT_SIGNATURE_INVALID,
     AW_REJECT_TOO_MANY_DELIVERIES,
+    AW_REJECT_AMBIGUOUS_SIGNED_FIELD, /* `\n` in a signed key or value, or
+                                         `=` in a key: the stream scheme's
+                                         canonical form cannot tell it from
+                                         another field set (DESIGN §2.4) */
     AW_REJECT_REASON_COUNT
 } aw_reject_reason;
 
@@ -64,7 +68,7 @@ typedef enum aw_reject_reason {
 const char *aw_reject_reason_name(aw_reject_reason reason);
 /* Inverse of aw_reject_reason_name; AW_REJECT_NONE when unknown. */
 aw_reject_reason aw_reject_reason_from_name(const char *name);
-/* True for the two signature reasons (they raise signature_invalid). */
+/* True for the signature reasons (they raise signature_invalid). */
 bool aw_reject_reason_is_signature(aw_reject_reason reason);
 
 /* Filled by every fallible function. msg is always NUL-terminated and never
@@ -205,7 +209,9 @@ int aw_hmac_compute(aw_hmac_key *key, const void *data, size_t len,
 int aw_hmac_verify_audit(aw_hmac_key *key, aw_bytes data, aw_bytes sig_hex,
                          aw_error *err);
 /* Stream scheme: `_sig` over "<stream>\n" + "k=v\n" for every field but
- * `_sig`, keys sorted bytewise. Missing `_sig` → SIGNATURE_MISSING. */
+ * `_sig`, keys sorted bytewise. Missing `_sig` → SIGNATURE_MISSING; a key
+ * or value holding `\n`, or a key holding `=`, → AMBIGUOUS_SIGNED_FIELD
+ * (checked before the MAC: such a signature proves nothing). */
 int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
                           aw_error *err);
 /* The canonical form the stream scheme signs (for tests and `verify`).
@@ -263,6 +269,10 @@ typedef struct aw_audit_event {
     int upstream_status;          /* 0 when absent */
     int gateway_status;           /* 0 when absent */
     bool revocation_interrupted;
+    /* delegation_graph_epoch: the zone's delegation graph epoch the STS read
+     * when it decided (DESIGN §2.4). */
+    bool has_delegation_epoch;
+    int64_t delegation_epoch;
 
     /* Every anchor the event names, in this order: session_id,
      * agent_session_id, delegation_edge_id, then each delegation_chain
@@ -290,8 +300,10 @@ bool aw_decision_grants(const char *decision);
 /* ---- Revocations (DESIGN §2.2) ----------------------------------------- */
 
 typedef enum aw_revocation_action {
-    AW_ACTION_REVOKE = 1,   /* final: revoke, terminate, edge_revoke */
-    AW_ACTION_SUSPEND = 2,  /* until a later resume */
+    AW_ACTION_REVOKE = 1,   /* final: revoke, terminate, edge_revoke,
+                               edge_expire */
+    AW_ACTION_SUSPEND = 2,  /* until a later resume: lifecycle suspend, and
+                               the agent session a session revoke names */
     AW_ACTION_RESUME = 3,
 } aw_revocation_action;
 
@@ -307,11 +319,19 @@ typedef struct aw_revocation {
 
 /* One revocation entry; it may name several anchors (a session revoke with
  * session_id, agent_session_id and delegation_edge_id names three; an
- * edge_revoke names edge_id and every affected_edges element). */
+ * edge_revoke names edge_id and every affected_edges element; edge_expire
+ * every edge_ids element). Ordinary lifecycle and delegation traffic that
+ * ends no authority (spawn, edge_create) decodes to a set with n == 0. */
 typedef struct aw_revocation_set {
     const char *zone_id;
     const char *reason;     /* may be NULL */
     int64_t at_ns;          /* the entry id's milliseconds, in ns */
+    /* The outbox delivery's identity, "dedupe_key:<v>" or "outbox_id:<v>"
+     * (NULL when neither is there): redeliveries share it, and the earliest
+     * delivery is the revocation time (DESIGN §2.4). */
+    const char *delivery_id;
+    bool has_epoch;         /* delegations: the graph epoch it was made at */
+    int64_t epoch;
     bool is_signed;
     size_t n;
     aw_revocation *items;

@@ -17,6 +17,7 @@
  */
 #include "event/event.h"
 #include "event/buf.h"
+#include "event/decode.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -269,6 +270,34 @@ static int mac_sink(void *ud, const void *bytes, size_t len)
     return mac_update(ud, bytes, len);
 }
 
+/* The canonical form is one "k=v\n" line per field, so a `\n` in a key or
+ * value, or an `=` in a key, lets one field set sign as another (a value
+ * "x\nrole=admin" reads as two fields). Such entries are refused before
+ * the MAC is computed: a valid signature over them would prove nothing. */
+static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
+{
+    char q[AW_QUOTE_SIZE];
+    for (size_t i = 0; i < entry->nfields; i++) {
+        const aw_field *f = &entry->fields[i];
+        if (is_sig_field(f))
+            continue;
+        if (memchr(f->name.ptr, '\n', f->name.len) != NULL ||
+            memchr(f->name.ptr, '=', f->name.len) != NULL)
+            return aw_error_reject(err, AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
+                                   "field name \"%s\" holds a newline or "
+                                   "'=', which the stream signature cannot "
+                                   "tell from other fields",
+                                   aw_quote(f->name.ptr, f->name.len, q));
+        if (memchr(f->value.ptr, '\n', f->value.len) != NULL)
+            return aw_error_reject(err, AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
+                                   "the value of %s holds a newline, which "
+                                   "the stream signature cannot tell from "
+                                   "further fields",
+                                   aw_quote(f->name.ptr, f->name.len, q));
+    }
+    return AW_OK;
+}
+
 int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
                           aw_error *err)
 {
@@ -284,6 +313,9 @@ int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
     if (sig == NULL)
         return aw_error_reject(err, AW_REJECT_SIGNATURE_MISSING,
                                "no _sig field, and a stream key is set");
+    int ambiguous = check_unambiguous(entry, err);
+    if (ambiguous != AW_OK)
+        return ambiguous;
     unsigned char mac[32];
     if (mac_begin(key) != AW_OK)
         return mac_failed(err);

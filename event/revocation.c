@@ -1,29 +1,49 @@
-/* revocation.c -- decoding the three revocation streams (DESIGN §2.2) into
- * one shape: a zone, a time, and the anchors whose authority ended (or was
- * suspended, or resumed) then.
+/* revocation.c -- decoding the three revocation streams (DESIGN §2.2, §2.4)
+ * into one shape: a zone, a time, and the anchors whose authority ended (or
+ * was suspended, or resumed) then.
  *
  *   caracal.sessions.revoke        zone_id, session_id (authority record),
- *                                  agent_session_id?, delegation_edge_id?,
- *                                  reason?; each named anchor is revoked.
- *                                  Some entries carry only an edge.
+ *                                  agent_session_id?, delegation_edge_id?
+ *                                  (or its alias edge_id, as the Gateway
+ *                                  reads it), reason?. The authority record
+ *                                  and the edge are revoked for good. The
+ *                                  agent session is only suspended: Caracal
+ *                                  writes this entry for a suspend as well
+ *                                  as for a terminate, and a later lifecycle
+ *                                  `resume` makes the agent session usable
+ *                                  again (a terminate is final through its
+ *                                  own lifecycle entry). Some entries carry
+ *                                  only an edge.
  *   caracal.agents.lifecycle       event terminate|suspend|resume on
- *                                  agent_session_id; any other event is
- *                                  BAD_VALUE (it cannot be placed).
- *   caracal.delegations.invalidate event edge_revoke, edge_id, and
- *                                  affected_edges? -- a JSON array of strings
- *                                  or a comma-separated list; every edge
- *                                  named is revoked.
+ *                                  agent_session_id; `spawn` is ordinary
+ *                                  traffic and names nothing revoked; any
+ *                                  other event is BAD_VALUE (it cannot be
+ *                                  placed). parent_id (the string "null"
+ *                                  for a root) is not needed.
+ *   caracal.delegations.invalidate edge_revoke: edge_id, and
+ *                                  affected_edges? -- a JSON array of
+ *                                  strings, a comma-separated list, or a
+ *                                  count (the coordinator writes the number
+ *                                  of transitively revoked edges, which it
+ *                                  never names); edge_expire: edge_ids, a
+ *                                  JSON array written as a string;
+ *                                  edge_create names nothing revoked.
+ *                                  epoch, when there, is the zone's graph
+ *                                  epoch after the change.
  *
  * None of them carries a timestamp: the revocation time is the entry id's
- * milliseconds, which Redis assigns on arrival. zone_id is required
- * everywhere; an entry that names no anchor is MISSING_FIELD, since a
+ * milliseconds, which Redis assigns on arrival. The coordinator's outbox
+ * delivers at least once; a redelivery shares the first's dedupe_key and
+ * outbox_id, which the set carries as delivery_id so that the store can
+ * keep the earliest delivery's time. zone_id is required everywhere; an
+ * entry that must name an anchor and names none is MISSING_FIELD, since a
  * revocation of nothing is a producer bug worth seeing. Other fields (sid,
- * root_sid, grant_id, outbox_id, dedupe_key, parent_id, epoch) are kept in
- * the raw entry and covered by `_sig`, but not decoded.
+ * root_sid, grant_id, parent_id, application_id) are kept in the raw entry
+ * and covered by `_sig`, but not decoded.
  *
  * Most entries name one to three anchors and decode with the final block as
- * the only allocation; an edge_revoke with a long affected_edges list takes
- * one more, sized to the list.
+ * the only allocation; an edge list longer than a few takes one more, sized
+ * to the list.
  */
 #include "event/event.h"
 #include "event/decode.h"
@@ -35,8 +55,10 @@
 
 typedef struct revocation_draft {
     aw_revocation_set set;      /* zone, reason and items come later */
-    aw_bytes zone, reason;
+    aw_bytes zone, reason, delivery;
     aw_revocation_action action;
+    bool agent_session_suspends; /* a session revoke: see the top */
+    bool needs_anchor;          /* naming nothing is MISSING_FIELD */
     aw_anchor_list anchors;
     aw_anchor_ref local[LOCAL_ANCHORS];
     aw_anchor_ref *heap;        /* when more anchors than local */
@@ -57,15 +79,28 @@ static int reserve_anchors(revocation_draft *d, size_t max, aw_error *err)
     return AW_OK;
 }
 
-/* zone_id (required) and reason (optional), the fields every role has. */
-static int read_zone_reason(const aw_bytes *zone, const aw_bytes *reason,
-                            revocation_draft *d, aw_error *err)
+/* The fields every role has: zone_id (required), reason, and the outbox
+ * delivery's identity (dedupe_key, else outbox_id). */
+enum { F_ZONE, F_REASON, F_DEDUPE, F_OUTBOX, F_COMMON };
+#define COMMON_NAMES "zone_id", "reason", "dedupe_key", "outbox_id"
+
+static int read_common(const aw_bytes *const *f, revocation_draft *d,
+                       aw_error *err)
 {
-    int rc = aw_flat_required_text(zone, "zone_id", AW_MAX_ID_BYTES, &d->zone,
-                                   err);
-    if (rc != AW_OK)
-        return rc;
-    return aw_flat_text(reason, "reason", AW_MAX_VALUE_BYTES, &d->reason, err);
+    int rc = aw_flat_required_text(f[F_ZONE], "zone_id", AW_MAX_ID_BYTES,
+                                   &d->zone, err);
+    if (rc == AW_OK)
+        rc = aw_flat_text(f[F_REASON], "reason", AW_MAX_VALUE_BYTES,
+                          &d->reason, err);
+    if (rc == AW_OK)
+        rc = aw_flat_text(f[F_DEDUPE], "dedupe_key", AW_MAX_ID_BYTES,
+                          &d->delivery, err);
+    if (rc == AW_OK && (d->delivery.ptr == NULL || d->delivery.len == 0))
+        rc = aw_flat_text(f[F_OUTBOX], "outbox_id", AW_MAX_ID_BYTES,
+                          &d->delivery, err);
+    if (rc == AW_OK && d->delivery.len == 0)
+        d->delivery.ptr = NULL;
+    return rc;
 }
 
 static int add_anchor(revocation_draft *d, const aw_bytes *value,
@@ -82,21 +117,29 @@ static int read_session_revoke(const aw_raw_entry *entry, revocation_draft *d,
                                aw_error *err)
 {
     static const char *const names[] = {
-        "zone_id", "reason", "session_id", "agent_session_id",
-        "delegation_edge_id",
+        COMMON_NAMES, "session_id", "agent_session_id", "delegation_edge_id",
+        "edge_id",
     };
     static const aw_anchor_kind kinds[] = {
         AW_ANCHOR_AUTHORITY_RECORD, AW_ANCHOR_AGENT_SESSION,
-        AW_ANCHOR_DELEGATION_EDGE,
+        AW_ANCHOR_DELEGATION_EDGE, AW_ANCHOR_DELEGATION_EDGE,
     };
-    const aw_bytes *f[5];
-    int rc = aw_flat_pick(entry, names, 5, f, err);
-    if (rc != AW_OK || (rc = read_zone_reason(f[0], f[1], d, err)) != AW_OK ||
+    const aw_bytes *f[F_COMMON + 4];
+    int rc = aw_flat_pick(entry, names, F_COMMON + 4, f, err);
+    if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
         (rc = reserve_anchors(d, 3, err)) != AW_OK)
         return rc;
     d->action = AW_ACTION_REVOKE;
+    d->agent_session_suspends = true;
+    d->needs_anchor = true;
+    /* edge_id only stands in when delegation_edge_id is absent, as in
+     * Caracal's Gateway (services/gateway/internal/revocations.go). */
+    const aw_bytes *edge = f[F_COMMON + 2];
+    if (edge == NULL || edge->len == 0)
+        f[F_COMMON + 2] = f[F_COMMON + 3];
     for (int i = 0; i < 3; i++)
-        if ((rc = add_anchor(d, f[2 + i], names[2 + i], kinds[i], err)) != AW_OK)
+        if ((rc = add_anchor(d, f[F_COMMON + i], names[F_COMMON + i], kinds[i],
+                             err)) != AW_OK)
             return rc;
     return AW_OK;
 }
@@ -124,52 +167,60 @@ static int read_event(const aw_bytes *value, const char *const *events,
                            "carries", aw_quote(event.ptr, event.len, q));
 }
 
+/* An `event` that ends no authority: the entry is indexed, names nothing. */
+#define ACTION_NONE ((aw_revocation_action)0)
+
 static int read_lifecycle(const aw_raw_entry *entry, revocation_draft *d,
                           aw_error *err)
 {
-    static const char *const names[] = {"zone_id", "reason", "event",
+    static const char *const names[] = {COMMON_NAMES, "event",
                                         "agent_session_id"};
-    static const char *const events[] = {"terminate", "suspend", "resume"};
+    static const char *const events[] = {"terminate", "suspend", "resume",
+                                         "spawn"};
     static const aw_revocation_action actions[] = {
-        AW_ACTION_REVOKE, AW_ACTION_SUSPEND, AW_ACTION_RESUME};
-    const aw_bytes *f[4];
-    int rc = aw_flat_pick(entry, names, 4, f, err);
-    if (rc != AW_OK || (rc = read_zone_reason(f[0], f[1], d, err)) != AW_OK ||
-        (rc = read_event(f[2], events, actions, 3, &d->action, err)) != AW_OK ||
-        (rc = reserve_anchors(d, 1, err)) != AW_OK)
+        AW_ACTION_REVOKE, AW_ACTION_SUSPEND, AW_ACTION_RESUME, ACTION_NONE};
+    const aw_bytes *f[F_COMMON + 2];
+    int rc = aw_flat_pick(entry, names, F_COMMON + 2, f, err);
+    if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
+        (rc = read_event(f[F_COMMON], events, actions, 4, &d->action,
+                         err)) != AW_OK ||
+        (rc = reserve_anchors(d, 1, err)) != AW_OK || d->action == ACTION_NONE)
         return rc;
-    return add_anchor(d, f[3], names[3], AW_ANCHOR_AGENT_SESSION, err);
+    d->needs_anchor = true;
+    return add_anchor(d, f[F_COMMON + 1], names[F_COMMON + 1],
+                      AW_ANCHOR_AGENT_SESSION, err);
 }
 
-/* affected_edges as a JSON array: kept parsed in d->edges_json. */
-static int parse_edges_json(aw_bytes text, revocation_draft *d, size_t *count,
-                            aw_error *err)
+/* An edge list as a JSON array (field `what`): kept parsed in
+ * d->edges_json. */
+static int parse_edges_json(aw_bytes text, const char *what,
+                            revocation_draft *d, size_t *count, aw_error *err)
 {
     int rc = aw_json_validate(text.ptr, text.len, err);
     if (rc != AW_OK) {
-        aw_error_prefix(err, "affected_edges");
+        aw_error_prefix(err, what);
         return rc;
     }
     d->edges_json = cJSON_ParseWithLength(text.ptr, text.len);
     if (d->edges_json == NULL)
-        return aw_error_set(err, AW_ERR_NOMEM,
-                            "out of memory parsing affected_edges");
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing %s",
+                            what);
     if (!cJSON_IsArray(d->edges_json))
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
-                               "affected_edges: expected an array");
+                               "%s: expected an array", what);
     *count = (size_t)cJSON_GetArraySize(d->edges_json);
     return AW_OK;
 }
 
-static int add_json_edges(revocation_draft *d, aw_error *err)
+static int add_json_edges(revocation_draft *d, const char *what,
+                          aw_error *err)
 {
     for (const cJSON *e = d->edges_json->child; e != NULL; e = e->next) {
         aw_bytes id;
         int rc = cJSON_IsString(e)
-                     ? aw_json_text(e, "affected_edges[]", AW_MAX_ID_BYTES,
-                                    &id, err)
+                     ? aw_json_text(e, what, AW_MAX_ID_BYTES, &id, err)
                      : aw_error_reject(err, AW_REJECT_WRONG_TYPE,
-                                       "affected_edges: expected strings");
+                                       "%s: expected strings", what);
         if (rc != AW_OK)
             return rc;
         aw_anchor_list_add(&d->anchors, AW_ANCHOR_DELEGATION_EDGE, id);
@@ -206,57 +257,130 @@ static int add_listed_edges(revocation_draft *d, aw_bytes text, aw_error *err)
     }
 }
 
-static int read_edge_revoke(const aw_raw_entry *entry, revocation_draft *d,
-                            aw_error *err)
+/* "12": 1 to 18 decimal digits (a count, or an epoch). */
+static bool parse_count(aw_bytes text, int64_t *out)
 {
-    static const char *const names[] = {"zone_id", "reason", "event",
-                                        "edge_id", "affected_edges"};
-    static const char *const events[] = {"edge_revoke"};
-    static const aw_revocation_action actions[] = {AW_ACTION_REVOKE};
-    const aw_bytes *f[5];
-    aw_bytes edges;
-    int rc = aw_flat_pick(entry, names, 5, f, err);
-    if (rc != AW_OK || (rc = read_zone_reason(f[0], f[1], d, err)) != AW_OK ||
-        (rc = read_event(f[2], events, actions, 1, &d->action, err)) != AW_OK ||
-        (rc = aw_flat_text(f[4], "affected_edges", AW_MAX_VALUE_BYTES, &edges,
-                           err)) != AW_OK)
-        return rc;
+    if (text.len == 0 || text.len > 18)
+        return false;
+    int64_t v = 0;
+    for (size_t i = 0; i < text.len; i++) {
+        if (text.ptr[i] < '0' || text.ptr[i] > '9')
+            return false;
+        v = v * 10 + (text.ptr[i] - '0');
+    }
+    *out = v;
+    return true;
+}
 
+static int read_epoch(const aw_bytes *value, revocation_draft *d,
+                      aw_error *err)
+{
+    char q[AW_QUOTE_SIZE];
+    aw_bytes text;
+    int rc = aw_flat_text(value, "epoch", AW_MAX_ID_BYTES, &text, err);
+    if (rc != AW_OK || text.ptr == NULL)
+        return rc;
+    if (!parse_count(text, &d->set.epoch))
+        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
+                               "epoch \"%s\" is not a non-negative integer",
+                               aw_quote(text.ptr, text.len, q));
+    d->set.has_epoch = true;
+    return AW_OK;
+}
+
+/* A list field of edges: a JSON array (parsed into d->edges_json), a count
+ * (names nothing), or a comma-separated list (*listed, else its ptr NULL).
+ * Reserves room for its edges and `extra` more; add_edges adds them. */
+static int read_edge_list(const aw_bytes *value, const char *what,
+                          size_t extra, revocation_draft *d, aw_bytes *listed,
+                          aw_error *err)
+{
+    aw_bytes edges;
+    int64_t count_only;
+    int rc = aw_flat_text(value, what, AW_MAX_VALUE_BYTES, &edges, err);
+    if (rc != AW_OK)
+        return rc;
     size_t start = 0, count = 0;
     while (start < edges.len && is_blank(edges.ptr[start]))
         start++;
     bool as_json = start < edges.len && edges.ptr[start] == '[';
+    *listed = (aw_bytes){NULL, 0};
     if (as_json) {
-        rc = parse_edges_json(edges, d, &count, err);
-    } else if (edges.ptr != NULL) {
+        rc = parse_edges_json(edges, what, d, &count, err);
+    } else if (edges.ptr != NULL && !parse_count(edges, &count_only)) {
+        *listed = edges;
         count = 1;
         for (size_t i = 0; i < edges.len; i++)
             count += edges.ptr[i] == ',';
     }
-    if (rc != AW_OK || (rc = reserve_anchors(d, 1 + count, err)) != AW_OK ||
-        (rc = add_anchor(d, f[3], names[3], AW_ANCHOR_DELEGATION_EDGE, err)))
+    if (rc != AW_OK)
         return rc;
-    if (as_json)
-        return add_json_edges(d, err);
-    return edges.ptr ? add_listed_edges(d, edges, err) : AW_OK;
+    return reserve_anchors(d, extra + count, err);
+}
+
+static int add_edges(revocation_draft *d, const char *item_what,
+                     aw_bytes listed, aw_error *err)
+{
+    if (d->edges_json != NULL)
+        return add_json_edges(d, item_what, err);
+    return listed.ptr != NULL ? add_listed_edges(d, listed, err) : AW_OK;
+}
+
+static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
+                           aw_error *err)
+{
+    enum { F_EVENT = F_COMMON, F_EDGE, F_AFFECTED, F_EDGE_IDS, F_EPOCH, F_N };
+    static const char *const names[] = {COMMON_NAMES, "event", "edge_id",
+                                        "affected_edges", "edge_ids", "epoch"};
+    static const char *const events[] = {"edge_revoke", "edge_expire",
+                                         "edge_create"};
+    /* edge_expire is told from edge_revoke by its list field, below */
+    static const aw_revocation_action actions[] = {
+        AW_ACTION_REVOKE, AW_ACTION_REVOKE, ACTION_NONE};
+    const aw_bytes *f[F_N];
+    int rc = aw_flat_pick(entry, names, F_N, f, err);
+    if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
+        (rc = read_event(f[F_EVENT], events, actions, 3, &d->action,
+                         err)) != AW_OK ||
+        (rc = read_epoch(f[F_EPOCH], d, err)) != AW_OK)
+        return rc;
+    if (d->action == ACTION_NONE)
+        return reserve_anchors(d, 0, err);
+    bool expire = f[F_EVENT]->len == strlen("edge_expire") &&
+                  memcmp(f[F_EVENT]->ptr, "edge_expire", f[F_EVENT]->len) == 0;
+    aw_bytes listed;
+    if (expire) {
+        /* edge_ids names the edges; affected_edges is their count */
+        rc = read_edge_list(f[F_EDGE_IDS], "edge_ids", 0, d, &listed, err);
+        return rc == AW_OK ? add_edges(d, "edge_ids[]", listed, err) : rc;
+    }
+    d->needs_anchor = true;
+    if ((rc = read_edge_list(f[F_AFFECTED], "affected_edges", 1, d, &listed,
+                             err)) != AW_OK ||
+        (rc = add_anchor(d, f[F_EDGE], "edge_id", AW_ANCHOR_DELEGATION_EDGE,
+                         err)) != AW_OK)
+        return rc;
+    return add_edges(d, "affected_edges[]", listed, err);
 }
 
 static int revocation_finish(revocation_draft *d, aw_revocation_set **out,
                              aw_error *err)
 {
     size_t n = d->anchors.n;
-    aw_block_string local_slots[2 + LOCAL_ANCHORS];
+    aw_block_string local_slots[3 + LOCAL_ANCHORS];
     aw_block_string *slots = local_slots;
     if (n > LOCAL_ANCHORS) {
-        slots = malloc((2 + n) * sizeof *slots);
+        slots = malloc((3 + n) * sizeof *slots);
         if (slots == NULL)
             return aw_error_set(err, AW_ERR_NOMEM,
                                 "out of memory for %zu revocations", n);
     }
     aw_block block;
-    aw_block_init(&block, slots, 2 + n);
+    aw_block_init(&block, slots, 3 + n);
     aw_block_add(&block, offsetof(aw_revocation_set, zone_id), d->zone);
     aw_block_add(&block, offsetof(aw_revocation_set, reason), d->reason);
+    aw_block_add(&block, offsetof(aw_revocation_set, delivery_id),
+                 d->delivery);
     aw_block_add_anchor_ids(&block,
                             sizeof(aw_revocation_set) +
                                 offsetof(aw_revocation, anchor),
@@ -271,11 +395,16 @@ static int revocation_finish(revocation_draft *d, aw_revocation_set **out,
         *set = d->set;
         set->n = n;
         set->items = (aw_revocation *)(set + 1);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            aw_anchor_kind kind = d->anchors.items[i].kind;
             set->items[i] = (aw_revocation){
-                .anchor = {d->anchors.items[i].kind, NULL},
-                .action = d->action,
+                .anchor = {kind, NULL},
+                .action = d->agent_session_suspends &&
+                                  kind == AW_ANCHOR_AGENT_SESSION
+                              ? AW_ACTION_SUSPEND
+                              : d->action,
             };
+        }
         aw_block_place(&block, set);
         *out = set;
     }
@@ -292,7 +421,7 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     switch (role) {
     case AW_ROLE_SESSION_REVOKE: read = read_session_revoke; break;
     case AW_ROLE_AGENT_LIFECYCLE: read = read_lifecycle; break;
-    case AW_ROLE_DELEGATION_INVALIDATE: read = read_edge_revoke; break;
+    case AW_ROLE_DELEGATION_INVALIDATE: read = read_delegation; break;
     default:
         *out = NULL;
         return aw_error_set(err, AW_ERR, "stream role %s carries no "
@@ -305,7 +434,7 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
         rc = aw_entry_time_ns(entry, &d.set.at_ns, err);
     if (rc == AW_OK)
         rc = read(entry, &d, err);
-    if (rc == AW_OK && d.anchors.n == 0)
+    if (rc == AW_OK && d.needs_anchor && d.anchors.n == 0)
         rc = aw_error_reject(err, AW_REJECT_MISSING_FIELD,
                              "the entry names no session, agent session or "
                              "delegation edge");

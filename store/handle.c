@@ -56,7 +56,8 @@
     "raised_at >= ?6 ORDER BY raised_at, id LIMIT ?7"
 #define REVOCATION_COLUMNS                                                  \
     "SELECT r.rowid, r.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \
-    "r.zone_id, r.kind, r.anchor_id, r.action, r.at_ns, r.reason "          \
+    "r.zone_id, r.kind, r.anchor_id, r.action, r.at_ns, r.reason, "         \
+    "r.epoch "                                                              \
     "FROM revocations r JOIN entries n ON n.rowid = r.entry_rowid WHERE "
 #define CALL_COLUMNS                                                        \
     "SELECT c.rowid, c.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \
@@ -83,10 +84,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "entry_rowid, occurred_at, request_id, zone_id, event_type, "
         "decision, evaluation_status, application_id, resource, session_id, "
         "agent_session_id, delegation_edge_id, result_class, "
-        "upstream_status, is_signed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-        "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        "upstream_status, is_signed, delegation_epoch) VALUES (?1, ?2, ?3, "
+        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+        "?18, ?19, ?20)",
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash FROM events WHERE "
-                        "id_key = ?1 AND event_id = ?2",
+                        "id_key = ?1 AND occurred_at = ?3 AND event_id = ?2",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =
@@ -95,7 +97,20 @@ static const char *const stmt_sql[STMT_COUNT] = {
                             "occurred_at, event_rowid) VALUES (?1, ?2, ?3)",
     [STMT_REVOCATION_ADD] =
         "INSERT INTO revocations(entry_rowid, zone_id, kind, anchor_id, "
-        "action, at_ns, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "action, at_ns, reason, delivery_id, epoch) VALUES (?1, ?2, ?3, ?4, "
+        "?5, ?6, ?7, ?8, ?9)",
+    /* ?1 delivery id, ?2 zone, ?3 the entry row of the new delivery. */
+    [STMT_DELIVERY_FIRST] =
+        "SELECT min(r.at_ns) FROM revocations r JOIN entries n ON "
+        "n.rowid = r.entry_rowid WHERE r.delivery_id = ?1 AND "
+        "r.zone_id = ?2 AND n.stream_no = "
+        "(SELECT stream_no FROM entries WHERE rowid = ?3)",
+    /* ... and ?4 the earlier time to move every delivery to. */
+    [STMT_DELIVERY_MOVE] =
+        "UPDATE revocations SET at_ns = ?4 WHERE delivery_id = ?1 AND "
+        "zone_id = ?2 AND at_ns > ?4 AND entry_rowid IN (SELECT rowid FROM "
+        "entries WHERE stream_no = (SELECT stream_no FROM entries WHERE "
+        "rowid = ?3))",
     [STMT_CALL_ADD] =
         "INSERT INTO calls(entry_rowid, request_id, status, occurred_at, "
         "zone_id, resource, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

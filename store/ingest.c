@@ -5,9 +5,9 @@
  *
  * Idempotence: an entry is inserted with ON CONFLICT DO NOTHING on its
  * (stream, id) key, and only when that changed no row (a redelivery) is the
- * existing row looked up. An event is first looked up by its id key (the
- * events table has no unique text index, see schema) and its content hash
- * compared; writers are serialised by BEGIN IMMEDIATE, so look-up then
+ * existing row looked up. An event is first looked up by its identity, the
+ * id key and occurred_at (the events table has no unique text index, see
+ * schema), and its content hash compared; writers are serialised by BEGIN IMMEDIATE, so look-up then
  * insert cannot race. The entry's packed form is built right behind the
  * chain prefix in one reused buffer, so hashing it into the chain costs no
  * copy. Stream and anchor names are numbered dictionaries (see schema),
@@ -278,6 +278,7 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
         return rc;
     sqlite3_bind_int64(find, 1, id_key);
     sqlite3_bind_text(find, 2, event->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(find, 3, event->occurred_at_ns);
     int step = sqlite3_step(find);
     *found = step == SQLITE_ROW;
     if (step == SQLITE_ROW) {
@@ -342,12 +343,54 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     sqlite3_bind_text(add, 17, event->result_class, -1, SQLITE_STATIC);
     sqlite3_bind_int(add, 18, event->upstream_status);
     sqlite3_bind_int(add, 19, event->is_signed);
+    if (event->has_delegation_epoch)
+        sqlite3_bind_int64(add, 20, event->delegation_epoch);
+    else
+        sqlite3_bind_null(add, 20);
     rc = store_exec_stmt(store, add, err, "store event");
     if (rc != AW_OK)
         return rc;
     *event_rowid = sqlite3_last_insert_rowid(store->db);
     *result = AW_PUT_INSERTED;
     return store_put_anchors(store, event, *event_rowid, err);
+}
+
+/* The time a revocation of set takes effect: the earliest delivery of its
+ * delivery_id; an earlier-read later copy is moved back to this one's time. */
+static int store_delivery_time(aw_store *store, int64_t entry_rowid,
+                               const aw_revocation_set *set, int64_t *at_ns,
+                               aw_error *err)
+{
+    *at_ns = set->at_ns;
+    if (set->delivery_id == NULL)
+        return AW_OK;
+    sqlite3_stmt *first, *move;
+    int rc = store_stmt(store, STMT_DELIVERY_FIRST, &first, err);
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_DELIVERY_MOVE, &move, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_text(first, 1, set->delivery_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(first, 2, set->zone_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(first, 3, entry_rowid);
+    int step = sqlite3_step(first);
+    bool earlier = step == SQLITE_ROW &&
+                   sqlite3_column_type(first, 0) != SQLITE_NULL;
+    int64_t earliest = earlier ? sqlite3_column_int64(first, 0) : 0;
+    sqlite3_reset(first);
+    if (step != SQLITE_ROW)
+        return store_fail(store, err, "look up revocation delivery");
+    if (earlier && earliest <= set->at_ns) {
+        *at_ns = earliest;
+        return AW_OK;
+    }
+    if (!earlier)
+        return AW_OK;
+    sqlite3_bind_text(move, 1, set->delivery_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(move, 2, set->zone_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(move, 3, entry_rowid);
+    sqlite3_bind_int64(move, 4, set->at_ns);
+    return store_exec_stmt(store, move, err, "move revocation delivery");
 }
 
 int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
@@ -359,8 +402,12 @@ int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
     if (set->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
                                "revocation without zone_id");
+    int64_t at_ns;
     sqlite3_stmt *add;
-    rc = store_stmt(store, STMT_REVOCATION_ADD, &add, err);
+    rc = set->n ? store_delivery_time(store, entry_rowid, set, &at_ns, err)
+                : AW_OK;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_REVOCATION_ADD, &add, err);
     for (size_t i = 0; rc == AW_OK && i < set->n; i++) {
         const aw_revocation *item = &set->items[i];
         sqlite3_bind_int64(add, 1, entry_rowid);
@@ -368,8 +415,13 @@ int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
         sqlite3_bind_int(add, 3, (int)item->anchor.kind);
         sqlite3_bind_text(add, 4, item->anchor.id, -1, SQLITE_STATIC);
         sqlite3_bind_int(add, 5, (int)item->action);
-        sqlite3_bind_int64(add, 6, set->at_ns);
+        sqlite3_bind_int64(add, 6, at_ns);
         sqlite3_bind_text(add, 7, set->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_text(add, 8, set->delivery_id, -1, SQLITE_STATIC);
+        if (set->has_epoch)
+            sqlite3_bind_int64(add, 9, set->epoch);
+        else
+            sqlite3_bind_null(add, 9);
         rc = store_exec_stmt(store, add, err, "store revocation");
     }
     return rc;

@@ -8,7 +8,7 @@
  * the binder need only agree on which members are set. An anchor filter
  * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
  * event_rowid), whose order is the result order; everything else walks
- * events, through events_by_request, events_by_event_id or events_by_time.
+ * events, through events_by_request, events_by_identity or events_by_time.
  *
  * Results are ordered by (occurred_at, rowid), and the cursor names the
  * last row seen, so paging is stable while rows are being added.
@@ -89,7 +89,8 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
             "e.request_id, e.decision, e.evaluation_status, "
             "e.application_id, e.resource, e.session_id, "
             "e.agent_session_id, e.delegation_edge_id, e.result_class, "
-            "e.upstream_status, e.occurred_at, e.is_signed ");
+            "e.upstream_status, e.occurred_at, e.is_signed, "
+            "e.delegation_epoch ");
     if (anchor)
         SQL_ADD("FROM anchor_names an CROSS JOIN anchor_uses a ON "
                 "a.anchor_no = an.anchor_no CROSS JOIN events e ON "
@@ -242,6 +243,8 @@ static int event_row(sqlite3_stmt *stmt, void *ctx)
         .upstream_status = sqlite3_column_int(stmt, 17),
         .occurred_at_ns = sqlite3_column_int64(stmt, 18),
         .is_signed = sqlite3_column_int(stmt, 19) != 0,
+        .has_delegation_epoch = sqlite3_column_type(stmt, 20) != SQLITE_NULL,
+        .delegation_epoch = sqlite3_column_int64(stmt, 20),
     };
     return c->fn.event(&row, c->ud);
 }
@@ -290,6 +293,8 @@ static int revocation_row(sqlite3_stmt *stmt, void *ctx)
         .action = (aw_revocation_action)sqlite3_column_int(stmt, 8),
         .at_ns = sqlite3_column_int64(stmt, 9),
         .reason = store_column_text(stmt, 10),
+        .has_epoch = sqlite3_column_type(stmt, 11) != SQLITE_NULL,
+        .epoch = sqlite3_column_int64(stmt, 11),
     };
     return c->fn.revocation(&row, c->ud);
 }

@@ -8,7 +8,8 @@
  *  - entries:      every raw stream entry, verbatim (msgpack), in ingest
  *                  order, each hashed into a chain with the one before it so
  *                  that an edited or deleted row is detectable (`verify`);
- *  - events:       the decoded audit events, keyed by event id;
+ *  - events:       the decoded audit events, keyed by their identity
+ *                  (event id, occurred_at), as Caracal's ledger keys them;
  *  - anchors:      the authority each event used (session, agent session,
  *                  delegation edge, chain elements), for revocation joins;
  *  - revocations, calls (observed calls), rejected (entries that could not
@@ -81,14 +82,18 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
                        int64_t *rowid, aw_put_result *result, aw_error *err);
 
 /* Stores a decoded audit event found in entry row entry_rowid, with its
- * anchors. *result: INSERTED, DUPLICATE (same event id and content hash) or
- * CONFLICT (same event id, different content). *event_rowid is the new row,
- * or the existing one for DUPLICATE/CONFLICT. */
+ * anchors. *result: INSERTED, DUPLICATE (same event id, occurred_at and
+ * content hash) or CONFLICT (same event id and occurred_at, different
+ * content). *event_rowid is the new row, or the existing one for
+ * DUPLICATE/CONFLICT. */
 int aw_store_put_event(aw_store *store, int64_t entry_rowid,
                        const aw_audit_event *event, int64_t *event_rowid,
                        aw_put_result *result, aw_error *err);
 
-/* Stores every revocation of set, found in entry row entry_rowid. */
+/* Stores every revocation of set, found in entry row entry_rowid. When the
+ * set has a delivery_id that an earlier row of the same stream and zone
+ * holds, the earliest delivery's time is every such row's at_ns (a copy
+ * read before the first moves the others back). */
 int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
                              const aw_revocation_set *set, aw_error *err);
 
@@ -155,6 +160,8 @@ typedef struct aw_event_row {
     int upstream_status;
     int64_t occurred_at_ns;
     bool is_signed;
+    bool has_delegation_epoch;
+    int64_t delegation_epoch;
 } aw_event_row;
 
 typedef int (*aw_event_row_fn)(const aw_event_row *row, void *ud);
@@ -162,7 +169,7 @@ typedef int (*aw_event_row_fn)(const aw_event_row *row, void *ud);
 /* Filters for aw_store_query_events. Zero/NULL members do not filter. */
 typedef struct aw_event_filter {
     int64_t rowid;                /* one event by row id */
-    const char *event_id;
+    const char *event_id;         /* with since/until for one identity */
     const char *request_id;
     const char *zone_id;
     const char *decision;
@@ -196,8 +203,10 @@ typedef struct aw_revocation_row {
     const char *zone_id;
     aw_anchor anchor;
     aw_revocation_action action;
-    int64_t at_ns;
+    int64_t at_ns;                /* the earliest delivery's time */
     const char *reason;
+    bool has_epoch;               /* delegation graph epoch of the entry */
+    int64_t epoch;
 } aw_revocation_row;
 
 typedef int (*aw_revocation_row_fn)(const aw_revocation_row *row, void *ud);

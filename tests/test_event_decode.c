@@ -570,11 +570,82 @@ Test(event_decode, session_revoke_names_every_anchor_at_the_entry_time)
     cr_expect_str_eq(set->zone_id, "zone-1");
     cr_expect_str_eq(set->reason, "grant_revoked");
     cr_expect_eq(set->at_ns, 1779364805123000000LL);
+    cr_expect_str_eq(set->delivery_id, "k");
     cr_assert_eq(set->n, 3);
     expect_item(set, 0, AW_ANCHOR_AUTHORITY_RECORD, "ar-1", AW_ACTION_REVOKE);
-    expect_item(set, 1, AW_ANCHOR_AGENT_SESSION, "as-1", AW_ACTION_REVOKE);
+    /* Caracal writes this entry for a suspend too: a resume ends it */
+    expect_item(set, 1, AW_ANCHOR_AGENT_SESSION, "as-1", AW_ACTION_SUSPEND);
     expect_item(set, 2, AW_ANCHOR_DELEGATION_EDGE, "de-1", AW_ACTION_REVOKE);
     aw_revocation_set_free(set);
+}
+
+Test(event_decode, session_revoke_takes_edge_id_for_delegation_edge_id)
+{
+    aw_revocation_set *set = revocation_ok(
+        AW_ROLE_SESSION_REVOKE,
+        ENTRY(SESSIONS, "5-0", F("zone_id", "z"), F("edge_id", "de-9"),
+              F("outbox_id", "ob-1")));
+    cr_expect_str_eq(set->delivery_id, "ob-1");
+    cr_assert_eq(set->n, 1);
+    expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-9", AW_ACTION_REVOKE);
+    aw_revocation_set_free(set);
+    set = revocation_ok(AW_ROLE_SESSION_REVOKE,
+                        ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
+                              F("delegation_edge_id", "de-1"),
+                              F("edge_id", "de-9")));
+    cr_assert_eq(set->n, 1);
+    expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-1", AW_ACTION_REVOKE);
+    aw_revocation_set_free(set);
+}
+
+Test(event_decode, spawn_and_edge_create_are_ordinary_traffic)
+{
+    aw_revocation_set *set = revocation_ok(
+        AW_ROLE_AGENT_LIFECYCLE,
+        ENTRY(LIFECYCLE, "5-0", F("event", "spawn"), F("zone_id", "z"),
+              F("agent_session_id", "a"), F("parent_id", "null"),
+              F("application_id", "app")));
+    cr_expect_eq(set->n, 0);
+    aw_revocation_set_free(set);
+    set = revocation_ok(AW_ROLE_DELEGATION_INVALIDATE,
+                        ENTRY(DELEGATIONS, "5-0", F("event", "edge_create"),
+                              F("zone_id", "z"), F("edge_id", "de-1"),
+                              F("source_session_id", "a"),
+                              F("target_session_id", "b"), F("epoch", "4")));
+    cr_expect_eq(set->n, 0);
+    aw_revocation_set_free(set);
+}
+
+Test(event_decode, edge_expire_names_every_edge_of_edge_ids)
+{
+    aw_revocation_set *set = revocation_ok(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "5-0", F("event", "edge_expire"), F("zone_id", "z"),
+              F("edge_ids", "[\"de-1\",\"de-2\"]"), F("affected_edges", "2"),
+              F("epoch", "12")));
+    cr_assert_eq(set->n, 2);
+    expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-1", AW_ACTION_REVOKE);
+    expect_item(set, 1, AW_ANCHOR_DELEGATION_EDGE, "de-2", AW_ACTION_REVOKE);
+    cr_expect(set->has_epoch);
+    cr_expect_eq(set->epoch, 12);
+    aw_revocation_set_free(set);
+}
+
+Test(event_decode, edge_revoke_reads_a_count_of_affected_edges_as_no_edge)
+{
+    aw_revocation_set *set = revocation_ok(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "5-0", F("event", "edge_revoke"), F("zone_id", "z"),
+              F("edge_id", "de-1"), F("affected_edges", "3"), F("epoch", "7")));
+    cr_assert_eq(set->n, 1);
+    expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-1", AW_ACTION_REVOKE);
+    cr_expect_eq(set->epoch, 7);
+    aw_revocation_set_free(set);
+    expect_revocation_rejected(AW_ROLE_DELEGATION_INVALIDATE,
+                               ENTRY(DELEGATIONS, "5-0", F("event", "edge_revoke"),
+                                     F("zone_id", "z"), F("edge_id", "de-1"),
+                                     F("epoch", "seven")),
+                               AW_REJECT_BAD_VALUE, "epoch");
 }
 
 Test(event_decode, session_revoke_may_carry_only_an_edge)
@@ -680,10 +751,10 @@ Test(event_decode, lifecycle_events_map_to_revoke_suspend_resume)
 Test(event_decode, lifecycle_refuses_other_events)
 {
     expect_revocation_rejected(AW_ROLE_AGENT_LIFECYCLE,
-                               ENTRY(LIFECYCLE, "5-0", F("event", "spawn"),
+                               ENTRY(LIFECYCLE, "5-0", F("event", "reboot"),
                                      F("zone_id", "z"),
                                      F("agent_session_id", "a")),
-                               AW_REJECT_BAD_VALUE, "spawn");
+                               AW_REJECT_BAD_VALUE, "reboot");
     expect_revocation_rejected(AW_ROLE_AGENT_LIFECYCLE,
                                ENTRY(LIFECYCLE, "5-0", F("zone_id", "z"),
                                      F("agent_session_id", "a")),

@@ -199,3 +199,38 @@ Test(event_hmac, stream_entries_without_or_with_two_signatures_fail)
     aw_raw_entry_free(e2);
     aw_hmac_key_free(key);
 }
+
+/* A correct `_sig` over fields whose canonical lines could stand for other
+ * fields (a value "x\nrole=admin" reads as two fields) proves nothing. */
+static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
+{
+    aw_raw_entry *e = NULL;
+    aw_error err = {0};
+    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, n, &e, &err), AW_OK);
+    aw_buf buf = {0};
+    cr_assert_eq(aw_stream_canonical(e, &buf, &err), AW_OK);
+    unsigned char mac[32];
+    char hex[65];
+    cr_assert_eq(aw_hmac_compute(key, buf.ptr, buf.len, mac), AW_OK);
+    aw_hex(mac, 32, hex);
+    aw_buf_free(&buf);
+    aw_raw_entry_free(e);
+    f[n] = (aw_field){B("_sig"), {hex, 64}};
+    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, n + 1, &e, &err), AW_OK);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_ERR_INVALID);
+    cr_expect_eq(err.reason, AW_REJECT_AMBIGUOUS_SIGNED_FIELD, "%s", err.msg);
+    aw_raw_entry_free(e);
+}
+
+Test(event_hmac, signed_fields_with_newlines_or_equals_in_keys_are_refused)
+{
+    aw_hmac_key *key = load(key_hex);
+    aw_field value_newline[3] = {{B("reason"), B("x\nrole=admin")},
+                                 {B("zone_id"), B("z")}};
+    aw_field key_newline[3] = {{B("a\nb"), B("1")}, {B("zone_id"), B("z")}};
+    aw_field key_equals[3] = {{B("a=b"), B("1")}, {B("zone_id"), B("z")}};
+    expect_ambiguous(key, value_newline, 2);
+    expect_ambiguous(key, key_newline, 2);
+    expect_ambiguous(key, key_equals, 2);
+    aw_hmac_key_free(key);
+}

@@ -33,7 +33,8 @@ Test(event_names, only_the_signature_reasons_raise_signature_alerts)
     for (int r = 0; r < AW_REJECT_REASON_COUNT; r++)
         cr_expect_eq(aw_reject_reason_is_signature((aw_reject_reason)r),
                      r == AW_REJECT_SIGNATURE_MISSING ||
-                         r == AW_REJECT_SIGNATURE_INVALID,
+                         r == AW_REJECT_SIGNATURE_INVALID ||
+                         r == AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
                      "%s", aw_reject_reason_name((aw_reject_reason)r));
 }
 
