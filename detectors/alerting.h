@@ -6,7 +6,6 @@
 #define AW_DETECTORS_ALERTING_H
 
 #include "detectors/detectors.h"
-#include "detectors/recent.h"
 #include "detectors/seen.h"
 
 /* What a pending check in the store means (aw_store_pending_add's kind);
@@ -33,6 +32,9 @@ aw_seen_key aw_det_key_alert(const char *kind, const char *zone_id,
 aw_seen_key aw_det_key_revoked_request(const char *zone_id,
                                        const char *request_id);
 
+/* A judgement deferred to the end of the batch (revocation.c). */
+typedef struct aw_det_deferred aw_det_deferred;
+
 typedef struct aw_det_change {
     aw_alert *alert;               /* aw_det_alert_dup block; owned */
     aw_alert_change change;
@@ -44,7 +46,8 @@ struct aw_detectors {
     int64_t clock_ns;
     bool clock_dirty;              /* moved since it was last persisted */
     aw_seen seen;
-    aw_recent recent_decisions;
+    aw_det_deferred *deferred;     /* this batch's, until advance */
+    size_t ndeferred, deferred_cap;
     aw_det_change *changes;        /* since the last drain/discard */
     size_t nchanges, changes_cap;
 };
@@ -152,6 +155,11 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
                                aw_error *err);
 int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
                              const aw_revocation_set *set, aw_error *err);
+/* The two hooks above only defer; this judges what they deferred, once the
+ * whole batch is stored (from aw_detectors_advance), and forgets it. */
+int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err);
+/* Forgets the deferred judgements (after a rollback, and at free). */
+void aw_det_revocation_drop_deferred(aw_detectors *det);
 
 /* integrity.c: tampered_on_redelivery and caracal_anomaly (signature and
  * trimming are public hooks there). */

@@ -31,10 +31,19 @@
  * Memory for speed, bounded: the filter (seen.h) remembers which anchors
  * were ever revoked and which alerts exist, so that the common case (no
  * revocation, no alert) costs no store look-up; it is filled from the store
- * when the handle is created and kept up to date by the rules. The cache of
- * recent decisions (recent.h) answers most decision_missing questions
- * without a look-up. Both have a fixed size, and the store stays the only
- * source of truth.
+ * when the handle is created and kept up to date by the rules. It has a
+ * fixed size, and the store stays the only source of truth. (Pairing a
+ * Gateway call with its decision is one indexed look-up by request id:
+ * request ids repeat, so only the store can count them.)
+ *
+ * Batches. Within one batch the order in which streams were read must not
+ * decide what is raised (a suspend and its resume read together must raise
+ * nothing). So the hooks only store and note; access_after_revocation
+ * judges the batch's revocations and accesses in aw_detectors_advance,
+ * once everything the batch brought is in the store: first each
+ * revocation against the accesses it affects, then each access against
+ * its anchors' whole history. Raise-then-resolve is left for counterparts
+ * that really arrive in a later batch.
  */
 #include "detectors/alerting.h"
 
@@ -464,10 +473,9 @@ static void drop_changes(aw_detectors *det)
 void aw_detectors_discard(aw_detectors *det)
 {
     drop_changes(det);
-    /* The rolled-back transaction may have held the clock's update, and
-     * decisions that are not in the store after all. */
+    /* The rolled-back transaction may have held the clock's update. */
     det->clock_dirty = true;
-    aw_recent_clear(&det->recent_decisions);
+    aw_det_revocation_drop_deferred(det);
 }
 
 /* ---- Handle -------------------------------------------------------------- */
@@ -514,8 +522,7 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                "detector grace periods must not be negative");
     aw_detectors *det = calloc(1, sizeof *det);
-    if (!det || aw_seen_init(&det->seen) ||
-        aw_recent_init(&det->recent_decisions)) {
+    if (!det || aw_seen_init(&det->seen)) {
         aw_detectors_free(det);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory creating detectors");
     }
@@ -540,8 +547,9 @@ void aw_detectors_free(aw_detectors *det)
         return;
     drop_changes(det);
     free(det->changes);
+    aw_det_revocation_drop_deferred(det);
+    free(det->deferred);
     aw_seen_free(&det->seen);
-    aw_recent_free(&det->recent_decisions);
     free(det);
 }
 
@@ -603,6 +611,9 @@ static int run_due_check(int kind, int64_t deadline_ns, int64_t ref, void *ud)
 int aw_detectors_advance(aw_detectors *det, int64_t clock_ns, aw_error *err)
 {
     aw_det_observe(det, clock_ns);
+    int deferred = aw_det_revocation_run_deferred(det, err);
+    if (deferred)
+        return deferred;
     if (det->clock_dirty) {
         int rc = aw_store_meta_set(det->store, CLOCK_META_KEY, det->clock_ns, err);
         if (rc)

@@ -1,25 +1,33 @@
 /* missing.c -- the "call succeeded, but no audit" detectors.
  *
  * decision_missing: the Gateway re-exchanges the mandate at the STS for
- * every call it proxies, with the same request id. So a
- * gateway_resource_request G with request id R must be accompanied by a
- * token_exchange with request id R in the same zone. call_without_audit:
- * an observed call (resource-server or proxy log) with request id R and a
- * success status must be accompanied by some audit event with request id R
- * (in the call's zone when the log names one).
+ * every call it proxies, with the same request id, and logs the call only
+ * when that exchange granted it. So every gateway_resource_request with
+ * request id R in zone Z must be paired with its own granting
+ * token_exchange (allow or consumed) with request id R in Z. Request ids
+ * are the client's X-Request-Id and repeat (DESIGN §2.4), so pairing is one
+ * to one, by count: the k-th Gateway call of (Z, R), in (occurred_at, row)
+ * order, is paired when at least k granting decisions of (Z, R) arrived in
+ * time. A deny (the STS's provider_credential_unavailable after an allow)
+ * pairs with nothing, and a decision without a Gateway call is not a gap.
+ *
+ * call_without_audit: an observed call (resource-server or proxy log) with
+ * request id R and a success status must be accompanied by some audit
+ * event with request id R (in the call's zone when the log names one).
  *
  * Both wait for the counterpart until a deadline, max(occurred_at, arrival)
  * + grace_missing, so evidence published late from replay files still gets
  * its full window. A counterpart counts as in time when its arrival (entry
- * id time) is at or before the deadline. When the evidence arrives, its
- * counterpart is looked up by request id (an indexed look-up); if it is
- * already there and in time the matter is settled, else a durable pending
- * check is stored and repeats the look-up once the clock reaches the
- * deadline. A counterpart that came after the deadline still raises the
- * alert, which it then resolves at once. The outcome thus depends only on
- * timestamps, never on arrival order or on how entries were batched.
+ * id time) is at or before the deadline. When the evidence arrives its
+ * counterparts are looked up by request id (one indexed look-up); if they
+ * already settle it the matter ends there, else a durable pending check is
+ * stored and repeats the look-up once the clock reaches the deadline. A
+ * counterpart that came after the deadline still raises the alert, which
+ * it then resolves at once. The outcome thus depends only on timestamps,
+ * never on arrival order or on how entries were batched.
  *
- * A counterpart that arrives after the alert was raised resolves it, with
+ * A counterpart that arrives after the alert was raised resolves it (for
+ * decision_missing: once every Gateway call of (Z, R) is paired), with
  * resolved_by = its event id and late_ns = its arrival - the occurred_at
  * of the evidence that raised the alert (how long after the call the
  * decision showed up). Alert ids use no anchor: (kind, zone, "", R), where
@@ -54,46 +62,139 @@ static int keep_first_arrival(const aw_event_row *event, void *ud)
     return 0;
 }
 
-/* The counterpart of the evidence that arrived first: a decision of zone
- * for request (decisions true), or any audit event of request in zone
- * (zone NULL: any zone). */
-static int find_counterpart(aw_detectors *det, bool decisions,
-                            const char *zone_id, const char *request_id,
-                            counterpart *cp, aw_error *err)
+/* Any audit event of request in zone (zone NULL: any zone): the
+ * counterpart of an observed call. */
+static int find_any_event(aw_detectors *det, const char *zone_id,
+                          const char *request_id, counterpart *cp,
+                          aw_error *err)
 {
     aw_event_filter filter = {.request_id = request_id, .zone_id = zone_id};
-    if (decisions) {
-        filter.event_types = aw_det_decision_types;
-        filter.n_event_types = 2;
-    }
     return aw_det_store_result(aw_store_query_events(det->store, &filter,
-                                          keep_first_arrival, cp, err),
-                    err);
+                                                     keep_first_arrival, cp,
+                                                     err),
+                               err);
 }
 
-/* Stores a check due at the deadline, unless the counterpart is already
- * indexed and in time (the common order: the STS logs the decision before
- * the Gateway logs the call), which settles the question now: for a
- * decision usually from the cache of recent decisions (recent.h), else for
- * one look-up instead of a durable check and two look-ups later. */
-static int expect_counterpart(aw_detectors *det, int kind, const char *zone_id,
-                              const char *request_id, int64_t occurred_ns,
-                              int64_t arrival_ns, int64_t ref, aw_error *err)
+/* ---- Pairing Gateway calls with their decisions -------------------------- */
+
+/* The Gateway calls and granting decisions of one (zone, request id). */
+typedef struct pairing {
+    int64_t deadline_ns;           /* decisions arrived by then are in time */
+    bool has_call;                 /* rank the call (occurred_at, rowid) */
+    int64_t call_occurred_ns, call_rowid;
+    size_t calls;                  /* every Gateway call */
+    size_t rank;                   /* calls ordered at or before the call */
+    size_t decisions;              /* every granting decision */
+    size_t decisions_in_time;
+    counterpart last;              /* the decision that arrived last */
+} pairing;
+
+static int count_pairing(const aw_event_row *row, void *ud)
+{
+    pairing *p = ud;
+    if (aw_det_is_gateway_call(row->event_type)) {
+        p->calls++;
+        if (!p->has_call || row->occurred_at_ns < p->call_occurred_ns ||
+            (row->occurred_at_ns == p->call_occurred_ns &&
+             row->rowid <= p->call_rowid))
+            p->rank++;
+        return 0;
+    }
+    if (!aw_decision_grants(row->decision))
+        return 0;
+    p->decisions++;
+    if (row->arrived_ns <= p->deadline_ns)
+        p->decisions_in_time++;
+    if (p->last.found && row->arrived_ns < p->last.arrived_ns)
+        return 0;
+    char *id = aw_det_printf("%s", row->event_id);
+    if (!id)
+        return AW_ERR_NOMEM;
+    free(p->last.event_id);
+    p->last = (counterpart){true, row->arrived_ns, id};
+    return 0;
+}
+
+static int count_pairs(aw_detectors *det, const char *zone_id,
+                       const char *request_id, pairing *p, aw_error *err)
+{
+    static const char *const types[] = {"token_exchange", "token.exchange",
+                                        AW_EVENT_GATEWAY_CALL};
+    aw_event_filter filter = {
+        .request_id = request_id, .zone_id = zone_id,
+        .event_types = types, .n_event_types = 3,
+    };
+    return aw_det_store_result(aw_store_query_events(det->store, &filter,
+                                                     count_pairing, p, err),
+                               err);
+}
+
+/* The call the pairing ranked has a decision of its own, in time. */
+static bool call_paired(const pairing *p)
+{
+    return p->decisions_in_time >= p->rank;
+}
+
+/* ---- Evidence arrives ---------------------------------------------------- */
+
+static int64_t deadline_of(const aw_detectors *det, int64_t occurred_ns,
+                           int64_t arrival_ns)
 {
     int64_t from = occurred_ns > arrival_ns ? occurred_ns : arrival_ns;
-    int64_t deadline = aw_det_add_ns(from, det->config.grace_missing_ns);
-    int64_t decided_ns;
-    if (kind == AW_PENDING_DECISION_MISSING &&
-        aw_recent_find(&det->recent_decisions, zone_id, request_id, &decided_ns) &&
-        decided_ns <= deadline)
-        return AW_OK;
+    return aw_det_add_ns(from, det->config.grace_missing_ns);
+}
+
+/* Stores a check due at the deadline, unless the Gateway call is already
+ * paired with a decision in time (the common order: the STS logs the
+ * decision before the Gateway logs the call), which settles it now. */
+static int expect_decision(aw_detectors *det, const aw_audit_event *g,
+                           int64_t arrival_ns, int64_t rowid, aw_error *err)
+{
+    pairing p = {
+        .deadline_ns = deadline_of(det, g->occurred_at_ns, arrival_ns),
+        .has_call = true, .call_occurred_ns = g->occurred_at_ns,
+        .call_rowid = rowid,
+    };
+    int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
+    free(p.last.event_id);
+    if (rc || call_paired(&p))
+        return rc;
+    return aw_store_pending_add(det->store, AW_PENDING_DECISION_MISSING,
+                                p.deadline_ns, rowid, err);
+}
+
+static int expect_audit(aw_detectors *det, const aw_observed_call *call,
+                        int64_t arrival_ns, int64_t ref, aw_error *err)
+{
+    int64_t deadline = deadline_of(det, call->occurred_at_ns, arrival_ns);
     counterpart cp = {0};
-    int rc = find_counterpart(det, kind == AW_PENDING_DECISION_MISSING, zone_id,
-                              request_id, &cp, err);
+    int rc = find_any_event(det, call->zone_id, call->request_id, &cp, err);
     free(cp.event_id);
     if (rc || (cp.found && cp.arrived_ns <= deadline))
         return rc;
-    return aw_store_pending_add(det->store, kind, deadline, ref, err);
+    return aw_store_pending_add(det->store, AW_PENDING_CALL_WITHOUT_AUDIT,
+                                deadline, ref, err);
+}
+
+/* A granting decision arrived: an open decision_missing alert of its
+ * request is resolved once every Gateway call of it is paired. */
+static int settle_decision_missing(aw_detectors *det,
+                                   const aw_audit_event *decision,
+                                   int64_t arrival, aw_error *err)
+{
+    if (!aw_seen_maybe(&det->seen,
+                       aw_det_key_alert(AW_ALERT_DECISION_MISSING,
+                                        decision->zone_id, NULL,
+                                        decision->request_id)))
+        return AW_OK;
+    pairing p = {.deadline_ns = INT64_MAX};
+    int rc = count_pairs(det, decision->zone_id, decision->request_id, &p, err);
+    free(p.last.event_id);
+    if (rc || p.decisions < p.calls)
+        return rc;
+    return aw_det_resolve(det, AW_ALERT_DECISION_MISSING, decision->zone_id,
+                          NULL, decision->request_id, decision->id, arrival,
+                          err);
 }
 
 int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
@@ -105,15 +206,10 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
     int64_t arrival = aw_det_entry_ns(entry);
     int rc = AW_OK;
     if (aw_det_is_gateway_call(event->event_type))
-        rc = expect_counterpart(det, AW_PENDING_DECISION_MISSING, event->zone_id,
-                                event->request_id, event->occurred_at_ns,
-                                arrival, event_rowid, err);
-    if (!rc && aw_det_is_decision(event->event_type)) {
-        aw_recent_note(&det->recent_decisions, event->zone_id, event->request_id,
-                       arrival);
-        rc = aw_det_resolve(det, AW_ALERT_DECISION_MISSING, event->zone_id, NULL,
-                            event->request_id, event->id, arrival, err);
-    }
+        rc = expect_decision(det, event, arrival, event_rowid, err);
+    if (!rc && aw_det_is_decision(event->event_type) &&
+        aw_decision_grants(event->decision))
+        rc = settle_decision_missing(det, event, arrival, err);
     /* Any audit event answers a call logged in its zone or in no zone. */
     if (!rc)
         rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, event->zone_id,
@@ -130,9 +226,7 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
 {
     if (!call->request_id || !aw_status_is_success(call->status))
         return AW_OK;
-    return expect_counterpart(det, AW_PENDING_CALL_WITHOUT_AUDIT, call->zone_id,
-                              call->request_id, call->occurred_at_ns,
-                              aw_det_entry_ns(entry), call_rowid, err);
+    return expect_audit(det, call, aw_det_entry_ns(entry), call_rowid, err);
 }
 
 /* ---- The due checks ------------------------------------------------------ */
@@ -146,6 +240,8 @@ typedef struct evidence_row {
     const char *stream, *entry_id;
     int status;                    /* upstream status, or the call's status */
     int64_t occurred_at_ns;
+    size_t calls, decisions;       /* the request's pairing, for a Gateway
+                                      call */
 } evidence_row;
 
 static int copy_evidence(evidence_row *row, const char *const *src)
@@ -205,11 +301,13 @@ static void fill_decision_missing(const aw_detectors *det, const evidence_row *g
     alert->severity = gateway_call_succeeded(g) ? "critical" : "high";
     alert->summary = aw_det_printf(
         "Gateway call for request %s (event %s, resource %s, upstream status "
-        "%s) at %s has no token_exchange decision in zone %s within the %s "
-        "grace window.",
+        "%s) at %s has no granting token_exchange decision of its own in "
+        "zone %s within the %s grace window (%zu Gateway call%s, %zu "
+        "granting decision%s with this request id).",
         g->request_id, g->event_id, aw_det_or_unknown(g->resource), upstream,
         aw_time_format(g->occurred_at_ns, when, sizeof when), g->zone_id,
-        aw_det_seconds(det->config.grace_missing_ns, grace));
+        aw_det_seconds(det->config.grace_missing_ns, grace), g->calls,
+        g->calls == 1 ? "" : "s", g->decisions, g->decisions == 1 ? "" : "s");
     aw_det_evidence_add(ev, "event", g->event_id, NULL);
     aw_det_evidence_add(ev, "entry", g->stream, g->entry_id);
 }
@@ -233,13 +331,12 @@ static void fill_call_without_audit(const aw_detectors *det,
     aw_det_evidence_add(ev, "entry", call->stream, call->entry_id);
 }
 
-/* Raises the alert for `what` unless its counterpart arrived by the
- * deadline; a counterpart that came later resolves it at once. */
+/* Raises the alert for `what` (its counterpart did not arrive in time);
+ * late, when found, is the counterpart that came after the deadline and
+ * resolves it at once. */
 static int conclude(aw_detectors *det, int kind, const evidence_row *what,
-                    const counterpart *cp, int64_t deadline_ns, aw_error *err)
+                    const counterpart *late, aw_error *err)
 {
-    if (cp->found && cp->arrived_ns <= deadline_ns)
-        return AW_OK;
     aw_alert alert = {0};
     aw_det_evidence ev;
     aw_det_evidence_init(&ev);
@@ -252,11 +349,43 @@ static int conclude(aw_detectors *det, int kind, const evidence_row *what,
     alert.event_time_ns = what->occurred_at_ns;
     alert.evidence_json = aw_det_evidence_json(&ev);
     int rc = aw_det_raise(det, &alert, err);
-    if (!rc && cp->found)
+    if (!rc && late->found)
         rc = aw_det_resolve(det, alert.kind, alert.zone_id, NULL,
-                            alert.request_id, cp->event_id, cp->arrived_ns, err);
+                            alert.request_id, late->event_id, late->arrived_ns,
+                            err);
     free((char *)alert.summary);
     aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* A Gateway call's deadline came: raise unless it is paired in time. */
+static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
+                          int64_t deadline_ns, aw_error *err)
+{
+    pairing p = {
+        .deadline_ns = deadline_ns, .has_call = true,
+        .call_occurred_ns = g->occurred_at_ns, .call_rowid = ref,
+    };
+    int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
+    g->calls = p.calls;
+    g->decisions = p.decisions_in_time;
+    if (!rc && !call_paired(&p)) {
+        counterpart none = {0};
+        rc = conclude(det, AW_PENDING_DECISION_MISSING, g,
+                      p.decisions >= p.calls ? &p.last : &none, err);
+    }
+    free(p.last.event_id);
+    return rc;
+}
+
+static int check_call(aw_detectors *det, const evidence_row *call,
+                      int64_t deadline_ns, aw_error *err)
+{
+    counterpart cp = {0};
+    int rc = find_any_event(det, call->zone_id, call->request_id, &cp, err);
+    if (!rc && !(cp.found && cp.arrived_ns <= deadline_ns))
+        rc = conclude(det, AW_PENDING_CALL_WITHOUT_AUDIT, call, &cp, err);
+    free(cp.event_id);
     return rc;
 }
 
@@ -264,7 +393,6 @@ int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
                          int64_t ref, aw_error *err)
 {
     evidence_row what = {0};
-    counterpart cp = {0};
     int rc;
     if (kind == AW_PENDING_DECISION_MISSING) {
         aw_event_filter by_row = {.rowid = ref, .limit = 1};
@@ -279,11 +407,9 @@ int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
     rc = aw_det_store_result(rc, err);
     /* The row may be gone if the index was pruned: nothing left to check. */
     if (!rc && what.found)
-        rc = find_counterpart(det, kind == AW_PENDING_DECISION_MISSING,
-                              what.zone_id, what.request_id, &cp, err);
-    if (!rc && what.found)
-        rc = conclude(det, kind, &what, &cp, deadline_ns, err);
-    free(cp.event_id);
+        rc = kind == AW_PENDING_DECISION_MISSING
+                 ? check_decision(det, &what, ref, deadline_ns, err)
+                 : check_call(det, &what, deadline_ns, err);
     free(what.block);
     return rc;
 }

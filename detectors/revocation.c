@@ -3,35 +3,52 @@
  *
  * An audit event that grants access (decision allow or consumed) names the
  * anchors it used: the authority record (session_id), the agent session, the
- * delegation edge and every delegation_chain element. The access at time t
- * is illegitimate for an anchor of the same zone when that anchor has
- *   - a REVOKE (revoke, terminate, edge_revoke; final) at T with
- *     t > T + grace_revocation, or
- *   - a SUSPEND at T with t > T + grace_revocation and no RESUME after it
- *     at or before t.
+ * delegation edge and every delegation_chain element. Gateway events name
+ * none (DESIGN §2.4): a Gateway call's anchors are those of the
+ * token_exchange with its request id, and that decision's time is the one
+ * that counts (the Gateway's occurred_at is the end of the call), so only
+ * decisions are judged and a Gateway call only makes their alert critical.
+ * The access at time t is illegitimate for an anchor of the same zone when
+ * that anchor has
+ *   - a REVOKE (session revoke of an authority record or edge, terminate,
+ *     edge_revoke, edge_expire; final) at T with t > T + grace_revocation,
+ *   - a SUSPEND (lifecycle suspend, or the agent session a session revoke
+ *     names: Caracal writes one with each suspend) at T with
+ *     t > T + grace_revocation and no RESUME after it at or before t, or
+ *   - a REVOKE of an edge at graph epoch E, and the access's
+ *     delegation_graph_epoch is E or later: the STS read a graph in which
+ *     the edge was already revoked, whatever the clocks say.
  * The grace covers propagation: Caracal needs a moment to make every STS
- * and Gateway stop honouring a revoked anchor.
+ * and Gateway stop honouring a revoked anchor. T of an outbox redelivery is
+ * the earliest delivery's (the store keeps it so).
  *
- * Order independence: the rule runs when the access arrives (it reads the
- * anchor's revocation history) and when a revocation arrives (it reads the
- * granting accesses of that anchor in the window the revocation affects,
- * an indexed range). A RESUME that arrives after the access re-judges the
- * accesses it covers and resolves the alerts that no longer hold, with
- * resolved_by "revocation:<stream>/<entry id>" and late_ns 0 (the resume
- * was in force before the access: it was read late, not issued late).
+ * Order independence: the rule is judged for an access (against the
+ * anchor's revocation history) and for a revocation (against the granting
+ * accesses of that anchor in the window the revocation affects, an indexed
+ * range). Both judgements wait until the end of the batch
+ * (aw_det_revocation_run_deferred, from aw_detectors_advance), when
+ * everything the batch brought is stored, so that the order of streams
+ * within a batch decides nothing. A RESUME that arrives in a later batch
+ * than the access re-judges the accesses it covers and resolves the alerts
+ * that no longer hold, with resolved_by "revocation:<stream>/<entry id>"
+ * and late_ns 0 (the resume was in force before the access: it was read
+ * late, not issued late).
  *
- * One alert per (zone, anchor, request id): the token_exchange and the
- * Gateway event of one call share a request id, hence one alert whose
+ * One alert per (zone, anchor, request id): a token_exchange and the
+ * Gateway event of its call share a request id, hence one alert whose
  * evidence lists both. An access that names several revoked anchors raises
  * one alert per anchor (which anchors count does not depend on arrival
  * order). The alert is critical when a Gateway call with that request id
- * executed; a Gateway event that arrives after the alert escalates it.
+ * executed and ended at or after the decision (a call that ended before it
+ * cannot be its call: request ids repeat); a Gateway event that arrives
+ * after the alert escalates it the same way.
  *
  * The common case (an anchor never revoked) costs no look-up: det->seen
  * knows every anchor that has a revocation row.
  */
 #include "detectors/alerting.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +61,8 @@ typedef struct revocation {
     int64_t at_ns;
     uint64_t seq;                  /* entry id sequence, orders one ms */
     int64_t rowid;
+    bool has_epoch;                /* graph epoch of an edge revocation */
+    int64_t epoch;
 } revocation;
 
 typedef struct history {
@@ -79,6 +98,8 @@ static int copy_revocation(const aw_revocation_row *row, void *ud)
     r->action = row->action;
     r->at_ns = row->at_ns;
     r->rowid = row->rowid;
+    r->has_epoch = row->has_epoch;
+    r->epoch = row->epoch;
     uint64_t ms;
     if (aw_stream_id_parse(row->entry_id, strlen(row->entry_id), &ms, &r->seq))
         r->seq = 0;
@@ -106,6 +127,16 @@ static bool comes_after(const revocation *a, const revocation *b)
     return a->rowid > b->rowid;
 }
 
+/* A granting access, as the rule needs it (strings borrowed or owned by
+ * block). */
+typedef struct access {
+    char *block;
+    const char *event_id, *zone_id, *request_id, *decision;
+    int64_t occurred_at_ns;
+    bool has_epoch;                /* delegation_graph_epoch */
+    int64_t epoch;
+} access;
+
 static bool resumed_by(const history *h, const revocation *suspend,
                        int64_t access_ns)
 {
@@ -118,51 +149,61 @@ static bool resumed_by(const history *h, const revocation *suspend,
     return false;
 }
 
-/* Does revocation r make an access at access_ns illegitimate? */
-static bool forbids(const aw_detectors *det, const history *h,
-                    const revocation *r, int64_t access_ns)
+/* The delegation-epoch rule: the STS decided on a graph in which this
+ * edge was already revoked. */
+static bool revoked_by_epoch(const revocation *r, const access *a)
 {
-    if (r->action == AW_ACTION_RESUME ||
-        access_ns <= aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
+    return r->action == AW_ACTION_REVOKE && r->has_epoch && a->has_epoch &&
+           a->epoch >= r->epoch;
+}
+
+/* Does revocation r make access a illegitimate? */
+static bool forbids(const aw_detectors *det, const history *h,
+                    const revocation *r, const access *a)
+{
+    if (r->action == AW_ACTION_RESUME)
         return false;
-    return r->action == AW_ACTION_REVOKE || !resumed_by(h, r, access_ns);
+    if (revoked_by_epoch(r, a))
+        return true;
+    int64_t t = a->occurred_at_ns;
+    if (t <= aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
+        return false;
+    return r->action == AW_ACTION_REVOKE || !resumed_by(h, r, t);
 }
 
 static const revocation *first_forbidding(const aw_detectors *det,
-                                          const history *h, int64_t access_ns)
+                                          const history *h, const access *a)
 {
     for (size_t i = 0; i < h->n; i++)
-        if (forbids(det, h, &h->items[i], access_ns))
+        if (forbids(det, h, &h->items[i], a))
             return &h->items[i];
     return NULL;
 }
 
 /* ---- Accesses ------------------------------------------------------------ */
 
-/* A granting access, as the rule needs it (strings borrowed or owned by
- * block). */
-typedef struct access {
-    char *block;
-    const char *event_id, *zone_id, *request_id, *decision;
-    int64_t occurred_at_ns;
-} access;
-
 typedef struct gateway_calls {
     aw_det_evidence *ev;
     bool executed;
 } gateway_calls;
 
+static bool executed(const char *evaluation_status)
+{
+    return evaluation_status && strcmp(evaluation_status, "executed") == 0;
+}
+
 static int note_gateway_call(const aw_event_row *row, void *ud)
 {
     gateway_calls *gc = ud;
     aw_det_evidence_add(gc->ev, "event", row->event_id, NULL);
-    if (row->evaluation_status && strcmp(row->evaluation_status, "executed") == 0)
+    if (executed(row->evaluation_status))
         gc->executed = true;
     return 0;
 }
 
-/* Adds the Gateway events of the access's request to the evidence; true in
- * *executed when one of them executed the call. */
+/* Adds the Gateway events of the access's request that ended at or after
+ * the decision to the evidence; true in *executed when one of them
+ * executed the call. */
 static int find_gateway_calls(aw_detectors *det, const access *a,
                               aw_det_evidence *ev, bool *executed,
                               aw_error *err)
@@ -175,6 +216,7 @@ static int find_gateway_calls(aw_detectors *det, const access *a,
     aw_event_filter filter = {
         .request_id = a->request_id, .zone_id = a->zone_id,
         .event_types = gateway_type, .n_event_types = 1,
+        .has_since = true, .since_ns = a->occurred_at_ns,
     };
     int rc = aw_store_query_events(det->store, &filter, note_gateway_call, &gc,
                                    err);
@@ -201,7 +243,7 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
         return rc;
     }
     for (size_t i = 0; i < h->n; i++)
-        if (forbids(det, h, &h->items[i], a->occurred_at_ns))
+        if (forbids(det, h, &h->items[i], a))
             aw_det_evidence_add(&ev, "revocation", h->items[i].stream,
                                 h->items[i].entry_id);
 
@@ -217,18 +259,25 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
         .evidence_json = aw_det_evidence_json(&ev),
     };
     bool revoked = cause->action == AW_ACTION_REVOKE;
+    char why[96];
+    if (revoked_by_epoch(cause, a))
+        snprintf(why, sizeof why,
+                 "at delegation graph epoch %lld, the edge's revocation "
+                 "epoch %lld or later",
+                 (long long)a->epoch, (long long)cause->epoch);
+    else
+        snprintf(why, sizeof why, "past the %s propagation grace",
+                 aw_det_seconds(det->config.grace_revocation_ns, grace));
     if (name)
         alert.summary = aw_det_printf(
             "Access by event %s (request %s, decision %s at %s) used %s in "
-            "zone %s after it was %s at %s (entry %s/%s)%s, past the %s "
-            "propagation grace.",
+            "zone %s after it was %s at %s (entry %s/%s)%s, %s.",
             a->event_id, a->request_id ? a->request_id : "none", a->decision,
             aw_time_format(a->occurred_at_ns, when, sizeof when), name,
             a->zone_id, revoked ? "revoked" : "suspended",
             aw_time_format(cause->at_ns, revoked_when, sizeof revoked_when),
             cause->stream, cause->entry_id,
-            revoked ? "" : " with no resume before the access",
-            aw_det_seconds(det->config.grace_revocation_ns, grace));
+            revoked ? "" : " with no resume before the access", why);
     rc = aw_det_raise(det, &alert, err);
     free((char *)alert.summary);
     free(name);
@@ -240,7 +289,7 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
 static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
                  const access *a, aw_error *err)
 {
-    const revocation *cause = first_forbidding(det, h, a->occurred_at_ns);
+    const revocation *cause = first_forbidding(det, h, a);
     return cause ? raise_access_alert(det, anchor, h, a, cause, err) : AW_OK;
 }
 
@@ -286,15 +335,14 @@ static int escalate_for_gateway_call(aw_detectors *det,
                                                        collect_alert, &list,
                                                        err),
                                  err);
-    bool executed = g->evaluation_status &&
-                    strcmp(g->evaluation_status, "executed") == 0;
     for (size_t i = 0; i < list.n; i++) {
-        if (!rc) {
+        /* a call that ended before the decision is not the decision's */
+        if (!rc && list.items[i]->event_time_ns <= g->occurred_at_ns) {
             aw_det_evidence ev;
             aw_det_evidence_init(&ev);
             aw_det_evidence_add(&ev, "event", g->id, NULL);
             aw_alert grown = *list.items[i];
-            if (executed)
+            if (executed(g->evaluation_status))
                 grown.severity = "critical";
             grown.evidence_json = aw_det_evidence_json(&ev);
             rc = aw_det_escalate(det, &grown, err);
@@ -306,26 +354,79 @@ static int escalate_for_gateway_call(aw_detectors *det,
     return rc;
 }
 
+/* ---- Work deferred to the end of the batch ------------------------------- */
+
+/* One judgement the batch defers: an access against one anchor, or one
+ * anchor of a revocation entry against the accesses it affects. Strings
+ * live in block. */
+struct aw_det_deferred {
+    char *block;
+    bool is_revocation;
+    aw_anchor anchor;
+    const char *zone_id;
+    const char *stream, *entry_id;   /* a revocation's entry */
+    access a;                        /* an access (block unused) */
+};
+
+/* A new deferred slot holding *item, its block holding copies[i] of the n
+ * strings src[i]; NULL when out of memory. */
+static aw_det_deferred *defer(aw_detectors *det, const aw_det_deferred *item,
+                              const char *const *src, const char **copies,
+                              size_t n)
+{
+    if (det->ndeferred == det->deferred_cap) {
+        size_t cap = det->deferred_cap ? det->deferred_cap * 2 : 64;
+        aw_det_deferred *grown = realloc(det->deferred, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        det->deferred = grown;
+        det->deferred_cap = cap;
+    }
+    aw_det_deferred *d = &det->deferred[det->ndeferred];
+    *d = *item;
+    d->block = aw_det_copy_strings(src, copies, n, 0);
+    if (!d->block)
+        return NULL;
+    det->ndeferred++;
+    return d;
+}
+
+static int deferred_nomem(aw_error *err)
+{
+    return aw_error_set(err, AW_ERR_NOMEM, "out of memory deferring a check");
+}
+
 int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
                                aw_error *err)
 {
     int rc = AW_OK;
     if (aw_decision_grants(event->decision)) {
-        access a = {
-            .event_id = event->id, .zone_id = event->zone_id,
-            .request_id = event->request_id, .decision = event->decision,
-            .occurred_at_ns = event->occurred_at_ns,
+        aw_det_deferred item = {
+            .a = {
+                .occurred_at_ns = event->occurred_at_ns,
+                .has_epoch = event->has_delegation_epoch,
+                .epoch = event->delegation_epoch,
+            },
         };
+        /* An anchor not yet revoked is judged, if a revocation of this
+         * batch names it, by that revocation. */
         for (size_t i = 0; !rc && i < event->nanchors; i++) {
             const aw_anchor *anchor = &event->anchors[i];
             if (!aw_seen_maybe(&det->seen,
                                aw_det_key_revoked_anchor(event->zone_id, anchor)))
                 continue;
-            history h;
-            rc = load_history(det, event->zone_id, anchor, &h, err);
-            if (!rc)
-                rc = judge(det, anchor, &h, &a, err);
-            history_free(&h);
+            item.anchor.kind = anchor->kind;
+            const char *src[] = {event->id, event->zone_id, event->request_id,
+                                 event->decision, anchor->id};
+            const char *c[5];
+            aw_det_deferred *d = defer(det, &item, src, c, 5);
+            if (!d)
+                return deferred_nomem(err);
+            d->a.event_id = c[0];
+            d->zone_id = d->a.zone_id = c[1];
+            d->a.request_id = c[2];
+            d->a.decision = c[3];
+            d->anchor.id = c[4];
         }
     }
     if (!rc)
@@ -351,7 +452,11 @@ typedef struct affected {
 static int collect_affected(const aw_event_row *row, void *ud)
 {
     affected *af = ud;
-    bool forbidden = first_forbidding(af->det, af->h, row->occurred_at_ns) != NULL;
+    access seen = {
+        .occurred_at_ns = row->occurred_at_ns,
+        .has_epoch = row->has_delegation_epoch, .epoch = row->delegation_epoch,
+    };
+    bool forbidden = first_forbidding(af->det, af->h, &seen) != NULL;
     if (af->resume) {
         if (forbidden ||
             !aw_seen_maybe(&af->det->seen,
@@ -382,6 +487,8 @@ static int collect_affected(const aw_event_row *row, void *ud)
     a->request_id = dst[2];
     a->decision = dst[3];
     a->occurred_at_ns = row->occurred_at_ns;
+    a->has_epoch = seen.has_epoch;
+    a->epoch = seen.epoch;
     af->n++;
     return 0;
 }
@@ -408,6 +515,11 @@ static void affected_window(const aw_detectors *det, const history *h,
         }
         return;
     }
+    if (self->has_epoch) {
+        /* the epoch rule reaches accesses of any time */
+        filter->has_since = false;
+        return;
+    }
     filter->since_ns = aw_det_add_ns(aw_det_add_ns(self->at_ns, grace), 1);
     if (self->action == AW_ACTION_SUSPEND) {
         for (size_t i = 0; i < h->n; i++) {
@@ -421,28 +533,29 @@ static void affected_window(const aw_detectors *det, const history *h,
     }
 }
 
-static const revocation *find_self(const history *h, const aw_raw_entry *entry)
+static const revocation *find_self(const history *h, const char *stream,
+                                   const char *entry_id)
 {
     for (size_t i = 0; i < h->n; i++)
-        if (strcmp(h->items[i].entry_id, entry->id.ptr) == 0 &&
-            strcmp(h->items[i].stream, entry->stream.ptr) == 0)
+        if (strcmp(h->items[i].entry_id, entry_id) == 0 &&
+            strcmp(h->items[i].stream, stream) == 0)
             return &h->items[i];
     return NULL;
 }
 
-static int on_revoked_anchor(aw_detectors *det, const aw_raw_entry *entry,
-                             const char *zone_id, const aw_anchor *anchor,
-                             aw_error *err)
+static int on_revoked_anchor(aw_detectors *det, const char *stream,
+                             const char *entry_id, const char *zone_id,
+                             const aw_anchor *anchor, aw_error *err)
 {
     history h;
     int rc = load_history(det, zone_id, anchor, &h, err);
-    const revocation *self = rc ? NULL : find_self(&h, entry);
+    const revocation *self = rc ? NULL : find_self(&h, stream, entry_id);
     if (!self) {
         history_free(&h);
         return rc ? rc
                   : aw_error_set(err, AW_ERR,
                                  "revocation %s/%s of %s:%s is not in the index",
-                                 entry->stream.ptr, entry->id.ptr,
+                                 stream, entry_id,
                                  aw_anchor_kind_name(anchor->kind), anchor->id);
     }
     affected af = {
@@ -481,12 +594,54 @@ static int on_revoked_anchor(aw_detectors *det, const aw_raw_entry *entry,
 int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
                              const aw_revocation_set *set, aw_error *err)
 {
-    for (size_t i = 0; i < set->n; i++)
-        aw_seen_add(&det->seen,
-                    aw_det_key_revoked_anchor(set->zone_id, &set->items[i].anchor));
+    aw_det_deferred item = {.is_revocation = true};
+    for (size_t i = 0; i < set->n; i++) {
+        const aw_anchor *anchor = &set->items[i].anchor;
+        aw_seen_add(&det->seen, aw_det_key_revoked_anchor(set->zone_id, anchor));
+        item.anchor.kind = anchor->kind;
+        const char *src[] = {entry->stream.ptr, entry->id.ptr, set->zone_id,
+                             anchor->id};
+        const char *c[4];
+        aw_det_deferred *d = defer(det, &item, src, c, 4);
+        if (!d)
+            return deferred_nomem(err);
+        d->stream = c[0];
+        d->entry_id = c[1];
+        d->zone_id = c[2];
+        d->anchor.id = c[3];
+    }
+    return AW_OK;
+}
+
+/* Revocations first, so that accesses are judged once against histories
+ * that hold the whole batch; judging an access twice upserts one alert. */
+int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err)
+{
     int rc = AW_OK;
-    for (size_t i = 0; !rc && i < set->n; i++)
-        rc = on_revoked_anchor(det, entry, set->zone_id, &set->items[i].anchor,
-                               err);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; !rc && i < det->ndeferred; i++) {
+            aw_det_deferred *d = &det->deferred[i];
+            if (d->is_revocation != (pass == 0))
+                continue;
+            if (d->is_revocation) {
+                rc = on_revoked_anchor(det, d->stream, d->entry_id, d->zone_id,
+                                       &d->anchor, err);
+                continue;
+            }
+            history h;
+            rc = load_history(det, d->zone_id, &d->anchor, &h, err);
+            if (!rc)
+                rc = judge(det, &d->anchor, &h, &d->a, err);
+            history_free(&h);
+        }
+    }
+    aw_det_revocation_drop_deferred(det);
     return rc;
+}
+
+void aw_det_revocation_drop_deferred(aw_detectors *det)
+{
+    for (size_t i = 0; i < det->ndeferred; i++)
+        free(det->deferred[i].block);
+    det->ndeferred = 0;
 }
