@@ -346,12 +346,13 @@ size_t aw_test_audit_data(const aw_test_audit *a, char *buf, size_t size) {
     cr_assert(a->id, "an audit event needs an id");
     n = snprintf(buf, size,
                  "{\"id\":\"%s\",\"zone_id\":\"%s\",\"event_type\":\"%s\",\"request_id\":\"%s\","
-                 "\"decision\":\"%s\",\"evaluation_status\":\"complete\","
+                 "\"decision\":\"%s\",\"evaluation_status\":\"%s\","
                  "\"determining_policies_json\":null,\"diagnostics_json\":null,%s%s%s"
                  "\"occurred_at\":\"%s\"}",
                  a->id, a->zone_id ? a->zone_id : "zone-1",
                  a->event_type ? a->event_type : "token_exchange",
                  a->request_id ? a->request_id : a->id, a->decision ? a->decision : "allow",
+                 a->evaluation_status ? a->evaluation_status : "complete",
                  a->metadata_json ? "\"metadata_json\":" : "",
                  a->metadata_json ? a->metadata_json : "", a->metadata_json ? "," : "",
                  a->occurred_at ? a->occurred_at : "2026-05-21T12:00:00Z");

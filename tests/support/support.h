@@ -126,6 +126,7 @@ typedef struct aw_test_audit {
     const char *decision;      /* "allow" */
     const char *occurred_at;   /* "2026-05-21T12:00:00Z" */
     const char *metadata_json; /* an object's JSON text, or absent */
+    const char *evaluation_status; /* "complete" */
 } aw_test_audit;
 
 /* The JSON text into buf; returns its length (asserts it fits). */
