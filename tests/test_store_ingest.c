@@ -377,3 +377,66 @@ Test(store_ingest, pending_checks_stay_when_the_callback_stops)
                  AW_OK);
     cr_expect_eq(d.n, 2, "nothing was deleted");
 }
+
+/* Caracal keys events on (id, occurred_at): control.invoke events carry the
+ * client's request id as their id, so one id names events at many times. */
+Test(store_ingest, same_event_id_at_another_time_is_another_event)
+{
+    aw_audit_event first = fixture_event("req-7", "z", "control.invoke",
+                                         "req-7", "allow", 1000);
+    aw_audit_event later = fixture_event("req-7", "z", "control.invoke",
+                                         "req-7", "deny", 2000);
+    aw_audit_event forged = fixture_event("req-7", "z", "control.invoke",
+                                          "req-7", "deny", 1000);
+    aw_put_result result;
+    int64_t a = fixture_put_event(fx.store, "caracal.audit.events", "1-0",
+                                  &first, &result);
+    cr_assert_eq(result, AW_PUT_INSERTED);
+    int64_t b = fixture_put_event(fx.store, "caracal.audit.events", "2-0",
+                                  &later, &result);
+    cr_expect_eq(result, AW_PUT_INSERTED, "another time is another event");
+    cr_expect_neq(b, a);
+    int64_t c = fixture_put_event(fx.store, "caracal.audit.events", "3-0",
+                                  &forged, &result);
+    cr_expect_eq(result, AW_PUT_CONFLICT, "same id and time, other content");
+    cr_expect_eq(c, a, "the conflict names the event of that time");
+    commit();
+    cr_expect_eq(stats().events, 2);
+}
+
+static int keep_times(const aw_revocation_row *row, void *ud)
+{
+    int64_t *at = ud;
+    at[row->rowid - 1] = row->at_ns;
+    return 0;
+}
+
+static void put_delivery(const char *entry_id, int64_t at_ns)
+{
+    aw_revocation item = {{AW_ANCHOR_AGENT_SESSION, "as-1"}, AW_ACTION_SUSPEND};
+    aw_revocation_set set = {
+        .zone_id = "z", .at_ns = at_ns, .delivery_id = "suspend:as-1:t1",
+        .n = 1, .items = &item,
+    };
+    aw_put_result result;
+    int64_t rowid = put_entry("caracal.agents.lifecycle", entry_id, &result);
+    cr_assert_eq(aw_store_put_revocations(fx.store, rowid, &set, &err), AW_OK,
+                 "%s", err.msg);
+}
+
+/* The outbox delivers at least once: every copy of one revocation takes the
+ * time of its earliest delivery, whichever copy is read first. */
+Test(store_ingest, redelivered_revocation_keeps_the_earliest_delivery_time)
+{
+    put_delivery("20-0", 20);
+    put_delivery("30-0", 30);
+    put_delivery("10-0", 10);
+    commit();
+    int64_t at[3] = {0};
+    aw_revocation_filter filter = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-1"}};
+    cr_assert_eq(aw_store_query_revocations(fx.store, &filter, keep_times, at,
+                                            &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(at[0], 10);
+    cr_expect_eq(at[1], 10);
+    cr_expect_eq(at[2], 10);
+}

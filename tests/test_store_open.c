@@ -137,3 +137,85 @@ Test(store_open, reader_sees_only_committed_events_while_a_writer_works)
                  "a reader must not write");
     aw_store_close(reader);
 }
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s: %s",
+                 sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+static int count_rows(void *ud, int ncols, char **values, char **names)
+{
+    (void)ncols, (void)values, (void)names;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static int index_named(const char *path, const char *name)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    int n = 0;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE "
+                                        "type = 'index' AND name = ?1",
+                                    -1, &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+        n++;
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+/* An index written before event identity became (id, occurred_at) opens,
+ * migrates, keeps its events, and from then on tells events sharing an id
+ * apart by their time. */
+Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
+{
+    aw_audit_event old = fixture_event("req-9", "z", "control.invoke", "req-9",
+                                       "allow", 1000);
+    fixture_commit_event(fx.store, "1-0", &old);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+    /* back to what 0001_initial.sql made */
+    exec_sql(fx.path,
+             "DROP INDEX events_by_identity;"
+             "CREATE INDEX events_by_event_id ON events (id_key);"
+             "ALTER TABLE events DROP COLUMN delegation_epoch;"
+             "DROP INDEX revocations_by_delivery;"
+             "ALTER TABLE revocations DROP COLUMN delivery_id;"
+             "ALTER TABLE revocations DROP COLUMN epoch;"
+             "PRAGMA user_version = 1;");
+
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(aw_store_schema_version(fx.store), 2);
+    cr_expect_eq(events_in(fx.store), 1, "the old event is kept");
+    cr_expect_eq(index_named(fx.path, "events_by_event_id"), 0);
+    cr_expect_eq(index_named(fx.path, "events_by_identity"), 1);
+
+    aw_audit_event later = fixture_event("req-9", "z", "control.invoke",
+                                         "req-9", "deny", 2000);
+    aw_audit_event forged = fixture_event("req-9", "z", "control.invoke",
+                                          "req-9", "deny", 1000);
+    aw_put_result result;
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "2-0", &later, &result);
+    cr_expect_eq(result, AW_PUT_INSERTED);
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged, &result);
+    cr_expect_eq(result, AW_PUT_CONFLICT);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(events_in(fx.store), 2);
+    int plans = 0;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    sqlite3_exec(db, "SELECT 1 FROM events WHERE delegation_epoch IS NULL",
+                 count_rows, &plans, NULL);
+    sqlite3_close(db);
+    cr_expect_eq(plans, 2, "the new column reads as absent for every event");
+}
