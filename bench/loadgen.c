@@ -49,6 +49,10 @@
 #define LG_SLOTS_PER_ZONE 32
 #define LG_APPS_PER_ZONE 8
 #define LG_CHAIN_MAX 2
+/* Client-chosen request ids (X-Request-Id) a zone's clients reuse, each for
+ * LG_CLIENT_ID_USES requests before the client picks another. */
+#define LG_CLIENT_IDS 16
+#define LG_CLIENT_ID_USES 4
 #define LG_NS 1000000000LL
 /* How far past a revocation's id time an injected access is dated: well
  * over the default propagation grace (5 s) and any sane configured one. */
@@ -283,6 +287,10 @@ typedef struct lg_zone {
     char manifest_sha[80];
     char apps[LG_APPS_PER_ZONE][LG_ID_MAX];
     lg_slot slots[LG_SLOTS_PER_ZONE];
+    uint64_t epoch;               /* the delegation graph's, bumped by every
+                                     edge_create, edge_revoke, edge_expire */
+    char client_ids[LG_CLIENT_IDS][LG_ID_MAX];
+    unsigned client_uses[LG_CLIENT_IDS];
 } lg_zone;
 
 typedef struct lg_resource {
@@ -352,6 +360,22 @@ static void zone_init(lg_rng *rng, lg_zone *zone, int index) {
     for (int i = 0; i < LG_APPS_PER_ZONE; i++) rng_uuid(rng, zone->apps[i]);
     for (int i = 0; i < LG_SLOTS_PER_ZONE; i++)
         slot_refill(rng, &zone->slots[i]);
+    zone->epoch = 1 + rng_below(rng, 1000);
+    for (int i = 0; i < LG_CLIENT_IDS; i++)
+        zone->client_uses[i] = LG_CLIENT_ID_USES;
+}
+
+/* A request id a client of the zone chose and uses again (1-128 printable
+ * characters, kept by the API and the Gateway). Valid until the next call. */
+static const char *client_request_id(lg_rng *rng, lg_zone *zone) {
+    unsigned i = (unsigned)rng_below(rng, LG_CLIENT_IDS);
+    if (zone->client_uses[i] >= LG_CLIENT_ID_USES) {
+        memcpy(zone->client_ids[i], "client-req-", 11);
+        rng_hex(rng, zone->client_ids[i] + 11, 16);
+        zone->client_uses[i] = 0;
+    }
+    zone->client_uses[i]++;
+    return zone->client_ids[i];
 }
 
 /* ---- Stream entries and the pipelined publisher ----------------------- */
@@ -696,6 +720,7 @@ static void sign_stream_entry(lg_gen *g, lg_entry *e) {
 
 /* The variable parts of one audit event; the rest comes from the zone. */
 typedef struct lg_event {
+    const char *event_id;         /* NULL: a fresh UUID */
     const char *event_type;
     const char *request_id;
     const char *decision;
@@ -738,6 +763,9 @@ static void write_metadata(lg_json *j, const lg_zone *zone,
         }
         json_close(j, ']');
         json_member(j, "delegation_edge_id", a->edge_id);
+        /* the graph epoch the STS read when it decided */
+        if (strcmp(ev->event_type, "token_exchange") == 0)
+            json_member_uint(j, "delegation_graph_epoch", zone->epoch);
     }
     json_member(j, "error_kind", ev->error_kind);
     if (gateway) {
@@ -771,7 +799,10 @@ typedef enum lg_signing {
 static void publish_audit(lg_gen *g, const lg_zone *zone, const lg_event *ev,
                           lg_signing signing, lg_anomaly *owner) {
     char event_id[LG_ID_MAX], trace_id[33], occurred[48], outbox_id[LG_ID_MAX];
-    rng_uuid(&g->rng, event_id);
+    if (ev->event_id)
+        snprintf(event_id, sizeof event_id, "%s", ev->event_id);
+    else
+        rng_uuid(&g->rng, event_id);
     if (owner) memcpy(owner->event_id, event_id, sizeof event_id);
     rng_hex(&g->rng, trace_id, 32);
     format_rfc3339(ev->occurred_at_ns, zone->offset_min, occurred);
@@ -917,10 +948,13 @@ static void publish_call(lg_gen *g, const lg_zone *zone,
  * logged (only a reached upstream logs), and the Gateway's record. */
 static void publish_gateway_call(lg_gen *g, const lg_zone *zone,
                                  const lg_authority *auth, bool logged,
-                                 const lg_outcome *out,
+                                 const lg_outcome *out, const char *reused_id,
                                  int64_t exchanged_at_ns) {
     char request_id[LG_ID_MAX];
-    rng_uuid(&g->rng, request_id);
+    if (reused_id)
+        snprintf(request_id, sizeof request_id, "%s", reused_id);
+    else
+        rng_uuid(&g->rng, request_id);
     const lg_resource *res = &lg_resources[rng_below(&g->rng, LG_NRESOURCES)];
     int latency_ms = 5 + (int)rng_below(&g->rng, 400);
     int64_t done_ns = exchanged_at_ns + (int64_t)latency_ms * 1000000;
@@ -938,37 +972,84 @@ static void publish_gateway_call(lg_gen *g, const lg_zone *zone,
 typedef enum lg_revocation_kind {
     LG_REVOKE_AUTHORITY,      /* sessions.revoke naming the whole authority */
     LG_REVOKE_SESSION_ONLY,   /* sessions.revoke naming the record alone */
-    LG_REVOKE_EDGE_ONLY,      /* sessions.revoke naming one delegation edge */
+    LG_REVOKE_EDGE_ONLY,      /* sessions.revoke naming one delegation edge,
+                                 as delegation_edge_id or as edge_id */
+    LG_SUSPEND_SESSION,       /* sessions.revoke of a suspend: the record and
+                                 the agent session (coordinator) */
     LG_TERMINATE_AGENT,       /* agents.lifecycle terminate */
     LG_SUSPEND_AGENT,         /* agents.lifecycle suspend */
     LG_RESUME_AGENT,          /* agents.lifecycle resume */
+    LG_SPAWN_AGENT,           /* agents.lifecycle spawn: revokes nothing */
     LG_INVALIDATE_EDGE,       /* delegations.invalidate edge_revoke */
+    LG_EXPIRE_EDGE,           /* delegations.invalidate edge_expire */
+    LG_CREATE_EDGE,           /* delegations.invalidate edge_create */
 } lg_revocation_kind;
+
+/* An outbox delivery's identity: its redeliveries carry the same. */
+typedef struct lg_delivery {
+    char outbox_id[LG_ID_MAX];
+    char dedupe_key[LG_ID_MAX + 64];
+} lg_delivery;
 
 typedef struct lg_revocation {
     lg_revocation_kind kind;
     const lg_authority *auth;
-    const char *edge_id;      /* LG_REVOKE_EDGE_ONLY, LG_INVALIDATE_EDGE */
+    const char *edge_id;      /* LG_REVOKE_EDGE_ONLY, the edge kinds */
+    bool edge_as_edge_id;     /* LG_REVOKE_EDGE_ONLY: the Gateway's alias */
     lg_signing signing;
+    const lg_delivery *delivery; /* NULL: a fresh one */
 } lg_revocation;
 
-static void publish_revocation(lg_gen *g, const lg_zone *zone,
+static void delivery_new(lg_rng *rng, lg_delivery *d, const char *kind,
+                         const char *about) {
+    char when[17];
+    rng_uuid(rng, d->outbox_id);
+    rng_hex(rng, when, 16);
+    snprintf(d->dedupe_key, sizeof d->dedupe_key, "%s:%s:%s", kind, about,
+             when);
+}
+
+static void publish_revocation(lg_gen *g, lg_zone *zone,
                                const lg_revocation *rev, lg_anomaly *owner) {
+    static const char *const lifecycle_events[] = {
+        [LG_TERMINATE_AGENT] = "terminate", [LG_SUSPEND_AGENT] = "suspend",
+        [LG_RESUME_AGENT] = "resume", [LG_SPAWN_AGENT] = "spawn",
+    };
+    static const char *const delegation_events[] = {
+        [LG_INVALIDATE_EDGE] = "edge_revoke", [LG_EXPIRE_EDGE] = "edge_expire",
+        [LG_CREATE_EDGE] = "edge_create",
+    };
     const lg_authority *a = rev->auth;
-    char grant_id[LG_ID_MAX], outbox_id[LG_ID_MAX], dedupe[LG_ID_MAX];
-    char epoch[24];
+    char grant_id[LG_ID_MAX], epoch[24], edge_ids[LG_ID_MAX + 8];
+    lg_delivery fresh;
+    const lg_delivery *d = rev->delivery;
+    if (!d) {
+        delivery_new(&g->rng, &fresh, "revocation", zone->id);
+        d = &fresh;
+    }
+    const char *parent = a->chain_len ? a->chain[0].agent_session_id
+                                      : "null"; /* JSON-encoded null */
     lg_entry e;
     int stream;
     switch (rev->kind) {
     case LG_REVOKE_AUTHORITY:
     case LG_REVOKE_SESSION_ONLY:
     case LG_REVOKE_EDGE_ONLY:
+    case LG_SUSPEND_SESSION:
         stream = LG_STREAM_SESSIONS;
         entry_start(&e, g->stream_names[stream]);
+        entry_text(&e, "outbox_id", d->outbox_id);
+        entry_text(&e, "dedupe_key", d->dedupe_key);
         entry_text(&e, "zone_id", zone->id);
         if (rev->kind == LG_REVOKE_EDGE_ONLY) {
-            entry_text(&e, "delegation_edge_id", rev->edge_id);
+            entry_text(&e, rev->edge_as_edge_id ? "edge_id"
+                                                : "delegation_edge_id",
+                       rev->edge_id);
             entry_text(&e, "reason", "delegation_revoked");
+        } else if (rev->kind == LG_SUSPEND_SESSION) {
+            entry_text(&e, "session_id", a->session_id);
+            entry_text(&e, "agent_session_id", a->agent_session_id);
+            entry_text(&e, "reason", "requested");
         } else {
             entry_text(&e, "session_id", a->session_id);
             if (rev->kind == LG_REVOKE_AUTHORITY && a->subject == LG_AGENT) {
@@ -979,34 +1060,51 @@ static void publish_revocation(lg_gen *g, const lg_zone *zone,
             rng_uuid(&g->rng, grant_id);
             entry_text(&e, "grant_id", grant_id);
         }
-        rng_uuid(&g->rng, outbox_id);
-        entry_text(&e, "outbox_id", outbox_id);
-        rng_uuid(&g->rng, dedupe);
-        entry_text(&e, "dedupe_key", dedupe);
         break;
     case LG_TERMINATE_AGENT:
     case LG_SUSPEND_AGENT:
     case LG_RESUME_AGENT:
+    case LG_SPAWN_AGENT:
         stream = LG_STREAM_LIFECYCLE;
         entry_start(&e, g->stream_names[stream]);
-        entry_text(&e, "event", rev->kind == LG_TERMINATE_AGENT ? "terminate"
-                                : rev->kind == LG_SUSPEND_AGENT ? "suspend"
-                                                                : "resume");
+        entry_text(&e, "outbox_id", d->outbox_id);
+        entry_text(&e, "dedupe_key", d->dedupe_key);
+        entry_text(&e, "event", lifecycle_events[rev->kind]);
         entry_text(&e, "zone_id", zone->id);
         entry_text(&e, "agent_session_id", a->agent_session_id);
-        entry_text(&e, "parent_id", a->chain_len
-                                        ? a->chain[0].agent_session_id : "");
-        entry_text(&e, "reason", rev->kind == LG_RESUME_AGENT
-                                     ? "operator_resumed" : "operator_action");
+        if (rev->kind == LG_SPAWN_AGENT)
+            entry_text(&e, "application_id", zone->apps[a->app]);
+        entry_text(&e, "parent_id", parent);
+        if (rev->kind != LG_SPAWN_AGENT)
+            entry_text(&e, "reason", rev->kind == LG_RESUME_AGENT
+                                         ? "operator_resumed"
+                                         : "operator_action");
         break;
     case LG_INVALIDATE_EDGE:
+    case LG_EXPIRE_EDGE:
+    case LG_CREATE_EDGE:
         stream = LG_STREAM_DELEGATIONS;
         entry_start(&e, g->stream_names[stream]);
-        entry_text(&e, "event", "edge_revoke");
+        entry_text(&e, "outbox_id", d->outbox_id);
+        entry_text(&e, "dedupe_key", d->dedupe_key);
+        entry_text(&e, "event", delegation_events[rev->kind]);
         entry_text(&e, "zone_id", zone->id);
-        entry_text(&e, "edge_id", rev->edge_id);
-        snprintf(epoch, sizeof epoch, "%" PRIu64,
-                 1 + rng_below(&g->rng, 1000));
+        /* every change of the graph moves the zone's epoch */
+        snprintf(epoch, sizeof epoch, "%" PRIu64, ++zone->epoch);
+        if (rev->kind == LG_EXPIRE_EDGE) {
+            /* a JSON array written as a string, and their count */
+            snprintf(edge_ids, sizeof edge_ids, "[\"%s\"]", rev->edge_id);
+            entry_text(&e, "edge_ids", edge_ids);
+            entry_text(&e, "affected_edges", "1");
+        } else {
+            entry_text(&e, "edge_id", rev->edge_id);
+        }
+        if (rev->kind == LG_CREATE_EDGE) {
+            entry_text(&e, "source_session_id", parent);
+            entry_text(&e, "target_session_id", a->agent_session_id);
+        } else if (rev->kind == LG_INVALIDATE_EDGE) {
+            entry_text(&e, "affected_edges", "0");
+        }
         entry_text(&e, "epoch", epoch);
         break;
     default:
@@ -1018,29 +1116,94 @@ static void publish_revocation(lg_gen *g, const lg_zone *zone,
     publish(g, stream, &e, owner);
 }
 
-/* A retired authority is revoked through one of the three sources. */
-static void publish_retirement(lg_gen *g, const lg_zone *zone,
-                               const lg_authority *auth) {
+/* A retired authority is revoked through one of the sources; one in ten
+ * revocations is delivered twice by the outbox. Returns the entries. */
+static unsigned publish_retirement(lg_gen *g, lg_zone *zone,
+                                   const lg_authority *auth, uint64_t room) {
     lg_revocation rev = {.kind = LG_REVOKE_AUTHORITY, .auth = auth,
                          .signing = LG_SIGNED};
     if (auth->subject == LG_AGENT) {
         unsigned roll = (unsigned)rng_below(&g->rng, 100);
+        rev.edge_id = auth->edge_id;
         if (roll < 25) {
             rev.kind = LG_TERMINATE_AGENT;
         } else if (roll < 35) {
             rev.kind = LG_SUSPEND_AGENT;
-        } else if (roll < 50) {
+        } else if (roll < 43) {
             rev.kind = LG_INVALIDATE_EDGE;
-            rev.edge_id = auth->edge_id;
+        } else if (roll < 50) {
+            rev.kind = LG_EXPIRE_EDGE;
+        } else if (roll < 57) {
+            rev.kind = LG_REVOKE_EDGE_ONLY;
+            rev.edge_as_edge_id = rng_percent(&g->rng, 50);
         }
     }
+    lg_delivery d;
+    delivery_new(&g->rng, &d, "retire", auth->session_id);
+    rev.delivery = &d;
     publish_revocation(g, zone, &rev, NULL);
+    if (room < 2 || !rng_percent(&g->rng, 10)) return 1;
+    publish_revocation(g, zone, &rev, NULL);
+    return 2;
+}
+
+/* The coordinator suspends an agent session and resumes it: a session
+ * revoke of its authority record and agent session plus a lifecycle
+ * suspend, then a lifecycle resume; sometimes the outbox redelivers a
+ * suspend entry after the resume. The agent session goes on under a new
+ * authority record (the old one stays revoked). Returns the entries. */
+static unsigned publish_suspend_cycle(lg_gen *g, lg_zone *zone,
+                                      lg_authority *auth) {
+    lg_delivery revoke_d, suspend_d, resume_d;
+    delivery_new(&g->rng, &revoke_d, "agent_suspend", auth->agent_session_id);
+    delivery_new(&g->rng, &suspend_d, "suspend", auth->agent_session_id);
+    delivery_new(&g->rng, &resume_d, "resume", auth->agent_session_id);
+    lg_revocation revoke = {.kind = LG_SUSPEND_SESSION, .auth = auth,
+                            .signing = LG_SIGNED, .delivery = &revoke_d};
+    lg_revocation suspend = {.kind = LG_SUSPEND_AGENT, .auth = auth,
+                             .signing = LG_SIGNED, .delivery = &suspend_d};
+    lg_revocation resume = {.kind = LG_RESUME_AGENT, .auth = auth,
+                            .signing = LG_SIGNED, .delivery = &resume_d};
+    publish_revocation(g, zone, &suspend, NULL);
+    publish_revocation(g, zone, &revoke, NULL);
+    publish_revocation(g, zone, &resume, NULL);
+    unsigned used = 3;
+    if (rng_percent(&g->rng, 30)) {
+        publish_revocation(g, zone, rng_percent(&g->rng, 50) ? &revoke
+                                                             : &suspend,
+                           NULL);
+        used++;
+    }
+    rng_uuid(&g->rng, auth->session_id);
+    return used;
+}
+
+/* A new agent session: the coordinator's spawn and, for a delegated one,
+ * the edge it got. Ordinary traffic; returns the entries. */
+static unsigned publish_spawn(lg_gen *g, lg_zone *zone,
+                              const lg_authority *auth, uint64_t room) {
+    if (auth->subject != LG_AGENT || room < 2) return 0;
+    lg_revocation spawn = {.kind = LG_SPAWN_AGENT, .auth = auth,
+                           .signing = LG_SIGNED};
+    publish_revocation(g, zone, &spawn, NULL);
+    lg_revocation create = spawn;
+    create.kind = LG_CREATE_EDGE;
+    create.edge_id = auth->edge_id;
+    publish_revocation(g, zone, &create, NULL);
+    return 2;
 }
 
 /* ---- Normal traffic ----------------------------------------------------- */
 
 /* One interaction of normal traffic taking at most `room` entries (≥ 1).
- * Returns the entries it published. */
+ * Returns the entries it published. Besides calls, tokens and step-ups it
+ * holds what real Caracal traffic holds and a naive detector gets wrong
+ * (DESIGN §2.4): clients reusing their request ids (for Gateway calls, for
+ * an allow followed by a provider_credential_unavailable deny, and as the
+ * event id of control.invoke), suspend/resume cycles, outbox redeliveries,
+ * edges revoked as edge_id or expired through edge_ids, spawns and
+ * edge_creates, and decisions that carry the graph epoch. None of it may
+ * raise an alert. */
 static unsigned publish_normal(lg_gen *g, uint64_t room) {
     int zi = (int)rng_below(&g->rng, (uint64_t)g->opt.zones);
     lg_zone *zone = &g->zones[zi];
@@ -1052,9 +1215,30 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
 
     lg_outcome out = outcome_pick(&g->rng);
     bool logged = rng_percent(&g->rng, 30) && out.upstream_status != 0;
-    if (roll < 60 && room >= 2u + logged) {
-        publish_gateway_call(g, zone, auth, logged, &out, t);
+    if (roll < 57 && room >= 2u + logged) {
+        publish_gateway_call(g, zone, auth, logged, &out,
+                             rng_percent(&g->rng, 10)
+                                 ? client_request_id(&g->rng, zone) : NULL,
+                             t);
         used = 2 + logged;
+    } else if (roll < 59 && room >= 2) {
+        /* The STS allowed, then found no upstream credential: no call. */
+        const char *request_id = client_request_id(&g->rng, zone);
+        const lg_resource *res =
+            &lg_resources[rng_below(&g->rng, LG_NRESOURCES)];
+        publish_exchange(g, zone, auth, request_id, res, true, t, NULL);
+        lg_event deny = {
+            .event_type = "token_exchange", .request_id = request_id,
+            .decision = "deny",
+            .evaluation_status = "provider_credential_unavailable",
+            .determining = "null", .diagnostics = "null",
+            .occurred_at_ns = t + 1000000, .auth = NULL, .app = auth->app,
+            .resource = res,
+        };
+        publish_audit(g, zone, &deny, LG_SIGNED, NULL);
+        used = 2;
+    } else if (roll < 60 && auth->subject == LG_AGENT && room >= 5) {
+        used = publish_suspend_cycle(g, zone, &slot->auth);
     } else if (roll < 64 && room >= 3) {
         /* A step-up: issued, decided by a person, consumed by the agent. */
         char request_id[LG_ID_MAX];
@@ -1083,10 +1267,15 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
     } else if (roll < 66) {
         static const char *const types[] = {"run_launch", "control.invoke",
                                             "credential_revealed"};
+        const char *type = types[rng_below(&g->rng, 3)];
         char request_id[LG_ID_MAX];
-        rng_uuid(&g->rng, request_id);
+        bool invoke = strcmp(type, "control.invoke") == 0;
+        /* control.invoke takes the client's request id as its event id */
+        snprintf(request_id, sizeof request_id, "%s",
+                 invoke ? client_request_id(&g->rng, zone) : "");
+        if (!invoke) rng_uuid(&g->rng, request_id);
         lg_event ev = {
-            .event_type = types[rng_below(&g->rng, 3)],
+            .event_id = invoke ? request_id : NULL, .event_type = type,
             .request_id = request_id, .decision = "allow",
             .evaluation_status = "complete", .determining = lg_policies_allow,
             .diagnostics = "null", .policy = true, .occurred_at_ns = t,
@@ -1104,11 +1293,12 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
                          !rng_percent(&g->rng, 25), t, NULL);
         used = 1;
     }
-    if (--slot->uses_left == 0 && used < room) {
-        publish_retirement(g, zone, auth);
-        used++;
+    if (--slot->uses_left == 0 && used < room)
+        used += publish_retirement(g, zone, auth, room - used);
+    if (slot->uses_left == 0) {
+        slot_refill(&g->rng, slot);
+        used += publish_spawn(g, zone, &slot->auth, room - used);
     }
-    if (slot->uses_left == 0) slot_refill(&g->rng, slot);
     return used;
 }
 
@@ -1161,6 +1351,7 @@ static lg_revocation scenario_revocation(const lg_anomaly *an) {
     case SC_ACCESS_VIA_REVOKED_CHAIN_EDGE:
         rev.kind = LG_REVOKE_EDGE_ONLY;
         rev.edge_id = an->auth.chain[0].edge_id;
+        rev.edge_as_edge_id = an->request_id[0] & 1;
         break;
     case SC_ACCESS_DURING_SUSPENSION:
     case SC_ACCESS_AFTER_RESUME:
@@ -1309,7 +1500,7 @@ static void publish_anomalies_before(lg_gen *g) {
  * the revoked anchor and, when it went through, the Gateway's call. */
 static void publish_access(lg_gen *g, lg_anomaly *an, bool allow,
                            bool through_gateway, int64_t at_ns) {
-    const lg_zone *zone = &g->zones[an->zone];
+    lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[0];
     an->evidence_ns = at_ns;
     publish_exchange(g, zone, &an->auth, an->request_id, res, allow, at_ns,
@@ -1320,7 +1511,7 @@ static void publish_access(lg_gen *g, lg_anomaly *an, bool allow,
 }
 
 static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
-    const lg_zone *zone = &g->zones[an->zone];
+    lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[2];
     int64_t t = now_ns(CLOCK_REALTIME);
     int64_t revoked_ns = an->entry_ms * 1000000LL;
@@ -1405,7 +1596,7 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
 /* Late counterparts carry their original occurred_at, like a producer
  * publishing its replay file. */
 static void publish_anomaly_late(lg_gen *g, lg_anomaly *an) {
-    const lg_zone *zone = &g->zones[an->zone];
+    lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[2];
     switch (an->scenario) {
     case SC_DECISION_ARRIVES_LATE:
@@ -1454,7 +1645,7 @@ static void write_truth(lg_gen *g, const char *path) {
     for (int i = 0; i < g->opt.anomalies; i++) {
         const lg_anomaly *an = &g->anomalies[i];
         const lg_scenario *sc = &lg_scenarios[an->scenario];
-        const lg_zone *zone = &g->zones[an->zone];
+        lg_zone *zone = &g->zones[an->zone];
         char alert_id[33], occurred[48];
         lg_alert_key key;
         scenario_alert_key(g, an, &key);
