@@ -469,6 +469,11 @@ typedef enum lg_scenario_id {
     SC_DENY_AFTER_REVOCATION,
     SC_ACCESS_AFTER_RESUME,
     SC_FAILED_CALL_WITHOUT_AUDIT,
+    SC_SECOND_CALL_WITHOUT_DECISION,
+    SC_ACCESS_AFTER_EDGE_EXPIRE,
+    SC_ACCESS_AT_REVOKED_EPOCH,
+    SC_OLD_RECORD_AFTER_RESUME,
+    SC_AGENT_AFTER_SUSPEND_RESUME,
     SC_COUNT
 } lg_scenario_id;
 
@@ -515,6 +520,20 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
         AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
     [SC_FAILED_CALL_WITHOUT_AUDIT] = {"failed_call_without_audit",
         AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_NONE},
+    /* one decision, two Gateway calls under the same request id */
+    [SC_SECOND_CALL_WITHOUT_DECISION] = {"second_call_without_decision",
+        AW_ALERT_DECISION_MISSING, LG_EXPECT_OPEN},
+    [SC_ACCESS_AFTER_EDGE_EXPIRE] = {"access_after_edge_expire",
+        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+    /* dated before the edge_revoke, decided at its epoch: no clock needed */
+    [SC_ACCESS_AT_REVOKED_EPOCH] = {"access_at_revoked_epoch",
+        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+    /* suspended and resumed: the old authority record stays revoked... */
+    [SC_OLD_RECORD_AFTER_RESUME] = {"old_authority_record_after_resume",
+        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+    /* ...and the agent session is usable again */
+    [SC_AGENT_AFTER_SUSPEND_RESUME] = {"agent_session_after_suspend_resume",
+        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
 };
 
 typedef struct lg_anomaly {
@@ -1317,7 +1336,14 @@ static lg_footprint scenario_footprint(lg_scenario_id sc) {
     case SC_ACCESS_AFTER_EDGE_REVOKE:
     case SC_ACCESS_VIA_REVOKED_CHAIN_EDGE:
     case SC_ACCESS_DURING_SUSPENSION:
+    case SC_ACCESS_AFTER_EDGE_EXPIRE:
+    case SC_ACCESS_AT_REVOKED_EPOCH:
         return (lg_footprint){1, 2, 0};  /* revoke; exchange + gateway */
+    case SC_OLD_RECORD_AFTER_RESUME:
+    case SC_AGENT_AFTER_SUSPEND_RESUME:
+        return (lg_footprint){3, 2, 0};  /* suspend, revoke, resume */
+    case SC_SECOND_CALL_WITHOUT_DECISION:
+        return (lg_footprint){0, 3, 0};
     case SC_ACCESS_WITHIN_GRACE:
     case SC_DENY_AFTER_REVOCATION:
         return (lg_footprint){1, 1, 0};
@@ -1357,6 +1383,14 @@ static lg_revocation scenario_revocation(const lg_anomaly *an) {
     case SC_ACCESS_AFTER_RESUME:
         rev.kind = LG_SUSPEND_AGENT;
         break;
+    case SC_ACCESS_AFTER_EDGE_EXPIRE:
+        rev.kind = LG_EXPIRE_EDGE;
+        rev.edge_id = an->auth.edge_id;
+        break;
+    case SC_ACCESS_AT_REVOKED_EPOCH:
+        rev.kind = LG_INVALIDATE_EDGE;
+        rev.edge_id = an->auth.edge_id;
+        break;
     case SC_BAD_REVOCATION_SIGNATURE:
         rev.signing = LG_BADLY_SIGNED;
         break;
@@ -1390,16 +1424,20 @@ static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
     case SC_REVOCATION_ARRIVES_LATE:
     case SC_ACCESS_WITHIN_GRACE:
     case SC_DENY_AFTER_REVOCATION:
+    case SC_OLD_RECORD_AFTER_RESUME:
         kind = AW_ANCHOR_AUTHORITY_RECORD;
         id = a->session_id;
         break;
     case SC_ACCESS_AFTER_AGENT_TERMINATE:
     case SC_ACCESS_DURING_SUSPENSION:
     case SC_ACCESS_AFTER_RESUME:
+    case SC_AGENT_AFTER_SUSPEND_RESUME:
         kind = AW_ANCHOR_AGENT_SESSION;
         id = a->agent_session_id;
         break;
     case SC_ACCESS_AFTER_EDGE_REVOKE:
+    case SC_ACCESS_AFTER_EDGE_EXPIRE:
+    case SC_ACCESS_AT_REVOKED_EPOCH:
         kind = AW_ANCHOR_DELEGATION_EDGE;
         id = a->edge_id;
         break;
@@ -1432,6 +1470,10 @@ static const char *scenario_severity(lg_scenario_id sc, int variant) {
     switch (sc) {
     case SC_GATEWAY_WITHOUT_DECISION:
         return variant ? "high" : "critical";   /* critical when 2xx */
+    case SC_SECOND_CALL_WITHOUT_DECISION:
+    case SC_ACCESS_AFTER_EDGE_EXPIRE:
+    case SC_ACCESS_AT_REVOKED_EPOCH:
+    case SC_OLD_RECORD_AFTER_RESUME:
     case SC_ACCESS_AFTER_SESSION_REVOKE:
     case SC_ACCESS_AFTER_AGENT_TERMINATE:
     case SC_ACCESS_AFTER_EDGE_REVOKE:
@@ -1487,6 +1529,20 @@ static void publish_anomalies_before(lg_gen *g) {
         lg_anomaly *an = &g->anomalies[i];
         if (scenario_footprint(an->scenario).before == 0) continue;
         lg_revocation rev = scenario_revocation(an);
+        if (an->scenario == SC_OLD_RECORD_AFTER_RESUME ||
+            an->scenario == SC_AGENT_AFTER_SUSPEND_RESUME) {
+            /* a suspend cycle whose access comes after the resume: by the
+             * old authority record, or under a new one */
+            rev.kind = LG_SUSPEND_AGENT;
+            publish_revocation(g, &g->zones[an->zone], &rev, an);
+            rev.kind = LG_SUSPEND_SESSION;
+            publish_revocation(g, &g->zones[an->zone], &rev, an);
+            rev.kind = LG_RESUME_AGENT;
+            publish_revocation(g, &g->zones[an->zone], &rev, an);
+            if (an->scenario == SC_AGENT_AFTER_SUSPEND_RESUME)
+                rng_uuid(&g->rng, an->auth.session_id);
+            continue;
+        }
         publish_revocation(g, &g->zones[an->zone], &rev, an);
         if (an->scenario == SC_ACCESS_AFTER_RESUME) {
             rev.kind = LG_RESUME_AGENT;
@@ -1541,7 +1597,22 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
     case SC_ACCESS_AFTER_EDGE_REVOKE:
     case SC_ACCESS_VIA_REVOKED_CHAIN_EDGE:
     case SC_ACCESS_DURING_SUSPENSION:
+    case SC_ACCESS_AFTER_EDGE_EXPIRE:
+    case SC_OLD_RECORD_AFTER_RESUME:
+    case SC_AGENT_AFTER_SUSPEND_RESUME:
         publish_access(g, an, true, true, revoked_ns + LG_AFTER_REVOCATION_NS);
+        break;
+    case SC_ACCESS_AT_REVOKED_EPOCH:
+        /* the STS's clock says before; its graph epoch says after */
+        publish_access(g, an, true, true, revoked_ns - LG_AFTER_REVOCATION_NS);
+        break;
+    case SC_SECOND_CALL_WITHOUT_DECISION:
+        publish_exchange(g, zone, &an->auth, an->request_id, res, true,
+                         t - 40 * 1000000LL, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
+                        30, t, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
+                        30, t + 50 * 1000000LL, NULL);
         break;
     case SC_ACCESS_AFTER_RESUME:
         publish_access(g, an, true, false,
