@@ -9,8 +9,18 @@
  * calls observed by resource servers on auditwatch.calls. Every normal call
  * is complete: a Gateway call has its token_exchange with the same request
  * id, an observed call has its audit events, and an authority is revoked
- * only after its last use. So on normal traffic the detectors must stay
- * silent, and every alert is either an injected anomaly or a false positive.
+ * only after its last use. Normal traffic also holds what real Caracal does
+ * that a naive detector gets wrong (DESIGN §2.4): request ids that clients
+ * reuse (several complete calls under one id; an allow then a
+ * provider_credential_unavailable deny and no call; control.invoke events
+ * whose event id is the request id), suspend/resume cycles (a session revoke
+ * of the authority record and agent session, a lifecycle suspend, a resume,
+ * then a new authority record), outbox redeliveries (same outbox_id and
+ * dedupe_key, some after the resume), edges revoked as edge_id or expired
+ * through edge_ids, spawns and edge_creates, root parent_id "null", and
+ * decisions that carry the zone's delegation graph epoch. So on normal
+ * traffic the detectors must stay silent, and every alert is either an
+ * injected anomaly or a false positive.
  *
  * Anomalies (--anomalies K) cycle through the scenarios of lg_scenarios[]:
  * evidence that must alert, near misses that must not, and counterparts that

@@ -402,7 +402,7 @@ int aw_store_put_revocations(aw_store *store, int64_t entry_rowid,
     if (set->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
                                "revocation without zone_id");
-    int64_t at_ns;
+    int64_t at_ns = set->at_ns;
     sqlite3_stmt *add;
     rc = set->n ? store_delivery_time(store, entry_rowid, set, &at_ns, err)
                 : AW_OK;
