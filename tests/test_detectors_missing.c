@@ -274,3 +274,61 @@ Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
     cr_assert_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z").state,
                  AW_ALERT_RESOLVED);
 }
+
+/* ---- One to one: request ids repeat (DESIGN §2.4) ------------------------ */
+
+static void decision_as(const char *id, const char *request, const char *verdict,
+                        int64_t occurred, int64_t arrival)
+{
+    dw_audit te = {
+        .id = id, .type = "token_exchange", .request = request,
+        .decision = verdict, .occurred_ms = occurred, .arrival_ms = arrival,
+    };
+    cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
+}
+
+Test(decision_missing, second_gateway_call_of_a_request_needs_its_own_decision)
+{
+    decision("te-1", "req-1", 0, 0);
+    gateway_call("g-1", "req-1", DW_S(1), DW_S(1), 200, "success");
+    gateway_call("g-2", "req-1", DW_S(2), DW_S(2), 200, "success");
+    dw_advance(&w, DW_S(400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_str_eq(a.severity, "critical");
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s", a.evidence);
+    cr_assert(strstr(a.evidence, "g-1") == NULL, "the paired call: %s", a.evidence);
+}
+
+Test(decision_missing, a_deny_pairs_with_no_gateway_call)
+{
+    decision_as("te-1", "req-1", "deny", 0, 0);
+    gateway_call("g-1", "req-1", DW_S(1), DW_S(1), 200, "success");
+    dw_advance(&w, DW_S(400));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN);
+}
+
+Test(decision_missing, allow_then_deny_without_a_gateway_call_is_no_gap)
+{
+    decision_as("te-1", "req-1", "allow", 0, 0);
+    decision_as("te-2", "req-1", "deny", DW_S(1), DW_S(1));
+    gateway_call("g-1", "req-2", DW_S(1), DW_S(1), 200, "success");
+    decision("te-3", "req-2", 0, DW_S(1));
+    dw_advance(&w, DW_S(400));
+    cr_assert_eq(count(NULL), 0);
+}
+
+Test(decision_missing, late_decisions_resolve_only_once_every_call_is_paired)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    gateway_call("g-2", "req-1", DW_S(1), DW_S(1), 200, "success");
+    dw_advance(&w, DW_S(400));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN);
+    decision("te-1", "req-1", 0, DW_S(500));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN,
+                 "one of two calls is still unpaired");
+    decision("te-2", "req-1", DW_S(1), DW_S(600));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.resolved_by, "te-2");
+}
