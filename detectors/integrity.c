@@ -9,8 +9,9 @@
  *   signature_invalid       "<stream>:<entry id>"  (zone unknown: the
  *                           unverified fields are not trusted to name it)
  *   tampered_on_redelivery  the event id, with the zone and request id of
- *                           the stored first version, so every altered copy
- *                           of one event lands in one alert
+ *                           the stored first version of that identity (id,
+ *                           occurred_at), so every altered copy of one event
+ *                           lands in one alert
  *   audit_evidence_trimmed  the stream, request id "<first>..<last>"
  *   caracal_anomaly         the event id
  */
@@ -135,7 +136,12 @@ int aw_det_integrity_on_conflict(aw_detectors *det, const aw_raw_entry *entry,
                                  const aw_audit_event *event, aw_error *err)
 {
     first_version fv = {0};
-    aw_event_filter filter = {.event_id = event->id, .limit = 1};
+    /* the stored version of this identity: same id and occurred_at */
+    aw_event_filter filter = {
+        .event_id = event->id, .limit = 1,
+        .has_since = true, .since_ns = event->occurred_at_ns,
+        .has_until = true, .until_ns = aw_det_add_ns(event->occurred_at_ns, 1),
+    };
     int rc = aw_det_store_result(aw_store_query_events(det->store, &filter,
                                                        copy_first_version, &fv,
                                                        err),

@@ -140,3 +140,25 @@ Test(integrity, caracal_anomaly_events_raise_medium_alerts)
     cr_assert_eq(dw_alerts(&w, AW_ALERT_CARACAL_ANOMALY, "req-2", NULL, 0), 1);
     cr_assert_eq(dw_alerts(&w, AW_ALERT_CARACAL_ANOMALY, NULL, NULL, 0), 2);
 }
+
+/* Identity is (id, occurred_at): a copy altered at one time is compared
+ * with the version of that time, not with the id's other events. */
+Test(integrity, tampering_names_the_version_of_the_same_time)
+{
+    dw_audit early = {.id = "req-9", .type = "control.invoke", .request = "req-9",
+                      .occurred_ms = 0, .arrival_ms = 0};
+    dw_audit later = {.id = "req-9", .type = "control.invoke", .request = "req-9",
+                      .variant = "later", .occurred_ms = DW_S(60),
+                      .arrival_ms = DW_S(60)};
+    dw_audit altered = later;
+    altered.variant = "altered";
+    altered.arrival_ms = DW_S(61);
+    cr_assert_eq(dw_feed_audit(&w, &early), AW_PUT_INSERTED);
+    cr_assert_eq(dw_feed_audit(&w, &later), AW_PUT_INSERTED, "another time, another event");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL, NULL, 0), 0);
+    cr_assert_eq(dw_feed_audit(&w, &altered), AW_PUT_CONFLICT);
+    dw_alert a = dw_the_alert(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL);
+    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364860000-2\""),
+                       "the stored version of that time: %s", a.evidence);
+    cr_assert_null(strstr(a.evidence, "/1779364800000-1\""), "%s", a.evidence);
+}
