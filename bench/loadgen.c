@@ -63,6 +63,8 @@
  * LG_CLIENT_ID_USES requests before the client picks another. */
 #define LG_CLIENT_IDS 16
 #define LG_CLIENT_ID_USES 4
+/* Resumed agent sessions the late phase uses again. */
+#define LG_RESUMED_MAX 256
 #define LG_NS 1000000000LL
 /* How far past a revocation's id time an injected access is dated: well
  * over the default propagation grace (5 s) and any sane configured one. */
@@ -589,6 +591,15 @@ typedef struct lg_gen {
     lg_publisher pub;
     const char *stream_names[LG_NSTREAMS];
     lg_anomaly *anomalies;
+    /* Agent sessions suspended and resumed in the main phase, used again
+     * in the late phase (more than any grace later): normal traffic that
+     * must raise nothing. slot is NULL once the slot's authority retired. */
+    struct lg_resumed {
+        const lg_slot *slot;
+        int zone;
+        lg_authority auth;
+    } resumed[LG_RESUMED_MAX];
+    size_t nresumed;
     uint64_t normal_budget;       /* main-phase entries for normal traffic */
     uint64_t normal_published;
 } lg_gen;
@@ -1207,6 +1218,25 @@ static unsigned publish_suspend_cycle(lg_gen *g, lg_zone *zone,
     return used;
 }
 
+/* Remembers the resumed authority of slot for the late phase. */
+static void remember_resumed(lg_gen *g, int zone, const lg_slot *slot) {
+    /* a later cycle revoked the record an earlier one left */
+    for (size_t i = 0; i < g->nresumed; i++)
+        if (g->resumed[i].slot == slot) {
+            g->resumed[i].auth = slot->auth;
+            return;
+        }
+    if (g->nresumed == LG_RESUMED_MAX) return;
+    g->resumed[g->nresumed++] = (struct lg_resumed){slot, zone, slot->auth};
+}
+
+/* The slot's authority is retired (revoked): its late use would be a
+ * violation, so it is not made. */
+static void forget_resumed(lg_gen *g, const lg_slot *slot) {
+    for (size_t i = 0; i < g->nresumed; i++)
+        if (g->resumed[i].slot == slot) g->resumed[i].slot = NULL;
+}
+
 /* A new agent session: the coordinator's spawn and, for a delegated one,
  * the edge it got. Ordinary traffic; returns the entries. */
 static unsigned publish_spawn(lg_gen *g, lg_zone *zone,
@@ -1268,6 +1298,7 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
         used = 2;
     } else if (roll < 60 && auth->subject == LG_AGENT && room >= 5) {
         used = publish_suspend_cycle(g, zone, &slot->auth);
+        remember_resumed(g, zi, slot);
     } else if (roll < 64 && room >= 3) {
         /* A step-up: issued, decided by a person, consumed by the agent. */
         char request_id[LG_ID_MAX];
@@ -1325,6 +1356,7 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
     if (--slot->uses_left == 0 && used < room)
         used += publish_retirement(g, zone, auth, room - used);
     if (slot->uses_left == 0) {
+        forget_resumed(g, slot);
         slot_refill(&g->rng, slot);
         used += publish_spawn(g, zone, &slot->auth, room - used);
     }
@@ -1821,6 +1853,13 @@ static void run_late_phase(lg_gen *g) {
     for (int i = 0; i < g->opt.anomalies; i++)
         if (scenario_footprint(g->anomalies[i].scenario).late)
             publish_anomaly_late(g, &g->anomalies[i]);
+    /* Resumed agent sessions at work again, under their new authority
+     * record, long after the suspend and its redeliveries: complete calls. */
+    for (size_t i = 0; i < g->nresumed; i++)
+        if (g->resumed[i].slot)
+            publish_gateway_call(g, &g->zones[g->resumed[i].zone],
+                                 &g->resumed[i].auth, false, &lg_ok, NULL,
+                                 now_ns(CLOCK_REALTIME));
     publisher_drain(&g->pub);
     settle_late_revocations(g);
     report_phase("late", &g->pub.counts, now_ns(CLOCK_MONOTONIC) - start);

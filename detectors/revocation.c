@@ -63,6 +63,9 @@ typedef struct revocation {
     int64_t rowid;
     bool has_epoch;                /* graph epoch of an edge revocation */
     int64_t epoch;
+    const char *delivery_id;       /* the outbox delivery's, or NULL */
+    size_t first;                  /* index of its first delivery: its own
+                                      unless it is an outbox redelivery */
 } revocation;
 
 typedef struct history {
@@ -89,12 +92,25 @@ static int copy_revocation(const aw_revocation_row *row, void *ud)
         h->cap = cap;
     }
     revocation *r = &h->items[h->n];
-    const char *src[] = {row->stream, row->entry_id}, *dst[2];
-    r->block = aw_det_copy_strings(src, dst, 2, 0);
+    const char *src[] = {row->stream, row->entry_id, row->delivery_id};
+    const char *dst[3];
+    r->block = aw_det_copy_strings(src, dst, 3, 0);
     if (!r->block)
         return AW_ERR_NOMEM;
     r->stream = dst[0];
     r->entry_id = dst[1];
+    r->delivery_id = dst[2];
+    /* A redelivery (same delivery id on the same stream) is the same
+     * revocation: the store gave every copy the first one's time, and the
+     * rules look only at the first copy in (time, row) order. */
+    r->first = h->n;
+    for (size_t i = 0; r->delivery_id && i < h->n; i++)
+        if (h->items[i].delivery_id &&
+            strcmp(h->items[i].delivery_id, r->delivery_id) == 0 &&
+            strcmp(h->items[i].stream, r->stream) == 0) {
+            r->first = h->items[i].first;
+            break;
+        }
     r->action = row->action;
     r->at_ns = row->at_ns;
     r->rowid = row->rowid;
@@ -117,14 +133,26 @@ static int load_history(aw_detectors *det, const char *zone_id,
                     err);
 }
 
-/* a comes after b: by time, then entry sequence, then row. */
+/* a comes after b: by time, then, on one stream, by entry sequence. Entry
+ * sequences of two streams are unrelated, so within one millisecond of two
+ * streams a resume counts as after a suspension (Caracal's suspend writes
+ * a lifecycle suspend, ordered on that stream, and a session revoke that
+ * its resume may share a millisecond with); otherwise rows decide. */
 static bool comes_after(const revocation *a, const revocation *b)
 {
     if (a->at_ns != b->at_ns)
         return a->at_ns > b->at_ns;
-    if (a->seq != b->seq)
+    if (strcmp(a->stream, b->stream) == 0 && a->seq != b->seq)
         return a->seq > b->seq;
+    bool a_resumes = a->action == AW_ACTION_RESUME;
+    if (a_resumes != (b->action == AW_ACTION_RESUME))
+        return a_resumes;
     return a->rowid > b->rowid;
+}
+
+static bool is_redelivery(const history *h, const revocation *r)
+{
+    return r->first != (size_t)(r - h->items);
 }
 
 /* A granting access, as the rule needs it (strings borrowed or owned by
@@ -161,7 +189,7 @@ static bool revoked_by_epoch(const revocation *r, const access *a)
 static bool forbids(const aw_detectors *det, const history *h,
                     const revocation *r, const access *a)
 {
-    if (r->action == AW_ACTION_RESUME)
+    if (r->action == AW_ACTION_RESUME || is_redelivery(h, r))
         return false;
     if (revoked_by_epoch(r, a))
         return true;
@@ -507,7 +535,8 @@ static void affected_window(const aw_detectors *det, const history *h,
         filter->since_ns = self->at_ns;
         for (size_t i = 0; i < h->n; i++) {
             const revocation *r = &h->items[i];
-            if (r->action != AW_ACTION_RESUME && comes_after(r, self)) {
+            if (r->action != AW_ACTION_RESUME && !is_redelivery(h, r) &&
+                comes_after(r, self)) {
                 filter->has_until = true;
                 filter->until_ns = aw_det_add_ns(aw_det_add_ns(r->at_ns, grace), 1);
                 break;
@@ -524,7 +553,8 @@ static void affected_window(const aw_detectors *det, const history *h,
     if (self->action == AW_ACTION_SUSPEND) {
         for (size_t i = 0; i < h->n; i++) {
             const revocation *r = &h->items[i];
-            if (r->action == AW_ACTION_RESUME && comes_after(r, self)) {
+            if (r->action == AW_ACTION_RESUME && !is_redelivery(h, r) &&
+                comes_after(r, self)) {
                 filter->has_until = true;
                 filter->until_ns = r->at_ns;
                 break;
@@ -558,6 +588,9 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
                                  stream, entry_id,
                                  aw_anchor_kind_name(anchor->kind), anchor->id);
     }
+    /* A redelivery changes nothing but, when it was the earlier delivery,
+     * the first copy's time: judge as the first copy. */
+    self = &h.items[self->first];
     affected af = {
         .det = det, .anchor = anchor, .h = &h,
         .resume = self->action == AW_ACTION_RESUME,

@@ -57,7 +57,7 @@
 #define REVOCATION_COLUMNS                                                  \
     "SELECT r.rowid, r.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \
     "r.zone_id, r.kind, r.anchor_id, r.action, r.at_ns, r.reason, "         \
-    "r.epoch "                                                              \
+    "r.epoch, r.delivery_id "                                               \
     "FROM revocations r JOIN entries n ON n.rowid = r.entry_rowid WHERE "
 #define CALL_COLUMNS                                                        \
     "SELECT c.rowid, c.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \

@@ -295,6 +295,7 @@ static int revocation_row(sqlite3_stmt *stmt, void *ctx)
         .reason = store_column_text(stmt, 10),
         .has_epoch = sqlite3_column_type(stmt, 11) != SQLITE_NULL,
         .epoch = sqlite3_column_int64(stmt, 11),
+        .delivery_id = store_column_text(stmt, 12),
     };
     return c->fn.revocation(&row, c->ud);
 }

@@ -207,6 +207,7 @@ typedef struct aw_revocation_row {
     const char *reason;
     bool has_epoch;               /* delegation graph epoch of the entry */
     int64_t epoch;
+    const char *delivery_id;      /* outbox delivery identity, or NULL */
 } aw_revocation_row;
 
 typedef int (*aw_revocation_row_fn)(const aw_revocation_row *row, void *ud);
