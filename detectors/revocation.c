@@ -161,6 +161,7 @@ typedef struct access {
     char *block;
     const char *event_id, *zone_id, *request_id, *decision;
     int64_t occurred_at_ns;
+    int64_t arrived_ns;            /* its entry id's time */
     bool has_epoch;                /* delegation_graph_epoch */
     int64_t epoch;
 } access;
@@ -389,6 +390,7 @@ static int escalate_for_gateway_call(aw_detectors *det,
  * live in block. */
 struct aw_det_deferred {
     char *block;
+    int64_t clock_ns;                /* the detector clock when it came */
     bool is_revocation;
     aw_anchor anchor;
     const char *zone_id;
@@ -412,6 +414,7 @@ static aw_det_deferred *defer(aw_detectors *det, const aw_det_deferred *item,
     }
     aw_det_deferred *d = &det->deferred[det->ndeferred];
     *d = *item;
+    d->clock_ns = det->clock_ns;
     d->block = aw_det_copy_strings(src, copies, n, 0);
     if (!d->block)
         return NULL;
@@ -515,6 +518,7 @@ static int collect_affected(const aw_event_row *row, void *ud)
     a->request_id = dst[2];
     a->decision = dst[3];
     a->occurred_at_ns = row->occurred_at_ns;
+    a->arrived_ns = row->arrived_ns;
     a->has_epoch = seen.has_epoch;
     a->epoch = seen.epoch;
     af->n++;
@@ -607,8 +611,11 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
     char *resolver = af.resume ? aw_det_printf("revocation:%s/%s", self->stream,
                                                self->entry_id)
                                : NULL;
+    int64_t clock_ns = det->clock_ns;
     for (size_t i = 0; i < af.n; i++) {
         const access *a = &af.items[i];
+        /* known once both had come: the access may be the later */
+        det->clock_ns = a->arrived_ns > clock_ns ? a->arrived_ns : clock_ns;
         if (!rc && af.resume)
             rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION, a->zone_id,
                                 af.anchor_name, a->request_id, resolver,
@@ -617,6 +624,7 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
             rc = judge(det, anchor, &h, a, err);
         free(af.items[i].block);
     }
+    det->clock_ns = clock_ns;
     free(resolver);
     free(af.items);
     free(af.anchor_name);
@@ -647,15 +655,19 @@ int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
 }
 
 /* Revocations first, so that accesses are judged once against histories
- * that hold the whole batch; judging an access twice upserts one alert. */
+ * that hold the whole batch; judging an access twice upserts one alert.
+ * An alert is raised (or resolved) at the clock its evidence came at, so
+ * where batches happen to end changes no raised_at. */
 int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err)
 {
     int rc = AW_OK;
+    int64_t clock_ns = det->clock_ns;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; !rc && i < det->ndeferred; i++) {
             aw_det_deferred *d = &det->deferred[i];
             if (d->is_revocation != (pass == 0))
                 continue;
+            det->clock_ns = d->clock_ns;
             if (d->is_revocation) {
                 rc = on_revoked_anchor(det, d->stream, d->entry_id, d->zone_id,
                                        &d->anchor, err);
@@ -668,6 +680,7 @@ int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err)
             history_free(&h);
         }
     }
+    det->clock_ns = clock_ns;
     aw_det_revocation_drop_deferred(det);
     return rc;
 }
