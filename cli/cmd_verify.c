@@ -282,6 +282,17 @@ static int compare_int(verify_state *v, mismatch m, const char *field,
     return compare_text(v, m, field, s, r, differs);
 }
 
+/* An integer column that may be absent (NULL): absent on one side only
+ * differs as much as two values do. */
+static int compare_optional_int(verify_state *v, mismatch m, const char *field, bool stored_has,
+                                int64_t stored, bool raw_has, int64_t raw, bool *differs) {
+    char s[24], r[24];
+    if (stored_has == raw_has && (!stored_has || stored == raw)) return 0;
+    snprintf(s, sizeof s, "%" PRId64, stored);
+    snprintf(r, sizeof r, "%" PRId64, raw);
+    return compare_text(v, m, field, stored_has ? s : NULL, raw_has ? r : NULL, differs);
+}
+
 static int compare_time(verify_state *v, mismatch m, const char *field,
                         int64_t stored, int64_t raw, bool *differs) {
     char s[40], r[40];
@@ -463,6 +474,10 @@ static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
                               &differs);
     if (!rc) rc = compare_time(v, m, "occurred_at", r->occurred_at_ns, ev->occurred_at_ns,
                                &differs);
+    if (!rc)
+        rc = compare_optional_int(v, m, "delegation_epoch", r->has_delegation_epoch,
+                                  r->delegation_epoch, ev->has_delegation_epoch,
+                                  ev->delegation_epoch, &differs);
     /* Unsigned is what a daemon without the key records for any entry;
      * signed must still verify. */
     if (!rc && v->audit.key && r->is_signed && !audit_signed(v, raw))
@@ -614,6 +629,10 @@ static int check_revocation(const aw_revocation_row *r, void *ud) {
     int64_t at = g->outbox && r->at_ns <= set->at_ns ? r->at_ns : set->at_ns;
     if (!rc) rc = compare_time(v, m, "at", r->at_ns, at, &differs);
     if (!rc) rc = compare_text(v, m, "reason", r->reason, set->reason, &differs);
+    if (!rc) rc = compare_text(v, m, "delivery_id", r->delivery_id, set->delivery_id, &differs);
+    if (!rc)
+        rc = compare_optional_int(v, m, "epoch", r->has_epoch, r->epoch, set->has_epoch,
+                                  set->epoch, &differs);
     return rc;
 }
 

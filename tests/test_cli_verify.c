@@ -192,6 +192,25 @@ Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor) {
     cw_result_free(&r);
 }
 
+/* The delegation-epoch rule reads these columns with no clock involved:
+ * an epoch written into a row is as much tampering as an edited time. */
+Test(cli_verify, an_epoch_written_into_decoded_rows_is_named) {
+    cw_build(&w, true);
+    tamper("UPDATE events SET delegation_epoch = 7 WHERE event_id = 'ev-4'");
+    tamper("UPDATE revocations SET epoch = 99 WHERE rowid = (SELECT min(rowid) FROM revocations)");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *ev = mismatch_of(rows, "events");
+    cr_expect_str_eq(cw_str(ev, "key"), "ev-4");
+    cr_expect_str_eq(cw_str(ev, "field"), "delegation_epoch");
+    cr_expect_str_eq(cw_str(ev, "stored"), "7");
+    const cJSON *rv = mismatch_of(rows, "revocations");
+    cr_expect_str_eq(cw_str(rv, "field"), "epoch");
+    cr_expect_str_eq(cw_str(rv, "stored"), "99");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, a_call_row_with_an_edited_status_is_named_with_its_request_id) {
     cw_build(&w, true);
     tamper("UPDATE calls SET status = 500 WHERE request_id = 'req-5'");
