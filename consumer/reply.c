@@ -7,43 +7,17 @@
  * element by element, so a surprising reply is an error with a name, never
  * a crash. Entries are copied out of the reply into one aw_raw_entry block
  * each, because hiredis frees the reply when the callback returns.
- *
- * Entry ids are compared as (ms, seq) number pairs; "the id right before
- * the first entry" and "right after the last delivered" are how a group is
- * started at the oldest retained entry and how a trimmed range is named.
+ * Entry ids become aw_stream_id (event/), the one id type of the tree.
  */
 #include "consumer/reply.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-bool aw_sid_from_reply(const redisReply *r, aw_sid *out) {
+bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out) {
     return r && r->type == REDIS_REPLY_STRING &&
-           aw_stream_id_parse(r->str, r->len, &out->ms, &out->seq) == AW_OK;
-}
-
-int aw_sid_cmp(aw_sid a, aw_sid b) {
-    if (a.ms != b.ms) return a.ms < b.ms ? -1 : 1;
-    return a.seq < b.seq ? -1 : a.seq > b.seq;
-}
-
-aw_sid aw_sid_next(aw_sid id) {
-    if (id.seq < UINT64_MAX) return (aw_sid){id.ms, id.seq + 1};
-    if (id.ms < UINT64_MAX) return (aw_sid){id.ms + 1, 0};
-    return id;
-}
-
-aw_sid aw_sid_prev(aw_sid id) {
-    if (id.seq > 0) return (aw_sid){id.ms, id.seq - 1};
-    if (id.ms > 0) return (aw_sid){id.ms - 1, UINT64_MAX};
-    return id;
-}
-
-char *aw_sid_format(aw_sid id, char *buf) {
-    snprintf(buf, AW_SID_TEXT_MAX, "%" PRIu64 "-%" PRIu64, id.ms, id.seq);
-    return buf;
+           aw_stream_id_from_text(r->str, r->len, out) == AW_OK;
 }
 
 bool aw_reply_is_error(const redisReply *r, const char *prefix) {

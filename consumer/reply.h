@@ -1,5 +1,5 @@
 /* reply.h -- private to consumer/: reading Redis stream replies (RESP2) and
- * doing arithmetic on stream entry ids. */
+ * turning them into the types of event/ and consumer/core.h. */
 #ifndef AW_CONSUMER_REPLY_H
 #define AW_CONSUMER_REPLY_H
 
@@ -7,21 +7,8 @@
 
 #include "consumer/consumer.h"
 
-/* An entry id as numbers, ordered like Redis orders them. */
-typedef struct aw_sid {
-    uint64_t ms, seq;
-} aw_sid;
-
-#define AW_SID_TEXT_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
-
-/* Parses a string reply holding an id. false when it is not one. */
-bool aw_sid_from_reply(const redisReply *r, aw_sid *out);
-int aw_sid_cmp(aw_sid a, aw_sid b);
-/* The id right after / right before (saturating at the ends). */
-aw_sid aw_sid_next(aw_sid id);
-aw_sid aw_sid_prev(aw_sid id);
-/* "<ms>-<seq>" into buf (AW_SID_TEXT_MAX bytes); returns buf. */
-char *aw_sid_format(aw_sid id, char *buf);
+/* Parses a string reply holding an entry id. false when it is not one. */
+bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out);
 
 /* True for a reply that is an error starting with prefix ("BUSYGROUP"). */
 bool aw_reply_is_error(const redisReply *r, const char *prefix);

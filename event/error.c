@@ -34,6 +34,7 @@ static const char *const reason_names[AW_REJECT_REASON_COUNT] = {
     [AW_REJECT_SIGNATURE_INVALID] = "signature_invalid",
     [AW_REJECT_TOO_MANY_DELIVERIES] = "too_many_deliveries",
     [AW_REJECT_AMBIGUOUS_SIGNED_FIELD] = "ambiguous_signed_field",
+    [AW_REJECT_INDEX_ERROR] = "index_error",
 };
 
 const char *aw_reject_reason_name(aw_reject_reason reason)

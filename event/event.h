@@ -38,6 +38,9 @@ enum {
     AW_ERR_NOTFOUND = -5,
     AW_ERR_CONFLICT = -6,
     AW_ERR_VERSION = -7,  /* index written by a newer auditwatch */
+    AW_ERR_BUSY = -8,     /* another writer holds the lock: try again */
+    AW_ERR_FULL = -9,     /* no space left: try again when there is */
+    AW_ERR_BROKEN = -10,  /* corrupt, not an index, or read-only */
 };
 
 /* Why an entry could not be indexed. Stable names (aw_reject_reason_name)
@@ -61,6 +64,7 @@ typedef enum aw_reject_reason {
                                          `=` in a key: the stream scheme's
                                          canonical form cannot tell it from
                                          another field set (DESIGN §2.4) */
+    AW_REJECT_INDEX_ERROR,       /* the index refused it (found by splitting) */
     AW_REJECT_REASON_COUNT
 } aw_reject_reason;
 
@@ -134,6 +138,29 @@ const aw_bytes *aw_raw_entry_get(const aw_raw_entry *entry, const char *name);
 
 /* Parses "<ms>-<seq>" (or "<ms>", seq 0). 0 on success, AW_ERR_INVALID. */
 int aw_stream_id_parse(const char *s, size_t len, uint64_t *ms, uint64_t *seq);
+
+/* An entry id as numbers, ordered like Redis orders them
+ * (event/stream_id.c). */
+typedef struct aw_stream_id {
+    uint64_t ms, seq;
+} aw_stream_id;
+
+#define AW_STREAM_ID_TEXT_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
+
+/* aw_stream_id_parse into an aw_stream_id. 0 or AW_ERR_INVALID. */
+int aw_stream_id_from_text(const char *s, size_t len, aw_stream_id *out);
+/* <0, 0, >0 as a orders before, with, after b. */
+int aw_stream_id_cmp(aw_stream_id a, aw_stream_id b);
+/* The id right after / right before (saturating at the ends). */
+aw_stream_id aw_stream_id_next(aw_stream_id id);
+aw_stream_id aw_stream_id_prev(aw_stream_id id);
+/* "<ms>-<seq>" into buf (AW_STREAM_ID_TEXT_MAX bytes); returns buf. */
+char *aw_stream_id_format(aw_stream_id id, char *buf);
+
+/* Milliseconds to nanoseconds, saturating at INT64_MAX (and, signed, at
+ * INT64_MIN) instead of overflowing. */
+int64_t aw_ms_to_ns(uint64_t ms);
+int64_t aw_ms_to_ns_signed(int64_t ms);
 
 /* A growable byte buffer, used for msgpack output. Owns ptr. */
 typedef struct aw_buf {

@@ -205,11 +205,13 @@ int store_fail(aw_store *store, aw_error *err, const char *what)
     switch (rc & 0xff) {
     case SQLITE_NOMEM: code = AW_ERR_NOMEM; break;
     case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN: code = AW_ERR_IO; break;
+    case SQLITE_FULL: code = AW_ERR_FULL; break;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: code = AW_ERR_IO; break;
+    case SQLITE_LOCKED: code = AW_ERR_BUSY; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_READONLY: code = AW_ERR_BROKEN; break;
     case SQLITE_CONSTRAINT: code = AW_ERR_CONFLICT; break;
     default: break;
     }
@@ -553,6 +555,17 @@ void aw_store_close(aw_store *store)
 int aw_store_schema_version(aw_store *store)
 {
     return store->schema_version;
+}
+
+int aw_store_set_max_pages(aw_store *store, int64_t max_pages, aw_error *err)
+{
+    char sql[64];
+    if (max_pages < 0)
+        return aw_error_set(err, AW_ERR_INVALID, "page limit must be >= 0");
+    /* A PRAGMA takes no bound parameter; the value is a formatted integer. */
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
+             (long long)(max_pages ? max_pages : 4294967294LL));
+    return store_exec(store, sql, err, "set page limit");
 }
 
 /* ---- Transactions --------------------------------------------------------- */

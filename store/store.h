@@ -56,6 +56,11 @@ void aw_store_close(aw_store *store);
 /* The schema version of an open index. */
 int aw_store_schema_version(aw_store *store);
 
+/* Caps the index file at max_pages pages for this handle (SQLite's
+ * max_page_count); a write past it fails with AW_ERR_FULL, as on a full
+ * disk. 0 lifts the cap. For tests and for operators who want a bound. */
+int aw_store_set_max_pages(aw_store *store, int64_t max_pages, aw_error *err);
+
 /* BEGIN IMMEDIATE; waits for another writer up to the busy timeout (5 s).
  * Fails on a READONLY handle. */
 int aw_store_begin(aw_store *store, aw_error *err);
