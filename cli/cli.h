@@ -5,8 +5,8 @@
  *  - option parsing: getopt_long over the command's own options plus the
  *    common ones (--help, --db, --format, --progress), one clear line on
  *    stderr and exit status 2 for anything malformed;
- *  - time arguments: RFC 3339, or relative to now ("-15m", "-2h", "-7d",
- *    "-30s", "now");
+ *  - time arguments: RFC 3339, or relative to now ("-15m", "+2h", "-7d",
+ *    "-30s", "now"), and durations ("30", "30s", "5m", "1.5h");
  *  - one output layer: a list of column names, then rows of typed cells,
  *    written as an aligned table, JSON lines or RFC 4180 CSV. Commands never
  *    print data themselves, so the three formats cannot drift apart;
@@ -91,8 +91,8 @@ int aw_cli_expect_args(const aw_cli_command *cmd, int argc, char **argv,
 /* A decimal integer in [min, max], nothing else. 0 or AW_ERR_INVALID. */
 int aw_cli_parse_int(const char *arg, int64_t min, int64_t max, int64_t *out);
 
-/* A point in time: RFC 3339 (any offset), "now", or "-<N><unit>" with unit
- * s, m, h or d, counted back from now_ns. Fails with reason BAD_TIME and a
+/* A point in time: RFC 3339 (any offset), "now", or "-<duration>" /
+ * "+<duration>" with a unit (aw_cli_parse_duration), counted from now_ns. Fails with reason BAD_TIME and a
  * message naming the forms that are accepted. */
 int aw_cli_parse_time(const char *arg, int64_t now_ns, int64_t *out_ns,
                       aw_error *err);
@@ -100,6 +100,20 @@ int aw_cli_parse_time(const char *arg, int64_t now_ns, int64_t *out_ns,
  * AW_EXIT_USAGE. */
 int aw_cli_time_option(const aw_cli_command *cmd, const char *option,
                        const char *arg, int64_t now_ns, int64_t *out_ns);
+
+#define AW_CLI_SECONDS 1000000000LL
+#define AW_CLI_MILLISECONDS 1000000LL
+/* The longest grace a detector takes: a year. */
+#define AW_CLI_GRACE_MAX_NS (366LL * 86400 * 1000000000LL)
+
+/* A duration: "30", "30s", "1.5m", "2h", "7d", "250ms". A bare number is
+ * counted in bare_unit_ns (1e9: seconds; 1e6: milliseconds). Refuses
+ * negative values and anything above max_ns. 0 or AW_ERR_INVALID. */
+int aw_cli_parse_duration(const char *arg, int64_t bare_unit_ns, int64_t max_ns,
+                          int64_t *out_ns);
+/* Same, for an option: prints the usage error itself. 0 or AW_EXIT_USAGE. */
+int aw_cli_duration_option(const aw_cli_command *cmd, const char *option, const char *arg,
+                           int64_t bare_unit_ns, int64_t max_ns, int64_t *out_ns);
 
 /* The wall clock, ns since the epoch. */
 int64_t aw_cli_now_ns(void);

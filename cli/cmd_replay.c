@@ -44,7 +44,7 @@ static const char usage[] =
     "  --from-redis URL       read with XRANGE from redis://host:port[/db]\n"
     "                         (--since and --until required)\n"
     "  --db NEW_PATH          the index to create; must not exist\n"
-    "  --since TIME           start of the window (RFC 3339, now, -30s, -15m, -2h, -7d)\n"
+    "  --since TIME           start of the window (RFC 3339, now, -30s, -15m, +1h, -7d)\n"
     "  --until TIME           end of the window, excluded\n"
     "  --stream ROLE=NAME     stream of a role (audit, sessions, lifecycle,\n"
     "                         delegations, calls); defaults are Caracal's\n"
@@ -53,8 +53,9 @@ static const char usage[] =
     "                         require and check signatures (else the files in\n"
     "                         $AUDIT_HMAC_KEY_FILE, $STREAMS_HMAC_KEY_FILE, else hex in\n"
     "                         $AUDIT_HMAC_KEY, $STREAMS_HMAC_KEY; none: not required)\n"
-    "  --grace-missing S      decision_missing/call_without_audit grace (300)\n"
-    "  --grace-revocation S   access_after_revocation grace (5)\n"
+    "  --grace-missing D      decision_missing/call_without_audit grace (300;\n"
+    "                         seconds, or 30s, 5m, 2h, fractions too)\n"
+    "  --grace-revocation D   access_after_revocation grace (5)\n"
     "  -f, --format F         table (default), json or csv, for the alerts\n"
     "  --progress             progress on stderr even when not a terminal\n\n"
     "Exit status: 0 replayed, 2 bad usage, 3 failure (bundle altered, Redis\n"
@@ -110,14 +111,6 @@ typedef struct replay_args {
     aw_detector_config detectors;
 } replay_args;
 
-static int grace_option(const char *option, const char *arg, int64_t *out_ns) {
-    int64_t s;
-    if (aw_cli_parse_int(arg, 0, 365LL * 86400, &s) != AW_OK)
-        return aw_cli_usage_error(&command, "%s: expected seconds, got \"%s\"", option, arg);
-    *out_ns = s * 1000000000LL;
-    return 0;
-}
-
 static int on_option(int opt, const char *arg, void *ud) {
     replay_args *a = ud;
     switch (opt) {
@@ -136,9 +129,11 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_AUDIT_KEY: a->audit_key_file = arg; return 0;
     case OPT_STREAMS_KEY: a->streams_key_file = arg; return 0;
     case OPT_GRACE_MISSING:
-        return grace_option("--grace-missing", arg, &a->detectors.grace_missing_ns);
+        return aw_cli_duration_option(&command, "--grace-missing", arg, AW_CLI_SECONDS,
+                                      AW_CLI_GRACE_MAX_NS, &a->detectors.grace_missing_ns);
     case OPT_GRACE_REVOCATION:
-        return grace_option("--grace-revocation", arg, &a->detectors.grace_revocation_ns);
+        return aw_cli_duration_option(&command, "--grace-revocation", arg, AW_CLI_SECONDS,
+                                      AW_CLI_GRACE_MAX_NS, &a->detectors.grace_revocation_ns);
     }
     return AW_EXIT_USAGE;
 }
@@ -163,7 +158,7 @@ static int flush_batch(feeder *f) {
     int rc;
     if (f->n == 0) return AW_OK;
     /* Entries come sorted: the last one is the newest. */
-    clock_ns = (int64_t)f->batch[f->n - 1]->id_ms * 1000000;
+    clock_ns = aw_ms_to_ns(f->batch[f->n - 1]->id_ms);
     rc = aw_ingest_batch(f->ing, f->items, f->n, NULL, 0, clock_ns, &stats, &f->err);
     for (size_t i = 0; i < f->n; i++) aw_raw_entry_free(f->batch[i]);
     f->fed += (int64_t)f->n;
@@ -376,7 +371,7 @@ static int run_replay(const aw_cli_common *common, replay_args *a, feeder *f) {
     aw_cli_progress_end(&f->progress);
     /* Every grace window inside the window has run out by its end. */
     if (rc == AW_OK)
-        rc = aw_ingest_batch(f->ing, NULL, 0, NULL, 0, f->until_ms * 1000000, NULL, &f->err);
+        rc = aw_ingest_batch(f->ing, NULL, 0, NULL, 0, aw_ms_to_ns_signed(f->until_ms), NULL, &f->err);
     if (rc == AW_OK) {
         aw_alert_filter all = {0};
         aw_cli_drop_alert_changes(f->ing);

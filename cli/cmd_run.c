@@ -11,18 +11,19 @@
  * Secrets never come from argv (every local user can read it): only file
  * names do. Hex keys taken from the environment are removed from it once
  * loaded, so alert hooks started later do not inherit them.
+ *
+ * Parsing, usage errors and key loading are the shared ones (cli/options.c,
+ * cli/chores.c), so `run` and `replay` spell and check every common option
+ * the same way; a value from the environment goes through the same checks
+ * as one from argv, and its errors name the variable.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/commands.h"
-#include "consumer/consumer.h"
+#include "cli/cli.h"
 
 static const char usage_text[] =
     "usage: auditwatch run [OPTIONS]\n"
@@ -52,12 +53,15 @@ static const char usage_text[] =
     "  --streams-hmac-key-file F   require `_sig` on the other streams (else\n"
     "                              $STREAMS_HMAC_KEY_FILE, else $STREAMS_HMAC_KEY)\n"
     "Detectors:\n"
-    "  --grace-missing SECONDS     wait for a missing decision or audit (default 300)\n"
-    "  --grace-revocation SECONDS  revocation propagation grace (default 5)\n"
+    "  --grace-missing DURATION    wait for a missing decision or audit (default 300;\n"
+    "                              seconds, or 30s, 5m, 2h, fractions too)\n"
+    "  --grace-revocation DURATION revocation propagation grace (default 5)\n"
     "Reading:\n"
     "  --batch N                   entries per stream and read (default 1000)\n"
-    "  --block-ms N                how long a caught-up read waits (default 1000)\n"
-    "  --claim-idle-ms N           take over entries pending this long (default 60000)\n"
+    "  --block-ms N                how long a caught-up read waits (default 1000 ms;\n"
+    "                              or 2s, 0.5s...)\n"
+    "  --claim-idle-ms N           take over entries pending this long (default 60000\n"
+    "                              ms; or 1m...)\n"
     "  --max-deliveries N          reject an entry delivered more often (default 8)\n"
     "Alerts (always in the index; also):\n"
     "  --alerts-stdout             JSON lines on stdout\n"
@@ -72,18 +76,18 @@ static const char usage_text[] =
     "  --help                      this text\n";
 
 enum {
-    OPT_REDIS = 0x100, OPT_REDIS_PASSWORD_FILE, OPT_DB, OPT_GROUP, OPT_CONSUMER,
+    OPT_REDIS = AW_CLI_OPT_BASE, OPT_REDIS_PASSWORD_FILE, OPT_GROUP, OPT_CONSUMER,
     OPT_START_ID, OPT_STREAM, OPT_AUDIT_KEY_FILE, OPT_STREAMS_KEY_FILE,
     OPT_GRACE_MISSING, OPT_GRACE_REVOCATION, OPT_BATCH, OPT_BLOCK_MS,
     OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
     OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
-    OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_HELP,
+    OPT_LOG_FORMAT, OPT_LOG_FILE,
 };
 
+/* --db and --help come from the shared parser (cli/options.c). */
 static const struct option long_options[] = {
     {"redis", required_argument, NULL, OPT_REDIS},
     {"redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE},
-    {"db", required_argument, NULL, OPT_DB},
     {"group", required_argument, NULL, OPT_GROUP},
     {"consumer", required_argument, NULL, OPT_CONSUMER},
     {"start-id", required_argument, NULL, OPT_START_ID},
@@ -104,9 +108,12 @@ static const struct option long_options[] = {
     {"alert-exec-max", required_argument, NULL, OPT_ALERT_EXEC_MAX},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
-    {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
+
+static const aw_cli_command command = {"run", usage_text, AW_CLI_WANT_DB, NULL, long_options};
+
+#define NOPTIONS (sizeof long_options / sizeof *long_options)
 
 /* What the options say, before secrets and addresses are resolved. */
 typedef struct run_args {
@@ -116,57 +123,47 @@ typedef struct run_args {
     const char *password_file;
     const char *audit_key_file;
     const char *streams_key_file;
-    const char *source;      /* "--batch" or "$AUDITWATCH_BATCH", for messages */
-    char *env_values[sizeof long_options / sizeof *long_options];   /* owned copies */
-    size_t nenv;
+    const char *source;             /* "$AUDITWATCH_BATCH" while the environment is read */
+    char **owned;                   /* copies of values, freed at the end */
+    size_t nowned;
+    char env_names[NOPTIONS][64];   /* "$AUDITWATCH_BATCH", for messages */
 } run_args;
 
-/* parse_args: go on and run. Anything else is the exit status. */
-#define PROCEED (-1)
-
-static int usage_error(const run_args *a, const char *fmt, const char *value) {
-    fprintf(stderr, "auditwatch run: %s: ", a->source);
-    fprintf(stderr, fmt, value);
-    fputs(" (see 'auditwatch run --help')\n", stderr);
-    return AW_EXIT_USAGE;
+/* "--batch", or the variable the value came from. */
+static const char *source_of(const run_args *a, int opt, char *buf, size_t size) {
+    if (a->source) return a->source;
+    for (const struct option *o = long_options; o->name; o++)
+        if (o->val == opt) {
+            snprintf(buf, size, "--%s", o->name);
+            return buf;
+        }
+    return "?";
 }
 
-static int parse_count(const run_args *a, const char *arg, long long min, long long max,
-                       long long *out) {
-    char *end;
-    errno = 0;
-    *out = strtoll(arg, &end, 10);
-    if (errno || end == arg || *end || *out < min || *out > max)
-        return usage_error(a, "expected a whole number, got \"%s\"", arg);
+static int count_option(const char *source, const char *arg, int64_t min, int64_t max,
+                        int64_t *out) {
+    if (aw_cli_parse_int(arg, min, max, out) == AW_OK) return 0;
+    return aw_cli_usage_error(&command, "%s: expected a whole number from %lld to %lld, got \"%s\"",
+                              source, (long long)min, (long long)max, arg);
+}
+
+/* A -ms option: milliseconds bare, or any duration. */
+static int ms_option(const char *source, const char *arg, int64_t max_ms, int64_t *out_ms) {
+    int64_t ns;
+    int rc = aw_cli_duration_option(&command, source, arg, AW_CLI_MILLISECONDS,
+                                    max_ms * AW_CLI_MILLISECONDS, &ns);
+    if (rc) return rc;
+    *out_ms = ns / AW_CLI_MILLISECONDS;
+    if (*out_ms < 1) return aw_cli_usage_error(&command, "%s: at least 1 ms, got \"%s\"", source, arg);
     return 0;
 }
 
-static int parse_seconds(const run_args *a, const char *arg, int64_t *ns) {
-    char *end;
-    double v;
-    errno = 0;
-    v = strtod(arg, &end);
-    if (errno || end == arg || *end || !isfinite(v) || v < 0 || v > 1e8)
-        return usage_error(a, "expected seconds, got \"%s\"", arg);
-    *ns = (int64_t)(v * 1e9 + 0.5);
-    return 0;
-}
-
-/* ROLE=NAME, or several separated by commas (the environment form). */
-static int parse_streams(run_args *a, char *arg) {
-    for (char *save = NULL, *item = strtok_r(arg, ", ", &save); item;
-         item = strtok_r(NULL, ", ", &save)) {
-        char *eq = strchr(item, '=');
-        int role;
-        if (!eq || eq == item || !eq[1])
-            return usage_error(a, "expected ROLE=NAME, got \"%s\"", item);
-        *eq = '\0';
-        if ((role = aw_stream_role_from_name(item)) < 0)
-            return usage_error(a, "unknown role \"%s\" (audit, sessions, lifecycle, "
-                                  "delegations, calls)", item);
-        a->config.ingest.streams[role] = eq + 1;
-    }
-    return 0;
+/* A copy of value that lives as long as the run; NULL when out of memory. */
+static char *keep_copy(run_args *a, const char *value) {
+    char **grown = realloc(a->owned, (a->nowned + 1) * sizeof *grown);
+    if (!grown) return NULL;
+    a->owned = grown;
+    return (a->owned[a->nowned] = strdup(value)) ? a->owned[a->nowned++] : NULL;
 }
 
 static bool env_true(const char *v) {
@@ -174,35 +171,48 @@ static bool env_true(const char *v) {
 }
 
 /* One option's value; arg is NULL for a flag given on the command line. */
-static int apply(run_args *a, int opt, char *arg) {
+static int on_option(int opt, const char *arg, void *ud) {
+    run_args *a = ud;
     aw_daemon_config *c = &a->config;
-    long long n;
+    char buf[64];
+    const char *src = source_of(a, opt, buf, sizeof buf);
+    int64_t n;
     int rc = 0;
     switch (opt) {
-    case OPT_REDIS: a->redis_url = arg; break;
+    case OPT_REDIS:
+        a->redis_url = arg;
+        return aw_cli_redis_option(&command, src, arg);
     case OPT_REDIS_PASSWORD_FILE: a->password_file = arg; break;
-    case OPT_DB: c->ingest.db_path = arg; break;
     case OPT_GROUP: c->group = arg; break;
     case OPT_CONSUMER: c->consumer = arg; break;
     case OPT_START_ID: c->start_id = arg; break;
-    case OPT_STREAM: rc = parse_streams(a, arg); break;
+    case OPT_STREAM: {
+        /* ROLE=NAME, or several separated by commas (the environment form);
+         * tokenised in an owned copy the names then point into. */
+        char *copy = keep_copy(a, arg), *save = NULL;
+        if (!copy) return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
+        for (char *item = strtok_r(copy, ", ", &save); item && !rc;
+             item = strtok_r(NULL, ", ", &save))
+            rc = aw_cli_stream_option(&command, item, c->ingest.streams);
+        break;
+    }
     case OPT_AUDIT_KEY_FILE: a->audit_key_file = arg; break;
     case OPT_STREAMS_KEY_FILE: a->streams_key_file = arg; break;
-    case OPT_GRACE_MISSING: rc = parse_seconds(a, arg, &a->detectors.grace_missing_ns); break;
+    case OPT_GRACE_MISSING:
+        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+                                    &a->detectors.grace_missing_ns);
+        break;
     case OPT_GRACE_REVOCATION:
-        rc = parse_seconds(a, arg, &a->detectors.grace_revocation_ns);
+        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+                                    &a->detectors.grace_revocation_ns);
         break;
     case OPT_BATCH:
-        if (!(rc = parse_count(a, arg, 1, 100000, &n))) c->count = (size_t)n;
+        if (!(rc = count_option(src, arg, 1, 100000, &n))) c->count = (size_t)n;
         break;
-    case OPT_BLOCK_MS:
-        if (!(rc = parse_count(a, arg, 1, 3600000, &n))) c->block_ms = n;
-        break;
-    case OPT_CLAIM_IDLE_MS:
-        if (!(rc = parse_count(a, arg, 1, INT_MAX, &n))) c->claim_idle_ms = n;
-        break;
+    case OPT_BLOCK_MS: rc = ms_option(src, arg, 3600000, &c->block_ms); break;
+    case OPT_CLAIM_IDLE_MS: rc = ms_option(src, arg, INT_MAX, &c->claim_idle_ms); break;
     case OPT_MAX_DELIVERIES:
-        if (!(rc = parse_count(a, arg, 1, INT_MAX, &n))) c->max_deliveries = n;
+        if (!(rc = count_option(src, arg, 1, INT_MAX, &n))) c->max_deliveries = n;
         break;
     case OPT_ALERTS_STDOUT: c->alerts_stdout = !arg || env_true(arg); break;
     case OPT_ALERT_STREAM: c->alert_stream = *arg ? arg : NULL; break;
@@ -210,99 +220,72 @@ static int apply(run_args *a, int opt, char *arg) {
         if (!arg || env_true(arg)) c->alert_stream = NULL;
         break;
     case OPT_ALERT_STREAM_MAXLEN:
-        if (!(rc = parse_count(a, arg, 0, LLONG_MAX, &n))) c->alert_stream_maxlen = (size_t)n;
+        if (!(rc = count_option(src, arg, 0, INT64_MAX, &n))) c->alert_stream_maxlen = (size_t)n;
         break;
     case OPT_ALERT_EXEC: c->alert_exec = *arg ? arg : NULL; break;
     case OPT_ALERT_EXEC_MAX:
-        if (!(rc = parse_count(a, arg, 1, 1024, &n))) c->alert_exec_max = (int)n;
+        if (!(rc = count_option(src, arg, 1, 1024, &n))) c->alert_exec_max = (int)n;
         break;
     case OPT_LOG_FORMAT:
         if (strcmp(arg, "kv") == 0) c->log_format = AW_LOG_KV;
         else if (strcmp(arg, "json") == 0) c->log_format = AW_LOG_JSON;
-        else rc = usage_error(a, "expected kv or json, got \"%s\"", arg);
+        else rc = aw_cli_usage_error(&command, "%s: expected kv or json, got \"%s\"", src, arg);
         break;
     case OPT_LOG_FILE: c->log_file = arg; break;
+    default: return AW_EXIT_USAGE;
     }
     return rc;
 }
 
-/* AUDITWATCH_<NAME> for every option. Values are copied (parse_streams
- * writes into them) and live as long as the run. */
+/* AUDITWATCH_<NAME> for every option, through the same on_option as argv.
+ * Values are copied and live as long as the run. */
 static int apply_environment(run_args *a) {
-    for (const struct option *o = long_options; o->name; o++) {
-        char var[64] = "AUDITWATCH_", source[80];
-        size_t len = strlen(var);
+    for (size_t i = 0; long_options[i].name; i++) {
+        const struct option *o = &long_options[i];
+        char *var = a->env_names[i];
+        size_t len;
         const char *value;
         char *copy;
         int rc;
-        if (o->val == OPT_HELP) continue;
-        for (const char *p = o->name; *p && len < sizeof var - 1; p++)
+        snprintf(var, sizeof a->env_names[i], "$AUDITWATCH_");
+        len = strlen(var);
+        for (const char *p = o->name; *p && len < sizeof a->env_names[i] - 1; p++)
             var[len++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         var[len] = '\0';
-        if (!(value = getenv(var)) || !*value) continue;
-        if (!(copy = strdup(value))) {
-            fputs("auditwatch run: out of memory\n", stderr);
-            return AW_EXIT_FAILURE;
-        }
-        a->env_values[a->nenv++] = copy;
-        snprintf(source, sizeof source, "$%s", var);
-        a->source = source;
-        rc = apply(a, o->val, copy);
+        if (!(value = getenv(var + 1)) || !*value) continue;
+        if (!(copy = keep_copy(a, value)))
+            return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
+        a->source = var;
+        rc = on_option(o->val, copy, a);
         a->source = NULL;
         if (rc) return rc;
     }
     return 0;
 }
 
-static const char *first_set(const char *a, const char *env_name) {
-    const char *v;
-    if (a) return a;
-    v = getenv(env_name);
-    return v && *v ? v : NULL;
-}
-
 static int parse_args(run_args *a, int argc, char **argv) {
     static char host[256];
-    int opt, idx, rc;
+    aw_cli_common common;
+    int first, rc;
     aw_daemon_config_init(&a->config);
-    a->config.ingest.db_path = "./auditwatch.db";
     a->detectors = (aw_detector_config){AW_DEFAULT_GRACE_MISSING_NS,
                                         AW_DEFAULT_GRACE_REVOCATION_NS};
     a->config.ingest.detectors = &a->detectors;
     a->redis_url = "redis://127.0.0.1:6379";
     if ((rc = apply_environment(a)) != 0) return rc;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", long_options, &idx)) != -1) {
-        char source[80];
-        if (opt == OPT_HELP) {
-            fputs(usage_text, stdout);
-            return fflush(stdout) == 0 ? AW_EXIT_OK : AW_EXIT_FAILURE;
-        }
-        if (opt == '?') {
-            fprintf(stderr, "auditwatch run: %s \"%s\" (see 'auditwatch run --help')\n",
-                    optopt ? "missing value for" : "unknown option", argv[optind - 1]);
-            return AW_EXIT_USAGE;
-        }
-        snprintf(source, sizeof source, "--%s", long_options[idx].name);
-        a->source = source;
-        rc = apply(a, opt, optarg);
-        a->source = NULL;
-        if (rc) return rc;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "auditwatch run: unexpected argument \"%s\" (see 'auditwatch run --help')\n",
-                argv[optind]);
-        return AW_EXIT_USAGE;
-    }
+    if ((rc = aw_cli_parse(&command, argc, argv, &common, on_option, a, &first)) != AW_CLI_PROCEED ||
+        (rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+        return rc;
+    a->config.ingest.db_path = common.db;
     if (!a->config.consumer) {
         if (gethostname(host, sizeof host - 1) != 0 || !*host) snprintf(host, sizeof host, "auditwatch");
         a->config.consumer = host;
     }
-    a->password_file = first_set(a->password_file, "REDIS_PASSWORD_FILE");
-    a->audit_key_file = first_set(a->audit_key_file, "AUDIT_HMAC_KEY_FILE");
-    a->streams_key_file = first_set(a->streams_key_file, "STREAMS_HMAC_KEY_FILE");
-    return PROCEED;
+    if (!a->password_file) {
+        const char *v = getenv("REDIS_PASSWORD_FILE");
+        a->password_file = v && *v ? v : NULL;
+    }
+    return AW_CLI_PROCEED;
 }
 
 /* The secrets and the Redis address: everything that needs more than text. */
@@ -317,22 +300,19 @@ static void release(run_args *a, run_resources *r) {
     aw_secret_free(r->password);
     aw_hmac_key_free(r->audit_key);
     aw_hmac_key_free(r->streams_key);
-    for (size_t i = 0; i < a->nenv; i++) free(a->env_values[i]);
+    for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
+    free(a->owned);
 }
 
 static int resolve(run_args *a, run_resources *r) {
     aw_error err = {0};
-    if (aw_redis_address_parse(a->redis_url, &r->address, &err) != AW_OK) {
-        fprintf(stderr, "auditwatch run: --redis: %s (see 'auditwatch run --help')\n", err.msg);
-        return AW_EXIT_USAGE;
-    }
+    if (aw_redis_address_parse(a->redis_url, &r->address, &err) != AW_OK)
+        return aw_cli_usage_error(&command, "--redis: %s", err.msg);
     if ((a->password_file && aw_secret_read_file(a->password_file, &r->password, &err) != AW_OK) ||
-        aw_secret_load_hmac_key(a->audit_key_file, "AUDIT_HMAC_KEY", &r->audit_key, &err) != AW_OK ||
-        aw_secret_load_hmac_key(a->streams_key_file, "STREAMS_HMAC_KEY", &r->streams_key,
-                                &err) != AW_OK) {
-        fprintf(stderr, "auditwatch run: %s\n", err.msg);
-        return AW_EXIT_FAILURE;
-    }
+        aw_cli_load_keys(a->audit_key_file, a->streams_key_file, &r->audit_key, &r->streams_key,
+                         &err) != AW_OK)
+        return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", err.msg);
+    /* Hooks started later must not inherit the hex keys. */
     unsetenv("AUDIT_HMAC_KEY");
     unsetenv("STREAMS_HMAC_KEY");
     a->config.redis_host = r->address.host;
@@ -353,17 +333,17 @@ int aw_cmd_run(int argc, char **argv) {
 
     memset(&a, 0, sizeof a);
     memset(&r, 0, sizeof r);
-    if ((rc = parse_args(&a, argc, argv)) != PROCEED || (rc = resolve(&a, &r)) != 0) {
+    if ((rc = parse_args(&a, argc, argv)) != AW_CLI_PROCEED || (rc = resolve(&a, &r)) != 0) {
         release(&a, &r);
         return rc;
     }
     if (aw_daemon_new(&a.config, &d, &err) != AW_OK) {
-        fprintf(stderr, "auditwatch run: %s\n", err.msg);
         release(&a, &r);
-        return err.code == AW_ERR_INVALID ? AW_EXIT_USAGE : AW_EXIT_FAILURE;
+        return aw_cli_fail(&command, err.code == AW_ERR_INVALID ? AW_EXIT_USAGE : AW_EXIT_FAILURE,
+                           "%s", err.msg);
     }
     rc = aw_daemon_run(d, &err) == AW_OK ? AW_EXIT_OK : AW_EXIT_FAILURE;
-    if (rc != AW_EXIT_OK) fprintf(stderr, "auditwatch run: %s\n", err.msg);
+    if (rc != AW_EXIT_OK) aw_cli_fail(&command, rc, "%s", err.msg);
     aw_daemon_free(d);
     release(&a, &r);
     return rc;

@@ -8,9 +8,12 @@
  * and "something broke" (3).
  *
  * Time arguments accept RFC 3339 (any offset, up to 9 fraction digits, via
- * event/) or a relative form counted back from now: "-30s", "-15m", "-2h",
- * "-7d", and "now". A relative time is resolved once, when the command
- * starts, so --since and --until of one invocation agree on "now".
+ * event/) or a relative form counted back from now or forward: "-30s",
+ * "-15m", "+1h", "-1.5d", and "now". A relative time is resolved once, when
+ * the command starts, so --since and --until of one invocation agree on
+ * "now". Durations are one syntax for every command: a number with an
+ * optional fraction and a unit (ms, s, m, h, d); a bare number is in the
+ * option's own unit (seconds, or milliseconds for the -ms options).
  */
 #include "cli/cli.h"
 
@@ -166,28 +169,51 @@ int64_t aw_cli_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int aw_cli_parse_duration(const char *arg, int64_t bare_unit_ns, int64_t max_ns,
+                          int64_t *out_ns) {
+    static const struct {
+        const char *suffix;
+        int64_t ns;
+    } units[] = {{"ms", 1000000LL},       {"s", 1000000000LL},         {"m", 60000000000LL},
+                 {"h", 3600000000000LL}, {"d", 86400000000000LL}};
+    char *end;
+    double v, ns;
+    int64_t unit_ns = 0;
+    if (!arg || !isdigit((unsigned char)*arg)) return AW_ERR_INVALID;
+    errno = 0;
+    v = strtod(arg, &end);
+    if (errno || end == arg) return AW_ERR_INVALID;
+    if (!*end) unit_ns = bare_unit_ns;
+    for (size_t i = 0; !unit_ns && i < sizeof units / sizeof *units; i++)
+        if (strcmp(end, units[i].suffix) == 0) unit_ns = units[i].ns;
+    if (!unit_ns) return AW_ERR_INVALID;
+    /* In double first, so a huge value is refused instead of overflowing. */
+    ns = v * (double)unit_ns;
+    if (!(ns >= 0) || ns > (double)max_ns) return AW_ERR_INVALID;
+    *out_ns = (int64_t)(ns + 0.5);
+    return AW_OK;
+}
+
+int aw_cli_duration_option(const aw_cli_command *cmd, const char *option, const char *arg,
+                           int64_t bare_unit_ns, int64_t max_ns, int64_t *out_ns) {
+    if (aw_cli_parse_duration(arg, bare_unit_ns, max_ns, out_ns) == AW_OK) return 0;
+    return aw_cli_usage_error(cmd,
+                              "%s: expected a duration like 30, 30s, 1.5m, 2h or 7d "
+                              "(a bare number is %s), got \"%s\"",
+                              option, bare_unit_ns == 1000000LL ? "milliseconds" : "seconds",
+                              arg);
+}
+
+/* "-2h" counts back from now, "+2h" forward; the unit is required. */
 static int parse_relative(const char *arg, int64_t now_ns, int64_t *out_ns) {
-    int64_t amount, unit_ns;
+    int64_t amount;
     size_t len = strlen(arg);
-    char digits[24];
-    if (len < 3 || arg[0] != '-' || len - 2 >= sizeof digits)
+    if (len < 3 || (arg[0] != '-' && arg[0] != '+') || isdigit((unsigned char)arg[len - 1]))
         return AW_ERR_INVALID;
-    switch (arg[len - 1]) {
-    case 's': unit_ns = 1000000000LL; break;
-    case 'm': unit_ns = 60LL * 1000000000LL; break;
-    case 'h': unit_ns = 3600LL * 1000000000LL; break;
-    case 'd': unit_ns = 86400LL * 1000000000LL; break;
-    default: return AW_ERR_INVALID;
-    }
-    memcpy(digits, arg + 1, len - 2);
-    digits[len - 2] = '\0';
-    for (size_t i = 0; digits[i]; i++)
-        if (!isdigit((unsigned char)digits[i])) return AW_ERR_INVALID;
-    /* Bounded so the product cannot overflow: 100 years back at most. */
-    if (aw_cli_parse_int(digits, 0, 100LL * 366 * 86400, &amount) != AW_OK ||
-        amount > (100LL * 366 * 86400 * 1000000000LL) / unit_ns)
+    /* Bounded so the sum cannot overflow: 100 years either way at most. */
+    if (aw_cli_parse_duration(arg + 1, 0, 100LL * 366 * 86400 * 1000000000LL, &amount) != AW_OK)
         return AW_ERR_INVALID;
-    *out_ns = now_ns - amount * unit_ns;
+    *out_ns = arg[0] == '-' ? now_ns - amount : now_ns + amount;
     return AW_OK;
 }
 
@@ -197,14 +223,14 @@ int aw_cli_parse_time(const char *arg, int64_t now_ns, int64_t *out_ns,
         *out_ns = now_ns;
         return AW_OK;
     }
-    if (arg[0] == '-') {
+    if (arg[0] == '-' || arg[0] == '+') {
         if (parse_relative(arg, now_ns, out_ns) == AW_OK) return AW_OK;
     } else if (aw_time_parse_rfc3339(arg, strlen(arg), out_ns, NULL) == AW_OK) {
         return AW_OK;
     }
     return aw_error_reject(err, AW_REJECT_BAD_TIME,
                            "\"%s\" is not a time: use RFC 3339 "
-                           "(2026-05-21T14:00:00Z), now, or -30s/-15m/-2h/-7d",
+                           "(2026-05-21T14:00:00Z), now, or -30s/-15m/+1.5h/-7d",
                            arg);
 }
 
