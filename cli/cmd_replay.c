@@ -33,6 +33,7 @@ static const char usage[] =
     "                         [--since TIME] [--until TIME] [--stream ROLE=NAME]\n"
     "                         [--redis-password-file FILE]\n"
     "                         [--audit-hmac-key-file FILE] [--streams-hmac-key-file FILE]\n"
+    "                         [--calls-hmac-key-file FILE]\n"
     "                         [--grace-missing SECONDS] [--grace-revocation SECONDS]\n"
     "                         [--format F] [--progress]\n\n"
     "Builds a fresh index at NEW_PATH from the entries of [--since, --until)\n"
@@ -53,6 +54,9 @@ static const char usage[] =
     "                         require and check signatures (else the files in\n"
     "                         $AUDIT_HMAC_KEY_FILE, $STREAMS_HMAC_KEY_FILE, else hex in\n"
     "                         $AUDIT_HMAC_KEY, $STREAMS_HMAC_KEY; none: not required)\n"
+    "  --calls-hmac-key-file FILE\n"
+    "                         require `_sig` on the calls stream (written by your\n"
+    "                         own shippers; without it its entries may be unsigned)\n"
     "  --grace-missing D      decision_missing/call_without_audit grace (300;\n"
     "                         seconds, or 30s, 5m, 2h, fractions too)\n"
     "  --grace-revocation D   access_after_revocation grace (5)\n"
@@ -70,6 +74,7 @@ enum {
     OPT_PASSWORD_FILE,
     OPT_AUDIT_KEY,
     OPT_STREAMS_KEY,
+    OPT_CALLS_KEY,
     OPT_GRACE_MISSING,
     OPT_GRACE_REVOCATION,
 };
@@ -83,6 +88,7 @@ static const struct option options[] = {
     {"redis-password-file", required_argument, NULL, OPT_PASSWORD_FILE},
     {"audit-hmac-key-file", required_argument, NULL, OPT_AUDIT_KEY},
     {"streams-hmac-key-file", required_argument, NULL, OPT_STREAMS_KEY},
+    {"calls-hmac-key-file", required_argument, NULL, OPT_CALLS_KEY},
     {"grace-missing", required_argument, NULL, OPT_GRACE_MISSING},
     {"grace-revocation", required_argument, NULL, OPT_GRACE_REVOCATION},
     {0},
@@ -104,7 +110,7 @@ typedef struct replay_args {
     const char *bundle;
     const char *redis_url;
     const char *password_file;
-    const char *audit_key_file, *streams_key_file;
+    const char *audit_key_file, *streams_key_file, *calls_key_file;
     const char *streams[AW_ROLE_COUNT];
     bool has_since, has_until;
     int64_t since_ns, until_ns, now_ns;
@@ -128,6 +134,7 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_PASSWORD_FILE: a->password_file = arg; return 0;
     case OPT_AUDIT_KEY: a->audit_key_file = arg; return 0;
     case OPT_STREAMS_KEY: a->streams_key_file = arg; return 0;
+    case OPT_CALLS_KEY: a->calls_key_file = arg; return 0;
     case OPT_GRACE_MISSING:
         return aw_cli_duration_option(&command, "--grace-missing", arg, AW_CLI_SECONDS,
                                       AW_CLI_GRACE_MAX_NS, &a->detectors.grace_missing_ns);
@@ -353,7 +360,8 @@ static int run_replay(const aw_cli_common *common, replay_args *a, feeder *f) {
 
     memcpy(opts.streams, a->streams, sizeof opts.streams);
     if (aw_cli_load_keys(a->audit_key_file, a->streams_key_file, &opts.audit_key,
-                         &opts.streams_key, &f->err) != AW_OK) {
+                         &opts.streams_key, &f->err) != AW_OK ||
+        aw_secret_load_hmac_key(a->calls_key_file, NULL, &opts.calls_key, &f->err) != AW_OK) {
         rc = aw_cli_usage_error(&command, "%s", f->err.msg);
         goto out;
     }
@@ -402,6 +410,7 @@ out:
     if (redis) redisFree(redis);
     aw_hmac_key_free(opts.audit_key);
     aw_hmac_key_free(opts.streams_key);
+    aw_hmac_key_free(opts.calls_key);
     return rc;
 }
 

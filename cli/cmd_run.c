@@ -50,8 +50,10 @@ static const char usage_text[] =
     "Signatures (keys are hex files; never on the command line):\n"
     "  --audit-hmac-key-file F     require `sig` on audit events (else $AUDIT_HMAC_KEY_FILE,\n"
     "                              else the hex in $AUDIT_HMAC_KEY)\n"
-    "  --streams-hmac-key-file F   require `_sig` on the other streams (else\n"
+    "  --streams-hmac-key-file F   require `_sig` on Caracal's other streams (else\n"
     "                              $STREAMS_HMAC_KEY_FILE, else $STREAMS_HMAC_KEY)\n"
+    "  --calls-hmac-key-file F     require `_sig` on the calls stream (your own\n"
+    "                              shippers'); without it calls may be unsigned\n"
     "Detectors:\n"
     "  --grace-missing DURATION    wait for a missing decision or audit (default 300;\n"
     "                              seconds, or 30s, 5m, 2h, fractions too)\n"
@@ -77,7 +79,7 @@ static const char usage_text[] =
 
 enum {
     OPT_REDIS = AW_CLI_OPT_BASE, OPT_REDIS_PASSWORD_FILE, OPT_GROUP, OPT_CONSUMER,
-    OPT_START_ID, OPT_STREAM, OPT_AUDIT_KEY_FILE, OPT_STREAMS_KEY_FILE,
+    OPT_START_ID, OPT_STREAM, OPT_AUDIT_KEY_FILE, OPT_STREAMS_KEY_FILE, OPT_CALLS_KEY_FILE,
     OPT_GRACE_MISSING, OPT_GRACE_REVOCATION, OPT_BATCH, OPT_BLOCK_MS,
     OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
     OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
@@ -94,6 +96,7 @@ static const struct option long_options[] = {
     {"stream", required_argument, NULL, OPT_STREAM},
     {"audit-hmac-key-file", required_argument, NULL, OPT_AUDIT_KEY_FILE},
     {"streams-hmac-key-file", required_argument, NULL, OPT_STREAMS_KEY_FILE},
+    {"calls-hmac-key-file", required_argument, NULL, OPT_CALLS_KEY_FILE},
     {"grace-missing", required_argument, NULL, OPT_GRACE_MISSING},
     {"grace-revocation", required_argument, NULL, OPT_GRACE_REVOCATION},
     {"batch", required_argument, NULL, OPT_BATCH},
@@ -123,6 +126,7 @@ typedef struct run_args {
     const char *password_file;
     const char *audit_key_file;
     const char *streams_key_file;
+    const char *calls_key_file;
     const char *source;             /* "$AUDITWATCH_BATCH" while the environment is read */
     char **owned;                   /* copies of values, freed at the end */
     size_t nowned;
@@ -198,6 +202,7 @@ static int on_option(int opt, const char *arg, void *ud) {
     }
     case OPT_AUDIT_KEY_FILE: a->audit_key_file = arg; break;
     case OPT_STREAMS_KEY_FILE: a->streams_key_file = arg; break;
+    case OPT_CALLS_KEY_FILE: a->calls_key_file = arg; break;
     case OPT_GRACE_MISSING:
         rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
                                     &a->detectors.grace_missing_ns);
@@ -294,12 +299,14 @@ typedef struct run_resources {
     char *password;
     aw_hmac_key *audit_key;
     aw_hmac_key *streams_key;
+    aw_hmac_key *calls_key;
 } run_resources;
 
 static void release(run_args *a, run_resources *r) {
     aw_secret_free(r->password);
     aw_hmac_key_free(r->audit_key);
     aw_hmac_key_free(r->streams_key);
+    aw_hmac_key_free(r->calls_key);
     for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
     free(a->owned);
 }
@@ -310,7 +317,8 @@ static int resolve(run_args *a, run_resources *r) {
         return aw_cli_usage_error(&command, "--redis: %s", err.msg);
     if ((a->password_file && aw_secret_read_file(a->password_file, &r->password, &err) != AW_OK) ||
         aw_cli_load_keys(a->audit_key_file, a->streams_key_file, &r->audit_key, &r->streams_key,
-                         &err) != AW_OK)
+                         &err) != AW_OK ||
+        aw_secret_load_hmac_key(a->calls_key_file, NULL, &r->calls_key, &err) != AW_OK)
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", err.msg);
     /* Hooks started later must not inherit the hex keys. */
     unsetenv("AUDIT_HMAC_KEY");
@@ -321,6 +329,7 @@ static int resolve(run_args *a, run_resources *r) {
     a->config.redis_password = r->password;
     a->config.ingest.audit_key = r->audit_key;
     a->config.ingest.streams_key = r->streams_key;
+    a->config.ingest.calls_key = r->calls_key;
     return 0;
 }
 

@@ -43,7 +43,11 @@ typedef struct aw_ingest_options {
      * a batch runs. NULL: signatures are not required and entries are
      * indexed as unsigned. */
     aw_hmac_key *audit_key;            /* `sig` of the audit stream */
-    aw_hmac_key *streams_key;          /* `_sig` of the other streams */
+    aw_hmac_key *streams_key;          /* `_sig` of Caracal's other streams */
+    /* `_sig` of the calls stream. It is written by the team's own log
+     * shippers, not by Caracal, so Caracal's streams key never applies to
+     * it: NULL accepts its entries unsigned (indexed as unsigned). */
+    aw_hmac_key *calls_key;
     /* The stream of each role (aw_stream_role); NULL takes
      * aw_stream_role_default_stream. Borrowed. */
     const char *streams[AW_ROLE_COUNT];

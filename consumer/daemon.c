@@ -897,6 +897,7 @@ static void log_start(aw_daemon *d) {
            AW_LOG_S("audit_stream", d->names[AW_ROLE_AUDIT]),
            AW_LOG_S("audit_signatures", c->ingest.audit_key ? "required" : "not checked"),
            AW_LOG_S("stream_signatures", c->ingest.streams_key ? "required" : "not checked"),
+           AW_LOG_S("calls_signatures", c->ingest.calls_key ? "required" : "not required"),
            AW_LOG_S("start_id", c->start_id), AW_LOG_I("count", c->count),
            AW_LOG_I("block_ms", c->block_ms), AW_LOG_I("claim_idle_ms", c->claim_idle_ms));
 }

@@ -13,6 +13,10 @@
  * what lets the daemon acknowledge only after the commit, and redeliver
  * freely after a crash.
  *
+ * Signature policy is per stream: the audit stream needs the audit key,
+ * Caracal's revocation streams the streams key, and the calls stream (the
+ * team's own shippers) its own key or none.
+ *
  * Checkpoints only move forward: a batch of reclaimed, older entries must
  * not make `status` report less progress than was made. The newest
  * committed id of every stream is kept in memory (loaded at open) and a
@@ -28,8 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENTRY_ID_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
-
 /* Role of an import stream: calls, read from NDJSON lines. */
 #define ROLE_IMPORT AW_ROLE_COUNT
 /* Role of a stream no option names. */
@@ -43,7 +45,7 @@ typedef struct stream_slot {
     uint64_t done_ms, done_seq;   /* newest committed entry id */
     bool in_batch;                /* the batch holds an entry newer than done */
     uint64_t batch_ms, batch_seq;
-    char batch_id[ENTRY_ID_MAX];
+    char batch_id[AW_STREAM_ID_TEXT_MAX];
 } stream_slot;
 
 struct aw_ingest {
@@ -51,6 +53,7 @@ struct aw_ingest {
     aw_detectors *det;
     aw_hmac_key *audit_key;
     aw_hmac_key *streams_key;
+    aw_hmac_key *calls_key;
     const char *streams[AW_ROLE_COUNT];
     aw_call_fields call_fields;
     stream_slot *slots;
@@ -72,11 +75,6 @@ static int role_of(const aw_ingest *ing, const char *name, size_t len) {
             memcmp(ing->streams[r], name, len) == 0)
             return r;
     return ROLE_UNKNOWN;
-}
-
-static int id_cmp(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq) {
-    if (ams != bms) return ams < bms ? -1 : 1;
-    return aseq < bseq ? -1 : aseq > bseq;
 }
 
 /* The slot of stream name, added when new. NULL when out of memory. */
@@ -143,6 +141,7 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
     if (!ing) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     ing->audit_key = options->audit_key;
     ing->streams_key = options->streams_key;
+    ing->calls_key = options->calls_key;
     ing->call_fields = options->call_fields;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
         ing->streams[r] = options->streams[r]
@@ -236,13 +235,9 @@ static int store_call(aw_ingest *ing, const aw_raw_entry *e, aw_observed_call *c
 static int index_call(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
     aw_observed_call *call;
-    int rc = decoded(aw_event_decode_call_entry(e, ing->streams_key, &call, why),
+    int rc = decoded(aw_event_decode_call_entry(e, ing->calls_key, &call, why),
                      why, err);
     return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
-}
-
-static int64_t ms_to_ns(uint64_t ms) {
-    return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
 }
 
 static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
@@ -256,7 +251,7 @@ static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
                                        AW_INGEST_IMPORT_FIELD),
                        why, err);
     rc = decoded(aw_event_decode_call_json(line->ptr, line->len, &ing->call_fields,
-                                           ms_to_ns(e->id_ms), &call, why),
+                                           aw_ms_to_ns(e->id_ms), &call, why),
                  why, err);
     return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
 }
@@ -298,7 +293,8 @@ static int reject(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
 static void note_progress(stream_slot *slot, const aw_raw_entry *e) {
     uint64_t ms = slot->in_batch ? slot->batch_ms : slot->done_ms;
     uint64_t seq = slot->in_batch ? slot->batch_seq : slot->done_seq;
-    if (id_cmp(e->id_ms, e->id_seq, ms, seq) <= 0) return;
+    if (aw_stream_id_cmp((aw_stream_id){e->id_ms, e->id_seq}, (aw_stream_id){ms, seq}) <= 0)
+        return;
     slot->in_batch = true;
     slot->batch_ms = e->id_ms;
     slot->batch_seq = e->id_seq;
@@ -418,7 +414,7 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
     for (size_t i = 0; i < ntrims && rc == AW_OK; i++)
         rc = ingest_trim(ing, &trims[i], &st, err);
     if (rc == AW_OK) rc = write_checkpoints(ing, err);
-    clock = ms_to_ns(audit_ms) > clock_ns ? ms_to_ns(audit_ms) : clock_ns;
+    clock = aw_ms_to_ns(audit_ms) > clock_ns ? aw_ms_to_ns(audit_ms) : clock_ns;
     if (rc == AW_OK) rc = aw_detectors_advance(ing->det, clock, err);
     if (rc == AW_OK) rc = aw_store_commit(ing->store, err);
     if (rc != AW_OK) {
