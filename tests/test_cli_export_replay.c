@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/support/cli_world.h"
@@ -221,13 +222,29 @@ static void publish(aw_test_redis *redis) {
     redisFree(c);
 }
 
+/* "now" of the replay must lie past the newest entry's millisecond. */
+static bool clock_past_entries(void *ud) {
+    redisContext *c = aw_test_redis_connect(ud);
+    redisReply *r = aw_test_command(c, "XINFO STREAM caracal.audit.events");
+    const char *last = NULL;
+    struct timespec ts;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        if (strcmp(r->element[i]->str, "last-generated-id") == 0) last = r->element[i + 1]->str;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    bool past = last && (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 > atoll(last);
+    freeReplyObject(r);
+    redisFree(c);
+    return past;
+}
+
 Test(cli_export_replay, replay_from_redis_reads_every_stream_of_the_window_without_a_group) {
     aw_test_redis redis;
     char url[64], fresh[PATH_MAX];
     aw_test_redis_start(&redis, false);
     aw_test_redis_url(&redis, url);
     publish(&redis);
-    usleep(5 * 1000);   /* so that "now" is past the last entry's millisecond */
+    cr_assert(aw_test_wait_for(clock_past_entries, &redis, 5000),
+              "the wall clock is not past the newest entry");
 
     aw_test_path(w.dir, "from-redis.db", fresh);
     cw_result r = cw_run(&w, ARGS("replay", "--from-redis", url, "--since", "-10m", "--until",

@@ -32,6 +32,10 @@ static double number(const cJSON *rows, const char *section, const char *item) {
     return v->valuedouble;
 }
 
+static bool pending_over_a_second(void *ud) {
+    return aw_test_pending_idle_ms(ud, "caracal.audit.events", "auditwatch") > 1000;
+}
+
 Test(cli_status, reports_what_the_index_holds) {
     cw_result r = cw_run(&w, ARGS("status", "--db", w.db, "-f", "json"), NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -131,7 +135,7 @@ Test(cli_status, reports_group_lag_and_pending_and_judges_readiness_by_them) {
     cw_result_free(&lagging);
     cw_result_free(&within);
 
-    usleep(1100 * 1000);
+    cr_assert(aw_test_wait_for(pending_over_a_second, c, 10000));
     cw_result stale = cw_run(&w, ARGS("status", "--db", w.db, "--redis", url, "--ready",
                                       "--max-pending-age", "1"), NULL);
     cr_expect_eq(stale.status, 1);

@@ -129,13 +129,27 @@ static bool refused_logged(void *ud) {
     return yes;
 }
 
+/* Redis has seen this many connections (ours included). */
+typedef struct connections_seen {
+    redisContext *c;
+    long long at_least;
+} connections_seen;
+
+static bool connected_again(void *ud) {
+    connections_seen *s = ud;
+    return aw_test_redis_connections(s->c) >= s->at_least;
+}
+
 Test(consumer_config, without_the_password_says_so_once_and_keeps_waiting) {
     aw_test_proc daemon;
     require_password();
     aw_test_daemon_start(&daemon, dir, "noauth", &redis, db, NULL, NULL);
     cr_assert(aw_test_wait_for(refused_logged, daemon.err_path, 10000),
               "the refusal was not logged");
-    usleep(1500 * 1000);
+    redisContext *c = connect_with_password();
+    connections_seen seen = {c, aw_test_redis_connections(c) + 1};
+    cr_assert(aw_test_wait_for(connected_again, &seen, 20000), "the daemon stopped retrying");
+    redisFree(c);
     cr_assert(!aw_test_wait(&daemon, 0), "the daemon gave up instead of retrying");
     aw_test_daemon_stop(&daemon, 5000);
     char *log = aw_test_read_file(daemon.err_path, NULL);

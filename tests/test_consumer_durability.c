@@ -28,7 +28,7 @@ TestSuite(consumer_durability, .init = setup, .fini = teardown, .timeout = 180);
 
 Test(consumer_durability, sigkill_at_random_points_loses_and_duplicates_nothing) {
     enum { EVENTS = 50000, CHUNK = 1000, KILLS = 3 };
-    unsigned seed = (unsigned)time(NULL);
+    unsigned seed = aw_test_seed();
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_pipe pipe = {c, 0, 0};
     aw_test_proc daemon;

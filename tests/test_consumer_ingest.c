@@ -131,6 +131,14 @@ Test(consumer_ingest, indexes_signed_events_and_revocations_exactly_once) {
     aw_hmac_key_free(key);
 }
 
+/* Everything published was read by the group, and all of it is still
+ * pending: read, not acknowledged. */
+static bool read_but_pending(void *ud) {
+    redisContext *c = ud;
+    return aw_test_group_lag(c, AUDIT, "auditwatch") == 0 &&
+           aw_test_pending_count(c, AUDIT, "auditwatch") == 50;
+}
+
 Test(consumer_ingest, acks_only_after_commit) {
     aw_test_redis *r = &redis;
     redisContext *c = aw_test_redis_connect(r);
@@ -156,10 +164,8 @@ Test(consumer_ingest, acks_only_after_commit) {
         aw_test_pipe_audit(&pipe, AUDIT, NULL, &(aw_test_audit){.id = id});
     }
     aw_test_pipe_flush(&pipe);
-    usleep(1500 * 1000);
-    /* ...so the entries were read but stay pending. */
-    cr_assert_eq(aw_test_group_lag(c, AUDIT, "auditwatch"), 0, "the daemon did not read them");
-    cr_assert_eq(aw_test_pending_count(c, AUDIT, "auditwatch"), 50);
+    /* ...so the entries are read but stay pending. */
+    cr_assert(aw_test_wait_for(read_but_pending, c, 20000), "the daemon did not read them");
 
     sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(lock);

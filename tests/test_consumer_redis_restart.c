@@ -35,6 +35,15 @@ static int count_lines(const char *text, const char *needle) {
     return n;
 }
 
+/* The daemon noticed the loss and a reconnect attempt failed. */
+static bool reconnect_refused(void *ud) {
+    char *log = aw_test_read_file(ud, NULL);
+    const char *lost = log ? strstr(log, "event=redis_disconnected") : NULL;
+    bool refused = lost && strstr(lost, "event=redis_unreachable");
+    free(log);
+    return refused;
+}
+
 Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes) {
     enum { EVENTS = 20000 };
     const char *streams[] = {AUDIT, NULL};
@@ -47,7 +56,8 @@ Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes) {
     cr_assert(aw_test_wait_entries(db, 1000, 30000));
 
     aw_test_redis_stop(&redis);
-    sleep(5);
+    cr_assert(aw_test_wait_for(reconnect_refused, daemon.err_path, 20000),
+              "the daemon did not try to reconnect while Redis was down");
     cr_assert(!aw_test_wait(&daemon, 0), "the daemon gave up while Redis was down");
     aw_test_redis_start_again(&redis);
     publish_range(EVENTS / 2, EVENTS);

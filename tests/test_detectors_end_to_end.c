@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/support/support.h"
@@ -99,9 +100,13 @@ Test(detectors_end_to_end, injected_anomalies_raise_exactly_their_alerts) {
     cr_assert_eq(loadgen.status, 0, "loadgen failed");
     cr_assert(aw_test_wait_for(drained, c, 300000), "the daemon did not drain the streams");
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
-    /* Caught up, the daemon moves its clock with the wall clock: wait out
-     * the grace of the last checks. */
-    sleep(4);
+    /* Caught up, the daemon moves its clock with the wall clock: wait until
+     * it is past the grace of the last checks. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    cr_assert(aw_test_wait_detector_clock(db, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
+                                                  4000000000LL, 30000),
+              "the detector clock stopped moving while idle");
     aw_test_daemon_stop(&daemon, 5000);
     redisFree(c);
 

@@ -175,4 +175,18 @@ bool aw_test_wait_entries(const char *db_path, int64_t entries, int timeout_ms);
 bool aw_test_wait_no_pending(redisContext *c, const char *const *streams,
                              const char *group, int timeout_ms);
 
+/* ---- Waiting on conditions (waits.c) ---------------------------------------------- */
+
+/* The seed of a randomized test: $AW_TEST_SEED when set, else a fresh one;
+ * printed on stderr either way so a failure can be repeated. */
+unsigned aw_test_seed(void);
+/* The detector clock persisted in the index (meta), or -1. */
+int64_t aw_test_detector_clock_ns(const char *db_path);
+/* Waits until that clock is at least at_least_ns. */
+bool aw_test_wait_detector_clock(const char *db_path, int64_t at_least_ns, int timeout_ms);
+/* INFO stats' total_connections_received, or -1. */
+long long aw_test_redis_connections(redisContext *c);
+/* Idle time (ms) of the oldest pending entry of group on stream, or -1. */
+long long aw_test_pending_idle_ms(redisContext *c, const char *stream, const char *group);
+
 #endif /* AW_TESTS_SUPPORT_H */
