@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh -- installs what is missing, then builds auditwatch twice and runs
-# every test in both builds: a plain build, and one with AddressSanitizer and
-# UndefinedBehaviorSanitizer where any leak or undefined behaviour fails the
-# test. Integration tests start their own redis-server on a free loopback
+# every test in both builds: a plain build, and a Debug one (assertions on)
+# with AddressSanitizer and UndefinedBehaviorSanitizer where any leak or
+# undefined behaviour fails the test. Integration tests start their own redis-server on a free loopback
 # port. Exit status is non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +15,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 for variant in plain sanitize; do
     dir=build/test-$variant
-    sanitize=OFF; [ $variant = sanitize ] && sanitize=ON
+    # The sanitizer build is a Debug build, so assert() runs under test.
+    sanitize=OFF type=RelWithDebInfo
+    [ $variant = sanitize ] && sanitize=ON type=Debug
     echo "== $variant build" >&2
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAW_SANITIZE=$sanitize >/dev/null
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=$type -DAW_SANITIZE=$sanitize >/dev/null
     cmake --build "$dir" -j"$jobs" >/dev/null
     echo "== $variant tests" >&2
     log=$dir/ctest.log
