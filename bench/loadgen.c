@@ -51,7 +51,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "detectors/detectors.h"
+#include "consumer/consumer.h"
 
 #define LG_ID_MAX 40               /* a UUID and its NUL, with room */
 #define LG_JSON_MAX 4096           /* one event's data; ours stay < 1.5 KiB */
@@ -1925,22 +1925,12 @@ static redisContext *connect_redis(const char *url) {
     if (!c || c->err) die("cannot connect to %s:%d: %s", host, port,
                           c ? c->errstr : "out of memory");
     const char *pwfile = getenv("REDIS_PASSWORD_FILE");
-    if (pwfile) {
-        char pw[512];
-        FILE *f = fopen(pwfile, "r");
-        if (!f) die("cannot read REDIS_PASSWORD_FILE: %s", strerror(errno));
-        size_t n = fread(pw, 1, sizeof pw - 1, f);
-        fclose(f);
-        while (n && (pw[n - 1] == '\n' || pw[n - 1] == '\r')) n--;
-        redisReply *r = redisCommand(c, "AUTH %b", pw, n);
-        if (!r || r->type == REDIS_REPLY_ERROR) die("Redis AUTH failed");
-        freeReplyObject(r);
-    }
-    if (db) {
-        redisReply *r = redisCommand(c, "SELECT %d", db);
-        if (!r || r->type == REDIS_REPLY_ERROR) die("SELECT failed");
-        freeReplyObject(r);
-    }
+    char *pw = NULL;
+    aw_error err = {0};
+    if ((pwfile && aw_secret_read_file(pwfile, &pw, &err) != AW_OK) ||
+        aw_redis_handshake(c, pw, db, &err) != AW_OK)
+        die("%s", err.msg);
+    aw_secret_free(pw);
     return c;
 }
 

@@ -60,9 +60,9 @@ int aw_cli_bundle_write_header(FILE *fp, const aw_bundle_info *info,
     pack_str(&pk, "until_ms");
     msgpack_pack_int64(&pk, info->until_ms);
     pack_str(&pk, "since");
-    pack_str(&pk, aw_time_format(info->since_ms * 1000000, since, sizeof since));
+    pack_str(&pk, aw_time_format(aw_ms_to_ns_signed(info->since_ms), since, sizeof since));
     pack_str(&pk, "until");
-    pack_str(&pk, aw_time_format(info->until_ms * 1000000, until, sizeof until));
+    pack_str(&pk, aw_time_format(aw_ms_to_ns_signed(info->until_ms), until, sizeof until));
     pack_str(&pk, "source");
     pack_str(&pk, info->source);
     pack_str(&pk, "created_at");
@@ -398,8 +398,8 @@ int aw_cli_bundle_next(aw_bundle *b, aw_raw_entry **entry, aw_error *err) {
     rc = aw_raw_entry_unpack((const char *)b->next, (size_t)(end - b->next), entry,
                              &used, err);
     if (rc != AW_OK) return rc;
-    if (b->read > 0 && ((*entry)->id_ms < b->prev_ms ||
-                        ((*entry)->id_ms == b->prev_ms && (*entry)->id_seq < b->prev_seq))) {
+    if (b->read > 0 && aw_stream_id_cmp((aw_stream_id){(*entry)->id_ms, (*entry)->id_seq},
+                                        (aw_stream_id){b->prev_ms, b->prev_seq}) < 0) {
         rc = aw_error_reject(err, AW_REJECT_BAD_VALUE,
                              "bundle entry %s of %s is out of entry-id order",
                              (*entry)->id.ptr, (*entry)->stream.ptr);

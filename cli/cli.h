@@ -198,7 +198,7 @@ int aw_cli_redis_connect(const char *url, const char *password_file,
  * (XINFO's replies under RESP2), borrowed from map; NULL when map is not an
  * array or has no such key (a field this Redis version does not report). */
 struct redisReply;
-const struct redisReply *aw_cli_reply_field(const struct redisReply *map,
+const struct redisReply *aw_redis_map_get(const struct redisReply *map,
                                             const char *key);
 
 /* ---- Evidence bundles (schema/bundle-format.md) ------------------------- */

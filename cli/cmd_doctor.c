@@ -268,14 +268,14 @@ static bool reply_is(const redisReply *r, int type) {
 }
 
 static int64_t int_field(const redisReply *map, const char *key) {
-    const redisReply *v = aw_cli_reply_field(map, key);
+    const redisReply *v = aw_redis_map_get(map, key);
     if (reply_is(v, REDIS_REPLY_INTEGER)) return v->integer;
     /* lag / entries-read are nil when Redis cannot compute them */
     return AW_FIGURE_UNKNOWN;
 }
 
 static const char *str_field(const redisReply *map, const char *key) {
-    const redisReply *v = aw_cli_reply_field(map, key);
+    const redisReply *v = aw_redis_map_get(map, key);
     return reply_is(v, REDIS_REPLY_STRING) || reply_is(v, REDIS_REPLY_STATUS) ? v->str : NULL;
 }
 
@@ -376,8 +376,8 @@ static int read_streams(doctor *d, aw_error *err) {
         if (!reply_is(s->info, REDIS_REPLY_ARRAY)) continue;
         s->snap.exists = true;
         s->snap.length = int_field(s->info, "length");
-        s->snap.first_entry = parse_pos(entry_id(aw_cli_reply_field(s->info, "first-entry")));
-        s->snap.last_entry = parse_pos(entry_id(aw_cli_reply_field(s->info, "last-entry")));
+        s->snap.first_entry = parse_pos(entry_id(aw_redis_map_get(s->info, "first-entry")));
+        s->snap.last_entry = parse_pos(entry_id(aw_redis_map_get(s->info, "last-entry")));
         const char *max_deleted = str_field(s->info, "max-deleted-entry-id");
         s->snap.max_deleted_known = max_deleted != NULL;
         s->snap.max_deleted = parse_pos(max_deleted);
@@ -565,7 +565,7 @@ static void dead_letter_section(doctor *d) {
         row(d, "dead_letters", s->name, NULL, "oldest_entry_age_ms", figure(age_of(d, first)), NULL);
 
         /* the oldest entry (XINFO STREAM's first-entry) read as a dead letter */
-        const redisReply *e = aw_cli_reply_field(s->info, "first-entry");
+        const redisReply *e = aw_redis_map_get(s->info, "first-entry");
         const char *reason = "undecodable";
         aw_dead_letter *letter = NULL;
         aw_raw_entry *raw = NULL;

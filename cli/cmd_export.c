@@ -141,8 +141,9 @@ static int collect_entry(const aw_entry_row *row, void *ud) {
 
 static int by_entry_id(const void *pa, const void *pb) {
     const note *a = pa, *b = pb;
-    if (a->id_ms != b->id_ms) return a->id_ms < b->id_ms ? -1 : 1;
-    if (a->id_seq != b->id_seq) return a->id_seq < b->id_seq ? -1 : 1;
+    int by_id = aw_stream_id_cmp((aw_stream_id){a->id_ms, a->id_seq},
+                                 (aw_stream_id){b->id_ms, b->id_seq});
+    if (by_id) return by_id;
     return a->stream < b->stream ? -1 : a->stream > b->stream;
 }
 

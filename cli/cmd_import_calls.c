@@ -112,7 +112,7 @@ static int64_t line_ms(const importer *im, const char *line, size_t len) {
 }
 
 static int add_line(importer *im, const char *line, size_t len) {
-    char id[48];
+    char id[AW_STREAM_ID_TEXT_MAX];
     aw_field field = {{AW_INGEST_IMPORT_FIELD, strlen(AW_INGEST_IMPORT_FIELD)}, {line, len}};
     int rc;
 

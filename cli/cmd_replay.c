@@ -155,6 +155,8 @@ typedef struct feeder {
     size_t n;
     int64_t fed, outside;
     aw_ingest_stats total;
+    aw_field *scratch;                    /* reused by aw_redis_entry_copy */
+    size_t scratch_cap;
     aw_cli_progress progress;
     aw_error err;
 } feeder;
@@ -218,9 +220,9 @@ typedef struct stream_cursor {
     const char *stream;
     redisReply *page;
     size_t next;              /* index into page->element */
-    char after[48];           /* exclusive start of the next page, "(ms-seq" */
+    char after[AW_STREAM_ID_TEXT_MAX + 1]; /* exclusive start of the next page, "(ms-seq" */
     bool done;
-    uint64_t head_ms, head_seq;
+    aw_stream_id head;
 } stream_cursor;
 
 static int fetch_page(redisContext *c, stream_cursor *s, const char *end,
@@ -243,8 +245,7 @@ static int head_of(stream_cursor *s, aw_error *err) {
     const redisReply *e = s->page->element[s->next];
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
         e->element[0]->type != REDIS_REPLY_STRING ||
-        aw_stream_id_parse(e->element[0]->str, e->element[0]->len, &s->head_ms,
-                           &s->head_seq) != AW_OK)
+        aw_stream_id_from_text(e->element[0]->str, e->element[0]->len, &s->head) != AW_OK)
         return aw_error_set(err, AW_ERR_IO, "Redis XRANGE %s: malformed entry", s->stream);
     return AW_OK;
 }
@@ -253,26 +254,9 @@ static int head_of(stream_cursor *s, aw_error *err) {
  * next page when this one is used up. */
 static int pop_head(redisContext *c, stream_cursor *s, const char *end, feeder *f) {
     const redisReply *e = s->page->element[s->next];
-    const redisReply *kv = e->element[1];
-    size_t nfields = kv->type == REDIS_REPLY_ARRAY ? kv->elements / 2 : 0;
-    aw_field *fields = calloc(nfields ? nfields : 1, sizeof *fields);
     aw_raw_entry *entry;
-    int rc;
-
-    if (!fields) return aw_error_set(&f->err, AW_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < nfields; i++) {
-        const redisReply *name = kv->element[2 * i], *value = kv->element[2 * i + 1];
-        if (name->type != REDIS_REPLY_STRING || value->type != REDIS_REPLY_STRING) {
-            free(fields);
-            return aw_error_set(&f->err, AW_ERR_IO, "Redis XRANGE %s: malformed entry",
-                                s->stream);
-        }
-        fields[i] = (aw_field){{name->str, name->len}, {value->str, value->len}};
-    }
-    rc = aw_raw_entry_new((aw_bytes){s->stream, strlen(s->stream)},
-                          (aw_bytes){e->element[0]->str, e->element[0]->len}, fields,
-                          nfields, &entry, &f->err);
-    free(fields);
+    int rc = aw_redis_entry_copy(s->stream, e->element[0], e->element[1], &f->scratch,
+                                 &f->scratch_cap, &entry, &f->err);
     if (rc == AW_OK) rc = feed(f, entry);
     if (rc != AW_OK) return rc;
     snprintf(s->after, sizeof s->after, "(%.*s", (int)e->element[0]->len, e->element[0]->str);
@@ -307,9 +291,7 @@ static int replay_redis(feeder *f, redisContext *c, const char *const streams[AW
         for (size_t i = 0; i < ncur; i++) {
             stream_cursor *s = &cur[i];
             if (s->done) continue;
-            if (!min || s->head_ms < min->head_ms ||
-                (s->head_ms == min->head_ms && s->head_seq < min->head_seq))
-                min = s;
+            if (!min || aw_stream_id_cmp(s->head, min->head) < 0) min = s;
         }
         if (!min) break;
         rc = pop_head(c, min, end, f);
@@ -438,6 +420,7 @@ int aw_cmd_replay(int argc, char **argv) {
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
     f->progress.enabled = common.progress;
     rc = run_replay(&common, &a, f);
+    free(f->scratch);
     free(f);
     return rc;
 }

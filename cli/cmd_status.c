@@ -224,7 +224,7 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
         return aw_error_set(err, AW_ERR_IO, "Redis XINFO GROUPS %s: %s", stream, c->errstr);
     if (x->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i < x->elements && !group; i++) {
-            const redisReply *name = aw_cli_reply_field(x->element[i], "name");
+            const redisReply *name = aw_redis_map_get(x->element[i], "name");
             if (name && name->type == REDIS_REPLY_STRING && strcmp(name->str, a->group) == 0)
                 group = x->element[i];
         }
@@ -236,10 +236,10 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
         freeReplyObject(x);
         return AW_OK;
     }
-    const redisReply *lag = aw_cli_reply_field(group, "lag");
-    const redisReply *pending = aw_cli_reply_field(group, "pending");
+    const redisReply *lag = aw_redis_map_get(group, "lag");
+    const redisReply *pending = aw_redis_map_get(group, "pending");
     add(r, section, "group", aw_cli_str(a->group));
-    add(r, section, "last_delivered_id", reply_cell(aw_cli_reply_field(group, "last-delivered-id")));
+    add(r, section, "last_delivered_id", reply_cell(aw_redis_map_get(group, "last-delivered-id")));
     add(r, section, "lag", reply_cell(lag));
     add(r, section, "pending", reply_cell(pending));
     if (a->max_lag >= 0 && lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > a->max_lag)

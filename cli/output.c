@@ -58,24 +58,7 @@ aw_cli_cell aw_cli_json(const char *json) {
 
 /* ---- a growable buffer ------------------------------------------------- */
 
-static int buf_reserve(aw_buf *b, size_t more) {
-    if (b->len + more + 1 <= b->cap) return AW_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + more + 1) cap *= 2;
-    char *p = realloc(b->ptr, cap);
-    if (!p) return AW_ERR_NOMEM;
-    b->ptr = p;
-    b->cap = cap;
-    return AW_OK;
-}
-
-static int buf_put(aw_buf *b, const char *s, size_t n) {
-    if (buf_reserve(b, n) != AW_OK) return AW_ERR_NOMEM;
-    memcpy(b->ptr + b->len, s, n);
-    b->len += n;
-    b->ptr[b->len] = '\0';
-    return AW_OK;
-}
+static int buf_put(aw_buf *b, const char *s, size_t n) { return aw_buf_append_text(b, s, n); }
 
 static int buf_puts(aw_buf *b, const char *s) { return buf_put(b, s, strlen(s)); }
 

@@ -14,26 +14,8 @@
 #include "cli/cli.h"
 
 #include <hiredis/hiredis.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Runs a command whose reply must not be an error. */
-static int simple_command(redisContext *c, aw_error *err, const char *what,
-                          const char *fmt, ...) {
-    va_list ap;
-    redisReply *r;
-    int rc = AW_OK;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    if (!r)
-        return aw_error_set(err, AW_ERR_IO, "Redis %s: %s", what, c->errstr);
-    if (r->type == REDIS_REPLY_ERROR)
-        rc = aw_error_set(err, AW_ERR, "Redis %s: %.*s", what, (int)r->len, r->str);
-    freeReplyObject(r);
-    return rc;
-}
 
 int aw_cli_redis_connect(const char *url, const char *password_file,
                          int timeout_ms, redisContext **out, aw_error *err) {
@@ -57,21 +39,15 @@ int aw_cli_redis_connect(const char *url, const char *password_file,
         return aw_error_set(err, AW_ERR_IO, "cannot set the Redis timeout");
     }
     if (!password_file) password_file = getenv("REDIS_PASSWORD_FILE");
-    if (password_file && *password_file) {
-        char *password;
-        if ((rc = aw_secret_read_file(password_file, &password, err)) == AW_OK) {
-            rc = simple_command(c, err, "AUTH", "AUTH %s", password);
-            aw_secret_free(password);
-        }
-        if (rc != AW_OK) {
-            redisFree(c);
-            return rc;
-        }
-    }
-    if (a.db && (rc = simple_command(c, err, "SELECT", "SELECT %d", a.db)) != AW_OK) {
+    if (password_file && !*password_file) password_file = NULL;
+    char *password = NULL;
+    if ((password_file && (rc = aw_secret_read_file(password_file, &password, err)) != AW_OK) ||
+        (rc = aw_redis_handshake(c, password, a.db, err)) != AW_OK) {
+        aw_secret_free(password);
         redisFree(c);
         return rc;
     }
+    aw_secret_free(password);
     *out = c;
     return AW_OK;
 }

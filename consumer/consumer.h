@@ -213,6 +213,29 @@ typedef struct aw_redis_address {
 int aw_redis_address_parse(const char *url, aw_redis_address *out,
                            aw_error *err);
 
+/* ---- Redis replies and handshakes shared with the command line ----------- */
+
+/* hiredis' types, for the one-shot commands that talk to Redis themselves;
+ * nothing else of consumer.h needs hiredis. */
+struct redisReply;
+struct redisContext;
+
+/* The value of key in a RESP2 flat map (XINFO: key, value, key, value...),
+ * or NULL. Borrowed from map. */
+const struct redisReply *aw_redis_map_get(const struct redisReply *map, const char *key);
+
+/* Copies one [id, fields] element of an entry list (XRANGE, XREADGROUP,
+ * XAUTOCLAIM) of stream into a new entry (aw_raw_entry_free). scratch is a
+ * field array reused between calls (grown as needed; free it at the end).
+ * AW_ERR_INVALID when a field is not a string. */
+int aw_redis_entry_copy(const char *stream, const struct redisReply *id,
+                        const struct redisReply *fields, aw_field **scratch,
+                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err);
+
+/* On a blocking connection: AUTH when password is not NULL, SELECT when db
+ * is not 0. Messages never contain the password. */
+int aw_redis_handshake(struct redisContext *c, const char *password, int db, aw_error *err);
+
 /* The JSON object of an alert, as the sinks emit it: id, kind, severity,
  * state, zone, request_id, anchor, event_time, raised_at, resolved_at,
  * resolved_by, late_seconds, evidence (array), summary, and "change"

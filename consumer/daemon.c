@@ -287,7 +287,7 @@ static int take_entry(const redisReply *id, const redisReply *fields, void *ud) 
     }
     if (!grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1, sizeof *sr->entries))
         return AW_ERR_NOMEM;
-    rc = aw_reply_copy_entry(k->r->d->names[k->stream], id, fields, &k->scratch,
+    rc = aw_redis_entry_copy(k->r->d->names[k->stream], id, fields, &k->scratch,
                              &k->scratch_cap, &e, &k->err);
     if (rc != AW_OK) return rc;
     sr->entries[sr->n++] = e;
@@ -345,13 +345,13 @@ static void on_info_reply(aw_redis_conn *conn, redisReply *reply, void *privdata
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         round_fail(x->round, "XINFO STREAM", reply);
     } else {
-        first = aw_reply_map_get(reply, "first-entry");
+        first = aw_redis_map_get(reply, "first-entry");
         b->has_first = first && first->type == REDIS_REPLY_ARRAY && first->elements == 2 &&
                        aw_reply_stream_id(first->element[0], &b->first);
         b->has_info =
-            integer_of(aw_reply_map_get(reply, "length"), &b->length) &&
-            aw_reply_stream_id(aw_reply_map_get(reply, "last-generated-id"), &b->last_generated) &&
-            aw_reply_stream_id(aw_reply_map_get(reply, "max-deleted-entry-id"), &b->max_deleted);
+            integer_of(aw_redis_map_get(reply, "length"), &b->length) &&
+            aw_reply_stream_id(aw_redis_map_get(reply, "last-generated-id"), &b->last_generated) &&
+            aw_reply_stream_id(aw_redis_map_get(reply, "max-deleted-entry-id"), &b->max_deleted);
     }
     round_answered(x->round);
 }
@@ -370,13 +370,13 @@ static void on_groups_reply(aw_redis_conn *conn, redisReply *reply, void *privda
         return;
     }
     for (size_t i = 0; i < reply->elements && !found; i++) {
-        const redisReply *name = aw_reply_map_get(reply->element[i], "name");
+        const redisReply *name = aw_redis_map_get(reply->element[i], "name");
         if (name && name->type == REDIS_REPLY_STRING && name->len == strlen(group) &&
             memcmp(name->str, group, name->len) == 0) {
             found = true;
             b->has_group = aw_reply_stream_id(
-                aw_reply_map_get(reply->element[i], "last-delivered-id"), &b->last_delivered);
-            b->has_lag = integer_of(aw_reply_map_get(reply->element[i], "lag"), &b->lag);
+                aw_redis_map_get(reply->element[i], "last-delivered-id"), &b->last_delivered);
+            b->has_lag = integer_of(aw_redis_map_get(reply->element[i], "lag"), &b->lag);
         }
     }
     if (!found && !r->failed) {

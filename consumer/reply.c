@@ -8,6 +8,10 @@
  * a crash. Entries are copied out of the reply into one aw_raw_entry block
  * each, because hiredis frees the reply when the callback returns.
  * Entry ids become aw_stream_id (event/), the one id type of the tree.
+ *
+ * The map look-up, the entry copy and the blocking AUTH/SELECT handshake are
+ * public (consumer.h): the one-shot commands that talk to Redis use these
+ * instead of copies of their own.
  */
 #include "consumer/reply.h"
 
@@ -26,12 +30,13 @@ bool aw_reply_is_error(const redisReply *r, const char *prefix) {
            memcmp(r->str, prefix, n) == 0;
 }
 
-const redisReply *aw_reply_map_get(const redisReply *map, const char *key) {
+const redisReply *aw_redis_map_get(const redisReply *map, const char *key) {
     size_t n = strlen(key);
     if (!map || map->type != REDIS_REPLY_ARRAY) return NULL;
     for (size_t i = 0; i + 1 < map->elements; i += 2) {
         const redisReply *k = map->element[i];
-        if (k->type == REDIS_REPLY_STRING && k->len == n && memcmp(k->str, key, n) == 0)
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) && k->len == n &&
+            memcmp(k->str, key, n) == 0)
             return map->element[i + 1];
     }
     return NULL;
@@ -57,10 +62,10 @@ int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud) 
     return AW_OK;
 }
 
-int aw_reply_copy_entry(const char *stream, const redisReply *id,
+int aw_redis_entry_copy(const char *stream, const redisReply *id,
                         const redisReply *fields, aw_field **scratch,
                         size_t *scratch_cap, aw_raw_entry **out, aw_error *err) {
-    size_t n = fields->elements / 2;
+    size_t n = fields && fields->type == REDIS_REPLY_ARRAY ? fields->elements / 2 : 0;
     if (n > *scratch_cap) {
         aw_field *grown = realloc(*scratch, n * sizeof *grown);
         if (!grown) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
@@ -76,4 +81,26 @@ int aw_reply_copy_entry(const char *stream, const redisReply *id,
     }
     return aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id->str, id->len},
                             *scratch, n, out, err);
+}
+
+/* One command of the handshake; the reply must not be an error. */
+static int handshake_step(redisContext *c, const char *what, int argc, const char **argv,
+                          aw_error *err) {
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int rc = AW_OK;
+    if (!r) return aw_error_set(err, AW_ERR_IO, "Redis %s: %s", what, c->errstr);
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = aw_error_set(err, AW_ERR, "Redis %s: %.*s", what, (int)r->len, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+int aw_redis_handshake(redisContext *c, const char *password, int db, aw_error *err) {
+    char dbtext[16];
+    const char *auth[] = {"AUTH", password};
+    const char *select[] = {"SELECT", dbtext};
+    int rc;
+    if (password && (rc = handshake_step(c, "AUTH", 2, auth, err)) != AW_OK) return rc;
+    snprintf(dbtext, sizeof dbtext, "%d", db);
+    return db ? handshake_step(c, "SELECT", 2, select, err) : AW_OK;
 }

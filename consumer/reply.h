@@ -13,10 +13,6 @@ bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out);
 /* True for a reply that is an error starting with prefix ("BUSYGROUP"). */
 bool aw_reply_is_error(const redisReply *r, const char *prefix);
 
-/* The value of key in a RESP2 flat map (XINFO: key, value, key, value...),
- * or NULL. */
-const redisReply *aw_reply_map_get(const redisReply *map, const char *key);
-
 /* For each [id, fields] element of a stream entry list (XREADGROUP,
  * XAUTOCLAIM): fields is NULL when the entry was deleted after it was
  * delivered (Redis answers nil or an empty array). Stops at, and returns,
@@ -24,12 +20,5 @@ const redisReply *aw_reply_map_get(const redisReply *map, const char *key);
 typedef int (*aw_reply_entry_fn)(const redisReply *id, const redisReply *fields,
                                  void *ud);
 int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud);
-
-/* Copies one entry of stream out of the reply. scratch is a field array
- * reused between calls (grown as needed; free it at the end). *out is a new
- * entry (aw_raw_entry_free). */
-int aw_reply_copy_entry(const char *stream, const redisReply *id,
-                        const redisReply *fields, aw_field **scratch,
-                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err);
 
 #endif /* AW_CONSUMER_REPLY_H */

@@ -1,11 +1,12 @@
-/* buf.c -- the growable byte buffer that msgpack output and the stream
- * signature's canonical text are written into.
+/* buf.c -- the growable byte buffer that msgpack output, the stream
+ * signature's canonical text and the command line's output rows are written
+ * into (declared in event.h: the one byte buffer of the tree).
  *
  * Capacity doubles, so appending n bytes in pieces costs O(n) copies. On
  * failure the buffer keeps what it had: a caller may report the error and
  * still free it normally.
  */
-#include "event/buf.h"
+#include "event/event.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,16 @@ int aw_buf_append(aw_buf *buf, const void *data, size_t len)
         return AW_ERR_NOMEM;
     memcpy(buf->ptr + buf->len, data, len);
     buf->len += len;
+    return AW_OK;
+}
+
+int aw_buf_append_text(aw_buf *buf, const char *text, size_t len)
+{
+    if (aw_buf_reserve(buf, len + 1) != AW_OK)
+        return AW_ERR_NOMEM;
+    memcpy(buf->ptr + buf->len, text, len);
+    buf->len += len;
+    buf->ptr[buf->len] = '\0';
     return AW_OK;
 }
 

@@ -162,12 +162,21 @@ char *aw_stream_id_format(aw_stream_id id, char *buf);
 int64_t aw_ms_to_ns(uint64_t ms);
 int64_t aw_ms_to_ns_signed(int64_t ms);
 
-/* A growable byte buffer, used for msgpack output. Owns ptr. */
+/* A growable byte buffer (msgpack output, canonical signature text, the
+ * command line's output rows). Owns ptr; start from {0}. On failure a
+ * buffer keeps what it had. */
 typedef struct aw_buf {
     char *ptr;
     size_t len, cap;
 } aw_buf;
 void aw_buf_free(aw_buf *buf);
+/* Makes room for `more` bytes after buf->len. AW_ERR_NOMEM on failure. */
+int aw_buf_reserve(aw_buf *buf, size_t more);
+/* Appends len bytes; AW_ERR_NOMEM on failure. */
+int aw_buf_append(aw_buf *buf, const void *data, size_t len);
+/* Appends len bytes of text and keeps a NUL after them (not counted in
+ * len), so ptr can be read as a C string. AW_ERR_NOMEM on failure. */
+int aw_buf_append_text(aw_buf *buf, const char *text, size_t len);
 
 /* Appends the msgpack form of entry to out: an array
  * [stream(bin), id(bin), [name(bin), value(bin), ...]]. */

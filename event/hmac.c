@@ -16,7 +16,6 @@
  * fragment of a malformed key.
  */
 #include "event/event.h"
-#include "event/buf.h"
 #include "event/decode.h"
 
 #include <openssl/core_names.h>

@@ -19,7 +19,7 @@
  * cleanly at any length.
  */
 #include "event/event.h"
-#include "event/buf.h"
+#include "event/event.h"
 #include "event/decode.h"
 
 #include <assert.h>

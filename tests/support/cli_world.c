@@ -25,7 +25,7 @@ typedef struct feed {
 
 static aw_raw_entry *entry(feed *f, const char *stream, int64_t ms, const aw_field *fields,
                            size_t n) {
-    char id[48];
+    char id[AW_STREAM_ID_TEXT_MAX];
     aw_raw_entry *e = NULL;
     aw_error err = {0};
     snprintf(id, sizeof id, "%lld-%llu", (long long)(CW_T0_MS + ms), (unsigned long long)f->seq++);

@@ -100,7 +100,7 @@ static aw_raw_entry *make_entry(dw_world *w, const char *stream,
                                 int64_t arrival_ms, const aw_field *fields,
                                 size_t nfields)
 {
-    char id[48];
+    char id[AW_STREAM_ID_TEXT_MAX];
     snprintf(id, sizeof id, "%lld-%llu", (long long)(DW_T0_MS + arrival_ms),
              (unsigned long long)++w->seq);
     aw_bytes s = {stream, strlen(stream)}, i = {id, strlen(id)};
@@ -359,7 +359,7 @@ dw_alert dw_the_alert(dw_world *w, const char *kind, const char *request)
 char *dw_snapshot(dw_world *w)
 {
     alert_list list = load_alerts(w, NULL, NULL);
-    size_t size = list.n * 48 + 1;
+    size_t size = list.n * AW_STREAM_ID_TEXT_MAX + 1;
     char *out = calloc(1, size);
     cr_assert_not_null(out);
     size_t len = 0;
