@@ -270,29 +270,12 @@ int64_t store_id_key(const char *id)
 
 char *store_format_entry_id(int64_t ms, int64_t seq, char *buf)
 {
-    snprintf(buf, STORE_ENTRY_ID_MAX, "%" PRIu64 "-%" PRIu64, (uint64_t)ms,
-             (uint64_t)seq);
-    return buf;
+    return aw_stream_id_format((aw_stream_id){(uint64_t)ms, (uint64_t)seq}, buf);
 }
 
 int store_buf_append(aw_buf *buf, const void *bytes, size_t n)
 {
-    if (buf->cap - buf->len < n) {
-        if (n > SIZE_MAX / 4 - buf->len)
-            return AW_ERR_NOMEM;
-        size_t cap = buf->cap ? buf->cap : 4096;
-        while (cap - buf->len < n)
-            cap *= 2;
-        char *grown = realloc(buf->ptr, cap);
-        if (grown == NULL)
-            return AW_ERR_NOMEM;
-        buf->ptr = grown;
-        buf->cap = cap;
-    }
-    if (n > 0)
-        memcpy(buf->ptr + buf->len, bytes, n);
-    buf->len += n;
-    return AW_OK;
+    return aw_buf_append(buf, bytes, n);
 }
 
 int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],

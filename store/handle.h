@@ -159,10 +159,10 @@ const char *store_column_text(sqlite3_stmt *stmt, int col);
 int64_t store_id_key(const char *id);
 
 /* "<ms>-<seq>" into buf (at least STORE_ENTRY_ID_MAX bytes). */
-#define STORE_ENTRY_ID_MAX 48
+#define STORE_ENTRY_ID_MAX AW_STREAM_ID_TEXT_MAX
 char *store_format_entry_id(int64_t ms, int64_t seq, char *buf);
 
-/* Appends n bytes to buf, growing it with realloc (as event/ does). */
+/* Appends n bytes to buf (event/'s aw_buf_append). */
 int store_buf_append(aw_buf *buf, const void *bytes, size_t n);
 /* The hash chain: chain_i = SHA-256(chain_{i-1} || stream || 0x00 ||
  * entry_id || 0x00 || raw). store_chain_prefix empties buf and writes
