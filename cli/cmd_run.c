@@ -72,6 +72,10 @@ static const char usage_text[] =
     "  --alert-stream-maxlen N     MAXLEN ~ of that stream (default 100000)\n"
     "  --alert-exec CMD            run /bin/sh -c CMD per alert, JSON on stdin\n"
     "  --alert-exec-max N          hooks running at once (default 4)\n"
+    "The chain head (entries and hash, for 'verify --chain-head'), logged when it\n"
+    "moved and at shutdown:\n"
+    "  --chain-interval DURATION   how often (default 60s)\n"
+    "  --chain-stream NAME         also XADD it to this Redis stream\n"
     "Logging (stderr unless --log-file):\n"
     "  --log-format kv|json        (default kv)\n"
     "  --log-file F                append here; reopened on SIGHUP\n"
@@ -83,7 +87,7 @@ enum {
     OPT_GRACE_MISSING, OPT_GRACE_REVOCATION, OPT_BATCH, OPT_BLOCK_MS,
     OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
     OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
-    OPT_LOG_FORMAT, OPT_LOG_FILE,
+    OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
 };
 
 /* --db and --help come from the shared parser (cli/options.c). */
@@ -111,6 +115,8 @@ static const struct option long_options[] = {
     {"alert-exec-max", required_argument, NULL, OPT_ALERT_EXEC_MAX},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"chain-stream", required_argument, NULL, OPT_CHAIN_STREAM},
+    {"chain-interval", required_argument, NULL, OPT_CHAIN_INTERVAL},
     {NULL, 0, NULL, 0},
 };
 
@@ -237,6 +243,17 @@ static int on_option(int opt, const char *arg, void *ud) {
         else rc = aw_cli_usage_error(&command, "%s: expected kv or json, got \"%s\"", src, arg);
         break;
     case OPT_LOG_FILE: c->log_file = arg; break;
+    case OPT_CHAIN_STREAM: c->chain_stream = *arg ? arg : NULL; break;
+    case OPT_CHAIN_INTERVAL: {
+        int64_t ns;
+        if (!(rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+                                          &ns))) {
+            c->chain_interval_ms = ns / AW_CLI_MILLISECONDS;
+            if (c->chain_interval_ms < 1)
+                rc = aw_cli_usage_error(&command, "%s: at least 1 ms, got \"%s\"", src, arg);
+        }
+        break;
+    }
     default: return AW_EXIT_USAGE;
     }
     return rc;

@@ -157,6 +157,13 @@ typedef struct aw_daemon_config {
 
     aw_log_format log_format;
     const char *log_file;          /* NULL: stderr; reopened on SIGHUP */
+
+    /* The chain head (entries + hash, as `verify --chain-head` takes it) is
+     * logged every chain_interval_ms when it moved, and at shutdown; also
+     * XADDed to chain_stream when that is not NULL, so a copy outside the
+     * index exists. */
+    const char *chain_stream;
+    int64_t chain_interval_ms;     /* 60000 */
 } aw_daemon_config;
 
 /* Fills config with the defaults above (consumer, password and keys NULL;

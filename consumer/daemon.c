@@ -115,7 +115,12 @@ struct aw_daemon {
     bool loop_ready, running, stopping, core_stopped, finished;
     uv_async_t stop_async;
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t claim_timer, summary_timer, read_timer, commit_timer, stop_timer;
+    uv_timer_t claim_timer, summary_timer, read_timer, commit_timer, stop_timer, chain_timer;
+
+    bool chain_due;               /* the timer fired while a commit ran */
+    bool chain_published;
+    int64_t chain_published_count;
+    size_t chain_in_flight;       /* XADDs of the head not answered yet */
 
     aw_ingest_stats totals;
     aw_sinks_stats sink_totals;
@@ -585,6 +590,61 @@ static void add_stats(aw_daemon *d, const aw_ingest_stats *s) {
     }
 }
 
+/* ---- The chain head, published outside the index ---------------------------- */
+
+#define CHAIN_STREAM_MAXLEN "100000"
+
+static void on_chain_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+    aw_daemon *d = privdata;
+    (void)conn;
+    d->chain_in_flight--;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        AW_LOG(d->log, AW_LOG_WARN, "chain_head_not_published",
+               AW_LOG_S("stream", d->config->chain_stream),
+               AW_LOG_S("error", reply ? reply->str : "connection lost"));
+    try_finish(d);
+}
+
+/* Logs the head (and XADDs it) when it moved since the last time, or
+ * always at shutdown. Reads the index, so only while no commit runs. */
+static void publish_chain_head(aw_daemon *d, const char *reason) {
+    bool shutdown = strcmp(reason, "shutdown") == 0;
+    unsigned char hash[32];
+    char hex[65], head[96], count_text[24], at[40];
+    int64_t count;
+    aw_error err = {0};
+    if (d->in_worker) {
+        d->chain_due = true;
+        return;
+    }
+    d->chain_due = false;
+    if (aw_store_chain_head(aw_ingest_store(d->ing), &count, hash, &err) != AW_OK) {
+        AW_LOG(d->log, AW_LOG_WARN, "chain_head_unreadable", AW_LOG_S("error", err.msg));
+        return;
+    }
+    if (!shutdown && d->chain_published && count == d->chain_published_count) return;
+    d->chain_published = true;
+    d->chain_published_count = count;
+    aw_hex(hash, 32, hex);
+    snprintf(head, sizeof head, "%s@%lld", hex, (long long)count);
+    snprintf(count_text, sizeof count_text, "%lld", (long long)count);
+    aw_time_format(wall_ns(), at, sizeof at);
+    AW_LOG(d->log, AW_LOG_INFO, "chain_head", AW_LOG_S("chain_head", head),
+           AW_LOG_I("entries", count), AW_LOG_S("reason", reason));
+    if (!d->config->chain_stream) return;
+    const char *argv[] = {"XADD", d->config->chain_stream, "MAXLEN", "~", CHAIN_STREAM_MAXLEN,
+                          "*", "chain_head", head, "entries", count_text, "hash", hex,
+                          "published_at", at, "consumer", d->config->consumer, "reason", reason};
+    if (d->conn && aw_redis_conn_send(d->conn, 0, on_chain_reply, d,
+                                      (int)(sizeof argv / sizeof *argv), argv, NULL) == AW_OK)
+        d->chain_in_flight++;
+    else
+        AW_LOG(d->log, AW_LOG_WARN, "chain_head_not_published",
+               AW_LOG_S("stream", d->config->chain_stream), AW_LOG_S("error", "Redis is not connected"));
+}
+
+static void on_chain_timer(uv_timer_t *t) { publish_chain_head(t->data, "timer"); }
+
 static void after_commit(uv_work_t *w, int status) {
     aw_daemon *d = w->data;
     (void)status;
@@ -595,6 +655,7 @@ static void after_commit(uv_work_t *w, int status) {
         aw_ingest_drain_alerts(d->ing, on_alert, d);
     }
     aw_core_on_commit(d->core, d->commit_rc, &d->commit_err);
+    if (d->chain_due && !d->finished) publish_chain_head(d, "timer");
     drive(d);
     try_finish(d);
 }
@@ -654,6 +715,10 @@ static void perform(aw_daemon *d, const aw_core_action *a) {
     case AW_ACT_LOG: perform_log(d, a); break;
     case AW_ACT_STOP:
         d->core_stopped = true;
+        /* A copy of where the chain ended, unless the index is broken or a
+         * commit is still running (a stop at once). */
+        if (aw_core_get_state(d->core) != AW_CORE_BROKEN && !d->in_worker)
+            publish_chain_head(d, "shutdown");
         break;
     }
 }
@@ -753,11 +818,13 @@ static void finish(aw_daemon *d) {
     close_handle((uv_handle_t *)&d->read_timer);
     close_handle((uv_handle_t *)&d->commit_timer);
     close_handle((uv_handle_t *)&d->stop_timer);
+    close_handle((uv_handle_t *)&d->chain_timer);
 }
 
 /* The core is done; the sinks may still be writing alerts out. */
 static void try_finish(aw_daemon *d) {
-    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks)) finish(d);
+    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks) && !d->chain_in_flight)
+        finish(d);
 }
 
 static void on_stop_deadline(uv_timer_t *t) {
@@ -807,6 +874,7 @@ void aw_daemon_config_init(aw_daemon_config *c) {
     c->alert_stream_maxlen = 100000;
     c->alert_exec_max = 4;
     c->log_format = AW_LOG_KV;
+    c->chain_interval_ms = 60000;
 }
 
 static bool valid_start_id(const char *id) {
@@ -831,9 +899,10 @@ static int check_config(const aw_daemon_config *c, aw_error *err) {
     if (!c->redis_host || !*c->redis_host || c->redis_port < 1 || c->redis_port > 65535)
         return aw_error_set(err, AW_ERR_INVALID, "bad Redis address");
     if (c->count < 1 || c->block_ms < 1 || c->claim_idle_ms < 1 || c->max_deliveries < 1 ||
-        c->alert_exec_max < 1)
+        c->alert_exec_max < 1 || c->chain_interval_ms < 1)
         return aw_error_set(err, AW_ERR_INVALID,
-                            "count, block, claim idle, max deliveries and hook limit must be "
+                            "count, block, claim idle, max deliveries, hook limit and chain "
+                            "interval must be "
                             "at least 1");
     return AW_OK;
 }
@@ -939,11 +1008,14 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
     init_timer(d, &d->read_timer);
     init_timer(d, &d->commit_timer);
     init_timer(d, &d->stop_timer);
+    init_timer(d, &d->chain_timer);
     init_signal(d, &d->sigterm, SIGTERM);
     init_signal(d, &d->sigint, SIGINT);
     init_signal(d, &d->sighup, SIGHUP);
     uv_timer_start(&d->claim_timer, on_claim_timer, claim_every, claim_every);
     uv_timer_start(&d->summary_timer, on_summary_timer, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
+    uv_timer_start(&d->chain_timer, on_chain_timer, (uint64_t)c->chain_interval_ms,
+                   (uint64_t)c->chain_interval_ms);
     d->started_ms = uv_now(&d->loop);
     log_start(d);
     aw_redis_conn_start(d->conn);

@@ -380,6 +380,14 @@ typedef struct aw_chain_report {
     char what[AW_ERRMSG_MAX];    /* "row 42 edited", "rows 9-11 missing" */
 } aw_chain_report;
 
+/* The chain head as of the last commit: *count is the row id of the last
+ * chained entry (entries are numbered from 1, so it is also their number),
+ * hash the chain value after it (all zero for an empty index). Together they
+ * are what `verify --chain-head HASH@COUNT` checks against. Not inside a
+ * transaction. */
+int aw_store_chain_head(aw_store *store, int64_t *count, unsigned char hash[32],
+                        aw_error *err);
+
 /* progress (may be NULL) is called every 100,000 entries. */
 int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
                           void (*progress)(int64_t checked, void *ud),
