@@ -15,7 +15,10 @@
  *    hands batches to the ingest layer on the libuv thread pool, and
  *    acknowledges an entry only after the transaction holding it committed
  *    (DESIGN §3). A crash at any point loses nothing: unacknowledged entries
- *    are delivered again, and the index recognises them.
+ *    are delivered again, and the index recognises them. Inside it, too,
+ *    decisions and I/O are apart: the consumer core (core.c, private header
+ *    core.h) takes typed facts and returns actions, with no hiredis or libuv
+ *    type in sight; daemon.c performs them and turns replies into facts.
  *
  * Plus three small helpers the command line shares: secrets from files,
  * Redis addresses, and the JSON form of an alert.
@@ -106,6 +109,9 @@ void aw_ingest_close(aw_ingest *ing);
  * Returns 0 with *stats filled (stats may be NULL), or the store's error
  * after a rollback that leaves the index and the detectors as they were: the
  * caller must then NOT acknowledge the entries, and may retry the batch.
+ * The code tells how (aw_commit_class_of in core.h): AW_ERR_BUSY, _FULL,
+ * _IO, _NOMEM pass; AW_ERR_BROKEN, _VERSION do not; any other code would
+ * recur with the same entries.
  * Runs on any one thread at a time. */
 int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
                     const aw_ingest_trim *trims, size_t ntrims,
@@ -182,7 +188,9 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
  * the log file): connects (retrying with capped exponential backoff, so an
  * unreachable Redis is waited for, not an error), ingests, and on stop
  * finishes and acknowledges the batches in flight. Returns 0 after a clean
- * stop, or an error when the index failed beyond retrying. Ignores SIGPIPE
+ * stop, or AW_ERR_BROKEN when the index cannot be written (corrupt,
+ * read-only, too new; err says what to do). Transient index errors (busy,
+ * full disk, I/O) are retried, never returned. Ignores SIGPIPE
  * for the whole process (sockets and hook pipes report EPIPE instead). */
 int aw_daemon_run(aw_daemon *d, aw_error *err);
 
