@@ -132,6 +132,7 @@ struct aw_daemon {
 
 static void drive(aw_daemon *d);
 static void try_finish(aw_daemon *d);
+static void on_stop_deadline(uv_timer_t *t);
 
 static int64_t wall_ns(void) {
     struct timespec ts;
@@ -715,6 +716,8 @@ static void perform(aw_daemon *d, const aw_core_action *a) {
     case AW_ACT_LOG: perform_log(d, a); break;
     case AW_ACT_STOP:
         d->core_stopped = true;
+        /* A stop of the core's own (a broken index) is bounded too. */
+        if (!d->stopping) uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
         /* A copy of where the chain ended, unless the index is broken or a
          * commit is still running (a stop at once). */
         if (aw_core_get_state(d->core) != AW_CORE_BROKEN && !d->in_worker)
