@@ -75,7 +75,7 @@ static int parse_epoch_ms(aw_bytes text, const char *name, int64_t *ns,
         return aw_error_reject(err, AW_REJECT_BAD_TIME,
                                "%s: expected epoch milliseconds, got %s", name,
                                aw_quote(text.ptr, text.len, q));
-    *ns = (int64_t)ms * 1000000;
+    *ns = aw_ms_to_ns(ms);
     return AW_OK;
 }
 
@@ -111,7 +111,7 @@ static int letter_new(aw_dead_letter_shape shape, aw_bytes reason,
         letter->source_id = id;
     }
     if (dead->id_ms <= (uint64_t)(INT64_MAX / 1000000))
-        letter->dead_lettered_ns = (int64_t)dead->id_ms * 1000000;
+        letter->dead_lettered_ns = aw_ms_to_ns(dead->id_ms);
     *out = letter;
     return AW_OK;
 }

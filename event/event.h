@@ -502,13 +502,9 @@ void aw_dead_letter_free(aw_dead_letter *letter);
  * XPENDING report, so `doctor` and the daemon's pipeline alerts judge alike.
  * Callers take the snapshots (read-only: never in Caracal's groups). */
 
-/* A stream entry id as numbers; {0, 0} means "none". */
-typedef struct aw_stream_pos {
-    uint64_t ms, seq;
-} aw_stream_pos;
-
-/* <0, 0, >0 as a is before, equal to, after b. */
-int aw_stream_pos_cmp(aw_stream_pos a, aw_stream_pos b);
+/* A stream entry id (the one id type, aw_stream_id, compared with
+ * aw_stream_id_cmp); {0, 0} means "none". */
+typedef aw_stream_id aw_stream_pos;
 bool aw_stream_pos_is_none(aw_stream_pos p);
 
 /* A figure this Redis does not report (lag before 7.0, or when Redis cannot

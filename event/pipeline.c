@@ -20,15 +20,6 @@
  */
 #include "event/event.h"
 
-int aw_stream_pos_cmp(aw_stream_pos a, aw_stream_pos b)
-{
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    if (a.seq != b.seq)
-        return a.seq < b.seq ? -1 : 1;
-    return 0;
-}
-
 bool aw_stream_pos_is_none(aw_stream_pos p)
 {
     return p.ms == 0 && p.seq == 0;
@@ -43,11 +34,11 @@ static int64_t age_ms(aw_stream_pos p, int64_t now_ms)
 
 aw_applied aw_group_applied(const aw_group_snapshot *group, aw_stream_pos r)
 {
-    if (aw_stream_pos_cmp(r, group->last_delivered) > 0)
+    if (aw_stream_id_cmp(r, group->last_delivered) > 0)
         return AW_APPLIED_NOT_DELIVERED;
     if (group->pending <= 0)
         return AW_APPLIED_YES;
-    int vs_oldest = aw_stream_pos_cmp(r, group->oldest_pending);
+    int vs_oldest = aw_stream_id_cmp(r, group->oldest_pending);
     if (vs_oldest < 0)
         return AW_APPLIED_YES;
     if (vs_oldest == 0)
@@ -64,11 +55,11 @@ static bool lost_unread(const aw_stream_snapshot *stream,
                         const aw_group_snapshot *group)
 {
     if (stream->max_deleted_known &&
-        aw_stream_pos_cmp(stream->max_deleted, group->last_delivered) > 0)
+        aw_stream_id_cmp(stream->max_deleted, group->last_delivered) > 0)
         return true;
     return group->lag != AW_FIGURE_UNKNOWN && group->lag > stream->length &&
            (stream->length == 0 ||
-            aw_stream_pos_cmp(group->last_delivered, stream->first_entry) < 0);
+            aw_stream_id_cmp(group->last_delivered, stream->first_entry) < 0);
 }
 
 /* The earlier of the oldest pending and the first undelivered entry. */
@@ -79,7 +70,7 @@ static aw_stream_pos oldest_unapplied(const aw_group_snapshot *group,
     *is_pending = false;
     if (group->pending > 0 &&
         (aw_stream_pos_is_none(oldest) ||
-         aw_stream_pos_cmp(group->oldest_pending, oldest) < 0)) {
+         aw_stream_id_cmp(group->oldest_pending, oldest) < 0)) {
         oldest = group->oldest_pending;
         *is_pending = true;
     }
@@ -153,7 +144,7 @@ int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
 {
     if (lost_unread(stream, group) ||
         (group->pending > 0 &&
-         aw_stream_pos_cmp(group->oldest_pending, stream->first_entry) < 0))
+         aw_stream_id_cmp(group->oldest_pending, stream->first_entry) < 0))
         return 0;
     int64_t unread = group->lag;
     if (unread == AW_FIGURE_UNKNOWN) {
@@ -162,7 +153,7 @@ int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
          * before the first one, none when nothing follows it */
         if (aw_stream_pos_is_none(group->first_undelivered))
             unread = 0;
-        else if (aw_stream_pos_cmp(group->last_delivered, stream->first_entry) < 0)
+        else if (aw_stream_id_cmp(group->last_delivered, stream->first_entry) < 0)
             unread = stream->length;
         else
             return AW_FIGURE_UNKNOWN;

@@ -57,7 +57,7 @@ Test(event_pipeline, enforcer_that_reads_and_never_acks_is_not_acking)
     aw_enforcer_judge(&stream, &g, NOW, 30000, &j);
     cr_expect_eq(j.state, AW_ENFORCER_NOT_ACKING);
     cr_expect_eq(j.unapplied_age_ms, 90000);
-    cr_expect_eq(aw_stream_pos_cmp(j.oldest_unapplied, AT(90000)), 0);
+    cr_expect_eq(aw_stream_id_cmp(j.oldest_unapplied, AT(90000)), 0);
 }
 
 Test(event_pipeline, enforcer_caught_up_is_ok_and_one_behind_a_trim_is_trimmed)
