@@ -364,9 +364,15 @@ int aw_cmd_run(int argc, char **argv) {
         return rc;
     }
     if (aw_daemon_new(&a.config, &d, &err) != AW_OK) {
+        const char *advice = aw_index_error_advice(err.code);
+        if (advice)
+            rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "index %s cannot be used: %s. To go on: %s",
+                             a.config.ingest.db_path, err.msg, advice);
+        else
+            rc = aw_cli_fail(&command, err.code == AW_ERR_INVALID ? AW_EXIT_USAGE : AW_EXIT_FAILURE,
+                             "%s", err.msg);
         release(&a, &r);
-        return aw_cli_fail(&command, err.code == AW_ERR_INVALID ? AW_EXIT_USAGE : AW_EXIT_FAILURE,
-                           "%s", err.msg);
+        return rc;
     }
     rc = aw_daemon_run(d, &err) == AW_OK ? AW_EXIT_OK : AW_EXIT_FAILURE;
     if (rc != AW_EXIT_OK) aw_cli_fail(&command, rc, "%s", err.msg);

@@ -194,6 +194,11 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
  * for the whole process (sockets and hook pipes report EPIPE instead). */
 int aw_daemon_run(aw_daemon *d, aw_error *err);
 
+/* What an operator should do about an index that failed with code: words
+ * for AW_ERR_BROKEN (corrupt, not an index, read-only) and AW_ERR_VERSION
+ * (written by a newer auditwatch); NULL for other codes. */
+const char *aw_index_error_advice(int code);
+
 /* Asks a running daemon to stop. Safe from any thread and from a signal
  * handler. */
 void aw_daemon_stop(aw_daemon *d);

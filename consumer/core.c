@@ -405,14 +405,26 @@ static bool reading_state(aw_core_state s) {
            s == AW_CORE_LIVE || s == AW_CORE_PAUSED;
 }
 
+const char *aw_index_error_advice(int code) {
+    switch (code) {
+    case AW_ERR_BROKEN:
+        return "check that the file is an auditwatch index and that this user may write it "
+               "and its directory, then run 'auditwatch verify'; if it is damaged, move it "
+               "aside and rebuild it with 'auditwatch replay' (or let 'run' index the "
+               "retained history again into a new file)";
+    case AW_ERR_VERSION:
+        return "it was written by a newer auditwatch: run that version, or point --db at "
+               "another file";
+    default: return NULL;
+    }
+}
+
 static void go_broken(aw_core *c, const char *what, const char *msg) {
     if (terminal(c)) return;
     snprintf(c->broken, sizeof c->broken,
              "%s: %s. Nothing of the failed batch was acknowledged, so it is delivered again "
-             "after a restart. Check the index file's permissions and the disk, run "
-             "'auditwatch verify'; if the index is damaged, move it aside and rebuild it "
-             "with 'auditwatch replay'",
-             what, msg);
+             "after a restart. To go on: %s",
+             what, msg, aw_index_error_advice(AW_ERR_BROKEN));
     core_log_add(c, AW_CORE_ERROR, "index_broken", NULL, NULL, NULL, c->broken,
                  "stopping; exit status 3", -1);
     core_set_state(c, AW_CORE_BROKEN);

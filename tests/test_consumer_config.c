@@ -229,3 +229,18 @@ Test(consumer_config, json_log_file_is_reopened_on_sighup) {
     cr_assert(file_mentions(log, "\"shutdown\""));
     cr_assert(file_mentions(rotated, "\"start\""));
 }
+
+Test(consumer_config, a_broken_index_exits_3_saying_what_to_do) {
+    char bad[PATH_MAX];
+    const char *args[] = {"run", "--db", bad, NULL};
+    int status;
+    aw_test_write_file(aw_test_path(dir, "not-an-index.db", bad),
+                       "this is not a SQLite database, it only has its name\n", 0600);
+    char *err = run_and_read_stderr(args, NULL, &status);
+    cr_assert_eq(status, 3, "%s", err);
+    cr_expect(strstr(err, "not-an-index.db") && strstr(err, "not a database"), "%s", err);
+    cr_expect(strstr(err, "auditwatch verify") && strstr(err, "auditwatch replay"),
+              "no word on what to do: %s", err);
+    cr_expect_eq(strchr(err, '\n') - err + 1, (long)strlen(err), "more than one line: %s", err);
+    free(err);
+}
