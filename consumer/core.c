@@ -101,6 +101,7 @@
 #define TEXT AW_STREAM_ID_TEXT_MAX
 #define LOG_QUEUE 16
 #define LOG_TEXT 320
+#define BROKEN_TEXT 1024
 
 enum { S_DISC, S_SETUP, S_PEND, S_CLAIM, S_LIVE, S_PAUSE, S_DRAIN, S_STOP, S_BROKEN };
 
@@ -168,7 +169,7 @@ typedef struct core_log {
     aw_core_log_level level;
     const char *event;
     char stream[128], first[TEXT], last[TEXT];
-    char error[LOG_TEXT];
+    char error[BROKEN_TEXT];      /* the longest: a broken index's reason */
     const char *action;
     long long entries;
 } core_log;
@@ -215,7 +216,7 @@ struct aw_core {
     core_log log_out;
 
     bool stop_emitted;
-    char broken[LOG_TEXT * 2];
+    char broken[BROKEN_TEXT];
     aw_core_totals totals;
 };
 
@@ -266,7 +267,7 @@ static void core_log_add(aw_core *c, aw_core_log_level level, const char *event,
     snprintf(l->stream, sizeof l->stream, "%s", stream ? stream : "");
     snprintf(l->first, sizeof l->first, "%s", first ? first : "");
     snprintf(l->last, sizeof l->last, "%s", last ? last : "");
-    snprintf(l->error, sizeof l->error, "%s", error ? error : "");
+    snprintf(l->error, sizeof l->error, "%.*s", (int)sizeof l->error - 1, error ? error : "");
     l->action = action;
     l->entries = entries;
 }
@@ -422,8 +423,8 @@ const char *aw_index_error_advice(int code) {
 static void go_broken(aw_core *c, const char *what, const char *msg) {
     if (terminal(c)) return;
     snprintf(c->broken, sizeof c->broken,
-             "%s: %s. Nothing of the failed batch was acknowledged, so it is delivered again "
-             "after a restart. To go on: %s",
+             "%.100s: %.300s. Nothing of the failed batch was acknowledged, so it is delivered "
+             "again after a restart. To go on: %.400s",
              what, msg, aw_index_error_advice(AW_ERR_BROKEN));
     core_log_add(c, AW_CORE_ERROR, "index_broken", NULL, NULL, NULL, c->broken,
                  "stopping; exit status 3", -1);
