@@ -2,6 +2,7 @@
  * with their reason and acknowledged; the daemon keeps going and the good
  * entries around them are indexed. */
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,4 +163,41 @@ Test(consumer_rejects, records_every_reason_acks_and_keeps_indexing) {
     cr_assert_eq(st.events, 3, "the good entries around the bad ones are indexed");
     redisFree(c);
     aw_hmac_key_free(key);
+}
+
+/* The index refuses one event (a trigger, as a schema constraint would):
+ * the daemon finds that entry by splitting its batch, rejects it with the
+ * index's reason, commits and acknowledges the rest, and goes on. */
+Test(consumer_rejects, an_entry_the_index_refuses_is_rejected_and_the_rest_commits) {
+    const char *streams[] = {AUDIT, NULL};
+    aw_test_proc daemon;
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_store_stats st;
+    sqlite3 *h;
+
+    aw_test_daemon_start(&daemon, dir, "refused", &redis, db, NULL, NULL);
+    aw_test_publish_audit_range(&pipe, AUDIT, 0, 1);
+    cr_assert(aw_test_wait_entries(db, 1, 20000));
+    cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h,
+                              "CREATE TRIGGER refuse BEFORE INSERT ON events "
+                              "WHEN NEW.event_id = 'evt-000057' "
+                              "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(h));
+    sqlite3_close(h);
+    aw_test_publish_audit_range(&pipe, AUDIT, 1, 200);
+    cr_assert(aw_test_wait_entries(db, 200, 20000), "ingest wedged behind the refused entry");
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000),
+              "entries left unacknowledged");
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_assert(aw_test_index_stats(db, &st));
+    cr_expect_eq(st.events, 199);
+    cr_expect_eq(st.rejected, 1);
+    char *log = aw_test_read_file(daemon.err_path, NULL);
+    cr_expect(log && strstr(log, "event=entry_refused_by_index") && strstr(log, "this event is refused"),
+              "%s", log);
+    free(log);
+    redisFree(c);
 }
