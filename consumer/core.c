@@ -7,20 +7,23 @@
  * any point loses nothing: the entry is delivered again, and the index
  * recognises it (aw_ingest_batch is idempotent per stream and entry id).
  *
- * The read side is one state, c->state:
+ * The read side is one state, c->state, moved one step per fact:
  *
- *                connected            groups ok          no pending left
- *   DISCONNECTED ---------> SETUP -----------> PENDING -----------------+
- *        ^                    ^  \                ^                       |
- *        | lost (from any     |   \ failed        | read failed           v
- *        | read-side state)   |    v              | (from LIVE)   +--> CLAIMING
- *        |                    +-- PAUSED <--------+---------------+      |
- *        |          NOGROUP  timer: back to       |  claim due    |      | all
- *        |          (any)    SETUP/PENDING/CLAIMING               |      | claimed
- *        |                                        +---- LIVE <----+------+
- *
- *   stop (any of the above) --> DRAINING --(nothing in flight)--> STOPPED
- *   index broken (any but STOPPED) --> BROKEN (terminal; STOP is emitted)
+ *   DISCONNECTED --connected--------------------------> SETUP
+ *   SETUP        --groups made------------------------> PENDING
+ *   PENDING      --no stream has pending entries left--> CLAIMING (claim due)
+ *                                                        or LIVE
+ *   CLAIMING     --every stream claimed through--------> LIVE
+ *   LIVE         --claim tick--------------------------> CLAIMING
+ *   SETUP, PENDING, CLAIMING, LIVE
+ *                --a command failed--------------------> PAUSED
+ *   PAUSED       --backoff over------------------------> the state that failed
+ *                                                        (LIVE: PENDING, to re-read
+ *                                                        what it was delivered)
+ *   any of SETUP..PAUSED --NOGROUP--> SETUP, --connection lost--> DISCONNECTED
+ *   any but STOPPED, BROKEN --stop--> DRAINING --nothing in flight, or a
+ *                                               second stop--> STOPPED
+ *   any but STOPPED --index broken--> BROKEN (terminal; STOP is handed out)
  *
  *   from \ to     DISC SETUP PEND CLAIM LIVE PAUSE DRAIN STOP BROKEN
  *   DISCONNECTED   .    x     .    .     .    .     x     .    x
