@@ -228,6 +228,9 @@ int aw_cmd_import_calls(int argc, char **argv) {
     if (rc == AW_OK) {
         print_summary(im, argv[first]);
         rc = im->total.rejected ? AW_EXIT_NO : AW_EXIT_OK;
+    } else if (aw_index_error_advice(rc)) {
+        rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "index %s cannot be used: %s. To go on: %s",
+                         common.db, im->err.msg, aw_index_error_advice(rc));
     } else {
         rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", im->err.msg);
     }
