@@ -160,7 +160,7 @@ typedef struct revocation_group {
     /* An outbox delivery (outbox_id or dedupe_key): its revocations take the
      * time of the earliest delivery of the same id, at or before its own. */
     bool outbox;
-    char entry_id[48];
+    char entry_id[AW_STREAM_ID_TEXT_MAX];
 } revocation_group;
 
 typedef struct verify_state {
@@ -390,7 +390,7 @@ static int decode_call(const aw_raw_entry *raw, aw_hmac_key *key, aw_observed_ca
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "import entry has no \"%s\" field",
                                AW_INGEST_IMPORT_FIELD);
     return aw_event_decode_call_json(line->ptr, line->len, NULL,
-                                     (int64_t)raw->id_ms * 1000000, call, err);
+                                     aw_ms_to_ns(raw->id_ms), call, err);
 }
 
 /* A row that names an entry that cannot be re-decoded: one mismatch,
@@ -644,7 +644,7 @@ static int compare_call(verify_state *v, mismatch m, const aw_call_row *r,
     int64_t occurred = c->occurred_at_ns;
     /* An import line without a time got the file's time, of which the
      * entry id keeps the milliseconds only. */
-    if (is_import(raw->stream.ptr) && occurred == (int64_t)raw->id_ms * 1000000 &&
+    if (is_import(raw->stream.ptr) && occurred == aw_ms_to_ns(raw->id_ms) &&
         r->occurred_at_ns / 1000000 == (int64_t)raw->id_ms)
         occurred = r->occurred_at_ns;
     int rc = compare_text(v, m, "request_id", r->request_id, c->request_id, &differs);
