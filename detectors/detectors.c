@@ -59,9 +59,7 @@
 
 int64_t aw_det_ms_to_ns(uint64_t ms)
 {
-    if (ms > (uint64_t)(INT64_MAX / 1000000))
-        return INT64_MAX;
-    return (int64_t)ms * 1000000;
+    return aw_ms_to_ns(ms);
 }
 
 int64_t aw_det_entry_ns(const aw_raw_entry *entry)

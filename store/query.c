@@ -227,7 +227,7 @@ static int event_row(sqlite3_stmt *stmt, void *ctx)
         .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
                                           sqlite3_column_int64(stmt, 4),
                                           entry_id),
-        .arrived_ns = sqlite3_column_int64(stmt, 3) * 1000000,
+        .arrived_ns = aw_ms_to_ns_signed(sqlite3_column_int64(stmt, 3)),
         .event_id = store_column_text(stmt, 5),
         .zone_id = store_column_text(stmt, 6),
         .event_type = store_column_text(stmt, 7),
@@ -389,7 +389,7 @@ static int rejected_row(sqlite3_stmt *stmt, void *ctx)
         .reason = reason ? aw_reject_reason_from_name(reason)
                          : AW_REJECT_NONE,
         .detail = store_column_text(stmt, 6),
-        .rejected_at_ns = sqlite3_column_int64(stmt, 3) * 1000000,
+        .rejected_at_ns = aw_ms_to_ns_signed(sqlite3_column_int64(stmt, 3)),
     };
     return c->fn.rejected(&row, c->ud);
 }
