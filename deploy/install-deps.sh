@@ -11,7 +11,7 @@ set -euo pipefail
 
 aw_packages_for() {
     local pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
-                libmsgpack-dev libsqlite3-dev libcjson-dev libssl-dev
+                libmsgpack-dev libsqlite3-dev libcjson-dev libssl-dev libzstd-dev
                 redis-server redis-tools sqlite3)
     case ${1:-run} in
         test) pkgs+=(libcriterion-dev) ;;
