@@ -3,7 +3,9 @@
  *
  * Raw entries are read by id-time window (`export`, `replay`) or one at a
  * time by row (`trace` shows what only the raw entry holds: determining
- * policies, diagnostics, the whole delegation chain).
+ * policies, diagnostics, the whole delegation chain). Rows stored as zstd
+ * frames are decompressed first (evidence.c): readers and the chain only
+ * ever see the verbatim bytes.
  *
  * chain_0 is 32 zero bytes and chain_i = SHA-256(chain_{i-1} || stream ||
  * 0x00 || entry_id || 0x00 || raw). Entry rows are numbered 1, 2, 3, ...
@@ -13,6 +15,8 @@
  *  - a gap in row numbers: rows deleted;
  *  - a row whose stored chain differs from the recomputed one: that row was
  *    edited (its raw bytes, its ids, or its chain value);
+ *  - a row whose stored frame cannot be decompressed (or names a missing
+ *    dictionary): that row, or its dictionary, was edited; zstd's reason;
  *  - fewer rows than the tip says: the last rows were deleted;
  *  - a last head that differs from the tip's: rows edited and re-chained.
  */
@@ -24,23 +28,37 @@
 #define VERIFY_PROGRESS_EVERY 100000
 #define VERIFY_STOP 1
 
+/* Columns of ENTRY_COLUMNS (handle.c). */
+enum { COL_ROWID, COL_STREAM, COL_ID_MS, COL_ID_SEQ, COL_RAW, COL_ORIG_SIZE,
+       COL_CHAIN, COL_ZSTD_DICT };
+
+/* What entry_row needs besides the callback: where to decompress to, and
+ * where to say why a row could not be. */
+struct entry_ctx {
+    struct row_ctx c;
+    aw_store *store;
+    aw_buf plain;
+    aw_error *err;
+};
+
 static int entry_row(sqlite3_stmt *stmt, void *ctx)
 {
-    struct row_ctx *c = ctx;
+    struct entry_ctx *e = ctx;
     char entry_id[STORE_ENTRY_ID_MAX];
+    int64_t id_ms = sqlite3_column_int64(stmt, COL_ID_MS);
     aw_entry_row row = {
-        .rowid = sqlite3_column_int64(stmt, 0),
-        .stream = store_column_text(stmt, 1),
-        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 2),
-                                          sqlite3_column_int64(stmt, 3),
-                                          entry_id),
-        .id_ms = sqlite3_column_int64(stmt, 2),
-        .raw = sqlite3_column_blob(stmt, 4),
-        .raw_len = (size_t)sqlite3_column_bytes(stmt, 4),
-        .truncated = sqlite3_column_type(stmt, 5) != SQLITE_NULL,
-        .chain = sqlite3_column_blob(stmt, 6),
+        .rowid = sqlite3_column_int64(stmt, COL_ROWID),
+        .stream = store_column_text(stmt, COL_STREAM),
+        .entry_id = store_format_entry_id(
+            id_ms, sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id),
+        .id_ms = id_ms,
+        .truncated = sqlite3_column_type(stmt, COL_ORIG_SIZE) != SQLITE_NULL,
+        .chain = sqlite3_column_blob(stmt, COL_CHAIN),
     };
-    return c->fn.entry(&row, c->ud);
+    int rc = store_evidence_unpack(e->store, stmt, COL_RAW, COL_ZSTD_DICT,
+                                   row.rowid, &e->plain, &row.raw,
+                                   &row.raw_len, e->err);
+    return rc != AW_OK ? rc : e->c.fn.entry(&row, e->c.ud);
 }
 
 int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
@@ -52,9 +70,11 @@ int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
         return rc;
     sqlite3_bind_int64(stmt, 1, since_ms);
     sqlite3_bind_int64(stmt, 2, until_ms);
-    struct row_ctx ctx = {.fn.entry = fn, .ud = ud};
-    return store_each_row(store, stmt, entry_row, &ctx, err,
-                          "read entries");
+    struct entry_ctx ctx = {.c = {.fn.entry = fn, .ud = ud}, .store = store,
+                            .err = err};
+    rc = store_each_row(store, stmt, entry_row, &ctx, err, "read entries");
+    aw_buf_free(&ctx.plain);
+    return rc;
 }
 
 int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
@@ -65,7 +85,8 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(stmt, 1, rowid);
-    struct row_ctx ctx = {.fn.entry = fn, .ud = ud};
+    struct entry_ctx ctx = {.c = {.fn.entry = fn, .ud = ud}, .store = store,
+                            .err = err};
     int step = sqlite3_step(stmt);
     if (step == SQLITE_ROW)
         rc = entry_row(stmt, &ctx);
@@ -75,16 +96,19 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
     else
         rc = store_fail(store, err, "look up entry");
     sqlite3_reset(stmt);
+    aw_buf_free(&ctx.plain);
     return rc;
 }
 
 struct verify {
+    aw_store *store;
     aw_chain_report *report;
     void (*progress)(int64_t checked, void *ud);
     void *ud;
     int64_t next_rowid;
     unsigned char head[32];
     aw_buf buf;
+    aw_buf plain;    /* a compressed row's verbatim bytes */
     int rc;          /* AW_ERR_NOMEM when hashing could not allocate */
 };
 
@@ -108,15 +132,29 @@ static int verify_missing(struct verify *v, int64_t first, int64_t last)
 static int verify_row(sqlite3_stmt *stmt, void *ctx)
 {
     struct verify *v = ctx;
-    int64_t rowid = sqlite3_column_int64(stmt, 0);
+    int64_t rowid = sqlite3_column_int64(stmt, COL_ROWID);
     if (rowid != v->next_rowid)
         return verify_missing(v, v->next_rowid, rowid - 1);
-    const char *stream = store_column_text(stmt, 1);
+    const char *stream = store_column_text(stmt, COL_STREAM);
     char entry_id[STORE_ENTRY_ID_MAX];
-    store_format_entry_id(sqlite3_column_int64(stmt, 2),
-                          sqlite3_column_int64(stmt, 3), entry_id);
-    const void *raw = sqlite3_column_blob(stmt, 4);
-    size_t raw_len = (size_t)sqlite3_column_bytes(stmt, 4);
+    store_format_entry_id(sqlite3_column_int64(stmt, COL_ID_MS),
+                          sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
+    const char *raw;
+    size_t raw_len;
+    aw_error why = {0};
+    int rc = store_evidence_unpack(v->store, stmt, COL_RAW, COL_ZSTD_DICT,
+                                   rowid, &v->plain, &raw, &raw_len, &why);
+    if (rc == AW_ERR_NOMEM) {
+        v->rc = rc;
+        return VERIFY_STOP;
+    }
+    if (rc != AW_OK) {
+        /* Not readable is as edited as it gets; say why. */
+        v->report->ok = false;
+        v->report->first_bad_rowid = rowid;
+        snprintf(v->report->what, sizeof v->report->what, "%s", why.msg);
+        return VERIFY_STOP;
+    }
     if (store_chain_prefix(&v->buf, v->head, stream ? stream : "",
                            entry_id) != AW_OK ||
         store_buf_append(&v->buf, raw, raw_len) != AW_OK) {
@@ -125,8 +163,8 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
     }
     unsigned char chain[32];
     aw_sha256(v->buf.ptr, v->buf.len, chain);
-    if (sqlite3_column_bytes(stmt, 6) != 32 ||
-        memcmp(sqlite3_column_blob(stmt, 6), chain, 32) != 0)
+    if (sqlite3_column_bytes(stmt, COL_CHAIN) != 32 ||
+        memcmp(sqlite3_column_blob(stmt, COL_CHAIN), chain, 32) != 0)
         return verify_break(v, rowid, "row %lld edited", rowid, 0);
     memcpy(v->head, chain, 32);
     v->next_rowid++;
@@ -201,8 +239,8 @@ int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
 {
     memset(report, 0, sizeof *report);
     report->ok = true;
-    struct verify v = {.report = report, .progress = progress, .ud = ud,
-                       .next_rowid = 1};
+    struct verify v = {.store = store, .report = report,
+                       .progress = progress, .ud = ud, .next_rowid = 1};
     /* One snapshot for the tip and every row. */
     bool own_snapshot = !store->in_tx;
     if (own_snapshot &&
@@ -212,5 +250,6 @@ int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
     if (own_snapshot)
         sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
     aw_buf_free(&v.buf);
+    aw_buf_free(&v.plain);
     return rc;
 }

@@ -65,7 +65,7 @@
     "c.source FROM calls c JOIN entries n ON n.rowid = c.entry_rowid WHERE "
 #define ENTRY_COLUMNS                                                       \
     "SELECT n.rowid, " STREAM_NAME ", n.id_ms, n.id_seq, n.raw, "           \
-    "n.orig_size, n.chain FROM entries n "
+    "n.orig_size, n.chain, n.zstd_dict FROM entries n "
 
 static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_STREAM_FIND] = "SELECT stream_no FROM streams WHERE name = :name",
@@ -75,7 +75,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "UPDATE chain_tip SET last_rowid = ?1, head = ?2 WHERE one = 1",
     [STMT_ENTRY_ADD] =
         "INSERT INTO entries(rowid, stream_no, id_ms, id_seq, chain, "
-        "orig_size, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "orig_size, raw, zstd_dict) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
         "ON CONFLICT(id_ms, id_seq, stream_no) DO NOTHING",
     [STMT_ENTRY_FIND] = "SELECT rowid FROM entries WHERE id_ms = ?1 AND "
                         "id_seq = ?2 AND stream_no = ?3",
@@ -194,6 +194,12 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "(SELECT max(occurred_at) FROM events), "
         "(SELECT page_count * page_size FROM pragma_page_count(), "
         "pragma_page_size())",
+    [STMT_DICT_NEWEST] = "SELECT max(dict_no) FROM evidence_dicts",
+    [STMT_DICT_GET] = "SELECT dict FROM evidence_dicts WHERE dict_no = ?1",
+    [STMT_DICT_ADD] = "INSERT INTO evidence_dicts(zstd_id, trained_at, "
+                      "samples, dict) VALUES (?1, ?2, ?3, ?4)",
+    [STMT_ENTRIES_AFTER] = "SELECT rowid, raw, zstd_dict FROM entries "
+                           "WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
 };
 
 /* ---- Small helpers shared by store/ ------------------------------------- */
@@ -530,6 +536,7 @@ void aw_store_close(aw_store *store)
     free(store->streams);
     free(store->anchors);
     aw_buf_free(&store->pack);
+    store_evidence_free(store);
     sqlite3_close(store->db);
     free(store->path);
     free(store);
@@ -581,6 +588,8 @@ int aw_store_begin(aw_store *store, aw_error *err)
         rc = store_fail(store, err, "read chain tip");
     }
     sqlite3_reset(tip);
+    if (rc == AW_OK)
+        rc = store_evidence_begin(store, err);
     if (rc != AW_OK) {
         sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
@@ -611,6 +620,7 @@ int aw_store_commit(aw_store *store, aw_error *err)
         return rc;
     }
     store->in_tx = false;
+    store_evidence_end(store, true);
     return AW_OK;
 }
 
@@ -625,6 +635,7 @@ void aw_store_rollback(aw_store *store)
         if (store->anchors != NULL)
             memset(store->anchors, 0,
                    STORE_ANCHOR_CACHE * sizeof *store->anchors);
+        store_evidence_end(store, false);
     }
     store->in_tx = false;
 }

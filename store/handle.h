@@ -10,6 +10,7 @@
 #define AW_STORE_HANDLE_H
 
 #include <sqlite3.h>
+#include <zstd.h>
 
 #include "store/store.h"
 
@@ -57,6 +58,10 @@ enum store_stmt {
     STMT_REJECTED_BY_REASON,
     STMT_OPEN_ALERTS_BY_KIND,
     STMT_STATS,
+    STMT_DICT_NEWEST,
+    STMT_DICT_GET,
+    STMT_DICT_ADD,
+    STMT_ENTRIES_AFTER,
     STMT_COUNT
 };
 
@@ -84,6 +89,27 @@ struct store_stream_name {
     int64_t stream_no;
 };
 
+/* A dictionary loaded for reading; dict_no 0: empty slot. */
+#define STORE_DDICT_CACHE 4
+struct store_ddict_slot {
+    int64_t dict_no;
+    ZSTD_DDict *ddict;
+};
+
+/* The compression state of evidence.c, created on first use and kept for
+ * the life of the handle. */
+struct store_evidence {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    ZSTD_CDict *cdict;          /* the newest dictionary; NULL: none yet */
+    int64_t cdict_no;           /* its dict_no, 0 without one */
+    int64_t trained_in_tx;      /* first dict_no the open transaction added */
+    int64_t next_train_rowid;   /* train once the index has this many rows */
+    struct store_ddict_slot ddicts[STORE_DDICT_CACHE];
+    size_t next_slot;
+    aw_buf frame;               /* the compressed form of the last entry */
+};
+
 struct aw_store {
     sqlite3 *db;
     char *path;
@@ -105,6 +131,7 @@ struct aw_store {
     struct store_anchor_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
 
     aw_buf pack;    /* reused to pack entries */
+    struct store_evidence evidence;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
     size_t nshapes;
@@ -170,6 +197,37 @@ int store_buf_append(aw_buf *buf, const void *bytes, size_t n);
  * the packed entry is hashed where it was built, without a copy. */
 int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
                        const char *stream, const char *entry_id);
+
+/* ---- Evidence compression (evidence.c) ---------------------------------- */
+
+/* What entries.zstd_dict holds for a row stored verbatim (SQL NULL). */
+#define STORE_VERBATIM (-1)
+
+/* The form of the packed entry plain[0..len) to store: *stored points to
+ * plain itself (*dict_no STORE_VERBATIM) or to a zstd frame held by the
+ * handle until the next call (*dict_no 0: no dictionary, else the
+ * dictionary's number). Trains the first dictionary when the index has
+ * grown enough to have samples. Inside a transaction. */
+int store_evidence_pack(aw_store *store, const char *plain, size_t len,
+                        const char **stored, size_t *stored_len,
+                        int64_t *dict_no, aw_error *err);
+
+/* The verbatim entry of row rowid, whose stored raw and zstd_dict are the
+ * columns raw_col and dict_col of stmt's current row: *raw points into the
+ * statement's row (verbatim rows) or into plain, which is grown as needed
+ * and owned by the caller. A frame that cannot be decompressed fails with
+ * AW_ERR and the reason. */
+int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
+                          int dict_col, int64_t rowid, aw_buf *plain,
+                          const char **raw, size_t *raw_len, aw_error *err);
+
+/* Called by aw_store_begin under the write lock: picks up a dictionary
+ * another writer trained. */
+int store_evidence_begin(aw_store *store, aw_error *err);
+/* Called on commit (keep) and rollback (forget a dictionary the rolled-back
+ * transaction trained). */
+void store_evidence_end(aw_store *store, bool committed);
+void store_evidence_free(aw_store *store);
 
 /* Releases the event query cache (query.c). */
 void store_shapes_free(aw_store *store);

@@ -10,8 +10,10 @@
  * schema), and its content hash compared; writers are serialised by BEGIN IMMEDIATE, so look-up then
  * insert cannot race. The entry's packed form is built right behind the
  * chain prefix in one reused buffer, so hashing it into the chain costs no
- * copy. Stream and anchor names are numbered dictionaries (see schema),
- * with the numbers remembered in the handle.
+ * copy; the chain covers those verbatim bytes, and what is stored is their
+ * zstd frame when that is smaller (evidence.c). Stream and anchor names
+ * are numbered dictionaries (see schema), with the numbers remembered in
+ * the handle.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +162,13 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
         return rc;
     unsigned char chain[32];
     aw_sha256(buf->ptr, buf->len, chain);
+    const char *stored;
+    size_t stored_len;
+    int64_t dict_no;
+    rc = store_evidence_pack(store, buf->ptr + raw_off, buf->len - raw_off,
+                             &stored, &stored_len, &dict_no, err);
+    if (rc != AW_OK)
+        return rc;
 
     sqlite3_stmt *add;
     rc = store_stmt(store, STMT_ENTRY_ADD, &add, err);
@@ -172,8 +181,9 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
     bind |= sqlite3_bind_blob(add, 5, chain, 32, SQLITE_STATIC);
     bind |= truncated ? sqlite3_bind_int64(add, 6, (int64_t)orig_size)
                       : sqlite3_bind_null(add, 6);
-    bind |= sqlite3_bind_blob64(add, 7, buf->ptr + raw_off,
-                                buf->len - raw_off, SQLITE_STATIC);
+    bind |= sqlite3_bind_blob64(add, 7, stored, stored_len, SQLITE_STATIC);
+    bind |= dict_no == STORE_VERBATIM ? sqlite3_bind_null(add, 8)
+                                      : sqlite3_bind_int64(add, 8, dict_no);
     if (bind != SQLITE_OK) {
         sqlite3_reset(add);
         return store_fail(store, err, "store entry");

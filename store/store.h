@@ -5,9 +5,11 @@
  * CLI) at once. It is created with mode 0600: it holds security evidence.
  *
  * What is kept:
- *  - entries:      every raw stream entry, verbatim (msgpack), in ingest
- *                  order, each hashed into a chain with the one before it so
- *                  that an edited or deleted row is detectable (`verify`);
+ *  - entries:      every raw stream entry (msgpack), in ingest order, kept
+ *                  verbatim but stored as a zstd frame (with a dictionary
+ *                  trained on the traffic) when that is smaller, each hashed
+ *                  into a chain with the one before it so that an edited or
+ *                  deleted row is detectable (`verify`);
  *  - events:       the decoded audit events, keyed by their identity
  *                  (event id, occurred_at), as Caracal's ledger keys them;
  *  - anchors:      the authority each event used (session, agent session,
@@ -361,7 +363,18 @@ typedef struct aw_entry_row {
 
 typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
 
-/* Entries whose id time is in [since_ms, until_ms), in ingest order. */
+/* Trains a new evidence dictionary over the newest entries (inside a
+ * transaction); entries stored after it are compressed with it, older ones
+ * keep the dictionary they were written with. The first dictionary is
+ * trained by aw_store_put_entry on its own once the index holds enough
+ * entries; call this when the traffic changed shape. Fails with zstd's
+ * reason when the entries are too few or too alike to train on. */
+int aw_store_train_dictionary(aw_store *store, aw_error *err);
+
+/* Entries whose id time is in [since_ms, until_ms), in ingest order. raw is
+ * always the verbatim entry, decompressed if it is stored compressed; a
+ * stored entry that cannot be decompressed stops the walk with AW_ERR and
+ * the reason. */
 int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
                           aw_entry_row_fn fn, void *ud, aw_error *err);
 

@@ -2,6 +2,7 @@
  * edited or deleted behind auditwatch's back with SQLite itself, or
  * evidence whose signature was forged before it was indexed, fails with
  * exit status 1 and names the first break. */
+#define _GNU_SOURCE /* memmem */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <sqlite3.h>
@@ -42,6 +43,52 @@ static void tamper(const char *sql) {
     sqlite3_close(db);
 }
 
+/* The first entry whose verbatim bytes hold `from`, as the store hands it
+ * out (raw may be stored compressed). */
+typedef struct found_entry {
+    const char *from;
+    int64_t rowid;
+    char *raw;
+    size_t len;
+} found_entry;
+
+static int find_entry(const aw_entry_row *row, void *ud) {
+    found_entry *f = ud;
+    if (!memmem(row->raw, row->raw_len, f->from, strlen(f->from))) return 0;
+    f->rowid = row->rowid;
+    f->raw = malloc(row->raw_len);
+    cr_assert_not_null(f->raw);
+    memcpy(f->raw, row->raw, row->raw_len);
+    f->len = row->raw_len;
+    return 1;
+}
+
+/* Replaces from by to (same length) in the first entry holding it and
+ * writes the edited bytes back verbatim, as a tamperer who knows the
+ * format would. */
+static void tamper_entry(const char *from, const char *to) {
+    aw_store *store = NULL;
+    aw_error err = {0};
+    found_entry f = {.from = from};
+    cr_assert_eq(aw_store_open(w.db, AW_STORE_READONLY, &store, &err), AW_OK, "%s", err.msg);
+    aw_store_iter_entries(store, 0, INT64_MAX, find_entry, &f, &err);
+    aw_store_close(store);
+    cr_assert_not_null(f.raw, "no entry holds %s", from);
+    char *at = memmem(f.raw, f.len, from, strlen(from));
+    memcpy(at, to, strlen(to));
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE entries SET raw = ?1, zstd_dict = NULL "
+                                        "WHERE rowid = ?2", -1, &stmt, NULL), SQLITE_OK);
+    sqlite3_bind_blob(stmt, 1, f.raw, (int)f.len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, f.rowid);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_DONE, "%s", sqlite3_errmsg(db));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    free(f.raw);
+}
+
 Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature) {
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
@@ -74,9 +121,7 @@ Test(cli_verify, without_keys_only_the_chain_is_checked_and_signatures_are_count
 
 Test(cli_verify, detects_a_row_edited_with_sqlite) {
     cw_build(&w, true);
-    tamper("UPDATE entries SET raw = replace(raw, CAST('\"req-4\"' AS BLOB), "
-           "CAST('\"req-X\"' AS BLOB)) WHERE rowid = (SELECT min(rowid) FROM entries "
-           "WHERE instr(raw, CAST('\"req-4\"' AS BLOB)) > 0)");
+    tamper_entry("\"req-4\"", "\"req-X\"");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_expect_eq(r.status, 1);
     cJSON *rows = cw_json_lines(r.out);
