@@ -109,7 +109,8 @@ struct verify {
     unsigned char head[32];
     aw_buf buf;
     aw_buf plain;    /* a compressed row's verbatim bytes */
-    int rc;          /* AW_ERR_NOMEM when hashing could not allocate */
+    int rc;          /* an error that is not a break, with why */
+    aw_error why;
 };
 
 static int verify_break(struct verify *v, int64_t rowid, const char *fmt,
@@ -141,10 +142,9 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
                           sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
     const char *raw;
     size_t raw_len;
-    aw_error why = {0};
     int rc = store_evidence_unpack(v->store, stmt, COL_RAW, COL_ZSTD_DICT,
-                                   rowid, &v->plain, &raw, &raw_len, &why);
-    if (rc == AW_ERR_NOMEM) {
+                                   rowid, &v->plain, &raw, &raw_len, &v->why);
+    if (rc == AW_ERR_NOMEM || rc == AW_ERR_IO) {
         v->rc = rc;
         return VERIFY_STOP;
     }
@@ -152,13 +152,13 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
         /* Not readable is as edited as it gets; say why. */
         v->report->ok = false;
         v->report->first_bad_rowid = rowid;
-        snprintf(v->report->what, sizeof v->report->what, "%s", why.msg);
+        snprintf(v->report->what, sizeof v->report->what, "%s", v->why.msg);
         return VERIFY_STOP;
     }
     if (store_chain_prefix(&v->buf, v->head, stream ? stream : "",
                            entry_id) != AW_OK ||
         store_buf_append(&v->buf, raw, raw_len) != AW_OK) {
-        v->rc = AW_ERR_NOMEM;
+        v->rc = aw_error_set(&v->why, AW_ERR_NOMEM, "out of memory");
         return VERIFY_STOP;
     }
     unsigned char chain[32];
@@ -215,9 +215,8 @@ static int verify_walk(aw_store *store, struct verify *v, aw_error *err)
         rc = store_each_row(store, stmt, verify_row, v, err,
                             "read entries");
     if (rc == VERIFY_STOP)
-        return v->rc != AW_OK
-                   ? aw_error_set(err, v->rc, "out of memory")
-                   : AW_OK;
+        return v->rc != AW_OK ? aw_error_set(err, v->rc, "%s", v->why.msg)
+                              : AW_OK;
     if (rc != AW_OK)
         return rc;
     int64_t last = v->next_rowid - 1;
