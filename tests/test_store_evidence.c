@@ -288,6 +288,20 @@ Test(store_evidence, a_dictionary_rolled_back_with_its_transaction_is_forgotten)
     expect_all_verbatim(fx.store, second_shape_after_6000, ENTRIES + BEFORE_DICT + 500);
 }
 
+Test(store_evidence, a_second_writer_compresses_with_the_dictionary_the_first_trained)
+{
+    aw_store *other = NULL;
+    cr_assert_eq(aw_store_open(fx.path, 0, &other, &err), AW_OK, "%s", err.msg);
+    put_traffic(fx.store, 0, ENTRIES, 0, false);
+    put_traffic(other, ENTRIES, 1000, 0, false);
+    aw_store_close(other);
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_dicts"), 1,
+                 "the second writer trained a dictionary of its own");
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
+                 ENTRIES - BEFORE_DICT + 1000);
+    expect_all_verbatim(fx.store, one_shape, ENTRIES + 1000);
+}
+
 static aw_chain_report verify(void)
 {
     aw_chain_report report;
