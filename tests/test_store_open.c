@@ -189,12 +189,14 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
              "DROP INDEX revocations_by_delivery;"
              "ALTER TABLE revocations DROP COLUMN delivery_id;"
              "ALTER TABLE revocations DROP COLUMN epoch;"
+             "ALTER TABLE entries DROP COLUMN zstd_dict;"
+             "DROP TABLE evidence_dicts;"
              "PRAGMA user_version = 1;");
 
     aw_error err = {0};
     cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
                  err.msg);
-    cr_expect_eq(aw_store_schema_version(fx.store), 2);
+    cr_expect_geq(aw_store_schema_version(fx.store), 2);
     cr_expect_eq(events_in(fx.store), 1, "the old event is kept");
     cr_expect_eq(index_named(fx.path, "events_by_event_id"), 0);
     cr_expect_eq(index_named(fx.path, "events_by_identity"), 1);
