@@ -44,15 +44,12 @@
  * damaged. */
 #define EVIDENCE_MAX_PLAIN AW_STORE_MAX_RAW_BYTES
 
-static int evidence_reserve(aw_buf *buf, size_t n, aw_error *err)
+/* Empties buf and makes room for n bytes in it. */
+static int evidence_room(aw_buf *buf, size_t n, aw_error *err)
 {
-    if (buf->cap >= n)
-        return AW_OK;
-    char *grown = realloc(buf->ptr, n);
-    if (grown == NULL)
+    buf->len = 0;
+    if (aw_buf_reserve(buf, n) != AW_OK)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    buf->ptr = grown;
-    buf->cap = n;
     return AW_OK;
 }
 
@@ -236,7 +233,7 @@ int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     /* One byte more than claimed, so a frame that holds more than its
      * header says cannot pass for a whole one. */
-    if ((rc = evidence_reserve(plain, (size_t)size + 1, err)) != AW_OK)
+    if ((rc = evidence_room(plain, (size_t)size + 1, err)) != AW_OK)
         return rc;
     size_t got = ddict != NULL
         ? ZSTD_decompress_usingDDict(ev->dctx, plain->ptr, plain->cap,
@@ -278,7 +275,7 @@ static int evidence_samples(aw_store *store, int64_t after, size_t n,
         rc = store_evidence_unpack(store, rows, 1, 2,
                                    sqlite3_column_int64(rows, 0), &plain,
                                    &raw, &len, err);
-        if (rc == AW_OK && store_buf_append(samples, raw, len) != AW_OK)
+        if (rc == AW_OK && aw_buf_append(samples, raw, len) != AW_OK)
             rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         if (rc == AW_OK)
             sizes[(*nsizes)++] = len;
@@ -400,7 +397,7 @@ int store_evidence_pack(aw_store *store, const char *plain, size_t len,
     if (rc == AW_OK)
         rc = evidence_maybe_train(store, err);
     if (rc == AW_OK)
-        rc = evidence_reserve(&ev->frame, ZSTD_compressBound(len), err);
+        rc = evidence_room(&ev->frame, ZSTD_compressBound(len), err);
     if (rc != AW_OK)
         return rc;
     size_t r = ZSTD_CCtx_refCDict(ev->cctx, ev->cdict);
