@@ -1089,7 +1089,14 @@ int aw_cmd_verify(int argc, char **argv) {
         int printed = aw_cli_out_close(v.mismatch_out);
         if (any && common.format == AW_CLI_TABLE) putchar('\n');
         v.mismatch_out = NULL;
-        if (checks != AW_OK)
+        /* Evidence too damaged to read stops the row checks; the chain
+         * check already named the row, so that is a failed verification,
+         * not a failure to verify. */
+        if (checks != AW_OK && chain.checked > 0 && !chain.ok)
+            rc = aw_cli_fail(&command, AW_EXIT_NO,
+                             "verification FAILED: %s (the row checks stopped there: %s)",
+                             chain.what, v.err.msg);
+        else if (checks != AW_OK)
             rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", v.err.msg);
         else if (printed != AW_OK || print_report(&v, &chain, h) != AW_OK)
             rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot write the output");
