@@ -188,10 +188,10 @@ static bool mp_skip(mp *m, int depth) {
     case 0xc7: return big_endian(m, 1, &n) && take(m, n + 1, &b);
     case 0xc8: return big_endian(m, 2, &n) && take(m, n + 1, &b);
     case 0xc9: return big_endian(m, 4, &n) && take(m, n + 1, &b);
-    case 0xdc: if (!big_endian(m, 2, &items)) return false; break;
-    case 0xdd: if (!big_endian(m, 4, &items)) return false; break;
-    case 0xde: if (!big_endian(m, 2, &items)) return false; items *= 2; break;
-    case 0xdf: if (!big_endian(m, 4, &items)) return false; items *= 2; break;
+    case 0xdc: case 0xdd: case 0xde: case 0xdf: /* array16/32, map16/32 */
+        if (!big_endian(m, c & 1 ? 4 : 2, &items)) return false;
+        if (c >= 0xde) items *= 2;
+        break;
     default: return false;
     }
     for (uint64_t i = 0; i < items; i++)
