@@ -67,8 +67,9 @@ aw_hmac_key *fuzz_key_for(fuzz_signing signing);
 
 /* A decoder refused its input: it must say so as bad input -- rc
  * AW_ERR_INVALID, err->code equal, a reason, and a non-empty, terminated
- * message. Anything else (out of memory on a small input, a
- * generic failure) aborts. */
+ * message of valid UTF-8 without control bytes (input bytes quoted).
+ * Anything else (out of memory on a small input, a generic failure)
+ * aborts. */
 void fuzz_expect_rejection(const char *what, int rc, const aw_error *err);
 
 /* A string of a decoded object: NULL (absent) or a NUL-terminated, valid
