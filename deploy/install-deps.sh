@@ -14,7 +14,7 @@ aw_packages_for() {
                 libmsgpack-dev libsqlite3-dev libcjson-dev libssl-dev libzstd-dev
                 redis-server redis-tools sqlite3)
     case ${1:-run} in
-        test) pkgs+=(libcriterion-dev) ;;
+        test) pkgs+=(libcriterion-dev clang libclang-rt-14-dev) ;; # clang: tests/fuzz
         bench) pkgs+=(jq) ;;
     esac
     printf '%s\n' "${pkgs[@]}"

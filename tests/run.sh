@@ -41,3 +41,8 @@ for variant in plain sanitize; do
     fi
     sed -n '/tests passed/,$p' "$log"
 done
+
+# The fuzzers (tests/fuzz/run.sh, clang, own build dir): a short bounded run
+# of every decoder's target; any finding fails the run.
+echo "== fuzz (${AW_FUZZ_SECONDS:-10}s per target)" >&2
+tests/fuzz/run.sh "${AW_FUZZ_SECONDS:-10}"
