@@ -8,7 +8,8 @@
  *                 read c / 3 as their own selector (the revocation role)
  *     bytes 1..   NUL-separated strings: the entry id, then field name,
  *                 field value, name, value, ... (a last name without a
- *                 value gets an empty value; at most FUZZ_MAX_FIELDS)
+ *                 value gets an empty value; fields past FUZZ_MAX_FIELDS
+ *                 are ignored)
  *
  * so that a mutation of a JSON value or a field name stays an entry and the
  * fuzzer reaches the real decode paths. Signing modes:

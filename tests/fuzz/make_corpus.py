@@ -172,6 +172,9 @@ def main():
     for i, e in enumerate(entries):
         write("raw_entry", f"entry-{i}", e)
     write("raw_entry", "binary-value", packed_entry("s", "1-1", [("k", b"\0\xff\n")]))
+    write("raw_entry", "call", packed_entry("auditwatch.calls", ID, CALL_FIELDS))
+    write("raw_entry", "nul-in-session", packed_entry("caracal.sessions.revoke", ID, [
+        ("zone_id", "zone-1"), ("session_id", b"ar-1\0ar-2")]))
     body = b"".join(entries)
     write("bundle", "wrapped-body", bytes([2 * len(entries) + 1]) + body)
     header = mp_map([
