@@ -400,9 +400,11 @@ int aw_cli_bundle_next(aw_bundle *b, aw_raw_entry **entry, aw_error *err) {
     if (rc != AW_OK) return rc;
     if (b->read > 0 && aw_stream_id_cmp((aw_stream_id){(*entry)->id_ms, (*entry)->id_seq},
                                         (aw_stream_id){b->prev_ms, b->prev_seq}) < 0) {
+        /* by position and id, never by stream name: the name is bundle
+         * bytes that may hold anything, and this message goes to a terminal */
         rc = aw_error_reject(err, AW_REJECT_BAD_VALUE,
-                             "bundle entry %s of %s is out of entry-id order",
-                             (*entry)->id.ptr, (*entry)->stream.ptr);
+                             "bundle entry %lld (id %s) is out of entry-id order",
+                             (long long)b->read + 1, (*entry)->id.ptr);
         aw_raw_entry_free(*entry);
         *entry = NULL;
         return rc;

@@ -5,6 +5,7 @@
  * consumer groups alone. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,84 @@ Test(cli_export_replay, an_altered_bundle_is_refused_and_leaves_no_index) {
     cr_expect(strstr(r.err, "truncated"), "%s", r.err);
     cw_result_free(&r);
     free(bytes);
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s) {
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+/* A bundle with a true header around the given entries, in the given order. */
+static void write_bundle(const char *path, aw_raw_entry *const *entries, size_t n) {
+    aw_buf body = {0};
+    aw_error err;
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(aw_raw_entry_pack(entries[i], &body, &err), AW_OK, "%s", err.msg);
+    unsigned char sha[32];
+    char hex[65];
+    aw_sha256(body.ptr, body.len, sha);
+    msgpack_sbuffer header;
+    msgpack_sbuffer_init(&header);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &header, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 6);
+    pack_cstr(&pk, "format");
+    pack_cstr(&pk, "auditwatch-bundle");
+    pack_cstr(&pk, "version");
+    msgpack_pack_int(&pk, 1);
+    pack_cstr(&pk, "window");
+    msgpack_pack_map(&pk, 2);
+    pack_cstr(&pk, "since_ms");
+    msgpack_pack_int64(&pk, 1716300000000);
+    pack_cstr(&pk, "until_ms");
+    msgpack_pack_int64(&pk, 1716300060000);
+    pack_cstr(&pk, "counts");
+    msgpack_pack_map(&pk, 1);
+    pack_cstr(&pk, "entries");
+    msgpack_pack_int64(&pk, (int64_t)n);
+    pack_cstr(&pk, "body_bytes");
+    msgpack_pack_uint64(&pk, body.len);
+    pack_cstr(&pk, "body_sha256");
+    pack_cstr(&pk, aw_hex(sha, 32, hex));
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    cr_assert_eq(fwrite(header.data, 1, header.size, fp), header.size);
+    cr_assert_eq(fwrite(body.ptr, 1, body.len, fp), body.len);
+    fclose(fp);
+    msgpack_sbuffer_destroy(&header);
+    aw_buf_free(&body);
+}
+
+static aw_raw_entry *entry_on(const char *stream, const char *id) {
+    aw_field fields[] = {{{"zone_id", 7}, {"zone-1", 6}}, {{"session_id", 10}, {"ar-1", 4}}};
+    aw_raw_entry *e = NULL;
+    aw_error err;
+    cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id, strlen(id)},
+                                  fields, 2, &e, &err), AW_OK, "%s", err.msg);
+    return e;
+}
+
+/* Found by tests/fuzz/fuzz_bundle: the refusal quoted the entry's stream name,
+ * bundle bytes that may hold terminal escapes or invalid UTF-8. */
+Test(cli_export_replay, an_unsorted_bundle_is_refused_naming_the_entry_not_its_raw_stream) {
+    char bundle[PATH_MAX], fresh[PATH_MAX];
+    aw_test_path(w.dir, "unsorted.bundle", bundle);
+    aw_test_path(w.dir, "unsorted.db", fresh);
+    aw_raw_entry *entries[] = {
+        entry_on("caracal.sessions.revoke", "1716300000001-0"),
+        entry_on("caracal.sessions.revoke\x1b[2J\xcb", "1716300000000-0"),
+    };
+    write_bundle(bundle, entries, 2);
+
+    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
+    cr_expect_neq(r.status, 0);
+    cr_expect(strstr(r.err, "entry 2 (id 1716300000000-0) is out of entry-id order"), "%s", r.err);
+    for (const char *p = r.err; *p; p++)
+        cr_expect(*p == '\n' || ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f),
+                  "raw byte 0x%02x from the bundle reached stderr", (unsigned char)*p);
+    cw_result_free(&r);
+    aw_raw_entry_free(entries[0]);
+    aw_raw_entry_free(entries[1]);
 }
 
 Test(cli_export_replay, replay_refuses_to_touch_an_existing_index) {
