@@ -162,6 +162,19 @@ def main():
         given = fields + [("_sig", stream_sig(STREAMS[role], fields))]
         write("revocation", f"{name}-as-given", entry_input(3 * role + AS_GIVEN, ID, given))
 
+    # Dead letters: the audit DLQ (selector 0), and a revocation's .dead
+    # stream (selector 1) in the enforcer and the SDK shape.
+    write("dead_letter", "audit-dlq", entry_input(UNSIGNED, ID, [
+        ("reason", "max_deliveries"), ("src_id", "evt-2"), ("received_at", "1716300000123"),
+        ("src_data", TOKEN_EXCHANGE), ("src_sig", "00" * 32)]))
+    values = json.dumps(dict(SESSION_REVOKE), separators=(",", ":"))
+    enforcer = [("original_id", "1716300000000-0"), ("error", "unknown session"), ("values", values)]
+    write("dead_letter", "enforcer-signed", entry_input(3 + SIGNED, ID, enforcer))
+    write("dead_letter", "enforcer-as-given", entry_input(3 + AS_GIVEN, ID, enforcer + [
+        ("_sig", stream_sig("caracal.sessions.revoke.dead", enforcer))]))
+    write("dead_letter", "sdk", entry_input(3 + UNSIGNED, ID, [
+        ("source_id", "1716300000000-0"), ("reason", "handler failed"), ("payload", values)]))
+
     # Raw entries and bundles: packed entries as aw_raw_entry_pack writes them.
     entries = [
         packed_entry("caracal.audit.events", "1716300000000-0", [("data", AUDIT_FIXTURE)]),

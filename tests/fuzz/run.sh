@@ -17,7 +17,7 @@ usage() { echo "usage: tests/fuzz/run.sh SECONDS [TARGET...]" >&2; exit 2; }
 [ $# -ge 1 ] && [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ] || usage
 seconds=$1
 shift
-all=(json audit revocation raw_entry time bundle call)
+all=(json audit revocation raw_entry time bundle call dead_letter)
 targets=("${@:-${all[@]}}")
 for t in "${targets[@]}"; do
     [ -f "tests/fuzz/fuzz_$t.c" ] || { echo "tests/fuzz/run.sh: no target $t" >&2; usage; }
