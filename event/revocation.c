@@ -349,12 +349,12 @@ static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
     bool expire = f[F_EVENT]->len == strlen("edge_expire") &&
                   memcmp(f[F_EVENT]->ptr, "edge_expire", f[F_EVENT]->len) == 0;
     aw_bytes listed;
+    d->needs_anchor = true; /* an expiry or revoke of no edge is a bug */
     if (expire) {
         /* edge_ids names the edges; affected_edges is their count */
         rc = read_edge_list(f[F_EDGE_IDS], "edge_ids", 0, d, &listed, err);
         return rc == AW_OK ? add_edges(d, "edge_ids[]", listed, err) : rc;
     }
-    d->needs_anchor = true;
     if ((rc = read_edge_list(f[F_AFFECTED], "affected_edges", 1, d, &listed,
                              err)) != AW_OK ||
         (rc = add_anchor(d, f[F_EDGE], "edge_id", AW_ANCHOR_DELEGATION_EDGE,

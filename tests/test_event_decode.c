@@ -631,6 +631,22 @@ Test(event_decode, edge_expire_names_every_edge_of_edge_ids)
     aw_revocation_set_free(set);
 }
 
+/* Found by tests/fuzz/fuzz_revocation: an edge_expire without edge_ids was
+ * accepted as a revocation of nothing. */
+Test(event_decode, edge_expire_naming_no_edge_is_missing_field)
+{
+    expect_revocation_rejected(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "170-0", F("event", "edge_expire"),
+              F("zone_id", "on"), F("affected_edges", "2")),
+        AW_REJECT_MISSING_FIELD, "edge_expire without edge_ids");
+    expect_revocation_rejected(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "170-0", F("event", "edge_expire"),
+              F("zone_id", "on"), F("edge_ids", "[]")),
+        AW_REJECT_MISSING_FIELD, "edge_expire with an empty edge_ids");
+}
+
 Test(event_decode, edge_revoke_reads_a_count_of_affected_edges_as_no_edge)
 {
     aw_revocation_set *set = revocation_ok(
