@@ -6,8 +6,9 @@
  * caracal.agents.lifecycle or caracal.delegations.invalidate, and its
  * signing mode unsigned, harness-signed (`_sig` over the canonical form
  * with the test key) or as given. A refusal must carry a reason; an
- * accepted set must name at least one anchor, each once with a non-empty
- * id and a known action, in the zone, at the entry id's time.
+ * accepted set must name at least one anchor (unless its event is spawn or
+ * edge_create, ordinary traffic), each once with a non-empty id and a known
+ * action, in the zone, at the entry id's time.
  */
 #include "tests/fuzz/fuzz_support.h"
 
@@ -32,7 +33,12 @@ static void expect_set(const aw_revocation_set *set,
                   keyed ? "" : "out");
     if ((uint64_t)set->at_ns != entry->id_ms * 1000000)
         fuzz_fail("at_ns is not the entry id's time");
-    if (set->n == 0)
+    /* only ordinary traffic (spawn, edge_create) may name nothing */
+    const aw_bytes *event = aw_raw_entry_get(entry, "event");
+    bool names_nothing_revoked =
+        event != NULL && (strcmp(event->ptr, "spawn") == 0 ||
+                          strcmp(event->ptr, "edge_create") == 0);
+    if (set->n == 0 && !names_nothing_revoked)
         fuzz_fail("accepted a revocation of nothing");
     for (size_t i = 0; i < set->n; i++) {
         const aw_revocation *r = &set->items[i];
