@@ -1,13 +1,14 @@
 /* fuzz_time.c -- libFuzzer target for time parsing: RFC 3339
  * (aw_time_parse_rfc3339, event/time.c) and the command line's time
- * arguments (aw_cli_parse_time, cli/options.c: RFC 3339, "now", "-15m").
+ * arguments (aw_cli_parse_time, cli/options.c: RFC 3339, "now", "-15m",
+ * "+1h").
  *
  * Input: the bytes of one time text. A refusal must carry a reason. An
  * accepted RFC 3339 time must come back unchanged through aw_time_format
  * and a second parse (the formatter's output is what export and trace
  * print). The command-line parser, given the input as a C string and a
  * fixed "now", must agree with the RFC 3339 parser on what both accept, and
- * put a relative time at or before now.
+ * put "-N<unit>" at or before now and "+N<unit>" at or after it.
  */
 #include "cli/cli.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -53,9 +54,9 @@ static void parse_argument(const char *text, size_t size)
          * argument back to the user's terminal, unquoted on purpose */
         if (rc != AW_ERR_INVALID || err.reason != AW_REJECT_BAD_TIME)
             fuzz_fail("\"%s\" refused without BAD_TIME", arg);
-    } else if (arg[0] == '-') {
-        if (ns > NOW_NS)
-            fuzz_fail("relative time \"%s\" is after now", arg);
+    } else if (arg[0] == '-' || arg[0] == '+') {
+        if (arg[0] == '-' ? ns > NOW_NS : ns < NOW_NS)
+            fuzz_fail("relative time \"%s\" on the wrong side of now", arg);
     } else if (strcmp(arg, "now") != 0 &&
                (aw_time_parse_rfc3339(arg, strlen(arg), &direct, NULL) !=
                     AW_OK ||

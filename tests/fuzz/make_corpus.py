@@ -207,7 +207,7 @@ def main():
     # Times: every form the parsers accept.
     for i, t in enumerate(["2026-05-21T14:00:00.123456789+02:00", "2026-05-21T12:00:00.123Z",
                            "2024-02-29t23:59:59z", "1677-09-21T00:12:43.145224192Z",
-                           "2262-04-11T23:47:16.854775807Z", "now", "-15m", "-7d", "-30s"]):
+                           "2262-04-11T23:47:16.854775807Z", "now", "-15m", "-7d", "-30s", "+1h", "-1.5d"]):
         write("time", f"time-{i}", t.encode())
 
     # Calls: NDJSON lines (default and mapped names) and flat entries.
