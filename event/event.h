@@ -375,7 +375,8 @@ typedef struct aw_revocation_set {
 
 /* Decodes an entry of a revocation role (SESSION_REVOKE, AGENT_LIFECYCLE,
  * DELEGATION_INVALIDATE). When key is not NULL, `_sig` must verify (stream
- * scheme). An entry that names no anchor fails with MISSING_FIELD. Caller
+ * scheme). A revocation that names no anchor fails with MISSING_FIELD;
+ * spawn and edge_create end no authority and decode to an empty set. Caller
  * frees *out with aw_revocation_set_free. */
 int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
                                aw_hmac_key *key, aw_revocation_set **out,
