@@ -11,10 +11,6 @@
 
 #include "cli/commands.h"
 
-#ifndef AW_VERSION
-#define AW_VERSION "0.1.0"
-#endif
-
 typedef struct subcommand {
     const char *name;
     int (*run)(int argc, char **argv);

@@ -136,6 +136,12 @@ typedef enum aw_log_format {
     AW_LOG_JSON,     /* one JSON object a line */
 } aw_log_format;
 
+/* Which of the two forms the sinks send (aw_alert_to_json, aw_alert_to_ocsf). */
+typedef enum aw_alert_format {
+    AW_ALERT_FORMAT_JSON = 0,    /* aw_alert_to_json (the stream: flat fields) */
+    AW_ALERT_FORMAT_OCSF,        /* aw_alert_to_ocsf everywhere */
+} aw_alert_format;
+
 typedef struct aw_daemon_config {
     aw_ingest_options ingest;      /* the index, keys, stream names */
 
@@ -160,6 +166,7 @@ typedef struct aw_daemon_config {
     size_t alert_stream_maxlen;    /* MAXLEN ~ of that stream; 100000 */
     const char *alert_exec;        /* /bin/sh -c CMD per alert, JSON on stdin */
     int alert_exec_max;            /* hooks running at once; 4 */
+    aw_alert_format alert_format;  /* what every sink sends; JSON */
 
     aw_log_format log_format;
     const char *log_file;          /* NULL: stderr; reopened on SIGHUP */
@@ -263,6 +270,13 @@ int aw_redis_handshake(struct redisContext *c, const char *password, int db, aw_
  * are RFC 3339; absent values are null. Returns a heap string (free), or
  * NULL when out of memory. */
 char *aw_alert_to_json(const aw_alert *alert, aw_alert_change change);
+
+/* The same alert as one OCSF 1.3.0 Detection Finding (class_uid 2004): the
+ * change is the activity (raised Create, escalated Update, resolved Close);
+ * AW_ALERT_UNCHANGED takes the activity of the alert's state (open Create,
+ * resolved Close). The mapping is in the README. Returns a heap string
+ * (free), or NULL when out of memory. */
+char *aw_alert_to_ocsf(const aw_alert *alert, aw_alert_change change);
 
 /* "raised", "escalated", "resolved"; NULL for AW_ALERT_UNCHANGED. */
 const char *aw_alert_change_name(aw_alert_change change);
