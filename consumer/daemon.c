@@ -992,7 +992,7 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
                                REPLY_MARGIN_MS};
     aw_redis_conn_handlers handlers = {on_ready, on_lost, on_conn_closed};
     aw_sinks_config sc = {c->alerts_stdout, c->alert_stream, c->alert_stream_maxlen,
-                          c->alert_exec, c->alert_exec_max, on_sinks_idle, d};
+                          c->alert_exec, c->alert_exec_max, on_sinks_idle, d, c->alert_format};
     uint64_t claim_every = (uint64_t)(c->claim_idle_ms / 2 > 0 ? c->claim_idle_ms / 2 : 1);
     int rc;
 

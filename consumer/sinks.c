@@ -113,8 +113,9 @@ static void add_field(const char **argv, int *argc, const char *key, const char 
     argv[(*argc)++] = value;
 }
 
+/* finding: the OCSF form, sent whole as one field; NULL: the flat fields. */
 static void emit_stream(aw_sinks *s, const aw_alert *a, aw_alert_change change,
-                        aw_redis_conn *conn) {
+                        const char *finding, aw_redis_conn *conn) {
     const char *argv[6 + 2 * XADD_FIELDS_MAX];
     char maxlen[24], event_time[40], raised_at[40], resolved_at[40], late[32];
     int argc = 0;
@@ -129,26 +130,31 @@ static void emit_stream(aw_sinks *s, const aw_alert *a, aw_alert_change change,
     }
     argv[argc++] = "*";
     add_field(argv, &argc, "id", a->id);
-    add_field(argv, &argc, "kind", a->kind);
-    add_field(argv, &argc, "severity", a->severity);
-    add_field(argv, &argc, "state", aw_alert_state_name(a->state));
-    add_field(argv, &argc, "change", aw_alert_change_name(change));
-    add_field(argv, &argc, "zone", a->zone_id);
-    add_field(argv, &argc, "request_id", a->request_id);
-    add_field(argv, &argc, "anchor", a->anchor);
-    if (a->event_time_ns)
-        add_field(argv, &argc, "event_time", aw_time_format(a->event_time_ns, event_time, 40));
-    if (a->raised_at_ns)
-        add_field(argv, &argc, "raised_at", aw_time_format(a->raised_at_ns, raised_at, 40));
-    if (a->resolved_at_ns)
-        add_field(argv, &argc, "resolved_at", aw_time_format(a->resolved_at_ns, resolved_at, 40));
-    add_field(argv, &argc, "resolved_by", a->resolved_by);
-    if (a->state == AW_ALERT_RESOLVED) {
-        snprintf(late, sizeof late, "%.3f", (double)a->late_ns / 1e9);
-        add_field(argv, &argc, "late_seconds", late);
+    if (finding) {
+        add_field(argv, &argc, "ocsf", finding);
+    } else {
+        add_field(argv, &argc, "kind", a->kind);
+        add_field(argv, &argc, "severity", a->severity);
+        add_field(argv, &argc, "state", aw_alert_state_name(a->state));
+        add_field(argv, &argc, "change", aw_alert_change_name(change));
+        add_field(argv, &argc, "zone", a->zone_id);
+        add_field(argv, &argc, "request_id", a->request_id);
+        add_field(argv, &argc, "anchor", a->anchor);
+        if (a->event_time_ns)
+            add_field(argv, &argc, "event_time", aw_time_format(a->event_time_ns, event_time, 40));
+        if (a->raised_at_ns)
+            add_field(argv, &argc, "raised_at", aw_time_format(a->raised_at_ns, raised_at, 40));
+        if (a->resolved_at_ns)
+            add_field(argv, &argc, "resolved_at",
+                      aw_time_format(a->resolved_at_ns, resolved_at, 40));
+        add_field(argv, &argc, "resolved_by", a->resolved_by);
+        if (a->state == AW_ALERT_RESOLVED) {
+            snprintf(late, sizeof late, "%.3f", (double)a->late_ns / 1e9);
+            add_field(argv, &argc, "late_seconds", late);
+        }
+        add_field(argv, &argc, "evidence", a->evidence_json);
+        add_field(argv, &argc, "summary", a->summary);
     }
-    add_field(argv, &argc, "evidence", a->evidence_json);
-    add_field(argv, &argc, "summary", a->summary);
     if (aw_redis_conn_send(conn, 0, on_xadd, s, argc, argv, NULL) != AW_OK) {
         s->stats.stream_failed++;
         AW_LOG(s->log, AW_LOG_WARN, "alert_stream_failed", AW_LOG_S("stream", s->config.stream),
@@ -285,18 +291,19 @@ static void emit_hook(aw_sinks *s, const aw_alert *a, const char *json) {
 
 void aw_sinks_emit(aw_sinks *s, const aw_alert *alert, aw_alert_change change,
                    aw_redis_conn *conn) {
+    bool ocsf = s->config.format == AW_ALERT_FORMAT_OCSF;
     char *json = NULL;
     if (s->closing || change == AW_ALERT_UNCHANGED) return;
     s->stats.emitted++;
-    if (s->config.to_stdout || s->config.exec_cmd) {
-        if (!(json = aw_alert_to_json(alert, change))) {
+    if (s->config.to_stdout || s->config.exec_cmd || (ocsf && s->config.stream)) {
+        if (!(json = ocsf ? aw_alert_to_ocsf(alert, change) : aw_alert_to_json(alert, change))) {
             AW_LOG(s->log, AW_LOG_ERROR, "alert_sink_failed", AW_LOG_S("alert", alert->id),
                    AW_LOG_S("error", "out of memory"));
             return;
         }
     }
     if (s->config.to_stdout) emit_stdout(json);
-    if (s->config.stream) emit_stream(s, alert, change, conn);
+    if (s->config.stream) emit_stream(s, alert, change, ocsf ? json : NULL, conn);
     if (s->config.exec_cmd) emit_hook(s, alert, json);
     free(json);
 }

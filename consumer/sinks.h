@@ -16,6 +16,9 @@ typedef struct aw_sinks_config {
     /* Called when the last XADD or hook in flight finishes. */
     void (*idle)(void *ud);
     void *ud;
+    /* JSON: aw_alert_to_json, flat fields on the stream. OCSF: the finding
+     * on stdout and the hook's stdin, fields id and ocsf on the stream. */
+    aw_alert_format format;
 } aw_sinks_config;
 
 /* Counters for the shutdown line. */
