@@ -1,8 +1,12 @@
 /* alert_view.c -- how an alert is shown, shared by `alerts` (the live
  * index) and `replay` (the alerts a rebuilt window raised), so both print
- * the same columns in every format.
+ * the same columns in every format. The OCSF form is not columns: it is one
+ * Detection Finding a line, from the renderer the daemon's sinks use, so a
+ * SIEM reads the same object from either.
  */
 #include "cli/cli.h"
+
+#include <stdlib.h>
 
 static const char *const alert_columns[] = {
     "id", "kind", "severity", "state", "zone", "request_id", "anchor",
@@ -40,8 +44,40 @@ static int print_alert(const aw_alert *a, void *ud) {
     return p->rc;
 }
 
+typedef struct finding_print {
+    size_t rows;
+    bool nomem;
+} finding_print;
+
+/* A stored alert has no pending change: its state picks the activity. */
+static int print_finding(const aw_alert *a, void *ud) {
+    finding_print *p = ud;
+    char *line = aw_alert_to_ocsf(a, AW_ALERT_UNCHANGED);
+    if (!line) {
+        p->nomem = true;
+        return AW_ERR_NOMEM;
+    }
+    fputs(line, stdout);
+    fputc('\n', stdout);
+    free(line);
+    p->rows++;
+    return 0;
+}
+
+static int print_findings(aw_store *store, const aw_alert_filter *filter, size_t *count,
+                          aw_error *err) {
+    finding_print p = {0, false};
+    int rc = aw_store_query_alerts(store, filter, print_finding, &p, err);
+    if (p.nomem) rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    *count = p.rows;
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == AW_OK)
+        rc = aw_error_set(err, AW_ERR_IO, "cannot write the output");
+    return rc;
+}
+
 int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
                         aw_cli_format format, size_t *count, aw_error *err) {
+    if (format == AW_CLI_OCSF) return print_findings(store, filter, count, err);
     alert_print p = {aw_cli_out_new(format, alert_columns, NCOLS, stdout), 0};
     int rc;
     if (!p.out) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");

@@ -31,6 +31,7 @@ typedef enum aw_cli_format {
     AW_CLI_TABLE = 0,
     AW_CLI_JSON,
     AW_CLI_CSV,
+    AW_CLI_OCSF,   /* alerts only (AW_CLI_WANT_OCSF): OCSF Detection Findings */
 } aw_cli_format;
 
 /* Which common options a command accepts. --help is always accepted. */
@@ -38,6 +39,7 @@ enum {
     AW_CLI_WANT_DB = 1 << 0,       /* --db PATH */
     AW_CLI_WANT_FORMAT = 1 << 1,   /* --format table|json|csv */
     AW_CLI_WANT_PROGRESS = 1 << 2, /* --progress */
+    AW_CLI_WANT_OCSF = 1 << 3,     /* --format also takes ocsf */
 };
 
 /* Long-only option values start here, above every short option letter. */

@@ -27,7 +27,8 @@ static const char usage[] =
     "  --limit N        at most N alerts\n"
     "  --ack ID         acknowledge alert ID (writes to the index)\n"
     "  --note TEXT      a note stored with --ack\n"
-    "  -f, --format F   table (default), json or csv\n"
+    "  -f, --format F   table (default), json, csv, or ocsf: one OCSF 1.3.0\n"
+    "                   Detection Finding a line (open Create, resolved Close)\n"
     "  --db PATH        the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 listed or acknowledged, 1 no such alert to acknowledge,\n"
     "2 bad usage, 3 failure.\n";
@@ -56,7 +57,7 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "alerts", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, options,
+    "alerts", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_OCSF, NULL, options,
 };
 
 typedef struct alerts_args {

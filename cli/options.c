@@ -55,10 +55,11 @@ int aw_cli_fail(const aw_cli_command *cmd, int status, const char *fmt, ...) {
     return status;
 }
 
-static int parse_format(const char *arg, aw_cli_format *out) {
+static int parse_format(const char *arg, bool ocsf_too, aw_cli_format *out) {
     if (strcmp(arg, "table") == 0) *out = AW_CLI_TABLE;
     else if (strcmp(arg, "json") == 0) *out = AW_CLI_JSON;
     else if (strcmp(arg, "csv") == 0) *out = AW_CLI_CSV;
+    else if (ocsf_too && strcmp(arg, "ocsf") == 0) *out = AW_CLI_OCSF;
     else return AW_ERR_INVALID;
     return AW_OK;
 }
@@ -115,10 +116,11 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
             break;
         case 'f':
         case OPT_FORMAT:
-            if (parse_format(optarg, &common->format) != AW_OK)
+            if (parse_format(optarg, cmd->common & AW_CLI_WANT_OCSF, &common->format) != AW_OK)
                 return aw_cli_usage_error(
-                    cmd, "--format: expected table, json or csv, got \"%s\"",
-                    optarg);
+                    cmd, "--format: expected table, json%s csv%s, got \"%s\"",
+                    cmd->common & AW_CLI_WANT_OCSF ? "," : " or",
+                    cmd->common & AW_CLI_WANT_OCSF ? " or ocsf" : "", optarg);
             break;
         case OPT_PROGRESS:
             common->progress = true;

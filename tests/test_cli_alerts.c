@@ -157,3 +157,57 @@ Test(cli_alerts, bad_arguments_exit_2) {
         cw_result_free(&r);
     }
 }
+
+/* ms since the epoch of an RFC 3339 cell of the JSON listing. */
+static int64_t ms_of(const cJSON *row, const char *name) {
+    int64_t ns = 0;
+    const char *text = cw_str(row, name);
+    cr_assert_eq(aw_time_parse_rfc3339(text, strlen(text), &ns, NULL), AW_OK, "%s", text);
+    return ns / 1000000;
+}
+
+Test(cli_alerts, format_ocsf_prints_one_detection_finding_per_alert) {
+    cJSON *rows = alerts_json(ARGS("--state", "all")), *row;
+    cw_result r =
+        cw_run(&w, ARGS("alerts", "--db", w.db, "--state", "all", "--format", "ocsf"), NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *findings = cw_json_lines(r.out);
+    cr_assert_eq(cJSON_GetArraySize(findings), cJSON_GetArraySize(rows), "%s", r.out);
+    cr_assert_eq(cJSON_GetArraySize(findings), 6);
+    size_t i = 0;
+    cJSON_ArrayForEach(row, rows) {
+        /* Same order as the listing: oldest raised first. */
+        const cJSON *f = cJSON_GetArrayItem(findings, (int)i++);
+        const cJSON *fi = cJSON_GetObjectItemCaseSensitive(f, "finding_info");
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(f, "metadata");
+        bool resolved = strcmp(cw_str(row, "state"), "resolved") == 0;
+        const char *sev = cw_str(row, "severity");
+        int severity_id = !strcmp(sev, "critical") ? 5 : !strcmp(sev, "high") ? 4 : 3;
+        cr_expect_eq(cJSON_GetObjectItem(f, "class_uid")->valueint, 2004);
+        cr_expect_eq(cJSON_GetObjectItem(f, "category_uid")->valueint, 2);
+        cr_expect_eq(cJSON_GetObjectItem(f, "activity_id")->valueint, resolved ? 3 : 1);
+        cr_expect_eq(cJSON_GetObjectItem(f, "type_uid")->valueint, resolved ? 200403 : 200401);
+        cr_expect_str_eq(cw_str(f, "status"), resolved ? "Resolved" : "New");
+        cr_expect_eq(cJSON_GetObjectItem(f, "severity_id")->valueint, severity_id);
+        cr_expect_str_eq(cw_str(fi, "uid"), cw_str(row, "id"));
+        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetArrayItem(
+                             cJSON_GetObjectItemCaseSensitive(fi, "types"), 0)),
+                         cw_str(row, "kind"));
+        cr_expect_eq((int64_t)cJSON_GetObjectItem(f, "time")->valuedouble,
+                     ms_of(row, resolved ? "resolved_at" : "raised_at"));
+        cr_expect_str_eq(cw_str(md, "version"), "1.3.0");
+        cr_expect_str_eq(cw_str(cJSON_GetObjectItemCaseSensitive(md, "product"), "name"),
+                         "auditwatch");
+        if (*cw_str(row, "request_id"))
+            cr_expect_str_eq(cw_str(md, "correlation_uid"), cw_str(row, "request_id"));
+    }
+    cJSON_Delete(findings);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+
+    /* The other listings have columns, not findings. */
+    r = cw_run(&w, ARGS("query", "--db", w.db, "--format", "ocsf"), NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "ocsf"), "%s", r.err);
+    cw_result_free(&r);
+}
