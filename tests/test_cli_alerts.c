@@ -211,3 +211,86 @@ Test(cli_alerts, format_ocsf_prints_one_detection_finding_per_alert) {
     cr_expect(strstr(r.err, "ocsf"), "%s", r.err);
     cw_result_free(&r);
 }
+
+/* Every kind auditwatch raises, written to an index of its own: the even
+ * ones resolved, kind 1 acknowledged. */
+static const char *const every_kind[] = {
+    AW_ALERT_DECISION_MISSING, AW_ALERT_CALL_WITHOUT_AUDIT, AW_ALERT_EVIDENCE_TRIMMED,
+    AW_ALERT_ACCESS_AFTER_REVOCATION, AW_ALERT_SIGNATURE_INVALID,
+    AW_ALERT_TAMPERED_ON_REDELIVERY, AW_ALERT_CARACAL_ANOMALY, "audit_dead_lettered",
+    "revocation_dead_lettered", "revocation_not_consumed", "audit_ingest_stalled",
+};
+#define NKINDS (sizeof every_kind / sizeof every_kind[0])
+
+static void write_every_kind(const char *path) {
+    aw_store *store;
+    aw_error err = {0};
+    aw_alert_change change;
+    cr_assert_eq(aw_store_open(path, 0, &store, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_begin(store, &err), AW_OK, "%s", err.msg);
+    for (size_t i = 0; i < NKINDS; i++) {
+        char id[33], request_id[16];
+        snprintf(request_id, sizeof request_id, "req-k%zu", i);
+        aw_alert a = {
+            .id = aw_detectors_alert_id(every_kind[i], "zone-1", "anchor-1", request_id, id),
+            .kind = every_kind[i],
+            .severity = i % 3 == 0 ? "critical" : i % 3 == 1 ? "high" : "medium",
+            .state = AW_ALERT_OPEN,
+            .zone_id = "zone-1",
+            .request_id = request_id,
+            .anchor = "anchor-1",
+            .event_time_ns = CW_NS(1000 * (int64_t)i),
+            .raised_at_ns = CW_NS(1000 * (int64_t)i + 500),
+            .evidence_json = "[\"event:ev-1\"]",
+            .summary = every_kind[i],
+        };
+        cr_assert_eq(aw_store_alert_upsert(store, &a, &change, &err), AW_OK, "%s", err.msg);
+        if (i % 2 == 0)
+            cr_assert_eq(aw_store_alert_resolve(store, id, "ev-late", CW_NS(100000), 1000000000,
+                                                &change, &err),
+                         AW_OK, "%s", err.msg);
+        if (i == 1)
+            cr_assert_eq(aw_store_alert_ack(store, id, "on it", CW_NS(50000), &err), AW_OK, "%s",
+                         err.msg);
+    }
+    cr_assert_eq(aw_store_commit(store, &err), AW_OK, "%s", err.msg);
+    aw_store_close(store);
+}
+
+Test(cli_alerts, format_ocsf_covers_every_kind_and_state) {
+    char db[PATH_MAX];
+    cJSON *f;
+    size_t seen = 0;
+    aw_test_path(w.dir, "every-kind.db", db);
+    write_every_kind(db);
+    cw_result r = cw_run(&w, ARGS("alerts", "--db", db, "--state", "all", "-f", "ocsf"), NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *findings = cw_json_lines(r.out);
+    cr_assert_eq(cJSON_GetArraySize(findings), (int)NKINDS, "%s", r.out);
+    cJSON_ArrayForEach(f, findings) {
+        /* Oldest raised first: the i-th kind. */
+        size_t i = seen++;
+        const cJSON *fi = cJSON_GetObjectItemCaseSensitive(f, "finding_info");
+        bool resolved = i % 2 == 0;
+        int severity_id = i % 3 == 0 ? 5 : i % 3 == 1 ? 4 : 3;
+        char id[33], request_id[16];
+        snprintf(request_id, sizeof request_id, "req-k%zu", i);
+        aw_detectors_alert_id(every_kind[i], "zone-1", "anchor-1", request_id, id);
+        cr_expect_eq(cJSON_GetObjectItem(f, "class_uid")->valueint, 2004);
+        cr_expect_eq(cJSON_GetObjectItem(f, "category_uid")->valueint, 2);
+        cr_expect_eq(cJSON_GetObjectItem(f, "activity_id")->valueint, resolved ? 3 : 1);
+        cr_expect_eq(cJSON_GetObjectItem(f, "type_uid")->valueint, resolved ? 200403 : 200401);
+        cr_expect_eq(cJSON_GetObjectItem(f, "severity_id")->valueint, severity_id);
+        cr_expect_eq(cJSON_GetObjectItem(f, "status_id")->valueint,
+                     resolved ? 4 : i == 1 ? 2 : 1, "kind %s", every_kind[i]);
+        cr_expect_eq((int64_t)cJSON_GetObjectItem(f, "time")->valuedouble,
+                     resolved ? CW_T0_MS + 100000 : CW_T0_MS + 1000 * (int64_t)i + 500);
+        cr_expect_str_eq(cw_str(fi, "uid"), id);
+        cr_expect_str_eq(cJSON_GetStringValue(cJSON_GetArrayItem(
+                             cJSON_GetObjectItemCaseSensitive(fi, "types"), 0)),
+                         every_kind[i]);
+        cr_expect_str_eq(cw_str(cJSON_GetObjectItem(f, "metadata"), "version"), "1.3.0");
+    }
+    cJSON_Delete(findings);
+    cw_result_free(&r);
+}
