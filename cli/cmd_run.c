@@ -72,6 +72,8 @@ static const char usage_text[] =
     "  --alert-stream-maxlen N     MAXLEN ~ of that stream (default 100000)\n"
     "  --alert-exec CMD            run /bin/sh -c CMD per alert, JSON on stdin\n"
     "  --alert-exec-max N          hooks running at once (default 4)\n"
+    "  --alert-format json|ocsf    what every sink above sends (default json; ocsf:\n"
+    "                              OCSF 1.3.0 Detection Findings, see README)\n"
     "The chain head (entries and hash, for 'verify --chain-head'), logged when it\n"
     "moved and at shutdown:\n"
     "  --chain-interval DURATION   how often (default 60s)\n"
@@ -87,7 +89,7 @@ enum {
     OPT_GRACE_MISSING, OPT_GRACE_REVOCATION, OPT_BATCH, OPT_BLOCK_MS,
     OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
     OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
-    OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
+    OPT_ALERT_FORMAT, OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
 };
 
 /* --db and --help come from the shared parser (cli/options.c). */
@@ -113,6 +115,7 @@ static const struct option long_options[] = {
     {"alert-stream-maxlen", required_argument, NULL, OPT_ALERT_STREAM_MAXLEN},
     {"alert-exec", required_argument, NULL, OPT_ALERT_EXEC},
     {"alert-exec-max", required_argument, NULL, OPT_ALERT_EXEC_MAX},
+    {"alert-format", required_argument, NULL, OPT_ALERT_FORMAT},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"chain-stream", required_argument, NULL, OPT_CHAIN_STREAM},
@@ -236,6 +239,11 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_ALERT_EXEC: c->alert_exec = *arg ? arg : NULL; break;
     case OPT_ALERT_EXEC_MAX:
         if (!(rc = count_option(src, arg, 1, 1024, &n))) c->alert_exec_max = (int)n;
+        break;
+    case OPT_ALERT_FORMAT:
+        if (strcmp(arg, "json") == 0) c->alert_format = AW_ALERT_FORMAT_JSON;
+        else if (strcmp(arg, "ocsf") == 0) c->alert_format = AW_ALERT_FORMAT_OCSF;
+        else rc = aw_cli_usage_error(&command, "%s: expected json or ocsf, got \"%s\"", src, arg);
         break;
     case OPT_LOG_FORMAT:
         if (strcmp(arg, "kv") == 0) c->log_format = AW_LOG_KV;

@@ -1,6 +1,7 @@
 /* test_consumer_sinks.c -- alerts leave the daemon as JSON lines on stdout,
- * entries of a Redis stream, and JSON on an exec hook's stdin; a failing
- * hook is reported and does not hold ingest up. */
+ * entries of a Redis stream, and JSON on an exec hook's stdin, or with
+ * --alert-format ocsf as one OCSF finding on all three; a failing hook is
+ * reported and does not hold ingest up. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -77,13 +78,23 @@ static void assert_alert_json(const char *text) {
     cJSON_Delete(o);
 }
 
-Test(consumer_sinks, delivers_an_alert_to_stdout_the_alert_stream_and_the_hook) {
+/* What one forged entry made every sink send, with --alert-format format
+ * (NULL: the default). */
+typedef struct delivered {
+    char *out;             /* the daemon's stdout */
+    char *hook;            /* the hook's stdin */
+    redisReply *stream;    /* XRANGE auditwatch.alerts */
+} delivered;
+
+static delivered deliver_forged(const char *format) {
     redisContext *c = aw_test_redis_connect(&redis);
-    char env_dir[PATH_MAX + 16];
+    char env_dir[PATH_MAX + 16], path[PATH_MAX];
     const char *args[] = {"--audit-hmac-key-file", keyfile, "--alerts-stdout", "--alert-exec",
-                          "cat > \"$HOOK_DIR/alert.json\"", NULL};
+                          "cat > \"$HOOK_DIR/alert.json\"", format ? "--alert-format" : NULL,
+                          format, NULL};
     const char *env[] = {env_dir, NULL};
     aw_test_proc daemon;
+    delivered d;
 
     aw_hmac_key *key = aw_test_key();
     aw_test_pipe pipe = {c, 0, 0};
@@ -98,27 +109,55 @@ Test(consumer_sinks, delivers_an_alert_to_stdout_the_alert_stream_and_the_hook) 
     cr_assert(aw_test_wait_for(stream_has_alert, c, 10000), "no entry on auditwatch.alerts");
     aw_test_daemon_stop(&daemon, 5000);
 
-    char path[PATH_MAX];
-    char *hook_json = aw_test_read_file(aw_test_path(hooks, "alert.json", path), NULL);
-    char *out = aw_test_read_file(daemon.out_path, NULL);
-    cr_assert(hook_json && out);
-    assert_alert_json(hook_json);
-    cr_assert_eq(strchr(out, '\n') - out + 1, (long)strlen(out), "one line on stdout: %s", out);
-    assert_alert_json(out);
-    cr_assert_str_eq(out, hook_json, "stdout and the hook got different JSON");
-    free(hook_json);
-    free(out);
-
-    redisReply *r = aw_test_command(c, "XRANGE auditwatch.alerts - +");
-    const redisReply *fields = r->element[0]->element[1];
-    bool kind_ok = false;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        if (!strcmp(fields->element[i]->str, "kind"))
-            kind_ok = !strcmp(fields->element[i + 1]->str, AW_ALERT_SIGNATURE_INVALID);
-    cr_assert(kind_ok, "the stream entry does not carry kind=signature_invalid");
-    freeReplyObject(r);
+    d.hook = aw_test_read_file(aw_test_path(hooks, "alert.json", path), NULL);
+    d.out = aw_test_read_file(daemon.out_path, NULL);
+    cr_assert(d.hook && d.out);
+    cr_assert_eq(strchr(d.out, '\n') - d.out + 1, (long)strlen(d.out), "one line on stdout: %s",
+                 d.out);
+    cr_assert_str_eq(d.out, d.hook, "stdout and the hook got different text");
+    d.stream = aw_test_command(c, "XRANGE auditwatch.alerts - +");
     aw_hmac_key_free(key);
     redisFree(c);
+    return d;
+}
+
+static void delivered_free(delivered *d) {
+    free(d->out);
+    free(d->hook);
+    freeReplyObject(d->stream);
+}
+
+/* The value of field name of the first stream entry ("" when absent). */
+static const char *stream_field(const delivered *d, const char *name) {
+    const redisReply *fields = d->stream->element[0]->element[1];
+    for (size_t i = 0; i + 1 < fields->elements; i += 2)
+        if (!strcmp(fields->element[i]->str, name)) return fields->element[i + 1]->str;
+    return "";
+}
+
+Test(consumer_sinks, delivers_an_alert_to_stdout_the_alert_stream_and_the_hook) {
+    delivered d = deliver_forged(NULL);
+    assert_alert_json(d.hook);
+    cr_assert_str_eq(stream_field(&d, "kind"), AW_ALERT_SIGNATURE_INVALID,
+                     "the stream entry does not carry kind=signature_invalid");
+    delivered_free(&d);
+}
+
+Test(consumer_sinks, alert_format_ocsf_sends_one_detection_finding_to_every_sink) {
+    delivered d = deliver_forged("ocsf");
+    cJSON *f = cJSON_Parse(d.hook), *from_stream = cJSON_Parse(stream_field(&d, "ocsf"));
+    cr_assert(f && from_stream, "not JSON: %s / %s", d.hook, stream_field(&d, "ocsf"));
+    cr_expect_eq(cJSON_GetObjectItem(f, "class_uid")->valueint, 2004);
+    cr_expect_eq(cJSON_GetObjectItem(f, "type_uid")->valueint, 200401);
+    const char *uid = cJSON_GetStringValue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(f, "finding_info"), "uid"));
+    cr_assert(uid);
+    cr_expect_str_eq(uid, stream_field(&d, "id"));
+    cr_expect(cJSON_Compare(f, from_stream, true), "the stream carries another finding");
+    cr_expect_str_eq(stream_field(&d, "kind"), "", "no flat fields beside the finding");
+    cJSON_Delete(f);
+    cJSON_Delete(from_stream);
+    delivered_free(&d);
 }
 
 static bool hook_failure_logged(void *ud) {
