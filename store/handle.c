@@ -82,19 +82,20 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ENTRY_FIND] = "SELECT rowid FROM entries WHERE id_ms = ?1 AND "
                         "id_seq = ?2 AND stream_no = ?3",
     [STMT_EVENT_ADD] =
-        "INSERT INTO events(id_key, request_key, event_id, content_hash, "
-        "entry_rowid, occurred_at, request_id, zone_id, event_type, "
-        "decision, evaluation_status, application_id, resource, session_id, "
-        "agent_session_id, delegation_edge_id, result_class, "
-        "upstream_status, is_signed, delegation_epoch) VALUES (?1, ?2, ?3, "
-        "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-        "?18, ?19, ?20)",
+        "INSERT INTO events(id_key, request_key, entry_rowid, occurred_at, "
+        "zone_no, type_no, decision_no, status_no, application_no, "
+        "resource_no, result_class_no, session_no, agent_session_no, "
+        "edge_no, upstream_status, is_signed, delegation_epoch, event_id, "
+        "request_id, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+        "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash FROM events WHERE "
                         "id_key = ?1 AND occurred_at = ?3 AND event_id = ?2",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =
         "INSERT INTO anchor_names(kind, anchor_id) VALUES (:kind, :name)",
+    [STMT_TERM_FIND] = "SELECT term_no FROM terms WHERE term = :name",
+    [STMT_TERM_ADD] = "INSERT INTO terms(term) VALUES (:name)",
     [STMT_ANCHOR_USE_ADD] = "INSERT OR IGNORE INTO anchor_uses(anchor_no, "
                             "occurred_at, event_rowid) VALUES (?1, ?2, ?3)",
     [STMT_REVOCATION_ADD] =
@@ -537,6 +538,7 @@ void aw_store_close(aw_store *store)
         free(store->streams[i].name);
     free(store->streams);
     free(store->anchors);
+    free(store->terms);
     aw_buf_free(&store->pack);
     store_evidence_free(store);
     sqlite3_close(store->db);
@@ -638,6 +640,8 @@ void aw_store_rollback(aw_store *store)
             memset(store->anchors, 0,
                    STORE_ANCHOR_CACHE * sizeof *store->anchors);
         store_evidence_end(store, false);
+        if (store->terms != NULL)
+            memset(store->terms, 0, STORE_TERM_CACHE * sizeof *store->terms);
     }
     store->in_tx = false;
 }

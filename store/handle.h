@@ -26,6 +26,8 @@ enum store_stmt {
     STMT_ANCHOR_FIND,
     STMT_ANCHOR_NAME_ADD,
     STMT_ANCHOR_USE_ADD,
+    STMT_TERM_FIND,
+    STMT_TERM_ADD,
     STMT_REVOCATION_ADD,
     STMT_DELIVERY_FIRST,
     STMT_DELIVERY_MOVE,
@@ -74,12 +76,15 @@ struct store_shape_stmt {
 
 #define STORE_SHAPE_CACHE 32
 
-/* A remembered anchor number. Names are never deleted, so a number stays
- * right for as long as the transaction that added it is not rolled back;
- * the cache is emptied on rollback. anchor_no 0: empty slot. */
+/* A remembered number of a numbered name (anchor_names, terms). Names are
+ * never deleted, so a number stays right for as long as the transaction
+ * that added it is not rolled back; the caches are emptied on rollback.
+ * no 0: empty slot. Names of 52 bytes or more are not cached (they are
+ * looked up each time). */
 #define STORE_ANCHOR_CACHE 8192 /* slots, a power of two */
-struct store_anchor_slot {
-    int64_t anchor_no;
+#define STORE_TERM_CACHE 1024   /* slots, a power of two */
+struct store_name_slot {
+    int64_t no;
     int kind;
     char id[52];
 };
@@ -128,7 +133,8 @@ struct aw_store {
     struct store_stream_name *streams;
     size_t nstreams;
 
-    struct store_anchor_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
+    struct store_name_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
+    struct store_name_slot *terms;   /* STORE_TERM_CACHE, lazily */
 
     aw_buf pack;    /* reused to pack entries */
     struct store_evidence evidence;

@@ -11,9 +11,11 @@
  * insert cannot race. The entry's packed form is built right behind the
  * chain prefix in one reused buffer, so hashing it into the chain costs no
  * copy; the chain covers those verbatim bytes, and what is stored is their
- * zstd frame when that is smaller (evidence.c). Stream and anchor names
- * are numbered dictionaries (see schema), with the numbers remembered in
- * the handle.
+ * zstd frame when that is smaller (evidence.c). Stream names, anchor names
+ * and the repeated words of an event (zone, type, decision, ...: terms) are
+ * numbered dictionaries (see schema), with the numbers remembered in the
+ * handle, so a known name costs no look-up query; an events row holds
+ * numbers, not those texts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -203,56 +205,91 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
     return AW_OK;
 }
 
-/* The first anchor of kind, which the decoder lists in the order
- * session_id, agent_session_id, delegation_edge_id, chain elements. */
-static const char *store_first_anchor(const aw_audit_event *event,
-                                      aw_anchor_kind kind)
+/* The cache slot for (kind, name) in cache (nslots, a power of two;
+ * FNV-1a of kind and name), or NULL when the name is too long to be
+ * cached or memory runs out. */
+static struct store_name_slot *store_name_slot(struct store_name_slot **cache,
+                                               size_t nslots, int kind,
+                                               const char *name)
 {
-    for (size_t i = 0; i < event->nanchors; i++)
-        if (event->anchors[i].kind == kind)
-            return event->anchors[i].id;
-    return NULL;
-}
-
-/* The cache slot for anchor a (FNV-1a of kind and id), or NULL when its
- * id is too long to be cached. */
-static struct store_anchor_slot *store_anchor_slot(aw_store *store,
-                                                   const aw_anchor *a)
-{
-    size_t len = strlen(a->id);
-    if (len >= sizeof store->anchors->id)
+    size_t len = strlen(name);
+    if (len >= sizeof (*cache)->id)
         return NULL;
-    if (store->anchors == NULL &&
-        (store->anchors = calloc(STORE_ANCHOR_CACHE,
-                                 sizeof *store->anchors)) == NULL)
+    if (*cache == NULL && (*cache = calloc(nslots, sizeof **cache)) == NULL)
         return NULL;
-    uint64_t h = 14695981039346656037ULL ^ (uint64_t)a->kind;
+    uint64_t h = 14695981039346656037ULL ^ (uint64_t)kind;
     for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)a->id[i]) * 1099511628211ULL;
-    return &store->anchors[h & (STORE_ANCHOR_CACHE - 1)];
+        h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+    return &(*cache)[h & (nslots - 1)];
 }
 
-/* The number of anchor a, given to it the first time it is seen. Most
- * anchors repeat (a session makes many calls), so numbers are remembered
- * in a small direct-mapped cache before asking SQLite. */
-static int store_anchor_no(aw_store *store, const aw_anchor *a, int64_t *no,
-                           aw_error *err)
+/* The number of a name in a numbered dictionary (store_name_no), given to
+ * it the first time it is seen. Names repeat (a session makes many calls,
+ * a zone is on every event), so numbers are remembered in a small
+ * direct-mapped cache before asking SQLite. */
+static int store_cached_no(aw_store *store, struct store_name_slot **cache,
+                           size_t nslots, enum store_stmt find_id,
+                           enum store_stmt add_id, int kind, const char *name,
+                           int64_t *no, aw_error *err)
 {
-    struct store_anchor_slot *slot = store_anchor_slot(store, a);
-    if (slot != NULL && slot->anchor_no != 0 && slot->kind == (int)a->kind &&
-        strcmp(slot->id, a->id) == 0) {
-        *no = slot->anchor_no;
+    struct store_name_slot *slot = store_name_slot(cache, nslots, kind, name);
+    if (slot != NULL && slot->no != 0 && slot->kind == kind &&
+        strcmp(slot->id, name) == 0) {
+        *no = slot->no;
         return AW_OK;
     }
-    int rc = store_name_no(store, STMT_ANCHOR_FIND, STMT_ANCHOR_NAME_ADD,
-                           (int)a->kind, a->id, no, err);
+    int rc = store_name_no(store, find_id, add_id, kind, name, no, err);
     if (rc != AW_OK)
         return rc;
     if (slot != NULL) {
-        slot->anchor_no = *no;
-        slot->kind = (int)a->kind;
-        strcpy(slot->id, a->id);
+        slot->no = *no;
+        slot->kind = kind;
+        strcpy(slot->id, name);
     }
+    return AW_OK;
+}
+
+static int store_anchor_no(aw_store *store, const aw_anchor *a, int64_t *no,
+                           aw_error *err)
+{
+    return store_cached_no(store, &store->anchors, STORE_ANCHOR_CACHE,
+                           STMT_ANCHOR_FIND, STMT_ANCHOR_NAME_ADD,
+                           (int)a->kind, a->id, no, err);
+}
+
+/* Binds at column i the terms number of text, or NULL when text is. */
+static int store_bind_term(aw_store *store, sqlite3_stmt *stmt, int i,
+                           const char *text, aw_error *err)
+{
+    if (text == NULL) {
+        sqlite3_bind_null(stmt, i);
+        return AW_OK;
+    }
+    int64_t no = 0;
+    int rc = store_cached_no(store, &store->terms, STORE_TERM_CACHE,
+                             STMT_TERM_FIND, STMT_TERM_ADD, 0, text, &no, err);
+    if (rc == AW_OK)
+        sqlite3_bind_int64(stmt, i, no);
+    return rc;
+}
+
+/* Binds at column i the anchor number of the first anchor of kind (the
+ * decoder lists session_id, agent_session_id, delegation_edge_id, chain
+ * elements, in that order), or NULL when the event has none. */
+static int store_bind_first_anchor(aw_store *store, sqlite3_stmt *stmt,
+                                   int i, const aw_audit_event *event,
+                                   aw_anchor_kind kind, aw_error *err)
+{
+    for (size_t a = 0; a < event->nanchors; a++) {
+        if (event->anchors[a].kind != kind)
+            continue;
+        int64_t no = 0;
+        int rc = store_anchor_no(store, &event->anchors[a], &no, err);
+        if (rc == AW_OK)
+            sqlite3_bind_int64(stmt, i, no);
+        return rc;
+    }
+    sqlite3_bind_null(stmt, i);
     return AW_OK;
 }
 
@@ -330,33 +367,34 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
         sqlite3_bind_int64(add, 2, store_id_key(event->request_id));
     else
         sqlite3_bind_null(add, 2);
-    sqlite3_bind_text(add, 3, event->id, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(add, 4, event->content_hash, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(add, 5, entry_rowid);
-    sqlite3_bind_int64(add, 6, event->occurred_at_ns);
-    sqlite3_bind_text(add, 7, event->request_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 8, event->zone_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 9, event->event_type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 10, event->decision, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 11, event->evaluation_status, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 12, event->application_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 13, event->resource, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 14,
-                      store_first_anchor(event, AW_ANCHOR_AUTHORITY_RECORD),
-                      -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 15,
-                      store_first_anchor(event, AW_ANCHOR_AGENT_SESSION), -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(add, 16,
-                      store_first_anchor(event, AW_ANCHOR_DELEGATION_EDGE),
-                      -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 17, event->result_class, -1, SQLITE_STATIC);
-    sqlite3_bind_int(add, 18, event->upstream_status);
-    sqlite3_bind_int(add, 19, event->is_signed);
+    sqlite3_bind_int64(add, 3, entry_rowid);
+    sqlite3_bind_int64(add, 4, event->occurred_at_ns);
+    const char *const terms[] = {
+        event->zone_id, event->event_type, event->decision,
+        event->evaluation_status, event->application_id, event->resource,
+        event->result_class,
+    };
+    for (int i = 0; rc == AW_OK && i < 7; i++)
+        rc = store_bind_term(store, add, 5 + i, terms[i], err);
+    static const aw_anchor_kind first_of[] = {AW_ANCHOR_AUTHORITY_RECORD,
+                                              AW_ANCHOR_AGENT_SESSION,
+                                              AW_ANCHOR_DELEGATION_EDGE};
+    for (int i = 0; rc == AW_OK && i < 3; i++)
+        rc = store_bind_first_anchor(store, add, 12 + i, event, first_of[i],
+                                     err);
+    if (rc != AW_OK) {
+        sqlite3_clear_bindings(add);
+        return rc;
+    }
+    sqlite3_bind_int(add, 15, event->upstream_status);
+    sqlite3_bind_int(add, 16, event->is_signed);
     if (event->has_delegation_epoch)
-        sqlite3_bind_int64(add, 20, event->delegation_epoch);
+        sqlite3_bind_int64(add, 17, event->delegation_epoch);
     else
-        sqlite3_bind_null(add, 20);
+        sqlite3_bind_null(add, 17);
+    sqlite3_bind_text(add, 18, event->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(add, 19, event->request_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(add, 20, event->content_hash, 32, SQLITE_STATIC);
     rc = store_exec_stmt(store, add, err, "store event");
     if (rc != AW_OK)
         return rc;

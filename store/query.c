@@ -9,6 +9,9 @@
  * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
  * event_rowid), whose order is the result order; everything else walks
  * events, through events_by_request, events_by_identity or events_by_time.
+ * An events row holds numbers for its repeated words (terms) and its first
+ * anchors (anchor_names); the query maps them back to text, and a filter
+ * on a word compares with the word's number.
  *
  * Results are ordered by (occurred_at, rowid), and the cursor names the
  * last row seen, so paging is stable while rows are being added.
@@ -56,6 +59,10 @@ static unsigned event_filter_shape(const aw_event_filter *f)
     return shape;
 }
 
+/* The terms number of a word; NULL (matching nothing) for a word never
+ * stored. */
+#define TERM_NO(param) "(SELECT term_no FROM terms WHERE term = " param ")"
+
 /* Conditions that need no more than their shape bit and one value. */
 static const struct {
     unsigned bit;
@@ -65,11 +72,13 @@ static const struct {
     {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND e.event_id = :event_id"},
     {SHAPE_REQUEST_ID,
      " AND e.request_key = :request_key AND e.request_id = :request_id"},
-    {SHAPE_ZONE, " AND e.zone_id = :zone_id"},
-    {SHAPE_DECISION, " AND e.decision = :decision"},
-    {SHAPE_RESOURCE, " AND e.resource = :resource"},
-    {SHAPE_APPLICATION, " AND e.application_id = :application_id"},
-    {SHAPE_GRANTS, " AND e.decision IN ('allow', 'consumed')"},
+    {SHAPE_ZONE, " AND e.zone_no = " TERM_NO(":zone_id")},
+    {SHAPE_DECISION, " AND e.decision_no = " TERM_NO(":decision")},
+    {SHAPE_RESOURCE, " AND e.resource_no = " TERM_NO(":resource")},
+    {SHAPE_APPLICATION,
+     " AND e.application_no = " TERM_NO(":application_id")},
+    {SHAPE_GRANTS, " AND e.decision_no IN (SELECT term_no FROM terms WHERE "
+                   "term IN ('allow', 'consumed'))"},
 };
 
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
@@ -83,14 +92,20 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 #define SQL_ADD(text) \
     do { if (rc == AW_OK) rc = store_buf_append(sql, (text), strlen(text)); } \
     while (0)
+#define TERM(col) "(SELECT term FROM terms WHERE term_no = e." col "), "
+#define ANCHOR_ID(col) \
+    "(SELECT anchor_id FROM anchor_names WHERE anchor_no = e." col "), "
     SQL_ADD("SELECT e.rowid, e.entry_rowid, "
             "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
-            "n.id_ms, n.id_seq, e.event_id, e.zone_id, e.event_type, "
-            "e.request_id, e.decision, e.evaluation_status, "
-            "e.application_id, e.resource, e.session_id, "
-            "e.agent_session_id, e.delegation_edge_id, e.result_class, "
+            "n.id_ms, n.id_seq, e.event_id, " TERM("zone_no")
+            TERM("type_no") "e.request_id, " TERM("decision_no")
+            TERM("status_no") TERM("application_no") TERM("resource_no")
+            ANCHOR_ID("session_no") ANCHOR_ID("agent_session_no")
+            ANCHOR_ID("edge_no") TERM("result_class_no")
             "e.upstream_status, e.occurred_at, e.is_signed, "
             "e.delegation_epoch ");
+#undef TERM
+#undef ANCHOR_ID
     if (anchor)
         SQL_ADD("FROM anchor_names an CROSS JOIN anchor_uses a ON "
                 "a.anchor_no = an.anchor_no CROSS JOIN events e ON "
@@ -105,12 +120,12 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
         if (shape & event_equalities[i].bit)
             SQL_ADD(event_equalities[i].sql);
     if (shape & SHAPE_EVENT_TYPES) {
-        SQL_ADD(" AND e.event_type IN (");
+        SQL_ADD(" AND e.type_no IN (SELECT term_no FROM terms WHERE term IN (");
         for (size_t i = 0; i < n_types; i++) {
             snprintf(part, sizeof part, "%s:type%zu", i ? ", " : "", i);
             SQL_ADD(part);
         }
-        SQL_ADD(")");
+        SQL_ADD("))");
     }
     if (shape & SHAPE_SINCE) {
         snprintf(part, sizeof part, " AND %s >= :since", t);

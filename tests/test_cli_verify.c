@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tests/support/cli_world.h"
+#include "tests/support/store_fixture.h"
 
 static cli_world w;
 
@@ -89,6 +90,13 @@ static void tamper_entry(const char *from, const char *to) {
     free(f.raw);
 }
 
+/* Event rows hold their words as numbers (terms): ev-4's decision made a
+ * deny. */
+#define EV4_DENIED                                                                  \
+    "INSERT OR IGNORE INTO terms(term) VALUES ('deny'); UPDATE events SET "         \
+    "decision_no = (SELECT term_no FROM terms WHERE term = 'deny') WHERE event_id = " \
+    "'ev-4'"
+
 Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature) {
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
@@ -104,6 +112,25 @@ Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature) {
     cr_expect_eq(figure(audit, "known_rejected"), 1);
     cr_expect_str_eq(cw_str(stream, "result"), "ok");
     cr_expect_eq(figure(stream, "checked"), 3);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+/* An index written while events held their words as text migrates when a
+ * writer opens it, and every migrated row still matches its raw entry. */
+Test(cli_verify, an_index_migrated_from_text_rows_verifies_every_row) {
+    cw_build(&w, true);
+    fixture_back_to_schema_3(w.db);
+    aw_store *store = NULL;
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(w.db, 0, &store, &err), AW_OK, "%s", err.msg);
+    aw_store_close(store);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    const cJSON *decoded = check(rows, "decoded_rows");
+    cr_expect_str_eq(cw_str(decoded, "result"), "ok");
+    cr_expect_geq(figure(decoded, "checked"), CW_EVENTS, "%s", r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
@@ -209,7 +236,7 @@ static cJSON *verify_tampered(cw_result *r) {
 
 Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key) {
     cw_build(&w, true);
-    tamper("UPDATE events SET decision = 'deny' WHERE event_id = 'ev-4'");
+    tamper(EV4_DENIED);
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *m = mismatch_of(rows, "events");
@@ -452,7 +479,7 @@ Test(cli_verify, a_malformed_chain_head_is_a_usage_error) {
 
 Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header) {
     cw_build(&w, true);
-    tamper("UPDATE events SET decision = 'deny' WHERE event_id = 'ev-4'");
+    tamper(EV4_DENIED);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "csv"), KEYS);
     cr_expect_eq(r.status, 1);
     const char *header = "check,result,table,row_id,key,request_id,entry_row,entry_id,field,"

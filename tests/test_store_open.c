@@ -21,6 +21,9 @@ static void teardown(void)
 
 TestSuite(store_open, .init = setup, .fini = teardown);
 
+/* The version of schema/'s newest migration. */
+#define NEWEST_SCHEMA 4
+
 static int count_events(const aw_event_row *row, void *ud)
 {
     (void)row;
@@ -182,6 +185,7 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
     aw_store_close(fx.store);
     fx.store = NULL;
     /* back to what 0001_initial.sql made */
+    fixture_back_to_schema_3(fx.path);
     exec_sql(fx.path,
              "DROP INDEX events_by_identity;"
              "CREATE INDEX events_by_event_id ON events (id_key);"
@@ -196,7 +200,7 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
     aw_error err = {0};
     cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
                  err.msg);
-    cr_expect_geq(aw_store_schema_version(fx.store), 2);
+    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
     cr_expect_eq(events_in(fx.store), 1, "the old event is kept");
     cr_expect_eq(index_named(fx.path, "events_by_event_id"), 0);
     cr_expect_eq(index_named(fx.path, "events_by_identity"), 1);
@@ -220,4 +224,119 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
                  count_rows, &plans, NULL);
     sqlite3_close(db);
     cr_expect_eq(plans, 2, "the new column reads as absent for every event");
+}
+
+/* Every member of a row as one line, so two reads can be compared. */
+static int append_row_line(const aw_event_row *r, void *ud)
+{
+    char line[2048];
+    snprintf(line, sizeof line,
+             "%lld|%lld|%s|%s|%lld|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%d|"
+             "%lld|%d|%d|%lld\n",
+             (long long)r->rowid, (long long)r->entry_rowid, r->stream,
+             r->entry_id, (long long)r->arrived_ns, r->event_id, r->zone_id,
+             r->event_type ? r->event_type : "(null)",
+             r->request_id ? r->request_id : "(null)",
+             r->decision ? r->decision : "(null)",
+             r->evaluation_status ? r->evaluation_status : "(null)",
+             r->application_id ? r->application_id : "(null)",
+             r->resource ? r->resource : "(null)",
+             r->session_id ? r->session_id : "(null)",
+             r->agent_session_id ? r->agent_session_id : "(null)",
+             r->delegation_edge_id ? r->delegation_edge_id : "(null)",
+             r->result_class ? r->result_class : "(null)",
+             r->upstream_status, (long long)r->occurred_at_ns, r->is_signed,
+             r->has_delegation_epoch, (long long)r->delegation_epoch);
+    strncat(ud, line, 16383 - strlen(ud));
+    return 0;
+}
+
+static void read_all_rows(aw_store *store, const aw_event_filter *filter,
+                          char out[16384])
+{
+    out[0] = 0;
+    aw_error err = {0};
+    cr_assert_eq(aw_store_query_events(store, filter, append_row_line, out,
+                                       &err), AW_OK, "query: %s", err.msg);
+}
+
+/* An index whose events hold their words as text (schema 3) migrates to
+ * numbered words, and every row struct reads back with the same strings,
+ * found by the same filters. */
+Test(store_open, an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_strings)
+{
+    aw_anchor anchors[] = {{AW_ANCHOR_AUTHORITY_RECORD, "ar-1"},
+                           {AW_ANCHOR_AGENT_SESSION, "as-1"},
+                           {AW_ANCHOR_DELEGATION_EDGE, "edge-1"},
+                           {AW_ANCHOR_AGENT_SESSION, "as-chain"}};
+    aw_audit_event full = fixture_event("ev-1", "zone-a", "token_exchange",
+                                        "req-1", "allow", 1000);
+    full.evaluation_status = "evaluated";
+    full.application_id = "app-1";
+    full.resource = "resource://crm/contacts";
+    full.result_class = "success";
+    full.upstream_status = 201;
+    full.is_signed = true;
+    full.has_delegation_epoch = true;
+    full.delegation_epoch = 7;
+    full.anchors = anchors;
+    full.nanchors = 4;
+    aw_audit_event bare = fixture_event("ev-2", "zone-b", NULL, NULL, NULL,
+                                        2000);
+    aw_audit_event gateway = fixture_event("ev-3", "zone-a",
+                                           "gateway_resource_request",
+                                           "req-1", NULL, 3000);
+    gateway.resource = "resource://crm/contacts";
+    gateway.anchors = anchors + 1;
+    gateway.nanchors = 1;
+    fixture_commit_event(fx.store, "1-0", &full);
+    fixture_commit_event(fx.store, "2-0", &bare);
+    fixture_commit_event(fx.store, "3-0", &gateway);
+    static char before[16384], after[16384], filtered[16384];
+    aw_event_filter all = {0};
+    read_all_rows(fx.store, &all, before);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+    fixture_back_to_schema_3(fx.path);
+
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
+    read_all_rows(fx.store, &all, after);
+    cr_expect_str_eq(after, before);
+    cr_expect(strstr(after, "|as-1|edge-1|") != NULL, "%s", after);
+
+    static const char *const grants[] = {"token_exchange"};
+    aw_event_filter by_words = {
+        .zone_id = "zone-a", .resource = "resource://crm/contacts",
+        .application_id = "app-1", .decision = "allow",
+        .event_types = grants, .n_event_types = 1, .grants_only = true,
+    };
+    read_all_rows(fx.store, &by_words, filtered);
+    cr_expect(strncmp(filtered, before, strcspn(before, "\n") + 1) == 0 &&
+                  strchr(filtered, '\n')[1] == 0,
+              "only ev-1: %s", filtered);
+    aw_event_filter unknown = {.zone_id = "zone-never-seen"};
+    read_all_rows(fx.store, &unknown, filtered);
+    cr_expect_str_eq(filtered, "");
+    aw_event_filter by_anchor = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-1"}};
+    read_all_rows(fx.store, &by_anchor, filtered);
+    cr_expect(strstr(filtered, "ev-1") && strstr(filtered, "ev-3") &&
+                  !strstr(filtered, "ev-2"), "%s", filtered);
+
+    /* A new event reuses the migrated words' numbers. */
+    aw_audit_event later = fixture_event("ev-4", "zone-a", "token_exchange",
+                                         "req-4", "allow", 4000);
+    fixture_commit_event(fx.store, "4-0", &later);
+    int terms = 0;
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    sqlite3_exec(db, "SELECT 1 FROM terms WHERE term = 'zone-a'", count_rows,
+                 &terms, NULL);
+    sqlite3_close(db);
+    cr_expect_eq(terms, 1, "zone-a numbered once");
+    aw_event_filter zone_a = {.zone_id = "zone-a"};
+    read_all_rows(fx.store, &zone_a, filtered);
+    cr_expect(strstr(filtered, "ev-4") != NULL, "%s", filtered);
 }

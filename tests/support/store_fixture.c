@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,4 +102,48 @@ int64_t fixture_commit_event(aw_store *store, const char *entry_id,
     cr_assert_eq(result, AW_PUT_INSERTED);
     cr_assert_eq(aw_store_commit(store, &err), AW_OK, "commit: %s", err.msg);
     return rowid;
+}
+
+/* The events table of 0001_initial.sql with 0002's delegation_epoch, filled
+ * from the narrow rows of 0004 by mapping their numbers back to text. */
+static const char back_to_schema_3_sql[] =
+    "CREATE TABLE events_wide ("
+    " rowid INTEGER PRIMARY KEY, id_key INTEGER NOT NULL,"
+    " request_key INTEGER, event_id TEXT NOT NULL,"
+    " content_hash BLOB NOT NULL, entry_rowid INTEGER NOT NULL,"
+    " occurred_at INTEGER NOT NULL, request_id TEXT, zone_id TEXT NOT NULL,"
+    " event_type TEXT, decision TEXT, evaluation_status TEXT,"
+    " application_id TEXT, resource TEXT, session_id TEXT,"
+    " agent_session_id TEXT, delegation_edge_id TEXT, result_class TEXT,"
+    " upstream_status INTEGER, is_signed INTEGER NOT NULL,"
+    " delegation_epoch INTEGER);"
+    "INSERT INTO events_wide SELECT e.rowid, e.id_key, e.request_key,"
+    " e.event_id, e.content_hash, e.entry_rowid, e.occurred_at, e.request_id,"
+    " (SELECT term FROM terms WHERE term_no = e.zone_no),"
+    " (SELECT term FROM terms WHERE term_no = e.type_no),"
+    " (SELECT term FROM terms WHERE term_no = e.decision_no),"
+    " (SELECT term FROM terms WHERE term_no = e.status_no),"
+    " (SELECT term FROM terms WHERE term_no = e.application_no),"
+    " (SELECT term FROM terms WHERE term_no = e.resource_no),"
+    " (SELECT anchor_id FROM anchor_names WHERE anchor_no = e.session_no),"
+    " (SELECT anchor_id FROM anchor_names WHERE anchor_no = "
+    "e.agent_session_no),"
+    " (SELECT anchor_id FROM anchor_names WHERE anchor_no = e.edge_no),"
+    " (SELECT term FROM terms WHERE term_no = e.result_class_no),"
+    " e.upstream_status, e.is_signed, e.delegation_epoch FROM events e;"
+    "DROP TABLE events; DROP TABLE terms;"
+    "ALTER TABLE events_wide RENAME TO events;"
+    "CREATE INDEX events_by_identity ON events (id_key, occurred_at);"
+    "CREATE INDEX events_by_request ON events (request_key);"
+    "CREATE INDEX events_by_time ON events (occurred_at);"
+    "PRAGMA user_version = 3;";
+
+void fixture_back_to_schema_3(const char *path)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db, back_to_schema_3_sql, NULL, NULL, &msg),
+                 SQLITE_OK, "back to schema 3: %s", msg);
+    sqlite3_close(db);
 }

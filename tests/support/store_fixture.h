@@ -40,4 +40,9 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 3 wrote it (events with
+ * their words and first anchors as text, no terms table), user_version 3,
+ * keeping every row id: an index "written by an older auditwatch". */
+void fixture_back_to_schema_3(const char *path);
+
 #endif /* AW_TESTS_STORE_FIXTURE_H */
