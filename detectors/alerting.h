@@ -8,13 +8,39 @@
 #include "detectors/detectors.h"
 #include "detectors/seen.h"
 
-/* What a pending check in the store means (aw_store_pending_add's kind);
- * the ref is the row id named in each comment. Stored values: never
- * renumber. */
+/* What a due check means (in memory, and as aw_store_pending_add's kind
+ * when it overflows); the ref is the row id named in each comment. Stored
+ * values: never renumber. */
 enum aw_det_pending_kind {
     AW_PENDING_DECISION_MISSING = 1,   /* events rowid of the Gateway call */
     AW_PENDING_CALL_WITHOUT_AUDIT = 2, /* calls rowid of the observed call */
+    AW_PENDING_KINDS = 3
 };
+
+/* The meta key of the persisted detector clock. */
+#define AW_DET_CLOCK_META_KEY "detector_clock_ns"
+
+/* One check waiting for its deadline: 24 bytes in memory. */
+typedef struct aw_det_due {
+    int64_t deadline_ns;
+    int64_t ref;
+    int kind;
+} aw_det_due;
+
+/* At most this many checks wait in memory (3 MiB, inside the daemon's
+ * 64 MiB); more go to the store's pending table (due.c). */
+#define AW_DET_DUE_MAX (128 * 1024)
+
+/* The checks waiting in memory: a binary min-heap on (deadline, kind,
+ * ref). next_ref[kind] is one past the newest row of that kind the rules
+ * looked at (0: none known); stale after a rollback, until rebuilt. */
+typedef struct aw_det_due_heap {
+    aw_det_due *items;
+    size_t n, cap;
+    int64_t next_ref[AW_PENDING_KINDS];
+    int64_t mark[AW_PENDING_KINDS];  /* as last persisted */
+    bool stale;
+} aw_det_due_heap;
 
 /* Tags of the questions asked of det->seen (see seen.h). */
 enum {
@@ -50,6 +76,7 @@ struct aw_detectors {
     size_t ndeferred, deferred_cap;
     aw_det_change *changes;        /* since the last drain/discard */
     size_t nchanges, changes_cap;
+    aw_det_due_heap due;
 };
 
 /* ---- Time ---------------------------------------------------------------- */
@@ -149,6 +176,32 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
 /* Runs one due check (kind is an aw_det_pending_kind). */
 int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
                          int64_t ref, aw_error *err);
+/* The check for the Gateway call at event row rowid (zone, request,
+ * occurred_at) due at deadline_ns, unless it is paired in time already;
+ * and the check for the observed call at calls row ref likewise. Used on
+ * arrival and when due.c rebuilds its checks. */
+int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
+                                   const char *request_id,
+                                   int64_t occurred_ns, int64_t deadline_ns,
+                                   int64_t rowid, aw_error *err);
+int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
+                                const char *request_id, int64_t deadline_ns,
+                                int64_t ref, aw_error *err);
+/* max(occurred, arrival) + grace_missing. */
+int64_t aw_det_missing_deadline(const aw_detectors *det, int64_t occurred_ns,
+                                int64_t arrival_ns);
+
+/* due.c: the checks waiting for their deadline. */
+/* Rebuilds the checks from the index (at creation and after a rollback). */
+int aw_det_due_rebuild(aw_detectors *det, aw_error *err);
+/* A rule looked at row ref of kind (whether or not it waits for it). */
+void aw_det_due_seen(aw_detectors *det, int kind, int64_t ref);
+/* Waits for (kind, ref) until deadline_ns. */
+int aw_det_due_add(aw_detectors *det, int kind, int64_t deadline_ns,
+                   int64_t ref, aw_error *err);
+/* Runs every check due at the clock, once, and persists the marks. */
+int aw_det_due_run(aw_detectors *det, aw_error *err);
+void aw_det_due_free(aw_detectors *det);
 
 /* revocation.c: access_after_revocation. */
 int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,

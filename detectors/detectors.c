@@ -8,10 +8,11 @@
  * entry's id time (Redis' clock, not the producer's), and the daemon pushes
  * it to the wall clock with aw_detectors_advance when the stream is caught
  * up. It never moves back. Checks that wait for a counterpart are due at
- * max(occurred_at, arrival) + grace and are kept in the store (pending), so
- * they survive a restart; aw_detectors_advance runs those now due and
- * persists the clock (meta key "detector_clock_ns") in the same transaction,
- * so a restart neither loses nor repeats a check. Hooks only move the clock;
+ * max(occurred_at, arrival) + grace and wait in memory (due.c), rebuilt
+ * from the index after a restart or a rollback; aw_detectors_advance runs
+ * those now due and persists the clock (meta key "detector_clock_ns") in
+ * the same transaction, so a restart neither loses nor repeats a check
+ * (due.c says how). Hooks only move the clock;
  * due checks run in aw_detectors_advance, which the caller runs once per
  * batch, before the commit.
  *
@@ -53,7 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLOCK_META_KEY "detector_clock_ns"
 
 /* ---- Time ---------------------------------------------------------------- */
 
@@ -471,8 +471,10 @@ static void drop_changes(aw_detectors *det)
 void aw_detectors_discard(aw_detectors *det)
 {
     drop_changes(det);
-    /* The rolled-back transaction may have held the clock's update. */
+    /* The rolled-back transaction may have held the clock's update, and
+     * checks it added or ran. */
     det->clock_dirty = true;
+    det->due.stale = true;
     aw_det_revocation_drop_deferred(det);
 }
 
@@ -526,7 +528,9 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
     }
     det->store = store;
     det->config = *config;
-    int rc = aw_store_meta_get(store, CLOCK_META_KEY, &det->clock_ns, err);
+    /* Rebuilt inside the first transaction, where a check may spill. */
+    det->due.stale = true;
+    int rc = aw_store_meta_get(store, AW_DET_CLOCK_META_KEY, &det->clock_ns, err);
     if (rc == AW_ERR_NOTFOUND)
         rc = AW_OK;
     if (!rc)
@@ -548,6 +552,7 @@ void aw_detectors_free(aw_detectors *det)
     aw_det_revocation_drop_deferred(det);
     free(det->deferred);
     aw_seen_free(&det->seen);
+    aw_det_due_free(det);
     free(det);
 }
 
@@ -593,38 +598,18 @@ int aw_detectors_on_call(aw_detectors *det, const aw_raw_entry *entry,
 
 /* ---- Advancing the clock ------------------------------------------------- */
 
-typedef struct due_run {
-    aw_detectors *det;
-    aw_error *err;
-    int rc;
-} due_run;
-
-static int run_due_check(int kind, int64_t deadline_ns, int64_t ref, void *ud)
-{
-    due_run *run = ud;
-    run->rc = aw_det_missing_check(run->det, kind, deadline_ns, ref, run->err);
-    return run->rc;
-}
-
 int aw_detectors_advance(aw_detectors *det, int64_t clock_ns, aw_error *err)
 {
     aw_det_observe(det, clock_ns);
-    int deferred = aw_det_revocation_run_deferred(det, err);
-    if (deferred)
-        return deferred;
-    if (det->clock_dirty) {
-        int rc = aw_store_meta_set(det->store, CLOCK_META_KEY, det->clock_ns, err);
-        if (rc)
-            return rc;
-        det->clock_dirty = false;
+    int rc = aw_det_revocation_run_deferred(det, err);
+    /* Before the clock is written: a rebuild reads the persisted clock. */
+    if (!rc)
+        rc = aw_det_due_run(det, err);
+    if (!rc && det->clock_dirty) {
+        rc = aw_store_meta_set(det->store, AW_DET_CLOCK_META_KEY,
+                               det->clock_ns, err);
+        if (!rc)
+            det->clock_dirty = false;
     }
-    due_run run = {det, err, AW_OK};
-    aw_error store_err = {0};
-    int rc = aw_store_pending_take_due(det->store, det->clock_ns, run_due_check,
-                                       &run, &store_err);
-    if (run.rc)
-        return run.rc;
-    if (rc && err)
-        *err = store_err;
     return rc;
 }

@@ -18,6 +18,12 @@
  * deleted. Alert ids are a hash of (kind, zone, anchor, request id), so
  * redundant instances raise identical ids.
  *
+ * Checks waiting for a counterpart are kept in memory, not written to the
+ * index: 24 bytes each (48 at most with the array's growth), at most
+ * 131,072 of them (3 MiB); beyond that they go to the store's pending
+ * table. They are rebuilt from the index after a restart or a rollback,
+ * so a restart inside a grace window neither loses nor repeats a check.
+ *
  * A handle is used by one thread at a time, and only between
  * aw_store_begin and aw_store_commit of the store it was created on.
  */

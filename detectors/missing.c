@@ -20,8 +20,8 @@
  * its full window. A counterpart counts as in time when its arrival (entry
  * id time) is at or before the deadline. When the evidence arrives its
  * counterparts are looked up by request id (one indexed look-up); if they
- * already settle it the matter ends there, else a durable pending check is
- * stored and repeats the look-up once the clock reaches the deadline. A
+ * already settle it the matter ends there, else a check waits (due.c) and
+ * repeats the look-up once the clock reaches the deadline. A
  * counterpart that came after the deadline still raises the alert, which
  * it then resolves at once. The outcome thus depends only on timestamps,
  * never on arrival order or on how entries were batched.
@@ -137,43 +137,46 @@ static bool call_paired(const pairing *p)
 
 /* ---- Evidence arrives ---------------------------------------------------- */
 
-static int64_t deadline_of(const aw_detectors *det, int64_t occurred_ns,
-                           int64_t arrival_ns)
+int64_t aw_det_missing_deadline(const aw_detectors *det, int64_t occurred_ns,
+                                int64_t arrival_ns)
 {
     int64_t from = occurred_ns > arrival_ns ? occurred_ns : arrival_ns;
     return aw_det_add_ns(from, det->config.grace_missing_ns);
 }
 
-/* Stores a check due at the deadline, unless the Gateway call is already
- * paired with a decision in time (the common order: the STS logs the
- * decision before the Gateway logs the call), which settles it now. */
-static int expect_decision(aw_detectors *det, const aw_audit_event *g,
-                           int64_t arrival_ns, int64_t rowid, aw_error *err)
+/* Waits for a decision until the deadline, unless the Gateway call is
+ * already paired with a decision in time (the common order: the STS logs
+ * the decision before the Gateway logs the call), which settles it now. */
+int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
+                                   const char *request_id,
+                                   int64_t occurred_ns, int64_t deadline_ns,
+                                   int64_t rowid, aw_error *err)
 {
+    aw_det_due_seen(det, AW_PENDING_DECISION_MISSING, rowid);
     pairing p = {
-        .deadline_ns = deadline_of(det, g->occurred_at_ns, arrival_ns),
-        .has_call = true, .call_occurred_ns = g->occurred_at_ns,
-        .call_rowid = rowid,
+        .deadline_ns = deadline_ns, .has_call = true,
+        .call_occurred_ns = occurred_ns, .call_rowid = rowid,
     };
-    int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
+    int rc = count_pairs(det, zone_id, request_id, &p, err);
     free(p.last.event_id);
     if (rc || call_paired(&p))
         return rc;
-    return aw_store_pending_add(det->store, AW_PENDING_DECISION_MISSING,
-                                p.deadline_ns, rowid, err);
+    return aw_det_due_add(det, AW_PENDING_DECISION_MISSING, deadline_ns,
+                          rowid, err);
 }
 
-static int expect_audit(aw_detectors *det, const aw_observed_call *call,
-                        int64_t arrival_ns, int64_t ref, aw_error *err)
+int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
+                                const char *request_id, int64_t deadline_ns,
+                                int64_t ref, aw_error *err)
 {
-    int64_t deadline = deadline_of(det, call->occurred_at_ns, arrival_ns);
+    aw_det_due_seen(det, AW_PENDING_CALL_WITHOUT_AUDIT, ref);
     counterpart cp = {0};
-    int rc = find_any_event(det, call->zone_id, call->request_id, &cp, err);
+    int rc = find_any_event(det, zone_id, request_id, &cp, err);
     free(cp.event_id);
-    if (rc || (cp.found && cp.arrived_ns <= deadline))
+    if (rc || (cp.found && cp.arrived_ns <= deadline_ns))
         return rc;
-    return aw_store_pending_add(det->store, AW_PENDING_CALL_WITHOUT_AUDIT,
-                                deadline, ref, err);
+    return aw_det_due_add(det, AW_PENDING_CALL_WITHOUT_AUDIT, deadline_ns,
+                          ref, err);
 }
 
 /* A granting decision arrived: an open decision_missing alert of its
@@ -206,7 +209,10 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
     int64_t arrival = aw_det_entry_ns(entry);
     int rc = AW_OK;
     if (aw_det_is_gateway_call(event->event_type))
-        rc = expect_decision(det, event, arrival, event_rowid, err);
+        rc = aw_det_missing_expect_decision(
+            det, event->zone_id, event->request_id, event->occurred_at_ns,
+            aw_det_missing_deadline(det, event->occurred_at_ns, arrival),
+            event_rowid, err);
     if (!rc && aw_det_is_decision(event->event_type) &&
         aw_decision_grants(event->decision))
         rc = settle_decision_missing(det, event, arrival, err);
@@ -226,7 +232,11 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
 {
     if (!call->request_id || !aw_status_is_success(call->status))
         return AW_OK;
-    return expect_audit(det, call, aw_det_entry_ns(entry), call_rowid, err);
+    return aw_det_missing_expect_audit(
+        det, call->zone_id, call->request_id,
+        aw_det_missing_deadline(det, call->occurred_at_ns,
+                                aw_det_entry_ns(entry)),
+        call_rowid, err);
 }
 
 /* ---- The due checks ------------------------------------------------------ */

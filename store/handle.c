@@ -150,6 +150,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_CALLS_BY_TIME] =
         CALL_COLUMNS "c.occurred_at >= ?2 AND c.occurred_at < ?3 "
                      "ORDER BY c.occurred_at, c.rowid",
+    [STMT_CALLS_FROM_ROWID] = CALL_COLUMNS "c.rowid >= ?1 ORDER BY c.rowid",
     [STMT_REJECTED_SINCE] =
         "SELECT j.rowid, j.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "
         "j.reason, j.detail FROM rejected j JOIN entries n ON "

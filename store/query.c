@@ -38,6 +38,7 @@ enum event_shape_bit {
     SHAPE_SINCE = 1 << 10,
     SHAPE_UNTIL = 1 << 11,
     SHAPE_CURSOR = 1 << 12,
+    SHAPE_FROM_ROWID = 1 << 13,
 };
 
 static unsigned event_filter_shape(const aw_event_filter *f)
@@ -56,6 +57,7 @@ static unsigned event_filter_shape(const aw_event_filter *f)
     shape |= f->has_since ? SHAPE_SINCE : 0;
     shape |= f->has_until ? SHAPE_UNTIL : 0;
     shape |= f->has_cursor ? SHAPE_CURSOR : 0;
+    shape |= f->from_rowid != 0 ? SHAPE_FROM_ROWID : 0;
     return shape;
 }
 
@@ -69,6 +71,7 @@ static const struct {
     const char *sql;
 } event_equalities[] = {
     {SHAPE_ROWID, " AND e.rowid = :rowid"},
+    {SHAPE_FROM_ROWID, " AND e.rowid >= :from_rowid"},
     {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND e.event_id = :event_id"},
     {SHAPE_REQUEST_ID,
      " AND e.request_key = :request_key AND e.request_id = :request_id"},
@@ -169,6 +172,7 @@ static void bind_int64_named(sqlite3_stmt *stmt, const char *name,
 static void event_query_bind(sqlite3_stmt *stmt, const aw_event_filter *f)
 {
     bind_int64_named(stmt, ":rowid", f->rowid);
+    bind_int64_named(stmt, ":from_rowid", f->from_rowid);
     bind_text_named(stmt, ":event_id", f->event_id);
     if (f->event_id != NULL)
         bind_int64_named(stmt, ":event_key", store_id_key(f->event_id));
@@ -385,6 +389,18 @@ int aw_store_query_calls(aw_store *store, int64_t rowid,
         sqlite3_bind_int64(stmt, 2, since_ns);
         sqlite3_bind_int64(stmt, 3, until_ns != 0 ? until_ns : INT64_MAX);
     }
+    struct row_ctx ctx = {.fn.call = fn, .ud = ud};
+    return store_each_row(store, stmt, call_row, &ctx, err, "query calls");
+}
+
+int aw_store_query_calls_from(aw_store *store, int64_t from_rowid,
+                              aw_call_row_fn fn, void *ud, aw_error *err)
+{
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(store, STMT_CALLS_FROM_ROWID, &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, from_rowid);
     struct row_ctx ctx = {.fn.call = fn, .ud = ud};
     return store_each_row(store, stmt, call_row, &ctx, err, "query calls");
 }

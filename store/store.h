@@ -132,8 +132,9 @@ int aw_store_meta_set(aw_store *store, const char *key, int64_t value,
 
 /* A check the detectors must make once their clock reaches deadline_ns;
  * kind is the detector's own small integer, ref a row id it understands.
- * Durable, so a restart inside a grace window neither loses nor repeats a
- * check. Adding the same (deadline, kind, ref) twice keeps one. */
+ * Durable. The detectors keep their checks in memory and write here only
+ * what overflows their bound (and indexes of schema 3 and older hold the
+ * checks of then). Adding the same (deadline, kind, ref) twice keeps one. */
 int aw_store_pending_add(aw_store *store, int kind, int64_t deadline_ns,
                          int64_t ref, aw_error *err);
 
@@ -176,6 +177,7 @@ typedef int (*aw_event_row_fn)(const aw_event_row *row, void *ud);
 /* Filters for aw_store_query_events. Zero/NULL members do not filter. */
 typedef struct aw_event_filter {
     int64_t rowid;                /* one event by row id */
+    int64_t from_rowid;           /* rows at or after this row id */
     const char *event_id;         /* with since/until for one identity */
     const char *request_id;
     const char *zone_id;
@@ -258,6 +260,11 @@ int aw_store_query_calls(aw_store *store, int64_t rowid,
                          const char *request_id, int64_t since_ns,
                          int64_t until_ns, aw_call_row_fn fn, void *ud,
                          aw_error *err);
+
+/* Calls stored at row from_rowid or after, in row order (rebuilding what
+ * the detectors wait for after a restart). */
+int aw_store_query_calls_from(aw_store *store, int64_t from_rowid,
+                              aw_call_row_fn fn, void *ud, aw_error *err);
 
 /* ---- Rejected entries ---------------------------------------------------- */
 

@@ -3,6 +3,7 @@
  * grace window, order independence, and the change queue handed to sinks.
  */
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -203,6 +204,93 @@ Test(clock, restart_inside_grace_window_raises_exactly_once)
     cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 1);
     cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 1,
                  "sinks hear of the alert once");
+}
+
+static int count_row(void *ud, int ncols, char **values, char **names)
+{
+    (void)ncols, (void)values, (void)names;
+    (*(int *)ud)++;
+    return 0;
+}
+
+/* Runs sql on the index with the sqlite3 API; returns the rows it gave. */
+static int sql_rows(const char *sql)
+{
+    sqlite3 *db;
+    int n = 0;
+    cr_assert_eq(sqlite3_open(w.path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, count_row, &n, NULL), SQLITE_OK, "%s: %s",
+                 sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return n;
+}
+
+Test(clock, checks_waiting_across_restarts_write_no_row_and_raise_once)
+{
+    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
+                  .request = "req-1", .upstream_status = 200};
+    dw_call c = {.request = "req-2", .status = 200, .occurred_ms = DW_S(10),
+                 .arrival_ms = DW_S(10)};
+    dw_audit settled = {.id = "g-2", .type = "gateway_resource_request",
+                        .request = "req-3", .occurred_ms = DW_S(20),
+                        .arrival_ms = DW_S(20)};
+    dw_audit its_decision = {.id = "te-3", .type = "token_exchange",
+                             .request = "req-3", .occurred_ms = DW_S(19),
+                             .arrival_ms = DW_S(19)};
+    dw_feed_audit(&w, &g);
+    dw_feed_call(&w, &c);
+    dw_feed_audit(&w, &its_decision);
+    dw_feed_audit(&w, &settled);
+    dw_advance(&w, DW_S(100));
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 0,
+                 "waiting checks are kept in memory, not written per check");
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(305));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 1,
+                 "the Gateway call's check survived the restart");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, NULL, NULL, 0), 0,
+                 "the observed call's deadline is not reached yet");
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(311));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-2", NULL, 0), 1,
+                 "the observed call's check survived two restarts");
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 2, "req-3 was paired");
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 2,
+                 "sinks hear of each alert once");
+}
+
+Test(clock, a_check_run_by_a_rolled_back_batch_runs_again_in_the_next)
+{
+    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
+                  .request = "req-1", .upstream_status = 200};
+    dw_feed_audit(&w, &g);
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(w.store, &err), AW_OK);
+    cr_assert_eq(aw_detectors_advance(w.det, DW_NS(DW_S(301)), &err), AW_OK);
+    aw_store_rollback(w.store);
+    aw_detectors_discard(w.det);
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 0);
+    dw_advance(&w, DW_S(302));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-1", NULL, 0), 1);
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 0);
+}
+
+/* An index written before checks moved to memory holds them as rows. */
+Test(clock, a_check_left_in_the_pending_table_still_runs_once)
+{
+    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
+                  .request = "req-1", .upstream_status = 200};
+    dw_feed_audit(&w, &g);
+    dw_reopen(&w);
+    sql_rows("INSERT INTO pending(deadline, kind, ref) SELECT occurred_at + "
+             "300000000000, 1, rowid FROM events WHERE event_id = 'g-1'");
+    dw_advance(&w, DW_S(301));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-1", NULL, 0), 1);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 1,
+                 "the row and the rebuilt check are one check");
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 0, "the row was taken");
 }
 
 Test(clock, alert_raised_before_restart_is_resolved_after_it)
