@@ -298,8 +298,9 @@ static int parse_args(run_args *a, int argc, char **argv) {
     aw_cli_common common;
     int first, rc;
     aw_daemon_config_init(&a->config);
-    a->detectors = (aw_detector_config){AW_DEFAULT_GRACE_MISSING_NS,
-                                        AW_DEFAULT_GRACE_REVOCATION_NS};
+    a->detectors = (aw_detector_config){
+        .grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
+        .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS};
     a->config.ingest.detectors = &a->detectors;
     a->redis_url = "redis://127.0.0.1:6379";
     if ((rc = apply_environment(a)) != 0) return rc;

@@ -27,10 +27,6 @@ typedef struct aw_det_due {
     int kind;
 } aw_det_due;
 
-/* At most this many checks wait in memory (3 MiB, inside the daemon's
- * 64 MiB); more go to the store's pending table (due.c). */
-#define AW_DET_DUE_MAX (128 * 1024)
-
 /* The checks waiting in memory: a binary min-heap on (deadline, kind,
  * ref). next_ref[kind] is one past the newest row of that kind the rules
  * looked at (0: none known); stale after a rollback, until rebuilt. */

@@ -528,6 +528,8 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
     }
     det->store = store;
     det->config = *config;
+    if (det->config.max_waiting_checks == 0)
+        det->config.max_waiting_checks = AW_DEFAULT_MAX_WAITING_CHECKS;
     /* Rebuilt inside the first transaction, where a check may spill. */
     det->due.stale = true;
     int rc = aw_store_meta_get(store, AW_DET_CLOCK_META_KEY, &det->clock_ns, err);

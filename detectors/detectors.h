@@ -20,8 +20,8 @@
  *
  * Checks waiting for a counterpart are kept in memory, not written to the
  * index: 24 bytes each (48 at most with the array's growth), at most
- * 131,072 of them (3 MiB); beyond that they go to the store's pending
- * table. They are rebuilt from the index after a restart or a rollback,
+ * max_waiting_checks of them (default 131,072: 3 MiB); beyond that they
+ * go to the store's pending table. They are rebuilt from the index after a restart or a rollback,
  * so a restart inside a grace window neither loses nor repeats a check.
  *
  * A handle is used by one thread at a time, and only between
@@ -37,10 +37,12 @@ typedef struct aw_detectors aw_detectors;
 typedef struct aw_detector_config {
     int64_t grace_missing_ns;     /* decision_missing, call_without_audit */
     int64_t grace_revocation_ns;  /* access_after_revocation */
+    size_t max_waiting_checks;    /* kept in memory; 0: the default */
 } aw_detector_config;
 
 #define AW_DEFAULT_GRACE_MISSING_NS (300LL * 1000000000LL)
 #define AW_DEFAULT_GRACE_REVOCATION_NS (5LL * 1000000000LL)
+#define AW_DEFAULT_MAX_WAITING_CHECKS (128 * 1024)   /* 3 MiB */
 
 /* The alert kinds (the `kind` of aw_alert). */
 #define AW_ALERT_DECISION_MISSING       "decision_missing"

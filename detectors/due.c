@@ -27,7 +27,8 @@
  * itself would conclude, so asking again changes no outcome.
  *
  * Memory: 24 bytes per waiting check (the array doubles, so up to 48).
- * At most AW_DET_DUE_MAX (131,072: 3 MiB) wait in memory; more go to the
+ * At most config.max_waiting_checks (default 131,072: 3 MiB, inside the
+ * daemon's 64 MiB) wait in memory; more go to the
  * store's pending table, whose due rows are taken with the heap's. With
  * Caracal's order (the STS logs a decision before the Gateway logs the
  * call) almost every Gateway call is settled on arrival and nothing waits,
@@ -209,7 +210,7 @@ int aw_det_due_add(aw_detectors *det, int kind, int64_t deadline_ns,
     if (rc)
         return rc;
     aw_det_due_heap *h = &det->due;
-    if (h->n == AW_DET_DUE_MAX)
+    if (h->n == det->config.max_waiting_checks)
         return aw_store_pending_add(det->store, kind, deadline_ns, ref, err);
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 1024;

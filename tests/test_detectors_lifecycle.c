@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -274,6 +275,32 @@ Test(clock, a_check_run_by_a_rolled_back_batch_runs_again_in_the_next)
     cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 0);
     dw_advance(&w, DW_S(302));
     cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-1", NULL, 0), 1);
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 0);
+}
+
+/* Beyond the memory bound checks wait as rows, and each still runs once,
+ * across a restart too. */
+Test(clock, checks_beyond_the_memory_bound_wait_in_the_index_and_run_once)
+{
+    w.config.max_waiting_checks = 2;
+    dw_reopen(&w);
+    const char *const requests[] = {"req-1", "req-2", "req-3"};
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "g-%d", i);
+        dw_audit g = {.id = id, .type = "gateway_resource_request",
+                      .request = requests[i], .occurred_ms = DW_S(i),
+                      .arrival_ms = DW_S(i)};
+        dw_feed_audit(&w, &g);
+    }
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 1, "one check over the bound");
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(301));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 2);
+    dw_advance(&w, DW_S(302));
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 3);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 3,
+                 "sinks hear of each alert once");
     cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 0);
 }
 
