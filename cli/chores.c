@@ -58,7 +58,9 @@ int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,
     if ((r = aw_stream_role_from_name(role)) < 0)
         return aw_cli_usage_error(cmd,
                                   "--stream: unknown role \"%s\" (audit, "
-                                  "sessions, lifecycle, delegations, calls)",
+                                  "sessions, lifecycle, delegations, calls, "
+                                  "audit_dlq, sessions_dead, lifecycle_dead, "
+                                  "delegations_dead)",
                                   role);
     names[r] = eq + 1;
     return 0;

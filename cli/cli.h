@@ -269,6 +269,14 @@ int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
 int aw_cli_event_record(aw_store *store, const aw_event_row *row, struct cJSON **out,
                         aw_error *err);
 
+/* The entry an audit event's raw entry holds: raw itself, or -- for an
+ * entry of Caracal's audit DLQ (DESIGN §8: `src_data`, `reason`,
+ * `received_at`) -- the original it carries, with *letter the dead letter
+ * (owns that original; aw_dead_letter_free). *letter is NULL otherwise. An
+ * event record shows the mark as auditwatch.dead_letter {stream, reason,
+ * received_at}; `trace` in its detail column. */
+const aw_raw_entry *aw_cli_audit_original(const aw_raw_entry *raw, aw_dead_letter **letter);
+
 /* The machine form of other evidence in a request's story (`trace`):
  * a revocation or an observed call is the fields of its raw entry (an
  * imported access-log line as the JSON object it is; stream fields as

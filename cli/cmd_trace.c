@@ -187,20 +187,24 @@ static int event_details(const aw_entry_row *entry, void *ud) {
     raw_details *d = ud;
     trace_row *r = d->row;
     aw_raw_entry *raw = NULL;
+    aw_dead_letter *letter = NULL;
     aw_audit_event *ev = NULL;
     aw_error err = {0};
-    char detail[1024];
+    char detail[1024], received[40];
     size_t n = 0;
 
+    const aw_raw_entry *audit = NULL;
     if (aw_raw_entry_unpack(entry->raw, entry->raw_len, &raw, NULL, &err) != AW_OK ||
-        aw_event_decode_audit(raw, NULL, &ev, &err) != AW_OK) {
+        aw_event_decode_audit(audit = aw_cli_audit_original(raw, &letter), NULL, &ev, &err) !=
+            AW_OK) {
         /* Stored, but no longer decodable: say so rather than hide it. */
         d->rc = set_printf(r, COL_DETAIL, "raw entry %s unreadable: %s",
                            entry->entry_id, err.msg) ? AW_OK : nomem(d->t);
+        aw_dead_letter_free(letter);
         aw_raw_entry_free(raw);
         return d->rc;
     }
-    const aw_bytes *data = aw_raw_entry_get(raw, "data");
+    const aw_bytes *data = aw_raw_entry_get(audit, "data");
     cJSON *json = data ? cJSON_ParseWithLength(data->ptr, data->len) : NULL;
     bool ok = (r->text[COL_ANCHORS] = anchor_list(ev->anchors, ev->nanchors)) != NULL;
     if (json) {
@@ -223,9 +227,13 @@ static int event_details(const aw_entry_row *entry, void *ud) {
     if (ev->revocation_interrupted) DETAIL("revocation_interrupted ");
     if (ev->policy_set_version_id) DETAIL("policy_set_version=%s ", ev->policy_set_version_id);
     if (ev->trace_id) DETAIL("trace_id=%s ", ev->trace_id);
+    if (letter)
+        DETAIL("dead_lettered reason=%s received_at=%s ", letter->reason,
+               aw_time_format(letter->received_at_ns, received, sizeof received));
     DETAIL("%s entry=%s/%s", r->is_signed ? "signed" : "unsigned", entry->stream, entry->entry_id);
 #undef DETAIL
     ok = ok && set_text(r, COL_DETAIL, detail);
+    aw_dead_letter_free(letter);
     aw_audit_event_free(ev);
     aw_raw_entry_free(raw);
     d->rc = ok ? AW_OK : nomem(d->t);

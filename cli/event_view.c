@@ -68,6 +68,14 @@ static int read_raw(aw_store *store, int64_t entry_rowid, raw_read *r, aw_error 
     return rc;
 }
 
+const aw_raw_entry *aw_cli_audit_original(const aw_raw_entry *raw, aw_dead_letter **letter) {
+    *letter = NULL;
+    if (aw_raw_entry_get(raw, "data") || !aw_raw_entry_get(raw, "src_data") ||
+        aw_dead_letter_decode_audit(raw, raw->stream.ptr, letter, NULL) != AW_OK)
+        return raw;
+    return (*letter)->original;
+}
+
 /* bytes as a JSON object, or NULL when they are not one. */
 static cJSON *parse_object(const aw_bytes *bytes) {
     if (!bytes || aw_json_validate(bytes->ptr, bytes->len, NULL) != AW_OK) return NULL;
@@ -185,10 +193,18 @@ static int add_alert(const aw_alert *a, void *ud) {
 
 /* auditwatch's own keys of an event. */
 static int auditwatch_of(aw_store *store, const aw_event_row *row, const char *raw_why,
-                         cJSON **out, aw_error *err) {
+                         const aw_dead_letter *letter, cJSON **out, aw_error *err) {
     cJSON *aw = cJSON_CreateObject(), *alerts = cJSON_CreateArray();
+    cJSON *dead = letter ? cJSON_AddObjectToObject(aw, "dead_letter") : NULL;
     int rc = AW_ERR_NOMEM;
     *out = NULL;
+    if (letter && !(dead && add_text(dead, "stream", row->stream) &&
+                    add_text(dead, "reason", letter->reason) &&
+                    add_time(dead, "received_at", letter->received_at_ns))) {
+        cJSON_Delete(alerts);
+        cJSON_Delete(aw);
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
     if (aw && alerts && add_text(aw, "source", "audit") && add_text(aw, "stream", row->stream) &&
         add_text(aw, "entry_id", row->entry_id) && cJSON_AddNumberToObject(aw, "row_id", (double)row->rowid) &&
         cJSON_AddBoolToObject(aw, "signed", row->is_signed) &&
@@ -209,15 +225,21 @@ static int auditwatch_of(aw_store *store, const aw_event_row *row, const char *r
 int aw_cli_event_record(aw_store *store, const aw_event_row *row, cJSON **out, aw_error *err) {
     raw_read r;
     cJSON *event = NULL, *aw = NULL;
+    aw_dead_letter *letter = NULL;
     int rc = read_raw(store, row->entry_rowid, &r, err);
     *out = NULL;
     if (rc != AW_OK) return rc;
-    if (r.raw && !(event = parse_object(aw_raw_entry_get(r.raw, "data"))))
+    if (r.raw && !(event = parse_object(aw_raw_entry_get(aw_cli_audit_original(r.raw, &letter),
+                                                         "data"))))
         snprintf(r.why, sizeof r.why, "its data is not a JSON object");
     aw_raw_entry_free(r.raw);
     if (!event) event = from_row(row);
-    if (!event) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    rc = auditwatch_of(store, row, r.why[0] ? r.why : NULL, &aw, err);
+    if (!event) {
+        aw_dead_letter_free(letter);
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    rc = auditwatch_of(store, row, r.why[0] ? r.why : NULL, letter, &aw, err);
+    aw_dead_letter_free(letter);
     if (rc == AW_OK) {
         cJSON *anchors = anchors_of(event);
         if (!put(event, "anchors", anchors)) {

@@ -13,6 +13,12 @@
  * what lets the daemon acknowledge only after the commit, and redeliver
  * freely after a crash.
  *
+ * Dead letters (DESIGN §8): an entry of the audit DLQ or of a revocation
+ * stream's `.dead` is read back into the original Caracal gave up on, which
+ * is then verified and indexed exactly as an entry of its origin stream
+ * would be -- stored under the dead letter's own row, so the raw entry keeps
+ * Caracal's reason and received_at -- and alerted as dead-lettered on top.
+ *
  * Signature policy is per stream: the audit stream needs the audit key,
  * Caracal's revocation streams the streams key, and the calls stream (the
  * team's own shippers) its own key or none.
@@ -193,31 +199,86 @@ static void count_put(aw_put_result put, aw_ingest_stats *st) {
     else st->conflicts++;
 }
 
-static int index_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+/* An audit event of entry e, read from e itself or (letter not NULL) from
+ * the original a DLQ entry e holds: the event is stored under e's row either
+ * way, and a dead-lettered one is alerted on top of the ordinary rules. */
+static int index_audit_from(aw_ingest *ing, const aw_raw_entry *e,
+                            const aw_dead_letter *letter, int64_t rowid,
+                            aw_ingest_stats *st, aw_error *why, aw_error *err) {
     aw_audit_event *ev;
     int64_t ev_rowid;
     aw_put_result put;
-    int rc = decoded(aw_event_decode_audit(e, ing->audit_key, &ev, why), why, err);
+    int rc = decoded(aw_event_decode_audit(letter ? letter->original : e, ing->audit_key,
+                                           &ev, why),
+                     why, err);
     if (rc != AW_OK) return rc;
     if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put, err)) == AW_OK &&
-        (rc = aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK)
+        (rc = aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK &&
+        (!letter || (rc = aw_detectors_on_dead_event(ing->det, e, letter, ev, err)) == AW_OK))
         count_put(put, st);
     aw_audit_event_free(ev);
+    return rc;
+}
+
+static int index_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    return index_audit_from(ing, e, NULL, rowid, st, why, err);
+}
+
+/* The original of a DLQ entry is verified with the audit key and indexed
+ * like an entry of the audit stream (DESIGN §8). */
+static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                            aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    aw_dead_letter *letter;
+    int rc = decoded(aw_dead_letter_decode_audit(e, ing->streams[AW_ROLE_AUDIT], &letter,
+                                                 why),
+                     why, err);
+    if (rc != AW_OK) return rc;
+    rc = index_audit_from(ing, e, letter, rowid, st, why, err);
+    aw_dead_letter_free(letter);
+    return rc;
+}
+
+/* The revocations of entry e, read from e itself or (letter not NULL) from
+ * the original a `.dead` entry e holds, of the given role either way. */
+static int index_revocations_from(aw_ingest *ing, aw_stream_role role,
+                                  const aw_raw_entry *e, const aw_dead_letter *letter,
+                                  int64_t rowid, aw_ingest_stats *st, aw_error *why,
+                                  aw_error *err) {
+    aw_revocation_set *set;
+    int rc = decoded(aw_event_decode_revocation(role, letter ? letter->original : e,
+                                                ing->streams_key, &set, why),
+                     why, err);
+    if (rc != AW_OK) return rc;
+    if ((rc = aw_store_put_revocations(ing->store, rowid, set, err)) == AW_OK &&
+        (rc = aw_detectors_on_revocations(ing->det, e, set, err)) == AW_OK &&
+        (!letter ||
+         (rc = aw_detectors_on_dead_revocations(ing->det, e, letter, set, err)) == AW_OK))
+        st->indexed++;
+    aw_revocation_set_free(set);
     return rc;
 }
 
 static int index_revocations(aw_ingest *ing, aw_stream_role role,
                              const aw_raw_entry *e, int64_t rowid,
                              aw_ingest_stats *st, aw_error *why, aw_error *err) {
-    aw_revocation_set *set;
-    int rc = decoded(aw_event_decode_revocation(role, e, ing->streams_key, &set, why),
+    return index_revocations_from(ing, role, e, NULL, rowid, st, why, err);
+}
+
+/* A revocation an enforcer dead-lettered still revokes: it is indexed
+ * through the ordinary path (access_after_revocation counts it, at the
+ * original entry's time) and alerted as dead-lettered. */
+static int index_dead_revocations(aw_ingest *ing, aw_stream_role role,
+                                  const aw_raw_entry *e, int64_t rowid,
+                                  aw_ingest_stats *st, aw_error *why, aw_error *err) {
+    aw_stream_role origin = (aw_stream_role)aw_stream_role_dead_letter_origin(role);
+    aw_dead_letter *letter;
+    int rc = decoded(aw_dead_letter_decode_revocation(e, ing->streams[origin],
+                                                      ing->streams_key, &letter, why),
                      why, err);
     if (rc != AW_OK) return rc;
-    if ((rc = aw_store_put_revocations(ing->store, rowid, set, err)) == AW_OK &&
-        (rc = aw_detectors_on_revocations(ing->det, e, set, err)) == AW_OK)
-        st->indexed++;
-    aw_revocation_set_free(set);
+    rc = index_revocations_from(ing, origin, e, letter, rowid, st, why, err);
+    aw_dead_letter_free(letter);
     return rc;
 }
 
@@ -270,6 +331,13 @@ static int index_entry(aw_ingest *ing, const stream_slot *slot,
         return index_call(ing, e, rowid, st, why, err);
     case ROLE_IMPORT:
         return index_import(ing, e, rowid, st, why, err);
+    case AW_ROLE_AUDIT_DLQ:
+        return index_dead_audit(ing, e, rowid, st, why, err);
+    case AW_ROLE_SESSION_REVOKE_DEAD:
+    case AW_ROLE_AGENT_LIFECYCLE_DEAD:
+    case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
+        return index_dead_revocations(ing, (aw_stream_role)slot->role, e, rowid, st, why,
+                                      err);
     default:
         return decoded(aw_error_reject(why, AW_REJECT_BAD_VALUE,
                                        "stream \"%s\" is not one of the configured streams",

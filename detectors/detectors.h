@@ -52,6 +52,9 @@ typedef struct aw_detector_config {
 #define AW_ALERT_SIGNATURE_INVALID      "signature_invalid"
 #define AW_ALERT_TAMPERED_ON_REDELIVERY "tampered_on_redelivery"
 #define AW_ALERT_CARACAL_ANOMALY        "caracal_anomaly"
+/* Caracal's own pipeline (DESIGN §8). */
+#define AW_ALERT_AUDIT_DEAD_LETTERED    "audit_dead_lettered"
+#define AW_ALERT_REVOCATION_DEAD_LETTERED "revocation_dead_lettered"
 
 /* Creates detectors over store (borrowed; must outlive the handle); reads
  * the persisted clock from the store. config NULL takes the defaults. */
@@ -81,6 +84,23 @@ int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
 int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
                             const char *first_id, const char *last_id,
                             aw_error *err);
+
+/* Dead letters (DESIGN §8), called after the original was stored and handed
+ * to the ordinary hook (on_event, on_revocations) like an entry of its
+ * origin stream; entry is the dead letter itself. on_dead_event raises
+ * audit_dead_lettered about (zone, event id, request id) -- high, critical
+ * for a Gateway call or an allow -- so a DLQ copy of an event indexed
+ * before, or a second copy, lands in the same alert. on_dead_revocations
+ * raises revocation_dead_lettered (critical) about the original revocation
+ * entry, naming its anchors; a set naming no anchor raises nothing. */
+int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
+                               const aw_dead_letter *letter,
+                               const aw_audit_event *event, aw_error *err);
+int aw_detectors_on_dead_revocations(aw_detectors *det,
+                                     const aw_raw_entry *entry,
+                                     const aw_dead_letter *letter,
+                                     const aw_revocation_set *set,
+                                     aw_error *err);
 
 /* Moves the clock forward to clock_ns (never back) and runs every check
  * now due. Persists the clock in the store. Call it once per batch, before

@@ -195,15 +195,24 @@ typedef enum aw_stream_role {
     AW_ROLE_AGENT_LIFECYCLE,    /* caracal.agents.lifecycle */
     AW_ROLE_DELEGATION_INVALIDATE, /* caracal.delegations.invalidate */
     AW_ROLE_CALLS,              /* auditwatch.calls */
+    /* Where Caracal moves what it gave up on (DESIGN §2.4, §8): */
+    AW_ROLE_AUDIT_DLQ,          /* caracal.audit.events.dlq */
+    AW_ROLE_SESSION_REVOKE_DEAD, /* caracal.sessions.revoke.dead */
+    AW_ROLE_AGENT_LIFECYCLE_DEAD, /* caracal.agents.lifecycle.dead */
+    AW_ROLE_DELEGATION_INVALIDATE_DEAD, /* caracal.delegations.invalidate.dead */
     AW_ROLE_COUNT
 } aw_stream_role;
 
-/* "audit", "sessions", "lifecycle", "delegations", "calls" (the ROLE of
+/* "audit", "sessions", "lifecycle", "delegations", "calls", "audit_dlq",
+ * "sessions_dead", "lifecycle_dead", "delegations_dead" (the ROLE of
  * --stream ROLE=NAME) and the default stream names. Never NULL. */
 const char *aw_stream_role_name(aw_stream_role role);
 const char *aw_stream_role_default_stream(aw_stream_role role);
 /* -1 when unknown. */
 int aw_stream_role_from_name(const char *name);
+/* The role whose entries a dead-letter role holds (AUDIT for AUDIT_DLQ,
+ * SESSION_REVOKE for SESSION_REVOKE_DEAD, ...); -1 for any other role. */
+int aw_stream_role_dead_letter_origin(aw_stream_role role);
 
 /* ---- Time ----------------------------------------------------------------*/
 

@@ -21,6 +21,13 @@ static const struct {
     [AW_ROLE_DELEGATION_INVALIDATE] = {"delegations",
                                        "caracal.delegations.invalidate"},
     [AW_ROLE_CALLS] = {"calls", "auditwatch.calls"},
+    [AW_ROLE_AUDIT_DLQ] = {"audit_dlq", "caracal.audit.events.dlq"},
+    [AW_ROLE_SESSION_REVOKE_DEAD] = {"sessions_dead",
+                                     "caracal.sessions.revoke.dead"},
+    [AW_ROLE_AGENT_LIFECYCLE_DEAD] = {"lifecycle_dead",
+                                      "caracal.agents.lifecycle.dead"},
+    [AW_ROLE_DELEGATION_INVALIDATE_DEAD] = {"delegations_dead",
+                                            "caracal.delegations.invalidate.dead"},
 };
 
 const char *aw_stream_role_name(aw_stream_role role)
@@ -45,6 +52,17 @@ int aw_stream_role_from_name(const char *name)
         if (strcmp(roles[r].name, name) == 0)
             return r;
     return -1;
+}
+
+int aw_stream_role_dead_letter_origin(aw_stream_role role)
+{
+    switch (role) {
+    case AW_ROLE_AUDIT_DLQ: return AW_ROLE_AUDIT;
+    case AW_ROLE_SESSION_REVOKE_DEAD: return AW_ROLE_SESSION_REVOKE;
+    case AW_ROLE_AGENT_LIFECYCLE_DEAD: return AW_ROLE_AGENT_LIFECYCLE;
+    case AW_ROLE_DELEGATION_INVALIDATE_DEAD: return AW_ROLE_DELEGATION_INVALIDATE;
+    default: return -1;
+    }
 }
 
 /* Indexed by the enum value; index 0 is "no such value", for which the

@@ -1,0 +1,176 @@
+/* test_consumer_pipeline.c -- the daemon watching Caracal's own pipeline
+ * against a real redis-server (DESIGN §8), with Caracal's consumer groups
+ * created at `$` the way Caracal creates them: what Caracal dead-lettered is
+ * read in auditwatch's own group, alerted, and traceable, and nothing is
+ * ever created, joined or acknowledged in Caracal's groups. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support/support.h"
+
+#define AUDIT "caracal.audit.events"
+#define DLQ "caracal.audit.events.dlq"
+#define REVOKE "caracal.sessions.revoke"
+#define DEAD "caracal.sessions.revoke.dead"
+
+static aw_test_redis redis;
+static char dir[PATH_MAX], db[PATH_MAX], keyfile[PATH_MAX];
+
+static void setup(void) {
+    aw_test_world_up(&redis, false, dir, db);
+    aw_test_key_file(dir, "hmac.key", keyfile);
+}
+
+static void teardown(void) { aw_test_world_down(&redis, dir); }
+
+TestSuite(consumer_pipeline, .init = setup, .fini = teardown, .timeout = 120);
+
+static const struct {
+    const char *stream, *group;
+} caracal_groups[] = {
+    {AUDIT, "audit-ingestor"},
+    {AUDIT, "siem-export"},
+    {REVOKE, "sts-revocation"},
+    {REVOKE, "gateway-revocation:host-a"},
+};
+#define NCARACAL (sizeof caracal_groups / sizeof *caracal_groups)
+
+static void create_caracal_groups(redisContext *c) {
+    for (size_t i = 0; i < NCARACAL; i++) {
+        redisReply *r = aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM",
+                                        caracal_groups[i].stream, caracal_groups[i].group);
+        cr_assert(r->type == REDIS_REPLY_STATUS, "XGROUP CREATE: %s", r->str);
+        freeReplyObject(r);
+    }
+}
+
+static long long map_int(const redisReply *map, const char *key) {
+    const redisReply *v = aw_redis_map_get(map, key);
+    cr_assert(v && v->type == REDIS_REPLY_INTEGER, "no %s", key);
+    return v->integer;
+}
+
+/* Caracal's groups as Caracal left them: no consumer, nothing delivered,
+ * nothing pending; and on the dead-letter streams no group but ours. */
+static void assert_caracal_groups_untouched(redisContext *c) {
+    for (size_t i = 0; i < NCARACAL; i++) {
+        redisReply *r = aw_test_command(c, "XINFO GROUPS %s", caracal_groups[i].stream);
+        bool found = false;
+        for (size_t g = 0; g < r->elements; g++) {
+            const redisReply *name = aw_redis_map_get(r->element[g], "name");
+            if (!name || strcmp(name->str, caracal_groups[i].group) != 0) continue;
+            found = true;
+            cr_expect_eq(map_int(r->element[g], "consumers"), 0, "%s", name->str);
+            cr_expect_eq(map_int(r->element[g], "pending"), 0, "%s", name->str);
+            const redisReply *last = aw_redis_map_get(r->element[g], "last-delivered-id");
+            cr_expect_str_eq(last->str, "0-0", "%s got deliveries", name->str);
+        }
+        cr_expect(found, "group %s vanished", caracal_groups[i].group);
+        freeReplyObject(r);
+    }
+    const char *dead_streams[] = {DLQ, DEAD};
+    for (size_t s = 0; s < 2; s++) {
+        redisReply *r = aw_test_command(c, "XINFO GROUPS %s", dead_streams[s]);
+        cr_assert_eq(r->elements, 1, "%s has groups besides auditwatch's", dead_streams[s]);
+        cr_expect_str_eq(aw_redis_map_get(r->element[0], "name")->str, "auditwatch");
+        freeReplyObject(r);
+    }
+}
+
+typedef struct alert_count {
+    const char *kind;
+    size_t want;
+} alert_count;
+
+static int count_alert(const aw_alert *a, void *ud) {
+    (void)a;
+    ++*(size_t *)ud;
+    return 0;
+}
+
+static size_t alerts_of(const char *kind) {
+    aw_store *store;
+    aw_error err = {0};
+    size_t n = 0;
+    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK) return 0;
+    if (aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind}, count_alert, &n, &err) !=
+        AW_OK)
+        n = 0;
+    aw_store_close(store);
+    return n;
+}
+
+static bool has_alerts(void *ud) {
+    const alert_count *want = ud;
+    for (; want->kind; want++)
+        if (alerts_of(want->kind) < want->want) return false;
+    return true;
+}
+
+/* The original revocation's fields, signed, as a JSON object. */
+static void revocation_json(aw_hmac_key *key, const char *session, char *out, size_t size) {
+    const char *fields[] = {"zone_id", "zone-1", "session_id", session, "reason", "grant_revoked"};
+    char sig[65];
+    aw_test_sign_stream(key, REVOKE, fields, 3, sig);
+    snprintf(out, size,
+             "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
+             "\"_sig\":\"%s\"}",
+             session, sig);
+}
+
+Test(consumer_pipeline, dead_letters_are_alerted_and_traceable_without_touching_caracal_groups) {
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--audit-hmac-key-file", keyfile, "--streams-hmac-key-file", keyfile,
+                          NULL};
+    create_caracal_groups(c);
+    aw_test_daemon_start(&daemon, dir, "pipeline", &redis, db, args, NULL);
+
+    /* The audit service's DLQ copy of a Gateway call. */
+    char data[1024], sig[65];
+    size_t len = aw_test_audit_data(&(aw_test_audit){.id = "evt-dl", .request_id = "req-dl",
+                                                     .event_type = "gateway_resource_request"},
+                                    data, sizeof data);
+    aw_test_sign(key, data, len, sig);
+    const char *dlq[] = {"reason", "max_deliveries_exceeded", "received_at", "1779364805000",
+                         "src_id", "evt-dl", "src_data", data, "src_sig", sig};
+    aw_test_pipe_xadd(&pipe, DLQ, dlq, NULL, 5);
+
+    /* A Gateway's dead letter (signed under the .dead stream) and the SDK's. */
+    char values[512], payload[512], dead_sig[65];
+    revocation_json(key, "ar-gateway", values, sizeof values);
+    const char *enforcer[] = {"original_id", "1779364800000-0", "error", "apply_failed",
+                              "values", values, "_sig", ""};
+    aw_test_sign_stream(key, DEAD, enforcer, 3, dead_sig);
+    enforcer[7] = dead_sig;
+    aw_test_pipe_xadd(&pipe, DEAD, enforcer, NULL, 4);
+    revocation_json(key, "ar-sdk", payload, sizeof payload);
+    const char *sdk[] = {"source_id", "1779364801000-0", "reason", "handler_failed",
+                         "payload", payload};
+    aw_test_pipe_xadd(&pipe, DEAD, sdk, NULL, 3);
+    aw_test_pipe_flush(&pipe);
+
+    alert_count want[] = {{"audit_dead_lettered", 1}, {"revocation_dead_lettered", 2}, {0}};
+    cr_assert(aw_test_wait_for(has_alerts, want, 20000), "the dead letters were not alerted");
+    const char *streams[] = {DLQ, DEAD, NULL};
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+
+    aw_test_proc trace;
+    const char *trace_args[] = {"trace", "req-dl", "--format", "json", "--db", db, NULL};
+    cr_assert_eq(aw_test_run(&trace, dir, "trace", trace_args, NULL, 10000), 0);
+    char *out = aw_test_read_file(trace.out_path, NULL);
+    cr_assert(out);
+    cr_expect(strstr(out, "\"dead_letter\""), "the event is marked dead-lettered: %s", out);
+    cr_expect(strstr(out, "max_deliveries_exceeded"), "Caracal's reason is shown: %s", out);
+    cr_expect(strstr(out, "audit_dead_lettered"), "the alert is in the story: %s", out);
+    free(out);
+
+    assert_caracal_groups_untouched(c);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
