@@ -66,6 +66,17 @@ int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,
     return 0;
 }
 
+int aw_cli_enforcer_group_option(const aw_cli_command *cmd, const char *arg,
+                                 const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS],
+                                 size_t *npatterns) {
+    if (!*arg) return aw_cli_usage_error(cmd, "--enforcer-group: expected a pattern");
+    if (*npatterns == AW_CLI_MAX_ENFORCER_GROUPS)
+        return aw_cli_usage_error(cmd, "--enforcer-group: at most %d patterns",
+                                  AW_CLI_MAX_ENFORCER_GROUPS);
+    patterns[(*npatterns)++] = arg;
+    return 0;
+}
+
 int aw_cli_redis_option(const aw_cli_command *cmd, const char *option,
                         const char *arg) {
     aw_redis_address address;

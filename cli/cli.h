@@ -117,6 +117,15 @@ int aw_cli_parse_duration(const char *arg, int64_t bare_unit_ns, int64_t max_ns,
 int aw_cli_duration_option(const aw_cli_command *cmd, const char *option, const char *arg,
                            int64_t bare_unit_ns, int64_t max_ns, int64_t *out_ns);
 
+/* --enforcer-group PATTERN (doctor, run): a shell glob naming revocation
+ * enforcers' groups, appended to patterns (at most
+ * AW_CLI_MAX_ENFORCER_GROUPS; none: aw_enforcer_group_matches' defaults).
+ * 0 or AW_EXIT_USAGE (printed). */
+#define AW_CLI_MAX_ENFORCER_GROUPS 16
+int aw_cli_enforcer_group_option(const aw_cli_command *cmd, const char *arg,
+                                 const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS],
+                                 size_t *npatterns);
+
 /* The wall clock, ns since the epoch. */
 int64_t aw_cli_now_ns(void);
 

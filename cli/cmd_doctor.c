@@ -31,7 +31,6 @@
  */
 #include "cli/cli.h"
 
-#include <fnmatch.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -103,14 +102,13 @@ static const aw_cli_command command = {
     "doctor", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, options,
 };
 
-#define MAX_PATTERNS 16
-#define INGEST_GROUP "audit-ingestor"
+#define INGEST_GROUP AW_INGEST_GROUP
 
 typedef struct doctor_args {
     const char *redis_url;
     const char *password_file;
     const char *streams[AW_ROLE_COUNT];
-    const char *patterns[MAX_PATTERNS];
+    const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS];
     size_t npatterns;
     int64_t maxlen;
     int64_t grace_ms;
@@ -118,12 +116,12 @@ typedef struct doctor_args {
     int64_t timeout_ms;
 } doctor_args;
 
+/* A duration (bare: seconds) into ms. */
 static int seconds_option(const char *name, const char *arg, int64_t *ms) {
-    int64_t n;
-    if (aw_cli_parse_int(arg, 0, INT64_MAX / 1000, &n) != AW_OK)
-        return aw_cli_usage_error(&command, "%s: expected seconds, got \"%s\"", name, arg);
-    *ms = n * 1000;
-    return 0;
+    int64_t ns;
+    int rc = aw_cli_duration_option(&command, name, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS, &ns);
+    if (rc == 0) *ms = ns / AW_CLI_MILLISECONDS;
+    return rc;
 }
 
 static int on_option(int opt, const char *arg, void *ud) {
@@ -139,10 +137,7 @@ static int on_option(int opt, const char *arg, void *ud) {
             return aw_cli_usage_error(&command, "--maxlen: expected a number of entries, got \"%s\"", arg);
         return 0;
     case OPT_ENFORCER_GROUP:
-        if (a->npatterns == MAX_PATTERNS)
-            return aw_cli_usage_error(&command, "--enforcer-group: at most %d patterns", MAX_PATTERNS);
-        a->patterns[a->npatterns++] = arg;
-        return 0;
+        return aw_cli_enforcer_group_option(&command, arg, a->patterns, &a->npatterns);
     case OPT_GRACE_ENFORCER: return seconds_option("--grace-enforcer", arg, &a->grace_ms);
     case OPT_MAX_INGEST_LAG:
         if (aw_cli_parse_int(arg, 0, INT64_MAX, &a->ingest.max_lag) != AW_OK)
@@ -603,9 +598,7 @@ static void dead_letter_section(doctor *d) {
 }
 
 static bool is_enforcer(const doctor_args *a, const char *group) {
-    for (size_t i = 0; i < a->npatterns; i++)
-        if (fnmatch(a->patterns[i], group, 0) == 0) return true;
-    return false;
+    return aw_enforcer_group_matches(a->patterns, a->npatterns, group);
 }
 
 static void enforcer_section(doctor *d) {
@@ -758,8 +751,8 @@ static int redis_sections(doctor *d) {
 int aw_cmd_doctor(int argc, char **argv) {
     doctor_args a = {
         .maxlen = 100000,
-        .grace_ms = 30000,
-        .ingest = {.max_lag = 1000, .max_age_ms = 60000},
+        .grace_ms = AW_ENFORCER_DEFAULT_GRACE_MS,
+        .ingest = {.max_lag = AW_INGEST_DEFAULT_MAX_LAG, .max_age_ms = AW_INGEST_DEFAULT_MAX_AGE_MS},
         .timeout_ms = 2000,
     };
     aw_cli_common common;
@@ -778,10 +771,6 @@ int aw_cmd_doctor(int argc, char **argv) {
     }
     if (!a.redis_url)
         return aw_cli_usage_error(&command, "--redis URL is required (or $AUDITWATCH_REDIS)");
-    if (a.npatterns == 0) {
-        a.patterns[a.npatterns++] = "sts-revocation*";
-        a.patterns[a.npatterns++] = "gateway-revocation*";
-    }
     if (!(d.out = aw_cli_out_new(common.format, columns, 6, stdout)))
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
 

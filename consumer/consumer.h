@@ -117,6 +117,13 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
                     const aw_ingest_trim *trims, size_t ntrims,
                     int64_t clock_ns, aw_ingest_stats *stats, aw_error *err);
 
+/* What a poll of Caracal's consumer groups found, for the next batch to hand
+ * to the detectors inside its transaction (aw_detectors_on_pipeline), so
+ * those alerts reach the table and the sinks like every other. findings
+ * are borrowed until that aw_ingest_batch returns; the batch forgets them
+ * either way, so after a failed one carry them again. */
+void aw_ingest_carry_findings(aw_ingest *ing, const aw_pipeline_finding *findings, size_t n);
+
 /* Hands every alert change of the batches committed since the last call to
  * fn (see aw_detectors_drain). Call after a successful aw_ingest_batch. */
 void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud);

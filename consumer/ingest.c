@@ -64,6 +64,8 @@ struct aw_ingest {
     aw_call_fields call_fields;
     stream_slot *slots;
     size_t nslots, capslots;
+    const aw_pipeline_finding *findings;   /* for the next batch; borrowed */
+    size_t nfindings;
 };
 
 /* Decoding failed: the reason is in the decoder's aw_error. */
@@ -176,6 +178,11 @@ void aw_ingest_close(aw_ingest *ing) {
 }
 
 aw_store *aw_ingest_store(aw_ingest *ing) { return ing->store; }
+
+void aw_ingest_carry_findings(aw_ingest *ing, const aw_pipeline_finding *findings, size_t n) {
+    ing->findings = findings;
+    ing->nfindings = n;
+}
 
 int64_t aw_ingest_clock(const aw_ingest *ing) { return aw_detectors_clock(ing->det); }
 
@@ -481,6 +488,10 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
         rc = ingest_item(ing, &items[i], &audit_ms, &st, err);
     for (size_t i = 0; i < ntrims && rc == AW_OK; i++)
         rc = ingest_trim(ing, &trims[i], &st, err);
+    if (rc == AW_OK && ing->nfindings)
+        rc = aw_detectors_on_pipeline(ing->det, ing->findings, ing->nfindings, err);
+    ing->findings = NULL;
+    ing->nfindings = 0;
     if (rc == AW_OK) rc = write_checkpoints(ing, err);
     clock = aw_ms_to_ns(audit_ms) > clock_ns ? aw_ms_to_ns(audit_ms) : clock_ns;
     if (rc == AW_OK) rc = aw_detectors_advance(ing->det, clock, err);

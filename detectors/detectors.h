@@ -55,6 +55,8 @@ typedef struct aw_detector_config {
 /* Caracal's own pipeline (DESIGN §8). */
 #define AW_ALERT_AUDIT_DEAD_LETTERED    "audit_dead_lettered"
 #define AW_ALERT_REVOCATION_DEAD_LETTERED "revocation_dead_lettered"
+#define AW_ALERT_REVOCATION_NOT_CONSUMED "revocation_not_consumed"
+#define AW_ALERT_AUDIT_INGEST_STALLED   "audit_ingest_stalled"
 
 /* Creates detectors over store (borrowed; must outlive the handle); reads
  * the persisted clock from the store. config NULL takes the defaults. */
@@ -101,6 +103,36 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
                                      const aw_dead_letter *letter,
                                      const aw_revocation_set *set,
                                      aw_error *err);
+
+/* What one poll of Caracal's consumer groups found (the daemon judges, with
+ * event/'s aw_enforcer_judge and aw_ingest_judge; this only raises and
+ * resolves, inside the batch's transaction like every alert). */
+typedef enum aw_pipeline_finding_kind {
+    AW_FINDING_NOT_CONSUMED = 1,  /* revocation_not_consumed */
+    AW_FINDING_INGEST_STALLED,    /* audit_ingest_stalled */
+} aw_pipeline_finding_kind;
+
+typedef struct aw_pipeline_finding {
+    aw_pipeline_finding_kind kind;
+    const char *stream;           /* the revocation stream; the audit stream */
+    const char *group;            /* the enforcer; audit-ingestor */
+    /* true: the trouble is there (for NOT_CONSUMED: revocation is the
+     * oldest one the group has not applied in time); false: it is over. */
+    bool trouble;
+    aw_stream_id revocation;
+    const char *detail;           /* figures in words (idle times, lag) */
+    int64_t observed_ns;          /* wall clock of the poll */
+} aw_pipeline_finding;
+
+/* Raises or resolves per finding. NOT_CONSUMED alerts are about (group,
+ * "<stream>/<revocation entry id>"), with no zone, so redundant instances
+ * agree; they name the revocation's anchors when the index holds it. A
+ * finding with trouble resolves the group's alerts about older
+ * revocations (it caught up on those); without, all of the group's. An
+ * alert already open is left as it is. INGEST_STALLED is about (group,
+ * stream). */
+int aw_detectors_on_pipeline(aw_detectors *det, const aw_pipeline_finding *findings,
+                             size_t n, aw_error *err);
 
 /* Moves the clock forward to clock_ns (never back) and runs every check
  * now due. Persists the clock in the store. Call it once per batch, before

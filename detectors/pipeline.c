@@ -16,9 +16,21 @@
  *                             one alert per revocation entry
  * Both are raised when the dead letter arrives; nothing resolves them (the
  * evidence stays lost to Caracal).
+ *
+ * And what the daemon's poll of Caracal's consumer groups found
+ * (aw_detectors_on_pipeline), judged outside (consumer/pipeline_watch.c):
+ *   revocation_not_consumed   (group, "<stream>/<revocation entry id>"): the
+ *                             oldest revocation an enforcer group has not
+ *                             applied within the grace; resolved when the
+ *                             group has applied it
+ *   audit_ingest_stalled      (audit-ingestor, the audit stream)
+ * These carry no zone, so every instance computes the same id from what
+ * Redis shows. A poll repeats what it sees; an alert already open is left
+ * alone, so the sinks hear of it once.
  */
 #include "detectors/alerting.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,4 +137,194 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
     free(anchor);
     aw_det_evidence_free(&ev);
     return rc;
+}
+
+/* ---- Polled findings ----------------------------------------------------- */
+
+static const char *finding_alert_kind(aw_pipeline_finding_kind kind)
+{
+    return kind == AW_FINDING_NOT_CONSUMED ? AW_ALERT_REVOCATION_NOT_CONSUMED
+                                           : AW_ALERT_AUDIT_INGEST_STALLED;
+}
+
+/* The anchors of the revocation at entry_id of stream, as the index holds
+ * it: "authority_record ar-1, ..." appended to a growing text. */
+typedef struct anchors_found {
+    const char *stream, *entry_id;
+    char text[512];
+    size_t len;
+    char zone[128];
+} anchors_found;
+
+static int add_anchor(const aw_revocation_row *row, void *ud)
+{
+    anchors_found *a = ud;
+    if (strcmp(row->stream, a->stream) != 0 || strcmp(row->entry_id, a->entry_id) != 0)
+        return 0;
+    if (a->len < sizeof a->text)
+        a->len += (size_t)snprintf(a->text + a->len, sizeof a->text - a->len, "%s%s %s",
+                                   a->len ? ", " : "", aw_anchor_kind_name(row->anchor.kind),
+                                   row->anchor.id);
+    snprintf(a->zone, sizeof a->zone, "%s", row->zone_id);
+    return 0;
+}
+
+static int raise_not_consumed(aw_detectors *det, const aw_pipeline_finding *f,
+                              const char *request_id, aw_error *err)
+{
+    anchors_found found = {.stream = f->stream, .entry_id = strchr(request_id, '/') + 1};
+    int64_t at_ns = aw_det_ms_to_ns(f->revocation.ms);
+    aw_revocation_filter filter = {.has_since = true, .since_ns = at_ns,
+                                   .has_until = true, .until_ns = aw_det_add_ns(at_ns, 1000000)};
+    int rc = aw_store_query_revocations(det->store, &filter, add_anchor, &found, err);
+    if (rc < 0)
+        return rc;
+    char when[40];
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    aw_det_evidence_add(&ev, "revocation", f->stream, found.entry_id);
+    aw_alert alert = {
+        .kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
+        .severity = "critical",
+        .anchor = f->group,
+        .request_id = request_id,
+        .event_time_ns = at_ns,
+    };
+    char *summary = aw_det_printf(
+        "Revocation enforcer group %s has not applied revocation %s of %s (%s, zone %s) "
+        "written at %s: %s.",
+        f->group, found.entry_id, f->stream,
+        found.len ? found.text : "anchors not in the index",
+        found.zone[0] ? found.zone : "unknown", aw_time_format(at_ns, when, sizeof when),
+        aw_det_or_unknown(f->detail));
+    alert.summary = summary;
+    alert.evidence_json = aw_det_evidence_json(&ev);
+    rc = aw_det_raise(det, &alert, err);
+    free(summary);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* The request ids of the open alerts of kind about group on stream. */
+typedef struct open_list {
+    const char *group, *stream;
+    char **ids;
+    size_t n, cap;
+    bool nomem;
+} open_list;
+
+static int collect_open(const aw_alert *a, void *ud)
+{
+    open_list *l = ud;
+    size_t slen = strlen(l->stream);
+    if (!a->anchor || strcmp(a->anchor, l->group) != 0 || !a->request_id ||
+        strncmp(a->request_id, l->stream, slen) != 0 ||
+        (a->request_id[slen] != '/' && a->request_id[slen] != '\0'))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        char **grown = realloc(l->ids, cap * sizeof *grown);
+        if (!grown)
+            return AW_ERR_NOMEM;
+        l->ids = grown;
+        l->cap = cap;
+    }
+    if (!(l->ids[l->n] = aw_det_printf("%s", a->request_id)))
+        return AW_ERR_NOMEM;
+    l->n++;
+    return 0;
+}
+
+/* Resolves the open alerts of f's kind about its group and stream, but for
+ * keep (NULL: all) and, for revocations, those at or after keep's entry. */
+static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f, const char *keep,
+                          aw_error *err)
+{
+    const char *kind = finding_alert_kind(f->kind);
+    open_list l = {.group = f->group, .stream = f->stream};
+    aw_alert_filter filter = {.kind = kind, .state = AW_ALERT_OPEN};
+    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter, collect_open, &l, err),
+                                 err);
+    char *resolved_by = aw_det_printf("group:%s/%s", f->stream, f->group);
+    if (!rc && !resolved_by)
+        rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        if (keep && f->kind == AW_FINDING_NOT_CONSUMED) {
+            const char *id = strchr(l.ids[i], '/');
+            uint64_t ms, seq;
+            if (id && aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) == AW_OK &&
+                aw_stream_id_cmp((aw_stream_id){ms, seq}, f->revocation) >= 0)
+                continue;
+        } else if (keep && strcmp(keep, l.ids[i]) == 0) {
+            continue;
+        }
+        rc = aw_det_resolve(det, kind, NULL, f->group, l.ids[i], resolved_by, f->observed_ns,
+                            err);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.ids[i]);
+    free(l.ids);
+    free(resolved_by);
+    return rc;
+}
+
+static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f, aw_error *err)
+{
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    aw_det_evidence_add(&ev, "group", f->stream, f->group);
+    aw_alert alert = {
+        .kind = AW_ALERT_AUDIT_INGEST_STALLED,
+        .severity = "high",
+        .anchor = f->group,
+        .request_id = f->stream,
+        .event_time_ns = f->observed_ns,
+    };
+    char *summary = aw_det_printf(
+        "Caracal's audit ingestor (group %s on %s) is not keeping up while the stream "
+        "grows: %s. Audit events may be missing from Caracal's ledger.",
+        f->group, f->stream, aw_det_or_unknown(f->detail));
+    alert.summary = summary;
+    alert.evidence_json = aw_det_evidence_json(&ev);
+    int rc = aw_det_raise(det, &alert, err);
+    free(summary);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+static int on_finding(aw_detectors *det, const aw_pipeline_finding *f, aw_error *err)
+{
+    char *request_id = f->kind == AW_FINDING_NOT_CONSUMED
+                           ? aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream,
+                                           f->revocation.ms, f->revocation.seq)
+                           : aw_det_printf("%s", f->stream);
+    if (!request_id)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    int rc = resolve_others(det, f, f->trouble ? request_id : NULL, err);
+    if (!rc && f->trouble) {
+        char id[33];
+        aw_alert *open = NULL;
+        const char *kind = finding_alert_kind(f->kind);
+        if (!aw_detectors_alert_id(kind, NULL, f->group, request_id, id))
+            rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        else
+            rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+        if (!rc && !open)
+            rc = f->kind == AW_FINDING_NOT_CONSUMED ? raise_not_consumed(det, f, request_id, err)
+                                                    : raise_stalled(det, f, err);
+        free(open);
+    }
+    free(request_id);
+    return rc;
+}
+
+int aw_detectors_on_pipeline(aw_detectors *det, const aw_pipeline_finding *findings,
+                             size_t n, aw_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = on_finding(det, &findings[i], err);
+        if (rc)
+            return rc;
+    }
+    return AW_OK;
 }

@@ -571,6 +571,16 @@ typedef struct aw_enforcer_judgment {
     int64_t unapplied_age_ms;         /* now - its id time; 0 when none */
 } aw_enforcer_judgment;
 
+/* Defaults shared by `doctor` and the daemon. An enforcer group is named by
+ * shell globs (fnmatch); none given: Caracal's STS and every Gateway host
+ * (DESIGN §2.4). */
+#define AW_ENFORCER_DEFAULT_GRACE_MS 30000
+#define AW_INGEST_DEFAULT_MAX_LAG 1000
+#define AW_INGEST_DEFAULT_MAX_AGE_MS 60000
+#define AW_INGEST_GROUP "audit-ingestor"
+bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
+                               const char *group);
+
 /* Judges a revocation enforcer's group at now_ms (epoch ms; entry ids are
  * Redis' clock): its oldest revocation not yet applied, and whether that
  * has waited longer than grace_ms. */

@@ -20,6 +20,23 @@
  */
 #include "event/event.h"
 
+#include <fnmatch.h>
+
+static const char *const default_enforcers[] = {"sts-revocation*", "gateway-revocation*"};
+
+bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
+                               const char *group)
+{
+    if (npatterns == 0) {
+        patterns = default_enforcers;
+        npatterns = sizeof default_enforcers / sizeof *default_enforcers;
+    }
+    for (size_t i = 0; i < npatterns; i++)
+        if (fnmatch(patterns[i], group, 0) == 0)
+            return true;
+    return false;
+}
+
 bool aw_stream_pos_is_none(aw_stream_pos p)
 {
     return p.ms == 0 && p.seq == 0;
