@@ -76,6 +76,16 @@ static const char usage_text[] =
     "  --alert-exec-max N          hooks running at once (default 4)\n"
     "  --alert-format json|ocsf    what every sink above sends (default json; ocsf:\n"
     "                              OCSF 1.3.0 Detection Findings, see README)\n"
+    "Caracal's own pipeline (read-only; never in Caracal's groups):\n"
+    "  --enforcer-poll DURATION    how often its groups are read (default 5s)\n"
+    "  --enforcer-group PATTERN    a revocation enforcer's group, a shell glob;\n"
+    "                              repeatable (default sts-revocation* and\n"
+    "                              gateway-revocation*)\n"
+    "  --grace-enforcer DURATION   an enforcer must apply a revocation within this\n"
+    "                              (default 30s)\n"
+    "  --ingest-max-lag N          audit-ingestor may lag this many entries (default 1000)\n"
+    "  --ingest-max-age DURATION   and leave an entry unread or pending this long\n"
+    "                              (default 60s)\n"
     "The chain head (entries and hash, for 'verify --chain-head'), logged when it\n"
     "moved and at shutdown:\n"
     "  --chain-interval DURATION   how often (default 60s)\n"
@@ -92,6 +102,8 @@ enum {
     OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
     OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
     OPT_ALERT_FORMAT, OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
+    OPT_ENFORCER_POLL, OPT_ENFORCER_GROUP, OPT_GRACE_ENFORCER, OPT_INGEST_MAX_LAG,
+    OPT_INGEST_MAX_AGE,
 };
 
 /* --db and --help come from the shared parser (cli/options.c). */
@@ -122,6 +134,11 @@ static const struct option long_options[] = {
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"chain-stream", required_argument, NULL, OPT_CHAIN_STREAM},
     {"chain-interval", required_argument, NULL, OPT_CHAIN_INTERVAL},
+    {"enforcer-poll", required_argument, NULL, OPT_ENFORCER_POLL},
+    {"enforcer-group", required_argument, NULL, OPT_ENFORCER_GROUP},
+    {"grace-enforcer", required_argument, NULL, OPT_GRACE_ENFORCER},
+    {"ingest-max-lag", required_argument, NULL, OPT_INGEST_MAX_LAG},
+    {"ingest-max-age", required_argument, NULL, OPT_INGEST_MAX_AGE},
     {NULL, 0, NULL, 0},
 };
 
@@ -142,6 +159,7 @@ typedef struct run_args {
     char **owned;                   /* copies of values, freed at the end */
     size_t nowned;
     char env_names[NOPTIONS][64];   /* "$AUDITWATCH_BATCH", for messages */
+    const char *enforcer_groups[AW_CLI_MAX_ENFORCER_GROUPS];
 } run_args;
 
 /* "--batch", or the variable the value came from. */
@@ -153,6 +171,18 @@ static const char *source_of(const run_args *a, int opt, char *buf, size_t size)
             return buf;
         }
     return "?";
+}
+
+/* A duration (bare: seconds) into ms, at least min_ms. */
+static int seconds_ms_option(const char *source, const char *arg, int64_t min_ms, int64_t *out_ms) {
+    int64_t ns;
+    int rc = aw_cli_duration_option(&command, source, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS, &ns);
+    if (rc) return rc;
+    *out_ms = ns / AW_CLI_MILLISECONDS;
+    if (*out_ms < min_ms)
+        return aw_cli_usage_error(&command, "%s: at least %lld ms, got \"%s\"", source,
+                                  (long long)min_ms, arg);
+    return 0;
 }
 
 static int count_option(const char *source, const char *arg, int64_t min, int64_t max,
@@ -254,16 +284,20 @@ static int on_option(int opt, const char *arg, void *ud) {
         break;
     case OPT_LOG_FILE: c->log_file = arg; break;
     case OPT_CHAIN_STREAM: c->chain_stream = *arg ? arg : NULL; break;
-    case OPT_CHAIN_INTERVAL: {
-        int64_t ns;
-        if (!(rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
-                                          &ns))) {
-            c->chain_interval_ms = ns / AW_CLI_MILLISECONDS;
-            if (c->chain_interval_ms < 1)
-                rc = aw_cli_usage_error(&command, "%s: at least 1 ms, got \"%s\"", src, arg);
-        }
+    case OPT_CHAIN_INTERVAL: rc = seconds_ms_option(src, arg, 1, &c->chain_interval_ms); break;
+    case OPT_ENFORCER_POLL: rc = seconds_ms_option(src, arg, 1, &c->enforcer_poll_ms); break;
+    case OPT_ENFORCER_GROUP:
+        rc = aw_cli_enforcer_group_option(&command, arg, a->enforcer_groups,
+                                          &c->nenforcer_groups);
+        c->enforcer_groups = a->enforcer_groups;
         break;
-    }
+    case OPT_GRACE_ENFORCER: rc = seconds_ms_option(src, arg, 0, &c->grace_enforcer_ms); break;
+    case OPT_INGEST_MAX_LAG:
+        rc = count_option(src, arg, 0, INT64_MAX, &c->ingest_limits.max_lag);
+        break;
+    case OPT_INGEST_MAX_AGE:
+        rc = seconds_ms_option(src, arg, 0, &c->ingest_limits.max_age_ms);
+        break;
     default: return AW_EXIT_USAGE;
     }
     return rc;

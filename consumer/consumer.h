@@ -184,6 +184,17 @@ typedef struct aw_daemon_config {
      * index exists. */
     const char *chain_stream;
     int64_t chain_interval_ms;     /* 60000 */
+
+    /* Caracal's own pipeline (DESIGN §8): every enforcer_poll_ms the groups
+     * of the revocation streams and the audit stream are read (read-only,
+     * never in their name) and judged: revocation_not_consumed for an
+     * enforcer group that has not applied a revocation within
+     * grace_enforcer_ms, audit_ingest_stalled for audit-ingestor. */
+    int64_t enforcer_poll_ms;      /* 5000 */
+    int64_t grace_enforcer_ms;     /* AW_ENFORCER_DEFAULT_GRACE_MS */
+    const char *const *enforcer_groups; /* globs; none: Caracal's defaults */
+    size_t nenforcer_groups;
+    aw_ingest_limits ingest_limits; /* AW_INGEST_DEFAULT_MAX_LAG, _MAX_AGE_MS */
 } aw_daemon_config;
 
 /* Fills config with the defaults above (consumer, password and keys NULL;

@@ -19,6 +19,12 @@
  * loop thread reads the next batch meanwhile. Alert changes go to the sinks
  * after their commit, then the acknowledgements the core hands out.
  *
+ * Caracal's own groups are polled on a timer (pipeline_watch.c: read-only
+ * XINFO/XPENDING/XRANGE on the same connection); what a poll found rides
+ * with the next commit (aw_ingest_carry_findings) -- an idle daemon commits
+ * an empty batch after every empty read, so that is soon -- and is carried
+ * again if that commit fails.
+ *
  * Stopping. SIGTERM or SIGINT (or aw_daemon_stop) tells the core; when it
  * says stop (everything committed and acknowledged), the connection and the
  * handles close once the sinks are idle. A deadline bounds all of it
@@ -35,6 +41,7 @@
 
 #include "consumer/core.h"
 #include "consumer/log.h"
+#include "consumer/pipeline_watch.h"
 #include "consumer/redis_conn.h"
 #include "consumer/reply.h"
 #include "consumer/sinks.h"
@@ -116,6 +123,8 @@ struct aw_daemon {
     uv_async_t stop_async;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t claim_timer, summary_timer, read_timer, commit_timer, stop_timer, chain_timer;
+    uv_timer_t watch_timer;
+    aw_watch *watch;              /* Caracal's groups, polled (pipeline_watch.c) */
 
     bool chain_due;               /* the timer fired while a commit ran */
     bool chain_published;
@@ -650,6 +659,7 @@ static void after_commit(uv_work_t *w, int status) {
     aw_daemon *d = w->data;
     (void)status;
     d->in_worker = false;
+    aw_watch_settle(d->watch, d->commit_rc == AW_OK);
     if (d->commit_rc == AW_OK) {
         d->committed_clock_ns = aw_ingest_clock(d->ing);   /* the worker is idle now */
         add_stats(d, &d->commit_stats);
@@ -662,11 +672,16 @@ static void after_commit(uv_work_t *w, int status) {
 }
 
 static void perform_commit(aw_daemon *d, const aw_core_action *a) {
+    const aw_pipeline_finding *findings;
+    size_t nfindings = aw_watch_take(d->watch, &findings);
+    aw_ingest_carry_findings(d->ing, findings, nfindings);   /* they ride with this batch */
     d->commit = a->commit;
     d->work.data = d;
     d->in_worker = true;
     if (uv_queue_work(&d->loop, &d->work, work_commit, after_commit) != 0) {
         d->in_worker = false;
+        aw_ingest_carry_findings(d->ing, NULL, 0);
+        aw_watch_settle(d->watch, false);
         aw_error err;
         aw_error_set(&err, AW_ERR_NOMEM, "cannot queue the commit");
         aw_core_on_commit(d->core, AW_ERR_NOMEM, &err);
@@ -765,6 +780,11 @@ static void on_conn_closed(aw_redis_conn *conn, void *ud) {
     d->conn = NULL;
 }
 
+static void on_watch_timer(uv_timer_t *t) {
+    aw_daemon *d = t->data;
+    if (!d->stopping) aw_watch_poll(d->watch, d->conn);
+}
+
 static void on_claim_timer(uv_timer_t *t) {
     aw_daemon *d = t->data;
     aw_core_on_claim_due(d->core);
@@ -822,6 +842,7 @@ static void finish(aw_daemon *d) {
     close_handle((uv_handle_t *)&d->commit_timer);
     close_handle((uv_handle_t *)&d->stop_timer);
     close_handle((uv_handle_t *)&d->chain_timer);
+    close_handle((uv_handle_t *)&d->watch_timer);
 }
 
 /* The core is done; the sinks may still be writing alerts out. */
@@ -845,6 +866,7 @@ static void begin_stop(aw_daemon *d, const char *why) {
         d->stopping = true;
         AW_LOG(d->log, AW_LOG_INFO, "stopping", AW_LOG_S("reason", why));
         uv_timer_stop(&d->claim_timer);
+        uv_timer_stop(&d->watch_timer);
         uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
     }
     aw_core_on_stop(d->core);
@@ -878,6 +900,9 @@ void aw_daemon_config_init(aw_daemon_config *c) {
     c->alert_exec_max = 4;
     c->log_format = AW_LOG_KV;
     c->chain_interval_ms = 60000;
+    c->enforcer_poll_ms = 5000;
+    c->grace_enforcer_ms = AW_ENFORCER_DEFAULT_GRACE_MS;
+    c->ingest_limits = (aw_ingest_limits){AW_INGEST_DEFAULT_MAX_LAG, AW_INGEST_DEFAULT_MAX_AGE_MS};
 }
 
 static bool valid_start_id(const char *id) {
@@ -902,11 +927,10 @@ static int check_config(const aw_daemon_config *c, aw_error *err) {
     if (!c->redis_host || !*c->redis_host || c->redis_port < 1 || c->redis_port > 65535)
         return aw_error_set(err, AW_ERR_INVALID, "bad Redis address");
     if (c->count < 1 || c->block_ms < 1 || c->claim_idle_ms < 1 || c->max_deliveries < 1 ||
-        c->alert_exec_max < 1 || c->chain_interval_ms < 1)
+        c->alert_exec_max < 1 || c->chain_interval_ms < 1 || c->enforcer_poll_ms < 1)
         return aw_error_set(err, AW_ERR_INVALID,
-                            "count, block, claim idle, max deliveries, hook limit and chain "
-                            "interval must be "
-                            "at least 1");
+                            "count, block, claim idle, max deliveries, hook limit, chain "
+                            "interval and enforcer poll must be at least 1");
     return AW_OK;
 }
 
@@ -930,7 +954,16 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out, aw_error *err
                                   .retry_first_ms = RETRY_FIRST_MS,
                                   .retry_max_ms = RETRY_MAX_MS};
     memcpy(core_config.streams, d->names, sizeof d->names);
-    if (!(d->core = aw_core_new(&core_config))) {
+    aw_watch_config watch_config = {
+        .audit_stream = d->names[AW_ROLE_AUDIT],
+        .revocation_streams = {d->names[AW_ROLE_SESSION_REVOKE], d->names[AW_ROLE_AGENT_LIFECYCLE],
+                               d->names[AW_ROLE_DELEGATION_INVALIDATE]},
+        .enforcer_groups = config->enforcer_groups,
+        .nenforcer_groups = config->nenforcer_groups,
+        .grace_ms = config->grace_enforcer_ms,
+        .ingest = config->ingest_limits,
+    };
+    if (!(d->core = aw_core_new(&core_config)) || !(d->watch = aw_watch_new(&watch_config))) {
         aw_daemon_free(d);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     }
@@ -1012,6 +1045,7 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
     init_timer(d, &d->commit_timer);
     init_timer(d, &d->stop_timer);
     init_timer(d, &d->chain_timer);
+    init_timer(d, &d->watch_timer);
     init_signal(d, &d->sigterm, SIGTERM);
     init_signal(d, &d->sigint, SIGINT);
     init_signal(d, &d->sighup, SIGHUP);
@@ -1019,6 +1053,8 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
     uv_timer_start(&d->summary_timer, on_summary_timer, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
     uv_timer_start(&d->chain_timer, on_chain_timer, (uint64_t)c->chain_interval_ms,
                    (uint64_t)c->chain_interval_ms);
+    uv_timer_start(&d->watch_timer, on_watch_timer, (uint64_t)c->enforcer_poll_ms,
+                   (uint64_t)c->enforcer_poll_ms);
     d->started_ms = uv_now(&d->loop);
     log_start(d);
     aw_redis_conn_start(d->conn);
@@ -1038,6 +1074,7 @@ void aw_daemon_free(aw_daemon *d) {
         uv_loop_close(&d->loop);
     }
     aw_core_free(d->core);
+    aw_watch_free(d->watch);
     aw_ingest_close(d->ing);
     aw_log_close(d->log);
     free(d);

@@ -174,3 +174,115 @@ Test(consumer_pipeline, dead_letters_are_alerted_and_traceable_without_touching_
     redisFree(c);
     aw_hmac_key_free(key);
 }
+
+/* ---- Revocation enforcers and the audit ingestor, polled ------------------------ */
+
+typedef struct open_alerts {
+    const char *kind, *group;     /* group NULL: any */
+    size_t n;
+    char summary[512];
+} open_alerts;
+
+static int count_open(const aw_alert *a, void *ud) {
+    open_alerts *o = ud;
+    if (o->group && (!a->anchor || strcmp(a->anchor, o->group) != 0)) return 0;
+    o->n++;
+    snprintf(o->summary, sizeof o->summary, "%s", a->summary ? a->summary : "");
+    return 0;
+}
+
+static open_alerts open_of(const char *kind, const char *group, aw_alert_state state) {
+    open_alerts o = {kind, group, 0, ""};
+    aw_store *store;
+    aw_error err = {0};
+    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK) return o;
+    aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind, .state = state}, count_open, &o,
+                          &err);
+    aw_store_close(store);
+    return o;
+}
+
+typedef struct group_wait {
+    const char *kind, *group;
+    aw_alert_state state;
+    size_t want;
+} group_wait;
+
+static bool group_alerted(void *ud) {
+    const group_wait *g = ud;
+    return open_of(g->kind, g->group, g->state).n == g->want;
+}
+
+static void xadd_revocation(redisContext *c, aw_hmac_key *key, const char *session) {
+    aw_test_pipe pipe = {c, 0, 0};
+    char sig[65];
+    const char *fields[8] = {"zone_id", "zone-1", "session_id", session, "reason", "grant_revoked"};
+    aw_test_sign_stream(key, REVOKE, fields, 3, sig);
+    fields[6] = "_sig";
+    fields[7] = sig;
+    aw_test_pipe_xadd(&pipe, REVOKE, fields, NULL, 4);
+    aw_test_pipe_flush(&pipe);
+}
+
+/* What an enforcer does: read as consumer of group, and acknowledge or not. */
+static void enforcer_reads(redisContext *c, const char *group, bool ack) {
+    redisReply *r = aw_test_command(c, "XREADGROUP GROUP %s %s-1 COUNT 100 STREAMS %s >", group,
+                                    group, REVOKE);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XREADGROUP %s", group);
+    const redisReply *entries = r->element[0]->element[1];
+    for (size_t i = 0; ack && i < entries->elements; i++)
+        freeReplyObject(aw_test_command(c, "XACK %s %s %s", REVOKE, group,
+                                        entries->element[i]->element[0]->str));
+    freeReplyObject(r);
+}
+
+static void create_group(redisContext *c, const char *stream, const char *group) {
+    redisReply *r = aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM", stream, group);
+    cr_assert(r->type == REDIS_REPLY_STATUS, "XGROUP CREATE %s: %s", group, r->str);
+    freeReplyObject(r);
+}
+
+Test(consumer_pipeline, enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up) {
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *args[] = {"--streams-hmac-key-file", keyfile, "--enforcer-poll", "100ms",
+                          "--grace-enforcer", "0.5s", NULL};
+    create_group(c, REVOKE, "sts-revocation");
+    create_group(c, REVOKE, "gateway-revocation:never");
+    create_group(c, REVOKE, "gateway-revocation:no-ack");
+    create_group(c, REVOKE, "opa-engine");   /* not an enforcer: never judged */
+    aw_test_daemon_start(&daemon, dir, "enforcers", &redis, db, args, NULL);
+
+    xadd_revocation(c, key, "ar-1");
+    enforcer_reads(c, "sts-revocation", true);
+    enforcer_reads(c, "gateway-revocation:no-ack", false);
+    create_group(c, REVOKE, "gateway-revocation:late");   /* joins after ar-1, at $ */
+
+    group_wait never = {"revocation_not_consumed", "gateway-revocation:never", AW_ALERT_OPEN, 1};
+    group_wait no_ack = {"revocation_not_consumed", "gateway-revocation:no-ack", AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &never, 15000), "a group that never reads");
+    cr_assert(aw_test_wait_for(group_alerted, &no_ack, 15000), "a group that never acks");
+    open_alerts o = open_of("revocation_not_consumed", "gateway-revocation:never", AW_ALERT_OPEN);
+    cr_expect(strstr(o.summary, "authority_record ar-1"), "names the anchors: %s", o.summary);
+    cr_expect(strstr(o.summary, "not_reading"), "%s", o.summary);
+    o = open_of("revocation_not_consumed", "gateway-revocation:no-ack", AW_ALERT_OPEN);
+    cr_expect(strstr(o.summary, "not_acking"), "%s", o.summary);
+    cr_expect(strstr(o.summary, "gateway-revocation:no-ack-1 idle"), "consumer idle: %s", o.summary);
+    cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 2,
+                 "sts-revocation applied it, opa-engine is no enforcer, the late group never "
+                 "had it");
+
+    enforcer_reads(c, "gateway-revocation:never", true);
+    redisReply *pending = aw_test_command(c, "XPENDING %s gateway-revocation:no-ack - + 10", REVOKE);
+    for (size_t i = 0; i < pending->elements; i++)
+        freeReplyObject(aw_test_command(c, "XACK %s gateway-revocation:no-ack %s", REVOKE,
+                                        pending->element[i]->element[0]->str));
+    freeReplyObject(pending);
+    group_wait resolved = {"revocation_not_consumed", NULL, AW_ALERT_RESOLVED, 2};
+    cr_assert(aw_test_wait_for(group_alerted, &resolved, 15000),
+              "both alerts resolve once the groups caught up");
+    aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}

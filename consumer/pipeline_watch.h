@@ -1,0 +1,85 @@
+/* pipeline_watch.h -- private to consumer/: the daemon's poll of Caracal's
+ * consumer groups (DESIGN §8): are the revocation enforcers applying what
+ * they are sent, is Caracal's audit ingestor keeping up.
+ *
+ * Two parts, kept apart like the consumer core and its I/O layer. The
+ * judges (aw_watch_judge_*) are pure: snapshots and a time in, one finding
+ * out, tested in process as tables. The poll (aw_watch_poll) only fetches,
+ * read-only, on the daemon's connection: XINFO STREAM and XINFO GROUPS of
+ * the revocation and audit streams, then, for each watched group, XPENDING
+ * (summary), XRANGE COUNT 1 after its last-delivered id and XINFO
+ * CONSUMERS -- each reply with its own callback. Its findings ride with the
+ * next batch (aw_ingest_carry_findings), so the alerts commit like any.
+ * Nothing is ever sent in Caracal's groups' name: no XREADGROUP, XACK,
+ * XCLAIM or XGROUP on them.
+ */
+#ifndef AW_CONSUMER_PIPELINE_WATCH_H
+#define AW_CONSUMER_PIPELINE_WATCH_H
+
+#include "consumer/consumer.h"
+#include "consumer/redis_conn.h"
+
+/* ---- The judges (pure) ---------------------------------------------------- */
+
+/* A revocation enforcer's group as one poll saw it. */
+typedef struct aw_watch_enforcer {
+    const char *stream, *group;
+    aw_stream_snapshot stream_snap;
+    aw_group_snapshot snap;
+    const char *consumers;        /* "gw-a idle 35.0 s, ..."; may be NULL */
+} aw_watch_enforcer;
+
+/* Fills *out (its strings point into e and detail): trouble when the oldest
+ * revocation the group has not applied (aw_enforcer_judge) waited longer
+ * than grace_ms; detail says how, with the consumers' idle times. */
+void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms, int64_t grace_ms,
+                             aw_pipeline_finding *out, char *detail, size_t size);
+
+/* What the ingest judge remembers between polls. Zero it to start. */
+typedef struct aw_watch_ingest_memory {
+    int over_polls;               /* consecutive polls over the limits, stream growing */
+    bool seen;                    /* last_generated is known */
+    aw_stream_id last_generated;  /* the audit stream's, at the last poll */
+    bool raised;                  /* the last finding carried was trouble */
+} aw_watch_ingest_memory;
+
+/* One poll of audit-ingestor (group NULL: absent, judged healthy here --
+ * doctor reports it) on the audit stream whose newest id is last_generated.
+ * Over the limits (aw_ingest_judge) for two consecutive polls while that id
+ * moved: trouble. Returns true when *out is to be carried: trouble (every
+ * poll while it lasts) or, once, the recovery. */
+bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
+                           const aw_group_snapshot *group, aw_stream_id last_generated,
+                           int64_t now_ms, const aw_ingest_limits *limits,
+                           aw_pipeline_finding *out, char *detail, size_t size);
+
+/* ---- The poll ------------------------------------------------------------- */
+
+typedef struct aw_watch_config {
+    const char *audit_stream;
+    const char *revocation_streams[3];
+    const char *const *enforcer_groups;  /* globs; none: the defaults */
+    size_t nenforcer_groups;
+    int64_t grace_ms;
+    aw_ingest_limits ingest;
+} aw_watch_config;
+
+typedef struct aw_watch aw_watch;
+
+/* config and its strings are borrowed. NULL when out of memory. */
+aw_watch *aw_watch_new(const aw_watch_config *config);
+/* Not while a poll is in flight (close the connection first). */
+void aw_watch_free(aw_watch *w);
+
+/* Starts a poll on conn unless one is in flight or conn is not ready. */
+void aw_watch_poll(aw_watch *w, aw_redis_conn *conn);
+bool aw_watch_in_flight(const aw_watch *w);
+
+/* The findings of the newest poll not yet committed, for the next batch
+ * (valid until aw_watch_settle); 0 when there are none. */
+size_t aw_watch_take(aw_watch *w, const aw_pipeline_finding **out);
+/* That batch committed (forget them) or not (carry them again, unless a
+ * newer poll replaced them). */
+void aw_watch_settle(aw_watch *w, bool committed);
+
+#endif /* AW_CONSUMER_PIPELINE_WATCH_H */
