@@ -1,0 +1,91 @@
+/* test_consumer_pipeline_watch.c -- the pipeline watch's judges in process,
+ * as tables: which enforcer group is reported for which revocation, and
+ * when audit-ingestor counts as stalled and as recovered. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "consumer/pipeline_watch.h"
+
+#define NOW 1779364900000LL          /* epoch ms of the poll */
+#define GRACE 30000
+#define ID(ms_, seq_) ((aw_stream_id){(ms_), (seq_)})
+#define NONE ID(0, 0)
+
+typedef struct enforcer_case {
+    const char *what;
+    aw_group_snapshot group;
+    bool trouble;
+    aw_stream_id revocation;      /* when trouble */
+    const char *state;            /* in the detail */
+} enforcer_case;
+
+Test(pipeline_watch, an_enforcer_is_reported_for_its_oldest_revocation_past_the_grace) {
+    const aw_stream_snapshot stream = {.exists = true, .length = 3,
+                                       .first_entry = ID(NOW - 90000, 0),
+                                       .last_entry = ID(NOW - 1000, 0), .max_deleted_known = true};
+    const enforcer_case cases[] = {
+        {"applied everything", {.last_delivered = ID(NOW - 1000, 0), .lag = 0}, false, NONE, "ok"},
+        {"never read, past the grace",
+         {.last_delivered = ID(NOW - 100000, 0), .lag = 3, .first_undelivered = ID(NOW - 90000, 0)},
+         true, ID(NOW - 90000, 0), "not_reading"},
+        {"never read, within the grace",
+         {.last_delivered = ID(NOW - 10000, 0), .lag = 1, .first_undelivered = ID(NOW - 1000, 0)},
+         false, NONE, "ok"},
+        {"read, never acknowledged",
+         {.last_delivered = ID(NOW - 1000, 0), .lag = 0, .pending = 2,
+          .oldest_pending = ID(NOW - 60000, 0)},
+         true, ID(NOW - 60000, 0), "not_acking"},
+        {"joined late at $: nothing before it counts",
+         {.last_delivered = ID(NOW - 1000, 0), .lag = AW_FIGURE_UNKNOWN}, false, NONE, "ok"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        aw_watch_enforcer e = {"caracal.sessions.revoke", "gateway-revocation:h1", stream,
+                               cases[i].group, "gw-1 idle 90.0 s"};
+        aw_pipeline_finding f;
+        char detail[512];
+        aw_watch_judge_enforcer(&e, NOW, GRACE, &f, detail, sizeof detail);
+        cr_expect_eq(f.kind, AW_FINDING_NOT_CONSUMED, "%s", cases[i].what);
+        cr_expect_eq(f.trouble, cases[i].trouble, "%s: %s", cases[i].what, detail);
+        if (cases[i].trouble)
+            cr_expect_eq(aw_stream_id_cmp(f.revocation, cases[i].revocation), 0, "%s",
+                         cases[i].what);
+        cr_expect(strstr(detail, cases[i].state), "%s: %s", cases[i].what, detail);
+        cr_expect(strstr(detail, "gw-1 idle 90.0 s"), "%s: %s", cases[i].what, detail);
+    }
+}
+
+typedef struct ingest_poll {
+    int64_t lag;
+    uint64_t last_generated_ms;   /* the audit stream's newest id */
+    bool carried, trouble;
+} ingest_poll;
+
+Test(pipeline_watch, the_ingestor_is_stalled_after_two_growing_polls_over_limits_and_recovers_once) {
+    const aw_ingest_limits limits = {.max_lag = 10, .max_age_ms = 60000};
+    const ingest_poll polls[] = {
+        {0, 100, false, false},    /* healthy */
+        {50, 200, false, false},   /* over once: noise */
+        {60, 300, true, true},     /* over twice while growing: stalled */
+        {70, 400, true, true},     /* still: repeated (the detectors keep one alert) */
+        {70, 400, true, true},     /* the stream stopped growing: still stalled */
+        {0, 500, true, false},     /* recovered: carried once */
+        {0, 600, false, false},    /* and then nothing */
+        {50, 700, false, false},   /* over, once */
+        {50, 700, false, false},   /* over, but the stream is quiet: no stall */
+    };
+    aw_watch_ingest_memory m = {0};
+    for (size_t i = 0; i < sizeof polls / sizeof *polls; i++) {
+        aw_group_snapshot g = {.last_delivered = ID(NOW - 1000, 0), .lag = polls[i].lag};
+        aw_pipeline_finding f;
+        char detail[512];
+        bool carried = aw_watch_judge_ingest(&m, "caracal.audit.events", &g,
+                                             ID(polls[i].last_generated_ms, 0), NOW, &limits, &f,
+                                             detail, sizeof detail);
+        cr_expect_eq(carried, polls[i].carried, "poll %zu: %s", i, detail);
+        if (carried) {
+            cr_expect_eq(f.kind, AW_FINDING_INGEST_STALLED, "poll %zu", i);
+            cr_expect_eq(f.trouble, polls[i].trouble, "poll %zu: %s", i, detail);
+            cr_expect_str_eq(f.group, "audit-ingestor");
+        }
+    }
+}
