@@ -286,3 +286,48 @@ Test(consumer_pipeline, enforcers_that_do_not_apply_a_revocation_are_alerted_unt
     redisFree(c);
     aw_hmac_key_free(key);
 }
+
+typedef struct ingest_world {
+    redisContext *c;
+    int published;
+} ingest_world;
+
+/* Caracal's producers keep writing while audit-ingestor reads nothing. */
+static bool stalled_while_growing(void *ud) {
+    ingest_world *w = ud;
+    char id[32];
+    snprintf(id, sizeof id, "evt-%d", w->published++);
+    freeReplyObject(aw_test_command(w->c, "XADD %s * id %s data {}", AUDIT, id));
+    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN).n == 1;
+}
+
+/* audit-ingestor catches up: reads and acknowledges everything. */
+static bool recovered(void *ud) {
+    ingest_world *w = ud;
+    redisReply *r = aw_test_command(w->c, "XREADGROUP GROUP audit-ingestor ingest-1 COUNT 1000 "
+                                          "STREAMS %s >", AUDIT);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        const redisReply *entries = r->element[0]->element[1];
+        for (size_t i = 0; i < entries->elements; i++)
+            freeReplyObject(aw_test_command(w->c, "XACK %s audit-ingestor %s", AUDIT,
+                                            entries->element[i]->element[0]->str));
+    }
+    freeReplyObject(r);
+    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_RESOLVED).n == 1;
+}
+
+Test(consumer_pipeline, a_stalled_audit_ingestor_is_alerted_and_resolved_when_it_recovers) {
+    redisContext *c = aw_test_redis_connect(&redis);
+    ingest_world w = {c, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--enforcer-poll", "100ms", "--ingest-max-lag", "3", NULL};
+    create_group(c, AUDIT, "audit-ingestor");
+    aw_test_daemon_start(&daemon, dir, "ingestor", &redis, db, args, NULL);
+    cr_assert(aw_test_wait_for(stalled_while_growing, &w, 15000),
+              "audit_ingest_stalled was not raised while the stream grew");
+    open_alerts o = open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN);
+    cr_expect(strstr(o.summary, "lagging"), "%s", o.summary);
+    cr_assert(aw_test_wait_for(recovered, &w, 15000), "the alert did not resolve");
+    aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+}
