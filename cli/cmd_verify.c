@@ -352,6 +352,31 @@ static int role_by_name(const verify_state *v, const char *stream) {
     return ROLE_UNKNOWN;
 }
 
+/* The raw entry of row `entry` as its events or revocations rows were
+ * decoded from it: for an entry of a dead-letter stream, the original it
+ * holds (DESIGN §8), which is what the consumer decoded. */
+static int load_decoded_entry(verify_state *v, int64_t entry, loaded *l) {
+    int rc = load_entry(v, entry, l);
+    int role = l->raw ? role_by_name(v, l->raw->stream.ptr) : ROLE_UNKNOWN;
+    int origin = role >= 0 && role < AW_ROLE_COUNT
+                     ? aw_stream_role_dead_letter_origin((aw_stream_role)role) : -1;
+    aw_dead_letter *letter = NULL;
+    if (rc != AW_OK || origin < 0) return rc;
+    rc = origin == AW_ROLE_AUDIT
+             ? aw_dead_letter_decode_audit(l->raw, v->streams[origin], &letter, &l->err)
+             : aw_dead_letter_decode_revocation(l->raw, v->streams[origin], NULL, &letter,
+                                                &l->err);
+    aw_raw_entry_free(l->raw);
+    l->raw = NULL;
+    if (rc == AW_OK) {
+        const aw_raw_entry *o = letter->original;
+        if (aw_raw_entry_new(o->stream, o->id, o->fields, o->nfields, &l->raw, &l->err) != AW_OK)
+            l->raw = NULL;
+    }
+    aw_dead_letter_free(letter);
+    return AW_OK;
+}
+
 static bool field_is(const aw_raw_entry *raw, const char *name, const char *const *values) {
     const aw_bytes *f = aw_raw_entry_get(raw, name);
     for (; f && *values; values++)
@@ -503,7 +528,7 @@ static int check_event(const aw_event_row *r, void *ud) {
         m.detail = "a second events row decoded from one raw entry";
         return report(v, &m);
     }
-    if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if ((rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
     if (!l.raw || l.truncated) {
         rc = entry_unusable(v, m, &l);
         aw_raw_entry_free(l.raw);
@@ -560,7 +585,7 @@ static int open_group(verify_state *v, const aw_revocation_row *r, mismatch m, b
     aw_error err = {0};
     int rc = close_group(v);
     *usable = false;
-    if (rc || (rc = load_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if (rc || (rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
     g->entry_rowid = r->entry_rowid;
     snprintf(g->entry_id, sizeof g->entry_id, "%s", r->entry_id);
     g->outbox = l.raw && (aw_raw_entry_get(l.raw, "outbox_id") || aw_raw_entry_get(l.raw, "dedupe_key"));

@@ -170,6 +170,14 @@ Test(consumer_pipeline, dead_letters_are_alerted_and_traceable_without_touching_
     cr_expect(strstr(out, "audit_dead_lettered"), "the alert is in the story: %s", out);
     free(out);
 
+    /* The rows decoded from dead letters hold against their raw entries. */
+    aw_test_proc verify;
+    const char *verify_args[] = {"verify", "--db", db, NULL};
+    int status = aw_test_run(&verify, dir, "verify", verify_args, NULL, 10000);
+    out = aw_test_read_file(verify.out_path, NULL);
+    cr_expect_eq(status, 0, "verify: %s", out ? out : "");
+    free(out);
+
     assert_caracal_groups_untouched(c);
     redisFree(c);
     aw_hmac_key_free(key);
