@@ -220,8 +220,8 @@ static int index_audit_from(aw_ingest *ing, const aw_raw_entry *e,
                      why, err);
     if (rc != AW_OK) return rc;
     if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put, err)) == AW_OK &&
-        (rc = aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK &&
-        (!letter || (rc = aw_detectors_on_dead_event(ing->det, e, letter, ev, err)) == AW_OK))
+        (rc = letter ? aw_detectors_on_dead_event(ing->det, e, letter, ev, ev_rowid, put, err)
+                     : aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK)
         count_put(put, st);
     aw_audit_event_free(ev);
     return rc;

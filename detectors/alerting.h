@@ -162,6 +162,12 @@ int aw_det_resolve(aw_detectors *det, const char *kind, const char *zone_id,
 
 /* ---- The rules (one file each) ------------------------------------------- */
 
+/* Every rule about an audit event that was stored with result put (what
+ * aw_detectors_on_event does after moving the clock). */
+int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
+                       const aw_audit_event *event, int64_t event_rowid,
+                       aw_put_result put, aw_error *err);
+
 /* missing.c: decision_missing and call_without_audit. */
 int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
                             const aw_audit_event *event, int64_t event_rowid,

@@ -565,6 +565,13 @@ int aw_detectors_on_event(aw_detectors *det, const aw_raw_entry *entry,
                           aw_put_result put, aw_error *err)
 {
     aw_det_observe(det, aw_det_entry_ns(entry));
+    return aw_det_event_rules(det, entry, event, event_rowid, put, err);
+}
+
+int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
+                       const aw_audit_event *event, int64_t event_rowid,
+                       aw_put_result put, aw_error *err)
+{
     switch (put) {
     case AW_PUT_INSERTED:
         break;

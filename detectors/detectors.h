@@ -87,17 +87,21 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
                             const char *first_id, const char *last_id,
                             aw_error *err);
 
-/* Dead letters (DESIGN §8), called after the original was stored and handed
- * to the ordinary hook (on_event, on_revocations) like an entry of its
- * origin stream; entry is the dead letter itself. on_dead_event raises
- * audit_dead_lettered about (zone, event id, request id) -- high, critical
- * for a Gateway call or an allow -- so a DLQ copy of an event indexed
- * before, or a second copy, lands in the same alert. on_dead_revocations
- * raises revocation_dead_lettered (critical) about the original revocation
- * entry, naming its anchors; a set naming no anchor raises nothing. */
+/* Dead letters (DESIGN §8): the original was stored (an audit event with
+ * result put, revocations like any) from entry, the dead letter itself.
+ * on_dead_event stands in for on_event -- every rule of an audit event,
+ * but without moving the clock: a dead-letter stream is no watermark, and
+ * its entries may be read far ahead of the audit stream's backlog -- and
+ * raises audit_dead_lettered about (zone, event id, request id), high,
+ * critical for a Gateway call or an allow, so a DLQ copy of an event
+ * indexed before, or a second copy, lands in the same alert.
+ * on_dead_revocations follows on_revocations and raises
+ * revocation_dead_lettered (critical) about the original revocation entry,
+ * naming its anchors; a set naming no anchor raises nothing. */
 int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
                                const aw_dead_letter *letter,
-                               const aw_audit_event *event, aw_error *err);
+                               const aw_audit_event *event, int64_t event_rowid,
+                               aw_put_result put, aw_error *err);
 int aw_detectors_on_dead_revocations(aw_detectors *det,
                                      const aw_raw_entry *entry,
                                      const aw_dead_letter *letter,

@@ -43,8 +43,12 @@ static bool is_critical_evidence(const aw_audit_event *event)
 
 int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
                                const aw_dead_letter *letter,
-                               const aw_audit_event *event, aw_error *err)
+                               const aw_audit_event *event, int64_t event_rowid,
+                               aw_put_result put, aw_error *err)
 {
+    int rc = aw_det_event_rules(det, entry, event, event_rowid, put, err);
+    if (rc)
+        return rc;
     char when[40], received[40];
     aw_det_evidence ev;
     aw_det_evidence_init(&ev);
@@ -69,8 +73,8 @@ int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
         letter->reason, entry->stream.ptr, entry->id.ptr);
     alert.summary = summary;
     alert.evidence_json = aw_det_evidence_json(&ev);
-    int rc = summary ? aw_det_raise(det, &alert, err)
-                     : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    rc = summary ? aw_det_raise(det, &alert, err)
+                 : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     free(summary);
     aw_det_evidence_free(&ev);
     return rc;
