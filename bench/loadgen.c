@@ -23,7 +23,8 @@
  * injected anomaly or a false positive.
  *
  * Anomalies (--anomalies K) cycle through the scenarios of lg_scenarios[]:
- * evidence that must alert, near misses that must not, and counterparts that
+ * evidence that must alert (a decision Caracal's audit service dead-lettered
+ * to caracal.audit.events.dlq among them), near misses that must not, and counterparts that
  * arrive late and must leave no open alert. Each one is written to the truth
  * file (--truth) as one JSON line with the alert id the detectors must use
  * (aw_detectors_alert_id), so the bench can score recall and false positives.
@@ -422,7 +423,7 @@ static void entry_text(lg_entry *e, const char *name, const char *value) {
 }
 
 enum { LG_STREAM_AUDIT, LG_STREAM_SESSIONS, LG_STREAM_LIFECYCLE,
-       LG_STREAM_DELEGATIONS, LG_STREAM_CALLS, LG_NSTREAMS };
+       LG_STREAM_DELEGATIONS, LG_STREAM_CALLS, LG_STREAM_AUDIT_DLQ, LG_NSTREAMS };
 
 typedef struct lg_counts {
     uint64_t entries;
@@ -486,6 +487,7 @@ typedef enum lg_scenario_id {
     SC_ACCESS_AT_REVOKED_EPOCH,
     SC_OLD_RECORD_AFTER_RESUME,
     SC_AGENT_AFTER_SUSPEND_RESUME,
+    SC_AUDIT_DEAD_LETTERED,
     SC_COUNT
 } lg_scenario_id;
 
@@ -546,6 +548,9 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
     /* ...and the agent session is usable again */
     [SC_AGENT_AFTER_SUSPEND_RESUME] = {"agent_session_after_suspend_resume",
         AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
+    /* Caracal's audit service gave up on a decision: its DLQ copy */
+    [SC_AUDIT_DEAD_LETTERED] = {"audit_dead_lettered",
+        AW_ALERT_AUDIT_DEAD_LETTERED, LG_EXPECT_OPEN},
 };
 
 typedef struct lg_anomaly {
@@ -772,6 +777,7 @@ typedef struct lg_event {
     const lg_authority *auth;     /* NULL: no anchors in the metadata */
     int app;                      /* application when auth is NULL */
     const lg_resource *resource;
+    bool dead_lettered;           /* on the audit DLQ, as the audit service moves it */
     /* Gateway calls. */
     int gateway_status, upstream_status;   /* 0: absent */
     int latency_ms;
@@ -869,14 +875,27 @@ static void publish_audit(lg_gen *g, const lg_zone *zone, const lg_event *ev,
     json_close(j, '}');
 
     lg_entry e;
+    char sig[65];
+    sign_bytes(g->audit_key, j->buf, j->len, sig);
+    if (signing == LG_BADLY_SIGNED) spoil_signature(sig);
+    if (ev->dead_lettered) {
+        /* reason, received_at (epoch ms), then src_<field> of the original */
+        char received[24];
+        received[put_decimal(received, (uint64_t)(now_ns(CLOCK_REALTIME) / 1000000))] = '\0';
+        entry_start(&e, g->stream_names[LG_STREAM_AUDIT_DLQ]);
+        entry_text(&e, "reason", "max_deliveries_exceeded");
+        entry_text(&e, "received_at", received);
+        entry_text(&e, "src_id", event_id);
+        entry_field(&e, "src_data", j->buf, j->len);
+        entry_field(&e, "src_sig", sig, 64);
+        publish(g, LG_STREAM_AUDIT_DLQ, &e, owner);
+        return;
+    }
     entry_start(&e, g->stream_names[LG_STREAM_AUDIT]);
     /* Some producers put the request id in the stream's `id` field. */
     entry_text(&e, "id", rng_percent(&g->rng, 10) && ev->request_id
                              ? ev->request_id : event_id);
     entry_field(&e, "data", j->buf, j->len);
-    char sig[65];
-    sign_bytes(g->audit_key, j->buf, j->len, sig);
-    if (signing == LG_BADLY_SIGNED) spoil_signature(sig);
     entry_field(&e, "sig", sig, 64);
     /* Entries relayed through Caracal's outbox also carry outbox_id, _sig. */
     if (rng_percent(&g->rng, 10)) {
@@ -1500,6 +1519,9 @@ static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
     case SC_REPLAY_DETECTED:
         snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
         return;
+    case SC_AUDIT_DEAD_LETTERED:   /* (zone, event id, request id) */
+        snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
+        return;
     default:
         return;
     }
@@ -1523,6 +1545,8 @@ static const char *scenario_severity(lg_scenario_id sc, int variant) {
     case SC_ACCESS_DURING_SUSPENSION:
     case SC_REVOCATION_ARRIVES_LATE:
         return "critical";                       /* the Gateway executed */
+    case SC_AUDIT_DEAD_LETTERED:
+        return "critical";                       /* an allow */
     case SC_JTI_COLLISION:
     case SC_REPLAY_DETECTED:
         return "medium";
@@ -1684,6 +1708,17 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
     case SC_BAD_REVOCATION_SIGNATURE: {
         lg_revocation rev = scenario_revocation(an);
         publish_revocation(g, zone, &rev, an);
+        break;
+    }
+    case SC_AUDIT_DEAD_LETTERED: {
+        lg_event ev = {
+            .event_type = "token_exchange", .request_id = an->request_id,
+            .decision = "allow", .evaluation_status = "complete",
+            .determining = lg_policies_allow, .diagnostics = "null",
+            .policy = true, .occurred_at_ns = t, .auth = &an->auth,
+            .resource = res, .dead_lettered = true,
+        };
+        publish_audit(g, zone, &ev, LG_SIGNED, an);
         break;
     }
     case SC_JTI_COLLISION:
@@ -2043,6 +2078,7 @@ int main(int argc, char **argv) {
         [LG_STREAM_LIFECYCLE] = AW_ROLE_AGENT_LIFECYCLE,
         [LG_STREAM_DELEGATIONS] = AW_ROLE_DELEGATION_INVALIDATE,
         [LG_STREAM_CALLS] = AW_ROLE_CALLS,
+        [LG_STREAM_AUDIT_DLQ] = AW_ROLE_AUDIT_DLQ,
     };
     for (int i = 0; i < LG_NSTREAMS; i++)
         g.stream_names[i] = aw_stream_role_default_stream(roles[i]);
