@@ -61,7 +61,7 @@ void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms, int64_t
         .stream = e->stream,
         .group = e->group,
         .trouble = !aw_stream_pos_is_none(j.oldest_unapplied) && j.unapplied_age_ms > grace_ms,
-        .revocation = j.oldest_unapplied,
+        .entry = j.oldest_unapplied,
         .detail = detail,
     };
     seconds(j.unapplied_age_ms, age, sizeof age);
@@ -100,10 +100,21 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
              aw_ingest_state_name(j.state), (long long)j.lag, (long long)limits->max_lag, unread,
              pending, (double)limits->max_age_ms / 1000.0);
     if (out->trouble) {
+        /* a stall is named after the oldest entry not applied when it
+         * began, so a later stall is a new alert */
+        if (!m->raised) {
+            m->episode = group->first_undelivered;
+            if (group->pending > 0 &&
+                (aw_stream_pos_is_none(m->episode) ||
+                 aw_stream_id_cmp(group->oldest_pending, m->episode) < 0))
+                m->episode = group->oldest_pending;
+        }
+        out->entry = m->episode;
         m->raised = true;
         return true;
     }
     if (m->raised && !over) {
+        out->entry = m->episode;
         m->raised = false;
         return true;
     }

@@ -41,13 +41,15 @@ typedef struct aw_watch_ingest_memory {
     bool seen;                    /* last_generated is known */
     aw_stream_id last_generated;  /* the audit stream's, at the last poll */
     bool raised;                  /* the last finding carried was trouble */
+    aw_stream_id episode;         /* what the stall under way is about */
 } aw_watch_ingest_memory;
 
 /* One poll of audit-ingestor (group NULL: absent, judged healthy here --
  * doctor reports it) on the audit stream whose newest id is last_generated.
  * Over the limits (aw_ingest_judge) for two consecutive polls while that id
- * moved: trouble. Returns true when *out is to be carried: trouble (every
- * poll while it lasts) or, once, the recovery. */
+ * moved: trouble, about the oldest entry it had not applied when the stall
+ * began. Returns true when *out is to be carried: trouble (every poll while
+ * it lasts) or, once, the recovery. */
 bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
                            const aw_group_snapshot *group, aw_stream_id last_generated,
                            int64_t now_ms, const aw_ingest_limits *limits,

@@ -120,21 +120,23 @@ typedef struct aw_pipeline_finding {
     aw_pipeline_finding_kind kind;
     const char *stream;           /* the revocation stream; the audit stream */
     const char *group;            /* the enforcer; audit-ingestor */
-    /* true: the trouble is there (for NOT_CONSUMED: revocation is the
-     * oldest one the group has not applied in time); false: it is over. */
+    /* true: the trouble is there; false: it is over. */
     bool trouble;
-    aw_stream_id revocation;
+    /* With trouble, what it is about: NOT_CONSUMED, the oldest revocation
+     * the group has not applied in time; INGEST_STALLED, the oldest entry
+     * the ingestor had not applied when the stall began (so a later stall
+     * is a new alert). */
+    aw_stream_id entry;
     const char *detail;           /* figures in words (idle times, lag) */
     int64_t observed_ns;          /* wall clock of the poll */
 } aw_pipeline_finding;
 
-/* Raises or resolves per finding. NOT_CONSUMED alerts are about (group,
- * "<stream>/<revocation entry id>"), with no zone, so redundant instances
- * agree; they name the revocation's anchors when the index holds it. A
- * finding with trouble resolves the group's alerts about older
- * revocations (it caught up on those); without, all of the group's. An
- * alert already open is left as it is. INGEST_STALLED is about (group,
- * stream). */
+/* Raises or resolves per finding. Alerts are about (group,
+ * "<stream>/<entry id>"), with no zone, so redundant instances agree;
+ * NOT_CONSUMED ones name the revocation's anchors when the index holds it.
+ * A finding with trouble resolves the group's other alerts of its kind
+ * (for NOT_CONSUMED: those about older revocations, which it caught up
+ * on); without, all of them. An alert already open is left as it is. */
 int aw_detectors_on_pipeline(aw_detectors *det, const aw_pipeline_finding *findings,
                              size_t n, aw_error *err);
 

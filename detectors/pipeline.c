@@ -23,7 +23,9 @@
  *                             oldest revocation an enforcer group has not
  *                             applied within the grace; resolved when the
  *                             group has applied it
- *   audit_ingest_stalled      (audit-ingestor, the audit stream)
+ *   audit_ingest_stalled      (audit-ingestor, "<audit stream>/<oldest entry
+ *                             not applied when the stall began>"): one alert
+ *                             per stall; resolved when it recovers
  * These carry no zone, so every instance computes the same id from what
  * Redis shows. A poll repeats what it sees; an alert already open is left
  * alone, so the sinks hear of it once.
@@ -177,7 +179,7 @@ static int raise_not_consumed(aw_detectors *det, const aw_pipeline_finding *f,
                               const char *request_id, aw_error *err)
 {
     anchors_found found = {.stream = f->stream, .entry_id = strchr(request_id, '/') + 1};
-    int64_t at_ns = aw_det_ms_to_ns(f->revocation.ms);
+    int64_t at_ns = aw_det_ms_to_ns(f->entry.ms);
     aw_revocation_filter filter = {.has_since = true, .since_ns = at_ns,
                                    .has_until = true, .until_ns = aw_det_add_ns(at_ns, 1000000)};
     int rc = aw_store_query_revocations(det->store, &filter, add_anchor, &found, err);
@@ -257,7 +259,7 @@ static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f, const
             const char *id = strchr(l.ids[i], '/');
             uint64_t ms, seq;
             if (id && aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) == AW_OK &&
-                aw_stream_id_cmp((aw_stream_id){ms, seq}, f->revocation) >= 0)
+                aw_stream_id_cmp((aw_stream_id){ms, seq}, f->entry) >= 0)
                 continue;
         } else if (keep && strcmp(keep, l.ids[i]) == 0) {
             continue;
@@ -272,7 +274,8 @@ static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f, const
     return rc;
 }
 
-static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f, aw_error *err)
+static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f,
+                         const char *request_id, aw_error *err)
 {
     aw_det_evidence ev;
     aw_det_evidence_init(&ev);
@@ -281,7 +284,7 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f, aw_err
         .kind = AW_ALERT_AUDIT_INGEST_STALLED,
         .severity = "high",
         .anchor = f->group,
-        .request_id = f->stream,
+        .request_id = request_id,
         .event_time_ns = f->observed_ns,
     };
     char *summary = aw_det_printf(
@@ -298,10 +301,8 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f, aw_err
 
 static int on_finding(aw_detectors *det, const aw_pipeline_finding *f, aw_error *err)
 {
-    char *request_id = f->kind == AW_FINDING_NOT_CONSUMED
-                           ? aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream,
-                                           f->revocation.ms, f->revocation.seq)
-                           : aw_det_printf("%s", f->stream);
+    char *request_id = aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream, f->entry.ms,
+                                     f->entry.seq);
     if (!request_id)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     int rc = resolve_others(det, f, f->trouble ? request_id : NULL, err);
@@ -315,7 +316,7 @@ static int on_finding(aw_detectors *det, const aw_pipeline_finding *f, aw_error 
             rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
         if (!rc && !open)
             rc = f->kind == AW_FINDING_NOT_CONSUMED ? raise_not_consumed(det, f, request_id, err)
-                                                    : raise_stalled(det, f, err);
+                                                    : raise_stalled(det, f, request_id, err);
         free(open);
     }
     free(request_id);

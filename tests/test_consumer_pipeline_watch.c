@@ -47,7 +47,7 @@ Test(pipeline_watch, an_enforcer_is_reported_for_its_oldest_revocation_past_the_
         cr_expect_eq(f.kind, AW_FINDING_NOT_CONSUMED, "%s", cases[i].what);
         cr_expect_eq(f.trouble, cases[i].trouble, "%s: %s", cases[i].what, detail);
         if (cases[i].trouble)
-            cr_expect_eq(aw_stream_id_cmp(f.revocation, cases[i].revocation), 0, "%s",
+            cr_expect_eq(aw_stream_id_cmp(f.entry, cases[i].revocation), 0, "%s",
                          cases[i].what);
         cr_expect(strstr(detail, cases[i].state), "%s: %s", cases[i].what, detail);
         cr_expect(strstr(detail, "gw-1 idle 90.0 s"), "%s: %s", cases[i].what, detail);
@@ -88,4 +88,30 @@ Test(pipeline_watch, the_ingestor_is_stalled_after_two_growing_polls_over_limits
             cr_expect_str_eq(f.group, "audit-ingestor");
         }
     }
+}
+
+Test(pipeline_watch, a_second_stall_is_about_its_own_oldest_entry) {
+    const aw_ingest_limits limits = {.max_lag = 10, .max_age_ms = 60000};
+    aw_watch_ingest_memory m = {0};
+    aw_pipeline_finding f;
+    char detail[512];
+    /* lag, first undelivered, newest id */
+    const struct { int64_t lag; uint64_t first_ms, newest_ms; } polls[] = {
+        {0, 0, 500},                                   /* healthy: the baseline */
+        {50, 1000, 2000}, {60, 1000, 3000},            /* stall about 1000-0 */
+        {0, 0, 4000},                                  /* recovered */
+        {50, 5000, 6000}, {60, 5000, 7000},            /* stall about 5000-0 */
+    };
+    aw_stream_id about[6] = {{0, 0}};
+    for (size_t i = 0; i < 6; i++) {
+        aw_group_snapshot g = {.last_delivered = ID(polls[i].first_ms ? polls[i].first_ms - 1 : 3999, 0),
+                               .lag = polls[i].lag,
+                               .first_undelivered = ID(polls[i].first_ms, 0)};
+        if (aw_watch_judge_ingest(&m, "caracal.audit.events", &g, ID(polls[i].newest_ms, 0), NOW,
+                                  &limits, &f, detail, sizeof detail))
+            about[i] = f.entry;
+    }
+    cr_expect_eq(about[2].ms, 1000);
+    cr_expect_eq(about[3].ms, 1000, "the recovery names the stall it ends");
+    cr_expect_eq(about[5].ms, 5000, "the second stall is a new alert");
 }
