@@ -53,10 +53,11 @@ static const kind_mapping kinds[] = {
     {AW_ALERT_TAMPERED_ON_REDELIVERY, "Audit event changed on redelivery", "Audit event", true},
     {AW_ALERT_CARACAL_ANOMALY, "Anomaly reported by Caracal", "Audit event", true},
     /* Caracal's own pipeline (DESIGN §8). */
-    {"audit_dead_lettered", "Audit event dead-lettered", NULL, true},
-    {"revocation_dead_lettered", "Revocation dead-lettered by an enforcer", NULL, true},
-    {"revocation_not_consumed", "Revocation not applied by an enforcer", NULL, true},
-    {"audit_ingest_stalled", "Audit ingest stalled", NULL, true},
+    {AW_ALERT_AUDIT_DEAD_LETTERED, "Audit event dead-lettered", NULL, true},
+    {AW_ALERT_REVOCATION_DEAD_LETTERED, "Revocation dead-lettered by an enforcer", NULL, true},
+    /* request_id: "<stream>/<entry id>" the group has not applied */
+    {AW_ALERT_REVOCATION_NOT_CONSUMED, "Revocation not applied by an enforcer", NULL, false},
+    {AW_ALERT_AUDIT_INGEST_STALLED, "Audit ingest stalled", NULL, false},
 };
 
 static const kind_mapping *mapping_of(const char *kind) {
