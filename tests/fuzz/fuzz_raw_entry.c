@@ -50,6 +50,17 @@ static void decode_by_stream(const aw_raw_entry *entry)
         aw_observed_call *call = NULL;
         rc = aw_event_decode_call_entry(entry, NULL, &call, &err);
         aw_observed_call_free(call);
+    } else if (role >= 0 && aw_stream_role_dead_letter_origin(role) >= 0) {
+        /* a dead letter: read back, as the consumer does, into the
+         * original of its origin stream */
+        int origin = aw_stream_role_dead_letter_origin(role);
+        const char *origin_stream = aw_stream_role_default_stream(origin);
+        aw_dead_letter *letter = NULL;
+        rc = origin == AW_ROLE_AUDIT
+                 ? aw_dead_letter_decode_audit(entry, origin_stream, &letter, &err)
+                 : aw_dead_letter_decode_revocation(entry, origin_stream, NULL,
+                                                    &letter, &err);
+        aw_dead_letter_free(letter);
     } else if (role >= 0) {
         aw_revocation_set *set = NULL;
         rc = aw_event_decode_revocation(role, entry, NULL, &set, &err);
