@@ -40,7 +40,16 @@ enum {
     AW_CLI_WANT_FORMAT = 1 << 1,   /* --format table|json|csv */
     AW_CLI_WANT_PROGRESS = 1 << 2, /* --progress */
     AW_CLI_WANT_OCSF = 1 << 3,     /* --format also takes ocsf */
+    /* --request-id-field, --status-field, --time-field: the NDJSON names of
+     * an access log's calls (import-calls, run --calls-log) */
+    AW_CLI_WANT_CALL_FIELDS = 1 << 4,
 };
+
+/* The --help lines of AW_CLI_WANT_CALL_FIELDS. */
+#define AW_CLI_CALL_FIELDS_USAGE \
+    "  --request-id-field NAME  field of the request id (default request_id)\n" \
+    "  --status-field NAME      field of the HTTP status (default status)\n" \
+    "  --time-field NAME        field of the time (default occurred_at)\n"
 
 /* Long-only option values start here, above every short option letter. */
 #define AW_CLI_OPT_BASE 0x100
@@ -51,6 +60,7 @@ typedef struct aw_cli_common {
     bool db_given;           /* --db was on the command line */
     aw_cli_format format;    /* default table */
     bool progress;           /* --progress, or stderr is a terminal */
+    aw_call_fields call_fields; /* AW_CLI_WANT_CALL_FIELDS; NULLs: defaults */
 } aw_cli_common;
 
 typedef struct aw_cli_command {

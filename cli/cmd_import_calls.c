@@ -29,39 +29,18 @@ static const char usage[] =
     "without one, the file's modification time). Re-importing a file adds\n"
     "nothing new. Lines that cannot be read are stored as rejected, with the\n"
     "reason, and counted in the summary on stderr.\n\n"
-    "  --request-id-field NAME  field of the request id (default request_id)\n"
-    "  --status-field NAME      field of the HTTP status (default status)\n"
-    "  --time-field NAME        field of the time (default occurred_at)\n"
+    AW_CLI_CALL_FIELDS_USAGE
     "  --progress               progress on stderr even when not a terminal\n"
     "  --db PATH                the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 every line indexed (or already there), 1 some lines\n"
     "rejected, 2 bad usage, 3 failure.\n";
 
-enum { OPT_REQUEST_ID_FIELD = AW_CLI_OPT_BASE, OPT_STATUS_FIELD, OPT_TIME_FIELD };
-
-static const struct option options[] = {
-    {"request-id-field", required_argument, NULL, OPT_REQUEST_ID_FIELD},
-    {"status-field", required_argument, NULL, OPT_STATUS_FIELD},
-    {"time-field", required_argument, NULL, OPT_TIME_FIELD},
-    {0},
-};
-
 static const aw_cli_command command = {
-    "import-calls", usage, AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS, NULL, options,
+    "import-calls", usage, AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS | AW_CLI_WANT_CALL_FIELDS,
+    NULL, NULL,
 };
 
 #define BATCH_LINES 2000
-
-static int on_option(int opt, const char *arg, void *ud) {
-    aw_call_fields *names = ud;
-    if (!*arg) return aw_cli_usage_error(&command, "empty field name");
-    switch (opt) {
-    case OPT_REQUEST_ID_FIELD: names->request_id = arg; return 0;
-    case OPT_STATUS_FIELD: names->status = arg; return 0;
-    case OPT_TIME_FIELD: names->occurred_at = arg; return 0;
-    }
-    return AW_EXIT_USAGE;
-}
 
 typedef struct importer {
     aw_ingest *ing;
@@ -100,25 +79,9 @@ static bool is_blank(const char *s, size_t len) {
     return true;
 }
 
-/* The id time of a line: its own time when it has a readable one. */
-static int64_t line_ms(const importer *im, const char *line, size_t len) {
-    aw_observed_call *call = NULL;
-    int64_t ns = im->mtime_ns;
-    if (aw_event_decode_call_json(line, len, im->names, im->mtime_ns, &call, NULL) == AW_OK &&
-        call->occurred_at_ns >= 0)
-        ns = call->occurred_at_ns;
-    aw_observed_call_free(call);
-    return ns / 1000000;
-}
-
 static int add_line(importer *im, const char *line, size_t len) {
-    char id[AW_STREAM_ID_TEXT_MAX];
-    aw_field field = {{AW_INGEST_IMPORT_FIELD, strlen(AW_INGEST_IMPORT_FIELD)}, {line, len}};
-    int rc;
-
-    snprintf(id, sizeof id, "%lld-%lld", (long long)line_ms(im, line, len), (long long)im->lines);
-    rc = aw_raw_entry_new((aw_bytes){im->stream, strlen(im->stream)}, (aw_bytes){id, strlen(id)},
-                          &field, 1, &im->batch[im->n], &im->err);
+    int rc = aw_ingest_import_entry(im->stream, line, len, im->names, im->mtime_ns, im->lines,
+                                    &im->batch[im->n], &im->err);
     if (rc != AW_OK) return rc;
     im->items[im->n] = (aw_ingest_item){.entry = im->batch[im->n]};
     if (++im->n == BATCH_LINES) return flush_batch(im);
@@ -203,7 +166,6 @@ static int open_input(importer *im, const char *path, FILE **in, int64_t *size) 
 }
 
 int aw_cmd_import_calls(int argc, char **argv) {
-    aw_call_fields names = {0};
     aw_cli_common common;
     aw_ingest_options opts = {0};
     importer *im;
@@ -211,16 +173,16 @@ int aw_cmd_import_calls(int argc, char **argv) {
     int64_t size = 0;
     int first, rc;
 
-    rc = aw_cli_parse(&command, argc, argv, &common, on_option, &names, &first);
+    rc = aw_cli_parse(&command, argc, argv, &common, NULL, NULL, &first);
     if (rc != AW_CLI_PROCEED) return rc;
     rc = aw_cli_expect_args(&command, argc, argv, first, 1, "FILE (or - for stdin)");
     if (rc != AW_CLI_PROCEED) return rc;
     if (!(im = calloc(1, sizeof *im)))
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
-    im->names = &names;
+    im->names = &common.call_fields;
     im->progress.enabled = common.progress;
     opts.db_path = common.db;
-    opts.call_fields = names;
+    opts.call_fields = common.call_fields;
 
     if ((rc = open_input(im, argv[first], &in, &size)) == AW_OK &&
         (rc = aw_ingest_open(&opts, &im->ing, &im->err)) == AW_OK)

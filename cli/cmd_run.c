@@ -90,6 +90,11 @@ static const char usage_text[] =
     "moved and at shutdown:\n"
     "  --chain-interval DURATION   how often (default 60s)\n"
     "  --chain-stream NAME         also XADD it to this Redis stream\n"
+    "Access logs followed in place (NDJSON; rotation by create or copytruncate):\n"
+    "  --calls-log PATH            index each new line as an observed call (repeatable)\n"
+    AW_CLI_CALL_FIELDS_USAGE
+    "Metrics:\n"
+    "  --metrics-listen ADDR:PORT  serve Prometheus' /metrics there (e.g. 127.0.0.1:9464)\n"
     "Logging (stderr unless --log-file):\n"
     "  --log-format kv|json        (default kv)\n"
     "  --log-file F                append here; reopened on SIGHUP\n"
@@ -104,6 +109,7 @@ enum {
     OPT_ALERT_FORMAT, OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
     OPT_ENFORCER_POLL, OPT_ENFORCER_GROUP, OPT_GRACE_ENFORCER, OPT_INGEST_MAX_LAG,
     OPT_INGEST_MAX_AGE,
+    OPT_METRICS_LISTEN, OPT_CALLS_LOG,
 };
 
 /* --db and --help come from the shared parser (cli/options.c). */
@@ -139,10 +145,13 @@ static const struct option long_options[] = {
     {"grace-enforcer", required_argument, NULL, OPT_GRACE_ENFORCER},
     {"ingest-max-lag", required_argument, NULL, OPT_INGEST_MAX_LAG},
     {"ingest-max-age", required_argument, NULL, OPT_INGEST_MAX_AGE},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {"calls-log", required_argument, NULL, OPT_CALLS_LOG},
     {NULL, 0, NULL, 0},
 };
 
-static const aw_cli_command command = {"run", usage_text, AW_CLI_WANT_DB, NULL, long_options};
+static const aw_cli_command command = {"run", usage_text, AW_CLI_WANT_DB | AW_CLI_WANT_CALL_FIELDS,
+                                       NULL, long_options};
 
 #define NOPTIONS (sizeof long_options / sizeof *long_options)
 
@@ -156,6 +165,8 @@ typedef struct run_args {
     const char *streams_key_file;
     const char *calls_key_file;
     const char *source;             /* "$AUDITWATCH_BATCH" while the environment is read */
+    const char **calls_logs;        /* --calls-log, in order */
+    size_t ncalls_logs;
     char **owned;                   /* copies of values, freed at the end */
     size_t nowned;
     char env_names[NOPTIONS][64];   /* "$AUDITWATCH_BATCH", for messages */
@@ -298,6 +309,16 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_INGEST_MAX_AGE:
         rc = seconds_ms_option(src, arg, 0, &c->ingest_limits.max_age_ms);
         break;
+    case OPT_METRICS_LISTEN: c->metrics_listen = *arg ? arg : NULL; break;
+    case OPT_CALLS_LOG: {
+        const char **grown = realloc(a->calls_logs, (a->ncalls_logs + 1) * sizeof *grown);
+        if (!grown) return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
+        a->calls_logs = grown;
+        a->calls_logs[a->ncalls_logs++] = arg;
+        c->calls_logs = a->calls_logs;
+        c->ncalls_logs = a->ncalls_logs;
+        break;
+    }
     default: return AW_EXIT_USAGE;
     }
     return rc;
@@ -329,6 +350,16 @@ static int apply_environment(run_args *a) {
     return 0;
 }
 
+/* The shared call-field options (cli/options.c) are not in long_options:
+ * their variables are read here, and the command line wins. */
+static void call_fields_from_environment(aw_call_fields *out, const aw_call_fields *given) {
+    const char *v;
+    *out = *given;
+    if (!out->request_id && (v = getenv("AUDITWATCH_REQUEST_ID_FIELD")) && *v) out->request_id = v;
+    if (!out->status && (v = getenv("AUDITWATCH_STATUS_FIELD")) && *v) out->status = v;
+    if (!out->occurred_at && (v = getenv("AUDITWATCH_TIME_FIELD")) && *v) out->occurred_at = v;
+}
+
 static int parse_args(run_args *a, int argc, char **argv) {
     static char host[256];
     aw_cli_common common;
@@ -344,6 +375,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
         (rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
         return rc;
     a->config.ingest.db_path = common.db;
+    call_fields_from_environment(&a->config.ingest.call_fields, &common.call_fields);
     if (!a->config.consumer) {
         if (gethostname(host, sizeof host - 1) != 0 || !*host) snprintf(host, sizeof host, "auditwatch");
         a->config.consumer = host;
@@ -371,6 +403,7 @@ static void release(run_args *a, run_resources *r) {
     aw_hmac_key_free(r->calls_key);
     for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
     free(a->owned);
+    free(a->calls_logs);
 }
 
 static int resolve(run_args *a, run_resources *r) {

@@ -280,8 +280,9 @@ static int add_call(const aw_call_row *c, void *ud) {
         !set_text(r, COL_TYPE, "observed_call") ||
         !set_printf(r, COL_STATUS, "%d", c->status) ||
         !set_text(r, COL_RESOURCE, c->resource) ||
-        !set_printf(r, COL_DETAIL, "%s%s%sstream=%s", c->source ? "source=" : "",
-                    c->source ? c->source : "", c->source ? " " : "", c->stream))
+        !set_printf(r, COL_DETAIL, "%s %s%s%sstream=%s", c->is_signed ? "signed" : "unsigned",
+                    c->source ? "source=" : "", c->source ? c->source : "",
+                    c->source ? " " : "", c->stream))
         return nomem(t);
     return t->records ? aw_cli_call_record(t->store, c, &r->record, &t->err) : 0;
 }

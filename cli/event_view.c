@@ -314,7 +314,8 @@ int aw_cli_call_record(aw_store *store, const aw_call_row *row, cJSON **out, aw_
               cJSON_AddNumberToObject(call, "status", row->status) &&
               add_time(call, "occurred_at", row->occurred_at_ns) &&
               add_text(call, "zone_id", row->zone_id) &&
-              add_text(call, "resource", row->resource) && add_text(call, "source", row->source);
+              add_text(call, "resource", row->resource) && add_text(call, "source", row->source) &&
+              cJSON_AddBoolToObject(aw, "signed", row->is_signed);
     if (!ok) {
         cJSON_Delete(aw);
         aw = NULL;

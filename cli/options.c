@@ -28,6 +28,9 @@
 
 enum {
     OPT_HELP = 'h',
+    OPT_REQUEST_ID_FIELD = AW_CLI_OPT_BASE - 6,
+    OPT_STATUS_FIELD = AW_CLI_OPT_BASE - 5,
+    OPT_TIME_FIELD = AW_CLI_OPT_BASE - 4,
     OPT_DB = AW_CLI_OPT_BASE - 3,
     OPT_FORMAT = AW_CLI_OPT_BASE - 2,
     OPT_PROGRESS = AW_CLI_OPT_BASE - 1,
@@ -81,6 +84,7 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
     common->db_given = false;
     common->format = AW_CLI_TABLE;
     common->progress = isatty(STDERR_FILENO) == 1;
+    common->call_fields = (aw_call_fields){0};
 
     longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
     if (cmd->common & AW_CLI_WANT_DB)
@@ -91,6 +95,12 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
     if (cmd->common & AW_CLI_WANT_PROGRESS)
         longopts[n++] =
             (struct option){"progress", no_argument, NULL, OPT_PROGRESS};
+    if (cmd->common & AW_CLI_WANT_CALL_FIELDS) {
+        longopts[n++] = (struct option){"request-id-field", required_argument, NULL,
+                                        OPT_REQUEST_ID_FIELD};
+        longopts[n++] = (struct option){"status-field", required_argument, NULL, OPT_STATUS_FIELD};
+        longopts[n++] = (struct option){"time-field", required_argument, NULL, OPT_TIME_FIELD};
+    }
     for (const struct option *o = cmd->options; o && o->name; o++) {
         assert(n + 1 < MAX_OPTIONS);
         longopts[n++] = *o;
@@ -124,6 +134,18 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
             break;
         case OPT_PROGRESS:
             common->progress = true;
+            break;
+        case OPT_REQUEST_ID_FIELD:
+        case OPT_STATUS_FIELD:
+        case OPT_TIME_FIELD:
+            if (!*optarg)
+                return aw_cli_usage_error(cmd, "--%s: empty field name",
+                                          opt == OPT_REQUEST_ID_FIELD ? "request-id-field"
+                                          : opt == OPT_STATUS_FIELD   ? "status-field"
+                                                                      : "time-field");
+            *(opt == OPT_REQUEST_ID_FIELD ? &common->call_fields.request_id
+              : opt == OPT_STATUS_FIELD   ? &common->call_fields.status
+                                          : &common->call_fields.occurred_at) = optarg;
             break;
         case ':':
             return aw_cli_usage_error(cmd, "%s needs an argument",

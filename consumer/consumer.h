@@ -39,6 +39,15 @@ typedef struct aw_ingest aw_ingest;
 #define AW_INGEST_IMPORT_PREFIX "import:"
 #define AW_INGEST_IMPORT_FIELD "line"
 
+/* The raw entry of one access-log line of stream (AW_INGEST_IMPORT_PREFIX
+ * and the file): its one field holds the line's bytes, its id is
+ * "<ms>-<seq>", ms being the line's own time read with names (or, without
+ * one, fallback_ns). seq must make the id unique in the stream (a line
+ * number). *out is the caller's (aw_raw_entry_free). */
+int aw_ingest_import_entry(const char *stream, const char *line, size_t len,
+                           const aw_call_fields *names, int64_t fallback_ns, int64_t seq,
+                           aw_raw_entry **out, aw_error *err);
+
 typedef struct aw_ingest_options {
     const char *db_path;               /* the index; created when absent */
     unsigned store_flags;              /* AW_STORE_* for aw_store_open */
@@ -84,6 +93,8 @@ typedef struct aw_ingest_trim {
  * tampered_on_redelivery), rejected (stored in the rejected table). */
 typedef struct aw_ingest_stats {
     size_t indexed, duplicates, conflicts, rejected;
+    size_t indexed_by_role[AW_ROLE_COUNT]; /* of indexed: by stream role */
+    size_t indexed_imports;            /* of indexed: import:... files */
     size_t rejected_by_reason[AW_REJECT_REASON_COUNT];
     size_t trims_reported;
 } aw_ingest_stats;
@@ -123,6 +134,19 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
  * are borrowed until that aw_ingest_batch returns; the batch forgets them
  * either way, so after a failed one carry them again. */
 void aw_ingest_carry_findings(aw_ingest *ing, const aw_pipeline_finding *findings, size_t n);
+
+/* Where a followed access log stands once the batch commits. */
+typedef struct aw_ingest_log_position {
+    const char *path;                  /* as the index keys it; borrowed */
+    aw_log_position position;
+} aw_ingest_log_position;
+
+/* aw_ingest_batch of import entries (no trims, the batch's own clock) that
+ * also stores each position in the same transaction: the lines and the
+ * place after them commit together or not at all. */
+int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                        const aw_ingest_log_position *positions, size_t npositions,
+                        aw_ingest_stats *stats, aw_error *err);
 
 /* Hands every alert change of the batches committed since the last call to
  * fn (see aw_detectors_drain). Call after a successful aw_ingest_batch. */
@@ -195,6 +219,17 @@ typedef struct aw_daemon_config {
     const char *const *enforcer_groups; /* globs; none: Caracal's defaults */
     size_t nenforcer_groups;
     aw_ingest_limits ingest_limits; /* AW_INGEST_DEFAULT_MAX_LAG, _MAX_AGE_MS */
+
+    /* "ADDR:PORT" to serve /metrics on (Prometheus text format, figures
+     * refreshed every second); NULL: no endpoint. */
+    const char *metrics_listen;
+
+    /* NDJSON access logs followed in place (polled every 250 ms; rotation
+     * by create or copytruncate survived), their lines indexed as observed
+     * calls with ingest.call_fields, each file's position committed with
+     * the lines read up to it. Borrowed. */
+    const char *const *calls_logs;
+    size_t ncalls_logs;
 } aw_daemon_config;
 
 /* Fills config with the defaults above (consumer, password and keys NULL;

@@ -1107,3 +1107,28 @@ void aw_core_next(aw_core *c, aw_core_action *a) {
     if (next_count(c, a)) return;
     next_read(c, a);
 }
+
+static void oldest_in(const core_batch *b, int stream, bool *found, uint64_t *ms) {
+    for (size_t i = 0; b && i < b->n; i++)
+        if (b->streams[i] == stream && (!*found || b->entries[i]->id_ms < *ms)) {
+            *found = true;
+            *ms = b->entries[i]->id_ms;
+        }
+}
+
+bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms) {
+    bool found = false;
+    oldest_in(c->counting, stream, &found, ms);
+    oldest_in(c->committing, stream, &found, ms);
+    oldest_in(c->ready, stream, &found, ms);
+    for (size_t i = 0; (c->ack_pos < c->nack || c->acks_in_flight) && i < c->nack; i++) {
+        uint64_t id_ms, seq;
+        if (c->acks[i].stream == stream &&
+            aw_stream_id_parse(c->acks[i].id, strlen(c->acks[i].id), &id_ms, &seq) == AW_OK &&
+            (!found || id_ms < *ms)) {
+            found = true;
+            *ms = id_ms;
+        }
+    }
+    return found;
+}

@@ -216,6 +216,10 @@ typedef struct aw_core_totals {
     size_t rejected_by_index;   /* entries the index refused (split out) */
 } aw_core_totals;
 const aw_core_totals *aw_core_totals_get(const aw_core *c);
+/* The entry-id time (ms) of the oldest entry of stream read and not yet
+ * acknowledged (waiting for its counts, its commit or its XACK); false when
+ * there is none. For the oldest-pending gauge. */
+bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms);
 /* The message of a BROKEN core. */
 const char *aw_core_broken_reason(const aw_core *c);
 

@@ -17,7 +17,15 @@
  *
  * Commits run aw_ingest_batch on the libuv thread pool, one at a time; the
  * loop thread reads the next batch meanwhile. Alert changes go to the sinks
- * after their commit, then the acknowledgements the core hands out.
+ * after their commit, then the acknowledgements the core hands out. The
+ * access logs of --calls-log (calls_log.c) take turns on that one worker:
+ * a step polled due runs between two of the core's commits, and a commit
+ * the core hands out meanwhile waits for it, so the index has one writer.
+ *
+ * Metrics (metrics.c): the loop counts what each commit did and every alert
+ * change, and once a second publishes a rendered page that the HTTP thread
+ * serves; the lag is the one XINFO GROUPS reported before the last live
+ * read, less what that read delivered.
  *
  * Caracal's own groups are polled on a timer (pipeline_watch.c: read-only
  * XINFO/XPENDING/XRANGE on the same connection); what a poll found rides
@@ -39,9 +47,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "consumer/calls_log.h"
 #include "consumer/core.h"
 #include "consumer/log.h"
 #include "consumer/pipeline_watch.h"
+#include "consumer/metrics.h"
 #include "consumer/redis_conn.h"
 #include "consumer/reply.h"
 #include "consumer/sinks.h"
@@ -52,6 +62,9 @@
 #define RETRY_FIRST_MS 500
 #define RETRY_MAX_MS 30000
 #define NSTREAMS AW_CORE_STREAMS
+#define METRICS_INTERVAL_MS 1000
+#define CALLS_LOG_POLL_MS 250
+#define CALLS_LOG_STEP_LINES 2000
 /* Reads stop being merged into the waiting batch once it holds this many
  * entries (a read adds at most COUNT per stream). Measured at 300k entries:
  * 8000 took the resident set to 73 MiB, past the 64 MiB budget; 4000 keeps
@@ -137,10 +150,27 @@ struct aw_daemon {
     size_t indexed_at_summary;   /* totals.indexed at the last summary */
     int64_t committed_clock_ns;  /* detector clock after the last commit */
     uint64_t started_ms;
+
+    aw_metrics *metrics;          /* NULL without --metrics-listen */
+    aw_metrics_state figures;     /* the loop's counters behind /metrics */
+    uv_timer_t metrics_timer;
+    double commit_seconds;        /* of the last commit (worker-written) */
+
+    /* --calls-log: its steps share the worker with the core's commits,
+     * one at a time; a commit the core hands out meanwhile waits. */
+    aw_calls_log *calls_log;      /* NULL without --calls-log */
+    uv_timer_t calls_log_timer;
+    uv_work_t calls_log_work;
+    bool calls_log_due, calls_log_more, core_commit_waiting;
+    int calls_log_rc;
+    aw_error calls_log_err;
+    aw_ingest_stats calls_log_stats;
+    bool calls_log_failing;
 };
 
 static void drive(aw_daemon *d);
 static void try_finish(aw_daemon *d);
+static void start_calls_log_step(aw_daemon *d);
 static void on_stop_deadline(uv_timer_t *t);
 
 static int64_t wall_ns(void) {
@@ -211,6 +241,13 @@ static void round_report(round *r) {
         aw_core_on_groups(d->core, !r->failed, why);
         break;
     case ROUND_READ:
+        if (r->read.kind == AW_CORE_READ_LIVE && !r->failed)
+            for (int s = 0; s < NSTREAMS; s++) {
+                const aw_core_stream_read *sr = &r->read.streams[s];
+                if (!(d->figures.has_lag[s] = sr->before.has_lag)) continue;
+                d->figures.lag[s] = sr->before.lag > (long long)sr->n
+                                        ? sr->before.lag - (long long)sr->n : 0;
+            }
         r->read.failed = r->failed;
         r->read.lost = r->lost;
         r->read.group_missing = r->group_missing;
@@ -574,17 +611,26 @@ static void perform_ack(aw_daemon *d, const aw_core_action *a) {
 
 /* ---- Committing (the worker thread runs work_commit only) ------------------ */
 
+static double monotonic_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void work_commit(uv_work_t *w) {
     aw_daemon *d = w->data;
+    double started = monotonic_seconds();
     memset(&d->commit_err, 0, sizeof d->commit_err);
     d->commit_rc = aw_ingest_batch(d->ing, d->commit.items, d->commit.n, d->commit.trims,
                                    d->commit.ntrims, d->commit.clock_ns, &d->commit_stats,
                                    &d->commit_err);
+    d->commit_seconds = monotonic_seconds() - started;
 }
 
 /* After the stop the alerts stay in the table only. */
 static void on_alert(const aw_alert *alert, aw_alert_change change, void *ud) {
     aw_daemon *d = ud;
+    aw_metrics_count_alert(&d->figures, alert, change);
     if (d->sinks) aw_sinks_emit(d->sinks, alert, change, d->conn);
 }
 
@@ -663,19 +709,21 @@ static void after_commit(uv_work_t *w, int status) {
     if (d->commit_rc == AW_OK) {
         d->committed_clock_ns = aw_ingest_clock(d->ing);   /* the worker is idle now */
         add_stats(d, &d->commit_stats);
+        aw_metrics_count_batch(&d->figures, &d->commit_stats, d->commit_seconds);
         aw_ingest_drain_alerts(d->ing, on_alert, d);
     }
+    if (d->calls_log_due) start_calls_log_step(d);
     aw_core_on_commit(d->core, d->commit_rc, &d->commit_err);
     if (d->chain_due && !d->finished) publish_chain_head(d, "timer");
     drive(d);
     try_finish(d);
 }
 
-static void perform_commit(aw_daemon *d, const aw_core_action *a) {
+static void start_core_commit(aw_daemon *d) {
     const aw_pipeline_finding *findings;
     size_t nfindings = aw_watch_take(d->watch, &findings);
     aw_ingest_carry_findings(d->ing, findings, nfindings);   /* they ride with this batch */
-    d->commit = a->commit;
+    d->core_commit_waiting = false;
     d->work.data = d;
     d->in_worker = true;
     if (uv_queue_work(&d->loop, &d->work, work_commit, after_commit) != 0) {
@@ -686,6 +734,74 @@ static void perform_commit(aw_daemon *d, const aw_core_action *a) {
         aw_error_set(&err, AW_ERR_NOMEM, "cannot queue the commit");
         aw_core_on_commit(d->core, AW_ERR_NOMEM, &err);
     }
+}
+
+static void perform_commit(aw_daemon *d, const aw_core_action *a) {
+    d->commit = a->commit;
+    if (d->in_worker) d->core_commit_waiting = true;   /* a calls-log step runs */
+    else start_core_commit(d);
+}
+
+/* ---- Access logs followed in place (calls_log.c), on the same worker ------- */
+
+static void work_calls_log(uv_work_t *w) {
+    aw_daemon *d = w->data;
+    double started = monotonic_seconds();
+    memset(&d->calls_log_err, 0, sizeof d->calls_log_err);
+    d->calls_log_rc = aw_calls_log_step(d->calls_log, d->ing, CALLS_LOG_STEP_LINES,
+                                        &d->calls_log_stats, &d->calls_log_more,
+                                        &d->calls_log_err);
+    d->commit_seconds = monotonic_seconds() - started;
+}
+
+static void after_calls_log(uv_work_t *w, int status) {
+    aw_daemon *d = w->data;
+    const aw_calls_log_note *notes;
+    size_t nnotes = aw_calls_log_notes(d->calls_log, &notes);
+    (void)status;
+    d->in_worker = false;
+    for (size_t i = 0; i < nnotes; i++)
+        AW_LOG(d->log, AW_LOG_INFO, "calls_log", AW_LOG_S("path", notes[i].path),
+               AW_LOG_S("note", notes[i].note));
+    if (d->calls_log_rc == AW_OK) {
+        if (d->calls_log_failing)
+            AW_LOG(d->log, AW_LOG_INFO, "calls_log_recovered");
+        d->calls_log_failing = false;
+        add_stats(d, &d->calls_log_stats);
+        if (d->calls_log_stats.indexed + d->calls_log_stats.rejected)
+            aw_metrics_count_batch(&d->figures, &d->calls_log_stats, d->commit_seconds);
+        aw_ingest_drain_alerts(d->ing, on_alert, d);
+    } else if (!d->calls_log_failing) {
+        /* Nothing moved: the same lines are read again at the next poll. */
+        d->calls_log_failing = true;
+        AW_LOG(d->log, AW_LOG_WARN, "calls_log_commit_failed",
+               AW_LOG_S("error", d->calls_log_err.msg),
+               AW_LOG_S("action", "the lines are read again at the next poll"));
+    }
+    d->calls_log_due = d->calls_log_rc == AW_OK && d->calls_log_more;
+    if (d->core_commit_waiting && !d->finished) start_core_commit(d);
+    /* The core stopped while this step ran: the shutdown head is due now. */
+    if (d->core_stopped && !d->finished && aw_core_get_state(d->core) != AW_CORE_BROKEN)
+        publish_chain_head(d, "shutdown");
+    else if (d->chain_due && !d->finished)
+        publish_chain_head(d, "timer");
+    drive(d);
+    try_finish(d);
+}
+
+static void start_calls_log_step(aw_daemon *d) {
+    if (d->in_worker || !d->calls_log || d->stopping || d->finished) return;
+    d->calls_log_due = false;
+    d->calls_log_work.data = d;
+    d->in_worker = true;
+    if (uv_queue_work(&d->loop, &d->calls_log_work, work_calls_log, after_calls_log) != 0)
+        d->in_worker = false;
+}
+
+static void on_calls_log_timer(uv_timer_t *t) {
+    aw_daemon *d = t->data;
+    d->calls_log_due = true;
+    start_calls_log_step(d);
 }
 
 /* ---- Timers, logs, the loop that drives the core --------------------------- */
@@ -763,6 +879,7 @@ static void drive(aw_daemon *d) {
 static void on_ready(aw_redis_conn *conn, void *ud) {
     aw_daemon *d = ud;
     (void)conn;
+    d->figures.redis_connected = true;
     aw_core_on_connected(d->core);
     drive(d);
 }
@@ -770,6 +887,7 @@ static void on_ready(aw_redis_conn *conn, void *ud) {
 static void on_lost(aw_redis_conn *conn, void *ud) {
     aw_daemon *d = ud;
     (void)conn;
+    d->figures.redis_connected = false;
     aw_core_on_lost(d->core);
     drive(d);
 }
@@ -818,6 +936,40 @@ static void on_summary_timer(uv_timer_t *t) {
     aw_log_event(d->log, AW_LOG_WARN, "entries_rejected", fields, n);
 }
 
+/* ---- Metrics: the loop's figures, rendered for the HTTP thread ------------- */
+
+/* The gauges only the loop can read now, then the page. */
+static void publish_metrics(aw_daemon *d) {
+    uint64_t now_ms = (uint64_t)(wall_ns() / 1000000), oldest_ms;
+    size_t len;
+    char *page;
+    for (int s = 0; s < NSTREAMS; s++)
+        d->figures.oldest_pending_seconds[s] =
+            aw_core_oldest_unacked_ms(d->core, s, &oldest_ms) && oldest_ms < now_ms
+                ? (double)(now_ms - oldest_ms) / 1000.0 : 0;
+    d->figures.detector_clock_seconds = (double)d->committed_clock_ns / 1e9;
+    if ((page = aw_metrics_render(&d->figures, &len))) aw_metrics_publish(d->metrics, page, len);
+}
+
+static void on_metrics_timer(uv_timer_t *t) { publish_metrics(t->data); }
+
+static int count_open_alert(const char *kind, int64_t count, void *ud) {
+    aw_metrics_set_open(ud, kind, count);
+    return 0;
+}
+
+/* Listens, and starts the open-alert gauges from the index. */
+static int metrics_open(aw_daemon *d, aw_error *err) {
+    int rc;
+    aw_metrics_state_init(&d->figures, d->names);
+    if (!d->config->metrics_listen) return AW_OK;
+    if ((rc = aw_store_count_by(aw_ingest_store(d->ing), "open_alerts_by_kind", count_open_alert,
+                                &d->figures, err)) < 0)
+        return rc;
+    d->committed_clock_ns = aw_ingest_clock(d->ing);
+    return aw_metrics_listen(d->config->metrics_listen, &d->metrics, err);
+}
+
 /* ---- Stopping ------------------------------------------------------------------------- */
 
 static void close_handle(uv_handle_t *h) {
@@ -843,11 +995,14 @@ static void finish(aw_daemon *d) {
     close_handle((uv_handle_t *)&d->stop_timer);
     close_handle((uv_handle_t *)&d->chain_timer);
     close_handle((uv_handle_t *)&d->watch_timer);
+    close_handle((uv_handle_t *)&d->metrics_timer);
+    close_handle((uv_handle_t *)&d->calls_log_timer);
 }
 
 /* The core is done; the sinks may still be writing alerts out. */
 static void try_finish(aw_daemon *d) {
-    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks) && !d->chain_in_flight)
+    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks) && !d->chain_in_flight &&
+        !d->in_worker)
         finish(d);
 }
 
@@ -867,6 +1022,7 @@ static void begin_stop(aw_daemon *d, const char *why) {
         AW_LOG(d->log, AW_LOG_INFO, "stopping", AW_LOG_S("reason", why));
         uv_timer_stop(&d->claim_timer);
         uv_timer_stop(&d->watch_timer);
+        uv_timer_stop(&d->calls_log_timer);
         uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
     }
     aw_core_on_stop(d->core);
@@ -967,6 +1123,14 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out, aw_error *err
         aw_daemon_free(d);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     }
+    if ((rc = metrics_open(d, err)) != AW_OK ||
+        (config->ncalls_logs &&
+         (rc = aw_calls_log_new(config->calls_logs, config->ncalls_logs,
+                                &config->ingest.call_fields, aw_ingest_store(d->ing),
+                                &d->calls_log, err)) != AW_OK)) {
+        aw_daemon_free(d);
+        return rc;
+    }
     snprintf(d->count_text, sizeof d->count_text, "%zu", config->count);
     snprintf(d->block_text, sizeof d->block_text, "%lld", (long long)config->block_ms);
     snprintf(d->idle_text, sizeof d->idle_text, "%lld", (long long)config->claim_idle_ms);
@@ -1046,6 +1210,8 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
     init_timer(d, &d->stop_timer);
     init_timer(d, &d->chain_timer);
     init_timer(d, &d->watch_timer);
+    init_timer(d, &d->metrics_timer);
+    init_timer(d, &d->calls_log_timer);
     init_signal(d, &d->sigterm, SIGTERM);
     init_signal(d, &d->sigint, SIGINT);
     init_signal(d, &d->sighup, SIGHUP);
@@ -1057,6 +1223,15 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
                    (uint64_t)c->enforcer_poll_ms);
     d->started_ms = uv_now(&d->loop);
     log_start(d);
+    if (d->metrics) {
+        AW_LOG(d->log, AW_LOG_INFO, "metrics_listening", AW_LOG_S("address", c->metrics_listen),
+               AW_LOG_I("port", aw_metrics_port(d->metrics)));
+        publish_metrics(d);
+        uv_timer_start(&d->metrics_timer, on_metrics_timer, METRICS_INTERVAL_MS,
+                       METRICS_INTERVAL_MS);
+    }
+    if (d->calls_log)
+        uv_timer_start(&d->calls_log_timer, on_calls_log_timer, 0, CALLS_LOG_POLL_MS);
     aw_redis_conn_start(d->conn);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     log_shutdown(d, &d->sink_totals);
@@ -1073,6 +1248,8 @@ void aw_daemon_free(aw_daemon *d) {
         uv_run(&d->loop, UV_RUN_DEFAULT);
         uv_loop_close(&d->loop);
     }
+    aw_metrics_close(d->metrics);
+    aw_calls_log_free(d->calls_log);
     aw_core_free(d->core);
     aw_watch_free(d->watch);
     aw_ingest_close(d->ing);

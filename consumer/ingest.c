@@ -383,6 +383,7 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     aw_error why = {0};
     aw_put_result put;
     int64_t rowid;
+    size_t indexed_before;
     int rc;
 
     if (!slot) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
@@ -395,7 +396,12 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     }
     if (item->forced_reason != AW_REJECT_NONE)
         return reject(ing, e, rowid, item->forced_reason, item->forced_detail, st, err);
+    indexed_before = st->indexed;
     rc = index_entry(ing, slot, e, rowid, st, &why, err);
+    if (rc == AW_OK && st->indexed > indexed_before) {
+        if (slot->role == ROLE_IMPORT) st->indexed_imports++;
+        else if (slot->role >= 0 && slot->role < AW_ROLE_COUNT) st->indexed_by_role[slot->role]++;
+    }
     if (rc == REJECTED)
         return reject(ing, e, rowid, why.reason ? why.reason : AW_REJECT_BAD_VALUE,
                       why.msg, st, err);
@@ -474,9 +480,11 @@ static void settle_checkpoints(aw_ingest *ing, bool committed) {
     }
 }
 
-int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
-                    const aw_ingest_trim *trims, size_t ntrims,
-                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
+/* The batch, with the followed logs' positions written in its transaction. */
+static int run_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                     const aw_ingest_trim *trims, size_t ntrims,
+                     const aw_ingest_log_position *positions, size_t npositions,
+                     int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
     aw_ingest_stats st;
     uint64_t audit_ms = 0;
     int64_t clock;
@@ -492,6 +500,8 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
         rc = aw_detectors_on_pipeline(ing->det, ing->findings, ing->nfindings, err);
     ing->findings = NULL;
     ing->nfindings = 0;
+    for (size_t i = 0; i < npositions && rc == AW_OK; i++)
+        rc = aw_store_set_log_position(ing->store, positions[i].path, &positions[i].position, err);
     if (rc == AW_OK) rc = write_checkpoints(ing, err);
     clock = aw_ms_to_ns(audit_ms) > clock_ns ? aw_ms_to_ns(audit_ms) : clock_ns;
     if (rc == AW_OK) rc = aw_detectors_advance(ing->det, clock, err);
@@ -506,4 +516,32 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
     settle_checkpoints(ing, true);
     if (stats) *stats = st;
     return AW_OK;
+}
+
+int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                    const aw_ingest_trim *trims, size_t ntrims,
+                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
+    return run_batch(ing, items, n, trims, ntrims, NULL, 0, clock_ns, stats, err);
+}
+
+int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
+                        const aw_ingest_log_position *positions, size_t npositions,
+                        aw_ingest_stats *stats, aw_error *err) {
+    return run_batch(ing, items, n, NULL, 0, positions, npositions, 0, stats, err);
+}
+
+int aw_ingest_import_entry(const char *stream, const char *line, size_t len,
+                           const aw_call_fields *names, int64_t fallback_ns, int64_t seq,
+                           aw_raw_entry **out, aw_error *err) {
+    char id[AW_STREAM_ID_TEXT_MAX];
+    aw_field field = {{AW_INGEST_IMPORT_FIELD, strlen(AW_INGEST_IMPORT_FIELD)}, {line, len}};
+    aw_observed_call *call = NULL;
+    int64_t ns = fallback_ns;
+    if (aw_event_decode_call_json(line, len, names, fallback_ns, &call, NULL) == AW_OK &&
+        call->occurred_at_ns >= 0)
+        ns = call->occurred_at_ns;
+    aw_observed_call_free(call);
+    snprintf(id, sizeof id, "%lld-%lld", (long long)(ns / 1000000), (long long)seq);
+    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id, strlen(id)},
+                            &field, 1, out, err);
 }

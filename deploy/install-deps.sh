@@ -12,9 +12,10 @@ set -euo pipefail
 aw_packages_for() {
     local pkgs=(build-essential cmake pkg-config libhiredis-dev libuv1-dev
                 libmsgpack-dev libsqlite3-dev libcjson-dev libssl-dev libzstd-dev
-                redis-server redis-tools sqlite3)
+                libmicrohttpd-dev redis-server redis-tools sqlite3)
     case ${1:-run} in
-        test) pkgs+=(libcriterion-dev clang libclang-rt-14-dev) ;; # clang: tests/fuzz
+        # clang: tests/fuzz; prometheus: its promtool checks /metrics and the example rules
+        test) pkgs+=(libcriterion-dev clang libclang-rt-14-dev prometheus) ;;
         bench) pkgs+=(jq) ;;
     esac
     printf '%s\n' "${pkgs[@]}"

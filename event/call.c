@@ -100,6 +100,7 @@ int aw_event_decode_call_entry(const aw_raw_entry *entry, aw_hmac_key *key,
     int rc = aw_stream_entry_admit(entry, key, &is_signed, err);
     if (rc == AW_OK)
         rc = read_call_fields(entry, &d, err);
+    d.call.is_signed = is_signed;
     if (rc == AW_OK)
         rc = call_finish(&d, out, err);
     return rc;

@@ -401,6 +401,7 @@ typedef struct aw_observed_call {
     const char *zone_id;
     const char *resource;
     const char *source;
+    bool is_signed;           /* a verified `_sig` (calls stream only) */
 } aw_observed_call;
 
 /* Names of the fields of an observed call, so access logs with other field

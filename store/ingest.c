@@ -496,6 +496,7 @@ int aw_store_put_call(aw_store *store, int64_t entry_rowid,
     sqlite3_bind_text(add, 5, call->zone_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(add, 6, call->resource, -1, SQLITE_STATIC);
     sqlite3_bind_text(add, 7, call->source, -1, SQLITE_STATIC);
+    sqlite3_bind_int(add, 8, call->is_signed);
     rc = store_exec_stmt(store, add, err, "store call");
     if (rc == AW_OK)
         *call_rowid = sqlite3_last_insert_rowid(store->db);

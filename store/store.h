@@ -250,6 +250,7 @@ typedef struct aw_call_row {
     const char *zone_id;
     const char *resource;
     const char *source;
+    bool is_signed;      /* its `_sig` verified at ingest */
 } aw_call_row;
 
 typedef int (*aw_call_row_fn)(const aw_call_row *row, void *ud);
@@ -451,5 +452,22 @@ typedef int (*aw_orphan_row_fn)(const aw_orphan_row *row, void *ud);
 /* Calls fn for every such row, table by table. One scan of each table. */
 int aw_store_iter_orphans(aw_store *store, aw_orphan_row_fn fn, void *ud,
                           aw_error *err);
+
+/* ---- Positions in followed access logs (run --calls-log) ----------------- */
+
+/* Where reading PATH stands: the file (inode) being read, the bytes of it
+ * consumed (just after a '\n'), and the lines read from PATH so far over
+ * every file it named. */
+typedef struct aw_log_position {
+    int64_t inode, offset, lines;
+} aw_log_position;
+
+/* The committed position of path; *found false when it has none. */
+int aw_store_get_log_position(aw_store *store, const char *path, aw_log_position *out,
+                              bool *found, aw_error *err);
+/* Sets it, inside the open transaction (so it commits with the calls read
+ * up to it). */
+int aw_store_set_log_position(aw_store *store, const char *path, const aw_log_position *pos,
+                              aw_error *err);
 
 #endif /* AW_STORE_H */

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/support/support.h"
@@ -52,6 +53,20 @@ static long long count(const char *sql) {
     return n;
 }
 
+/* `trace REQUEST_ID --format json`: the call's line says whether it was
+ * signed. */
+static void expect_trace_signed(const char *request_id, bool is_signed) {
+    aw_test_proc trace;
+    const char *args[] = {"trace", "--db", db, "--format", "json", request_id, NULL};
+    char *out;
+    cr_assert_eq(aw_test_run(&trace, dir, "trace", args, NULL, 10000), 0);
+    out = aw_test_read_file(trace.out_path, NULL);
+    cr_assert(out && strstr(out, "\"source\":\"call\""), "no call in the trace: %s", out);
+    cr_expect(strstr(out, is_signed ? "\"signed\":true" : "\"signed\":false"),
+              "the call is not shown %s: %s", is_signed ? "signed" : "unsigned", out);
+    free(out);
+}
+
 Test(signature_policy, unsigned_calls_are_indexed_while_caracal_streams_need_their_key) {
     char env_key[128];
     const char *env[] = {env_key, NULL};
@@ -70,6 +85,9 @@ Test(signature_policy, unsigned_calls_are_indexed_while_caracal_streams_need_the
     aw_test_daemon_stop(&daemon, 5000);
     cr_expect_eq(count("SELECT count(*) FROM calls WHERE request_id = 'req-a'"), 1,
                  "an unsigned call was refused for want of Caracal's streams key");
+    cr_expect_eq(count("SELECT is_signed FROM calls WHERE request_id = 'req-a'"), 0,
+                 "an unsigned call is not marked unsigned");
+    expect_trace_signed("req-a", false);
     cr_expect_eq(count("SELECT count(*) FROM rejected"), 1);
     cr_expect_eq(count("SELECT count(*) FROM rejected WHERE reason = 'signature_missing'"), 1,
                  "an unsigned Caracal revocation passed although STREAMS_HMAC_KEY was set");
@@ -94,6 +112,9 @@ Test(signature_policy, a_calls_key_makes_the_calls_stream_need_that_key) {
     cr_assert(aw_test_wait_entries(db, 3, 20000));
     aw_test_daemon_stop(&daemon, 5000);
     cr_expect_eq(count("SELECT count(*) FROM calls WHERE request_id = 'req-b'"), 1);
+    cr_expect_eq(count("SELECT is_signed FROM calls WHERE request_id = 'req-b'"), 1,
+                 "a call whose _sig verified is not marked signed");
+    expect_trace_signed("req-b", true);
     cr_expect_eq(count("SELECT count(*) FROM calls WHERE request_id = 'req-a'"), 0,
                  "an unsigned call passed although --calls-hmac-key-file was given");
     cr_expect_eq(count("SELECT count(*) FROM rejected WHERE reason = 'signature_missing'"), 1);

@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 4
+#define NEWEST_SCHEMA 6
 
 static int count_events(const aw_event_row *row, void *ud)
 {

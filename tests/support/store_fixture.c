@@ -105,8 +105,11 @@ int64_t fixture_commit_event(aw_store *store, const char *entry_id,
 }
 
 /* The events table of 0001_initial.sql with 0002's delegation_epoch, filled
- * from the narrow rows of 0004 by mapping their numbers back to text. */
+ * from the narrow rows of 0004 by mapping their numbers back to text; and
+ * without 0005's calls-log positions and 0006's calls.is_signed. */
 static const char back_to_schema_3_sql[] =
+    "DROP TABLE calls_log_positions;"
+    "ALTER TABLE calls DROP COLUMN is_signed;"
     "CREATE TABLE events_wide ("
     " rowid INTEGER PRIMARY KEY, id_key INTEGER NOT NULL,"
     " request_key INTEGER, event_id TEXT NOT NULL,"

@@ -189,4 +189,16 @@ long long aw_test_redis_connections(redisContext *c);
 /* Idle time (ms) of the oldest pending entry of group on stream, or -1. */
 long long aw_test_pending_idle_ms(redisContext *c, const char *stream, const char *group);
 
+/* ---- HTTP (http.c) ---------------------------------------------------------------- */
+
+/* A blocking connection to 127.0.0.1:port whose reads and writes give up
+ * after timeout_ms (close it). */
+int aw_test_http_connect(int port, int timeout_ms);
+/* Sends request as it is and returns everything the server answered until
+ * it closed (heap, free; "" when it closed without a word). */
+char *aw_test_http_request(int port, const char *request, int timeout_ms);
+/* The value of the sample named exactly series (name and labels, as
+ * `m{a="b"}`) in a Prometheus text page; false when there is none. */
+bool aw_test_metric(const char *page, const char *series, double *value);
+
 #endif /* AW_TESTS_SUPPORT_H */
