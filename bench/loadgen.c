@@ -54,19 +54,19 @@
 
 #include "consumer/consumer.h"
 
-#define LG_ID_MAX 40               /* a UUID and its NUL, with room */
-#define LG_JSON_MAX 4096           /* one event's data; ours stay < 1.5 KiB */
-#define LG_MAX_FIELDS 12
+#define LG_ID_MAX         40   /* a UUID and its NUL, with room */
+#define LG_JSON_MAX       4096 /* one event's data; ours stay < 1.5 KiB */
+#define LG_MAX_FIELDS     12
 #define LG_SLOTS_PER_ZONE 32
-#define LG_APPS_PER_ZONE 8
-#define LG_CHAIN_MAX 2
+#define LG_APPS_PER_ZONE  8
+#define LG_CHAIN_MAX      2
 /* Client-chosen request ids (X-Request-Id) a zone's clients reuse, each for
  * LG_CLIENT_ID_USES requests before the client picks another. */
-#define LG_CLIENT_IDS 16
+#define LG_CLIENT_IDS     16
 #define LG_CLIENT_ID_USES 4
 /* Resumed agent sessions the late phase uses again. */
 #define LG_RESUMED_MAX 256
-#define LG_NS 1000000000LL
+#define LG_NS          1000000000LL
 /* How far past a revocation's id time an injected access is dated: well
  * over the default propagation grace (5 s) and any sane configured one. */
 #define LG_AFTER_REVOCATION_NS (120LL * LG_NS)
@@ -82,7 +82,8 @@ typedef struct lg_rng {
     uint64_t state;
 } lg_rng;
 
-static uint64_t rng_next(lg_rng *rng) {
+static uint64_t rng_next(lg_rng *rng)
+{
     uint64_t z = (rng->state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -90,33 +91,41 @@ static uint64_t rng_next(lg_rng *rng) {
 }
 
 /* Uniform in [0, n); n > 0. The modulo bias is irrelevant here. */
-static uint64_t rng_below(lg_rng *rng, uint64_t n) {
+static uint64_t rng_below(lg_rng *rng, uint64_t n)
+{
     return rng_next(rng) % n;
 }
 
 /* True with probability percent / 100. */
-static bool rng_percent(lg_rng *rng, unsigned percent) {
+static bool rng_percent(lg_rng *rng, unsigned percent)
+{
     return rng_below(rng, 100) < percent;
 }
 
 /* The low ndigits hex digits of v, most significant first. */
-static void put_hex(char *out, uint64_t v, int ndigits) {
+static void put_hex(char *out, uint64_t v, int ndigits)
+{
     static const char digits[] = "0123456789abcdef";
-    for (int i = ndigits - 1; i >= 0; i--, v >>= 4) out[i] = digits[v & 15];
+    for (int i = ndigits - 1; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 15];
 }
 
 /* Decimal digits of v; returns how many were written (at most 20). */
-static size_t put_decimal(char *out, uint64_t v) {
+static size_t put_decimal(char *out, uint64_t v)
+{
     char tmp[20];
     size_t n = 0;
-    do tmp[n++] = (char)('0' + v % 10);
+    do
+        tmp[n++] = (char)('0' + v % 10);
     while ((v /= 10) != 0);
-    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
     return n;
 }
 
 /* A random version-4 UUID, lowercase. */
-static void rng_uuid(lg_rng *rng, char out[LG_ID_MAX]) {
+static void rng_uuid(lg_rng *rng, char out[LG_ID_MAX])
+{
     uint64_t a = rng_next(rng), b = rng_next(rng);
     put_hex(out, a >> 32, 8);
     out[8] = '-';
@@ -131,7 +140,8 @@ static void rng_uuid(lg_rng *rng, char out[LG_ID_MAX]) {
 }
 
 /* nhex random hex digits and a NUL. */
-static void rng_hex(lg_rng *rng, char *out, size_t nhex) {
+static void rng_hex(lg_rng *rng, char *out, size_t nhex)
+{
     for (size_t i = 0; i < nhex; i += 16) {
         char block[16];
         put_hex(block, rng_next(rng), 16);
@@ -142,7 +152,8 @@ static void rng_hex(lg_rng *rng, char *out, size_t nhex) {
 
 /* ---- Time ------------------------------------------------------------------ */
 
-static int64_t now_ns(clockid_t clock) {
+static int64_t now_ns(clockid_t clock)
+{
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * LG_NS + ts.tv_nsec;
@@ -150,7 +161,8 @@ static int64_t now_ns(clockid_t clock) {
 
 /* Go's time.RFC3339Nano in the zone's fixed offset: fraction with trailing
  * zeros trimmed (none when zero), "Z" for UTC. out needs 48 bytes. */
-static void format_rfc3339(int64_t ns, int offset_min, char out[48]) {
+static void format_rfc3339(int64_t ns, int offset_min, char out[48])
+{
     int64_t local = ns + (int64_t)offset_min * 60 * LG_NS;
     time_t secs = (time_t)(local / LG_NS);
     long frac = (long)(local % LG_NS);
@@ -160,7 +172,8 @@ static void format_rfc3339(int64_t ns, int offset_min, char out[48]) {
     if (frac) {
         char digits[16];
         int len = snprintf(digits, sizeof digits, "%09ld", frac);
-        while (len > 0 && digits[len - 1] == '0') len--;
+        while (len > 0 && digits[len - 1] == '0')
+            len--;
         n += (size_t)snprintf(out + n, 48 - n, ".%.*s", len, digits);
     }
     if (offset_min == 0) {
@@ -177,33 +190,39 @@ static void format_rfc3339(int64_t ns, int offset_min, char out[48]) {
 typedef struct lg_json {
     char buf[LG_JSON_MAX];
     size_t len;
-    bool comma;   /* the next value or key needs a separator */
+    bool comma; /* the next value or key needs a separator */
 } lg_json;
 
-static void json_put(lg_json *j, const char *s, size_t n) {
-    assert(j->len + n < sizeof j->buf);   /* our events are bounded */
+static void json_put(lg_json *j, const char *s, size_t n)
+{
+    assert(j->len + n < sizeof j->buf); /* our events are bounded */
     memcpy(j->buf + j->len, s, n);
     j->len += n;
 }
 
-static void json_separate(lg_json *j) {
-    if (j->comma) json_put(j, ",", 1);
+static void json_separate(lg_json *j)
+{
+    if (j->comma)
+        json_put(j, ",", 1);
     j->comma = true;
 }
 
-static bool json_needs_escape(unsigned char c) {
+static bool json_needs_escape(unsigned char c)
+{
     return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' ||
            c == '&';
 }
 
 /* Escapes like Go: quote, backslash, controls, and <, >, & as \u00XX.
  * Runs of plain bytes are copied at once. */
-static void json_quoted(lg_json *j, const char *s) {
+static void json_quoted(lg_json *j, const char *s)
+{
     json_put(j, "\"", 1);
     const char *run = s;
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
-        if (!json_needs_escape(c)) continue;
+        if (!json_needs_escape(c))
+            continue;
         json_put(j, run, (size_t)(p - run));
         run = p + 1;
         char esc[8];
@@ -220,44 +239,52 @@ static void json_quoted(lg_json *j, const char *s) {
     json_put(j, "\"", 1);
 }
 
-static void json_open(lg_json *j, char bracket) {
+static void json_open(lg_json *j, char bracket)
+{
     json_separate(j);
     json_put(j, &bracket, 1);
     j->comma = false;
 }
 
-static void json_close(lg_json *j, char bracket) {
+static void json_close(lg_json *j, char bracket)
+{
     json_put(j, &bracket, 1);
     j->comma = true;
 }
 
-static void json_key(lg_json *j, const char *key) {
+static void json_key(lg_json *j, const char *key)
+{
     json_separate(j);
     json_quoted(j, key);
     json_put(j, ":", 1);
     j->comma = false;
 }
 
-static void json_string(lg_json *j, const char *value) {
+static void json_string(lg_json *j, const char *value)
+{
     json_separate(j);
     json_quoted(j, value);
 }
 
 /* A string member; omitted when value is NULL (Go's omitempty). */
-static void json_member(lg_json *j, const char *key, const char *value) {
-    if (!value) return;
+static void json_member(lg_json *j, const char *key, const char *value)
+{
+    if (!value)
+        return;
     json_key(j, key);
     json_string(j, value);
 }
 
-static void json_member_uint(lg_json *j, const char *key, uint64_t value) {
+static void json_member_uint(lg_json *j, const char *key, uint64_t value)
+{
     char num[20];
     json_key(j, key);
     json_separate(j);
     json_put(j, num, put_decimal(num, value));
 }
 
-static void json_member_raw(lg_json *j, const char *key, const char *raw) {
+static void json_member_raw(lg_json *j, const char *key, const char *raw)
+{
     json_key(j, key);
     json_separate(j);
     json_put(j, raw, strlen(raw));
@@ -300,7 +327,7 @@ typedef struct lg_zone {
     char manifest_sha[80];
     char apps[LG_APPS_PER_ZONE][LG_ID_MAX];
     lg_slot slots[LG_SLOTS_PER_ZONE];
-    uint64_t epoch;               /* the delegation graph's, bumped by every
+    uint64_t epoch; /* the delegation graph's, bumped by every
                                      edge_create, edge_revoke, edge_expire */
     char client_ids[LG_CLIENT_IDS][LG_ID_MAX];
     unsigned client_uses[LG_CLIENT_IDS];
@@ -309,7 +336,7 @@ typedef struct lg_zone {
 typedef struct lg_resource {
     const char *uri;
     const char *method;
-    const char *scopes;   /* the requested_scopes array, as JSON */
+    const char *scopes; /* the requested_scopes array, as JSON */
 } lg_resource;
 
 static const lg_resource lg_resources[] = {
@@ -331,13 +358,15 @@ static const lg_resource lg_resources[] = {
 
 static const int lg_offsets_min[] = {0, 0, 120, -300, 330, 60};
 
-static void authority_new(lg_rng *rng, lg_authority *auth) {
+static void authority_new(lg_rng *rng, lg_authority *auth)
+{
     memset(auth, 0, sizeof *auth);
     auth->app = (int)rng_below(rng, LG_APPS_PER_ZONE);
     unsigned roll = (unsigned)rng_below(rng, 100);
     auth->subject = roll < 70 ? LG_AGENT : roll < 90 ? LG_USER : LG_SERVICE;
     rng_uuid(rng, auth->session_id);
-    if (auth->subject != LG_AGENT) return;
+    if (auth->subject != LG_AGENT)
+        return;
     rng_uuid(rng, auth->agent_session_id);
     rng_uuid(rng, auth->edge_id);
     /* Most agents act for a person directly; some were delegated to. */
@@ -352,25 +381,30 @@ static void authority_new(lg_rng *rng, lg_authority *auth) {
 
 /* An agent authority with a chain of at least one delegation: the anomaly
  * scenarios need every kind of anchor to exist. */
-static void authority_new_agent(lg_rng *rng, lg_authority *auth) {
-    do authority_new(rng, auth);
+static void authority_new_agent(lg_rng *rng, lg_authority *auth)
+{
+    do
+        authority_new(rng, auth);
     while (auth->subject != LG_AGENT || auth->chain_len == 0);
 }
 
-static void slot_refill(lg_rng *rng, lg_slot *slot) {
+static void slot_refill(lg_rng *rng, lg_slot *slot)
+{
     authority_new(rng, &slot->auth);
     slot->uses_left = 50 + (unsigned)rng_below(rng, 450);
 }
 
-static void zone_init(lg_rng *rng, lg_zone *zone, int index) {
+static void zone_init(lg_rng *rng, lg_zone *zone, int index)
+{
     rng_uuid(rng, zone->id);
     zone->offset_min = lg_offsets_min[index % (int)(sizeof lg_offsets_min /
-                                                     sizeof lg_offsets_min[0])];
+                                                    sizeof lg_offsets_min[0])];
     rng_uuid(rng, zone->policy_set_id);
     rng_uuid(rng, zone->policy_set_version_id);
     memcpy(zone->manifest_sha, "sha256:", 7);
     rng_hex(rng, zone->manifest_sha + 7, 64);
-    for (int i = 0; i < LG_APPS_PER_ZONE; i++) rng_uuid(rng, zone->apps[i]);
+    for (int i = 0; i < LG_APPS_PER_ZONE; i++)
+        rng_uuid(rng, zone->apps[i]);
     for (int i = 0; i < LG_SLOTS_PER_ZONE; i++)
         slot_refill(rng, &zone->slots[i]);
     zone->epoch = 1 + rng_below(rng, 1000);
@@ -380,7 +414,8 @@ static void zone_init(lg_rng *rng, lg_zone *zone, int index) {
 
 /* A request id a client of the zone chose and uses again (1-128 printable
  * characters, kept by the API and the Gateway). Valid until the next call. */
-static const char *client_request_id(lg_rng *rng, lg_zone *zone) {
+static const char *client_request_id(lg_rng *rng, lg_zone *zone)
+{
     unsigned i = (unsigned)rng_below(rng, LG_CLIENT_IDS);
     if (zone->client_uses[i] >= LG_CLIENT_ID_USES) {
         memcpy(zone->client_ids[i], "client-req-", 11);
@@ -403,13 +438,15 @@ typedef struct lg_entry {
     char sig[65];
 } lg_entry;
 
-static void entry_start(lg_entry *e, const char *stream) {
+static void entry_start(lg_entry *e, const char *stream)
+{
     e->stream = stream;
     e->n = 0;
 }
 
 static void entry_field(lg_entry *e, const char *name, const char *value,
-                        size_t len) {
+                        size_t len)
+{
     assert(e->n < LG_MAX_FIELDS);
     e->name[e->n] = name;
     e->value[e->n] = value;
@@ -418,12 +455,21 @@ static void entry_field(lg_entry *e, const char *name, const char *value,
 }
 
 /* A text field; skipped when value is NULL (optional field absent). */
-static void entry_text(lg_entry *e, const char *name, const char *value) {
-    if (value) entry_field(e, name, value, strlen(value));
+static void entry_text(lg_entry *e, const char *name, const char *value)
+{
+    if (value)
+        entry_field(e, name, value, strlen(value));
 }
 
-enum { LG_STREAM_AUDIT, LG_STREAM_SESSIONS, LG_STREAM_LIFECYCLE,
-       LG_STREAM_DELEGATIONS, LG_STREAM_CALLS, LG_STREAM_AUDIT_DLQ, LG_NSTREAMS };
+enum {
+    LG_STREAM_AUDIT,
+    LG_STREAM_SESSIONS,
+    LG_STREAM_LIFECYCLE,
+    LG_STREAM_DELEGATIONS,
+    LG_STREAM_CALLS,
+    LG_STREAM_AUDIT_DLQ,
+    LG_NSTREAMS
+};
 
 typedef struct lg_counts {
     uint64_t entries;
@@ -441,12 +487,12 @@ struct lg_anomaly;
 typedef struct lg_publisher {
     redisContext *redis;
     size_t depth;
-    size_t queued;               /* in the batch being built */
-    size_t in_flight;            /* sent, replies not read yet */
-    int building;                /* which owner array the new batch uses */
+    size_t queued;                /* in the batch being built */
+    size_t in_flight;             /* sent, replies not read yet */
+    int building;                 /* which owner array the new batch uses */
     struct lg_anomaly **owner[2]; /* depth slots each: the anomaly, or NULL */
-    aw_buf resp;                 /* the command being formatted */
-    double rate;                 /* entries per second; 0 = unpaced */
+    aw_buf resp;                  /* the command being formatted */
+    double rate;                  /* entries per second; 0 = unpaced */
     int64_t paced_since_ns;
     uint64_t paced_count;
     lg_counts counts;
@@ -456,9 +502,9 @@ typedef struct lg_publisher {
 
 /* What the detectors must do about a scenario. */
 typedef enum lg_expect {
-    LG_EXPECT_OPEN,              /* an open alert with the expected id */
-    LG_EXPECT_RESOLVED_OR_NONE,  /* raised then resolved, or never raised */
-    LG_EXPECT_NONE,              /* no alert at all */
+    LG_EXPECT_OPEN,             /* an open alert with the expected id */
+    LG_EXPECT_RESOLVED_OR_NONE, /* raised then resolved, or never raised */
+    LG_EXPECT_NONE,             /* no alert at all */
 } lg_expect;
 static const char *const lg_expect_names[] = {"open", "resolved_or_none",
                                               "none"};
@@ -493,79 +539,97 @@ typedef enum lg_scenario_id {
 
 typedef struct lg_scenario {
     const char *name;
-    const char *kind;         /* the alert kind concerned */
+    const char *kind; /* the alert kind concerned */
     lg_expect expect;
 } lg_scenario;
 
 static const lg_scenario lg_scenarios[SC_COUNT] = {
     [SC_GATEWAY_WITHOUT_DECISION] = {"gateway_call_without_decision",
-        AW_ALERT_DECISION_MISSING, LG_EXPECT_OPEN},
+                                     AW_ALERT_DECISION_MISSING, LG_EXPECT_OPEN},
     [SC_CALL_WITHOUT_AUDIT] = {"observed_call_without_audit",
-        AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_OPEN},
+                               AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_OPEN},
     [SC_ACCESS_AFTER_SESSION_REVOKE] = {"access_after_session_revoke",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                        AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                        LG_EXPECT_OPEN},
     [SC_ACCESS_AFTER_AGENT_TERMINATE] = {"access_after_agent_terminate",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                         AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                         LG_EXPECT_OPEN},
     [SC_ACCESS_AFTER_EDGE_REVOKE] = {"access_after_edge_revoke",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                     AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                     LG_EXPECT_OPEN},
     [SC_ACCESS_VIA_REVOKED_CHAIN_EDGE] = {"access_via_revoked_chain_edge",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                          AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                          LG_EXPECT_OPEN},
     [SC_REVOCATION_ARRIVES_LATE] = {"revocation_arrives_after_access",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                    AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                    LG_EXPECT_OPEN},
     [SC_DECISION_ARRIVES_LATE] = {"decision_arrives_late",
-        AW_ALERT_DECISION_MISSING, LG_EXPECT_RESOLVED_OR_NONE},
+                                  AW_ALERT_DECISION_MISSING,
+                                  LG_EXPECT_RESOLVED_OR_NONE},
     [SC_AUDIT_ARRIVES_LATE] = {"audit_arrives_late",
-        AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_RESOLVED_OR_NONE},
+                               AW_ALERT_CALL_WITHOUT_AUDIT,
+                               LG_EXPECT_RESOLVED_OR_NONE},
     [SC_BAD_AUDIT_SIGNATURE] = {"bad_audit_signature",
-        AW_ALERT_SIGNATURE_INVALID, LG_EXPECT_OPEN},
+                                AW_ALERT_SIGNATURE_INVALID, LG_EXPECT_OPEN},
     [SC_BAD_REVOCATION_SIGNATURE] = {"bad_revocation_signature",
-        AW_ALERT_SIGNATURE_INVALID, LG_EXPECT_OPEN},
+                                     AW_ALERT_SIGNATURE_INVALID,
+                                     LG_EXPECT_OPEN},
     [SC_JTI_COLLISION] = {"jti_collision", AW_ALERT_CARACAL_ANOMALY,
-        LG_EXPECT_OPEN},
+                          LG_EXPECT_OPEN},
     [SC_REPLAY_DETECTED] = {"replay_detected", AW_ALERT_CARACAL_ANOMALY,
-        LG_EXPECT_OPEN},
+                            LG_EXPECT_OPEN},
     [SC_ACCESS_DURING_SUSPENSION] = {"access_during_suspension",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                     AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                     LG_EXPECT_OPEN},
     [SC_ACCESS_WITHIN_GRACE] = {"access_within_revocation_grace",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
+                                AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                LG_EXPECT_NONE},
     [SC_DENY_AFTER_REVOCATION] = {"deny_after_revocation",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
+                                  AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                  LG_EXPECT_NONE},
     [SC_ACCESS_AFTER_RESUME] = {"access_after_resume",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
+                                AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                LG_EXPECT_NONE},
     [SC_FAILED_CALL_WITHOUT_AUDIT] = {"failed_call_without_audit",
-        AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_NONE},
+                                      AW_ALERT_CALL_WITHOUT_AUDIT,
+                                      LG_EXPECT_NONE},
     /* one decision, two Gateway calls under the same request id */
     [SC_SECOND_CALL_WITHOUT_DECISION] = {"second_call_without_decision",
-        AW_ALERT_DECISION_MISSING, LG_EXPECT_OPEN},
+                                         AW_ALERT_DECISION_MISSING,
+                                         LG_EXPECT_OPEN},
     [SC_ACCESS_AFTER_EDGE_EXPIRE] = {"access_after_edge_expire",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                     AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                     LG_EXPECT_OPEN},
     /* dated before the edge_revoke, decided at its epoch: no clock needed */
     [SC_ACCESS_AT_REVOKED_EPOCH] = {"access_at_revoked_epoch",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                    AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                    LG_EXPECT_OPEN},
     /* suspended and resumed: the old authority record stays revoked... */
     [SC_OLD_RECORD_AFTER_RESUME] = {"old_authority_record_after_resume",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_OPEN},
+                                    AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                    LG_EXPECT_OPEN},
     /* ...and the agent session is usable again */
     [SC_AGENT_AFTER_SUSPEND_RESUME] = {"agent_session_after_suspend_resume",
-        AW_ALERT_ACCESS_AFTER_REVOCATION, LG_EXPECT_NONE},
+                                       AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                       LG_EXPECT_NONE},
     /* Caracal's audit service gave up on a decision: its DLQ copy */
     [SC_AUDIT_DEAD_LETTERED] = {"audit_dead_lettered",
-        AW_ALERT_AUDIT_DEAD_LETTERED, LG_EXPECT_OPEN},
+                                AW_ALERT_AUDIT_DEAD_LETTERED, LG_EXPECT_OPEN},
 };
 
 typedef struct lg_anomaly {
     lg_scenario_id scenario;
     int zone;
-    uint64_t position;            /* normal entries published before it */
+    uint64_t position; /* normal entries published before it */
     char request_id[LG_ID_MAX];
-    lg_authority auth;            /* fresh: used by nothing else */
-    const char *severity;         /* expected, for the alerts that must open */
+    lg_authority auth;    /* fresh: used by nothing else */
+    const char *severity; /* expected, for the alerts that must open */
     /* Filled while publishing. */
-    char entry_id[48];            /* id of the last entry tagged with it */
-    char event_id[LG_ID_MAX];     /* data.id of the last audit event tagged */
+    char entry_id[48];        /* id of the last entry tagged with it */
+    char event_id[LG_ID_MAX]; /* data.id of the last audit event tagged */
     int64_t entry_ms;
-    int64_t evidence_ns;          /* occurred_at of the main-phase evidence */
-    lg_expect expect;             /* the scenario's, unless time defeated it */
+    int64_t evidence_ns; /* occurred_at of the main-phase evidence */
+    lg_expect expect;    /* the scenario's, unless time defeated it */
 } lg_anomaly;
 
 /* ---- Configuration ------------------------------------------------------ */
@@ -592,7 +656,7 @@ typedef struct lg_gen {
     aw_hmac_key *audit_key;
     aw_hmac_key *streams_key;
     aw_buf canonical;
-    lg_json json;                 /* the event being written */
+    lg_json json; /* the event being written */
     lg_publisher pub;
     const char *stream_names[LG_NSTREAMS];
     lg_anomaly *anomalies;
@@ -605,15 +669,16 @@ typedef struct lg_gen {
         lg_authority auth;
     } resumed[LG_RESUMED_MAX];
     size_t nresumed;
-    uint64_t normal_budget;       /* main-phase entries for normal traffic */
+    uint64_t normal_budget; /* main-phase entries for normal traffic */
     uint64_t normal_published;
 } lg_gen;
 
 /* A benchmark run that cannot go on as asked is worthless: every failure
  * (bad option, Redis error, key problem) ends it with a message. */
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2),
-                                                     noreturn));
-static void die(const char *fmt, ...) {
+static void die(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     fputs("loadgen: ", stderr);
@@ -626,18 +691,21 @@ static void die(const char *fmt, ...) {
 /* ---- Publishing ------------------------------------------------------- */
 
 /* Reads n replies; records entry ids for the anomalies that asked. */
-static void collect_replies(lg_publisher *pub, lg_anomaly **owners, size_t n) {
+static void collect_replies(lg_publisher *pub, lg_anomaly **owners, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         redisReply *reply = NULL;
         if (redisGetReply(pub->redis, (void **)&reply) != REDIS_OK)
             die("redis: %s", pub->redis->errstr);
         if (reply->type != REDIS_REPLY_STRING)
             die("XADD failed: %s", reply->type == REDIS_REPLY_ERROR
-                                       ? reply->str : "unexpected reply");
+                                       ? reply->str
+                                       : "unexpected reply");
         lg_anomaly *owner = owners[i];
         if (owner) {
             uint64_t ms, seq;
-            if (aw_stream_id_parse(reply->str, reply->len, &ms, &seq) != AW_OK ||
+            if (aw_stream_id_parse(reply->str, reply->len, &ms, &seq) !=
+                    AW_OK ||
                 reply->len >= sizeof owner->entry_id)
                 die("XADD returned an odd entry id");
             memcpy(owner->entry_id, reply->str, reply->len);
@@ -650,7 +718,8 @@ static void collect_replies(lg_publisher *pub, lg_anomaly **owners, size_t n) {
 
 /* Sends the batch being built, then reads the replies of the batch sent
  * before it. When paced, sleeps until the rate allows what was sent. */
-static void publisher_send(lg_publisher *pub) {
+static void publisher_send(lg_publisher *pub)
+{
     int done = 0;
     while (!done)
         if (redisBufferWrite(pub->redis, &done) != REDIS_OK)
@@ -671,17 +740,21 @@ static void publisher_send(lg_publisher *pub) {
 }
 
 /* Sends what is queued and reads every reply. */
-static void publisher_drain(lg_publisher *pub) {
+static void publisher_drain(lg_publisher *pub)
+{
     publisher_send(pub);
     publisher_send(pub);
 }
 
-static void resp_append(aw_buf *b, const char *bytes, size_t len) {
+static void resp_append(aw_buf *b, const char *bytes, size_t len)
+{
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len) cap *= 2;
+        while (cap < b->len + len)
+            cap *= 2;
         char *p = realloc(b->ptr, cap);
-        if (!p) die("out of memory");
+        if (!p)
+            die("out of memory");
         b->ptr = p;
         b->cap = cap;
     }
@@ -690,7 +763,8 @@ static void resp_append(aw_buf *b, const char *bytes, size_t len) {
 }
 
 /* "<prefix><decimal>\r\n", as RESP heads its arrays and bulk strings. */
-static void resp_head(aw_buf *b, char prefix, size_t n) {
+static void resp_head(aw_buf *b, char prefix, size_t n)
+{
     char head[24];
     head[0] = prefix;
     size_t len = 1 + put_decimal(head + 1, n);
@@ -698,13 +772,15 @@ static void resp_head(aw_buf *b, char prefix, size_t n) {
     resp_append(b, head, len + 2);
 }
 
-static void resp_bulk(aw_buf *b, const char *bytes, size_t len) {
+static void resp_bulk(aw_buf *b, const char *bytes, size_t len)
+{
     resp_head(b, '$', len);
     resp_append(b, bytes, len);
     resp_append(b, "\r\n", 2);
 }
 
-static void publish(lg_gen *g, int stream, lg_entry *e, lg_anomaly *owner) {
+static void publish(lg_gen *g, int stream, lg_entry *e, lg_anomaly *owner)
+{
     lg_publisher *pub = &g->pub;
     aw_buf *b = &pub->resp;
     b->len = 0;
@@ -722,13 +798,15 @@ static void publish(lg_gen *g, int stream, lg_entry *e, lg_anomaly *owner) {
     pub->counts.entries++;
     pub->counts.per_stream[stream]++;
     pub->paced_count++;
-    if (pub->queued == pub->depth) publisher_send(pub);
+    if (pub->queued == pub->depth)
+        publisher_send(pub);
 }
 
 /* ---- Signing ---------------------------------------------------------- */
 
 static void sign_bytes(aw_hmac_key *key, const char *data, size_t len,
-                       char hex[65]) {
+                       char hex[65])
+{
     unsigned char mac[32];
     if (aw_hmac_compute(key, data, len, mac) != AW_OK)
         die("HMAC computation failed");
@@ -736,12 +814,14 @@ static void sign_bytes(aw_hmac_key *key, const char *data, size_t len,
 }
 
 /* Makes a valid signature invalid, keeping it well-formed hex. */
-static void spoil_signature(char hex[65]) {
+static void spoil_signature(char hex[65])
+{
     hex[0] = hex[0] == '0' ? '1' : '0';
 }
 
 /* Appends `_sig` over the stream scheme's canonical form of e. */
-static void sign_stream_entry(lg_gen *g, lg_entry *e) {
+static void sign_stream_entry(lg_gen *g, lg_entry *e)
+{
     aw_field fields[LG_MAX_FIELDS];
     for (size_t i = 0; i < e->n; i++) {
         fields[i].name = (aw_bytes){e->name[i], strlen(e->name[i])};
@@ -765,21 +845,21 @@ static void sign_stream_entry(lg_gen *g, lg_entry *e) {
 
 /* The variable parts of one audit event; the rest comes from the zone. */
 typedef struct lg_event {
-    const char *event_id;         /* NULL: a fresh UUID */
+    const char *event_id; /* NULL: a fresh UUID */
     const char *event_type;
     const char *request_id;
     const char *decision;
     const char *evaluation_status;
-    const char *determining;      /* raw JSON, "null" allowed */
-    const char *diagnostics;      /* raw JSON */
-    bool policy;                  /* carries the policy set and manifest */
+    const char *determining; /* raw JSON, "null" allowed */
+    const char *diagnostics; /* raw JSON */
+    bool policy;             /* carries the policy set and manifest */
     int64_t occurred_at_ns;
-    const lg_authority *auth;     /* NULL: no anchors in the metadata */
-    int app;                      /* application when auth is NULL */
+    const lg_authority *auth; /* NULL: no anchors in the metadata */
+    int app;                  /* application when auth is NULL */
     const lg_resource *resource;
-    bool dead_lettered;           /* on the audit DLQ, as the audit service moves it */
+    bool dead_lettered; /* on the audit DLQ, as the audit service moves it */
     /* Gateway calls. */
-    int gateway_status, upstream_status;   /* 0: absent */
+    int gateway_status, upstream_status; /* 0: absent */
     int latency_ms;
     uint64_t response_bytes;
     const char *result_class, *error_kind;
@@ -788,14 +868,15 @@ typedef struct lg_event {
 } lg_event;
 
 /* Metadata keys sorted bytewise, as Go writes a map[string]any. */
-static void write_metadata(lg_json *j, const lg_zone *zone,
-                           const lg_event *ev, const char *trace_id) {
+static void write_metadata(lg_json *j, const lg_zone *zone, const lg_event *ev,
+                           const char *trace_id)
+{
     const lg_authority *a = ev->auth;
     bool gateway = ev->gateway_status != 0;
     json_key(j, "metadata_json");
     json_open(j, '{');
-    if (a && a->subject == LG_AGENT) json_member(j, "agent_session_id",
-                                                 a->agent_session_id);
+    if (a && a->subject == LG_AGENT)
+        json_member(j, "agent_session_id", a->agent_session_id);
     json_member(j, "application_id", zone->apps[a ? a->app : ev->app]);
     if (a && a->subject == LG_AGENT) {
         json_key(j, "delegation_chain");
@@ -819,20 +900,22 @@ static void write_metadata(lg_json *j, const lg_zone *zone,
         json_member_uint(j, "latency_ms", (uint64_t)ev->latency_ms);
     }
     json_member(j, "jti", ev->jti);
-    if (gateway) json_member(j, "method", ev->resource->method);
-    if (!gateway && a) json_member_raw(j, "requested_scopes",
-                                       ev->resource->scopes);
+    if (gateway)
+        json_member(j, "method", ev->resource->method);
+    if (!gateway && a)
+        json_member_raw(j, "requested_scopes", ev->resource->scopes);
     json_member(j, "resource", ev->resource->uri);
     if (gateway) {
         json_member_uint(j, "response_bytes", ev->response_bytes);
         json_member(j, "result_class", ev->result_class);
     }
-    if (a) json_member(j, "session_id", a->session_id);
-    if (a && !gateway) json_member(j, "subject_kind",
-                                   lg_subject_names[a->subject]);
+    if (a)
+        json_member(j, "session_id", a->session_id);
+    if (a && !gateway)
+        json_member(j, "subject_kind", lg_subject_names[a->subject]);
     json_member(j, "trace_id", trace_id);
-    if (ev->upstream_status) json_member_uint(j, "upstream_status",
-                                              (uint64_t)ev->upstream_status);
+    if (ev->upstream_status)
+        json_member_uint(j, "upstream_status", (uint64_t)ev->upstream_status);
     json_close(j, '}');
 }
 
@@ -843,13 +926,15 @@ typedef enum lg_signing {
 
 /* Builds, signs and publishes one audit event. */
 static void publish_audit(lg_gen *g, const lg_zone *zone, const lg_event *ev,
-                          lg_signing signing, lg_anomaly *owner) {
+                          lg_signing signing, lg_anomaly *owner)
+{
     char event_id[LG_ID_MAX], trace_id[33], occurred[48], outbox_id[LG_ID_MAX];
     if (ev->event_id)
         snprintf(event_id, sizeof event_id, "%s", ev->event_id);
     else
         rng_uuid(&g->rng, event_id);
-    if (owner) memcpy(owner->event_id, event_id, sizeof event_id);
+    if (owner)
+        memcpy(owner->event_id, event_id, sizeof event_id);
     rng_hex(&g->rng, trace_id, 32);
     format_rfc3339(ev->occurred_at_ns, zone->offset_min, occurred);
 
@@ -877,11 +962,13 @@ static void publish_audit(lg_gen *g, const lg_zone *zone, const lg_event *ev,
     lg_entry e;
     char sig[65];
     sign_bytes(g->audit_key, j->buf, j->len, sig);
-    if (signing == LG_BADLY_SIGNED) spoil_signature(sig);
+    if (signing == LG_BADLY_SIGNED)
+        spoil_signature(sig);
     if (ev->dead_lettered) {
         /* reason, received_at (epoch ms), then src_<field> of the original */
         char received[24];
-        received[put_decimal(received, (uint64_t)(now_ns(CLOCK_REALTIME) / 1000000))] = '\0';
+        received[put_decimal(
+            received, (uint64_t)(now_ns(CLOCK_REALTIME) / 1000000))] = '\0';
         entry_start(&e, g->stream_names[LG_STREAM_AUDIT_DLQ]);
         entry_text(&e, "reason", "max_deliveries_exceeded");
         entry_text(&e, "received_at", received);
@@ -893,8 +980,9 @@ static void publish_audit(lg_gen *g, const lg_zone *zone, const lg_event *ev,
     }
     entry_start(&e, g->stream_names[LG_STREAM_AUDIT]);
     /* Some producers put the request id in the stream's `id` field. */
-    entry_text(&e, "id", rng_percent(&g->rng, 10) && ev->request_id
-                             ? ev->request_id : event_id);
+    entry_text(&e, "id",
+               rng_percent(&g->rng, 10) && ev->request_id ? ev->request_id
+                                                          : event_id);
     entry_field(&e, "data", j->buf, j->len);
     entry_field(&e, "sig", sig, 64);
     /* Entries relayed through Caracal's outbox also carry outbox_id, _sig. */
@@ -918,27 +1006,34 @@ static const char *const lg_diagnostics_deny =
 static void publish_exchange(lg_gen *g, const lg_zone *zone,
                              const lg_authority *auth, const char *request_id,
                              const lg_resource *res, bool allow,
-                             int64_t occurred_at_ns, lg_anomaly *owner) {
+                             int64_t occurred_at_ns, lg_anomaly *owner)
+{
     lg_event ev = {
-        .event_type = "token_exchange", .request_id = request_id,
-        .decision = allow ? "allow" : "deny", .evaluation_status = "complete",
+        .event_type = "token_exchange",
+        .request_id = request_id,
+        .decision = allow ? "allow" : "deny",
+        .evaluation_status = "complete",
         .determining = allow ? lg_policies_allow : lg_policies_deny,
-        .diagnostics = allow ? "null" : lg_diagnostics_deny, .policy = true,
-        .occurred_at_ns = occurred_at_ns, .auth = auth, .resource = res,
+        .diagnostics = allow ? "null" : lg_diagnostics_deny,
+        .policy = true,
+        .occurred_at_ns = occurred_at_ns,
+        .auth = auth,
+        .resource = res,
     };
     publish_audit(g, zone, &ev, LG_SIGNED, owner);
 }
 
 /* How the upstream answered a Gateway call. */
 typedef struct lg_outcome {
-    int upstream_status;          /* 0: the upstream was not reached */
+    int upstream_status; /* 0: the upstream was not reached */
     int gateway_status;
     const char *evaluation_status;
     const char *result_class;
     const char *error_kind;
 } lg_outcome;
 
-static lg_outcome outcome_pick(lg_rng *rng) {
+static lg_outcome outcome_pick(lg_rng *rng)
+{
     static const lg_outcome outcomes[] = {
         {200, 200, "executed", "success", NULL},
         {201, 201, "executed", "success", NULL},
@@ -952,7 +1047,8 @@ static lg_outcome outcome_pick(lg_rng *rng) {
     static const unsigned weights[] = {70, 6, 4, 4, 6, 3, 4, 3};
     unsigned roll = (unsigned)rng_below(rng, 100);
     for (size_t i = 0; i < sizeof weights / sizeof weights[0]; i++) {
-        if (roll < weights[i]) return outcomes[i];
+        if (roll < weights[i])
+            return outcomes[i];
         roll -= weights[i];
     }
     return outcomes[0];
@@ -964,26 +1060,34 @@ static const lg_outcome lg_ok = {200, 200, "executed", "success", NULL};
 static void publish_gateway(lg_gen *g, const lg_zone *zone, int app,
                             const char *request_id, const lg_resource *res,
                             const lg_outcome *out, int latency_ms,
-                            int64_t occurred_at_ns, lg_anomaly *owner) {
+                            int64_t occurred_at_ns, lg_anomaly *owner)
+{
     lg_event ev = {
-        .event_type = "gateway_resource_request", .request_id = request_id,
-        .decision = "allow", .evaluation_status = out->evaluation_status,
-        .determining = "null", .diagnostics = "null",
-        .occurred_at_ns = occurred_at_ns, .app = app, .resource = res,
+        .event_type = "gateway_resource_request",
+        .request_id = request_id,
+        .decision = "allow",
+        .evaluation_status = out->evaluation_status,
+        .determining = "null",
+        .diagnostics = "null",
+        .occurred_at_ns = occurred_at_ns,
+        .app = app,
+        .resource = res,
         .gateway_status = out->gateway_status,
-        .upstream_status = out->upstream_status, .latency_ms = latency_ms,
-        .response_bytes = out->upstream_status
-                              ? 64 + rng_below(&g->rng, 64 * 1024) : 0,
-        .result_class = out->result_class, .error_kind = out->error_kind,
+        .upstream_status = out->upstream_status,
+        .latency_ms = latency_ms,
+        .response_bytes =
+            out->upstream_status ? 64 + rng_below(&g->rng, 64 * 1024) : 0,
+        .result_class = out->result_class,
+        .error_kind = out->error_kind,
     };
     publish_audit(g, zone, &ev, LG_SIGNED, owner);
 }
 
 /* A resource server's access-log line for request_id. */
-static void publish_call(lg_gen *g, const lg_zone *zone,
-                         const char *request_id, const lg_resource *res,
-                         int status, int64_t occurred_at_ns,
-                         lg_anomaly *owner) {
+static void publish_call(lg_gen *g, const lg_zone *zone, const char *request_id,
+                         const lg_resource *res, int status,
+                         int64_t occurred_at_ns, lg_anomaly *owner)
+{
     char status_text[8], occurred[48];
     snprintf(status_text, sizeof status_text, "%d", status);
     lg_entry e;
@@ -997,8 +1101,8 @@ static void publish_call(lg_gen *g, const lg_zone *zone,
     }
     entry_text(&e, "zone_id", zone->id);
     entry_text(&e, "resource", res->uri);
-    entry_text(&e, "source", rng_percent(&g->rng, 50) ? "nginx-edge"
-                                                       : "envoy-sidecar");
+    entry_text(&e, "source",
+               rng_percent(&g->rng, 50) ? "nginx-edge" : "envoy-sidecar");
     sign_stream_entry(g, &e);
     publish(g, LG_STREAM_CALLS, &e, owner);
 }
@@ -1008,7 +1112,8 @@ static void publish_call(lg_gen *g, const lg_zone *zone,
 static void publish_gateway_call(lg_gen *g, const lg_zone *zone,
                                  const lg_authority *auth, bool logged,
                                  const lg_outcome *out, const char *reused_id,
-                                 int64_t exchanged_at_ns) {
+                                 int64_t exchanged_at_ns)
+{
     char request_id[LG_ID_MAX];
     if (reused_id)
         snprintf(request_id, sizeof request_id, "%s", reused_id);
@@ -1029,19 +1134,19 @@ static void publish_gateway_call(lg_gen *g, const lg_zone *zone,
 /* ---- Revocations ------------------------------------------------------ */
 
 typedef enum lg_revocation_kind {
-    LG_REVOKE_AUTHORITY,      /* sessions.revoke naming the whole authority */
-    LG_REVOKE_SESSION_ONLY,   /* sessions.revoke naming the record alone */
-    LG_REVOKE_EDGE_ONLY,      /* sessions.revoke naming one delegation edge,
+    LG_REVOKE_AUTHORITY,    /* sessions.revoke naming the whole authority */
+    LG_REVOKE_SESSION_ONLY, /* sessions.revoke naming the record alone */
+    LG_REVOKE_EDGE_ONLY,    /* sessions.revoke naming one delegation edge,
                                  as delegation_edge_id or as edge_id */
-    LG_SUSPEND_SESSION,       /* sessions.revoke of a suspend: the record and
+    LG_SUSPEND_SESSION,     /* sessions.revoke of a suspend: the record and
                                  the agent session (coordinator) */
-    LG_TERMINATE_AGENT,       /* agents.lifecycle terminate */
-    LG_SUSPEND_AGENT,         /* agents.lifecycle suspend */
-    LG_RESUME_AGENT,          /* agents.lifecycle resume */
-    LG_SPAWN_AGENT,           /* agents.lifecycle spawn: revokes nothing */
-    LG_INVALIDATE_EDGE,       /* delegations.invalidate edge_revoke */
-    LG_EXPIRE_EDGE,           /* delegations.invalidate edge_expire */
-    LG_CREATE_EDGE,           /* delegations.invalidate edge_create */
+    LG_TERMINATE_AGENT,     /* agents.lifecycle terminate */
+    LG_SUSPEND_AGENT,       /* agents.lifecycle suspend */
+    LG_RESUME_AGENT,        /* agents.lifecycle resume */
+    LG_SPAWN_AGENT,         /* agents.lifecycle spawn: revokes nothing */
+    LG_INVALIDATE_EDGE,     /* delegations.invalidate edge_revoke */
+    LG_EXPIRE_EDGE,         /* delegations.invalidate edge_expire */
+    LG_CREATE_EDGE,         /* delegations.invalidate edge_create */
 } lg_revocation_kind;
 
 /* An outbox delivery's identity: its redeliveries carry the same. */
@@ -1053,14 +1158,15 @@ typedef struct lg_delivery {
 typedef struct lg_revocation {
     lg_revocation_kind kind;
     const lg_authority *auth;
-    const char *edge_id;      /* LG_REVOKE_EDGE_ONLY, the edge kinds */
-    bool edge_as_edge_id;     /* LG_REVOKE_EDGE_ONLY: the Gateway's alias */
+    const char *edge_id;  /* LG_REVOKE_EDGE_ONLY, the edge kinds */
+    bool edge_as_edge_id; /* LG_REVOKE_EDGE_ONLY: the Gateway's alias */
     lg_signing signing;
     const lg_delivery *delivery; /* NULL: a fresh one */
 } lg_revocation;
 
 static void delivery_new(lg_rng *rng, lg_delivery *d, const char *kind,
-                         const char *about) {
+                         const char *about)
+{
     char when[17];
     rng_uuid(rng, d->outbox_id);
     rng_hex(rng, when, 16);
@@ -1069,13 +1175,17 @@ static void delivery_new(lg_rng *rng, lg_delivery *d, const char *kind,
 }
 
 static void publish_revocation(lg_gen *g, lg_zone *zone,
-                               const lg_revocation *rev, lg_anomaly *owner) {
+                               const lg_revocation *rev, lg_anomaly *owner)
+{
     static const char *const lifecycle_events[] = {
-        [LG_TERMINATE_AGENT] = "terminate", [LG_SUSPEND_AGENT] = "suspend",
-        [LG_RESUME_AGENT] = "resume", [LG_SPAWN_AGENT] = "spawn",
+        [LG_TERMINATE_AGENT] = "terminate",
+        [LG_SUSPEND_AGENT] = "suspend",
+        [LG_RESUME_AGENT] = "resume",
+        [LG_SPAWN_AGENT] = "spawn",
     };
     static const char *const delegation_events[] = {
-        [LG_INVALIDATE_EDGE] = "edge_revoke", [LG_EXPIRE_EDGE] = "edge_expire",
+        [LG_INVALIDATE_EDGE] = "edge_revoke",
+        [LG_EXPIRE_EDGE] = "edge_expire",
         [LG_CREATE_EDGE] = "edge_create",
     };
     const lg_authority *a = rev->auth;
@@ -1101,8 +1211,8 @@ static void publish_revocation(lg_gen *g, lg_zone *zone,
         entry_text(&e, "dedupe_key", d->dedupe_key);
         entry_text(&e, "zone_id", zone->id);
         if (rev->kind == LG_REVOKE_EDGE_ONLY) {
-            entry_text(&e, rev->edge_as_edge_id ? "edge_id"
-                                                : "delegation_edge_id",
+            entry_text(&e,
+                       rev->edge_as_edge_id ? "edge_id" : "delegation_edge_id",
                        rev->edge_id);
             entry_text(&e, "reason", "delegation_revoked");
         } else if (rev->kind == LG_SUSPEND_SESSION) {
@@ -1135,9 +1245,9 @@ static void publish_revocation(lg_gen *g, lg_zone *zone,
             entry_text(&e, "application_id", zone->apps[a->app]);
         entry_text(&e, "parent_id", parent);
         if (rev->kind != LG_SPAWN_AGENT)
-            entry_text(&e, "reason", rev->kind == LG_RESUME_AGENT
-                                         ? "operator_resumed"
-                                         : "operator_action");
+            entry_text(&e, "reason",
+                       rev->kind == LG_RESUME_AGENT ? "operator_resumed"
+                                                    : "operator_action");
         break;
     case LG_INVALIDATE_EDGE:
     case LG_EXPIRE_EDGE:
@@ -1166,21 +1276,21 @@ static void publish_revocation(lg_gen *g, lg_zone *zone,
         }
         entry_text(&e, "epoch", epoch);
         break;
-    default:
-        assert(!"unknown revocation kind");
-        return;
+    default: assert(!"unknown revocation kind"); return;
     }
     sign_stream_entry(g, &e);
-    if (rev->signing == LG_BADLY_SIGNED) spoil_signature(e.sig);
+    if (rev->signing == LG_BADLY_SIGNED)
+        spoil_signature(e.sig);
     publish(g, stream, &e, owner);
 }
 
 /* A retired authority is revoked through one of the sources; one in ten
  * revocations is delivered twice by the outbox. Returns the entries. */
 static unsigned publish_retirement(lg_gen *g, lg_zone *zone,
-                                   const lg_authority *auth, uint64_t room) {
-    lg_revocation rev = {.kind = LG_REVOKE_AUTHORITY, .auth = auth,
-                         .signing = LG_SIGNED};
+                                   const lg_authority *auth, uint64_t room)
+{
+    lg_revocation rev = {
+        .kind = LG_REVOKE_AUTHORITY, .auth = auth, .signing = LG_SIGNED};
     if (auth->subject == LG_AGENT) {
         unsigned roll = (unsigned)rng_below(&g->rng, 100);
         rev.edge_id = auth->edge_id;
@@ -1201,7 +1311,8 @@ static unsigned publish_retirement(lg_gen *g, lg_zone *zone,
     delivery_new(&g->rng, &d, "retire", auth->session_id);
     rev.delivery = &d;
     publish_revocation(g, zone, &rev, NULL);
-    if (room < 2 || !rng_percent(&g->rng, 10)) return 1;
+    if (room < 2 || !rng_percent(&g->rng, 10))
+        return 1;
     publish_revocation(g, zone, &rev, NULL);
     return 2;
 }
@@ -1212,25 +1323,31 @@ static unsigned publish_retirement(lg_gen *g, lg_zone *zone,
  * suspend entry after the resume. The agent session goes on under a new
  * authority record (the old one stays revoked). Returns the entries. */
 static unsigned publish_suspend_cycle(lg_gen *g, lg_zone *zone,
-                                      lg_authority *auth) {
+                                      lg_authority *auth)
+{
     lg_delivery revoke_d, suspend_d, resume_d;
     delivery_new(&g->rng, &revoke_d, "agent_suspend", auth->agent_session_id);
     delivery_new(&g->rng, &suspend_d, "suspend", auth->agent_session_id);
     delivery_new(&g->rng, &resume_d, "resume", auth->agent_session_id);
-    lg_revocation revoke = {.kind = LG_SUSPEND_SESSION, .auth = auth,
-                            .signing = LG_SIGNED, .delivery = &revoke_d};
-    lg_revocation suspend = {.kind = LG_SUSPEND_AGENT, .auth = auth,
-                             .signing = LG_SIGNED, .delivery = &suspend_d};
-    lg_revocation resume = {.kind = LG_RESUME_AGENT, .auth = auth,
-                            .signing = LG_SIGNED, .delivery = &resume_d};
+    lg_revocation revoke = {.kind = LG_SUSPEND_SESSION,
+                            .auth = auth,
+                            .signing = LG_SIGNED,
+                            .delivery = &revoke_d};
+    lg_revocation suspend = {.kind = LG_SUSPEND_AGENT,
+                             .auth = auth,
+                             .signing = LG_SIGNED,
+                             .delivery = &suspend_d};
+    lg_revocation resume = {.kind = LG_RESUME_AGENT,
+                            .auth = auth,
+                            .signing = LG_SIGNED,
+                            .delivery = &resume_d};
     publish_revocation(g, zone, &suspend, NULL);
     publish_revocation(g, zone, &revoke, NULL);
     publish_revocation(g, zone, &resume, NULL);
     unsigned used = 3;
     if (rng_percent(&g->rng, 30)) {
-        publish_revocation(g, zone, rng_percent(&g->rng, 50) ? &revoke
-                                                             : &suspend,
-                           NULL);
+        publish_revocation(g, zone,
+                           rng_percent(&g->rng, 50) ? &revoke : &suspend, NULL);
         used++;
     }
     rng_uuid(&g->rng, auth->session_id);
@@ -1238,31 +1355,37 @@ static unsigned publish_suspend_cycle(lg_gen *g, lg_zone *zone,
 }
 
 /* Remembers the resumed authority of slot for the late phase. */
-static void remember_resumed(lg_gen *g, int zone, const lg_slot *slot) {
+static void remember_resumed(lg_gen *g, int zone, const lg_slot *slot)
+{
     /* a later cycle revoked the record an earlier one left */
     for (size_t i = 0; i < g->nresumed; i++)
         if (g->resumed[i].slot == slot) {
             g->resumed[i].auth = slot->auth;
             return;
         }
-    if (g->nresumed == LG_RESUMED_MAX) return;
+    if (g->nresumed == LG_RESUMED_MAX)
+        return;
     g->resumed[g->nresumed++] = (struct lg_resumed){slot, zone, slot->auth};
 }
 
 /* The slot's authority is retired (revoked): its late use would be a
  * violation, so it is not made. */
-static void forget_resumed(lg_gen *g, const lg_slot *slot) {
+static void forget_resumed(lg_gen *g, const lg_slot *slot)
+{
     for (size_t i = 0; i < g->nresumed; i++)
-        if (g->resumed[i].slot == slot) g->resumed[i].slot = NULL;
+        if (g->resumed[i].slot == slot)
+            g->resumed[i].slot = NULL;
 }
 
 /* A new agent session: the coordinator's spawn and, for a delegated one,
  * the edge it got. Ordinary traffic; returns the entries. */
 static unsigned publish_spawn(lg_gen *g, lg_zone *zone,
-                              const lg_authority *auth, uint64_t room) {
-    if (auth->subject != LG_AGENT || room < 2) return 0;
-    lg_revocation spawn = {.kind = LG_SPAWN_AGENT, .auth = auth,
-                           .signing = LG_SIGNED};
+                              const lg_authority *auth, uint64_t room)
+{
+    if (auth->subject != LG_AGENT || room < 2)
+        return 0;
+    lg_revocation spawn = {
+        .kind = LG_SPAWN_AGENT, .auth = auth, .signing = LG_SIGNED};
     publish_revocation(g, zone, &spawn, NULL);
     lg_revocation create = spawn;
     create.kind = LG_CREATE_EDGE;
@@ -1282,7 +1405,8 @@ static unsigned publish_spawn(lg_gen *g, lg_zone *zone,
  * edges revoked as edge_id or expired through edge_ids, spawns and
  * edge_creates, and decisions that carry the graph epoch. None of it may
  * raise an alert. */
-static unsigned publish_normal(lg_gen *g, uint64_t room) {
+static unsigned publish_normal(lg_gen *g, uint64_t room)
+{
     int zi = (int)rng_below(&g->rng, (uint64_t)g->opt.zones);
     lg_zone *zone = &g->zones[zi];
     lg_slot *slot = &zone->slots[rng_below(&g->rng, LG_SLOTS_PER_ZONE)];
@@ -1294,10 +1418,10 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
     lg_outcome out = outcome_pick(&g->rng);
     bool logged = rng_percent(&g->rng, 30) && out.upstream_status != 0;
     if (roll < 57 && room >= 2u + logged) {
-        publish_gateway_call(g, zone, auth, logged, &out,
-                             rng_percent(&g->rng, 10)
-                                 ? client_request_id(&g->rng, zone) : NULL,
-                             t);
+        publish_gateway_call(
+            g, zone, auth, logged, &out,
+            rng_percent(&g->rng, 10) ? client_request_id(&g->rng, zone) : NULL,
+            t);
         used = 2 + logged;
     } else if (roll < 59 && room >= 2) {
         /* The STS allowed, then found no upstream credential: no call. */
@@ -1306,11 +1430,15 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
             &lg_resources[rng_below(&g->rng, LG_NRESOURCES)];
         publish_exchange(g, zone, auth, request_id, res, true, t, NULL);
         lg_event deny = {
-            .event_type = "token_exchange", .request_id = request_id,
+            .event_type = "token_exchange",
+            .request_id = request_id,
             .decision = "deny",
             .evaluation_status = "provider_credential_unavailable",
-            .determining = "null", .diagnostics = "null",
-            .occurred_at_ns = t + 1000000, .auth = NULL, .app = auth->app,
+            .determining = "null",
+            .diagnostics = "null",
+            .occurred_at_ns = t + 1000000,
+            .auth = NULL,
+            .app = auth->app,
             .resource = res,
         };
         publish_audit(g, zone, &deny, LG_SIGNED, NULL);
@@ -1326,10 +1454,15 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
             &lg_resources[rng_below(&g->rng, LG_NRESOURCES)];
         bool approved = rng_percent(&g->rng, 85);
         lg_event ev = {
-            .event_type = "step_up_issued", .request_id = request_id,
-            .decision = "pending", .evaluation_status = "pending",
-            .determining = lg_policies_allow, .diagnostics = "null",
-            .policy = true, .occurred_at_ns = t, .auth = auth,
+            .event_type = "step_up_issued",
+            .request_id = request_id,
+            .decision = "pending",
+            .evaluation_status = "pending",
+            .determining = lg_policies_allow,
+            .diagnostics = "null",
+            .policy = true,
+            .occurred_at_ns = t,
+            .auth = auth,
             .resource = res,
         };
         publish_audit(g, zone, &ev, LG_SIGNED, NULL);
@@ -1352,12 +1485,18 @@ static unsigned publish_normal(lg_gen *g, uint64_t room) {
         /* control.invoke takes the client's request id as its event id */
         snprintf(request_id, sizeof request_id, "%s",
                  invoke ? client_request_id(&g->rng, zone) : "");
-        if (!invoke) rng_uuid(&g->rng, request_id);
+        if (!invoke)
+            rng_uuid(&g->rng, request_id);
         lg_event ev = {
-            .event_id = invoke ? request_id : NULL, .event_type = type,
-            .request_id = request_id, .decision = "allow",
-            .evaluation_status = "complete", .determining = lg_policies_allow,
-            .diagnostics = "null", .policy = true, .occurred_at_ns = t,
+            .event_id = invoke ? request_id : NULL,
+            .event_type = type,
+            .request_id = request_id,
+            .decision = "allow",
+            .evaluation_status = "complete",
+            .determining = lg_policies_allow,
+            .diagnostics = "null",
+            .policy = true,
+            .occurred_at_ns = t,
             .auth = auth,
             .resource = &lg_resources[rng_below(&g->rng, LG_NRESOURCES)],
         };
@@ -1390,7 +1529,8 @@ typedef struct lg_footprint {
     unsigned before, during, late;
 } lg_footprint;
 
-static lg_footprint scenario_footprint(lg_scenario_id sc) {
+static lg_footprint scenario_footprint(lg_scenario_id sc)
+{
     switch (sc) {
     case SC_ACCESS_AFTER_SESSION_REVOKE:
     case SC_ACCESS_AFTER_AGENT_TERMINATE:
@@ -1399,38 +1539,31 @@ static lg_footprint scenario_footprint(lg_scenario_id sc) {
     case SC_ACCESS_DURING_SUSPENSION:
     case SC_ACCESS_AFTER_EDGE_EXPIRE:
     case SC_ACCESS_AT_REVOKED_EPOCH:
-        return (lg_footprint){1, 2, 0};  /* revoke; exchange + gateway */
+        return (lg_footprint){1, 2, 0}; /* revoke; exchange + gateway */
     case SC_OLD_RECORD_AFTER_RESUME:
     case SC_AGENT_AFTER_SUSPEND_RESUME:
-        return (lg_footprint){3, 2, 0};  /* suspend, revoke, resume */
-    case SC_SECOND_CALL_WITHOUT_DECISION:
-        return (lg_footprint){0, 3, 0};
+        return (lg_footprint){3, 2, 0}; /* suspend, revoke, resume */
+    case SC_SECOND_CALL_WITHOUT_DECISION: return (lg_footprint){0, 3, 0};
     case SC_ACCESS_WITHIN_GRACE:
-    case SC_DENY_AFTER_REVOCATION:
-        return (lg_footprint){1, 1, 0};
-    case SC_ACCESS_AFTER_RESUME:
-        return (lg_footprint){2, 1, 0};
-    case SC_REVOCATION_ARRIVES_LATE:
-        return (lg_footprint){0, 2, 1};
-    case SC_DECISION_ARRIVES_LATE:
-        return (lg_footprint){0, 1, 1};
-    case SC_AUDIT_ARRIVES_LATE:
-        return (lg_footprint){0, 1, 2};
-    default:
-        return (lg_footprint){0, 1, 0};
+    case SC_DENY_AFTER_REVOCATION: return (lg_footprint){1, 1, 0};
+    case SC_ACCESS_AFTER_RESUME: return (lg_footprint){2, 1, 0};
+    case SC_REVOCATION_ARRIVES_LATE: return (lg_footprint){0, 2, 1};
+    case SC_DECISION_ARRIVES_LATE: return (lg_footprint){0, 1, 1};
+    case SC_AUDIT_ARRIVES_LATE: return (lg_footprint){0, 1, 2};
+    default: return (lg_footprint){0, 1, 0};
     }
 }
 
 /* The revocation a scenario needs, published before (or, for the late
  * revocation, after) the access. Each names exactly one anchor the access
  * uses, so each access raises exactly one alert. */
-static lg_revocation scenario_revocation(const lg_anomaly *an) {
-    lg_revocation rev = {.kind = LG_REVOKE_SESSION_ONLY, .auth = &an->auth,
+static lg_revocation scenario_revocation(const lg_anomaly *an)
+{
+    lg_revocation rev = {.kind = LG_REVOKE_SESSION_ONLY,
+                         .auth = &an->auth,
                          .signing = LG_SIGNED};
     switch (an->scenario) {
-    case SC_ACCESS_AFTER_AGENT_TERMINATE:
-        rev.kind = LG_TERMINATE_AGENT;
-        break;
+    case SC_ACCESS_AFTER_AGENT_TERMINATE: rev.kind = LG_TERMINATE_AGENT; break;
     case SC_ACCESS_AFTER_EDGE_REVOKE:
         rev.kind = LG_INVALIDATE_EDGE;
         rev.edge_id = an->auth.edge_id;
@@ -1441,9 +1574,7 @@ static lg_revocation scenario_revocation(const lg_anomaly *an) {
         rev.edge_as_edge_id = an->request_id[0] & 1;
         break;
     case SC_ACCESS_DURING_SUSPENSION:
-    case SC_ACCESS_AFTER_RESUME:
-        rev.kind = LG_SUSPEND_AGENT;
-        break;
+    case SC_ACCESS_AFTER_RESUME: rev.kind = LG_SUSPEND_AGENT; break;
     case SC_ACCESS_AFTER_EDGE_EXPIRE:
         rev.kind = LG_EXPIRE_EDGE;
         rev.edge_id = an->auth.edge_id;
@@ -1452,11 +1583,8 @@ static lg_revocation scenario_revocation(const lg_anomaly *an) {
         rev.kind = LG_INVALIDATE_EDGE;
         rev.edge_id = an->auth.edge_id;
         break;
-    case SC_BAD_REVOCATION_SIGNATURE:
-        rev.signing = LG_BADLY_SIGNED;
-        break;
-    default:
-        break;
+    case SC_BAD_REVOCATION_SIGNATURE: rev.signing = LG_BADLY_SIGNED; break;
+    default: break;
     }
     return rev;
 }
@@ -1473,7 +1601,8 @@ typedef struct lg_alert_key {
 } lg_alert_key;
 
 static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
-                               lg_alert_key *key) {
+                               lg_alert_key *key)
+{
     const lg_authority *a = &an->auth;
     aw_anchor_kind kind = 0;
     const char *id = NULL;
@@ -1512,28 +1641,29 @@ static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
         key->request_id = NULL;
         snprintf(key->anchor, sizeof key->anchor, "%s:%s",
                  g->stream_names[an->scenario == SC_BAD_AUDIT_SIGNATURE
-                                     ? LG_STREAM_AUDIT : LG_STREAM_SESSIONS],
+                                     ? LG_STREAM_AUDIT
+                                     : LG_STREAM_SESSIONS],
                  an->entry_id);
         return;
     case SC_JTI_COLLISION:
     case SC_REPLAY_DETECTED:
         snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
         return;
-    case SC_AUDIT_DEAD_LETTERED:   /* (zone, event id, request id) */
+    case SC_AUDIT_DEAD_LETTERED: /* (zone, event id, request id) */
         snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
         return;
-    default:
-        return;
+    default: return;
     }
     snprintf(key->anchor, sizeof key->anchor, "%s:%s",
              aw_anchor_kind_name(kind), id);
 }
 
 /* Expected severity of the alerts that must open (DESIGN §4). */
-static const char *scenario_severity(lg_scenario_id sc, int variant) {
+static const char *scenario_severity(lg_scenario_id sc, int variant)
+{
     switch (sc) {
     case SC_GATEWAY_WITHOUT_DECISION:
-        return variant ? "high" : "critical";   /* critical when 2xx */
+        return variant ? "high" : "critical"; /* critical when 2xx */
     case SC_SECOND_CALL_WITHOUT_DECISION:
     case SC_ACCESS_AFTER_EDGE_EXPIRE:
     case SC_ACCESS_AT_REVOKED_EPOCH:
@@ -1544,24 +1674,23 @@ static const char *scenario_severity(lg_scenario_id sc, int variant) {
     case SC_ACCESS_VIA_REVOKED_CHAIN_EDGE:
     case SC_ACCESS_DURING_SUSPENSION:
     case SC_REVOCATION_ARRIVES_LATE:
-        return "critical";                       /* the Gateway executed */
-    case SC_AUDIT_DEAD_LETTERED:
-        return "critical";                       /* an allow */
+        return "critical";                          /* the Gateway executed */
+    case SC_AUDIT_DEAD_LETTERED: return "critical"; /* an allow */
     case SC_JTI_COLLISION:
-    case SC_REPLAY_DETECTED:
-        return "medium";
-    default:
-        return "high";
+    case SC_REPLAY_DETECTED: return "medium";
+    default: return "high";
     }
 }
 
 /* Builds the plan: scenarios in turn, fresh authorities, random positions
  * among the normal traffic. Fails when N leaves no room for normal traffic. */
-static void plan_anomalies(lg_gen *g) {
+static void plan_anomalies(lg_gen *g)
+{
     int k = g->opt.anomalies;
     uint64_t main_entries = 0;
     g->anomalies = calloc((size_t)(k ? k : 1), sizeof *g->anomalies);
-    if (!g->anomalies) die("out of memory");
+    if (!g->anomalies)
+        die("out of memory");
     for (int i = 0; i < k; i++) {
         lg_anomaly *an = &g->anomalies[i];
         an->scenario = (lg_scenario_id)(i % SC_COUNT);
@@ -1575,14 +1704,15 @@ static void plan_anomalies(lg_gen *g) {
     }
     if (main_entries >= g->opt.events)
         die("--events %" PRIu64 " leaves no room for normal traffic next to "
-            "%d anomalies (%" PRIu64 " entries)", g->opt.events, k,
-            main_entries);
+            "%d anomalies (%" PRIu64 " entries)",
+            g->opt.events, k, main_entries);
     g->normal_budget = g->opt.events - main_entries;
     for (int i = 0; i < k; i++)
         g->anomalies[i].position = rng_below(&g->rng, g->normal_budget + 1);
 }
 
-static int by_position(const void *a, const void *b) {
+static int by_position(const void *a, const void *b)
+{
     uint64_t pa = ((const lg_anomaly *)a)->position;
     uint64_t pb = ((const lg_anomaly *)b)->position;
     return (pa > pb) - (pa < pb);
@@ -1590,10 +1720,12 @@ static int by_position(const void *a, const void *b) {
 
 /* Revocations that accesses must follow go out first; the replies give
  * their times. A resume follows its suspension. */
-static void publish_anomalies_before(lg_gen *g) {
+static void publish_anomalies_before(lg_gen *g)
+{
     for (int i = 0; i < g->opt.anomalies; i++) {
         lg_anomaly *an = &g->anomalies[i];
-        if (scenario_footprint(an->scenario).before == 0) continue;
+        if (scenario_footprint(an->scenario).before == 0)
+            continue;
         lg_revocation rev = scenario_revocation(an);
         if (an->scenario == SC_OLD_RECORD_AFTER_RESUME ||
             an->scenario == SC_AGENT_AFTER_SUSPEND_RESUME) {
@@ -1621,18 +1753,20 @@ static void publish_anomalies_before(lg_gen *g) {
 /* The access an access-after-revocation scenario makes: an exchange naming
  * the revoked anchor and, when it went through, the Gateway's call. */
 static void publish_access(lg_gen *g, lg_anomaly *an, bool allow,
-                           bool through_gateway, int64_t at_ns) {
+                           bool through_gateway, int64_t at_ns)
+{
     lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[0];
     an->evidence_ns = at_ns;
     publish_exchange(g, zone, &an->auth, an->request_id, res, allow, at_ns,
                      NULL);
     if (through_gateway)
-        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
-                        40, at_ns + 40 * 1000000LL, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok, 40,
+                        at_ns + 40 * 1000000LL, NULL);
 }
 
-static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
+static void publish_anomaly_during(lg_gen *g, lg_anomaly *an)
+{
     lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[2];
     int64_t t = now_ns(CLOCK_REALTIME);
@@ -1648,8 +1782,8 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
                         30, t, NULL);
         break;
     case SC_DECISION_ARRIVES_LATE:
-        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
-                        30, t, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok, 30,
+                        t, NULL);
         break;
     case SC_CALL_WITHOUT_AUDIT:
     case SC_AUDIT_ARRIVES_LATE:
@@ -1675,14 +1809,13 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
     case SC_SECOND_CALL_WITHOUT_DECISION:
         publish_exchange(g, zone, &an->auth, an->request_id, res, true,
                          t - 40 * 1000000LL, NULL);
-        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
-                        30, t, NULL);
-        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
-                        30, t + 50 * 1000000LL, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok, 30,
+                        t, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok, 30,
+                        t + 50 * 1000000LL, NULL);
         break;
     case SC_ACCESS_AFTER_RESUME:
-        publish_access(g, an, true, false,
-                       revoked_ns + LG_AFTER_REVOCATION_NS);
+        publish_access(g, an, true, false, revoked_ns + LG_AFTER_REVOCATION_NS);
         break;
     case SC_ACCESS_WITHIN_GRACE:
         publish_access(g, an, true, false, revoked_ns + LG_WITHIN_GRACE_NS);
@@ -1696,10 +1829,15 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
         break;
     case SC_BAD_AUDIT_SIGNATURE: {
         lg_event ev = {
-            .event_type = "token_exchange", .request_id = an->request_id,
-            .decision = "allow", .evaluation_status = "complete",
-            .determining = lg_policies_allow, .diagnostics = "null",
-            .policy = true, .occurred_at_ns = t, .auth = &an->auth,
+            .event_type = "token_exchange",
+            .request_id = an->request_id,
+            .decision = "allow",
+            .evaluation_status = "complete",
+            .determining = lg_policies_allow,
+            .diagnostics = "null",
+            .policy = true,
+            .occurred_at_ns = t,
+            .auth = &an->auth,
             .resource = res,
         };
         publish_audit(g, zone, &ev, LG_BADLY_SIGNED, an);
@@ -1712,11 +1850,17 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
     }
     case SC_AUDIT_DEAD_LETTERED: {
         lg_event ev = {
-            .event_type = "token_exchange", .request_id = an->request_id,
-            .decision = "allow", .evaluation_status = "complete",
-            .determining = lg_policies_allow, .diagnostics = "null",
-            .policy = true, .occurred_at_ns = t, .auth = &an->auth,
-            .resource = res, .dead_lettered = true,
+            .event_type = "token_exchange",
+            .request_id = an->request_id,
+            .decision = "allow",
+            .evaluation_status = "complete",
+            .determining = lg_policies_allow,
+            .diagnostics = "null",
+            .policy = true,
+            .occurred_at_ns = t,
+            .auth = &an->auth,
+            .resource = res,
+            .dead_lettered = true,
         };
         publish_audit(g, zone, &ev, LG_SIGNED, an);
         break;
@@ -1728,22 +1872,27 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an) {
         lg_event ev = {
             .event_type = an->scenario == SC_JTI_COLLISION ? "jti_collision"
                                                            : "replay_detected",
-            .request_id = an->request_id, .decision = "deny",
-            .evaluation_status = "anomaly", .determining = "null",
-            .diagnostics = "null", .occurred_at_ns = t, .auth = &an->auth,
-            .resource = res, .jti = jti,
+            .request_id = an->request_id,
+            .decision = "deny",
+            .evaluation_status = "anomaly",
+            .determining = "null",
+            .diagnostics = "null",
+            .occurred_at_ns = t,
+            .auth = &an->auth,
+            .resource = res,
+            .jti = jti,
         };
         publish_audit(g, zone, &ev, LG_SIGNED, an);
         break;
     }
-    default:
-        assert(!"scenario without main-phase evidence");
+    default: assert(!"scenario without main-phase evidence");
     }
 }
 
 /* Late counterparts carry their original occurred_at, like a producer
  * publishing its replay file. */
-static void publish_anomaly_late(lg_gen *g, lg_anomaly *an) {
+static void publish_anomaly_late(lg_gen *g, lg_anomaly *an)
+{
     lg_zone *zone = &g->zones[an->zone];
     const lg_resource *res = &lg_resources[2];
     switch (an->scenario) {
@@ -1754,31 +1903,34 @@ static void publish_anomaly_late(lg_gen *g, lg_anomaly *an) {
     case SC_AUDIT_ARRIVES_LATE:
         publish_exchange(g, zone, &an->auth, an->request_id, res, true,
                          an->evidence_ns - 30 * 1000000LL, NULL);
-        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok,
-                        30, an->evidence_ns + 1000000LL, NULL);
+        publish_gateway(g, zone, an->auth.app, an->request_id, res, &lg_ok, 30,
+                        an->evidence_ns + 1000000LL, NULL);
         break;
     case SC_REVOCATION_ARRIVES_LATE: {
         lg_revocation rev = scenario_revocation(an);
         publish_revocation(g, zone, &rev, an);
         break;
     }
-    default:
-        assert(!"scenario without a late counterpart");
+    default: assert(!"scenario without a late counterpart");
     }
 }
 
 /* A late revocation only makes the access "after revocation" if its time,
  * set by Redis now, is still more than the grace before the access. The
  * truth assumes the detectors' default propagation grace. */
-static void settle_late_revocations(lg_gen *g) {
+static void settle_late_revocations(lg_gen *g)
+{
     for (int i = 0; i < g->opt.anomalies; i++) {
         lg_anomaly *an = &g->anomalies[i];
-        if (an->scenario != SC_REVOCATION_ARRIVES_LATE) continue;
+        if (an->scenario != SC_REVOCATION_ARRIVES_LATE)
+            continue;
         if (an->entry_ms * 1000000LL + AW_DEFAULT_GRACE_REVOCATION_NS >=
             an->evidence_ns) {
-            fprintf(stderr, "loadgen: the late phase came too late for "
+            fprintf(stderr,
+                    "loadgen: the late phase came too late for "
                     "anomaly %d: its access no longer follows the "
-                    "revocation; expecting no alert\n", i + 1);
+                    "revocation; expecting no alert\n",
+                    i + 1);
             an->expect = LG_EXPECT_NONE;
         }
     }
@@ -1787,9 +1939,11 @@ static void settle_late_revocations(lg_gen *g) {
 /* ---- Truth file ------------------------------------------------------- */
 
 /* One line per anomaly: what happened and which alert must (not) exist. */
-static void write_truth(lg_gen *g, const char *path) {
+static void write_truth(lg_gen *g, const char *path)
+{
     FILE *f = fopen(path, "w");
-    if (!f) die("cannot write %s: %s", path, strerror(errno));
+    if (!f)
+        die("cannot write %s: %s", path, strerror(errno));
     for (int i = 0; i < g->opt.anomalies; i++) {
         const lg_anomaly *an = &g->anomalies[i];
         const lg_scenario *sc = &lg_scenarios[an->scenario];
@@ -1797,8 +1951,8 @@ static void write_truth(lg_gen *g, const char *path) {
         char alert_id[33], occurred[48];
         lg_alert_key key;
         scenario_alert_key(g, an, &key);
-        aw_detectors_alert_id(sc->kind, key.zone_id, key.anchor,
-                              key.request_id, alert_id);
+        aw_detectors_alert_id(sc->kind, key.zone_id, key.anchor, key.request_id,
+                              alert_id);
         format_rfc3339(an->evidence_ns, 0, occurred);
         lg_json *j = &g->json;
         j->len = 0;
@@ -1808,8 +1962,8 @@ static void write_truth(lg_gen *g, const char *path) {
         json_member(j, "scenario", sc->name);
         json_member(j, "kind", sc->kind);
         json_member(j, "expect", lg_expect_names[an->expect]);
-        json_member(j, "severity", an->expect == LG_EXPECT_OPEN
-                                        ? an->severity : NULL);
+        json_member(j, "severity",
+                    an->expect == LG_EXPECT_OPEN ? an->severity : NULL);
         json_member(j, "alert_id", alert_id);
         json_member(j, "zone_id", zone->id);
         json_member(j, "request_id", an->request_id);
@@ -1819,17 +1973,20 @@ static void write_truth(lg_gen *g, const char *path) {
         json_close(j, '}');
         fprintf(f, "%.*s\n", (int)j->len, j->buf);
     }
-    if (fclose(f) != 0) die("writing %s: %s", path, strerror(errno));
+    if (fclose(f) != 0)
+        die("writing %s: %s", path, strerror(errno));
 }
 
 /* ---- Phases ----------------------------------------------------------- */
 
 static void report_phase(const char *phase, const lg_counts *c,
-                         int64_t elapsed_ns) {
+                         int64_t elapsed_ns)
+{
     double secs = (double)elapsed_ns / 1e9;
     printf("loadgen phase=%s entries=%" PRIu64 " audit=%" PRIu64
            " revocations=%" PRIu64 " calls=%" PRIu64 " seconds=%.3f"
-           " rate=%.0f\n", phase, c->entries, c->per_stream[LG_STREAM_AUDIT],
+           " rate=%.0f\n",
+           phase, c->entries, c->per_stream[LG_STREAM_AUDIT],
            c->per_stream[LG_STREAM_SESSIONS] +
                c->per_stream[LG_STREAM_LIFECYCLE] +
                c->per_stream[LG_STREAM_DELEGATIONS],
@@ -1838,7 +1995,8 @@ static void report_phase(const char *phase, const lg_counts *c,
     fflush(stdout);
 }
 
-static void run_main_phase(lg_gen *g) {
+static void run_main_phase(lg_gen *g)
+{
     int64_t start = now_ns(CLOCK_MONOTONIC);
     g->pub.paced_since_ns = start;
     publish_anomalies_before(g);
@@ -1850,7 +2008,8 @@ static void run_main_phase(lg_gen *g) {
                g->anomalies[next].position <= g->normal_published)
             publish_anomaly_during(g, &g->anomalies[next++]);
         uint64_t room = g->normal_budget - g->normal_published;
-        if (room == 0) break;
+        if (room == 0)
+            break;
         g->normal_published += publish_normal(g, room);
     }
     assert(next == g->opt.anomalies);
@@ -1859,27 +2018,32 @@ static void run_main_phase(lg_gen *g) {
     report_phase("main", &g->pub.counts, now_ns(CLOCK_MONOTONIC) - start);
 }
 
-static bool has_late_phase(const lg_gen *g) {
+static bool has_late_phase(const lg_gen *g)
+{
     for (int i = 0; i < g->opt.anomalies; i++)
-        if (scenario_footprint(g->anomalies[i].scenario).late) return true;
+        if (scenario_footprint(g->anomalies[i].scenario).late)
+            return true;
     return false;
 }
 
-static void wait_for_late_phase(const lg_options *opt) {
+static void wait_for_late_phase(const lg_options *opt)
+{
     if (opt->late_on_stdin) {
         char line[64];
         if (!fgets(line, sizeof line, stdin))
             fprintf(stderr, "loadgen: stdin closed; publishing late "
-                    "counterparts now\n");
+                            "counterparts now\n");
     } else if (opt->late_delay_s > 0) {
-        struct timespec ts = {(time_t)opt->late_delay_s,
-                              (long)((opt->late_delay_s -
-                                      (double)(time_t)opt->late_delay_s) * 1e9)};
+        struct timespec ts = {
+            (time_t)opt->late_delay_s,
+            (long)((opt->late_delay_s - (double)(time_t)opt->late_delay_s) *
+                   1e9)};
         nanosleep(&ts, NULL);
     }
 }
 
-static void run_late_phase(lg_gen *g) {
+static void run_late_phase(lg_gen *g)
+{
     wait_for_late_phase(&g->opt);
     g->pub.counts = (lg_counts){0};
     g->pub.paced_since_ns = now_ns(CLOCK_MONOTONIC);
@@ -1904,15 +2068,18 @@ static void run_late_phase(lg_gen *g) {
 
 /* A key from --*-key-file, else the file named by $NAME_FILE, else the hex
  * in $NAME (Caracal's variable names). */
-static aw_hmac_key *load_key(const char *file, const char *env_name) {
+static aw_hmac_key *load_key(const char *file, const char *env_name)
+{
     char text[2 * AW_HMAC_MAX_KEY_BYTES + 64], file_var[64];
     size_t len;
     snprintf(file_var, sizeof file_var, "%s_FILE", env_name);
     const char *file_from_env = getenv(file_var);
-    if (!file && file_from_env && *file_from_env) file = file_from_env;
+    if (!file && file_from_env && *file_from_env)
+        file = file_from_env;
     if (file) {
         FILE *f = fopen(file, "r");
-        if (!f) die("cannot read key file %s: %s", file, strerror(errno));
+        if (!f)
+            die("cannot read key file %s: %s", file, strerror(errno));
         len = fread(text, 1, sizeof text, f);
         fclose(f);
     } else {
@@ -1921,7 +2088,8 @@ static aw_hmac_key *load_key(const char *file, const char *env_name) {
             die("no %s: set it (hex), or %s, or pass the key file", env_name,
                 file_var);
         len = strlen(value);
-        if (len > sizeof text) len = sizeof text;
+        if (len > sizeof text)
+            len = sizeof text;
         memcpy(text, value, len);
     }
     aw_hmac_key *key = NULL;
@@ -1933,32 +2101,37 @@ static aw_hmac_key *load_key(const char *file, const char *env_name) {
 
 /* redis://host[:port][/db] or host[:port]; the password, if any, comes from
  * the file named by REDIS_PASSWORD_FILE (never from the command line). */
-static redisContext *connect_redis(const char *url) {
+static redisContext *connect_redis(const char *url)
+{
     char host[256];
     int port = 6379, db = 0;
     const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
     size_t hostlen = strcspn(p, ":/");
-    if (hostlen == 0 || hostlen >= sizeof host) die("bad --redis URL");
+    if (hostlen == 0 || hostlen >= sizeof host)
+        die("bad --redis URL");
     memcpy(host, p, hostlen);
     host[hostlen] = '\0';
     p += hostlen;
     if (*p == ':') {
         char *end;
         long v = strtol(p + 1, &end, 10);
-        if (end == p + 1 || v <= 0 || v > 65535) die("bad port in --redis");
+        if (end == p + 1 || v <= 0 || v > 65535)
+            die("bad port in --redis");
         port = (int)v;
         p = end;
     }
     if (*p == '/' && p[1]) {
         char *end;
         long v = strtol(p + 1, &end, 10);
-        if (*end || v < 0) die("bad database in --redis");
+        if (*end || v < 0)
+            die("bad database in --redis");
         db = (int)v;
     }
-    redisContext *c = redisConnectWithTimeout(host, port,
-                                              (struct timeval){5, 0});
-    if (!c || c->err) die("cannot connect to %s:%d: %s", host, port,
-                          c ? c->errstr : "out of memory");
+    redisContext *c =
+        redisConnectWithTimeout(host, port, (struct timeval){5, 0});
+    if (!c || c->err)
+        die("cannot connect to %s:%d: %s", host, port,
+            c ? c->errstr : "out of memory");
     const char *pwfile = getenv("REDIS_PASSWORD_FILE");
     char *pw = NULL;
     aw_error err = {0};
@@ -1969,29 +2142,32 @@ static redisContext *connect_redis(const char *url) {
     return c;
 }
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs(
-"usage: loadgen [options]\n"
-"Publishes signed Caracal traffic to Redis with pipelined XADD.\n"
-"  --redis URL            redis://host:port[/db] (default redis://127.0.0.1:6379)\n"
-"  --events N             main-phase entries over all streams (default 100000)\n"
-"  --rate R               entries per second; 0 = as fast as possible (default 0)\n"
-"  --zones N              Caracal zones (default 4)\n"
-"  --anomalies K          injected anomalies, cycling through the scenarios\n"
-"                         (default 0)\n"
-"  --truth FILE           ground truth: one JSON line per anomaly\n"
-"  --seed S               randomness seed (default 1)\n"
-"  --pipeline P           commands per round trip (default 1000)\n"
-"  --audit-key-file F     hex key for `sig` (default: the file named by\n"
-"                         $AUDIT_HMAC_KEY_FILE, else the hex in $AUDIT_HMAC_KEY)\n"
-"  --streams-key-file F   hex key for `_sig` (likewise STREAMS_HMAC_KEY)\n"
-"  --late-delay S         seconds between the main and the late phase\n"
-"  --late-on-stdin        start the late phase when a line arrives on stdin\n"
-"Prints one summary line per phase: loadgen phase=... entries=... rate=...\n"
-"Password: the file named by REDIS_PASSWORD_FILE, if set.\n", out);
+        "usage: loadgen [options]\n"
+        "Publishes signed Caracal traffic to Redis with pipelined XADD.\n"
+        "  --redis URL            redis://host:port[/db] (default redis://127.0.0.1:6379)\n"
+        "  --events N             main-phase entries over all streams (default 100000)\n"
+        "  --rate R               entries per second; 0 = as fast as possible (default 0)\n"
+        "  --zones N              Caracal zones (default 4)\n"
+        "  --anomalies K          injected anomalies, cycling through the scenarios\n"
+        "                         (default 0)\n"
+        "  --truth FILE           ground truth: one JSON line per anomaly\n"
+        "  --seed S               randomness seed (default 1)\n"
+        "  --pipeline P           commands per round trip (default 1000)\n"
+        "  --audit-key-file F     hex key for `sig` (default: the file named by\n"
+        "                         $AUDIT_HMAC_KEY_FILE, else the hex in $AUDIT_HMAC_KEY)\n"
+        "  --streams-key-file F   hex key for `_sig` (likewise STREAMS_HMAC_KEY)\n"
+        "  --late-delay S         seconds between the main and the late phase\n"
+        "  --late-on-stdin        start the late phase when a line arrives on stdin\n"
+        "Prints one summary line per phase: loadgen phase=... entries=... rate=...\n"
+        "Password: the file named by REDIS_PASSWORD_FILE, if set.\n",
+        out);
 }
 
-static uint64_t parse_count(const char *arg, const char *name, uint64_t min) {
+static uint64_t parse_count(const char *arg, const char *name, uint64_t min)
+{
     char *end;
     errno = 0;
     unsigned long long v = strtoull(arg, &end, 10);
@@ -2000,10 +2176,23 @@ static uint64_t parse_count(const char *arg, const char *name, uint64_t min) {
     return v;
 }
 
-static void parse_options(int argc, char **argv, lg_options *opt) {
-    enum { O_REDIS = 1, O_EVENTS, O_RATE, O_ZONES, O_ANOMALIES, O_TRUTH,
-           O_SEED, O_PIPELINE, O_AUDIT_KEY, O_STREAMS_KEY, O_LATE_DELAY,
-           O_LATE_STDIN, O_HELP };
+static void parse_options(int argc, char **argv, lg_options *opt)
+{
+    enum {
+        O_REDIS = 1,
+        O_EVENTS,
+        O_RATE,
+        O_ZONES,
+        O_ANOMALIES,
+        O_TRUTH,
+        O_SEED,
+        O_PIPELINE,
+        O_AUDIT_KEY,
+        O_STREAMS_KEY,
+        O_LATE_DELAY,
+        O_LATE_STDIN,
+        O_HELP
+    };
     static const struct option longopts[] = {
         {"redis", required_argument, NULL, O_REDIS},
         {"events", required_argument, NULL, O_EVENTS},
@@ -2021,7 +2210,9 @@ static void parse_options(int argc, char **argv, lg_options *opt) {
         {NULL, 0, NULL, 0},
     };
     *opt = (lg_options){.redis_url = "redis://127.0.0.1:6379",
-                        .events = 100000, .zones = 4, .seed = 1,
+                        .events = 100000,
+                        .zones = 4,
+                        .seed = 1,
                         .pipeline = 1000};
     int c;
     char *end;
@@ -2036,17 +2227,20 @@ static void parse_options(int argc, char **argv, lg_options *opt) {
             break;
         case O_ZONES:
             opt->zones = (int)parse_count(optarg, "--zones", 1);
-            if (opt->zones > 1000) die("--zones is at most 1000");
+            if (opt->zones > 1000)
+                die("--zones is at most 1000");
             break;
         case O_ANOMALIES:
             opt->anomalies = (int)parse_count(optarg, "--anomalies", 0);
-            if (opt->anomalies > 1000000) die("--anomalies is at most 1000000");
+            if (opt->anomalies > 1000000)
+                die("--anomalies is at most 1000000");
             break;
         case O_TRUTH: opt->truth_path = optarg; break;
         case O_SEED: opt->seed = parse_count(optarg, "--seed", 0); break;
         case O_PIPELINE:
             opt->pipeline = parse_count(optarg, "--pipeline", 1);
-            if (opt->pipeline > 100000) die("--pipeline is at most 100000");
+            if (opt->pipeline > 100000)
+                die("--pipeline is at most 100000");
             break;
         case O_AUDIT_KEY: opt->audit_key_file = optarg; break;
         case O_STREAMS_KEY: opt->streams_key_file = optarg; break;
@@ -2066,7 +2260,8 @@ static void parse_options(int argc, char **argv, lg_options *opt) {
     }
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     static lg_gen g;
     parse_options(argc, argv, &g.opt);
     g.rng.state = g.opt.seed;
@@ -2086,8 +2281,10 @@ int main(int argc, char **argv) {
     g.zones = calloc((size_t)g.opt.zones, sizeof *g.zones);
     for (int i = 0; i < 2; i++)
         g.pub.owner[i] = calloc(g.opt.pipeline, sizeof *g.pub.owner[i]);
-    if (!g.zones || !g.pub.owner[0] || !g.pub.owner[1]) die("out of memory");
-    for (int i = 0; i < g.opt.zones; i++) zone_init(&g.rng, &g.zones[i], i);
+    if (!g.zones || !g.pub.owner[0] || !g.pub.owner[1])
+        die("out of memory");
+    for (int i = 0; i < g.opt.zones; i++)
+        zone_init(&g.rng, &g.zones[i], i);
     plan_anomalies(&g);
 
     g.pub.redis = connect_redis(g.opt.redis_url);
@@ -2095,8 +2292,10 @@ int main(int argc, char **argv) {
     g.pub.rate = g.opt.rate;
 
     run_main_phase(&g);
-    if (has_late_phase(&g)) run_late_phase(&g);
-    if (g.opt.truth_path) write_truth(&g, g.opt.truth_path);
+    if (has_late_phase(&g))
+        run_late_phase(&g);
+    if (g.opt.truth_path)
+        write_truth(&g, g.opt.truth_path);
 
     redisFree(g.pub.redis);
     aw_buf_free(&g.canonical);

@@ -46,8 +46,7 @@ static redisReply *command(redisContext *c, int argc, const char **argv)
     return r;
 }
 
-static void create_group(redisContext *c, const char *stream,
-                         const char *group)
+static void create_group(redisContext *c, const char *stream, const char *group)
 {
     const char *argv[] = {"XGROUP", "CREATE", stream, group, "0", "MKSTREAM"};
     redisReply *r = command(c, 6, argv);
@@ -88,12 +87,13 @@ static int append_ack(redisContext *c, const char *group,
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"usage: readack [--redis URL] [--group G] [--count N] STREAM...\n"
-"Reads every STREAM through consumer group G (default readack, created at\n"
-"0) with XREADGROUP COUNT N (default 1000) and acks each batch, storing\n"
-"nothing, until a read returns nothing. Prints\n"
-"  readack entries=N seconds=S rate=R\n");
+    fprintf(
+        out,
+        "usage: readack [--redis URL] [--group G] [--count N] STREAM...\n"
+        "Reads every STREAM through consumer group G (default readack, created at\n"
+        "0) with XREADGROUP COUNT N (default 1000) and acks each batch, storing\n"
+        "nothing, until a read returns nothing. Prints\n"
+        "  readack entries=N seconds=S rate=R\n");
 }
 
 int main(int argc, char **argv)
@@ -126,8 +126,8 @@ int main(int argc, char **argv)
     aw_error err = {0};
     if (aw_redis_address_parse(url, &addr, &err) != AW_OK)
         die("--redis", err.msg);
-    redisContext *c = redisConnectWithTimeout(addr.host, addr.port,
-                                              (struct timeval){5, 0});
+    redisContext *c =
+        redisConnectWithTimeout(addr.host, addr.port, (struct timeval){5, 0});
     if (c == NULL || c->err)
         die("cannot connect", c ? c->errstr : "out of memory");
     if (addr.db != 0) {

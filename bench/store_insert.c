@@ -29,10 +29,10 @@
 
 #include "store/store.h"
 
-#define BATCH 2000
+#define BATCH             2000
 #define EVENTS_PER_SECOND 150000
-#define JITTER_NS 50000000LL
-#define BASE_TIME_NS 1780000000000000000LL
+#define JITTER_NS         50000000LL
+#define BASE_TIME_NS      1780000000000000000LL
 
 static const char *const zones[] = {"zone-prod-eu-1", "zone-prod-us-1",
                                     "zone-staging", "zone-prod-ap-2"};
@@ -129,8 +129,8 @@ static void generate(struct generator *g, struct slot *s)
                           {{"sig", 3}, {s->sig, 64}}};
     aw_error err;
     if (aw_raw_entry_new((aw_bytes){"caracal.audit.events", 20},
-                         (aw_bytes){s->entry_id, strlen(s->entry_id)},
-                         fields, 3, &s->raw, &err) != AW_OK) {
+                         (aw_bytes){s->entry_id, strlen(s->entry_id)}, fields,
+                         3, &s->raw, &err) != AW_OK) {
         fprintf(stderr, "raw entry: %s\n", err.msg);
         exit(1);
     }
@@ -138,13 +138,21 @@ static void generate(struct generator *g, struct slot *s)
     s->anchors[1] = (aw_anchor){AW_ANCHOR_AGENT_SESSION, s->agent};
     s->anchors[2] = (aw_anchor){AW_ANCHOR_DELEGATION_EDGE, s->edge};
     s->event = (aw_audit_event){
-        .id = s->event_id, .zone_id = zone, .event_type = type,
-        .request_id = s->request_id, .decision = decision,
-        .evaluation_status = status, .occurred_at_ns = at,
-        .application_id = s->application, .resource = s->resource,
-        .result_class = "success", .upstream_status = exchange ? 0 : 200,
-        .gateway_status = exchange ? 0 : 200, .nanchors = 3,
-        .anchors = s->anchors, .is_signed = true,
+        .id = s->event_id,
+        .zone_id = zone,
+        .event_type = type,
+        .request_id = s->request_id,
+        .decision = decision,
+        .evaluation_status = status,
+        .occurred_at_ns = at,
+        .application_id = s->application,
+        .resource = s->resource,
+        .result_class = "success",
+        .upstream_status = exchange ? 0 : 200,
+        .gateway_status = exchange ? 0 : 200,
+        .nanchors = 3,
+        .anchors = s->anchors,
+        .is_signed = true,
     };
     aw_sha256(s->data, (size_t)n, s->event.content_hash);
 }
@@ -217,9 +225,10 @@ static void baseline_open(struct baseline *b, const char *path)
                          "CREATE INDEX e3 ON events (occurred_at); "
                          "CREATE INDEX e4 ON events (session_id); "
                          "CREATE INDEX e5 ON events (agent_session_id);");
-    if (sqlite3_prepare_v2(b->db, "INSERT INTO events VALUES (?, ?, ?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?, ?, ?)", -1, &b->insert,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(b->db,
+                           "INSERT INTO events VALUES (?, ?, ?, ?, ?, "
+                           "?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &b->insert, NULL) != SQLITE_OK) {
         fprintf(stderr, "baseline: %s\n", sqlite3_errmsg(b->db));
         exit(1);
     }
@@ -232,10 +241,16 @@ static double baseline_batch(void *target, struct slot *slots, size_t n)
     baseline_exec(b->db, "BEGIN");
     for (size_t i = 0; i < n; i++) {
         const aw_audit_event *e = &slots[i].event;
-        const char *text[] = {e->id, e->zone_id, e->event_type,
-                              e->request_id, e->decision,
-                              e->evaluation_status, e->application_id,
-                              e->resource, slots[i].session, slots[i].agent,
+        const char *text[] = {e->id,
+                              e->zone_id,
+                              e->event_type,
+                              e->request_id,
+                              e->decision,
+                              e->evaluation_status,
+                              e->application_id,
+                              e->resource,
+                              slots[i].session,
+                              slots[i].agent,
                               slots[i].edge};
         for (int k = 0; k < 11; k++)
             sqlite3_bind_text(b->insert, k + 1, text[k], -1, SQLITE_STATIC);
@@ -302,8 +317,8 @@ static struct result run(const char *name, insert_fn insert, void *target,
     struct result r = {first_n / first, last_n / last, total / overall,
                        file_mib(path)};
     printf("%-9s first 10%%: %8.0f/s   last 10%%: %8.0f/s   overall: "
-           "%8.0f/s   (%.1f s, %.0f MiB on disk)\n", name, r.first, r.last,
-           r.overall, overall, r.file_mib);
+           "%8.0f/s   (%.1f s, %.0f MiB on disk)\n",
+           name, r.first, r.last, r.overall, overall, r.file_mib);
     fflush(stdout);
     return r;
 }
@@ -331,8 +346,8 @@ int main(int argc, char **argv)
              (int)getpid());
     snprintf(base_path, sizeof base_path, "%s/store_insert_plain.%d.db", dir,
              (int)getpid());
-    printf("%lld events, batches of %d, synchronous=FULL\n",
-           (long long)total, BATCH);
+    printf("%lld events, batches of %d, synchronous=FULL\n", (long long)total,
+           BATCH);
 
     aw_store *store;
     aw_error err;
@@ -355,7 +370,7 @@ int main(int argc, char **argv)
     remove_index(base_path);
 
     printf("store/baseline: first 10%% %.2fx, last 10%% %.2fx, overall "
-           "%.2fx\n", s.first / p.first, s.last / p.last,
-           s.overall / p.overall);
+           "%.2fx\n",
+           s.first / p.first, s.last / p.last, s.overall / p.overall);
     return 0;
 }

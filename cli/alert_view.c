@@ -9,9 +9,10 @@
 #include <stdlib.h>
 
 static const char *const alert_columns[] = {
-    "id", "kind", "severity", "state", "zone", "request_id", "anchor",
-    "event_time", "raised_at", "resolved_at", "resolved_by", "late_s",
-    "acked_at", "ack_note", "summary", "evidence",
+    "id",        "kind",        "severity",    "state",
+    "zone",      "request_id",  "anchor",      "event_time",
+    "raised_at", "resolved_at", "resolved_by", "late_s",
+    "acked_at",  "ack_note",    "summary",     "evidence",
 };
 #define NCOLS (sizeof alert_columns / sizeof alert_columns[0])
 
@@ -20,7 +21,8 @@ typedef struct alert_print {
     int rc;
 } alert_print;
 
-static int print_alert(const aw_alert *a, void *ud) {
+static int print_alert(const aw_alert *a, void *ud)
+{
     alert_print *p = ud;
     aw_cli_cell cells[NCOLS] = {
         aw_cli_str(a->id),
@@ -34,7 +36,8 @@ static int print_alert(const aw_alert *a, void *ud) {
         aw_cli_time(a->raised_at_ns),
         aw_cli_time_or_null(a->resolved_at_ns),
         aw_cli_str(a->resolved_by),
-        a->resolved_at_ns ? aw_cli_int(a->late_ns / 1000000000LL) : aw_cli_str(NULL),
+        a->resolved_at_ns ? aw_cli_int(a->late_ns / 1000000000LL)
+                          : aw_cli_str(NULL),
         aw_cli_time_or_null(a->acked_at_ns),
         aw_cli_str(a->ack_note),
         aw_cli_str(a->summary),
@@ -50,7 +53,8 @@ typedef struct finding_print {
 } finding_print;
 
 /* A stored alert has no pending change: its state picks the activity. */
-static int print_finding(const aw_alert *a, void *ud) {
+static int print_finding(const aw_alert *a, void *ud)
+{
     finding_print *p = ud;
     char *line = aw_alert_to_ocsf(a, AW_ALERT_UNCHANGED);
     if (!line) {
@@ -64,11 +68,13 @@ static int print_finding(const aw_alert *a, void *ud) {
     return 0;
 }
 
-static int print_findings(aw_store *store, const aw_alert_filter *filter, size_t *count,
-                          aw_error *err) {
+static int print_findings(aw_store *store, const aw_alert_filter *filter,
+                          size_t *count, aw_error *err)
+{
     finding_print p = {0, false};
     int rc = aw_store_query_alerts(store, filter, print_finding, &p, err);
-    if (p.nomem) rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (p.nomem)
+        rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     *count = p.rows;
     if ((fflush(stdout) != 0 || ferror(stdout)) && rc == AW_OK)
         rc = aw_error_set(err, AW_ERR_IO, "cannot write the output");
@@ -76,13 +82,17 @@ static int print_findings(aw_store *store, const aw_alert_filter *filter, size_t
 }
 
 int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
-                        aw_cli_format format, size_t *count, aw_error *err) {
-    if (format == AW_CLI_OCSF) return print_findings(store, filter, count, err);
+                        aw_cli_format format, size_t *count, aw_error *err)
+{
+    if (format == AW_CLI_OCSF)
+        return print_findings(store, filter, count, err);
     alert_print p = {aw_cli_out_new(format, alert_columns, NCOLS, stdout), 0};
     int rc;
-    if (!p.out) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (!p.out)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     rc = aw_store_query_alerts(store, filter, print_alert, &p, err);
-    if (p.rc) rc = aw_error_set(err, p.rc, "out of memory");
+    if (p.rc)
+        rc = aw_error_set(err, p.rc, "out of memory");
     *count = aw_cli_out_rows(p.out);
     if (aw_cli_out_close(p.out) != AW_OK && rc == AW_OK)
         rc = aw_error_set(err, AW_ERR_IO, "cannot write the output");

@@ -11,19 +11,23 @@
 #define PROGRESS_INTERVAL_NS (250LL * 1000000LL)
 
 int aw_cli_open_store(const aw_cli_command *cmd, const aw_cli_common *common,
-                      unsigned flags, aw_store **out) {
+                      unsigned flags, aw_store **out)
+{
     aw_error err = {0};
     if (aw_store_open(common->db, flags, out, &err) != AW_OK)
         return aw_cli_fail(cmd, AW_EXIT_FAILURE, "%s", err.msg);
     return 0;
 }
 
-void aw_cli_progress_update(aw_cli_progress *p, const char *fmt, ...) {
+void aw_cli_progress_update(aw_cli_progress *p, const char *fmt, ...)
+{
     va_list ap;
     int64_t now;
-    if (!p->enabled) return;
+    if (!p->enabled)
+        return;
     now = aw_cli_now_ns();
-    if (p->drawn && now - p->last_ns < PROGRESS_INTERVAL_NS) return;
+    if (p->drawn && now - p->last_ns < PROGRESS_INTERVAL_NS)
+        return;
     p->last_ns = now;
     p->drawn = true;
     fputs("\r\033[K", stderr);
@@ -33,26 +37,30 @@ void aw_cli_progress_update(aw_cli_progress *p, const char *fmt, ...) {
     fflush(stderr);
 }
 
-void aw_cli_progress_end(aw_cli_progress *p) {
-    if (!p->drawn) return;
+void aw_cli_progress_end(aw_cli_progress *p)
+{
+    if (!p->drawn)
+        return;
     fputs("\r\033[K", stderr);
     fflush(stderr);
     p->drawn = false;
 }
 
-void aw_cli_default_streams(const char *names[AW_ROLE_COUNT]) {
+void aw_cli_default_streams(const char *names[AW_ROLE_COUNT])
+{
     for (int r = 0; r < AW_ROLE_COUNT; r++)
         names[r] = aw_stream_role_default_stream((aw_stream_role)r);
 }
 
 int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,
-                         const char *names[AW_ROLE_COUNT]) {
+                         const char *names[AW_ROLE_COUNT])
+{
     const char *eq = strchr(arg, '=');
     char role[32];
     int r;
     if (!eq || eq == arg || !eq[1] || (size_t)(eq - arg) >= sizeof role)
-        return aw_cli_usage_error(cmd, "--stream: expected ROLE=NAME, got \"%s\"",
-                                  arg);
+        return aw_cli_usage_error(
+            cmd, "--stream: expected ROLE=NAME, got \"%s\"", arg);
     memcpy(role, arg, (size_t)(eq - arg));
     role[eq - arg] = '\0';
     if ((r = aw_stream_role_from_name(role)) < 0)
@@ -66,10 +74,12 @@ int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,
     return 0;
 }
 
-int aw_cli_enforcer_group_option(const aw_cli_command *cmd, const char *arg,
-                                 const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS],
-                                 size_t *npatterns) {
-    if (!*arg) return aw_cli_usage_error(cmd, "--enforcer-group: expected a pattern");
+int aw_cli_enforcer_group_option(
+    const aw_cli_command *cmd, const char *arg,
+    const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS], size_t *npatterns)
+{
+    if (!*arg)
+        return aw_cli_usage_error(cmd, "--enforcer-group: expected a pattern");
     if (*npatterns == AW_CLI_MAX_ENFORCER_GROUPS)
         return aw_cli_usage_error(cmd, "--enforcer-group: at most %d patterns",
                                   AW_CLI_MAX_ENFORCER_GROUPS);
@@ -78,7 +88,8 @@ int aw_cli_enforcer_group_option(const aw_cli_command *cmd, const char *arg,
 }
 
 int aw_cli_redis_option(const aw_cli_command *cmd, const char *option,
-                        const char *arg) {
+                        const char *arg)
+{
     aw_redis_address address;
     aw_error err = {0};
     if (aw_redis_address_parse(arg, &address, &err) != AW_OK)
@@ -86,29 +97,36 @@ int aw_cli_redis_option(const aw_cli_command *cmd, const char *option,
     return 0;
 }
 
-static void ignore_change(const aw_alert *alert, aw_alert_change change, void *ud) {
+static void ignore_change(const aw_alert *alert, aw_alert_change change,
+                          void *ud)
+{
     (void)alert;
     (void)change;
     (void)ud;
 }
 
-void aw_cli_drop_alert_changes(aw_ingest *ing) {
+void aw_cli_drop_alert_changes(aw_ingest *ing)
+{
     aw_ingest_drain_alerts(ing, ignore_change, NULL);
 }
 
 /* file, else the non-empty value of env_file. */
-static const char *key_file(const char *file, const char *env_file) {
+static const char *key_file(const char *file, const char *env_file)
+{
     const char *v = getenv(env_file);
     return file ? file : v && *v ? v : NULL;
 }
 
 int aw_cli_load_keys(const char *audit_file, const char *streams_file,
-                     aw_hmac_key **audit, aw_hmac_key **streams, aw_error *err) {
+                     aw_hmac_key **audit, aw_hmac_key **streams, aw_error *err)
+{
     audit_file = key_file(audit_file, "AUDIT_HMAC_KEY_FILE");
     streams_file = key_file(streams_file, "STREAMS_HMAC_KEY_FILE");
     int rc = aw_secret_load_hmac_key(audit_file, "AUDIT_HMAC_KEY", audit, err);
-    if (rc != AW_OK) return rc;
-    if ((rc = aw_secret_load_hmac_key(streams_file, "STREAMS_HMAC_KEY", streams, err)) != AW_OK) {
+    if (rc != AW_OK)
+        return rc;
+    if ((rc = aw_secret_load_hmac_key(streams_file, "STREAMS_HMAC_KEY", streams,
+                                      err)) != AW_OK) {
         aw_hmac_key_free(*audit);
         *audit = NULL;
     }

@@ -31,7 +31,7 @@ typedef enum aw_cli_format {
     AW_CLI_TABLE = 0,
     AW_CLI_JSON,
     AW_CLI_CSV,
-    AW_CLI_OCSF,   /* alerts only (AW_CLI_WANT_OCSF): OCSF Detection Findings */
+    AW_CLI_OCSF, /* alerts only (AW_CLI_WANT_OCSF): OCSF Detection Findings */
 } aw_cli_format;
 
 /* Which common options a command accepts. --help is always accepted. */
@@ -46,9 +46,9 @@ enum {
 };
 
 /* The --help lines of AW_CLI_WANT_CALL_FIELDS. */
-#define AW_CLI_CALL_FIELDS_USAGE \
+#define AW_CLI_CALL_FIELDS_USAGE                                                \
     "  --request-id-field NAME  field of the request id (default request_id)\n" \
-    "  --status-field NAME      field of the HTTP status (default status)\n" \
+    "  --status-field NAME      field of the HTTP status (default status)\n"    \
     "  --time-field NAME        field of the time (default occurred_at)\n"
 
 /* Long-only option values start here, above every short option letter. */
@@ -56,19 +56,19 @@ enum {
 
 /* The values of the common options after parsing. */
 typedef struct aw_cli_common {
-    const char *db;          /* --db, else $AUDITWATCH_DB, else ./auditwatch.db */
-    bool db_given;           /* --db was on the command line */
-    aw_cli_format format;    /* default table */
-    bool progress;           /* --progress, or stderr is a terminal */
+    const char *db;       /* --db, else $AUDITWATCH_DB, else ./auditwatch.db */
+    bool db_given;        /* --db was on the command line */
+    aw_cli_format format; /* default table */
+    bool progress;        /* --progress, or stderr is a terminal */
     aw_call_fields call_fields; /* AW_CLI_WANT_CALL_FIELDS; NULLs: defaults */
 } aw_cli_common;
 
 typedef struct aw_cli_command {
-    const char *name;                /* "query" */
-    const char *usage;               /* the whole --help text */
-    unsigned common;                 /* AW_CLI_WANT_* */
-    const char *shortopts;           /* the command's own short options */
-    const struct option *options;    /* its own long options, {0}-terminated */
+    const char *name;             /* "query" */
+    const char *usage;            /* the whole --help text */
+    unsigned common;              /* AW_CLI_WANT_* */
+    const char *shortopts;        /* the command's own short options */
+    const struct option *options; /* its own long options, {0}-terminated */
 } aw_cli_command;
 
 /* Called for each of the command's own options; arg is NULL for options
@@ -113,7 +113,7 @@ int aw_cli_parse_time(const char *arg, int64_t now_ns, int64_t *out_ns,
 int aw_cli_time_option(const aw_cli_command *cmd, const char *option,
                        const char *arg, int64_t now_ns, int64_t *out_ns);
 
-#define AW_CLI_SECONDS 1000000000LL
+#define AW_CLI_SECONDS      1000000000LL
 #define AW_CLI_MILLISECONDS 1000000LL
 /* The longest grace a detector takes: a year. */
 #define AW_CLI_GRACE_MAX_NS (366LL * 86400 * 1000000000LL)
@@ -124,17 +124,18 @@ int aw_cli_time_option(const aw_cli_command *cmd, const char *option,
 int aw_cli_parse_duration(const char *arg, int64_t bare_unit_ns, int64_t max_ns,
                           int64_t *out_ns);
 /* Same, for an option: prints the usage error itself. 0 or AW_EXIT_USAGE. */
-int aw_cli_duration_option(const aw_cli_command *cmd, const char *option, const char *arg,
-                           int64_t bare_unit_ns, int64_t max_ns, int64_t *out_ns);
+int aw_cli_duration_option(const aw_cli_command *cmd, const char *option,
+                           const char *arg, int64_t bare_unit_ns,
+                           int64_t max_ns, int64_t *out_ns);
 
 /* --enforcer-group PATTERN (doctor, run): a shell glob naming revocation
  * enforcers' groups, appended to patterns (at most
  * AW_CLI_MAX_ENFORCER_GROUPS; none: aw_enforcer_group_matches' defaults).
  * 0 or AW_EXIT_USAGE (printed). */
 #define AW_CLI_MAX_ENFORCER_GROUPS 16
-int aw_cli_enforcer_group_option(const aw_cli_command *cmd, const char *arg,
-                                 const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS],
-                                 size_t *npatterns);
+int aw_cli_enforcer_group_option(
+    const aw_cli_command *cmd, const char *arg,
+    const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS], size_t *npatterns);
 
 /* The wall clock, ns since the epoch. */
 int64_t aw_cli_now_ns(void);
@@ -142,18 +143,18 @@ int64_t aw_cli_now_ns(void);
 /* ---- Output ----------------------------------------------------------- */
 
 typedef enum aw_cli_kind {
-    AW_CLI_NULL = 0,   /* absent: null / empty cell */
-    AW_CLI_STR,        /* text (made printable in tables) */
+    AW_CLI_NULL = 0, /* absent: null / empty cell */
+    AW_CLI_STR,      /* text (made printable in tables) */
     AW_CLI_INT,
-    AW_CLI_TIME,       /* ns since the epoch, shown as RFC 3339 UTC */
+    AW_CLI_TIME, /* ns since the epoch, shown as RFC 3339 UTC */
     AW_CLI_BOOL,
-    AW_CLI_JSON_TEXT,  /* JSON text: embedded as-is in JSON lines */
+    AW_CLI_JSON_TEXT, /* JSON text: embedded as-is in JSON lines */
 } aw_cli_kind;
 
 typedef struct aw_cli_cell {
     aw_cli_kind kind;
-    const char *s;     /* STR, JSON_TEXT; borrowed for the call */
-    int64_t i;         /* INT, TIME, BOOL */
+    const char *s; /* STR, JSON_TEXT; borrowed for the call */
+    int64_t i;     /* INT, TIME, BOOL */
 } aw_cli_cell;
 
 /* Cell constructors; a NULL string gives a NULL cell. */
@@ -220,11 +221,11 @@ int aw_cli_redis_connect(const char *url, const char *password_file,
  * array or has no such key (a field this Redis version does not report). */
 struct redisReply;
 const struct redisReply *aw_redis_map_get(const struct redisReply *map,
-                                            const char *key);
+                                          const char *key);
 
 /* ---- Evidence bundles (schema/bundle-format.md) ------------------------- */
 
-#define AW_BUNDLE_FORMAT "auditwatch-bundle"
+#define AW_BUNDLE_FORMAT  "auditwatch-bundle"
 #define AW_BUNDLE_VERSION 1
 
 typedef struct aw_bundle_stream_count {
@@ -237,8 +238,8 @@ typedef struct aw_bundle_stream_count {
  * streams is NULL: the per-stream counts are informative only). */
 typedef struct aw_bundle_info {
     int version;
-    int64_t since_ms, until_ms;       /* entry-id window [since, until) */
-    const char *source;               /* path of the index exported from */
+    int64_t since_ms, until_ms; /* entry-id window [since, until) */
+    const char *source;         /* path of the index exported from */
     size_t source_len;
     int64_t created_at_ns;
     int64_t entries, truncated;
@@ -285,8 +286,8 @@ int aw_cli_print_alerts(aw_store *store, const aw_alert_filter *filter,
  * entry_id, row_id, signed, time, alerts: the alerts of the request). When
  * the raw entry is missing or unreadable, the row's columns stand in and
  * auditwatch.raw_entry says why. *out is a new object (cJSON_Delete). */
-int aw_cli_event_record(aw_store *store, const aw_event_row *row, struct cJSON **out,
-                        aw_error *err);
+int aw_cli_event_record(aw_store *store, const aw_event_row *row,
+                        struct cJSON **out, aw_error *err);
 
 /* The entry an audit event's raw entry holds: raw itself, or -- for an
  * entry of Caracal's audit DLQ (DESIGN §8: `src_data`, `reason`,
@@ -294,7 +295,8 @@ int aw_cli_event_record(aw_store *store, const aw_event_row *row, struct cJSON *
  * (owns that original; aw_dead_letter_free). *letter is NULL otherwise. An
  * event record shows the mark as auditwatch.dead_letter {stream, reason,
  * received_at}; `trace` in its detail column. */
-const aw_raw_entry *aw_cli_audit_original(const aw_raw_entry *raw, aw_dead_letter **letter);
+const aw_raw_entry *aw_cli_audit_original(const aw_raw_entry *raw,
+                                          aw_dead_letter **letter);
 
 /* The machine form of other evidence in a request's story (`trace`):
  * a revocation or an observed call is the fields of its raw entry (an
@@ -305,9 +307,10 @@ const aw_raw_entry *aw_cli_audit_original(const aw_raw_entry *raw, aw_dead_lette
  * object (cJSON_Delete). */
 int aw_cli_revocation_record(aw_store *store, const aw_revocation_row *row,
                              struct cJSON **out, aw_error *err);
-int aw_cli_call_record(aw_store *store, const aw_call_row *row, struct cJSON **out,
-                       aw_error *err);
-int aw_cli_alert_record(const aw_alert *alert, struct cJSON **out, aw_error *err);
+int aw_cli_call_record(aw_store *store, const aw_call_row *row,
+                       struct cJSON **out, aw_error *err);
+int aw_cli_alert_record(const aw_alert *alert, struct cJSON **out,
+                        aw_error *err);
 
 /* Names of the stream roles as "audit=caracal.audit.events" pairs: a
  * --stream ROLE=NAME argument overrides one role's stream name in names[]

@@ -59,7 +59,8 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "alerts", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_OCSF, NULL, options,
+    "alerts", usage,   AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_OCSF,
+    NULL,     options,
 };
 
 typedef struct alerts_args {
@@ -69,23 +70,27 @@ typedef struct alerts_args {
     int64_t now_ns;
 } alerts_args;
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     alerts_args *a = ud;
     int64_t n;
     switch (opt) {
     case OPT_STATE:
-        if (strcmp(arg, "all") == 0) a->filter.state = 0;
+        if (strcmp(arg, "all") == 0)
+            a->filter.state = 0;
         else if (!(a->filter.state = aw_alert_state_from_name(arg)))
-            return aw_cli_usage_error(&command,
-                                      "--state: expected open, resolved or all, got \"%s\"",
-                                      arg);
+            return aw_cli_usage_error(
+                &command, "--state: expected open, resolved or all, got \"%s\"",
+                arg);
         return 0;
     case OPT_KIND: a->filter.kind = arg; return 0;
     case OPT_SEVERITY:
-        if (strcmp(arg, "medium") && strcmp(arg, "high") && strcmp(arg, "critical"))
-            return aw_cli_usage_error(&command,
-                                      "--severity: expected medium, high or critical, got \"%s\"",
-                                      arg);
+        if (strcmp(arg, "medium") && strcmp(arg, "high") &&
+            strcmp(arg, "critical"))
+            return aw_cli_usage_error(
+                &command,
+                "--severity: expected medium, high or critical, got \"%s\"",
+                arg);
         a->filter.severity = arg;
         return 0;
     case OPT_SINCE:
@@ -95,8 +100,9 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_REQUEST_ID: a->filter.request_id = arg; return 0;
     case OPT_LIMIT:
         if (aw_cli_parse_int(arg, 1, INT64_MAX, &n) != AW_OK)
-            return aw_cli_usage_error(&command,
-                                      "--limit: expected a positive integer, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--limit: expected a positive integer, got \"%s\"",
+                arg);
         a->filter.limit = (size_t)n;
         return 0;
     case OPT_ACK: a->ack_id = arg; return 0;
@@ -105,26 +111,33 @@ static int on_option(int opt, const char *arg, void *ud) {
     return AW_EXIT_USAGE;
 }
 
-static int acknowledge(const aw_cli_common *common, const alerts_args *a) {
+static int acknowledge(const aw_cli_common *common, const alerts_args *a)
+{
     aw_store *store;
     aw_error err = {0};
     int rc = aw_cli_open_store(&command, common, 0, &store);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = aw_store_begin(store, &err);
-    if (rc == AW_OK) rc = aw_store_alert_ack(store, a->ack_id, a->note, a->now_ns, &err);
-    if (rc == AW_OK) rc = aw_store_commit(store, &err);
-    else aw_store_rollback(store);
+    if (rc == AW_OK)
+        rc = aw_store_alert_ack(store, a->ack_id, a->note, a->now_ns, &err);
+    if (rc == AW_OK)
+        rc = aw_store_commit(store, &err);
+    else
+        aw_store_rollback(store);
     aw_store_close(store);
     if (rc == AW_ERR_NOTFOUND)
-        return aw_cli_fail(&command, AW_EXIT_NO, "no alert with id %s", a->ack_id);
+        return aw_cli_fail(&command, AW_EXIT_NO, "no alert with id %s",
+                           a->ack_id);
     if (rc != AW_OK)
-        return aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot acknowledge %s: %s",
-                           a->ack_id, err.msg);
+        return aw_cli_fail(&command, AW_EXIT_FAILURE,
+                           "cannot acknowledge %s: %s", a->ack_id, err.msg);
     fprintf(stderr, "auditwatch alerts: acknowledged %s\n", a->ack_id);
     return AW_EXIT_OK;
 }
 
-int aw_cmd_alerts(int argc, char **argv) {
+int aw_cmd_alerts(int argc, char **argv)
+{
     alerts_args a = {.filter.state = AW_ALERT_OPEN, .now_ns = aw_cli_now_ns()};
     aw_cli_common common;
     aw_store *store;
@@ -133,12 +146,15 @@ int aw_cmd_alerts(int argc, char **argv) {
     int first, rc;
 
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if (rc != AW_CLI_PROCEED)
+        return rc;
+    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+        AW_CLI_PROCEED)
         return rc;
     if (a.note && !a.ack_id)
         return aw_cli_usage_error(&command, "--note goes with --ack ID");
-    if (a.ack_id) return acknowledge(&common, &a);
+    if (a.ack_id)
+        return acknowledge(&common, &a);
 
     if ((rc = aw_cli_open_store(&command, &common, AW_STORE_READONLY, &store)))
         return rc;

@@ -117,14 +117,18 @@ typedef struct doctor_args {
 } doctor_args;
 
 /* A duration (bare: seconds) into ms. */
-static int seconds_option(const char *name, const char *arg, int64_t *ms) {
+static int seconds_option(const char *name, const char *arg, int64_t *ms)
+{
     int64_t ns;
-    int rc = aw_cli_duration_option(&command, name, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS, &ns);
-    if (rc == 0) *ms = ns / AW_CLI_MILLISECONDS;
+    int rc = aw_cli_duration_option(&command, name, arg, AW_CLI_SECONDS,
+                                    AW_CLI_GRACE_MAX_NS, &ns);
+    if (rc == 0)
+        *ms = ns / AW_CLI_MILLISECONDS;
     return rc;
 }
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     doctor_args *a = ud;
     switch (opt) {
     case OPT_REDIS:
@@ -134,19 +138,28 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_STREAM: return aw_cli_stream_option(&command, arg, a->streams);
     case OPT_MAXLEN:
         if (aw_cli_parse_int(arg, 1, INT64_MAX, &a->maxlen) != AW_OK)
-            return aw_cli_usage_error(&command, "--maxlen: expected a number of entries, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--maxlen: expected a number of entries, got \"%s\"",
+                arg);
         return 0;
     case OPT_ENFORCER_GROUP:
-        return aw_cli_enforcer_group_option(&command, arg, a->patterns, &a->npatterns);
-    case OPT_GRACE_ENFORCER: return seconds_option("--grace-enforcer", arg, &a->grace_ms);
+        return aw_cli_enforcer_group_option(&command, arg, a->patterns,
+                                            &a->npatterns);
+    case OPT_GRACE_ENFORCER:
+        return seconds_option("--grace-enforcer", arg, &a->grace_ms);
     case OPT_MAX_INGEST_LAG:
         if (aw_cli_parse_int(arg, 0, INT64_MAX, &a->ingest.max_lag) != AW_OK)
-            return aw_cli_usage_error(&command, "--max-ingest-lag: expected a number of entries, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command,
+                "--max-ingest-lag: expected a number of entries, got \"%s\"",
+                arg);
         return 0;
-    case OPT_MAX_INGEST_AGE: return seconds_option("--max-ingest-age", arg, &a->ingest.max_age_ms);
+    case OPT_MAX_INGEST_AGE:
+        return seconds_option("--max-ingest-age", arg, &a->ingest.max_age_ms);
     case OPT_TIMEOUT:
         if (aw_cli_parse_int(arg, 1, 600000, &a->timeout_ms) != AW_OK)
-            return aw_cli_usage_error(&command, "--timeout-ms: expected 1..600000, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--timeout-ms: expected 1..600000, got \"%s\"", arg);
         return 0;
     }
     return AW_EXIT_USAGE;
@@ -155,30 +168,30 @@ static int on_option(int opt, const char *arg, void *ud) {
 /* ---- What was read from Redis ---------------------------------------------- */
 
 typedef enum stream_kind {
-    KIND_AUDIT,             /* caracal.audit.events */
-    KIND_REVOCATION,        /* the three revocation streams */
-    KIND_AUDIT_DLQ,         /* <audit>.dlq */
-    KIND_REVOCATION_DEAD,   /* <revocation stream>.dead */
+    KIND_AUDIT,           /* caracal.audit.events */
+    KIND_REVOCATION,      /* the three revocation streams */
+    KIND_AUDIT_DLQ,       /* <audit>.dlq */
+    KIND_REVOCATION_DEAD, /* <revocation stream>.dead */
 } stream_kind;
 
 typedef struct group_view {
-    const char *name;             /* borrowed from the XINFO GROUPS reply */
-    const char *last_delivered;   /* same */
-    int64_t entries_read;         /* or unknown */
+    const char *name;           /* borrowed from the XINFO GROUPS reply */
+    const char *last_delivered; /* same */
+    int64_t entries_read;       /* or unknown */
     aw_group_snapshot snap;
-    redisReply *pending;          /* XPENDING - + 1, owned */
-    redisReply *consumers;        /* XINFO CONSUMERS, owned */
-    redisReply *undelivered;      /* XRANGE (last-delivered + COUNT 1, owned */
+    redisReply *pending;     /* XPENDING - + 1, owned */
+    redisReply *consumers;   /* XINFO CONSUMERS, owned */
+    redisReply *undelivered; /* XRANGE (last-delivered + COUNT 1, owned */
 } group_view;
 
 typedef struct stream_view {
     char name[AW_MAX_ID_BYTES];
     stream_kind kind;
-    aw_stream_role role;          /* its own, or the origin's for dead letters */
-    const char *origin;           /* dead letters: the stream they came from */
+    aw_stream_role role; /* its own, or the origin's for dead letters */
+    const char *origin;  /* dead letters: the stream they came from */
     aw_stream_snapshot snap;
-    redisReply *info;             /* XINFO STREAM, owned (an error: absent) */
-    redisReply *groups_reply;     /* XINFO GROUPS, owned */
+    redisReply *info;         /* XINFO STREAM, owned (an error: absent) */
+    redisReply *groups_reply; /* XINFO GROUPS, owned */
     group_view *groups;
     size_t ngroups;
 } stream_view;
@@ -188,36 +201,48 @@ typedef struct stream_view {
 typedef struct doctor {
     const doctor_args *args;
     redisContext *redis;
-    int64_t now_ms;               /* Redis' clock */
+    int64_t now_ms; /* Redis' clock */
     stream_view streams[NSTREAMS];
     aw_cli_out *out;
     int out_rc;
-    bool attention;               /* some verdict is not ok */
-    bool queue_failed;            /* a command of the round was not queued */
+    bool attention;    /* some verdict is not ok */
+    bool queue_failed; /* a command of the round was not queued */
 } doctor;
 
 /* ---- Output ------------------------------------------------------------------ */
 
-static const char *const columns[] = {"section", "stream", "group", "item", "value", "detail"};
+static const char *const columns[] = {"section", "stream", "group",
+                                      "item",    "value",  "detail"};
 
-static void row(doctor *d, const char *section, const char *stream, const char *group,
-                const char *item, aw_cli_cell value, const char *detail) {
-    aw_cli_cell cells[6] = {aw_cli_str(section), aw_cli_str(stream), aw_cli_str(group),
-                            aw_cli_str(item), value, aw_cli_str(detail)};
-    if (d->out_rc == AW_OK) d->out_rc = aw_cli_out_row(d->out, cells);
+static void row(doctor *d, const char *section, const char *stream,
+                const char *group, const char *item, aw_cli_cell value,
+                const char *detail)
+{
+    aw_cli_cell cells[6] = {aw_cli_str(section),
+                            aw_cli_str(stream),
+                            aw_cli_str(group),
+                            aw_cli_str(item),
+                            value,
+                            aw_cli_str(detail)};
+    if (d->out_rc == AW_OK)
+        d->out_rc = aw_cli_out_row(d->out, cells);
 }
 
 /* A figure that may be unknown: the word "unknown" rather than a number. */
-static aw_cli_cell figure(int64_t v) {
+static aw_cli_cell figure(int64_t v)
+{
     return v == AW_FIGURE_UNKNOWN ? aw_cli_str("unknown") : aw_cli_int(v);
 }
 
-static void pos_text(aw_stream_pos p, char *buf, size_t size) {
+static void pos_text(aw_stream_pos p, char *buf, size_t size)
+{
     snprintf(buf, size, "%" PRIu64 "-%" PRIu64, p.ms, p.seq);
 }
 
-static aw_cli_cell pos_cell(aw_stream_pos p, char *buf, size_t size) {
-    if (aw_stream_pos_is_none(p)) return aw_cli_str(NULL);
+static aw_cli_cell pos_cell(aw_stream_pos p, char *buf, size_t size)
+{
+    if (aw_stream_pos_is_none(p))
+        return aw_cli_str(NULL);
     pos_text(p, buf, size);
     return aw_cli_str(buf);
 }
@@ -232,10 +257,12 @@ typedef struct verdict {
 
 static void note(verdict *v, bool attention, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void note(verdict *v, bool attention, const char *fmt, ...) {
+static void note(verdict *v, bool attention, const char *fmt, ...)
+{
     size_t len = strlen(v->detail);
     va_list ap;
-    if (len + 4 >= sizeof v->detail) return;
+    if (len + 4 >= sizeof v->detail)
+        return;
     if (len) {
         memcpy(v->detail + len, "; ", 3);
         len += 2;
@@ -243,13 +270,20 @@ static void note(verdict *v, bool attention, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(v->detail + len, sizeof v->detail - len, fmt, ap);
     va_end(ap);
-    if (attention) v->attention = true;
-    else v->unknown = true;
+    if (attention)
+        v->attention = true;
+    else
+        v->unknown = true;
 }
 
-static void finish_verdict(doctor *d, const char *section, const verdict *v, const char *ok) {
-    const char *word = v->attention ? "attention" : v->unknown ? "unknown" : "ok";
-    row(d, "verdict", NULL, NULL, section, aw_cli_str(word), v->detail[0] ? v->detail : ok);
+static void finish_verdict(doctor *d, const char *section, const verdict *v,
+                           const char *ok)
+{
+    const char *word = v->attention ? "attention"
+                       : v->unknown ? "unknown"
+                                    : "ok";
+    row(d, "verdict", NULL, NULL, section, aw_cli_str(word),
+        v->detail[0] ? v->detail : ok);
     if (v->attention) {
         d->attention = true;
         fprintf(stderr, "auditwatch doctor: %s: %s\n", section, v->detail);
@@ -258,37 +292,47 @@ static void finish_verdict(doctor *d, const char *section, const verdict *v, con
 
 /* ---- Reading replies ------------------------------------------------------------ */
 
-static bool reply_is(const redisReply *r, int type) {
+static bool reply_is(const redisReply *r, int type)
+{
     return r && r->type == type;
 }
 
-static int64_t int_field(const redisReply *map, const char *key) {
+static int64_t int_field(const redisReply *map, const char *key)
+{
     const redisReply *v = aw_redis_map_get(map, key);
-    if (reply_is(v, REDIS_REPLY_INTEGER)) return v->integer;
+    if (reply_is(v, REDIS_REPLY_INTEGER))
+        return v->integer;
     /* lag / entries-read are nil when Redis cannot compute them */
     return AW_FIGURE_UNKNOWN;
 }
 
-static const char *str_field(const redisReply *map, const char *key) {
+static const char *str_field(const redisReply *map, const char *key)
+{
     const redisReply *v = aw_redis_map_get(map, key);
-    return reply_is(v, REDIS_REPLY_STRING) || reply_is(v, REDIS_REPLY_STATUS) ? v->str : NULL;
+    return reply_is(v, REDIS_REPLY_STRING) || reply_is(v, REDIS_REPLY_STATUS)
+               ? v->str
+               : NULL;
 }
 
-static aw_stream_pos parse_pos(const char *id) {
+static aw_stream_pos parse_pos(const char *id)
+{
     aw_stream_pos p = {0, 0};
-    if (id && aw_stream_id_parse(id, strlen(id), &p.ms, &p.seq) != AW_OK) p = (aw_stream_pos){0, 0};
+    if (id && aw_stream_id_parse(id, strlen(id), &p.ms, &p.seq) != AW_OK)
+        p = (aw_stream_pos){0, 0};
     return p;
 }
 
 /* The id of an entry reply [id, [field, value, ...]]. */
-static const char *entry_id(const redisReply *entry) {
+static const char *entry_id(const redisReply *entry)
+{
     if (!reply_is(entry, REDIS_REPLY_ARRAY) || entry->elements != 2 ||
         !reply_is(entry->element[0], REDIS_REPLY_STRING))
         return NULL;
     return entry->element[0]->str;
 }
 
-static int read_reply(doctor *d, redisReply **out, aw_error *err) {
+static int read_reply(doctor *d, redisReply **out, aw_error *err)
+{
     void *reply = NULL;
     if (redisGetReply(d->redis, &reply) != REDIS_OK || !reply)
         return aw_error_set(err, AW_ERR_IO, "Redis: %s", d->redis->errstr);
@@ -298,29 +342,39 @@ static int read_reply(doctor *d, redisReply **out, aw_error *err) {
 
 /* Queues one command of a round; a failure (out of memory) is kept and
  * reported once the round's replies are read, so replies never misalign. */
-static void queue(doctor *d, const char *fmt, ...) {
+static void queue(doctor *d, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    if (redisvAppendCommand(d->redis, fmt, ap) != REDIS_OK) d->queue_failed = true;
+    if (redisvAppendCommand(d->redis, fmt, ap) != REDIS_OK)
+        d->queue_failed = true;
     va_end(ap);
 }
 
-static int round_queued(const doctor *d, aw_error *err) {
-    return d->queue_failed ? aw_error_set(err, AW_ERR_NOMEM, "out of memory queueing Redis commands")
-                           : AW_OK;
+static int round_queued(const doctor *d, aw_error *err)
+{
+    return d->queue_failed
+               ? aw_error_set(err, AW_ERR_NOMEM,
+                              "out of memory queueing Redis commands")
+               : AW_OK;
 }
 
 /* XINFO on an absent key answers "no such key"; anything else (NOPERM, a
  * wrong type) means the stream cannot be read. */
-static int stream_reply_error(const stream_view *s, const redisReply *r, aw_error *err) {
-    if (!reply_is(r, REDIS_REPLY_ERROR) || strstr(r->str, "no such key")) return AW_OK;
+static int stream_reply_error(const stream_view *s, const redisReply *r,
+                              aw_error *err)
+{
+    if (!reply_is(r, REDIS_REPLY_ERROR) || strstr(r->str, "no such key"))
+        return AW_OK;
     return aw_error_set(err, AW_ERR, "Redis XINFO on %s: %s", s->name, r->str);
 }
 
-static void name_streams(doctor *d) {
+static void name_streams(doctor *d)
+{
     const doctor_args *a = d->args;
     static const aw_stream_role revocations[3] = {
-        AW_ROLE_SESSION_REVOKE, AW_ROLE_AGENT_LIFECYCLE, AW_ROLE_DELEGATION_INVALIDATE};
+        AW_ROLE_SESSION_REVOKE, AW_ROLE_AGENT_LIFECYCLE,
+        AW_ROLE_DELEGATION_INVALIDATE};
     stream_view *s = d->streams;
     snprintf(s[0].name, sizeof s[0].name, "%s", a->streams[AW_ROLE_AUDIT]);
     s[0].kind = KIND_AUDIT;
@@ -330,7 +384,8 @@ static void name_streams(doctor *d) {
         snprintf(v->name, sizeof v->name, "%s", a->streams[revocations[i]]);
         v->kind = KIND_REVOCATION;
         v->role = revocations[i];
-        snprintf(dead->name, sizeof dead->name, "%s.dead", a->streams[revocations[i]]);
+        snprintf(dead->name, sizeof dead->name, "%s.dead",
+                 a->streams[revocations[i]]);
         dead->kind = KIND_REVOCATION_DEAD;
         dead->role = revocations[i];
         dead->origin = v->name;
@@ -342,7 +397,8 @@ static void name_streams(doctor *d) {
 }
 
 /* Round 1: the time, then XINFO STREAM and XINFO GROUPS of every stream. */
-static int read_streams(doctor *d, aw_error *err) {
+static int read_streams(doctor *d, aw_error *err)
+{
     redisReply *time_reply = NULL;
     int rc;
     queue(d, "TIME");
@@ -350,7 +406,8 @@ static int read_streams(doctor *d, aw_error *err) {
         queue(d, "XINFO STREAM %s", d->streams[i].name);
         queue(d, "XINFO GROUPS %s", d->streams[i].name);
     }
-    if ((rc = round_queued(d, err)) != AW_OK || (rc = read_reply(d, &time_reply, err)) != AW_OK)
+    if ((rc = round_queued(d, err)) != AW_OK ||
+        (rc = read_reply(d, &time_reply, err)) != AW_OK)
         return rc;
     if (reply_is(time_reply, REDIS_REPLY_ARRAY) && time_reply->elements == 2 &&
         reply_is(time_reply->element[0], REDIS_REPLY_STRING) &&
@@ -368,22 +425,28 @@ static int read_streams(doctor *d, aw_error *err) {
             (rc = stream_reply_error(s, s->groups_reply, err)) != AW_OK)
             return rc;
         /* an error reply ("no such key") means the stream does not exist */
-        if (!reply_is(s->info, REDIS_REPLY_ARRAY)) continue;
+        if (!reply_is(s->info, REDIS_REPLY_ARRAY))
+            continue;
         s->snap.exists = true;
         s->snap.length = int_field(s->info, "length");
-        s->snap.first_entry = parse_pos(entry_id(aw_redis_map_get(s->info, "first-entry")));
-        s->snap.last_entry = parse_pos(entry_id(aw_redis_map_get(s->info, "last-entry")));
+        s->snap.first_entry =
+            parse_pos(entry_id(aw_redis_map_get(s->info, "first-entry")));
+        s->snap.last_entry =
+            parse_pos(entry_id(aw_redis_map_get(s->info, "last-entry")));
         const char *max_deleted = str_field(s->info, "max-deleted-entry-id");
         s->snap.max_deleted_known = max_deleted != NULL;
         s->snap.max_deleted = parse_pos(max_deleted);
-        if (!reply_is(s->groups_reply, REDIS_REPLY_ARRAY) || s->groups_reply->elements == 0)
+        if (!reply_is(s->groups_reply, REDIS_REPLY_ARRAY) ||
+            s->groups_reply->elements == 0)
             continue;
         s->groups = calloc(s->groups_reply->elements, sizeof *s->groups);
-        if (!s->groups) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        if (!s->groups)
+            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         for (size_t g = 0; g < s->groups_reply->elements; g++) {
             const redisReply *info = s->groups_reply->element[g];
             group_view *v = &s->groups[s->ngroups];
-            if (!(v->name = str_field(info, "name"))) continue;
+            if (!(v->name = str_field(info, "name")))
+                continue;
             v->last_delivered = str_field(info, "last-delivered-id");
             v->entries_read = int_field(info, "entries-read");
             v->snap.last_delivered = parse_pos(v->last_delivered);
@@ -401,7 +464,8 @@ static int read_streams(doctor *d, aw_error *err) {
 
 /* Round 2: per group its oldest pending entry, its consumers and the first
  * entry it has not been delivered. */
-static int read_groups(doctor *d, aw_error *err) {
+static int read_groups(doctor *d, aw_error *err)
+{
     int rc;
     for (size_t i = 0; i < NSTREAMS; i++)
         for (size_t g = 0; g < d->streams[i].ngroups; g++) {
@@ -412,7 +476,8 @@ static int read_groups(doctor *d, aw_error *err) {
             queue(d, "XRANGE %s (%s + COUNT 1", s->name,
                   v->last_delivered ? v->last_delivered : "0-0");
         }
-    if ((rc = round_queued(d, err)) != AW_OK) return rc;
+    if ((rc = round_queued(d, err)) != AW_OK)
+        return rc;
     for (size_t i = 0; i < NSTREAMS; i++)
         for (size_t g = 0; g < d->streams[i].ngroups; g++) {
             group_view *v = &d->streams[i].groups[g];
@@ -421,7 +486,8 @@ static int read_groups(doctor *d, aw_error *err) {
                 (rc = read_reply(d, &v->undelivered, err)) != AW_OK)
                 return rc;
             /* XPENDING extended: [[id, consumer, idle-ms, deliveries]] */
-            if (reply_is(v->pending, REDIS_REPLY_ARRAY) && v->pending->elements == 1) {
+            if (reply_is(v->pending, REDIS_REPLY_ARRAY) &&
+                v->pending->elements == 1) {
                 const redisReply *p = v->pending->element[0];
                 if (reply_is(p, REDIS_REPLY_ARRAY) && p->elements >= 4 &&
                     reply_is(p->element[0], REDIS_REPLY_STRING)) {
@@ -434,17 +500,21 @@ static int read_groups(doctor *d, aw_error *err) {
                 for (size_t c = 0; c < v->consumers->elements; c++) {
                     int64_t idle = int_field(v->consumers->element[c], "idle");
                     if (idle != AW_FIGURE_UNKNOWN &&
-                        (v->snap.freshest_consumer_idle_ms == AW_FIGURE_UNKNOWN ||
+                        (v->snap.freshest_consumer_idle_ms ==
+                             AW_FIGURE_UNKNOWN ||
                          idle < v->snap.freshest_consumer_idle_ms))
                         v->snap.freshest_consumer_idle_ms = idle;
                 }
-            if (reply_is(v->undelivered, REDIS_REPLY_ARRAY) && v->undelivered->elements == 1)
-                v->snap.first_undelivered = parse_pos(entry_id(v->undelivered->element[0]));
+            if (reply_is(v->undelivered, REDIS_REPLY_ARRAY) &&
+                v->undelivered->elements == 1)
+                v->snap.first_undelivered =
+                    parse_pos(entry_id(v->undelivered->element[0]));
         }
     return AW_OK;
 }
 
-static void free_views(doctor *d) {
+static void free_views(doctor *d)
+{
     for (size_t i = 0; i < NSTREAMS; i++) {
         stream_view *s = &d->streams[i];
         for (size_t g = 0; g < s->ngroups; g++) {
@@ -460,12 +530,15 @@ static void free_views(doctor *d) {
 
 /* ---- Sections -------------------------------------------------------------------- */
 
-static int64_t age_of(const doctor *d, aw_stream_pos p) {
-    if (aw_stream_pos_is_none(p)) return AW_FIGURE_UNKNOWN;
+static int64_t age_of(const doctor *d, aw_stream_pos p)
+{
+    if (aw_stream_pos_is_none(p))
+        return AW_FIGURE_UNKNOWN;
     return (int64_t)p.ms < d->now_ms ? d->now_ms - (int64_t)p.ms : 0;
 }
 
-static void stream_section(doctor *d) {
+static void stream_section(doctor *d)
+{
     verdict v = {0};
     char buf[64];
     size_t present = 0;
@@ -475,25 +548,35 @@ static void stream_section(doctor *d) {
         row(d, "stream", s->name, NULL, "exists", aw_cli_bool(n->exists), NULL);
         if (!n->exists) {
             if (s->kind == KIND_AUDIT)
-                note(&v, true, "%s does not exist: nothing was ever published and no "
-                     "audit-ingestor has started", s->name);
+                note(&v, true,
+                     "%s does not exist: nothing was ever published and no "
+                     "audit-ingestor has started",
+                     s->name);
             continue;
         }
         present++;
         row(d, "stream", s->name, NULL, "length", aw_cli_int(n->length), NULL);
-        row(d, "stream", s->name, NULL, "first_entry_id", pos_cell(n->first_entry, buf, sizeof buf), NULL);
-        row(d, "stream", s->name, NULL, "first_entry_age_ms", figure(age_of(d, n->first_entry)), NULL);
-        row(d, "stream", s->name, NULL, "last_entry_id", pos_cell(n->last_entry, buf, sizeof buf), NULL);
-        row(d, "stream", s->name, NULL, "last_entry_age_ms", figure(age_of(d, n->last_entry)), NULL);
+        row(d, "stream", s->name, NULL, "first_entry_id",
+            pos_cell(n->first_entry, buf, sizeof buf), NULL);
+        row(d, "stream", s->name, NULL, "first_entry_age_ms",
+            figure(age_of(d, n->first_entry)), NULL);
+        row(d, "stream", s->name, NULL, "last_entry_id",
+            pos_cell(n->last_entry, buf, sizeof buf), NULL);
+        row(d, "stream", s->name, NULL, "last_entry_age_ms",
+            figure(age_of(d, n->last_entry)), NULL);
         row(d, "stream", s->name, NULL, "max_deleted_entry_id",
-            n->max_deleted_known ? pos_cell(n->max_deleted, buf, sizeof buf) : aw_cli_str("unknown"), NULL);
-        row(d, "stream", s->name, NULL, "groups", aw_cli_int((int64_t)s->ngroups), NULL);
+            n->max_deleted_known ? pos_cell(n->max_deleted, buf, sizeof buf)
+                                 : aw_cli_str("unknown"),
+            NULL);
+        row(d, "stream", s->name, NULL, "groups",
+            aw_cli_int((int64_t)s->ngroups), NULL);
     }
     snprintf(buf, sizeof buf, "%zu of %d streams exist", present, NSTREAMS);
     finish_verdict(d, "streams", &v, buf);
 }
 
-static void group_section(doctor *d) {
+static void group_section(doctor *d)
+{
     verdict v = {0};
     char buf[64], detail[160];
     size_t ngroups = 0;
@@ -502,12 +585,16 @@ static void group_section(doctor *d) {
         for (size_t g = 0; g < s->ngroups; g++) {
             const group_view *gv = &s->groups[g];
             const aw_group_snapshot *n = &gv->snap;
-            int64_t headroom = aw_group_trim_headroom(&s->snap, n, d->args->maxlen);
+            int64_t headroom =
+                aw_group_trim_headroom(&s->snap, n, d->args->maxlen);
             ngroups++;
-            row(d, "group", s->name, gv->name, "last_delivered_id", aw_cli_str(gv->last_delivered), NULL);
-            row(d, "group", s->name, gv->name, "entries_read", figure(gv->entries_read), NULL);
+            row(d, "group", s->name, gv->name, "last_delivered_id",
+                aw_cli_str(gv->last_delivered), NULL);
+            row(d, "group", s->name, gv->name, "entries_read",
+                figure(gv->entries_read), NULL);
             row(d, "group", s->name, gv->name, "lag", figure(n->lag), NULL);
-            row(d, "group", s->name, gv->name, "pending", aw_cli_int(n->pending), NULL);
+            row(d, "group", s->name, gv->name, "pending",
+                aw_cli_int(n->pending), NULL);
             if (n->pending > 0) {
                 row(d, "group", s->name, gv->name, "oldest_pending_id",
                     pos_cell(n->oldest_pending, buf, sizeof buf), NULL);
@@ -516,48 +603,64 @@ static void group_section(doctor *d) {
                 row(d, "group", s->name, gv->name, "oldest_pending_idle_ms",
                     figure(n->oldest_pending_idle_ms), NULL);
             }
-            row(d, "group", s->name, gv->name, "consumers", aw_cli_int((int64_t)n->consumers), NULL);
-            row(d, "group", s->name, gv->name, "trim_headroom", figure(headroom), NULL);
+            row(d, "group", s->name, gv->name, "consumers",
+                aw_cli_int((int64_t)n->consumers), NULL);
+            row(d, "group", s->name, gv->name, "trim_headroom",
+                figure(headroom), NULL);
             if (reply_is(gv->consumers, REDIS_REPLY_ARRAY))
                 for (size_t c = 0; c < gv->consumers->elements; c++) {
                     const redisReply *info = gv->consumers->element[c];
                     /* `inactive` (Redis 7.2+): since its last successful read */
                     int64_t inactive = int_field(info, "inactive");
                     if (inactive == AW_FIGURE_UNKNOWN)
-                        snprintf(detail, sizeof detail, "%" PRId64 " pending", int_field(info, "pending"));
+                        snprintf(detail, sizeof detail, "%" PRId64 " pending",
+                                 int_field(info, "pending"));
                     else
-                        snprintf(detail, sizeof detail, "%" PRId64 " pending, inactive %" PRId64 " ms",
+                        snprintf(detail, sizeof detail,
+                                 "%" PRId64 " pending, inactive %" PRId64 " ms",
                                  int_field(info, "pending"), inactive);
-                    row(d, "consumer", s->name, gv->name, str_field(info, "name"),
+                    row(d, "consumer", s->name, gv->name,
+                        str_field(info, "name"),
                         figure(int_field(info, "idle")), detail);
                 }
             /* unread entries are at most the stream's length */
-            int64_t at_least = d->args->maxlen - s->snap.length - (n->pending > 0 ? n->pending : 0);
-            if (headroom == AW_FIGURE_UNKNOWN && at_least < d->args->maxlen / 10)
-                note(&v, false, "%s %s: Redis does not report its lag, so how close "
-                     "trimming is cannot be told", s->name, gv->name);
+            int64_t at_least = d->args->maxlen - s->snap.length -
+                               (n->pending > 0 ? n->pending : 0);
+            if (headroom == AW_FIGURE_UNKNOWN &&
+                at_least < d->args->maxlen / 10)
+                note(&v, false,
+                     "%s %s: Redis does not report its lag, so how close "
+                     "trimming is cannot be told",
+                     s->name, gv->name);
             else if (headroom < d->args->maxlen / 10)
-                note(&v, true, "%s %s: %" PRId64 " entries before MAXLEN ~ %" PRId64
-                     " trimming reaches entries it has not read or acknowledged",
-                     s->name, gv->name, headroom, d->args->maxlen);
+                note(
+                    &v, true,
+                    "%s %s: %" PRId64 " entries before MAXLEN ~ %" PRId64
+                    " trimming reaches entries it has not read or acknowledged",
+                    s->name, gv->name, headroom, d->args->maxlen);
         }
     }
     snprintf(buf, sizeof buf, "%zu groups clear of trimming", ngroups);
     finish_verdict(d, "trimming", &v, buf);
 }
 
-static void dead_letter_section(doctor *d) {
+static void dead_letter_section(doctor *d)
+{
     verdict v = {0};
     char buf[64];
     for (size_t i = 0; i < NSTREAMS; i++) {
         const stream_view *s = &d->streams[i];
-        if (s->kind != KIND_AUDIT_DLQ && s->kind != KIND_REVOCATION_DEAD) continue;
+        if (s->kind != KIND_AUDIT_DLQ && s->kind != KIND_REVOCATION_DEAD)
+            continue;
         int64_t depth = s->snap.exists ? s->snap.length : 0;
         row(d, "dead_letters", s->name, NULL, "depth", aw_cli_int(depth), NULL);
-        if (depth <= 0) continue;
+        if (depth <= 0)
+            continue;
         aw_stream_pos first = s->snap.first_entry;
-        row(d, "dead_letters", s->name, NULL, "oldest_entry_id", pos_cell(first, buf, sizeof buf), NULL);
-        row(d, "dead_letters", s->name, NULL, "oldest_entry_age_ms", figure(age_of(d, first)), NULL);
+        row(d, "dead_letters", s->name, NULL, "oldest_entry_id",
+            pos_cell(first, buf, sizeof buf), NULL);
+        row(d, "dead_letters", s->name, NULL, "oldest_entry_age_ms",
+            figure(age_of(d, first)), NULL);
 
         /* the oldest entry (XINFO STREAM's first-entry) read as a dead letter */
         const redisReply *e = aw_redis_map_get(s->info, "first-entry");
@@ -569,15 +672,20 @@ static void dead_letter_section(doctor *d) {
         size_t nfields = 0;
         if (entry_id(e) && reply_is(e->element[1], REDIS_REPLY_ARRAY)) {
             const redisReply *kv = e->element[1];
-            for (size_t f = 0; f + 1 < kv->elements && nfields <= AW_MAX_FIELDS; f += 2)
-                fields[nfields++] = (aw_field){{kv->element[f]->str, kv->element[f]->len},
-                                               {kv->element[f + 1]->str, kv->element[f + 1]->len}};
-            aw_bytes name = {s->name, strlen(s->name)}, id = {e->element[0]->str, e->element[0]->len};
+            for (size_t f = 0; f + 1 < kv->elements && nfields <= AW_MAX_FIELDS;
+                 f += 2)
+                fields[nfields++] = (aw_field){
+                    {kv->element[f]->str, kv->element[f]->len},
+                    {kv->element[f + 1]->str, kv->element[f + 1]->len}};
+            aw_bytes name = {s->name, strlen(s->name)},
+                     id = {e->element[0]->str, e->element[0]->len};
             int rc = aw_raw_entry_new(name, id, fields, nfields, &raw, &err);
             if (rc == AW_OK)
                 rc = s->kind == KIND_AUDIT_DLQ
-                         ? aw_dead_letter_decode_audit(raw, s->origin, &letter, &err)
-                         : aw_dead_letter_decode_revocation(raw, s->origin, NULL, &letter, &err);
+                         ? aw_dead_letter_decode_audit(raw, s->origin, &letter,
+                                                       &err)
+                         : aw_dead_letter_decode_revocation(
+                               raw, s->origin, NULL, &letter, &err);
             if (rc == AW_OK) {
                 reason = letter->reason;
                 row(d, "dead_letters", s->name, NULL, "oldest_shape",
@@ -586,111 +694,143 @@ static void dead_letter_section(doctor *d) {
                     aw_cli_str(letter->source_id), NULL);
             }
         }
-        row(d, "dead_letters", s->name, NULL, "oldest_reason", aw_cli_str(reason),
-            letter ? NULL : err.msg);
-        note(&v, true, "%s holds %" PRId64 " dead-lettered entr%s, the oldest %" PRId64
-             " s old (%s)", s->name, depth, depth == 1 ? "y" : "ies",
-             age_of(d, first) / 1000, reason);
+        row(d, "dead_letters", s->name, NULL, "oldest_reason",
+            aw_cli_str(reason), letter ? NULL : err.msg);
+        note(&v, true,
+             "%s holds %" PRId64 " dead-lettered entr%s, the oldest %" PRId64
+             " s old (%s)",
+             s->name, depth, depth == 1 ? "y" : "ies", age_of(d, first) / 1000,
+             reason);
         aw_dead_letter_free(letter);
         aw_raw_entry_free(raw);
     }
     finish_verdict(d, "dead_letters", &v, "no dead-lettered entries");
 }
 
-static bool is_enforcer(const doctor_args *a, const char *group) {
+static bool is_enforcer(const doctor_args *a, const char *group)
+{
     return aw_enforcer_group_matches(a->patterns, a->npatterns, group);
 }
 
-static void enforcer_section(doctor *d) {
+static void enforcer_section(doctor *d)
+{
     verdict v = {0};
     char buf[64], ok[64];
     size_t nenforcers = 0;
     for (size_t i = 0; i < NSTREAMS; i++) {
         const stream_view *s = &d->streams[i];
         size_t here = 0;
-        if (s->kind != KIND_REVOCATION) continue;
+        if (s->kind != KIND_REVOCATION)
+            continue;
         for (size_t g = 0; g < s->ngroups; g++) {
             const group_view *gv = &s->groups[g];
             aw_enforcer_judgment j;
-            if (!is_enforcer(d->args, gv->name)) continue;
+            if (!is_enforcer(d->args, gv->name))
+                continue;
             here++;
-            aw_enforcer_judge(&s->snap, &gv->snap, d->now_ms, d->args->grace_ms, &j);
+            aw_enforcer_judge(&s->snap, &gv->snap, d->now_ms, d->args->grace_ms,
+                              &j);
             row(d, "enforcer", s->name, gv->name, "state",
                 aw_cli_str(aw_enforcer_state_name(j.state)), NULL);
             row(d, "enforcer", s->name, gv->name, "oldest_unapplied_id",
                 pos_cell(j.oldest_unapplied, buf, sizeof buf), NULL);
-            row(d, "enforcer", s->name, gv->name, "unapplied_age_ms", aw_cli_int(j.unapplied_age_ms), NULL);
+            row(d, "enforcer", s->name, gv->name, "unapplied_age_ms",
+                aw_cli_int(j.unapplied_age_ms), NULL);
             row(d, "enforcer", s->name, gv->name, "freshest_consumer_idle_ms",
                 figure(gv->snap.freshest_consumer_idle_ms), NULL);
             pos_text(j.oldest_unapplied, buf, sizeof buf);
             switch (j.state) {
             case AW_ENFORCER_OK: break;
             case AW_ENFORCER_NOT_READING:
-                note(&v, true, "%s on %s has not read revocation %s for %" PRId64
-                     " s (consumers: %zu, the least idle for %" PRId64 " ms)", gv->name,
-                     s->name, buf, j.unapplied_age_ms / 1000, gv->snap.consumers,
-                     gv->snap.freshest_consumer_idle_ms);
+                note(&v, true,
+                     "%s on %s has not read revocation %s for %" PRId64
+                     " s (consumers: %zu, the least idle for %" PRId64 " ms)",
+                     gv->name, s->name, buf, j.unapplied_age_ms / 1000,
+                     gv->snap.consumers, gv->snap.freshest_consumer_idle_ms);
                 break;
             case AW_ENFORCER_NOT_ACKING:
-                note(&v, true, "%s on %s read revocation %s but has not acknowledged "
-                     "it for %" PRId64 " s", gv->name, s->name, buf, j.unapplied_age_ms / 1000);
+                note(&v, true,
+                     "%s on %s read revocation %s but has not acknowledged "
+                     "it for %" PRId64 " s",
+                     gv->name, s->name, buf, j.unapplied_age_ms / 1000);
                 break;
             case AW_ENFORCER_TRIMMED:
-                note(&v, true, "%s on %s lost revocations to trimming before reading "
-                     "them", gv->name, s->name);
+                note(&v, true,
+                     "%s on %s lost revocations to trimming before reading "
+                     "them",
+                     gv->name, s->name);
                 break;
             }
         }
         nenforcers += here;
         if (s->role == AW_ROLE_SESSION_REVOKE && here == 0)
-            note(&v, true, "no enforcer group reads %s: revocations reach no STS or Gateway",
-                 s->name);
+            note(
+                &v, true,
+                "no enforcer group reads %s: revocations reach no STS or Gateway",
+                s->name);
     }
-    snprintf(ok, sizeof ok, "%zu enforcer groups applied every revocation", nenforcers);
+    snprintf(ok, sizeof ok, "%zu enforcer groups applied every revocation",
+             nenforcers);
     finish_verdict(d, "enforcers", &v, ok);
 }
 
-static void ingest_section(doctor *d) {
+static void ingest_section(doctor *d)
+{
     verdict v = {0};
     const stream_view *s = &d->streams[0];
     const aw_group_snapshot *group = NULL;
     aw_ingest_judgment j;
     for (size_t g = 0; g < s->ngroups; g++)
-        if (strcmp(s->groups[g].name, INGEST_GROUP) == 0) group = &s->groups[g].snap;
+        if (strcmp(s->groups[g].name, INGEST_GROUP) == 0)
+            group = &s->groups[g].snap;
     aw_ingest_judge(group, d->now_ms, &d->args->ingest, &j);
-    row(d, "ingest", s->name, INGEST_GROUP, "state", aw_cli_str(aw_ingest_state_name(j.state)), NULL);
+    row(d, "ingest", s->name, INGEST_GROUP, "state",
+        aw_cli_str(aw_ingest_state_name(j.state)), NULL);
     row(d, "ingest", s->name, INGEST_GROUP, "lag", figure(j.lag), NULL);
-    row(d, "ingest", s->name, INGEST_GROUP, "oldest_unread_age_ms", figure(j.oldest_unread_age_ms), NULL);
-    row(d, "ingest", s->name, INGEST_GROUP, "oldest_pending_age_ms", figure(j.oldest_pending_age_ms), NULL);
+    row(d, "ingest", s->name, INGEST_GROUP, "oldest_unread_age_ms",
+        figure(j.oldest_unread_age_ms), NULL);
+    row(d, "ingest", s->name, INGEST_GROUP, "oldest_pending_age_ms",
+        figure(j.oldest_pending_age_ms), NULL);
     switch (j.state) {
     case AW_INGEST_OK: break;
     case AW_INGEST_ABSENT:
-        note(&v, true, "no %s group on %s: Caracal's audit service never started", INGEST_GROUP, s->name);
+        note(&v, true,
+             "no %s group on %s: Caracal's audit service never started",
+             INGEST_GROUP, s->name);
         break;
     case AW_INGEST_LAGGING:
-        note(&v, true, "%s lags %" PRId64 " entries (-1: unknown), the oldest unread for %" PRId64
-             " s (limits %" PRId64 " entries, %" PRId64 " s)", INGEST_GROUP, j.lag,
-             j.oldest_unread_age_ms / 1000, d->args->ingest.max_lag,
-             d->args->ingest.max_age_ms / 1000);
+        note(&v, true,
+             "%s lags %" PRId64
+             " entries (-1: unknown), the oldest unread for %" PRId64
+             " s (limits %" PRId64 " entries, %" PRId64 " s)",
+             INGEST_GROUP, j.lag, j.oldest_unread_age_ms / 1000,
+             d->args->ingest.max_lag, d->args->ingest.max_age_ms / 1000);
         break;
     case AW_INGEST_STUCK:
-        note(&v, true, "%s has left an entry pending for %" PRId64 " s (limit %" PRId64 " s)",
-             INGEST_GROUP, j.oldest_pending_age_ms / 1000, d->args->ingest.max_age_ms / 1000);
+        note(&v, true,
+             "%s has left an entry pending for %" PRId64 " s (limit %" PRId64
+             " s)",
+             INGEST_GROUP, j.oldest_pending_age_ms / 1000,
+             d->args->ingest.max_age_ms / 1000);
         break;
     }
     finish_verdict(d, "ingest", &v, INGEST_GROUP " keeps up");
 }
 
-static int add_checkpoint(const char *stream, const char *entry_id_text, int64_t updated_at_ns, void *ud) {
+static int add_checkpoint(const char *stream, const char *entry_id_text,
+                          int64_t updated_at_ns, void *ud)
+{
     doctor *d = ud;
     char when[40];
     aw_time_format(updated_at_ns, when, sizeof when);
-    row(d, "checkpoint", stream, NULL, "entry_id", aw_cli_str(entry_id_text), when);
+    row(d, "checkpoint", stream, NULL, "entry_id", aw_cli_str(entry_id_text),
+        when);
     return 0;
 }
 
 /* auditwatch's own index. Returns false when it cannot be read. */
-static bool index_section(doctor *d, const char *db) {
+static bool index_section(doctor *d, const char *db)
+{
     verdict v = {0};
     aw_store *store;
     aw_store_stats st;
@@ -699,17 +839,24 @@ static bool index_section(doctor *d, const char *db) {
     if (rc == AW_OK) {
         if ((rc = aw_store_get_stats(store, &st, &err)) == AW_OK) {
             row(d, "index", NULL, NULL, "path", aw_cli_str(db), NULL);
-            row(d, "index", NULL, NULL, "entries", aw_cli_int(st.entries), NULL);
+            row(d, "index", NULL, NULL, "entries", aw_cli_int(st.entries),
+                NULL);
             row(d, "index", NULL, NULL, "events", aw_cli_int(st.events), NULL);
-            row(d, "index", NULL, NULL, "revocations", aw_cli_int(st.revocations), NULL);
+            row(d, "index", NULL, NULL, "revocations",
+                aw_cli_int(st.revocations), NULL);
             row(d, "index", NULL, NULL, "calls", aw_cli_int(st.calls), NULL);
-            row(d, "index", NULL, NULL, "rejected", aw_cli_int(st.rejected), NULL);
-            row(d, "index", NULL, NULL, "alerts_open", aw_cli_int(st.alerts_open), NULL);
+            row(d, "index", NULL, NULL, "rejected", aw_cli_int(st.rejected),
+                NULL);
+            row(d, "index", NULL, NULL, "alerts_open",
+                aw_cli_int(st.alerts_open), NULL);
             row(d, "index", NULL, NULL, "newest_event",
-                st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL), NULL);
+                st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL),
+                NULL);
             rc = aw_store_query_checkpoints(store, add_checkpoint, d, &err);
             if (rc == AW_OK && st.alerts_open > 0)
-                note(&v, true, "%" PRId64 " open alerts (auditwatch alerts --db %s)", st.alerts_open, db);
+                note(&v, true,
+                     "%" PRId64 " open alerts (auditwatch alerts --db %s)",
+                     st.alerts_open, db);
         }
         aw_store_close(store);
     }
@@ -725,14 +872,16 @@ static bool index_section(doctor *d, const char *db) {
 
 /* ---- The command -------------------------------------------------------------------- */
 
-static int redis_sections(doctor *d) {
+static int redis_sections(doctor *d)
+{
     aw_error err = {0};
     int rc = aw_cli_redis_connect(d->args->redis_url, d->args->password_file,
                                   (int)d->args->timeout_ms, &d->redis, &err);
     name_streams(d);
     if (rc == AW_OK && (rc = read_streams(d, &err)) == AW_OK)
         rc = read_groups(d, &err);
-    row(d, "redis", NULL, NULL, "reachable", aw_cli_bool(rc == AW_OK), rc == AW_OK ? NULL : err.msg);
+    row(d, "redis", NULL, NULL, "reachable", aw_cli_bool(rc == AW_OK),
+        rc == AW_OK ? NULL : err.msg);
     if (rc != AW_OK) {
         row(d, "verdict", NULL, NULL, "redis", aw_cli_str("unknown"), err.msg);
         fprintf(stderr, "auditwatch doctor: %s\n", err.msg);
@@ -744,15 +893,18 @@ static int redis_sections(doctor *d) {
         ingest_section(d);
     }
     free_views(d);
-    if (d->redis) redisFree(d->redis);
+    if (d->redis)
+        redisFree(d->redis);
     return rc;
 }
 
-int aw_cmd_doctor(int argc, char **argv) {
+int aw_cmd_doctor(int argc, char **argv)
+{
     doctor_args a = {
         .maxlen = 100000,
         .grace_ms = AW_ENFORCER_DEFAULT_GRACE_MS,
-        .ingest = {.max_lag = AW_INGEST_DEFAULT_MAX_LAG, .max_age_ms = AW_INGEST_DEFAULT_MAX_AGE_MS},
+        .ingest = {.max_lag = AW_INGEST_DEFAULT_MAX_LAG,
+                   .max_age_ms = AW_INGEST_DEFAULT_MAX_AGE_MS},
         .timeout_ms = 2000,
     };
     aw_cli_common common;
@@ -762,22 +914,28 @@ int aw_cmd_doctor(int argc, char **argv) {
 
     aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if (rc != AW_CLI_PROCEED)
+        return rc;
+    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+        AW_CLI_PROCEED)
         return rc;
     if (!a.redis_url && (v = getenv("AUDITWATCH_REDIS")) && *v) {
         a.redis_url = v;
-        if (aw_cli_redis_option(&command, "$AUDITWATCH_REDIS", v) != 0) return AW_EXIT_USAGE;
+        if (aw_cli_redis_option(&command, "$AUDITWATCH_REDIS", v) != 0)
+            return AW_EXIT_USAGE;
     }
     if (!a.redis_url)
-        return aw_cli_usage_error(&command, "--redis URL is required (or $AUDITWATCH_REDIS)");
+        return aw_cli_usage_error(
+            &command, "--redis URL is required (or $AUDITWATCH_REDIS)");
     if (!(d.out = aw_cli_out_new(common.format, columns, 6, stdout)))
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
 
     bool redis_read = redis_sections(&d) == AW_OK;
     bool index_read = index_section(&d, common.db);
     if (d.out_rc != AW_OK || aw_cli_out_close(d.out) != AW_OK)
-        return aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot write the output");
-    if (!redis_read || !index_read) return AW_EXIT_FAILURE;
+        return aw_cli_fail(&command, AW_EXIT_FAILURE,
+                           "cannot write the output");
+    if (!redis_read || !index_read)
+        return AW_EXIT_FAILURE;
     return d.attention ? AW_EXIT_NO : AW_EXIT_OK;
 }

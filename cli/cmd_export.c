@@ -56,17 +56,21 @@ typedef struct export_args {
     const char *output;
 } export_args;
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     export_args *a = ud;
     switch (opt) {
     case OPT_SINCE:
         a->has_since = true;
-        return aw_cli_time_option(&command, "--since", arg, a->now_ns, &a->since_ns);
+        return aw_cli_time_option(&command, "--since", arg, a->now_ns,
+                                  &a->since_ns);
     case OPT_UNTIL:
         a->has_until = true;
-        return aw_cli_time_option(&command, "--until", arg, a->now_ns, &a->until_ns);
+        return aw_cli_time_option(&command, "--until", arg, a->now_ns,
+                                  &a->until_ns);
     case OPT_OUTPUT:
-        if (!*arg) return aw_cli_usage_error(&command, "--output: empty path");
+        if (!*arg)
+            return aw_cli_usage_error(&command, "--output: empty path");
         a->output = arg;
         return 0;
     }
@@ -76,7 +80,7 @@ static int on_option(int opt, const char *arg, void *ud) {
 /* Where one entry sits in the scratch file, and where it sorts. */
 typedef struct note {
     uint64_t id_ms, id_seq;
-    uint32_t stream;          /* index into streams, then its rank by name */
+    uint32_t stream; /* index into streams, then its rank by name */
     uint32_t len;
     uint64_t offset;
 } note;
@@ -93,15 +97,18 @@ typedef struct export_state {
     aw_error err;
 } export_state;
 
-static int stream_index(export_state *x, const char *name, uint32_t *out) {
+static int stream_index(export_state *x, const char *name, uint32_t *out)
+{
     for (size_t i = 0; i < x->nstreams; i++)
         if (strcmp(x->streams[i].stream, name) == 0) {
             *out = (uint32_t)i;
             return AW_OK;
         }
-    aw_bundle_stream_count *grown = realloc(x->streams, (x->nstreams + 1) * sizeof *grown);
+    aw_bundle_stream_count *grown =
+        realloc(x->streams, (x->nstreams + 1) * sizeof *grown);
     char *copy = strdup(name);
-    if (grown) x->streams = grown;
+    if (grown)
+        x->streams = grown;
     if (!grown || !copy) {
         free(copy);
         return aw_error_set(&x->err, AW_ERR_NOMEM, "out of memory");
@@ -111,25 +118,31 @@ static int stream_index(export_state *x, const char *name, uint32_t *out) {
     return AW_OK;
 }
 
-static int collect_entry(const aw_entry_row *row, void *ud) {
+static int collect_entry(const aw_entry_row *row, void *ud)
+{
     export_state *x = ud;
     note n = {.len = (uint32_t)row->raw_len, .offset = x->scratch_len};
     int rc;
 
-    if (aw_stream_id_parse(row->entry_id, strlen(row->entry_id), &n.id_ms, &n.id_seq) != AW_OK)
-        return aw_error_set(&x->err, AW_ERR, "row %lld has a malformed entry id",
+    if (aw_stream_id_parse(row->entry_id, strlen(row->entry_id), &n.id_ms,
+                           &n.id_seq) != AW_OK)
+        return aw_error_set(&x->err, AW_ERR,
+                            "row %lld has a malformed entry id",
                             (long long)row->rowid);
-    if ((rc = stream_index(x, row->stream ? row->stream : "", &n.stream)) != AW_OK)
+    if ((rc = stream_index(x, row->stream ? row->stream : "", &n.stream)) !=
+        AW_OK)
         return rc;
     if (x->nnotes == x->cap) {
         size_t cap = x->cap ? x->cap * 2 : 4096;
         note *grown = realloc(x->notes, cap * sizeof *grown);
-        if (!grown) return aw_error_set(&x->err, AW_ERR_NOMEM, "out of memory");
+        if (!grown)
+            return aw_error_set(&x->err, AW_ERR_NOMEM, "out of memory");
         x->notes = grown;
         x->cap = cap;
     }
     if (fwrite(row->raw, 1, row->raw_len, x->scratch) != row->raw_len)
-        return aw_error_set(&x->err, AW_ERR_IO, "cannot write the scratch file: %s",
+        return aw_error_set(&x->err, AW_ERR_IO,
+                            "cannot write the scratch file: %s",
                             strerror(errno));
     x->notes[x->nnotes++] = n;
     x->scratch_len += row->raw_len;
@@ -139,31 +152,38 @@ static int collect_entry(const aw_entry_row *row, void *ud) {
     return 0;
 }
 
-static int by_entry_id(const void *pa, const void *pb) {
+static int by_entry_id(const void *pa, const void *pb)
+{
     const note *a = pa, *b = pb;
     int by_id = aw_stream_id_cmp((aw_stream_id){a->id_ms, a->id_seq},
                                  (aw_stream_id){b->id_ms, b->id_seq});
-    if (by_id) return by_id;
+    if (by_id)
+        return by_id;
     return a->stream < b->stream ? -1 : a->stream > b->stream;
 }
 
-static int by_stream_name(const void *pa, const void *pb) {
+static int by_stream_name(const void *pa, const void *pb)
+{
     return strcmp(((const aw_bundle_stream_count *)pa)->stream,
                   ((const aw_bundle_stream_count *)pb)->stream);
 }
 
 /* Sorts the streams by name and renumbers the notes by that rank, so that
  * entries with the same id in two streams come in a fixed order. */
-static int rank_streams(export_state *x) {
-    if (x->nnotes == 0) return AW_OK;
+static int rank_streams(export_state *x)
+{
+    if (x->nnotes == 0)
+        return AW_OK;
     uint32_t *rank = calloc(x->nstreams, sizeof *rank);
-    if (!rank) return aw_error_set(&x->err, AW_ERR_NOMEM, "out of memory");
+    if (!rank)
+        return aw_error_set(&x->err, AW_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < x->nstreams; i++) {
         rank[i] = 0;
         for (size_t j = 0; j < x->nstreams; j++)
             rank[i] += strcmp(x->streams[j].stream, x->streams[i].stream) < 0;
     }
-    for (size_t i = 0; i < x->nnotes; i++) x->notes[i].stream = rank[x->notes[i].stream];
+    for (size_t i = 0; i < x->nnotes; i++)
+        x->notes[i].stream = rank[x->notes[i].stream];
     free(rank);
     qsort(x->streams, x->nstreams, sizeof *x->streams, by_stream_name);
     qsort(x->notes, x->nnotes, sizeof *x->notes, by_entry_id);
@@ -171,12 +191,14 @@ static int rank_streams(export_state *x) {
 }
 
 static int body_sha256(const export_state *x, const unsigned char *scratch,
-                       unsigned char sha[32], aw_error *err) {
+                       unsigned char sha[32], aw_error *err)
+{
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned len = 32;
     bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
     for (size_t i = 0; ok && i < x->nnotes; i++)
-        ok = EVP_DigestUpdate(ctx, scratch + x->notes[i].offset, x->notes[i].len) == 1;
+        ok = EVP_DigestUpdate(ctx, scratch + x->notes[i].offset,
+                              x->notes[i].len) == 1;
     ok = ok && EVP_DigestFinal_ex(ctx, sha, &len) == 1;
     EVP_MD_CTX_free(ctx);
     return ok ? AW_OK : aw_error_set(err, AW_ERR, "SHA-256 failed");
@@ -185,17 +207,21 @@ static int body_sha256(const export_state *x, const unsigned char *scratch,
 /* Writes header + sorted body to a temporary file beside path, then
  * renames it over path. */
 static int write_bundle(const export_state *x, const unsigned char *scratch,
-                        const aw_bundle_info *info, const char *path, aw_error *err) {
+                        const aw_bundle_info *info, const char *path,
+                        aw_error *err)
+{
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     FILE *fp = NULL;
     int fd, rc = AW_OK;
 
-    if (!tmp) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (!tmp)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     memcpy(tmp, path, plen);
     memcpy(tmp + plen, ".tmp.XXXXXX", 12);
     if ((fd = mkstemp(tmp)) < 0 || !(fp = fdopen(fd, "wb"))) {
-        rc = aw_error_set(err, AW_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+        rc = aw_error_set(err, AW_ERR_IO, "cannot create %s: %s", tmp,
+                          strerror(errno));
         if (fd >= 0) {
             close(fd);
             unlink(tmp);
@@ -205,22 +231,28 @@ static int write_bundle(const export_state *x, const unsigned char *scratch,
     }
     rc = aw_cli_bundle_write_header(fp, info, err);
     for (size_t i = 0; rc == AW_OK && i < x->nnotes; i++)
-        if (fwrite(scratch + x->notes[i].offset, 1, x->notes[i].len, fp) != x->notes[i].len)
-            rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+        if (fwrite(scratch + x->notes[i].offset, 1, x->notes[i].len, fp) !=
+            x->notes[i].len)
+            rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp,
+                              strerror(errno));
     if (rc == AW_OK && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
-        rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (fclose(fp) != 0 && rc == AW_OK)
-        rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (rc == AW_OK && rename(tmp, path) != 0)
-        rc = aw_error_set(err, AW_ERR_IO, "cannot rename %s to %s: %s", tmp, path,
+        rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp,
                           strerror(errno));
-    if (rc != AW_OK) unlink(tmp);
+    if (fclose(fp) != 0 && rc == AW_OK)
+        rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp,
+                          strerror(errno));
+    if (rc == AW_OK && rename(tmp, path) != 0)
+        rc = aw_error_set(err, AW_ERR_IO, "cannot rename %s to %s: %s", tmp,
+                          path, strerror(errno));
+    if (rc != AW_OK)
+        unlink(tmp);
     free(tmp);
     return rc;
 }
 
 /* A scratch file beside the bundle, unlinked at once: it vanishes with us. */
-static FILE *open_scratch(const char *path, aw_error *err) {
+static FILE *open_scratch(const char *path, aw_error *err)
+{
     size_t plen = strlen(path);
     char *name = malloc(plen + 20);
     FILE *fp = NULL;
@@ -233,16 +265,20 @@ static FILE *open_scratch(const char *path, aw_error *err) {
     memcpy(name + plen, ".scratch.XXXXXX", 16);
     if ((fd = mkstemp(name)) >= 0) {
         unlink(name);
-        if (!(fp = fdopen(fd, "w+b"))) close(fd);
+        if (!(fp = fdopen(fd, "w+b")))
+            close(fd);
     }
-    if (!fp) aw_error_set(err, AW_ERR_IO, "cannot create a scratch file beside %s: %s",
-                          path, strerror(errno));
+    if (!fp)
+        aw_error_set(err, AW_ERR_IO,
+                     "cannot create a scratch file beside %s: %s", path,
+                     strerror(errno));
     free(name);
     return fp;
 }
 
 static int export_window(const aw_cli_common *common, const export_args *a,
-                         export_state *x) {
+                         export_state *x)
+{
     aw_store *store;
     aw_bundle_info info = {.version = AW_BUNDLE_VERSION};
     unsigned char *scratch = NULL;
@@ -259,18 +295,22 @@ static int export_window(const aw_cli_common *common, const export_args *a,
         aw_store_close(store);
         return AW_ERR_IO;
     }
-    rc = aw_store_iter_entries(store, info.since_ms, info.until_ms, collect_entry, x, &x->err);
+    rc = aw_store_iter_entries(store, info.since_ms, info.until_ms,
+                               collect_entry, x, &x->err);
     aw_store_close(store);
     aw_cli_progress_end(&x->progress);
     if (rc == AW_OK && fflush(x->scratch) != 0)
-        rc = aw_error_set(&x->err, AW_ERR_IO, "cannot write the scratch file: %s",
-                          strerror(errno));
-    if (rc == AW_OK) rc = rank_streams(x);
+        rc = aw_error_set(&x->err, AW_ERR_IO,
+                          "cannot write the scratch file: %s", strerror(errno));
+    if (rc == AW_OK)
+        rc = rank_streams(x);
     if (rc == AW_OK && x->scratch_len > 0) {
-        scratch = mmap(NULL, x->scratch_len, PROT_READ, MAP_PRIVATE, fileno(x->scratch), 0);
+        scratch = mmap(NULL, x->scratch_len, PROT_READ, MAP_PRIVATE,
+                       fileno(x->scratch), 0);
         if (scratch == MAP_FAILED) {
             scratch = NULL;
-            rc = aw_error_set(&x->err, AW_ERR_IO, "cannot map the scratch file: %s",
+            rc = aw_error_set(&x->err, AW_ERR_IO,
+                              "cannot map the scratch file: %s",
                               strerror(errno));
         }
     }
@@ -279,40 +319,54 @@ static int export_window(const aw_cli_common *common, const export_args *a,
     info.streams = x->streams;
     info.nstreams = x->nstreams;
     info.body_bytes = x->scratch_len;
-    if (rc == AW_OK) rc = body_sha256(x, scratch, info.body_sha256, &x->err);
-    if (rc == AW_OK) rc = write_bundle(x, scratch, &info, a->output, &x->err);
-    if (scratch) munmap(scratch, x->scratch_len);
     if (rc == AW_OK)
-        fprintf(stderr, "auditwatch export: %zu entries (%llu bytes, %lld truncated) "
-                "from %zu streams written to %s\n", x->nnotes,
-                (unsigned long long)x->scratch_len, (long long)x->truncated,
-                x->nstreams, a->output);
+        rc = body_sha256(x, scratch, info.body_sha256, &x->err);
+    if (rc == AW_OK)
+        rc = write_bundle(x, scratch, &info, a->output, &x->err);
+    if (scratch)
+        munmap(scratch, x->scratch_len);
+    if (rc == AW_OK)
+        fprintf(stderr,
+                "auditwatch export: %zu entries (%llu bytes, %lld truncated) "
+                "from %zu streams written to %s\n",
+                x->nnotes, (unsigned long long)x->scratch_len,
+                (long long)x->truncated, x->nstreams, a->output);
     return rc;
 }
 
-int aw_cmd_export(int argc, char **argv) {
+int aw_cmd_export(int argc, char **argv)
+{
     export_args a = {.now_ns = aw_cli_now_ns()};
     aw_cli_common common;
     export_state x = {0};
     int first, rc;
 
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if (rc != AW_CLI_PROCEED)
         return rc;
-    if (!a.has_since) return aw_cli_usage_error(&command, "--since is required");
-    if (!a.output) return aw_cli_usage_error(&command, "-o FILE is required");
-    if (!a.has_until) a.until_ns = a.now_ns;
+    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+        AW_CLI_PROCEED)
+        return rc;
+    if (!a.has_since)
+        return aw_cli_usage_error(&command, "--since is required");
+    if (!a.output)
+        return aw_cli_usage_error(&command, "-o FILE is required");
+    if (!a.has_until)
+        a.until_ns = a.now_ns;
     if (a.since_ns >= a.until_ns)
         return aw_cli_usage_error(&command, "--since must be before --until");
 
     x.progress.enabled = common.progress;
     rc = export_window(&common, &a, &x);
-    if (x.scratch) fclose(x.scratch);
-    for (size_t i = 0; i < x.nstreams; i++) free((char *)x.streams[i].stream);
+    if (x.scratch)
+        fclose(x.scratch);
+    for (size_t i = 0; i < x.nstreams; i++)
+        free((char *)x.streams[i].stream);
     free(x.streams);
     free(x.notes);
-    if (rc > 0) return rc;   /* the index could not be opened: already said */
-    if (rc != AW_OK) return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", x.err.msg);
+    if (rc > 0)
+        return rc; /* the index could not be opened: already said */
+    if (rc != AW_OK)
+        return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", x.err.msg);
     return AW_EXIT_OK;
 }

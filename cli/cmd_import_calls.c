@@ -28,16 +28,18 @@ static const char usage[] =
     "a request id, an HTTP status and a time (RFC 3339 or epoch seconds;\n"
     "without one, the file's modification time). Re-importing a file adds\n"
     "nothing new. Lines that cannot be read are stored as rejected, with the\n"
-    "reason, and counted in the summary on stderr.\n\n"
-    AW_CLI_CALL_FIELDS_USAGE
+    "reason, and counted in the summary on stderr.\n\n" AW_CLI_CALL_FIELDS_USAGE
     "  --progress               progress on stderr even when not a terminal\n"
     "  --db PATH                the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 every line indexed (or already there), 1 some lines\n"
     "rejected, 2 bad usage, 3 failure.\n";
 
 static const aw_cli_command command = {
-    "import-calls", usage, AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS | AW_CLI_WANT_CALL_FIELDS,
-    NULL, NULL,
+    "import-calls",
+    usage,
+    AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS | AW_CLI_WANT_CALL_FIELDS,
+    NULL,
+    NULL,
 };
 
 #define BATCH_LINES 2000
@@ -45,7 +47,7 @@ static const aw_cli_command command = {
 typedef struct importer {
     aw_ingest *ing;
     const aw_call_fields *names;
-    char *stream;                    /* "import:<basename>" */
+    char *stream; /* "import:<basename>" */
     int64_t mtime_ns;
     aw_raw_entry *batch[BATCH_LINES];
     aw_ingest_item items[BATCH_LINES];
@@ -56,13 +58,17 @@ typedef struct importer {
     aw_error err;
 } importer;
 
-static int flush_batch(importer *im) {
+static int flush_batch(importer *im)
+{
     aw_ingest_stats s = {0};
-    int rc = im->n ? aw_ingest_batch(im->ing, im->items, im->n, NULL, 0, 0, &s, &im->err)
+    int rc = im->n ? aw_ingest_batch(im->ing, im->items, im->n, NULL, 0, 0, &s,
+                                     &im->err)
                    : AW_OK;
-    for (size_t i = 0; i < im->n; i++) aw_raw_entry_free(im->batch[i]);
+    for (size_t i = 0; i < im->n; i++)
+        aw_raw_entry_free(im->batch[i]);
     im->n = 0;
-    if (rc != AW_OK) return rc;
+    if (rc != AW_OK)
+        return rc;
     aw_cli_drop_alert_changes(im->ing);
     im->total.indexed += s.indexed;
     im->total.duplicates += s.duplicates;
@@ -73,22 +79,29 @@ static int flush_batch(importer *im) {
     return AW_OK;
 }
 
-static bool is_blank(const char *s, size_t len) {
+static bool is_blank(const char *s, size_t len)
+{
     for (size_t i = 0; i < len; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return false;
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+            return false;
     return true;
 }
 
-static int add_line(importer *im, const char *line, size_t len) {
-    int rc = aw_ingest_import_entry(im->stream, line, len, im->names, im->mtime_ns, im->lines,
-                                    &im->batch[im->n], &im->err);
-    if (rc != AW_OK) return rc;
+static int add_line(importer *im, const char *line, size_t len)
+{
+    int rc =
+        aw_ingest_import_entry(im->stream, line, len, im->names, im->mtime_ns,
+                               im->lines, &im->batch[im->n], &im->err);
+    if (rc != AW_OK)
+        return rc;
     im->items[im->n] = (aw_ingest_item){.entry = im->batch[im->n]};
-    if (++im->n == BATCH_LINES) return flush_batch(im);
+    if (++im->n == BATCH_LINES)
+        return flush_batch(im);
     return AW_OK;
 }
 
-static int import_stream(importer *im, FILE *in, int64_t size) {
+static int import_stream(importer *im, FILE *in, int64_t size)
+{
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
@@ -97,32 +110,41 @@ static int import_stream(importer *im, FILE *in, int64_t size) {
     while (rc == AW_OK && (got = getline(&line, &cap, in)) >= 0) {
         size_t len = (size_t)got;
         im->lines++;
-        if (len && line[len - 1] == '\n') len--;
-        if (len && line[len - 1] == '\r') len--;
+        if (len && line[len - 1] == '\n')
+            len--;
+        if (len && line[len - 1] == '\r')
+            len--;
         if (is_blank(line, len)) {
             im->blank++;
             continue;
         }
         rc = add_line(im, line, len);
         if (size > 0)
-            aw_cli_progress_update(&im->progress, "import-calls: %lld lines (%d%%)",
-                                   (long long)im->lines,
-                                   (int)(100.0 * (double)ftell(in) / (double)size));
+            aw_cli_progress_update(
+                &im->progress, "import-calls: %lld lines (%d%%)",
+                (long long)im->lines,
+                (int)(100.0 * (double)ftell(in) / (double)size));
         else
-            aw_cli_progress_update(&im->progress, "import-calls: %lld lines", (long long)im->lines);
+            aw_cli_progress_update(&im->progress, "import-calls: %lld lines",
+                                   (long long)im->lines);
     }
     free(line);
     if (rc == AW_OK && ferror(in))
-        rc = aw_error_set(&im->err, AW_ERR_IO, "read error: %s", strerror(errno));
-    if (rc == AW_OK) rc = flush_batch(im);
-    for (size_t i = 0; i < im->n; i++) aw_raw_entry_free(im->batch[i]);
+        rc = aw_error_set(&im->err, AW_ERR_IO, "read error: %s",
+                          strerror(errno));
+    if (rc == AW_OK)
+        rc = flush_batch(im);
+    for (size_t i = 0; i < im->n; i++)
+        aw_raw_entry_free(im->batch[i]);
     im->n = 0;
     aw_cli_progress_end(&im->progress);
     return rc;
 }
 
-static void print_summary(const importer *im, const char *path) {
-    fprintf(stderr, "auditwatch import-calls: %s: %lld lines, %zu calls indexed, "
+static void print_summary(const importer *im, const char *path)
+{
+    fprintf(stderr,
+            "auditwatch import-calls: %s: %lld lines, %zu calls indexed, "
             "%zu already in the index, %zu rejected, %lld blank",
             path, (long long)im->lines, im->total.indexed, im->total.duplicates,
             im->total.rejected, (long long)im->blank);
@@ -130,7 +152,8 @@ static void print_summary(const importer *im, const char *path) {
         const char *sep = " (";
         for (int r = 0; r < AW_REJECT_REASON_COUNT; r++)
             if (im->total.rejected_by_reason[r]) {
-                fprintf(stderr, "%s%s: %zu", sep, aw_reject_reason_name((aw_reject_reason)r),
+                fprintf(stderr, "%s%s: %zu", sep,
+                        aw_reject_reason_name((aw_reject_reason)r),
                         im->total.rejected_by_reason[r]);
                 sep = ", ";
             }
@@ -140,10 +163,13 @@ static void print_summary(const importer *im, const char *path) {
 }
 
 /* Opens path ("-": stdin) and names its stream after the file. */
-static int open_input(importer *im, const char *path, FILE **in, int64_t *size) {
+static int open_input(importer *im, const char *path, FILE **in, int64_t *size)
+{
     struct stat st;
     char *copy = strdup(path);
-    const char *base = strcmp(path, "-") == 0 ? "stdin" : copy ? basename(copy) : NULL;
+    const char *base = strcmp(path, "-") == 0 ? "stdin"
+                       : copy                 ? basename(copy)
+                                              : NULL;
     size_t n = base ? strlen(AW_INGEST_IMPORT_PREFIX) + strlen(base) + 1 : 0;
 
     *in = NULL;
@@ -155,17 +181,20 @@ static int open_input(importer *im, const char *path, FILE **in, int64_t *size) 
     free(copy);
     *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!*in || fstat(fileno(*in), &st) != 0)
-        return aw_error_set(&im->err, AW_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        return aw_error_set(&im->err, AW_ERR_IO, "cannot read %s: %s", path,
+                            strerror(errno));
     /* stdin has no stable time of its own: now, so lines without a time
      * are not idempotent there (the summary counts them all the same). */
-    im->mtime_ns = S_ISREG(st.st_mode)
-                       ? (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec
-                       : aw_cli_now_ns();
+    im->mtime_ns =
+        S_ISREG(st.st_mode)
+            ? (int64_t)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec
+            : aw_cli_now_ns();
     *size = S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0;
     return AW_OK;
 }
 
-int aw_cmd_import_calls(int argc, char **argv) {
+int aw_cmd_import_calls(int argc, char **argv)
+{
     aw_cli_common common;
     aw_ingest_options opts = {0};
     importer *im;
@@ -174,9 +203,12 @@ int aw_cmd_import_calls(int argc, char **argv) {
     int first, rc;
 
     rc = aw_cli_parse(&command, argc, argv, &common, NULL, NULL, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    rc = aw_cli_expect_args(&command, argc, argv, first, 1, "FILE (or - for stdin)");
-    if (rc != AW_CLI_PROCEED) return rc;
+    if (rc != AW_CLI_PROCEED)
+        return rc;
+    rc = aw_cli_expect_args(&command, argc, argv, first, 1,
+                            "FILE (or - for stdin)");
+    if (rc != AW_CLI_PROCEED)
+        return rc;
     if (!(im = calloc(1, sizeof *im)))
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
     im->names = &common.call_fields;
@@ -191,12 +223,14 @@ int aw_cmd_import_calls(int argc, char **argv) {
         print_summary(im, argv[first]);
         rc = im->total.rejected ? AW_EXIT_NO : AW_EXIT_OK;
     } else if (aw_index_error_advice(rc)) {
-        rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "index %s cannot be used: %s. To go on: %s",
-                         common.db, im->err.msg, aw_index_error_advice(rc));
+        rc = aw_cli_fail(&command, AW_EXIT_FAILURE,
+                         "index %s cannot be used: %s. To go on: %s", common.db,
+                         im->err.msg, aw_index_error_advice(rc));
     } else {
         rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", im->err.msg);
     }
-    if (in && in != stdin) fclose(in);
+    if (in && in != stdin)
+        fclose(in);
     aw_ingest_close(im->ing);
     free(im->stream);
     free(im);

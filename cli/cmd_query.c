@@ -92,21 +92,23 @@ static const aw_cli_command command = {
 typedef struct query_args {
     aw_event_filter filter;
     const char *types[MAX_EVENT_TYPES];
-    char *type_lists[MAX_EVENT_TYPES];  /* owned copies the types point into */
+    char *type_lists[MAX_EVENT_TYPES]; /* owned copies the types point into */
     size_t ntype_lists;
-    size_t limit;                        /* the page size the user asked for */
+    size_t limit; /* the page size the user asked for */
     int64_t now_ns;
 } query_args;
 
-static int add_event_types(query_args *a, const char *arg) {
+static int add_event_types(query_args *a, const char *arg)
+{
     char *copy, *save = NULL;
     if (a->ntype_lists == MAX_EVENT_TYPES || !(copy = strdup(arg)))
         return aw_cli_usage_error(&command, "--event-type: too many types");
     a->type_lists[a->ntype_lists++] = copy;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    for (char *t = strtok_r(copy, ",", &save); t;
+         t = strtok_r(NULL, ",", &save)) {
         if (a->filter.n_event_types == MAX_EVENT_TYPES)
-            return aw_cli_usage_error(&command, "--event-type: at most %d types",
-                                      MAX_EVENT_TYPES);
+            return aw_cli_usage_error(
+                &command, "--event-type: at most %d types", MAX_EVENT_TYPES);
         a->types[a->filter.n_event_types++] = t;
     }
     if (a->filter.n_event_types == 0)
@@ -115,42 +117,50 @@ static int add_event_types(query_args *a, const char *arg) {
     return 0;
 }
 
-static int set_anchor(query_args *a, aw_anchor_kind kind, const char *id) {
+static int set_anchor(query_args *a, aw_anchor_kind kind, const char *id)
+{
     if (a->filter.anchor.kind && a->filter.anchor.kind != kind)
-        return aw_cli_usage_error(&command,
-                                  "use only one of --session, --agent-session, --edge");
+        return aw_cli_usage_error(
+            &command, "use only one of --session, --agent-session, --edge");
     a->filter.anchor = (aw_anchor){kind, id};
     return 0;
 }
 
-static int parse_cursor(query_args *a, const char *arg) {
+static int parse_cursor(query_args *a, const char *arg)
+{
     const char *colon = strchr(arg, ':');
     char ns[24];
     size_t n = colon ? (size_t)(colon - arg) : 0;
-    if (!colon || n == 0 || n >= sizeof ns) goto bad;
+    if (!colon || n == 0 || n >= sizeof ns)
+        goto bad;
     memcpy(ns, arg, n);
     ns[n] = '\0';
-    if (aw_cli_parse_int(ns, INT64_MIN, INT64_MAX, &a->filter.cursor_occurred_ns) != AW_OK ||
-        aw_cli_parse_int(colon + 1, 1, INT64_MAX, &a->filter.cursor_rowid) != AW_OK)
+    if (aw_cli_parse_int(ns, INT64_MIN, INT64_MAX,
+                         &a->filter.cursor_occurred_ns) != AW_OK ||
+        aw_cli_parse_int(colon + 1, 1, INT64_MAX, &a->filter.cursor_rowid) !=
+            AW_OK)
         goto bad;
     a->filter.has_cursor = true;
     return 0;
 bad:
-    return aw_cli_usage_error(&command,
-                              "--cursor: \"%s\" is not a cursor printed by query", arg);
+    return aw_cli_usage_error(
+        &command, "--cursor: \"%s\" is not a cursor printed by query", arg);
 }
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     query_args *a = ud;
     aw_event_filter *f = &a->filter;
     int64_t n;
     switch (opt) {
     case OPT_SINCE:
         f->has_since = true;
-        return aw_cli_time_option(&command, "--since", arg, a->now_ns, &f->since_ns);
+        return aw_cli_time_option(&command, "--since", arg, a->now_ns,
+                                  &f->since_ns);
     case OPT_UNTIL:
         f->has_until = true;
-        return aw_cli_time_option(&command, "--until", arg, a->now_ns, &f->until_ns);
+        return aw_cli_time_option(&command, "--until", arg, a->now_ns,
+                                  &f->until_ns);
     case OPT_ZONE: f->zone_id = arg; return 0;
     case OPT_DECISION: f->decision = arg; return 0;
     case OPT_EVENT_TYPE: return add_event_types(a, arg);
@@ -162,8 +172,9 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_APPLICATION: f->application_id = arg; return 0;
     case OPT_LIMIT:
         if (aw_cli_parse_int(arg, 1, INT32_MAX, &n) != AW_OK)
-            return aw_cli_usage_error(&command,
-                                      "--limit: expected a positive integer, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--limit: expected a positive integer, got \"%s\"",
+                arg);
         a->limit = (size_t)n;
         return 0;
     case OPT_CURSOR: return parse_cursor(a, arg);
@@ -172,30 +183,48 @@ static int on_option(int opt, const char *arg, void *ud) {
 }
 
 static const char *const columns[] = {
-    "occurred_at", "event_id", "zone", "event_type", "decision", "status",
-    "request_id", "application", "resource", "session", "agent_session",
-    "edge", "upstream_status", "result_class", "signed", "stream", "entry_id",
+    "occurred_at",     "event_id",     "zone",          "event_type",
+    "decision",        "status",       "request_id",    "application",
+    "resource",        "session",      "agent_session", "edge",
+    "upstream_status", "result_class", "signed",        "stream",
+    "entry_id",
 };
 #define NCOLS (sizeof columns / sizeof columns[0])
 
 /* CSV: members of the machine record (aw_cli_event_record). */
 static const char *const record_columns[] = {
-    "id", "occurred_at", "zone_id", "event_type", "request_id", "decision",
-    "evaluation_status", "policy_set_id", "policy_set_version_id", "manifest_sha",
-    "anchors.session_id", "anchors.agent_session_id", "anchors.delegation_edge_id",
-    "anchors.delegation_chain", "metadata_json.application_id", "metadata_json.resource",
-    "metadata_json", "determining_policies_json",
-    "diagnostics_json", "auditwatch.stream", "auditwatch.entry_id", "auditwatch.signed",
+    "id",
+    "occurred_at",
+    "zone_id",
+    "event_type",
+    "request_id",
+    "decision",
+    "evaluation_status",
+    "policy_set_id",
+    "policy_set_version_id",
+    "manifest_sha",
+    "anchors.session_id",
+    "anchors.agent_session_id",
+    "anchors.delegation_edge_id",
+    "anchors.delegation_chain",
+    "metadata_json.application_id",
+    "metadata_json.resource",
+    "metadata_json",
+    "determining_policies_json",
+    "diagnostics_json",
+    "auditwatch.stream",
+    "auditwatch.entry_id",
+    "auditwatch.signed",
     "auditwatch.alerts",
 };
 #define NRECORD_COLS (sizeof record_columns / sizeof record_columns[0])
 
 typedef struct query_print {
     aw_store *store;
-    bool records;                 /* machine formats: one record a row */
+    bool records; /* machine formats: one record a row */
     aw_error *err;
     aw_cli_out *out;
-    size_t limit;                 /* 0: all */
+    size_t limit; /* 0: all */
     size_t seen;
     int64_t last_occurred_ns, last_rowid;
     bool more;
@@ -203,15 +232,18 @@ typedef struct query_print {
 } query_print;
 
 /* A machine record of the event, through the output layer. */
-static int print_record(query_print *p, const aw_event_row *r) {
+static int print_record(query_print *p, const aw_event_row *r)
+{
     cJSON *record = NULL;
     int rc = aw_cli_event_record(p->store, r, &record, p->err);
-    if (rc == AW_OK) p->rc = aw_cli_out_record(p->out, record);
+    if (rc == AW_OK)
+        p->rc = aw_cli_out_record(p->out, record);
     cJSON_Delete(record);
     return rc != AW_OK ? rc : p->rc;
 }
 
-static int print_event(const aw_event_row *r, void *ud) {
+static int print_event(const aw_event_row *r, void *ud)
+{
     query_print *p = ud;
     if (p->limit && p->seen == p->limit) {
         p->more = true;
@@ -220,7 +252,8 @@ static int print_event(const aw_event_row *r, void *ud) {
     p->seen++;
     p->last_occurred_ns = r->occurred_at_ns;
     p->last_rowid = r->rowid;
-    if (p->records) return print_record(p, r);
+    if (p->records)
+        return print_record(p, r);
     aw_cli_cell cells[NCOLS] = {
         aw_cli_time(r->occurred_at_ns),
         aw_cli_str(r->event_id),
@@ -243,9 +276,12 @@ static int print_event(const aw_event_row *r, void *ud) {
     return p->rc = aw_cli_out_row(p->out, cells);
 }
 
-static int run_query(const aw_cli_common *common, query_args *a) {
+static int run_query(const aw_cli_common *common, query_args *a)
+{
     aw_error err = {0};
-    query_print p = {.limit = a->limit, .records = common->format != AW_CLI_TABLE, .err = &err};
+    query_print p = {.limit = a->limit,
+                     .records = common->format != AW_CLI_TABLE,
+                     .err = &err};
     aw_store *store;
     int rc;
 
@@ -257,23 +293,28 @@ static int run_query(const aw_cli_common *common, query_args *a) {
     /* One row past the page tells whether another page follows. */
     a->filter.limit = a->limit ? a->limit + 1 : 0;
     p.store = store;
-    p.out = p.records ? aw_cli_out_new(common->format, record_columns, NRECORD_COLS, stdout)
+    p.out = p.records ? aw_cli_out_new(common->format, record_columns,
+                                       NRECORD_COLS, stdout)
                       : aw_cli_out_new(common->format, columns, NCOLS, stdout);
     rc = p.out ? aw_store_query_events(store, &a->filter, print_event, &p, &err)
                : aw_error_set(&err, AW_ERR_NOMEM, "out of memory");
     aw_store_close(store);
-    if (rc == 1) rc = AW_OK;
-    if (p.rc) rc = aw_error_set(&err, p.rc, "out of memory");
+    if (rc == 1)
+        rc = AW_OK;
+    if (p.rc)
+        rc = aw_error_set(&err, p.rc, "out of memory");
     if (aw_cli_out_close(p.out) != AW_OK && rc == AW_OK)
         rc = aw_error_set(&err, AW_ERR_IO, "cannot write the output");
-    if (rc != AW_OK) return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", err.msg);
+    if (rc != AW_OK)
+        return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", err.msg);
     if (p.more)
         fprintf(stderr, "next-cursor: %" PRId64 ":%" PRId64 "\n",
                 p.last_occurred_ns, p.last_rowid);
     return p.seen ? AW_EXIT_OK : AW_EXIT_NO;
 }
 
-int aw_cmd_query(int argc, char **argv) {
+int aw_cmd_query(int argc, char **argv)
+{
     query_args a = {.now_ns = aw_cli_now_ns()};
     aw_cli_common common;
     int first, rc;
@@ -281,7 +322,9 @@ int aw_cmd_query(int argc, char **argv) {
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc == AW_CLI_PROCEED)
         rc = aw_cli_expect_args(&command, argc, argv, first, 0, "");
-    if (rc == AW_CLI_PROCEED) rc = run_query(&common, &a);
-    for (size_t i = 0; i < a.ntype_lists; i++) free(a.type_lists[i]);
+    if (rc == AW_CLI_PROCEED)
+        rc = run_query(&common, &a);
+    for (size_t i = 0; i < a.ntype_lists; i++)
+        free(a.type_lists[i]);
     return rc;
 }

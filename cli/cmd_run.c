@@ -91,8 +91,7 @@ static const char usage_text[] =
     "  --chain-interval DURATION   how often (default 60s)\n"
     "  --chain-stream NAME         also XADD it to this Redis stream\n"
     "Access logs followed in place (NDJSON; rotation by create or copytruncate):\n"
-    "  --calls-log PATH            index each new line as an observed call (repeatable)\n"
-    AW_CLI_CALL_FIELDS_USAGE
+    "  --calls-log PATH            index each new line as an observed call (repeatable)\n" AW_CLI_CALL_FIELDS_USAGE
     "Metrics:\n"
     "  --metrics-listen ADDR:PORT  serve Prometheus' /metrics there (e.g. 127.0.0.1:9464)\n"
     "Logging (stderr unless --log-file):\n"
@@ -101,15 +100,39 @@ static const char usage_text[] =
     "  --help                      this text\n";
 
 enum {
-    OPT_REDIS = AW_CLI_OPT_BASE, OPT_REDIS_PASSWORD_FILE, OPT_GROUP, OPT_CONSUMER,
-    OPT_START_ID, OPT_STREAM, OPT_AUDIT_KEY_FILE, OPT_STREAMS_KEY_FILE, OPT_CALLS_KEY_FILE,
-    OPT_GRACE_MISSING, OPT_GRACE_REVOCATION, OPT_BATCH, OPT_BLOCK_MS,
-    OPT_CLAIM_IDLE_MS, OPT_MAX_DELIVERIES, OPT_ALERTS_STDOUT, OPT_ALERT_STREAM,
-    OPT_NO_ALERT_STREAM, OPT_ALERT_STREAM_MAXLEN, OPT_ALERT_EXEC, OPT_ALERT_EXEC_MAX,
-    OPT_ALERT_FORMAT, OPT_LOG_FORMAT, OPT_LOG_FILE, OPT_CHAIN_STREAM, OPT_CHAIN_INTERVAL,
-    OPT_ENFORCER_POLL, OPT_ENFORCER_GROUP, OPT_GRACE_ENFORCER, OPT_INGEST_MAX_LAG,
+    OPT_REDIS = AW_CLI_OPT_BASE,
+    OPT_REDIS_PASSWORD_FILE,
+    OPT_GROUP,
+    OPT_CONSUMER,
+    OPT_START_ID,
+    OPT_STREAM,
+    OPT_AUDIT_KEY_FILE,
+    OPT_STREAMS_KEY_FILE,
+    OPT_CALLS_KEY_FILE,
+    OPT_GRACE_MISSING,
+    OPT_GRACE_REVOCATION,
+    OPT_BATCH,
+    OPT_BLOCK_MS,
+    OPT_CLAIM_IDLE_MS,
+    OPT_MAX_DELIVERIES,
+    OPT_ALERTS_STDOUT,
+    OPT_ALERT_STREAM,
+    OPT_NO_ALERT_STREAM,
+    OPT_ALERT_STREAM_MAXLEN,
+    OPT_ALERT_EXEC,
+    OPT_ALERT_EXEC_MAX,
+    OPT_ALERT_FORMAT,
+    OPT_LOG_FORMAT,
+    OPT_LOG_FILE,
+    OPT_CHAIN_STREAM,
+    OPT_CHAIN_INTERVAL,
+    OPT_ENFORCER_POLL,
+    OPT_ENFORCER_GROUP,
+    OPT_GRACE_ENFORCER,
+    OPT_INGEST_MAX_LAG,
     OPT_INGEST_MAX_AGE,
-    OPT_METRICS_LISTEN, OPT_CALLS_LOG,
+    OPT_METRICS_LISTEN,
+    OPT_CALLS_LOG,
 };
 
 /* --db and --help come from the shared parser (cli/options.c). */
@@ -150,7 +173,8 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static const aw_cli_command command = {"run", usage_text, AW_CLI_WANT_DB | AW_CLI_WANT_CALL_FIELDS,
+static const aw_cli_command command = {"run", usage_text,
+                                       AW_CLI_WANT_DB | AW_CLI_WANT_CALL_FIELDS,
                                        NULL, long_options};
 
 #define NOPTIONS (sizeof long_options / sizeof *long_options)
@@ -164,18 +188,20 @@ typedef struct run_args {
     const char *audit_key_file;
     const char *streams_key_file;
     const char *calls_key_file;
-    const char *source;             /* "$AUDITWATCH_BATCH" while the environment is read */
-    const char **calls_logs;        /* --calls-log, in order */
+    const char *source; /* "$AUDITWATCH_BATCH" while the environment is read */
+    const char **calls_logs; /* --calls-log, in order */
     size_t ncalls_logs;
-    char **owned;                   /* copies of values, freed at the end */
+    char **owned; /* copies of values, freed at the end */
     size_t nowned;
-    char env_names[NOPTIONS][64];   /* "$AUDITWATCH_BATCH", for messages */
+    char env_names[NOPTIONS][64]; /* "$AUDITWATCH_BATCH", for messages */
     const char *enforcer_groups[AW_CLI_MAX_ENFORCER_GROUPS];
 } run_args;
 
 /* "--batch", or the variable the value came from. */
-static const char *source_of(const run_args *a, int opt, char *buf, size_t size) {
-    if (a->source) return a->source;
+static const char *source_of(const run_args *a, int opt, char *buf, size_t size)
+{
+    if (a->source)
+        return a->source;
     for (const struct option *o = long_options; o->name; o++)
         if (o->val == opt) {
             snprintf(buf, size, "--%s", o->name);
@@ -185,49 +211,66 @@ static const char *source_of(const run_args *a, int opt, char *buf, size_t size)
 }
 
 /* A duration (bare: seconds) into ms, at least min_ms. */
-static int seconds_ms_option(const char *source, const char *arg, int64_t min_ms, int64_t *out_ms) {
+static int seconds_ms_option(const char *source, const char *arg,
+                             int64_t min_ms, int64_t *out_ms)
+{
     int64_t ns;
-    int rc = aw_cli_duration_option(&command, source, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS, &ns);
-    if (rc) return rc;
+    int rc = aw_cli_duration_option(&command, source, arg, AW_CLI_SECONDS,
+                                    AW_CLI_GRACE_MAX_NS, &ns);
+    if (rc)
+        return rc;
     *out_ms = ns / AW_CLI_MILLISECONDS;
     if (*out_ms < min_ms)
-        return aw_cli_usage_error(&command, "%s: at least %lld ms, got \"%s\"", source,
-                                  (long long)min_ms, arg);
+        return aw_cli_usage_error(&command, "%s: at least %lld ms, got \"%s\"",
+                                  source, (long long)min_ms, arg);
     return 0;
 }
 
-static int count_option(const char *source, const char *arg, int64_t min, int64_t max,
-                        int64_t *out) {
-    if (aw_cli_parse_int(arg, min, max, out) == AW_OK) return 0;
-    return aw_cli_usage_error(&command, "%s: expected a whole number from %lld to %lld, got \"%s\"",
-                              source, (long long)min, (long long)max, arg);
+static int count_option(const char *source, const char *arg, int64_t min,
+                        int64_t max, int64_t *out)
+{
+    if (aw_cli_parse_int(arg, min, max, out) == AW_OK)
+        return 0;
+    return aw_cli_usage_error(
+        &command, "%s: expected a whole number from %lld to %lld, got \"%s\"",
+        source, (long long)min, (long long)max, arg);
 }
 
 /* A -ms option: milliseconds bare, or any duration. */
-static int ms_option(const char *source, const char *arg, int64_t max_ms, int64_t *out_ms) {
+static int ms_option(const char *source, const char *arg, int64_t max_ms,
+                     int64_t *out_ms)
+{
     int64_t ns;
     int rc = aw_cli_duration_option(&command, source, arg, AW_CLI_MILLISECONDS,
                                     max_ms * AW_CLI_MILLISECONDS, &ns);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *out_ms = ns / AW_CLI_MILLISECONDS;
-    if (*out_ms < 1) return aw_cli_usage_error(&command, "%s: at least 1 ms, got \"%s\"", source, arg);
+    if (*out_ms < 1)
+        return aw_cli_usage_error(&command, "%s: at least 1 ms, got \"%s\"",
+                                  source, arg);
     return 0;
 }
 
 /* A copy of value that lives as long as the run; NULL when out of memory. */
-static char *keep_copy(run_args *a, const char *value) {
+static char *keep_copy(run_args *a, const char *value)
+{
     char **grown = realloc(a->owned, (a->nowned + 1) * sizeof *grown);
-    if (!grown) return NULL;
+    if (!grown)
+        return NULL;
     a->owned = grown;
     return (a->owned[a->nowned] = strdup(value)) ? a->owned[a->nowned++] : NULL;
 }
 
-static bool env_true(const char *v) {
-    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+static bool env_true(const char *v)
+{
+    return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 ||
+           strcmp(v, "yes") == 0;
 }
 
 /* One option's value; arg is NULL for a flag given on the command line. */
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     run_args *a = ud;
     aw_daemon_config *c = &a->config;
     char buf[64];
@@ -246,7 +289,8 @@ static int on_option(int opt, const char *arg, void *ud) {
         /* ROLE=NAME, or several separated by commas (the environment form);
          * tokenised in an owned copy the names then point into. */
         char *copy = keep_copy(a, arg), *save = NULL;
-        if (!copy) return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
+        if (!copy)
+            return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
         for (char *item = strtok_r(copy, ", ", &save); item && !rc;
              item = strtok_r(NULL, ", ", &save))
             rc = aw_cli_stream_option(&command, item, c->ingest.streams);
@@ -256,53 +300,76 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_STREAMS_KEY_FILE: a->streams_key_file = arg; break;
     case OPT_CALLS_KEY_FILE: a->calls_key_file = arg; break;
     case OPT_GRACE_MISSING:
-        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS,
+                                    AW_CLI_GRACE_MAX_NS,
                                     &a->detectors.grace_missing_ns);
         break;
     case OPT_GRACE_REVOCATION:
-        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS,
+                                    AW_CLI_GRACE_MAX_NS,
                                     &a->detectors.grace_revocation_ns);
         break;
     case OPT_BATCH:
-        if (!(rc = count_option(src, arg, 1, 100000, &n))) c->count = (size_t)n;
+        if (!(rc = count_option(src, arg, 1, 100000, &n)))
+            c->count = (size_t)n;
         break;
     case OPT_BLOCK_MS: rc = ms_option(src, arg, 3600000, &c->block_ms); break;
-    case OPT_CLAIM_IDLE_MS: rc = ms_option(src, arg, INT_MAX, &c->claim_idle_ms); break;
+    case OPT_CLAIM_IDLE_MS:
+        rc = ms_option(src, arg, INT_MAX, &c->claim_idle_ms);
+        break;
     case OPT_MAX_DELIVERIES:
-        if (!(rc = count_option(src, arg, 1, INT_MAX, &n))) c->max_deliveries = n;
+        if (!(rc = count_option(src, arg, 1, INT_MAX, &n)))
+            c->max_deliveries = n;
         break;
     case OPT_ALERTS_STDOUT: c->alerts_stdout = !arg || env_true(arg); break;
     case OPT_ALERT_STREAM: c->alert_stream = *arg ? arg : NULL; break;
     case OPT_NO_ALERT_STREAM:
-        if (!arg || env_true(arg)) c->alert_stream = NULL;
+        if (!arg || env_true(arg))
+            c->alert_stream = NULL;
         break;
     case OPT_ALERT_STREAM_MAXLEN:
-        if (!(rc = count_option(src, arg, 0, INT64_MAX, &n))) c->alert_stream_maxlen = (size_t)n;
+        if (!(rc = count_option(src, arg, 0, INT64_MAX, &n)))
+            c->alert_stream_maxlen = (size_t)n;
         break;
     case OPT_ALERT_EXEC: c->alert_exec = *arg ? arg : NULL; break;
     case OPT_ALERT_EXEC_MAX:
-        if (!(rc = count_option(src, arg, 1, 1024, &n))) c->alert_exec_max = (int)n;
+        if (!(rc = count_option(src, arg, 1, 1024, &n)))
+            c->alert_exec_max = (int)n;
         break;
     case OPT_ALERT_FORMAT:
-        if (strcmp(arg, "json") == 0) c->alert_format = AW_ALERT_FORMAT_JSON;
-        else if (strcmp(arg, "ocsf") == 0) c->alert_format = AW_ALERT_FORMAT_OCSF;
-        else rc = aw_cli_usage_error(&command, "%s: expected json or ocsf, got \"%s\"", src, arg);
+        if (strcmp(arg, "json") == 0)
+            c->alert_format = AW_ALERT_FORMAT_JSON;
+        else if (strcmp(arg, "ocsf") == 0)
+            c->alert_format = AW_ALERT_FORMAT_OCSF;
+        else
+            rc = aw_cli_usage_error(
+                &command, "%s: expected json or ocsf, got \"%s\"", src, arg);
         break;
     case OPT_LOG_FORMAT:
-        if (strcmp(arg, "kv") == 0) c->log_format = AW_LOG_KV;
-        else if (strcmp(arg, "json") == 0) c->log_format = AW_LOG_JSON;
-        else rc = aw_cli_usage_error(&command, "%s: expected kv or json, got \"%s\"", src, arg);
+        if (strcmp(arg, "kv") == 0)
+            c->log_format = AW_LOG_KV;
+        else if (strcmp(arg, "json") == 0)
+            c->log_format = AW_LOG_JSON;
+        else
+            rc = aw_cli_usage_error(
+                &command, "%s: expected kv or json, got \"%s\"", src, arg);
         break;
     case OPT_LOG_FILE: c->log_file = arg; break;
     case OPT_CHAIN_STREAM: c->chain_stream = *arg ? arg : NULL; break;
-    case OPT_CHAIN_INTERVAL: rc = seconds_ms_option(src, arg, 1, &c->chain_interval_ms); break;
-    case OPT_ENFORCER_POLL: rc = seconds_ms_option(src, arg, 1, &c->enforcer_poll_ms); break;
+    case OPT_CHAIN_INTERVAL:
+        rc = seconds_ms_option(src, arg, 1, &c->chain_interval_ms);
+        break;
+    case OPT_ENFORCER_POLL:
+        rc = seconds_ms_option(src, arg, 1, &c->enforcer_poll_ms);
+        break;
     case OPT_ENFORCER_GROUP:
         rc = aw_cli_enforcer_group_option(&command, arg, a->enforcer_groups,
                                           &c->nenforcer_groups);
         c->enforcer_groups = a->enforcer_groups;
         break;
-    case OPT_GRACE_ENFORCER: rc = seconds_ms_option(src, arg, 0, &c->grace_enforcer_ms); break;
+    case OPT_GRACE_ENFORCER:
+        rc = seconds_ms_option(src, arg, 0, &c->grace_enforcer_ms);
+        break;
     case OPT_INGEST_MAX_LAG:
         rc = count_option(src, arg, 0, INT64_MAX, &c->ingest_limits.max_lag);
         break;
@@ -311,8 +378,10 @@ static int on_option(int opt, const char *arg, void *ud) {
         break;
     case OPT_METRICS_LISTEN: c->metrics_listen = *arg ? arg : NULL; break;
     case OPT_CALLS_LOG: {
-        const char **grown = realloc(a->calls_logs, (a->ncalls_logs + 1) * sizeof *grown);
-        if (!grown) return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
+        const char **grown =
+            realloc(a->calls_logs, (a->ncalls_logs + 1) * sizeof *grown);
+        if (!grown)
+            return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
         a->calls_logs = grown;
         a->calls_logs[a->ncalls_logs++] = arg;
         c->calls_logs = a->calls_logs;
@@ -326,7 +395,8 @@ static int on_option(int opt, const char *arg, void *ud) {
 
 /* AUDITWATCH_<NAME> for every option, through the same on_option as argv.
  * Values are copied and live as long as the run. */
-static int apply_environment(run_args *a) {
+static int apply_environment(run_args *a)
+{
     for (size_t i = 0; long_options[i].name; i++) {
         const struct option *o = &long_options[i];
         char *var = a->env_names[i];
@@ -336,31 +406,41 @@ static int apply_environment(run_args *a) {
         int rc;
         snprintf(var, sizeof a->env_names[i], "$AUDITWATCH_");
         len = strlen(var);
-        for (const char *p = o->name; *p && len < sizeof a->env_names[i] - 1; p++)
-            var[len++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        for (const char *p = o->name; *p && len < sizeof a->env_names[i] - 1;
+             p++)
+            var[len++] =
+                *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         var[len] = '\0';
-        if (!(value = getenv(var + 1)) || !*value) continue;
+        if (!(value = getenv(var + 1)) || !*value)
+            continue;
         if (!(copy = keep_copy(a, value)))
             return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
         a->source = var;
         rc = on_option(o->val, copy, a);
         a->source = NULL;
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
 /* The shared call-field options (cli/options.c) are not in long_options:
  * their variables are read here, and the command line wins. */
-static void call_fields_from_environment(aw_call_fields *out, const aw_call_fields *given) {
+static void call_fields_from_environment(aw_call_fields *out,
+                                         const aw_call_fields *given)
+{
     const char *v;
     *out = *given;
-    if (!out->request_id && (v = getenv("AUDITWATCH_REQUEST_ID_FIELD")) && *v) out->request_id = v;
-    if (!out->status && (v = getenv("AUDITWATCH_STATUS_FIELD")) && *v) out->status = v;
-    if (!out->occurred_at && (v = getenv("AUDITWATCH_TIME_FIELD")) && *v) out->occurred_at = v;
+    if (!out->request_id && (v = getenv("AUDITWATCH_REQUEST_ID_FIELD")) && *v)
+        out->request_id = v;
+    if (!out->status && (v = getenv("AUDITWATCH_STATUS_FIELD")) && *v)
+        out->status = v;
+    if (!out->occurred_at && (v = getenv("AUDITWATCH_TIME_FIELD")) && *v)
+        out->occurred_at = v;
 }
 
-static int parse_args(run_args *a, int argc, char **argv) {
+static int parse_args(run_args *a, int argc, char **argv)
+{
     static char host[256];
     aw_cli_common common;
     int first, rc;
@@ -370,14 +450,19 @@ static int parse_args(run_args *a, int argc, char **argv) {
         .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS};
     a->config.ingest.detectors = &a->detectors;
     a->redis_url = "redis://127.0.0.1:6379";
-    if ((rc = apply_environment(a)) != 0) return rc;
-    if ((rc = aw_cli_parse(&command, argc, argv, &common, on_option, a, &first)) != AW_CLI_PROCEED ||
-        (rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if ((rc = apply_environment(a)) != 0)
+        return rc;
+    if ((rc = aw_cli_parse(&command, argc, argv, &common, on_option, a,
+                           &first)) != AW_CLI_PROCEED ||
+        (rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+            AW_CLI_PROCEED)
         return rc;
     a->config.ingest.db_path = common.db;
-    call_fields_from_environment(&a->config.ingest.call_fields, &common.call_fields);
+    call_fields_from_environment(&a->config.ingest.call_fields,
+                                 &common.call_fields);
     if (!a->config.consumer) {
-        if (gethostname(host, sizeof host - 1) != 0 || !*host) snprintf(host, sizeof host, "auditwatch");
+        if (gethostname(host, sizeof host - 1) != 0 || !*host)
+            snprintf(host, sizeof host, "auditwatch");
         a->config.consumer = host;
     }
     if (!a->password_file) {
@@ -396,24 +481,29 @@ typedef struct run_resources {
     aw_hmac_key *calls_key;
 } run_resources;
 
-static void release(run_args *a, run_resources *r) {
+static void release(run_args *a, run_resources *r)
+{
     aw_secret_free(r->password);
     aw_hmac_key_free(r->audit_key);
     aw_hmac_key_free(r->streams_key);
     aw_hmac_key_free(r->calls_key);
-    for (size_t i = 0; i < a->nowned; i++) free(a->owned[i]);
+    for (size_t i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
     free(a->owned);
     free(a->calls_logs);
 }
 
-static int resolve(run_args *a, run_resources *r) {
+static int resolve(run_args *a, run_resources *r)
+{
     aw_error err = {0};
     if (aw_redis_address_parse(a->redis_url, &r->address, &err) != AW_OK)
         return aw_cli_usage_error(&command, "--redis: %s", err.msg);
-    if ((a->password_file && aw_secret_read_file(a->password_file, &r->password, &err) != AW_OK) ||
-        aw_cli_load_keys(a->audit_key_file, a->streams_key_file, &r->audit_key, &r->streams_key,
-                         &err) != AW_OK ||
-        aw_secret_load_hmac_key(a->calls_key_file, NULL, &r->calls_key, &err) != AW_OK)
+    if ((a->password_file &&
+         aw_secret_read_file(a->password_file, &r->password, &err) != AW_OK) ||
+        aw_cli_load_keys(a->audit_key_file, a->streams_key_file, &r->audit_key,
+                         &r->streams_key, &err) != AW_OK ||
+        aw_secret_load_hmac_key(a->calls_key_file, NULL, &r->calls_key, &err) !=
+            AW_OK)
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", err.msg);
     /* Hooks started later must not inherit the hex keys. */
     unsetenv("AUDIT_HMAC_KEY");
@@ -428,7 +518,8 @@ static int resolve(run_args *a, run_resources *r) {
     return 0;
 }
 
-int aw_cmd_run(int argc, char **argv) {
+int aw_cmd_run(int argc, char **argv)
+{
     run_args a;
     run_resources r;
     aw_daemon *d = NULL;
@@ -437,23 +528,28 @@ int aw_cmd_run(int argc, char **argv) {
 
     memset(&a, 0, sizeof a);
     memset(&r, 0, sizeof r);
-    if ((rc = parse_args(&a, argc, argv)) != AW_CLI_PROCEED || (rc = resolve(&a, &r)) != 0) {
+    if ((rc = parse_args(&a, argc, argv)) != AW_CLI_PROCEED ||
+        (rc = resolve(&a, &r)) != 0) {
         release(&a, &r);
         return rc;
     }
     if (aw_daemon_new(&a.config, &d, &err) != AW_OK) {
         const char *advice = aw_index_error_advice(err.code);
         if (advice)
-            rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "index %s cannot be used: %s. To go on: %s",
+            rc = aw_cli_fail(&command, AW_EXIT_FAILURE,
+                             "index %s cannot be used: %s. To go on: %s",
                              a.config.ingest.db_path, err.msg, advice);
         else
-            rc = aw_cli_fail(&command, err.code == AW_ERR_INVALID ? AW_EXIT_USAGE : AW_EXIT_FAILURE,
+            rc = aw_cli_fail(&command,
+                             err.code == AW_ERR_INVALID ? AW_EXIT_USAGE
+                                                        : AW_EXIT_FAILURE,
                              "%s", err.msg);
         release(&a, &r);
         return rc;
     }
     rc = aw_daemon_run(d, &err) == AW_OK ? AW_EXIT_OK : AW_EXIT_FAILURE;
-    if (rc != AW_EXIT_OK) aw_cli_fail(&command, rc, "%s", err.msg);
+    if (rc != AW_EXIT_OK)
+        aw_cli_fail(&command, rc, "%s", err.msg);
     aw_daemon_free(d);
     release(&a, &r);
     return rc;

@@ -77,14 +77,15 @@ typedef struct status_args {
     const char *group;
     const char *streams[AW_ROLE_COUNT];
     bool streams_given;
-    char *env_streams;            /* owned copy of $AUDITWATCH_STREAM */
+    char *env_streams; /* owned copy of $AUDITWATCH_STREAM */
     bool ready;
-    int64_t max_lag;              /* -1: no bound */
-    int64_t max_pending_age_ms;   /* -1: no bound */
+    int64_t max_lag;            /* -1: no bound */
+    int64_t max_pending_age_ms; /* -1: no bound */
     int64_t timeout_ms;
 } status_args;
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     status_args *a = ud;
     int64_t n;
     switch (opt) {
@@ -99,19 +100,21 @@ static int on_option(int opt, const char *arg, void *ud) {
     case OPT_READY: a->ready = true; return 0;
     case OPT_MAX_LAG:
         if (aw_cli_parse_int(arg, 0, INT64_MAX, &a->max_lag) != AW_OK)
-            return aw_cli_usage_error(&command,
-                                      "--max-lag: expected a number of entries, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--max-lag: expected a number of entries, got \"%s\"",
+                arg);
         return 0;
     case OPT_MAX_PENDING_AGE:
         if (aw_cli_parse_int(arg, 0, INT64_MAX / 1000, &n) != AW_OK)
-            return aw_cli_usage_error(&command,
-                                      "--max-pending-age: expected seconds, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--max-pending-age: expected seconds, got \"%s\"",
+                arg);
         a->max_pending_age_ms = n * 1000;
         return 0;
     case OPT_TIMEOUT:
         if (aw_cli_parse_int(arg, 1, 600000, &a->timeout_ms) != AW_OK)
-            return aw_cli_usage_error(&command,
-                                      "--timeout-ms: expected 1..600000, got \"%s\"", arg);
+            return aw_cli_usage_error(
+                &command, "--timeout-ms: expected 1..600000, got \"%s\"", arg);
         return 0;
     }
     return AW_EXIT_USAGE;
@@ -122,20 +125,26 @@ static int on_option(int opt, const char *arg, void *ud) {
 static const char *const columns[] = {"section", "item", "value"};
 
 typedef struct report {
-    aw_cli_out *out;          /* NULL with --ready: figures are not printed */
-    char not_ready[AW_ERRMSG_MAX];  /* first reason, "" while ready */
+    aw_cli_out *out; /* NULL with --ready: figures are not printed */
+    char not_ready[AW_ERRMSG_MAX]; /* first reason, "" while ready */
     int rc;
 } report;
 
-static void add(report *r, const char *section, const char *item, aw_cli_cell value) {
+static void add(report *r, const char *section, const char *item,
+                aw_cli_cell value)
+{
     aw_cli_cell cells[3] = {aw_cli_str(section), aw_cli_str(item), value};
-    if (r->out && r->rc == AW_OK) r->rc = aw_cli_out_row(r->out, cells);
+    if (r->out && r->rc == AW_OK)
+        r->rc = aw_cli_out_row(r->out, cells);
 }
 
-static void not_ready(report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void not_ready(report *r, const char *fmt, ...) {
+static void not_ready(report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void not_ready(report *r, const char *fmt, ...)
+{
     va_list ap;
-    if (r->not_ready[0]) return;
+    if (r->not_ready[0])
+        return;
     va_start(ap, fmt);
     vsnprintf(r->not_ready, sizeof r->not_ready, fmt, ap);
     va_end(ap);
@@ -146,24 +155,28 @@ typedef struct section_count {
     const char *section;
 } section_count;
 
-static int add_section_count(const char *name, int64_t count, void *ud) {
+static int add_section_count(const char *name, int64_t count, void *ud)
+{
     section_count *s = ud;
     add(s->r, s->section, name, aw_cli_int(count));
     return 0;
 }
 
 static int add_checkpoint(const char *stream, const char *entry_id,
-                          int64_t updated_at_ns, void *ud) {
+                          int64_t updated_at_ns, void *ud)
+{
     report *r = ud;
     (void)updated_at_ns;
     add(r, "checkpoint", stream, aw_cli_str(entry_id));
     return 0;
 }
 
-static int index_figures(aw_store *store, report *r, aw_error *err) {
+static int index_figures(aw_store *store, report *r, aw_error *err)
+{
     aw_store_stats st;
     int rc = aw_store_get_stats(store, &st, err);
-    if (rc != AW_OK) return rc;
+    if (rc != AW_OK)
+        return rc;
     add(r, "index", "schema_version", aw_cli_int(st.schema_version));
     add(r, "index", "size_bytes", aw_cli_int(st.file_bytes));
     add(r, "index", "entries", aw_cli_int(st.entries));
@@ -173,47 +186,66 @@ static int index_figures(aw_store *store, report *r, aw_error *err) {
     add(r, "index", "rejected", aw_cli_int(st.rejected));
     add(r, "index", "alerts_open", aw_cli_int(st.alerts_open));
     add(r, "index", "alerts_resolved", aw_cli_int(st.alerts_resolved));
-    add(r, "index", "oldest_event", st.events ? aw_cli_time(st.oldest_event_ns) : aw_cli_str(NULL));
-    add(r, "index", "newest_event", st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL));
-    section_count rej = {r, "rejected_by_reason"}, open = {r, "open_alerts_by_kind"};
-    rc = aw_store_count_by(store, "rejected_by_reason", add_section_count, &rej, err);
+    add(r, "index", "oldest_event",
+        st.events ? aw_cli_time(st.oldest_event_ns) : aw_cli_str(NULL));
+    add(r, "index", "newest_event",
+        st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL));
+    section_count rej = {r, "rejected_by_reason"},
+                  open = {r, "open_alerts_by_kind"};
+    rc = aw_store_count_by(store, "rejected_by_reason", add_section_count, &rej,
+                           err);
     if (rc == AW_OK)
-        rc = aw_store_count_by(store, "open_alerts_by_kind", add_section_count, &open, err);
-    if (rc != AW_OK) return rc;
+        rc = aw_store_count_by(store, "open_alerts_by_kind", add_section_count,
+                               &open, err);
+    if (rc != AW_OK)
+        return rc;
     return aw_store_query_checkpoints(store, add_checkpoint, r, err);
 }
 
 /* ---- Redis ----------------------------------------------------------------- */
 
-static aw_cli_cell reply_cell(const redisReply *v) {
-    if (v && v->type == REDIS_REPLY_INTEGER) return aw_cli_int(v->integer);
+static aw_cli_cell reply_cell(const redisReply *v)
+{
+    if (v && v->type == REDIS_REPLY_INTEGER)
+        return aw_cli_int(v->integer);
     if (v && (v->type == REDIS_REPLY_STRING || v->type == REDIS_REPLY_STATUS))
         return aw_cli_str(v->str);
     return aw_cli_str(NULL);
 }
 
 /* The oldest pending entry of the group: its id and idle time. */
-static int oldest_pending(redisContext *c, const char *stream, const char *group,
-                          const char *section, const status_args *a, report *r,
-                          aw_error *err) {
+static int oldest_pending(redisContext *c, const char *stream,
+                          const char *group, const char *section,
+                          const status_args *a, report *r, aw_error *err)
+{
     redisReply *x = redisCommand(c, "XPENDING %s %s - + 1", stream, group);
-    if (!x) return aw_error_set(err, AW_ERR_IO, "Redis XPENDING %s: %s", stream, c->errstr);
+    if (!x)
+        return aw_error_set(err, AW_ERR_IO, "Redis XPENDING %s: %s", stream,
+                            c->errstr);
     if (x->type == REDIS_REPLY_ARRAY && x->elements == 1 &&
-        x->element[0]->type == REDIS_REPLY_ARRAY && x->element[0]->elements >= 3) {
+        x->element[0]->type == REDIS_REPLY_ARRAY &&
+        x->element[0]->elements >= 3) {
         const redisReply *e = x->element[0];
-        int64_t idle = e->element[2]->type == REDIS_REPLY_INTEGER ? e->element[2]->integer : 0;
+        int64_t idle = e->element[2]->type == REDIS_REPLY_INTEGER
+                           ? e->element[2]->integer
+                           : 0;
         add(r, section, "oldest_pending_id", reply_cell(e->element[0]));
         add(r, section, "oldest_pending_idle_ms", aw_cli_int(idle));
         if (a->max_pending_age_ms >= 0 && idle > a->max_pending_age_ms)
-            not_ready(r, "%s: pending entry %s idle for %" PRId64 " s (max %" PRId64 ")",
-                      stream, e->element[0]->str, idle / 1000, a->max_pending_age_ms / 1000);
+            not_ready(r,
+                      "%s: pending entry %s idle for %" PRId64
+                      " s (max %" PRId64 ")",
+                      stream, e->element[0]->str, idle / 1000,
+                      a->max_pending_age_ms / 1000);
     }
     freeReplyObject(x);
     return AW_OK;
 }
 
-static int group_figures(redisContext *c, aw_stream_role role, const char *stream,
-                         const status_args *a, report *r, aw_error *err) {
+static int group_figures(redisContext *c, aw_stream_role role,
+                         const char *stream, const status_args *a, report *r,
+                         aw_error *err)
+{
     char section[AW_MAX_ID_BYTES];
     const redisReply *group = NULL;
     redisReply *x;
@@ -221,28 +253,33 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
 
     snprintf(section, sizeof section, "redis:%s", stream);
     if (!(x = redisCommand(c, "XINFO GROUPS %s", stream)))
-        return aw_error_set(err, AW_ERR_IO, "Redis XINFO GROUPS %s: %s", stream, c->errstr);
+        return aw_error_set(err, AW_ERR_IO, "Redis XINFO GROUPS %s: %s", stream,
+                            c->errstr);
     if (x->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i < x->elements && !group; i++) {
             const redisReply *name = aw_redis_map_get(x->element[i], "name");
-            if (name && name->type == REDIS_REPLY_STRING && strcmp(name->str, a->group) == 0)
+            if (name && name->type == REDIS_REPLY_STRING &&
+                strcmp(name->str, a->group) == 0)
                 group = x->element[i];
         }
     if (!group) {
         /* No such key, or no such group: the daemon has not joined. */
         add(r, section, "group", aw_cli_str(NULL));
         if (role == AW_ROLE_AUDIT)
-            not_ready(r, "%s: consumer group %s does not exist", stream, a->group);
+            not_ready(r, "%s: consumer group %s does not exist", stream,
+                      a->group);
         freeReplyObject(x);
         return AW_OK;
     }
     const redisReply *lag = aw_redis_map_get(group, "lag");
     const redisReply *pending = aw_redis_map_get(group, "pending");
     add(r, section, "group", aw_cli_str(a->group));
-    add(r, section, "last_delivered_id", reply_cell(aw_redis_map_get(group, "last-delivered-id")));
+    add(r, section, "last_delivered_id",
+        reply_cell(aw_redis_map_get(group, "last-delivered-id")));
     add(r, section, "lag", reply_cell(lag));
     add(r, section, "pending", reply_cell(pending));
-    if (a->max_lag >= 0 && lag && lag->type == REDIS_REPLY_INTEGER && lag->integer > a->max_lag)
+    if (a->max_lag >= 0 && lag && lag->type == REDIS_REPLY_INTEGER &&
+        lag->integer > a->max_lag)
         not_ready(r, "%s: group %s lags %lld entries (max %" PRId64 ")", stream,
                   a->group, lag->integer, a->max_lag);
     if (pending && pending->type == REDIS_REPLY_INTEGER && pending->integer > 0)
@@ -251,7 +288,8 @@ static int group_figures(redisContext *c, aw_stream_role role, const char *strea
     return rc;
 }
 
-static void redis_figures(const status_args *a, report *r) {
+static void redis_figures(const status_args *a, report *r)
+{
     redisContext *c;
     aw_error err = {0};
     if (aw_cli_redis_connect(a->redis_url, a->password_file, (int)a->timeout_ms,
@@ -266,8 +304,10 @@ static void redis_figures(const status_args *a, report *r) {
         bool seen = false;
         for (int prev = 0; prev < role; prev++)
             seen |= strcmp(a->streams[prev], a->streams[role]) == 0;
-        if (seen) continue;
-        if (group_figures(c, (aw_stream_role)role, a->streams[role], a, r, &err) != AW_OK) {
+        if (seen)
+            continue;
+        if (group_figures(c, (aw_stream_role)role, a->streams[role], a, r,
+                          &err) != AW_OK) {
             add(r, "redis", "error", aw_cli_str(err.msg));
             not_ready(r, "%s", err.msg);
             break;
@@ -277,27 +317,36 @@ static void redis_figures(const status_args *a, report *r) {
 }
 
 /* What `run` reads from its environment, for the options not given here. */
-static int options_from_environment(status_args *a) {
+static int options_from_environment(status_args *a)
+{
     const char *v;
     if (!a->redis_url && (v = getenv("AUDITWATCH_REDIS")) && *v) {
         a->redis_url = v;
-        if (aw_cli_redis_option(&command, "$AUDITWATCH_REDIS", v) != 0) return AW_EXIT_USAGE;
+        if (aw_cli_redis_option(&command, "$AUDITWATCH_REDIS", v) != 0)
+            return AW_EXIT_USAGE;
     }
-    if (!a->password_file && (v = getenv("AUDITWATCH_REDIS_PASSWORD_FILE")) && *v)
+    if (!a->password_file && (v = getenv("AUDITWATCH_REDIS_PASSWORD_FILE")) &&
+        *v)
         a->password_file = v;
-    if (!a->group && (v = getenv("AUDITWATCH_GROUP")) && *v) a->group = v;
-    if (!a->group) a->group = "auditwatch";
-    if (a->streams_given || !(v = getenv("AUDITWATCH_STREAM")) || !*v) return 0;
+    if (!a->group && (v = getenv("AUDITWATCH_GROUP")) && *v)
+        a->group = v;
+    if (!a->group)
+        a->group = "auditwatch";
+    if (a->streams_given || !(v = getenv("AUDITWATCH_STREAM")) || !*v)
+        return 0;
     if (!(a->env_streams = strdup(v)))
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
     for (char *save = NULL, *item = strtok_r(a->env_streams, ", ", &save); item;
          item = strtok_r(NULL, ", ", &save))
-        if (aw_cli_stream_option(&command, item, a->streams) != 0) return AW_EXIT_USAGE;
+        if (aw_cli_stream_option(&command, item, a->streams) != 0)
+            return AW_EXIT_USAGE;
     return 0;
 }
 
-int aw_cmd_status(int argc, char **argv) {
-    status_args a = {.max_lag = -1, .max_pending_age_ms = -1, .timeout_ms = 2000};
+int aw_cmd_status(int argc, char **argv)
+{
+    status_args a = {
+        .max_lag = -1, .max_pending_age_ms = -1, .timeout_ms = 2000};
     aw_cli_common common;
     aw_store *store;
     aw_error err = {0};
@@ -307,14 +356,17 @@ int aw_cmd_status(int argc, char **argv) {
 
     aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if (rc != AW_CLI_PROCEED)
+        return rc;
+    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+        AW_CLI_PROCEED)
         return rc;
     if ((rc = options_from_environment(&a)) != 0) {
         free(a.env_streams);
         return rc;
     }
-    if (!a.ready && !(r.out = aw_cli_out_new(common.format, columns, 3, stdout))) {
+    if (!a.ready &&
+        !(r.out = aw_cli_out_new(common.format, columns, 3, stdout))) {
         free(a.env_streams);
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "out of memory");
     }
@@ -331,19 +383,23 @@ int aw_cmd_status(int argc, char **argv) {
         }
         aw_store_close(store);
     }
-    if (a.redis_url) redis_figures(&a, &r);
+    if (a.redis_url)
+        redis_figures(&a, &r);
     free(a.env_streams);
 
     if (r.rc != AW_OK || aw_cli_out_close(r.out) != AW_OK)
-        return aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot write the output");
+        return aw_cli_fail(&command, AW_EXIT_FAILURE,
+                           "cannot write the output");
     if (a.ready) {
         if (r.not_ready[0])
-            return aw_cli_fail(&command, AW_EXIT_NO, "not ready: %s", r.not_ready);
+            return aw_cli_fail(&command, AW_EXIT_NO, "not ready: %s",
+                               r.not_ready);
         return AW_EXIT_OK;
     }
     if (r.not_ready[0]) {
         fprintf(stderr, "auditwatch status: %s\n", r.not_ready);
-        if (!index_open) return AW_EXIT_FAILURE;
+        if (!index_open)
+            return AW_EXIT_FAILURE;
     }
     return AW_EXIT_OK;
 }

@@ -72,7 +72,12 @@ static const char usage[] =
     "Without a key, signatures of that scheme are counted as unchecked.\n"
     "Exit status: 0 all intact, 1 a check failed, 2 bad usage, 3 failure.\n";
 
-enum { OPT_AUDIT_KEY = AW_CLI_OPT_BASE, OPT_STREAMS_KEY, OPT_CHAIN_HEAD, OPT_STREAM };
+enum {
+    OPT_AUDIT_KEY = AW_CLI_OPT_BASE,
+    OPT_STREAMS_KEY,
+    OPT_CHAIN_HEAD,
+    OPT_STREAM
+};
 
 static const struct option options[] = {
     {"audit-hmac-key-file", required_argument, NULL, OPT_AUDIT_KEY},
@@ -83,8 +88,11 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "verify", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
-    NULL, options,
+    "verify",
+    usage,
+    AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
+    NULL,
+    options,
 };
 
 /* An external chain head: the chain value after `count` entries. */
@@ -101,15 +109,20 @@ typedef struct verify_args {
     chain_head head;
 } verify_args;
 
-static int hex_digit(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
     return -1;
 }
 
 /* "<64 hex>@<decimal count>", the form of store/chain.c's chain_tip. */
-static int parse_chain_head(const char *arg, chain_head *head) {
+static int parse_chain_head(const char *arg, chain_head *head)
+{
     const char *at = strchr(arg, '@');
     bool ok = at && at - arg == 64 &&
               aw_cli_parse_int(at + 1, 0, INT64_MAX, &head->count) == AW_OK;
@@ -119,14 +132,17 @@ static int parse_chain_head(const char *arg, chain_head *head) {
         head->hash[i] = (unsigned char)(hi << 4 | lo);
     }
     if (!ok)
-        return aw_cli_usage_error(&command,
-                                  "--chain-head: expected HASH@COUNT (64 hex digits, "
-                                  "'@', a row count), got \"%s\"", arg);
+        return aw_cli_usage_error(
+            &command,
+            "--chain-head: expected HASH@COUNT (64 hex digits, "
+            "'@', a row count), got \"%s\"",
+            arg);
     head->given = true;
     return 0;
 }
 
-static int on_option(int opt, const char *arg, void *ud) {
+static int on_option(int opt, const char *arg, void *ud)
+{
     verify_args *a = ud;
     switch (opt) {
     case OPT_AUDIT_KEY: a->audit_key_file = arg; return 0;
@@ -155,7 +171,7 @@ enum { HAS_EVENT = 1, HAS_REVOCATION = 2, HAS_CALL = 4, HAS_REJECTED = 8 };
  * which of its revocations a row has matched so far. */
 typedef struct revocation_group {
     int64_t entry_rowid;
-    aw_revocation_set *set;      /* NULL: not decodable, already reported */
+    aw_revocation_set *set; /* NULL: not decodable, already reported */
     bool *matched;
     /* An outbox delivery (outbox_id or dedupe_key): its revocations take the
      * time of the earliest delivery of the same id, at or before its own. */
@@ -167,18 +183,18 @@ typedef struct verify_state {
     aw_store *store;
     const char *const *streams;
     scheme audit, stream;
-    int64_t *rejected;          /* entry rows rejected for their signature, sorted */
+    int64_t *rejected; /* entry rows rejected for their signature, sorted */
     size_t nrejected, cap;
     int64_t entries, truncated, unreadable;
     char first_unreadable[2 * AW_ERRMSG_MAX];
     /* decoded rows */
-    unsigned char *has;          /* HAS_* by entry row id, 1..nhas */
+    unsigned char *has; /* HAS_* by entry row id, 1..nhas */
     int64_t nhas;
     int64_t rows_checked, rows_unchecked, mismatches;
     char first_mismatch[2 * AW_ERRMSG_MAX];
     aw_cli_format format;
-    aw_cli_out *mismatch_out;    /* opened with the first mismatch */
-    aw_cli_out *csv_out;         /* CSV: every line, one header */
+    aw_cli_out *mismatch_out; /* opened with the first mismatch */
+    aw_cli_out *csv_out;      /* CSV: every line, one header */
     revocation_group group;
     aw_cli_progress progress;
     aw_error err;
@@ -187,8 +203,8 @@ typedef struct verify_state {
 /* ---- mismatches ---------------------------------------------------------- */
 
 static const char *const mismatch_columns[] = {
-    "check", "table", "row_id", "key", "request_id", "entry_row", "entry_id",
-    "field", "stored", "raw", "detail",
+    "check",    "table", "row_id", "key", "request_id", "entry_row",
+    "entry_id", "field", "stored", "raw", "detail",
 };
 #define NMISMATCH (sizeof mismatch_columns / sizeof mismatch_columns[0])
 
@@ -205,22 +221,26 @@ typedef struct mismatch {
 
 /* CSV has one header: mismatch and summary lines share these columns. */
 static const char *const csv_columns[] = {
-    "check", "result", "table", "row_id", "key", "request_id", "entry_row", "entry_id",
-    "field", "stored", "raw", "checked", "failed", "known_rejected", "unchecked", "detail",
+    "check",     "result",         "table",     "row_id", "key", "request_id",
+    "entry_row", "entry_id",       "field",     "stored", "raw", "checked",
+    "failed",    "known_rejected", "unchecked", "detail",
 };
 #define NCSV (sizeof csv_columns / sizeof csv_columns[0])
 
 /* Writes one line of n cells named names[] to *out (opened on first use):
  * in a table or JSON lines as they are, in CSV into the shared columns of
  * v->csv_out. */
-static int write_line(verify_state *v, aw_cli_out **out, const char *const *names, size_t n,
-                      const aw_cli_cell *cells) {
+static int write_line(verify_state *v, aw_cli_out **out,
+                      const char *const *names, size_t n,
+                      const aw_cli_cell *cells)
+{
     aw_cli_cell shared[NCSV];
     if (v->format == AW_CLI_CSV) {
         for (size_t j = 0; j < NCSV; j++) {
             shared[j] = aw_cli_str(NULL);
             for (size_t i = 0; i < n; i++)
-                if (strcmp(names[i], csv_columns[j]) == 0) shared[j] = cells[i];
+                if (strcmp(names[i], csv_columns[j]) == 0)
+                    shared[j] = cells[i];
         }
         out = &v->csv_out;
         names = csv_columns;
@@ -234,37 +254,49 @@ static int write_line(verify_state *v, aw_cli_out **out, const char *const *name
     return 0;
 }
 
-static int report(verify_state *v, const mismatch *m) {
+static int report(verify_state *v, const mismatch *m)
+{
     aw_cli_cell cells[NMISMATCH] = {
-        aw_cli_str("row_mismatch"), aw_cli_str(m->table),
+        aw_cli_str("row_mismatch"),
+        aw_cli_str(m->table),
         m->row_id ? aw_cli_int(m->row_id) : aw_cli_str(NULL),
-        aw_cli_str(m->key), aw_cli_str(m->request_id),
+        aw_cli_str(m->key),
+        aw_cli_str(m->request_id),
         m->entry_row ? aw_cli_int(m->entry_row) : aw_cli_str(NULL),
-        aw_cli_str(m->entry_id), aw_cli_str(m->field), aw_cli_str(m->stored),
-        aw_cli_str(m->raw), aw_cli_str(m->detail),
+        aw_cli_str(m->entry_id),
+        aw_cli_str(m->field),
+        aw_cli_str(m->stored),
+        aw_cli_str(m->raw),
+        aw_cli_str(m->detail),
     };
     if (v->mismatches++ == 0) {
         if (m->field)
             snprintf(v->first_mismatch, sizeof v->first_mismatch,
-                     "%s row %" PRId64 " (%s): %s is \"%s\", its raw entry says \"%s\"",
+                     "%s row %" PRId64
+                     " (%s): %s is \"%s\", its raw entry says \"%s\"",
                      m->table, m->row_id, m->key ? m->key : "-", m->field,
                      m->stored ? m->stored : "null", m->raw ? m->raw : "null");
         else
-            snprintf(v->first_mismatch, sizeof v->first_mismatch, "%s %s%" PRId64 " (%s): %s",
-                     m->table, m->row_id ? "row " : "entry row ",
-                     m->row_id ? m->row_id : m->entry_row, m->key ? m->key : "-", m->detail);
+            snprintf(v->first_mismatch, sizeof v->first_mismatch,
+                     "%s %s%" PRId64 " (%s): %s", m->table,
+                     m->row_id ? "row " : "entry row ",
+                     m->row_id ? m->row_id : m->entry_row,
+                     m->key ? m->key : "-", m->detail);
     }
     return write_line(v, &v->mismatch_out, mismatch_columns, NMISMATCH, cells);
 }
 
-static bool same_text(const char *a, const char *b) {
+static bool same_text(const char *a, const char *b)
+{
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
 /* Compares one text column; reports it when it differs. */
 static int compare_text(verify_state *v, mismatch m, const char *field,
-                        const char *stored, const char *raw, bool *differs) {
-    if (same_text(stored, raw)) return 0;
+                        const char *stored, const char *raw, bool *differs)
+{
+    if (same_text(stored, raw))
+        return 0;
     *differs = true;
     m.field = field;
     m.stored = stored;
@@ -274,9 +306,11 @@ static int compare_text(verify_state *v, mismatch m, const char *field,
 }
 
 static int compare_int(verify_state *v, mismatch m, const char *field,
-                       int64_t stored, int64_t raw, bool *differs) {
+                       int64_t stored, int64_t raw, bool *differs)
+{
     char s[24], r[24];
-    if (stored == raw) return 0;
+    if (stored == raw)
+        return 0;
     snprintf(s, sizeof s, "%" PRId64, stored);
     snprintf(r, sizeof r, "%" PRId64, raw);
     return compare_text(v, m, field, s, r, differs);
@@ -284,19 +318,25 @@ static int compare_int(verify_state *v, mismatch m, const char *field,
 
 /* An integer column that may be absent (NULL): absent on one side only
  * differs as much as two values do. */
-static int compare_optional_int(verify_state *v, mismatch m, const char *field, bool stored_has,
-                                int64_t stored, bool raw_has, int64_t raw, bool *differs) {
+static int compare_optional_int(verify_state *v, mismatch m, const char *field,
+                                bool stored_has, int64_t stored, bool raw_has,
+                                int64_t raw, bool *differs)
+{
     char s[24], r[24];
-    if (stored_has == raw_has && (!stored_has || stored == raw)) return 0;
+    if (stored_has == raw_has && (!stored_has || stored == raw))
+        return 0;
     snprintf(s, sizeof s, "%" PRId64, stored);
     snprintf(r, sizeof r, "%" PRId64, raw);
-    return compare_text(v, m, field, stored_has ? s : NULL, raw_has ? r : NULL, differs);
+    return compare_text(v, m, field, stored_has ? s : NULL, raw_has ? r : NULL,
+                        differs);
 }
 
 static int compare_time(verify_state *v, mismatch m, const char *field,
-                        int64_t stored, int64_t raw, bool *differs) {
+                        int64_t stored, int64_t raw, bool *differs)
+{
     char s[40], r[40];
-    if (stored == raw) return 0;
+    if (stored == raw)
+        return 0;
     return compare_text(v, m, field, aw_time_format(stored, s, sizeof s),
                         aw_time_format(raw, r, sizeof r), differs);
 }
@@ -304,8 +344,11 @@ static int compare_time(verify_state *v, mismatch m, const char *field,
 /* ---- raw entries, roles ---------------------------------------------------- */
 
 /* Marks what entry row `entry` holds; false for a row id no entry has. */
-static bool mark(verify_state *v, int64_t entry, unsigned what, unsigned *before) {
-    if (entry < 1 || entry > v->nhas) return false;
+static bool mark(verify_state *v, int64_t entry, unsigned what,
+                 unsigned *before)
+{
+    if (entry < 1 || entry > v->nhas)
+        return false;
     *before = v->has[entry];
     v->has[entry] |= (unsigned char)what;
     return true;
@@ -317,10 +360,12 @@ typedef struct loaded {
     aw_error err;
 } loaded;
 
-static int load_cb(const aw_entry_row *row, void *ud) {
+static int load_cb(const aw_entry_row *row, void *ud)
+{
     loaded *l = ud;
     l->truncated = row->truncated;
-    if (aw_raw_entry_unpack(row->raw, row->raw_len, &l->raw, NULL, &l->err) != AW_OK)
+    if (aw_raw_entry_unpack(row->raw, row->raw_len, &l->raw, NULL, &l->err) !=
+        AW_OK)
         l->raw = NULL;
     return 0;
 }
@@ -328,91 +373,120 @@ static int load_cb(const aw_entry_row *row, void *ud) {
 /* The raw entry of row `entry`, unpacked: AW_OK with l->raw set, AW_OK
  * with l->raw NULL when it cannot be unpacked (l->err says why), or a
  * failure of the store. */
-static int load_entry(verify_state *v, int64_t entry, loaded *l) {
+static int load_entry(verify_state *v, int64_t entry, loaded *l)
+{
     memset(l, 0, sizeof *l);
     int rc = aw_store_get_entry(v->store, entry, load_cb, l, &v->err);
     if (rc == AW_ERR_NOTFOUND) {
-        aw_error_set(&l->err, AW_ERR_NOTFOUND, "raw entry row %" PRId64 " is missing", entry);
+        aw_error_set(&l->err, AW_ERR_NOTFOUND,
+                     "raw entry row %" PRId64 " is missing", entry);
         return AW_OK;
     }
     return rc;
 }
 
-#define ROLE_IMPORT AW_ROLE_COUNT
+#define ROLE_IMPORT  AW_ROLE_COUNT
 #define ROLE_UNKNOWN (-1)
 
-static bool is_import(const char *stream) {
-    return strncmp(stream, AW_INGEST_IMPORT_PREFIX, strlen(AW_INGEST_IMPORT_PREFIX)) == 0;
+static bool is_import(const char *stream)
+{
+    return strncmp(stream, AW_INGEST_IMPORT_PREFIX,
+                   strlen(AW_INGEST_IMPORT_PREFIX)) == 0;
 }
 
-static int role_by_name(const verify_state *v, const char *stream) {
-    if (is_import(stream)) return ROLE_IMPORT;
+static int role_by_name(const verify_state *v, const char *stream)
+{
+    if (is_import(stream))
+        return ROLE_IMPORT;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        if (strcmp(v->streams[r], stream) == 0) return r;
+        if (strcmp(v->streams[r], stream) == 0)
+            return r;
     return ROLE_UNKNOWN;
 }
 
 /* The raw entry of row `entry` as its events or revocations rows were
  * decoded from it: for an entry of a dead-letter stream, the original it
  * holds (DESIGN §8), which is what the consumer decoded. */
-static int load_decoded_entry(verify_state *v, int64_t entry, loaded *l) {
+static int load_decoded_entry(verify_state *v, int64_t entry, loaded *l)
+{
     int rc = load_entry(v, entry, l);
     int role = l->raw ? role_by_name(v, l->raw->stream.ptr) : ROLE_UNKNOWN;
     int origin = role >= 0 && role < AW_ROLE_COUNT
-                     ? aw_stream_role_dead_letter_origin((aw_stream_role)role) : -1;
+                     ? aw_stream_role_dead_letter_origin((aw_stream_role)role)
+                     : -1;
     aw_dead_letter *letter = NULL;
-    if (rc != AW_OK || origin < 0) return rc;
+    if (rc != AW_OK || origin < 0)
+        return rc;
     rc = origin == AW_ROLE_AUDIT
-             ? aw_dead_letter_decode_audit(l->raw, v->streams[origin], &letter, &l->err)
-             : aw_dead_letter_decode_revocation(l->raw, v->streams[origin], NULL, &letter,
-                                                &l->err);
+             ? aw_dead_letter_decode_audit(l->raw, v->streams[origin], &letter,
+                                           &l->err)
+             : aw_dead_letter_decode_revocation(l->raw, v->streams[origin],
+                                                NULL, &letter, &l->err);
     aw_raw_entry_free(l->raw);
     l->raw = NULL;
     if (rc == AW_OK) {
         const aw_raw_entry *o = letter->original;
-        if (aw_raw_entry_new(o->stream, o->id, o->fields, o->nfields, &l->raw, &l->err) != AW_OK)
+        if (aw_raw_entry_new(o->stream, o->id, o->fields, o->nfields, &l->raw,
+                             &l->err) != AW_OK)
             l->raw = NULL;
     }
     aw_dead_letter_free(letter);
     return AW_OK;
 }
 
-static bool field_is(const aw_raw_entry *raw, const char *name, const char *const *values) {
+static bool field_is(const aw_raw_entry *raw, const char *name,
+                     const char *const *values)
+{
     const aw_bytes *f = aw_raw_entry_get(raw, name);
     for (; f && *values; values++)
-        if (f->len == strlen(*values) && memcmp(f->ptr, *values, f->len) == 0) return true;
+        if (f->len == strlen(*values) && memcmp(f->ptr, *values, f->len) == 0)
+            return true;
     return false;
 }
 
 /* The role of an entry: by its stream's name, else by its shape. */
-static int role_of(const verify_state *v, const aw_raw_entry *raw) {
-    static const char *const lifecycle[] = {"terminate", "suspend", "resume", "spawn", NULL};
-    static const char *const delegations[] = {"edge_revoke", "edge_create", "edge_expire", NULL};
+static int role_of(const verify_state *v, const aw_raw_entry *raw)
+{
+    static const char *const lifecycle[] = {"terminate", "suspend", "resume",
+                                            "spawn", NULL};
+    static const char *const delegations[] = {"edge_revoke", "edge_create",
+                                              "edge_expire", NULL};
     int role = role_by_name(v, raw->stream.ptr);
-    if (role != ROLE_UNKNOWN) return role;
-    if (aw_raw_entry_get(raw, "data")) return AW_ROLE_AUDIT;
-    if (field_is(raw, "event", lifecycle)) return AW_ROLE_AGENT_LIFECYCLE;
-    if (field_is(raw, "event", delegations)) return AW_ROLE_DELEGATION_INVALIDATE;
-    if (aw_raw_entry_get(raw, "request_id")) return AW_ROLE_CALLS;
-    if (aw_raw_entry_get(raw, "session_id") || aw_raw_entry_get(raw, "agent_session_id") ||
-        aw_raw_entry_get(raw, "delegation_edge_id") || aw_raw_entry_get(raw, "edge_id"))
+    if (role != ROLE_UNKNOWN)
+        return role;
+    if (aw_raw_entry_get(raw, "data"))
+        return AW_ROLE_AUDIT;
+    if (field_is(raw, "event", lifecycle))
+        return AW_ROLE_AGENT_LIFECYCLE;
+    if (field_is(raw, "event", delegations))
+        return AW_ROLE_DELEGATION_INVALIDATE;
+    if (aw_raw_entry_get(raw, "request_id"))
+        return AW_ROLE_CALLS;
+    if (aw_raw_entry_get(raw, "session_id") ||
+        aw_raw_entry_get(raw, "agent_session_id") ||
+        aw_raw_entry_get(raw, "delegation_edge_id") ||
+        aw_raw_entry_get(raw, "edge_id"))
         return AW_ROLE_SESSION_REVOKE;
     return ROLE_UNKNOWN;
 }
 
-static bool is_revocation_role(int role) {
+static bool is_revocation_role(int role)
+{
     return role == AW_ROLE_SESSION_REVOKE || role == AW_ROLE_AGENT_LIFECYCLE ||
            role == AW_ROLE_DELEGATION_INVALIDATE;
 }
 
 /* The call an entry of role calls or import decodes to. With mapped field
  * names an import line may not decode with the default ones: *call NULL. */
-static int decode_call(const aw_raw_entry *raw, aw_hmac_key *key, aw_observed_call **call,
-                       aw_error *err) {
-    if (!is_import(raw->stream.ptr)) return aw_event_decode_call_entry(raw, key, call, err);
+static int decode_call(const aw_raw_entry *raw, aw_hmac_key *key,
+                       aw_observed_call **call, aw_error *err)
+{
+    if (!is_import(raw->stream.ptr))
+        return aw_event_decode_call_entry(raw, key, call, err);
     const aw_bytes *line = aw_raw_entry_get(raw, AW_INGEST_IMPORT_FIELD);
     if (!line)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "import entry has no \"%s\" field",
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
+                               "import entry has no \"%s\" field",
                                AW_INGEST_IMPORT_FIELD);
     return aw_event_decode_call_json(line->ptr, line->len, NULL,
                                      aw_ms_to_ns(raw->id_ms), call, err);
@@ -420,7 +494,8 @@ static int decode_call(const aw_raw_entry *raw, aw_hmac_key *key, aw_observed_ca
 
 /* A row that names an entry that cannot be re-decoded: one mismatch,
  * unless the entry was stored truncated (then unchecked). */
-static int entry_unusable(verify_state *v, mismatch m, const loaded *l) {
+static int entry_unusable(verify_state *v, mismatch m, const loaded *l)
+{
     if (l->truncated) {
         v->rows_unchecked++;
         return 0;
@@ -431,19 +506,25 @@ static int entry_unusable(verify_state *v, mismatch m, const loaded *l) {
 
 /* ---- events ---------------------------------------------------------------- */
 
-static const char *first_anchor(const aw_audit_event *ev, aw_anchor_kind kind) {
+static const char *first_anchor(const aw_audit_event *ev, aw_anchor_kind kind)
+{
     for (size_t i = 0; i < ev->nanchors; i++)
-        if (ev->anchors[i].kind == kind) return ev->anchors[i].id;
+        if (ev->anchors[i].kind == kind)
+            return ev->anchors[i].id;
     return NULL;
 }
 
 /* Whether the entry's `sig` verifies over its `data` (verify has the key). */
-static bool audit_signed(verify_state *v, const aw_raw_entry *raw) {
-    const aw_bytes *sig = aw_raw_entry_get(raw, "sig"), *data = aw_raw_entry_get(raw, "data");
-    return sig && data && aw_hmac_verify_audit(v->audit.key, *data, *sig, NULL) == AW_OK;
+static bool audit_signed(verify_state *v, const aw_raw_entry *raw)
+{
+    const aw_bytes *sig = aw_raw_entry_get(raw, "sig"),
+                   *data = aw_raw_entry_get(raw, "data");
+    return sig && data &&
+           aw_hmac_verify_audit(v->audit.key, *data, *sig, NULL) == AW_OK;
 }
 
-static int found_use(const aw_event_row *r, void *ud) {
+static int found_use(const aw_event_row *r, void *ud)
+{
     (void)r;
     *(bool *)ud = true;
     return 1;
@@ -452,23 +533,30 @@ static int found_use(const aw_event_row *r, void *ud) {
 /* The detectors find an event by the anchors it used through the anchor
  * index: every anchor its raw entry names must find this very row there. */
 static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
-                             const aw_audit_event *ev) {
+                             const aw_audit_event *ev)
+{
     int rc = 0;
     for (size_t i = 0; i < ev->nanchors && !rc; i++) {
-        aw_event_filter f = {.rowid = r->rowid, .anchor = ev->anchors[i],
-                             .has_since = true, .since_ns = ev->occurred_at_ns,
-                             .has_until = true, .until_ns = ev->occurred_at_ns + 1};
+        aw_event_filter f = {.rowid = r->rowid,
+                             .anchor = ev->anchors[i],
+                             .has_since = true,
+                             .since_ns = ev->occurred_at_ns,
+                             .has_until = true,
+                             .until_ns = ev->occurred_at_ns + 1};
         bool found = false;
         rc = aw_store_query_events(v->store, &f, found_use, &found, &v->err);
-        if (rc == 1) rc = 0;
+        if (rc == 1)
+            rc = 0;
         if (!rc && !found) {
             char key[AW_MAX_ID_BYTES + 32];
-            snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(ev->anchors[i].kind),
+            snprintf(key, sizeof key, "%s:%s",
+                     aw_anchor_kind_name(ev->anchors[i].kind),
                      ev->anchors[i].id);
             m.table = "anchor_uses";
             m.key = key;
-            m.detail = "its raw entry names this anchor, but the anchor index does not "
-                       "list this event under it (revocation checks would miss it)";
+            m.detail =
+                "its raw entry names this anchor, but the anchor index does not "
+                "list this event under it (revocation checks would miss it)";
             rc = report(v, &m);
         }
     }
@@ -476,11 +564,13 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
 }
 
 static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
-                         const aw_raw_entry *raw, const aw_audit_event *ev) {
+                         const aw_raw_entry *raw, const aw_audit_event *ev)
+{
     bool differs = false;
     int rc = 0;
-#define TEXT(name, stored, decoded) \
-    if (!rc) rc = compare_text(v, m, name, stored, decoded, &differs)
+#define TEXT(name, stored, decoded)                                            \
+    if (!rc)                                                                   \
+    rc = compare_text(v, m, name, stored, decoded, &differs)
     TEXT("event_id", r->event_id, ev->id);
     TEXT("zone_id", r->zone_id, ev->zone_id);
     TEXT("event_type", r->event_type, ev->event_type);
@@ -489,46 +579,59 @@ static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
     TEXT("evaluation_status", r->evaluation_status, ev->evaluation_status);
     TEXT("application_id", r->application_id, ev->application_id);
     TEXT("resource", r->resource, ev->resource);
-    TEXT("session_id", r->session_id, first_anchor(ev, AW_ANCHOR_AUTHORITY_RECORD));
-    TEXT("agent_session_id", r->agent_session_id, first_anchor(ev, AW_ANCHOR_AGENT_SESSION));
+    TEXT("session_id", r->session_id,
+         first_anchor(ev, AW_ANCHOR_AUTHORITY_RECORD));
+    TEXT("agent_session_id", r->agent_session_id,
+         first_anchor(ev, AW_ANCHOR_AGENT_SESSION));
     TEXT("delegation_edge_id", r->delegation_edge_id,
          first_anchor(ev, AW_ANCHOR_DELEGATION_EDGE));
     TEXT("result_class", r->result_class, ev->result_class);
 #undef TEXT
-    if (!rc) rc = compare_int(v, m, "upstream_status", r->upstream_status, ev->upstream_status,
-                              &differs);
-    if (!rc) rc = compare_time(v, m, "occurred_at", r->occurred_at_ns, ev->occurred_at_ns,
-                               &differs);
     if (!rc)
-        rc = compare_optional_int(v, m, "delegation_epoch", r->has_delegation_epoch,
-                                  r->delegation_epoch, ev->has_delegation_epoch,
+        rc = compare_int(v, m, "upstream_status", r->upstream_status,
+                         ev->upstream_status, &differs);
+    if (!rc)
+        rc = compare_time(v, m, "occurred_at", r->occurred_at_ns,
+                          ev->occurred_at_ns, &differs);
+    if (!rc)
+        rc = compare_optional_int(v, m, "delegation_epoch",
+                                  r->has_delegation_epoch, r->delegation_epoch,
+                                  ev->has_delegation_epoch,
                                   ev->delegation_epoch, &differs);
     /* Unsigned is what a daemon without the key records for any entry;
      * signed must still verify. */
     if (!rc && v->audit.key && r->is_signed && !audit_signed(v, raw))
-        rc = compare_text(v, m, "is_signed", "true", "signature does not verify", &differs);
+        rc = compare_text(v, m, "is_signed", "true",
+                          "signature does not verify", &differs);
     /* An edited occurred_at already fails; its uses are keyed by the old one. */
-    if (!rc && !differs) rc = check_anchor_uses(v, m, r, ev);
+    if (!rc && !differs)
+        rc = check_anchor_uses(v, m, r, ev);
     return rc;
 }
 
-static int check_event(const aw_event_row *r, void *ud) {
+static int check_event(const aw_event_row *r, void *ud)
+{
     verify_state *v = ud;
-    mismatch m = {.table = "events", .row_id = r->rowid, .key = r->event_id,
-                  .request_id = r->request_id, .entry_row = r->entry_rowid,
+    mismatch m = {.table = "events",
+                  .row_id = r->rowid,
+                  .key = r->event_id,
+                  .request_id = r->request_id,
+                  .entry_row = r->entry_rowid,
                   .entry_id = r->entry_id};
     unsigned before = 0;
     loaded l;
     int rc;
 
     v->rows_checked++;
-    aw_cli_progress_update(&v->progress, "verify: decoded rows, %" PRId64 " checked",
+    aw_cli_progress_update(&v->progress,
+                           "verify: decoded rows, %" PRId64 " checked",
                            v->rows_checked);
     if (mark(v, r->entry_rowid, HAS_EVENT, &before) && (before & HAS_EVENT)) {
         m.detail = "a second events row decoded from one raw entry";
         return report(v, &m);
     }
-    if ((rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if ((rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK)
+        return rc;
     if (!l.raw || l.truncated) {
         rc = entry_unusable(v, m, &l);
         aw_raw_entry_free(l.raw);
@@ -538,7 +641,8 @@ static int check_event(const aw_event_row *r, void *ud) {
     aw_error err = {0};
     if (aw_event_decode_audit(l.raw, NULL, &ev, &err) != AW_OK) {
         char why[2 * AW_ERRMSG_MAX];
-        snprintf(why, sizeof why, "its raw entry is not an audit event: %s", err.msg);
+        snprintf(why, sizeof why, "its raw entry is not an audit event: %s",
+                 err.msg);
         m.detail = why;
         rc = report(v, &m);
     } else {
@@ -551,26 +655,34 @@ static int check_event(const aw_event_row *r, void *ud) {
 
 /* ---- revocations ------------------------------------------------------------ */
 
-static void group_free(revocation_group *g) {
+static void group_free(revocation_group *g)
+{
     aw_revocation_set_free(g->set);
     free(g->matched);
     memset(g, 0, sizeof *g);
 }
 
 /* Reports every revocation of the group's entry that no row matched. */
-static int close_group(verify_state *v) {
+static int close_group(verify_state *v)
+{
     revocation_group *g = &v->group;
     int rc = 0;
     for (size_t i = 0; g->set && i < g->set->n && !rc; i++) {
-        if (g->matched[i]) continue;
+        if (g->matched[i])
+            continue;
         const aw_revocation *item = &g->set->items[i];
         char key[AW_MAX_ID_BYTES + 32];
-        snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(item->anchor.kind),
-                 item->anchor.id);
-        mismatch m = {.table = "revocations", .key = key, .entry_row = g->entry_rowid,
-                      .entry_id = g->entry_id, .field = NULL,
-                      .detail = "its raw entry revokes this anchor, but no revocations row "
-                                "does"};
+        snprintf(key, sizeof key, "%s:%s",
+                 aw_anchor_kind_name(item->anchor.kind), item->anchor.id);
+        mismatch m = {
+            .table = "revocations",
+            .key = key,
+            .entry_row = g->entry_rowid,
+            .entry_id = g->entry_id,
+            .field = NULL,
+            .detail =
+                "its raw entry revokes this anchor, but no revocations row "
+                "does"};
         rc = report(v, &m);
     }
     group_free(g);
@@ -579,16 +691,20 @@ static int close_group(verify_state *v) {
 
 /* Decodes the entry of row r as the group's, after closing the last one.
  * *usable false when it cannot be decoded (already reported or counted). */
-static int open_group(verify_state *v, const aw_revocation_row *r, mismatch m, bool *usable) {
+static int open_group(verify_state *v, const aw_revocation_row *r, mismatch m,
+                      bool *usable)
+{
     revocation_group *g = &v->group;
     loaded l;
     aw_error err = {0};
     int rc = close_group(v);
     *usable = false;
-    if (rc || (rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if (rc || (rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK)
+        return rc;
     g->entry_rowid = r->entry_rowid;
     snprintf(g->entry_id, sizeof g->entry_id, "%s", r->entry_id);
-    g->outbox = l.raw && (aw_raw_entry_get(l.raw, "outbox_id") || aw_raw_entry_get(l.raw, "dedupe_key"));
+    g->outbox = l.raw && (aw_raw_entry_get(l.raw, "outbox_id") ||
+                          aw_raw_entry_get(l.raw, "dedupe_key"));
     if (!l.raw || l.truncated) {
         rc = entry_unusable(v, m, &l);
         aw_raw_entry_free(l.raw);
@@ -598,13 +714,14 @@ static int open_group(verify_state *v, const aw_revocation_row *r, mismatch m, b
     if (!is_revocation_role(role)) {
         m.detail = "its raw entry is not a revocation";
         rc = report(v, &m);
-    } else if (aw_event_decode_revocation((aw_stream_role)role, l.raw, NULL, &g->set, &err) !=
-               AW_OK) {
+    } else if (aw_event_decode_revocation((aw_stream_role)role, l.raw, NULL,
+                                          &g->set, &err) != AW_OK) {
         char why[2 * AW_ERRMSG_MAX];
         snprintf(why, sizeof why, "its raw entry does not decode: %s", err.msg);
         m.detail = why;
         rc = report(v, &m);
-    } else if (!(g->matched = calloc(g->set->n ? g->set->n : 1, sizeof *g->matched))) {
+    } else if (!(g->matched =
+                     calloc(g->set->n ? g->set->n : 1, sizeof *g->matched))) {
         rc = aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
     } else {
         *usable = true;
@@ -613,35 +730,44 @@ static int open_group(verify_state *v, const aw_revocation_row *r, mismatch m, b
     return rc;
 }
 
-static int check_revocation(const aw_revocation_row *r, void *ud) {
+static int check_revocation(const aw_revocation_row *r, void *ud)
+{
     verify_state *v = ud;
     char key[AW_MAX_ID_BYTES + 32];
     snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(r->anchor.kind),
              r->anchor.id ? r->anchor.id : "");
-    mismatch m = {.table = "revocations", .row_id = r->rowid, .key = key,
-                  .entry_row = r->entry_rowid, .entry_id = r->entry_id};
+    mismatch m = {.table = "revocations",
+                  .row_id = r->rowid,
+                  .key = key,
+                  .entry_row = r->entry_rowid,
+                  .entry_id = r->entry_id};
     revocation_group *g = &v->group;
     unsigned before = 0;
     bool usable = g->set != NULL && g->entry_rowid == r->entry_rowid;
     int rc = 0;
 
     v->rows_checked++;
-    aw_cli_progress_update(&v->progress, "verify: decoded rows, %" PRId64 " checked",
+    aw_cli_progress_update(&v->progress,
+                           "verify: decoded rows, %" PRId64 " checked",
                            v->rows_checked);
     if (g->entry_rowid != r->entry_rowid) {
         mark(v, r->entry_rowid, HAS_REVOCATION, &before);
-        if ((rc = open_group(v, r, m, &usable)) != 0) return rc;
+        if ((rc = open_group(v, r, m, &usable)) != 0)
+            return rc;
     }
-    if (!usable) return 0;
+    if (!usable)
+        return 0;
     const aw_revocation_set *set = g->set;
     size_t i;
     for (i = 0; i < set->n; i++)
         if (!g->matched[i] && set->items[i].anchor.kind == r->anchor.kind &&
-            set->items[i].action == r->action && same_text(set->items[i].anchor.id, r->anchor.id))
+            set->items[i].action == r->action &&
+            same_text(set->items[i].anchor.id, r->anchor.id))
             break;
     if (i == set->n) {
         char stored[AW_MAX_ID_BYTES + 48];
-        snprintf(stored, sizeof stored, "%s %s", aw_revocation_action_name(r->action), key);
+        snprintf(stored, sizeof stored, "%s %s",
+                 aw_revocation_action_name(r->action), key);
         m.field = "anchor";
         m.stored = stored;
         m.raw = "none";
@@ -652,19 +778,24 @@ static int check_revocation(const aw_revocation_row *r, void *ud) {
     bool differs = false;
     rc = compare_text(v, m, "zone_id", r->zone_id, set->zone_id, &differs);
     int64_t at = g->outbox && r->at_ns <= set->at_ns ? r->at_ns : set->at_ns;
-    if (!rc) rc = compare_time(v, m, "at", r->at_ns, at, &differs);
-    if (!rc) rc = compare_text(v, m, "reason", r->reason, set->reason, &differs);
-    if (!rc) rc = compare_text(v, m, "delivery_id", r->delivery_id, set->delivery_id, &differs);
     if (!rc)
-        rc = compare_optional_int(v, m, "epoch", r->has_epoch, r->epoch, set->has_epoch,
-                                  set->epoch, &differs);
+        rc = compare_time(v, m, "at", r->at_ns, at, &differs);
+    if (!rc)
+        rc = compare_text(v, m, "reason", r->reason, set->reason, &differs);
+    if (!rc)
+        rc = compare_text(v, m, "delivery_id", r->delivery_id, set->delivery_id,
+                          &differs);
+    if (!rc)
+        rc = compare_optional_int(v, m, "epoch", r->has_epoch, r->epoch,
+                                  set->has_epoch, set->epoch, &differs);
     return rc;
 }
 
 /* ---- calls ------------------------------------------------------------------ */
 
 static int compare_call(verify_state *v, mismatch m, const aw_call_row *r,
-                        const aw_raw_entry *raw, const aw_observed_call *c) {
+                        const aw_raw_entry *raw, const aw_observed_call *c)
+{
     bool differs = false;
     int64_t occurred = c->occurred_at_ns;
     /* An import line without a time got the file's time, of which the
@@ -672,19 +803,30 @@ static int compare_call(verify_state *v, mismatch m, const aw_call_row *r,
     if (is_import(raw->stream.ptr) && occurred == aw_ms_to_ns(raw->id_ms) &&
         r->occurred_at_ns / 1000000 == (int64_t)raw->id_ms)
         occurred = r->occurred_at_ns;
-    int rc = compare_text(v, m, "request_id", r->request_id, c->request_id, &differs);
-    if (!rc) rc = compare_int(v, m, "status", r->status, c->status, &differs);
-    if (!rc) rc = compare_time(v, m, "occurred_at", r->occurred_at_ns, occurred, &differs);
-    if (!rc) rc = compare_text(v, m, "zone_id", r->zone_id, c->zone_id, &differs);
-    if (!rc) rc = compare_text(v, m, "resource", r->resource, c->resource, &differs);
-    if (!rc) rc = compare_text(v, m, "source", r->source, c->source, &differs);
+    int rc = compare_text(v, m, "request_id", r->request_id, c->request_id,
+                          &differs);
+    if (!rc)
+        rc = compare_int(v, m, "status", r->status, c->status, &differs);
+    if (!rc)
+        rc = compare_time(v, m, "occurred_at", r->occurred_at_ns, occurred,
+                          &differs);
+    if (!rc)
+        rc = compare_text(v, m, "zone_id", r->zone_id, c->zone_id, &differs);
+    if (!rc)
+        rc = compare_text(v, m, "resource", r->resource, c->resource, &differs);
+    if (!rc)
+        rc = compare_text(v, m, "source", r->source, c->source, &differs);
     return rc;
 }
 
-static int check_call(const aw_call_row *r, void *ud) {
+static int check_call(const aw_call_row *r, void *ud)
+{
     verify_state *v = ud;
-    mismatch m = {.table = "calls", .row_id = r->rowid, .key = r->request_id,
-                  .request_id = r->request_id, .entry_row = r->entry_rowid,
+    mismatch m = {.table = "calls",
+                  .row_id = r->rowid,
+                  .key = r->request_id,
+                  .request_id = r->request_id,
+                  .entry_row = r->entry_rowid,
                   .entry_id = r->entry_id};
     unsigned before = 0;
     aw_observed_call *call = NULL;
@@ -693,21 +835,24 @@ static int check_call(const aw_call_row *r, void *ud) {
     int rc;
 
     v->rows_checked++;
-    aw_cli_progress_update(&v->progress, "verify: decoded rows, %" PRId64 " checked",
+    aw_cli_progress_update(&v->progress,
+                           "verify: decoded rows, %" PRId64 " checked",
                            v->rows_checked);
     if (mark(v, r->entry_rowid, HAS_CALL, &before) && (before & HAS_CALL)) {
         m.detail = "a second calls row decoded from one raw entry";
         return report(v, &m);
     }
-    if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK)
+        return rc;
     if (!l.raw || l.truncated) {
         rc = entry_unusable(v, m, &l);
     } else if (decode_call(l.raw, NULL, &call, &err) != AW_OK) {
         if (is_import(l.raw->stream.ptr)) {
-            v->rows_unchecked++;   /* imported with mapped field names */
+            v->rows_unchecked++; /* imported with mapped field names */
         } else {
             char why[2 * AW_ERRMSG_MAX];
-            snprintf(why, sizeof why, "its raw entry is not an observed call: %s", err.msg);
+            snprintf(why, sizeof why,
+                     "its raw entry is not an observed call: %s", err.msg);
             m.detail = why;
             rc = report(v, &m);
         }
@@ -723,18 +868,23 @@ static int check_call(const aw_call_row *r, void *ud) {
 
 /* Whether raw's content decodes cleanly with the decoder of its role.
  * *known false when no decoder is known for it. */
-static bool decodes(const aw_raw_entry *raw, int role, bool *known) {
+static bool decodes(const aw_raw_entry *raw, int role, bool *known)
+{
     aw_error err = {0};
     aw_audit_event *ev = NULL;
     aw_revocation_set *set = NULL;
     aw_observed_call *call = NULL;
     int rc = AW_ERR_INVALID;
     *known = true;
-    if (role == AW_ROLE_AUDIT) rc = aw_event_decode_audit(raw, NULL, &ev, &err);
+    if (role == AW_ROLE_AUDIT)
+        rc = aw_event_decode_audit(raw, NULL, &ev, &err);
     else if (is_revocation_role(role))
-        rc = aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set, &err);
-    else if (role == AW_ROLE_CALLS || role == ROLE_IMPORT) rc = decode_call(raw, NULL, &call, &err);
-    else *known = false;
+        rc = aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set,
+                                        &err);
+    else if (role == AW_ROLE_CALLS || role == ROLE_IMPORT)
+        rc = decode_call(raw, NULL, &call, &err);
+    else
+        *known = false;
     aw_audit_event_free(ev);
     aw_revocation_set_free(set);
     aw_observed_call_free(call);
@@ -743,15 +893,18 @@ static bool decodes(const aw_raw_entry *raw, int role, bool *known) {
 
 /* Reasons a decoder gives for content it cannot read; the others are
  * about signatures (checked with the keys), delivery or the index. */
-static bool is_content_reason(aw_reject_reason reason) {
+static bool is_content_reason(aw_reject_reason reason)
+{
     return reason >= AW_REJECT_NOT_JSON && reason <= AW_REJECT_BAD_VALUE;
 }
 
-static int remember_signature_rejection(verify_state *v, int64_t entry_rowid) {
+static int remember_signature_rejection(verify_state *v, int64_t entry_rowid)
+{
     if (v->nrejected == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
         int64_t *grown = realloc(v->rejected, cap * sizeof *grown);
-        if (!grown) return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
+        if (!grown)
+            return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
         v->rejected = grown;
         v->cap = cap;
     }
@@ -761,7 +914,8 @@ static int remember_signature_rejection(verify_state *v, int64_t entry_rowid) {
 
 /* A rejection for its content must be of content that does not decode:
  * else it may hide evidence from everything that reads the decoded rows. */
-static int check_rejected(const aw_rejected_row *r, void *ud) {
+static int check_rejected(const aw_rejected_row *r, void *ud)
+{
     verify_state *v = ud;
     unsigned before = 0;
     loaded l;
@@ -775,19 +929,25 @@ static int check_rejected(const aw_rejected_row *r, void *ud) {
         v->rows_unchecked++;
         return 0;
     }
-    if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK) return rc;
+    if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK)
+        return rc;
     /* A stream `run` was not told about is rejected as a bad value: only a
      * stream verify knows by name can tell. */
-    bool unknown_stream = l.raw && role_by_name(v, l.raw->stream.ptr) == ROLE_UNKNOWN &&
+    bool unknown_stream = l.raw &&
+                          role_by_name(v, l.raw->stream.ptr) == ROLE_UNKNOWN &&
                           r->reason == AW_REJECT_BAD_VALUE;
     bool known = false;
     if (!l.raw || l.truncated || unknown_stream) {
         v->rows_unchecked++;
     } else if (decodes(l.raw, role_of(v, l.raw), &known)) {
-        mismatch m = {.table = "rejected", .row_id = r->rowid,
-                      .key = aw_reject_reason_name(r->reason), .entry_row = r->entry_rowid,
-                      .entry_id = r->entry_id, .field = "reason",
-                      .stored = aw_reject_reason_name(r->reason), .raw = "none",
+        mismatch m = {.table = "rejected",
+                      .row_id = r->rowid,
+                      .key = aw_reject_reason_name(r->reason),
+                      .entry_row = r->entry_rowid,
+                      .entry_id = r->entry_id,
+                      .field = "reason",
+                      .stored = aw_reject_reason_name(r->reason),
+                      .raw = "none",
                       .detail = "rejected, yet its raw entry decodes cleanly"};
         rc = report(v, &m);
     } else if (!known) {
@@ -799,10 +959,14 @@ static int check_rejected(const aw_rejected_row *r, void *ud) {
 
 /* ---- rows without entries, entries without rows ------------------------------ */
 
-static int check_orphan(const aw_orphan_row *o, void *ud) {
+static int check_orphan(const aw_orphan_row *o, void *ud)
+{
     verify_state *v = ud;
-    mismatch m = {.table = o->table, .row_id = o->rowid, .key = o->key,
-                  .entry_row = o->entry_rowid, .detail = "its raw entry is missing"};
+    mismatch m = {.table = o->table,
+                  .row_id = o->rowid,
+                  .key = o->key,
+                  .entry_row = o->entry_rowid,
+                  .detail = "its raw entry is missing"};
     v->rows_checked++;
     return report(v, &m);
 }
@@ -813,7 +977,8 @@ typedef struct identity {
     bool found;
 } identity;
 
-static int same_identity(const aw_event_row *r, void *ud) {
+static int same_identity(const aw_event_row *r, void *ud)
+{
     identity *want = ud;
     if (r->occurred_at_ns == want->occurred_at_ns) {
         want->found = true;
@@ -826,7 +991,9 @@ static int same_identity(const aw_event_row *r, void *ud) {
  * of an event already indexed (same identity (id, occurred_at)), or a
  * revocation entry that revokes nothing (spawn, edge_create); else the rows
  * it gave, or its rejection, are gone. */
-static int check_rowless(verify_state *v, const aw_entry_row *row, const aw_raw_entry *raw) {
+static int check_rowless(verify_state *v, const aw_entry_row *row,
+                         const aw_raw_entry *raw)
+{
     mismatch m = {.entry_row = row->rowid, .entry_id = row->entry_id};
     aw_error err = {0};
     aw_audit_event *ev = NULL;
@@ -835,38 +1002,46 @@ static int check_rowless(verify_state *v, const aw_entry_row *row, const aw_raw_
     int role = role_of(v, raw), rc = 0;
     char why[2 * AW_ERRMSG_MAX];
 
-    if (role == AW_ROLE_AUDIT && aw_event_decode_audit(raw, NULL, &ev, &err) == AW_OK) {
+    if (role == AW_ROLE_AUDIT &&
+        aw_event_decode_audit(raw, NULL, &ev, &err) == AW_OK) {
         identity want = {ev->id, ev->occurred_at_ns, false};
         aw_event_filter f = {.event_id = ev->id};
         rc = aw_store_query_events(v->store, &f, same_identity, &want, &v->err);
-        if (rc == 1) rc = 0;
+        if (rc == 1)
+            rc = 0;
         if (!rc && !want.found) {
             m.table = "events";
             m.key = ev->id;
             m.request_id = ev->request_id;
-            m.detail = "its raw entry is an audit event, but no events row holds it";
+            m.detail =
+                "its raw entry is an audit event, but no events row holds it";
             rc = report(v, &m);
         }
     } else if (is_revocation_role(role) &&
-               aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set, &err) == AW_OK) {
+               aw_event_decode_revocation((aw_stream_role)role, raw, NULL, &set,
+                                          &err) == AW_OK) {
         char key[AW_MAX_ID_BYTES + 32];
         if (set->n > 0) {
-            snprintf(key, sizeof key, "%s:%s", aw_anchor_kind_name(set->items[0].anchor.kind),
+            snprintf(key, sizeof key, "%s:%s",
+                     aw_anchor_kind_name(set->items[0].anchor.kind),
                      set->items[0].anchor.id);
             m.table = "revocations";
             m.key = key;
-            m.detail = "its raw entry revokes anchors, but no revocations row holds them";
+            m.detail =
+                "its raw entry revokes anchors, but no revocations row holds them";
             rc = report(v, &m);
         }
     } else if ((role == AW_ROLE_CALLS || role == ROLE_IMPORT) &&
                decode_call(raw, NULL, &call, &err) == AW_OK) {
         m.table = "calls";
         m.key = m.request_id = call->request_id;
-        m.detail = "its raw entry is an observed call, but no calls row holds it";
+        m.detail =
+            "its raw entry is an observed call, but no calls row holds it";
         rc = report(v, &m);
     } else {
         m.table = "rejected";
-        snprintf(why, sizeof why, "its raw entry was not indexed and has no rejected row%s%s",
+        snprintf(why, sizeof why,
+                 "its raw entry was not indexed and has no rejected row%s%s",
                  err.msg[0] ? ": " : "", err.msg);
         m.detail = why;
         rc = report(v, &m);
@@ -879,18 +1054,21 @@ static int check_rowless(verify_state *v, const aw_entry_row *row, const aw_raw_
 
 /* ---- signatures, one pass over the entries ------------------------------------ */
 
-static int cmp_rowid(const void *a, const void *b) {
+static int cmp_rowid(const void *a, const void *b)
+{
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-static bool was_rejected(const verify_state *v, int64_t rowid) {
-    return v->nrejected &&
-           bsearch(&rowid, v->rejected, v->nrejected, sizeof rowid, cmp_rowid) != NULL;
+static bool was_rejected(const verify_state *v, int64_t rowid)
+{
+    return v->nrejected && bsearch(&rowid, v->rejected, v->nrejected,
+                                   sizeof rowid, cmp_rowid) != NULL;
 }
 
 static void tally(verify_state *v, scheme *s, const aw_entry_row *row, int rc,
-                  const aw_error *err) {
+                  const aw_error *err)
+{
     if (rc == AW_OK) {
         s->verified++;
     } else if (was_rejected(v, row->rowid)) {
@@ -901,7 +1079,8 @@ static void tally(verify_state *v, scheme *s, const aw_entry_row *row, int rc,
     }
 }
 
-static int check_entry(const aw_entry_row *row, void *ud) {
+static int check_entry(const aw_entry_row *row, void *ud)
+{
     verify_state *v = ud;
     aw_raw_entry *raw = NULL;
     aw_error err = {0};
@@ -914,7 +1093,8 @@ static int check_entry(const aw_entry_row *row, void *ud) {
         v->truncated++;
         return 0;
     }
-    if (aw_raw_entry_unpack(row->raw, row->raw_len, &raw, NULL, &err) != AW_OK) {
+    if (aw_raw_entry_unpack(row->raw, row->raw_len, &raw, NULL, &err) !=
+        AW_OK) {
         if (v->unreadable++ == 0)
             snprintf(v->first_unreadable, sizeof v->first_unreadable,
                      "row %lld (%s %s): %s", (long long)row->rowid, row->stream,
@@ -924,17 +1104,25 @@ static int check_entry(const aw_entry_row *row, void *ud) {
     const aw_bytes *sig = aw_raw_entry_get(raw, "sig");
     const aw_bytes *data = aw_raw_entry_get(raw, "data");
     if (sig && data) {
-        if (!v->audit.key) v->audit.unchecked++;
-        else tally(v, &v->audit, row,
-                   aw_hmac_verify_audit(v->audit.key, *data, *sig, &err), &err);
+        if (!v->audit.key)
+            v->audit.unchecked++;
+        else
+            tally(v, &v->audit, row,
+                  aw_hmac_verify_audit(v->audit.key, *data, *sig, &err), &err);
     }
     if (aw_raw_entry_get(raw, "_sig")) {
-        if (!v->stream.key) v->stream.unchecked++;
-        else tally(v, &v->stream, row, aw_hmac_verify_stream(v->stream.key, raw, &err), &err);
+        if (!v->stream.key)
+            v->stream.unchecked++;
+        else
+            tally(v, &v->stream, row,
+                  aw_hmac_verify_stream(v->stream.key, raw, &err), &err);
     }
-    unsigned has = row->rowid >= 1 && row->rowid <= v->nhas ? v->has[row->rowid] : 0;
+    unsigned has =
+        row->rowid >= 1 && row->rowid <= v->nhas ? v->has[row->rowid] : 0;
     if ((has & HAS_REJECTED) && (has & HAS_DECODED)) {
-        mismatch m = {.table = "rejected", .entry_row = row->rowid, .entry_id = row->entry_id,
+        mismatch m = {.table = "rejected",
+                      .entry_row = row->rowid,
+                      .entry_id = row->entry_id,
                       .detail = "its raw entry is both rejected and decoded"};
         rc = report(v, &m);
     } else if (!has) {
@@ -946,8 +1134,10 @@ static int check_entry(const aw_entry_row *row, void *ud) {
 
 /* ---- the summary -------------------------------------------------------------- */
 
-static void chain_progress(int64_t checked, void *ud) {
-    aw_cli_progress_update(ud, "verify: hash chain, %lld entries", (long long)checked);
+static void chain_progress(int64_t checked, void *ud)
+{
+    aw_cli_progress_update(ud, "verify: hash chain, %lld entries",
+                           (long long)checked);
 }
 
 /* The result of --chain-head. */
@@ -960,136 +1150,178 @@ typedef struct stored_chain {
     unsigned char hash[32];
 } stored_chain;
 
-static int copy_chain(const aw_entry_row *row, void *ud) {
+static int copy_chain(const aw_entry_row *row, void *ud)
+{
     memcpy(((stored_chain *)ud)->hash, row->chain, 32);
     return 0;
 }
 
 /* The stored chain value of row COUNT is the head after COUNT entries once
  * the walk found rows 1..COUNT intact. */
-static int check_head(verify_state *v, const chain_head *head, const aw_chain_report *chain,
-                      head_result *out) {
+static int check_head(verify_state *v, const chain_head *head,
+                      const aw_chain_report *chain, head_result *out)
+{
     stored_chain at = {{0}};
     char want[65], got[65];
     int rc = AW_OK;
     out->ok = false;
     if (!chain->ok && chain->first_bad_rowid <= head->count) {
         snprintf(out->detail, sizeof out->detail,
-                 "the chain breaks within the head's %" PRId64 " entries (%s)", head->count,
-                 chain->what);
+                 "the chain breaks within the head's %" PRId64 " entries (%s)",
+                 head->count, chain->what);
         return AW_OK;
     }
     if (head->count > 0) {
-        rc = aw_store_get_entry(v->store, head->count, copy_chain, &at, &v->err);
+        rc =
+            aw_store_get_entry(v->store, head->count, copy_chain, &at, &v->err);
         if (rc == AW_ERR_NOTFOUND) {
             snprintf(out->detail, sizeof out->detail,
-                     "the head names %" PRId64 " entries; the index has %" PRId64,
+                     "the head names %" PRId64
+                     " entries; the index has %" PRId64,
                      head->count, chain->checked);
             return AW_OK;
         }
-        if (rc != AW_OK) return rc;
+        if (rc != AW_OK)
+            return rc;
     }
     aw_hex(head->hash, 32, want);
     aw_hex(at.hash, 32, got);
     out->ok = memcmp(at.hash, head->hash, 32) == 0;
     if (out->ok)
-        snprintf(out->detail, sizeof out->detail, "%s@%" PRId64 " matches", want, head->count);
+        snprintf(out->detail, sizeof out->detail, "%s@%" PRId64 " matches",
+                 want, head->count);
     else
         snprintf(out->detail, sizeof out->detail,
-                 "after %" PRId64 " entries the chain is %s, the head says %s: the index "
-                 "was rewritten", head->count, got, want);
+                 "after %" PRId64
+                 " entries the chain is %s, the head says %s: the index "
+                 "was rewritten",
+                 head->count, got, want);
     return AW_OK;
 }
 
 static const char *const columns[] = {
-    "check", "result", "checked", "failed", "known_rejected", "unchecked", "detail",
+    "check",          "result",    "checked", "failed",
+    "known_rejected", "unchecked", "detail",
 };
 #define NCOLS (sizeof columns / sizeof columns[0])
 
 static int summary_row(verify_state *v, aw_cli_out **out, const char *check,
-                       const char *result, int64_t checked, int64_t failed, int64_t known,
-                       int64_t unchecked, const char *detail) {
+                       const char *result, int64_t checked, int64_t failed,
+                       int64_t known, int64_t unchecked, const char *detail)
+{
     aw_cli_cell row[NCOLS] = {
-        aw_cli_str(check), aw_cli_str(result), aw_cli_int(checked), aw_cli_int(failed),
-        aw_cli_int(known), aw_cli_int(unchecked), aw_cli_str(detail),
+        aw_cli_str(check),  aw_cli_str(result), aw_cli_int(checked),
+        aw_cli_int(failed), aw_cli_int(known),  aw_cli_int(unchecked),
+        aw_cli_str(detail),
     };
     return write_line(v, out, columns, NCOLS, row);
 }
 
 static int print_report(verify_state *v, const aw_chain_report *chain,
-                        const head_result *head) {
+                        const head_result *head)
+{
     aw_cli_out *out = NULL;
-    int rc = summary_row(v, &out, "hash_chain", chain->ok ? "ok" : "FAILED", chain->checked,
-                         !chain->ok, 0, 0, chain->ok ? NULL : chain->what);
+    int rc = summary_row(v, &out, "hash_chain", chain->ok ? "ok" : "FAILED",
+                         chain->checked, !chain->ok, 0, 0,
+                         chain->ok ? NULL : chain->what);
     if (rc == AW_OK && head)
-        rc = summary_row(v, &out, "chain_head", head->ok ? "ok" : "FAILED", 1, !head->ok, 0, 0,
-                         head->detail);
+        rc = summary_row(v, &out, "chain_head", head->ok ? "ok" : "FAILED", 1,
+                         !head->ok, 0, 0, head->detail);
     if (rc == AW_OK)
-        rc = summary_row(v, &out, "raw_entries", v->unreadable ? "FAILED" : "ok", v->entries,
-                         v->unreadable, 0, v->truncated,
-                         v->unreadable  ? v->first_unreadable
-                         : v->truncated ? "truncated entries cannot be re-verified"
-                                        : NULL);
+        rc = summary_row(
+            v, &out, "raw_entries", v->unreadable ? "FAILED" : "ok", v->entries,
+            v->unreadable, 0, v->truncated,
+            v->unreadable  ? v->first_unreadable
+            : v->truncated ? "truncated entries cannot be re-verified"
+                           : NULL);
     for (int i = 0; i < 2 && rc == AW_OK; i++) {
         const scheme *s = i ? &v->stream : &v->audit;
-        const char *result = s->failed ? "FAILED" : !s->key && s->unchecked ? "no key" : "ok";
-        rc = summary_row(v, &out, s->name, result, s->verified + s->failed, s->failed,
-                         s->known_rejected, s->unchecked, s->failed ? s->first_break : NULL);
+        const char *result = s->failed                 ? "FAILED"
+                             : !s->key && s->unchecked ? "no key"
+                                                       : "ok";
+        rc = summary_row(v, &out, s->name, result, s->verified + s->failed,
+                         s->failed, s->known_rejected, s->unchecked,
+                         s->failed ? s->first_break : NULL);
     }
     if (rc == AW_OK)
-        rc = summary_row(v, &out, "decoded_rows", v->mismatches ? "FAILED" : "ok",
-                         v->rows_checked, v->mismatches, 0, v->rows_unchecked,
+        rc = summary_row(v, &out, "decoded_rows",
+                         v->mismatches ? "FAILED" : "ok", v->rows_checked,
+                         v->mismatches, 0, v->rows_unchecked,
                          v->mismatches ? v->first_mismatch : NULL);
-    if (aw_cli_out_close(out) != AW_OK && rc == AW_OK) rc = AW_ERR_IO;
-    if (aw_cli_out_close(v->csv_out) != AW_OK && rc == AW_OK) rc = AW_ERR_IO;
+    if (aw_cli_out_close(out) != AW_OK && rc == AW_OK)
+        rc = AW_ERR_IO;
+    if (aw_cli_out_close(v->csv_out) != AW_OK && rc == AW_OK)
+        rc = AW_ERR_IO;
     v->csv_out = NULL;
     return rc;
 }
 
-static int run_checks(verify_state *v, const verify_args *a, aw_chain_report *chain,
-                      head_result *head) {
+static int run_checks(verify_state *v, const verify_args *a,
+                      aw_chain_report *chain, head_result *head)
+{
     aw_event_filter all_events = {0};
     aw_revocation_filter all_revocations = {0};
     aw_store_stats stats;
-    int rc = aw_store_verify_chain(v->store, chain, chain_progress, &v->progress, &v->err);
-    if (rc == AW_OK && a->head.given) rc = check_head(v, &a->head, chain, head);
+    int rc = aw_store_verify_chain(v->store, chain, chain_progress,
+                                   &v->progress, &v->err);
+    if (rc == AW_OK && a->head.given)
+        rc = check_head(v, &a->head, chain, head);
     /* Every entry row, also past a break in the chain. */
-    if (rc == AW_OK) rc = aw_store_get_stats(v->store, &stats, &v->err);
+    if (rc == AW_OK)
+        rc = aw_store_get_stats(v->store, &stats, &v->err);
     v->nhas = rc == AW_OK ? stats.entries : 0;
     if (rc == AW_OK && !(v->has = calloc((size_t)v->nhas + 1, 1)))
         rc = aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
-    if (rc == AW_OK) rc = aw_store_query_events(v->store, &all_events, check_event, v, &v->err);
     if (rc == AW_OK)
-        rc = aw_store_query_revocations(v->store, &all_revocations, check_revocation, v,
-                                        &v->err);
-    if (rc == AW_OK) rc = close_group(v);
+        rc = aw_store_query_events(v->store, &all_events, check_event, v,
+                                   &v->err);
     if (rc == AW_OK)
-        rc = aw_store_query_calls(v->store, 0, NULL, INT64_MIN, 0, check_call, v, &v->err);
-    if (rc == AW_OK) rc = aw_store_query_rejected(v->store, 0, 0, check_rejected, v, &v->err);
-    if (rc == AW_OK) rc = aw_store_iter_orphans(v->store, check_orphan, v, &v->err);
+        rc = aw_store_query_revocations(v->store, &all_revocations,
+                                        check_revocation, v, &v->err);
+    if (rc == AW_OK)
+        rc = close_group(v);
+    if (rc == AW_OK)
+        rc = aw_store_query_calls(v->store, 0, NULL, INT64_MIN, 0, check_call,
+                                  v, &v->err);
+    if (rc == AW_OK)
+        rc =
+            aw_store_query_rejected(v->store, 0, 0, check_rejected, v, &v->err);
+    if (rc == AW_OK)
+        rc = aw_store_iter_orphans(v->store, check_orphan, v, &v->err);
     if (rc == AW_OK) {
-        if (v->nrejected) qsort(v->rejected, v->nrejected, sizeof *v->rejected, cmp_rowid);
-        rc = aw_store_iter_entries(v->store, 0, INT64_MAX, check_entry, v, &v->err);
+        if (v->nrejected)
+            qsort(v->rejected, v->nrejected, sizeof *v->rejected, cmp_rowid);
+        rc = aw_store_iter_entries(v->store, 0, INT64_MAX, check_entry, v,
+                                   &v->err);
     }
     aw_cli_progress_end(&v->progress);
     return rc;
 }
 
 /* The reason for exit status 1, or NULL when every check passed. */
-static const char *first_failure(const aw_chain_report *chain, const head_result *head,
-                                 const verify_state *v) {
-    if (!chain->ok) return chain->what;
-    if (head && !head->ok) return head->detail;
-    if (v->unreadable) return v->first_unreadable;
-    if (v->audit.failed) return v->audit.first_break;
-    if (v->stream.failed) return v->stream.first_break;
-    if (v->mismatches) return v->first_mismatch;
+static const char *first_failure(const aw_chain_report *chain,
+                                 const head_result *head, const verify_state *v)
+{
+    if (!chain->ok)
+        return chain->what;
+    if (head && !head->ok)
+        return head->detail;
+    if (v->unreadable)
+        return v->first_unreadable;
+    if (v->audit.failed)
+        return v->audit.first_break;
+    if (v->stream.failed)
+        return v->stream.first_break;
+    if (v->mismatches)
+        return v->first_mismatch;
     return NULL;
 }
 
-int aw_cmd_verify(int argc, char **argv) {
+int aw_cmd_verify(int argc, char **argv)
+{
     verify_args a = {0};
-    verify_state v = {.audit.name = "audit_signatures", .stream.name = "stream_signatures"};
+    verify_state v = {.audit.name = "audit_signatures",
+                      .stream.name = "stream_signatures"};
     aw_chain_report chain = {0};
     head_result head = {0};
     aw_cli_common common;
@@ -1097,34 +1329,40 @@ int aw_cmd_verify(int argc, char **argv) {
 
     aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
-    if (rc != AW_CLI_PROCEED) return rc;
-    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) != AW_CLI_PROCEED)
+    if (rc != AW_CLI_PROCEED)
+        return rc;
+    if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
+        AW_CLI_PROCEED)
         return rc;
     v.progress.enabled = common.progress;
     v.format = common.format;
     v.streams = a.streams;
-    if (aw_cli_load_keys(a.audit_key_file, a.streams_key_file, &v.audit.key, &v.stream.key,
-                         &v.err) != AW_OK)
+    if (aw_cli_load_keys(a.audit_key_file, a.streams_key_file, &v.audit.key,
+                         &v.stream.key, &v.err) != AW_OK)
         rc = aw_cli_usage_error(&command, "%s", v.err.msg);
-    else if (!(rc = aw_cli_open_store(&command, &common, AW_STORE_READONLY, &v.store))) {
+    else if (!(rc = aw_cli_open_store(&command, &common, AW_STORE_READONLY,
+                                      &v.store))) {
         const head_result *h = a.head.given ? &head : NULL;
         int checks = run_checks(&v, &a, &chain, &head);
         /* Mismatches first, then the summary (a blank line apart in a table). */
         bool any = v.mismatch_out != NULL;
         int printed = aw_cli_out_close(v.mismatch_out);
-        if (any && common.format == AW_CLI_TABLE) putchar('\n');
+        if (any && common.format == AW_CLI_TABLE)
+            putchar('\n');
         v.mismatch_out = NULL;
         /* Evidence too damaged to read stops the row checks; the chain
          * check already named the row, so that is a failed verification,
          * not a failure to verify. */
         if (checks != AW_OK && chain.checked > 0 && !chain.ok)
-            rc = aw_cli_fail(&command, AW_EXIT_NO,
-                             "verification FAILED: %s (the row checks stopped there: %s)",
-                             chain.what, v.err.msg);
+            rc = aw_cli_fail(
+                &command, AW_EXIT_NO,
+                "verification FAILED: %s (the row checks stopped there: %s)",
+                chain.what, v.err.msg);
         else if (checks != AW_OK)
             rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", v.err.msg);
         else if (printed != AW_OK || print_report(&v, &chain, h) != AW_OK)
-            rc = aw_cli_fail(&command, AW_EXIT_FAILURE, "cannot write the output");
+            rc = aw_cli_fail(&command, AW_EXIT_FAILURE,
+                             "cannot write the output");
         else if (first_failure(&chain, h, &v))
             rc = aw_cli_fail(&command, AW_EXIT_NO, "verification FAILED: %s",
                              first_failure(&chain, h, &v));

@@ -18,14 +18,16 @@
 #include <string.h>
 
 int aw_cli_redis_connect(const char *url, const char *password_file,
-                         int timeout_ms, redisContext **out, aw_error *err) {
+                         int timeout_ms, redisContext **out, aw_error *err)
+{
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     aw_redis_address a;
     redisContext *c;
     int rc;
 
     *out = NULL;
-    if ((rc = aw_redis_address_parse(url, &a, err)) != AW_OK) return rc;
+    if ((rc = aw_redis_address_parse(url, &a, err)) != AW_OK)
+        return rc;
     if (!(c = redisConnectWithTimeout(a.host, a.port, tv)))
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     if (c->err) {
@@ -38,10 +40,13 @@ int aw_cli_redis_connect(const char *url, const char *password_file,
         redisFree(c);
         return aw_error_set(err, AW_ERR_IO, "cannot set the Redis timeout");
     }
-    if (!password_file) password_file = getenv("REDIS_PASSWORD_FILE");
-    if (password_file && !*password_file) password_file = NULL;
+    if (!password_file)
+        password_file = getenv("REDIS_PASSWORD_FILE");
+    if (password_file && !*password_file)
+        password_file = NULL;
     char *password = NULL;
-    if ((password_file && (rc = aw_secret_read_file(password_file, &password, err)) != AW_OK) ||
+    if ((password_file &&
+         (rc = aw_secret_read_file(password_file, &password, err)) != AW_OK) ||
         (rc = aw_redis_handshake(c, password, a.db, err)) != AW_OK) {
         aw_secret_free(password);
         redisFree(c);

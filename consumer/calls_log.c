@@ -41,13 +41,13 @@
 #define CHUNK (256 * 1024)
 
 typedef struct followed {
-    char *path;                /* absolute */
-    char *stream;              /* "import:<path>" */
-    int fd;                    /* -1 while PATH does not exist */
+    char *path;   /* absolute */
+    char *stream; /* "import:<path>" */
+    int fd;       /* -1 while PATH does not exist */
     int64_t fd_inode;
-    aw_log_position at;        /* committed */
-    aw_log_position reading;   /* after this step's lines */
-    bool replaced;             /* PATH names a new file; the old one is open */
+    aw_log_position at;      /* committed */
+    aw_log_position reading; /* after this step's lines */
+    bool replaced;           /* PATH names a new file; the old one is open */
     const char *note;
 } followed;
 
@@ -65,10 +65,12 @@ struct aw_calls_log {
     size_t nnotes;
 };
 
-static int open_file(const char *path, int64_t *inode) {
+static int open_file(const char *path, int64_t *inode)
+{
     struct stat st;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
+    if (fd < 0)
+        return -1;
     if (fstat(fd, &st) != 0) {
         close(fd);
         return -1;
@@ -77,20 +79,24 @@ static int open_file(const char *path, int64_t *inode) {
     return fd;
 }
 
-static int64_t file_size(int fd) {
+static int64_t file_size(int fd)
+{
     struct stat st;
     return fstat(fd, &st) == 0 ? (int64_t)st.st_size : -1;
 }
 
 /* At start: the committed position, or the rotation that happened while
  * stopped. */
-static void resume(followed *f, bool found) {
+static void resume(followed *f, bool found)
+{
     char older[PATH_MAX];
     int64_t inode;
     f->fd = open_file(f->path, &f->fd_inode);
     if (!found || f->fd < 0 || f->fd_inode == f->at.inode) {
-        if (f->fd >= 0 && (!found || file_size(f->fd) < f->at.offset)) f->at.offset = 0;
-        if (f->fd >= 0) f->at.inode = f->fd_inode;
+        if (f->fd >= 0 && (!found || file_size(f->fd) < f->at.offset))
+            f->at.offset = 0;
+        if (f->fd >= 0)
+            f->at.inode = f->fd_inode;
         f->reading = f->at;
         return;
     }
@@ -102,16 +108,20 @@ static void resume(followed *f, bool found) {
         f->fd_inode = inode;
         f->replaced = true;
     } else {
-        if (old >= 0) close(old);
+        if (old >= 0)
+            close(old);
         f->at.inode = f->fd_inode;
         f->at.offset = 0;
-        f->note = "rotated while stopped; the older file was not found: reading the new one";
+        f->note =
+            "rotated while stopped; the older file was not found: reading the new one";
     }
     f->reading = f->at;
 }
 
-int aw_calls_log_new(const char *const *paths, size_t n, const aw_call_fields *names,
-                     aw_store *store, aw_calls_log **out, aw_error *err) {
+int aw_calls_log_new(const char *const *paths, size_t n,
+                     const aw_call_fields *names, aw_store *store,
+                     aw_calls_log **out, aw_error *err)
+{
     aw_calls_log *cl = calloc(1, sizeof *cl);
     int rc = AW_OK;
     *out = NULL;
@@ -131,23 +141,30 @@ int aw_calls_log_new(const char *const *paths, size_t n, const aw_call_fields *n
             rc = aw_error_set(err, AW_ERR_INVALID, "--calls-log: empty path");
             break;
         }
-        if (paths[i][0] == '/') snprintf(absolute, sizeof absolute, "%s", paths[i]);
+        if (paths[i][0] == '/')
+            snprintf(absolute, sizeof absolute, "%s", paths[i]);
         else if (!getcwd(cwd, sizeof cwd) ||
-                 snprintf(absolute, sizeof absolute, "%s/%s", cwd, paths[i]) >= (int)sizeof absolute) {
-            rc = aw_error_set(err, AW_ERR_INVALID, "--calls-log %s: path too long", paths[i]);
+                 snprintf(absolute, sizeof absolute, "%s/%s", cwd, paths[i]) >=
+                     (int)sizeof absolute) {
+            rc = aw_error_set(err, AW_ERR_INVALID,
+                              "--calls-log %s: path too long", paths[i]);
             break;
         }
         for (size_t j = 0; j + 1 < cl->n; j++)
             if (strcmp(cl->files[j].path, absolute) == 0)
-                rc = aw_error_set(err, AW_ERR_INVALID, "--calls-log %s given twice", paths[i]);
+                rc = aw_error_set(err, AW_ERR_INVALID,
+                                  "--calls-log %s given twice", paths[i]);
         size_t slen = strlen(AW_INGEST_IMPORT_PREFIX) + strlen(absolute) + 1;
-        if (rc != AW_OK) break;
+        if (rc != AW_OK)
+            break;
         if (!(f->path = strdup(absolute)) || !(f->stream = malloc(slen))) {
             rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
             break;
         }
         snprintf(f->stream, slen, "%s%s", AW_INGEST_IMPORT_PREFIX, absolute);
-        if ((rc = aw_store_get_log_position(store, f->path, &f->at, &found, err)) != AW_OK) break;
+        if ((rc = aw_store_get_log_position(store, f->path, &f->at, &found,
+                                            err)) != AW_OK)
+            break;
         resume(f, found);
     }
     if (rc != AW_OK) {
@@ -158,16 +175,21 @@ int aw_calls_log_new(const char *const *paths, size_t n, const aw_call_fields *n
     return AW_OK;
 }
 
-static void drop_entries(aw_calls_log *cl) {
-    for (size_t i = 0; i < cl->nitems; i++) aw_raw_entry_free(cl->entries[i]);
+static void drop_entries(aw_calls_log *cl)
+{
+    for (size_t i = 0; i < cl->nitems; i++)
+        aw_raw_entry_free(cl->entries[i]);
     cl->nitems = 0;
 }
 
-void aw_calls_log_free(aw_calls_log *cl) {
-    if (!cl) return;
+void aw_calls_log_free(aw_calls_log *cl)
+{
+    if (!cl)
+        return;
     drop_entries(cl);
     for (size_t i = 0; i < cl->n; i++) {
-        if (cl->files[i].fd >= 0) close(cl->files[i].fd);
+        if (cl->files[i].fd >= 0)
+            close(cl->files[i].fd);
         free(cl->files[i].path);
         free(cl->files[i].stream);
     }
@@ -180,56 +202,71 @@ void aw_calls_log_free(aw_calls_log *cl) {
     free(cl);
 }
 
-size_t aw_calls_log_notes(const aw_calls_log *cl, const aw_calls_log_note **out) {
+size_t aw_calls_log_notes(const aw_calls_log *cl, const aw_calls_log_note **out)
+{
     *out = cl->notes;
     return cl->nnotes;
 }
 
 /* ---- One step ------------------------------------------------------------------ */
 
-static int add_entry(aw_calls_log *cl, const followed *f, const char *line, size_t len,
-                     int64_t now_ns, aw_error *err) {
+static int add_entry(aw_calls_log *cl, const followed *f, const char *line,
+                     size_t len, int64_t now_ns, aw_error *err)
+{
     if (cl->nitems == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 256;
         aw_raw_entry **e = realloc(cl->entries, cap * sizeof *e);
-        if (e) cl->entries = e;
+        if (e)
+            cl->entries = e;
         aw_ingest_item *it = e ? realloc(cl->items, cap * sizeof *it) : NULL;
-        if (!it) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        if (!it)
+            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         cl->items = it;
         cl->cap = cap;
     }
-    int rc = aw_ingest_import_entry(f->stream, line, len, cl->names, now_ns, f->reading.lines,
-                                    &cl->entries[cl->nitems], err);
-    if (rc != AW_OK) return rc;
+    int rc =
+        aw_ingest_import_entry(f->stream, line, len, cl->names, now_ns,
+                               f->reading.lines, &cl->entries[cl->nitems], err);
+    if (rc != AW_OK)
+        return rc;
     cl->items[cl->nitems] = (aw_ingest_item){.entry = cl->entries[cl->nitems]};
     cl->nitems++;
     return AW_OK;
 }
 
-static bool is_blank(const char *s, size_t len) {
+static bool is_blank(const char *s, size_t len)
+{
     for (size_t i = 0; i < len; i++)
-        if (s[i] != ' ' && s[i] != '\t') return false;
+        if (s[i] != ' ' && s[i] != '\t')
+            return false;
     return true;
 }
 
 /* Complete lines of f from reading.offset, up to *budget of them. *got: how
  * many bytes were consumed. */
-static int read_lines(aw_calls_log *cl, followed *f, size_t *budget, int64_t now_ns,
-                      int64_t *got, aw_error *err) {
+static int read_lines(aw_calls_log *cl, followed *f, size_t *budget,
+                      int64_t now_ns, int64_t *got, aw_error *err)
+{
     *got = 0;
     while (*budget > 0) {
         ssize_t n = pread(f->fd, cl->buf, cl->buf_cap, f->reading.offset);
         size_t start = 0, end;
-        if (n < 0) return aw_error_set(err, AW_ERR_IO, "read %s: %s", f->path, strerror(errno));
-        if (n == 0) return AW_OK;
-        for (end = 0; end < (size_t)n && *budget > 0; end++) {
-            if (cl->buf[end] != '\n') continue;
+        if (n < 0)
+            return aw_error_set(err, AW_ERR_IO, "read %s: %s", f->path,
+                                strerror(errno));
+        if (n == 0)
+            return AW_OK;
+        for (end = 0; end<(size_t)n && * budget> 0; end++) {
+            if (cl->buf[end] != '\n')
+                continue;
             size_t len = end - start;
-            if (len && cl->buf[start + len - 1] == '\r') len--;
+            if (len && cl->buf[start + len - 1] == '\r')
+                len--;
             f->reading.lines++;
             if (!is_blank(cl->buf + start, len)) {
                 int rc = add_entry(cl, f, cl->buf + start, len, now_ns, err);
-                if (rc != AW_OK) return rc;
+                if (rc != AW_OK)
+                    return rc;
                 (*budget)--;
             }
             start = end + 1;
@@ -237,10 +274,12 @@ static int read_lines(aw_calls_log *cl, followed *f, size_t *budget, int64_t now
         if (start == 0) {
             /* No newline in a whole buffer: a line longer than any access
              * log's; taken as it is (and rejected oversized), not waited on. */
-            if ((size_t)n < cl->buf_cap) return AW_OK;
+            if ((size_t)n < cl->buf_cap)
+                return AW_OK;
             f->reading.lines++;
             int rc = add_entry(cl, f, cl->buf, (size_t)n, now_ns, err);
-            if (rc != AW_OK) return rc;
+            if (rc != AW_OK)
+                return rc;
             (*budget)--;
             start = (size_t)n;
         }
@@ -251,7 +290,8 @@ static int read_lines(aw_calls_log *cl, followed *f, size_t *budget, int64_t now
 }
 
 /* Rotation by path, before reading. */
-static void look_at_path(followed *f) {
+static void look_at_path(followed *f)
+{
     struct stat st;
     if (f->fd < 0) {
         if ((f->fd = open_file(f->path, &f->fd_inode)) >= 0) {
@@ -261,7 +301,8 @@ static void look_at_path(followed *f) {
         }
         return;
     }
-    if (!f->replaced && stat(f->path, &st) == 0 && (int64_t)st.st_ino != f->fd_inode)
+    if (!f->replaced && stat(f->path, &st) == 0 &&
+        (int64_t)st.st_ino != f->fd_inode)
         f->replaced = true;
     if (!f->replaced && file_size(f->fd) < f->reading.offset) {
         f->reading.offset = 0;
@@ -270,10 +311,12 @@ static void look_at_path(followed *f) {
 }
 
 /* The old file gave nothing more: on to the one at PATH now. */
-static void switch_file(followed *f) {
+static void switch_file(followed *f)
+{
     int64_t inode;
     int fd = open_file(f->path, &inode);
-    if (fd < 0) return;        /* gone again: the next step looks once more */
+    if (fd < 0)
+        return; /* gone again: the next step looks once more */
     close(f->fd);
     f->fd = fd;
     f->fd_inode = inode;
@@ -283,13 +326,15 @@ static void switch_file(followed *f) {
     f->note = "rotated: reading the new file";
 }
 
-static bool moved(const followed *f) {
-    return f->reading.inode != f->at.inode || f->reading.offset != f->at.offset ||
-           f->reading.lines != f->at.lines;
+static bool moved(const followed *f)
+{
+    return f->reading.inode != f->at.inode ||
+           f->reading.offset != f->at.offset || f->reading.lines != f->at.lines;
 }
 
 int aw_calls_log_step(aw_calls_log *cl, aw_ingest *ing, size_t max_lines,
-                      aw_ingest_stats *stats, bool *more, aw_error *err) {
+                      aw_ingest_stats *stats, bool *more, aw_error *err)
+{
     struct timespec now;
     size_t budget = max_lines, npos = 0;
     int rc = AW_OK;
@@ -298,7 +343,8 @@ int aw_calls_log_step(aw_calls_log *cl, aw_ingest *ing, size_t max_lines,
     *more = false;
     cl->nnotes = 0;
     if (!cl->buf) {
-        if (!(cl->buf = malloc(CHUNK))) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        if (!(cl->buf = malloc(CHUNK)))
+            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         cl->buf_cap = CHUNK;
     }
     clock_gettime(CLOCK_REALTIME, &now);
@@ -307,16 +353,23 @@ int aw_calls_log_step(aw_calls_log *cl, aw_ingest *ing, size_t max_lines,
         int64_t got = 0;
         f->note = NULL;
         look_at_path(f);
-        if (f->fd < 0) continue;
-        rc = read_lines(cl, f, &budget, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &got, err);
-        if (rc == AW_OK && f->replaced && got == 0 && budget > 0) switch_file(f);
-        if (budget == 0) *more = true;
+        if (f->fd < 0)
+            continue;
+        rc = read_lines(cl, f, &budget,
+                        (int64_t)now.tv_sec * 1000000000 + now.tv_nsec, &got,
+                        err);
+        if (rc == AW_OK && f->replaced && got == 0 && budget > 0)
+            switch_file(f);
+        if (budget == 0)
+            *more = true;
     }
     for (size_t i = 0; i < cl->n && rc == AW_OK; i++)
         if (moved(&cl->files[i]))
-            cl->positions[npos++] = (aw_ingest_log_position){cl->files[i].path, cl->files[i].reading};
+            cl->positions[npos++] = (aw_ingest_log_position){
+                cl->files[i].path, cl->files[i].reading};
     if (rc == AW_OK && (cl->nitems || npos))
-        rc = aw_ingest_log_batch(ing, cl->items, cl->nitems, cl->positions, npos, stats, err);
+        rc = aw_ingest_log_batch(ing, cl->items, cl->nitems, cl->positions,
+                                 npos, stats, err);
     drop_entries(cl);
     for (size_t i = 0; i < cl->n; i++) {
         followed *f = &cl->files[i];
@@ -330,7 +383,8 @@ int aw_calls_log_step(aw_calls_log *cl, aw_ingest *ing, size_t max_lines,
         } else {
             f->reading = f->at;
         }
-        if (f->note) cl->notes[cl->nnotes++] = (aw_calls_log_note){f->path, f->note};
+        if (f->note)
+            cl->notes[cl->nnotes++] = (aw_calls_log_note){f->path, f->note};
     }
     return rc;
 }

@@ -18,8 +18,9 @@ typedef struct aw_calls_log aw_calls_log;
  * is the same file (logrotate's first name), else the new file is read
  * from its start. names: the NDJSON field names (borrowed). *out: new
  * handle (aw_calls_log_free). */
-int aw_calls_log_new(const char *const *paths, size_t n, const aw_call_fields *names,
-                     aw_store *store, aw_calls_log **out, aw_error *err);
+int aw_calls_log_new(const char *const *paths, size_t n,
+                     const aw_call_fields *names, aw_store *store,
+                     aw_calls_log **out, aw_error *err);
 void aw_calls_log_free(aw_calls_log *cl);
 
 /* One step: notices rotation (a new file at the path: the old one is read
@@ -39,6 +40,7 @@ typedef struct aw_calls_log_note {
     const char *path;
     const char *note;
 } aw_calls_log_note;
-size_t aw_calls_log_notes(const aw_calls_log *cl, const aw_calls_log_note **out);
+size_t aw_calls_log_notes(const aw_calls_log *cl,
+                          const aw_calls_log_note **out);
 
 #endif /* AW_CONSUMER_CALLS_LOG_H */

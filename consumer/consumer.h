@@ -37,7 +37,7 @@ typedef struct aw_ingest aw_ingest;
  * holding one line, decoded with the configured call field names. The entry
  * id's time is the fallback time of a line without one. */
 #define AW_INGEST_IMPORT_PREFIX "import:"
-#define AW_INGEST_IMPORT_FIELD "line"
+#define AW_INGEST_IMPORT_FIELD  "line"
 
 /* The raw entry of one access-log line of stream (AW_INGEST_IMPORT_PREFIX
  * and the file): its one field holds the line's bytes, its id is
@@ -45,17 +45,17 @@ typedef struct aw_ingest aw_ingest;
  * one, fallback_ns). seq must make the id unique in the stream (a line
  * number). *out is the caller's (aw_raw_entry_free). */
 int aw_ingest_import_entry(const char *stream, const char *line, size_t len,
-                           const aw_call_fields *names, int64_t fallback_ns, int64_t seq,
-                           aw_raw_entry **out, aw_error *err);
+                           const aw_call_fields *names, int64_t fallback_ns,
+                           int64_t seq, aw_raw_entry **out, aw_error *err);
 
 typedef struct aw_ingest_options {
-    const char *db_path;               /* the index; created when absent */
-    unsigned store_flags;              /* AW_STORE_* for aw_store_open */
+    const char *db_path;  /* the index; created when absent */
+    unsigned store_flags; /* AW_STORE_* for aw_store_open */
     /* Borrowed; must outlive the handle and be used by no other thread while
      * a batch runs. NULL: signatures are not required and entries are
      * indexed as unsigned. */
-    aw_hmac_key *audit_key;            /* `sig` of the audit stream */
-    aw_hmac_key *streams_key;          /* `_sig` of Caracal's other streams */
+    aw_hmac_key *audit_key;   /* `sig` of the audit stream */
+    aw_hmac_key *streams_key; /* `_sig` of Caracal's other streams */
     /* `_sig` of the calls stream. It is written by the team's own log
      * shippers, not by Caracal, so Caracal's streams key never applies to
      * it: NULL accepts its entries unsigned (indexed as unsigned). */
@@ -64,12 +64,12 @@ typedef struct aw_ingest_options {
      * aw_stream_role_default_stream. Borrowed. */
     const char *streams[AW_ROLE_COUNT];
     const aw_detector_config *detectors; /* NULL: defaults; borrowed */
-    aw_call_fields call_fields;        /* NDJSON names; NULLs take defaults */
+    aw_call_fields call_fields;          /* NDJSON names; NULLs take defaults */
 } aw_ingest_options;
 
 /* One entry of a batch. */
 typedef struct aw_ingest_item {
-    const aw_raw_entry *entry;         /* borrowed for the call */
+    const aw_raw_entry *entry; /* borrowed for the call */
     /* AW_REJECT_NONE, or a reason to reject the entry without decoding it
      * (the daemon uses TOO_MANY_DELIVERIES); detail says why (may be NULL). */
     aw_reject_reason forced_reason;
@@ -94,7 +94,7 @@ typedef struct aw_ingest_trim {
 typedef struct aw_ingest_stats {
     size_t indexed, duplicates, conflicts, rejected;
     size_t indexed_by_role[AW_ROLE_COUNT]; /* of indexed: by stream role */
-    size_t indexed_imports;            /* of indexed: import:... files */
+    size_t indexed_imports;                /* of indexed: import:... files */
     size_t rejected_by_reason[AW_REJECT_REASON_COUNT];
     size_t trims_reported;
 } aw_ingest_stats;
@@ -133,11 +133,12 @@ int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
  * those alerts reach the table and the sinks like every other. findings
  * are borrowed until that aw_ingest_batch returns; the batch forgets them
  * either way, so after a failed one carry them again. */
-void aw_ingest_carry_findings(aw_ingest *ing, const aw_pipeline_finding *findings, size_t n);
+void aw_ingest_carry_findings(aw_ingest *ing,
+                              const aw_pipeline_finding *findings, size_t n);
 
 /* Where a followed access log stands once the batch commits. */
 typedef struct aw_ingest_log_position {
-    const char *path;                  /* as the index keys it; borrowed */
+    const char *path; /* as the index keys it; borrowed */
     aw_log_position position;
 } aw_ingest_log_position;
 
@@ -145,8 +146,9 @@ typedef struct aw_ingest_log_position {
  * also stores each position in the same transaction: the lines and the
  * place after them commit together or not at all. */
 int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
-                        const aw_ingest_log_position *positions, size_t npositions,
-                        aw_ingest_stats *stats, aw_error *err);
+                        const aw_ingest_log_position *positions,
+                        size_t npositions, aw_ingest_stats *stats,
+                        aw_error *err);
 
 /* Hands every alert change of the batches committed since the last call to
  * fn (see aw_detectors_drain). Call after a successful aw_ingest_batch. */
@@ -163,59 +165,59 @@ int64_t aw_ingest_clock(const aw_ingest *ing);
 typedef struct aw_daemon aw_daemon;
 
 typedef enum aw_log_format {
-    AW_LOG_KV = 0,   /* time=... level=info event=start key=value */
-    AW_LOG_JSON,     /* one JSON object a line */
+    AW_LOG_KV = 0, /* time=... level=info event=start key=value */
+    AW_LOG_JSON,   /* one JSON object a line */
 } aw_log_format;
 
 /* Which of the two forms the sinks send (aw_alert_to_json, aw_alert_to_ocsf). */
 typedef enum aw_alert_format {
-    AW_ALERT_FORMAT_JSON = 0,    /* aw_alert_to_json (the stream: flat fields) */
-    AW_ALERT_FORMAT_OCSF,        /* aw_alert_to_ocsf everywhere */
+    AW_ALERT_FORMAT_JSON = 0, /* aw_alert_to_json (the stream: flat fields) */
+    AW_ALERT_FORMAT_OCSF,     /* aw_alert_to_ocsf everywhere */
 } aw_alert_format;
 
 typedef struct aw_daemon_config {
-    aw_ingest_options ingest;      /* the index, keys, stream names */
+    aw_ingest_options ingest; /* the index, keys, stream names */
 
-    const char *redis_host;        /* default 127.0.0.1 */
-    int redis_port;                /* default 6379 */
-    int redis_db;                  /* SELECTed when not 0 */
-    const char *redis_password;    /* AUTH when not NULL; never logged */
+    const char *redis_host;     /* default 127.0.0.1 */
+    int redis_port;             /* default 6379 */
+    int redis_db;               /* SELECTed when not 0 */
+    const char *redis_password; /* AUTH when not NULL; never logged */
 
-    const char *group;             /* default "auditwatch"; never Caracal's */
-    const char *consumer;          /* this instance's name in the group */
+    const char *group;    /* default "auditwatch"; never Caracal's */
+    const char *consumer; /* this instance's name in the group */
     /* Where a new group starts: "0" (default) every retained entry, "$"
      * only new ones, or an entry id. */
     const char *start_id;
 
-    size_t count;                  /* COUNT per stream and read; 1000 */
-    int64_t block_ms;              /* BLOCK of a caught-up read; 1000 */
-    int64_t claim_idle_ms;         /* XAUTOCLAIM entries idle longer; 60000 */
-    int64_t max_deliveries;        /* more: rejected TOO_MANY_DELIVERIES; 8 */
+    size_t count;           /* COUNT per stream and read; 1000 */
+    int64_t block_ms;       /* BLOCK of a caught-up read; 1000 */
+    int64_t claim_idle_ms;  /* XAUTOCLAIM entries idle longer; 60000 */
+    int64_t max_deliveries; /* more: rejected TOO_MANY_DELIVERIES; 8 */
 
-    bool alerts_stdout;            /* JSON lines on stdout */
-    const char *alert_stream;      /* XADD here; NULL: no stream sink */
-    size_t alert_stream_maxlen;    /* MAXLEN ~ of that stream; 100000 */
-    const char *alert_exec;        /* /bin/sh -c CMD per alert, JSON on stdin */
-    int alert_exec_max;            /* hooks running at once; 4 */
-    aw_alert_format alert_format;  /* what every sink sends; JSON */
+    bool alerts_stdout;           /* JSON lines on stdout */
+    const char *alert_stream;     /* XADD here; NULL: no stream sink */
+    size_t alert_stream_maxlen;   /* MAXLEN ~ of that stream; 100000 */
+    const char *alert_exec;       /* /bin/sh -c CMD per alert, JSON on stdin */
+    int alert_exec_max;           /* hooks running at once; 4 */
+    aw_alert_format alert_format; /* what every sink sends; JSON */
 
     aw_log_format log_format;
-    const char *log_file;          /* NULL: stderr; reopened on SIGHUP */
+    const char *log_file; /* NULL: stderr; reopened on SIGHUP */
 
     /* The chain head (entries + hash, as `verify --chain-head` takes it) is
      * logged every chain_interval_ms when it moved, and at shutdown; also
      * XADDed to chain_stream when that is not NULL, so a copy outside the
      * index exists. */
     const char *chain_stream;
-    int64_t chain_interval_ms;     /* 60000 */
+    int64_t chain_interval_ms; /* 60000 */
 
     /* Caracal's own pipeline (DESIGN §8): every enforcer_poll_ms the groups
      * of the revocation streams and the audit stream are read (read-only,
      * never in their name) and judged: revocation_not_consumed for an
      * enforcer group that has not applied a revocation within
      * grace_enforcer_ms, audit_ingest_stalled for audit-ingestor. */
-    int64_t enforcer_poll_ms;      /* 5000 */
-    int64_t grace_enforcer_ms;     /* AW_ENFORCER_DEFAULT_GRACE_MS */
+    int64_t enforcer_poll_ms;           /* 5000 */
+    int64_t grace_enforcer_ms;          /* AW_ENFORCER_DEFAULT_GRACE_MS */
     const char *const *enforcer_groups; /* globs; none: Caracal's defaults */
     size_t nenforcer_groups;
     aw_ingest_limits ingest_limits; /* AW_INGEST_DEFAULT_MAX_LAG, _MAX_AGE_MS */
@@ -287,8 +289,8 @@ int aw_secret_load_hmac_key(const char *path, const char *env_hex,
  * refused (secrets never on the command line). */
 typedef struct aw_redis_address {
     char host[256];
-    int port;       /* default 6379 */
-    int db;         /* default 0 */
+    int port; /* default 6379 */
+    int db;   /* default 0 */
 } aw_redis_address;
 int aw_redis_address_parse(const char *url, aw_redis_address *out,
                            aw_error *err);
@@ -302,7 +304,8 @@ struct redisContext;
 
 /* The value of key in a RESP2 flat map (XINFO: key, value, key, value...),
  * or NULL. Borrowed from map. */
-const struct redisReply *aw_redis_map_get(const struct redisReply *map, const char *key);
+const struct redisReply *aw_redis_map_get(const struct redisReply *map,
+                                          const char *key);
 
 /* Copies one [id, fields] element of an entry list (XRANGE, XREADGROUP,
  * XAUTOCLAIM) of stream into a new entry (aw_raw_entry_free). scratch is a
@@ -314,7 +317,8 @@ int aw_redis_entry_copy(const char *stream, const struct redisReply *id,
 
 /* On a blocking connection: AUTH when password is not NULL, SELECT when db
  * is not 0. Messages never contain the password. */
-int aw_redis_handshake(struct redisContext *c, const char *password, int db, aw_error *err);
+int aw_redis_handshake(struct redisContext *c, const char *password, int db,
+                       aw_error *err);
 
 /* The JSON object of an alert, as the sinks emit it: id, kind, severity,
  * state, zone, request_id, anchor, event_time, raised_at, resolved_at,

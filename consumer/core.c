@@ -100,52 +100,84 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NSTREAMS AW_CORE_STREAMS
-#define TEXT AW_STREAM_ID_TEXT_MAX
-#define LOG_QUEUE 16
-#define LOG_TEXT 320
+#define NSTREAMS    AW_CORE_STREAMS
+#define TEXT        AW_STREAM_ID_TEXT_MAX
+#define LOG_QUEUE   16
+#define LOG_TEXT    320
 #define BROKEN_TEXT 1024
 
-enum { S_DISC, S_SETUP, S_PEND, S_CLAIM, S_LIVE, S_PAUSE, S_DRAIN, S_STOP, S_BROKEN };
+enum {
+    S_DISC,
+    S_SETUP,
+    S_PEND,
+    S_CLAIM,
+    S_LIVE,
+    S_PAUSE,
+    S_DRAIN,
+    S_STOP,
+    S_BROKEN
+};
 
 /* The table drawn above: legal[from][to]. */
 static const bool legal[AW_CORE_STATE_COUNT][AW_CORE_STATE_COUNT] = {
     [S_DISC] = {[S_SETUP] = 1, [S_DRAIN] = 1, [S_BROKEN] = 1},
-    [S_SETUP] = {[S_DISC] = 1, [S_PEND] = 1, [S_PAUSE] = 1, [S_DRAIN] = 1, [S_BROKEN] = 1},
-    [S_PEND] = {[S_DISC] = 1, [S_SETUP] = 1, [S_CLAIM] = 1, [S_LIVE] = 1, [S_PAUSE] = 1,
-                [S_DRAIN] = 1, [S_BROKEN] = 1},
-    [S_CLAIM] = {[S_DISC] = 1, [S_SETUP] = 1, [S_LIVE] = 1, [S_PAUSE] = 1, [S_DRAIN] = 1,
+    [S_SETUP] = {[S_DISC] = 1,
+                 [S_PEND] = 1,
+                 [S_PAUSE] = 1,
+                 [S_DRAIN] = 1,
                  [S_BROKEN] = 1},
-    [S_LIVE] = {[S_DISC] = 1, [S_SETUP] = 1, [S_PEND] = 1, [S_CLAIM] = 1, [S_PAUSE] = 1,
-                [S_DRAIN] = 1, [S_BROKEN] = 1},
-    [S_PAUSE] = {[S_DISC] = 1, [S_SETUP] = 1, [S_PEND] = 1, [S_CLAIM] = 1, [S_DRAIN] = 1,
+    [S_PEND] = {[S_DISC] = 1,
+                [S_SETUP] = 1,
+                [S_CLAIM] = 1,
+                [S_LIVE] = 1,
+                [S_PAUSE] = 1,
+                [S_DRAIN] = 1,
+                [S_BROKEN] = 1},
+    [S_CLAIM] = {[S_DISC] = 1,
+                 [S_SETUP] = 1,
+                 [S_LIVE] = 1,
+                 [S_PAUSE] = 1,
+                 [S_DRAIN] = 1,
+                 [S_BROKEN] = 1},
+    [S_LIVE] = {[S_DISC] = 1,
+                [S_SETUP] = 1,
+                [S_PEND] = 1,
+                [S_CLAIM] = 1,
+                [S_PAUSE] = 1,
+                [S_DRAIN] = 1,
+                [S_BROKEN] = 1},
+    [S_PAUSE] = {[S_DISC] = 1,
+                 [S_SETUP] = 1,
+                 [S_PEND] = 1,
+                 [S_CLAIM] = 1,
+                 [S_DRAIN] = 1,
                  [S_BROKEN] = 1},
     [S_DRAIN] = {[S_STOP] = 1, [S_BROKEN] = 1},
 };
 
 static const char *const state_names[AW_CORE_STATE_COUNT] = {
-    "disconnected", "setup", "pending", "claiming", "live",
-    "paused", "draining", "stopped", "broken",
+    "disconnected", "setup",    "pending", "claiming", "live",
+    "paused",       "draining", "stopped", "broken",
 };
 
 typedef struct core_gap {
     int stream;
     char first[TEXT], last[TEXT];
-    bool delivered;        /* a deleted pending entry */
-    bool ack;              /* still in our pending list */
+    bool delivered; /* a deleted pending entry */
+    bool ack;       /* still in our pending list */
 } core_gap;
 
 typedef struct core_batch {
     aw_raw_entry **entries;
     int *streams;
-    char **details;        /* why an entry is forced out; NULL when not */
+    char **details; /* why an entry is forced out; NULL when not */
     aw_reject_reason *reasons;
     size_t n, cap;
     core_gap *gaps;
     size_t ngaps, capgaps;
     int64_t clock_ns;
-    bool tick;             /* commit even when empty: the clock moved */
-    size_t done, span;     /* committed so far; size of the part on trial */
+    bool tick;         /* commit even when empty: the clock moved */
+    size_t done, span; /* committed so far; size of the part on trial */
 } core_batch;
 
 typedef struct core_stream {
@@ -154,8 +186,8 @@ typedef struct core_stream {
     char claim_cursor[TEXT];
     bool claim_done;
     bool has_lost_through;
-    aw_stream_id lost_through;   /* newest id already reported lost */
-    long long lost_counted;      /* entries reported lost, still in the lag */
+    aw_stream_id lost_through; /* newest id already reported lost */
+    long long lost_counted;    /* entries reported lost, still in the lag */
     /* of the read being counted: where its cursor moves once committed */
     char next_from[TEXT];
     bool next_done;
@@ -172,7 +204,7 @@ typedef struct core_log {
     aw_core_log_level level;
     const char *event;
     char stream[128], first[TEXT], last[TEXT];
-    char error[BROKEN_TEXT];      /* the longest: a broken index's reason */
+    char error[BROKEN_TEXT]; /* the longest: a broken index's reason */
     const char *action;
     long long entries;
 } core_log;
@@ -180,36 +212,36 @@ typedef struct core_log {
 struct aw_core {
     aw_core_config cfg;
     aw_core_state state;
-    aw_core_state resume_to;      /* PAUSED: where the timer leads */
+    aw_core_state resume_to; /* PAUSED: where the timer leads */
     core_stream streams[NSTREAMS];
 
     in_flight in_flight;
     aw_core_read_kind read_kind;
     bool read_blocking;
     bool claim_due, caught_up;
-    core_batch *counting;         /* a read waiting for its delivery counts */
+    core_batch *counting; /* a read waiting for its delivery counts */
     bool count_due;
 
-    core_batch *committing;       /* handed out, or waiting to be retried */
-    bool commit_running;          /* handed out, not answered yet */
-    bool commit_due;              /* hand it out at the next chance */
-    core_batch *ready;            /* read, waiting for the commit slot */
-    aw_ingest_item *items;        /* the part handed out */
+    core_batch *committing; /* handed out, or waiting to be retried */
+    bool commit_running;    /* handed out, not answered yet */
+    bool commit_due;        /* hand it out at the next chance */
+    core_batch *ready;      /* read, waiting for the commit slot */
+    aw_ingest_item *items;  /* the part handed out */
     size_t items_cap;
     aw_ingest_trim *trims;
     size_t trims_cap;
 
     /* acknowledgements to hand out: ids per stream, copied */
     core_ack *acks;
-    const char **ack_ids;         /* acks[i].id, for the ACK actions */
+    const char **ack_ids; /* acks[i].id, for the ACK actions */
     size_t nack, ack_cap;
-    size_t ack_pos;               /* next one to hand out */
+    size_t ack_pos; /* next one to hand out */
     size_t acks_in_flight;
 
     bool read_timer_due, read_timer_on;
     bool commit_timer_due, commit_timer_on;
     int64_t read_retry_ms, commit_retry_ms;
-    char read_error[LOG_TEXT];    /* last one logged */
+    char read_error[LOG_TEXT]; /* last one logged */
     bool commit_failing;
     char commit_error[LOG_TEXT];
     bool splitting;
@@ -223,11 +255,14 @@ struct aw_core {
     aw_core_totals totals;
 };
 
-const char *aw_core_state_name(aw_core_state state) {
-    return (unsigned)state < AW_CORE_STATE_COUNT ? state_names[state] : "unknown";
+const char *aw_core_state_name(aw_core_state state)
+{
+    return (unsigned)state < AW_CORE_STATE_COUNT ? state_names[state]
+                                                 : "unknown";
 }
 
-aw_commit_class aw_commit_class_of(int rc) {
+aw_commit_class aw_commit_class_of(int rc)
+{
     switch (rc) {
     case AW_OK: return AW_COMMIT_OK;
     case AW_ERR_BUSY:
@@ -240,7 +275,8 @@ aw_commit_class aw_commit_class_of(int rc) {
     }
 }
 
-static const char *transient_words(int rc) {
+static const char *transient_words(int rc)
+{
     switch (rc) {
     case AW_ERR_BUSY: return "the index is locked by another writer";
     case AW_ERR_FULL: return "the disk holding the index is full";
@@ -251,18 +287,22 @@ static const char *transient_words(int rc) {
 
 /* The one place the state changes: every move is checked against the
  * drawn table. */
-static void core_set_state(aw_core *c, aw_core_state to) {
+static void core_set_state(aw_core *c, aw_core_state to)
+{
     bool allowed = legal[c->state][to] || c->state == to;
     assert(allowed);
-    (void)allowed;   /* read by assert() only */
+    (void)allowed; /* read by assert() only */
     c->state = to;
 }
 
 static void core_log_add(aw_core *c, aw_core_log_level level, const char *event,
-                         const char *stream, const char *first, const char *last,
-                         const char *error, const char *action, long long entries) {
+                         const char *stream, const char *first,
+                         const char *last, const char *error,
+                         const char *action, long long entries)
+{
     core_log *l;
-    if (c->nlogs == LOG_QUEUE) return;   /* a burst: the first ones tell it */
+    if (c->nlogs == LOG_QUEUE)
+        return; /* a burst: the first ones tell it */
     l = &c->logs[(c->log_head + c->nlogs++) % LOG_QUEUE];
     memset(l, 0, sizeof *l);
     l->level = level;
@@ -270,15 +310,18 @@ static void core_log_add(aw_core *c, aw_core_log_level level, const char *event,
     snprintf(l->stream, sizeof l->stream, "%s", stream ? stream : "");
     snprintf(l->first, sizeof l->first, "%s", first ? first : "");
     snprintf(l->last, sizeof l->last, "%s", last ? last : "");
-    snprintf(l->error, sizeof l->error, "%.*s", (int)sizeof l->error - 1, error ? error : "");
+    snprintf(l->error, sizeof l->error, "%.*s", (int)sizeof l->error - 1,
+             error ? error : "");
     l->action = action;
     l->entries = entries;
 }
 
 /* ---- Batches ------------------------------------------------------------- */
 
-static void batch_free(core_batch *b) {
-    if (!b) return;
+static void batch_free(core_batch *b)
+{
+    if (!b)
+        return;
     for (size_t i = 0; i < b->n; i++) {
         aw_raw_entry_free(b->entries[i]);
         free(b->details[i]);
@@ -291,34 +334,46 @@ static void batch_free(core_batch *b) {
     free(b);
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t size) {
+static bool grow(void **p, size_t *cap, size_t need, size_t size)
+{
     size_t n = *cap ? *cap : 64;
     void *g;
-    if (need <= *cap) return true;
-    while (n < need) n *= 2;
-    if (!(g = realloc(*p, n * size))) return false;
+    if (need <= *cap)
+        return true;
+    while (n < need)
+        n *= 2;
+    if (!(g = realloc(*p, n * size)))
+        return false;
     *p = g;
     *cap = n;
     return true;
 }
 
-static bool batch_reserve(core_batch *b, size_t n) {
+static bool batch_reserve(core_batch *b, size_t n)
+{
     size_t cap;
-    if (n <= b->cap) return true;
+    if (n <= b->cap)
+        return true;
     cap = b->cap;
-    if (!grow((void **)&b->entries, &cap, n, sizeof *b->entries)) return false;
+    if (!grow((void **)&b->entries, &cap, n, sizeof *b->entries))
+        return false;
     cap = b->cap;
-    if (!grow((void **)&b->streams, &cap, n, sizeof *b->streams)) return false;
+    if (!grow((void **)&b->streams, &cap, n, sizeof *b->streams))
+        return false;
     cap = b->cap;
-    if (!grow((void **)&b->details, &cap, n, sizeof *b->details)) return false;
+    if (!grow((void **)&b->details, &cap, n, sizeof *b->details))
+        return false;
     cap = b->cap;
-    if (!grow((void **)&b->reasons, &cap, n, sizeof *b->reasons)) return false;
+    if (!grow((void **)&b->reasons, &cap, n, sizeof *b->reasons))
+        return false;
     b->cap = cap;
     return true;
 }
 
-static bool batch_add_entry(core_batch *b, int stream, aw_raw_entry *e) {
-    if (!batch_reserve(b, b->n + 1)) return false;
+static bool batch_add_entry(core_batch *b, int stream, aw_raw_entry *e)
+{
+    if (!batch_reserve(b, b->n + 1))
+        return false;
     b->entries[b->n] = e;
     b->streams[b->n] = stream;
     b->details[b->n] = NULL;
@@ -327,10 +382,12 @@ static bool batch_add_entry(core_batch *b, int stream, aw_raw_entry *e) {
     return true;
 }
 
-static bool batch_add_gap(core_batch *b, int stream, aw_stream_id first, aw_stream_id last,
-                          bool delivered, bool ack) {
+static bool batch_add_gap(core_batch *b, int stream, aw_stream_id first,
+                          aw_stream_id last, bool delivered, bool ack)
+{
     core_gap *g;
-    if (!grow((void **)&b->gaps, &b->capgaps, b->ngaps + 1, sizeof *b->gaps)) return false;
+    if (!grow((void **)&b->gaps, &b->capgaps, b->ngaps + 1, sizeof *b->gaps))
+        return false;
     g = &b->gaps[b->ngaps++];
     g->stream = stream;
     aw_stream_id_format(first, g->first);
@@ -340,9 +397,12 @@ static bool batch_add_gap(core_batch *b, int stream, aw_stream_id first, aw_stre
     return true;
 }
 
-static bool batch_force(core_batch *b, size_t i, aw_reject_reason reason, const char *detail) {
+static bool batch_force(core_batch *b, size_t i, aw_reject_reason reason,
+                        const char *detail)
+{
     char *copy = strdup(detail);
-    if (!copy) return false;
+    if (!copy)
+        return false;
     free(b->details[i]);
     b->details[i] = copy;
     b->reasons[i] = reason;
@@ -350,7 +410,8 @@ static bool batch_force(core_batch *b, size_t i, aw_reject_reason reason, const 
 }
 
 /* Appends from's content after into's (read order is commit order). */
-static bool batch_merge(core_batch *into, core_batch *from) {
+static bool batch_merge(core_batch *into, core_batch *from)
+{
     if (!batch_reserve(into, into->n + from->n) ||
         !grow((void **)&into->gaps, &into->capgaps, into->ngaps + from->ngaps,
               sizeof *into->gaps))
@@ -361,30 +422,39 @@ static bool batch_merge(core_batch *into, core_batch *from) {
         into->details[into->n + i] = from->details[i];
         into->reasons[into->n + i] = from->reasons[i];
     }
-    for (size_t i = 0; i < from->ngaps; i++) into->gaps[into->ngaps + i] = from->gaps[i];
+    for (size_t i = 0; i < from->ngaps; i++)
+        into->gaps[into->ngaps + i] = from->gaps[i];
     into->n += from->n;
     into->ngaps += from->ngaps;
-    if (from->clock_ns > into->clock_ns) into->clock_ns = from->clock_ns;
+    if (from->clock_ns > into->clock_ns)
+        into->clock_ns = from->clock_ns;
     into->tick = into->tick || from->tick;
     from->n = from->ngaps = 0;
     batch_free(from);
     return true;
 }
 
-static bool batch_empty(const core_batch *b) { return b->n == 0 && b->ngaps == 0; }
+static bool batch_empty(const core_batch *b)
+{
+    return b->n == 0 && b->ngaps == 0;
+}
 
 /* ---- Life ---------------------------------------------------------------- */
 
-aw_core *aw_core_new(const aw_core_config *config) {
+aw_core *aw_core_new(const aw_core_config *config)
+{
     aw_core *c = calloc(1, sizeof *c);
-    if (!c) return NULL;
+    if (!c)
+        return NULL;
     c->cfg = *config;
     c->state = AW_CORE_DISCONNECTED;
     return c;
 }
 
-void aw_core_free(aw_core *c) {
-    if (!c) return;
+void aw_core_free(aw_core *c)
+{
+    if (!c)
+        return;
     assert(!c->commit_running);
     batch_free(c->counting);
     batch_free(c->committing);
@@ -396,20 +466,32 @@ void aw_core_free(aw_core *c) {
     free(c);
 }
 
-aw_core_state aw_core_get_state(const aw_core *c) { return c->state; }
-const aw_core_totals *aw_core_totals_get(const aw_core *c) { return &c->totals; }
-const char *aw_core_broken_reason(const aw_core *c) { return c->broken; }
+aw_core_state aw_core_get_state(const aw_core *c)
+{
+    return c->state;
+}
+const aw_core_totals *aw_core_totals_get(const aw_core *c)
+{
+    return &c->totals;
+}
+const char *aw_core_broken_reason(const aw_core *c)
+{
+    return c->broken;
+}
 
-static bool terminal(const aw_core *c) {
+static bool terminal(const aw_core *c)
+{
     return c->state == AW_CORE_STOPPED || c->state == AW_CORE_BROKEN;
 }
 
-static bool reading_state(aw_core_state s) {
-    return s == AW_CORE_SETUP || s == AW_CORE_PENDING || s == AW_CORE_CLAIMING ||
-           s == AW_CORE_LIVE || s == AW_CORE_PAUSED;
+static bool reading_state(aw_core_state s)
+{
+    return s == AW_CORE_SETUP || s == AW_CORE_PENDING ||
+           s == AW_CORE_CLAIMING || s == AW_CORE_LIVE || s == AW_CORE_PAUSED;
 }
 
-const char *aw_index_error_advice(int code) {
+const char *aw_index_error_advice(int code)
+{
     switch (code) {
     case AW_ERR_BROKEN:
         return "check that the file is an auditwatch index and that this user may write it "
@@ -423,18 +505,22 @@ const char *aw_index_error_advice(int code) {
     }
 }
 
-static void go_broken(aw_core *c, const char *what, const char *msg) {
-    if (terminal(c)) return;
-    snprintf(c->broken, sizeof c->broken,
-             "%.100s: %.300s. Nothing of the failed batch was acknowledged, so it is delivered "
-             "again after a restart. To go on: %.400s",
-             what, msg, aw_index_error_advice(AW_ERR_BROKEN));
+static void go_broken(aw_core *c, const char *what, const char *msg)
+{
+    if (terminal(c))
+        return;
+    snprintf(
+        c->broken, sizeof c->broken,
+        "%.100s: %.300s. Nothing of the failed batch was acknowledged, so it is delivered "
+        "again after a restart. To go on: %.400s",
+        what, msg, aw_index_error_advice(AW_ERR_BROKEN));
     core_log_add(c, AW_CORE_ERROR, "index_broken", NULL, NULL, NULL, c->broken,
                  "stopping; exit status 3", -1);
     core_set_state(c, AW_CORE_BROKEN);
 }
 
-static void enter_pending(aw_core *c) {
+static void enter_pending(aw_core *c)
+{
     for (int s = 0; s < NSTREAMS; s++) {
         snprintf(c->streams[s].pending_from, TEXT, "0");
         c->streams[s].pending_done = false;
@@ -442,7 +528,8 @@ static void enter_pending(aw_core *c) {
     core_set_state(c, AW_CORE_PENDING);
 }
 
-static void enter_claiming(aw_core *c) {
+static void enter_claiming(aw_core *c)
+{
     for (int s = 0; s < NSTREAMS; s++) {
         snprintf(c->streams[s].claim_cursor, TEXT, "0-0");
         c->streams[s].claim_done = false;
@@ -452,37 +539,48 @@ static void enter_claiming(aw_core *c) {
 }
 
 /* A read-side command failed: wait, then go to `then`. */
-static void pause_reads(aw_core *c, aw_core_state then, const char *why) {
+static void pause_reads(aw_core *c, aw_core_state then, const char *why)
+{
     if (strcmp(why, c->read_error) != 0) {
-        core_log_add(c, AW_CORE_ERROR, "redis_command_failed", NULL, NULL, NULL, why,
-                     "retrying with backoff", -1);
+        core_log_add(c, AW_CORE_ERROR, "redis_command_failed", NULL, NULL, NULL,
+                     why, "retrying with backoff", -1);
         snprintf(c->read_error, sizeof c->read_error, "%s", why);
     }
-    c->read_retry_ms = c->read_retry_ms ? c->read_retry_ms * 2 : c->cfg.retry_first_ms;
-    if (c->read_retry_ms > c->cfg.retry_max_ms) c->read_retry_ms = c->cfg.retry_max_ms;
+    c->read_retry_ms =
+        c->read_retry_ms ? c->read_retry_ms * 2 : c->cfg.retry_first_ms;
+    if (c->read_retry_ms > c->cfg.retry_max_ms)
+        c->read_retry_ms = c->cfg.retry_max_ms;
     c->resume_to = then;
     c->read_timer_due = true;
     core_set_state(c, AW_CORE_PAUSED);
 }
 
-void aw_core_on_connected(aw_core *c) {
-    if (!reading_state(c->state) && c->state != AW_CORE_DISCONNECTED) return;
+void aw_core_on_connected(aw_core *c)
+{
+    if (!reading_state(c->state) && c->state != AW_CORE_DISCONNECTED)
+        return;
     c->caught_up = false;
     core_set_state(c, AW_CORE_SETUP);
 }
 
-void aw_core_on_lost(aw_core *c) {
+void aw_core_on_lost(aw_core *c)
+{
     c->in_flight = IN_NONE;
     batch_free(c->counting);
     c->counting = NULL;
     c->count_due = false;
-    if (reading_state(c->state)) core_set_state(c, AW_CORE_DISCONNECTED);
+    if (reading_state(c->state))
+        core_set_state(c, AW_CORE_DISCONNECTED);
 }
 
-void aw_core_on_groups(aw_core *c, bool ok, const char *why) {
-    if (c->in_flight == IN_GROUPS) c->in_flight = IN_NONE;
-    if (c->state != AW_CORE_SETUP) return;
-    if (!ok && !why) return;   /* the connection went: aw_core_on_lost follows */
+void aw_core_on_groups(aw_core *c, bool ok, const char *why)
+{
+    if (c->in_flight == IN_GROUPS)
+        c->in_flight = IN_NONE;
+    if (c->state != AW_CORE_SETUP)
+        return;
+    if (!ok && !why)
+        return; /* the connection went: aw_core_on_lost follows */
     if (!ok) {
         pause_reads(c, AW_CORE_SETUP, why);
         return;
@@ -495,14 +593,16 @@ void aw_core_on_groups(aw_core *c, bool ok, const char *why) {
 
 /* ---- Committing ---------------------------------------------------------- */
 
-static void start_batch(aw_core *c, core_batch *b) {
+static void start_batch(aw_core *c, core_batch *b)
+{
     c->committing = b;
     b->done = 0;
     b->span = b->n;
     c->commit_due = true;
 }
 
-static void submit(aw_core *c, core_batch *b) {
+static void submit(aw_core *c, core_batch *b)
+{
     if (batch_empty(b) && !b->tick) {
         batch_free(b);
     } else if (!c->committing) {
@@ -511,42 +611,53 @@ static void submit(aw_core *c, core_batch *b) {
         c->ready = b;
     } else if (!batch_merge(c->ready, b)) {
         /* Its entries stay pending in Redis: read them again. */
-        core_log_add(c, AW_CORE_ERROR, "out_of_memory", NULL, NULL, NULL, "grouping reads",
+        core_log_add(c, AW_CORE_ERROR, "out_of_memory", NULL, NULL, NULL,
+                     "grouping reads",
                      "reading this consumer's pending entries again", -1);
         batch_free(b);
-        if (c->state == AW_CORE_LIVE) enter_pending(c);
+        if (c->state == AW_CORE_LIVE)
+            enter_pending(c);
     }
 }
 
-static bool ready_full(const aw_core *c) {
+static bool ready_full(const aw_core *c)
+{
     return c->ready && c->ready->n >= c->cfg.group_max_entries;
 }
 
 /* Fills the commit of the part on trial. false when out of memory. */
-static bool build_commit(aw_core *c, aw_core_commit *out) {
+static bool build_commit(aw_core *c, aw_core_commit *out)
+{
     core_batch *b = c->committing;
     bool last = b->done + b->span == b->n;
-    if (!grow((void **)&c->items, &c->items_cap, b->span ? b->span : 1, sizeof *c->items) ||
-        !grow((void **)&c->trims, &c->trims_cap, b->ngaps ? b->ngaps : 1, sizeof *c->trims))
+    if (!grow((void **)&c->items, &c->items_cap, b->span ? b->span : 1,
+              sizeof *c->items) ||
+        !grow((void **)&c->trims, &c->trims_cap, b->ngaps ? b->ngaps : 1,
+              sizeof *c->trims))
         return false;
     for (size_t i = 0; i < b->span; i++) {
         size_t k = b->done + i;
-        c->items[i] = (aw_ingest_item){b->entries[k], b->reasons[k], b->details[k]};
+        c->items[i] =
+            (aw_ingest_item){b->entries[k], b->reasons[k], b->details[k]};
     }
     for (size_t i = 0; last && i < b->ngaps; i++)
-        c->trims[i] = (aw_ingest_trim){c->cfg.streams[b->gaps[i].stream], b->gaps[i].first,
-                                       b->gaps[i].last, b->gaps[i].delivered};
+        c->trims[i] = (aw_ingest_trim){c->cfg.streams[b->gaps[i].stream],
+                                       b->gaps[i].first, b->gaps[i].last,
+                                       b->gaps[i].delivered};
     *out = (aw_core_commit){c->items, b->span, c->trims, last ? b->ngaps : 0,
                             last ? b->clock_ns : 0};
     return true;
 }
 
-static bool ack_add(aw_core *c, int stream, const char *id) {
+static bool ack_add(aw_core *c, int stream, const char *id)
+{
     if (c->nack == c->ack_cap) {
         size_t cap = c->ack_cap;
-        if (!grow((void **)&c->acks, &cap, c->nack + 1, sizeof *c->acks)) return false;
+        if (!grow((void **)&c->acks, &cap, c->nack + 1, sizeof *c->acks))
+            return false;
         cap = c->ack_cap;
-        if (!grow((void **)&c->ack_ids, &cap, c->nack + 1, sizeof *c->ack_ids)) return false;
+        if (!grow((void **)&c->ack_ids, &cap, c->nack + 1, sizeof *c->ack_ids))
+            return false;
         c->ack_cap = cap;
     }
     snprintf(c->acks[c->nack].id, TEXT, "%s", id);
@@ -556,31 +667,39 @@ static bool ack_add(aw_core *c, int stream, const char *id) {
 }
 
 /* The part just committed becomes acknowledgements, grouped by stream. */
-static void queue_acks(aw_core *c, const core_batch *b, bool last) {
-    assert(c->ack_pos == c->nack);   /* the previous part's were handed out */
+static void queue_acks(aw_core *c, const core_batch *b, bool last)
+{
+    assert(c->ack_pos == c->nack); /* the previous part's were handed out */
     c->nack = c->ack_pos = 0;
     for (int s = 0; s < NSTREAMS; s++) {
         for (size_t i = b->done; i < b->done + b->span; i++)
-            if (b->streams[i] == s && !ack_add(c, s, b->entries[i]->id.ptr)) goto nomem;
+            if (b->streams[i] == s && !ack_add(c, s, b->entries[i]->id.ptr))
+                goto nomem;
         for (size_t i = 0; last && i < b->ngaps; i++)
-            if (b->gaps[i].stream == s && b->gaps[i].ack && !ack_add(c, s, b->gaps[i].first))
+            if (b->gaps[i].stream == s && b->gaps[i].ack &&
+                !ack_add(c, s, b->gaps[i].first))
                 goto nomem;
     }
     /* Pointers only now: acks may have moved while it grew. */
-    for (size_t i = 0; i < c->nack; i++) c->ack_ids[i] = c->acks[i].id;
+    for (size_t i = 0; i < c->nack; i++)
+        c->ack_ids[i] = c->acks[i].id;
     return;
 nomem:
     /* Unacknowledged entries are delivered again and found stored. */
-    core_log_add(c, AW_CORE_WARN, "ack_failed", NULL, NULL, NULL, "out of memory",
-                 "the entries stay pending and are found stored when delivered again", -1);
+    core_log_add(
+        c, AW_CORE_WARN, "ack_failed", NULL, NULL, NULL, "out of memory",
+        "the entries stay pending and are found stored when delivered again",
+        -1);
     c->nack = c->ack_pos = 0;
 }
 
-static void commit_succeeded(aw_core *c) {
+static void commit_succeeded(aw_core *c)
+{
     core_batch *b = c->committing;
     bool last = b->done + b->span == b->n;
     if (c->commit_failing) {
-        core_log_add(c, AW_CORE_INFO, "index_commit_recovered", NULL, NULL, NULL, NULL, NULL, -1);
+        core_log_add(c, AW_CORE_INFO, "index_commit_recovered", NULL, NULL,
+                     NULL, NULL, NULL, -1);
         c->commit_failing = false;
         c->commit_error[0] = '\0';
     }
@@ -589,13 +708,13 @@ static void commit_succeeded(aw_core *c) {
     queue_acks(c, b, last);
     if (!last) {
         b->done += b->span;
-        b->span = b->n - b->done;   /* try the rest whole */
+        b->span = b->n - b->done; /* try the rest whole */
         c->commit_due = true;
         return;
     }
     if (c->splitting) {
-        core_log_add(c, AW_CORE_INFO, "batch_split_done", NULL, NULL, NULL, NULL, NULL,
-                     (long long)b->n);
+        core_log_add(c, AW_CORE_INFO, "batch_split_done", NULL, NULL, NULL,
+                     NULL, NULL, (long long)b->n);
         c->splitting = false;
     }
     batch_free(b);
@@ -607,27 +726,32 @@ static void commit_succeeded(aw_core *c) {
     }
 }
 
-static void commit_transient(aw_core *c, int rc, const char *msg) {
+static void commit_transient(aw_core *c, int rc, const char *msg)
+{
     char words[LOG_TEXT];
     snprintf(words, sizeof words, "%s (%s)", transient_words(rc), msg);
     if (!c->commit_failing || strcmp(c->commit_error, words) != 0) {
-        core_log_add(c, AW_CORE_ERROR, "index_commit_failed", NULL, NULL, NULL, words,
-                     "retrying with backoff; nothing is acknowledged",
+        core_log_add(c, AW_CORE_ERROR, "index_commit_failed", NULL, NULL, NULL,
+                     words, "retrying with backoff; nothing is acknowledged",
                      (long long)c->committing->span);
         snprintf(c->commit_error, sizeof c->commit_error, "%s", words);
     }
     c->commit_failing = true;
-    c->commit_retry_ms = c->commit_retry_ms ? c->commit_retry_ms * 2 : c->cfg.retry_first_ms;
-    if (c->commit_retry_ms > c->cfg.retry_max_ms) c->commit_retry_ms = c->cfg.retry_max_ms;
+    c->commit_retry_ms =
+        c->commit_retry_ms ? c->commit_retry_ms * 2 : c->cfg.retry_first_ms;
+    if (c->commit_retry_ms > c->cfg.retry_max_ms)
+        c->commit_retry_ms = c->cfg.retry_max_ms;
     c->commit_timer_due = true;
 }
 
-static void commit_deterministic(aw_core *c, const char *msg) {
+static void commit_deterministic(aw_core *c, const char *msg)
+{
     core_batch *b = c->committing;
     if (b->span > 1) {
         if (!c->splitting)
-            core_log_add(c, AW_CORE_WARN, "index_refused_batch", NULL, NULL, NULL, msg,
-                         "splitting the batch to find the entry", (long long)b->n);
+            core_log_add(c, AW_CORE_WARN, "index_refused_batch", NULL, NULL,
+                         NULL, msg, "splitting the batch to find the entry",
+                         (long long)b->n);
         c->splitting = true;
         b->span = (b->span + 1) / 2;
         c->commit_due = true;
@@ -638,19 +762,22 @@ static void commit_deterministic(aw_core *c, const char *msg) {
         char detail[LOG_TEXT];
         snprintf(detail, sizeof detail, "the index refused it: %s", msg);
         if (!batch_force(b, k, AW_REJECT_INDEX_ERROR, detail)) {
-            commit_transient(c, AW_ERR_NOMEM, "keeping the reason of a refused entry");
+            commit_transient(c, AW_ERR_NOMEM,
+                             "keeping the reason of a refused entry");
             return;
         }
         c->totals.rejected_by_index++;
-        core_log_add(c, AW_CORE_WARN, "entry_refused_by_index", c->cfg.streams[b->streams[k]],
-                     b->entries[k]->id.ptr, NULL, msg, "stored as rejected (index_error)", 1);
+        core_log_add(c, AW_CORE_WARN, "entry_refused_by_index",
+                     c->cfg.streams[b->streams[k]], b->entries[k]->id.ptr, NULL,
+                     msg, "stored as rejected (index_error)", 1);
         c->commit_due = true;
         return;
     }
     go_broken(c, "the index refused a batch even without its entries", msg);
 }
 
-void aw_core_on_commit(aw_core *c, int rc, const aw_error *err) {
+void aw_core_on_commit(aw_core *c, int rc, const aw_error *err)
+{
     const char *msg = err && err->msg[0] ? err->msg : "unknown error";
     assert(c->commit_running && c->committing);
     c->commit_running = false;
@@ -663,14 +790,18 @@ void aw_core_on_commit(aw_core *c, int rc, const aw_error *err) {
     case AW_COMMIT_OK: commit_succeeded(c); break;
     case AW_COMMIT_TRANSIENT: commit_transient(c, rc, msg); break;
     case AW_COMMIT_DETERMINISTIC: commit_deterministic(c, msg); break;
-    case AW_COMMIT_BROKEN: go_broken(c, "the index cannot be written", msg); break;
+    case AW_COMMIT_BROKEN:
+        go_broken(c, "the index cannot be written", msg);
+        break;
     }
 }
 
-void aw_core_on_acked(aw_core *c, bool failed, long long acked) {
+void aw_core_on_acked(aw_core *c, bool failed, long long acked)
+{
     assert(c->acks_in_flight > 0);
     c->acks_in_flight--;
-    if (!failed && acked > 0) c->totals.acked += (size_t)acked;
+    if (!failed && acked > 0)
+        c->totals.acked += (size_t)acked;
 }
 
 /* ---- Reads --------------------------------------------------------------- */
@@ -679,17 +810,20 @@ void aw_core_on_acked(aw_core *c, bool failed, long long acked) {
  * own entries too once a slow commit lets them idle past the claim
  * threshold, and taking them again would count a delivery that never
  * failed. Claim rounds are rare and the batches bounded: a scan will do. */
-static bool held_in_flight(const aw_core *c, int stream, const aw_raw_entry *e) {
+static bool held_in_flight(const aw_core *c, int stream, const aw_raw_entry *e)
+{
     const core_batch *held[] = {c->committing, c->ready};
     for (size_t k = 0; k < 2; k++)
         for (size_t i = 0; held[k] && i < held[k]->n; i++)
-            if (held[k]->streams[i] == stream && held[k]->entries[i]->id_ms == e->id_ms &&
+            if (held[k]->streams[i] == stream &&
+                held[k]->entries[i]->id_ms == e->id_ms &&
                 held[k]->entries[i]->id_seq == e->id_seq)
                 return true;
     return false;
 }
 
-static void free_read(aw_core_read *r, size_t from_stream, size_t from_entry) {
+static void free_read(aw_core_read *r, size_t from_stream, size_t from_entry)
+{
     for (size_t s = from_stream; s < NSTREAMS; s++) {
         aw_core_stream_read *sr = &r->streams[s];
         for (size_t i = s == from_stream ? from_entry : 0; i < sr->n; i++)
@@ -699,15 +833,17 @@ static void free_read(aw_core_read *r, size_t from_stream, size_t from_entry) {
 }
 
 static bool report_loss(aw_core *c, core_batch *b, int s, aw_stream_id first,
-                        aw_stream_id last) {
+                        aw_stream_id last)
+{
     core_stream *st = &c->streams[s];
     char a[TEXT], z[TEXT];
-    if (!batch_add_gap(b, s, first, last, false, false)) return false;
+    if (!batch_add_gap(b, s, first, last, false, false))
+        return false;
     st->has_lost_through = true;
     st->lost_through = last;
     core_log_add(c, AW_CORE_WARN, "entries_deleted_unread", c->cfg.streams[s],
-                 aw_stream_id_format(first, a), aw_stream_id_format(last, z), NULL,
-                 "reported as audit_evidence_trimmed", -1);
+                 aw_stream_id_format(first, a), aw_stream_id_format(last, z),
+                 NULL, "reported as audit_evidence_trimmed", -1);
     return true;
 }
 
@@ -719,22 +855,27 @@ static bool report_loss(aw_core *c, core_batch *b, int s, aw_stream_id first,
  * beyond L, the range (L, max deleted] went unread. Each range is reported
  * once; Redis keeps counting reported entries in the lag, so they are
  * subtracted. */
-static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch) {
+static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
+{
     for (int s = 0; s < NSTREAMS; s++) {
         core_stream *st = &c->streams[s];
         const aw_core_snapshot *b = &r->streams[s].before;
         aw_stream_id from, last;
-        if (!b->has_info || !b->has_group) continue;
+        if (!b->has_info || !b->has_group)
+            continue;
         from = b->last_delivered;
-        if (st->has_lost_through && aw_stream_id_cmp(st->lost_through, from) > 0)
+        if (st->has_lost_through &&
+            aw_stream_id_cmp(st->lost_through, from) > 0)
             from = st->lost_through;
-        if (b->has_lag &&
-            (b->length == 0 ||
-             (b->has_first && aw_stream_id_cmp(b->last_delivered, b->first) < 0))) {
+        if (b->has_lag && (b->length == 0 ||
+                           (b->has_first && aw_stream_id_cmp(b->last_delivered,
+                                                             b->first) < 0))) {
             long long lost = b->lag - b->length - st->lost_counted;
             last = b->length ? aw_stream_id_prev(b->first) : b->last_generated;
-            if (lost > 0 && aw_stream_id_cmp(aw_stream_id_next(from), last) <= 0) {
-                if (!report_loss(c, batch, s, aw_stream_id_next(from), last)) return false;
+            if (lost > 0 &&
+                aw_stream_id_cmp(aw_stream_id_next(from), last) <= 0) {
+                if (!report_loss(c, batch, s, aw_stream_id_next(from), last))
+                    return false;
                 st->lost_counted += lost;
                 from = last;
             }
@@ -748,7 +889,8 @@ static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch) {
 
 /* Moves the read's entries and deleted ids into a new batch. NULL when out
  * of memory (the read's entries are freed either way). */
-static core_batch *take_read(aw_core *c, aw_core_read *r) {
+static core_batch *take_read(aw_core *c, aw_core_read *r)
+{
     core_batch *b = calloc(1, sizeof *b);
     for (int s = 0; s < NSTREAMS; s++) {
         aw_core_stream_read *sr = &r->streams[s];
@@ -758,7 +900,8 @@ static core_batch *take_read(aw_core *c, aw_core_read *r) {
         for (size_t i = 0; b && i < sr->n; i++) {
             aw_raw_entry *e = sr->entries[i];
             aw_stream_id id = {e->id_ms, e->id_seq};
-            if (!seen || aw_stream_id_cmp(id, newest) > 0) newest = id;
+            if (!seen || aw_stream_id_cmp(id, newest) > 0)
+                newest = id;
             seen = true;
             if (r->kind == AW_CORE_READ_CLAIM && held_in_flight(c, s, e)) {
                 aw_raw_entry_free(e);
@@ -770,40 +913,50 @@ static core_batch *take_read(aw_core *c, aw_core_read *r) {
         }
         sr->n = 0;
         for (size_t i = 0; b && i < sr->ndeleted; i++) {
-            if (!seen || aw_stream_id_cmp(sr->deleted[i], newest) > 0) newest = sr->deleted[i];
+            if (!seen || aw_stream_id_cmp(sr->deleted[i], newest) > 0)
+                newest = sr->deleted[i];
             seen = true;
-            if (!batch_add_gap(b, s, sr->deleted[i], sr->deleted[i], true, true)) {
+            if (!batch_add_gap(b, s, sr->deleted[i], sr->deleted[i], true,
+                               true)) {
                 free_read(r, (size_t)s + 1, 0);
                 batch_free(b);
                 return NULL;
             }
         }
         for (size_t i = 0; b && i < sr->nclaim_deleted; i++)
-            if (!batch_add_gap(b, s, sr->claim_deleted[i], sr->claim_deleted[i], true, false)) {
+            if (!batch_add_gap(b, s, sr->claim_deleted[i], sr->claim_deleted[i],
+                               true, false)) {
                 free_read(r, (size_t)s + 1, 0);
                 batch_free(b);
                 return NULL;
             }
         if (r->kind == AW_CORE_READ_PENDING) {
             st->next_done = !seen;
-            if (seen) aw_stream_id_format(newest, st->next_from);
+            if (seen)
+                aw_stream_id_format(newest, st->next_from);
         } else if (r->kind == AW_CORE_READ_CLAIM) {
-            st->next_done = sr->claim_cursor.ms == 0 && sr->claim_cursor.seq == 0;
+            st->next_done =
+                sr->claim_cursor.ms == 0 && sr->claim_cursor.seq == 0;
             aw_stream_id_format(sr->claim_cursor, st->next_from);
         }
     }
-    if (!b) free_read(r, 0, 0);
+    if (!b)
+        free_read(r, 0, 0);
     return b;
 }
 
 /* The cursors move once the read's batch is in a commit slot. */
-static void advance_cursors(aw_core *c, aw_core_read_kind kind, const bool asked[NSTREAMS]) {
+static void advance_cursors(aw_core *c, aw_core_read_kind kind,
+                            const bool asked[NSTREAMS])
+{
     for (int s = 0; s < NSTREAMS; s++) {
         core_stream *st = &c->streams[s];
-        if (!asked[s]) continue;
+        if (!asked[s])
+            continue;
         if (kind == AW_CORE_READ_PENDING) {
             st->pending_done = st->next_done;
-            if (!st->next_done) memcpy(st->pending_from, st->next_from, TEXT);
+            if (!st->next_done)
+                memcpy(st->pending_from, st->next_from, TEXT);
         } else if (kind == AW_CORE_READ_CLAIM) {
             st->claim_done = st->next_done;
             memcpy(st->claim_cursor, st->next_from, TEXT);
@@ -811,17 +964,21 @@ static void advance_cursors(aw_core *c, aw_core_read_kind kind, const bool asked
     }
 }
 
-static void asked_of(const aw_core *c, aw_core_read_kind kind, bool out[NSTREAMS]) {
+static void asked_of(const aw_core *c, aw_core_read_kind kind,
+                     bool out[NSTREAMS])
+{
     for (int s = 0; s < NSTREAMS; s++)
-        out[s] = kind == AW_CORE_READ_PENDING  ? !c->streams[s].pending_done
+        out[s] = kind == AW_CORE_READ_PENDING ? !c->streams[s].pending_done
                  : kind == AW_CORE_READ_CLAIM ? !c->streams[s].claim_done
                                               : true;
 }
 
 /* A read that went wrong: where to go from here. */
-static void read_failed(aw_core *c, const aw_core_read *r) {
+static void read_failed(aw_core *c, const aw_core_read *r)
+{
     /* A lost connection is told apart (aw_core_on_lost): nothing to retry. */
-    if (r->lost || !reading_state(c->state) || c->state == AW_CORE_PAUSED) return;
+    if (r->lost || !reading_state(c->state) || c->state == AW_CORE_PAUSED)
+        return;
     if (r->group_missing) {
         core_log_add(c, AW_CORE_WARN, "group_missing", NULL, NULL, NULL, r->why,
                      "creating it again", -1);
@@ -832,19 +989,23 @@ static void read_failed(aw_core *c, const aw_core_read *r) {
                 r->why ? r->why : "unexpected reply");
 }
 
-static void read_succeeded(aw_core *c) {
+static void read_succeeded(aw_core *c)
+{
     c->read_retry_ms = 0;
     c->read_error[0] = '\0';
 }
 
-void aw_core_on_read(aw_core *c, aw_core_read *r) {
+void aw_core_on_read(aw_core *c, aw_core_read *r)
+{
     bool asked[NSTREAMS];
     core_batch *b;
     bool was_blocking = c->read_blocking;
-    if (c->in_flight == IN_READ) c->in_flight = IN_NONE;
+    if (c->in_flight == IN_READ)
+        c->in_flight = IN_NONE;
     if (terminal(c) || c->state == AW_CORE_DISCONNECTED || r->failed) {
         free_read(r, 0, 0);
-        if (r->failed) read_failed(c, r);
+        if (r->failed)
+            read_failed(c, r);
         return;
     }
     asked_of(c, r->kind, asked);
@@ -857,15 +1018,18 @@ void aw_core_on_read(aw_core *c, aw_core_read *r) {
     if (r->kind == AW_CORE_READ_LIVE) {
         bool audit_new = false;
         for (size_t i = 0; i < b->n; i++)
-            if (b->streams[i] == AW_ROLE_AUDIT) audit_new = true;
+            if (b->streams[i] == AW_ROLE_AUDIT)
+                audit_new = true;
         if (!find_losses(c, r, b)) {
             batch_free(b);
-            pause_reads(c, AW_CORE_PENDING, "out of memory while noting a loss");
+            pause_reads(c, AW_CORE_PENDING,
+                        "out of memory while noting a loss");
             return;
         }
-        if (!audit_new) b->clock_ns = r->now_ns;
+        if (!audit_new)
+            b->clock_ns = r->now_ns;
         c->caught_up = b->n == 0;
-        b->tick = was_blocking;   /* an idle blocking read moves the clock */
+        b->tick = was_blocking; /* an idle blocking read moves the clock */
         submit(c, b);
         return;
     }
@@ -881,15 +1045,19 @@ void aw_core_on_read(aw_core *c, aw_core_read *r) {
 
 void aw_core_on_counts(aw_core *c, bool failed, const char *why,
                        const aw_core_delivery *const rows[NSTREAMS],
-                       const size_t nrows[NSTREAMS]) {
+                       const size_t nrows[NSTREAMS])
+{
     bool asked[NSTREAMS];
     core_batch *b = c->counting;
-    if (c->in_flight == IN_COUNT) c->in_flight = IN_NONE;
-    if (!b) return;
+    if (c->in_flight == IN_COUNT)
+        c->in_flight = IN_NONE;
+    if (!b)
+        return;
     c->counting = NULL;
     if (failed) {
         batch_free(b);
-        if (why && !terminal(c) && c->state != AW_CORE_DRAINING && c->state != AW_CORE_PAUSED)
+        if (why && !terminal(c) && c->state != AW_CORE_DRAINING &&
+            c->state != AW_CORE_PAUSED)
             pause_reads(c, c->state, why ? why : "XPENDING failed");
         return;
     }
@@ -906,7 +1074,8 @@ void aw_core_on_counts(aw_core *c, bool failed, const char *why,
                      rows[s][k].count, (long long)c->cfg.max_deliveries);
             if (!batch_force(b, i, AW_REJECT_TOO_MANY_DELIVERIES, detail)) {
                 batch_free(b);
-                pause_reads(c, c->state, "out of memory while counting deliveries");
+                pause_reads(c, c->state,
+                            "out of memory while counting deliveries");
                 return;
             }
             break;
@@ -919,44 +1088,59 @@ void aw_core_on_counts(aw_core *c, bool failed, const char *why,
 
 /* ---- Timers and stopping ------------------------------------------------- */
 
-void aw_core_on_timer(aw_core *c, aw_core_timer timer) {
+void aw_core_on_timer(aw_core *c, aw_core_timer timer)
+{
     if (timer == AW_CORE_TIMER_READS && c->read_timer_on) {
         c->read_timer_on = false;
         if (c->state == AW_CORE_PAUSED) {
-            if (c->resume_to == AW_CORE_PENDING) enter_pending(c);
-            else core_set_state(c, c->resume_to);
+            if (c->resume_to == AW_CORE_PENDING)
+                enter_pending(c);
+            else
+                core_set_state(c, c->resume_to);
         }
     }
     if (timer == AW_CORE_TIMER_COMMIT && c->commit_timer_on) {
         c->commit_timer_on = false;
-        if (c->committing && !c->commit_running) c->commit_due = true;
+        if (c->committing && !c->commit_running)
+            c->commit_due = true;
     }
 }
 
-void aw_core_on_claim_due(aw_core *c) { c->claim_due = true; }
+void aw_core_on_claim_due(aw_core *c)
+{
+    c->claim_due = true;
+}
 
-void aw_core_on_stop(aw_core *c) {
-    if (terminal(c)) return;
+void aw_core_on_stop(aw_core *c)
+{
+    if (terminal(c))
+        return;
     if (c->state == AW_CORE_DRAINING) {
-        core_log_add(c, AW_CORE_WARN, "stop_now", NULL, NULL, NULL, NULL,
-                     "what was not acknowledged is delivered again at the next start", -1);
+        core_log_add(
+            c, AW_CORE_WARN, "stop_now", NULL, NULL, NULL, NULL,
+            "what was not acknowledged is delivered again at the next start",
+            -1);
         core_set_state(c, AW_CORE_STOPPED);
         return;
     }
     core_set_state(c, AW_CORE_DRAINING);
 }
 
-static bool drained(const aw_core *c) {
-    return !c->committing && !c->ready && !c->counting && c->acks_in_flight == 0 &&
-           c->ack_pos == c->nack && !(c->in_flight == IN_READ && !c->read_blocking) &&
+static bool drained(const aw_core *c)
+{
+    return !c->committing && !c->ready && !c->counting &&
+           c->acks_in_flight == 0 && c->ack_pos == c->nack &&
+           !(c->in_flight == IN_READ && !c->read_blocking) &&
            c->in_flight != IN_COUNT;
 }
 
 /* ---- What to do now ------------------------------------------------------ */
 
-static bool next_log(aw_core *c, aw_core_action *a) {
+static bool next_log(aw_core *c, aw_core_action *a)
+{
     core_log *l;
-    if (!c->nlogs) return false;
+    if (!c->nlogs)
+        return false;
     c->log_out = c->logs[c->log_head];
     c->log_head = (c->log_head + 1) % LOG_QUEUE;
     c->nlogs--;
@@ -974,10 +1158,13 @@ static bool next_log(aw_core *c, aw_core_action *a) {
 }
 
 /* One XACK per stream with ids in the part just committed. */
-static bool next_ack(aw_core *c, aw_core_action *a) {
+static bool next_ack(aw_core *c, aw_core_action *a)
+{
     size_t from = c->ack_pos;
-    if (from == c->nack) return false;
-    while (c->ack_pos < c->nack && c->acks[c->ack_pos].stream == c->acks[from].stream)
+    if (from == c->nack)
+        return false;
+    while (c->ack_pos < c->nack &&
+           c->acks[c->ack_pos].stream == c->acks[from].stream)
         c->ack_pos++;
     a->kind = AW_ACT_ACK;
     a->ack.stream = c->acks[from].stream;
@@ -987,11 +1174,13 @@ static bool next_ack(aw_core *c, aw_core_action *a) {
     return true;
 }
 
-static bool next_read(aw_core *c, aw_core_action *a) {
+static bool next_read(aw_core *c, aw_core_action *a)
+{
     for (;;) {
         aw_core_read_kind kind;
         bool any = false;
-        if (c->in_flight != IN_NONE || c->counting || ready_full(c)) return false;
+        if (c->in_flight != IN_NONE || c->counting || ready_full(c))
+            return false;
         switch (c->state) {
         case AW_CORE_SETUP:
             a->kind = AW_ACT_CREATE_GROUPS;
@@ -1004,7 +1193,8 @@ static bool next_read(aw_core *c, aw_core_action *a) {
                 enter_claiming(c);
                 continue;
             }
-            if (c->caught_up && c->committing) return false;   /* block after the commit */
+            if (c->caught_up && c->committing)
+                return false; /* block after the commit */
             kind = AW_CORE_READ_LIVE;
             break;
         default: return false;
@@ -1022,8 +1212,10 @@ static bool next_read(aw_core *c, aw_core_action *a) {
             any = any || a->read.want[s];
         }
         if (!any) {
-            if (kind == AW_CORE_READ_PENDING && c->claim_due) enter_claiming(c);
-            else core_set_state(c, AW_CORE_LIVE);
+            if (kind == AW_CORE_READ_PENDING && c->claim_due)
+                enter_claiming(c);
+            else
+                core_set_state(c, AW_CORE_LIVE);
             continue;
         }
         a->kind = AW_ACT_READ;
@@ -1034,16 +1226,19 @@ static bool next_read(aw_core *c, aw_core_action *a) {
     }
 }
 
-static bool next_count(aw_core *c, aw_core_action *a) {
+static bool next_count(aw_core *c, aw_core_action *a)
+{
     core_batch *b = c->counting;
     bool any = false;
-    if (!c->count_due || !b) return false;
+    if (!c->count_due || !b)
+        return false;
     c->count_due = false;
     for (int s = 0; s < NSTREAMS; s++) {
         size_t first = SIZE_MAX, last = 0, n = 0;
         for (size_t i = 0; i < b->n; i++)
             if (b->streams[i] == s) {
-                if (first == SIZE_MAX) first = i;
+                if (first == SIZE_MAX)
+                    first = i;
                 last = i;
                 n++;
             }
@@ -1059,10 +1254,13 @@ static bool next_count(aw_core *c, aw_core_action *a) {
     return true;
 }
 
-void aw_core_next(aw_core *c, aw_core_action *a) {
+void aw_core_next(aw_core *c, aw_core_action *a)
+{
     memset(a, 0, sizeof *a);
-    if (next_log(c, a)) return;
-    if (next_ack(c, a)) return;
+    if (next_log(c, a))
+        return;
+    if (next_ack(c, a))
+        return;
     if (c->state == AW_CORE_BROKEN || c->state == AW_CORE_STOPPED) {
         if (!c->stop_emitted) {
             c->stop_emitted = true;
@@ -1104,27 +1302,34 @@ void aw_core_next(aw_core *c, aw_core_action *a) {
         }
         return;
     }
-    if (next_count(c, a)) return;
+    if (next_count(c, a))
+        return;
     next_read(c, a);
 }
 
-static void oldest_in(const core_batch *b, int stream, bool *found, uint64_t *ms) {
+static void oldest_in(const core_batch *b, int stream, bool *found,
+                      uint64_t *ms)
+{
     for (size_t i = 0; b && i < b->n; i++)
-        if (b->streams[i] == stream && (!*found || b->entries[i]->id_ms < *ms)) {
+        if (b->streams[i] == stream &&
+            (!*found || b->entries[i]->id_ms < *ms)) {
             *found = true;
             *ms = b->entries[i]->id_ms;
         }
 }
 
-bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms) {
+bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms)
+{
     bool found = false;
     oldest_in(c->counting, stream, &found, ms);
     oldest_in(c->committing, stream, &found, ms);
     oldest_in(c->ready, stream, &found, ms);
-    for (size_t i = 0; (c->ack_pos < c->nack || c->acks_in_flight) && i < c->nack; i++) {
+    for (size_t i = 0;
+         (c->ack_pos < c->nack || c->acks_in_flight) && i < c->nack; i++) {
         uint64_t id_ms, seq;
         if (c->acks[i].stream == stream &&
-            aw_stream_id_parse(c->acks[i].id, strlen(c->acks[i].id), &id_ms, &seq) == AW_OK &&
+            aw_stream_id_parse(c->acks[i].id, strlen(c->acks[i].id), &id_ms,
+                               &seq) == AW_OK &&
             (!found || id_ms < *ms)) {
             found = true;
             *ms = id_ms;

@@ -41,8 +41,8 @@ const char *aw_core_state_name(aw_core_state state);
 
 typedef struct aw_core_config {
     const char *streams[AW_CORE_STREAMS]; /* by role; borrowed */
-    size_t group_max_entries;  /* stop merging reads into the waiting batch */
-    int64_t max_deliveries;    /* more: rejected TOO_MANY_DELIVERIES */
+    size_t group_max_entries; /* stop merging reads into the waiting batch */
+    int64_t max_deliveries;   /* more: rejected TOO_MANY_DELIVERIES */
     int64_t retry_first_ms, retry_max_ms; /* backoff of commands and commits */
 } aw_core_config;
 
@@ -61,10 +61,10 @@ aw_commit_class aw_commit_class_of(int rc);
 
 /* XINFO STREAM and XINFO GROUPS of one stream, just before a live read. */
 typedef struct aw_core_snapshot {
-    bool has_info;          /* length, last_generated, max_deleted known */
-    bool has_first;         /* the stream holds at least one entry */
-    bool has_group;         /* our group was listed, last_delivered known */
-    bool has_lag;           /* Redis could compute the group's lag */
+    bool has_info;  /* length, last_generated, max_deleted known */
+    bool has_first; /* the stream holds at least one entry */
+    bool has_group; /* our group was listed, last_delivered known */
+    bool has_lag;   /* Redis could compute the group's lag */
     long long length, lag;
     aw_stream_id first, last_generated, max_deleted, last_delivered;
 } aw_core_snapshot;
@@ -87,8 +87,8 @@ typedef struct aw_core_stream_read {
     size_t ndeleted;
     aw_stream_id *claim_deleted;
     size_t nclaim_deleted;
-    aw_stream_id claim_cursor;   /* the next XAUTOCLAIM start; 0-0: done */
-    aw_core_snapshot before;     /* AW_CORE_READ_LIVE only */
+    aw_stream_id claim_cursor; /* the next XAUTOCLAIM start; 0-0: done */
+    aw_core_snapshot before;   /* AW_CORE_READ_LIVE only */
 } aw_core_stream_read;
 
 typedef struct aw_core_read {
@@ -98,9 +98,9 @@ typedef struct aw_core_read {
      * it is used; group_missing when Redis said NOGROUP. why is the reason
      * (logged once per distinct reason). */
     bool failed, group_missing;
-    bool lost;                    /* failed because the connection went */
+    bool lost; /* failed because the connection went */
     const char *why;
-    int64_t now_ns;               /* the wall clock when it was answered */
+    int64_t now_ns; /* the wall clock when it was answered */
     aw_core_stream_read streams[AW_CORE_STREAMS];
 } aw_core_read;
 
@@ -113,15 +113,15 @@ typedef struct aw_core_delivery {
 /* ---- Actions ------------------------------------------------------------- */
 
 typedef enum aw_core_action_kind {
-    AW_ACT_NONE = 0,   /* nothing to do until the next input */
+    AW_ACT_NONE = 0,      /* nothing to do until the next input */
     AW_ACT_CREATE_GROUPS, /* XGROUP CREATE ... MKSTREAM, every stream */
-    AW_ACT_READ,       /* read.kind, for the streams with want[s] */
-    AW_ACT_COUNT,      /* XPENDING over [first, last] of the streams with want */
-    AW_ACT_COMMIT,     /* run commit (aw_ingest_batch), then aw_core_on_commit */
-    AW_ACT_ACK,        /* XACK ack.ids on stream ack.stream, then on_acked */
-    AW_ACT_WAIT,       /* call aw_core_on_timer(wait.timer) after wait.ms */
-    AW_ACT_LOG,        /* a change worth one log line */
-    AW_ACT_STOP,       /* all done: close the connection, leave the loop */
+    AW_ACT_READ,          /* read.kind, for the streams with want[s] */
+    AW_ACT_COUNT,  /* XPENDING over [first, last] of the streams with want */
+    AW_ACT_COMMIT, /* run commit (aw_ingest_batch), then aw_core_on_commit */
+    AW_ACT_ACK,    /* XACK ack.ids on stream ack.stream, then on_acked */
+    AW_ACT_WAIT,   /* call aw_core_on_timer(wait.timer) after wait.ms */
+    AW_ACT_LOG,    /* a change worth one log line */
+    AW_ACT_STOP,   /* all done: close the connection, leave the loop */
 } aw_core_action_kind;
 
 typedef struct aw_core_commit {
@@ -134,9 +134,16 @@ typedef struct aw_core_commit {
 
 /* The two waits: reads after a failed command, a commit after a transient
  * failure. Each has its own timer. */
-typedef enum aw_core_timer { AW_CORE_TIMER_READS, AW_CORE_TIMER_COMMIT } aw_core_timer;
+typedef enum aw_core_timer {
+    AW_CORE_TIMER_READS,
+    AW_CORE_TIMER_COMMIT
+} aw_core_timer;
 
-typedef enum aw_core_log_level { AW_CORE_INFO, AW_CORE_WARN, AW_CORE_ERROR } aw_core_log_level;
+typedef enum aw_core_log_level {
+    AW_CORE_INFO,
+    AW_CORE_WARN,
+    AW_CORE_ERROR
+} aw_core_log_level;
 
 /* Everything an action points to is owned by the core and valid until the
  * next call into it (commit: until aw_core_on_commit). */
@@ -146,7 +153,8 @@ typedef struct aw_core_action {
         aw_core_read_kind kind;
         bool blocking;
         bool want[AW_CORE_STREAMS];
-        const char *from[AW_CORE_STREAMS];  /* PENDING: start id; CLAIM: cursor */
+        const char
+            *from[AW_CORE_STREAMS]; /* PENDING: start id; CLAIM: cursor */
     } read;
     struct {
         bool want[AW_CORE_STREAMS];
@@ -165,12 +173,12 @@ typedef struct aw_core_action {
     } wait;
     struct {
         aw_core_log_level level;
-        const char *event;           /* "index_commit_failed" */
-        const char *stream;          /* may be NULL */
+        const char *event;              /* "index_commit_failed" */
+        const char *stream;             /* may be NULL */
         const char *first_id, *last_id; /* a lost range; may be NULL */
-        const char *error;           /* the reason in words; may be NULL */
-        const char *action;          /* what happens now; may be NULL */
-        long long entries;           /* -1 when not about entries */
+        const char *error;              /* the reason in words; may be NULL */
+        const char *action;             /* what happens now; may be NULL */
+        long long entries;              /* -1 when not about entries */
     } log;
 } aw_core_action;
 
@@ -213,7 +221,7 @@ void aw_core_on_stop(aw_core *c);
 typedef struct aw_core_totals {
     size_t acked;
     size_t entries_committed;
-    size_t rejected_by_index;   /* entries the index refused (split out) */
+    size_t rejected_by_index; /* entries the index refused (split out) */
 } aw_core_totals;
 const aw_core_totals *aw_core_totals_get(const aw_core *c);
 /* The entry-id time (ms) of the oldest entry of stream read and not yet

@@ -56,14 +56,14 @@
 #include "consumer/reply.h"
 #include "consumer/sinks.h"
 
-#define REPLY_MARGIN_MS 5000
-#define STOP_DEADLINE_MS 4000
-#define SUMMARY_INTERVAL_MS 60000
-#define RETRY_FIRST_MS 500
-#define RETRY_MAX_MS 30000
-#define NSTREAMS AW_CORE_STREAMS
-#define METRICS_INTERVAL_MS 1000
-#define CALLS_LOG_POLL_MS 250
+#define REPLY_MARGIN_MS      5000
+#define STOP_DEADLINE_MS     4000
+#define SUMMARY_INTERVAL_MS  60000
+#define RETRY_FIRST_MS       500
+#define RETRY_MAX_MS         30000
+#define NSTREAMS             AW_CORE_STREAMS
+#define METRICS_INTERVAL_MS  1000
+#define CALLS_LOG_POLL_MS    250
 #define CALLS_LOG_STEP_LINES 2000
 /* Reads stop being merged into the waiting batch once it holds this many
  * entries (a read adds at most COUNT per stream). Measured at 300k entries:
@@ -76,12 +76,12 @@
 typedef enum round_kind { ROUND_GROUPS, ROUND_READ, ROUND_COUNT } round_kind;
 
 typedef enum reply_kind {
-    REPLY_CREATE,   /* XGROUP CREATE of one stream */
-    REPLY_INFO,     /* XINFO STREAM of one stream */
-    REPLY_GROUPS,   /* XINFO GROUPS of one stream */
-    REPLY_READ,     /* XREADGROUP over several streams */
-    REPLY_CLAIM,    /* XAUTOCLAIM of one stream */
-    REPLY_COUNT,    /* XPENDING of one stream */
+    REPLY_CREATE, /* XGROUP CREATE of one stream */
+    REPLY_INFO,   /* XINFO STREAM of one stream */
+    REPLY_GROUPS, /* XINFO GROUPS of one stream */
+    REPLY_READ,   /* XREADGROUP over several streams */
+    REPLY_CLAIM,  /* XAUTOCLAIM of one stream */
+    REPLY_COUNT,  /* XPENDING of one stream */
 } reply_kind;
 
 struct round;
@@ -90,7 +90,7 @@ struct round;
 typedef struct reply_ctx {
     struct round *round;
     reply_kind kind;
-    int stream;     /* -1 for a read over several streams */
+    int stream; /* -1 for a read over several streams */
 } reply_ctx;
 
 /* Growable arrays behind one stream's part of a read. */
@@ -125,7 +125,7 @@ struct aw_daemon {
     bool driving, drive_again;
     size_t rounds_in_flight;
 
-    uv_work_t work;               /* the commit on the thread pool */
+    uv_work_t work; /* the commit on the thread pool */
     aw_core_commit commit;
     int commit_rc;
     aw_error commit_err;
@@ -135,30 +135,31 @@ struct aw_daemon {
     bool loop_ready, running, stopping, core_stopped, finished;
     uv_async_t stop_async;
     uv_signal_t sigterm, sigint, sighup;
-    uv_timer_t claim_timer, summary_timer, read_timer, commit_timer, stop_timer, chain_timer;
+    uv_timer_t claim_timer, summary_timer, read_timer, commit_timer, stop_timer,
+        chain_timer;
     uv_timer_t watch_timer;
-    aw_watch *watch;              /* Caracal's groups, polled (pipeline_watch.c) */
+    aw_watch *watch; /* Caracal's groups, polled (pipeline_watch.c) */
 
-    bool chain_due;               /* the timer fired while a commit ran */
+    bool chain_due; /* the timer fired while a commit ran */
     bool chain_published;
     int64_t chain_published_count;
-    size_t chain_in_flight;       /* XADDs of the head not answered yet */
+    size_t chain_in_flight; /* XADDs of the head not answered yet */
 
     aw_ingest_stats totals;
     aw_sinks_stats sink_totals;
     size_t minute_rejects[AW_REJECT_REASON_COUNT];
-    size_t indexed_at_summary;   /* totals.indexed at the last summary */
-    int64_t committed_clock_ns;  /* detector clock after the last commit */
+    size_t indexed_at_summary;  /* totals.indexed at the last summary */
+    int64_t committed_clock_ns; /* detector clock after the last commit */
     uint64_t started_ms;
 
-    aw_metrics *metrics;          /* NULL without --metrics-listen */
-    aw_metrics_state figures;     /* the loop's counters behind /metrics */
+    aw_metrics *metrics;      /* NULL without --metrics-listen */
+    aw_metrics_state figures; /* the loop's counters behind /metrics */
     uv_timer_t metrics_timer;
-    double commit_seconds;        /* of the last commit (worker-written) */
+    double commit_seconds; /* of the last commit (worker-written) */
 
     /* --calls-log: its steps share the worker with the core's commits,
      * one at a time; a commit the core hands out meanwhile waits. */
-    aw_calls_log *calls_log;      /* NULL without --calls-log */
+    aw_calls_log *calls_log; /* NULL without --calls-log */
     uv_timer_t calls_log_timer;
     uv_work_t calls_log_work;
     bool calls_log_due, calls_log_more, core_commit_waiting;
@@ -173,24 +174,31 @@ static void try_finish(aw_daemon *d);
 static void start_calls_log_step(aw_daemon *d);
 static void on_stop_deadline(uv_timer_t *t);
 
-static int64_t wall_ns(void) {
+static int64_t wall_ns(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int stream_index(const aw_daemon *d, const char *name, size_t len) {
+static int stream_index(const aw_daemon *d, const char *name, size_t len)
+{
     for (int i = 0; i < NSTREAMS; i++)
-        if (strlen(d->names[i]) == len && memcmp(d->names[i], name, len) == 0) return i;
+        if (strlen(d->names[i]) == len && memcmp(d->names[i], name, len) == 0)
+            return i;
     return -1;
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t size) {
+static bool grow(void **p, size_t *cap, size_t need, size_t size)
+{
     size_t n = *cap ? *cap : 64;
     void *g;
-    if (need <= *cap) return true;
-    while (n < need) n *= 2;
-    if (!(g = realloc(*p, n * size))) return false;
+    if (need <= *cap)
+        return true;
+    while (n < need)
+        n *= 2;
+    if (!(g = realloc(*p, n * size)))
+        return false;
     *p = g;
     *cap = n;
     return true;
@@ -198,19 +206,23 @@ static bool grow(void **p, size_t *cap, size_t need, size_t size) {
 
 /* ---- Rounds --------------------------------------------------------------- */
 
-static round *round_new(aw_daemon *d, round_kind kind) {
+static round *round_new(aw_daemon *d, round_kind kind)
+{
     round *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     r->d = d;
     r->kind = kind;
     d->rounds_in_flight++;
     return r;
 }
 
-static void round_free(round *r) {
+static void round_free(round *r)
+{
     for (int s = 0; s < NSTREAMS; s++) {
         aw_core_stream_read *sr = &r->read.streams[s];
-        for (size_t i = 0; i < sr->n; i++) aw_raw_entry_free(sr->entries[i]);
+        for (size_t i = 0; i < sr->n; i++)
+            aw_raw_entry_free(sr->entries[i]);
         free(sr->entries);
         free(sr->deleted);
         free(sr->claim_deleted);
@@ -219,34 +231,39 @@ static void round_free(round *r) {
     free(r);
 }
 
-static void round_fail(round *r, const char *what, const redisReply *reply) {
-    if (r->failed) return;
+static void round_fail(round *r, const char *what, const redisReply *reply)
+{
+    if (r->failed)
+        return;
     r->failed = true;
     if (!reply) {
         r->lost = true;
         return;
     }
-    if (aw_reply_is_error(reply, "NOGROUP")) r->group_missing = true;
+    if (aw_reply_is_error(reply, "NOGROUP"))
+        r->group_missing = true;
     snprintf(r->why, sizeof r->why, "%s: %.200s", what,
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply shape");
+             reply->type == REDIS_REPLY_ERROR ? reply->str
+                                              : "unexpected reply shape");
 }
 
 /* Every command of the round answered: tell the core. */
-static void round_report(round *r) {
+static void round_report(round *r)
+{
     aw_daemon *d = r->d;
     const char *why = r->lost ? NULL : r->why;
     d->rounds_in_flight--;
     switch (r->kind) {
-    case ROUND_GROUPS:
-        aw_core_on_groups(d->core, !r->failed, why);
-        break;
+    case ROUND_GROUPS: aw_core_on_groups(d->core, !r->failed, why); break;
     case ROUND_READ:
         if (r->read.kind == AW_CORE_READ_LIVE && !r->failed)
             for (int s = 0; s < NSTREAMS; s++) {
                 const aw_core_stream_read *sr = &r->read.streams[s];
-                if (!(d->figures.has_lag[s] = sr->before.has_lag)) continue;
+                if (!(d->figures.has_lag[s] = sr->before.has_lag))
+                    continue;
                 d->figures.lag[s] = sr->before.lag > (long long)sr->n
-                                        ? sr->before.lag - (long long)sr->n : 0;
+                                        ? sr->before.lag - (long long)sr->n
+                                        : 0;
             }
         r->read.failed = r->failed;
         r->read.lost = r->lost;
@@ -270,17 +287,23 @@ static void round_report(round *r) {
     drive(d);
 }
 
-static void round_answered(round *r) {
-    if (++r->answered == r->sent) round_report(r);
+static void round_answered(round *r)
+{
+    if (++r->answered == r->sent)
+        round_report(r);
 }
 
-static void send_in_round(round *r, aw_redis_reply_fn *fn, reply_kind kind, int stream,
-                          int64_t wait_ms, int argc, const char **argv) {
+static void send_in_round(round *r, aw_redis_reply_fn *fn, reply_kind kind,
+                          int stream, int64_t wait_ms, int argc,
+                          const char **argv)
+{
     reply_ctx *x = &r->ctx[r->sent];
-    if (r->failed) return;
+    if (r->failed)
+        return;
     assert(r->sent < sizeof r->ctx / sizeof *r->ctx);
     *x = (reply_ctx){r, kind, stream};
-    if (aw_redis_conn_send(r->d->conn, wait_ms, fn, x, argc, argv, NULL) != AW_OK) {
+    if (aw_redis_conn_send(r->d->conn, wait_ms, fn, x, argc, argv, NULL) !=
+        AW_OK) {
         r->failed = r->lost = true;
         return;
     }
@@ -289,10 +312,12 @@ static void send_in_round(round *r, aw_redis_reply_fn *fn, reply_kind kind, int 
 
 /* After the sends: a round none of whose commands went out is answered now,
  * and the core learns the connection is not there. */
-static void round_sent(round *r) {
+static void round_sent(round *r)
+{
     aw_daemon *d = r->d;
     if (r->sent == 0) {
-        if (r->lost) aw_core_on_lost(d->core);
+        if (r->lost)
+            aw_core_on_lost(d->core);
         round_report(r);
     } else if (r->lost && aw_redis_conn_is_ready(d->conn)) {
         aw_redis_conn_reset(d->conn, "a command could not be sent");
@@ -301,15 +326,20 @@ static void round_sent(round *r) {
 
 /* ---- Replies, one callback per kind --------------------------------------- */
 
-static void on_create_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_create_reply(aw_redis_conn *conn, redisReply *reply,
+                            void *privdata)
+{
     reply_ctx *x = privdata;
     aw_daemon *d = x->round->d;
     (void)conn;
-    if (!reply || (reply->type == REDIS_REPLY_ERROR && !aw_reply_is_error(reply, "BUSYGROUP")))
+    if (!reply || (reply->type == REDIS_REPLY_ERROR &&
+                   !aw_reply_is_error(reply, "BUSYGROUP")))
         round_fail(x->round, "XGROUP CREATE", reply);
     else if (reply->type != REDIS_REPLY_ERROR)
-        AW_LOG(d->log, AW_LOG_INFO, "group_created", AW_LOG_S("stream", d->names[x->stream]),
-               AW_LOG_S("group", d->config->group), AW_LOG_S("start_id", d->config->start_id));
+        AW_LOG(d->log, AW_LOG_INFO, "group_created",
+               AW_LOG_S("stream", d->names[x->stream]),
+               AW_LOG_S("group", d->config->group),
+               AW_LOG_S("start_id", d->config->start_id));
     round_answered(x->round);
 }
 
@@ -323,43 +353,55 @@ typedef struct entry_sink {
     aw_error err;
 } entry_sink;
 
-static int take_entry(const redisReply *id, const redisReply *fields, void *ud) {
+static int take_entry(const redisReply *id, const redisReply *fields, void *ud)
+{
     entry_sink *k = ud;
     aw_core_stream_read *sr = &k->r->read.streams[k->stream];
     stream_arrays *ar = &k->r->arrays[k->stream];
     aw_raw_entry *e;
     aw_stream_id sid;
     int rc;
-    if (!aw_reply_stream_id(id, &sid)) return AW_ERR_INVALID;
+    if (!aw_reply_stream_id(id, &sid))
+        return AW_ERR_INVALID;
     if (!fields) {
-        if (!grow((void **)&sr->deleted, &ar->deleted_cap, sr->ndeleted + 1, sizeof *sr->deleted))
+        if (!grow((void **)&sr->deleted, &ar->deleted_cap, sr->ndeleted + 1,
+                  sizeof *sr->deleted))
             return AW_ERR_NOMEM;
         sr->deleted[sr->ndeleted++] = sid;
         return AW_OK;
     }
-    if (!grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1, sizeof *sr->entries))
+    if (!grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1,
+              sizeof *sr->entries))
         return AW_ERR_NOMEM;
     rc = aw_redis_entry_copy(k->r->d->names[k->stream], id, fields, &k->scratch,
                              &k->scratch_cap, &e, &k->err);
-    if (rc != AW_OK) return rc;
+    if (rc != AW_OK)
+        return rc;
     sr->entries[sr->n++] = e;
     return AW_OK;
 }
 
-static bool take_entries(round *r, int stream, const redisReply *list, const char *what) {
+static bool take_entries(round *r, int stream, const redisReply *list,
+                         const char *what)
+{
     entry_sink sink = {r, stream, NULL, 0, {0}};
     int rc = aw_reply_each_entry(list, take_entry, &sink);
     free(sink.scratch);
-    if (rc == AW_OK) return true;
+    if (rc == AW_OK)
+        return true;
     r->failed = true;
-    snprintf(r->why, sizeof r->why, "%s of %.40s: %.180s", what, r->d->names[stream],
-             sink.err.msg[0] ? sink.err.msg
-                             : rc == AW_ERR_NOMEM ? "out of memory" : "unexpected reply shape");
+    snprintf(r->why, sizeof r->why, "%s of %.40s: %.180s", what,
+             r->d->names[stream],
+             sink.err.msg[0]      ? sink.err.msg
+             : rc == AW_ERR_NOMEM ? "out of memory"
+                                  : "unexpected reply shape");
     return false;
 }
 
 /* XREADGROUP answers nil, or [[stream, entries], ...]. */
-static void on_read_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_read_reply(aw_redis_conn *conn, redisReply *reply,
+                          void *privdata)
+{
     reply_ctx *x = privdata;
     round *r = x->round;
     (void)conn;
@@ -372,24 +414,30 @@ static void on_read_reply(aw_redis_conn *conn, redisReply *reply, void *privdata
             int s = -1;
             if (pair->type == REDIS_REPLY_ARRAY && pair->elements == 2 &&
                 pair->element[0]->type == REDIS_REPLY_STRING)
-                s = stream_index(r->d, pair->element[0]->str, pair->element[0]->len);
+                s = stream_index(r->d, pair->element[0]->str,
+                                 pair->element[0]->len);
             if (s < 0) {
                 round_fail(r, "XREADGROUP", pair);
                 break;
             }
-            if (!take_entries(r, s, pair->element[1], "XREADGROUP")) break;
+            if (!take_entries(r, s, pair->element[1], "XREADGROUP"))
+                break;
         }
     }
     round_answered(r);
 }
 
-static bool integer_of(const redisReply *r, long long *out) {
-    if (!r || r->type != REDIS_REPLY_INTEGER) return false;
+static bool integer_of(const redisReply *r, long long *out)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return false;
     *out = r->integer;
     return true;
 }
 
-static void on_info_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_info_reply(aw_redis_conn *conn, redisReply *reply,
+                          void *privdata)
+{
     reply_ctx *x = privdata;
     aw_core_snapshot *b = &x->round->read.streams[x->stream].before;
     const redisReply *first;
@@ -398,18 +446,23 @@ static void on_info_reply(aw_redis_conn *conn, redisReply *reply, void *privdata
         round_fail(x->round, "XINFO STREAM", reply);
     } else {
         first = aw_redis_map_get(reply, "first-entry");
-        b->has_first = first && first->type == REDIS_REPLY_ARRAY && first->elements == 2 &&
+        b->has_first = first && first->type == REDIS_REPLY_ARRAY &&
+                       first->elements == 2 &&
                        aw_reply_stream_id(first->element[0], &b->first);
         b->has_info =
             integer_of(aw_redis_map_get(reply, "length"), &b->length) &&
-            aw_reply_stream_id(aw_redis_map_get(reply, "last-generated-id"), &b->last_generated) &&
-            aw_reply_stream_id(aw_redis_map_get(reply, "max-deleted-entry-id"), &b->max_deleted);
+            aw_reply_stream_id(aw_redis_map_get(reply, "last-generated-id"),
+                               &b->last_generated) &&
+            aw_reply_stream_id(aw_redis_map_get(reply, "max-deleted-entry-id"),
+                               &b->max_deleted);
     }
     round_answered(x->round);
 }
 
 /* Our group's last-delivered id and lag. */
-static void on_groups_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_groups_reply(aw_redis_conn *conn, redisReply *reply,
+                            void *privdata)
+{
     reply_ctx *x = privdata;
     round *r = x->round;
     aw_core_snapshot *b = &r->read.streams[x->stream].before;
@@ -423,12 +476,15 @@ static void on_groups_reply(aw_redis_conn *conn, redisReply *reply, void *privda
     }
     for (size_t i = 0; i < reply->elements && !found; i++) {
         const redisReply *name = aw_redis_map_get(reply->element[i], "name");
-        if (name && name->type == REDIS_REPLY_STRING && name->len == strlen(group) &&
+        if (name && name->type == REDIS_REPLY_STRING &&
+            name->len == strlen(group) &&
             memcmp(name->str, group, name->len) == 0) {
             found = true;
             b->has_group = aw_reply_stream_id(
-                aw_redis_map_get(reply->element[i], "last-delivered-id"), &b->last_delivered);
-            b->has_lag = integer_of(aw_redis_map_get(reply->element[i], "lag"), &b->lag);
+                aw_redis_map_get(reply->element[i], "last-delivered-id"),
+                &b->last_delivered);
+            b->has_lag =
+                integer_of(aw_redis_map_get(reply->element[i], "lag"), &b->lag);
         }
     }
     if (!found && !r->failed) {
@@ -440,7 +496,9 @@ static void on_groups_reply(aw_redis_conn *conn, redisReply *reply, void *privda
 }
 
 /* [next cursor, entries, deleted ids] */
-static void on_claim_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_claim_reply(aw_redis_conn *conn, redisReply *reply,
+                           void *privdata)
+{
     reply_ctx *x = privdata;
     round *r = x->round;
     aw_core_stream_read *sr = &r->read.streams[x->stream];
@@ -449,12 +507,15 @@ static void on_claim_reply(aw_redis_conn *conn, redisReply *reply, void *privdat
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         !aw_reply_stream_id(reply->element[0], &sr->claim_cursor)) {
         round_fail(r, "XAUTOCLAIM", reply);
-    } else if (!r->failed && take_entries(r, x->stream, reply->element[1], "XAUTOCLAIM") &&
-               reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_ARRAY) {
+    } else if (!r->failed &&
+               take_entries(r, x->stream, reply->element[1], "XAUTOCLAIM") &&
+               reply->elements > 2 &&
+               reply->element[2]->type == REDIS_REPLY_ARRAY) {
         const redisReply *del = reply->element[2];
         aw_stream_id id;
         for (size_t i = 0; i < del->elements; i++) {
-            if (!aw_reply_stream_id(del->element[i], &id)) continue;
+            if (!aw_reply_stream_id(del->element[i], &id))
+                continue;
             if (!grow((void **)&sr->claim_deleted, &ar->claim_deleted_cap,
                       sr->nclaim_deleted + 1, sizeof *sr->claim_deleted)) {
                 round_fail(r, "XAUTOCLAIM", NULL);
@@ -469,7 +530,9 @@ static void on_claim_reply(aw_redis_conn *conn, redisReply *reply, void *privdat
 }
 
 /* Rows [id, consumer, idle ms, deliveries]. */
-static void on_count_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_count_reply(aw_redis_conn *conn, redisReply *reply,
+                           void *privdata)
+{
     reply_ctx *x = privdata;
     round *r = x->round;
     stream_arrays *ar = &r->arrays[x->stream];
@@ -486,48 +549,60 @@ static void on_count_reply(aw_redis_conn *conn, redisReply *reply, void *privdat
             !aw_reply_stream_id(row->element[0], &id) ||
             row->element[3]->type != REDIS_REPLY_INTEGER)
             continue;
-        if (!grow((void **)&ar->rows, &ar->rows_cap, ar->nrows + 1, sizeof *ar->rows)) {
+        if (!grow((void **)&ar->rows, &ar->rows_cap, ar->nrows + 1,
+                  sizeof *ar->rows)) {
             r->failed = true;
             snprintf(r->why, sizeof r->why, "XPENDING: out of memory");
             break;
         }
-        ar->rows[ar->nrows++] = (aw_core_delivery){id, row->element[3]->integer};
+        ar->rows[ar->nrows++] =
+            (aw_core_delivery){id, row->element[3]->integer};
     }
     round_answered(r);
 }
 
-static void on_ack_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_ack_reply(aw_redis_conn *conn, redisReply *reply, void *privdata)
+{
     aw_daemon *d = privdata;
     (void)conn;
     if (reply && reply->type == REDIS_REPLY_ERROR)
-        AW_LOG(d->log, AW_LOG_WARN, "ack_failed", AW_LOG_S("error", reply->str));
-    aw_core_on_acked(d->core, !reply || reply->type != REDIS_REPLY_INTEGER,
-                     reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
+        AW_LOG(d->log, AW_LOG_WARN, "ack_failed",
+               AW_LOG_S("error", reply->str));
+    aw_core_on_acked(
+        d->core, !reply || reply->type != REDIS_REPLY_INTEGER,
+        reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0);
     drive(d);
     try_finish(d);
 }
 
 /* ---- Performing the core's actions --------------------------------------- */
 
-static void perform_create(aw_daemon *d) {
+static void perform_create(aw_daemon *d)
+{
     round *r = round_new(d, ROUND_GROUPS);
     if (!r) {
         aw_core_on_groups(d->core, false, "out of memory");
         return;
     }
     for (int s = 0; s < NSTREAMS; s++) {
-        const char *argv[] = {"XGROUP", "CREATE", d->names[s], d->config->group,
-                              d->config->start_id, "MKSTREAM"};
+        const char *argv[] = {"XGROUP",
+                              "CREATE",
+                              d->names[s],
+                              d->config->group,
+                              d->config->start_id,
+                              "MKSTREAM"};
         send_in_round(r, on_create_reply, REPLY_CREATE, s, 0, 6, argv);
     }
     round_sent(r);
 }
 
-static void send_xreadgroup(aw_daemon *d, round *r, const aw_core_action *a) {
+static void send_xreadgroup(aw_daemon *d, round *r, const aw_core_action *a)
+{
     const char *argv[READ_ARGV_MAX];
     int argc = 0, picked[NSTREAMS], n = 0;
     for (int s = 0; s < NSTREAMS; s++)
-        if (a->read.want[s]) picked[n++] = s;
+        if (a->read.want[s])
+            picked[n++] = s;
     argv[argc++] = "XREADGROUP";
     argv[argc++] = "GROUP";
     argv[argc++] = d->config->group;
@@ -539,16 +614,21 @@ static void send_xreadgroup(aw_daemon *d, round *r, const aw_core_action *a) {
         argv[argc++] = d->block_text;
     }
     argv[argc++] = "STREAMS";
-    for (int i = 0; i < n; i++) argv[argc++] = d->names[picked[i]];
-    for (int i = 0; i < n; i++) argv[argc++] = a->read.from[picked[i]];
+    for (int i = 0; i < n; i++)
+        argv[argc++] = d->names[picked[i]];
+    for (int i = 0; i < n; i++)
+        argv[argc++] = a->read.from[picked[i]];
     send_in_round(r, on_read_reply, REPLY_READ, -1,
-                  a->read.blocking ? (int64_t)d->config->block_ms : 0, argc, argv);
+                  a->read.blocking ? (int64_t)d->config->block_ms : 0, argc,
+                  argv);
 }
 
-static void perform_read(aw_daemon *d, const aw_core_action *a) {
+static void perform_read(aw_daemon *d, const aw_core_action *a)
+{
     round *r = round_new(d, ROUND_READ);
     if (!r) {
-        aw_core_read failed = {.kind = a->read.kind, .failed = true, .why = "out of memory"};
+        aw_core_read failed = {
+            .kind = a->read.kind, .failed = true, .why = "out of memory"};
         aw_core_on_read(d->core, &failed);
         return;
     }
@@ -556,15 +636,18 @@ static void perform_read(aw_daemon *d, const aw_core_action *a) {
     r->read.blocking = a->read.blocking;
     if (a->read.kind == AW_CORE_READ_CLAIM) {
         for (int s = 0; s < NSTREAMS; s++) {
-            const char *argv[] = {"XAUTOCLAIM", d->names[s], d->config->group,
-                                  d->config->consumer, d->idle_text, a->read.from[s],
-                                  "COUNT", d->count_text};
-            if (a->read.want[s]) send_in_round(r, on_claim_reply, REPLY_CLAIM, s, 0, 8, argv);
+            const char *argv[] = {"XAUTOCLAIM",     d->names[s],
+                                  d->config->group, d->config->consumer,
+                                  d->idle_text,     a->read.from[s],
+                                  "COUNT",          d->count_text};
+            if (a->read.want[s])
+                send_in_round(r, on_claim_reply, REPLY_CLAIM, s, 0, 8, argv);
         }
     } else {
         /* The snapshot trimming is judged against, taken before the read
          * moves the group on. */
-        for (int s = 0; a->read.kind == AW_CORE_READ_LIVE && s < NSTREAMS; s++) {
+        for (int s = 0; a->read.kind == AW_CORE_READ_LIVE && s < NSTREAMS;
+             s++) {
             const char *info[] = {"XINFO", "STREAM", d->names[s]};
             const char *groups[] = {"XINFO", "GROUPS", d->names[s]};
             send_in_round(r, on_info_reply, REPLY_INFO, s, 0, 3, info);
@@ -575,7 +658,8 @@ static void perform_read(aw_daemon *d, const aw_core_action *a) {
     round_sent(r);
 }
 
-static void perform_count(aw_daemon *d, const aw_core_action *a) {
+static void perform_count(aw_daemon *d, const aw_core_action *a)
+{
     round *r = round_new(d, ROUND_COUNT);
     if (!r) {
         const aw_core_delivery *rows[NSTREAMS] = {0};
@@ -585,16 +669,20 @@ static void perform_count(aw_daemon *d, const aw_core_action *a) {
     }
     for (int s = 0; s < NSTREAMS; s++) {
         char count[24];
-        if (!a->count.want[s]) continue;
+        if (!a->count.want[s])
+            continue;
         snprintf(count, sizeof count, "%zu", a->count.max_rows[s]);
-        const char *argv[] = {"XPENDING", d->names[s], d->config->group, a->count.first[s],
-                              a->count.last[s], count, d->config->consumer};
+        const char *argv[] = {"XPENDING",         d->names[s],
+                              d->config->group,   a->count.first[s],
+                              a->count.last[s],   count,
+                              d->config->consumer};
         send_in_round(r, on_count_reply, REPLY_COUNT, s, 0, 7, argv);
     }
     round_sent(r);
 }
 
-static void perform_ack(aw_daemon *d, const aw_core_action *a) {
+static void perform_ack(aw_daemon *d, const aw_core_action *a)
+{
     const char **argv = malloc((3 + a->ack.n) * sizeof *argv);
     if (argv) {
         argv[0] = "XACK";
@@ -603,38 +691,43 @@ static void perform_ack(aw_daemon *d, const aw_core_action *a) {
         memcpy(argv + 3, a->ack.ids, a->ack.n * sizeof *argv);
     }
     /* Unsent, the entries stay pending and come back as duplicates. */
-    if (!argv || aw_redis_conn_send(d->conn, 0, on_ack_reply, d, (int)(3 + a->ack.n), argv,
-                                    NULL) != AW_OK)
+    if (!argv || aw_redis_conn_send(d->conn, 0, on_ack_reply, d,
+                                    (int)(3 + a->ack.n), argv, NULL) != AW_OK)
         aw_core_on_acked(d->core, true, 0);
     free(argv);
 }
 
 /* ---- Committing (the worker thread runs work_commit only) ------------------ */
 
-static double monotonic_seconds(void) {
+static double monotonic_seconds(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void work_commit(uv_work_t *w) {
+static void work_commit(uv_work_t *w)
+{
     aw_daemon *d = w->data;
     double started = monotonic_seconds();
     memset(&d->commit_err, 0, sizeof d->commit_err);
-    d->commit_rc = aw_ingest_batch(d->ing, d->commit.items, d->commit.n, d->commit.trims,
-                                   d->commit.ntrims, d->commit.clock_ns, &d->commit_stats,
-                                   &d->commit_err);
+    d->commit_rc = aw_ingest_batch(
+        d->ing, d->commit.items, d->commit.n, d->commit.trims, d->commit.ntrims,
+        d->commit.clock_ns, &d->commit_stats, &d->commit_err);
     d->commit_seconds = monotonic_seconds() - started;
 }
 
 /* After the stop the alerts stay in the table only. */
-static void on_alert(const aw_alert *alert, aw_alert_change change, void *ud) {
+static void on_alert(const aw_alert *alert, aw_alert_change change, void *ud)
+{
     aw_daemon *d = ud;
     aw_metrics_count_alert(&d->figures, alert, change);
-    if (d->sinks) aw_sinks_emit(d->sinks, alert, change, d->conn);
+    if (d->sinks)
+        aw_sinks_emit(d->sinks, alert, change, d->conn);
 }
 
-static void add_stats(aw_daemon *d, const aw_ingest_stats *s) {
+static void add_stats(aw_daemon *d, const aw_ingest_stats *s)
+{
     d->totals.indexed += s->indexed;
     d->totals.duplicates += s->duplicates;
     d->totals.conflicts += s->conflicts;
@@ -650,7 +743,9 @@ static void add_stats(aw_daemon *d, const aw_ingest_stats *s) {
 
 #define CHAIN_STREAM_MAXLEN "100000"
 
-static void on_chain_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_chain_reply(aw_redis_conn *conn, redisReply *reply,
+                           void *privdata)
+{
     aw_daemon *d = privdata;
     (void)conn;
     d->chain_in_flight--;
@@ -663,7 +758,8 @@ static void on_chain_reply(aw_redis_conn *conn, redisReply *reply, void *privdat
 
 /* Logs the head (and XADDs it) when it moved since the last time, or
  * always at shutdown. Reads the index, so only while no commit runs. */
-static void publish_chain_head(aw_daemon *d, const char *reason) {
+static void publish_chain_head(aw_daemon *d, const char *reason)
+{
     bool shutdown = strcmp(reason, "shutdown") == 0;
     unsigned char hash[32];
     char hex[65], head[96], count_text[24], at[40];
@@ -674,11 +770,14 @@ static void publish_chain_head(aw_daemon *d, const char *reason) {
         return;
     }
     d->chain_due = false;
-    if (aw_store_chain_head(aw_ingest_store(d->ing), &count, hash, &err) != AW_OK) {
-        AW_LOG(d->log, AW_LOG_WARN, "chain_head_unreadable", AW_LOG_S("error", err.msg));
+    if (aw_store_chain_head(aw_ingest_store(d->ing), &count, hash, &err) !=
+        AW_OK) {
+        AW_LOG(d->log, AW_LOG_WARN, "chain_head_unreadable",
+               AW_LOG_S("error", err.msg));
         return;
     }
-    if (!shutdown && d->chain_published && count == d->chain_published_count) return;
+    if (!shutdown && d->chain_published && count == d->chain_published_count)
+        return;
     d->chain_published = true;
     d->chain_published_count = count;
     aw_hex(hash, 32, hex);
@@ -687,42 +786,70 @@ static void publish_chain_head(aw_daemon *d, const char *reason) {
     aw_time_format(wall_ns(), at, sizeof at);
     AW_LOG(d->log, AW_LOG_INFO, "chain_head", AW_LOG_S("chain_head", head),
            AW_LOG_I("entries", count), AW_LOG_S("reason", reason));
-    if (!d->config->chain_stream) return;
-    const char *argv[] = {"XADD", d->config->chain_stream, "MAXLEN", "~", CHAIN_STREAM_MAXLEN,
-                          "*", "chain_head", head, "entries", count_text, "hash", hex,
-                          "published_at", at, "consumer", d->config->consumer, "reason", reason};
+    if (!d->config->chain_stream)
+        return;
+    const char *argv[] = {"XADD",
+                          d->config->chain_stream,
+                          "MAXLEN",
+                          "~",
+                          CHAIN_STREAM_MAXLEN,
+                          "*",
+                          "chain_head",
+                          head,
+                          "entries",
+                          count_text,
+                          "hash",
+                          hex,
+                          "published_at",
+                          at,
+                          "consumer",
+                          d->config->consumer,
+                          "reason",
+                          reason};
     if (d->conn && aw_redis_conn_send(d->conn, 0, on_chain_reply, d,
-                                      (int)(sizeof argv / sizeof *argv), argv, NULL) == AW_OK)
+                                      (int)(sizeof argv / sizeof *argv), argv,
+                                      NULL) == AW_OK)
         d->chain_in_flight++;
     else
         AW_LOG(d->log, AW_LOG_WARN, "chain_head_not_published",
-               AW_LOG_S("stream", d->config->chain_stream), AW_LOG_S("error", "Redis is not connected"));
+               AW_LOG_S("stream", d->config->chain_stream),
+               AW_LOG_S("error", "Redis is not connected"));
 }
 
-static void on_chain_timer(uv_timer_t *t) { publish_chain_head(t->data, "timer"); }
+static void on_chain_timer(uv_timer_t *t)
+{
+    publish_chain_head(t->data, "timer");
+}
 
-static void after_commit(uv_work_t *w, int status) {
+static void after_commit(uv_work_t *w, int status)
+{
     aw_daemon *d = w->data;
     (void)status;
     d->in_worker = false;
     aw_watch_settle(d->watch, d->commit_rc == AW_OK);
     if (d->commit_rc == AW_OK) {
-        d->committed_clock_ns = aw_ingest_clock(d->ing);   /* the worker is idle now */
+        d->committed_clock_ns =
+            aw_ingest_clock(d->ing); /* the worker is idle now */
         add_stats(d, &d->commit_stats);
-        aw_metrics_count_batch(&d->figures, &d->commit_stats, d->commit_seconds);
+        aw_metrics_count_batch(&d->figures, &d->commit_stats,
+                               d->commit_seconds);
         aw_ingest_drain_alerts(d->ing, on_alert, d);
     }
-    if (d->calls_log_due) start_calls_log_step(d);
+    if (d->calls_log_due)
+        start_calls_log_step(d);
     aw_core_on_commit(d->core, d->commit_rc, &d->commit_err);
-    if (d->chain_due && !d->finished) publish_chain_head(d, "timer");
+    if (d->chain_due && !d->finished)
+        publish_chain_head(d, "timer");
     drive(d);
     try_finish(d);
 }
 
-static void start_core_commit(aw_daemon *d) {
+static void start_core_commit(aw_daemon *d)
+{
     const aw_pipeline_finding *findings;
     size_t nfindings = aw_watch_take(d->watch, &findings);
-    aw_ingest_carry_findings(d->ing, findings, nfindings);   /* they ride with this batch */
+    aw_ingest_carry_findings(d->ing, findings,
+                             nfindings); /* they ride with this batch */
     d->core_commit_waiting = false;
     d->work.data = d;
     d->in_worker = true;
@@ -736,32 +863,38 @@ static void start_core_commit(aw_daemon *d) {
     }
 }
 
-static void perform_commit(aw_daemon *d, const aw_core_action *a) {
+static void perform_commit(aw_daemon *d, const aw_core_action *a)
+{
     d->commit = a->commit;
-    if (d->in_worker) d->core_commit_waiting = true;   /* a calls-log step runs */
-    else start_core_commit(d);
+    if (d->in_worker)
+        d->core_commit_waiting = true; /* a calls-log step runs */
+    else
+        start_core_commit(d);
 }
 
 /* ---- Access logs followed in place (calls_log.c), on the same worker ------- */
 
-static void work_calls_log(uv_work_t *w) {
+static void work_calls_log(uv_work_t *w)
+{
     aw_daemon *d = w->data;
     double started = monotonic_seconds();
     memset(&d->calls_log_err, 0, sizeof d->calls_log_err);
-    d->calls_log_rc = aw_calls_log_step(d->calls_log, d->ing, CALLS_LOG_STEP_LINES,
-                                        &d->calls_log_stats, &d->calls_log_more,
-                                        &d->calls_log_err);
+    d->calls_log_rc = aw_calls_log_step(
+        d->calls_log, d->ing, CALLS_LOG_STEP_LINES, &d->calls_log_stats,
+        &d->calls_log_more, &d->calls_log_err);
     d->commit_seconds = monotonic_seconds() - started;
 }
 
-static void after_calls_log(uv_work_t *w, int status) {
+static void after_calls_log(uv_work_t *w, int status)
+{
     aw_daemon *d = w->data;
     const aw_calls_log_note *notes;
     size_t nnotes = aw_calls_log_notes(d->calls_log, &notes);
     (void)status;
     d->in_worker = false;
     for (size_t i = 0; i < nnotes; i++)
-        AW_LOG(d->log, AW_LOG_INFO, "calls_log", AW_LOG_S("path", notes[i].path),
+        AW_LOG(d->log, AW_LOG_INFO, "calls_log",
+               AW_LOG_S("path", notes[i].path),
                AW_LOG_S("note", notes[i].note));
     if (d->calls_log_rc == AW_OK) {
         if (d->calls_log_failing)
@@ -769,7 +902,8 @@ static void after_calls_log(uv_work_t *w, int status) {
         d->calls_log_failing = false;
         add_stats(d, &d->calls_log_stats);
         if (d->calls_log_stats.indexed + d->calls_log_stats.rejected)
-            aw_metrics_count_batch(&d->figures, &d->calls_log_stats, d->commit_seconds);
+            aw_metrics_count_batch(&d->figures, &d->calls_log_stats,
+                                   d->commit_seconds);
         aw_ingest_drain_alerts(d->ing, on_alert, d);
     } else if (!d->calls_log_failing) {
         /* Nothing moved: the same lines are read again at the next poll. */
@@ -779,9 +913,11 @@ static void after_calls_log(uv_work_t *w, int status) {
                AW_LOG_S("action", "the lines are read again at the next poll"));
     }
     d->calls_log_due = d->calls_log_rc == AW_OK && d->calls_log_more;
-    if (d->core_commit_waiting && !d->finished) start_core_commit(d);
+    if (d->core_commit_waiting && !d->finished)
+        start_core_commit(d);
     /* The core stopped while this step ran: the shutdown head is due now. */
-    if (d->core_stopped && !d->finished && aw_core_get_state(d->core) != AW_CORE_BROKEN)
+    if (d->core_stopped && !d->finished &&
+        aw_core_get_state(d->core) != AW_CORE_BROKEN)
         publish_chain_head(d, "shutdown");
     else if (d->chain_due && !d->finished)
         publish_chain_head(d, "timer");
@@ -789,16 +925,20 @@ static void after_calls_log(uv_work_t *w, int status) {
     try_finish(d);
 }
 
-static void start_calls_log_step(aw_daemon *d) {
-    if (d->in_worker || !d->calls_log || d->stopping || d->finished) return;
+static void start_calls_log_step(aw_daemon *d)
+{
+    if (d->in_worker || !d->calls_log || d->stopping || d->finished)
+        return;
     d->calls_log_due = false;
     d->calls_log_work.data = d;
     d->in_worker = true;
-    if (uv_queue_work(&d->loop, &d->calls_log_work, work_calls_log, after_calls_log) != 0)
+    if (uv_queue_work(&d->loop, &d->calls_log_work, work_calls_log,
+                      after_calls_log) != 0)
         d->in_worker = false;
 }
 
-static void on_calls_log_timer(uv_timer_t *t) {
+static void on_calls_log_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
     d->calls_log_due = true;
     start_calls_log_step(d);
@@ -806,32 +946,43 @@ static void on_calls_log_timer(uv_timer_t *t) {
 
 /* ---- Timers, logs, the loop that drives the core --------------------------- */
 
-static void on_read_timer(uv_timer_t *t) {
+static void on_read_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
     aw_core_on_timer(d->core, AW_CORE_TIMER_READS);
     drive(d);
 }
 
-static void on_commit_timer(uv_timer_t *t) {
+static void on_commit_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
     aw_core_on_timer(d->core, AW_CORE_TIMER_COMMIT);
     drive(d);
 }
 
-static void perform_log(aw_daemon *d, const aw_core_action *a) {
-    static const aw_log_level levels[] = {AW_LOG_INFO, AW_LOG_WARN, AW_LOG_ERROR};
+static void perform_log(aw_daemon *d, const aw_core_action *a)
+{
+    static const aw_log_level levels[] = {AW_LOG_INFO, AW_LOG_WARN,
+                                          AW_LOG_ERROR};
     aw_log_field f[6];
     size_t n = 0;
-    if (a->log.stream) f[n++] = AW_LOG_S("stream", a->log.stream);
-    if (a->log.first_id) f[n++] = AW_LOG_S(a->log.last_id ? "first_id" : "id", a->log.first_id);
-    if (a->log.last_id) f[n++] = AW_LOG_S("last_id", a->log.last_id);
-    if (a->log.entries >= 0) f[n++] = AW_LOG_I("entries", a->log.entries);
-    if (a->log.error) f[n++] = AW_LOG_S("error", a->log.error);
-    if (a->log.action) f[n++] = AW_LOG_S("action", a->log.action);
+    if (a->log.stream)
+        f[n++] = AW_LOG_S("stream", a->log.stream);
+    if (a->log.first_id)
+        f[n++] = AW_LOG_S(a->log.last_id ? "first_id" : "id", a->log.first_id);
+    if (a->log.last_id)
+        f[n++] = AW_LOG_S("last_id", a->log.last_id);
+    if (a->log.entries >= 0)
+        f[n++] = AW_LOG_I("entries", a->log.entries);
+    if (a->log.error)
+        f[n++] = AW_LOG_S("error", a->log.error);
+    if (a->log.action)
+        f[n++] = AW_LOG_S("action", a->log.action);
     aw_log_event(d->log, levels[a->log.level], a->log.event, f, n);
 }
 
-static void perform(aw_daemon *d, const aw_core_action *a) {
+static void perform(aw_daemon *d, const aw_core_action *a)
+{
     switch (a->kind) {
     case AW_ACT_NONE: break;
     case AW_ACT_CREATE_GROUPS: perform_create(d); break;
@@ -840,15 +991,19 @@ static void perform(aw_daemon *d, const aw_core_action *a) {
     case AW_ACT_COMMIT: perform_commit(d, a); break;
     case AW_ACT_ACK: perform_ack(d, a); break;
     case AW_ACT_WAIT:
-        uv_timer_start(a->wait.timer == AW_CORE_TIMER_READS ? &d->read_timer : &d->commit_timer,
-                       a->wait.timer == AW_CORE_TIMER_READS ? on_read_timer : on_commit_timer,
+        uv_timer_start(a->wait.timer == AW_CORE_TIMER_READS ? &d->read_timer
+                                                            : &d->commit_timer,
+                       a->wait.timer == AW_CORE_TIMER_READS ? on_read_timer
+                                                            : on_commit_timer,
                        (uint64_t)a->wait.ms, 0);
         break;
     case AW_ACT_LOG: perform_log(d, a); break;
     case AW_ACT_STOP:
         d->core_stopped = true;
         /* A stop of the core's own (a broken index) is bounded too. */
-        if (!d->stopping) uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS, 0);
+        if (!d->stopping)
+            uv_timer_start(&d->stop_timer, on_stop_deadline, STOP_DEADLINE_MS,
+                           0);
         /* A copy of where the chain ended, unless the index is broken or a
          * commit is still running (a stop at once). */
         if (aw_core_get_state(d->core) != AW_CORE_BROKEN && !d->in_worker)
@@ -859,9 +1014,11 @@ static void perform(aw_daemon *d, const aw_core_action *a) {
 
 /* Asks the core what to do until it has nothing; re-entrant calls (a
  * failed send answering at once) just ask for another pass. */
-static void drive(aw_daemon *d) {
+static void drive(aw_daemon *d)
+{
     aw_core_action a;
-    if (d->finished) return;
+    if (d->finished)
+        return;
     if (d->driving) {
         d->drive_again = true;
         return;
@@ -869,14 +1026,16 @@ static void drive(aw_daemon *d) {
     d->driving = true;
     do {
         d->drive_again = false;
-        for (aw_core_next(d->core, &a); a.kind != AW_ACT_NONE; aw_core_next(d->core, &a))
+        for (aw_core_next(d->core, &a); a.kind != AW_ACT_NONE;
+             aw_core_next(d->core, &a))
             perform(d, &a);
     } while (d->drive_again);
     d->driving = false;
     try_finish(d);
 }
 
-static void on_ready(aw_redis_conn *conn, void *ud) {
+static void on_ready(aw_redis_conn *conn, void *ud)
+{
     aw_daemon *d = ud;
     (void)conn;
     d->figures.redis_connected = true;
@@ -884,7 +1043,8 @@ static void on_ready(aw_redis_conn *conn, void *ud) {
     drive(d);
 }
 
-static void on_lost(aw_redis_conn *conn, void *ud) {
+static void on_lost(aw_redis_conn *conn, void *ud)
+{
     aw_daemon *d = ud;
     (void)conn;
     d->figures.redis_connected = false;
@@ -892,18 +1052,22 @@ static void on_lost(aw_redis_conn *conn, void *ud) {
     drive(d);
 }
 
-static void on_conn_closed(aw_redis_conn *conn, void *ud) {
+static void on_conn_closed(aw_redis_conn *conn, void *ud)
+{
     aw_daemon *d = ud;
     (void)conn;
     d->conn = NULL;
 }
 
-static void on_watch_timer(uv_timer_t *t) {
+static void on_watch_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
-    if (!d->stopping) aw_watch_poll(d->watch, d->conn);
+    if (!d->stopping)
+        aw_watch_poll(d->watch, d->conn);
 }
 
-static void on_claim_timer(uv_timer_t *t) {
+static void on_claim_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
     aw_core_on_claim_due(d->core);
     drive(d);
@@ -911,7 +1075,8 @@ static void on_claim_timer(uv_timer_t *t) {
 
 /* Once a minute: how far ingest got (so an operator sees it work), and the
  * rejections of that minute, summarized instead of one line each. */
-static void on_summary_timer(uv_timer_t *t) {
+static void on_summary_timer(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
     aw_log_field fields[AW_REJECT_REASON_COUNT + 1];
     size_t n = 1, total = 0;
@@ -921,17 +1086,20 @@ static void on_summary_timer(uv_timer_t *t) {
                AW_LOG_I("indexed", d->totals.indexed - d->indexed_at_summary),
                AW_LOG_I("indexed_total", d->totals.indexed),
                AW_LOG_I("acked_total", aw_core_totals_get(d->core)->acked),
-               AW_LOG_S("detector_clock",
-                        aw_time_format(d->committed_clock_ns, clock, sizeof clock)));
+               AW_LOG_S("detector_clock", aw_time_format(d->committed_clock_ns,
+                                                         clock, sizeof clock)));
         d->indexed_at_summary = d->totals.indexed;
     }
     for (int r = 0; r < AW_REJECT_REASON_COUNT; r++) {
-        if (!d->minute_rejects[r]) continue;
+        if (!d->minute_rejects[r])
+            continue;
         total += d->minute_rejects[r];
-        fields[n++] = AW_LOG_I(aw_reject_reason_name((aw_reject_reason)r), d->minute_rejects[r]);
+        fields[n++] = AW_LOG_I(aw_reject_reason_name((aw_reject_reason)r),
+                               d->minute_rejects[r]);
         d->minute_rejects[r] = 0;
     }
-    if (!total) return;
+    if (!total)
+        return;
     fields[0] = AW_LOG_I("total", total);
     aw_log_event(d->log, AW_LOG_WARN, "entries_rejected", fields, n);
 }
@@ -939,32 +1107,42 @@ static void on_summary_timer(uv_timer_t *t) {
 /* ---- Metrics: the loop's figures, rendered for the HTTP thread ------------- */
 
 /* The gauges only the loop can read now, then the page. */
-static void publish_metrics(aw_daemon *d) {
+static void publish_metrics(aw_daemon *d)
+{
     uint64_t now_ms = (uint64_t)(wall_ns() / 1000000), oldest_ms;
     size_t len;
     char *page;
     for (int s = 0; s < NSTREAMS; s++)
         d->figures.oldest_pending_seconds[s] =
-            aw_core_oldest_unacked_ms(d->core, s, &oldest_ms) && oldest_ms < now_ms
-                ? (double)(now_ms - oldest_ms) / 1000.0 : 0;
+            aw_core_oldest_unacked_ms(d->core, s, &oldest_ms) &&
+                    oldest_ms < now_ms
+                ? (double)(now_ms - oldest_ms) / 1000.0
+                : 0;
     d->figures.detector_clock_seconds = (double)d->committed_clock_ns / 1e9;
-    if ((page = aw_metrics_render(&d->figures, &len))) aw_metrics_publish(d->metrics, page, len);
+    if ((page = aw_metrics_render(&d->figures, &len)))
+        aw_metrics_publish(d->metrics, page, len);
 }
 
-static void on_metrics_timer(uv_timer_t *t) { publish_metrics(t->data); }
+static void on_metrics_timer(uv_timer_t *t)
+{
+    publish_metrics(t->data);
+}
 
-static int count_open_alert(const char *kind, int64_t count, void *ud) {
+static int count_open_alert(const char *kind, int64_t count, void *ud)
+{
     aw_metrics_set_open(ud, kind, count);
     return 0;
 }
 
 /* Listens, and starts the open-alert gauges from the index. */
-static int metrics_open(aw_daemon *d, aw_error *err) {
+static int metrics_open(aw_daemon *d, aw_error *err)
+{
     int rc;
     aw_metrics_state_init(&d->figures, d->names);
-    if (!d->config->metrics_listen) return AW_OK;
-    if ((rc = aw_store_count_by(aw_ingest_store(d->ing), "open_alerts_by_kind", count_open_alert,
-                                &d->figures, err)) < 0)
+    if (!d->config->metrics_listen)
+        return AW_OK;
+    if ((rc = aw_store_count_by(aw_ingest_store(d->ing), "open_alerts_by_kind",
+                                count_open_alert, &d->figures, err)) < 0)
         return rc;
     d->committed_clock_ns = aw_ingest_clock(d->ing);
     return aw_metrics_listen(d->config->metrics_listen, &d->metrics, err);
@@ -972,15 +1150,20 @@ static int metrics_open(aw_daemon *d, aw_error *err) {
 
 /* ---- Stopping ------------------------------------------------------------------------- */
 
-static void close_handle(uv_handle_t *h) {
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
 }
 
-static void finish(aw_daemon *d) {
-    if (d->finished) return;
+static void finish(aw_daemon *d)
+{
+    if (d->finished)
+        return;
     d->finished = true;
     on_summary_timer(&d->summary_timer);
-    if (d->conn) aw_redis_conn_close(d->conn);
+    if (d->conn)
+        aw_redis_conn_close(d->conn);
     d->sink_totals = *aw_sinks_stats_get(d->sinks);
     aw_sinks_close(d->sinks);
     d->sinks = NULL;
@@ -1000,23 +1183,31 @@ static void finish(aw_daemon *d) {
 }
 
 /* The core is done; the sinks may still be writing alerts out. */
-static void try_finish(aw_daemon *d) {
-    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks) && !d->chain_in_flight &&
-        !d->in_worker)
+static void try_finish(aw_daemon *d)
+{
+    if (d->core_stopped && !d->finished && !aw_sinks_busy(d->sinks) &&
+        !d->chain_in_flight && !d->in_worker)
         finish(d);
 }
 
-static void on_stop_deadline(uv_timer_t *t) {
+static void on_stop_deadline(uv_timer_t *t)
+{
     aw_daemon *d = t->data;
-    AW_LOG(d->log, AW_LOG_WARN, "stop_deadline", AW_LOG_I("after_ms", STOP_DEADLINE_MS),
-           AW_LOG_S("note", "what was not acknowledged is delivered again at the next start"));
-    aw_core_on_stop(d->core);   /* the second stop: at once */
+    AW_LOG(
+        d->log, AW_LOG_WARN, "stop_deadline",
+        AW_LOG_I("after_ms", STOP_DEADLINE_MS),
+        AW_LOG_S(
+            "note",
+            "what was not acknowledged is delivered again at the next start"));
+    aw_core_on_stop(d->core); /* the second stop: at once */
     drive(d);
     finish(d);
 }
 
-static void begin_stop(aw_daemon *d, const char *why) {
-    if (d->finished) return;
+static void begin_stop(aw_daemon *d, const char *why)
+{
+    if (d->finished)
+        return;
     if (!d->stopping) {
         d->stopping = true;
         AW_LOG(d->log, AW_LOG_INFO, "stopping", AW_LOG_S("reason", why));
@@ -1029,19 +1220,29 @@ static void begin_stop(aw_daemon *d, const char *why) {
     drive(d);
 }
 
-static void on_stop_async(uv_async_t *a) { begin_stop(a->data, "requested"); }
-
-static void on_signal(uv_signal_t *h, int signum) {
-    aw_daemon *d = h->data;
-    if (signum == SIGHUP) aw_log_reopen(d->log);
-    else begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+static void on_stop_async(uv_async_t *a)
+{
+    begin_stop(a->data, "requested");
 }
 
-static void on_sinks_idle(void *ud) { try_finish(ud); }
+static void on_signal(uv_signal_t *h, int signum)
+{
+    aw_daemon *d = h->data;
+    if (signum == SIGHUP)
+        aw_log_reopen(d->log);
+    else
+        begin_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_sinks_idle(void *ud)
+{
+    try_finish(ud);
+}
 
 /* ---- The public surface ---------------------------------------------------------------- */
 
-void aw_daemon_config_init(aw_daemon_config *c) {
+void aw_daemon_config_init(aw_daemon_config *c)
+{
     memset(c, 0, sizeof *c);
     c->redis_host = "127.0.0.1";
     c->redis_port = 6379;
@@ -1058,53 +1259,70 @@ void aw_daemon_config_init(aw_daemon_config *c) {
     c->chain_interval_ms = 60000;
     c->enforcer_poll_ms = 5000;
     c->grace_enforcer_ms = AW_ENFORCER_DEFAULT_GRACE_MS;
-    c->ingest_limits = (aw_ingest_limits){AW_INGEST_DEFAULT_MAX_LAG, AW_INGEST_DEFAULT_MAX_AGE_MS};
+    c->ingest_limits = (aw_ingest_limits){AW_INGEST_DEFAULT_MAX_LAG,
+                                          AW_INGEST_DEFAULT_MAX_AGE_MS};
 }
 
-static bool valid_start_id(const char *id) {
+static bool valid_start_id(const char *id)
+{
     uint64_t ms, seq;
-    return strcmp(id, "$") == 0 || aw_stream_id_parse(id, strlen(id), &ms, &seq) == AW_OK;
+    return strcmp(id, "$") == 0 ||
+           aw_stream_id_parse(id, strlen(id), &ms, &seq) == AW_OK;
 }
 
-static int check_config(const aw_daemon_config *c, aw_error *err) {
-    static const char *const caracal_groups[] = {"audit-ingestor", "sts-revocation"};
+static int check_config(const aw_daemon_config *c, aw_error *err)
+{
+    static const char *const caracal_groups[] = {"audit-ingestor",
+                                                 "sts-revocation"};
     if (!c->consumer || !*c->consumer)
         return aw_error_set(err, AW_ERR_INVALID, "a consumer name is required");
     if (!c->group || !*c->group)
-        return aw_error_set(err, AW_ERR_INVALID, "a consumer group name is required");
+        return aw_error_set(err, AW_ERR_INVALID,
+                            "a consumer group name is required");
     for (size_t i = 0; i < sizeof caracal_groups / sizeof *caracal_groups; i++)
         if (strcmp(c->group, caracal_groups[i]) == 0)
-            return aw_error_set(err, AW_ERR_INVALID,
-                                "group \"%s\" is Caracal's own: sharing it would take entries "
-                                "away from Caracal",
-                                c->group);
+            return aw_error_set(
+                err, AW_ERR_INVALID,
+                "group \"%s\" is Caracal's own: sharing it would take entries "
+                "away from Caracal",
+                c->group);
     if (!c->start_id || !valid_start_id(c->start_id))
-        return aw_error_set(err, AW_ERR_INVALID, "start id must be 0, $ or an entry id");
-    if (!c->redis_host || !*c->redis_host || c->redis_port < 1 || c->redis_port > 65535)
-        return aw_error_set(err, AW_ERR_INVALID, "bad Redis address");
-    if (c->count < 1 || c->block_ms < 1 || c->claim_idle_ms < 1 || c->max_deliveries < 1 ||
-        c->alert_exec_max < 1 || c->chain_interval_ms < 1 || c->enforcer_poll_ms < 1)
         return aw_error_set(err, AW_ERR_INVALID,
-                            "count, block, claim idle, max deliveries, hook limit, chain "
-                            "interval and enforcer poll must be at least 1");
+                            "start id must be 0, $ or an entry id");
+    if (!c->redis_host || !*c->redis_host || c->redis_port < 1 ||
+        c->redis_port > 65535)
+        return aw_error_set(err, AW_ERR_INVALID, "bad Redis address");
+    if (c->count < 1 || c->block_ms < 1 || c->claim_idle_ms < 1 ||
+        c->max_deliveries < 1 || c->alert_exec_max < 1 ||
+        c->chain_interval_ms < 1 || c->enforcer_poll_ms < 1)
+        return aw_error_set(
+            err, AW_ERR_INVALID,
+            "count, block, claim idle, max deliveries, hook limit, chain "
+            "interval and enforcer poll must be at least 1");
     return AW_OK;
 }
 
-int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out, aw_error *err) {
+int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
+                  aw_error *err)
+{
     aw_daemon *d;
     int rc;
     *out = NULL;
-    if ((rc = check_config(config, err)) != AW_OK) return rc;
-    if (!(d = calloc(1, sizeof *d))) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if ((rc = check_config(config, err)) != AW_OK)
+        return rc;
+    if (!(d = calloc(1, sizeof *d)))
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     d->config = config;
-    if ((rc = aw_log_open(config->log_format, config->log_file, &d->log, err)) != AW_OK ||
+    if ((rc = aw_log_open(config->log_format, config->log_file, &d->log,
+                          err)) != AW_OK ||
         (rc = aw_ingest_open(&config->ingest, &d->ing, err)) != AW_OK) {
         aw_daemon_free(d);
         return rc;
     }
     for (int s = 0; s < NSTREAMS; s++)
-        d->names[s] = config->ingest.streams[s] ? config->ingest.streams[s]
-                                                : aw_stream_role_default_stream((aw_stream_role)s);
+        d->names[s] = config->ingest.streams[s]
+                          ? config->ingest.streams[s]
+                          : aw_stream_role_default_stream((aw_stream_role)s);
     aw_core_config core_config = {.group_max_entries = GROUP_MAX_ENTRIES,
                                   .max_deliveries = config->max_deliveries,
                                   .retry_first_ms = RETRY_FIRST_MS,
@@ -1112,28 +1330,33 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out, aw_error *err
     memcpy(core_config.streams, d->names, sizeof d->names);
     aw_watch_config watch_config = {
         .audit_stream = d->names[AW_ROLE_AUDIT],
-        .revocation_streams = {d->names[AW_ROLE_SESSION_REVOKE], d->names[AW_ROLE_AGENT_LIFECYCLE],
+        .revocation_streams = {d->names[AW_ROLE_SESSION_REVOKE],
+                               d->names[AW_ROLE_AGENT_LIFECYCLE],
                                d->names[AW_ROLE_DELEGATION_INVALIDATE]},
         .enforcer_groups = config->enforcer_groups,
         .nenforcer_groups = config->nenforcer_groups,
         .grace_ms = config->grace_enforcer_ms,
         .ingest = config->ingest_limits,
     };
-    if (!(d->core = aw_core_new(&core_config)) || !(d->watch = aw_watch_new(&watch_config))) {
+    if (!(d->core = aw_core_new(&core_config)) ||
+        !(d->watch = aw_watch_new(&watch_config))) {
         aw_daemon_free(d);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     }
     if ((rc = metrics_open(d, err)) != AW_OK ||
         (config->ncalls_logs &&
          (rc = aw_calls_log_new(config->calls_logs, config->ncalls_logs,
-                                &config->ingest.call_fields, aw_ingest_store(d->ing),
-                                &d->calls_log, err)) != AW_OK)) {
+                                &config->ingest.call_fields,
+                                aw_ingest_store(d->ing), &d->calls_log, err)) !=
+             AW_OK)) {
         aw_daemon_free(d);
         return rc;
     }
     snprintf(d->count_text, sizeof d->count_text, "%zu", config->count);
-    snprintf(d->block_text, sizeof d->block_text, "%lld", (long long)config->block_ms);
-    snprintf(d->idle_text, sizeof d->idle_text, "%lld", (long long)config->claim_idle_ms);
+    snprintf(d->block_text, sizeof d->block_text, "%lld",
+             (long long)config->block_ms);
+    snprintf(d->idle_text, sizeof d->idle_text, "%lld",
+             (long long)config->claim_idle_ms);
     if (uv_loop_init(&d->loop) != 0) {
         aw_daemon_free(d);
         return aw_error_set(err, AW_ERR, "cannot set up the event loop");
@@ -1145,60 +1368,87 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out, aw_error *err
     return AW_OK;
 }
 
-void aw_daemon_stop(aw_daemon *d) { uv_async_send(&d->stop_async); }
+void aw_daemon_stop(aw_daemon *d)
+{
+    uv_async_send(&d->stop_async);
+}
 
-static void init_timer(aw_daemon *d, uv_timer_t *t) {
+static void init_timer(aw_daemon *d, uv_timer_t *t)
+{
     uv_timer_init(&d->loop, t);
     t->data = d;
 }
 
-static void init_signal(aw_daemon *d, uv_signal_t *h, int signum) {
+static void init_signal(aw_daemon *d, uv_signal_t *h, int signum)
+{
     uv_signal_init(&d->loop, h);
     h->data = d;
     uv_signal_start(h, on_signal, signum);
 }
 
-static void log_start(aw_daemon *d) {
+static void log_start(aw_daemon *d)
+{
     const aw_daemon_config *c = d->config;
     AW_LOG(d->log, AW_LOG_INFO, "start", AW_LOG_S("consumer", c->consumer),
            AW_LOG_S("group", c->group), AW_LOG_S("db", c->ingest.db_path),
-           AW_LOG_S("redis_host", c->redis_host), AW_LOG_I("redis_port", c->redis_port),
+           AW_LOG_S("redis_host", c->redis_host),
+           AW_LOG_I("redis_port", c->redis_port),
            AW_LOG_S("audit_stream", d->names[AW_ROLE_AUDIT]),
-           AW_LOG_S("audit_signatures", c->ingest.audit_key ? "required" : "not checked"),
-           AW_LOG_S("stream_signatures", c->ingest.streams_key ? "required" : "not checked"),
-           AW_LOG_S("calls_signatures", c->ingest.calls_key ? "required" : "not required"),
+           AW_LOG_S("audit_signatures",
+                    c->ingest.audit_key ? "required" : "not checked"),
+           AW_LOG_S("stream_signatures",
+                    c->ingest.streams_key ? "required" : "not checked"),
+           AW_LOG_S("calls_signatures",
+                    c->ingest.calls_key ? "required" : "not required"),
            AW_LOG_S("start_id", c->start_id), AW_LOG_I("count", c->count),
-           AW_LOG_I("block_ms", c->block_ms), AW_LOG_I("claim_idle_ms", c->claim_idle_ms));
+           AW_LOG_I("block_ms", c->block_ms),
+           AW_LOG_I("claim_idle_ms", c->claim_idle_ms));
 }
 
-static void log_shutdown(aw_daemon *d, const aw_sinks_stats *sinks) {
-    AW_LOG(d->log, AW_LOG_INFO, "shutdown", AW_LOG_I("indexed", d->totals.indexed),
-           AW_LOG_I("duplicates", d->totals.duplicates), AW_LOG_I("conflicts", d->totals.conflicts),
-           AW_LOG_I("rejected", d->totals.rejected), AW_LOG_I("trims", d->totals.trims_reported),
+static void log_shutdown(aw_daemon *d, const aw_sinks_stats *sinks)
+{
+    AW_LOG(d->log, AW_LOG_INFO, "shutdown",
+           AW_LOG_I("indexed", d->totals.indexed),
+           AW_LOG_I("duplicates", d->totals.duplicates),
+           AW_LOG_I("conflicts", d->totals.conflicts),
+           AW_LOG_I("rejected", d->totals.rejected),
+           AW_LOG_I("trims", d->totals.trims_reported),
            AW_LOG_I("acked", aw_core_totals_get(d->core)->acked),
-           AW_LOG_I("refused_by_index", aw_core_totals_get(d->core)->rejected_by_index), AW_LOG_I("alerts_emitted", sinks->emitted),
+           AW_LOG_I("refused_by_index",
+                    aw_core_totals_get(d->core)->rejected_by_index),
+           AW_LOG_I("alerts_emitted", sinks->emitted),
            AW_LOG_I("alert_stream_failed", sinks->stream_failed),
            AW_LOG_I("alert_hook_failed", sinks->hook_failed),
            AW_LOG_I("alert_hook_dropped", sinks->hook_dropped),
            AW_LOG_I("seconds", (uv_now(&d->loop) - d->started_ms) / 1000));
 }
 
-int aw_daemon_run(aw_daemon *d, aw_error *err) {
+int aw_daemon_run(aw_daemon *d, aw_error *err)
+{
     const aw_daemon_config *c = d->config;
-    aw_redis_conn_config cc = {c->redis_host, c->redis_port, c->redis_db, c->redis_password,
-                               REPLY_MARGIN_MS};
+    aw_redis_conn_config cc = {c->redis_host, c->redis_port, c->redis_db,
+                               c->redis_password, REPLY_MARGIN_MS};
     aw_redis_conn_handlers handlers = {on_ready, on_lost, on_conn_closed};
-    aw_sinks_config sc = {c->alerts_stdout, c->alert_stream, c->alert_stream_maxlen,
-                          c->alert_exec, c->alert_exec_max, on_sinks_idle, d, c->alert_format};
-    uint64_t claim_every = (uint64_t)(c->claim_idle_ms / 2 > 0 ? c->claim_idle_ms / 2 : 1);
+    aw_sinks_config sc = {c->alerts_stdout,
+                          c->alert_stream,
+                          c->alert_stream_maxlen,
+                          c->alert_exec,
+                          c->alert_exec_max,
+                          on_sinks_idle,
+                          d,
+                          c->alert_format};
+    uint64_t claim_every =
+        (uint64_t)(c->claim_idle_ms / 2 > 0 ? c->claim_idle_ms / 2 : 1);
     int rc;
 
     assert(!d->running);
     d->running = true;
     signal(SIGPIPE, SIG_IGN);
     if ((rc = aw_sinks_new(&d->loop, &sc, d->log, &d->sinks, err)) != AW_OK ||
-        (rc = aw_redis_conn_new(&d->loop, &cc, &handlers, d, d->log, &d->conn, err)) != AW_OK) {
-        if (d->sinks) aw_sinks_close(d->sinks);
+        (rc = aw_redis_conn_new(&d->loop, &cc, &handlers, d, d->log, &d->conn,
+                                err)) != AW_OK) {
+        if (d->sinks)
+            aw_sinks_close(d->sinks);
         close_handle((uv_handle_t *)&d->stop_async);
         uv_run(&d->loop, UV_RUN_DEFAULT);
         return rc;
@@ -1216,35 +1466,43 @@ int aw_daemon_run(aw_daemon *d, aw_error *err) {
     init_signal(d, &d->sigint, SIGINT);
     init_signal(d, &d->sighup, SIGHUP);
     uv_timer_start(&d->claim_timer, on_claim_timer, claim_every, claim_every);
-    uv_timer_start(&d->summary_timer, on_summary_timer, SUMMARY_INTERVAL_MS, SUMMARY_INTERVAL_MS);
-    uv_timer_start(&d->chain_timer, on_chain_timer, (uint64_t)c->chain_interval_ms,
+    uv_timer_start(&d->summary_timer, on_summary_timer, SUMMARY_INTERVAL_MS,
+                   SUMMARY_INTERVAL_MS);
+    uv_timer_start(&d->chain_timer, on_chain_timer,
+                   (uint64_t)c->chain_interval_ms,
                    (uint64_t)c->chain_interval_ms);
-    uv_timer_start(&d->watch_timer, on_watch_timer, (uint64_t)c->enforcer_poll_ms,
+    uv_timer_start(&d->watch_timer, on_watch_timer,
+                   (uint64_t)c->enforcer_poll_ms,
                    (uint64_t)c->enforcer_poll_ms);
     d->started_ms = uv_now(&d->loop);
     log_start(d);
     if (d->metrics) {
-        AW_LOG(d->log, AW_LOG_INFO, "metrics_listening", AW_LOG_S("address", c->metrics_listen),
+        AW_LOG(d->log, AW_LOG_INFO, "metrics_listening",
+               AW_LOG_S("address", c->metrics_listen),
                AW_LOG_I("port", aw_metrics_port(d->metrics)));
         publish_metrics(d);
         uv_timer_start(&d->metrics_timer, on_metrics_timer, METRICS_INTERVAL_MS,
                        METRICS_INTERVAL_MS);
     }
     if (d->calls_log)
-        uv_timer_start(&d->calls_log_timer, on_calls_log_timer, 0, CALLS_LOG_POLL_MS);
+        uv_timer_start(&d->calls_log_timer, on_calls_log_timer, 0,
+                       CALLS_LOG_POLL_MS);
     aw_redis_conn_start(d->conn);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     log_shutdown(d, &d->sink_totals);
     if (aw_core_get_state(d->core) == AW_CORE_BROKEN)
-        return aw_error_set(err, AW_ERR_BROKEN, "index %s: %s", c->ingest.db_path,
-                            aw_core_broken_reason(d->core));
+        return aw_error_set(err, AW_ERR_BROKEN, "index %s: %s",
+                            c->ingest.db_path, aw_core_broken_reason(d->core));
     return AW_OK;
 }
 
-void aw_daemon_free(aw_daemon *d) {
-    if (!d) return;
+void aw_daemon_free(aw_daemon *d)
+{
+    if (!d)
+        return;
     if (d->loop_ready) {
-        if (!d->running) close_handle((uv_handle_t *)&d->stop_async);
+        if (!d->running)
+            close_handle((uv_handle_t *)&d->stop_async);
         uv_run(&d->loop, UV_RUN_DEFAULT);
         uv_loop_close(&d->loop);
     }

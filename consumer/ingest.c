@@ -48,8 +48,8 @@ typedef struct stream_slot {
     char *name;
     size_t len;
     int role;
-    uint64_t done_ms, done_seq;   /* newest committed entry id */
-    bool in_batch;                /* the batch holds an entry newer than done */
+    uint64_t done_ms, done_seq; /* newest committed entry id */
+    bool in_batch;              /* the batch holds an entry newer than done */
     uint64_t batch_ms, batch_seq;
     char batch_id[AW_STREAM_ID_TEXT_MAX];
 } stream_slot;
@@ -64,20 +64,23 @@ struct aw_ingest {
     aw_call_fields call_fields;
     stream_slot *slots;
     size_t nslots, capslots;
-    const aw_pipeline_finding *findings;   /* for the next batch; borrowed */
+    const aw_pipeline_finding *findings; /* for the next batch; borrowed */
     size_t nfindings;
 };
 
 /* Decoding failed: the reason is in the decoder's aw_error. */
 #define REJECTED 1
 
-static bool has_import_prefix(const char *name, size_t len) {
+static bool has_import_prefix(const char *name, size_t len)
+{
     size_t plen = sizeof AW_INGEST_IMPORT_PREFIX - 1;
     return len >= plen && memcmp(name, AW_INGEST_IMPORT_PREFIX, plen) == 0;
 }
 
-static int role_of(const aw_ingest *ing, const char *name, size_t len) {
-    if (has_import_prefix(name, len)) return ROLE_IMPORT;
+static int role_of(const aw_ingest *ing, const char *name, size_t len)
+{
+    if (has_import_prefix(name, len))
+        return ROLE_IMPORT;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
         if (strlen(ing->streams[r]) == len &&
             memcmp(ing->streams[r], name, len) == 0)
@@ -86,19 +89,23 @@ static int role_of(const aw_ingest *ing, const char *name, size_t len) {
 }
 
 /* The slot of stream name, added when new. NULL when out of memory. */
-static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len) {
+static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len)
+{
     for (size_t i = 0; i < ing->nslots; i++)
-        if (ing->slots[i].len == len && memcmp(ing->slots[i].name, name, len) == 0)
+        if (ing->slots[i].len == len &&
+            memcmp(ing->slots[i].name, name, len) == 0)
             return &ing->slots[i];
     if (ing->nslots == ing->capslots) {
         size_t cap = ing->capslots ? ing->capslots * 2 : 8;
         stream_slot *grown = realloc(ing->slots, cap * sizeof *grown);
-        if (!grown) return NULL;
+        if (!grown)
+            return NULL;
         ing->slots = grown;
         ing->capslots = cap;
     }
     char *copy = malloc(len + 1);
-    if (!copy) return NULL;
+    if (!copy)
+        return NULL;
     memcpy(copy, name, len);
     copy[len] = '\0';
     stream_slot *s = &ing->slots[ing->nslots++];
@@ -110,57 +117,69 @@ static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len) {
 }
 
 static int load_checkpoint(const char *stream, const char *entry_id,
-                           int64_t updated_at_ns, void *ud) {
+                           int64_t updated_at_ns, void *ud)
+{
     aw_ingest *ing = ud;
     stream_slot *s = slot_for(ing, stream, strlen(stream));
     (void)updated_at_ns;
-    if (!s) return AW_ERR_NOMEM;
+    if (!s)
+        return AW_ERR_NOMEM;
     if (aw_stream_id_parse(entry_id, strlen(entry_id), &s->done_ms,
                            &s->done_seq) != AW_OK)
         s->done_ms = s->done_seq = 0;
     return 0;
 }
 
-static int check_stream_names(const aw_ingest *ing, aw_error *err) {
+static int check_stream_names(const aw_ingest *ing, aw_error *err)
+{
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
         const char *name = ing->streams[r];
         if (!*name)
-            return aw_error_set(err, AW_ERR_INVALID, "the %s stream has an empty name",
+            return aw_error_set(err, AW_ERR_INVALID,
+                                "the %s stream has an empty name",
                                 aw_stream_role_name((aw_stream_role)r));
         if (has_import_prefix(name, strlen(name)))
-            return aw_error_set(err, AW_ERR_INVALID,
-                                "stream name \"%s\" is reserved for imports (%s...)",
-                                name, AW_INGEST_IMPORT_PREFIX);
+            return aw_error_set(
+                err, AW_ERR_INVALID,
+                "stream name \"%s\" is reserved for imports (%s...)", name,
+                AW_INGEST_IMPORT_PREFIX);
         for (int o = 0; o < r; o++)
             if (strcmp(ing->streams[o], name) == 0)
                 return aw_error_set(err, AW_ERR_INVALID,
                                     "roles %s and %s both name stream \"%s\"",
                                     aw_stream_role_name((aw_stream_role)o),
-                                    aw_stream_role_name((aw_stream_role)r), name);
+                                    aw_stream_role_name((aw_stream_role)r),
+                                    name);
     }
     return AW_OK;
 }
 
 int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
-                   aw_error *err) {
+                   aw_error *err)
+{
     aw_ingest *ing = calloc(1, sizeof *ing);
     int rc;
     *out = NULL;
-    if (!ing) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (!ing)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     ing->audit_key = options->audit_key;
     ing->streams_key = options->streams_key;
     ing->calls_key = options->calls_key;
     ing->call_fields = options->call_fields;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        ing->streams[r] = options->streams[r]
-                              ? options->streams[r]
-                              : aw_stream_role_default_stream((aw_stream_role)r);
+        ing->streams[r] =
+            options->streams[r]
+                ? options->streams[r]
+                : aw_stream_role_default_stream((aw_stream_role)r);
     if ((rc = check_stream_names(ing, err)) != AW_OK ||
         (rc = aw_store_open(options->db_path, options->store_flags, &ing->store,
                             err)) != AW_OK ||
-        (rc = aw_detectors_new(ing->store, options->detectors, &ing->det, err)) != AW_OK ||
-        (rc = aw_store_query_checkpoints(ing->store, load_checkpoint, ing, err)) != AW_OK) {
-        if (rc == AW_ERR_NOMEM) aw_error_set(err, rc, "out of memory");
+        (rc = aw_detectors_new(ing->store, options->detectors, &ing->det,
+                               err)) != AW_OK ||
+        (rc = aw_store_query_checkpoints(ing->store, load_checkpoint, ing,
+                                         err)) != AW_OK) {
+        if (rc == AW_ERR_NOMEM)
+            aw_error_set(err, rc, "out of memory");
         aw_ingest_close(ing);
         return rc;
     }
@@ -168,42 +187,61 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
     return AW_OK;
 }
 
-void aw_ingest_close(aw_ingest *ing) {
-    if (!ing) return;
+void aw_ingest_close(aw_ingest *ing)
+{
+    if (!ing)
+        return;
     aw_detectors_free(ing->det);
     aw_store_close(ing->store);
-    for (size_t i = 0; i < ing->nslots; i++) free(ing->slots[i].name);
+    for (size_t i = 0; i < ing->nslots; i++)
+        free(ing->slots[i].name);
     free(ing->slots);
     free(ing);
 }
 
-aw_store *aw_ingest_store(aw_ingest *ing) { return ing->store; }
+aw_store *aw_ingest_store(aw_ingest *ing)
+{
+    return ing->store;
+}
 
-void aw_ingest_carry_findings(aw_ingest *ing, const aw_pipeline_finding *findings, size_t n) {
+void aw_ingest_carry_findings(aw_ingest *ing,
+                              const aw_pipeline_finding *findings, size_t n)
+{
     ing->findings = findings;
     ing->nfindings = n;
 }
 
-int64_t aw_ingest_clock(const aw_ingest *ing) { return aw_detectors_clock(ing->det); }
+int64_t aw_ingest_clock(const aw_ingest *ing)
+{
+    return aw_detectors_clock(ing->det);
+}
 
-void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud) {
+void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud)
+{
     aw_detectors_drain(ing->det, fn, ud);
 }
 
 /* ---- One entry ------------------------------------------------------------ */
 
 /* Decoder failures that are not about the input (memory) fail the batch. */
-static int decoded(int rc, aw_error *why, aw_error *err) {
-    if (rc == AW_OK) return AW_OK;
-    if (rc == AW_ERR_INVALID) return REJECTED;
+static int decoded(int rc, aw_error *why, aw_error *err)
+{
+    if (rc == AW_OK)
+        return AW_OK;
+    if (rc == AW_ERR_INVALID)
+        return REJECTED;
     *err = *why;
     return rc;
 }
 
-static void count_put(aw_put_result put, aw_ingest_stats *st) {
-    if (put == AW_PUT_INSERTED) st->indexed++;
-    else if (put == AW_PUT_DUPLICATE) st->duplicates++;
-    else st->conflicts++;
+static void count_put(aw_put_result put, aw_ingest_stats *st)
+{
+    if (put == AW_PUT_INSERTED)
+        st->indexed++;
+    else if (put == AW_PUT_DUPLICATE)
+        st->duplicates++;
+    else
+        st->conflicts++;
 }
 
 /* An audit event of entry e, read from e itself or (letter not NULL) from
@@ -211,36 +249,45 @@ static void count_put(aw_put_result put, aw_ingest_stats *st) {
  * way, and a dead-lettered one is alerted on top of the ordinary rules. */
 static int index_audit_from(aw_ingest *ing, const aw_raw_entry *e,
                             const aw_dead_letter *letter, int64_t rowid,
-                            aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                            aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     aw_audit_event *ev;
     int64_t ev_rowid;
     aw_put_result put;
-    int rc = decoded(aw_event_decode_audit(letter ? letter->original : e, ing->audit_key,
-                                           &ev, why),
+    int rc = decoded(aw_event_decode_audit(letter ? letter->original : e,
+                                           ing->audit_key, &ev, why),
                      why, err);
-    if (rc != AW_OK) return rc;
-    if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put, err)) == AW_OK &&
-        (rc = letter ? aw_detectors_on_dead_event(ing->det, e, letter, ev, ev_rowid, put, err)
-                     : aw_detectors_on_event(ing->det, e, ev, ev_rowid, put, err)) == AW_OK)
+    if (rc != AW_OK)
+        return rc;
+    if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put,
+                                 err)) == AW_OK &&
+        (rc = letter ? aw_detectors_on_dead_event(ing->det, e, letter, ev,
+                                                  ev_rowid, put, err)
+                     : aw_detectors_on_event(ing->det, e, ev, ev_rowid, put,
+                                             err)) == AW_OK)
         count_put(put, st);
     aw_audit_event_free(ev);
     return rc;
 }
 
 static int index_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                       aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     return index_audit_from(ing, e, NULL, rowid, st, why, err);
 }
 
 /* The original of a DLQ entry is verified with the audit key and indexed
  * like an entry of the audit stream (DESIGN §8). */
-static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                            aw_ingest_stats *st, aw_error *why, aw_error *err) {
+static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e,
+                            int64_t rowid, aw_ingest_stats *st, aw_error *why,
+                            aw_error *err)
+{
     aw_dead_letter *letter;
-    int rc = decoded(aw_dead_letter_decode_audit(e, ing->streams[AW_ROLE_AUDIT], &letter,
-                                                 why),
+    int rc = decoded(aw_dead_letter_decode_audit(e, ing->streams[AW_ROLE_AUDIT],
+                                                 &letter, why),
                      why, err);
-    if (rc != AW_OK) return rc;
+    if (rc != AW_OK)
+        return rc;
     rc = index_audit_from(ing, e, letter, rowid, st, why, err);
     aw_dead_letter_free(letter);
     return rc;
@@ -249,18 +296,22 @@ static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid
 /* The revocations of entry e, read from e itself or (letter not NULL) from
  * the original a `.dead` entry e holds, of the given role either way. */
 static int index_revocations_from(aw_ingest *ing, aw_stream_role role,
-                                  const aw_raw_entry *e, const aw_dead_letter *letter,
-                                  int64_t rowid, aw_ingest_stats *st, aw_error *why,
-                                  aw_error *err) {
+                                  const aw_raw_entry *e,
+                                  const aw_dead_letter *letter, int64_t rowid,
+                                  aw_ingest_stats *st, aw_error *why,
+                                  aw_error *err)
+{
     aw_revocation_set *set;
-    int rc = decoded(aw_event_decode_revocation(role, letter ? letter->original : e,
-                                                ing->streams_key, &set, why),
-                     why, err);
-    if (rc != AW_OK) return rc;
+    int rc =
+        decoded(aw_event_decode_revocation(role, letter ? letter->original : e,
+                                           ing->streams_key, &set, why),
+                why, err);
+    if (rc != AW_OK)
+        return rc;
     if ((rc = aw_store_put_revocations(ing->store, rowid, set, err)) == AW_OK &&
         (rc = aw_detectors_on_revocations(ing->det, e, set, err)) == AW_OK &&
-        (!letter ||
-         (rc = aw_detectors_on_dead_revocations(ing->det, e, letter, set, err)) == AW_OK))
+        (!letter || (rc = aw_detectors_on_dead_revocations(ing->det, e, letter,
+                                                           set, err)) == AW_OK))
         st->indexed++;
     aw_revocation_set_free(set);
     return rc;
@@ -268,7 +319,8 @@ static int index_revocations_from(aw_ingest *ing, aw_stream_role role,
 
 static int index_revocations(aw_ingest *ing, aw_stream_role role,
                              const aw_raw_entry *e, int64_t rowid,
-                             aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                             aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     return index_revocations_from(ing, role, e, NULL, rowid, st, why, err);
 }
 
@@ -277,31 +329,41 @@ static int index_revocations(aw_ingest *ing, aw_stream_role role,
  * original entry's time) and alerted as dead-lettered. */
 static int index_dead_revocations(aw_ingest *ing, aw_stream_role role,
                                   const aw_raw_entry *e, int64_t rowid,
-                                  aw_ingest_stats *st, aw_error *why, aw_error *err) {
-    aw_stream_role origin = (aw_stream_role)aw_stream_role_dead_letter_origin(role);
+                                  aw_ingest_stats *st, aw_error *why,
+                                  aw_error *err)
+{
+    aw_stream_role origin =
+        (aw_stream_role)aw_stream_role_dead_letter_origin(role);
     aw_dead_letter *letter;
-    int rc = decoded(aw_dead_letter_decode_revocation(e, ing->streams[origin],
-                                                      ing->streams_key, &letter, why),
-                     why, err);
-    if (rc != AW_OK) return rc;
+    int rc =
+        decoded(aw_dead_letter_decode_revocation(
+                    e, ing->streams[origin], ing->streams_key, &letter, why),
+                why, err);
+    if (rc != AW_OK)
+        return rc;
     rc = index_revocations_from(ing, origin, e, letter, rowid, st, why, err);
     aw_dead_letter_free(letter);
     return rc;
 }
 
-static int store_call(aw_ingest *ing, const aw_raw_entry *e, aw_observed_call *call,
-                      aw_ingest_stats *st, int64_t rowid, aw_error *err) {
+static int store_call(aw_ingest *ing, const aw_raw_entry *e,
+                      aw_observed_call *call, aw_ingest_stats *st,
+                      int64_t rowid, aw_error *err)
+{
     int64_t call_rowid;
     int rc;
-    if ((rc = aw_store_put_call(ing->store, rowid, call, &call_rowid, err)) == AW_OK &&
-        (rc = aw_detectors_on_call(ing->det, e, call, call_rowid, err)) == AW_OK)
+    if ((rc = aw_store_put_call(ing->store, rowid, call, &call_rowid, err)) ==
+            AW_OK &&
+        (rc = aw_detectors_on_call(ing->det, e, call, call_rowid, err)) ==
+            AW_OK)
         st->indexed++;
     aw_observed_call_free(call);
     return rc;
 }
 
 static int index_call(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                      aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                      aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     aw_observed_call *call;
     int rc = decoded(aw_event_decode_call_entry(e, ing->calls_key, &call, why),
                      why, err);
@@ -309,7 +371,8 @@ static int index_call(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
 }
 
 static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                        aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                        aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     const aw_bytes *line = aw_raw_entry_get(e, AW_INGEST_IMPORT_FIELD);
     aw_observed_call *call;
     int rc;
@@ -318,7 +381,8 @@ static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
                                        "import entry has no \"%s\" field",
                                        AW_INGEST_IMPORT_FIELD),
                        why, err);
-    rc = decoded(aw_event_decode_call_json(line->ptr, line->len, &ing->call_fields,
+    rc = decoded(aw_event_decode_call_json(line->ptr, line->len,
+                                           &ing->call_fields,
                                            aw_ms_to_ns(e->id_ms), &call, why),
                  why, err);
     return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
@@ -326,58 +390,65 @@ static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
 
 static int index_entry(aw_ingest *ing, const stream_slot *slot,
                        const aw_raw_entry *e, int64_t rowid,
-                       aw_ingest_stats *st, aw_error *why, aw_error *err) {
+                       aw_ingest_stats *st, aw_error *why, aw_error *err)
+{
     switch (slot->role) {
-    case AW_ROLE_AUDIT:
-        return index_audit(ing, e, rowid, st, why, err);
+    case AW_ROLE_AUDIT: return index_audit(ing, e, rowid, st, why, err);
     case AW_ROLE_SESSION_REVOKE:
     case AW_ROLE_AGENT_LIFECYCLE:
     case AW_ROLE_DELEGATION_INVALIDATE:
-        return index_revocations(ing, (aw_stream_role)slot->role, e, rowid, st, why, err);
-    case AW_ROLE_CALLS:
-        return index_call(ing, e, rowid, st, why, err);
-    case ROLE_IMPORT:
-        return index_import(ing, e, rowid, st, why, err);
+        return index_revocations(ing, (aw_stream_role)slot->role, e, rowid, st,
+                                 why, err);
+    case AW_ROLE_CALLS: return index_call(ing, e, rowid, st, why, err);
+    case ROLE_IMPORT: return index_import(ing, e, rowid, st, why, err);
     case AW_ROLE_AUDIT_DLQ:
         return index_dead_audit(ing, e, rowid, st, why, err);
     case AW_ROLE_SESSION_REVOKE_DEAD:
     case AW_ROLE_AGENT_LIFECYCLE_DEAD:
     case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
-        return index_dead_revocations(ing, (aw_stream_role)slot->role, e, rowid, st, why,
-                                      err);
+        return index_dead_revocations(ing, (aw_stream_role)slot->role, e, rowid,
+                                      st, why, err);
     default:
-        return decoded(aw_error_reject(why, AW_REJECT_BAD_VALUE,
-                                       "stream \"%s\" is not one of the configured streams",
-                                       slot->name),
+        return decoded(aw_error_reject(
+                           why, AW_REJECT_BAD_VALUE,
+                           "stream \"%s\" is not one of the configured streams",
+                           slot->name),
                        why, err);
     }
 }
 
 static int reject(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
                   aw_reject_reason reason, const char *detail,
-                  aw_ingest_stats *st, aw_error *err) {
+                  aw_ingest_stats *st, aw_error *err)
+{
     int rc;
-    if ((rc = aw_store_put_rejected(ing->store, rowid, reason, detail, err)) != AW_OK ||
-        (rc = aw_detectors_on_rejected(ing->det, e, reason, detail, err)) != AW_OK)
+    if ((rc = aw_store_put_rejected(ing->store, rowid, reason, detail, err)) !=
+            AW_OK ||
+        (rc = aw_detectors_on_rejected(ing->det, e, reason, detail, err)) !=
+            AW_OK)
         return rc;
     st->rejected++;
     st->rejected_by_reason[reason]++;
     return AW_OK;
 }
 
-static void note_progress(stream_slot *slot, const aw_raw_entry *e) {
+static void note_progress(stream_slot *slot, const aw_raw_entry *e)
+{
     uint64_t ms = slot->in_batch ? slot->batch_ms : slot->done_ms;
     uint64_t seq = slot->in_batch ? slot->batch_seq : slot->done_seq;
-    if (aw_stream_id_cmp((aw_stream_id){e->id_ms, e->id_seq}, (aw_stream_id){ms, seq}) <= 0)
+    if (aw_stream_id_cmp((aw_stream_id){e->id_ms, e->id_seq},
+                         (aw_stream_id){ms, seq}) <= 0)
         return;
     slot->in_batch = true;
     slot->batch_ms = e->id_ms;
     slot->batch_seq = e->id_seq;
-    snprintf(slot->batch_id, sizeof slot->batch_id, "%.*s", (int)e->id.len, e->id.ptr);
+    snprintf(slot->batch_id, sizeof slot->batch_id, "%.*s", (int)e->id.len,
+             e->id.ptr);
 }
 
 static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
-                       uint64_t *audit_ms, aw_ingest_stats *st, aw_error *err) {
+                       uint64_t *audit_ms, aw_ingest_stats *st, aw_error *err)
+{
     const aw_raw_entry *e = item->entry;
     stream_slot *slot = slot_for(ing, e->stream.ptr, e->stream.len);
     aw_error why = {0};
@@ -386,25 +457,32 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     size_t indexed_before;
     int rc;
 
-    if (!slot) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (!slot)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     note_progress(slot, e);
-    if (slot->role == AW_ROLE_AUDIT && e->id_ms > *audit_ms) *audit_ms = e->id_ms;
-    if ((rc = aw_store_put_entry(ing->store, e, &rowid, &put, err)) != AW_OK) return rc;
+    if (slot->role == AW_ROLE_AUDIT && e->id_ms > *audit_ms)
+        *audit_ms = e->id_ms;
+    if ((rc = aw_store_put_entry(ing->store, e, &rowid, &put, err)) != AW_OK)
+        return rc;
     if (put == AW_PUT_DUPLICATE) {
         st->duplicates++;
         return AW_OK;
     }
     if (item->forced_reason != AW_REJECT_NONE)
-        return reject(ing, e, rowid, item->forced_reason, item->forced_detail, st, err);
+        return reject(ing, e, rowid, item->forced_reason, item->forced_detail,
+                      st, err);
     indexed_before = st->indexed;
     rc = index_entry(ing, slot, e, rowid, st, &why, err);
     if (rc == AW_OK && st->indexed > indexed_before) {
-        if (slot->role == ROLE_IMPORT) st->indexed_imports++;
-        else if (slot->role >= 0 && slot->role < AW_ROLE_COUNT) st->indexed_by_role[slot->role]++;
+        if (slot->role == ROLE_IMPORT)
+            st->indexed_imports++;
+        else if (slot->role >= 0 && slot->role < AW_ROLE_COUNT)
+            st->indexed_by_role[slot->role]++;
     }
     if (rc == REJECTED)
-        return reject(ing, e, rowid, why.reason ? why.reason : AW_REJECT_BAD_VALUE,
-                      why.msg, st, err);
+        return reject(ing, e, rowid,
+                      why.reason ? why.reason : AW_REJECT_BAD_VALUE, why.msg,
+                      st, err);
     return rc;
 }
 
@@ -416,9 +494,11 @@ typedef struct entry_probe {
     bool found;
 } entry_probe;
 
-static int probe_entry(const aw_entry_row *row, void *ud) {
+static int probe_entry(const aw_entry_row *row, void *ud)
+{
     entry_probe *p = ud;
-    if (strcmp(row->stream, p->stream) == 0 && strcmp(row->entry_id, p->id) == 0) {
+    if (strcmp(row->stream, p->stream) == 0 &&
+        strcmp(row->entry_id, p->id) == 0) {
         p->found = true;
         return 1;
     }
@@ -427,41 +507,48 @@ static int probe_entry(const aw_entry_row *row, void *ud) {
 
 /* A pending entry found deleted may have been indexed just before a crash. */
 static int already_indexed(aw_ingest *ing, const aw_ingest_trim *t, bool *found,
-                           aw_error *err) {
+                           aw_error *err)
+{
     entry_probe probe = {t->stream, t->first_id, false};
     uint64_t ms, seq;
     int rc;
     *found = false;
     if (!t->delivered || strcmp(t->first_id, t->last_id) != 0 ||
-        aw_stream_id_parse(t->first_id, strlen(t->first_id), &ms, &seq) != AW_OK ||
+        aw_stream_id_parse(t->first_id, strlen(t->first_id), &ms, &seq) !=
+            AW_OK ||
         ms >= INT64_MAX)
         return AW_OK;
-    rc = aw_store_iter_entries(ing->store, (int64_t)ms, (int64_t)ms + 1, probe_entry,
-                               &probe, err);
-    if (rc < 0) return rc;
+    rc = aw_store_iter_entries(ing->store, (int64_t)ms, (int64_t)ms + 1,
+                               probe_entry, &probe, err);
+    if (rc < 0)
+        return rc;
     *found = probe.found;
     return AW_OK;
 }
 
 static int ingest_trim(aw_ingest *ing, const aw_ingest_trim *t,
-                       aw_ingest_stats *st, aw_error *err) {
+                       aw_ingest_stats *st, aw_error *err)
+{
     bool found;
     int rc = already_indexed(ing, t, &found, err);
-    if (rc != AW_OK || found) return rc;
-    if ((rc = aw_detectors_on_trimmed(ing->det, t->stream, t->first_id, t->last_id,
-                                      err)) == AW_OK)
+    if (rc != AW_OK || found)
+        return rc;
+    if ((rc = aw_detectors_on_trimmed(ing->det, t->stream, t->first_id,
+                                      t->last_id, err)) == AW_OK)
         st->trims_reported++;
     return rc;
 }
 
 /* ---- The batch ------------------------------------------------------------ */
 
-static int write_checkpoints(aw_ingest *ing, aw_error *err) {
+static int write_checkpoints(aw_ingest *ing, aw_error *err)
+{
     for (size_t i = 0; i < ing->nslots; i++) {
         stream_slot *s = &ing->slots[i];
         int rc;
         if (s->in_batch &&
-            (rc = aw_store_set_checkpoint(ing->store, s->name, s->batch_id, err)) != AW_OK)
+            (rc = aw_store_set_checkpoint(ing->store, s->name, s->batch_id,
+                                          err)) != AW_OK)
             return rc;
     }
     return AW_OK;
@@ -469,7 +556,8 @@ static int write_checkpoints(aw_ingest *ing, aw_error *err) {
 
 /* After the commit the batch's ids become the committed ones; after a
  * rollback they are forgotten. */
-static void settle_checkpoints(aw_ingest *ing, bool committed) {
+static void settle_checkpoints(aw_ingest *ing, bool committed)
+{
     for (size_t i = 0; i < ing->nslots; i++) {
         stream_slot *s = &ing->slots[i];
         if (s->in_batch && committed) {
@@ -484,28 +572,35 @@ static void settle_checkpoints(aw_ingest *ing, bool committed) {
 static int run_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
                      const aw_ingest_trim *trims, size_t ntrims,
                      const aw_ingest_log_position *positions, size_t npositions,
-                     int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
+                     int64_t clock_ns, aw_ingest_stats *stats, aw_error *err)
+{
     aw_ingest_stats st;
     uint64_t audit_ms = 0;
     int64_t clock;
     int rc;
 
     memset(&st, 0, sizeof st);
-    if ((rc = aw_store_begin(ing->store, err)) != AW_OK) return rc;
+    if ((rc = aw_store_begin(ing->store, err)) != AW_OK)
+        return rc;
     for (size_t i = 0; i < n && rc == AW_OK; i++)
         rc = ingest_item(ing, &items[i], &audit_ms, &st, err);
     for (size_t i = 0; i < ntrims && rc == AW_OK; i++)
         rc = ingest_trim(ing, &trims[i], &st, err);
     if (rc == AW_OK && ing->nfindings)
-        rc = aw_detectors_on_pipeline(ing->det, ing->findings, ing->nfindings, err);
+        rc = aw_detectors_on_pipeline(ing->det, ing->findings, ing->nfindings,
+                                      err);
     ing->findings = NULL;
     ing->nfindings = 0;
     for (size_t i = 0; i < npositions && rc == AW_OK; i++)
-        rc = aw_store_set_log_position(ing->store, positions[i].path, &positions[i].position, err);
-    if (rc == AW_OK) rc = write_checkpoints(ing, err);
+        rc = aw_store_set_log_position(ing->store, positions[i].path,
+                                       &positions[i].position, err);
+    if (rc == AW_OK)
+        rc = write_checkpoints(ing, err);
     clock = aw_ms_to_ns(audit_ms) > clock_ns ? aw_ms_to_ns(audit_ms) : clock_ns;
-    if (rc == AW_OK) rc = aw_detectors_advance(ing->det, clock, err);
-    if (rc == AW_OK) rc = aw_store_commit(ing->store, err);
+    if (rc == AW_OK)
+        rc = aw_detectors_advance(ing->det, clock, err);
+    if (rc == AW_OK)
+        rc = aw_store_commit(ing->store, err);
     if (rc != AW_OK) {
         assert(rc < 0);
         aw_store_rollback(ing->store);
@@ -514,34 +609,44 @@ static int run_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
         return rc;
     }
     settle_checkpoints(ing, true);
-    if (stats) *stats = st;
+    if (stats)
+        *stats = st;
     return AW_OK;
 }
 
 int aw_ingest_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
                     const aw_ingest_trim *trims, size_t ntrims,
-                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err) {
-    return run_batch(ing, items, n, trims, ntrims, NULL, 0, clock_ns, stats, err);
+                    int64_t clock_ns, aw_ingest_stats *stats, aw_error *err)
+{
+    return run_batch(ing, items, n, trims, ntrims, NULL, 0, clock_ns, stats,
+                     err);
 }
 
 int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
-                        const aw_ingest_log_position *positions, size_t npositions,
-                        aw_ingest_stats *stats, aw_error *err) {
-    return run_batch(ing, items, n, NULL, 0, positions, npositions, 0, stats, err);
+                        const aw_ingest_log_position *positions,
+                        size_t npositions, aw_ingest_stats *stats,
+                        aw_error *err)
+{
+    return run_batch(ing, items, n, NULL, 0, positions, npositions, 0, stats,
+                     err);
 }
 
 int aw_ingest_import_entry(const char *stream, const char *line, size_t len,
-                           const aw_call_fields *names, int64_t fallback_ns, int64_t seq,
-                           aw_raw_entry **out, aw_error *err) {
+                           const aw_call_fields *names, int64_t fallback_ns,
+                           int64_t seq, aw_raw_entry **out, aw_error *err)
+{
     char id[AW_STREAM_ID_TEXT_MAX];
-    aw_field field = {{AW_INGEST_IMPORT_FIELD, strlen(AW_INGEST_IMPORT_FIELD)}, {line, len}};
+    aw_field field = {{AW_INGEST_IMPORT_FIELD, strlen(AW_INGEST_IMPORT_FIELD)},
+                      {line, len}};
     aw_observed_call *call = NULL;
     int64_t ns = fallback_ns;
-    if (aw_event_decode_call_json(line, len, names, fallback_ns, &call, NULL) == AW_OK &&
+    if (aw_event_decode_call_json(line, len, names, fallback_ns, &call, NULL) ==
+            AW_OK &&
         call->occurred_at_ns >= 0)
         ns = call->occurred_at_ns;
     aw_observed_call_free(call);
-    snprintf(id, sizeof id, "%lld-%lld", (long long)(ns / 1000000), (long long)seq);
-    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id, strlen(id)},
-                            &field, 1, out, err);
+    snprintf(id, sizeof id, "%lld-%lld", (long long)(ns / 1000000),
+             (long long)seq);
+    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                            (aw_bytes){id, strlen(id)}, &field, 1, out, err);
 }

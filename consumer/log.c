@@ -27,10 +27,11 @@
 struct aw_log {
     aw_log_format format;
     char *path;
-    FILE *fp;   /* stderr when path is NULL */
+    FILE *fp; /* stderr when path is NULL */
 };
 
-static const char *level_name(aw_log_level level) {
+static const char *level_name(aw_log_level level)
+{
     switch (level) {
     case AW_LOG_WARN: return "warn";
     case AW_LOG_ERROR: return "error";
@@ -38,22 +39,26 @@ static const char *level_name(aw_log_level level) {
     }
 }
 
-static FILE *open_append(const char *path, aw_error *err) {
+static FILE *open_append(const char *path, aw_error *err)
+{
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     FILE *fp;
     if (fd < 0) {
-        aw_error_set(err, AW_ERR_IO, "cannot open log file %s: %s", path, strerror(errno));
+        aw_error_set(err, AW_ERR_IO, "cannot open log file %s: %s", path,
+                     strerror(errno));
         return NULL;
     }
     if (!(fp = fdopen(fd, "a"))) {
-        aw_error_set(err, AW_ERR_IO, "cannot open log file %s: %s", path, strerror(errno));
+        aw_error_set(err, AW_ERR_IO, "cannot open log file %s: %s", path,
+                     strerror(errno));
         close(fd);
     }
     return fp;
 }
 
 int aw_log_open(aw_log_format format, const char *path, aw_log **out,
-                aw_error *err) {
+                aw_error *err)
+{
     aw_log *log = calloc(1, sizeof *log);
     *out = NULL;
     if (!log || (path && !(log->path = strdup(path)))) {
@@ -71,12 +76,15 @@ int aw_log_open(aw_log_format format, const char *path, aw_log **out,
     return AW_OK;
 }
 
-void aw_log_reopen(aw_log *log) {
+void aw_log_reopen(aw_log *log)
+{
     aw_error err = {0};
     FILE *fp;
-    if (!log->path) return;
+    if (!log->path)
+        return;
     if (!(fp = open_append(log->path, &err))) {
-        AW_LOG(log, AW_LOG_ERROR, "log_reopen_failed", AW_LOG_S("error", err.msg));
+        AW_LOG(log, AW_LOG_ERROR, "log_reopen_failed",
+               AW_LOG_S("error", err.msg));
         return;
     }
     fclose(log->fp);
@@ -84,10 +92,14 @@ void aw_log_reopen(aw_log *log) {
     AW_LOG(log, AW_LOG_INFO, "log_reopened", AW_LOG_S("file", log->path));
 }
 
-void aw_log_close(aw_log *log) {
-    if (!log) return;
-    if (log->path) fclose(log->fp);
-    else fflush(log->fp);
+void aw_log_close(aw_log *log)
+{
+    if (!log)
+        return;
+    if (log->path)
+        fclose(log->fp);
+    else
+        fflush(log->fp);
     free(log->path);
     free(log);
 }
@@ -99,28 +111,36 @@ typedef struct line {
     size_t len;
 } line;
 
-static void put(line *l, const char *s, size_t n) {
-    if (n > sizeof l->buf - 2 - l->len) n = sizeof l->buf - 2 - l->len;  /* room for \n */
+static void put(line *l, const char *s, size_t n)
+{
+    if (n > sizeof l->buf - 2 - l->len)
+        n = sizeof l->buf - 2 - l->len; /* room for \n */
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
 
-static void puts_(line *l, const char *s) { put(l, s, strlen(s)); }
+static void puts_(line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
 
-static void putf(line *l, const char *fmt, long long v) {
+static void putf(line *l, const char *fmt, long long v)
+{
     char num[32];
     int n = snprintf(num, sizeof num, fmt, v);
     put(l, num, (size_t)n);
 }
 
 /* Length of the UTF-8 sequence starting s[0..left), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t left) {
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
     size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
     return n && n <= left && aw_utf8_valid((const char *)s, n) ? n : 0;
 }
 
 /* s escaped for the inside of a JSON string or a quoted kv value. */
-static void put_escaped(line *l, const char *s) {
+static void put_escaped(line *l, const char *s)
+{
     const unsigned char *p = (const unsigned char *)s;
     size_t left = strlen(s);
     while (left) {
@@ -145,8 +165,10 @@ static void put_escaped(line *l, const char *s) {
     }
 }
 
-static bool needs_quotes(const char *s) {
-    if (!*s) return true;
+static bool needs_quotes(const char *s)
+{
+    if (!*s)
+        return true;
     for (; *s; s++)
         if ((unsigned char)*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' ||
             (unsigned char)*s >= 0x7f)
@@ -154,22 +176,26 @@ static bool needs_quotes(const char *s) {
     return false;
 }
 
-static void put_kv(line *l, const char *key, const aw_log_field *f) {
-    if (l->len) puts_(l, " ");
+static void put_kv(line *l, const char *key, const aw_log_field *f)
+{
+    if (l->len)
+        puts_(l, " ");
     puts_(l, key);
     puts_(l, "=");
     if (f->is_num) {
         putf(l, "%lld", f->num);
     } else if (!f->str || needs_quotes(f->str)) {
         puts_(l, "\"");
-        if (f->str) put_escaped(l, f->str);
+        if (f->str)
+            put_escaped(l, f->str);
         puts_(l, "\"");
     } else {
         puts_(l, f->str);
     }
 }
 
-static void put_json(line *l, const char *key, const aw_log_field *f) {
+static void put_json(line *l, const char *key, const aw_log_field *f)
+{
     puts_(l, l->len > 1 ? ",\"" : "\"");
     put_escaped(l, key);
     puts_(l, "\":");
@@ -185,7 +211,8 @@ static void put_json(line *l, const char *key, const aw_log_field *f) {
 }
 
 void aw_log_event(aw_log *log, aw_log_level level, const char *event,
-                  const aw_log_field *fields, size_t nfields) {
+                  const aw_log_field *fields, size_t nfields)
+{
     struct timespec ts;
     char when[40];
     line l;
@@ -193,14 +220,18 @@ void aw_log_event(aw_log *log, aw_log_level level, const char *event,
         log->format == AW_LOG_JSON ? put_json : put_kv;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    aw_time_format((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, when, sizeof when);
+    aw_time_format((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, when,
+                   sizeof when);
     l.len = 0;
-    if (log->format == AW_LOG_JSON) puts_(&l, "{");
+    if (log->format == AW_LOG_JSON)
+        puts_(&l, "{");
     field(&l, "time", &AW_LOG_S(NULL, when));
     field(&l, "level", &AW_LOG_S(NULL, level_name(level)));
     field(&l, "event", &AW_LOG_S(NULL, event));
-    for (size_t i = 0; i < nfields; i++) field(&l, fields[i].key, &fields[i]);
-    if (log->format == AW_LOG_JSON) puts_(&l, "}");
+    for (size_t i = 0; i < nfields; i++)
+        field(&l, fields[i].key, &fields[i]);
+    if (log->format == AW_LOG_JSON)
+        puts_(&l, "}");
     l.buf[l.len++] = '\n';
     fwrite(l.buf, 1, l.len, log->fp);
     fflush(log->fp);

@@ -37,9 +37,10 @@ void aw_log_close(aw_log *log);
 void aw_log_event(aw_log *log, aw_log_level level, const char *event,
                   const aw_log_field *fields, size_t nfields);
 
-#define AW_LOG(log, level, event, ...)                                       \
-    aw_log_event((log), (level), (event), (aw_log_field[]){__VA_ARGS__},     \
+#define AW_LOG(log, level, event, ...)                                         \
+    aw_log_event((log), (level), (event), (aw_log_field[]){__VA_ARGS__},       \
                  sizeof((aw_log_field[]){__VA_ARGS__}) / sizeof(aw_log_field))
-#define AW_LOG0(log, level, event) aw_log_event((log), (level), (event), NULL, 0)
+#define AW_LOG0(log, level, event)                                             \
+    aw_log_event((log), (level), (event), NULL, 0)
 
 #endif /* AW_CONSUMER_LOG_H */

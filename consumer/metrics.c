@@ -30,23 +30,30 @@
 #define AW_VERSION "0.1.0"
 #endif
 
-#define CONNECTIONS_MAX 16
+#define CONNECTIONS_MAX      16
 #define CONNECTION_TIMEOUT_S 5
-#define CONNECTION_MEMORY 16384
+#define CONNECTION_MEMORY    16384
 
 static const double bucket_bounds[AW_METRICS_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
-void aw_metrics_state_init(aw_metrics_state *s, const char *const streams[AW_ROLE_COUNT]) {
+void aw_metrics_state_init(aw_metrics_state *s,
+                           const char *const streams[AW_ROLE_COUNT])
+{
     memset(s, 0, sizeof *s);
-    for (int r = 0; r < AW_ROLE_COUNT; r++) s->streams[r] = streams[r];
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        s->streams[r] = streams[r];
 }
 
-void aw_metrics_count_batch(aw_metrics_state *s, const aw_ingest_stats *st, double seconds) {
-    for (int r = 0; r < AW_ROLE_COUNT; r++) s->indexed[r] += st->indexed_by_role[r];
+void aw_metrics_count_batch(aw_metrics_state *s, const aw_ingest_stats *st,
+                            double seconds)
+{
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        s->indexed[r] += st->indexed_by_role[r];
     s->indexed_imports += st->indexed_imports;
-    for (int r = 0; r < AW_REJECT_REASON_COUNT; r++) s->rejected[r] += st->rejected_by_reason[r];
+    for (int r = 0; r < AW_REJECT_REASON_COUNT; r++)
+        s->rejected[r] += st->rejected_by_reason[r];
     for (int b = 0; b < AW_METRICS_BUCKETS; b++)
         if (seconds <= bucket_bounds[b]) {
             s->commit_buckets[b]++;
@@ -59,11 +66,14 @@ void aw_metrics_count_batch(aw_metrics_state *s, const aw_ingest_stats *st, doub
 /* The row of (kind, severity), added when new; NULL when the table is full
  * (a kind past AW_METRICS_KINDS_MAX is not counted rather than mislabeled). */
 static aw_metrics_alert_row *alert_row(aw_metrics_alert_row *rows, size_t *n,
-                                       const char *kind, const char *severity) {
+                                       const char *kind, const char *severity)
+{
     for (size_t i = 0; i < *n; i++)
-        if (strcmp(rows[i].kind, kind) == 0 && strcmp(rows[i].severity, severity) == 0)
+        if (strcmp(rows[i].kind, kind) == 0 &&
+            strcmp(rows[i].severity, severity) == 0)
             return &rows[i];
-    if (*n == AW_METRICS_KINDS_MAX) return NULL;
+    if (*n == AW_METRICS_KINDS_MAX)
+        return NULL;
     aw_metrics_alert_row *row = &rows[(*n)++];
     snprintf(row->kind, sizeof row->kind, "%s", kind);
     snprintf(row->severity, sizeof row->severity, "%s", severity);
@@ -71,19 +81,28 @@ static aw_metrics_alert_row *alert_row(aw_metrics_alert_row *rows, size_t *n,
     return row;
 }
 
-void aw_metrics_count_alert(aw_metrics_state *s, const aw_alert *alert, aw_alert_change change) {
+void aw_metrics_count_alert(aw_metrics_state *s, const aw_alert *alert,
+                            aw_alert_change change)
+{
     aw_metrics_alert_row *row;
     if (change == AW_ALERT_RAISED) {
-        if ((row = alert_row(s->raised, &s->nraised, alert->kind, alert->severity))) row->count++;
-        if ((row = alert_row(s->open, &s->nopen, alert->kind, ""))) row->count++;
+        if ((row = alert_row(s->raised, &s->nraised, alert->kind,
+                             alert->severity)))
+            row->count++;
+        if ((row = alert_row(s->open, &s->nopen, alert->kind, "")))
+            row->count++;
     } else if (change == AW_ALERT_RESOLVED_NOW) {
-        if ((row = alert_row(s->open, &s->nopen, alert->kind, "")) && row->count > 0) row->count--;
+        if ((row = alert_row(s->open, &s->nopen, alert->kind, "")) &&
+            row->count > 0)
+            row->count--;
     }
 }
 
-void aw_metrics_set_open(aw_metrics_state *s, const char *kind, int64_t count) {
+void aw_metrics_set_open(aw_metrics_state *s, const char *kind, int64_t count)
+{
     aw_metrics_alert_row *row = alert_row(s->open, &s->nopen, kind, "");
-    if (row) row->count = count;
+    if (row)
+        row->count = count;
 }
 
 /* ---- The page ---------------------------------------------------------------- */
@@ -93,11 +112,13 @@ typedef struct page {
     bool failed;
 } page;
 
-static void put(page *p, const char *fmt, ...) {
+static void put(page *p, const char *fmt, ...)
+{
     char small[512];
     va_list ap;
     int n;
-    if (p->failed) return;
+    if (p->failed)
+        return;
     va_start(ap, fmt);
     n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
@@ -107,41 +128,54 @@ static void put(page *p, const char *fmt, ...) {
 }
 
 /* A label value: backslash, double quote and newline escaped. */
-static void put_label(page *p, const char *value) {
+static void put_label(page *p, const char *value)
+{
     for (const char *c = value; *c && !p->failed; c++) {
-        const char *esc = *c == '\\' ? "\\\\" : *c == '"' ? "\\\"" : *c == '\n' ? "\\n" : NULL;
-        if (aw_buf_append_text(&p->buf, esc ? esc : c, esc ? 2 : 1) != AW_OK) p->failed = true;
+        const char *esc = *c == '\\'   ? "\\\\"
+                          : *c == '"'  ? "\\\""
+                          : *c == '\n' ? "\\n"
+                                       : NULL;
+        if (aw_buf_append_text(&p->buf, esc ? esc : c, esc ? 2 : 1) != AW_OK)
+            p->failed = true;
     }
 }
 
-static void family(page *p, const char *name, const char *type, const char *help) {
+static void family(page *p, const char *name, const char *type,
+                   const char *help)
+{
     put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name{label="value"} */
-static void sample_start(page *p, const char *name, const char *label, const char *value) {
+static void sample_start(page *p, const char *name, const char *label,
+                         const char *value)
+{
     put(p, "%s{%s=\"", name, label);
     put_label(p, value);
     put(p, "\"}");
 }
 
-static void put_streams_u64(page *p, const aw_metrics_state *s, const char *name,
-                            const uint64_t *values) {
+static void put_streams_u64(page *p, const aw_metrics_state *s,
+                            const char *name, const uint64_t *values)
+{
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
         sample_start(p, name, "stream", s->streams[r]);
         put(p, " %llu\n", (unsigned long long)values[r]);
     }
 }
 
-char *aw_metrics_render(const aw_metrics_state *s, size_t *len) {
+char *aw_metrics_render(const aw_metrics_state *s, size_t *len)
+{
     page p = {{0}, false};
     uint64_t cumulative = 0;
 
-    family(&p, "auditwatch_build_info", "gauge", "Always 1; the version of this auditwatch.");
+    family(&p, "auditwatch_build_info", "gauge",
+           "Always 1; the version of this auditwatch.");
     put(&p, "auditwatch_build_info{version=\"%s\"} 1\n", AW_VERSION);
 
-    family(&p, "auditwatch_entries_indexed_total", "counter",
-           "Stream entries decoded and indexed as new, by stream (import: access-log files).");
+    family(
+        &p, "auditwatch_entries_indexed_total", "counter",
+        "Stream entries decoded and indexed as new, by stream (import: access-log files).");
     put_streams_u64(&p, s, "auditwatch_entries_indexed_total", s->indexed);
     put(&p, "auditwatch_entries_indexed_total{stream=\"import\"} %llu\n",
         (unsigned long long)s->indexed_imports);
@@ -164,24 +198,30 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len) {
         put(&p, "\"} %lld\n", (long long)s->raised[i].count);
     }
 
-    family(&p, "auditwatch_alerts_open", "gauge", "Alerts open in the index, by kind.");
+    family(&p, "auditwatch_alerts_open", "gauge",
+           "Alerts open in the index, by kind.");
     for (size_t i = 0; i < s->nopen; i++) {
         sample_start(&p, "auditwatch_alerts_open", "kind", s->open[i].kind);
         put(&p, " %lld\n", (long long)s->open[i].count);
     }
 
-    family(&p, "auditwatch_stream_lag_entries", "gauge",
-           "Entries of the stream not yet delivered to auditwatch's group, as of the last read.");
+    family(
+        &p, "auditwatch_stream_lag_entries", "gauge",
+        "Entries of the stream not yet delivered to auditwatch's group, as of the last read.");
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
-        if (!s->has_lag[r]) continue;
-        sample_start(&p, "auditwatch_stream_lag_entries", "stream", s->streams[r]);
+        if (!s->has_lag[r])
+            continue;
+        sample_start(&p, "auditwatch_stream_lag_entries", "stream",
+                     s->streams[r]);
         put(&p, " %lld\n", (long long)s->lag[r]);
     }
 
-    family(&p, "auditwatch_oldest_pending_seconds", "gauge",
-           "Age of the oldest entry read from the stream and not yet acknowledged (0: none).");
+    family(
+        &p, "auditwatch_oldest_pending_seconds", "gauge",
+        "Age of the oldest entry read from the stream and not yet acknowledged (0: none).");
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
-        sample_start(&p, "auditwatch_oldest_pending_seconds", "stream", s->streams[r]);
+        sample_start(&p, "auditwatch_oldest_pending_seconds", "stream",
+                     s->streams[r]);
         put(&p, " %.3f\n", s->oldest_pending_seconds[r]);
     }
 
@@ -189,19 +229,22 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len) {
            "Time of one index transaction (a batch with its detectors).");
     for (int b = 0; b < AW_METRICS_BUCKETS; b++) {
         cumulative += s->commit_buckets[b];
-        put(&p, "auditwatch_commit_duration_seconds_bucket{le=\"%g\"} %llu\n", bucket_bounds[b],
-            (unsigned long long)cumulative);
+        put(&p, "auditwatch_commit_duration_seconds_bucket{le=\"%g\"} %llu\n",
+            bucket_bounds[b], (unsigned long long)cumulative);
     }
     put(&p, "auditwatch_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
         (unsigned long long)s->commit_count);
     put(&p, "auditwatch_commit_duration_seconds_sum %.6f\n", s->commit_sum);
-    put(&p, "auditwatch_commit_duration_seconds_count %llu\n", (unsigned long long)s->commit_count);
+    put(&p, "auditwatch_commit_duration_seconds_count %llu\n",
+        (unsigned long long)s->commit_count);
 
     family(&p, "auditwatch_detector_clock_seconds", "gauge",
            "The detectors' event-time clock, seconds since the epoch.");
-    put(&p, "auditwatch_detector_clock_seconds %.3f\n", s->detector_clock_seconds);
+    put(&p, "auditwatch_detector_clock_seconds %.3f\n",
+        s->detector_clock_seconds);
 
-    family(&p, "auditwatch_redis_connected", "gauge", "1 while the Redis connection is ready.");
+    family(&p, "auditwatch_redis_connected", "gauge",
+           "1 while the Redis connection is ready.");
     put(&p, "auditwatch_redis_connected %d\n", s->redis_connected ? 1 : 0);
 
     if (p.failed) {
@@ -217,16 +260,18 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len) {
 struct aw_metrics {
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock;
-    char *page;           /* owned; NULL until the first publish */
+    char *page; /* owned; NULL until the first publish */
     size_t page_len;
     int port;
 };
 
-static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const char *type,
-                              char *body, size_t len) {
+static enum MHD_Result answer(struct MHD_Connection *c, unsigned status,
+                              const char *type, char *body, size_t len)
+{
     struct MHD_Response *r =
         body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
-             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+             : MHD_create_response_from_buffer(0, (void *)"",
+                                               MHD_RESPMEM_PERSISTENT);
     enum MHD_Result rc;
     if (!r) {
         free(body);
@@ -238,83 +283,99 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, const c
     return rc;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **ctx) {
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_size, void **ctx)
+{
     aw_metrics *m = cls;
     char *body;
     size_t len;
     (void)version;
     (void)upload_data;
-    if (!*ctx) {          /* headers only so far: answer once they are all in */
+    if (!*ctx) { /* headers only so far: answer once they are all in */
         *ctx = m;
         return MHD_YES;
     }
-    if (*upload_size) {   /* a body nobody asked for: ignore it */
+    if (*upload_size) { /* a body nobody asked for: ignore it */
         *upload_size = 0;
         return MHD_YES;
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return answer(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", NULL, 0);
-    if (strcmp(url, "/metrics") != 0) return answer(c, MHD_HTTP_NOT_FOUND, "text/plain", NULL, 0);
+    if (strcmp(url, "/metrics") != 0)
+        return answer(c, MHD_HTTP_NOT_FOUND, "text/plain", NULL, 0);
     pthread_mutex_lock(&m->lock);
     len = m->page ? m->page_len : 0;
     body = malloc(len + 1);
-    if (body && len) memcpy(body, m->page, len);
+    if (body && len)
+        memcpy(body, m->page, len);
     pthread_mutex_unlock(&m->lock);
-    if (!body) return MHD_NO;
-    return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+    if (!body)
+        return MHD_NO;
+    return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                  body, len);
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host and port text. */
-static int split_address(const char *text, char *host, size_t hsize, const char **port,
-                         aw_error *err) {
+static int split_address(const char *text, char *host, size_t hsize,
+                         const char **port, aw_error *err)
+{
     const char *colon = strrchr(text, ':');
     const char *h = text, *h_end = colon;
     if (!colon || !colon[1])
-        return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": expected ADDR:PORT", text);
+        return aw_error_set(err, AW_ERR_INVALID,
+                            "metrics address \"%s\": expected ADDR:PORT", text);
     if (*text == '[') {
         if (colon == text || colon[-1] != ']')
-            return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": expected [V6]:PORT",
+            return aw_error_set(err, AW_ERR_INVALID,
+                                "metrics address \"%s\": expected [V6]:PORT",
                                 text);
         h = text + 1;
         h_end = colon - 1;
     }
     if (h_end <= h || (size_t)(h_end - h) >= hsize)
-        return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": no host", text);
+        return aw_error_set(err, AW_ERR_INVALID,
+                            "metrics address \"%s\": no host", text);
     memcpy(host, h, (size_t)(h_end - h));
     host[h_end - h] = '\0';
     *port = colon + 1;
     for (const char *c = *port; *c; c++)
         if (*c < '0' || *c > '9')
-            return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": bad port", text);
+            return aw_error_set(err, AW_ERR_INVALID,
+                                "metrics address \"%s\": bad port", text);
     if (atoi(*port) > 65535)
-        return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": bad port", text);
+        return aw_error_set(err, AW_ERR_INVALID,
+                            "metrics address \"%s\": bad port", text);
     return AW_OK;
 }
 
-int aw_metrics_listen(const char *addr_port, aw_metrics **out, aw_error *err) {
+int aw_metrics_listen(const char *addr_port, aw_metrics **out, aw_error *err)
+{
     char host[256];
     const char *port = NULL;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV},
+                    *ai = NULL;
     const union MHD_DaemonInfo *info;
     aw_metrics *m;
     int rc, gai;
 
     *out = NULL;
-    if ((rc = split_address(addr_port, host, sizeof host, &port, err)) != AW_OK) return rc;
+    if ((rc = split_address(addr_port, host, sizeof host, &port, err)) != AW_OK)
+        return rc;
     if ((gai = getaddrinfo(host, port, &hints, &ai)) != 0)
-        return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": %s", addr_port,
-                            gai_strerror(gai));
+        return aw_error_set(err, AW_ERR_INVALID, "metrics address \"%s\": %s",
+                            addr_port, gai_strerror(gai));
     if (!(m = calloc(1, sizeof *m))) {
         freeaddrinfo(ai);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     }
     pthread_mutex_init(&m->lock, NULL);
     m->mhd = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, on_request, m,
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_USE_AUTO_INTERNAL_THREAD |
+            (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+        0, NULL, NULL, on_request, m, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
@@ -322,7 +383,8 @@ int aw_metrics_listen(const char *addr_port, aw_metrics **out, aw_error *err) {
     freeaddrinfo(ai);
     if (!m->mhd) {
         aw_metrics_close(m);
-        return aw_error_set(err, AW_ERR_IO, "cannot listen for metrics on %s", addr_port);
+        return aw_error_set(err, AW_ERR_IO, "cannot listen for metrics on %s",
+                            addr_port);
     }
     info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_BIND_PORT);
     m->port = info ? info->port : atoi(port);
@@ -330,9 +392,13 @@ int aw_metrics_listen(const char *addr_port, aw_metrics **out, aw_error *err) {
     return AW_OK;
 }
 
-int aw_metrics_port(const aw_metrics *m) { return m->port; }
+int aw_metrics_port(const aw_metrics *m)
+{
+    return m->port;
+}
 
-void aw_metrics_publish(aw_metrics *m, char *text, size_t len) {
+void aw_metrics_publish(aw_metrics *m, char *text, size_t len)
+{
     char *old;
     pthread_mutex_lock(&m->lock);
     old = m->page;
@@ -342,9 +408,12 @@ void aw_metrics_publish(aw_metrics *m, char *text, size_t len) {
     free(old);
 }
 
-void aw_metrics_close(aw_metrics *m) {
-    if (!m) return;
-    if (m->mhd) MHD_stop_daemon(m->mhd);
+void aw_metrics_close(aw_metrics *m)
+{
+    if (!m)
+        return;
+    if (m->mhd)
+        MHD_stop_daemon(m->mhd);
     pthread_mutex_destroy(&m->lock);
     free(m->page);
     free(m);

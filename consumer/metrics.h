@@ -13,27 +13,27 @@
 
 #include "consumer/consumer.h"
 
-#define AW_METRICS_KINDS_MAX 32      /* distinct alert kinds tracked */
-#define AW_METRICS_BUCKETS 13        /* commit duration buckets, +Inf apart */
+#define AW_METRICS_KINDS_MAX 32 /* distinct alert kinds tracked */
+#define AW_METRICS_BUCKETS   13 /* commit duration buckets, +Inf apart */
 
 /* An alert kind (and severity, for the raised counter) with its counts. */
 typedef struct aw_metrics_alert_row {
     char kind[48];
-    char severity[16];               /* "" for an open-count row */
+    char severity[16]; /* "" for an open-count row */
     int64_t count;
 } aw_metrics_alert_row;
 
 typedef struct aw_metrics_state {
-    const char *streams[AW_ROLE_COUNT];  /* label of each role; borrowed */
+    const char *streams[AW_ROLE_COUNT]; /* label of each role; borrowed */
     uint64_t indexed[AW_ROLE_COUNT];
-    uint64_t indexed_imports;            /* files: import-calls, --calls-log */
+    uint64_t indexed_imports; /* files: import-calls, --calls-log */
     uint64_t rejected[AW_REJECT_REASON_COUNT];
     aw_metrics_alert_row raised[AW_METRICS_KINDS_MAX];
     size_t nraised;
     aw_metrics_alert_row open[AW_METRICS_KINDS_MAX];
     size_t nopen;
     bool has_lag[AW_ROLE_COUNT];
-    int64_t lag[AW_ROLE_COUNT];          /* entries not yet delivered to us */
+    int64_t lag[AW_ROLE_COUNT]; /* entries not yet delivered to us */
     double oldest_pending_seconds[AW_ROLE_COUNT];
     uint64_t commit_buckets[AW_METRICS_BUCKETS]; /* cumulative at render */
     uint64_t commit_count;
@@ -43,11 +43,14 @@ typedef struct aw_metrics_state {
 } aw_metrics_state;
 
 /* Zeroes state and names the streams (borrowed, must outlive it). */
-void aw_metrics_state_init(aw_metrics_state *s, const char *const streams[AW_ROLE_COUNT]);
+void aw_metrics_state_init(aw_metrics_state *s,
+                           const char *const streams[AW_ROLE_COUNT]);
 /* One committed batch and how long its commit took. */
-void aw_metrics_count_batch(aw_metrics_state *s, const aw_ingest_stats *st, double seconds);
+void aw_metrics_count_batch(aw_metrics_state *s, const aw_ingest_stats *st,
+                            double seconds);
 /* One alert change (raised: both counters; resolved: one fewer open). */
-void aw_metrics_count_alert(aw_metrics_state *s, const aw_alert *alert, aw_alert_change change);
+void aw_metrics_count_alert(aw_metrics_state *s, const aw_alert *alert,
+                            aw_alert_change change);
 /* The open alerts of kind, as the index counts them at start. */
 void aw_metrics_set_open(aw_metrics_state *s, const char *kind, int64_t count);
 

@@ -37,22 +37,27 @@
 
 #include "consumer/reply.h"
 
-#define NSTREAMS 4            /* three revocation streams, then the audit stream */
-#define AUDIT_SLOT 3
-#define MAX_GROUPS 32
-#define NAME_MAX_LEN 200
-#define DETAIL_LEN 512
+#define NSTREAMS      4 /* three revocation streams, then the audit stream */
+#define AUDIT_SLOT    3
+#define MAX_GROUPS    32
+#define NAME_MAX_LEN  200
+#define DETAIL_LEN    512
 #define CONSUMERS_LEN 256
 
 /* ---- The judges ------------------------------------------------------------ */
 
-static void seconds(int64_t ms, char *buf, size_t size) {
-    if (ms == AW_FIGURE_UNKNOWN) snprintf(buf, size, "unknown");
-    else snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
+static void seconds(int64_t ms, char *buf, size_t size)
+{
+    if (ms == AW_FIGURE_UNKNOWN)
+        snprintf(buf, size, "unknown");
+    else
+        snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
 }
 
-void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms, int64_t grace_ms,
-                             aw_pipeline_finding *out, char *detail, size_t size) {
+void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms,
+                             int64_t grace_ms, aw_pipeline_finding *out,
+                             char *detail, size_t size)
+{
     aw_enforcer_judgment j;
     char age[32];
     aw_enforcer_judge(&e->stream_snap, &e->snap, now_ms, grace_ms, &j);
@@ -60,29 +65,37 @@ void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms, int64_t
         .kind = AW_FINDING_NOT_CONSUMED,
         .stream = e->stream,
         .group = e->group,
-        .trouble = !aw_stream_pos_is_none(j.oldest_unapplied) && j.unapplied_age_ms > grace_ms,
+        .trouble = !aw_stream_pos_is_none(j.oldest_unapplied) &&
+                   j.unapplied_age_ms > grace_ms,
         .entry = j.oldest_unapplied,
         .detail = detail,
     };
     seconds(j.unapplied_age_ms, age, sizeof age);
-    snprintf(detail, size, "%s for %s (grace %.1f s), %lld pending, consumers: %s",
-             j.state == AW_ENFORCER_OK && out->trouble ? "unapplied"
-                                                       : aw_enforcer_state_name(j.state),
+    snprintf(detail, size,
+             "%s for %s (grace %.1f s), %lld pending, consumers: %s",
+             j.state == AW_ENFORCER_OK && out->trouble
+                 ? "unapplied"
+                 : aw_enforcer_state_name(j.state),
              age, (double)grace_ms / 1000.0, (long long)e->snap.pending,
              e->consumers && *e->consumers ? e->consumers : "none");
 }
 
 bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
-                           const aw_group_snapshot *group, aw_stream_id last_generated,
-                           int64_t now_ms, const aw_ingest_limits *limits,
-                           aw_pipeline_finding *out, char *detail, size_t size) {
+                           const aw_group_snapshot *group,
+                           aw_stream_id last_generated, int64_t now_ms,
+                           const aw_ingest_limits *limits,
+                           aw_pipeline_finding *out, char *detail, size_t size)
+{
     aw_ingest_judgment j;
     char unread[32], pending[32];
-    bool grew = m->seen && aw_stream_id_cmp(last_generated, m->last_generated) > 0;
+    bool grew =
+        m->seen && aw_stream_id_cmp(last_generated, m->last_generated) > 0;
     aw_ingest_judge(group, now_ms, limits, &j);
     bool over = j.state == AW_INGEST_LAGGING || j.state == AW_INGEST_STUCK;
-    if (!over) m->over_polls = 0;
-    else if (grew) m->over_polls++;
+    if (!over)
+        m->over_polls = 0;
+    else if (grew)
+        m->over_polls++;
     m->seen = true;
     m->last_generated = last_generated;
 
@@ -95,10 +108,12 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
     };
     seconds(j.oldest_unread_age_ms, unread, sizeof unread);
     seconds(j.oldest_pending_age_ms, pending, sizeof pending);
-    snprintf(detail, size,
-             "%s: lag %lld (limit %lld), oldest unread %s, oldest pending %s (limit %.1f s)",
-             aw_ingest_state_name(j.state), (long long)j.lag, (long long)limits->max_lag, unread,
-             pending, (double)limits->max_age_ms / 1000.0);
+    snprintf(
+        detail, size,
+        "%s: lag %lld (limit %lld), oldest unread %s, oldest pending %s (limit %.1f s)",
+        aw_ingest_state_name(j.state), (long long)j.lag,
+        (long long)limits->max_lag, unread, pending,
+        (double)limits->max_age_ms / 1000.0);
     if (out->trouble) {
         /* a stall is named after the oldest entry not applied when it
          * began, so a later stall is a new alert */
@@ -123,12 +138,18 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
 
 /* ---- The poll -------------------------------------------------------------- */
 
-typedef enum watch_reply { W_INFO, W_GROUPS, W_PENDING, W_FIRST, W_CONSUMERS } watch_reply;
+typedef enum watch_reply {
+    W_INFO,
+    W_GROUPS,
+    W_PENDING,
+    W_FIRST,
+    W_CONSUMERS
+} watch_reply;
 
 typedef struct watch_ctx {
     aw_watch *w;
     watch_reply kind;
-    size_t index;                 /* the stream (round 1) or the group (round 2) */
+    size_t index; /* the stream (round 1) or the group (round 2) */
 } watch_ctx;
 
 typedef struct watched_group {
@@ -149,7 +170,7 @@ struct aw_watch {
     aw_watch_config config;
     const char *streams[NSTREAMS];
 
-    int round;                    /* 0: no poll in flight */
+    int round; /* 0: no poll in flight */
     size_t outstanding;
     bool failed;
     aw_stream_snapshot snaps[NSTREAMS];
@@ -157,7 +178,7 @@ struct aw_watch {
     watched_group groups[MAX_GROUPS];
     size_t ngroups;
     bool ingestor_found;
-    size_t ingestor;              /* its index in groups */
+    size_t ingestor; /* its index in groups */
     watch_ctx ctx[2 * NSTREAMS + 3 * MAX_GROUPS];
     size_t nctx;
     char first_text[MAX_GROUPS][AW_STREAM_ID_TEXT_MAX];
@@ -168,11 +189,14 @@ struct aw_watch {
     bool has_ready, has_carried;
 };
 
-aw_watch *aw_watch_new(const aw_watch_config *config) {
+aw_watch *aw_watch_new(const aw_watch_config *config)
+{
     aw_watch *w = calloc(1, sizeof *w);
-    if (!w) return NULL;
+    if (!w)
+        return NULL;
     w->config = *config;
-    for (int i = 0; i < 3; i++) w->streams[i] = config->revocation_streams[i];
+    for (int i = 0; i < 3; i++)
+        w->streams[i] = config->revocation_streams[i];
     w->streams[AUDIT_SLOT] = config->audit_stream;
     w->filling = 0;
     w->ready = 1;
@@ -180,31 +204,42 @@ aw_watch *aw_watch_new(const aw_watch_config *config) {
     return w;
 }
 
-void aw_watch_free(aw_watch *w) { free(w); }
+void aw_watch_free(aw_watch *w)
+{
+    free(w);
+}
 
-bool aw_watch_in_flight(const aw_watch *w) { return w->round != 0; }
+bool aw_watch_in_flight(const aw_watch *w)
+{
+    return w->round != 0;
+}
 
-static int64_t now_ms(void) {
+static int64_t now_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool integer_of(const redisReply *r, int64_t *out) {
-    if (!r || r->type != REDIS_REPLY_INTEGER) return false;
+static bool integer_of(const redisReply *r, int64_t *out)
+{
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return false;
     *out = r->integer;
     return true;
 }
 
-static void watch_send(aw_watch *w, aw_redis_conn *conn, watch_reply kind, size_t index,
-                       int argc, const char **argv);
+static void watch_send(aw_watch *w, aw_redis_conn *conn, watch_reply kind,
+                       size_t index, int argc, const char **argv);
 
 /* Round 1: a stream's XINFO STREAM. */
-static void take_info(aw_watch *w, size_t s, const redisReply *reply) {
+static void take_info(aw_watch *w, size_t s, const redisReply *reply)
+{
     aw_stream_snapshot *snap = &w->snaps[s];
     const redisReply *first, *last;
     memset(snap, 0, sizeof *snap);
-    if (reply->type == REDIS_REPLY_ERROR) return; /* no such stream: nothing to judge */
+    if (reply->type == REDIS_REPLY_ERROR)
+        return; /* no such stream: nothing to judge */
     snap->exists = reply->type == REDIS_REPLY_ARRAY;
     integer_of(aw_redis_map_get(reply, "length"), &snap->length);
     first = aw_redis_map_get(reply, "first-entry");
@@ -213,33 +248,44 @@ static void take_info(aw_watch *w, size_t s, const redisReply *reply) {
         aw_reply_stream_id(first->element[0], &snap->first_entry);
     if (last && last->type == REDIS_REPLY_ARRAY && last->elements == 2)
         aw_reply_stream_id(last->element[0], &snap->last_entry);
-    snap->max_deleted_known =
-        aw_reply_stream_id(aw_redis_map_get(reply, "max-deleted-entry-id"), &snap->max_deleted);
-    aw_reply_stream_id(aw_redis_map_get(reply, "last-generated-id"), &w->last_generated[s]);
+    snap->max_deleted_known = aw_reply_stream_id(
+        aw_redis_map_get(reply, "max-deleted-entry-id"), &snap->max_deleted);
+    aw_reply_stream_id(aw_redis_map_get(reply, "last-generated-id"),
+                       &w->last_generated[s]);
 }
 
 /* Round 1: a stream's XINFO GROUPS; the groups worth a closer look. */
-static void take_groups(aw_watch *w, size_t s, const redisReply *reply) {
-    if (reply->type != REDIS_REPLY_ARRAY) return;
+static void take_groups(aw_watch *w, size_t s, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
     for (size_t i = 0; i < reply->elements && w->ngroups < MAX_GROUPS; i++) {
         const redisReply *name = aw_redis_map_get(reply->element[i], "name");
-        if (!name || name->type != REDIS_REPLY_STRING || name->len >= NAME_MAX_LEN) continue;
-        bool ingestor = s == AUDIT_SLOT && strcmp(name->str, AW_INGEST_GROUP) == 0;
+        if (!name || name->type != REDIS_REPLY_STRING ||
+            name->len >= NAME_MAX_LEN)
+            continue;
+        bool ingestor =
+            s == AUDIT_SLOT && strcmp(name->str, AW_INGEST_GROUP) == 0;
         if (s == AUDIT_SLOT ? !ingestor
-                            : !aw_enforcer_group_matches(w->config.enforcer_groups,
-                                                         w->config.nenforcer_groups, name->str))
+                            : !aw_enforcer_group_matches(
+                                  w->config.enforcer_groups,
+                                  w->config.nenforcer_groups, name->str))
             continue;
         watched_group *g = &w->groups[w->ngroups];
         memset(g, 0, sizeof *g);
         g->stream = s;
         memcpy(g->name, name->str, name->len + 1);
-        aw_reply_stream_id(aw_redis_map_get(reply->element[i], "last-delivered-id"),
-                           &g->snap.last_delivered);
-        if (!integer_of(aw_redis_map_get(reply->element[i], "lag"), &g->snap.lag))
+        aw_reply_stream_id(
+            aw_redis_map_get(reply->element[i], "last-delivered-id"),
+            &g->snap.last_delivered);
+        if (!integer_of(aw_redis_map_get(reply->element[i], "lag"),
+                        &g->snap.lag))
             g->snap.lag = AW_FIGURE_UNKNOWN;
-        integer_of(aw_redis_map_get(reply->element[i], "pending"), &g->snap.pending);
+        integer_of(aw_redis_map_get(reply->element[i], "pending"),
+                   &g->snap.pending);
         int64_t consumers = 0;
-        integer_of(aw_redis_map_get(reply->element[i], "consumers"), &consumers);
+        integer_of(aw_redis_map_get(reply->element[i], "consumers"),
+                   &consumers);
         g->snap.consumers = (size_t)consumers;
         g->snap.oldest_pending_idle_ms = AW_FIGURE_UNKNOWN;
         g->snap.freshest_consumer_idle_ms = AW_FIGURE_UNKNOWN;
@@ -252,25 +298,32 @@ static void take_groups(aw_watch *w, size_t s, const redisReply *reply) {
 }
 
 /* Round 2: XPENDING summary [count, smallest, greatest, consumers]. */
-static void take_pending(watched_group *g, const redisReply *reply) {
+static void take_pending(watched_group *g, const redisReply *reply)
+{
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER) {
         g->snap.pending = reply->element[0]->integer;
-        if (g->snap.pending > 0) aw_reply_stream_id(reply->element[1], &g->snap.oldest_pending);
+        if (g->snap.pending > 0)
+            aw_reply_stream_id(reply->element[1], &g->snap.oldest_pending);
     }
 }
 
 /* Round 2: XRANGE after last-delivered, COUNT 1. */
-static void take_first(watched_group *g, const redisReply *reply) {
+static void take_first(watched_group *g, const redisReply *reply)
+{
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
-        reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2)
-        aw_reply_stream_id(reply->element[0]->element[0], &g->snap.first_undelivered);
+        reply->element[0]->type == REDIS_REPLY_ARRAY &&
+        reply->element[0]->elements == 2)
+        aw_reply_stream_id(reply->element[0]->element[0],
+                           &g->snap.first_undelivered);
 }
 
 /* Round 2: XINFO CONSUMERS: names and idle times, and the least idle. */
-static void take_consumers(watched_group *g, const redisReply *reply) {
+static void take_consumers(watched_group *g, const redisReply *reply)
+{
     size_t len = 0;
-    if (reply->type != REDIS_REPLY_ARRAY) return;
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *name = aw_redis_map_get(reply->element[i], "name");
         int64_t idle;
@@ -281,20 +334,23 @@ static void take_consumers(watched_group *g, const redisReply *reply) {
             idle < g->snap.freshest_consumer_idle_ms)
             g->snap.freshest_consumer_idle_ms = idle;
         if (len < sizeof g->consumers)
-            len += (size_t)snprintf(g->consumers + len, sizeof g->consumers - len,
-                                    "%s%.64s idle %.1f s", len ? ", " : "", name->str,
-                                    (double)idle / 1000.0);
+            len +=
+                (size_t)snprintf(g->consumers + len, sizeof g->consumers - len,
+                                 "%s%.64s idle %.1f s", len ? ", " : "",
+                                 name->str, (double)idle / 1000.0);
     }
 }
 
 /* Every reply is in: judge into the filling set, which becomes ready. */
-static void judge_all(aw_watch *w) {
+static void judge_all(aw_watch *w)
+{
     finding_set *set = &w->sets[w->filling];
     int64_t now = now_ms();
     set->n = 0;
     for (size_t i = 0; i < w->ngroups; i++) {
         watched_group *g = &w->groups[i];
-        if (g->stream == AUDIT_SLOT) continue;
+        if (g->stream == AUDIT_SLOT)
+            continue;
         memcpy(set->group[set->n], g->name, sizeof g->name);
         aw_watch_enforcer e = {w->streams[g->stream], set->group[set->n],
                                w->snaps[g->stream], g->snap, g->consumers};
@@ -302,10 +358,11 @@ static void judge_all(aw_watch *w) {
                                 set->detail[set->n], DETAIL_LEN);
         set->n++;
     }
-    if (aw_watch_judge_ingest(&w->ingest, w->streams[AUDIT_SLOT],
-                              w->ingestor_found ? &w->groups[w->ingestor].snap : NULL,
-                              w->last_generated[AUDIT_SLOT], now, &w->config.ingest,
-                              &set->f[set->n], set->detail[set->n], DETAIL_LEN))
+    if (aw_watch_judge_ingest(
+            &w->ingest, w->streams[AUDIT_SLOT],
+            w->ingestor_found ? &w->groups[w->ingestor].snap : NULL,
+            w->last_generated[AUDIT_SLOT], now, &w->config.ingest,
+            &set->f[set->n], set->detail[set->n], DETAIL_LEN))
         set->n++;
     int t = w->ready;
     w->ready = w->filling;
@@ -313,9 +370,11 @@ static void judge_all(aw_watch *w) {
     w->has_ready = true;
 }
 
-static void on_watch_reply(aw_redis_conn *conn, redisReply *reply, void *privdata);
+static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
+                           void *privdata);
 
-static void start_details(aw_watch *w, aw_redis_conn *conn) {
+static void start_details(aw_watch *w, aw_redis_conn *conn)
+{
     w->round = 2;
     for (size_t i = 0; i < w->ngroups; i++) {
         watched_group *g = &w->groups[i];
@@ -324,7 +383,8 @@ static void start_details(aw_watch *w, aw_redis_conn *conn) {
                  (unsigned long long)g->snap.last_delivered.ms,
                  (unsigned long long)g->snap.last_delivered.seq + 1);
         const char *pending[] = {"XPENDING", stream, g->name};
-        const char *first[] = {"XRANGE", stream, w->first_text[i], "+", "COUNT", "1"};
+        const char *first[] = {"XRANGE", stream,  w->first_text[i],
+                               "+",      "COUNT", "1"};
         const char *consumers[] = {"XINFO", "CONSUMERS", stream, g->name};
         watch_send(w, conn, W_PENDING, i, 3, pending);
         watch_send(w, conn, W_FIRST, i, 6, first);
@@ -332,16 +392,21 @@ static void start_details(aw_watch *w, aw_redis_conn *conn) {
     }
 }
 
-static void round_done(aw_watch *w, aw_redis_conn *conn) {
+static void round_done(aw_watch *w, aw_redis_conn *conn)
+{
     if (!w->failed && w->round == 1 && w->ngroups > 0) {
         start_details(w, conn);
-        if (w->outstanding > 0) return;
+        if (w->outstanding > 0)
+            return;
     }
-    if (!w->failed) judge_all(w);
+    if (!w->failed)
+        judge_all(w);
     w->round = 0;
 }
 
-static void on_watch_reply(aw_redis_conn *conn, redisReply *reply, void *privdata) {
+static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
+                           void *privdata)
+{
     watch_ctx *x = privdata;
     aw_watch *w = x->w;
     if (!reply) {
@@ -355,20 +420,26 @@ static void on_watch_reply(aw_redis_conn *conn, redisReply *reply, void *privdat
         case W_CONSUMERS: take_consumers(&w->groups[x->index], reply); break;
         }
     }
-    if (--w->outstanding == 0) round_done(w, conn);
+    if (--w->outstanding == 0)
+        round_done(w, conn);
 }
 
-static void watch_send(aw_watch *w, aw_redis_conn *conn, watch_reply kind, size_t index,
-                       int argc, const char **argv) {
+static void watch_send(aw_watch *w, aw_redis_conn *conn, watch_reply kind,
+                       size_t index, int argc, const char **argv)
+{
     watch_ctx *x = &w->ctx[w->nctx++];
     *x = (watch_ctx){w, kind, index};
-    if (aw_redis_conn_send(conn, 0, on_watch_reply, x, argc, argv, NULL) == AW_OK)
+    if (aw_redis_conn_send(conn, 0, on_watch_reply, x, argc, argv, NULL) ==
+        AW_OK)
         w->outstanding++;
-    else w->failed = true;
+    else
+        w->failed = true;
 }
 
-void aw_watch_poll(aw_watch *w, aw_redis_conn *conn) {
-    if (w->round != 0 || !conn || !aw_redis_conn_is_ready(conn)) return;
+void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
+{
+    if (w->round != 0 || !conn || !aw_redis_conn_is_ready(conn))
+        return;
     w->round = 1;
     w->failed = false;
     w->ngroups = 0;
@@ -382,12 +453,15 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn) {
         watch_send(w, conn, W_INFO, s, 3, info);
         watch_send(w, conn, W_GROUPS, s, 3, groups);
     }
-    if (w->outstanding == 0) w->round = 0;
+    if (w->outstanding == 0)
+        w->round = 0;
 }
 
-size_t aw_watch_take(aw_watch *w, const aw_pipeline_finding **out) {
+size_t aw_watch_take(aw_watch *w, const aw_pipeline_finding **out)
+{
     *out = NULL;
-    if (!w->has_ready || w->has_carried) return 0;
+    if (!w->has_ready || w->has_carried)
+        return 0;
     int t = w->carried;
     w->carried = w->ready;
     w->ready = t;
@@ -397,8 +471,10 @@ size_t aw_watch_take(aw_watch *w, const aw_pipeline_finding **out) {
     return w->sets[w->carried].n;
 }
 
-void aw_watch_settle(aw_watch *w, bool committed) {
-    if (!w->has_carried) return;
+void aw_watch_settle(aw_watch *w, bool committed)
+{
+    if (!w->has_carried)
+        return;
     w->has_carried = false;
     if (!committed && !w->has_ready) {
         int t = w->ready;

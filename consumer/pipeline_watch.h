@@ -26,22 +26,23 @@ typedef struct aw_watch_enforcer {
     const char *stream, *group;
     aw_stream_snapshot stream_snap;
     aw_group_snapshot snap;
-    const char *consumers;        /* "gw-a idle 35.0 s, ..."; may be NULL */
+    const char *consumers; /* "gw-a idle 35.0 s, ..."; may be NULL */
 } aw_watch_enforcer;
 
 /* Fills *out (its strings point into e and detail): trouble when the oldest
  * revocation the group has not applied (aw_enforcer_judge) waited longer
  * than grace_ms; detail says how, with the consumers' idle times. */
-void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms, int64_t grace_ms,
-                             aw_pipeline_finding *out, char *detail, size_t size);
+void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms,
+                             int64_t grace_ms, aw_pipeline_finding *out,
+                             char *detail, size_t size);
 
 /* What the ingest judge remembers between polls. Zero it to start. */
 typedef struct aw_watch_ingest_memory {
-    int over_polls;               /* consecutive polls over the limits, stream growing */
-    bool seen;                    /* last_generated is known */
-    aw_stream_id last_generated;  /* the audit stream's, at the last poll */
-    bool raised;                  /* the last finding carried was trouble */
-    aw_stream_id episode;         /* what the stall under way is about */
+    int over_polls; /* consecutive polls over the limits, stream growing */
+    bool seen;      /* last_generated is known */
+    aw_stream_id last_generated; /* the audit stream's, at the last poll */
+    bool raised;                 /* the last finding carried was trouble */
+    aw_stream_id episode;        /* what the stall under way is about */
 } aw_watch_ingest_memory;
 
 /* One poll of audit-ingestor (group NULL: absent, judged healthy here --
@@ -51,8 +52,9 @@ typedef struct aw_watch_ingest_memory {
  * began. Returns true when *out is to be carried: trouble (every poll while
  * it lasts) or, once, the recovery. */
 bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
-                           const aw_group_snapshot *group, aw_stream_id last_generated,
-                           int64_t now_ms, const aw_ingest_limits *limits,
+                           const aw_group_snapshot *group,
+                           aw_stream_id last_generated, int64_t now_ms,
+                           const aw_ingest_limits *limits,
                            aw_pipeline_finding *out, char *detail, size_t size);
 
 /* ---- The poll ------------------------------------------------------------- */
@@ -60,7 +62,7 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
 typedef struct aw_watch_config {
     const char *audit_stream;
     const char *revocation_streams[3];
-    const char *const *enforcer_groups;  /* globs; none: the defaults */
+    const char *const *enforcer_groups; /* globs; none: the defaults */
     size_t nenforcer_groups;
     int64_t grace_ms;
     aw_ingest_limits ingest;

@@ -30,8 +30,8 @@ typedef struct aw_redis_conn_config {
     const char *host;
     int port;
     int db;
-    const char *password;      /* borrowed; NULL: no AUTH */
-    int64_t margin_ms;         /* on top of a command's own wait */
+    const char *password; /* borrowed; NULL: no AUTH */
+    int64_t margin_ms;    /* on top of a command's own wait */
 } aw_redis_conn_config;
 
 /* config, handlers, ud and log are borrowed. Does not connect yet. */

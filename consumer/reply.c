@@ -19,32 +19,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out) {
+bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out)
+{
     return r && r->type == REDIS_REPLY_STRING &&
            aw_stream_id_from_text(r->str, r->len, out) == AW_OK;
 }
 
-bool aw_reply_is_error(const redisReply *r, const char *prefix) {
+bool aw_reply_is_error(const redisReply *r, const char *prefix)
+{
     size_t n = strlen(prefix);
     return r && r->type == REDIS_REPLY_ERROR && r->len >= n &&
            memcmp(r->str, prefix, n) == 0;
 }
 
-const redisReply *aw_redis_map_get(const redisReply *map, const char *key) {
+const redisReply *aw_redis_map_get(const redisReply *map, const char *key)
+{
     size_t n = strlen(key);
-    if (!map || map->type != REDIS_REPLY_ARRAY) return NULL;
+    if (!map || map->type != REDIS_REPLY_ARRAY)
+        return NULL;
     for (size_t i = 0; i + 1 < map->elements; i += 2) {
         const redisReply *k = map->element[i];
-        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) && k->len == n &&
-            memcmp(k->str, key, n) == 0)
+        if ((k->type == REDIS_REPLY_STRING || k->type == REDIS_REPLY_STATUS) &&
+            k->len == n && memcmp(k->str, key, n) == 0)
             return map->element[i + 1];
     }
     return NULL;
 }
 
-int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud) {
-    if (!list || list->type == REDIS_REPLY_NIL) return AW_OK;
-    if (list->type != REDIS_REPLY_ARRAY) return AW_ERR_INVALID;
+int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud)
+{
+    if (!list || list->type == REDIS_REPLY_NIL)
+        return AW_OK;
+    if (list->type != REDIS_REPLY_ARRAY)
+        return AW_ERR_INVALID;
     for (size_t i = 0; i < list->elements; i++) {
         const redisReply *e = list->element[i], *fields;
         int rc;
@@ -57,50 +64,63 @@ int aw_reply_each_entry(const redisReply *list, aw_reply_entry_fn fn, void *ud) 
             fields = NULL;
         else if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2)
             return AW_ERR_INVALID;
-        if ((rc = fn(e->element[0], fields, ud)) != 0) return rc;
+        if ((rc = fn(e->element[0], fields, ud)) != 0)
+            return rc;
     }
     return AW_OK;
 }
 
 int aw_redis_entry_copy(const char *stream, const redisReply *id,
                         const redisReply *fields, aw_field **scratch,
-                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err) {
-    size_t n = fields && fields->type == REDIS_REPLY_ARRAY ? fields->elements / 2 : 0;
+                        size_t *scratch_cap, aw_raw_entry **out, aw_error *err)
+{
+    size_t n =
+        fields && fields->type == REDIS_REPLY_ARRAY ? fields->elements / 2 : 0;
     if (n > *scratch_cap) {
         aw_field *grown = realloc(*scratch, n * sizeof *grown);
-        if (!grown) return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        if (!grown)
+            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         *scratch = grown;
         *scratch_cap = n;
     }
     for (size_t i = 0; i < n; i++) {
-        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
+        const redisReply *k = fields->element[2 * i],
+                         *v = fields->element[2 * i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            return aw_error_set(err, AW_ERR_INVALID, "entry %.*s of %s: a field is not a string",
+            return aw_error_set(err, AW_ERR_INVALID,
+                                "entry %.*s of %s: a field is not a string",
                                 (int)id->len, id->str, stream);
         (*scratch)[i] = (aw_field){{k->str, k->len}, {v->str, v->len}};
     }
-    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id->str, id->len},
-                            *scratch, n, out, err);
+    return aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                            (aw_bytes){id->str, id->len}, *scratch, n, out,
+                            err);
 }
 
 /* One command of the handshake; the reply must not be an error. */
-static int handshake_step(redisContext *c, const char *what, int argc, const char **argv,
-                          aw_error *err) {
+static int handshake_step(redisContext *c, const char *what, int argc,
+                          const char **argv, aw_error *err)
+{
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     int rc = AW_OK;
-    if (!r) return aw_error_set(err, AW_ERR_IO, "Redis %s: %s", what, c->errstr);
+    if (!r)
+        return aw_error_set(err, AW_ERR_IO, "Redis %s: %s", what, c->errstr);
     if (r->type == REDIS_REPLY_ERROR)
-        rc = aw_error_set(err, AW_ERR, "Redis %s: %.*s", what, (int)r->len, r->str);
+        rc = aw_error_set(err, AW_ERR, "Redis %s: %.*s", what, (int)r->len,
+                          r->str);
     freeReplyObject(r);
     return rc;
 }
 
-int aw_redis_handshake(redisContext *c, const char *password, int db, aw_error *err) {
+int aw_redis_handshake(redisContext *c, const char *password, int db,
+                       aw_error *err)
+{
     char dbtext[16];
     const char *auth[] = {"AUTH", password};
     const char *select[] = {"SELECT", dbtext};
     int rc;
-    if (password && (rc = handshake_step(c, "AUTH", 2, auth, err)) != AW_OK) return rc;
+    if (password && (rc = handshake_step(c, "AUTH", 2, auth, err)) != AW_OK)
+        return rc;
     snprintf(dbtext, sizeof dbtext, "%d", db);
     return db ? handshake_step(c, "SELECT", 2, select, err) : AW_OK;
 }

@@ -8,11 +8,11 @@
 typedef struct aw_sinks aw_sinks;
 
 typedef struct aw_sinks_config {
-    bool to_stdout;              /* JSON lines */
-    const char *stream;          /* XADD target; NULL: none */
-    size_t stream_maxlen;        /* MAXLEN ~; 0: unbounded */
-    const char *exec_cmd;        /* /bin/sh -c; NULL: none */
-    int exec_max;                /* hooks running at once */
+    bool to_stdout;       /* JSON lines */
+    const char *stream;   /* XADD target; NULL: none */
+    size_t stream_maxlen; /* MAXLEN ~; 0: unbounded */
+    const char *exec_cmd; /* /bin/sh -c; NULL: none */
+    int exec_max;         /* hooks running at once */
     /* Called when the last XADD or hook in flight finishes. */
     void (*idle)(void *ud);
     void *ud;
@@ -24,9 +24,9 @@ typedef struct aw_sinks_config {
 /* Counters for the shutdown line. */
 typedef struct aw_sinks_stats {
     size_t emitted;
-    size_t stream_failed;        /* XADD refused or not sent (Redis down) */
-    size_t hook_failed;          /* non-zero exit, signal, spawn failure */
-    size_t hook_dropped;         /* queue full */
+    size_t stream_failed; /* XADD refused or not sent (Redis down) */
+    size_t hook_failed;   /* non-zero exit, signal, spawn failure */
+    size_t hook_dropped;  /* queue full */
 } aw_sinks_stats;
 
 /* config (and the strings in it), log and loop are borrowed. */

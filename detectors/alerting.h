@@ -34,7 +34,7 @@ typedef struct aw_det_due_heap {
     aw_det_due *items;
     size_t n, cap;
     int64_t next_ref[AW_PENDING_KINDS];
-    int64_t mark[AW_PENDING_KINDS];  /* as last persisted */
+    int64_t mark[AW_PENDING_KINDS]; /* as last persisted */
     bool stale;
 } aw_det_due_heap;
 
@@ -58,19 +58,19 @@ aw_seen_key aw_det_key_revoked_request(const char *zone_id,
 typedef struct aw_det_deferred aw_det_deferred;
 
 typedef struct aw_det_change {
-    aw_alert *alert;               /* aw_det_alert_dup block; owned */
+    aw_alert *alert; /* aw_det_alert_dup block; owned */
     aw_alert_change change;
 } aw_det_change;
 
 struct aw_detectors {
-    aw_store *store;               /* borrowed */
+    aw_store *store; /* borrowed */
     aw_detector_config config;
     int64_t clock_ns;
-    bool clock_dirty;              /* moved since it was last persisted */
+    bool clock_dirty; /* moved since it was last persisted */
     aw_seen seen;
-    aw_det_deferred *deferred;     /* this batch's, until advance */
+    aw_det_deferred *deferred; /* this batch's, until advance */
     size_t ndeferred, deferred_cap;
-    aw_det_change *changes;        /* since the last drain/discard */
+    aw_det_change *changes; /* since the last drain/discard */
     size_t nchanges, changes_cap;
     aw_det_due_heap due;
 };
@@ -183,9 +183,9 @@ int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
  * and the check for the observed call at calls row ref likewise. Used on
  * arrival and when due.c rebuilds its checks. */
 int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
-                                   const char *request_id,
-                                   int64_t occurred_ns, int64_t deadline_ns,
-                                   int64_t rowid, aw_error *err);
+                                   const char *request_id, int64_t occurred_ns,
+                                   int64_t deadline_ns, int64_t rowid,
+                                   aw_error *err);
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
                                 const char *request_id, int64_t deadline_ns,
                                 int64_t ref, aw_error *err);

@@ -54,7 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ---- Time ---------------------------------------------------------------- */
 
 int64_t aw_det_ms_to_ns(uint64_t ms)
@@ -119,7 +118,8 @@ char *aw_det_seconds(int64_t ns, char buf[32])
     return buf;
 }
 
-const char *const aw_det_decision_types[2] = {"token_exchange", "token.exchange"};
+const char *const aw_det_decision_types[2] = {"token_exchange",
+                                              "token.exchange"};
 
 bool aw_det_is_decision(const char *event_type)
 {
@@ -264,9 +264,8 @@ static void remember_alert(aw_detectors *det, const aw_alert *alert)
     aw_seen_add(&det->seen, aw_det_key_alert(alert->kind, alert->zone_id,
                                              alert->anchor, alert->request_id));
     if (strcmp(alert->kind, AW_ALERT_ACCESS_AFTER_REVOCATION) == 0)
-        aw_seen_add(&det->seen,
-                    aw_det_key_revoked_request(alert->zone_id,
-                                               alert->request_id));
+        aw_seen_add(&det->seen, aw_det_key_revoked_request(alert->zone_id,
+                                                           alert->request_id));
 }
 
 /* ---- Alerts -------------------------------------------------------------- */
@@ -327,8 +326,9 @@ aw_alert *aw_det_alert_dup(const aw_alert *alert)
 {
     aw_alert copy = *alert;
     const char **fields[] = {
-        &copy.id, &copy.kind, &copy.severity, &copy.zone_id, &copy.request_id,
-        &copy.anchor, &copy.resolved_by, &copy.evidence_json, &copy.summary,
+        &copy.id,          &copy.kind,          &copy.severity,
+        &copy.zone_id,     &copy.request_id,    &copy.anchor,
+        &copy.resolved_by, &copy.evidence_json, &copy.summary,
         &copy.ack_note,
     };
     enum { NSTR = sizeof fields / sizeof fields[0] };
@@ -363,9 +363,9 @@ int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
 {
     aw_alert_filter filter = {.id = id, .state = state, .limit = 1};
     *out = NULL;
-    return aw_det_store_result(aw_store_query_alerts(det->store, &filter,
-                                                     copy_first_alert, out, err),
-                               err);
+    return aw_det_store_result(
+        aw_store_query_alerts(det->store, &filter, copy_first_alert, out, err),
+        err);
 }
 
 /* Queues the alert as it is now stored, for the sinks. */
@@ -376,7 +376,8 @@ static int record_change(aw_detectors *det, const char *id,
         size_t cap = det->changes_cap ? det->changes_cap * 2 : 16;
         aw_det_change *changes = realloc(det->changes, cap * sizeof *changes);
         if (!changes)
-            return aw_error_set(err, AW_ERR_NOMEM, "out of memory queueing alert");
+            return aw_error_set(err, AW_ERR_NOMEM,
+                                "out of memory queueing alert");
         det->changes = changes;
         det->changes_cap = cap;
     }
@@ -385,7 +386,8 @@ static int record_change(aw_detectors *det, const char *id,
     if (rc)
         return rc;
     if (!alert)
-        return aw_error_set(err, AW_ERR, "alert %s vanished after it changed", id);
+        return aw_error_set(err, AW_ERR, "alert %s vanished after it changed",
+                            id);
     det->changes[det->nchanges].alert = alert;
     det->changes[det->nchanges].change = change;
     det->nchanges++;
@@ -401,8 +403,9 @@ int aw_det_escalate(aw_detectors *det, const aw_alert *alert, aw_error *err)
     int rc = aw_store_alert_upsert(det->store, alert, &change, err);
     if (rc)
         return rc;
-    return change == AW_ALERT_UNCHANGED ? AW_OK
-                                        : record_change(det, alert->id, change, err);
+    return change == AW_ALERT_UNCHANGED
+               ? AW_OK
+               : record_change(det, alert->id, change, err);
 }
 
 int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err)
@@ -410,8 +413,8 @@ int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err)
     if (!alert->summary)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory building alert");
     char id[33];
-    alert->id = aw_detectors_alert_id(alert->kind, alert->zone_id, alert->anchor,
-                                      alert->request_id, id);
+    alert->id = aw_detectors_alert_id(alert->kind, alert->zone_id,
+                                      alert->anchor, alert->request_id, id);
     alert->state = AW_ALERT_OPEN;
     alert->raised_at_ns = det->clock_ns;
     alert->resolved_at_ns = 0;
@@ -483,7 +486,8 @@ void aw_detectors_discard(aw_detectors *det)
 static int seen_revocation(const aw_revocation_row *row, void *ud)
 {
     aw_detectors *det = ud;
-    aw_seen_add(&det->seen, aw_det_key_revoked_anchor(row->zone_id, &row->anchor));
+    aw_seen_add(&det->seen,
+                aw_det_key_revoked_anchor(row->zone_id, &row->anchor));
     return 0;
 }
 
@@ -498,8 +502,10 @@ static int seen_alert(const aw_alert *alert, void *ud)
 static int load_seen(aw_detectors *det, aw_error *err)
 {
     aw_revocation_filter revocations = {
-        .has_since = true, .since_ns = INT64_MIN,
-        .has_until = true, .until_ns = INT64_MAX,
+        .has_since = true,
+        .since_ns = INT64_MIN,
+        .has_until = true,
+        .until_ns = INT64_MAX,
     };
     int rc = aw_store_query_revocations(det->store, &revocations,
                                         seen_revocation, det, err);
@@ -524,7 +530,8 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
     aw_detectors *det = calloc(1, sizeof *det);
     if (!det || aw_seen_init(&det->seen)) {
         aw_detectors_free(det);
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory creating detectors");
+        return aw_error_set(err, AW_ERR_NOMEM,
+                            "out of memory creating detectors");
     }
     det->store = store;
     det->config = *config;
@@ -532,7 +539,8 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
         det->config.max_waiting_checks = AW_DEFAULT_MAX_WAITING_CHECKS;
     /* Rebuilt inside the first transaction, where a check may spill. */
     det->due.stale = true;
-    int rc = aw_store_meta_get(store, AW_DET_CLOCK_META_KEY, &det->clock_ns, err);
+    int rc =
+        aw_store_meta_get(store, AW_DET_CLOCK_META_KEY, &det->clock_ns, err);
     if (rc == AW_ERR_NOTFOUND)
         rc = AW_OK;
     if (!rc)
@@ -573,16 +581,15 @@ int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
                        aw_put_result put, aw_error *err)
 {
     switch (put) {
-    case AW_PUT_INSERTED:
-        break;
-    case AW_PUT_DUPLICATE:
-        return AW_OK;
+    case AW_PUT_INSERTED: break;
+    case AW_PUT_DUPLICATE: return AW_OK;
     case AW_PUT_CONFLICT:
         /* The stored first version is the evidence; the other is only proof
          * of tampering and must not feed the other rules. */
         return aw_det_integrity_on_conflict(det, entry, event, err);
     default:
-        return aw_error_set(err, AW_ERR_INVALID, "unknown put result %d", (int)put);
+        return aw_error_set(err, AW_ERR_INVALID, "unknown put result %d",
+                            (int)put);
     }
     int rc = aw_det_missing_on_event(det, entry, event, event_rowid, err);
     if (!rc)
@@ -615,8 +622,8 @@ int aw_detectors_advance(aw_detectors *det, int64_t clock_ns, aw_error *err)
     if (!rc)
         rc = aw_det_due_run(det, err);
     if (!rc && det->clock_dirty) {
-        rc = aw_store_meta_set(det->store, AW_DET_CLOCK_META_KEY,
-                               det->clock_ns, err);
+        rc = aw_store_meta_set(det->store, AW_DET_CLOCK_META_KEY, det->clock_ns,
+                               err);
         if (!rc)
             det->clock_dirty = false;
     }

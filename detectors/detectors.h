@@ -35,28 +35,28 @@
 typedef struct aw_detectors aw_detectors;
 
 typedef struct aw_detector_config {
-    int64_t grace_missing_ns;     /* decision_missing, call_without_audit */
-    int64_t grace_revocation_ns;  /* access_after_revocation */
-    size_t max_waiting_checks;    /* kept in memory; 0: the default */
+    int64_t grace_missing_ns;    /* decision_missing, call_without_audit */
+    int64_t grace_revocation_ns; /* access_after_revocation */
+    size_t max_waiting_checks;   /* kept in memory; 0: the default */
 } aw_detector_config;
 
-#define AW_DEFAULT_GRACE_MISSING_NS (300LL * 1000000000LL)
+#define AW_DEFAULT_GRACE_MISSING_NS    (300LL * 1000000000LL)
 #define AW_DEFAULT_GRACE_REVOCATION_NS (5LL * 1000000000LL)
-#define AW_DEFAULT_MAX_WAITING_CHECKS (128 * 1024)   /* 3 MiB */
+#define AW_DEFAULT_MAX_WAITING_CHECKS  (128 * 1024) /* 3 MiB */
 
 /* The alert kinds (the `kind` of aw_alert). */
-#define AW_ALERT_DECISION_MISSING       "decision_missing"
-#define AW_ALERT_CALL_WITHOUT_AUDIT     "call_without_audit"
-#define AW_ALERT_EVIDENCE_TRIMMED       "audit_evidence_trimmed"
+#define AW_ALERT_DECISION_MISSING        "decision_missing"
+#define AW_ALERT_CALL_WITHOUT_AUDIT      "call_without_audit"
+#define AW_ALERT_EVIDENCE_TRIMMED        "audit_evidence_trimmed"
 #define AW_ALERT_ACCESS_AFTER_REVOCATION "access_after_revocation"
-#define AW_ALERT_SIGNATURE_INVALID      "signature_invalid"
-#define AW_ALERT_TAMPERED_ON_REDELIVERY "tampered_on_redelivery"
-#define AW_ALERT_CARACAL_ANOMALY        "caracal_anomaly"
+#define AW_ALERT_SIGNATURE_INVALID       "signature_invalid"
+#define AW_ALERT_TAMPERED_ON_REDELIVERY  "tampered_on_redelivery"
+#define AW_ALERT_CARACAL_ANOMALY         "caracal_anomaly"
 /* Caracal's own pipeline (DESIGN §8). */
-#define AW_ALERT_AUDIT_DEAD_LETTERED    "audit_dead_lettered"
+#define AW_ALERT_AUDIT_DEAD_LETTERED      "audit_dead_lettered"
 #define AW_ALERT_REVOCATION_DEAD_LETTERED "revocation_dead_lettered"
-#define AW_ALERT_REVOCATION_NOT_CONSUMED "revocation_not_consumed"
-#define AW_ALERT_AUDIT_INGEST_STALLED   "audit_ingest_stalled"
+#define AW_ALERT_REVOCATION_NOT_CONSUMED  "revocation_not_consumed"
+#define AW_ALERT_AUDIT_INGEST_STALLED     "audit_ingest_stalled"
 
 /* Creates detectors over store (borrowed; must outlive the handle); reads
  * the persisted clock from the store. config NULL takes the defaults. */
@@ -112,14 +112,14 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
  * event/'s aw_enforcer_judge and aw_ingest_judge; this only raises and
  * resolves, inside the batch's transaction like every alert). */
 typedef enum aw_pipeline_finding_kind {
-    AW_FINDING_NOT_CONSUMED = 1,  /* revocation_not_consumed */
-    AW_FINDING_INGEST_STALLED,    /* audit_ingest_stalled */
+    AW_FINDING_NOT_CONSUMED = 1, /* revocation_not_consumed */
+    AW_FINDING_INGEST_STALLED,   /* audit_ingest_stalled */
 } aw_pipeline_finding_kind;
 
 typedef struct aw_pipeline_finding {
     aw_pipeline_finding_kind kind;
-    const char *stream;           /* the revocation stream; the audit stream */
-    const char *group;            /* the enforcer; audit-ingestor */
+    const char *stream; /* the revocation stream; the audit stream */
+    const char *group;  /* the enforcer; audit-ingestor */
     /* true: the trouble is there; false: it is over. */
     bool trouble;
     /* With trouble, what it is about: NOT_CONSUMED, the oldest revocation
@@ -127,8 +127,8 @@ typedef struct aw_pipeline_finding {
      * the ingestor had not applied when the stall began (so a later stall
      * is a new alert). */
     aw_stream_id entry;
-    const char *detail;           /* figures in words (idle times, lag) */
-    int64_t observed_ns;          /* wall clock of the poll */
+    const char *detail;  /* figures in words (idle times, lag) */
+    int64_t observed_ns; /* wall clock of the poll */
 } aw_pipeline_finding;
 
 /* Raises or resolves per finding. Alerts are about (group,
@@ -137,8 +137,9 @@ typedef struct aw_pipeline_finding {
  * A finding with trouble resolves the group's other alerts of its kind
  * (for NOT_CONSUMED: those about older revocations, which it caught up
  * on); without, all of them. An alert already open is left as it is. */
-int aw_detectors_on_pipeline(aw_detectors *det, const aw_pipeline_finding *findings,
-                             size_t n, aw_error *err);
+int aw_detectors_on_pipeline(aw_detectors *det,
+                             const aw_pipeline_finding *findings, size_t n,
+                             aw_error *err);
 
 /* Moves the clock forward to clock_ns (never back) and runs every check
  * now due. Persists the clock in the store. Call it once per batch, before

@@ -106,7 +106,7 @@ static aw_det_due heap_pop(aw_det_due_heap *h)
 
 typedef struct rebuild {
     aw_detectors *det;
-    int64_t clock_ns;              /* as persisted: checks after it wait */
+    int64_t clock_ns; /* as persisted: checks after it wait */
     aw_error *err;
 } rebuild;
 
@@ -115,14 +115,14 @@ static int rebuild_gateway_call(const aw_event_row *row, void *ud)
     rebuild *r = ud;
     if (!row->request_id)
         return 0;
-    int64_t deadline = aw_det_missing_deadline(r->det, row->occurred_at_ns,
-                                               row->arrived_ns);
+    int64_t deadline =
+        aw_det_missing_deadline(r->det, row->occurred_at_ns, row->arrived_ns);
     aw_det_due_seen(r->det, AW_PENDING_DECISION_MISSING, row->rowid);
     if (deadline <= r->clock_ns)
         return 0;
-    return aw_det_missing_expect_decision(r->det, row->zone_id,
-                                          row->request_id, row->occurred_at_ns,
-                                          deadline, row->rowid, r->err);
+    return aw_det_missing_expect_decision(r->det, row->zone_id, row->request_id,
+                                          row->occurred_at_ns, deadline,
+                                          row->rowid, r->err);
 }
 
 static int rebuild_call(const aw_call_row *row, void *ud)
@@ -137,8 +137,8 @@ static int rebuild_call(const aw_call_row *row, void *ud)
         return aw_error_set(r->err, AW_ERR, "calls row %lld: entry id %s",
                             (long long)row->rowid, row->entry_id);
     int64_t arrival = aw_ms_to_ns(id.ms);
-    int64_t deadline = aw_det_missing_deadline(r->det, row->occurred_at_ns,
-                                               arrival);
+    int64_t deadline =
+        aw_det_missing_deadline(r->det, row->occurred_at_ns, arrival);
     if (deadline <= r->clock_ns)
         return 0;
     return aw_det_missing_expect_audit(r->det, row->zone_id, row->request_id,
@@ -169,15 +169,15 @@ int aw_det_due_rebuild(aw_detectors *det, aw_error *err)
     static const char *const gateway[] = {AW_EVENT_GATEWAY_CALL};
     aw_event_filter calls_from = {
         .from_rowid = h->mark[AW_PENDING_DECISION_MISSING],
-        .event_types = gateway, .n_event_types = 1,
+        .event_types = gateway,
+        .n_event_types = 1,
     };
     /* A mark of 0: nothing waited in memory yet (a new index, or one
      * whose checks are all in the pending table). */
     if (!rc && calls_from.from_rowid > 0)
-        rc = aw_det_store_result(aw_store_query_events(det->store,
-                                                       &calls_from,
-                                                       rebuild_gateway_call,
-                                                       &r, err),
+        rc = aw_det_store_result(aw_store_query_events(det->store, &calls_from,
+                                                       rebuild_gateway_call, &r,
+                                                       err),
                                  err);
     if (!rc && h->mark[AW_PENDING_CALL_WITHOUT_AUDIT] > 0)
         rc = aw_det_store_result(

@@ -53,14 +53,14 @@ int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
         .anchor = anchor,
         .event_time_ns = aw_det_entry_ns(entry),
     };
-    int rc = raise_now(det, &alert,
-                       aw_det_printf("Entry %s of stream %s failed signature "
-                                     "verification (%s%s%s); it was recorded "
-                                     "as rejected and not indexed.",
-                                     entry_id, stream,
-                                     aw_reject_reason_name(reason),
-                                     detail ? ": " : "", detail ? detail : ""),
-                       &ev, err);
+    int rc =
+        raise_now(det, &alert,
+                  aw_det_printf("Entry %s of stream %s failed signature "
+                                "verification (%s%s%s); it was recorded "
+                                "as rejected and not indexed.",
+                                entry_id, stream, aw_reject_reason_name(reason),
+                                detail ? ": " : "", detail ? detail : ""),
+                  &ev, err);
     free(anchor);
     return rc;
 }
@@ -75,8 +75,9 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
     if (!stream || !first_id || !last_id ||
         aw_stream_id_parse(first_id, strlen(first_id), &first_ms, &seq) ||
         aw_stream_id_parse(last_id, strlen(last_id), &last_ms, &seq))
-        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
-                               "trimmed range needs a stream and two entry ids");
+        return aw_error_reject(
+            err, AW_REJECT_BAD_VALUE,
+            "trimmed range needs a stream and two entry ids");
     char *range = aw_det_printf("%s..%s", first_id, last_id);
     if (!range)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
@@ -92,17 +93,17 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
         .request_id = range,
         .event_time_ns = aw_det_ms_to_ns(first_ms),
     };
-    int rc = raise_now(det, &alert,
-                       aw_det_printf("Entries %s to %s of stream %s (%s to %s) "
-                                     "were trimmed from the stream before "
-                                     "auditwatch read them; that evidence is "
-                                     "lost.",
-                                     first_id, last_id, stream,
-                                     aw_time_format(aw_det_ms_to_ns(first_ms),
-                                                    from, sizeof from),
-                                     aw_time_format(aw_det_ms_to_ns(last_ms), to,
-                                                    sizeof to)),
-                       &ev, err);
+    int rc = raise_now(
+        det, &alert,
+        aw_det_printf(
+            "Entries %s to %s of stream %s (%s to %s) "
+            "were trimmed from the stream before "
+            "auditwatch read them; that evidence is "
+            "lost.",
+            first_id, last_id, stream,
+            aw_time_format(aw_det_ms_to_ns(first_ms), from, sizeof from),
+            aw_time_format(aw_det_ms_to_ns(last_ms), to, sizeof to)),
+        &ev, err);
     free(range);
     return rc;
 }
@@ -138,20 +139,23 @@ int aw_det_integrity_on_conflict(aw_detectors *det, const aw_raw_entry *entry,
     first_version fv = {0};
     /* the stored version of this identity: same id and occurred_at */
     aw_event_filter filter = {
-        .event_id = event->id, .limit = 1,
-        .has_since = true, .since_ns = event->occurred_at_ns,
-        .has_until = true, .until_ns = aw_det_add_ns(event->occurred_at_ns, 1),
+        .event_id = event->id,
+        .limit = 1,
+        .has_since = true,
+        .since_ns = event->occurred_at_ns,
+        .has_until = true,
+        .until_ns = aw_det_add_ns(event->occurred_at_ns, 1),
     };
-    int rc = aw_det_store_result(aw_store_query_events(det->store, &filter,
-                                                       copy_first_version, &fv,
-                                                       err),
-                                 err);
+    int rc =
+        aw_det_store_result(aw_store_query_events(det->store, &filter,
+                                                  copy_first_version, &fv, err),
+                            err);
     if (rc)
         return rc;
     if (!fv.block)
-        return aw_error_set(err, AW_ERR,
-                            "event %s conflicts with a version not in the index",
-                            event->id);
+        return aw_error_set(
+            err, AW_ERR, "event %s conflicts with a version not in the index",
+            event->id);
     aw_det_evidence ev;
     aw_det_evidence_init(&ev);
     aw_det_evidence_add(&ev, "event", event->id, NULL);
@@ -204,14 +208,13 @@ int aw_det_integrity_on_event(aw_detectors *det, const aw_raw_entry *entry,
         .anchor = event->id,
         .event_time_ns = event->occurred_at_ns,
     };
-    return raise_now(det, &alert,
-                     aw_det_printf("Caracal reported %s for request %s in zone "
-                                   "%s at %s (event %s, decision %s).",
-                                   event->event_type,
-                                   aw_det_or_unknown(event->request_id),
-                                   event->zone_id,
-                                   aw_time_format(event->occurred_at_ns, when,
-                                                  sizeof when),
-                                   event->id, aw_det_or_unknown(event->decision)),
-                     &ev, err);
+    return raise_now(
+        det, &alert,
+        aw_det_printf("Caracal reported %s for request %s in zone "
+                      "%s at %s (event %s, decision %s).",
+                      event->event_type, aw_det_or_unknown(event->request_id),
+                      event->zone_id,
+                      aw_time_format(event->occurred_at_ns, when, sizeof when),
+                      event->id, aw_det_or_unknown(event->decision)),
+        &ev, err);
 }

@@ -69,24 +69,23 @@ static int find_any_event(aw_detectors *det, const char *zone_id,
                           aw_error *err)
 {
     aw_event_filter filter = {.request_id = request_id, .zone_id = zone_id};
-    return aw_det_store_result(aw_store_query_events(det->store, &filter,
-                                                     keep_first_arrival, cp,
-                                                     err),
-                               err);
+    return aw_det_store_result(
+        aw_store_query_events(det->store, &filter, keep_first_arrival, cp, err),
+        err);
 }
 
 /* ---- Pairing Gateway calls with their decisions -------------------------- */
 
 /* The Gateway calls and granting decisions of one (zone, request id). */
 typedef struct pairing {
-    int64_t deadline_ns;           /* decisions arrived by then are in time */
-    bool has_call;                 /* rank the call (occurred_at, rowid) */
+    int64_t deadline_ns; /* decisions arrived by then are in time */
+    bool has_call;       /* rank the call (occurred_at, rowid) */
     int64_t call_occurred_ns, call_rowid;
-    size_t calls;                  /* every Gateway call */
-    size_t rank;                   /* calls ordered at or before the call */
-    size_t decisions;              /* every granting decision */
+    size_t calls;     /* every Gateway call */
+    size_t rank;      /* calls ordered at or before the call */
+    size_t decisions; /* every granting decision */
     size_t decisions_in_time;
-    counterpart last;              /* the decision that arrived last */
+    counterpart last; /* the decision that arrived last */
 } pairing;
 
 static int count_pairing(const aw_event_row *row, void *ud)
@@ -121,12 +120,13 @@ static int count_pairs(aw_detectors *det, const char *zone_id,
     static const char *const types[] = {"token_exchange", "token.exchange",
                                         AW_EVENT_GATEWAY_CALL};
     aw_event_filter filter = {
-        .request_id = request_id, .zone_id = zone_id,
-        .event_types = types, .n_event_types = 3,
+        .request_id = request_id,
+        .zone_id = zone_id,
+        .event_types = types,
+        .n_event_types = 3,
     };
-    return aw_det_store_result(aw_store_query_events(det->store, &filter,
-                                                     count_pairing, p, err),
-                               err);
+    return aw_det_store_result(
+        aw_store_query_events(det->store, &filter, count_pairing, p, err), err);
 }
 
 /* The call the pairing ranked has a decision of its own, in time. */
@@ -148,21 +148,23 @@ int64_t aw_det_missing_deadline(const aw_detectors *det, int64_t occurred_ns,
  * already paired with a decision in time (the common order: the STS logs
  * the decision before the Gateway logs the call), which settles it now. */
 int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
-                                   const char *request_id,
-                                   int64_t occurred_ns, int64_t deadline_ns,
-                                   int64_t rowid, aw_error *err)
+                                   const char *request_id, int64_t occurred_ns,
+                                   int64_t deadline_ns, int64_t rowid,
+                                   aw_error *err)
 {
     aw_det_due_seen(det, AW_PENDING_DECISION_MISSING, rowid);
     pairing p = {
-        .deadline_ns = deadline_ns, .has_call = true,
-        .call_occurred_ns = occurred_ns, .call_rowid = rowid,
+        .deadline_ns = deadline_ns,
+        .has_call = true,
+        .call_occurred_ns = occurred_ns,
+        .call_rowid = rowid,
     };
     int rc = count_pairs(det, zone_id, request_id, &p, err);
     free(p.last.event_id);
     if (rc || call_paired(&p))
         return rc;
-    return aw_det_due_add(det, AW_PENDING_DECISION_MISSING, deadline_ns,
-                          rowid, err);
+    return aw_det_due_add(det, AW_PENDING_DECISION_MISSING, deadline_ns, rowid,
+                          err);
 }
 
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
@@ -175,8 +177,8 @@ int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
     free(cp.event_id);
     if (rc || (cp.found && cp.arrived_ns <= deadline_ns))
         return rc;
-    return aw_det_due_add(det, AW_PENDING_CALL_WITHOUT_AUDIT, deadline_ns,
-                          ref, err);
+    return aw_det_due_add(det, AW_PENDING_CALL_WITHOUT_AUDIT, deadline_ns, ref,
+                          err);
 }
 
 /* A granting decision arrived: an open decision_missing alert of its
@@ -185,10 +187,9 @@ static int settle_decision_missing(aw_detectors *det,
                                    const aw_audit_event *decision,
                                    int64_t arrival, aw_error *err)
 {
-    if (!aw_seen_maybe(&det->seen,
-                       aw_det_key_alert(AW_ALERT_DECISION_MISSING,
-                                        decision->zone_id, NULL,
-                                        decision->request_id)))
+    if (!aw_seen_maybe(&det->seen, aw_det_key_alert(AW_ALERT_DECISION_MISSING,
+                                                    decision->zone_id, NULL,
+                                                    decision->request_id)))
         return AW_OK;
     pairing p = {.deadline_ns = INT64_MAX};
     int rc = count_pairs(det, decision->zone_id, decision->request_id, &p, err);
@@ -245,12 +246,12 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
 typedef struct evidence_row {
     char *block;
     bool found;
-    const char *event_id;          /* NULL for an observed call */
+    const char *event_id; /* NULL for an observed call */
     const char *zone_id, *request_id, *resource, *result_class, *source;
     const char *stream, *entry_id;
-    int status;                    /* upstream status, or the call's status */
+    int status; /* upstream status, or the call's status */
     int64_t occurred_at_ns;
-    size_t calls, decisions;       /* the request's pairing, for a Gateway
+    size_t calls, decisions; /* the request's pairing, for a Gateway
                                       call */
 } evidence_row;
 
@@ -275,9 +276,10 @@ static int copy_evidence(evidence_row *row, const char *const *src)
 static int copy_gateway_call(const aw_event_row *event, void *ud)
 {
     evidence_row *row = ud;
-    const char *src[8] = {event->event_id, event->zone_id, event->request_id,
-                          event->resource, event->result_class, NULL,
-                          event->stream, event->entry_id};
+    const char *src[8] = {event->event_id,     event->zone_id,
+                          event->request_id,   event->resource,
+                          event->result_class, NULL,
+                          event->stream,       event->entry_id};
     row->status = event->upstream_status;
     row->occurred_at_ns = event->occurred_at_ns;
     return copy_evidence(row, src);
@@ -286,8 +288,9 @@ static int copy_gateway_call(const aw_event_row *event, void *ud)
 static int copy_call(const aw_call_row *call, void *ud)
 {
     evidence_row *row = ud;
-    const char *src[8] = {NULL, call->zone_id, call->request_id, call->resource,
-                          NULL, call->source, call->stream, call->entry_id};
+    const char *src[8] = {NULL,           call->zone_id, call->request_id,
+                          call->resource, NULL,          call->source,
+                          call->stream,   call->entry_id};
     row->status = call->status;
     row->occurred_at_ns = call->occurred_at_ns;
     return copy_evidence(row, src);
@@ -299,8 +302,9 @@ static bool gateway_call_succeeded(const evidence_row *g)
            (g->result_class && strcmp(g->result_class, "success") == 0);
 }
 
-static void fill_decision_missing(const aw_detectors *det, const evidence_row *g,
-                                  aw_alert *alert, aw_det_evidence *ev)
+static void fill_decision_missing(const aw_detectors *det,
+                                  const evidence_row *g, aw_alert *alert,
+                                  aw_det_evidence *ev)
 {
     char when[40], grace[32], upstream[16];
     if (g->status)
@@ -373,8 +377,10 @@ static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
                           int64_t deadline_ns, aw_error *err)
 {
     pairing p = {
-        .deadline_ns = deadline_ns, .has_call = true,
-        .call_occurred_ns = g->occurred_at_ns, .call_rowid = ref,
+        .deadline_ns = deadline_ns,
+        .has_call = true,
+        .call_occurred_ns = g->occurred_at_ns,
+        .call_rowid = ref,
     };
     int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
     g->calls = p.calls;

@@ -69,8 +69,9 @@ int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
         "request %s, zone %s, occurred %s), received %s: %s. It is not in "
         "Caracal's ledger; auditwatch indexed it from %s/%s.",
         event->id, aw_det_or_unknown(event->event_type),
-        aw_det_or_unknown(event->decision), aw_det_or_unknown(event->request_id),
-        event->zone_id, aw_time_format(event->occurred_at_ns, when, sizeof when),
+        aw_det_or_unknown(event->decision),
+        aw_det_or_unknown(event->request_id), event->zone_id,
+        aw_time_format(event->occurred_at_ns, when, sizeof when),
         aw_time_format(letter->received_at_ns, received, sizeof received),
         letter->reason, entry->stream.ptr, entry->id.ptr);
     alert.summary = summary;
@@ -126,14 +127,17 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
         .anchor = anchor,
         .event_time_ns = set->at_ns,
     };
-    char *summary = anchor && anchors ? aw_det_printf(
-        "A revocation enforcer gave up on revocation %s/%s (zone %s, %s at %s%s%s) "
-        "and dead-lettered it to %s (%s, %s): it may not be enforced.",
-        orig->stream.ptr, orig->id.ptr, set->zone_id, anchors,
-        aw_time_format(set->at_ns, when, sizeof when),
-        set->reason ? ", reason " : "", set->reason ? set->reason : "",
-        entry->stream.ptr, aw_dead_letter_shape_name(letter->shape),
-        letter->reason) : NULL;
+    char *summary =
+        anchor && anchors
+            ? aw_det_printf(
+                  "A revocation enforcer gave up on revocation %s/%s (zone %s, %s at %s%s%s) "
+                  "and dead-lettered it to %s (%s, %s): it may not be enforced.",
+                  orig->stream.ptr, orig->id.ptr, set->zone_id, anchors,
+                  aw_time_format(set->at_ns, when, sizeof when),
+                  set->reason ? ", reason " : "",
+                  set->reason ? set->reason : "", entry->stream.ptr,
+                  aw_dead_letter_shape_name(letter->shape), letter->reason)
+            : NULL;
     alert.summary = summary;
     alert.evidence_json = aw_det_evidence_json(&ev);
     int rc = summary ? aw_det_raise(det, &alert, err)
@@ -165,11 +169,13 @@ typedef struct anchors_found {
 static int add_anchor(const aw_revocation_row *row, void *ud)
 {
     anchors_found *a = ud;
-    if (strcmp(row->stream, a->stream) != 0 || strcmp(row->entry_id, a->entry_id) != 0)
+    if (strcmp(row->stream, a->stream) != 0 ||
+        strcmp(row->entry_id, a->entry_id) != 0)
         return 0;
     if (a->len < sizeof a->text)
-        a->len += (size_t)snprintf(a->text + a->len, sizeof a->text - a->len, "%s%s %s",
-                                   a->len ? ", " : "", aw_anchor_kind_name(row->anchor.kind),
+        a->len += (size_t)snprintf(a->text + a->len, sizeof a->text - a->len,
+                                   "%s%s %s", a->len ? ", " : "",
+                                   aw_anchor_kind_name(row->anchor.kind),
                                    row->anchor.id);
     snprintf(a->zone, sizeof a->zone, "%s", row->zone_id);
     return 0;
@@ -178,11 +184,15 @@ static int add_anchor(const aw_revocation_row *row, void *ud)
 static int raise_not_consumed(aw_detectors *det, const aw_pipeline_finding *f,
                               const char *request_id, aw_error *err)
 {
-    anchors_found found = {.stream = f->stream, .entry_id = strchr(request_id, '/') + 1};
+    anchors_found found = {.stream = f->stream,
+                           .entry_id = strchr(request_id, '/') + 1};
     int64_t at_ns = aw_det_ms_to_ns(f->entry.ms);
-    aw_revocation_filter filter = {.has_since = true, .since_ns = at_ns,
-                                   .has_until = true, .until_ns = aw_det_add_ns(at_ns, 1000000)};
-    int rc = aw_store_query_revocations(det->store, &filter, add_anchor, &found, err);
+    aw_revocation_filter filter = {.has_since = true,
+                                   .since_ns = at_ns,
+                                   .has_until = true,
+                                   .until_ns = aw_det_add_ns(at_ns, 1000000)};
+    int rc = aw_store_query_revocations(det->store, &filter, add_anchor, &found,
+                                        err);
     if (rc < 0)
         return rc;
     char when[40];
@@ -201,8 +211,8 @@ static int raise_not_consumed(aw_detectors *det, const aw_pipeline_finding *f,
         "written at %s: %s.",
         f->group, found.entry_id, f->stream,
         found.len ? found.text : "anchors not in the index",
-        found.zone[0] ? found.zone : "unknown", aw_time_format(at_ns, when, sizeof when),
-        aw_det_or_unknown(f->detail));
+        found.zone[0] ? found.zone : "unknown",
+        aw_time_format(at_ns, when, sizeof when), aw_det_or_unknown(f->detail));
     alert.summary = summary;
     alert.evidence_json = aw_det_evidence_json(&ev);
     rc = aw_det_raise(det, &alert, err);
@@ -243,14 +253,14 @@ static int collect_open(const aw_alert *a, void *ud)
 
 /* Resolves the open alerts of f's kind about its group and stream, but for
  * keep (NULL: all) and, for revocations, those at or after keep's entry. */
-static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f, const char *keep,
-                          aw_error *err)
+static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f,
+                          const char *keep, aw_error *err)
 {
     const char *kind = finding_alert_kind(f->kind);
     open_list l = {.group = f->group, .stream = f->stream};
     aw_alert_filter filter = {.kind = kind, .state = AW_ALERT_OPEN};
-    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter, collect_open, &l, err),
-                                 err);
+    int rc = aw_det_store_result(
+        aw_store_query_alerts(det->store, &filter, collect_open, &l, err), err);
     char *resolved_by = aw_det_printf("group:%s/%s", f->stream, f->group);
     if (!rc && !resolved_by)
         rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
@@ -258,14 +268,16 @@ static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f, const
         if (keep && f->kind == AW_FINDING_NOT_CONSUMED) {
             const char *id = strchr(l.ids[i], '/');
             uint64_t ms, seq;
-            if (id && aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) == AW_OK &&
+            if (id &&
+                aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) ==
+                    AW_OK &&
                 aw_stream_id_cmp((aw_stream_id){ms, seq}, f->entry) >= 0)
                 continue;
         } else if (keep && strcmp(keep, l.ids[i]) == 0) {
             continue;
         }
-        rc = aw_det_resolve(det, kind, NULL, f->group, l.ids[i], resolved_by, f->observed_ns,
-                            err);
+        rc = aw_det_resolve(det, kind, NULL, f->group, l.ids[i], resolved_by,
+                            f->observed_ns, err);
     }
     for (size_t i = 0; i < l.n; i++)
         free(l.ids[i]);
@@ -299,10 +311,11 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f,
     return rc;
 }
 
-static int on_finding(aw_detectors *det, const aw_pipeline_finding *f, aw_error *err)
+static int on_finding(aw_detectors *det, const aw_pipeline_finding *f,
+                      aw_error *err)
 {
-    char *request_id = aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream, f->entry.ms,
-                                     f->entry.seq);
+    char *request_id = aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream,
+                                     f->entry.ms, f->entry.seq);
     if (!request_id)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     int rc = resolve_others(det, f, f->trouble ? request_id : NULL, err);
@@ -315,16 +328,18 @@ static int on_finding(aw_detectors *det, const aw_pipeline_finding *f, aw_error 
         else
             rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
         if (!rc && !open)
-            rc = f->kind == AW_FINDING_NOT_CONSUMED ? raise_not_consumed(det, f, request_id, err)
-                                                    : raise_stalled(det, f, request_id, err);
+            rc = f->kind == AW_FINDING_NOT_CONSUMED
+                     ? raise_not_consumed(det, f, request_id, err)
+                     : raise_stalled(det, f, request_id, err);
         free(open);
     }
     free(request_id);
     return rc;
 }
 
-int aw_detectors_on_pipeline(aw_detectors *det, const aw_pipeline_finding *findings,
-                             size_t n, aw_error *err)
+int aw_detectors_on_pipeline(aw_detectors *det,
+                             const aw_pipeline_finding *findings, size_t n,
+                             aw_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         int rc = on_finding(det, &findings[i], err);

@@ -55,21 +55,21 @@
 /* ---- An anchor's revocation history -------------------------------------- */
 
 typedef struct revocation {
-    char *block;                   /* owns stream and entry_id */
+    char *block; /* owns stream and entry_id */
     const char *stream, *entry_id;
     aw_revocation_action action;
     int64_t at_ns;
-    uint64_t seq;                  /* entry id sequence, orders one ms */
+    uint64_t seq; /* entry id sequence, orders one ms */
     int64_t rowid;
-    bool has_epoch;                /* graph epoch of an edge revocation */
+    bool has_epoch; /* graph epoch of an edge revocation */
     int64_t epoch;
-    const char *delivery_id;       /* the outbox delivery's, or NULL */
-    size_t first;                  /* index of its first delivery: its own
+    const char *delivery_id; /* the outbox delivery's, or NULL */
+    size_t first;            /* index of its first delivery: its own
                                       unless it is an outbox redelivery */
 } revocation;
 
 typedef struct history {
-    revocation *items;             /* ordered as the store gives them */
+    revocation *items; /* ordered as the store gives them */
     size_t n, cap;
 } history;
 
@@ -129,8 +129,9 @@ static int load_history(aw_detectors *det, const char *zone_id,
     aw_revocation_filter filter = {.zone_id = zone_id, .anchor = *anchor};
     memset(h, 0, sizeof *h);
     return aw_det_store_result(aw_store_query_revocations(det->store, &filter,
-                                               copy_revocation, h, err),
-                    err);
+                                                          copy_revocation, h,
+                                                          err),
+                               err);
 }
 
 /* a comes after b: by time, then, on one stream, by entry sequence. Entry
@@ -161,8 +162,8 @@ typedef struct access {
     char *block;
     const char *event_id, *zone_id, *request_id, *decision;
     int64_t occurred_at_ns;
-    int64_t arrived_ns;            /* its entry id's time */
-    bool has_epoch;                /* delegation_graph_epoch */
+    int64_t arrived_ns; /* its entry id's time */
+    bool has_epoch;     /* delegation_graph_epoch */
     int64_t epoch;
 } access;
 
@@ -243,19 +244,23 @@ static int find_gateway_calls(aw_detectors *det, const access *a,
     if (!a->request_id)
         return AW_OK;
     aw_event_filter filter = {
-        .request_id = a->request_id, .zone_id = a->zone_id,
-        .event_types = gateway_type, .n_event_types = 1,
-        .has_since = true, .since_ns = a->occurred_at_ns,
+        .request_id = a->request_id,
+        .zone_id = a->zone_id,
+        .event_types = gateway_type,
+        .n_event_types = 1,
+        .has_since = true,
+        .since_ns = a->occurred_at_ns,
     };
-    int rc = aw_store_query_events(det->store, &filter, note_gateway_call, &gc,
-                                   err);
+    int rc =
+        aw_store_query_events(det->store, &filter, note_gateway_call, &gc, err);
     *executed = gc.executed;
     return rc;
 }
 
 static char *anchor_name(const aw_anchor *anchor)
 {
-    return aw_det_printf("%s:%s", aw_anchor_kind_name(anchor->kind), anchor->id);
+    return aw_det_printf("%s:%s", aw_anchor_kind_name(anchor->kind),
+                         anchor->id);
 }
 
 static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
@@ -349,8 +354,8 @@ static int collect_alert(const aw_alert *alert, void *ud)
 
 /* Gateway event G arrived: alerts already raised for its request become
  * critical when G executed, and list G as evidence. */
-static int escalate_for_gateway_call(aw_detectors *det,
-                                     const aw_audit_event *g, aw_error *err)
+static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
+                                     aw_error *err)
 {
     if (!aw_det_is_gateway_call(g->event_type) || !g->request_id ||
         !aw_seen_maybe(&det->seen,
@@ -358,12 +363,12 @@ static int escalate_for_gateway_call(aw_detectors *det,
         return AW_OK;
     alert_list list = {.zone_id = g->zone_id};
     aw_alert_filter filter = {
-        .kind = AW_ALERT_ACCESS_AFTER_REVOCATION, .request_id = g->request_id,
+        .kind = AW_ALERT_ACCESS_AFTER_REVOCATION,
+        .request_id = g->request_id,
     };
-    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter,
-                                                       collect_alert, &list,
-                                                       err),
-                                 err);
+    int rc = aw_det_store_result(
+        aw_store_query_alerts(det->store, &filter, collect_alert, &list, err),
+        err);
     for (size_t i = 0; i < list.n; i++) {
         /* a call that ended before the decision is not the decision's */
         if (!rc && list.items[i]->event_time_ns <= g->occurred_at_ns) {
@@ -390,12 +395,12 @@ static int escalate_for_gateway_call(aw_detectors *det,
  * live in block. */
 struct aw_det_deferred {
     char *block;
-    int64_t clock_ns;                /* the detector clock when it came */
+    int64_t clock_ns; /* the detector clock when it came */
     bool is_revocation;
     aw_anchor anchor;
     const char *zone_id;
-    const char *stream, *entry_id;   /* a revocation's entry */
-    access a;                        /* an access (block unused) */
+    const char *stream, *entry_id; /* a revocation's entry */
+    access a;                      /* an access (block unused) */
 };
 
 /* A new deferred slot holding *item, its block holding copies[i] of the n
@@ -433,18 +438,19 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
     int rc = AW_OK;
     if (aw_decision_grants(event->decision)) {
         aw_det_deferred item = {
-            .a = {
-                .occurred_at_ns = event->occurred_at_ns,
-                .has_epoch = event->has_delegation_epoch,
-                .epoch = event->delegation_epoch,
-            },
+            .a =
+                {
+                    .occurred_at_ns = event->occurred_at_ns,
+                    .has_epoch = event->has_delegation_epoch,
+                    .epoch = event->delegation_epoch,
+                },
         };
         /* An anchor not yet revoked is judged, if a revocation of this
          * batch names it, by that revocation. */
         for (size_t i = 0; !rc && i < event->nanchors; i++) {
             const aw_anchor *anchor = &event->anchors[i];
-            if (!aw_seen_maybe(&det->seen,
-                               aw_det_key_revoked_anchor(event->zone_id, anchor)))
+            if (!aw_seen_maybe(&det->seen, aw_det_key_revoked_anchor(
+                                               event->zone_id, anchor)))
                 continue;
             item.anchor.kind = anchor->kind;
             const char *src[] = {event->id, event->zone_id, event->request_id,
@@ -472,7 +478,7 @@ typedef struct affected {
     aw_detectors *det;
     const aw_anchor *anchor;
     const history *h;
-    bool resume;                   /* re-judge (resolve) instead of raise */
+    bool resume; /* re-judge (resolve) instead of raise */
     char *anchor_name;
     access *items;
     size_t n, cap;
@@ -485,7 +491,8 @@ static int collect_affected(const aw_event_row *row, void *ud)
     affected *af = ud;
     access seen = {
         .occurred_at_ns = row->occurred_at_ns,
-        .has_epoch = row->has_delegation_epoch, .epoch = row->delegation_epoch,
+        .has_epoch = row->has_delegation_epoch,
+        .epoch = row->delegation_epoch,
     };
     bool forbidden = first_forbidding(af->det, af->h, &seen) != NULL;
     if (af->resume) {
@@ -542,7 +549,8 @@ static void affected_window(const aw_detectors *det, const history *h,
             if (r->action != AW_ACTION_RESUME && !is_redelivery(h, r) &&
                 comes_after(r, self)) {
                 filter->has_until = true;
-                filter->until_ns = aw_det_add_ns(aw_det_add_ns(r->at_ns, grace), 1);
+                filter->until_ns =
+                    aw_det_add_ns(aw_det_add_ns(r->at_ns, grace), 1);
                 break;
             }
         }
@@ -587,21 +595,26 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
     if (!self) {
         history_free(&h);
         return rc ? rc
-                  : aw_error_set(err, AW_ERR,
-                                 "revocation %s/%s of %s:%s is not in the index",
-                                 stream, entry_id,
-                                 aw_anchor_kind_name(anchor->kind), anchor->id);
+                  : aw_error_set(
+                        err, AW_ERR,
+                        "revocation %s/%s of %s:%s is not in the index", stream,
+                        entry_id, aw_anchor_kind_name(anchor->kind),
+                        anchor->id);
     }
     /* A redelivery changes nothing but, when it was the earlier delivery,
      * the first copy's time: judge as the first copy. */
     self = &h.items[self->first];
     affected af = {
-        .det = det, .anchor = anchor, .h = &h,
+        .det = det,
+        .anchor = anchor,
+        .h = &h,
         .resume = self->action == AW_ACTION_RESUME,
         .anchor_name = anchor_name(anchor),
     };
     aw_event_filter filter = {
-        .zone_id = zone_id, .anchor = *anchor, .grants_only = true,
+        .zone_id = zone_id,
+        .anchor = *anchor,
+        .grants_only = true,
     };
     affected_window(det, &h, self, &filter);
     rc = af.anchor_name ? aw_store_query_events(det->store, &filter,
@@ -617,9 +630,9 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
         /* known once both had come: the access may be the later */
         det->clock_ns = a->arrived_ns > clock_ns ? a->arrived_ns : clock_ns;
         if (!rc && af.resume)
-            rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION, a->zone_id,
-                                af.anchor_name, a->request_id, resolver,
-                                self->at_ns, err);
+            rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION,
+                                a->zone_id, af.anchor_name, a->request_id,
+                                resolver, self->at_ns, err);
         else if (!rc)
             rc = judge(det, anchor, &h, a, err);
         free(af.items[i].block);
@@ -638,7 +651,8 @@ int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
     aw_det_deferred item = {.is_revocation = true};
     for (size_t i = 0; i < set->n; i++) {
         const aw_anchor *anchor = &set->items[i].anchor;
-        aw_seen_add(&det->seen, aw_det_key_revoked_anchor(set->zone_id, anchor));
+        aw_seen_add(&det->seen,
+                    aw_det_key_revoked_anchor(set->zone_id, anchor));
         item.anchor.kind = anchor->kind;
         const char *src[] = {entry->stream.ptr, entry->id.ptr, set->zone_id,
                              anchor->id};

@@ -13,7 +13,7 @@
 #include "event/event.h"
 
 #define SEEN_PROBES 7
-#define SEEN_WORDS (AW_SEEN_BITS / 64)
+#define SEEN_WORDS  (AW_SEEN_BITS / 64)
 
 static uint64_t mix64(uint64_t x)
 {

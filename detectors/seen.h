@@ -21,10 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AW_SEEN_BITS (1u << 23)  /* 1 MiB: ~1% false positives at 870k keys */
+#define AW_SEEN_BITS (1u << 23) /* 1 MiB: ~1% false positives at 870k keys */
 
 typedef struct aw_seen {
-    uint64_t *words;             /* AW_SEEN_BITS bits; owned */
+    uint64_t *words; /* AW_SEEN_BITS bits; owned */
 } aw_seen;
 
 /* A key is a short tuple of strings (NULL hashes like ""), prefixed by a

@@ -35,28 +35,71 @@
 #include <stdlib.h>
 
 enum {
-    D_ID, D_ZONE, D_EVENT_TYPE, D_REQUEST_ID, D_DECISION, D_POLICY_SET,
-    D_POLICY_VERSION, D_MANIFEST, D_EVALUATION, D_OCCURRED_AT, D_METADATA,
-    D_POLICIES, D_DIAGNOSTICS, D_COUNT
+    D_ID,
+    D_ZONE,
+    D_EVENT_TYPE,
+    D_REQUEST_ID,
+    D_DECISION,
+    D_POLICY_SET,
+    D_POLICY_VERSION,
+    D_MANIFEST,
+    D_EVALUATION,
+    D_OCCURRED_AT,
+    D_METADATA,
+    D_POLICIES,
+    D_DIAGNOSTICS,
+    D_COUNT
 };
 static const char *const data_names[D_COUNT] = {
-    "id", "zone_id", "event_type", "request_id", "decision", "policy_set_id",
-    "policy_set_version_id", "manifest_sha", "evaluation_status",
-    "occurred_at", "metadata_json", "determining_policies_json",
+    "id",
+    "zone_id",
+    "event_type",
+    "request_id",
+    "decision",
+    "policy_set_id",
+    "policy_set_version_id",
+    "manifest_sha",
+    "evaluation_status",
+    "occurred_at",
+    "metadata_json",
+    "determining_policies_json",
     "diagnostics_json",
 };
 
 enum {
-    M_APPLICATION, M_RESOURCE, M_METHOD, M_SUBJECT_KIND, M_RESULT_CLASS,
-    M_ERROR_KIND, M_TRACE_ID, M_UPSTREAM_STATUS, M_GATEWAY_STATUS,
-    M_INTERRUPTED, M_SESSION, M_AGENT_SESSION, M_EDGE, M_CHAIN, M_EPOCH,
+    M_APPLICATION,
+    M_RESOURCE,
+    M_METHOD,
+    M_SUBJECT_KIND,
+    M_RESULT_CLASS,
+    M_ERROR_KIND,
+    M_TRACE_ID,
+    M_UPSTREAM_STATUS,
+    M_GATEWAY_STATUS,
+    M_INTERRUPTED,
+    M_SESSION,
+    M_AGENT_SESSION,
+    M_EDGE,
+    M_CHAIN,
+    M_EPOCH,
     M_COUNT
 };
 static const char *const meta_names[M_COUNT] = {
-    "application_id", "resource", "method", "subject_kind", "result_class",
-    "error_kind", "trace_id", "upstream_status", "gateway_status",
-    "revocation_interrupted", "session_id", "agent_session_id",
-    "delegation_edge_id", "delegation_chain", "delegation_graph_epoch",
+    "application_id",
+    "resource",
+    "method",
+    "subject_kind",
+    "result_class",
+    "error_kind",
+    "trace_id",
+    "upstream_status",
+    "gateway_status",
+    "revocation_interrupted",
+    "session_id",
+    "agent_session_id",
+    "delegation_edge_id",
+    "delegation_chain",
+    "delegation_graph_epoch",
 };
 
 /* A string member of aw_audit_event and the JSON member it comes from. */
@@ -76,8 +119,8 @@ static const string_member data_strings[] = {
     {D_REQUEST_ID, AT(request_id), "data.request_id", false},
     {D_DECISION, AT(decision), "data.decision", false},
     {D_POLICY_SET, AT(policy_set_id), "data.policy_set_id", false},
-    {D_POLICY_VERSION, AT(policy_set_version_id),
-     "data.policy_set_version_id", false},
+    {D_POLICY_VERSION, AT(policy_set_version_id), "data.policy_set_version_id",
+     false},
     {D_MANIFEST, AT(manifest_sha), "data.manifest_sha", false},
     {D_EVALUATION, AT(evaluation_status), "data.evaluation_status", false},
 };
@@ -92,23 +135,22 @@ static const string_member meta_strings[] = {
     {M_TRACE_ID, AT(trace_id), "metadata_json.trace_id", false},
 };
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define COUNT(a)    (sizeof(a) / sizeof((a)[0]))
 #define MAX_ANCHORS (3 + 2 * AW_MAX_CHAIN)
 #define MAX_STRINGS (COUNT(data_strings) + COUNT(meta_strings) + MAX_ANCHORS)
 
 /* What decoding gathers before the block is built; strings are borrowed
  * from the cJSON tree. */
 typedef struct audit_draft {
-    aw_audit_event event;      /* numbers and flags; strings come later */
+    aw_audit_event event; /* numbers and flags; strings come later */
     aw_block block;
     aw_block_string slots[MAX_STRINGS];
     aw_anchor_list anchors;
     aw_anchor_ref anchor_items[MAX_ANCHORS];
 } audit_draft;
 
-static int read_strings(const cJSON *const *slots,
-                        const string_member *members, size_t n,
-                        aw_block *block, aw_error *err)
+static int read_strings(const cJSON *const *slots, const string_member *members,
+                        size_t n, aw_block *block, aw_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         const string_member *m = &members[i];
@@ -125,9 +167,8 @@ static int read_strings(const cJSON *const *slots,
     return AW_OK;
 }
 
-static int read_anchor(const cJSON *item, const char *what,
-                       aw_anchor_kind kind, aw_anchor_list *anchors,
-                       aw_error *err)
+static int read_anchor(const cJSON *item, const char *what, aw_anchor_kind kind,
+                       aw_anchor_list *anchors, aw_error *err)
 {
     aw_bytes id;
     int rc = aw_json_text(item, what, AW_MAX_ID_BYTES, &id, err);
@@ -159,8 +200,8 @@ static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
     if (n > AW_MAX_CHAIN)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                "metadata_json.delegation_chain has %d "
-                               "elements, at most %d allowed", n,
-                               AW_MAX_CHAIN);
+                               "elements, at most %d allowed",
+                               n, AW_MAX_CHAIN);
     int index = 0;
     for (const cJSON *link = chain->child; link; link = link->next, index++) {
         const cJSON *slots[2];
@@ -187,8 +228,7 @@ static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
 
 /* delegation_graph_epoch: a non-negative integral JSON number (Go writes
  * an int64), absent or null when the decision used no delegation. */
-static int read_epoch(const cJSON *item, aw_audit_event *event,
-                      aw_error *err)
+static int read_epoch(const cJSON *item, aw_audit_event *event, aw_error *err)
 {
     if (item == NULL || cJSON_IsNull(item))
         return AW_OK;
@@ -211,16 +251,15 @@ static int read_metadata(const cJSON *meta, audit_draft *d, aw_error *err)
                                "metadata_json: expected an object");
     const cJSON *m[M_COUNT];
     aw_json_pick(meta, meta_names, M_COUNT, m);
-    int rc = read_strings(m, meta_strings, COUNT(meta_strings), &d->block,
-                          err);
+    int rc = read_strings(m, meta_strings, COUNT(meta_strings), &d->block, err);
     if (rc != AW_OK)
         return rc;
     if ((rc = aw_json_status(m[M_UPSTREAM_STATUS],
                              "metadata_json.upstream_status",
                              &d->event.upstream_status, NULL, err)) != AW_OK ||
-        (rc = aw_json_status(m[M_GATEWAY_STATUS],
-                             "metadata_json.gateway_status",
-                             &d->event.gateway_status, NULL, err)) != AW_OK ||
+        (rc =
+             aw_json_status(m[M_GATEWAY_STATUS], "metadata_json.gateway_status",
+                            &d->event.gateway_status, NULL, err)) != AW_OK ||
         (rc = read_epoch(m[M_EPOCH], &d->event, err)) != AW_OK)
         return rc;
 
@@ -249,8 +288,7 @@ static int read_data(const cJSON *root, audit_draft *d, aw_error *err)
                                "data is not a JSON object");
     const cJSON *m[D_COUNT];
     aw_json_pick(root, data_names, D_COUNT, m);
-    int rc = read_strings(m, data_strings, COUNT(data_strings), &d->block,
-                          err);
+    int rc = read_strings(m, data_strings, COUNT(data_strings), &d->block, err);
     if (rc != AW_OK)
         return rc;
 
@@ -258,8 +296,8 @@ static int read_data(const cJSON *root, audit_draft *d, aw_error *err)
     rc = aw_json_required_text(m[D_OCCURRED_AT], "data.occurred_at",
                                AW_MAX_ID_BYTES, &when, err);
     if (rc == AW_OK) {
-        rc = aw_time_parse_rfc3339(when.ptr, when.len,
-                                   &d->event.occurred_at_ns, err);
+        rc = aw_time_parse_rfc3339(when.ptr, when.len, &d->event.occurred_at_ns,
+                                   err);
         if (rc != AW_OK)
             aw_error_prefix(err, "data.occurred_at");
     }
@@ -303,8 +341,7 @@ static int admit_audit_entry(const aw_raw_entry *entry, aw_hmac_key *key,
     if (rc != AW_OK)
         return rc;
     if (fields[0] == NULL)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
-                               "no data field");
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "no data field");
     *data = *fields[0];
     if (key != NULL) {
         if (fields[1] == NULL)

@@ -40,8 +40,7 @@ static int call_finish(const call_draft *d, aw_observed_call **out,
     aw_block_string slots[4];
     aw_block block;
     aw_block_init(&block, slots, 4);
-    aw_block_add(&block, offsetof(aw_observed_call, request_id),
-                 d->request_id);
+    aw_block_add(&block, offsetof(aw_observed_call, request_id), d->request_id);
     aw_block_add(&block, offsetof(aw_observed_call, zone_id), d->zone);
     aw_block_add(&block, offsetof(aw_observed_call, resource), d->resource);
     aw_block_add(&block, offsetof(aw_observed_call, source), d->source);
@@ -84,8 +83,8 @@ static int read_call_fields(const aw_raw_entry *entry, call_draft *d,
                                aw_quote(status.ptr, status.len, q));
     if (when.ptr == NULL)
         return aw_entry_time_ns(entry, &d->call.occurred_at_ns, err);
-    rc = aw_time_parse_rfc3339(when.ptr, when.len, &d->call.occurred_at_ns,
-                               err);
+    rc =
+        aw_time_parse_rfc3339(when.ptr, when.len, &d->call.occurred_at_ns, err);
     if (rc != AW_OK)
         aw_error_prefix(err, "occurred_at");
     return rc;
@@ -151,8 +150,8 @@ static int json_time_ns(const cJSON *item, const char *what, int64_t fallback,
         double secs = item->valuedouble;
         if (!(secs >= -9.2e9 && secs <= 9.2e9))
             return aw_error_reject(err, AW_REJECT_BAD_TIME,
-                                   "%s: %g seconds is outside 1677-2262",
-                                   what, secs);
+                                   "%s: %g seconds is outside 1677-2262", what,
+                                   secs);
         double us = secs * 1e6;
         *ns = (int64_t)(us + (us < 0 ? -0.5 : 0.5)) * 1000;
         return AW_OK;
@@ -160,7 +159,8 @@ static int json_time_ns(const cJSON *item, const char *what, int64_t fallback,
     if (!cJSON_IsString(item))
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "%s: expected a date-time string or epoch "
-                               "seconds", what);
+                               "seconds",
+                               what);
     const char *s = item->valuestring;
     size_t len = strlen(s);
     if (is_epoch_text(s, len))
@@ -191,10 +191,10 @@ static int read_call_json(const cJSON *root, const char *const *names,
                                names[C_STATUS]);
     if ((rc = json_time_ns(m[C_TIME], names[C_TIME], fallback_ns,
                            &d->call.occurred_at_ns, err)) ||
-        (rc = aw_json_text(m[C_ZONE], names[C_ZONE], AW_MAX_ID_BYTES,
-                           &d->zone, err)) ||
-        (rc = aw_json_text(m[C_RESOURCE], names[C_RESOURCE],
-                           AW_MAX_VALUE_BYTES, &d->resource, err)))
+        (rc = aw_json_text(m[C_ZONE], names[C_ZONE], AW_MAX_ID_BYTES, &d->zone,
+                           err)) ||
+        (rc = aw_json_text(m[C_RESOURCE], names[C_RESOURCE], AW_MAX_VALUE_BYTES,
+                           &d->resource, err)))
         return rc;
     return aw_json_text(m[C_SOURCE], names[C_SOURCE], AW_MAX_VALUE_BYTES,
                         &d->source, err);

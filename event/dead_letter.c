@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SRC_PREFIX "src_"
+#define SRC_PREFIX     "src_"
 #define SRC_PREFIX_LEN (sizeof SRC_PREFIX - 1)
 
 const char *aw_dead_letter_shape_name(aw_dead_letter_shape shape)
@@ -51,7 +51,8 @@ static int reject_repeated_fields(const aw_raw_entry *entry, aw_error *err)
     char q[AW_QUOTE_SIZE];
     for (size_t i = 0; i < entry->nfields; i++)
         for (size_t j = i + 1; j < entry->nfields; j++) {
-            const aw_bytes *a = &entry->fields[i].name, *b = &entry->fields[j].name;
+            const aw_bytes *a = &entry->fields[i].name,
+                           *b = &entry->fields[j].name;
             if (a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0)
                 return aw_error_reject(err, AW_REJECT_DUPLICATE_KEY,
                                        "field %s appears twice",
@@ -87,17 +88,19 @@ static int letter_new(aw_dead_letter_shape shape, aw_bytes reason,
                       aw_dead_letter **out, aw_error *err)
 {
     aw_raw_entry *original;
-    int rc = aw_raw_entry_new(origin, original_id, fields, nfields, &original,
-                              err);
+    int rc =
+        aw_raw_entry_new(origin, original_id, fields, nfields, &original, err);
     if (rc != AW_OK) {
         aw_error_prefix(err, "original entry id");
         return rc;
     }
     size_t source_bytes = source_id.ptr ? source_id.len + 1 : 0;
-    aw_dead_letter *letter = malloc(sizeof *letter + reason.len + 1 + source_bytes);
+    aw_dead_letter *letter =
+        malloc(sizeof *letter + reason.len + 1 + source_bytes);
     if (letter == NULL) {
         aw_raw_entry_free(original);
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory for a dead letter");
+        return aw_error_set(err, AW_ERR_NOMEM,
+                            "out of memory for a dead letter");
     }
     char *text = (char *)(letter + 1);
     *letter = (aw_dead_letter){.shape = shape, .original = original};
@@ -124,11 +127,12 @@ static aw_bytes text_of(const char *s)
 /* ---- caracal.audit.events.dlq -------------------------------------------- */
 
 enum { A_REASON, A_RECEIVED_AT, A_SRC_ID, A_COUNT };
-static const char *const audit_names[A_COUNT] = {"reason", "received_at", "src_id"};
+static const char *const audit_names[A_COUNT] = {"reason", "received_at",
+                                                 "src_id"};
 
 int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
-                                const char *origin_stream,
-                                aw_dead_letter **out, aw_error *err)
+                                const char *origin_stream, aw_dead_letter **out,
+                                aw_error *err)
 {
     const aw_bytes *v[A_COUNT];
     aw_bytes reason, received, source_id;
@@ -138,14 +142,16 @@ int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
     int rc;
 
     *out = NULL;
-    if ((rc = aw_entry_check_bounds(entry, "src_data", AW_MAX_DATA_BYTES, err)) != AW_OK ||
+    if ((rc = aw_entry_check_bounds(entry, "src_data", AW_MAX_DATA_BYTES,
+                                    err)) != AW_OK ||
         (rc = reject_repeated_fields(entry, err)) != AW_OK ||
         (rc = aw_flat_pick(entry, audit_names, A_COUNT, v, err)) != AW_OK ||
         (rc = aw_flat_required_text(v[A_REASON], "reason", AW_MAX_VALUE_BYTES,
                                     &reason, err)) != AW_OK ||
         (rc = aw_flat_required_text(v[A_RECEIVED_AT], "received_at", 32,
                                     &received, err)) != AW_OK ||
-        (rc = parse_epoch_ms(received, "received_at", &received_ns, err)) != AW_OK ||
+        (rc = parse_epoch_ms(received, "received_at", &received_ns, err)) !=
+            AW_OK ||
         (rc = aw_flat_text(v[A_SRC_ID], "src_id", AW_MAX_ID_BYTES, &source_id,
                            err)) != AW_OK)
         return rc;
@@ -174,7 +180,15 @@ int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
 
 /* ---- <stream>.dead ------------------------------------------------------- */
 
-enum { R_ORIGINAL_ID, R_ERROR, R_VALUES, R_SOURCE_ID, R_REASON, R_PAYLOAD, R_COUNT };
+enum {
+    R_ORIGINAL_ID,
+    R_ERROR,
+    R_VALUES,
+    R_SOURCE_ID,
+    R_REASON,
+    R_PAYLOAD,
+    R_COUNT
+};
 static const char *const dead_names[R_COUNT] = {
     "original_id", "error", "values", "source_id", "reason", "payload",
 };
@@ -191,16 +205,19 @@ static int json_fields(const aw_bytes *json, const char *name, cJSON **root,
         return rc;
     }
     if (!(*root = cJSON_ParseWithLength(json->ptr, json->len)))
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing %s", name);
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing %s",
+                            name);
     if (!cJSON_IsObject(*root))
         return aw_error_reject(err, AW_REJECT_NOT_OBJECT,
                                "%s: expected a JSON object of the original "
-                               "fields", name);
+                               "fields",
+                               name);
     *n = 0;
     for (const cJSON *m = (*root)->child; m; m = m->next) {
         if (*n == AW_MAX_FIELDS)
             return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                                   "%s: more than %d fields", name, AW_MAX_FIELDS);
+                                   "%s: more than %d fields", name,
+                                   AW_MAX_FIELDS);
         if (!cJSON_IsString(m)) {
             char q[AW_QUOTE_SIZE];
             return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
@@ -256,14 +273,16 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
     if ((rc = aw_flat_required_text(v[enforcer ? R_ORIGINAL_ID : R_SOURCE_ID],
                                     id_name, AW_MAX_ID_BYTES, &original_id,
                                     err)) != AW_OK ||
-        (rc = aw_flat_required_text(v[enforcer ? R_ERROR : R_REASON], reason_name,
-                                    AW_MAX_VALUE_BYTES, &reason, err)) != AW_OK)
+        (rc = aw_flat_required_text(v[enforcer ? R_ERROR : R_REASON],
+                                    reason_name, AW_MAX_VALUE_BYTES, &reason,
+                                    err)) != AW_OK)
         return rc;
-    if (aw_stream_id_parse(original_id.ptr, original_id.len, &ms, &seq) != AW_OK) {
+    if (aw_stream_id_parse(original_id.ptr, original_id.len, &ms, &seq) !=
+        AW_OK) {
         char q[AW_QUOTE_SIZE];
-        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
-                               "%s: expected a stream entry id, got %s", id_name,
-                               aw_quote(original_id.ptr, original_id.len, q));
+        return aw_error_reject(
+            err, AW_REJECT_BAD_VALUE, "%s: expected a stream entry id, got %s",
+            id_name, aw_quote(original_id.ptr, original_id.len, q));
     }
     if (fields_json == NULL || fields_json->len == 0)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is missing",

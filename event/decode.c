@@ -49,8 +49,8 @@ const char *aw_quote(const void *bytes, size_t len, char buf[AW_QUOTE_SIZE])
 
 #define PICK_MAX 16
 
-int aw_flat_pick(const aw_raw_entry *entry, const char *const *names,
-                 size_t n, const aw_bytes **values, aw_error *err)
+int aw_flat_pick(const aw_raw_entry *entry, const char *const *names, size_t n,
+                 const aw_bytes **values, aw_error *err)
 {
     size_t lens[PICK_MAX];
     assert(n <= PICK_MAX);
@@ -79,26 +79,26 @@ int aw_entry_check_bounds(const aw_raw_entry *entry, const char *large_name,
     char q[AW_QUOTE_SIZE];
     if (entry->nfields > AW_MAX_FIELDS)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                               "%zu fields, at most %d allowed",
-                               entry->nfields, AW_MAX_FIELDS);
+                               "%zu fields, at most %d allowed", entry->nfields,
+                               AW_MAX_FIELDS);
     size_t large_len = large_name ? strlen(large_name) : 0;
     for (size_t f = 0; f < entry->nfields; f++) {
         const aw_field *field = &entry->fields[f];
         if (field->name.len > AW_MAX_KEY_BYTES)
             return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                    "field name of %zu bytes, at most %d "
-                                   "allowed", field->name.len,
-                                   AW_MAX_KEY_BYTES);
+                                   "allowed",
+                                   field->name.len, AW_MAX_KEY_BYTES);
         bool large = large_name && field->name.len == large_len &&
                      memcmp(field->name.ptr, large_name, large_len) == 0;
         size_t max = large ? large_max : AW_MAX_VALUE_BYTES;
         if (field->value.len > max)
-            return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                                   "field %s holds %zu bytes, at most %zu "
-                                   "allowed",
-                                   aw_quote(field->name.ptr, field->name.len,
-                                            q),
-                                   field->value.len, max);
+            return aw_error_reject(
+                err, AW_REJECT_OVERSIZED,
+                "field %s holds %zu bytes, at most %zu "
+                "allowed",
+                aw_quote(field->name.ptr, field->name.len, q), field->value.len,
+                max);
     }
     return AW_OK;
 }
@@ -112,8 +112,8 @@ int aw_flat_text(const aw_bytes *value, const char *name, size_t max,
         return AW_OK;
     if (value->len > max)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                               "%s holds %zu bytes, at most %zu allowed",
-                               name, value->len, max);
+                               "%s holds %zu bytes, at most %zu allowed", name,
+                               value->len, max);
     const char *nul = memchr(value->ptr, '\0', value->len);
     if (nul != NULL)
         return aw_error_reject(err, AW_REJECT_EMBEDDED_NUL,
@@ -130,8 +130,8 @@ int aw_flat_required_text(const aw_bytes *value, const char *name, size_t max,
                           aw_bytes *out, aw_error *err)
 {
     if (value == NULL || value->len == 0)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is %s",
-                               name, value ? "empty" : "missing");
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is %s", name,
+                               value ? "empty" : "missing");
     return aw_flat_text(value, name, max, out, err);
 }
 
@@ -194,8 +194,8 @@ void aw_json_pick(const cJSON *obj, const char *const *names, size_t n,
     }
 }
 
-int aw_json_text(const cJSON *item, const char *what, size_t max,
-                 aw_bytes *out, aw_error *err)
+int aw_json_text(const cJSON *item, const char *what, size_t max, aw_bytes *out,
+                 aw_error *err)
 {
     out->ptr = NULL;
     out->len = 0;
@@ -208,8 +208,8 @@ int aw_json_text(const cJSON *item, const char *what, size_t max,
     size_t len = strlen(item->valuestring);
     if (len > max)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                               "%s holds %zu bytes, at most %zu allowed",
-                               what, len, max);
+                               "%s holds %zu bytes, at most %zu allowed", what,
+                               len, max);
     out->ptr = item->valuestring;
     out->len = len;
     return AW_OK;
@@ -222,8 +222,8 @@ int aw_json_required_text(const cJSON *item, const char *what, size_t max,
     if (rc != AW_OK)
         return rc;
     if (out->len == 0)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is %s",
-                               what, out->ptr ? "empty" : "missing");
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is %s", what,
+                               out->ptr ? "empty" : "missing");
     return AW_OK;
 }
 
@@ -241,8 +241,8 @@ int aw_status_parse(const char *text, size_t len, int *out)
     return AW_OK;
 }
 
-int aw_json_status(const cJSON *item, const char *what, int *out,
-                   bool *present, aw_error *err)
+int aw_json_status(const cJSON *item, const char *what, int *out, bool *present,
+                   aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
     if (present != NULL)
@@ -273,8 +273,7 @@ int aw_json_status(const cJSON *item, const char *what, int *out,
 
 /* ---- Anchors ------------------------------------------------------------- */
 
-void aw_anchor_list_add(aw_anchor_list *list, aw_anchor_kind kind,
-                        aw_bytes id)
+void aw_anchor_list_add(aw_anchor_list *list, aw_anchor_kind kind, aw_bytes id)
 {
     if (id.ptr == NULL || id.len == 0)
         return;

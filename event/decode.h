@@ -29,8 +29,8 @@ const char *aw_quote(const void *bytes, size_t len, char buf[AW_QUOTE_SIZE]);
 /* One pass over entry's fields: values[i] is the field named names[i], or
  * NULL. A named field that appears twice is DUPLICATE_KEY (a signed entry
  * must mean one thing); unnamed fields are not looked at. */
-int aw_flat_pick(const aw_raw_entry *entry, const char *const *names,
-                 size_t n, const aw_bytes **values, aw_error *err);
+int aw_flat_pick(const aw_raw_entry *entry, const char *const *names, size_t n,
+                 const aw_bytes **values, aw_error *err);
 
 /* Size bounds of an entry: at most AW_MAX_FIELDS fields, names of at most
  * AW_MAX_KEY_BYTES, values of at most AW_MAX_VALUE_BYTES except the field
@@ -66,8 +66,8 @@ void aw_json_pick(const cJSON *obj, const char *const *names, size_t n,
 
 /* An optional string member of at most max bytes. Absent or null gives
  * out->ptr NULL. `what` names the member in messages. */
-int aw_json_text(const cJSON *item, const char *what, size_t max,
-                 aw_bytes *out, aw_error *err);
+int aw_json_text(const cJSON *item, const char *what, size_t max, aw_bytes *out,
+                 aw_error *err);
 /* Same, but absent, null or empty is MISSING_FIELD. */
 int aw_json_required_text(const cJSON *item, const char *what, size_t max,
                           aw_bytes *out, aw_error *err);
@@ -75,8 +75,8 @@ int aw_json_required_text(const cJSON *item, const char *what, size_t max,
 /* An HTTP status: a JSON number, or a string of decimal digits (producers
  * that stringify numbers), integral, in 0..999. Absent or null leaves *out
  * untouched and returns AW_OK with *present false (present may be NULL). */
-int aw_json_status(const cJSON *item, const char *what, int *out,
-                   bool *present, aw_error *err);
+int aw_json_status(const cJSON *item, const char *what, int *out, bool *present,
+                   aw_error *err);
 /* "200" → 200: 1 to 3 decimal digits, nothing else. 0 or AW_ERR_INVALID. */
 int aw_status_parse(const char *text, size_t len, int *out);
 
@@ -84,7 +84,7 @@ int aw_status_parse(const char *text, size_t len, int *out);
 
 typedef struct aw_anchor_ref {
     aw_anchor_kind kind;
-    aw_bytes id;          /* borrowed from the input */
+    aw_bytes id; /* borrowed from the input */
 } aw_anchor_ref;
 
 /* Anchors in the order they were named, each (kind, id) once. The caller
@@ -97,8 +97,7 @@ typedef struct aw_anchor_list {
 /* Adds (kind, id) unless id is absent or empty, or already listed. The
  * look-up is linear: lists hold a handful of anchors, and only an
  * edge_revoke's affected_edges (rare) holds more. */
-void aw_anchor_list_add(aw_anchor_list *list, aw_anchor_kind kind,
-                        aw_bytes id);
+void aw_anchor_list_add(aw_anchor_list *list, aw_anchor_kind kind, aw_bytes id);
 
 /* ---- The one block that owns a decoded object ---------------------------- */
 
@@ -114,8 +113,8 @@ typedef struct aw_block_string {
 } aw_block_string;
 
 typedef struct aw_block {
-    size_t head;             /* bytes of the struct and its arrays */
-    size_t text;             /* bytes of the strings, NULs included */
+    size_t head; /* bytes of the struct and its arrays */
+    size_t text; /* bytes of the strings, NULs included */
     size_t n, cap;
     aw_block_string *strings;
 } aw_block;

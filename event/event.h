@@ -31,16 +31,16 @@
 /* Return codes. 0 is success; failures are negative. */
 enum {
     AW_OK = 0,
-    AW_ERR = -1,          /* generic failure; see aw_error.msg */
+    AW_ERR = -1, /* generic failure; see aw_error.msg */
     AW_ERR_NOMEM = -2,
-    AW_ERR_INVALID = -3,  /* bad input: see aw_error.reason */
+    AW_ERR_INVALID = -3, /* bad input: see aw_error.reason */
     AW_ERR_IO = -4,
     AW_ERR_NOTFOUND = -5,
     AW_ERR_CONFLICT = -6,
-    AW_ERR_VERSION = -7,  /* index written by a newer auditwatch */
-    AW_ERR_BUSY = -8,     /* another writer holds the lock: try again */
-    AW_ERR_FULL = -9,     /* no space left: try again when there is */
-    AW_ERR_BROKEN = -10,  /* corrupt, not an index, or read-only */
+    AW_ERR_VERSION = -7, /* index written by a newer auditwatch */
+    AW_ERR_BUSY = -8,    /* another writer holds the lock: try again */
+    AW_ERR_FULL = -9,    /* no space left: try again when there is */
+    AW_ERR_BROKEN = -10, /* corrupt, not an index, or read-only */
 };
 
 /* Why an entry could not be indexed. Stable names (aw_reject_reason_name)
@@ -56,7 +56,7 @@ typedef enum aw_reject_reason {
     AW_REJECT_WRONG_TYPE,
     AW_REJECT_OVERSIZED,
     AW_REJECT_BAD_TIME,
-    AW_REJECT_BAD_VALUE,         /* a field holds a value outside its domain */
+    AW_REJECT_BAD_VALUE, /* a field holds a value outside its domain */
     AW_REJECT_SIGNATURE_MISSING,
     AW_REJECT_SIGNATURE_INVALID,
     AW_REJECT_TOO_MANY_DELIVERIES,
@@ -64,7 +64,7 @@ typedef enum aw_reject_reason {
                                          `=` in a key: the stream scheme's
                                          canonical form cannot tell it from
                                          another field set (DESIGN §2.4) */
-    AW_REJECT_INDEX_ERROR,       /* the index refused it (found by splitting) */
+    AW_REJECT_INDEX_ERROR, /* the index refused it (found by splitting) */
     AW_REJECT_REASON_COUNT
 } aw_reject_reason;
 
@@ -78,8 +78,8 @@ bool aw_reject_reason_is_signature(aw_reject_reason reason);
 /* Filled by every fallible function. msg is always NUL-terminated and never
  * contains key material. */
 typedef struct aw_error {
-    int code;                 /* AW_ERR_* */
-    aw_reject_reason reason;  /* set when code == AW_ERR_INVALID */
+    int code;                /* AW_ERR_* */
+    aw_reject_reason reason; /* set when code == AW_ERR_INVALID */
     char msg[AW_ERRMSG_MAX];
 } aw_error;
 
@@ -87,18 +87,18 @@ typedef struct aw_error {
 int aw_error_set(aw_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Same, for bad input: code AW_ERR_INVALID with the given reason. */
-int aw_error_reject(aw_error *err, aw_reject_reason reason, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int aw_error_reject(aw_error *err, aw_reject_reason reason, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- Size bounds (DESIGN §7) ------------------------------------------- */
 
-#define AW_MAX_FIELDS        64          /* fields in one stream entry */
-#define AW_MAX_KEY_BYTES     256         /* one field name */
-#define AW_MAX_DATA_BYTES    (64 * 1024) /* the audit `data` JSON */
-#define AW_MAX_VALUE_BYTES   (16 * 1024) /* any other field value */
-#define AW_MAX_ID_BYTES      512         /* ids, zone, names inside data */
-#define AW_MAX_CHAIN         64          /* delegation_chain elements */
-#define AW_MAX_JSON_DEPTH    32
+#define AW_MAX_FIELDS      64          /* fields in one stream entry */
+#define AW_MAX_KEY_BYTES   256         /* one field name */
+#define AW_MAX_DATA_BYTES  (64 * 1024) /* the audit `data` JSON */
+#define AW_MAX_VALUE_BYTES (16 * 1024) /* any other field value */
+#define AW_MAX_ID_BYTES    512         /* ids, zone, names inside data */
+#define AW_MAX_CHAIN       64          /* delegation_chain elements */
+#define AW_MAX_JSON_DEPTH  32
 
 /* ---- Raw stream entries ------------------------------------------------ */
 
@@ -120,8 +120,8 @@ typedef struct aw_field {
  * hold no NUL can be read as a C string. */
 typedef struct aw_raw_entry {
     aw_bytes stream;
-    aw_bytes id;              /* "<ms>-<seq>" as Redis gave it */
-    uint64_t id_ms, id_seq;   /* parsed from id */
+    aw_bytes id;            /* "<ms>-<seq>" as Redis gave it */
+    uint64_t id_ms, id_seq; /* parsed from id */
     size_t nfields;
     aw_field *fields;
 } aw_raw_entry;
@@ -145,7 +145,7 @@ typedef struct aw_stream_id {
     uint64_t ms, seq;
 } aw_stream_id;
 
-#define AW_STREAM_ID_TEXT_MAX 48   /* "<20 digits>-<20 digits>" and a NUL */
+#define AW_STREAM_ID_TEXT_MAX 48 /* "<20 digits>-<20 digits>" and a NUL */
 
 /* aw_stream_id_parse into an aw_stream_id. 0 or AW_ERR_INVALID. */
 int aw_stream_id_from_text(const char *s, size_t len, aw_stream_id *out);
@@ -190,15 +190,15 @@ int aw_raw_entry_unpack(const char *data, size_t len, aw_raw_entry **out,
 /* ---- Stream roles ------------------------------------------------------ */
 
 typedef enum aw_stream_role {
-    AW_ROLE_AUDIT = 0,          /* caracal.audit.events */
-    AW_ROLE_SESSION_REVOKE,     /* caracal.sessions.revoke */
-    AW_ROLE_AGENT_LIFECYCLE,    /* caracal.agents.lifecycle */
+    AW_ROLE_AUDIT = 0,             /* caracal.audit.events */
+    AW_ROLE_SESSION_REVOKE,        /* caracal.sessions.revoke */
+    AW_ROLE_AGENT_LIFECYCLE,       /* caracal.agents.lifecycle */
     AW_ROLE_DELEGATION_INVALIDATE, /* caracal.delegations.invalidate */
-    AW_ROLE_CALLS,              /* auditwatch.calls */
+    AW_ROLE_CALLS,                 /* auditwatch.calls */
     /* Where Caracal moves what it gave up on (DESIGN §2.4, §8): */
-    AW_ROLE_AUDIT_DLQ,          /* caracal.audit.events.dlq */
-    AW_ROLE_SESSION_REVOKE_DEAD, /* caracal.sessions.revoke.dead */
-    AW_ROLE_AGENT_LIFECYCLE_DEAD, /* caracal.agents.lifecycle.dead */
+    AW_ROLE_AUDIT_DLQ,                  /* caracal.audit.events.dlq */
+    AW_ROLE_SESSION_REVOKE_DEAD,        /* caracal.sessions.revoke.dead */
+    AW_ROLE_AGENT_LIFECYCLE_DEAD,       /* caracal.agents.lifecycle.dead */
     AW_ROLE_DELEGATION_INVALIDATE_DEAD, /* caracal.delegations.invalidate.dead */
     AW_ROLE_COUNT
 } aw_stream_role;
@@ -261,8 +261,7 @@ int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
                           aw_error *err);
 /* The canonical form the stream scheme signs (for tests and `verify`).
  * Appends to out. */
-int aw_stream_canonical(const aw_raw_entry *entry, aw_buf *out,
-                        aw_error *err);
+int aw_stream_canonical(const aw_raw_entry *entry, aw_buf *out, aw_error *err);
 
 /* SHA-256 of data; used for content hashes and the index hash chain. */
 void aw_sha256(const void *data, size_t len, unsigned char out[32]);
@@ -272,9 +271,10 @@ char *aw_hex(const unsigned char *bytes, size_t len, char *out);
 /* ---- Anchors: the authority an event used, and a revocation names ------ */
 
 typedef enum aw_anchor_kind {
-    AW_ANCHOR_AUTHORITY_RECORD = 1, /* metadata session_id / revoke session_id */
-    AW_ANCHOR_AGENT_SESSION = 2,    /* agent_session_id */
-    AW_ANCHOR_DELEGATION_EDGE = 3,  /* delegation_edge_id / edge_id */
+    AW_ANCHOR_AUTHORITY_RECORD =
+        1,                         /* metadata session_id / revoke session_id */
+    AW_ANCHOR_AGENT_SESSION = 2,   /* agent_session_id */
+    AW_ANCHOR_DELEGATION_EDGE = 3, /* delegation_edge_id / edge_id */
 } aw_anchor_kind;
 
 /* "authority_record", "agent_session", "delegation_edge"; "unknown" for
@@ -311,8 +311,8 @@ typedef struct aw_audit_event {
     const char *result_class;
     const char *error_kind;
     const char *trace_id;
-    int upstream_status;          /* 0 when absent */
-    int gateway_status;           /* 0 when absent */
+    int upstream_status; /* 0 when absent */
+    int gateway_status;  /* 0 when absent */
     bool revocation_interrupted;
     /* delegation_graph_epoch: the zone's delegation graph epoch the STS read
      * when it decided (DESIGN §2.4). */
@@ -326,7 +326,7 @@ typedef struct aw_audit_event {
     size_t nanchors;
     aw_anchor *anchors;
 
-    bool is_signed;               /* a verified `sig` was present */
+    bool is_signed;                 /* a verified `sig` was present */
     unsigned char content_hash[32]; /* SHA-256 of the raw `data` bytes */
 } aw_audit_event;
 
@@ -345,9 +345,9 @@ bool aw_decision_grants(const char *decision);
 /* ---- Revocations (DESIGN §2.2) ----------------------------------------- */
 
 typedef enum aw_revocation_action {
-    AW_ACTION_REVOKE = 1,   /* final: revoke, terminate, edge_revoke,
+    AW_ACTION_REVOKE = 1,  /* final: revoke, terminate, edge_revoke,
                                edge_expire */
-    AW_ACTION_SUSPEND = 2,  /* until a later resume: lifecycle suspend, and
+    AW_ACTION_SUSPEND = 2, /* until a later resume: lifecycle suspend, and
                                the agent session a session revoke names */
     AW_ACTION_RESUME = 3,
 } aw_revocation_action;
@@ -369,13 +369,13 @@ typedef struct aw_revocation {
  * ends no authority (spawn, edge_create) decodes to a set with n == 0. */
 typedef struct aw_revocation_set {
     const char *zone_id;
-    const char *reason;     /* may be NULL */
-    int64_t at_ns;          /* the entry id's milliseconds, in ns */
+    const char *reason; /* may be NULL */
+    int64_t at_ns;      /* the entry id's milliseconds, in ns */
     /* The outbox delivery's identity, "dedupe_key:<v>" or "outbox_id:<v>"
      * (NULL when neither is there): redeliveries share it, and the earliest
      * delivery is the revocation time (DESIGN §2.4). */
     const char *delivery_id;
-    bool has_epoch;         /* delegations: the graph epoch it was made at */
+    bool has_epoch; /* delegations: the graph epoch it was made at */
     int64_t epoch;
     bool is_signed;
     size_t n;
@@ -395,13 +395,13 @@ void aw_revocation_set_free(aw_revocation_set *set);
 /* ---- Observed calls (DESIGN §2.3) -------------------------------------- */
 
 typedef struct aw_observed_call {
-    const char *request_id;   /* required */
-    int status;               /* HTTP status; required */
-    int64_t occurred_at_ns;   /* occurred_at, else the entry id's time */
+    const char *request_id; /* required */
+    int status;             /* HTTP status; required */
+    int64_t occurred_at_ns; /* occurred_at, else the entry id's time */
     const char *zone_id;
     const char *resource;
     const char *source;
-    bool is_signed;           /* a verified `_sig` (calls stream only) */
+    bool is_signed; /* a verified `_sig` (calls stream only) */
 } aw_observed_call;
 
 /* Names of the fields of an observed call, so access logs with other field
@@ -468,11 +468,11 @@ const char *aw_dead_letter_shape_name(aw_dead_letter_shape shape);
  * aw_raw_entry owned by it. Free with aw_dead_letter_free. */
 typedef struct aw_dead_letter {
     aw_dead_letter_shape shape;
-    const char *reason;        /* reason / error; never NULL */
-    const char *source_id;     /* src_id / original_id / source_id; may be NULL */
-    int64_t received_at_ns;    /* AUDIT_DLQ: received_at; else 0 */
-    int64_t dead_lettered_ns;  /* the dead-letter entry id's time */
-    bool is_signed;            /* ENFORCER: the envelope's `_sig` verified */
+    const char *reason;     /* reason / error; never NULL */
+    const char *source_id;  /* src_id / original_id / source_id; may be NULL */
+    int64_t received_at_ns; /* AUDIT_DLQ: received_at; else 0 */
+    int64_t dead_lettered_ns; /* the dead-letter entry id's time */
+    bool is_signed;           /* ENFORCER: the envelope's `_sig` verified */
     /* The original entry: stream = the origin stream name given; fields in
      * the order the dead letter lists them. Its id is the original entry id
      * for ENFORCER and SDK (so a revocation keeps its time); for AUDIT_DLQ
@@ -490,8 +490,8 @@ typedef struct aw_dead_letter {
  * itself is not decoded here: its `data` may be missing or bad, which is
  * often why it was dead-lettered. Caller frees *out. */
 int aw_dead_letter_decode_audit(const aw_raw_entry *entry,
-                                const char *origin_stream,
-                                aw_dead_letter **out, aw_error *err);
+                                const char *origin_stream, aw_dead_letter **out,
+                                aw_error *err);
 
 /* An entry of a revocation stream's `.dead` stream, either shape (told
  * apart by its fields; an entry mixing both is BAD_VALUE). For ENFORCER,
@@ -524,20 +524,21 @@ bool aw_stream_pos_is_none(aw_stream_pos p);
 
 typedef struct aw_stream_snapshot {
     bool exists;
-    int64_t length;                /* XLEN */
-    aw_stream_pos first_entry;     /* none when empty */
+    int64_t length;            /* XLEN */
+    aw_stream_pos first_entry; /* none when empty */
     aw_stream_pos last_entry;
-    aw_stream_pos max_deleted;     /* max-deleted-entry-id; none when none */
-    bool max_deleted_known;        /* false before Redis 7.0 */
+    aw_stream_pos max_deleted; /* max-deleted-entry-id; none when none */
+    bool max_deleted_known;    /* false before Redis 7.0 */
 } aw_stream_snapshot;
 
 typedef struct aw_group_snapshot {
     aw_stream_pos last_delivered;
-    int64_t lag;                       /* undelivered entries, or UNKNOWN */
-    int64_t pending;                   /* delivered, not acknowledged */
-    aw_stream_pos oldest_pending;      /* when pending > 0 */
-    int64_t oldest_pending_idle_ms;    /* since its last delivery, or UNKNOWN */
-    aw_stream_pos first_undelivered;   /* first entry after last_delivered; none */
+    int64_t lag;                    /* undelivered entries, or UNKNOWN */
+    int64_t pending;                /* delivered, not acknowledged */
+    aw_stream_pos oldest_pending;   /* when pending > 0 */
+    int64_t oldest_pending_idle_ms; /* since its last delivery, or UNKNOWN */
+    aw_stream_pos
+        first_undelivered; /* first entry after last_delivered; none */
     size_t consumers;
     int64_t freshest_consumer_idle_ms; /* least idle consumer, or UNKNOWN */
 } aw_group_snapshot;
@@ -557,10 +558,10 @@ typedef enum aw_applied {
 aw_applied aw_group_applied(const aw_group_snapshot *group, aw_stream_pos r);
 
 typedef enum aw_enforcer_state {
-    AW_ENFORCER_OK = 0,        /* nothing unapplied older than the grace */
-    AW_ENFORCER_NOT_READING,   /* the oldest unapplied entry was never delivered */
-    AW_ENFORCER_NOT_ACKING,    /* delivered, still pending past the grace */
-    AW_ENFORCER_TRIMMED,       /* entries were deleted before it read them */
+    AW_ENFORCER_OK = 0,      /* nothing unapplied older than the grace */
+    AW_ENFORCER_NOT_READING, /* the oldest unapplied entry was never delivered */
+    AW_ENFORCER_NOT_ACKING,  /* delivered, still pending past the grace */
+    AW_ENFORCER_TRIMMED,     /* entries were deleted before it read them */
 } aw_enforcer_state;
 
 /* "ok", "not_reading", "not_acking", "trimmed"; "unknown" otherwise. */
@@ -568,17 +569,17 @@ const char *aw_enforcer_state_name(aw_enforcer_state state);
 
 typedef struct aw_enforcer_judgment {
     aw_enforcer_state state;
-    aw_stream_pos oldest_unapplied;   /* none when every entry is applied */
-    int64_t unapplied_age_ms;         /* now - its id time; 0 when none */
+    aw_stream_pos oldest_unapplied; /* none when every entry is applied */
+    int64_t unapplied_age_ms;       /* now - its id time; 0 when none */
 } aw_enforcer_judgment;
 
 /* Defaults shared by `doctor` and the daemon. An enforcer group is named by
  * shell globs (fnmatch); none given: Caracal's STS and every Gateway host
  * (DESIGN §2.4). */
 #define AW_ENFORCER_DEFAULT_GRACE_MS 30000
-#define AW_INGEST_DEFAULT_MAX_LAG 1000
+#define AW_INGEST_DEFAULT_MAX_LAG    1000
 #define AW_INGEST_DEFAULT_MAX_AGE_MS 60000
-#define AW_INGEST_GROUP "audit-ingestor"
+#define AW_INGEST_GROUP              "audit-ingestor"
 bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
                                const char *group);
 
@@ -591,24 +592,24 @@ void aw_enforcer_judge(const aw_stream_snapshot *stream,
 
 typedef enum aw_ingest_state {
     AW_INGEST_OK = 0,
-    AW_INGEST_ABSENT,          /* no such group: the ingestor never started */
-    AW_INGEST_LAGGING,         /* lag over max_lag, or an entry unread too long */
-    AW_INGEST_STUCK,           /* an entry pending (read, not acked) too long */
+    AW_INGEST_ABSENT,  /* no such group: the ingestor never started */
+    AW_INGEST_LAGGING, /* lag over max_lag, or an entry unread too long */
+    AW_INGEST_STUCK,   /* an entry pending (read, not acked) too long */
 } aw_ingest_state;
 
 /* "ok", "absent", "lagging", "stuck"; "unknown" otherwise. */
 const char *aw_ingest_state_name(aw_ingest_state state);
 
 typedef struct aw_ingest_limits {
-    int64_t max_lag;           /* entries not yet delivered */
-    int64_t max_age_ms;        /* since an entry arrived, unread or pending */
+    int64_t max_lag;    /* entries not yet delivered */
+    int64_t max_age_ms; /* since an entry arrived, unread or pending */
 } aw_ingest_limits;
 
 typedef struct aw_ingest_judgment {
     aw_ingest_state state;
-    int64_t lag;                      /* or UNKNOWN */
-    int64_t oldest_pending_age_ms;    /* since arrival, or UNKNOWN */
-    int64_t oldest_unread_age_ms;     /* since arrival, or UNKNOWN */
+    int64_t lag;                   /* or UNKNOWN */
+    int64_t oldest_pending_age_ms; /* since arrival, or UNKNOWN */
+    int64_t oldest_unread_age_ms;  /* since arrival, or UNKNOWN */
 } aw_ingest_judgment;
 
 /* Judges the audit ingestor's group (group NULL: it does not exist). */

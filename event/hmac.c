@@ -27,7 +27,7 @@
 #include <string.h>
 
 struct aw_hmac_key {
-    EVP_MAC_CTX *ctx;   /* keyed; re-initialised before each message */
+    EVP_MAC_CTX *ctx; /* keyed; re-initialised before each message */
 };
 
 static int hex_nibble(unsigned char c)
@@ -83,7 +83,8 @@ static EVP_MAC_CTX *keyed_context(const unsigned char *key, size_t len)
 static int key_wrap(EVP_MAC_CTX *ctx, aw_hmac_key **out, aw_error *err)
 {
     if (ctx == NULL)
-        return aw_error_set(err, AW_ERR, "OpenSSL could not set up HMAC-SHA256");
+        return aw_error_set(err, AW_ERR,
+                            "OpenSSL could not set up HMAC-SHA256");
     aw_hmac_key *key = malloc(sizeof *key);
     if (key == NULL) {
         EVP_MAC_CTX_free(ctx);
@@ -115,8 +116,7 @@ int aw_hmac_key_from_hex(const char *hex, size_t len, aw_hmac_key **out,
     unsigned char bytes[AW_HMAC_MAX_KEY_BYTES];
     if (!hex_decode(hex, n, bytes)) {
         OPENSSL_cleanse(bytes, sizeof bytes);
-        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
-                               "HMAC key is not hex");
+        return aw_error_reject(err, AW_REJECT_BAD_VALUE, "HMAC key is not hex");
     }
     EVP_MAC_CTX *ctx = keyed_context(bytes, n);
     OPENSSL_cleanse(bytes, sizeof bytes);

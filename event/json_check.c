@@ -57,7 +57,8 @@ static size_t utf8_decode(const unsigned char *p, const unsigned char *end,
     if (c < 0xf0) {
         if (left < 3 || !is_cont(p[2]))
             return 0;
-        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80,
+                      hi = c == 0xed ? 0x9f : 0xbf;
         if (p[1] < lo || p[1] > hi)
             return 0;
         *cp = ((uint32_t)(c & 0x0f) << 12) | ((uint32_t)(p[1] & 0x3f) << 6) |
@@ -67,7 +68,8 @@ static size_t utf8_decode(const unsigned char *p, const unsigned char *end,
     if (c < 0xf5) {
         if (left < 4 || !is_cont(p[2]) || !is_cont(p[3]))
             return 0;
-        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80,
+                      hi = c == 0xf4 ? 0x8f : 0xbf;
         if (p[1] < lo || p[1] > hi)
             return 0;
         *cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(p[1] & 0x3f) << 12) |
@@ -103,14 +105,14 @@ bool aw_utf8_valid(const char *s, size_t len)
 /* ---- Keys ---------------------------------------------------------------- */
 
 typedef struct key_span {
-    const unsigned char *raw;  /* first byte after the opening quote */
-    size_t len;                /* raw bytes before the closing quote */
-    uint64_t hash;             /* FNV-1a over the decoded code points */
-    bool escaped;              /* raw holds a backslash escape */
+    const unsigned char *raw; /* first byte after the opening quote */
+    size_t len;               /* raw bytes before the closing quote */
+    uint64_t hash;            /* FNV-1a over the decoded code points */
+    bool escaped;             /* raw holds a backslash escape */
 } key_span;
 
 #define FNV_OFFSET 14695981039346656037ULL
-#define FNV_PRIME 1099511628211ULL
+#define FNV_PRIME  1099511628211ULL
 
 static unsigned hex_value(unsigned char c)
 {
@@ -196,13 +198,13 @@ static int by_hash(const void *x, const void *y)
 
 /* ---- The scanner --------------------------------------------------------- */
 
-#define KEYS_LOCAL 128
+#define KEYS_LOCAL          128
 #define KEYS_INSERTION_SORT 32
 
 typedef struct scanner {
     const unsigned char *start, *p, *end;
     aw_error *err;
-    key_span *keys;            /* local, or the heap once it outgrew it */
+    key_span *keys; /* local, or the heap once it outgrew it */
     size_t nkeys, cap;
     key_span local[KEYS_LOCAL];
 } scanner;
@@ -269,8 +271,8 @@ static int scan_unicode_escape(scanner *s, uint32_t *cp)
                                offset(s));
     if (is_high_surrogate(u)) {
         size_t left = (size_t)(s->end - s->p);
-        bool escape_next = left > 0 && s->p[0] == '\\' &&
-                           (left == 1 || s->p[1] == 'u');
+        bool escape_next =
+            left > 0 && s->p[0] == '\\' && (left == 1 || s->p[1] == 'u');
         if (left == 0 || (escape_next && left < 6))
             return unexpected(s, "a low surrogate escape");
         uint32_t lo = escape_next ? hex4(s->p + 2) : 0;
@@ -295,7 +297,9 @@ static int scan_escape(scanner *s, uint32_t *cp)
     if (s->p == s->end)
         return unexpected(s, "an escape letter");
     switch (*s->p) {
-    case '"': case '\\': case '/': *cp = *s->p; break;
+    case '"':
+    case '\\':
+    case '/': *cp = *s->p; break;
     case 'b': *cp = '\b'; break;
     case 'f': *cp = '\f'; break;
     case 'n': *cp = '\n'; break;
@@ -345,7 +349,8 @@ static int scan_string(scanner *s, key_span *key)
                 return unexpected(s, "a string byte");
             return aw_error_reject(s->err, AW_REJECT_NOT_JSON,
                                    "control byte 0x%02x in a string at byte "
-                                   "%zu", c, offset(s));
+                                   "%zu",
+                                   c, offset(s));
         } else {
             size_t n = utf8_decode(s->p, end, &cp);
             if (n == 0)

@@ -26,8 +26,8 @@ static const struct {
                                      "caracal.sessions.revoke.dead"},
     [AW_ROLE_AGENT_LIFECYCLE_DEAD] = {"lifecycle_dead",
                                       "caracal.agents.lifecycle.dead"},
-    [AW_ROLE_DELEGATION_INVALIDATE_DEAD] = {"delegations_dead",
-                                            "caracal.delegations.invalidate.dead"},
+    [AW_ROLE_DELEGATION_INVALIDATE_DEAD] =
+        {"delegations_dead", "caracal.delegations.invalidate.dead"},
 };
 
 const char *aw_stream_role_name(aw_stream_role role)
@@ -60,7 +60,8 @@ int aw_stream_role_dead_letter_origin(aw_stream_role role)
     case AW_ROLE_AUDIT_DLQ: return AW_ROLE_AUDIT;
     case AW_ROLE_SESSION_REVOKE_DEAD: return AW_ROLE_SESSION_REVOKE;
     case AW_ROLE_AGENT_LIFECYCLE_DEAD: return AW_ROLE_AGENT_LIFECYCLE;
-    case AW_ROLE_DELEGATION_INVALIDATE_DEAD: return AW_ROLE_DELEGATION_INVALIDATE;
+    case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
+        return AW_ROLE_DELEGATION_INVALIDATE;
     default: return -1;
     }
 }

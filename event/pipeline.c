@@ -22,7 +22,8 @@
 
 #include <fnmatch.h>
 
-static const char *const default_enforcers[] = {"sts-revocation*", "gateway-revocation*"};
+static const char *const default_enforcers[] = {"sts-revocation*",
+                                                "gateway-revocation*"};
 
 bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
                                const char *group)
@@ -117,7 +118,8 @@ void aw_enforcer_judge(const aw_stream_snapshot *stream,
     if (lost_unread(stream, group))
         out->state = AW_ENFORCER_TRIMMED;
     else if (out->unapplied_age_ms > grace_ms)
-        out->state = is_pending ? AW_ENFORCER_NOT_ACKING : AW_ENFORCER_NOT_READING;
+        out->state =
+            is_pending ? AW_ENFORCER_NOT_ACKING : AW_ENFORCER_NOT_READING;
 }
 
 const char *aw_ingest_state_name(aw_ingest_state state)
@@ -170,11 +172,13 @@ int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
          * before the first one, none when nothing follows it */
         if (aw_stream_pos_is_none(group->first_undelivered))
             unread = 0;
-        else if (aw_stream_id_cmp(group->last_delivered, stream->first_entry) < 0)
+        else if (aw_stream_id_cmp(group->last_delivered, stream->first_entry) <
+                 0)
             unread = stream->length;
         else
             return AW_FIGURE_UNKNOWN;
     }
-    int64_t headroom = maxlen - unread - (group->pending > 0 ? group->pending : 0);
+    int64_t headroom =
+        maxlen - unread - (group->pending > 0 ? group->pending : 0);
     return headroom > 0 ? headroom : 0;
 }

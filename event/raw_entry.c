@@ -98,9 +98,9 @@ static int raw_entry_build(aw_bytes stream, aw_bytes id, size_t nfields,
     size_t size = sizeof(aw_raw_entry);
     bool fits = nfields <= SIZE_MAX / sizeof(aw_field) &&
                 size_add(&size, nfields * sizeof(aw_field)) &&
-                size_add(&size, stream.len + 1) && size_add(&size, id.len + 1) &&
-                size_add(&size, field_bytes) && nfields <= SIZE_MAX / 2 &&
-                size_add(&size, 2 * nfields);
+                size_add(&size, stream.len + 1) &&
+                size_add(&size, id.len + 1) && size_add(&size, field_bytes) &&
+                nfields <= SIZE_MAX / 2 && size_add(&size, 2 * nfields);
     if (!fits)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                "entry larger than memory");
@@ -149,8 +149,8 @@ int aw_raw_entry_new(aw_bytes stream, aw_bytes id, const aw_field *fields,
         }
     }
     array_fields state = {fields, 0};
-    return raw_entry_build(stream, id, nfields, bytes, read_array_field,
-                           &state, out, err);
+    return raw_entry_build(stream, id, nfields, bytes, read_array_field, &state,
+                           out, err);
 }
 
 void aw_raw_entry_free(aw_raw_entry *entry)
@@ -187,8 +187,7 @@ int aw_raw_entry_pack(const aw_raw_entry *entry, aw_buf *out, aw_error *err)
     /* bin32 and array32 bound every length the format can carry */
     size_t total = 32 + entry->stream.len + entry->id.len;
     bool fits = entry->stream.len <= UINT32_MAX &&
-                entry->id.len <= UINT32_MAX &&
-                entry->nfields <= UINT32_MAX / 2;
+                entry->id.len <= UINT32_MAX && entry->nfields <= UINT32_MAX / 2;
     for (size_t i = 0; fits && i < entry->nfields; i++) {
         const aw_field *f = &entry->fields[i];
         fits = f->name.len <= UINT32_MAX && f->value.len <= UINT32_MAX &&

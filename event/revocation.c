@@ -54,15 +54,15 @@
 #define LOCAL_ANCHORS 4
 
 typedef struct revocation_draft {
-    aw_revocation_set set;      /* zone, reason and items come later */
+    aw_revocation_set set; /* zone, reason and items come later */
     aw_bytes zone, reason, delivery;
     aw_revocation_action action;
     bool agent_session_suspends; /* a session revoke: see the top */
-    bool needs_anchor;          /* naming nothing is MISSING_FIELD */
+    bool needs_anchor;           /* naming nothing is MISSING_FIELD */
     aw_anchor_list anchors;
     aw_anchor_ref local[LOCAL_ANCHORS];
-    aw_anchor_ref *heap;        /* when more anchors than local */
-    cJSON *edges_json;          /* a parsed affected_edges array */
+    aw_anchor_ref *heap; /* when more anchors than local */
+    cJSON *edges_json;   /* a parsed affected_edges array */
 } revocation_draft;
 
 /* Room for up to `max` anchors. */
@@ -90,8 +90,8 @@ static int read_common(const aw_bytes *const *f, revocation_draft *d,
     int rc = aw_flat_required_text(f[F_ZONE], "zone_id", AW_MAX_ID_BYTES,
                                    &d->zone, err);
     if (rc == AW_OK)
-        rc = aw_flat_text(f[F_REASON], "reason", AW_MAX_VALUE_BYTES,
-                          &d->reason, err);
+        rc = aw_flat_text(f[F_REASON], "reason", AW_MAX_VALUE_BYTES, &d->reason,
+                          err);
     if (rc == AW_OK)
         rc = aw_flat_text(f[F_DEDUPE], "dedupe_key", AW_MAX_ID_BYTES,
                           &d->delivery, err);
@@ -117,12 +117,14 @@ static int read_session_revoke(const aw_raw_entry *entry, revocation_draft *d,
                                aw_error *err)
 {
     static const char *const names[] = {
-        COMMON_NAMES, "session_id", "agent_session_id", "delegation_edge_id",
-        "edge_id",
+        COMMON_NAMES,         "session_id", "agent_session_id",
+        "delegation_edge_id", "edge_id",
     };
     static const aw_anchor_kind kinds[] = {
-        AW_ANCHOR_AUTHORITY_RECORD, AW_ANCHOR_AGENT_SESSION,
-        AW_ANCHOR_DELEGATION_EDGE, AW_ANCHOR_DELEGATION_EDGE,
+        AW_ANCHOR_AUTHORITY_RECORD,
+        AW_ANCHOR_AGENT_SESSION,
+        AW_ANCHOR_DELEGATION_EDGE,
+        AW_ANCHOR_DELEGATION_EDGE,
     };
     const aw_bytes *f[F_COMMON + 4];
     int rc = aw_flat_pick(entry, names, F_COMMON + 4, f, err);
@@ -151,8 +153,8 @@ static int read_event(const aw_bytes *value, const char *const *events,
 {
     char q[AW_QUOTE_SIZE];
     aw_bytes event;
-    int rc = aw_flat_required_text(value, "event", AW_MAX_ID_BYTES, &event,
-                                   err);
+    int rc =
+        aw_flat_required_text(value, "event", AW_MAX_ID_BYTES, &event, err);
     if (rc != AW_OK)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -164,7 +166,8 @@ static int read_event(const aw_bytes *value, const char *const *events,
     }
     return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                            "event \"%s\" is not a revocation this stream "
-                           "carries", aw_quote(event.ptr, event.len, q));
+                           "carries",
+                           aw_quote(event.ptr, event.len, q));
 }
 
 /* An `event` that ends no authority: the entry is indexed, names nothing. */
@@ -182,8 +185,8 @@ static int read_lifecycle(const aw_raw_entry *entry, revocation_draft *d,
     const aw_bytes *f[F_COMMON + 2];
     int rc = aw_flat_pick(entry, names, F_COMMON + 2, f, err);
     if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
-        (rc = read_event(f[F_COMMON], events, actions, 4, &d->action,
-                         err)) != AW_OK ||
+        (rc = read_event(f[F_COMMON], events, actions, 4, &d->action, err)) !=
+            AW_OK ||
         (rc = reserve_anchors(d, 1, err)) != AW_OK || d->action == ACTION_NONE)
         return rc;
     d->needs_anchor = true;
@@ -212,8 +215,7 @@ static int parse_edges_json(aw_bytes text, const char *what,
     return AW_OK;
 }
 
-static int add_json_edges(revocation_draft *d, const char *what,
-                          aw_error *err)
+static int add_json_edges(revocation_draft *d, const char *what, aw_error *err)
 {
     for (const cJSON *e = d->edges_json->child; e != NULL; e = e->next) {
         aw_bytes id;
@@ -247,8 +249,8 @@ static int add_listed_edges(revocation_draft *d, aw_bytes text, aw_error *err)
         if (b - a > AW_MAX_ID_BYTES)
             return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                    "affected_edges: an edge id of %zu bytes, "
-                                   "at most %d allowed", (size_t)(b - a),
-                                   AW_MAX_ID_BYTES);
+                                   "at most %d allowed",
+                                   (size_t)(b - a), AW_MAX_ID_BYTES);
         aw_anchor_list_add(&d->anchors, AW_ANCHOR_DELEGATION_EDGE,
                            (aw_bytes){a, (size_t)(b - a)});
         if (comma == NULL)
@@ -272,8 +274,7 @@ static bool parse_count(aw_bytes text, int64_t *out)
     return true;
 }
 
-static int read_epoch(const aw_bytes *value, revocation_draft *d,
-                      aw_error *err)
+static int read_epoch(const aw_bytes *value, revocation_draft *d, aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
     aw_bytes text;
@@ -291,9 +292,8 @@ static int read_epoch(const aw_bytes *value, revocation_draft *d,
 /* A list field of edges: a JSON array (parsed into d->edges_json), a count
  * (names nothing), or a comma-separated list (*listed, else its ptr NULL).
  * Reserves room for its edges and `extra` more; add_edges adds them. */
-static int read_edge_list(const aw_bytes *value, const char *what,
-                          size_t extra, revocation_draft *d, aw_bytes *listed,
-                          aw_error *err)
+static int read_edge_list(const aw_bytes *value, const char *what, size_t extra,
+                          revocation_draft *d, aw_bytes *listed, aw_error *err)
 {
     aw_bytes edges;
     int64_t count_only;
@@ -330,7 +330,7 @@ static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
                            aw_error *err)
 {
     enum { F_EVENT = F_COMMON, F_EDGE, F_AFFECTED, F_EDGE_IDS, F_EPOCH, F_N };
-    static const char *const names[] = {COMMON_NAMES, "event", "edge_id",
+    static const char *const names[] = {COMMON_NAMES,     "event",    "edge_id",
                                         "affected_edges", "edge_ids", "epoch"};
     static const char *const events[] = {"edge_revoke", "edge_expire",
                                          "edge_create"};
@@ -340,8 +340,8 @@ static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
     const aw_bytes *f[F_N];
     int rc = aw_flat_pick(entry, names, F_N, f, err);
     if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
-        (rc = read_event(f[F_EVENT], events, actions, 3, &d->action,
-                         err)) != AW_OK ||
+        (rc = read_event(f[F_EVENT], events, actions, 3, &d->action, err)) !=
+            AW_OK ||
         (rc = read_epoch(f[F_EPOCH], d, err)) != AW_OK)
         return rc;
     if (d->action == ACTION_NONE)
@@ -379,12 +379,10 @@ static int revocation_finish(revocation_draft *d, aw_revocation_set **out,
     aw_block_init(&block, slots, 3 + n);
     aw_block_add(&block, offsetof(aw_revocation_set, zone_id), d->zone);
     aw_block_add(&block, offsetof(aw_revocation_set, reason), d->reason);
-    aw_block_add(&block, offsetof(aw_revocation_set, delivery_id),
-                 d->delivery);
-    aw_block_add_anchor_ids(&block,
-                            sizeof(aw_revocation_set) +
-                                offsetof(aw_revocation, anchor),
-                            sizeof(aw_revocation), &d->anchors);
+    aw_block_add(&block, offsetof(aw_revocation_set, delivery_id), d->delivery);
+    aw_block_add_anchor_ids(
+        &block, sizeof(aw_revocation_set) + offsetof(aw_revocation, anchor),
+        sizeof(aw_revocation), &d->anchors);
     aw_revocation_set *set = aw_block_alloc(
         &block, sizeof(aw_revocation_set) + n * sizeof(aw_revocation));
     int rc = AW_OK;
@@ -399,10 +397,10 @@ static int revocation_finish(revocation_draft *d, aw_revocation_set **out,
             aw_anchor_kind kind = d->anchors.items[i].kind;
             set->items[i] = (aw_revocation){
                 .anchor = {kind, NULL},
-                .action = d->agent_session_suspends &&
-                                  kind == AW_ANCHOR_AGENT_SESSION
-                              ? AW_ACTION_SUSPEND
-                              : d->action,
+                .action =
+                    d->agent_session_suspends && kind == AW_ANCHOR_AGENT_SESSION
+                        ? AW_ACTION_SUSPEND
+                        : d->action,
             };
         }
         aw_block_place(&block, set);
@@ -424,8 +422,10 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     case AW_ROLE_DELEGATION_INVALIDATE: read = read_delegation; break;
     default:
         *out = NULL;
-        return aw_error_set(err, AW_ERR, "stream role %s carries no "
-                            "revocations", aw_stream_role_name(role));
+        return aw_error_set(err, AW_ERR,
+                            "stream role %s carries no "
+                            "revocations",
+                            aw_stream_role_name(role));
     }
     *out = NULL;
     revocation_draft d = {0};

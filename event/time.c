@@ -137,9 +137,9 @@ int aw_time_parse_rfc3339(const char *s, size_t len, int64_t *ns_out,
     if (at != len)
         return bad_time(err, s, len, "trailing bytes after the offset");
 
-    int64_t secs = days_from_civil(year, (unsigned)month, (unsigned)day) *
-                       86400 +
-                   hour * 3600 + minute * 60 + second - offset;
+    int64_t secs =
+        days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 +
+        hour * 3600 + minute * 60 + second - offset;
     if (secs < 0 && fraction > 0) {
         /* keeps the product in range down to the very first nanosecond */
         secs++;
@@ -176,11 +176,10 @@ char *aw_time_format(int64_t ns, char *buf, size_t size)
             frac /= 10;
             width--;
         }
-        snprintf(fraction, sizeof fraction, ".%0*lld", width,
-                 (long long)frac);
+        snprintf(fraction, sizeof fraction, ".%0*lld", width, (long long)frac);
     }
-    snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d%sZ",
-             (long long)year, month, day, (int)(sod / 3600),
-             (int)(sod / 60 % 60), (int)(sod % 60), fraction);
+    snprintf(buf, size, "%04lld-%02u-%02uT%02d:%02d:%02d%sZ", (long long)year,
+             month, day, (int)(sod / 3600), (int)(sod / 60 % 60),
+             (int)(sod % 60), fraction);
     return buf;
 }

@@ -57,8 +57,8 @@ static cJSON *evidence_parse(const char *json)
 
 /* Appends to stored every element of added it lacks. *merged is the new
  * text (caller frees with cJSON_free), or NULL when nothing was added. */
-static int evidence_merge(const char *stored, const char *added,
-                          char **merged, aw_error *err)
+static int evidence_merge(const char *stored, const char *added, char **merged,
+                          aw_error *err)
 {
     *merged = NULL;
     cJSON *have = evidence_parse(stored);
@@ -72,10 +72,12 @@ static int evidence_merge(const char *stored, const char *added,
     bool grew = false;
     cJSON *todo = rc == AW_OK ? more : NULL;
     cJSON *item;
-    cJSON_ArrayForEach(item, todo) {
+    cJSON_ArrayForEach(item, todo)
+    {
         bool known = false;
         cJSON *old;
-        cJSON_ArrayForEach(old, have) {
+        cJSON_ArrayForEach(old, have)
+        {
             if (cJSON_Compare(old, item, true)) {
                 known = true;
                 break;
@@ -143,8 +145,7 @@ static int alert_escalate(aw_store *store, const aw_alert *a, int severity,
         sqlite3_bind_text(up, 3, merged ? merged : stored_evidence, -1,
                           SQLITE_STATIC);
         /* The summary explains the severity, so it follows it. */
-        sqlite3_bind_text(up, 4, higher ? a->summary : NULL, -1,
-                          SQLITE_STATIC);
+        sqlite3_bind_text(up, 4, higher ? a->summary : NULL, -1, SQLITE_STATIC);
         rc = store_exec_stmt(store, up, err, "escalate alert");
     }
     cJSON_free(merged);
@@ -162,8 +163,7 @@ int aw_store_alert_upsert(aw_store *store, const aw_alert *alert,
         return rc;
     int severity = severity_rank(alert->severity);
     if (alert->id == NULL || alert->kind == NULL)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
-                               "alert without %s",
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "alert without %s",
                                alert->id == NULL ? "id" : "kind");
     if (severity == 0)
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
@@ -298,8 +298,8 @@ int aw_store_query_alerts(aw_store *store, const aw_alert_filter *filter,
     sqlite3_bind_text(stmt, 3, filter->kind, -1, SQLITE_STATIC);
     sqlite3_bind_int(stmt, 4, min_severity);
     sqlite3_bind_text(stmt, 5, filter->request_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 6, filter->has_since ? filter->since_ns
-                                                  : INT64_MIN);
+    sqlite3_bind_int64(stmt, 6,
+                       filter->has_since ? filter->since_ns : INT64_MIN);
     sqlite3_bind_int64(stmt, 7, store_limit(filter->limit));
     struct row_ctx ctx = {.fn.alert = fn, .ud = ud};
     return store_each_row(store, stmt, alert_row, &ctx, err, "query alerts");

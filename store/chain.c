@@ -26,11 +26,19 @@
 #include "store/handle.h"
 
 #define VERIFY_PROGRESS_EVERY 100000
-#define VERIFY_STOP 1
+#define VERIFY_STOP           1
 
 /* Columns of ENTRY_COLUMNS (handle.c). */
-enum { COL_ROWID, COL_STREAM, COL_ID_MS, COL_ID_SEQ, COL_RAW, COL_ORIG_SIZE,
-       COL_CHAIN, COL_ZSTD_DICT };
+enum {
+    COL_ROWID,
+    COL_STREAM,
+    COL_ID_MS,
+    COL_ID_SEQ,
+    COL_RAW,
+    COL_ORIG_SIZE,
+    COL_CHAIN,
+    COL_ZSTD_DICT
+};
 
 /* What entry_row needs besides the callback: where to decompress to, and
  * where to say why a row could not be. */
@@ -55,9 +63,9 @@ static int entry_row(sqlite3_stmt *stmt, void *ctx)
         .truncated = sqlite3_column_type(stmt, COL_ORIG_SIZE) != SQLITE_NULL,
         .chain = sqlite3_column_blob(stmt, COL_CHAIN),
     };
-    int rc = store_evidence_unpack(e->store, stmt, COL_RAW, COL_ZSTD_DICT,
-                                   row.rowid, &e->plain, &row.raw,
-                                   &row.raw_len, e->err);
+    int rc =
+        store_evidence_unpack(e->store, stmt, COL_RAW, COL_ZSTD_DICT, row.rowid,
+                              &e->plain, &row.raw, &row.raw_len, e->err);
     return rc != AW_OK ? rc : e->c.fn.entry(&row, e->c.ud);
 }
 
@@ -70,8 +78,8 @@ int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
         return rc;
     sqlite3_bind_int64(stmt, 1, since_ms);
     sqlite3_bind_int64(stmt, 2, until_ms);
-    struct entry_ctx ctx = {.c = {.fn.entry = fn, .ud = ud}, .store = store,
-                            .err = err};
+    struct entry_ctx ctx = {
+        .c = {.fn.entry = fn, .ud = ud}, .store = store, .err = err};
     rc = store_each_row(store, stmt, entry_row, &ctx, err, "read entries");
     aw_buf_free(&ctx.plain);
     return rc;
@@ -85,8 +93,8 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(stmt, 1, rowid);
-    struct entry_ctx ctx = {.c = {.fn.entry = fn, .ud = ud}, .store = store,
-                            .err = err};
+    struct entry_ctx ctx = {
+        .c = {.fn.entry = fn, .ud = ud}, .store = store, .err = err};
     int step = sqlite3_step(stmt);
     if (step == SQLITE_ROW)
         rc = entry_row(stmt, &ctx);
@@ -108,8 +116,8 @@ struct verify {
     int64_t next_rowid;
     unsigned char head[32];
     aw_buf buf;
-    aw_buf plain;    /* a compressed row's verbatim bytes */
-    int rc;          /* an error that is not a break, with why */
+    aw_buf plain; /* a compressed row's verbatim bytes */
+    int rc;       /* an error that is not a break, with why */
     aw_error why;
 };
 
@@ -155,8 +163,8 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
         snprintf(v->report->what, sizeof v->report->what, "%s", v->why.msg);
         return VERIFY_STOP;
     }
-    if (store_chain_prefix(&v->buf, v->head, stream ? stream : "",
-                           entry_id) != AW_OK ||
+    if (store_chain_prefix(&v->buf, v->head, stream ? stream : "", entry_id) !=
+            AW_OK ||
         store_buf_append(&v->buf, raw, raw_len) != AW_OK) {
         v->rc = aw_error_set(&v->why, AW_ERR_NOMEM, "out of memory");
         return VERIFY_STOP;
@@ -212,8 +220,7 @@ static int verify_walk(aw_store *store, struct verify *v, aw_error *err)
     if (rc == AW_OK)
         rc = store_stmt(store, STMT_ENTRIES_ALL, &stmt, err);
     if (rc == AW_OK)
-        rc = store_each_row(store, stmt, verify_row, v, err,
-                            "read entries");
+        rc = store_each_row(store, stmt, verify_row, v, err, "read entries");
     if (rc == VERIFY_STOP)
         return v->rc != AW_OK ? aw_error_set(err, v->rc, "%s", v->why.msg)
                               : AW_OK;
@@ -227,19 +234,24 @@ static int verify_walk(aw_store *store, struct verify *v, aw_error *err)
                      "rows %lld-%lld were added outside auditwatch",
                      tip_rowid + 1, last);
     else if (memcmp(v->head, tip_head, 32) != 0)
-        verify_break(v, last, "chain ends differently from its tip at row "
-                     "%lld: rows were edited and re-chained", last, 0);
+        verify_break(v, last,
+                     "chain ends differently from its tip at row "
+                     "%lld: rows were edited and re-chained",
+                     last, 0);
     return AW_OK;
 }
 
 int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
-                          void (*progress)(int64_t checked, void *ud),
-                          void *ud, aw_error *err)
+                          void (*progress)(int64_t checked, void *ud), void *ud,
+                          aw_error *err)
 {
     memset(report, 0, sizeof *report);
     report->ok = true;
-    struct verify v = {.store = store, .report = report,
-                       .progress = progress, .ud = ud, .next_rowid = 1};
+    struct verify v = {.store = store,
+                       .report = report,
+                       .progress = progress,
+                       .ud = ud,
+                       .next_rowid = 1};
     /* One snapshot for the tip and every row. */
     bool own_snapshot = !store->in_tx;
     if (own_snapshot &&

@@ -19,7 +19,8 @@ int aw_store_chain_head(aw_store *store, int64_t *count, unsigned char hash[32],
     sqlite3_stmt *tip;
     int rc;
     if (store->in_tx)
-        return aw_error_set(err, AW_ERR, "the chain head is read between transactions");
+        return aw_error_set(err, AW_ERR,
+                            "the chain head is read between transactions");
     if ((rc = store_stmt(store, STMT_TIP_GET, &tip, err)) != AW_OK)
         return rc;
     int step = sqlite3_step(tip);
@@ -28,7 +29,8 @@ int aw_store_chain_head(aw_store *store, int64_t *count, unsigned char hash[32],
         memcpy(hash, sqlite3_column_blob(tip, 1), 32);
         rc = AW_OK;
     } else if (step == SQLITE_ROW) {
-        rc = aw_error_set(err, AW_ERR_BROKEN, "index %s: chain tip is damaged", store->path);
+        rc = aw_error_set(err, AW_ERR_BROKEN, "index %s: chain tip is damaged",
+                          store->path);
     } else {
         rc = store_fail(store, err, "read chain tip");
     }

@@ -37,8 +37,8 @@
 /* A 64 KiB dictionary trained on 5,000 entries. Level 1, not 3: on
  * loadgen's Caracal traffic both take a 690-byte entry to ~148 bytes (3 is
  * under 1 % smaller), and 1 costs about half the CPU (bench/README.md). */
-#define EVIDENCE_LEVEL 1
-#define EVIDENCE_DICT_BYTES (64 * 1024)
+#define EVIDENCE_LEVEL         1
+#define EVIDENCE_DICT_BYTES    (64 * 1024)
 #define EVIDENCE_TRAIN_SAMPLES 5000
 /* Entries larger than this stay verbatim, and a frame claiming more is
  * damaged. */
@@ -80,8 +80,10 @@ static int evidence_use_cdict(struct store_evidence *ev, const void *dict,
 {
     ZSTD_CDict *cdict = ZSTD_createCDict(dict, len, EVIDENCE_LEVEL);
     if (cdict == NULL)
-        return aw_error_set(err, AW_ERR, "evidence dictionary %lld cannot "
-                            "be loaded for compression", (long long)dict_no);
+        return aw_error_set(err, AW_ERR,
+                            "evidence dictionary %lld cannot "
+                            "be loaded for compression",
+                            (long long)dict_no);
     ZSTD_freeCDict(ev->cdict);
     ev->cdict = cdict;
     ev->cdict_no = dict_no;
@@ -106,8 +108,10 @@ static int evidence_dict_blob(aw_store *store, int64_t dict_no,
     }
     sqlite3_reset(*get);
     if (step == SQLITE_DONE)
-        return aw_error_set(err, AW_ERR_NOTFOUND, "the index holds no "
-                            "evidence dictionary %lld", (long long)dict_no);
+        return aw_error_set(err, AW_ERR_NOTFOUND,
+                            "the index holds no "
+                            "evidence dictionary %lld",
+                            (long long)dict_no);
     return store_fail(store, err, "read evidence dictionary");
 }
 
@@ -169,8 +173,8 @@ void store_evidence_free(aw_store *store)
 }
 
 /* The read-side dictionary dict_no, loaded into the cache if absent. */
-static int evidence_ddict(aw_store *store, int64_t dict_no,
-                          ZSTD_DDict **out, aw_error *err)
+static int evidence_ddict(aw_store *store, int64_t dict_no, ZSTD_DDict **out,
+                          aw_error *err)
 {
     struct store_evidence *ev = &store->evidence;
     for (size_t i = 0; i < STORE_DDICT_CACHE; i++) {
@@ -188,8 +192,10 @@ static int evidence_ddict(aw_store *store, int64_t dict_no,
     ZSTD_DDict *ddict = ZSTD_createDDict(blob, len);
     sqlite3_reset(get);
     if (ddict == NULL)
-        return aw_error_set(err, AW_ERR, "evidence dictionary %lld is "
-                            "damaged", (long long)dict_no);
+        return aw_error_set(err, AW_ERR,
+                            "evidence dictionary %lld is "
+                            "damaged",
+                            (long long)dict_no);
     struct store_ddict_slot *slot = &ev->ddicts[ev->next_slot];
     ev->next_slot = (ev->next_slot + 1) % STORE_DDICT_CACHE;
     ZSTD_freeDDict(slot->ddict);
@@ -214,19 +220,22 @@ int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
     ZSTD_DDict *ddict = NULL;
     int rc = AW_OK;
     if (dict_no < 0)
-        return aw_error_set(err, AW_ERR, "row %lld names evidence "
+        return aw_error_set(err, AW_ERR,
+                            "row %lld names evidence "
                             "dictionary %lld, which cannot exist",
                             (long long)rowid, (long long)dict_no);
     aw_error why = {0};
     if (dict_no > 0 && (rc = evidence_ddict(store, dict_no, &ddict, &why)))
-        return aw_error_set(err, rc, "row %lld: %s", (long long)rowid,
-                            why.msg);
+        return aw_error_set(err, rc, "row %lld: %s", (long long)rowid, why.msg);
     unsigned long long size = ZSTD_getFrameContentSize(frame, frame_len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
-        return aw_error_set(err, AW_ERR, "row %lld: stored evidence is not "
-                            "a zstd frame with its size", (long long)rowid);
+        return aw_error_set(err, AW_ERR,
+                            "row %lld: stored evidence is not "
+                            "a zstd frame with its size",
+                            (long long)rowid);
     if (size > EVIDENCE_MAX_PLAIN)
-        return aw_error_set(err, AW_ERR, "row %lld: stored evidence claims "
+        return aw_error_set(err, AW_ERR,
+                            "row %lld: stored evidence claims "
                             "%llu bytes, more than an entry can have",
                             (long long)rowid, size);
     if (ev->dctx == NULL && (ev->dctx = ZSTD_createDCtx()) == NULL)
@@ -235,17 +244,20 @@ int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
      * header says cannot pass for a whole one. */
     if ((rc = evidence_room(plain, (size_t)size + 1, err)) != AW_OK)
         return rc;
-    size_t got = ddict != NULL
-        ? ZSTD_decompress_usingDDict(ev->dctx, plain->ptr, plain->cap,
-                                     frame, frame_len, ddict)
-        : ZSTD_decompressDCtx(ev->dctx, plain->ptr, plain->cap, frame,
-                              frame_len);
+    size_t got =
+        ddict != NULL
+            ? ZSTD_decompress_usingDDict(ev->dctx, plain->ptr, plain->cap,
+                                         frame, frame_len, ddict)
+            : ZSTD_decompressDCtx(ev->dctx, plain->ptr, plain->cap, frame,
+                                  frame_len);
     if (ZSTD_isError(got))
-        return aw_error_set(err, AW_ERR, "row %lld: stored evidence cannot "
-                            "be decompressed: %s", (long long)rowid,
-                            ZSTD_getErrorName(got));
+        return aw_error_set(err, AW_ERR,
+                            "row %lld: stored evidence cannot "
+                            "be decompressed: %s",
+                            (long long)rowid, ZSTD_getErrorName(got));
     if (got != size)
-        return aw_error_set(err, AW_ERR, "row %lld: stored evidence holds "
+        return aw_error_set(err, AW_ERR,
+                            "row %lld: stored evidence holds "
                             "%zu bytes, its frame says %llu",
                             (long long)rowid, got, size);
     plain->len = got;
@@ -273,8 +285,8 @@ static int evidence_samples(aw_store *store, int64_t after, size_t n,
         const char *raw;
         size_t len;
         rc = store_evidence_unpack(store, rows, 1, 2,
-                                   sqlite3_column_int64(rows, 0), &plain,
-                                   &raw, &len, err);
+                                   sqlite3_column_int64(rows, 0), &plain, &raw,
+                                   &len, err);
         if (rc == AW_OK && aw_buf_append(samples, raw, len) != AW_OK)
             rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         if (rc == AW_OK)
@@ -310,15 +322,16 @@ static int evidence_train(aw_store *store, bool *trained, aw_error *err)
                               sizes, &nsizes, err);
     size_t len = 0;
     if (rc == AW_OK) {
-        len = nsizes == 0 ? 0
-                          : ZDICT_trainFromBuffer(dict, EVIDENCE_DICT_BYTES,
-                                                  samples.ptr, sizes,
-                                                  (unsigned)nsizes);
+        len = nsizes == 0
+                  ? 0
+                  : ZDICT_trainFromBuffer(dict, EVIDENCE_DICT_BYTES,
+                                          samples.ptr, sizes, (unsigned)nsizes);
         if (nsizes == 0 || ZDICT_isError(len)) {
-            aw_error_set(err, AW_ERR, "cannot train an evidence dictionary "
-                         "on %zu entries: %s", nsizes,
-                         nsizes == 0 ? "no entries"
-                                     : ZDICT_getErrorName(len));
+            aw_error_set(err, AW_ERR,
+                         "cannot train an evidence dictionary "
+                         "on %zu entries: %s",
+                         nsizes,
+                         nsizes == 0 ? "no entries" : ZDICT_getErrorName(len));
             len = 0;
         }
     }
@@ -355,7 +368,7 @@ int aw_store_train_dictionary(aw_store *store, aw_error *err)
     if (rc == AW_OK)
         rc = evidence_train(store, &trained, err);
     if (rc == AW_OK && !trained)
-        rc = AW_ERR;  /* err holds zstd's reason */
+        rc = AW_ERR; /* err holds zstd's reason */
     return rc;
 }
 
@@ -372,7 +385,7 @@ static int evidence_maybe_train(aw_store *store, aw_error *err)
     if (store->last_rowid < ev->next_train_rowid)
         return AW_OK;
     bool trained = false;
-    aw_error why = {0};  /* a failed training is no error of the entry */
+    aw_error why = {0}; /* a failed training is no error of the entry */
     int rc = evidence_train(store, &trained, &why);
     if (rc != AW_OK) {
         *err = why;
@@ -402,8 +415,7 @@ int store_evidence_pack(aw_store *store, const char *plain, size_t len,
         return rc;
     size_t r = ZSTD_CCtx_refCDict(ev->cctx, ev->cdict);
     if (!ZSTD_isError(r))
-        r = ZSTD_compress2(ev->cctx, ev->frame.ptr, ev->frame.cap, plain,
-                           len);
+        r = ZSTD_compress2(ev->cctx, ev->frame.ptr, ev->frame.cap, plain, len);
     if (ZSTD_isError(r))
         return aw_error_set(err, AW_ERR, "compress entry: %s",
                             ZSTD_getErrorName(r));

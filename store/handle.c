@@ -36,7 +36,7 @@
 #include "store/handle.h"
 #include "store/schema.h"
 
-#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_BUSY_TIMEOUT_MS  5000
 #define STORE_WRITER_CACHE_KIB "-30000"
 #define STORE_READER_CACHE_KIB "-8000"
 /* Checkpoint when the WAL reaches ~32 MB rather than SQLite's 4 MB: a
@@ -46,27 +46,27 @@
 #define STORE_CHECKPOINT_PAGES "8000"
 
 #define STREAM_NAME "(SELECT name FROM streams WHERE stream_no = n.stream_no)"
-#define ALERT_COLUMNS                                                       \
-    "SELECT id, kind, severity, state, zone_id, request_id, anchor, "       \
-    "event_time, raised_at, resolved_at, resolved_by, late_ns, "            \
+#define ALERT_COLUMNS                                                          \
+    "SELECT id, kind, severity, state, zone_id, request_id, anchor, "          \
+    "event_time, raised_at, resolved_at, resolved_by, late_ns, "               \
     "evidence_json, summary, acked_at, ack_note FROM alerts "
 /* ?2 state (0 any), ?3 kind, ?4 minimum severity, ?5 request id,
  * ?6 raised since, ?7 limit (-1 none). */
-#define ALERT_FILTER                                                        \
-    " (?2 = 0 OR state = ?2) AND (?3 IS NULL OR kind = ?3) AND "            \
-    "severity >= ?4 AND (?5 IS NULL OR request_id = ?5) AND "               \
+#define ALERT_FILTER                                                           \
+    " (?2 = 0 OR state = ?2) AND (?3 IS NULL OR kind = ?3) AND "               \
+    "severity >= ?4 AND (?5 IS NULL OR request_id = ?5) AND "                  \
     "raised_at >= ?6 ORDER BY raised_at, id LIMIT ?7"
-#define REVOCATION_COLUMNS                                                  \
-    "SELECT r.rowid, r.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \
-    "r.zone_id, r.kind, r.anchor_id, r.action, r.at_ns, r.reason, "         \
-    "r.epoch, r.delivery_id "                                               \
+#define REVOCATION_COLUMNS                                                     \
+    "SELECT r.rowid, r.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "      \
+    "r.zone_id, r.kind, r.anchor_id, r.action, r.at_ns, r.reason, "            \
+    "r.epoch, r.delivery_id "                                                  \
     "FROM revocations r JOIN entries n ON n.rowid = r.entry_rowid WHERE "
-#define CALL_COLUMNS                                                        \
-    "SELECT c.rowid, c.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "   \
-    "c.request_id, c.status, c.occurred_at, c.zone_id, c.resource, "        \
+#define CALL_COLUMNS                                                           \
+    "SELECT c.rowid, c.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "      \
+    "c.request_id, c.status, c.occurred_at, c.zone_id, c.resource, "           \
     "c.source, c.is_signed FROM calls c JOIN entries n ON n.rowid = c.entry_rowid WHERE "
-#define ENTRY_COLUMNS                                                       \
-    "SELECT n.rowid, " STREAM_NAME ", n.id_ms, n.id_seq, n.raw, "           \
+#define ENTRY_COLUMNS                                                          \
+    "SELECT n.rowid, " STREAM_NAME ", n.id_ms, n.id_seq, n.raw, "              \
     "n.orig_size, n.chain, n.zstd_dict FROM entries n "
 
 static const char *const stmt_sql[STMT_COUNT] = {
@@ -135,15 +135,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "ORDER BY deadline, kind, ref LIMIT ?5",
     [STMT_PENDING_DELETE] =
         "DELETE FROM pending WHERE deadline = ?1 AND kind = ?2 AND ref = ?3",
-    [STMT_REVOCATIONS_BY_ANCHOR] =
-        REVOCATION_COLUMNS
-        "r.kind = ?1 AND r.anchor_id = ?2 AND (?3 IS NULL OR r.zone_id = ?3) "
-        "AND r.at_ns >= ?4 AND r.at_ns < ?5 ORDER BY r.at_ns, r.rowid "
-        "LIMIT ?6",
-    [STMT_REVOCATIONS_BY_TIME] =
-        REVOCATION_COLUMNS
-        "(?3 IS NULL OR r.zone_id = ?3) AND r.at_ns >= ?4 AND r.at_ns < ?5 "
-        "ORDER BY r.at_ns, r.rowid LIMIT ?6",
+    [STMT_REVOCATIONS_BY_ANCHOR] = REVOCATION_COLUMNS
+    "r.kind = ?1 AND r.anchor_id = ?2 AND (?3 IS NULL OR r.zone_id = ?3) "
+    "AND r.at_ns >= ?4 AND r.at_ns < ?5 ORDER BY r.at_ns, r.rowid "
+    "LIMIT ?6",
+    [STMT_REVOCATIONS_BY_TIME] = REVOCATION_COLUMNS
+    "(?3 IS NULL OR r.zone_id = ?3) AND r.at_ns >= ?4 AND r.at_ns < ?5 "
+    "ORDER BY r.at_ns, r.rowid LIMIT ?6",
     [STMT_CALL_BY_ROWID] = CALL_COLUMNS "c.rowid = ?1",
     [STMT_CALLS_BY_REQUEST] =
         CALL_COLUMNS "c.request_id = ?1 AND c.occurred_at >= ?2 AND "
@@ -242,8 +240,10 @@ int store_exec_stmt(aw_store *store, sqlite3_stmt *stmt, aw_error *err,
 int store_require_tx(aw_store *store, aw_error *err, const char *what)
 {
     if (!store->in_tx)
-        return aw_error_set(err, AW_ERR, "%s: no transaction is open "
-                            "(call aw_store_begin first)", what);
+        return aw_error_set(err, AW_ERR,
+                            "%s: no transaction is open "
+                            "(call aw_store_begin first)",
+                            what);
     return AW_OK;
 }
 
@@ -281,7 +281,8 @@ int64_t store_id_key(const char *id)
 
 char *store_format_entry_id(int64_t ms, int64_t seq, char *buf)
 {
-    return aw_stream_id_format((aw_stream_id){(uint64_t)ms, (uint64_t)seq}, buf);
+    return aw_stream_id_format((aw_stream_id){(uint64_t)ms, (uint64_t)seq},
+                               buf);
 }
 
 int store_buf_append(aw_buf *buf, const void *bytes, size_t n)
@@ -335,8 +336,8 @@ static int store_create_file(const char *path, aw_error *err)
     if (fd < 0) {
         if (errno == EEXIST)
             return AW_OK;
-        return aw_error_set(err, AW_ERR_IO, "cannot create index %s: %s",
-                            path, strerror(errno));
+        return aw_error_set(err, AW_ERR_IO, "cannot create index %s: %s", path,
+                            strerror(errno));
     }
     /* The umask may have taken bits away from 0600; put them back. */
     int rc = fchmod(fd, 0600);
@@ -359,8 +360,8 @@ static int store_exec(aw_store *store, const char *sql, aw_error *err,
 static int store_user_version(aw_store *store, int *version, aw_error *err)
 {
     sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt, NULL) !=
+        SQLITE_OK)
         return store_fail(store, err, "read schema version");
     int rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
@@ -438,8 +439,8 @@ static int store_migrate(aw_store *store, aw_error *err)
             return aw_error_set(err, AW_ERR_VERSION,
                                 "index %s has schema version %d, older than "
                                 "%d: open it once for writing (auditwatch "
-                                "run) to migrate it", store->path, have,
-                                store_newest_version());
+                                "run) to migrate it",
+                                store->path, have, store_newest_version());
         bool applied = true;
         while (applied) {
             rc = store_migrate_one(store, &applied, err);
@@ -464,9 +465,10 @@ static int store_use_wal(aw_store *store, aw_error *err)
     if (step != SQLITE_ROW)
         rc = store_fail(store, err, "switch index to WAL");
     else if (mode == NULL || strcmp(mode, "wal") != 0)
-        rc = aw_error_set(err, AW_ERR_IO, "index %s cannot use a WAL journal "
-                          "(journal mode stays %s)", store->path,
-                          mode ? mode : "unknown");
+        rc = aw_error_set(err, AW_ERR_IO,
+                          "index %s cannot use a WAL journal "
+                          "(journal mode stays %s)",
+                          store->path, mode ? mode : "unknown");
     sqlite3_finalize(stmt);
     return rc;
 }

@@ -83,7 +83,7 @@ struct store_shape_stmt {
  * no 0: empty slot. Names of 52 bytes or more are not cached (they are
  * looked up each time). */
 #define STORE_ANCHOR_CACHE 8192 /* slots, a power of two */
-#define STORE_TERM_CACHE 1024   /* slots, a power of two */
+#define STORE_TERM_CACHE   1024 /* slots, a power of two */
 struct store_name_slot {
     int64_t no;
     int kind;
@@ -107,13 +107,13 @@ struct store_ddict_slot {
 struct store_evidence {
     ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
-    ZSTD_CDict *cdict;          /* the newest dictionary; NULL: none yet */
-    int64_t cdict_no;           /* its dict_no, 0 without one */
-    int64_t trained_in_tx;      /* first dict_no the open transaction added */
-    int64_t next_train_rowid;   /* train once the index has this many rows */
+    ZSTD_CDict *cdict;        /* the newest dictionary; NULL: none yet */
+    int64_t cdict_no;         /* its dict_no, 0 without one */
+    int64_t trained_in_tx;    /* first dict_no the open transaction added */
+    int64_t next_train_rowid; /* train once the index has this many rows */
     struct store_ddict_slot ddicts[STORE_DDICT_CACHE];
     size_t next_slot;
-    aw_buf frame;               /* the compressed form of the last entry */
+    aw_buf frame; /* the compressed form of the last entry */
 };
 
 struct aw_store {
@@ -137,7 +137,7 @@ struct aw_store {
     struct store_name_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
     struct store_name_slot *terms;   /* STORE_TERM_CACHE, lazily */
 
-    aw_buf pack;    /* reused to pack entries */
+    aw_buf pack; /* reused to pack entries */
     struct store_evidence evidence;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];

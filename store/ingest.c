@@ -90,8 +90,8 @@ static int store_stream_no(aw_store *store, const char *name, int64_t *no,
 static int store_pack_truncated(const aw_raw_entry *entry, aw_buf *out,
                                 aw_error *err)
 {
-    aw_field *fields = calloc(entry->nfields ? entry->nfields : 1,
-                              sizeof *fields);
+    aw_field *fields =
+        calloc(entry->nfields ? entry->nfields : 1, sizeof *fields);
     if (fields == NULL)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < entry->nfields; i++) {
@@ -100,8 +100,8 @@ static int store_pack_truncated(const aw_raw_entry *entry, aw_buf *out,
             fields[i].value.len = AW_MAX_VALUE_BYTES;
     }
     aw_raw_entry *cut = NULL;
-    int rc = aw_raw_entry_new(entry->stream, entry->id, fields,
-                              entry->nfields, &cut, err);
+    int rc = aw_raw_entry_new(entry->stream, entry->id, fields, entry->nfields,
+                              &cut, err);
     free(fields);
     if (rc == AW_OK)
         rc = aw_raw_entry_pack(cut, out, err);
@@ -126,9 +126,10 @@ static int store_find_entry(aw_store *store, const aw_raw_entry *entry,
     if (step == SQLITE_ROW)
         return AW_OK;
     if (step == SQLITE_DONE)
-        return aw_error_set(err, AW_ERR, "entry %s of %s was refused but is "
-                            "not stored (row %lld taken?)", entry->id.ptr,
-                            entry->stream.ptr,
+        return aw_error_set(err, AW_ERR,
+                            "entry %s of %s was refused but is "
+                            "not stored (row %lld taken?)",
+                            entry->id.ptr, entry->stream.ptr,
                             (long long)store->last_rowid + 1);
     return store_fail(store, err, "look up entry");
 }
@@ -213,7 +214,7 @@ static struct store_name_slot *store_name_slot(struct store_name_slot **cache,
                                                const char *name)
 {
     size_t len = strlen(name);
-    if (len >= sizeof (*cache)->id)
+    if (len >= sizeof(*cache)->id)
         return NULL;
     if (*cache == NULL && (*cache = calloc(nslots, sizeof **cache)) == NULL)
         return NULL;
@@ -253,8 +254,8 @@ static int store_anchor_no(aw_store *store, const aw_anchor *a, int64_t *no,
                            aw_error *err)
 {
     return store_cached_no(store, &store->anchors, STORE_ANCHOR_CACHE,
-                           STMT_ANCHOR_FIND, STMT_ANCHOR_NAME_ADD,
-                           (int)a->kind, a->id, no, err);
+                           STMT_ANCHOR_FIND, STMT_ANCHOR_NAME_ADD, (int)a->kind,
+                           a->id, no, err);
 }
 
 /* Binds at column i the terms number of text, or NULL when text is. */
@@ -276,8 +277,8 @@ static int store_bind_term(aw_store *store, sqlite3_stmt *stmt, int i,
 /* Binds at column i the anchor number of the first anchor of kind (the
  * decoder lists session_id, agent_session_id, delegation_edge_id, chain
  * elements, in that order), or NULL when the event has none. */
-static int store_bind_first_anchor(aw_store *store, sqlite3_stmt *stmt,
-                                   int i, const aw_audit_event *event,
+static int store_bind_first_anchor(aw_store *store, sqlite3_stmt *stmt, int i,
+                                   const aw_audit_event *event,
                                    aw_anchor_kind kind, aw_error *err)
 {
     for (size_t a = 0; a < event->nanchors; a++) {
@@ -330,9 +331,9 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
     *found = step == SQLITE_ROW;
     if (step == SQLITE_ROW) {
         *event_rowid = sqlite3_column_int64(find, 0);
-        bool same = sqlite3_column_bytes(find, 1) == 32 &&
-                    memcmp(sqlite3_column_blob(find, 1), event->content_hash,
-                           32) == 0;
+        bool same =
+            sqlite3_column_bytes(find, 1) == 32 &&
+            memcmp(sqlite3_column_blob(find, 1), event->content_hash, 32) == 0;
         *result = same ? AW_PUT_DUPLICATE : AW_PUT_CONFLICT;
     } else if (step != SQLITE_DONE) {
         rc = store_fail(store, err, "look up event");
@@ -349,8 +350,7 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (rc != AW_OK)
         return rc;
     if (event->id == NULL || event->zone_id == NULL)
-        return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
-                               "event without %s",
+        return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "event without %s",
                                event->id == NULL ? "id" : "zone_id");
     int64_t id_key = store_id_key(event->id);
     bool found = false;
@@ -370,7 +370,7 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     sqlite3_bind_int64(add, 3, entry_rowid);
     sqlite3_bind_int64(add, 4, event->occurred_at_ns);
     const char *const terms[] = {
-        event->zone_id, event->event_type, event->decision,
+        event->zone_id,           event->event_type,     event->decision,
         event->evaluation_status, event->application_id, event->resource,
         event->result_class,
     };
@@ -422,8 +422,8 @@ static int store_delivery_time(aw_store *store, int64_t entry_rowid,
     sqlite3_bind_text(first, 2, set->zone_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(first, 3, entry_rowid);
     int step = sqlite3_step(first);
-    bool earlier = step == SQLITE_ROW &&
-                   sqlite3_column_type(first, 0) != SQLITE_NULL;
+    bool earlier =
+        step == SQLITE_ROW && sqlite3_column_type(first, 0) != SQLITE_NULL;
     int64_t earliest = earlier ? sqlite3_column_int64(first, 0) : 0;
     sqlite3_reset(first);
     if (step != SQLITE_ROW)
@@ -514,8 +514,7 @@ int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(add, 1, entry_rowid);
-    sqlite3_bind_text(add, 2, aw_reject_reason_name(reason), -1,
-                      SQLITE_STATIC);
+    sqlite3_bind_text(add, 2, aw_reject_reason_name(reason), -1, SQLITE_STATIC);
     sqlite3_bind_text(add, 3, detail, -1, SQLITE_STATIC);
     return store_exec_stmt(store, add, err, "store rejection");
 }
@@ -534,8 +533,7 @@ int aw_store_set_checkpoint(aw_store *store, const char *stream,
     clock_gettime(CLOCK_REALTIME, &now);
     sqlite3_bind_text(set, 1, stream, -1, SQLITE_STATIC);
     sqlite3_bind_text(set, 2, entry_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(set, 3,
-                       (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+    sqlite3_bind_int64(set, 3, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
     return store_exec_stmt(store, set, err, "store checkpoint");
 }
 

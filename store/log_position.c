@@ -6,12 +6,15 @@
 
 #include <time.h>
 
-int aw_store_get_log_position(aw_store *store, const char *path, aw_log_position *out,
-                              bool *found, aw_error *err)
+int aw_store_get_log_position(aw_store *store, const char *path,
+                              aw_log_position *out, bool *found, aw_error *err)
 {
     sqlite3_stmt *stmt;
-    int rc = store_prepare(store, "SELECT inode, offset, lines FROM calls_log_positions "
-                                  "WHERE path = ?1", &stmt, err);
+    int rc =
+        store_prepare(store,
+                      "SELECT inode, offset, lines FROM calls_log_positions "
+                      "WHERE path = ?1",
+                      &stmt, err);
     *found = false;
     if (rc != AW_OK)
         return rc;
@@ -29,18 +32,20 @@ int aw_store_get_log_position(aw_store *store, const char *path, aw_log_position
     return rc;
 }
 
-int aw_store_set_log_position(aw_store *store, const char *path, const aw_log_position *pos,
-                              aw_error *err)
+int aw_store_set_log_position(aw_store *store, const char *path,
+                              const aw_log_position *pos, aw_error *err)
 {
     sqlite3_stmt *stmt;
     struct timespec now;
     int rc = store_require_tx(store, err, "set calls log position");
     if (rc != AW_OK ||
-        (rc = store_prepare(store, "INSERT INTO calls_log_positions "
-                                   "(path, inode, offset, lines, updated_at) "
-                                   "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (path) DO UPDATE "
-                                   "SET inode = ?2, offset = ?3, lines = ?4, updated_at = ?5",
-                            &stmt, err)) != AW_OK)
+        (rc = store_prepare(
+             store,
+             "INSERT INTO calls_log_positions "
+             "(path, inode, offset, lines, updated_at) "
+             "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (path) DO UPDATE "
+             "SET inode = ?2, offset = ?3, lines = ?4, updated_at = ?5",
+             &stmt, err)) != AW_OK)
         return rc;
     clock_gettime(CLOCK_REALTIME, &now);
     sqlite3_bind_text(stmt, 1, path, -1, SQLITE_STATIC);

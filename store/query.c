@@ -78,8 +78,7 @@ static const struct {
     {SHAPE_ZONE, " AND e.zone_no = " TERM_NO(":zone_id")},
     {SHAPE_DECISION, " AND e.decision_no = " TERM_NO(":decision")},
     {SHAPE_RESOURCE, " AND e.resource_no = " TERM_NO(":resource")},
-    {SHAPE_APPLICATION,
-     " AND e.application_no = " TERM_NO(":application_id")},
+    {SHAPE_APPLICATION, " AND e.application_no = " TERM_NO(":application_id")},
     {SHAPE_GRANTS, " AND e.decision_no IN (SELECT term_no FROM terms WHERE "
                    "term IN ('allow', 'consumed'))"},
 };
@@ -92,21 +91,23 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
     const char *r = anchor ? "a.event_rowid" : "e.rowid";
     char part[512];
     int rc = AW_OK;
-#define SQL_ADD(text) \
-    do { if (rc == AW_OK) rc = store_buf_append(sql, (text), strlen(text)); } \
-    while (0)
+#define SQL_ADD(text)                                                          \
+    do {                                                                       \
+        if (rc == AW_OK)                                                       \
+            rc = store_buf_append(sql, (text), strlen(text));                  \
+    } while (0)
 #define TERM(col) "(SELECT term FROM terms WHERE term_no = e." col "), "
-#define ANCHOR_ID(col) \
+#define ANCHOR_ID(col)                                                         \
     "(SELECT anchor_id FROM anchor_names WHERE anchor_no = e." col "), "
-    SQL_ADD("SELECT e.rowid, e.entry_rowid, "
-            "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
-            "n.id_ms, n.id_seq, e.event_id, " TERM("zone_no")
-            TERM("type_no") "e.request_id, " TERM("decision_no")
-            TERM("status_no") TERM("application_no") TERM("resource_no")
-            ANCHOR_ID("session_no") ANCHOR_ID("agent_session_no")
-            ANCHOR_ID("edge_no") TERM("result_class_no")
-            "e.upstream_status, e.occurred_at, e.is_signed, "
-            "e.delegation_epoch ");
+    SQL_ADD(
+        "SELECT e.rowid, e.entry_rowid, "
+        "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
+        "n.id_ms, n.id_seq, e.event_id, " TERM("zone_no") TERM(
+            "type_no") "e.request_id, " TERM("decision_no") TERM("status_no")
+            TERM("application_no") TERM("resource_no") ANCHOR_ID("session_no")
+                ANCHOR_ID("agent_session_no") ANCHOR_ID("edge_no") TERM(
+                    "result_class_no") "e.upstream_status, e.occurred_at, e.is_signed, "
+                                       "e.delegation_epoch ");
 #undef TERM
 #undef ANCHOR_ID
     if (anchor)
@@ -243,9 +244,9 @@ static int event_row(sqlite3_stmt *stmt, void *ctx)
         .rowid = sqlite3_column_int64(stmt, 0),
         .entry_rowid = sqlite3_column_int64(stmt, 1),
         .stream = store_column_text(stmt, 2),
-        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
-                                          sqlite3_column_int64(stmt, 4),
-                                          entry_id),
+        .entry_id =
+            store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                  sqlite3_column_int64(stmt, 4), entry_id),
         .arrived_ns = aw_ms_to_ns_signed(sqlite3_column_int64(stmt, 3)),
         .event_id = store_column_text(stmt, 5),
         .zone_id = store_column_text(stmt, 6),
@@ -303,9 +304,9 @@ static int revocation_row(sqlite3_stmt *stmt, void *ctx)
         .rowid = sqlite3_column_int64(stmt, 0),
         .entry_rowid = sqlite3_column_int64(stmt, 1),
         .stream = store_column_text(stmt, 2),
-        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
-                                          sqlite3_column_int64(stmt, 4),
-                                          entry_id),
+        .entry_id =
+            store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                  sqlite3_column_int64(stmt, 4), entry_id),
         .zone_id = store_column_text(stmt, 5),
         .anchor = {(aw_anchor_kind)sqlite3_column_int(stmt, 6),
                    store_column_text(stmt, 7)},
@@ -321,16 +322,16 @@ static int revocation_row(sqlite3_stmt *stmt, void *ctx)
 
 int aw_store_query_revocations(aw_store *store,
                                const aw_revocation_filter *filter,
-                               aw_revocation_row_fn fn, void *ud,
-                               aw_error *err)
+                               aw_revocation_row_fn fn, void *ud, aw_error *err)
 {
     bool by_anchor = filter->anchor.kind != 0;
     if (by_anchor && filter->anchor.id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
                                "anchor filter without an anchor id");
     sqlite3_stmt *stmt;
-    int rc = store_stmt(store, by_anchor ? STMT_REVOCATIONS_BY_ANCHOR
-                                         : STMT_REVOCATIONS_BY_TIME,
+    int rc = store_stmt(store,
+                        by_anchor ? STMT_REVOCATIONS_BY_ANCHOR
+                                  : STMT_REVOCATIONS_BY_TIME,
                         &stmt, err);
     if (rc != AW_OK)
         return rc;
@@ -339,10 +340,10 @@ int aw_store_query_revocations(aw_store *store,
         sqlite3_bind_text(stmt, 2, filter->anchor.id, -1, SQLITE_STATIC);
     }
     sqlite3_bind_text(stmt, 3, filter->zone_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 4, filter->has_since ? filter->since_ns
-                                                  : INT64_MIN);
-    sqlite3_bind_int64(stmt, 5, filter->has_until ? filter->until_ns
-                                                  : INT64_MAX);
+    sqlite3_bind_int64(stmt, 4,
+                       filter->has_since ? filter->since_ns : INT64_MIN);
+    sqlite3_bind_int64(stmt, 5,
+                       filter->has_until ? filter->until_ns : INT64_MAX);
     sqlite3_bind_int64(stmt, 6, store_limit(filter->limit));
     struct row_ctx ctx = {.fn.revocation = fn, .ud = ud};
     return store_each_row(store, stmt, revocation_row, &ctx, err,
@@ -357,9 +358,9 @@ static int call_row(sqlite3_stmt *stmt, void *ctx)
         .rowid = sqlite3_column_int64(stmt, 0),
         .entry_rowid = sqlite3_column_int64(stmt, 1),
         .stream = store_column_text(stmt, 2),
-        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
-                                          sqlite3_column_int64(stmt, 4),
-                                          entry_id),
+        .entry_id =
+            store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                  sqlite3_column_int64(stmt, 4), entry_id),
         .request_id = store_column_text(stmt, 5),
         .status = sqlite3_column_int(stmt, 6),
         .occurred_at_ns = sqlite3_column_int64(stmt, 7),
@@ -371,12 +372,11 @@ static int call_row(sqlite3_stmt *stmt, void *ctx)
     return c->fn.call(&row, c->ud);
 }
 
-int aw_store_query_calls(aw_store *store, int64_t rowid,
-                         const char *request_id, int64_t since_ns,
-                         int64_t until_ns, aw_call_row_fn fn, void *ud,
-                         aw_error *err)
+int aw_store_query_calls(aw_store *store, int64_t rowid, const char *request_id,
+                         int64_t since_ns, int64_t until_ns, aw_call_row_fn fn,
+                         void *ud, aw_error *err)
 {
-    enum store_stmt id = rowid != 0             ? STMT_CALL_BY_ROWID
+    enum store_stmt id = rowid != 0           ? STMT_CALL_BY_ROWID
                          : request_id != NULL ? STMT_CALLS_BY_REQUEST
                                               : STMT_CALLS_BY_TIME;
     sqlite3_stmt *stmt;
@@ -415,11 +415,10 @@ static int rejected_row(sqlite3_stmt *stmt, void *ctx)
         .rowid = sqlite3_column_int64(stmt, 0),
         .entry_rowid = sqlite3_column_int64(stmt, 1),
         .stream = store_column_text(stmt, 2),
-        .entry_id = store_format_entry_id(sqlite3_column_int64(stmt, 3),
-                                          sqlite3_column_int64(stmt, 4),
-                                          entry_id),
-        .reason = reason ? aw_reject_reason_from_name(reason)
-                         : AW_REJECT_NONE,
+        .entry_id =
+            store_format_entry_id(sqlite3_column_int64(stmt, 3),
+                                  sqlite3_column_int64(stmt, 4), entry_id),
+        .reason = reason ? aw_reject_reason_from_name(reason) : AW_REJECT_NONE,
         .detail = store_column_text(stmt, 6),
         .rejected_at_ns = aw_ms_to_ns_signed(sqlite3_column_int64(stmt, 3)),
     };

@@ -64,7 +64,8 @@ int aw_store_count_by(aw_store *store, const char *what, aw_count_fn fn,
     else
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                "unknown count \"%s\" (rejected_by_reason, "
-                               "open_alerts_by_kind)", what ? what : "");
+                               "open_alerts_by_kind)",
+                               what ? what : "");
     sqlite3_stmt *stmt;
     int rc = store_stmt(store, id, &stmt, err);
     if (rc != AW_OK)

@@ -43,7 +43,7 @@ typedef struct aw_store aw_store;
 /* ---- Open, close, transactions ------------------------------------------ */
 
 enum {
-    AW_STORE_READONLY = 1 << 0,  /* never writes; fails if the file is absent */
+    AW_STORE_READONLY = 1 << 0, /* never writes; fails if the file is absent */
     AW_STORE_SYNC_NORMAL = 1 << 1 /* synchronous=NORMAL instead of FULL */
 };
 
@@ -74,8 +74,8 @@ void aw_store_rollback(aw_store *store);
 
 typedef enum aw_put_result {
     AW_PUT_INSERTED = 1,
-    AW_PUT_DUPLICATE = 2,  /* already there with the same content */
-    AW_PUT_CONFLICT = 3,   /* same id, different content; first kept */
+    AW_PUT_DUPLICATE = 2, /* already there with the same content */
+    AW_PUT_CONFLICT = 3,  /* same id, different content; first kept */
 } aw_put_result;
 
 /* Stores a raw entry and chains it. Entries whose packed form exceeds
@@ -150,9 +150,9 @@ int aw_store_pending_take_due(aw_store *store, int64_t clock_ns,
 typedef struct aw_event_row {
     int64_t rowid;
     int64_t entry_rowid;
-    const char *stream;          /* where the entry came from */
+    const char *stream; /* where the entry came from */
     const char *entry_id;
-    int64_t arrived_ns;          /* the entry id's time */
+    int64_t arrived_ns; /* the entry id's time */
     const char *event_id;
     const char *zone_id;
     const char *event_type;
@@ -176,9 +176,9 @@ typedef int (*aw_event_row_fn)(const aw_event_row *row, void *ud);
 
 /* Filters for aw_store_query_events. Zero/NULL members do not filter. */
 typedef struct aw_event_filter {
-    int64_t rowid;                /* one event by row id */
-    int64_t from_rowid;           /* rows at or after this row id */
-    const char *event_id;         /* with since/until for one identity */
+    int64_t rowid;        /* one event by row id */
+    int64_t from_rowid;   /* rows at or after this row id */
+    const char *event_id; /* with since/until for one identity */
     const char *request_id;
     const char *zone_id;
     const char *decision;
@@ -186,14 +186,14 @@ typedef struct aw_event_filter {
     const char *application_id;
     const char *const *event_types; /* any of these */
     size_t n_event_types;
-    bool grants_only;             /* decision allow or consumed */
-    aw_anchor anchor;             /* kind 0: no anchor filter */
+    bool grants_only; /* decision allow or consumed */
+    aw_anchor anchor; /* kind 0: no anchor filter */
     bool has_since, has_until;
-    int64_t since_ns, until_ns;   /* since <= occurred_at < until */
+    int64_t since_ns, until_ns; /* since <= occurred_at < until */
     /* Cursor: rows strictly after (occurred_at, rowid) in the ordering. */
     bool has_cursor;
     int64_t cursor_occurred_ns, cursor_rowid;
-    size_t limit;                 /* 0: no limit */
+    size_t limit; /* 0: no limit */
 } aw_event_filter;
 
 /* Matching events ordered by (occurred_at, rowid), ascending. Statements are
@@ -212,11 +212,11 @@ typedef struct aw_revocation_row {
     const char *zone_id;
     aw_anchor anchor;
     aw_revocation_action action;
-    int64_t at_ns;                /* the earliest delivery's time */
+    int64_t at_ns; /* the earliest delivery's time */
     const char *reason;
-    bool has_epoch;               /* delegation graph epoch of the entry */
+    bool has_epoch; /* delegation graph epoch of the entry */
     int64_t epoch;
-    const char *delivery_id;      /* outbox delivery identity, or NULL */
+    const char *delivery_id; /* outbox delivery identity, or NULL */
 } aw_revocation_row;
 
 typedef int (*aw_revocation_row_fn)(const aw_revocation_row *row, void *ud);
@@ -250,17 +250,16 @@ typedef struct aw_call_row {
     const char *zone_id;
     const char *resource;
     const char *source;
-    bool is_signed;      /* its `_sig` verified at ingest */
+    bool is_signed; /* its `_sig` verified at ingest */
 } aw_call_row;
 
 typedef int (*aw_call_row_fn)(const aw_call_row *row, void *ud);
 
 /* rowid != 0: that call; else request_id (NULL: any) within the window
  * since_ns <= occurred_at < until_ns, where until_ns 0 means no end. */
-int aw_store_query_calls(aw_store *store, int64_t rowid,
-                         const char *request_id, int64_t since_ns,
-                         int64_t until_ns, aw_call_row_fn fn, void *ud,
-                         aw_error *err);
+int aw_store_query_calls(aw_store *store, int64_t rowid, const char *request_id,
+                         int64_t since_ns, int64_t until_ns, aw_call_row_fn fn,
+                         void *ud, aw_error *err);
 
 /* Calls stored at row from_rowid or after, in row order (rebuilding what
  * the detectors wait for after a restart). */
@@ -276,7 +275,7 @@ typedef struct aw_rejected_row {
     const char *entry_id;
     aw_reject_reason reason;
     const char *detail;
-    int64_t rejected_at_ns;      /* the entry id's time */
+    int64_t rejected_at_ns; /* the entry id's time */
 } aw_rejected_row;
 
 typedef int (*aw_rejected_row_fn)(const aw_rejected_row *row, void *ud);
@@ -298,28 +297,28 @@ aw_alert_state aw_alert_state_from_name(const char *name);
 /* An alert as stored and as handed to sinks. Strings are borrowed from
  * whoever fills the struct. */
 typedef struct aw_alert {
-    const char *id;              /* deterministic, chosen by the detectors */
-    const char *kind;            /* decision_missing, ... */
-    const char *severity;        /* medium, high, critical */
+    const char *id;       /* deterministic, chosen by the detectors */
+    const char *kind;     /* decision_missing, ... */
+    const char *severity; /* medium, high, critical */
     aw_alert_state state;
     const char *zone_id;
     const char *request_id;
-    const char *anchor;          /* "agent_session:as-1", a stream, ... */
-    int64_t event_time_ns;       /* occurred_at of the evidence */
-    int64_t raised_at_ns;        /* detector clock when raised */
-    int64_t resolved_at_ns;      /* 0 while open */
-    const char *resolved_by;     /* event id that resolved it, or NULL */
-    int64_t late_ns;             /* how late the resolving evidence came */
-    const char *evidence_json;   /* JSON array of event/entry ids */
-    const char *summary;         /* one human sentence */
-    int64_t acked_at_ns;         /* 0 when nobody acknowledged it */
+    const char *anchor;        /* "agent_session:as-1", a stream, ... */
+    int64_t event_time_ns;     /* occurred_at of the evidence */
+    int64_t raised_at_ns;      /* detector clock when raised */
+    int64_t resolved_at_ns;    /* 0 while open */
+    const char *resolved_by;   /* event id that resolved it, or NULL */
+    int64_t late_ns;           /* how late the resolving evidence came */
+    const char *evidence_json; /* JSON array of event/entry ids */
+    const char *summary;       /* one human sentence */
+    int64_t acked_at_ns;       /* 0 when nobody acknowledged it */
     const char *ack_note;
 } aw_alert;
 
 typedef enum aw_alert_change {
     AW_ALERT_UNCHANGED = 0,
     AW_ALERT_RAISED = 1,
-    AW_ALERT_ESCALATED = 2,      /* severity went up, or evidence grew */
+    AW_ALERT_ESCALATED = 2, /* severity went up, or evidence grew */
     AW_ALERT_RESOLVED_NOW = 3,
 } aw_alert_change;
 
@@ -343,12 +342,12 @@ typedef int (*aw_alert_fn)(const aw_alert *alert, void *ud);
 
 typedef struct aw_alert_filter {
     const char *id;
-    aw_alert_state state;         /* 0: any */
+    aw_alert_state state; /* 0: any */
     const char *kind;
-    const char *severity;         /* at least this severe */
+    const char *severity; /* at least this severe */
     const char *request_id;
     bool has_since;
-    int64_t since_ns;             /* raised at or after */
+    int64_t since_ns; /* raised at or after */
     size_t limit;
 } aw_alert_filter;
 
@@ -363,10 +362,10 @@ typedef struct aw_entry_row {
     const char *stream;
     const char *entry_id;
     int64_t id_ms;
-    const char *raw;             /* msgpack, aw_raw_entry_unpack */
+    const char *raw; /* msgpack, aw_raw_entry_unpack */
     size_t raw_len;
     bool truncated;
-    const unsigned char *chain;  /* 32 bytes */
+    const unsigned char *chain; /* 32 bytes */
 } aw_entry_row;
 
 typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
@@ -397,8 +396,8 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
 typedef struct aw_chain_report {
     int64_t checked;
     bool ok;
-    int64_t first_bad_rowid;     /* when !ok */
-    char what[AW_ERRMSG_MAX];    /* "row 42 edited", "rows 9-11 missing" */
+    int64_t first_bad_rowid;  /* when !ok */
+    char what[AW_ERRMSG_MAX]; /* "row 42 edited", "rows 9-11 missing" */
 } aw_chain_report;
 
 /* The chain head as of the last commit: *count is the row id of the last
@@ -411,13 +410,13 @@ int aw_store_chain_head(aw_store *store, int64_t *count, unsigned char hash[32],
 
 /* progress (may be NULL) is called every 100,000 entries. */
 int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
-                          void (*progress)(int64_t checked, void *ud),
-                          void *ud, aw_error *err);
+                          void (*progress)(int64_t checked, void *ud), void *ud,
+                          aw_error *err);
 
 typedef struct aw_store_stats {
     int64_t entries, events, revocations, calls, rejected;
     int64_t alerts_open, alerts_resolved;
-    int64_t oldest_event_ns, newest_event_ns;  /* 0 when no event */
+    int64_t oldest_event_ns, newest_event_ns; /* 0 when no event */
     int64_t file_bytes;
     int schema_version;
 } aw_store_stats;
@@ -463,11 +462,11 @@ typedef struct aw_log_position {
 } aw_log_position;
 
 /* The committed position of path; *found false when it has none. */
-int aw_store_get_log_position(aw_store *store, const char *path, aw_log_position *out,
-                              bool *found, aw_error *err);
+int aw_store_get_log_position(aw_store *store, const char *path,
+                              aw_log_position *out, bool *found, aw_error *err);
 /* Sets it, inside the open transaction (so it commits with the calls read
  * up to it). */
-int aw_store_set_log_position(aw_store *store, const char *path, const aw_log_position *pos,
-                              aw_error *err);
+int aw_store_set_log_position(aw_store *store, const char *path,
+                              const aw_log_position *pos, aw_error *err);
 
 #endif /* AW_STORE_H */

@@ -15,16 +15,17 @@
 #include <time.h>
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define AUDIT "caracal.audit.events"
-#define REVOKE "caracal.sessions.revoke"
-#define GW "gateway-revocation:gw-1"
+#define AUDIT     "caracal.audit.events"
+#define REVOKE    "caracal.sessions.revoke"
+#define GW        "gateway-revocation:gw-1"
 
 static aw_test_redis redis;
 static redisContext *rc;
 static cli_world w;
 static char url[64];
 
-static void up(void) {
+static void up(void)
+{
     aw_test_redis_start(&redis, false);
     aw_test_redis_url(&redis, url);
     rc = aw_test_redis_connect(&redis);
@@ -36,7 +37,8 @@ static void up(void) {
     aw_store_close(store);
 }
 
-static void down(void) {
+static void down(void)
+{
     redisFree(rc);
     aw_test_redis_destroy(&redis);
     cw_cleanup(&w);
@@ -44,24 +46,28 @@ static void down(void) {
 
 TestSuite(cli_doctor, .init = up, .fini = down, .timeout = 120);
 
-static void command(const char *fmt, ...) {
+static void command(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     redisReply *r = redisvCommand(rc, fmt, ap);
     va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : rc->errstr);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt,
+              r ? r->str : rc->errstr);
     freeReplyObject(r);
 }
 
 /* Caracal's start-up: each group created at `$` (MKSTREAM). */
-static void caracal_groups(void) {
+static void caracal_groups(void)
+{
     command("XGROUP CREATE %s audit-ingestor $ MKSTREAM", AUDIT);
     command("XGROUP CREATE %s sts-revocation $ MKSTREAM", REVOKE);
     command("XGROUP CREATE %s %s $ MKSTREAM", REVOKE, GW);
 }
 
 /* Redis' clock, on this machine: entry ids are its milliseconds. */
-static int64_t wall_ms(void) {
+static int64_t wall_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -69,21 +75,27 @@ static int64_t wall_ms(void) {
 
 /* An entry written ago_ms before now, as a producer did then. Stream ids
  * must grow, so callers add entries oldest first. */
-static void add_revocation(int64_t ago_ms, const char *session) {
+static void add_revocation(int64_t ago_ms, const char *session)
+{
     command("XADD %s %lld-0 zone_id zone-1 session_id %s reason test", REVOKE,
             (long long)(wall_ms() - ago_ms), session);
 }
 
-static void add_audit(int64_t ago_ms, int n) {
+static void add_audit(int64_t ago_ms, int n)
+{
     int64_t ms = wall_ms() - ago_ms;
     for (int i = 0; i < n; i++)
-        command("XADD %s %lld-%d id evt-%d data {}", AUDIT, (long long)ms, i, i);
+        command("XADD %s %lld-%d id evt-%d data {}", AUDIT, (long long)ms, i,
+                i);
 }
 
 /* A consumer of group reads everything new; acknowledges it when ack. */
-static void consume(const char *stream, const char *group, const char *consumer, bool ack) {
-    redisReply *r = aw_test_command(rc, "XREADGROUP GROUP %s %s COUNT 1000 STREAMS %s >",
-                                    group, consumer, stream);
+static void consume(const char *stream, const char *group, const char *consumer,
+                    bool ack)
+{
+    redisReply *r =
+        aw_test_command(rc, "XREADGROUP GROUP %s %s COUNT 1000 STREAMS %s >",
+                        group, consumer, stream);
     if (ack && r->type == REDIS_REPLY_ARRAY)
         for (size_t e = 0; e < r->element[0]->element[1]->elements; e++)
             command("XACK %s %s %s", stream, group,
@@ -93,16 +105,23 @@ static void consume(const char *stream, const char *group, const char *consumer,
 
 /* Everything doctor could have changed: every group of every Caracal
  * stream (position, read count, pending, consumers) and which keys exist. */
-static char *redis_state(void) {
+static char *redis_state(void)
+{
     static const char *const streams[] = {
-        AUDIT, REVOKE, "caracal.agents.lifecycle", "caracal.delegations.invalidate",
-        AUDIT ".dlq", REVOKE ".dead", "caracal.agents.lifecycle.dead",
+        AUDIT,
+        REVOKE,
+        "caracal.agents.lifecycle",
+        "caracal.delegations.invalidate",
+        AUDIT ".dlq",
+        REVOKE ".dead",
+        "caracal.agents.lifecycle.dead",
         "caracal.delegations.invalidate.dead"};
     size_t cap = 8192, len = 0;
     char *out = calloc(1, cap);
     for (size_t s = 0; s < sizeof streams / sizeof *streams; s++) {
         redisReply *e = aw_test_command(rc, "EXISTS %s", streams[s]);
-        len += (size_t)snprintf(out + len, cap - len, "%s exists=%lld\n", streams[s], e->integer);
+        len += (size_t)snprintf(out + len, cap - len, "%s exists=%lld\n",
+                                streams[s], e->integer);
         freeReplyObject(e);
         redisReply *g = redisCommand(rc, "XINFO GROUPS %s", streams[s]);
         if (g && g->type == REDIS_REPLY_ARRAY)
@@ -111,9 +130,12 @@ static char *redis_state(void) {
                 for (size_t k = 0; k + 1 < m->elements; k += 2) {
                     const redisReply *v = m->element[k + 1];
                     if (v->type == REDIS_REPLY_STRING)
-                        len += (size_t)snprintf(out + len, cap - len, " %s=%s", m->element[k]->str, v->str);
+                        len += (size_t)snprintf(out + len, cap - len, " %s=%s",
+                                                m->element[k]->str, v->str);
                     else
-                        len += (size_t)snprintf(out + len, cap - len, " %s=%lld", m->element[k]->str, v->integer);
+                        len +=
+                            (size_t)snprintf(out + len, cap - len, " %s=%lld",
+                                             m->element[k]->str, v->integer);
                 }
                 len += (size_t)snprintf(out + len, cap - len, "\n");
             }
@@ -129,10 +151,13 @@ typedef struct doctor_run {
 } doctor_run;
 
 /* Runs doctor -f json with extra args, and asserts it changed nothing. */
-static doctor_run doctor(const char *const *extra) {
-    const char *args[32] = {"doctor", "--redis", url, "--db", w.db, "-f", "json"};
+static doctor_run doctor(const char *const *extra)
+{
+    const char *args[32] = {"doctor", "--redis", url,   "--db",
+                            w.db,     "-f",      "json"};
     size_t n = 7;
-    for (; extra && *extra; extra++) args[n++] = *extra;
+    for (; extra && *extra; extra++)
+        args[n++] = *extra;
     args[n] = NULL;
     char *before = redis_state();
     cw_result r = cw_run(&w, args, NULL);
@@ -145,43 +170,54 @@ static doctor_run doctor(const char *const *extra) {
     return d;
 }
 
-static void done(doctor_run *d) {
+static void done(doctor_run *d)
+{
     free(d->err);
     cJSON_Delete(d->rows);
 }
 
-static bool is(const cJSON *row, const char *name, const char *want) {
+static bool is(const cJSON *row, const char *name, const char *want)
+{
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, name);
-    return want ? cJSON_IsString(v) && strcmp(v->valuestring, want) == 0 : cJSON_IsNull(v);
+    return want ? cJSON_IsString(v) && strcmp(v->valuestring, want) == 0
+                : cJSON_IsNull(v);
 }
 
 /* The value of the row (section, stream, group, item); NULL when absent. */
-static const cJSON *value(const doctor_run *d, const char *section, const char *stream,
-                          const char *group, const char *item) {
+static const cJSON *value(const doctor_run *d, const char *section,
+                          const char *stream, const char *group,
+                          const char *item)
+{
     const cJSON *row;
-    cJSON_ArrayForEach(row, d->rows)
-        if (is(row, "section", section) && is(row, "stream", stream) &&
-            is(row, "group", group) && is(row, "item", item))
-            return cJSON_GetObjectItemCaseSensitive(row, "value");
+    cJSON_ArrayForEach(
+        row,
+        d->rows) if (is(row, "section", section) && is(row, "stream", stream) &&
+                     is(row, "group", group) &&
+                     is(row, "item",
+                        item)) return cJSON_GetObjectItemCaseSensitive(row,
+                                                                       "value");
     return NULL;
 }
 
-static const char *verdict(const doctor_run *d, const char *section) {
+static const char *verdict(const doctor_run *d, const char *section)
+{
     const cJSON *v = value(d, "verdict", NULL, NULL, section);
     cr_assert(cJSON_IsString(v), "no verdict for %s", section);
     return v->valuestring;
 }
 
-static int64_t number(const doctor_run *d, const char *section, const char *stream,
-                      const char *group, const char *item) {
+static int64_t number(const doctor_run *d, const char *section,
+                      const char *stream, const char *group, const char *item)
+{
     const cJSON *v = value(d, section, stream, group, item);
     cr_assert(cJSON_IsNumber(v), "%s %s %s %s is not a number", section,
               stream ? stream : "-", group ? group : "-", item);
     return (int64_t)v->valuedouble;
 }
 
-static const char *text(const doctor_run *d, const char *section, const char *stream,
-                        const char *group, const char *item) {
+static const char *text(const doctor_run *d, const char *section,
+                        const char *stream, const char *group, const char *item)
+{
     const cJSON *v = value(d, section, stream, group, item);
     cr_assert(cJSON_IsString(v), "%s %s %s %s is not a string", section,
               stream ? stream : "-", group ? group : "-", item);
@@ -189,7 +225,8 @@ static const char *text(const doctor_run *d, const char *section, const char *st
 }
 
 /* A pipeline where every Caracal consumer keeps up. */
-static void healthy_traffic(void) {
+static void healthy_traffic(void)
+{
     caracal_groups();
     add_audit(5000, 3);
     add_revocation(4000, "ar-1");
@@ -198,31 +235,37 @@ static void healthy_traffic(void) {
     consume(REVOKE, GW, "gateway-gw-1-1", true);
 }
 
-Test(cli_doctor, healthy_pipeline_exits_0_with_every_verdict_ok) {
+Test(cli_doctor, healthy_pipeline_exits_0_with_every_verdict_ok)
+{
     healthy_traffic();
     doctor_run d = doctor(NULL);
     cr_expect_eq(d.status, 0, "stderr: %s", d.err);
     cr_expect_str_empty(d.err);
-    static const char *const sections[] = {"streams", "trimming", "dead_letters",
-                                           "enforcers", "ingest", "index"};
+    static const char *const sections[] = {
+        "streams", "trimming", "dead_letters", "enforcers", "ingest", "index"};
     for (size_t i = 0; i < sizeof sections / sizeof *sections; i++)
         cr_expect_str_eq(verdict(&d, sections[i]), "ok", "%s", sections[i]);
     cr_expect(cJSON_IsTrue(value(&d, "redis", NULL, NULL, "reachable")));
     cr_expect_eq(number(&d, "stream", AUDIT, NULL, "length"), 3);
-    cr_expect_geq(number(&d, "stream", AUDIT, NULL, "first_entry_age_ms"), 5000);
+    cr_expect_geq(number(&d, "stream", AUDIT, NULL, "first_entry_age_ms"),
+                  5000);
     cr_expect_eq(number(&d, "group", REVOKE, GW, "lag"), 0);
     cr_expect_eq(number(&d, "group", REVOKE, GW, "pending"), 0);
     cr_expect_eq(number(&d, "group", REVOKE, GW, "trim_headroom"), 100000);
-    cr_expect_geq(number(&d, "consumer", REVOKE, GW, "gateway-gw-1-1"), 0, "its idle time");
-    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"), "ok");
+    cr_expect_geq(number(&d, "consumer", REVOKE, GW, "gateway-gw-1-1"), 0,
+                  "its idle time");
+    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "ok");
     cr_expect_str_eq(text(&d, "enforcer", REVOKE, GW, "state"), "ok");
-    cr_expect_str_eq(text(&d, "ingest", AUDIT, "audit-ingestor", "state"), "ok");
+    cr_expect_str_eq(text(&d, "ingest", AUDIT, "audit-ingestor", "state"),
+                     "ok");
     cr_expect_eq(number(&d, "dead_letters", AUDIT ".dlq", NULL, "depth"), 0);
     cr_expect_eq(number(&d, "index", NULL, NULL, "alerts_open"), 0);
     done(&d);
 }
 
-Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace) {
+Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace)
+{
     caracal_groups();
     add_revocation(45000, "ar-1");
     consume(REVOKE, "sts-revocation", "sts-1", true);
@@ -231,10 +274,13 @@ Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace) {
     cr_expect_eq(d.status, 1, "stderr: %s", d.err);
     cr_expect_str_eq(verdict(&d, "enforcers"), "attention");
     cr_expect_str_eq(text(&d, "enforcer", REVOKE, GW, "state"), "not_reading");
-    cr_expect_geq(number(&d, "enforcer", REVOKE, GW, "unapplied_age_ms"), 45000);
-    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"), "ok");
+    cr_expect_geq(number(&d, "enforcer", REVOKE, GW, "unapplied_age_ms"),
+                  45000);
+    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "ok");
     cr_expect(strstr(d.err, GW) && strstr(d.err, "has not read"), "%s", d.err);
-    cr_expect_not(strstr(d.err, "sts-revocation "), "only the failing one is named: %s", d.err);
+    cr_expect_not(strstr(d.err, "sts-revocation "),
+                  "only the failing one is named: %s", d.err);
     done(&d);
 
     doctor_run patient = doctor(ARGS("--grace-enforcer", "120"));
@@ -242,7 +288,8 @@ Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace) {
     done(&patient);
 }
 
-Test(cli_doctor, enforcer_that_reads_and_never_acks_is_not_acking) {
+Test(cli_doctor, enforcer_that_reads_and_never_acks_is_not_acking)
+{
     caracal_groups();
     add_revocation(60000, "ar-1");
     consume(REVOKE, "sts-revocation", "sts-1", true);
@@ -251,12 +298,15 @@ Test(cli_doctor, enforcer_that_reads_and_never_acks_is_not_acking) {
     cr_expect_eq(d.status, 1);
     cr_expect_str_eq(text(&d, "enforcer", REVOKE, GW, "state"), "not_acking");
     cr_expect_eq(number(&d, "group", REVOKE, GW, "pending"), 1);
-    cr_expect_geq(number(&d, "group", REVOKE, GW, "oldest_pending_age_ms"), 60000);
+    cr_expect_geq(number(&d, "group", REVOKE, GW, "oldest_pending_age_ms"),
+                  60000);
     cr_expect(strstr(d.err, "has not acknowledged"), "%s", d.err);
     done(&d);
 }
 
-Test(cli_doctor, enforcer_group_that_joins_late_is_judged_only_on_what_came_after) {
+Test(cli_doctor,
+     enforcer_group_that_joins_late_is_judged_only_on_what_came_after)
+{
     caracal_groups();
     add_revocation(120000, "ar-old");
     consume(REVOKE, "sts-revocation", "sts-1", true);
@@ -264,8 +314,11 @@ Test(cli_doctor, enforcer_group_that_joins_late_is_judged_only_on_what_came_afte
     /* a new Gateway host starts: its group is created at `$` */
     command("XGROUP CREATE %s gateway-revocation:gw-2 $", REVOKE);
     doctor_run before = doctor(NULL);
-    cr_expect_eq(before.status, 0, "the old revocation predates gw-2: %s", before.err);
-    cr_expect_str_eq(text(&before, "enforcer", REVOKE, "gateway-revocation:gw-2", "state"), "ok");
+    cr_expect_eq(before.status, 0, "the old revocation predates gw-2: %s",
+                 before.err);
+    cr_expect_str_eq(
+        text(&before, "enforcer", REVOKE, "gateway-revocation:gw-2", "state"),
+        "ok");
     done(&before);
 
     add_revocation(60000, "ar-new");
@@ -273,19 +326,23 @@ Test(cli_doctor, enforcer_group_that_joins_late_is_judged_only_on_what_came_afte
     consume(REVOKE, GW, "gateway-gw-1-1", true);
     doctor_run after = doctor(NULL);
     cr_expect_eq(after.status, 1);
-    cr_expect_str_eq(text(&after, "enforcer", REVOKE, "gateway-revocation:gw-2", "state"),
-                     "not_reading");
+    cr_expect_str_eq(
+        text(&after, "enforcer", REVOKE, "gateway-revocation:gw-2", "state"),
+        "not_reading");
     cr_expect_str_eq(text(&after, "enforcer", REVOKE, GW, "state"), "ok");
     done(&after);
 
-    doctor_run narrowed = doctor(ARGS("--enforcer-group", "sts-revocation*",
-                                      "--enforcer-group", GW));
-    cr_expect_eq(narrowed.status, 0, "gw-2 is not an enforcer by these patterns: %s", narrowed.err);
-    cr_expect_null(value(&narrowed, "enforcer", REVOKE, "gateway-revocation:gw-2", "state"));
+    doctor_run narrowed = doctor(
+        ARGS("--enforcer-group", "sts-revocation*", "--enforcer-group", GW));
+    cr_expect_eq(narrowed.status, 0,
+                 "gw-2 is not an enforcer by these patterns: %s", narrowed.err);
+    cr_expect_null(value(&narrowed, "enforcer", REVOKE,
+                         "gateway-revocation:gw-2", "state"));
     done(&narrowed);
 }
 
-Test(cli_doctor, no_enforcer_on_the_revocation_stream_needs_attention) {
+Test(cli_doctor, no_enforcer_on_the_revocation_stream_needs_attention)
+{
     command("XGROUP CREATE %s audit-ingestor $ MKSTREAM", AUDIT);
     command("XGROUP CREATE %s opa-engine $ MKSTREAM", REVOKE);
     doctor_run d = doctor(NULL);
@@ -294,25 +351,30 @@ Test(cli_doctor, no_enforcer_on_the_revocation_stream_needs_attention) {
     done(&d);
 }
 
-Test(cli_doctor, trimming_near_or_past_what_a_group_has_not_read_needs_attention) {
+Test(cli_doctor,
+     trimming_near_or_past_what_a_group_has_not_read_needs_attention)
+{
     caracal_groups();
     command("XGROUP CREATE %s opa-engine $", REVOKE);
-    for (int i = 0; i < 20; i++) add_revocation(60000 - i, "ar-t");
+    for (int i = 0; i < 20; i++)
+        add_revocation(60000 - i, "ar-t");
     consume(REVOKE, "sts-revocation", "sts-1", true);
     consume(REVOKE, GW, "gateway-gw-1-1", true);
     consume(REVOKE, "opa-engine", "opa-1", true);
     command("XGROUP CREATE %s gateway-revocation:gw-3 $", REVOKE);
-    for (int i = 0; i < 95; i++) add_revocation(30000 - i, "ar-u");
+    for (int i = 0; i < 95; i++)
+        add_revocation(30000 - i, "ar-u");
     consume(REVOKE, "sts-revocation", "sts-1", true);
     consume(REVOKE, GW, "gateway-gw-1-1", true);
     consume(REVOKE, "gateway-revocation:gw-3", "gateway-gw-3-1", true);
     doctor_run near = doctor(ARGS("--maxlen", "100"));
     cr_expect_eq(near.status, 1);
-    cr_expect_eq(number(&near, "group", REVOKE, "opa-engine", "trim_headroom"), 5,
-                 "95 unread entries under MAXLEN ~ 100");
+    cr_expect_eq(number(&near, "group", REVOKE, "opa-engine", "trim_headroom"),
+                 5, "95 unread entries under MAXLEN ~ 100");
     cr_expect_eq(number(&near, "group", REVOKE, GW, "trim_headroom"), 100);
     cr_expect_str_eq(verdict(&near, "trimming"), "attention");
-    cr_expect(strstr(near.err, "opa-engine: 5 entries before MAXLEN"), "%s", near.err);
+    cr_expect(strstr(near.err, "opa-engine: 5 entries before MAXLEN"), "%s",
+              near.err);
     done(&near);
 
     /* a producer trims with MAXLEN 50: opa-engine never read what went */
@@ -321,60 +383,83 @@ Test(cli_doctor, trimming_near_or_past_what_a_group_has_not_read_needs_attention
     consume(REVOKE, GW, "gateway-gw-1-1", true);
     consume(REVOKE, "gateway-revocation:gw-3", "gateway-gw-3-1", true);
     doctor_run past = doctor(NULL);
-    cr_expect_eq(number(&past, "group", REVOKE, "opa-engine", "trim_headroom"), 0);
-    cr_expect(strstr(past.err, "opa-engine: 0 entries before MAXLEN"), "%s", past.err);
+    cr_expect_eq(number(&past, "group", REVOKE, "opa-engine", "trim_headroom"),
+                 0);
+    cr_expect(strstr(past.err, "opa-engine: 0 entries before MAXLEN"), "%s",
+              past.err);
     cr_expect_str_eq(text(&past, "enforcer", REVOKE, GW, "state"), "ok",
                      "its trimmed entries had all been read");
     done(&past);
 }
 
-Test(cli_doctor, stalled_audit_ingestor_is_lagging_then_stuck) {
+Test(cli_doctor, stalled_audit_ingestor_is_lagging_then_stuck)
+{
     caracal_groups();
     add_audit(120000, 3);
-    doctor_run lagging = doctor(ARGS("--max-ingest-lag", "10", "--max-ingest-age", "60"));
+    doctor_run lagging =
+        doctor(ARGS("--max-ingest-lag", "10", "--max-ingest-age", "60"));
     cr_expect_eq(lagging.status, 1);
     cr_expect_str_eq(verdict(&lagging, "ingest"), "attention");
-    cr_expect_str_eq(text(&lagging, "ingest", AUDIT, "audit-ingestor", "state"), "lagging");
+    cr_expect_str_eq(text(&lagging, "ingest", AUDIT, "audit-ingestor", "state"),
+                     "lagging");
     cr_expect_eq(number(&lagging, "ingest", AUDIT, "audit-ingestor", "lag"), 3);
-    cr_expect_geq(number(&lagging, "ingest", AUDIT, "audit-ingestor", "oldest_unread_age_ms"), 120000);
+    cr_expect_geq(number(&lagging, "ingest", AUDIT, "audit-ingestor",
+                         "oldest_unread_age_ms"),
+                  120000);
     done(&lagging);
 
     consume(AUDIT, "audit-ingestor", "audit-1", false);
     doctor_run stuck = doctor(ARGS("--max-ingest-age", "60"));
     cr_expect_eq(stuck.status, 1);
-    cr_expect_str_eq(text(&stuck, "ingest", AUDIT, "audit-ingestor", "state"), "stuck");
-    cr_expect_geq(number(&stuck, "ingest", AUDIT, "audit-ingestor", "oldest_pending_age_ms"), 120000);
+    cr_expect_str_eq(text(&stuck, "ingest", AUDIT, "audit-ingestor", "state"),
+                     "stuck");
+    cr_expect_geq(number(&stuck, "ingest", AUDIT, "audit-ingestor",
+                         "oldest_pending_age_ms"),
+                  120000);
     done(&stuck);
 
     doctor_run lenient = doctor(ARGS("--max-ingest-age", "300"));
-    cr_expect_str_eq(text(&lenient, "ingest", AUDIT, "audit-ingestor", "state"), "ok");
+    cr_expect_str_eq(text(&lenient, "ingest", AUDIT, "audit-ingestor", "state"),
+                     "ok");
     done(&lenient);
 }
 
-Test(cli_doctor, dead_letters_need_attention_with_their_reason) {
+Test(cli_doctor, dead_letters_need_attention_with_their_reason)
+{
     healthy_traffic();
-    command("XADD %s.dlq * reason hmac_verify_failed src_id evt-9 received_at 1779364899123 "
-            "src_data {} src_sig 00", AUDIT);
-    command("XADD %s.dead * original_id 1779364830000-0 error %s values %s", REVOKE,
-            "missing session_id", "{\"zone_id\":\"zone-1\"}");
-    command("XADD %s.dead * original_id 1779364831000-0 error again values {}", REVOKE);
+    command(
+        "XADD %s.dlq * reason hmac_verify_failed src_id evt-9 received_at 1779364899123 "
+        "src_data {} src_sig 00",
+        AUDIT);
+    command("XADD %s.dead * original_id 1779364830000-0 error %s values %s",
+            REVOKE, "missing session_id", "{\"zone_id\":\"zone-1\"}");
+    command("XADD %s.dead * original_id 1779364831000-0 error again values {}",
+            REVOKE);
     doctor_run d = doctor(NULL);
     cr_expect_eq(d.status, 1);
     cr_expect_str_eq(verdict(&d, "dead_letters"), "attention");
-    cr_expect_str_eq(verdict(&d, "enforcers"), "ok", "dead letters are their own section");
+    cr_expect_str_eq(verdict(&d, "enforcers"), "ok",
+                     "dead letters are their own section");
     cr_expect_eq(number(&d, "dead_letters", AUDIT ".dlq", NULL, "depth"), 1);
-    cr_expect_str_eq(text(&d, "dead_letters", AUDIT ".dlq", NULL, "oldest_reason"),
-                     "hmac_verify_failed");
-    cr_expect_str_eq(text(&d, "dead_letters", AUDIT ".dlq", NULL, "oldest_source_id"), "evt-9");
+    cr_expect_str_eq(
+        text(&d, "dead_letters", AUDIT ".dlq", NULL, "oldest_reason"),
+        "hmac_verify_failed");
+    cr_expect_str_eq(
+        text(&d, "dead_letters", AUDIT ".dlq", NULL, "oldest_source_id"),
+        "evt-9");
     cr_expect_eq(number(&d, "dead_letters", REVOKE ".dead", NULL, "depth"), 2);
-    cr_expect_str_eq(text(&d, "dead_letters", REVOKE ".dead", NULL, "oldest_shape"), "enforcer");
-    cr_expect_str_eq(text(&d, "dead_letters", REVOKE ".dead", NULL, "oldest_reason"),
-                     "missing session_id");
+    cr_expect_str_eq(
+        text(&d, "dead_letters", REVOKE ".dead", NULL, "oldest_shape"),
+        "enforcer");
+    cr_expect_str_eq(
+        text(&d, "dead_letters", REVOKE ".dead", NULL, "oldest_reason"),
+        "missing session_id");
     cr_expect(strstr(d.err, REVOKE ".dead holds 2"), "%s", d.err);
     done(&d);
 }
 
-Test(cli_doctor, open_alerts_in_the_index_need_attention) {
+Test(cli_doctor, open_alerts_in_the_index_need_attention)
+{
     healthy_traffic();
     /* an index with open alerts: the command-line world's traffic */
     cw_cleanup(&w);
@@ -387,31 +472,37 @@ Test(cli_doctor, open_alerts_in_the_index_need_attention) {
     done(&d);
 }
 
-Test(cli_doctor, unreachable_redis_or_unreadable_index_exits_3) {
+Test(cli_doctor, unreachable_redis_or_unreadable_index_exits_3)
+{
     healthy_traffic();
     aw_test_path(w.dir, "missing.db", w.db);
     doctor_run no_index = doctor(NULL);
     cr_expect_eq(no_index.status, 3);
     cr_expect_str_eq(verdict(&no_index, "index"), "unknown");
-    cr_expect_str_eq(verdict(&no_index, "ingest"), "ok", "Redis was still read");
+    cr_expect_str_eq(verdict(&no_index, "ingest"), "ok",
+                     "Redis was still read");
     done(&no_index);
 
     aw_test_path(w.dir, "index.db", w.db);
     redisFree(rc);
     aw_test_redis_stop(&redis);
-    const char *args[] = {"doctor", "--redis", url, "--db", w.db, "-f", "json", NULL};
+    const char *args[] = {"doctor", "--redis", url,    "--db",
+                          w.db,     "-f",      "json", NULL};
     cw_result r = cw_run(&w, args, NULL);
     cr_expect_eq(r.status, 3);
     cr_expect(strstr(r.err, "cannot connect"), "%s", r.err);
-    cr_expect(strstr(r.out, "\"item\":\"reachable\",\"value\":false"), "%s", r.out);
+    cr_expect(strstr(r.out, "\"item\":\"reachable\",\"value\":false"), "%s",
+              r.out);
     cw_result_free(&r);
     aw_test_redis_start_again(&redis);
     rc = aw_test_redis_connect(&redis);
 }
 
-Test(cli_doctor, needs_a_redis_url) {
+Test(cli_doctor, needs_a_redis_url)
+{
     const char *args[] = {"doctor", "--db", w.db, NULL};
-    cw_result r = cw_run(&w, args, (const char *const[]){"AUDITWATCH_REDIS=", NULL});
+    cw_result r =
+        cw_run(&w, args, (const char *const[]){"AUDITWATCH_REDIS=", NULL});
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--redis"), "%s", r.err);
     cw_result_free(&r);

@@ -16,28 +16,38 @@
 
 static cli_world w;
 
-static void build(void) { cw_build(&w, true); }
-static void cleanup(void) { cw_cleanup(&w); }
+static void build(void)
+{
+    cw_build(&w, true);
+}
+static void cleanup(void)
+{
+    cw_cleanup(&w);
+}
 
 TestSuite(cli_export_replay, .init = build, .fini = cleanup, .timeout = 180);
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define KEYS ((const char *const[]){"AUDIT_HMAC_KEY=" AW_TEST_KEY_HEX, \
-                                    "STREAMS_HMAC_KEY=" AW_TEST_KEY_HEX, NULL})
+#define KEYS                                                                   \
+    ((const char *const[]){"AUDIT_HMAC_KEY=" AW_TEST_KEY_HEX,                  \
+                           "STREAMS_HMAC_KEY=" AW_TEST_KEY_HEX, NULL})
 
-static int by_text(const void *a, const void *b) {
+static int by_text(const void *a, const void *b)
+{
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* "id kind state" of every alert in JSON lines, sorted, one per line. */
-static char *alert_set(const char *json_lines) {
+static char *alert_set(const char *json_lines)
+{
     cJSON *rows = cw_json_lines(json_lines), *row;
     size_t n = (size_t)cJSON_GetArraySize(rows), i = 0;
     char **items = calloc(n + 1, sizeof *items), *set = calloc(1, n * 128 + 1);
-    cJSON_ArrayForEach(row, rows) {
+    cJSON_ArrayForEach(row, rows)
+    {
         items[i] = malloc(128);
-        snprintf(items[i++], 128, "%s %s %s\n", cw_str(row, "id"), cw_str(row, "kind"),
-                 cw_str(row, "state"));
+        snprintf(items[i++], 128, "%s %s %s\n", cw_str(row, "id"),
+                 cw_str(row, "kind"), cw_str(row, "state"));
     }
     qsort(items, n, sizeof *items, by_text);
     for (i = 0; i < n; i++) {
@@ -49,24 +59,30 @@ static char *alert_set(const char *json_lines) {
     return set;
 }
 
-static void export_window(const char *since, const char *until, const char *bundle) {
-    cw_result r = cw_run(&w, ARGS("export", "--db", w.db, "--since", since, "--until", until,
-                                  "-o", bundle), NULL);
+static void export_window(const char *since, const char *until,
+                          const char *bundle)
+{
+    cw_result r = cw_run(&w,
+                         ARGS("export", "--db", w.db, "--since", since,
+                              "--until", until, "-o", bundle),
+                         NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_str_empty(r.out);
     cw_result_free(&r);
 }
 
-Test(cli_export_replay, replaying_an_exported_window_raises_the_same_alerts) {
+Test(cli_export_replay, replaying_an_exported_window_raises_the_same_alerts)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     aw_test_path(w.dir, "window.bundle", bundle);
     aw_test_path(w.dir, "fresh.db", fresh);
     export_window("2026-05-21T12:00:00Z", "2026-05-21T13:00:00Z", bundle);
 
-    cw_result original = cw_run(&w, ARGS("alerts", "--db", w.db, "--state", "all", "-f", "json"),
-                                NULL);
-    cw_result replayed = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh, "-f", "json"),
-                                KEYS);
+    cw_result original = cw_run(
+        &w, ARGS("alerts", "--db", w.db, "--state", "all", "-f", "json"), NULL);
+    cw_result replayed = cw_run(
+        &w, ARGS("replay", "--bundle", bundle, "--db", fresh, "-f", "json"),
+        KEYS);
     cr_assert_eq(replayed.status, 0, "%s", replayed.err);
     char *want = alert_set(original.out), *got = alert_set(replayed.out);
     cr_expect_eq(cw_lines(want), 6, "%s", want);
@@ -77,18 +93,23 @@ Test(cli_export_replay, replaying_an_exported_window_raises_the_same_alerts) {
     cw_result_free(&replayed);
 
     /* The rebuilt index holds the same evidence. */
-    cw_result q = cw_run(&w, ARGS("trace", "req-4", "--db", fresh, "-f", "json"), NULL);
+    cw_result q =
+        cw_run(&w, ARGS("trace", "req-4", "--db", fresh, "-f", "json"), NULL);
     cr_expect_eq(q.status, 0, "%s", q.err);
     cr_expect_eq(cw_lines(q.out), 4, "%s", q.out);
     cw_result_free(&q);
 }
 
-Test(cli_export_replay, exports_only_the_entries_of_the_window) {
+Test(cli_export_replay, exports_only_the_entries_of_the_window)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     aw_test_path(w.dir, "narrow.bundle", bundle);
     aw_test_path(w.dir, "narrow.db", fresh);
-    cw_result r = cw_run(&w, ARGS("export", "--db", w.db, "--since", "2026-05-21T12:03:20Z",
-                                  "--until", "2026-05-21T12:03:22Z", "-o", bundle), NULL);
+    cw_result r =
+        cw_run(&w,
+               ARGS("export", "--db", w.db, "--since", "2026-05-21T12:03:20Z",
+                    "--until", "2026-05-21T12:03:22Z", "-o", bundle),
+               NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, " 4 entries"), "%s", r.err);
     cw_result_free(&r);
@@ -98,36 +119,43 @@ Test(cli_export_replay, exports_only_the_entries_of_the_window) {
     cw_result_free(&r);
     r = cw_run(&w, ARGS("query", "--db", fresh, "-f", "csv"), NULL);
     cr_expect_eq(cw_lines(r.out), 5, "%s", r.out);
-    cr_expect(strstr(r.out, "\nevf-000,") && strstr(r.out, "\ngwf-001,"), "%s", r.out);
+    cr_expect(strstr(r.out, "\nevf-000,") && strstr(r.out, "\ngwf-001,"), "%s",
+              r.out);
     cw_result_free(&r);
 }
 
-Test(cli_export_replay, replay_can_narrow_the_window_of_a_bundle) {
+Test(cli_export_replay, replay_can_narrow_the_window_of_a_bundle)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     aw_test_path(w.dir, "all.bundle", bundle);
     aw_test_path(w.dir, "part.db", fresh);
     export_window("2026-05-21T12:00:00Z", "2026-05-21T13:00:00Z", bundle);
-    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh, "--since",
-                                  "2026-05-21T12:03:20Z", "--until", "2026-05-21T12:03:22Z"),
-                         NULL);
+    cw_result r =
+        cw_run(&w,
+               ARGS("replay", "--bundle", bundle, "--db", fresh, "--since",
+                    "2026-05-21T12:03:20Z", "--until", "2026-05-21T12:03:22Z"),
+               NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, "4 entries replayed"), "%s", r.err);
     cw_result_free(&r);
 }
 
-Test(cli_export_replay, an_empty_window_makes_a_valid_empty_bundle) {
+Test(cli_export_replay, an_empty_window_makes_a_valid_empty_bundle)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     aw_test_path(w.dir, "empty.bundle", bundle);
     aw_test_path(w.dir, "empty.db", fresh);
     export_window("2026-05-22T00:00:00Z", "2026-05-23T00:00:00Z", bundle);
-    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
+    cw_result r =
+        cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_empty(r.out);
     cr_expect(strstr(r.err, "0 entries replayed"), "%s", r.err);
     cw_result_free(&r);
 }
 
-Test(cli_export_replay, an_altered_bundle_is_refused_and_leaves_no_index) {
+Test(cli_export_replay, an_altered_bundle_is_refused_and_leaves_no_index)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     size_t len;
     aw_test_path(w.dir, "altered.bundle", bundle);
@@ -137,20 +165,22 @@ Test(cli_export_replay, an_altered_bundle_is_refused_and_leaves_no_index) {
     char *bytes = aw_test_read_file(bundle, &len);
     char *hit = NULL;
     for (size_t i = 0; !hit && i + 5 <= len; i++)
-        if (memcmp(bytes + i, "req-4", 5) == 0) hit = bytes + i;
+        if (memcmp(bytes + i, "req-4", 5) == 0)
+            hit = bytes + i;
     cr_assert_not_null(hit);
-    hit[4] = '9';   /* one byte of one entry */
+    hit[4] = '9'; /* one byte of one entry */
     FILE *fp = fopen(bundle, "wb");
     cr_assert_eq(fwrite(bytes, 1, len, fp), len);
     fclose(fp);
 
-    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
+    cw_result r =
+        cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
     cr_expect_eq(r.status, 3);
     cr_expect(strstr(r.err, "SHA-256"), "%s", r.err);
     cr_expect_neq(access(fresh, F_OK), 0, "no index is left behind");
     cw_result_free(&r);
 
-    fp = fopen(bundle, "wb");   /* cut short */
+    fp = fopen(bundle, "wb"); /* cut short */
     cr_assert_eq(fwrite(bytes, 1, len / 2, fp), len / 2);
     fclose(fp);
     r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
@@ -160,17 +190,21 @@ Test(cli_export_replay, an_altered_bundle_is_refused_and_leaves_no_index) {
     free(bytes);
 }
 
-static void pack_cstr(msgpack_packer *pk, const char *s) {
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
     msgpack_pack_str(pk, strlen(s));
     msgpack_pack_str_body(pk, s, strlen(s));
 }
 
 /* A bundle with a true header around the given entries, in the given order. */
-static void write_bundle(const char *path, aw_raw_entry *const *entries, size_t n) {
+static void write_bundle(const char *path, aw_raw_entry *const *entries,
+                         size_t n)
+{
     aw_buf body = {0};
     aw_error err;
     for (size_t i = 0; i < n; i++)
-        cr_assert_eq(aw_raw_entry_pack(entries[i], &body, &err), AW_OK, "%s", err.msg);
+        cr_assert_eq(aw_raw_entry_pack(entries[i], &body, &err), AW_OK, "%s",
+                     err.msg);
     unsigned char sha[32];
     char hex[65];
     aw_sha256(body.ptr, body.len, sha);
@@ -206,18 +240,24 @@ static void write_bundle(const char *path, aw_raw_entry *const *entries, size_t 
     aw_buf_free(&body);
 }
 
-static aw_raw_entry *entry_on(const char *stream, const char *id) {
-    aw_field fields[] = {{{"zone_id", 7}, {"zone-1", 6}}, {{"session_id", 10}, {"ar-1", 4}}};
+static aw_raw_entry *entry_on(const char *stream, const char *id)
+{
+    aw_field fields[] = {{{"zone_id", 7}, {"zone-1", 6}},
+                         {{"session_id", 10}, {"ar-1", 4}}};
     aw_raw_entry *e = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id, strlen(id)},
-                                  fields, 2, &e, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                                  (aw_bytes){id, strlen(id)}, fields, 2, &e,
+                                  &err),
+                 AW_OK, "%s", err.msg);
     return e;
 }
 
 /* Found by tests/fuzz/fuzz_bundle: the refusal quoted the entry's stream name,
  * bundle bytes that may hold terminal escapes or invalid UTF-8. */
-Test(cli_export_replay, an_unsorted_bundle_is_refused_naming_the_entry_not_its_raw_stream) {
+Test(cli_export_replay,
+     an_unsorted_bundle_is_refused_naming_the_entry_not_its_raw_stream)
+{
     char bundle[PATH_MAX], fresh[PATH_MAX];
     aw_test_path(w.dir, "unsorted.bundle", bundle);
     aw_test_path(w.dir, "unsorted.db", fresh);
@@ -227,40 +267,52 @@ Test(cli_export_replay, an_unsorted_bundle_is_refused_naming_the_entry_not_its_r
     };
     write_bundle(bundle, entries, 2);
 
-    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
+    cw_result r =
+        cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", fresh), NULL);
     cr_expect_neq(r.status, 0);
-    cr_expect(strstr(r.err, "entry 2 (id 1716300000000-0) is out of entry-id order"), "%s", r.err);
+    cr_expect(
+        strstr(r.err, "entry 2 (id 1716300000000-0) is out of entry-id order"),
+        "%s", r.err);
     for (const char *p = r.err; *p; p++)
-        cr_expect(*p == '\n' || ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f),
-                  "raw byte 0x%02x from the bundle reached stderr", (unsigned char)*p);
+        cr_expect(*p == '\n' ||
+                      ((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f),
+                  "raw byte 0x%02x from the bundle reached stderr",
+                  (unsigned char)*p);
     cw_result_free(&r);
     aw_raw_entry_free(entries[0]);
     aw_raw_entry_free(entries[1]);
 }
 
-Test(cli_export_replay, replay_refuses_to_touch_an_existing_index) {
+Test(cli_export_replay, replay_refuses_to_touch_an_existing_index)
+{
     char bundle[PATH_MAX];
     aw_test_path(w.dir, "b.bundle", bundle);
     export_window("2026-05-21T12:00:00Z", "2026-05-21T13:00:00Z", bundle);
-    cw_result r = cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", w.db), NULL);
+    cw_result r =
+        cw_run(&w, ARGS("replay", "--bundle", bundle, "--db", w.db), NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "exists"), "%s", r.err);
     cw_result_free(&r);
 }
 
-Test(cli_export_replay, bad_arguments_exit_2) {
+Test(cli_export_replay, bad_arguments_exit_2)
+{
     const char *const *cases[] = {
         ARGS("export", "--db", w.db, "-o", "x.bundle"),
         ARGS("export", "--db", w.db, "--since", "-1h"),
-        ARGS("export", "--db", w.db, "--since", "now", "--until", "-1h", "-o", "x.bundle"),
+        ARGS("export", "--db", w.db, "--since", "now", "--until", "-1h", "-o",
+             "x.bundle"),
         ARGS("replay", "--db", "new.db"),
-        ARGS("replay", "--bundle", "a", "--from-redis", "redis://127.0.0.1:1", "--db", "new.db"),
+        ARGS("replay", "--bundle", "a", "--from-redis", "redis://127.0.0.1:1",
+             "--db", "new.db"),
         ARGS("replay", "--from-redis", "redis://127.0.0.1:1", "--db", "new.db"),
         ARGS("replay", "--bundle", "a"),
-        ARGS("replay", "--bundle", "a", "--db", "new.db", "--grace-missing", "soon"),
+        ARGS("replay", "--bundle", "a", "--db", "new.db", "--grace-missing",
+             "soon"),
     };
-    const char *mention[] = {"--since", "-o", "--since", "--bundle", "exactly one",
-                             "--since", "--db", "--grace-missing"};
+    const char *mention[] = {
+        "--since",     "-o",      "--since", "--bundle",
+        "exactly one", "--since", "--db",    "--grace-missing"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cw_result r = cw_run(&w, cases[i], NULL);
         cr_expect_eq(r.status, 2, "case %zu: %s", i, r.err);
@@ -272,29 +324,38 @@ Test(cli_export_replay, bad_arguments_exit_2) {
 
 /* ---- from Redis ------------------------------------------------------------ */
 
-#define PAGED_EXCHANGES 1100   /* more than one XRANGE page */
+#define PAGED_EXCHANGES 1100 /* more than one XRANGE page */
 
-static void publish(aw_test_redis *redis) {
+static void publish(aw_test_redis *redis)
+{
     redisContext *c = aw_test_redis_connect(redis);
     aw_test_pipe pipe = {.c = c};
     char id[32];
     /* Far outside any recent window. */
-    freeReplyObject(aw_test_command(c, "XADD auditwatch.calls 1000-0 request_id ancient status 200"));
+    freeReplyObject(aw_test_command(
+        c, "XADD auditwatch.calls 1000-0 request_id ancient status 200"));
     for (int i = 0; i < PAGED_EXCHANGES; i++) {
         snprintf(id, sizeof id, "ex-%04d", i);
-        aw_test_pipe_audit(&pipe, "caracal.audit.events", NULL,
-                           &(aw_test_audit){.id = id, .occurred_at = "2026-05-21T12:00:00Z"});
+        aw_test_pipe_audit(
+            &pipe, "caracal.audit.events", NULL,
+            &(aw_test_audit){.id = id, .occurred_at = "2026-05-21T12:00:00Z"});
         if (i == 500) {
-            aw_test_pipe_audit(&pipe, "caracal.audit.events", NULL,
-                               &(aw_test_audit){.id = "gw-lonely",
-                                                .event_type = "gateway_resource_request",
-                                                .occurred_at = "2026-05-21T12:00:00Z",
-                                                .metadata_json = "{\"upstream_status\":200,"
-                                                                 "\"result_class\":\"success\"}"});
-            aw_test_pipe_xadd(&pipe, "auditwatch.calls",
-                              (const char *[]){"request_id", "ex-0005", "status", "200"}, NULL, 2);
-            aw_test_pipe_xadd(&pipe, "auditwatch.calls",
-                              (const char *[]){"request_id", "req-ghost", "status", "200"}, NULL, 2);
+            aw_test_pipe_audit(
+                &pipe, "caracal.audit.events", NULL,
+                &(aw_test_audit){.id = "gw-lonely",
+                                 .event_type = "gateway_resource_request",
+                                 .occurred_at = "2026-05-21T12:00:00Z",
+                                 .metadata_json =
+                                     "{\"upstream_status\":200,"
+                                     "\"result_class\":\"success\"}"});
+            aw_test_pipe_xadd(
+                &pipe, "auditwatch.calls",
+                (const char *[]){"request_id", "ex-0005", "status", "200"},
+                NULL, 2);
+            aw_test_pipe_xadd(
+                &pipe, "auditwatch.calls",
+                (const char *[]){"request_id", "req-ghost", "status", "200"},
+                NULL, 2);
         }
     }
     aw_test_pipe_flush(&pipe);
@@ -302,21 +363,27 @@ static void publish(aw_test_redis *redis) {
 }
 
 /* "now" of the replay must lie past the newest entry's millisecond. */
-static bool clock_past_entries(void *ud) {
+static bool clock_past_entries(void *ud)
+{
     redisContext *c = aw_test_redis_connect(ud);
     redisReply *r = aw_test_command(c, "XINFO STREAM caracal.audit.events");
     const char *last = NULL;
     struct timespec ts;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
-        if (strcmp(r->element[i]->str, "last-generated-id") == 0) last = r->element[i + 1]->str;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements;
+         i += 2)
+        if (strcmp(r->element[i]->str, "last-generated-id") == 0)
+            last = r->element[i + 1]->str;
     clock_gettime(CLOCK_REALTIME, &ts);
-    bool past = last && (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 > atoll(last);
+    bool past = last && (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >
+                            atoll(last);
     freeReplyObject(r);
     redisFree(c);
     return past;
 }
 
-Test(cli_export_replay, replay_from_redis_reads_every_stream_of_the_window_without_a_group) {
+Test(cli_export_replay,
+     replay_from_redis_reads_every_stream_of_the_window_without_a_group)
+{
     aw_test_redis redis;
     char url[64], fresh[PATH_MAX];
     aw_test_redis_start(&redis, false);
@@ -326,13 +393,16 @@ Test(cli_export_replay, replay_from_redis_reads_every_stream_of_the_window_witho
               "the wall clock is not past the newest entry");
 
     aw_test_path(w.dir, "from-redis.db", fresh);
-    cw_result r = cw_run(&w, ARGS("replay", "--from-redis", url, "--since", "-10m", "--until",
-                                  "now", "--db", fresh, "--grace-missing", "0", "-f", "json"),
-                         NULL);
+    cw_result r =
+        cw_run(&w,
+               ARGS("replay", "--from-redis", url, "--since", "-10m", "--until",
+                    "now", "--db", fresh, "--grace-missing", "0", "-f", "json"),
+               NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out), *row;
     char kinds[256] = "";
-    cJSON_ArrayForEach(row, rows) {
+    cJSON_ArrayForEach(row, rows)
+    {
         strcat(kinds, cw_str(row, "kind"));
         strcat(kinds, ":");
         strcat(kinds, cw_str(row, "request_id"));
@@ -348,27 +418,33 @@ Test(cli_export_replay, replay_from_redis_reads_every_stream_of_the_window_witho
     char want[64];
     snprintf(want, sizeof want, "index,events,%d\r\n", PAGED_EXCHANGES + 1);
     cr_expect(strstr(r.out, want), "%s", r.out);
-    cr_expect(strstr(r.out, "index,calls,2\r\n"), "the 1970 call is outside: %s", r.out);
+    cr_expect(strstr(r.out, "index,calls,2\r\n"),
+              "the 1970 call is outside: %s", r.out);
     cw_result_free(&r);
 
     /* Nothing joined, nothing acknowledged. */
     redisContext *c = aw_test_redis_connect(&redis);
-    redisReply *groups = aw_test_command(c, "XINFO GROUPS caracal.audit.events");
+    redisReply *groups =
+        aw_test_command(c, "XINFO GROUPS caracal.audit.events");
     cr_expect_eq(groups->elements, 0);
     freeReplyObject(groups);
     redisFree(c);
     aw_test_redis_destroy(&redis);
 }
 
-Test(cli_export_replay, replay_from_an_unreachable_redis_fails_and_leaves_no_index) {
+Test(cli_export_replay,
+     replay_from_an_unreachable_redis_fails_and_leaves_no_index)
+{
     aw_test_redis redis;
     char url[64], fresh[PATH_MAX];
     aw_test_redis_start(&redis, false);
     aw_test_redis_url(&redis, url);
     aw_test_redis_stop(&redis);
     aw_test_path(w.dir, "nowhere.db", fresh);
-    cw_result r = cw_run(&w, ARGS("replay", "--from-redis", url, "--since", "-1h", "--until", "now",
-                                  "--db", fresh), NULL);
+    cw_result r = cw_run(&w,
+                         ARGS("replay", "--from-redis", url, "--since", "-1h",
+                              "--until", "now", "--db", fresh),
+                         NULL);
     cr_expect_eq(r.status, 3);
     cr_expect(strstr(r.err, "connect"), "%s", r.err);
     cr_expect_neq(access(fresh, F_OK), 0);

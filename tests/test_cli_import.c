@@ -9,8 +9,14 @@
 
 static cli_world w;
 
-static void build(void) { cw_build(&w, true); }
-static void cleanup(void) { cw_cleanup(&w); }
+static void build(void)
+{
+    cw_build(&w, true);
+}
+static void cleanup(void)
+{
+    cw_cleanup(&w);
+}
 
 TestSuite(cli_import, .init = build, .fini = cleanup, .timeout = 120);
 
@@ -25,21 +31,27 @@ static const char access_log[] =
     "{\"status\":200,\"occurred_at\":\"2026-05-21T12:00:06Z\"}\n";
 
 /* A status figure of the index, from `status -f csv` ("index,calls,4"). */
-static bool has_figure(const char *csv_line) {
+static bool has_figure(const char *csv_line)
+{
     cw_result r = cw_run(&w, ARGS("status", "--db", w.db, "-f", "csv"), NULL);
     bool found = strstr(r.out, csv_line) != NULL;
     cw_result_free(&r);
     return found;
 }
 
-Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason) {
+Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason)
+{
     char log[PATH_MAX];
-    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log,
+                       0644);
     cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
     cr_expect_eq(r.status, 1, "some lines were rejected: %s", r.err);
     cr_expect_str_empty(r.out);
-    cr_expect(strstr(r.err, "5 lines, 2 calls indexed, 0 already in the index, 2 rejected, "
-                            "1 blank (not_json: 1, missing_field: 1)"), "%s", r.err);
+    cr_expect(
+        strstr(r.err,
+               "5 lines, 2 calls indexed, 0 already in the index, 2 rejected, "
+               "1 blank (not_json: 1, missing_field: 1)"),
+        "%s", r.err);
     cw_result_free(&r);
 
     cr_expect(has_figure("index,calls,4\r\n"));
@@ -51,9 +63,11 @@ Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out), *row;
     int calls = 0;
-    cJSON_ArrayForEach(row, rows) {
+    cJSON_ArrayForEach(row, rows)
+    {
         const cJSON *aw = cJSON_GetObjectItemCaseSensitive(row, "auditwatch");
-        if (strcmp(cw_str(aw, "source"), "call") != 0) continue;
+        if (strcmp(cw_str(aw, "source"), "call") != 0)
+            continue;
         calls++;
         if (strcmp(cw_str(aw, "stream"), "import:access.log") == 0)
             cr_expect_str_eq(cw_str(aw, "time"), "2026-05-21T12:00:01.3Z");
@@ -63,52 +77,72 @@ Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason) {
     cw_result_free(&r);
 }
 
-Test(cli_import, importing_the_same_file_again_adds_nothing) {
+Test(cli_import, importing_the_same_file_again_adds_nothing)
+{
     char log[PATH_MAX];
-    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log,
+                       0644);
     cw_result first = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
     cw_result again = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
     cr_expect_eq(first.status, 1);
     cr_expect_eq(again.status, 0, "%s", again.err);
-    cr_expect(strstr(again.err, "0 calls indexed, 4 already in the index, 0 rejected"), "%s",
-              again.err);
+    cr_expect(strstr(again.err,
+                     "0 calls indexed, 4 already in the index, 0 rejected"),
+              "%s", again.err);
     cr_expect(has_figure("index,calls,4\r\n"));
     cr_expect(has_figure("index,rejected,4\r\n"));
     cw_result_free(&first);
     cw_result_free(&again);
 }
 
-Test(cli_import, maps_other_field_names_and_epoch_seconds) {
+Test(cli_import, maps_other_field_names_and_epoch_seconds)
+{
     char log[PATH_MAX];
-    aw_test_write_file(aw_test_path(w.dir, "nginx.json", log),
-                       "{\"rid\":\"req-3\",\"code\":403,\"ts\":1779364820.25}\n", 0644);
-    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db, "--request-id-field", "rid",
-                                  "--status-field", "code", "--time-field", "ts"), NULL);
+    aw_test_write_file(
+        aw_test_path(w.dir, "nginx.json", log),
+        "{\"rid\":\"req-3\",\"code\":403,\"ts\":1779364820.25}\n", 0644);
+    cw_result r =
+        cw_run(&w,
+               ARGS("import-calls", log, "--db", w.db, "--request-id-field",
+                    "rid", "--status-field", "code", "--time-field", "ts"),
+               NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cw_result_free(&r);
     r = cw_run(&w, ARGS("trace", "req-3", "--db", w.db, "-f", "csv"), NULL);
     cr_expect(strstr(r.out, "2026-05-21T12:00:20.25Z,call,"), "%s", r.out);
-    cr_expect(strstr(r.out, "\"\"request_id\"\":\"\"req-3\"\",\"\"status\"\":403,"), "%s", r.out);
+    cr_expect(
+        strstr(r.out, "\"\"request_id\"\":\"\"req-3\"\",\"\"status\"\":403,"),
+        "%s", r.out);
     cw_result_free(&r);
 }
 
-Test(cli_import, shows_progress_on_stderr_when_asked) {
+Test(cli_import, shows_progress_on_stderr_when_asked)
+{
     char log[PATH_MAX];
-    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log, 0644);
-    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db, "--progress"), NULL);
-    cr_expect(strstr(r.err, "\rimport-calls") || strstr(r.err, "\r\033[Kimport-calls"), "%s",
-              r.err);
+    aw_test_write_file(aw_test_path(w.dir, "access.log", log), access_log,
+                       0644);
+    cw_result r =
+        cw_run(&w, ARGS("import-calls", log, "--db", w.db, "--progress"), NULL);
+    cr_expect(strstr(r.err, "\rimport-calls") ||
+                  strstr(r.err, "\r\033[Kimport-calls"),
+              "%s", r.err);
     cw_result_free(&r);
 }
 
-Test(cli_import, bad_arguments_exit_2_and_an_unreadable_file_3) {
+Test(cli_import, bad_arguments_exit_2_and_an_unreadable_file_3)
+{
     char absent[PATH_MAX];
     cw_result none = cw_run(&w, ARGS("import-calls", "--db", w.db), NULL);
-    cw_result two = cw_run(&w, ARGS("import-calls", "a.log", "b.log", "--db", w.db), NULL);
-    cw_result empty = cw_run(&w, ARGS("import-calls", "a.log", "--status-field", "", "--db", w.db),
-                             NULL);
-    cw_result missing = cw_run(&w, ARGS("import-calls", aw_test_path(w.dir, "absent.log", absent),
-                                        "--db", w.db), NULL);
+    cw_result two =
+        cw_run(&w, ARGS("import-calls", "a.log", "b.log", "--db", w.db), NULL);
+    cw_result empty = cw_run(
+        &w, ARGS("import-calls", "a.log", "--status-field", "", "--db", w.db),
+        NULL);
+    cw_result missing =
+        cw_run(&w,
+               ARGS("import-calls", aw_test_path(w.dir, "absent.log", absent),
+                    "--db", w.db),
+               NULL);
     cr_expect_eq(none.status, 2);
     cr_expect(strstr(none.err, "FILE"), "%s", none.err);
     cr_expect_eq(two.status, 2);

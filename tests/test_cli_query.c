@@ -12,8 +12,14 @@
 
 static cli_world w;
 
-static void build(void) { cw_build(&w, true); }
-static void cleanup(void) { cw_cleanup(&w); }
+static void build(void)
+{
+    cw_build(&w, true);
+}
+static void cleanup(void)
+{
+    cw_cleanup(&w);
+}
 
 TestSuite(cli_query, .init = build, .fini = cleanup, .timeout = 120);
 
@@ -21,7 +27,8 @@ TestSuite(cli_query, .init = build, .fini = cleanup, .timeout = 120);
 
 /* Runs query --db W --format json plus args; returns the event ids found,
  * space-separated, in output order (heap), and the exit status. */
-static char *query_ids(int *status, const char *const *args) {
+static char *query_ids(int *status, const char *const *args)
+{
     const char *argv[MAX_ARGS] = {"query", "--db", w.db, "--format", "json"};
     size_t n = 5;
     for (; *args; args++) {
@@ -33,8 +40,10 @@ static char *query_ids(int *status, const char *const *args) {
     cJSON *rows = cw_json_lines(r.out);
     char *ids = calloc(1, strlen(r.out) + 1);
     cJSON *row;
-    cJSON_ArrayForEach(row, rows) {
-        if (*ids) strcat(ids, " ");
+    cJSON_ArrayForEach(row, rows)
+    {
+        if (*ids)
+            strcat(ids, " ");
         strcat(ids, cw_str(row, "id"));
     }
     *status = r.status;
@@ -43,7 +52,8 @@ static char *query_ids(int *status, const char *const *args) {
     return ids;
 }
 
-static void expect_ids(const char *want, const char *const *args) {
+static void expect_ids(const char *want, const char *const *args)
+{
     int status;
     char *ids = query_ids(&status, args);
     cr_expect_eq(status, 0);
@@ -53,21 +63,35 @@ static void expect_ids(const char *want, const char *const *args) {
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-Test(cli_query, filters_by_zone) { expect_ids("ev-6 gw-6", ARGS("--zone", "zone-2")); }
-
-Test(cli_query, filters_by_decision) { expect_ids("ev-3 ev-an", ARGS("--decision", "deny")); }
-
-Test(cli_query, filters_by_any_of_a_list_of_event_types) {
-    expect_ids("ev-an", ARGS("--event-type", "replay_detected"));
-    expect_ids("ev-6 gw-6", ARGS("--event-type", "token_exchange,gateway_resource_request",
-                                 "--zone", "zone-2"));
-    expect_ids("ev-3 ev-an", ARGS("--event-type", "replay_detected", "--event-type",
-                                  "token_exchange", "--decision", "deny"));
+Test(cli_query, filters_by_zone)
+{
+    expect_ids("ev-6 gw-6", ARGS("--zone", "zone-2"));
 }
 
-Test(cli_query, filters_by_request_id) { expect_ids("ev-1 gw-1", ARGS("--request-id", "req-1")); }
+Test(cli_query, filters_by_decision)
+{
+    expect_ids("ev-3 ev-an", ARGS("--decision", "deny"));
+}
 
-Test(cli_query, filters_by_session_agent_session_and_edge_including_chain_elements) {
+Test(cli_query, filters_by_any_of_a_list_of_event_types)
+{
+    expect_ids("ev-an", ARGS("--event-type", "replay_detected"));
+    expect_ids("ev-6 gw-6",
+               ARGS("--event-type", "token_exchange,gateway_resource_request",
+                    "--zone", "zone-2"));
+    expect_ids("ev-3 ev-an",
+               ARGS("--event-type", "replay_detected", "--event-type",
+                    "token_exchange", "--decision", "deny"));
+}
+
+Test(cli_query, filters_by_request_id)
+{
+    expect_ids("ev-1 gw-1", ARGS("--request-id", "req-1"));
+}
+
+Test(cli_query,
+     filters_by_session_agent_session_and_edge_including_chain_elements)
+{
     expect_ids("ev-1 gw-1 ev-4 gw-4", ARGS("--session", "ar-1"));
     expect_ids("ev-4 gw-4", ARGS("--agent-session", "as-4"));
     /* as-0 and e-0 appear only inside ev-1's delegation chain. */
@@ -75,18 +99,23 @@ Test(cli_query, filters_by_session_agent_session_and_edge_including_chain_elemen
     expect_ids("ev-1", ARGS("--edge", "e-0"));
 }
 
-Test(cli_query, filters_by_resource_and_application) {
+Test(cli_query, filters_by_resource_and_application)
+{
     expect_ids("ev-3", ARGS("--resource", "resource://billing"));
     expect_ids("ev-6 gw-6", ARGS("--application", "app-3"));
-    expect_ids("ev-6", ARGS("--application", "app-3", "--event-type", "token_exchange"));
+    expect_ids("ev-6", ARGS("--application", "app-3", "--event-type",
+                            "token_exchange"));
 }
 
-Test(cli_query, filters_by_an_absolute_time_window_with_until_excluded) {
+Test(cli_query, filters_by_an_absolute_time_window_with_until_excluded)
+{
     expect_ids("evf-000 gwf-000 evf-001 gwf-001",
-               ARGS("--since", "2026-05-21T12:03:20Z", "--until", "2026-05-21T14:03:22+02:00"));
+               ARGS("--since", "2026-05-21T12:03:20Z", "--until",
+                    "2026-05-21T14:03:22+02:00"));
 }
 
-Test(cli_query, accepts_times_relative_to_now) {
+Test(cli_query, accepts_times_relative_to_now)
+{
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -100,29 +129,36 @@ Test(cli_query, accepts_times_relative_to_now) {
     cr_expect_eq(status, 1);
     cr_expect_str_empty(ids);
     free(ids);
-    ids = query_ids(&status, ARGS("--until", "-1h", "--request-id", "req-recent"));
+    ids = query_ids(&status,
+                    ARGS("--until", "-1h", "--request-id", "req-recent"));
     cr_expect_eq(status, 1);
     free(ids);
-    expect_ids("ev-recent", ARGS("--until", "-10m", "--since", "-1d", "--request-id", "req-recent"));
+    expect_ids("ev-recent", ARGS("--until", "-10m", "--since", "-1d",
+                                 "--request-id", "req-recent"));
 }
 
-Test(cli_query, pages_with_the_cursor_through_every_event_once_in_order) {
+Test(cli_query, pages_with_the_cursor_through_every_event_once_in_order)
+{
     char cursor[64] = "";
     size_t seen = 0, pages = 0;
     int64_t prev_t = 0;
     char *all = calloc(1, 64 * 1024);
     for (;;) {
-        const char *argv[] = {"query", "--db", w.db, "--format", "json", "--limit", "50",
-                              cursor[0] ? "--cursor" : NULL, cursor, NULL};
+        const char *argv[] = {
+            "query", "--db",    w.db, "--format",
+            "json",  "--limit", "50", cursor[0] ? "--cursor" : NULL,
+            cursor,  NULL};
         cw_result r = cw_run(&w, argv, NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         cJSON *rows = cw_json_lines(r.out), *row;
         cr_assert_leq(cJSON_GetArraySize(rows), 50);
-        cJSON_ArrayForEach(row, rows) {
+        cJSON_ArrayForEach(row, rows)
+        {
             const char *time = cw_str(row, "occurred_at");
             char key[64];
             int64_t t;
-            cr_assert_eq(aw_time_parse_rfc3339(time, strlen(time), &t, NULL), AW_OK);
+            cr_assert_eq(aw_time_parse_rfc3339(time, strlen(time), &t, NULL),
+                         AW_OK);
             cr_expect_leq(prev_t, t, "page %zu goes back in time", pages);
             prev_t = t;
             snprintf(key, sizeof key, " %s ", cw_str(row, "id"));
@@ -146,28 +182,38 @@ Test(cli_query, pages_with_the_cursor_through_every_event_once_in_order) {
     cr_expect_eq(pages, (CW_EVENTS + 49) / 50);
 }
 
-Test(cli_query, an_empty_result_exits_1_with_nothing_on_stdout) {
-    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--zone", "zone-none"), NULL);
+Test(cli_query, an_empty_result_exits_1_with_nothing_on_stdout)
+{
+    cw_result r =
+        cw_run(&w, ARGS("query", "--db", w.db, "--zone", "zone-none"), NULL);
     cr_expect_eq(r.status, 1);
     cr_expect_str_empty(r.out);
     cw_result_free(&r);
 }
 
-Test(cli_query, csv_and_table_carry_the_same_rows) {
-    cw_result csv = cw_run(&w, ARGS("query", "--db", w.db, "-f", "csv", "--zone", "zone-2"), NULL);
-    cw_result table = cw_run(&w, ARGS("query", "--db", w.db, "--zone", "zone-2"), NULL);
+Test(cli_query, csv_and_table_carry_the_same_rows)
+{
+    cw_result csv = cw_run(
+        &w, ARGS("query", "--db", w.db, "-f", "csv", "--zone", "zone-2"), NULL);
+    cw_result table =
+        cw_run(&w, ARGS("query", "--db", w.db, "--zone", "zone-2"), NULL);
     cr_assert_eq(csv.status, 0);
     cr_assert_eq(table.status, 0);
     cr_expect_eq(cw_lines(csv.out), 3);
     cr_expect_eq(cw_lines(table.out), 3);
-    cr_expect(strstr(csv.out, "\r\nev-6,2026-05-21T12:02:00Z,zone-2,token_exchange,req-6,allow,"),
-              "%s", csv.out);
-    cr_expect(strstr(table.out, "ev-6") && strstr(table.out, "gw-6"), "%s", table.out);
+    cr_expect(
+        strstr(
+            csv.out,
+            "\r\nev-6,2026-05-21T12:02:00Z,zone-2,token_exchange,req-6,allow,"),
+        "%s", csv.out);
+    cr_expect(strstr(table.out, "ev-6") && strstr(table.out, "gw-6"), "%s",
+              table.out);
     cw_result_free(&csv);
     cw_result_free(&table);
 }
 
-Test(cli_query, bad_arguments_exit_2_with_one_line_naming_the_problem) {
+Test(cli_query, bad_arguments_exit_2_with_one_line_naming_the_problem)
+{
     const char *const *cases[] = {
         ARGS("query", "--db", w.db, "--since", "yesterday"),
         ARGS("query", "--db", w.db, "--since", "-5x"),
@@ -176,14 +222,16 @@ Test(cli_query, bad_arguments_exit_2_with_one_line_naming_the_problem) {
         ARGS("query", "--db", w.db, "--cursor", "abc"),
         ARGS("query", "--db", w.db, "--session", "ar-1", "--edge", "e-1"),
         ARGS("query", "--db", w.db, "--format", "xml"),
-        ARGS("query", "--db", w.db, "--since", "2026-05-22T00:00:00Z", "--until",
-             "2026-05-21T00:00:00Z"),
+        ARGS("query", "--db", w.db, "--since", "2026-05-22T00:00:00Z",
+             "--until", "2026-05-21T00:00:00Z"),
         ARGS("query", "--db", w.db, "--no-such-option"),
         ARGS("query", "--db", w.db, "stray"),
         ARGS("query", "--db", w.db, "--zone"),
     };
-    const char *mention[] = {"yesterday", "-5x", "--limit", "ten", "--cursor", "only one",
-                             "--format", "--since", "--no-such-option", "stray", "--zone"};
+    const char *mention[] = {"yesterday", "-5x",      "--limit",
+                             "ten",       "--cursor", "only one",
+                             "--format",  "--since",  "--no-such-option",
+                             "stray",     "--zone"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cw_result r = cw_run(&w, cases[i], NULL);
         cr_expect_eq(r.status, 2, "case %zu: %s", i, r.err);
@@ -194,23 +242,32 @@ Test(cli_query, bad_arguments_exit_2_with_one_line_naming_the_problem) {
     }
 }
 
-Test(cli_query, each_format_carries_hostile_text_safely) {
-    cw_result json = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-odd", "-f", "json"),
-                            NULL);
-    cw_result csv = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-odd", "-f", "csv"),
-                           NULL);
-    cw_result table = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-odd"), NULL);
+Test(cli_query, each_format_carries_hostile_text_safely)
+{
+    cw_result json = cw_run(
+        &w,
+        ARGS("query", "--db", w.db, "--request-id", "req-odd", "-f", "json"),
+        NULL);
+    cw_result csv = cw_run(
+        &w, ARGS("query", "--db", w.db, "--request-id", "req-odd", "-f", "csv"),
+        NULL);
+    cw_result table = cw_run(
+        &w, ARGS("query", "--db", w.db, "--request-id", "req-odd"), NULL);
     cr_assert_eq(json.status + csv.status + table.status, 0);
 
     /* JSON: escaped, and parses back to the very same text. */
     cJSON *rows = cw_json_lines(json.out);
-    cJSON *meta = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0), "metadata_json");
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0),
+                                                   "metadata_json");
     cr_expect_str_eq(cw_str(meta, "resource"), CW_ODD_RESOURCE);
     cJSON_Delete(rows);
     /* CSV: quoted, quotes doubled, the newline kept inside the quotes. */
-    cr_expect(strstr(csv.out, ",\"res \"\"q\"\", a\nb \\ \x1b[31m h\xc3\xa9llo\","), "%s", csv.out);
+    cr_expect(
+        strstr(csv.out, ",\"res \"\"q\"\", a\nb \\ \x1b[31m h\xc3\xa9llo\","),
+        "%s", csv.out);
     /* Table: control bytes shown, never sent to the terminal. */
-    cr_expect(strstr(table.out, "res \"q\", a\\nb \\ \\x1b[31m h\xc3\xa9llo"), "%s", table.out);
+    cr_expect(strstr(table.out, "res \"q\", a\\nb \\ \\x1b[31m h\xc3\xa9llo"),
+              "%s", table.out);
     cr_expect_null(strchr(table.out, '\x1b'));
     cr_expect_eq(cw_lines(table.out), 2);
     cw_result_free(&json);
@@ -219,28 +276,36 @@ Test(cli_query, each_format_carries_hostile_text_safely) {
 }
 
 /* Members of object, in order, space-separated (heap). */
-static char *keys_of(const cJSON *object) {
+static char *keys_of(const cJSON *object)
+{
     char *keys = calloc(1, 4096);
     const cJSON *item;
-    cJSON_ArrayForEach(item, object) {
-        if (*keys) strcat(keys, " ");
+    cJSON_ArrayForEach(item, object)
+    {
+        if (*keys)
+            strcat(keys, " ");
         strcat(keys, item->string);
     }
     return keys;
 }
 
-Test(cli_query, machine_output_uses_caracal_field_names_with_anchors_and_metadata_as_objects) {
-    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "json"),
-                         NULL);
+Test(
+    cli_query,
+    machine_output_uses_caracal_field_names_with_anchors_and_metadata_as_objects)
+{
+    cw_result r = cw_run(
+        &w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "json"),
+        NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out);
     cJSON *ev = cJSON_GetArrayItem(rows, 0);
     cr_assert_str_eq(cw_str(ev, "id"), "ev-1", "%s", r.out);
     /* Caracal's own names, as its producers write `data`. */
     char *keys = keys_of(ev);
-    cr_expect_str_eq(keys, "id zone_id event_type request_id decision evaluation_status "
-                           "determining_policies_json diagnostics_json metadata_json "
-                           "occurred_at anchors auditwatch");
+    cr_expect_str_eq(
+        keys, "id zone_id event_type request_id decision evaluation_status "
+              "determining_policies_json diagnostics_json metadata_json "
+              "occurred_at anchors auditwatch");
     free(keys);
     cr_expect_str_eq(cw_str(ev, "event_type"), "token_exchange");
     cr_expect_str_eq(cw_str(ev, "request_id"), "req-1");
@@ -248,7 +313,8 @@ Test(cli_query, machine_output_uses_caracal_field_names_with_anchors_and_metadat
     cr_expect_str_eq(cw_str(ev, "decision"), "allow");
     cr_expect_str_eq(cw_str(ev, "evaluation_status"), "complete");
     cr_expect_str_eq(cw_str(ev, "occurred_at"), "2026-05-21T12:00:01Z");
-    cr_expect(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(ev, "determining_policies_json")));
+    cr_expect(cJSON_IsArray(
+        cJSON_GetObjectItemCaseSensitive(ev, "determining_policies_json")));
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(ev, "metadata_json");
     cr_assert(cJSON_IsObject(meta), "%s", r.out);
     cr_expect_str_eq(cw_str(meta, "application_id"), "app-1");
@@ -258,9 +324,11 @@ Test(cli_query, machine_output_uses_caracal_field_names_with_anchors_and_metadat
     cr_expect_str_eq(cw_str(anchors, "session_id"), "ar-1");
     cr_expect_str_eq(cw_str(anchors, "agent_session_id"), "as-1");
     cr_expect_str_eq(cw_str(anchors, "delegation_edge_id"), "e-1");
-    const cJSON *chain = cJSON_GetObjectItemCaseSensitive(anchors, "delegation_chain");
+    const cJSON *chain =
+        cJSON_GetObjectItemCaseSensitive(anchors, "delegation_chain");
     cr_assert(cJSON_IsArray(chain), "%s", r.out);
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(chain, 0), "delegation_edge_id"), "e-0");
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(chain, 0), "delegation_edge_id"),
+                     "e-0");
     /* auditwatch's own keys, apart. */
     const cJSON *aw = cJSON_GetObjectItemCaseSensitive(ev, "auditwatch");
     cr_assert(cJSON_IsObject(aw), "%s", r.out);
@@ -272,33 +340,45 @@ Test(cli_query, machine_output_uses_caracal_field_names_with_anchors_and_metadat
     cw_result_free(&r);
 }
 
-Test(cli_query, machine_output_lists_the_alerts_of_the_request) {
-    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-4", "-f", "json"),
-                         NULL);
+Test(cli_query, machine_output_lists_the_alerts_of_the_request)
+{
+    cw_result r = cw_run(
+        &w, ARGS("query", "--db", w.db, "--request-id", "req-4", "-f", "json"),
+        NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out);
-    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rows, 0), "auditwatch");
+    const cJSON *aw = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(rows, 0), "auditwatch");
     const cJSON *alerts = cJSON_GetObjectItemCaseSensitive(aw, "alerts");
     cr_assert_eq(cJSON_GetArraySize(alerts), 1, "%s", r.out);
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "kind"), "access_after_revocation");
-    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "severity"), "critical");
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "kind"),
+                     "access_after_revocation");
+    cr_expect_str_eq(cw_str(cJSON_GetArrayItem(alerts, 0), "severity"),
+                     "critical");
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_query, csv_headers_use_caracal_field_names) {
-    cw_result r = cw_run(&w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "csv"),
-                         NULL);
+Test(cli_query, csv_headers_use_caracal_field_names)
+{
+    cw_result r = cw_run(
+        &w, ARGS("query", "--db", w.db, "--request-id", "req-1", "-f", "csv"),
+        NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *header = "id,occurred_at,zone_id,event_type,request_id,decision,"
-                         "evaluation_status,policy_set_id,policy_set_version_id,manifest_sha,"
-                         "anchors.session_id,anchors.agent_session_id,anchors.delegation_edge_id,"
-                         "anchors.delegation_chain,metadata_json.application_id,"
-                         "metadata_json.resource,metadata_json,determining_policies_json,"
-                         "diagnostics_json,auditwatch.stream,auditwatch.entry_id,"
-                         "auditwatch.signed,auditwatch.alerts\r\n";
+    const char *header =
+        "id,occurred_at,zone_id,event_type,request_id,decision,"
+        "evaluation_status,policy_set_id,policy_set_version_id,manifest_sha,"
+        "anchors.session_id,anchors.agent_session_id,anchors.delegation_edge_id,"
+        "anchors.delegation_chain,metadata_json.application_id,"
+        "metadata_json.resource,metadata_json,determining_policies_json,"
+        "diagnostics_json,auditwatch.stream,auditwatch.entry_id,"
+        "auditwatch.signed,auditwatch.alerts\r\n";
     cr_expect(strncmp(r.out, header, strlen(header)) == 0, "%s", r.out);
-    cr_expect(strstr(r.out, "\r\nev-1,2026-05-21T12:00:01Z,zone-1,token_exchange,req-1,allow,"
-                            "complete,,,,ar-1,as-1,e-1,"), "%s", r.out);
+    cr_expect(
+        strstr(
+            r.out,
+            "\r\nev-1,2026-05-21T12:00:01Z,zone-1,token_exchange,req-1,allow,"
+            "complete,,,,ar-1,as-1,e-1,"),
+        "%s", r.out);
     cw_result_free(&r);
 }

@@ -10,40 +10,51 @@
 
 static cli_world w;
 
-static void make_dir(void) { aw_test_tmpdir(w.dir); }
-static void cleanup(void) { cw_cleanup(&w); }
+static void make_dir(void)
+{
+    aw_test_tmpdir(w.dir);
+}
+static void cleanup(void)
+{
+    cw_cleanup(&w);
+}
 
 TestSuite(cli_usage, .init = make_dir, .fini = cleanup, .timeout = 120);
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 static const char *const subcommands[] = {
-    "run", "trace", "query", "alerts", "status", "export", "replay", "verify", "import-calls",
-    "doctor",
+    "run",    "trace",  "query",  "alerts",       "status",
+    "export", "replay", "verify", "import-calls", "doctor",
 };
 #define NSUB (sizeof subcommands / sizeof *subcommands)
 
-Test(cli_usage, help_lists_every_subcommand_with_one_line_each) {
+Test(cli_usage, help_lists_every_subcommand_with_one_line_each)
+{
     cw_result r = cw_run(&w, ARGS("--help"), NULL);
     cr_expect_eq(r.status, 0);
     cr_expect_str_empty(r.err);
     for (size_t i = 0; i < NSUB; i++) {
         char line[64];
         snprintf(line, sizeof line, "\n  %s ", subcommands[i]);
-        cr_expect(strstr(r.out, line), "%s missing from:\n%s", subcommands[i], r.out);
+        cr_expect(strstr(r.out, line), "%s missing from:\n%s", subcommands[i],
+                  r.out);
     }
     cw_result_free(&r);
 }
 
-Test(cli_usage, version_prints_the_version) {
+Test(cli_usage, version_prints_the_version)
+{
     cw_result r = cw_run(&w, ARGS("--version"), NULL);
     cr_expect_eq(r.status, 0);
-    cr_expect(strncmp(r.out, "auditwatch ", 11) == 0 && r.out[11] >= '0' && r.out[11] <= '9',
+    cr_expect(strncmp(r.out, "auditwatch ", 11) == 0 && r.out[11] >= '0' &&
+                  r.out[11] <= '9',
               "%s", r.out);
     cw_result_free(&r);
 }
 
-Test(cli_usage, an_unknown_subcommand_exits_2) {
+Test(cli_usage, an_unknown_subcommand_exits_2)
+{
     cw_result r = cw_run(&w, ARGS("frobnicate"), NULL);
     cr_expect_eq(r.status, 2);
     cr_expect_str_empty(r.out);
@@ -52,7 +63,8 @@ Test(cli_usage, an_unknown_subcommand_exits_2) {
     cw_result_free(&r);
 }
 
-Test(cli_usage, no_subcommand_exits_2_with_the_usage_on_stderr) {
+Test(cli_usage, no_subcommand_exits_2_with_the_usage_on_stderr)
+{
     cw_result r = cw_run(&w, (const char *[]){NULL}, NULL);
     cr_expect_eq(r.status, 2);
     cr_expect_str_empty(r.out);
@@ -60,30 +72,36 @@ Test(cli_usage, no_subcommand_exits_2_with_the_usage_on_stderr) {
     cw_result_free(&r);
 }
 
-Test(cli_usage, every_subcommand_prints_its_help_on_stdout) {
+Test(cli_usage, every_subcommand_prints_its_help_on_stdout)
+{
     for (size_t i = 0; i < NSUB; i++) {
         char head[64];
         cw_result r = cw_run(&w, ARGS(subcommands[i], "--help"), NULL);
         snprintf(head, sizeof head, "usage: auditwatch %s", subcommands[i]);
         cr_expect_eq(r.status, 0, "%s --help", subcommands[i]);
-        cr_expect(strstr(r.out, head), "%s --help printed:\n%s", subcommands[i], r.out);
+        cr_expect(strstr(r.out, head), "%s --help printed:\n%s", subcommands[i],
+                  r.out);
         cr_expect_str_empty(r.err, "%s --help", subcommands[i]);
         cw_result_free(&r);
     }
 }
 
-Test(cli_usage, every_subcommand_rejects_an_unknown_option_in_one_line) {
+Test(cli_usage, every_subcommand_rejects_an_unknown_option_in_one_line)
+{
     for (size_t i = 0; i < NSUB; i++) {
-        cw_result r = cw_run(&w, ARGS(subcommands[i], "--no-such-option"), NULL);
+        cw_result r =
+            cw_run(&w, ARGS(subcommands[i], "--no-such-option"), NULL);
         cr_expect_eq(r.status, 2, "%s: %s", subcommands[i], r.err);
         cr_expect_eq(cw_lines(r.err), 1, "%s: %s", subcommands[i], r.err);
-        cr_expect(strstr(r.err, "--no-such-option"), "%s: %s", subcommands[i], r.err);
+        cr_expect(strstr(r.err, "--no-such-option"), "%s: %s", subcommands[i],
+                  r.err);
         cr_expect_str_empty(r.out, "%s", subcommands[i]);
         cw_result_free(&r);
     }
 }
 
-Test(cli_usage, an_option_missing_its_argument_is_named) {
+Test(cli_usage, an_option_missing_its_argument_is_named)
+{
     const char *const *cases[] = {
         ARGS("query", "--since"),
         ARGS("trace", "req-1", "--format"),
@@ -93,8 +111,9 @@ Test(cli_usage, an_option_missing_its_argument_is_named) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cw_result r = cw_run(&w, cases[i], NULL);
         cr_expect_eq(r.status, 2, "case %zu", i);
-        cr_expect(strstr(r.err, mention[i]) && strstr(r.err, "needs an argument"), "case %zu: %s",
-                  i, r.err);
+        cr_expect(strstr(r.err, mention[i]) &&
+                      strstr(r.err, "needs an argument"),
+                  "case %zu: %s", i, r.err);
         cw_result_free(&r);
     }
 }

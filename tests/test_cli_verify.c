@@ -13,34 +13,43 @@
 
 static cli_world w;
 
-static void cleanup(void) { cw_cleanup(&w); }
+static void cleanup(void)
+{
+    cw_cleanup(&w);
+}
 
 TestSuite(cli_verify, .fini = cleanup, .timeout = 120);
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define KEYS ((const char *const[]){"AUDIT_HMAC_KEY=" AW_TEST_KEY_HEX, \
-                                    "STREAMS_HMAC_KEY=" AW_TEST_KEY_HEX, NULL})
-#define ENTRIES (CW_EVENTS + 2 + 1 + 2)   /* + rejected, revocation, calls */
+#define KEYS                                                                   \
+    ((const char *const[]){"AUDIT_HMAC_KEY=" AW_TEST_KEY_HEX,                  \
+                           "STREAMS_HMAC_KEY=" AW_TEST_KEY_HEX, NULL})
+#define ENTRIES (CW_EVENTS + 2 + 1 + 2) /* + rejected, revocation, calls */
 
 /* The row of check in verify's JSON output. */
-static const cJSON *check(const cJSON *rows, const char *name) {
+static const cJSON *check(const cJSON *rows, const char *name)
+{
     const cJSON *row;
-    cJSON_ArrayForEach(row, rows) if (strcmp(cw_str(row, "check"), name) == 0) return row;
+    cJSON_ArrayForEach(row, rows) if (strcmp(cw_str(row, "check"), name) ==
+                                      0) return row;
     cr_assert_fail("no %s check", name);
     return NULL;
 }
 
-static double figure(const cJSON *row, const char *name) {
+static double figure(const cJSON *row, const char *name)
+{
     return cJSON_GetObjectItemCaseSensitive(row, name)->valuedouble;
 }
 
 /* Runs SQL on the index with the sqlite3 API (as a tamperer would). */
-static void tamper(const char *sql) {
+static void tamper(const char *sql)
+{
     sqlite3 *db;
     char *msg = NULL;
     cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s", msg);
-    cr_assert_eq(sqlite3_changes(db), 1, "%s changed %d rows", sql, sqlite3_changes(db));
+    cr_assert_eq(sqlite3_changes(db), 1, "%s changed %d rows", sql,
+                 sqlite3_changes(db));
     sqlite3_close(db);
 }
 
@@ -53,9 +62,11 @@ typedef struct found_entry {
     size_t len;
 } found_entry;
 
-static int find_entry(const aw_entry_row *row, void *ud) {
+static int find_entry(const aw_entry_row *row, void *ud)
+{
     found_entry *f = ud;
-    if (!memmem(row->raw, row->raw_len, f->from, strlen(f->from))) return 0;
+    if (!memmem(row->raw, row->raw_len, f->from, strlen(f->from)))
+        return 0;
     f->rowid = row->rowid;
     f->raw = malloc(row->raw_len);
     cr_assert_not_null(f->raw);
@@ -67,11 +78,13 @@ static int find_entry(const aw_entry_row *row, void *ud) {
 /* Replaces from by to (same length) in the first entry holding it and
  * writes the edited bytes back verbatim, as a tamperer who knows the
  * format would. */
-static void tamper_entry(const char *from, const char *to) {
+static void tamper_entry(const char *from, const char *to)
+{
     aw_store *store = NULL;
     aw_error err = {0};
     found_entry f = {.from = from};
-    cr_assert_eq(aw_store_open(w.db, AW_STORE_READONLY, &store, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_open(w.db, AW_STORE_READONLY, &store, &err), AW_OK,
+                 "%s", err.msg);
     aw_store_iter_entries(store, 0, INT64_MAX, find_entry, &f, &err);
     aw_store_close(store);
     cr_assert_not_null(f.raw, "no entry holds %s", from);
@@ -80,8 +93,12 @@ static void tamper_entry(const char *from, const char *to) {
     sqlite3 *db;
     sqlite3_stmt *stmt;
     cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE entries SET raw = ?1, zstd_dict = NULL "
-                                        "WHERE rowid = ?2", -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db,
+                           "UPDATE entries SET raw = ?1, zstd_dict = NULL "
+                           "WHERE rowid = ?2",
+                           -1, &stmt, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(stmt, 1, f.raw, (int)f.len, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, f.rowid);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_DONE, "%s", sqlite3_errmsg(db));
@@ -92,19 +109,21 @@ static void tamper_entry(const char *from, const char *to) {
 
 /* Event rows hold their words as numbers (terms): ev-4's decision made a
  * deny. */
-#define EV4_DENIED                                                                  \
-    "INSERT OR IGNORE INTO terms(term) VALUES ('deny'); UPDATE events SET "         \
+#define EV4_DENIED                                                                    \
+    "INSERT OR IGNORE INTO terms(term) VALUES ('deny'); UPDATE events SET "           \
     "decision_no = (SELECT term_no FROM terms WHERE term = 'deny') WHERE event_id = " \
     "'ev-4'"
 
-Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature) {
+Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature)
+{
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cJSON *rows = cw_json_lines(r.out);
     cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
     cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), ENTRIES);
-    const cJSON *audit = check(rows, "audit_signatures"), *stream = check(rows, "stream_signatures");
+    const cJSON *audit = check(rows, "audit_signatures"),
+                *stream = check(rows, "stream_signatures");
     cr_expect_str_eq(cw_str(audit, "result"), "ok");
     /* Every audit entry carries `sig`; the forged one was rejected at
      * ingest (and alerted on), so it is known, not a new break. */
@@ -118,7 +137,8 @@ Test(cli_verify, an_intact_index_verifies_every_chain_link_and_signature) {
 
 /* An index written while events held their words as text migrates when a
  * writer opens it, and every migrated row still matches its raw entry. */
-Test(cli_verify, an_index_migrated_from_text_rows_verifies_every_row) {
+Test(cli_verify, an_index_migrated_from_text_rows_verifies_every_row)
+{
     cw_build(&w, true);
     fixture_back_to_schema_3(w.db);
     aw_store *store = NULL;
@@ -135,52 +155,64 @@ Test(cli_verify, an_index_migrated_from_text_rows_verifies_every_row) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, without_keys_only_the_chain_is_checked_and_signatures_are_counted) {
+Test(cli_verify,
+     without_keys_only_the_chain_is_checked_and_signatures_are_counted)
+{
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out);
-    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"), "no key");
-    cr_expect_eq(figure(check(rows, "audit_signatures"), "unchecked"), CW_EVENTS + 2);
+    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"),
+                     "no key");
+    cr_expect_eq(figure(check(rows, "audit_signatures"), "unchecked"),
+                 CW_EVENTS + 2);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_verify, detects_a_row_edited_with_sqlite) {
+Test(cli_verify, detects_a_row_edited_with_sqlite)
+{
     cw_build(&w, true);
     tamper_entry("\"req-4\"", "\"req-X\"");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_expect_eq(r.status, 1);
     cJSON *rows = cw_json_lines(r.out);
     cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "FAILED");
-    cr_expect(strstr(cw_str(check(rows, "hash_chain"), "detail"), "edited"), "%s", r.out);
+    cr_expect(strstr(cw_str(check(rows, "hash_chain"), "detail"), "edited"),
+              "%s", r.out);
     /* The signature over the original bytes no longer matches either. */
-    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"), "FAILED");
+    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"),
+                     "FAILED");
     cr_expect_eq(figure(check(rows, "audit_signatures"), "failed"), 1);
     cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "edited"), "%s", r.err);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_verify, detects_a_deleted_row) {
+Test(cli_verify, detects_a_deleted_row)
+{
     cw_build(&w, true);
     tamper("DELETE FROM entries WHERE rowid = 100");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "100"), "%s", r.err);
-    cr_expect(strstr(r.out, "hash_chain") && strstr(r.out, "FAILED"), "%s", r.out);
+    cr_expect(strstr(r.out, "hash_chain") && strstr(r.out, "FAILED"), "%s",
+              r.out);
     cw_result_free(&r);
 }
 
-Test(cli_verify, detects_the_newest_row_deleted) {
+Test(cli_verify, detects_the_newest_row_deleted)
+{
     cw_build(&w, true);
-    tamper("DELETE FROM entries WHERE rowid = (SELECT max(rowid) FROM entries)");
+    tamper(
+        "DELETE FROM entries WHERE rowid = (SELECT max(rowid) FROM entries)");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
     cr_expect_eq(r.status, 1, "%s", r.out);
     cw_result_free(&r);
 }
 
-Test(cli_verify, finds_a_forged_signature_that_was_indexed_without_a_key) {
+Test(cli_verify, finds_a_forged_signature_that_was_indexed_without_a_key)
+{
     cw_build(&w, false);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_expect_eq(r.status, 1);
@@ -189,17 +221,20 @@ Test(cli_verify, finds_a_forged_signature_that_was_indexed_without_a_key) {
     cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
     cr_expect_str_eq(cw_str(audit, "result"), "FAILED");
     cr_expect_eq(figure(audit, "failed"), 1);
-    cr_expect(strstr(cw_str(audit, "detail"), "caracal.audit.events"), "%s", r.out);
+    cr_expect(strstr(cw_str(audit, "detail"), "caracal.audit.events"), "%s",
+              r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_verify, an_unusable_key_is_a_usage_error_that_never_shows_the_key) {
+Test(cli_verify, an_unusable_key_is_a_usage_error_that_never_shows_the_key)
+{
     cw_build(&w, true);
     char file[PATH_MAX];
     aw_test_path(w.dir, "short.key", file);
     aw_test_write_file(file, "abcdef0123\n", 0600);
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--audit-hmac-key-file", file), NULL);
+    cw_result r = cw_run(
+        &w, ARGS("verify", "--db", w.db, "--audit-hmac-key-file", file), NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "short.key"), "%s", r.err);
     cr_expect_null(strstr(r.err, "abcdef0123"), "%s", r.err);
@@ -209,10 +244,12 @@ Test(cli_verify, an_unusable_key_is_a_usage_error_that_never_shows_the_key) {
 /* ---- decoded rows against their raw entries ------------------------------ */
 
 /* The one mismatch line of table (asserting there is exactly one). */
-static const cJSON *mismatch_of(const cJSON *rows, const char *table) {
+static const cJSON *mismatch_of(const cJSON *rows, const char *table)
+{
     const cJSON *row, *found = NULL;
     int n = 0;
-    cJSON_ArrayForEach(row, rows) {
+    cJSON_ArrayForEach(row, rows)
+    {
         if (strcmp(cw_str(row, "check"), "row_mismatch") == 0 &&
             strcmp(cw_str(row, "table"), table) == 0) {
             found = row;
@@ -225,7 +262,8 @@ static const cJSON *mismatch_of(const cJSON *rows, const char *table) {
 
 /* Runs verify (json, with keys) after tampering; asserts exit 1, the chain
  * intact (the raw entries were not touched) and decoded_rows FAILED. */
-static cJSON *verify_tampered(cw_result *r) {
+static cJSON *verify_tampered(cw_result *r)
+{
     *r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
     cJSON *rows = cw_json_lines(r->out);
@@ -234,7 +272,8 @@ static cJSON *verify_tampered(cw_result *r) {
     return rows;
 }
 
-Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key) {
+Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key)
+{
     cw_build(&w, true);
     tamper(EV4_DENIED);
     cw_result r;
@@ -242,7 +281,8 @@ Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key) {
     const cJSON *m = mismatch_of(rows, "events");
     cr_expect_str_eq(cw_str(m, "key"), "ev-4");
     cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
-    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "row_id")), "%s", r.out);
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "row_id")),
+              "%s", r.out);
     cr_expect_str_eq(cw_str(m, "field"), "decision");
     cr_expect_str_eq(cw_str(m, "stored"), "deny");
     cr_expect_str_eq(cw_str(m, "raw"), "allow");
@@ -251,7 +291,8 @@ Test(cli_verify, an_event_row_edited_from_allow_to_deny_is_named_with_its_key) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor) {
+Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor)
+{
     cw_build(&w, true);
     tamper("UPDATE revocations SET at_ns = at_ns + 3600000000000");
     cw_result r;
@@ -266,9 +307,11 @@ Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor) {
 
 /* A frame that no longer decompresses is damaged evidence: verify fails
  * (exit 1) naming the row, rather than giving up as if it could not run. */
-Test(cli_verify, a_damaged_evidence_frame_fails_verification_naming_its_row) {
+Test(cli_verify, a_damaged_evidence_frame_fails_verification_naming_its_row)
+{
     cw_build(&w, true);
-    tamper("UPDATE entries SET zstd_dict = 0, raw = X'0102030405' WHERE rowid = 2");
+    tamper(
+        "UPDATE entries SET zstd_dict = 0, raw = X'0102030405' WHERE rowid = 2");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "row 2"), "%s", r.err);
@@ -277,10 +320,12 @@ Test(cli_verify, a_damaged_evidence_frame_fails_verification_naming_its_row) {
 
 /* The delegation-epoch rule reads these columns with no clock involved:
  * an epoch written into a row is as much tampering as an edited time. */
-Test(cli_verify, an_epoch_written_into_decoded_rows_is_named) {
+Test(cli_verify, an_epoch_written_into_decoded_rows_is_named)
+{
     cw_build(&w, true);
     tamper("UPDATE events SET delegation_epoch = 7 WHERE event_id = 'ev-4'");
-    tamper("UPDATE revocations SET epoch = 99 WHERE rowid = (SELECT min(rowid) FROM revocations)");
+    tamper(
+        "UPDATE revocations SET epoch = 99 WHERE rowid = (SELECT min(rowid) FROM revocations)");
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *ev = mismatch_of(rows, "events");
@@ -294,7 +339,8 @@ Test(cli_verify, an_epoch_written_into_decoded_rows_is_named) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_call_row_with_an_edited_status_is_named_with_its_request_id) {
+Test(cli_verify, a_call_row_with_an_edited_status_is_named_with_its_request_id)
+{
     cw_build(&w, true);
     tamper("UPDATE calls SET status = 500 WHERE request_id = 'req-5'");
     cw_result r;
@@ -308,21 +354,25 @@ Test(cli_verify, a_call_row_with_an_edited_status_is_named_with_its_request_id) 
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_deleted_event_row_is_named_by_the_entry_that_held_it) {
+Test(cli_verify, a_deleted_event_row_is_named_by_the_entry_that_held_it)
+{
     cw_build(&w, true);
     tamper("DELETE FROM events WHERE event_id = 'ev-4'");
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *m = mismatch_of(rows, "events");
     cr_expect_str_eq(cw_str(m, "key"), "ev-4");
-    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(m, "row_id")), "%s", r.out);
-    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "entry_row")), "%s", r.out);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(m, "row_id")), "%s",
+              r.out);
+    cr_expect(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "entry_row")),
+              "%s", r.out);
     cr_expect(strstr(cw_str(m, "detail"), "no events row"), "%s", r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor) {
+Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor)
+{
     cw_build(&w, true);
     tamper("DELETE FROM revocations");
     cw_result r;
@@ -333,11 +383,14 @@ Test(cli_verify, a_deleted_revocation_row_is_named_by_its_anchor) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, an_event_dropped_from_the_anchor_index_is_named_with_its_anchor) {
+Test(cli_verify,
+     an_event_dropped_from_the_anchor_index_is_named_with_its_anchor)
+{
     cw_build(&w, true);
-    tamper("DELETE FROM anchor_uses WHERE event_rowid = (SELECT rowid FROM events WHERE "
-           "event_id = 'ev-4') AND anchor_no = (SELECT anchor_no FROM anchor_names WHERE "
-           "anchor_id = 'ar-1')");
+    tamper(
+        "DELETE FROM anchor_uses WHERE event_rowid = (SELECT rowid FROM events WHERE "
+        "event_id = 'ev-4') AND anchor_no = (SELECT anchor_no FROM anchor_names WHERE "
+        "anchor_id = 'ar-1')");
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *m = mismatch_of(rows, "anchor_uses");
@@ -347,11 +400,14 @@ Test(cli_verify, an_event_dropped_from_the_anchor_index_is_named_with_its_anchor
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch) {
+Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch)
+{
     cw_build(&w, true);
-    tamper("UPDATE events SET entry_rowid = -entry_rowid WHERE event_id = 'ev-4'");
-    tamper("INSERT INTO rejected(entry_rowid, reason, detail) SELECT -entry_rowid, "
-           "'not_json', 'hidden' FROM events WHERE event_id = 'ev-4'");
+    tamper(
+        "UPDATE events SET entry_rowid = -entry_rowid WHERE event_id = 'ev-4'");
+    tamper(
+        "INSERT INTO rejected(entry_rowid, reason, detail) SELECT -entry_rowid, "
+        "'not_json', 'hidden' FROM events WHERE event_id = 'ev-4'");
     cw_result r;
     cJSON *rows = verify_tampered(&r);
     const cJSON *m = mismatch_of(rows, "rejected");
@@ -365,18 +421,23 @@ Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, rows_indexed_without_a_key_are_not_mismatches_for_being_unsigned) {
+Test(cli_verify,
+     rows_indexed_without_a_key_are_not_mismatches_for_being_unsigned)
+{
     cw_build(&w, false);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cJSON *rows = cw_json_lines(r.out);
     /* The forged entry fails its signature check; no row is a mismatch. */
-    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"), "FAILED");
-    cr_expect_str_eq(cw_str(check(rows, "decoded_rows"), "result"), "ok", "%s", r.out);
+    cr_expect_str_eq(cw_str(check(rows, "audit_signatures"), "result"),
+                     "FAILED");
+    cr_expect_str_eq(cw_str(check(rows, "decoded_rows"), "result"), "ok", "%s",
+                     r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_row_marked_signed_whose_signature_fails_is_a_mismatch) {
+Test(cli_verify, a_row_marked_signed_whose_signature_fails_is_a_mismatch)
+{
     cw_build(&w, false);
     tamper("UPDATE events SET is_signed = 1 WHERE event_id = 'ev-bad'");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
@@ -389,7 +450,8 @@ Test(cli_verify, a_row_marked_signed_whose_signature_fails_is_a_mismatch) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, an_untouched_index_checks_every_decoded_row) {
+Test(cli_verify, an_untouched_index_checks_every_decoded_row)
+{
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
@@ -406,24 +468,31 @@ Test(cli_verify, an_untouched_index_checks_every_decoded_row) {
 /* ---- --chain-head -------------------------------------------------------- */
 
 /* The index's own chain tip as "hex@count". */
-static void chain_tip(char out[96]) {
+static void chain_tip(char out[96])
+{
     sqlite3 *db;
     sqlite3_stmt *stmt;
     cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT lower(hex(head)) || '@' || last_rowid "
-                                        "FROM chain_tip", -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(db,
+                           "SELECT lower(hex(head)) || '@' || last_rowid "
+                           "FROM chain_tip",
+                           -1, &stmt, NULL),
+        SQLITE_OK);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
     snprintf(out, 96, "%s", (const char *)sqlite3_column_text(stmt, 0));
     sqlite3_finalize(stmt);
     sqlite3_close(db);
 }
 
-Test(cli_verify, chain_head_of_the_index_itself_verifies) {
+Test(cli_verify, chain_head_of_the_index_itself_verifies)
+{
     cw_build(&w, true);
     char head[96];
     chain_tip(head);
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
-                         NULL);
+    cw_result r = cw_run(
+        &w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+        NULL);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cJSON *rows = cw_json_lines(r.out);
     cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "ok");
@@ -431,13 +500,15 @@ Test(cli_verify, chain_head_of_the_index_itself_verifies) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_chain_head_the_index_does_not_reach_fails) {
+Test(cli_verify, a_chain_head_the_index_does_not_reach_fails)
+{
     cw_build(&w, true);
     char head[96];
     chain_tip(head);
     head[0] = head[0] == '0' ? '1' : '0';
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
-                         NULL);
+    cw_result r = cw_run(
+        &w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+        NULL);
     cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
     cJSON *rows = cw_json_lines(r.out);
     cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "FAILED");
@@ -454,13 +525,15 @@ Test(cli_verify, a_chain_head_the_index_does_not_reach_fails) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix) {
+Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix)
+{
     cw_build(&w, true);
     char head[96];
     chain_tip(head);
     cw_add_exchange(&w, "ev-later", "req-later", CW_T0_MS + 3000000);
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
-                         NULL);
+    cw_result r = cw_run(
+        &w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
+        NULL);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cJSON *rows = cw_json_lines(r.out);
     cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "ok");
@@ -469,21 +542,25 @@ Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix) 
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_malformed_chain_head_is_a_usage_error) {
+Test(cli_verify, a_malformed_chain_head_is_a_usage_error)
+{
     cw_build(&w, true);
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--chain-head", "abc@12"), NULL);
+    cw_result r = cw_run(
+        &w, ARGS("verify", "--db", w.db, "--chain-head", "abc@12"), NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "HASH@COUNT"), "%s", r.err);
     cw_result_free(&r);
 }
 
-Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header) {
+Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header)
+{
     cw_build(&w, true);
     tamper(EV4_DENIED);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "csv"), KEYS);
     cr_expect_eq(r.status, 1);
-    const char *header = "check,result,table,row_id,key,request_id,entry_row,entry_id,field,"
-                         "stored,raw,checked,failed,known_rejected,unchecked,detail\r\n";
+    const char *header =
+        "check,result,table,row_id,key,request_id,entry_row,entry_id,field,"
+        "stored,raw,checked,failed,known_rejected,unchecked,detail\r\n";
     cr_expect(strncmp(r.out, header, strlen(header)) == 0, "%s", r.out);
     cr_expect_null(strstr(r.out + 1, "\ncheck,"), "%s", r.out);
     cr_expect(strstr(r.out, "\r\nrow_mismatch,,events,"), "%s", r.out);
@@ -491,7 +568,8 @@ Test(cli_verify, csv_carries_mismatches_and_summary_under_one_header) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, a_deleted_call_row_is_named_by_its_request_id) {
+Test(cli_verify, a_deleted_call_row_is_named_by_its_request_id)
+{
     cw_build(&w, true);
     tamper("DELETE FROM calls WHERE request_id = 'req-5'");
     cw_result r;
@@ -503,7 +581,8 @@ Test(cli_verify, a_deleted_call_row_is_named_by_its_request_id) {
     cw_result_free(&r);
 }
 
-Test(cli_verify, shows_progress_of_the_row_check_on_stderr_when_asked) {
+Test(cli_verify, shows_progress_of_the_row_check_on_stderr_when_asked)
+{
     cw_build(&w, true);
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "--progress"), NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);

@@ -17,16 +17,21 @@
 static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX], logpath[PATH_MAX], rotated[PATH_MAX];
 
-static void setup(void) {
+static void setup(void)
+{
     aw_test_world_up(&redis, false, dir, db);
     aw_test_path(dir, "access.log", logpath);
     aw_test_path(dir, "access.log.1", rotated);
 }
-static void teardown(void) { aw_test_world_down(&redis, dir); }
+static void teardown(void)
+{
+    aw_test_world_down(&redis, dir);
+}
 
 TestSuite(consumer_calls_log, .init = setup, .fini = teardown, .timeout = 120);
 
-static void append(const char *path, const char *text) {
+static void append(const char *path, const char *text)
+{
     FILE *f = fopen(path, "a");
     cr_assert(f, "cannot append to %s", path);
     cr_assert(fputs(text, f) >= 0);
@@ -34,39 +39,51 @@ static void append(const char *path, const char *text) {
 }
 
 /* One nginx-style line for request r-<n>. */
-static void append_call(const char *path, int n) {
+static void append_call(const char *path, int n)
+{
     char line[256];
-    snprintf(line, sizeof line,
-             "{\"rid\":\"r-%d\",\"code\":200,\"ts\":\"2026-05-21T12:00:%02dZ\",\"uri\":\"/v1/x\"}\n",
-             n, n);
+    snprintf(
+        line, sizeof line,
+        "{\"rid\":\"r-%d\",\"code\":200,\"ts\":\"2026-05-21T12:00:%02dZ\",\"uri\":\"/v1/x\"}\n",
+        n, n);
     append(path, line);
 }
 
-static bool calls_reach(void *ud) {
+static bool calls_reach(void *ud)
+{
     aw_store_stats st;
     return aw_test_index_stats(db, &st) && st.calls >= *(int64_t *)ud;
 }
 
-static void wait_calls(int64_t n) {
+static void wait_calls(int64_t n)
+{
     aw_store_stats st = {0};
     bool ok = aw_test_wait_for(calls_reach, &n, 20000);
     aw_test_index_stats(db, &st);
-    cr_assert(ok, "%lld calls indexed, waited for %lld", (long long)st.calls, (long long)n);
+    cr_assert(ok, "%lld calls indexed, waited for %lld", (long long)st.calls,
+              (long long)n);
 }
 
 /* Every request r-1..r-n exactly once in the calls table, nothing else. */
-static void assert_each_line_once(int n) {
+static void assert_each_line_once(int n)
+{
     sqlite3 *s;
     sqlite3_stmt *q;
     int rows = 0;
-    cr_assert_eq(sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(s, "SELECT request_id, count(*) FROM calls GROUP BY request_id",
-                                    -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(s));
+    cr_assert_eq(sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(
+            s, "SELECT request_id, count(*) FROM calls GROUP BY request_id", -1,
+            &q, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(s));
     while (sqlite3_step(q) == SQLITE_ROW) {
         const char *rid = (const char *)sqlite3_column_text(q, 0);
         int k = atoi(rid + 2);
-        cr_assert(strncmp(rid, "r-", 2) == 0 && k >= 1 && k <= n, "unexpected call %s", rid);
-        cr_assert_eq(sqlite3_column_int(q, 1), 1, "%s indexed %d times", rid, sqlite3_column_int(q, 1));
+        cr_assert(strncmp(rid, "r-", 2) == 0 && k >= 1 && k <= n,
+                  "unexpected call %s", rid);
+        cr_assert_eq(sqlite3_column_int(q, 1), 1, "%s indexed %d times", rid,
+                     sqlite3_column_int(q, 1));
         rows++;
     }
     sqlite3_finalize(q);
@@ -74,20 +91,29 @@ static void assert_each_line_once(int n) {
     cr_assert_eq(rows, n, "%d distinct calls for %d lines", rows, n);
 }
 
-static void start(aw_test_proc *p, const char *tag) {
-    const char *args[] = {"--calls-log", logpath, "--request-id-field", "rid",
-                          "--status-field", "code", "--time-field", "ts", NULL};
+static void start(aw_test_proc *p, const char *tag)
+{
+    const char *args[] = {"--calls-log",
+                          logpath,
+                          "--request-id-field",
+                          "rid",
+                          "--status-field",
+                          "code",
+                          "--time-field",
+                          "ts",
+                          NULL};
     aw_test_daemon_start(p, dir, tag, &redis, db, args, NULL);
 }
 
-Test(consumer_calls_log, every_line_once_through_rotations_and_a_restart) {
+Test(consumer_calls_log, every_line_once_through_rotations_and_a_restart)
+{
     aw_test_proc daemon;
     int fd;
 
     append_call(logpath, 1);
     append_call(logpath, 2);
     append_call(logpath, 3);
-    append(logpath, "{\"rid\":\"r-4\",\"code\":200,");       /* still being written */
+    append(logpath, "{\"rid\":\"r-4\",\"code\":200,"); /* still being written */
     start(&daemon, "first");
     wait_calls(3);
     append(logpath, "\"ts\":\"2026-05-21T12:00:04Z\"}\n");
@@ -117,14 +143,16 @@ Test(consumer_calls_log, every_line_once_through_rotations_and_a_restart) {
     assert_each_line_once(9);
 }
 
-Test(consumer_calls_log, a_rotation_while_stopped_finishes_the_old_file_from_its_first_name) {
+Test(consumer_calls_log,
+     a_rotation_while_stopped_finishes_the_old_file_from_its_first_name)
+{
     aw_test_proc daemon;
 
     append_call(logpath, 1);
     start(&daemon, "before");
     wait_calls(1);
     aw_test_daemon_stop(&daemon, 10000);
-    append_call(logpath, 2);                      /* after the stop, before the rotation */
+    append_call(logpath, 2); /* after the stop, before the rotation */
     cr_assert(rename(logpath, rotated) == 0);
     append_call(logpath, 3);
     start(&daemon, "after");

@@ -8,39 +8,46 @@
 
 #include "tests/support/support.h"
 
-#define AUDIT "caracal.audit.events"
+#define AUDIT  "caracal.audit.events"
 #define EVENTS 20000
 
 static aw_test_redis redis;
 static char dir[PATH_MAX], db_a[PATH_MAX], db_b[PATH_MAX];
 
-static void setup(void) {
+static void setup(void)
+{
     aw_test_redis_start(&redis, false);
     aw_test_tmpdir(dir);
     aw_test_path(dir, "a.db", db_a);
     aw_test_path(dir, "b.db", db_b);
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     aw_test_redis_destroy(&redis);
     aw_test_rmtree(dir);
 }
 
 TestSuite(consumer_claim, .init = setup, .fini = teardown, .timeout = 120);
 
-static int mark_event(const aw_event_row *row, void *ud) {
+static int mark_event(const aw_event_row *row, void *ud)
+{
     unsigned char *seen = ud;
     int n;
-    cr_assert(sscanf(row->event_id, "evt-%d", &n) == 1 && n >= 0 && n < EVENTS, "%s", row->event_id);
+    cr_assert(sscanf(row->event_id, "evt-%d", &n) == 1 && n >= 0 && n < EVENTS,
+              "%s", row->event_id);
     seen[n] = 1;
     return 0;
 }
 
-static void mark_indexed(const char *db, unsigned char *seen) {
+static void mark_indexed(const char *db, unsigned char *seen)
+{
     aw_store *store;
     aw_error err = {0};
-    cr_assert(aw_store_open(db, AW_STORE_READONLY, &store, &err) == AW_OK, "%s", err.msg);
-    cr_assert(aw_store_query_events(store, &(aw_event_filter){0}, mark_event, seen, &err) == AW_OK,
+    cr_assert(aw_store_open(db, AW_STORE_READONLY, &store, &err) == AW_OK, "%s",
+              err.msg);
+    cr_assert(aw_store_query_events(store, &(aw_event_filter){0}, mark_event,
+                                    seen, &err) == AW_OK,
               "%s", err.msg);
     aw_store_close(store);
 }
@@ -50,19 +57,23 @@ typedef struct pel_of {
     const char *consumer;
 } pel_of;
 
-static bool consumer_has_nothing_pending(void *ud) {
+static bool consumer_has_nothing_pending(void *ud)
+{
     pel_of *p = ud;
-    redisReply *r = aw_test_command(p->c, "XPENDING %s auditwatch - + 10 %s", AUDIT, p->consumer);
+    redisReply *r = aw_test_command(p->c, "XPENDING %s auditwatch - + 10 %s",
+                                    AUDIT, p->consumer);
     bool empty = r->type == REDIS_REPLY_ARRAY && r->elements == 0;
     freeReplyObject(r);
     return empty;
 }
 
-static bool group_read_everything(void *ud) {
+static bool group_read_everything(void *ud)
+{
     return aw_test_group_lag(ud, AUDIT, "auditwatch") == 0;
 }
 
-Test(consumer_claim, survivor_claims_what_the_dead_consumer_left_pending) {
+Test(consumer_claim, survivor_claims_what_the_dead_consumer_left_pending)
+{
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_pipe pipe = {c, 0, 0};
     const char *args[] = {"--claim-idle-ms", "1000", "--batch", "200", NULL};
@@ -83,7 +94,8 @@ Test(consumer_claim, survivor_claims_what_the_dead_consumer_left_pending) {
     cr_assert(!consumer_has_nothing_pending(&(pel_of){c, "a"}),
               "a had nothing pending when it died: nothing was tested");
 
-    cr_assert(aw_test_wait_for(consumer_has_nothing_pending, &(pel_of){c, "a"}, 30000),
+    cr_assert(aw_test_wait_for(consumer_has_nothing_pending, &(pel_of){c, "a"},
+                               30000),
               "the survivor did not claim a's pending entries");
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 60000));
     /* Nothing pending can still mean not everything read yet under load. */
@@ -97,7 +109,8 @@ Test(consumer_claim, survivor_claims_what_the_dead_consumer_left_pending) {
     int missing = 0;
     mark_indexed(db_a, seen);
     mark_indexed(db_b, seen);
-    for (int i = 0; i < EVENTS; i++) missing += !seen[i];
+    for (int i = 0; i < EVENTS; i++)
+        missing += !seen[i];
     free(seen);
     cr_assert_eq(missing, 0, "%d events are in neither index", missing);
     cr_assert(aw_test_index_stats(db_b, &st));

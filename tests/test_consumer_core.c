@@ -12,7 +12,7 @@
 #include "store/store.h"
 #include "support/support.h"
 
-#define AUDIT AW_ROLE_AUDIT
+#define AUDIT  AW_ROLE_AUDIT
 #define REVOKE AW_ROLE_SESSION_REVOKE
 
 /* What the core asked for, copied out as it came. */
@@ -20,7 +20,7 @@ typedef struct seen {
     int creates, reads, counts, commits, stops, waits[2];
     aw_core_action last_read;
     aw_core_action last_count;
-    aw_core_commit commit;        /* valid until the commit is answered */
+    aw_core_commit commit; /* valid until the commit is answered */
     bool commit_open;
     char acked[512][64];
     size_t nacked, ack_actions;
@@ -28,7 +28,8 @@ typedef struct seen {
     size_t nlogs;
 } seen;
 
-static void record(seen *s, const aw_core_action *a) {
+static void record(seen *s, const aw_core_action *a)
+{
     switch (a->kind) {
     case AW_ACT_NONE: break;
     case AW_ACT_CREATE_GROUPS: s->creates++; break;
@@ -50,39 +51,50 @@ static void record(seen *s, const aw_core_action *a) {
         s->ack_actions++;
         for (size_t i = 0; i < a->ack.n; i++) {
             cr_assert_lt(s->nacked, 512);
-            snprintf(s->acked[s->nacked++], 64, "%d:%s", a->ack.stream, a->ack.ids[i]);
+            snprintf(s->acked[s->nacked++], 64, "%d:%s", a->ack.stream,
+                     a->ack.ids[i]);
         }
         break;
     case AW_ACT_WAIT: s->waits[a->wait.timer]++; break;
     case AW_ACT_LOG:
-        if (s->nlogs < 64) snprintf(s->logs[s->nlogs++], 48, "%s", a->log.event);
+        if (s->nlogs < 64)
+            snprintf(s->logs[s->nlogs++], 48, "%s", a->log.event);
         break;
     case AW_ACT_STOP: s->stops++; break;
     }
 }
 
-static void step(aw_core *c, seen *s) {
+static void step(aw_core *c, seen *s)
+{
     aw_core_action a;
-    for (aw_core_next(c, &a); a.kind != AW_ACT_NONE; aw_core_next(c, &a)) record(s, &a);
+    for (aw_core_next(c, &a); a.kind != AW_ACT_NONE; aw_core_next(c, &a))
+        record(s, &a);
 }
 
-static size_t logged(const seen *s, const char *event) {
+static size_t logged(const seen *s, const char *event)
+{
     size_t n = 0;
-    for (size_t i = 0; i < s->nlogs; i++) n += strcmp(s->logs[i], event) == 0;
+    for (size_t i = 0; i < s->nlogs; i++)
+        n += strcmp(s->logs[i], event) == 0;
     return n;
 }
 
-static bool was_acked(const seen *s, int stream, const char *id) {
+static bool was_acked(const seen *s, int stream, const char *id)
+{
     char key[64];
     snprintf(key, sizeof key, "%d:%s", stream, id);
     for (size_t i = 0; i < s->nacked; i++)
-        if (strcmp(s->acked[i], key) == 0) return true;
+        if (strcmp(s->acked[i], key) == 0)
+            return true;
     return false;
 }
 
-static aw_core *new_core(void) {
-    aw_core_config cfg = {.group_max_entries = 4000, .max_deliveries = 8,
-                          .retry_first_ms = 500, .retry_max_ms = 30000};
+static aw_core *new_core(void)
+{
+    aw_core_config cfg = {.group_max_entries = 4000,
+                          .max_deliveries = 8,
+                          .retry_first_ms = 500,
+                          .retry_max_ms = 30000};
     for (int r = 0; r < AW_CORE_STREAMS; r++)
         cfg.streams[r] = aw_stream_role_default_stream((aw_stream_role)r);
     aw_core *c = aw_core_new(&cfg);
@@ -90,22 +102,27 @@ static aw_core *new_core(void) {
     return c;
 }
 
-static aw_raw_entry *entry_with(int stream, const char *id, const char *data) {
+static aw_raw_entry *entry_with(int stream, const char *id, const char *data)
+{
     const char *name = aw_stream_role_default_stream((aw_stream_role)stream);
     aw_field f = {{"data", 4}, {data, strlen(data)}};
     aw_raw_entry *e;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new((aw_bytes){name, strlen(name)}, (aw_bytes){id, strlen(id)},
-                                  &f, 1, &e, &err),
+    cr_assert_eq(aw_raw_entry_new((aw_bytes){name, strlen(name)},
+                                  (aw_bytes){id, strlen(id)}, &f, 1, &e, &err),
                  AW_OK, "%s", err.msg);
     return e;
 }
 
-static aw_raw_entry *entry(int stream, const char *id) { return entry_with(stream, id, "{}"); }
+static aw_raw_entry *entry(int stream, const char *id)
+{
+    return entry_with(stream, id, "{}");
+}
 
 /* Connected, groups made, nothing pending, nothing to claim: the first live
  * read is in flight. */
-static void to_live(aw_core *c, seen *s) {
+static void to_live(aw_core *c, seen *s)
+{
     aw_core_read pending = {.kind = AW_CORE_READ_PENDING};
     aw_core_read claim = {.kind = AW_CORE_READ_CLAIM};
     aw_core_on_connected(c);
@@ -124,8 +141,11 @@ static void to_live(aw_core *c, seen *s) {
 }
 
 /* A live read answering with entries of one stream. */
-static void answer_live(aw_core *c, seen *s, int stream, aw_raw_entry **entries, size_t n) {
-    aw_core_read r = {.kind = AW_CORE_READ_LIVE, .blocking = s->last_read.read.blocking,
+static void answer_live(aw_core *c, seen *s, int stream, aw_raw_entry **entries,
+                        size_t n)
+{
+    aw_core_read r = {.kind = AW_CORE_READ_LIVE,
+                      .blocking = s->last_read.read.blocking,
                       .now_ns = 1};
     r.streams[stream].entries = entries;
     r.streams[stream].n = n;
@@ -133,16 +153,19 @@ static void answer_live(aw_core *c, seen *s, int stream, aw_raw_entry **entries,
     step(c, s);
 }
 
-static void answer_commit(aw_core *c, seen *s, int rc, const char *msg) {
+static void answer_commit(aw_core *c, seen *s, int rc, const char *msg)
+{
     aw_error err = {0};
     cr_assert(s->commit_open, "no commit was handed out");
     s->commit_open = false;
-    if (rc) aw_error_set(&err, rc, "%s", msg);
+    if (rc)
+        aw_error_set(&err, rc, "%s", msg);
     aw_core_on_commit(c, rc, &err);
     step(c, s);
 }
 
-static void answer_acks(aw_core *c, seen *s) {
+static void answer_acks(aw_core *c, seen *s)
+{
     while (s->ack_actions) {
         s->ack_actions--;
         aw_core_on_acked(c, false, 1);
@@ -150,10 +173,12 @@ static void answer_acks(aw_core *c, seen *s) {
     step(c, s);
 }
 
-Test(consumer_core, acks_only_after_the_commit_holding_the_entries) {
+Test(consumer_core, acks_only_after_the_commit_holding_the_entries)
+{
     aw_core *c = new_core();
     seen s = {0};
-    aw_raw_entry *e[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0"), entry(AUDIT, "3-0")};
+    aw_raw_entry *e[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0"),
+                         entry(AUDIT, "3-0")};
     to_live(c, &s);
     answer_live(c, &s, AUDIT, e, 3);
     cr_assert_eq(s.commits, 1);
@@ -166,7 +191,8 @@ Test(consumer_core, acks_only_after_the_commit_holding_the_entries) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_live_read_blocks_only_while_nothing_commits) {
+Test(consumer_core, a_live_read_blocks_only_while_nothing_commits)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
@@ -174,12 +200,15 @@ Test(consumer_core, a_live_read_blocks_only_while_nothing_commits) {
     cr_assert(s.last_read.read.blocking, "an idle consumer should block");
     answer_live(c, &s, AUDIT, e, 1);
     cr_assert_eq(s.reads, 4);
-    cr_assert_not(s.last_read.read.blocking, "blocked while acks wait behind it");
+    cr_assert_not(s.last_read.read.blocking,
+                  "blocked while acks wait behind it");
     answer_commit(c, &s, AW_OK, NULL);
     aw_core_free(c);
 }
 
-Test(consumer_core, reads_during_a_commit_are_grouped_into_one_next_commit_in_read_order) {
+Test(consumer_core,
+     reads_during_a_commit_are_grouped_into_one_next_commit_in_read_order)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *a[] = {entry(AUDIT, "1-0")};
@@ -201,8 +230,11 @@ Test(consumer_core, reads_during_a_commit_are_grouped_into_one_next_commit_in_re
     aw_core_free(c);
 }
 
-Test(consumer_core, reads_pause_once_the_waiting_batch_is_full) {
-    aw_core_config cfg = {.group_max_entries = 2, .max_deliveries = 8, .retry_first_ms = 1,
+Test(consumer_core, reads_pause_once_the_waiting_batch_is_full)
+{
+    aw_core_config cfg = {.group_max_entries = 2,
+                          .max_deliveries = 8,
+                          .retry_first_ms = 1,
                           .retry_max_ms = 1};
     for (int r = 0; r < AW_CORE_STREAMS; r++)
         cfg.streams[r] = aw_stream_role_default_stream((aw_stream_role)r);
@@ -216,7 +248,8 @@ Test(consumer_core, reads_pause_once_the_waiting_batch_is_full) {
     answer_live(c, &s, AUDIT, b, 2);
     cr_assert_eq(s.reads, reads, "read on past a full waiting batch");
     answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_eq(s.reads, reads + 1, "reading did not resume once the batch moved on");
+    cr_assert_eq(s.reads, reads + 1,
+                 "reading did not resume once the batch moved on");
     answer_commit(c, &s, AW_OK, NULL);
     aw_core_free(c);
 }
@@ -227,57 +260,127 @@ typedef struct trim_case {
     const char *name;
     long long length, lag;
     aw_stream_id first, last_generated, max_deleted, last_delivered;
-    const char *lost_first, *lost_last;   /* NULL: no loss */
+    const char *lost_first, *lost_last; /* NULL: no loss */
 } trim_case;
 
 static const trim_case trim_cases[] = {
-    {"maxlen trimmed 5 unread entries", 10, 15, {6, 0}, {15, 0}, {0, 0}, {0, 0}, "0-1", "5-18446744073709551615"},
-    {"xdel of an unread entry", 10, 1, {1, 0}, {10, 0}, {10, 0}, {9, 0}, "9-1", "10-0"},
-    {"history trimmed before the group existed", 10, 10, {6, 0}, {15, 0}, {0, 0}, {5, 0}, NULL, NULL},
-    {"caught up, nothing deleted", 10, 0, {1, 0}, {10, 0}, {0, 0}, {10, 0}, NULL, NULL},
-    {"xdel of an entry already read", 9, 0, {1, 0}, {10, 0}, {4, 0}, {10, 0}, NULL, NULL},
-    {"everything trimmed, 3 never read", 0, 3, {0, 0}, {12, 0}, {0, 0}, {9, 0}, "9-1", "12-0"},
+    {"maxlen trimmed 5 unread entries",
+     10,
+     15,
+     {6, 0},
+     {15, 0},
+     {0, 0},
+     {0, 0},
+     "0-1",
+     "5-18446744073709551615"},
+    {"xdel of an unread entry",
+     10,
+     1,
+     {1, 0},
+     {10, 0},
+     {10, 0},
+     {9, 0},
+     "9-1",
+     "10-0"},
+    {"history trimmed before the group existed",
+     10,
+     10,
+     {6, 0},
+     {15, 0},
+     {0, 0},
+     {5, 0},
+     NULL,
+     NULL},
+    {"caught up, nothing deleted",
+     10,
+     0,
+     {1, 0},
+     {10, 0},
+     {0, 0},
+     {10, 0},
+     NULL,
+     NULL},
+    {"xdel of an entry already read",
+     9,
+     0,
+     {1, 0},
+     {10, 0},
+     {4, 0},
+     {10, 0},
+     NULL,
+     NULL},
+    {"everything trimmed, 3 never read",
+     0,
+     3,
+     {0, 0},
+     {12, 0},
+     {0, 0},
+     {9, 0},
+     "9-1",
+     "12-0"},
 };
 
-Test(consumer_core, trimming_table) {
+Test(consumer_core, trimming_table)
+{
     for (size_t k = 0; k < sizeof trim_cases / sizeof *trim_cases; k++) {
         const trim_case *t = &trim_cases[k];
         aw_core *c = new_core();
         seen s = {0};
-        aw_core_read r = {.kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
+        aw_core_read r = {
+            .kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
         to_live(c, &s);
-        r.streams[AUDIT].before = (aw_core_snapshot){
-            .has_info = true, .has_first = t->length > 0, .has_group = true, .has_lag = true,
-            .length = t->length, .lag = t->lag, .first = t->first,
-            .last_generated = t->last_generated, .max_deleted = t->max_deleted,
-            .last_delivered = t->last_delivered};
+        r.streams[AUDIT].before =
+            (aw_core_snapshot){.has_info = true,
+                               .has_first = t->length > 0,
+                               .has_group = true,
+                               .has_lag = true,
+                               .length = t->length,
+                               .lag = t->lag,
+                               .first = t->first,
+                               .last_generated = t->last_generated,
+                               .max_deleted = t->max_deleted,
+                               .last_delivered = t->last_delivered};
         aw_core_on_read(c, &r);
         step(c, &s);
-        cr_assert_eq(s.commits, 1, "%s: the idle blocking read did not commit its tick", t->name);
+        cr_assert_eq(s.commits, 1,
+                     "%s: the idle blocking read did not commit its tick",
+                     t->name);
         if (!t->lost_first) {
             cr_expect_eq(s.commit.ntrims, 0, "%s: reported a loss", t->name);
         } else {
             cr_assert_eq(s.commit.ntrims, 1, "%s: loss not reported", t->name);
-            cr_expect_str_eq(s.commit.trims[0].first_id, t->lost_first, "%s", t->name);
-            cr_expect_str_eq(s.commit.trims[0].last_id, t->lost_last, "%s", t->name);
+            cr_expect_str_eq(s.commit.trims[0].first_id, t->lost_first, "%s",
+                             t->name);
+            cr_expect_str_eq(s.commit.trims[0].last_id, t->lost_last, "%s",
+                             t->name);
             cr_expect_not(s.commit.trims[0].delivered, "%s", t->name);
-            cr_expect_eq(logged(&s, "entries_deleted_unread"), 1, "%s", t->name);
+            cr_expect_eq(logged(&s, "entries_deleted_unread"), 1, "%s",
+                         t->name);
         }
         answer_commit(c, &s, AW_OK, NULL);
-        cr_expect_eq(s.nacked, 0, "%s: acknowledged an entry never delivered", t->name);
+        cr_expect_eq(s.nacked, 0, "%s: acknowledged an entry never delivered",
+                     t->name);
         aw_core_free(c);
     }
 }
 
-Test(consumer_core, a_loss_is_reported_once_though_the_lag_still_counts_it) {
+Test(consumer_core, a_loss_is_reported_once_though_the_lag_still_counts_it)
+{
     aw_core *c = new_core();
     seen s = {0};
-    aw_core_snapshot before = {.has_info = true, .has_first = true, .has_group = true,
-                               .has_lag = true, .length = 10, .lag = 15, .first = {6, 0},
-                               .last_generated = {15, 0}, .last_delivered = {0, 0}};
+    aw_core_snapshot before = {.has_info = true,
+                               .has_first = true,
+                               .has_group = true,
+                               .has_lag = true,
+                               .length = 10,
+                               .lag = 15,
+                               .first = {6, 0},
+                               .last_generated = {15, 0},
+                               .last_delivered = {0, 0}};
     to_live(c, &s);
     for (int round = 0; round < 2; round++) {
-        aw_core_read r = {.kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
+        aw_core_read r = {
+            .kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
         r.streams[AUDIT].before = before;
         aw_core_on_read(c, &r);
         step(c, &s);
@@ -288,7 +391,8 @@ Test(consumer_core, a_loss_is_reported_once_though_the_lag_still_counts_it) {
 }
 
 /* Pending entries: counted, and past the limit rejected undecoded. */
-Test(consumer_core, an_entry_delivered_past_the_limit_is_rejected_not_decoded) {
+Test(consumer_core, an_entry_delivered_past_the_limit_is_rejected_not_decoded)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0")};
@@ -312,17 +416,21 @@ Test(consumer_core, an_entry_delivered_past_the_limit_is_rejected_not_decoded) {
     step(c, &s);
     cr_assert_eq(s.commits, 1);
     cr_assert_eq(s.commit.items[0].forced_reason, AW_REJECT_NONE);
-    cr_assert_eq(s.commit.items[1].forced_reason, AW_REJECT_TOO_MANY_DELIVERIES);
-    cr_assert_str_eq(s.commit.items[1].forced_detail, "delivered 9 times (limit 8)");
+    cr_assert_eq(s.commit.items[1].forced_reason,
+                 AW_REJECT_TOO_MANY_DELIVERIES);
+    cr_assert_str_eq(s.commit.items[1].forced_detail,
+                     "delivered 9 times (limit 8)");
     /* the next pending page starts after what this one returned */
     cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_PENDING);
     cr_assert_str_eq(s.last_read.read.from[AUDIT], "2-0");
     answer_commit(c, &s, AW_OK, NULL);
-    cr_assert(was_acked(&s, AUDIT, "2-0"), "the rejected entry stays pending forever");
+    cr_assert(was_acked(&s, AUDIT, "2-0"),
+              "the rejected entry stays pending forever");
     aw_core_free(c);
 }
 
-Test(consumer_core, a_pending_entry_deleted_by_redis_is_acked_and_reported) {
+Test(consumer_core, a_pending_entry_deleted_by_redis_is_acked_and_reported)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_stream_id gone[] = {{7, 0}};
@@ -337,13 +445,16 @@ Test(consumer_core, a_pending_entry_deleted_by_redis_is_acked_and_reported) {
     step(c, &s);
     cr_assert_eq(s.commits, 1);
     cr_assert_eq(s.commit.ntrims, 1);
-    cr_assert(s.commit.trims[0].delivered, "a delivered entry reported as never read");
+    cr_assert(s.commit.trims[0].delivered,
+              "a delivered entry reported as never read");
     answer_commit(c, &s, AW_OK, NULL);
     cr_assert(was_acked(&s, AUDIT, "7-0"));
     aw_core_free(c);
 }
 
-Test(consumer_core, a_claim_does_not_take_back_an_entry_this_consumer_is_committing) {
+Test(consumer_core,
+     a_claim_does_not_take_back_an_entry_this_consumer_is_committing)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
@@ -359,21 +470,26 @@ Test(consumer_core, a_claim_does_not_take_back_an_entry_this_consumer_is_committ
     claim.streams[AUDIT].n = 1;
     aw_core_on_read(c, &claim);
     step(c, &s);
-    cr_assert_eq(s.counts, 0, "our own in-flight entry was counted as a redelivery");
+    cr_assert_eq(s.counts, 0,
+                 "our own in-flight entry was counted as a redelivery");
     answer_commit(c, &s, AW_OK, NULL);
     cr_assert_eq(s.nacked, 1);
     aw_core_free(c);
 }
 
-Test(consumer_core, a_transient_commit_failure_retries_acks_nothing_and_logs_once) {
+Test(consumer_core,
+     a_transient_commit_failure_retries_acks_nothing_and_logs_once)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0")};
     to_live(c, &s);
     answer_live(c, &s, AUDIT, e, 2);
     for (int i = 0; i < 3; i++) {
-        answer_commit(c, &s, i % 2 ? AW_ERR_BUSY : AW_ERR_FULL, "database or disk is full");
-        cr_assert_eq(s.waits[AW_CORE_TIMER_COMMIT], i + 1, "no backoff before the retry");
+        answer_commit(c, &s, i % 2 ? AW_ERR_BUSY : AW_ERR_FULL,
+                      "database or disk is full");
+        cr_assert_eq(s.waits[AW_CORE_TIMER_COMMIT], i + 1,
+                     "no backoff before the retry");
         cr_assert_eq(s.commits, i + 1, "retried without waiting");
         aw_core_on_timer(c, AW_CORE_TIMER_COMMIT);
         step(c, &s);
@@ -389,7 +505,8 @@ Test(consumer_core, a_transient_commit_failure_retries_acks_nothing_and_logs_onc
     aw_core_free(c);
 }
 
-Test(consumer_core, the_same_transient_reason_is_logged_once) {
+Test(consumer_core, the_same_transient_reason_is_logged_once)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
@@ -407,7 +524,8 @@ Test(consumer_core, the_same_transient_reason_is_logged_once) {
 
 /* The index refuses any part holding the poisoned entry (unless it is
  * forced out): the core must find it, reject it, commit the rest. */
-static int refuse_poison(const aw_core_commit *cm, const char *poison) {
+static int refuse_poison(const aw_core_commit *cm, const char *poison)
+{
     for (size_t i = 0; i < cm->n; i++)
         if (strcmp(cm->items[i].entry->id.ptr, poison) == 0 &&
             cm->items[i].forced_reason == AW_REJECT_NONE)
@@ -415,41 +533,51 @@ static int refuse_poison(const aw_core_commit *cm, const char *poison) {
     return AW_OK;
 }
 
-Test(consumer_core, a_deterministic_failure_splits_the_batch_and_rejects_only_that_entry) {
+Test(consumer_core,
+     a_deterministic_failure_splits_the_batch_and_rejects_only_that_entry)
+{
     const char *ids[] = {"1-0", "2-0", "3-0", "4-0", "5-0", "6-0", "7-0"};
     for (size_t p = 0; p < 7; p++) {
         aw_core *c = new_core();
         seen s = {0};
         aw_raw_entry *e[7];
         size_t committed = 0, guard = 0;
-        for (size_t i = 0; i < 7; i++) e[i] = entry(AUDIT, ids[i]);
+        for (size_t i = 0; i < 7; i++)
+            e[i] = entry(AUDIT, ids[i]);
         to_live(c, &s);
         answer_live(c, &s, AUDIT, e, 7);
         while (s.commit_open && guard++ < 64) {
             int rc = refuse_poison(&s.commit, ids[p]);
             if (rc == AW_OK) {
                 for (size_t i = 0; i < s.commit.n; i++) {
-                    bool poisoned = strcmp(s.commit.items[i].entry->id.ptr, ids[p]) == 0;
+                    bool poisoned =
+                        strcmp(s.commit.items[i].entry->id.ptr, ids[p]) == 0;
                     cr_assert_eq(s.commit.items[i].forced_reason,
-                                 poisoned ? AW_REJECT_INDEX_ERROR : AW_REJECT_NONE,
-                                 "poison at %zu: entry %s", p, s.commit.items[i].entry->id.ptr);
+                                 poisoned ? AW_REJECT_INDEX_ERROR
+                                          : AW_REJECT_NONE,
+                                 "poison at %zu: entry %s", p,
+                                 s.commit.items[i].entry->id.ptr);
                 }
                 committed += s.commit.n;
             }
             answer_commit(c, &s, rc, "events: constraint failed");
             answer_acks(c, &s);
         }
-        cr_assert_eq(committed, 7, "poison at %zu: %zu entries committed", p, committed);
+        cr_assert_eq(committed, 7, "poison at %zu: %zu entries committed", p,
+                     committed);
         cr_assert_eq(s.nacked, 7, "poison at %zu", p);
         cr_assert_eq(aw_core_totals_get(c)->rejected_by_index, 1);
         cr_assert_eq(logged(&s, "entry_refused_by_index"), 1);
-        cr_assert_lt(s.commits, 16, "poison at %zu: %d commits to find one entry", p, s.commits);
+        cr_assert_lt(s.commits, 16,
+                     "poison at %zu: %d commits to find one entry", p,
+                     s.commits);
         cr_assert_eq(aw_core_get_state(c), AW_CORE_LIVE);
         aw_core_free(c);
     }
 }
 
-Test(consumer_core, a_broken_index_stops_with_a_message_saying_what_to_do) {
+Test(consumer_core, a_broken_index_stops_with_a_message_saying_what_to_do)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
@@ -465,18 +593,20 @@ Test(consumer_core, a_broken_index_stops_with_a_message_saying_what_to_do) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_stop_drains_commits_and_acks_then_stops) {
+Test(consumer_core, a_stop_drains_commits_and_acks_then_stops)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
     aw_raw_entry *f[] = {entry(AUDIT, "2-0")};
     to_live(c, &s);
-    answer_live(c, &s, AUDIT, e, 1);   /* committing; a quick read in flight */
+    answer_live(c, &s, AUDIT, e, 1); /* committing; a quick read in flight */
     aw_core_on_stop(c);
     step(c, &s);
     cr_assert_eq(s.stops, 0, "stopped with a commit running");
     int reads = s.reads;
-    answer_live(c, &s, AUDIT, f, 1);   /* what the quick read brought commits too */
+    answer_live(c, &s, AUDIT, f,
+                1); /* what the quick read brought commits too */
     cr_assert_eq(s.reads, reads, "read on after the stop");
     answer_commit(c, &s, AW_OK, NULL);
     cr_assert_eq(s.stops, 0, "stopped before the acks were answered");
@@ -490,7 +620,8 @@ Test(consumer_core, a_stop_drains_commits_and_acks_then_stops) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_stop_does_not_wait_for_a_blocking_read) {
+Test(consumer_core, a_stop_does_not_wait_for_a_blocking_read)
+{
     aw_core *c = new_core();
     seen s = {0};
     to_live(c, &s);
@@ -501,10 +632,12 @@ Test(consumer_core, a_stop_does_not_wait_for_a_blocking_read) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_failed_live_read_backs_off_then_rereads_pending_entries) {
+Test(consumer_core, a_failed_live_read_backs_off_then_rereads_pending_entries)
+{
     aw_core *c = new_core();
     seen s = {0};
-    aw_core_read failed = {.kind = AW_CORE_READ_LIVE, .failed = true, .why = "XREADGROUP: ERR x"};
+    aw_core_read failed = {
+        .kind = AW_CORE_READ_LIVE, .failed = true, .why = "XREADGROUP: ERR x"};
     to_live(c, &s);
     aw_core_on_read(c, &failed);
     step(c, &s);
@@ -518,10 +651,13 @@ Test(consumer_core, a_failed_live_read_backs_off_then_rereads_pending_entries) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_missing_group_is_created_again) {
+Test(consumer_core, a_missing_group_is_created_again)
+{
     aw_core *c = new_core();
     seen s = {0};
-    aw_core_read failed = {.kind = AW_CORE_READ_LIVE, .failed = true, .group_missing = true,
+    aw_core_read failed = {.kind = AW_CORE_READ_LIVE,
+                           .failed = true,
+                           .group_missing = true,
                            .why = "NOGROUP"};
     to_live(c, &s);
     aw_core_on_read(c, &failed);
@@ -530,30 +666,36 @@ Test(consumer_core, a_missing_group_is_created_again) {
     aw_core_free(c);
 }
 
-Test(consumer_core, a_lost_connection_waits_for_the_next_one_then_sets_up_again) {
+Test(consumer_core, a_lost_connection_waits_for_the_next_one_then_sets_up_again)
+{
     aw_core *c = new_core();
     seen s = {0};
-    aw_core_read lost = {.kind = AW_CORE_READ_LIVE, .failed = true, .lost = true};
+    aw_core_read lost = {
+        .kind = AW_CORE_READ_LIVE, .failed = true, .lost = true};
     to_live(c, &s);
     aw_core_on_read(c, &lost);
     aw_core_on_lost(c);
     step(c, &s);
     cr_assert_eq(aw_core_get_state(c), AW_CORE_DISCONNECTED);
-    cr_assert_eq(logged(&s, "redis_command_failed"), 0, "a lost connection is not a command error");
+    cr_assert_eq(logged(&s, "redis_command_failed"), 0,
+                 "a lost connection is not a command error");
     aw_core_on_connected(c);
     step(c, &s);
     cr_assert_eq(s.creates, 2);
     aw_core_free(c);
 }
 
-Test(consumer_core, the_clock_is_the_wall_clock_only_when_the_audit_stream_is_caught_up) {
+Test(consumer_core,
+     the_clock_is_the_wall_clock_only_when_the_audit_stream_is_caught_up)
+{
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
     aw_raw_entry *r[] = {entry(REVOKE, "2-0")};
     to_live(c, &s);
     answer_live(c, &s, AUDIT, e, 1);
-    cr_assert_eq(s.commit.clock_ns, 0, "the wall clock ran ahead of unread audit entries");
+    cr_assert_eq(s.commit.clock_ns, 0,
+                 "the wall clock ran ahead of unread audit entries");
     answer_commit(c, &s, AW_OK, NULL);
     answer_acks(c, &s);
     answer_live(c, &s, REVOKE, r, 1);
@@ -569,7 +711,8 @@ typedef struct real {
     aw_ingest *ing;
 } real;
 
-static void real_open(real *w) {
+static void real_open(real *w)
+{
     aw_ingest_options opts = {.store_flags = AW_STORE_SYNC_NORMAL};
     aw_error err;
     aw_test_tmpdir(w->dir);
@@ -577,13 +720,15 @@ static void real_open(real *w) {
     cr_assert_eq(aw_ingest_open(&opts, &w->ing, &err), AW_OK, "%s", err.msg);
 }
 
-static void real_close(real *w) {
+static void real_close(real *w)
+{
     aw_ingest_close(w->ing);
     aw_test_rmtree(w->dir);
 }
 
 /* Runs the commit the core handed out on the index; returns its code. */
-static int real_commit(real *w, aw_core *c, seen *s) {
+static int real_commit(real *w, aw_core *c, seen *s)
+{
     aw_error err = {0};
     int rc;
     cr_assert(s->commit_open);
@@ -595,26 +740,33 @@ static int real_commit(real *w, aw_core *c, seen *s) {
     return rc;
 }
 
-static long long real_count(real *w, const char *sql) {
+static long long real_count(real *w, const char *sql)
+{
     sqlite3 *db;
     sqlite3_stmt *st;
     long long n = -1;
-    cr_assert_eq(sqlite3_open_v2(w->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    cr_assert_eq(sqlite3_open_v2(w->db, &db, SQLITE_OPEN_READONLY, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
     return n;
 }
 
-static aw_raw_entry *audit_entry(const char *id, const char *event_id) {
+static aw_raw_entry *audit_entry(const char *id, const char *event_id)
+{
     char data[1024];
     aw_test_audit a = {.id = event_id};
     aw_test_audit_data(&a, data, sizeof data);
     return entry_with(AUDIT, id, data);
 }
 
-Test(consumer_core, a_deterministic_store_error_on_one_entry_rejects_it_and_commits_the_rest) {
+Test(consumer_core,
+     a_deterministic_store_error_on_one_entry_rejects_it_and_commits_the_rest)
+{
     real w;
     aw_core *c = new_core();
     seen s = {0};
@@ -623,12 +775,13 @@ Test(consumer_core, a_deterministic_store_error_on_one_entry_rejects_it_and_comm
     real_open(&w);
     /* The index refuses one event, as a schema constraint would. */
     cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db,
-                              "CREATE TRIGGER poison BEFORE INSERT ON events "
-                              "WHEN NEW.event_id = 'ev-4' "
-                              "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
-                              NULL, NULL, NULL),
-                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "CREATE TRIGGER poison BEFORE INSERT ON events "
+                     "WHEN NEW.event_id = 'ev-4' "
+                     "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
     sqlite3_close(db);
     for (int i = 0; i < 6; i++) {
         char id[16], ev[16];
@@ -644,16 +797,20 @@ Test(consumer_core, a_deterministic_store_error_on_one_entry_rejects_it_and_comm
     }
     cr_assert_eq(s.nacked, 6, "entries left unacknowledged: ingest wedged");
     cr_assert_eq(real_count(&w, "SELECT count(*) FROM events"), 5);
-    cr_assert_eq(real_count(&w, "SELECT count(*) FROM rejected WHERE reason = 'index_error' "
-                                "AND detail LIKE '%this event is refused%'"),
-                 1);
+    cr_assert_eq(
+        real_count(&w,
+                   "SELECT count(*) FROM rejected WHERE reason = 'index_error' "
+                   "AND detail LIKE '%this event is refused%'"),
+        1);
     cr_assert_eq(real_count(&w, "SELECT count(*) FROM entries"), 6,
                  "the refused entry's evidence was not kept");
     aw_core_free(c);
     real_close(&w);
 }
 
-Test(consumer_core, a_full_disk_acks_nothing_loses_nothing_and_resumes_when_space_returns) {
+Test(consumer_core,
+     a_full_disk_acks_nothing_loses_nothing_and_resumes_when_space_returns)
+{
     real w;
     aw_core *c = new_core();
     seen s = {0};
@@ -662,7 +819,8 @@ Test(consumer_core, a_full_disk_acks_nothing_loses_nothing_and_resumes_when_spac
     real_open(&w);
     /* SQLite's max_page_count: writes past the cap fail with SQLITE_FULL,
      * exactly as on a full disk, without needing a small filesystem. */
-    cr_assert_eq(aw_store_set_max_pages(aw_ingest_store(w.ing), 1, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_set_max_pages(aw_ingest_store(w.ing), 1, &err), AW_OK,
+                 "%s", err.msg);
     for (int i = 0; i < 200; i++) {
         char id[16], ev[16];
         snprintf(id, sizeof id, "%d-0", 1000 + i);
@@ -680,7 +838,8 @@ Test(consumer_core, a_full_disk_acks_nothing_loses_nothing_and_resumes_when_spac
     cr_assert_eq(logged(&s, "index_commit_failed"), 1);
     cr_assert_eq(real_count(&w, "SELECT count(*) FROM entries"), 0);
     cr_assert_eq(s.commit.n, 200, "a full disk split the batch");
-    cr_assert_eq(aw_store_set_max_pages(aw_ingest_store(w.ing), 0, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_set_max_pages(aw_ingest_store(w.ing), 0, &err), AW_OK,
+                 "%s", err.msg);
     cr_assert_eq(real_commit(&w, c, &s), AW_OK);
     cr_assert_eq(logged(&s, "index_commit_recovered"), 1);
     cr_assert_eq(s.nacked, 200);

@@ -11,10 +11,10 @@
 
 #include "tests/support/support.h"
 
-#define AUDIT "caracal.audit.events"
-#define DLQ "caracal.audit.events.dlq"
+#define AUDIT  "caracal.audit.events"
+#define DLQ    "caracal.audit.events.dlq"
 #define REVOKE "caracal.sessions.revoke"
-#define DEAD "caracal.sessions.revoke.dead"
+#define DEAD   "caracal.sessions.revoke.dead"
 /* 2026-05-21T12:00:00Z, the default occurred_at of aw_test_audit */
 #define NOON_MS 1779364800000LL
 
@@ -22,7 +22,8 @@ static char dir[PATH_MAX], db[PATH_MAX];
 static aw_ingest *ing;
 static aw_hmac_key *key;
 
-static void setup(void) {
+static void setup(void)
+{
     aw_error err = {0};
     aw_test_tmpdir(dir);
     aw_test_path(dir, "index.db", db);
@@ -31,36 +32,46 @@ static void setup(void) {
     cr_assert(aw_ingest_open(&o, &ing, &err) == AW_OK, "%s", err.msg);
 }
 
-static void teardown(void) {
+static void teardown(void)
+{
     aw_ingest_close(ing);
     aw_hmac_key_free(key);
     aw_test_rmtree(dir);
 }
 
-TestSuite(consumer_dead_letters, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(consumer_dead_letters, .init = setup, .fini = teardown,
+          .timeout = 30);
 
 /* fields: name, value, ... (n names). */
-static aw_raw_entry *entry(const char *stream, const char *id, const char *const *kv, size_t n) {
+static aw_raw_entry *entry(const char *stream, const char *id,
+                           const char *const *kv, size_t n)
+{
     aw_field f[12];
     aw_raw_entry *e;
     aw_error err = {0};
     cr_assert(n <= 12);
     for (size_t i = 0; i < n; i++)
-        f[i] = (aw_field){{kv[2 * i], strlen(kv[2 * i])}, {kv[2 * i + 1], strlen(kv[2 * i + 1])}};
-    cr_assert(aw_raw_entry_new((aw_bytes){stream, strlen(stream)}, (aw_bytes){id, strlen(id)}, f, n,
-                               &e, &err) == AW_OK, "%s", err.msg);
+        f[i] = (aw_field){{kv[2 * i], strlen(kv[2 * i])},
+                          {kv[2 * i + 1], strlen(kv[2 * i + 1])}};
+    cr_assert(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                               (aw_bytes){id, strlen(id)}, f, n, &e,
+                               &err) == AW_OK,
+              "%s", err.msg);
     return e;
 }
 
-static void commit(aw_raw_entry *e) {
+static void commit(aw_raw_entry *e)
+{
     aw_ingest_item item = {e, AW_REJECT_NONE, NULL};
     aw_error err = {0};
-    cr_assert(aw_ingest_batch(ing, &item, 1, NULL, 0, 0, NULL, &err) == AW_OK, "%s", err.msg);
+    cr_assert(aw_ingest_batch(ing, &item, 1, NULL, 0, 0, NULL, &err) == AW_OK,
+              "%s", err.msg);
     aw_raw_entry_free(e);
 }
 
 /* An audit event on the main stream, signed. */
-static aw_raw_entry *audit_entry(const char *entry_id, const aw_test_audit *a) {
+static aw_raw_entry *audit_entry(const char *entry_id, const aw_test_audit *a)
+{
     static char data[1024];
     char sig[65];
     size_t len = aw_test_audit_data(a, data, sizeof data);
@@ -72,14 +83,17 @@ static aw_raw_entry *audit_entry(const char *entry_id, const aw_test_audit *a) {
 /* The audit service's DLQ copy of that event: src_ fields, reason,
  * received_at; sig_override replaces the signature. */
 static aw_raw_entry *dlq_entry(const char *entry_id, const aw_test_audit *a,
-                               const char *sig_override) {
+                               const char *sig_override)
+{
     static char data[1024];
     char sig[65];
     size_t len = aw_test_audit_data(a, data, sizeof data);
     aw_test_sign(key, data, len, sig);
-    const char *kv[] = {"reason", "max_deliveries_exceeded", "received_at", "1779364805000",
-                        "src_id", a->id, "src_data", data,
-                        "src_sig", sig_override ? sig_override : sig};
+    const char *kv[] = {"reason",      "max_deliveries_exceeded",
+                        "received_at", "1779364805000",
+                        "src_id",      a->id,
+                        "src_data",    data,
+                        "src_sig",     sig_override ? sig_override : sig};
     return entry(DLQ, entry_id, kv, 5);
 }
 
@@ -88,60 +102,79 @@ typedef struct alerts_seen {
     char severity[16], summary[512], zone[32], request[64];
 } alerts_seen;
 
-static int keep_alert(const aw_alert *a, void *ud) {
+static int keep_alert(const aw_alert *a, void *ud)
+{
     alerts_seen *s = ud;
     s->n++;
     snprintf(s->severity, sizeof s->severity, "%s", a->severity);
     snprintf(s->summary, sizeof s->summary, "%s", a->summary ? a->summary : "");
     snprintf(s->zone, sizeof s->zone, "%s", a->zone_id ? a->zone_id : "");
-    snprintf(s->request, sizeof s->request, "%s", a->request_id ? a->request_id : "");
+    snprintf(s->request, sizeof s->request, "%s",
+             a->request_id ? a->request_id : "");
     return 0;
 }
 
-static alerts_seen alerts_of(const char *kind) {
+static alerts_seen alerts_of(const char *kind)
+{
     alerts_seen s = {0};
     aw_error err = {0};
-    cr_assert(aw_store_query_alerts(aw_ingest_store(ing), &(aw_alert_filter){.kind = kind},
-                                    keep_alert, &s, &err) == AW_OK, "%s", err.msg);
+    cr_assert(aw_store_query_alerts(aw_ingest_store(ing),
+                                    &(aw_alert_filter){.kind = kind},
+                                    keep_alert, &s, &err) == AW_OK,
+              "%s", err.msg);
     return s;
 }
 
-static int count_row(const aw_event_row *row, void *ud) {
+static int count_row(const aw_event_row *row, void *ud)
+{
     (void)row;
     ++*(int *)ud;
     return 0;
 }
 
-static int events_with_id(const char *id) {
+static int events_with_id(const char *id)
+{
     int n = 0;
     aw_error err = {0};
-    cr_assert(aw_store_query_events(aw_ingest_store(ing), &(aw_event_filter){.event_id = id},
-                                    count_row, &n, &err) == AW_OK, "%s", err.msg);
+    cr_assert(aw_store_query_events(aw_ingest_store(ing),
+                                    &(aw_event_filter){.event_id = id},
+                                    count_row, &n, &err) == AW_OK,
+              "%s", err.msg);
     return n;
 }
 
-Test(consumer_dead_letters, a_dead_lettered_allow_is_indexed_and_alerted_critical) {
-    commit(dlq_entry("1779364806000-0", &(aw_test_audit){.id = "evt-dl", .request_id = "req-dl"},
+Test(consumer_dead_letters,
+     a_dead_lettered_allow_is_indexed_and_alerted_critical)
+{
+    commit(dlq_entry("1779364806000-0",
+                     &(aw_test_audit){.id = "evt-dl", .request_id = "req-dl"},
                      NULL));
-    cr_expect_eq(events_with_id("evt-dl"), 1, "the original event is queryable");
+    cr_expect_eq(events_with_id("evt-dl"), 1,
+                 "the original event is queryable");
     alerts_seen s = alerts_of("audit_dead_lettered");
     cr_assert_eq(s.n, 1);
     cr_expect_str_eq(s.severity, "critical");
     cr_expect_str_eq(s.request, "req-dl");
     cr_expect(strstr(s.summary, "max_deliveries_exceeded"), "%s", s.summary);
-    cr_expect(strstr(s.summary, "2026-05-21T12:00:05"), "received_at is named: %s", s.summary);
+    cr_expect(strstr(s.summary, "2026-05-21T12:00:05"),
+              "received_at is named: %s", s.summary);
 }
 
-Test(consumer_dead_letters, a_dead_lettered_deny_is_high) {
-    commit(dlq_entry("1779364806000-0", &(aw_test_audit){.id = "evt-deny", .decision = "deny"},
+Test(consumer_dead_letters, a_dead_lettered_deny_is_high)
+{
+    commit(dlq_entry("1779364806000-0",
+                     &(aw_test_audit){.id = "evt-deny", .decision = "deny"},
                      NULL));
     alerts_seen s = alerts_of("audit_dead_lettered");
     cr_assert_eq(s.n, 1);
     cr_expect_str_eq(s.severity, "high");
 }
 
-Test(consumer_dead_letters, a_dlq_copy_of_an_indexed_event_is_one_event_and_one_alert) {
-    aw_test_audit a = {.id = "evt-twice", .event_type = "gateway_resource_request"};
+Test(consumer_dead_letters,
+     a_dlq_copy_of_an_indexed_event_is_one_event_and_one_alert)
+{
+    aw_test_audit a = {.id = "evt-twice",
+                       .event_type = "gateway_resource_request"};
     commit(audit_entry("1779364801000-0", &a));
     commit(dlq_entry("1779364806000-0", &a, NULL));
     commit(dlq_entry("1779364807000-0", &a, NULL));
@@ -152,45 +185,58 @@ Test(consumer_dead_letters, a_dlq_copy_of_an_indexed_event_is_one_event_and_one_
     cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
 }
 
-Test(consumer_dead_letters, a_dlq_original_that_does_not_verify_is_rejected_as_a_signature_failure) {
+Test(consumer_dead_letters,
+     a_dlq_original_that_does_not_verify_is_rejected_as_a_signature_failure)
+{
     char bad[65];
     memset(bad, 'a', 64);
     bad[64] = '\0';
-    commit(dlq_entry("1779364806000-0", &(aw_test_audit){.id = "evt-forged"}, bad));
+    commit(dlq_entry("1779364806000-0", &(aw_test_audit){.id = "evt-forged"},
+                     bad));
     cr_expect_eq(events_with_id("evt-forged"), 0);
     cr_expect_eq(alerts_of("audit_dead_lettered").n, 0);
     cr_expect_eq(alerts_of("signature_invalid").n, 1);
     aw_store_stats st;
     aw_error err = {0};
-    cr_assert(aw_store_get_stats(aw_ingest_store(ing), &st, &err) == AW_OK, "%s", err.msg);
+    cr_assert(aw_store_get_stats(aw_ingest_store(ing), &st, &err) == AW_OK,
+              "%s", err.msg);
     cr_expect_eq(st.rejected, 1);
 }
 
 /* The original revocation's fields, signed, as JSON (values / payload). */
-static void revocation_json(const char *session, char *out, size_t size) {
-    const char *fields[] = {"zone_id", "zone-1", "session_id", session, "reason", "grant_revoked"};
+static void revocation_json(const char *session, char *out, size_t size)
+{
+    const char *fields[] = {"zone_id", "zone-1", "session_id",
+                            session,   "reason", "grant_revoked"};
     char sig[65];
     aw_test_sign_stream(key, REVOKE, fields, 3, sig);
-    snprintf(out, size,
-             "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
-             "\"_sig\":\"%s\"}",
-             session, sig);
+    snprintf(
+        out, size,
+        "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
+        "\"_sig\":\"%s\"}",
+        session, sig);
 }
 
 /* An access by session 60 s after the revocation at NOON_MS. */
-static void commit_access(const char *session) {
+static void commit_access(const char *session)
+{
     char meta[128];
     snprintf(meta, sizeof meta, "{\"session_id\":\"%s\"}", session);
-    commit(audit_entry("1779364860000-0", &(aw_test_audit){.id = "evt-after",
-                                                           .occurred_at = "2026-05-21T12:01:00Z",
-                                                           .metadata_json = meta}));
+    commit(audit_entry("1779364860000-0",
+                       &(aw_test_audit){.id = "evt-after",
+                                        .occurred_at = "2026-05-21T12:01:00Z",
+                                        .metadata_json = meta}));
 }
 
-Test(consumer_dead_letters, an_enforcer_dead_letter_is_alerted_and_still_revokes) {
+Test(consumer_dead_letters,
+     an_enforcer_dead_letter_is_alerted_and_still_revokes)
+{
     char values[512], sig[65];
     revocation_json("ar-enforcer", values, sizeof values);
-    const char *kv[] = {"original_id", "1779364800000-0", "error", "snapshot_apply_failed",
-                        "values", values, "_sig", ""};
+    const char *kv[] = {"original_id", "1779364800000-0",
+                        "error",       "snapshot_apply_failed",
+                        "values",      values,
+                        "_sig",        ""};
     aw_test_sign_stream(key, DEAD, kv, 3, sig);
     kv[7] = sig;
     commit(entry(DEAD, "1779364802000-0", kv, 4));
@@ -198,7 +244,8 @@ Test(consumer_dead_letters, an_enforcer_dead_letter_is_alerted_and_still_revokes
     cr_assert_eq(s.n, 1);
     cr_expect_str_eq(s.severity, "critical");
     cr_expect_str_eq(s.zone, "zone-1");
-    cr_expect(strstr(s.summary, "authority_record ar-enforcer"), "%s", s.summary);
+    cr_expect(strstr(s.summary, "authority_record ar-enforcer"), "%s",
+              s.summary);
     cr_expect(strstr(s.summary, "snapshot_apply_failed"), "%s", s.summary);
 
     commit_access("ar-enforcer");
@@ -206,11 +253,12 @@ Test(consumer_dead_letters, an_enforcer_dead_letter_is_alerted_and_still_revokes
                  "the dead-lettered revocation counts from its own time");
 }
 
-Test(consumer_dead_letters, an_sdk_dead_letter_is_alerted) {
+Test(consumer_dead_letters, an_sdk_dead_letter_is_alerted)
+{
     char payload[512];
     revocation_json("ar-sdk", payload, sizeof payload);
-    const char *kv[] = {"source_id", "1779364800000-0", "reason", "handler_failed",
-                        "payload", payload};
+    const char *kv[] = {"source_id",      "1779364800000-0", "reason",
+                        "handler_failed", "payload",         payload};
     commit(entry(DEAD, "1779364802000-0", kv, 3));
     alerts_seen s = alerts_of("revocation_dead_lettered");
     cr_assert_eq(s.n, 1);

@@ -16,16 +16,21 @@
 
 static const char *streams[AW_ROLE_COUNT];
 
-static void name_streams(void) {
+static void name_streams(void)
+{
     for (int r = 0; r < AW_ROLE_COUNT; r++)
         streams[r] = aw_stream_role_default_stream((aw_stream_role)r);
 }
 
 TestSuite(consumer_metrics, .init = name_streams);
 
-static bool have_promtool(void) { return system("command -v promtool >/dev/null 2>&1") == 0; }
+static bool have_promtool(void)
+{
+    return system("command -v promtool >/dev/null 2>&1") == 0;
+}
 
-static char *render(const aw_metrics_state *s) {
+static char *render(const aw_metrics_state *s)
+{
     size_t len;
     char *page = aw_metrics_render(s, &len);
     cr_assert(page);
@@ -33,17 +38,22 @@ static char *render(const aw_metrics_state *s) {
     return page;
 }
 
-static double value_of(const char *page, const char *series) {
+static double value_of(const char *page, const char *series)
+{
     double v = 0;
-    cr_assert(aw_test_metric(page, series, &v), "no sample %s in:\n%s", series, page);
+    cr_assert(aw_test_metric(page, series, &v), "no sample %s in:\n%s", series,
+              page);
     return v;
 }
 
-static aw_alert alert(const char *kind, const char *severity) {
-    return (aw_alert){.id = "a", .kind = kind, .severity = severity, .state = AW_ALERT_OPEN};
+static aw_alert alert(const char *kind, const char *severity)
+{
+    return (aw_alert){
+        .id = "a", .kind = kind, .severity = severity, .state = AW_ALERT_OPEN};
 }
 
-static void busy_state(aw_metrics_state *s) {
+static void busy_state(aw_metrics_state *s)
+{
     aw_ingest_stats st = {0};
     aw_metrics_state_init(s, streams);
     st.indexed_by_role[AW_ROLE_AUDIT] = 7;
@@ -63,11 +73,13 @@ static void busy_state(aw_metrics_state *s) {
     s->redis_connected = true;
 }
 
-Test(consumer_metrics, page_passes_promtool_check_metrics) {
+Test(consumer_metrics, page_passes_promtool_check_metrics)
+{
     aw_metrics_state s;
     char dir[PATH_MAX], path[PATH_MAX], cmd[PATH_MAX + 64];
     char *page;
-    if (!have_promtool()) cr_skip_test("promtool is not installed (Debian package prometheus)");
+    if (!have_promtool())
+        cr_skip_test("promtool is not installed (Debian package prometheus)");
     busy_state(&s);
     page = render(&s);
     aw_test_tmpdir(dir);
@@ -78,42 +90,90 @@ Test(consumer_metrics, page_passes_promtool_check_metrics) {
     aw_test_rmtree(dir);
 }
 
-Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind) {
+Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
+{
     aw_metrics_state s;
     char *page;
     busy_state(&s);
     page = render(&s);
-    cr_assert_eq(value_of(page, "auditwatch_entries_indexed_total{stream=\"caracal.audit.events\"}"), 21);
-    cr_assert_eq(value_of(page, "auditwatch_entries_indexed_total{stream=\"auditwatch.calls\"}"), 6);
-    cr_assert_eq(value_of(page, "auditwatch_entries_indexed_total{stream=\"import\"}"), 3);
-    cr_assert_eq(value_of(page, "auditwatch_entries_rejected_total{reason=\"signature_invalid\"}"), 9);
-    cr_assert_eq(value_of(page, "auditwatch_alerts_raised_total{kind=\"access_after_revocation\",severity=\"critical\"}"), 1);
-    cr_assert_eq(value_of(page, "auditwatch_stream_lag_entries{stream=\"caracal.audit.events\"}"), 1500);
-    cr_assert(!strstr(page, "auditwatch_stream_lag_entries{stream=\"auditwatch.calls\"}"),
-              "a lag Redis never reported is not shown as 0");
-    cr_assert_eq(value_of(page, "auditwatch_oldest_pending_seconds{stream=\"caracal.audit.events\"}"), 2.5);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_entries_indexed_total{stream=\"caracal.audit.events\"}"),
+        21);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_entries_indexed_total{stream=\"auditwatch.calls\"}"),
+        6);
+    cr_assert_eq(
+        value_of(page, "auditwatch_entries_indexed_total{stream=\"import\"}"),
+        3);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_entries_rejected_total{reason=\"signature_invalid\"}"),
+        9);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alerts_raised_total{kind=\"access_after_revocation\",severity=\"critical\"}"),
+        1);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_stream_lag_entries{stream=\"caracal.audit.events\"}"),
+        1500);
+    cr_assert(
+        !strstr(page,
+                "auditwatch_stream_lag_entries{stream=\"auditwatch.calls\"}"),
+        "a lag Redis never reported is not shown as 0");
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_oldest_pending_seconds{stream=\"caracal.audit.events\"}"),
+        2.5);
     cr_assert_eq(value_of(page, "auditwatch_redis_connected"), 1);
-    cr_assert_float_eq(value_of(page, "auditwatch_detector_clock_seconds"), 1779364800.25, 0.001);
-    cr_assert_eq(value_of(page, "auditwatch_build_info{version=\"" AW_VERSION "\"}"), 1);
+    cr_assert_float_eq(value_of(page, "auditwatch_detector_clock_seconds"),
+                       1779364800.25, 0.001);
+    cr_assert_eq(
+        value_of(page, "auditwatch_build_info{version=\"" AW_VERSION "\"}"), 1);
     free(page);
 }
 
-Test(consumer_metrics, commit_histogram_buckets_are_cumulative) {
+Test(consumer_metrics, commit_histogram_buckets_are_cumulative)
+{
     aw_metrics_state s;
     char *page;
     busy_state(&s);
     page = render(&s);
-    cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"0.001\"}"), 0);
-    cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"0.005\"}"), 1);
-    cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"0.5\"}"), 2);
-    cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"10\"}"), 2);
-    cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"+Inf\"}"), 3);
+    cr_assert_eq(
+        value_of(page,
+                 "auditwatch_commit_duration_seconds_bucket{le=\"0.001\"}"),
+        0);
+    cr_assert_eq(
+        value_of(page,
+                 "auditwatch_commit_duration_seconds_bucket{le=\"0.005\"}"),
+        1);
+    cr_assert_eq(
+        value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"0.5\"}"),
+        2);
+    cr_assert_eq(
+        value_of(page, "auditwatch_commit_duration_seconds_bucket{le=\"10\"}"),
+        2);
+    cr_assert_eq(
+        value_of(page,
+                 "auditwatch_commit_duration_seconds_bucket{le=\"+Inf\"}"),
+        3);
     cr_assert_eq(value_of(page, "auditwatch_commit_duration_seconds_count"), 3);
-    cr_assert_float_eq(value_of(page, "auditwatch_commit_duration_seconds_sum"), 42.304, 1e-6);
+    cr_assert_float_eq(value_of(page, "auditwatch_commit_duration_seconds_sum"),
+                       42.304, 1e-6);
     free(page);
 }
 
-Test(consumer_metrics, open_alerts_start_from_the_index_and_follow_raise_and_resolve) {
+Test(consumer_metrics,
+     open_alerts_start_from_the_index_and_follow_raise_and_resolve)
+{
     aw_metrics_state s;
     aw_alert a = alert(AW_ALERT_DECISION_MISSING, "high");
     char *page;
@@ -122,44 +182,63 @@ Test(consumer_metrics, open_alerts_start_from_the_index_and_follow_raise_and_res
     aw_metrics_count_alert(&s, &a, AW_ALERT_RAISED);
     aw_metrics_count_alert(&s, &a, AW_ALERT_ESCALATED);
     page = render(&s);
-    cr_assert_eq(value_of(page, "auditwatch_alerts_open{kind=\"decision_missing\"}"), 3);
+    cr_assert_eq(
+        value_of(page, "auditwatch_alerts_open{kind=\"decision_missing\"}"), 3);
     free(page);
     aw_metrics_count_alert(&s, &a, AW_ALERT_RESOLVED_NOW);
     aw_metrics_count_alert(&s, &a, AW_ALERT_RESOLVED_NOW);
     page = render(&s);
-    cr_assert_eq(value_of(page, "auditwatch_alerts_open{kind=\"decision_missing\"}"), 1);
-    cr_assert_eq(value_of(page, "auditwatch_alerts_raised_total{kind=\"decision_missing\",severity=\"high\"}"), 1);
+    cr_assert_eq(
+        value_of(page, "auditwatch_alerts_open{kind=\"decision_missing\"}"), 1);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alerts_raised_total{kind=\"decision_missing\",severity=\"high\"}"),
+        1);
     free(page);
 }
 
-Test(consumer_metrics, stream_names_cannot_break_the_format) {
+Test(consumer_metrics, stream_names_cannot_break_the_format)
+{
     const char *odd[AW_ROLE_COUNT];
     aw_metrics_state s;
-    for (int r = 0; r < AW_ROLE_COUNT; r++) odd[r] = streams[r];
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        odd[r] = streams[r];
     odd[0] = "a\"b\\c\nd";
     char *page;
     aw_metrics_state_init(&s, odd);
     page = render(&s);
-    cr_assert(strstr(page, "auditwatch_entries_indexed_total{stream=\"a\\\"b\\\\c\\nd\"} 0\n"), "%s", page);
+    cr_assert(
+        strstr(
+            page,
+            "auditwatch_entries_indexed_total{stream=\"a\\\"b\\\\c\\nd\"} 0\n"),
+        "%s", page);
     free(page);
 }
 
 /* ---- The endpoint ---------------------------------------------------------------- */
 
-static aw_metrics *serve(const char *page) {
+static aw_metrics *serve(const char *page)
+{
     aw_metrics *m;
     aw_error err = {0};
-    cr_assert_eq(aw_metrics_listen("127.0.0.1:0", &m, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_metrics_listen("127.0.0.1:0", &m, &err), AW_OK, "%s",
+                 err.msg);
     cr_assert_gt(aw_metrics_port(m), 0);
     aw_metrics_publish(m, strdup(page), strlen(page));
     return m;
 }
 
-Test(consumer_metrics, serves_the_published_page_on_metrics_only) {
+Test(consumer_metrics, serves_the_published_page_on_metrics_only)
+{
     aw_metrics *m = serve("auditwatch_redis_connected 1\n");
-    char *ok = aw_test_http_request(aw_metrics_port(m), "GET /metrics HTTP/1.0\r\n\r\n", 3000);
-    char *missing = aw_test_http_request(aw_metrics_port(m), "GET /other HTTP/1.0\r\n\r\n", 3000);
-    char *post = aw_test_http_request(aw_metrics_port(m), "POST /metrics HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", 3000);
+    char *ok = aw_test_http_request(aw_metrics_port(m),
+                                    "GET /metrics HTTP/1.0\r\n\r\n", 3000);
+    char *missing = aw_test_http_request(aw_metrics_port(m),
+                                         "GET /other HTTP/1.0\r\n\r\n", 3000);
+    char *post = aw_test_http_request(
+        aw_metrics_port(m),
+        "POST /metrics HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi", 3000);
     cr_assert(strstr(ok, " 200 "), "%s", ok);
     cr_assert(strstr(ok, "text/plain; version=0.0.4"), "%s", ok);
     cr_assert(strstr(ok, "\r\n\r\nauditwatch_redis_connected 1\n"), "%s", ok);
@@ -171,15 +250,20 @@ Test(consumer_metrics, serves_the_published_page_on_metrics_only) {
     aw_metrics_close(m);
 }
 
-Test(consumer_metrics, a_malformed_or_unfinished_request_does_not_hold_up_a_scrape) {
+Test(consumer_metrics,
+     a_malformed_or_unfinished_request_does_not_hold_up_a_scrape)
+{
     aw_metrics *m = serve("auditwatch_redis_connected 0\n");
     int port = aw_metrics_port(m);
     int slow = aw_test_http_connect(port, 3000);
     char *garbage, *ok;
-    cr_assert(write(slow, "GET /metr", 9) == 9);      /* and never the rest */
-    garbage = aw_test_http_request(port, "\x01\x02 not http at all\r\n\r\n", 3000);
+    cr_assert(write(slow, "GET /metr", 9) == 9); /* and never the rest */
+    garbage =
+        aw_test_http_request(port, "\x01\x02 not http at all\r\n\r\n", 3000);
     cr_assert(!strstr(garbage, " 200 "), "%s", garbage);
-    ok = aw_test_http_request(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000);
+    ok = aw_test_http_request(
+        port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        3000);
     cr_assert(strstr(ok, "auditwatch_redis_connected 0\n"), "%s", ok);
     close(slow);
     free(garbage);
@@ -187,7 +271,8 @@ Test(consumer_metrics, a_malformed_or_unfinished_request_does_not_hold_up_a_scra
     aw_metrics_close(m);
 }
 
-Test(consumer_metrics, refuses_an_address_without_a_port) {
+Test(consumer_metrics, refuses_an_address_without_a_port)
+{
     aw_metrics *m;
     aw_error err = {0};
     cr_assert_eq(aw_metrics_listen("127.0.0.1", &m, &err), AW_ERR_INVALID);
@@ -195,7 +280,11 @@ Test(consumer_metrics, refuses_an_address_without_a_port) {
     cr_assert(strstr(err.msg, "ADDR:PORT"), "%s", err.msg);
 }
 
-Test(consumer_metrics, example_alerting_rules_pass_promtool_check_rules) {
-    if (!have_promtool()) cr_skip_test("promtool is not installed (Debian package prometheus)");
-    cr_assert_eq(system("promtool check rules " AW_SOURCE_DIR "/deploy/auditwatch.rules.yml"), 0);
+Test(consumer_metrics, example_alerting_rules_pass_promtool_check_rules)
+{
+    if (!have_promtool())
+        cr_skip_test("promtool is not installed (Debian package prometheus)");
+    cr_assert_eq(system("promtool check rules " AW_SOURCE_DIR
+                        "/deploy/auditwatch.rules.yml"),
+                 0);
 }

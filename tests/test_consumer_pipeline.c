@@ -10,20 +10,24 @@
 
 #include "tests/support/support.h"
 
-#define AUDIT "caracal.audit.events"
-#define DLQ "caracal.audit.events.dlq"
+#define AUDIT  "caracal.audit.events"
+#define DLQ    "caracal.audit.events.dlq"
 #define REVOKE "caracal.sessions.revoke"
-#define DEAD "caracal.sessions.revoke.dead"
+#define DEAD   "caracal.sessions.revoke.dead"
 
 static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX], keyfile[PATH_MAX];
 
-static void setup(void) {
+static void setup(void)
+{
     aw_test_world_up(&redis, false, dir, db);
     aw_test_key_file(dir, "hmac.key", keyfile);
 }
 
-static void teardown(void) { aw_test_world_down(&redis, dir); }
+static void teardown(void)
+{
+    aw_test_world_down(&redis, dir);
+}
 
 TestSuite(consumer_pipeline, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -37,16 +41,19 @@ static const struct {
 };
 #define NCARACAL (sizeof caracal_groups / sizeof *caracal_groups)
 
-static void create_caracal_groups(redisContext *c) {
+static void create_caracal_groups(redisContext *c)
+{
     for (size_t i = 0; i < NCARACAL; i++) {
-        redisReply *r = aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM",
-                                        caracal_groups[i].stream, caracal_groups[i].group);
+        redisReply *r =
+            aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM",
+                            caracal_groups[i].stream, caracal_groups[i].group);
         cr_assert(r->type == REDIS_REPLY_STATUS, "XGROUP CREATE: %s", r->str);
         freeReplyObject(r);
     }
 }
 
-static long long map_int(const redisReply *map, const char *key) {
+static long long map_int(const redisReply *map, const char *key)
+{
     const redisReply *v = aw_redis_map_get(map, key);
     cr_assert(v && v->type == REDIS_REPLY_INTEGER, "no %s", key);
     return v->integer;
@@ -54,17 +61,22 @@ static long long map_int(const redisReply *map, const char *key) {
 
 /* Caracal's groups as Caracal left them: no consumer, nothing delivered,
  * nothing pending; and on the dead-letter streams no group but ours. */
-static void assert_caracal_groups_untouched(redisContext *c) {
+static void assert_caracal_groups_untouched(redisContext *c)
+{
     for (size_t i = 0; i < NCARACAL; i++) {
-        redisReply *r = aw_test_command(c, "XINFO GROUPS %s", caracal_groups[i].stream);
+        redisReply *r =
+            aw_test_command(c, "XINFO GROUPS %s", caracal_groups[i].stream);
         bool found = false;
         for (size_t g = 0; g < r->elements; g++) {
             const redisReply *name = aw_redis_map_get(r->element[g], "name");
-            if (!name || strcmp(name->str, caracal_groups[i].group) != 0) continue;
+            if (!name || strcmp(name->str, caracal_groups[i].group) != 0)
+                continue;
             found = true;
-            cr_expect_eq(map_int(r->element[g], "consumers"), 0, "%s", name->str);
+            cr_expect_eq(map_int(r->element[g], "consumers"), 0, "%s",
+                         name->str);
             cr_expect_eq(map_int(r->element[g], "pending"), 0, "%s", name->str);
-            const redisReply *last = aw_redis_map_get(r->element[g], "last-delivered-id");
+            const redisReply *last =
+                aw_redis_map_get(r->element[g], "last-delivered-id");
             cr_expect_str_eq(last->str, "0-0", "%s got deliveries", name->str);
         }
         cr_expect(found, "group %s vanished", caracal_groups[i].group);
@@ -73,8 +85,10 @@ static void assert_caracal_groups_untouched(redisContext *c) {
     const char *dead_streams[] = {DLQ, DEAD};
     for (size_t s = 0; s < 2; s++) {
         redisReply *r = aw_test_command(c, "XINFO GROUPS %s", dead_streams[s]);
-        cr_assert_eq(r->elements, 1, "%s has groups besides auditwatch's", dead_streams[s]);
-        cr_expect_str_eq(aw_redis_map_get(r->element[0], "name")->str, "auditwatch");
+        cr_assert_eq(r->elements, 1, "%s has groups besides auditwatch's",
+                     dead_streams[s]);
+        cr_expect_str_eq(aw_redis_map_get(r->element[0], "name")->str,
+                         "auditwatch");
         freeReplyObject(r);
     }
 }
@@ -84,90 +98,114 @@ typedef struct alert_count {
     size_t want;
 } alert_count;
 
-static int count_alert(const aw_alert *a, void *ud) {
+static int count_alert(const aw_alert *a, void *ud)
+{
     (void)a;
     ++*(size_t *)ud;
     return 0;
 }
 
-static size_t alerts_of(const char *kind) {
+static size_t alerts_of(const char *kind)
+{
     aw_store *store;
     aw_error err = {0};
     size_t n = 0;
-    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK) return 0;
-    if (aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind}, count_alert, &n, &err) !=
-        AW_OK)
+    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
+        return 0;
+    if (aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind},
+                              count_alert, &n, &err) != AW_OK)
         n = 0;
     aw_store_close(store);
     return n;
 }
 
-static bool has_alerts(void *ud) {
+static bool has_alerts(void *ud)
+{
     const alert_count *want = ud;
     for (; want->kind; want++)
-        if (alerts_of(want->kind) < want->want) return false;
+        if (alerts_of(want->kind) < want->want)
+            return false;
     return true;
 }
 
 /* The original revocation's fields, signed, as a JSON object. */
-static void revocation_json(aw_hmac_key *key, const char *session, char *out, size_t size) {
-    const char *fields[] = {"zone_id", "zone-1", "session_id", session, "reason", "grant_revoked"};
+static void revocation_json(aw_hmac_key *key, const char *session, char *out,
+                            size_t size)
+{
+    const char *fields[] = {"zone_id", "zone-1", "session_id",
+                            session,   "reason", "grant_revoked"};
     char sig[65];
     aw_test_sign_stream(key, REVOKE, fields, 3, sig);
-    snprintf(out, size,
-             "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
-             "\"_sig\":\"%s\"}",
-             session, sig);
+    snprintf(
+        out, size,
+        "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
+        "\"_sig\":\"%s\"}",
+        session, sig);
 }
 
-Test(consumer_pipeline, dead_letters_are_alerted_and_traceable_without_touching_caracal_groups) {
+Test(consumer_pipeline,
+     dead_letters_are_alerted_and_traceable_without_touching_caracal_groups)
+{
     aw_hmac_key *key = aw_test_key();
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_pipe pipe = {c, 0, 0};
     aw_test_proc daemon;
-    const char *args[] = {"--audit-hmac-key-file", keyfile, "--streams-hmac-key-file", keyfile,
-                          NULL};
+    const char *args[] = {"--audit-hmac-key-file", keyfile,
+                          "--streams-hmac-key-file", keyfile, NULL};
     create_caracal_groups(c);
     aw_test_daemon_start(&daemon, dir, "pipeline", &redis, db, args, NULL);
 
     /* The audit service's DLQ copy of a Gateway call. */
     char data[1024], sig[65];
-    size_t len = aw_test_audit_data(&(aw_test_audit){.id = "evt-dl", .request_id = "req-dl",
-                                                     .event_type = "gateway_resource_request"},
-                                    data, sizeof data);
+    size_t len = aw_test_audit_data(
+        &(aw_test_audit){.id = "evt-dl",
+                         .request_id = "req-dl",
+                         .event_type = "gateway_resource_request"},
+        data, sizeof data);
     aw_test_sign(key, data, len, sig);
-    const char *dlq[] = {"reason", "max_deliveries_exceeded", "received_at", "1779364805000",
-                         "src_id", "evt-dl", "src_data", data, "src_sig", sig};
+    const char *dlq[] = {"reason",      "max_deliveries_exceeded",
+                         "received_at", "1779364805000",
+                         "src_id",      "evt-dl",
+                         "src_data",    data,
+                         "src_sig",     sig};
     aw_test_pipe_xadd(&pipe, DLQ, dlq, NULL, 5);
 
     /* A Gateway's dead letter (signed under the .dead stream) and the SDK's. */
     char values[512], payload[512], dead_sig[65];
     revocation_json(key, "ar-gateway", values, sizeof values);
-    const char *enforcer[] = {"original_id", "1779364800000-0", "error", "apply_failed",
-                              "values", values, "_sig", ""};
+    const char *enforcer[] = {"original_id", "1779364800000-0",
+                              "error",       "apply_failed",
+                              "values",      values,
+                              "_sig",        ""};
     aw_test_sign_stream(key, DEAD, enforcer, 3, dead_sig);
     enforcer[7] = dead_sig;
     aw_test_pipe_xadd(&pipe, DEAD, enforcer, NULL, 4);
     revocation_json(key, "ar-sdk", payload, sizeof payload);
-    const char *sdk[] = {"source_id", "1779364801000-0", "reason", "handler_failed",
-                         "payload", payload};
+    const char *sdk[] = {"source_id",      "1779364801000-0", "reason",
+                         "handler_failed", "payload",         payload};
     aw_test_pipe_xadd(&pipe, DEAD, sdk, NULL, 3);
     aw_test_pipe_flush(&pipe);
 
-    alert_count want[] = {{"audit_dead_lettered", 1}, {"revocation_dead_lettered", 2}, {0}};
-    cr_assert(aw_test_wait_for(has_alerts, want, 20000), "the dead letters were not alerted");
+    alert_count want[] = {
+        {"audit_dead_lettered", 1}, {"revocation_dead_lettered", 2}, {0}};
+    cr_assert(aw_test_wait_for(has_alerts, want, 20000),
+              "the dead letters were not alerted");
     const char *streams[] = {DLQ, DEAD, NULL};
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
     aw_test_daemon_stop(&daemon, 5000);
 
     aw_test_proc trace;
-    const char *trace_args[] = {"trace", "req-dl", "--format", "json", "--db", db, NULL};
+    const char *trace_args[] = {"trace", "req-dl", "--format", "json",
+                                "--db",  db,       NULL};
     cr_assert_eq(aw_test_run(&trace, dir, "trace", trace_args, NULL, 10000), 0);
     char *out = aw_test_read_file(trace.out_path, NULL);
     cr_assert(out);
-    cr_expect(strstr(out, "\"dead_letter\""), "the event is marked dead-lettered: %s", out);
-    cr_expect(strstr(out, "max_deliveries_exceeded"), "Caracal's reason is shown: %s", out);
-    cr_expect(strstr(out, "audit_dead_lettered"), "the alert is in the story: %s", out);
+    cr_expect(strstr(out, "\"dead_letter\""),
+              "the event is marked dead-lettered: %s", out);
+    cr_expect(strstr(out, "max_deliveries_exceeded"),
+              "Caracal's reason is shown: %s", out);
+    cr_expect(strstr(out, "audit_dead_lettered"),
+              "the alert is in the story: %s", out);
     free(out);
 
     /* The rows decoded from dead letters hold against their raw entries. */
@@ -186,26 +224,32 @@ Test(consumer_pipeline, dead_letters_are_alerted_and_traceable_without_touching_
 /* ---- Revocation enforcers and the audit ingestor, polled ------------------------ */
 
 typedef struct open_alerts {
-    const char *kind, *group;     /* group NULL: any */
+    const char *kind, *group; /* group NULL: any */
     size_t n;
     char summary[512];
 } open_alerts;
 
-static int count_open(const aw_alert *a, void *ud) {
+static int count_open(const aw_alert *a, void *ud)
+{
     open_alerts *o = ud;
-    if (o->group && (!a->anchor || strcmp(a->anchor, o->group) != 0)) return 0;
+    if (o->group && (!a->anchor || strcmp(a->anchor, o->group) != 0))
+        return 0;
     o->n++;
     snprintf(o->summary, sizeof o->summary, "%s", a->summary ? a->summary : "");
     return 0;
 }
 
-static open_alerts open_of(const char *kind, const char *group, aw_alert_state state) {
+static open_alerts open_of(const char *kind, const char *group,
+                           aw_alert_state state)
+{
     open_alerts o = {kind, group, 0, ""};
     aw_store *store;
     aw_error err = {0};
-    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK) return o;
-    aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind, .state = state}, count_open, &o,
-                          &err);
+    if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
+        return o;
+    aw_store_query_alerts(store,
+                          &(aw_alert_filter){.kind = kind, .state = state},
+                          count_open, &o, &err);
     aw_store_close(store);
     return o;
 }
@@ -216,15 +260,19 @@ typedef struct group_wait {
     size_t want;
 } group_wait;
 
-static bool group_alerted(void *ud) {
+static bool group_alerted(void *ud)
+{
     const group_wait *g = ud;
     return open_of(g->kind, g->group, g->state).n == g->want;
 }
 
-static void xadd_revocation(redisContext *c, aw_hmac_key *key, const char *session) {
+static void xadd_revocation(redisContext *c, aw_hmac_key *key,
+                            const char *session)
+{
     aw_test_pipe pipe = {c, 0, 0};
     char sig[65];
-    const char *fields[8] = {"zone_id", "zone-1", "session_id", session, "reason", "grant_revoked"};
+    const char *fields[8] = {"zone_id", "zone-1", "session_id",
+                             session,   "reason", "grant_revoked"};
     aw_test_sign_stream(key, REVOKE, fields, 3, sig);
     fields[6] = "_sig";
     fields[7] = sig;
@@ -233,10 +281,13 @@ static void xadd_revocation(redisContext *c, aw_hmac_key *key, const char *sessi
 }
 
 /* What an enforcer does: read as consumer of group, and acknowledge or not. */
-static void enforcer_reads(redisContext *c, const char *group, bool ack) {
-    redisReply *r = aw_test_command(c, "XREADGROUP GROUP %s %s-1 COUNT 100 STREAMS %s >", group,
-                                    group, REVOKE);
-    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XREADGROUP %s", group);
+static void enforcer_reads(redisContext *c, const char *group, bool ack)
+{
+    redisReply *r =
+        aw_test_command(c, "XREADGROUP GROUP %s %s-1 COUNT 100 STREAMS %s >",
+                        group, group, REVOKE);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 1, "XREADGROUP %s",
+              group);
     const redisReply *entries = r->element[0]->element[1];
     for (size_t i = 0; ack && i < entries->elements; i++)
         freeReplyObject(aw_test_command(c, "XACK %s %s %s", REVOKE, group,
@@ -244,50 +295,73 @@ static void enforcer_reads(redisContext *c, const char *group, bool ack) {
     freeReplyObject(r);
 }
 
-static void create_group(redisContext *c, const char *stream, const char *group) {
-    redisReply *r = aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM", stream, group);
-    cr_assert(r->type == REDIS_REPLY_STATUS, "XGROUP CREATE %s: %s", group, r->str);
+static void create_group(redisContext *c, const char *stream, const char *group)
+{
+    redisReply *r =
+        aw_test_command(c, "XGROUP CREATE %s %s $ MKSTREAM", stream, group);
+    cr_assert(r->type == REDIS_REPLY_STATUS, "XGROUP CREATE %s: %s", group,
+              r->str);
     freeReplyObject(r);
 }
 
-Test(consumer_pipeline, enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up) {
+Test(consumer_pipeline,
+     enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up)
+{
     aw_hmac_key *key = aw_test_key();
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_proc daemon;
-    const char *args[] = {"--streams-hmac-key-file", keyfile, "--enforcer-poll", "100ms",
-                          "--grace-enforcer", "0.5s", NULL};
+    const char *args[] = {"--streams-hmac-key-file",
+                          keyfile,
+                          "--enforcer-poll",
+                          "100ms",
+                          "--grace-enforcer",
+                          "0.5s",
+                          NULL};
     create_group(c, REVOKE, "sts-revocation");
     create_group(c, REVOKE, "gateway-revocation:never");
     create_group(c, REVOKE, "gateway-revocation:no-ack");
-    create_group(c, REVOKE, "opa-engine");   /* not an enforcer: never judged */
+    create_group(c, REVOKE, "opa-engine"); /* not an enforcer: never judged */
     aw_test_daemon_start(&daemon, dir, "enforcers", &redis, db, args, NULL);
 
     xadd_revocation(c, key, "ar-1");
     enforcer_reads(c, "sts-revocation", true);
     enforcer_reads(c, "gateway-revocation:no-ack", false);
-    create_group(c, REVOKE, "gateway-revocation:late");   /* joins after ar-1, at $ */
+    create_group(c, REVOKE,
+                 "gateway-revocation:late"); /* joins after ar-1, at $ */
 
-    group_wait never = {"revocation_not_consumed", "gateway-revocation:never", AW_ALERT_OPEN, 1};
-    group_wait no_ack = {"revocation_not_consumed", "gateway-revocation:no-ack", AW_ALERT_OPEN, 1};
-    cr_assert(aw_test_wait_for(group_alerted, &never, 15000), "a group that never reads");
-    cr_assert(aw_test_wait_for(group_alerted, &no_ack, 15000), "a group that never acks");
-    open_alerts o = open_of("revocation_not_consumed", "gateway-revocation:never", AW_ALERT_OPEN);
-    cr_expect(strstr(o.summary, "authority_record ar-1"), "names the anchors: %s", o.summary);
+    group_wait never = {"revocation_not_consumed", "gateway-revocation:never",
+                        AW_ALERT_OPEN, 1};
+    group_wait no_ack = {"revocation_not_consumed", "gateway-revocation:no-ack",
+                         AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &never, 15000),
+              "a group that never reads");
+    cr_assert(aw_test_wait_for(group_alerted, &no_ack, 15000),
+              "a group that never acks");
+    open_alerts o = open_of("revocation_not_consumed",
+                            "gateway-revocation:never", AW_ALERT_OPEN);
+    cr_expect(strstr(o.summary, "authority_record ar-1"),
+              "names the anchors: %s", o.summary);
     cr_expect(strstr(o.summary, "not_reading"), "%s", o.summary);
-    o = open_of("revocation_not_consumed", "gateway-revocation:no-ack", AW_ALERT_OPEN);
+    o = open_of("revocation_not_consumed", "gateway-revocation:no-ack",
+                AW_ALERT_OPEN);
     cr_expect(strstr(o.summary, "not_acking"), "%s", o.summary);
-    cr_expect(strstr(o.summary, "gateway-revocation:no-ack-1 idle"), "consumer idle: %s", o.summary);
-    cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 2,
-                 "sts-revocation applied it, opa-engine is no enforcer, the late group never "
-                 "had it");
+    cr_expect(strstr(o.summary, "gateway-revocation:no-ack-1 idle"),
+              "consumer idle: %s", o.summary);
+    cr_expect_eq(
+        open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 2,
+        "sts-revocation applied it, opa-engine is no enforcer, the late group never "
+        "had it");
 
     enforcer_reads(c, "gateway-revocation:never", true);
-    redisReply *pending = aw_test_command(c, "XPENDING %s gateway-revocation:no-ack - + 10", REVOKE);
+    redisReply *pending = aw_test_command(
+        c, "XPENDING %s gateway-revocation:no-ack - + 10", REVOKE);
     for (size_t i = 0; i < pending->elements; i++)
-        freeReplyObject(aw_test_command(c, "XACK %s gateway-revocation:no-ack %s", REVOKE,
-                                        pending->element[i]->element[0]->str));
+        freeReplyObject(
+            aw_test_command(c, "XACK %s gateway-revocation:no-ack %s", REVOKE,
+                            pending->element[i]->element[0]->str));
     freeReplyObject(pending);
-    group_wait resolved = {"revocation_not_consumed", NULL, AW_ALERT_RESOLVED, 2};
+    group_wait resolved = {"revocation_not_consumed", NULL, AW_ALERT_RESOLVED,
+                           2};
     cr_assert(aw_test_wait_for(group_alerted, &resolved, 15000),
               "both alerts resolve once the groups caught up");
     aw_test_daemon_stop(&daemon, 5000);
@@ -301,41 +375,55 @@ typedef struct ingest_world {
 } ingest_world;
 
 /* Caracal's producers keep writing while audit-ingestor reads nothing. */
-static bool stalled_while_growing(void *ud) {
+static bool stalled_while_growing(void *ud)
+{
     ingest_world *w = ud;
     char id[32];
     snprintf(id, sizeof id, "evt-%d", w->published++);
-    freeReplyObject(aw_test_command(w->c, "XADD %s * id %s data {}", AUDIT, id));
-    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN).n == 1;
+    freeReplyObject(
+        aw_test_command(w->c, "XADD %s * id %s data {}", AUDIT, id));
+    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN).n ==
+           1;
 }
 
 /* audit-ingestor catches up: reads and acknowledges everything. */
-static bool recovered(void *ud) {
+static bool recovered(void *ud)
+{
     ingest_world *w = ud;
-    redisReply *r = aw_test_command(w->c, "XREADGROUP GROUP audit-ingestor ingest-1 COUNT 1000 "
-                                          "STREAMS %s >", AUDIT);
+    redisReply *r =
+        aw_test_command(w->c,
+                        "XREADGROUP GROUP audit-ingestor ingest-1 COUNT 1000 "
+                        "STREAMS %s >",
+                        AUDIT);
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
         const redisReply *entries = r->element[0]->element[1];
         for (size_t i = 0; i < entries->elements; i++)
-            freeReplyObject(aw_test_command(w->c, "XACK %s audit-ingestor %s", AUDIT,
-                                            entries->element[i]->element[0]->str));
+            freeReplyObject(
+                aw_test_command(w->c, "XACK %s audit-ingestor %s", AUDIT,
+                                entries->element[i]->element[0]->str));
     }
     freeReplyObject(r);
-    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_RESOLVED).n == 1;
+    return open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_RESOLVED)
+               .n == 1;
 }
 
-Test(consumer_pipeline, a_stalled_audit_ingestor_is_alerted_and_resolved_when_it_recovers) {
+Test(consumer_pipeline,
+     a_stalled_audit_ingestor_is_alerted_and_resolved_when_it_recovers)
+{
     redisContext *c = aw_test_redis_connect(&redis);
     ingest_world w = {c, 0};
     aw_test_proc daemon;
-    const char *args[] = {"--enforcer-poll", "100ms", "--ingest-max-lag", "3", NULL};
+    const char *args[] = {"--enforcer-poll", "100ms", "--ingest-max-lag", "3",
+                          NULL};
     create_group(c, AUDIT, "audit-ingestor");
     aw_test_daemon_start(&daemon, dir, "ingestor", &redis, db, args, NULL);
     cr_assert(aw_test_wait_for(stalled_while_growing, &w, 15000),
               "audit_ingest_stalled was not raised while the stream grew");
-    open_alerts o = open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN);
+    open_alerts o =
+        open_of("audit_ingest_stalled", "audit-ingestor", AW_ALERT_OPEN);
     cr_expect(strstr(o.summary, "lagging"), "%s", o.summary);
-    cr_assert(aw_test_wait_for(recovered, &w, 15000), "the alert did not resolve");
+    cr_assert(aw_test_wait_for(recovered, &w, 15000),
+              "the alert did not resolve");
     aw_test_daemon_stop(&daemon, 5000);
     redisFree(c);
 }

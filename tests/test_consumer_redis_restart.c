@@ -14,29 +14,38 @@
 static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX];
 
-static void setup(void) {
+static void setup(void)
+{
     aw_test_world_up(&redis, true, dir, db);
 }
 
-static void teardown(void) { aw_test_world_down(&redis, dir); }
+static void teardown(void)
+{
+    aw_test_world_down(&redis, dir);
+}
 
-TestSuite(consumer_redis_restart, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(consumer_redis_restart, .init = setup, .fini = teardown,
+          .timeout = 120);
 
-static void publish_range(int from, int to) {
+static void publish_range(int from, int to)
+{
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_pipe pipe = {c, 0, 0};
     aw_test_publish_audit_range(&pipe, AUDIT, from, to);
     redisFree(c);
 }
 
-static int count_lines(const char *text, const char *needle) {
+static int count_lines(const char *text, const char *needle)
+{
     int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
     return n;
 }
 
 /* The daemon noticed the loss and a reconnect attempt failed. */
-static bool reconnect_refused(void *ud) {
+static bool reconnect_refused(void *ud)
+{
     char *log = aw_test_read_file(ud, NULL);
     const char *lost = log ? strstr(log, "event=redis_disconnected") : NULL;
     bool refused = lost && strstr(lost, "event=redis_unreachable");
@@ -44,7 +53,8 @@ static bool reconnect_refused(void *ud) {
     return refused;
 }
 
-Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes) {
+Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes)
+{
     enum { EVENTS = 20000 };
     const char *streams[] = {AUDIT, NULL};
     aw_test_proc daemon;
@@ -58,11 +68,13 @@ Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes) {
     aw_test_redis_stop(&redis);
     cr_assert(aw_test_wait_for(reconnect_refused, daemon.err_path, 20000),
               "the daemon did not try to reconnect while Redis was down");
-    cr_assert(!aw_test_wait(&daemon, 0), "the daemon gave up while Redis was down");
+    cr_assert(!aw_test_wait(&daemon, 0),
+              "the daemon gave up while Redis was down");
     aw_test_redis_start_again(&redis);
     publish_range(EVENTS / 2, EVENTS);
 
-    cr_assert(aw_test_wait_entries(db, EVENTS, 60000), "the daemon did not finish after Redis came back");
+    cr_assert(aw_test_wait_entries(db, EVENTS, 60000),
+              "the daemon did not finish after Redis came back");
     c = aw_test_redis_connect(&redis);
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
     redisFree(c);

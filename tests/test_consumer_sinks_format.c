@@ -18,10 +18,17 @@
 
 static char dir[PATH_MAX];
 
-static void setup(void) { aw_test_tmpdir(dir); }
-static void teardown(void) { aw_test_rmtree(dir); }
+static void setup(void)
+{
+    aw_test_tmpdir(dir);
+}
+static void teardown(void)
+{
+    aw_test_rmtree(dir);
+}
 
-TestSuite(consumer_sinks_format, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(consumer_sinks_format, .init = setup, .fini = teardown,
+          .timeout = 30);
 
 typedef struct delivered {
     char *stdout_text;
@@ -40,7 +47,8 @@ static const aw_alert alert = {
 };
 
 /* One raised alert through a stdout sink and an exec hook of that format. */
-static delivered deliver(aw_alert_format format) {
+static delivered deliver(aw_alert_format format)
+{
     char out_path[PATH_MAX], hook_path[PATH_MAX], cmd[PATH_MAX + 16];
     uv_loop_t loop;
     aw_log *log;
@@ -52,12 +60,14 @@ static delivered deliver(aw_alert_format format) {
     aw_test_path(dir, "stdout", out_path);
     aw_test_path(dir, "hook", hook_path);
     snprintf(cmd, sizeof cmd, "cat > '%s'", hook_path);
-    aw_sinks_config config = {.to_stdout = true, .exec_cmd = cmd, .exec_max = 1,
-                              .format = format};
+    aw_sinks_config config = {
+        .to_stdout = true, .exec_cmd = cmd, .exec_max = 1, .format = format};
 
     cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(aw_log_open(AW_LOG_KV, NULL, &log, &err), AW_OK, "%s", err.msg);
-    cr_assert_eq(aw_sinks_new(&loop, &config, log, &sinks, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_log_open(AW_LOG_KV, NULL, &log, &err), AW_OK, "%s",
+                 err.msg);
+    cr_assert_eq(aw_sinks_new(&loop, &config, log, &sinks, &err), AW_OK, "%s",
+                 err.msg);
 
     fflush(stdout);
     saved_stdout = dup(STDOUT_FILENO);
@@ -70,7 +80,7 @@ static delivered deliver(aw_alert_format format) {
     dup2(saved_stdout, STDOUT_FILENO);
     close(saved_stdout);
 
-    uv_run(&loop, UV_RUN_DEFAULT);   /* until the hook exited */
+    uv_run(&loop, UV_RUN_DEFAULT); /* until the hook exited */
     cr_expect_eq(aw_sinks_stats_get(sinks)->hook_failed, 0);
     aw_sinks_close(sinks);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -83,14 +93,18 @@ static delivered deliver(aw_alert_format format) {
     return d;
 }
 
-static void delivered_free(delivered *d) {
+static void delivered_free(delivered *d)
+{
     free(d->stdout_text);
     free(d->hook_text);
 }
 
-Test(consumer_sinks_format, ocsf_sends_the_same_detection_finding_to_stdout_and_the_hook) {
+Test(consumer_sinks_format,
+     ocsf_sends_the_same_detection_finding_to_stdout_and_the_hook)
+{
     delivered d = deliver(AW_ALERT_FORMAT_OCSF);
-    cr_expect_str_eq(d.stdout_text, d.hook_text, "stdout and the hook got different text");
+    cr_expect_str_eq(d.stdout_text, d.hook_text,
+                     "stdout and the hook got different text");
     cJSON *f = cJSON_Parse(d.hook_text);
     cr_assert(f, "not JSON: %s", d.hook_text);
     cr_expect_eq(cJSON_GetObjectItem(f, "class_uid")->valueint, 2004);
@@ -103,7 +117,8 @@ Test(consumer_sinks_format, ocsf_sends_the_same_detection_finding_to_stdout_and_
     delivered_free(&d);
 }
 
-Test(consumer_sinks_format, json_stays_the_default_form) {
+Test(consumer_sinks_format, json_stays_the_default_form)
+{
     delivered d = deliver(AW_ALERT_FORMAT_JSON);
     cJSON *a = cJSON_Parse(d.stdout_text);
     cr_assert(a, "not JSON: %s", d.stdout_text);
@@ -122,29 +137,35 @@ typedef struct stream_run {
     aw_redis_conn *conn;
 } stream_run;
 
-static void on_ready(aw_redis_conn *conn, void *ud) {
+static void on_ready(aw_redis_conn *conn, void *ud)
+{
     stream_run *run = ud;
     aw_sinks_emit(run->sinks, &alert, AW_ALERT_RAISED, conn);
 }
 
 /* lost and closed: nothing to do, the test reads the stream afterwards. */
-static void on_nothing(aw_redis_conn *conn, void *ud) {
+static void on_nothing(aw_redis_conn *conn, void *ud)
+{
     (void)conn;
     (void)ud;
 }
 
 /* The XADD was answered: nothing more to wait for. */
-static void on_sinks_idle(void *ud) {
+static void on_sinks_idle(void *ud)
+{
     stream_run *run = ud;
     aw_redis_conn_close(run->conn);
 }
 
-Test(consumer_sinks_format, ocsf_puts_the_finding_on_the_stream_in_one_field) {
+Test(consumer_sinks_format, ocsf_puts_the_finding_on_the_stream_in_one_field)
+{
     aw_test_redis redis;
     aw_redis_conn_handlers handlers = {on_ready, on_nothing, on_nothing};
     stream_run run = {0};
-    aw_sinks_config config = {.stream = "auditwatch.alerts", .stream_maxlen = 1000,
-                              .idle = on_sinks_idle, .ud = &run,
+    aw_sinks_config config = {.stream = "auditwatch.alerts",
+                              .stream_maxlen = 1000,
+                              .idle = on_sinks_idle,
+                              .ud = &run,
                               .format = AW_ALERT_FORMAT_OCSF};
     uv_loop_t loop;
     aw_log *log;
@@ -153,12 +174,17 @@ Test(consumer_sinks_format, ocsf_puts_the_finding_on_the_stream_in_one_field) {
     aw_test_redis_start(&redis, false);
     aw_redis_conn_config cc = {"127.0.0.1", redis.port, 0, NULL, 1000};
     cr_assert_eq(uv_loop_init(&loop), 0);
-    cr_assert_eq(aw_log_open(AW_LOG_KV, NULL, &log, &err), AW_OK, "%s", err.msg);
-    cr_assert_eq(aw_sinks_new(&loop, &config, log, &run.sinks, &err), AW_OK, "%s", err.msg);
-    cr_assert_eq(aw_redis_conn_new(&loop, &cc, &handlers, &run, log, &run.conn, &err), AW_OK,
+    cr_assert_eq(aw_log_open(AW_LOG_KV, NULL, &log, &err), AW_OK, "%s",
+                 err.msg);
+    cr_assert_eq(aw_sinks_new(&loop, &config, log, &run.sinks, &err), AW_OK,
                  "%s", err.msg);
+    cr_assert_eq(
+        aw_redis_conn_new(&loop, &cc, &handlers, &run, log, &run.conn, &err),
+        AW_OK, "%s", err.msg);
     aw_redis_conn_start(run.conn);
-    uv_run(&loop, UV_RUN_DEFAULT);   /* until the XADD was answered and the conn closed */
+    uv_run(
+        &loop,
+        UV_RUN_DEFAULT); /* until the XADD was answered and the conn closed */
     cr_expect_eq(aw_sinks_stats_get(run.sinks)->emitted, 1);
     cr_expect_eq(aw_sinks_stats_get(run.sinks)->stream_failed, 0);
     aw_sinks_close(run.sinks);

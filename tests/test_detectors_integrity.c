@@ -49,18 +49,25 @@ Test(integrity, signature_failures_raise_signature_invalid)
 Test(integrity, other_rejections_raise_no_alert)
 {
     dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_NOT_JSON, "expected {");
-    dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_DUPLICATE_KEY, "id twice");
+    dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_DUPLICATE_KEY,
+                     "id twice");
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
 }
 
 Test(integrity, tampered_redelivery_raises_critical_and_feeds_no_other_rule)
 {
-    dw_audit first = {.id = "e-1", .type = "token_exchange", .request = "req-1",
-                      .occurred_ms = 0, .arrival_ms = 0};
+    dw_audit first = {.id = "e-1",
+                      .type = "token_exchange",
+                      .request = "req-1",
+                      .occurred_ms = 0,
+                      .arrival_ms = 0};
     cr_assert_eq(dw_feed_audit(&w, &first), AW_PUT_INSERTED);
-    dw_audit altered = {.id = "e-1", .type = "gateway_resource_request",
-                        .request = "req-2", .variant = "altered",
-                        .occurred_ms = 0, .arrival_ms = DW_S(1)};
+    dw_audit altered = {.id = "e-1",
+                        .type = "gateway_resource_request",
+                        .request = "req-2",
+                        .variant = "altered",
+                        .occurred_ms = 0,
+                        .arrival_ms = DW_S(1)};
     cr_assert_eq(dw_feed_audit(&w, &altered), AW_PUT_CONFLICT);
 
     dw_alert a = dw_the_alert(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL);
@@ -68,10 +75,12 @@ Test(integrity, tampered_redelivery_raises_critical_and_feeds_no_other_rule)
     cr_assert_str_eq(a.anchor, "e-1");
     cr_assert_str_eq(a.request, "req-1", "keyed on the stored first version");
     cr_assert_not_null(strstr(a.evidence, "\"event:e-1\""), "%s", a.evidence);
-    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364800000-1\""),
-                       "%s", a.evidence);
-    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364801000-2\""),
-                       "%s", a.evidence);
+    cr_assert_not_null(
+        strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364800000-1\""),
+        "%s", a.evidence);
+    cr_assert_not_null(
+        strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364801000-2\""),
+        "%s", a.evidence);
 
     dw_advance(&w, DW_S(1000));
     cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 0,
@@ -99,37 +108,48 @@ Test(integrity, every_altered_copy_of_one_event_lands_in_one_alert)
     e.arrival_ms = DW_S(2);
     dw_feed_audit(&w, &e);
     dw_alert a = dw_the_alert(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL);
-    cr_assert_not_null(strstr(a.evidence, "/1779364801000-2\""), "%s", a.evidence);
-    cr_assert_not_null(strstr(a.evidence, "/1779364802000-3\""), "%s", a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "/1779364801000-2\""), "%s",
+                       a.evidence);
+    cr_assert_not_null(strstr(a.evidence, "/1779364802000-3\""), "%s",
+                       a.evidence);
 }
 
 Test(integrity, trimmed_entries_raise_critical_with_the_lost_range)
 {
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "1779364800000-0",
-                            "1779364805000-3"),
-                 AW_OK);
+    cr_assert_eq(
+        dw_trimmed(&w, DW_AUDIT_STREAM, "1779364800000-0", "1779364805000-3"),
+        AW_OK);
     dw_alert a = dw_the_alert(&w, AW_ALERT_EVIDENCE_TRIMMED, NULL);
     cr_assert_str_eq(a.severity, "critical");
     cr_assert_str_eq(a.anchor, DW_AUDIT_STREAM);
     cr_assert_str_eq(a.request, "1779364800000-0..1779364805000-3");
     cr_assert_eq(a.event_time_ns, DW_NS(0));
-    cr_assert_not_null(strstr(a.summary, "2026-05-21T12:00:05Z"), "%s", a.summary);
+    cr_assert_not_null(strstr(a.summary, "2026-05-21T12:00:05Z"), "%s",
+                       a.summary);
 }
 
 Test(integrity, trimmed_range_with_bad_ids_is_refused)
 {
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "yesterday", "1-0"), AW_ERR_INVALID);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "yesterday", "1-0"),
+                 AW_ERR_INVALID);
     cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, NULL, "1-0"), AW_ERR_INVALID);
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
 }
 
 Test(integrity, caracal_anomaly_events_raise_medium_alerts)
 {
-    dw_audit jti = {.id = "an-1", .type = "jti_collision", .request = "req-1",
-                    .decision = "deny", .evaluation_status = "anomaly"};
-    dw_audit replay = {.id = "an-2", .type = "replay_detected", .request = "req-2",
-                       .decision = "deny", .evaluation_status = "anomaly"};
-    dw_audit ordinary = {.id = "st-1", .type = "step_up_issued", .request = "req-3"};
+    dw_audit jti = {.id = "an-1",
+                    .type = "jti_collision",
+                    .request = "req-1",
+                    .decision = "deny",
+                    .evaluation_status = "anomaly"};
+    dw_audit replay = {.id = "an-2",
+                       .type = "replay_detected",
+                       .request = "req-2",
+                       .decision = "deny",
+                       .evaluation_status = "anomaly"};
+    dw_audit ordinary = {
+        .id = "st-1", .type = "step_up_issued", .request = "req-3"};
     dw_feed_audit(&w, &jti);
     dw_feed_audit(&w, &replay);
     dw_feed_audit(&w, &ordinary);
@@ -145,20 +165,29 @@ Test(integrity, caracal_anomaly_events_raise_medium_alerts)
  * with the version of that time, not with the id's other events. */
 Test(integrity, tampering_names_the_version_of_the_same_time)
 {
-    dw_audit early = {.id = "req-9", .type = "control.invoke", .request = "req-9",
-                      .occurred_ms = 0, .arrival_ms = 0};
-    dw_audit later = {.id = "req-9", .type = "control.invoke", .request = "req-9",
-                      .variant = "later", .occurred_ms = DW_S(60),
+    dw_audit early = {.id = "req-9",
+                      .type = "control.invoke",
+                      .request = "req-9",
+                      .occurred_ms = 0,
+                      .arrival_ms = 0};
+    dw_audit later = {.id = "req-9",
+                      .type = "control.invoke",
+                      .request = "req-9",
+                      .variant = "later",
+                      .occurred_ms = DW_S(60),
                       .arrival_ms = DW_S(60)};
     dw_audit altered = later;
     altered.variant = "altered";
     altered.arrival_ms = DW_S(61);
     cr_assert_eq(dw_feed_audit(&w, &early), AW_PUT_INSERTED);
-    cr_assert_eq(dw_feed_audit(&w, &later), AW_PUT_INSERTED, "another time, another event");
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL, NULL, 0), 0);
+    cr_assert_eq(dw_feed_audit(&w, &later), AW_PUT_INSERTED,
+                 "another time, another event");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL, NULL, 0),
+                 0);
     cr_assert_eq(dw_feed_audit(&w, &altered), AW_PUT_CONFLICT);
     dw_alert a = dw_the_alert(&w, AW_ALERT_TAMPERED_ON_REDELIVERY, NULL);
-    cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364860000-2\""),
-                       "the stored version of that time: %s", a.evidence);
+    cr_assert_not_null(
+        strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/1779364860000-2\""),
+        "the stored version of that time: %s", a.evidence);
     cr_assert_null(strstr(a.evidence, "/1779364800000-1\""), "%s", a.evidence);
 }

@@ -14,15 +14,15 @@ Test(alert_ids, are_the_documented_hash_of_kind_zone_anchor_request)
 {
     char id[33], again[33];
     /* sha256("decision_missing\0zone-1\0\0req-1"), first 16 bytes. */
-    cr_assert_str_eq(aw_detectors_alert_id("decision_missing", "zone-1", NULL,
-                                           "req-1", id),
-                     "c6be7ec9a39a2144c27116c9fe887c18");
-    cr_assert_str_eq(aw_detectors_alert_id("decision_missing", "zone-1", "",
-                                           "req-1", again),
-                     id, "NULL hashes as the empty string");
-    cr_assert_str_neq(aw_detectors_alert_id("decision_missing", "zone-1", "req",
-                                            "-1", again),
-                      id, "the separators keep fields apart");
+    cr_assert_str_eq(
+        aw_detectors_alert_id("decision_missing", "zone-1", NULL, "req-1", id),
+        "c6be7ec9a39a2144c27116c9fe887c18");
+    cr_assert_str_eq(
+        aw_detectors_alert_id("decision_missing", "zone-1", "", "req-1", again),
+        id, "NULL hashes as the empty string");
+    cr_assert_str_neq(
+        aw_detectors_alert_id("decision_missing", "zone-1", "req", "-1", again),
+        id, "the separators keep fields apart");
 }
 
 Test(detectors, refuse_negative_grace)
@@ -49,41 +49,55 @@ static void scenario_step(dw_world *w, int step)
 {
     switch (step) {
     case 0: {
-        dw_audit g = {.id = "g-a", .type = "gateway_resource_request",
-                      .request = "req-a", .upstream_status = 200,
+        dw_audit g = {.id = "g-a",
+                      .type = "gateway_resource_request",
+                      .request = "req-a",
+                      .upstream_status = 200,
                       .arrival_ms = DW_S(1)};
         dw_feed_audit(w, &g);
         break;
     }
     case 1: {
-        dw_audit g = {.id = "g-b", .type = "gateway_resource_request",
-                      .request = "req-b", .upstream_status = 200,
+        dw_audit g = {.id = "g-b",
+                      .type = "gateway_resource_request",
+                      .request = "req-b",
+                      .upstream_status = 200,
                       .arrival_ms = DW_S(2)};
         dw_feed_audit(w, &g);
         break;
     }
     case 2: {
-        dw_audit te = {.id = "te-b", .type = "token_exchange", .request = "req-b",
-                       .occurred_ms = DW_S(2), .arrival_ms = DW_S(40)};
+        dw_audit te = {.id = "te-b",
+                       .type = "token_exchange",
+                       .request = "req-b",
+                       .occurred_ms = DW_S(2),
+                       .arrival_ms = DW_S(40)};
         dw_feed_audit(w, &te);
         break;
     }
     case 3: {
-        dw_revocation r = {.action = AW_ACTION_REVOKE, .at_ms = DW_S(10),
+        dw_revocation r = {.action = AW_ACTION_REVOKE,
+                           .at_ms = DW_S(10),
                            .anchors = {DW_AGENT("as-1")}};
         dw_feed_revocation(w, &r);
         break;
     }
     case 4: {
-        dw_audit te = {.id = "te-c", .type = "token_exchange", .request = "req-c",
-                       .occurred_ms = DW_S(20), .arrival_ms = DW_S(20),
+        dw_audit te = {.id = "te-c",
+                       .type = "token_exchange",
+                       .request = "req-c",
+                       .occurred_ms = DW_S(20),
+                       .arrival_ms = DW_S(20),
                        .anchors = {DW_AGENT("as-1")}};
         dw_feed_audit(w, &te);
         break;
     }
     case 5: {
-        dw_audit te = {.id = "te-d", .type = "token_exchange", .request = "req-d",
-                       .occurred_ms = DW_S(12), .arrival_ms = DW_S(12),
+        dw_audit te = {.id = "te-d",
+                       .type = "token_exchange",
+                       .request = "req-d",
+                       .occurred_ms = DW_S(12),
+                       .arrival_ms = DW_S(12),
                        .anchors = {DW_AGENT("as-1")}};
         dw_feed_audit(w, &te);
         break;
@@ -99,19 +113,23 @@ static void scenario_step(dw_world *w, int step)
         break;
     }
     case 8: {
-        dw_audit an = {.id = "an-f", .type = "jti_collision", .request = "req-f",
-                       .decision = "deny", .arrival_ms = DW_S(30)};
+        dw_audit an = {.id = "an-f",
+                       .type = "jti_collision",
+                       .request = "req-f",
+                       .decision = "deny",
+                       .arrival_ms = DW_S(30)};
         dw_feed_audit(w, &an);
         break;
     }
     case 9: {
-        dw_revocation r = {.action = AW_ACTION_REVOKE, .at_ms = DW_S(11),
-                           .zone = "zone-2", .anchors = {DW_AGENT("as-1")}};
+        dw_revocation r = {.action = AW_ACTION_REVOKE,
+                           .at_ms = DW_S(11),
+                           .zone = "zone-2",
+                           .anchors = {DW_AGENT("as-1")}};
         dw_feed_revocation(w, &r);
         break;
     }
-    default:
-        cr_assert_fail("no step %d", step);
+    default: cr_assert_fail("no step %d", step);
     }
 }
 
@@ -150,10 +168,10 @@ Test(detectors, alert_ids_are_identical_across_instances)
     char *second = run_scenario(order);
     cr_assert_str_eq(first, second);
     char id[33];
-    cr_assert_not_null(strstr(first, aw_detectors_alert_id(
-                                         AW_ALERT_DECISION_MISSING, "zone-1",
-                                         NULL, "req-a", id)),
-                       "%s", first);
+    cr_assert_not_null(
+        strstr(first, aw_detectors_alert_id(AW_ALERT_DECISION_MISSING, "zone-1",
+                                            NULL, "req-a", id)),
+        "%s", first);
     free(first);
     free(second);
 }
@@ -176,7 +194,8 @@ TestSuite(clock, .init = setup, .fini = teardown);
 
 Test(clock, follows_the_audit_watermark_and_never_moves_back)
 {
-    dw_audit e = {.id = "e-1", .type = "step_up_issued", .arrival_ms = DW_S(50)};
+    dw_audit e = {
+        .id = "e-1", .type = "step_up_issued", .arrival_ms = DW_S(50)};
     dw_feed_audit(&w, &e);
     cr_assert_eq(aw_detectors_clock(w.det), DW_NS(DW_S(50)));
     dw_advance(&w, DW_S(100));
@@ -189,8 +208,10 @@ Test(clock, follows_the_audit_watermark_and_never_moves_back)
 
 Test(clock, restart_inside_grace_window_raises_exactly_once)
 {
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
-                  .request = "req-1", .upstream_status = 200};
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .upstream_status = 200};
     dw_feed_audit(&w, &g);
     dw_advance(&w, DW_S(100));
     dw_reopen(&w);
@@ -220,23 +241,31 @@ static int sql_rows(const char *sql)
     sqlite3 *db;
     int n = 0;
     cr_assert_eq(sqlite3_open(w.path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, sql, count_row, &n, NULL), SQLITE_OK, "%s: %s",
-                 sql, sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_exec(db, sql, count_row, &n, NULL), SQLITE_OK,
+                 "%s: %s", sql, sqlite3_errmsg(db));
     sqlite3_close(db);
     return n;
 }
 
 Test(clock, checks_waiting_across_restarts_write_no_row_and_raise_once)
 {
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
-                  .request = "req-1", .upstream_status = 200};
-    dw_call c = {.request = "req-2", .status = 200, .occurred_ms = DW_S(10),
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .upstream_status = 200};
+    dw_call c = {.request = "req-2",
+                 .status = 200,
+                 .occurred_ms = DW_S(10),
                  .arrival_ms = DW_S(10)};
-    dw_audit settled = {.id = "g-2", .type = "gateway_resource_request",
-                        .request = "req-3", .occurred_ms = DW_S(20),
+    dw_audit settled = {.id = "g-2",
+                        .type = "gateway_resource_request",
+                        .request = "req-3",
+                        .occurred_ms = DW_S(20),
                         .arrival_ms = DW_S(20)};
-    dw_audit its_decision = {.id = "te-3", .type = "token_exchange",
-                             .request = "req-3", .occurred_ms = DW_S(19),
+    dw_audit its_decision = {.id = "te-3",
+                             .type = "token_exchange",
+                             .request = "req-3",
+                             .occurred_ms = DW_S(19),
                              .arrival_ms = DW_S(19)};
     dw_feed_audit(&w, &g);
     dw_feed_call(&w, &c);
@@ -253,8 +282,8 @@ Test(clock, checks_waiting_across_restarts_write_no_row_and_raise_once)
                  "the observed call's deadline is not reached yet");
     dw_reopen(&w);
     dw_advance(&w, DW_S(311));
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-2", NULL, 0), 1,
-                 "the observed call's check survived two restarts");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-2", NULL, 0),
+                 1, "the observed call's check survived two restarts");
     dw_reopen(&w);
     dw_advance(&w, DW_S(1000));
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 2, "req-3 was paired");
@@ -264,8 +293,10 @@ Test(clock, checks_waiting_across_restarts_write_no_row_and_raise_once)
 
 Test(clock, a_check_run_by_a_rolled_back_batch_runs_again_in_the_next)
 {
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
-                  .request = "req-1", .upstream_status = 200};
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .upstream_status = 200};
     dw_feed_audit(&w, &g);
     aw_error err = {0};
     cr_assert_eq(aw_store_begin(w.store, &err), AW_OK);
@@ -288,12 +319,15 @@ Test(clock, checks_beyond_the_memory_bound_wait_in_the_index_and_run_once)
     for (int i = 0; i < 3; i++) {
         char id[16];
         snprintf(id, sizeof id, "g-%d", i);
-        dw_audit g = {.id = id, .type = "gateway_resource_request",
-                      .request = requests[i], .occurred_ms = DW_S(i),
+        dw_audit g = {.id = id,
+                      .type = "gateway_resource_request",
+                      .request = requests[i],
+                      .occurred_ms = DW_S(i),
                       .arrival_ms = DW_S(i)};
         dw_feed_audit(&w, &g);
     }
-    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 1, "one check over the bound");
+    cr_assert_eq(sql_rows("SELECT 1 FROM pending"), 1,
+                 "one check over the bound");
     dw_reopen(&w);
     dw_advance(&w, DW_S(301));
     cr_assert_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, NULL, NULL, 0), 2);
@@ -307,8 +341,10 @@ Test(clock, checks_beyond_the_memory_bound_wait_in_the_index_and_run_once)
 /* An index written before checks moved to memory holds them as rows. */
 Test(clock, a_check_left_in_the_pending_table_still_runs_once)
 {
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
-                  .request = "req-1", .upstream_status = 200};
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .upstream_status = 200};
     dw_feed_audit(&w, &g);
     dw_reopen(&w);
     sql_rows("INSERT INTO pending(deadline, kind, ref) SELECT occurred_at + "
@@ -322,12 +358,16 @@ Test(clock, a_check_left_in_the_pending_table_still_runs_once)
 
 Test(clock, alert_raised_before_restart_is_resolved_after_it)
 {
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request",
-                  .request = "req-1", .upstream_status = 200};
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .upstream_status = 200};
     dw_feed_audit(&w, &g);
     dw_advance(&w, DW_S(301));
     dw_reopen(&w);
-    dw_audit te = {.id = "te-1", .type = "token_exchange", .request = "req-1",
+    dw_audit te = {.id = "te-1",
+                   .type = "token_exchange",
+                   .request = "req-1",
                    .arrival_ms = DW_S(310)};
     dw_feed_audit(&w, &te);
     cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
@@ -338,7 +378,8 @@ Test(clock, alert_raised_before_restart_is_resolved_after_it)
 
 static int drained;
 
-static void count_drained(const aw_alert *alert, aw_alert_change change, void *ud)
+static void count_drained(const aw_alert *alert, aw_alert_change change,
+                          void *ud)
 {
     (void)alert;
     (void)change;
@@ -350,8 +391,9 @@ Test(clock, rolled_back_batch_leaves_no_alert_and_tells_no_sink)
 {
     aw_error err = {0};
     cr_assert_eq(aw_store_begin(w.store, &err), AW_OK);
-    cr_assert_eq(aw_detectors_on_trimmed(w.det, DW_AUDIT_STREAM, "1-0", "2-0", &err),
-                 AW_OK);
+    cr_assert_eq(
+        aw_detectors_on_trimmed(w.det, DW_AUDIT_STREAM, "1-0", "2-0", &err),
+        AW_OK);
     aw_store_rollback(w.store);
     aw_detectors_discard(w.det);
     drained = 0;
@@ -360,7 +402,8 @@ Test(clock, rolled_back_batch_leaves_no_alert_and_tells_no_sink)
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
 
     cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "1-0", "2-0"), AW_OK);
-    cr_assert_eq(dw_count_changes(&w, AW_ALERT_EVIDENCE_TRIMMED, AW_ALERT_RAISED), 1);
+    cr_assert_eq(
+        dw_count_changes(&w, AW_ALERT_EVIDENCE_TRIMMED, AW_ALERT_RAISED), 1);
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 1);
 }
 

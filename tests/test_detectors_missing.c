@@ -21,12 +21,17 @@ static void teardown(void)
 }
 
 static void gateway_call(const char *id, const char *request, int64_t occurred,
-                         int64_t arrival, int upstream, const char *result_class)
+                         int64_t arrival, int upstream,
+                         const char *result_class)
 {
     dw_audit g = {
-        .id = id, .type = "gateway_resource_request", .request = request,
-        .evaluation_status = "executed", .upstream_status = upstream,
-        .result_class = result_class, .occurred_ms = occurred,
+        .id = id,
+        .type = "gateway_resource_request",
+        .request = request,
+        .evaluation_status = "executed",
+        .upstream_status = upstream,
+        .result_class = result_class,
+        .occurred_ms = occurred,
         .arrival_ms = arrival,
     };
     cr_assert_eq(dw_feed_audit(&w, &g), AW_PUT_INSERTED);
@@ -36,8 +41,12 @@ static void decision_in(const char *zone, const char *type, const char *id,
                         const char *request, int64_t occurred, int64_t arrival)
 {
     dw_audit te = {
-        .id = id, .zone = zone, .type = type, .request = request,
-        .occurred_ms = occurred, .arrival_ms = arrival,
+        .id = id,
+        .zone = zone,
+        .type = type,
+        .request = request,
+        .occurred_ms = occurred,
+        .arrival_ms = arrival,
     };
     cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
 }
@@ -59,7 +68,8 @@ Test(decision_missing, raises_after_grace_when_no_token_exchange)
 {
     gateway_call("g-1", "req-1", 0, 0, 502, "server_error");
     dw_advance(&w, DW_S(299));
-    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0, "raised inside the grace window");
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0,
+                 "raised inside the grace window");
 
     dw_advance(&w, DW_S(300));
     dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
@@ -73,10 +83,12 @@ Test(decision_missing, raises_after_grace_when_no_token_exchange)
     cr_assert_not_null(strstr(a.evidence, "\"entry:" DW_AUDIT_STREAM "/"), "%s",
                        a.evidence);
     cr_assert_not_null(strstr(a.summary, "req-1"), "%s", a.summary);
-    cr_assert_not_null(strstr(a.summary, "2026-05-21T12:00:00Z"), "%s", a.summary);
+    cr_assert_not_null(strstr(a.summary, "2026-05-21T12:00:00Z"), "%s",
+                       a.summary);
     cr_assert_eq(a.event_time_ns, DW_NS(0));
     cr_assert_eq(a.raised_at_ns, DW_NS(DW_S(300)));
-    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
+    cr_assert_eq(
+        dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
 }
 
 Test(decision_missing, critical_when_upstream_answered_2xx_or_success)
@@ -85,15 +97,19 @@ Test(decision_missing, critical_when_upstream_answered_2xx_or_success)
     gateway_call("g-2", "req-success", 0, 0, 0, "success");
     gateway_call("g-3", "req-404", 0, 0, 404, "client_error");
     dw_advance(&w, DW_S(301));
-    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-2xx").severity,
-                     "critical");
-    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-success").severity,
-                     "critical");
-    cr_assert_str_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-404").severity,
-                     "high");
+    cr_assert_str_eq(
+        dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-2xx").severity,
+        "critical");
+    cr_assert_str_eq(
+        dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-success").severity,
+        "critical");
+    cr_assert_str_eq(
+        dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-404").severity,
+        "high");
 }
 
-Test(decision_missing, no_alert_when_token_exchange_present_before_or_within_grace)
+Test(decision_missing,
+     no_alert_when_token_exchange_present_before_or_within_grace)
 {
     decision("te-1", "req-before", DW_S(-10), DW_S(-10));
     gateway_call("g-1", "req-before", 0, 0, 200, "success");
@@ -152,15 +168,20 @@ Test(decision_missing, resolves_when_decision_arrives_late)
     dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
     cr_assert_eq(a.state, AW_ALERT_RESOLVED);
     cr_assert_str_eq(a.resolved_by, "te-1");
-    cr_assert_eq(a.late_ns, DW_S(400) * 1000000LL, "late_ns %lld", (long long)a.late_ns);
+    cr_assert_eq(a.late_ns, DW_S(400) * 1000000LL, "late_ns %lld",
+                 (long long)a.late_ns);
     cr_assert_eq(a.resolved_at_ns, DW_NS(DW_S(400)));
-    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
-    cr_assert_eq(dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RESOLVED_NOW), 1);
+    cr_assert_eq(
+        dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RAISED), 1);
+    cr_assert_eq(
+        dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_RESOLVED_NOW),
+        1);
 }
 
 /* A decision read in the same batch as the deadline but published after it
  * is still late: the outcome depends on timestamps, not on batching. */
-Test(decision_missing, decision_published_after_deadline_is_late_even_in_one_batch)
+Test(decision_missing,
+     decision_published_after_deadline_is_late_even_in_one_batch)
 {
     gateway_call("g-1", "req-1", 0, 0, 200, "success");
     decision("te-1", "req-1", DW_S(1), DW_S(350));
@@ -195,7 +216,8 @@ TestSuite(call_without_audit, .init = setup, .fini = teardown);
 
 Test(call_without_audit, raises_when_no_audit_event_follows_a_successful_call)
 {
-    dw_call c = {.request = "req-9", .status = 200, .occurred_ms = 0, .arrival_ms = 0};
+    dw_call c = {
+        .request = "req-9", .status = 200, .occurred_ms = 0, .arrival_ms = 0};
     dw_feed_call(&w, &c);
     dw_advance(&w, DW_S(299));
     cr_assert_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
@@ -213,8 +235,11 @@ Test(call_without_audit, no_alert_when_any_audit_event_has_the_request_id)
 {
     dw_call c = {.request = "req-9", .status = 200};
     dw_feed_call(&w, &c);
-    dw_audit e = {.id = "e-1", .type = "credential_revealed", .request = "req-9",
-                  .occurred_ms = DW_S(2), .arrival_ms = DW_S(100)};
+    dw_audit e = {.id = "e-1",
+                  .type = "credential_revealed",
+                  .request = "req-9",
+                  .occurred_ms = DW_S(2),
+                  .arrival_ms = DW_S(100)};
     dw_feed_audit(&w, &e);
     dw_advance(&w, DW_S(1000));
     cr_assert_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
@@ -227,8 +252,10 @@ Test(call_without_audit, only_successful_calls_need_audit)
     dw_feed_call(&w, &failed);
     dw_feed_call(&w, &redirected);
     dw_advance(&w, DW_S(1000));
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-500", NULL, 0), 0);
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-302", NULL, 0), 1);
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-500", NULL, 0),
+                 0);
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-302", NULL, 0),
+                 1);
 }
 
 Test(call_without_audit, resolves_when_audit_event_arrives_late)
@@ -236,8 +263,11 @@ Test(call_without_audit, resolves_when_audit_event_arrives_late)
     dw_call c = {.request = "req-9", .status = 200};
     dw_feed_call(&w, &c);
     dw_advance(&w, DW_S(301));
-    dw_audit e = {.id = "e-1", .type = "token_exchange", .request = "req-9",
-                  .occurred_ms = 0, .arrival_ms = DW_S(500)};
+    dw_audit e = {.id = "e-1",
+                  .type = "token_exchange",
+                  .request = "req-9",
+                  .occurred_ms = 0,
+                  .arrival_ms = DW_S(500)};
     dw_feed_audit(&w, &e);
     dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
     cr_assert_eq(a.state, AW_ALERT_RESOLVED);
@@ -251,16 +281,21 @@ Test(call_without_audit, zone_of_the_call_must_match_when_known)
     dw_call unzoned = {.request = "req-u", .status = 200};
     dw_feed_call(&w, &zoned);
     dw_feed_call(&w, &unzoned);
-    dw_audit e1 = {.id = "e-1", .type = "token_exchange", .request = "req-z",
+    dw_audit e1 = {.id = "e-1",
+                   .type = "token_exchange",
+                   .request = "req-z",
                    .arrival_ms = DW_S(1)};
-    dw_audit e2 = {.id = "e-2", .type = "token_exchange", .request = "req-u",
+    dw_audit e2 = {.id = "e-2",
+                   .type = "token_exchange",
+                   .request = "req-u",
                    .arrival_ms = DW_S(1)};
     dw_feed_audit(&w, &e1);
     dw_feed_audit(&w, &e2);
     dw_advance(&w, DW_S(1000));
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z", NULL, 0), 1,
-                 "an audit event of zone-1 does not cover a call in zone-2");
-    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-u", NULL, 0), 0);
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z", NULL, 0),
+                 1, "an audit event of zone-1 does not cover a call in zone-2");
+    cr_assert_eq(dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-u", NULL, 0),
+                 0);
 }
 
 Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
@@ -268,8 +303,11 @@ Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
     dw_call zoned = {.request = "req-z", .zone = "zone-2", .status = 200};
     dw_feed_call(&w, &zoned);
     dw_advance(&w, DW_S(301));
-    dw_audit e = {.id = "e-1", .zone = "zone-2", .type = "token_exchange",
-                  .request = "req-z", .arrival_ms = DW_S(400)};
+    dw_audit e = {.id = "e-1",
+                  .zone = "zone-2",
+                  .type = "token_exchange",
+                  .request = "req-z",
+                  .arrival_ms = DW_S(400)};
     dw_feed_audit(&w, &e);
     cr_assert_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-z").state,
                  AW_ALERT_RESOLVED);
@@ -277,12 +315,16 @@ Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
 
 /* ---- One to one: request ids repeat (DESIGN §2.4) ------------------------ */
 
-static void decision_as(const char *id, const char *request, const char *verdict,
-                        int64_t occurred, int64_t arrival)
+static void decision_as(const char *id, const char *request,
+                        const char *verdict, int64_t occurred, int64_t arrival)
 {
     dw_audit te = {
-        .id = id, .type = "token_exchange", .request = request,
-        .decision = verdict, .occurred_ms = occurred, .arrival_ms = arrival,
+        .id = id,
+        .type = "token_exchange",
+        .request = request,
+        .decision = verdict,
+        .occurred_ms = occurred,
+        .arrival_ms = arrival,
     };
     cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
 }
@@ -296,8 +338,10 @@ Test(decision_missing, second_gateway_call_of_a_request_needs_its_own_decision)
     dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
     cr_assert_eq(a.state, AW_ALERT_OPEN);
     cr_assert_str_eq(a.severity, "critical");
-    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s", a.evidence);
-    cr_assert(strstr(a.evidence, "g-1") == NULL, "the paired call: %s", a.evidence);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
+              a.evidence);
+    cr_assert(strstr(a.evidence, "g-1") == NULL, "the paired call: %s",
+              a.evidence);
 }
 
 Test(decision_missing, a_deny_pairs_with_no_gateway_call)
@@ -305,7 +349,8 @@ Test(decision_missing, a_deny_pairs_with_no_gateway_call)
     decision_as("te-1", "req-1", "deny", 0, 0);
     gateway_call("g-1", "req-1", DW_S(1), DW_S(1), 200, "success");
     dw_advance(&w, DW_S(400));
-    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN);
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN);
 }
 
 Test(decision_missing, allow_then_deny_without_a_gateway_call_is_no_gap)
@@ -323,10 +368,11 @@ Test(decision_missing, late_decisions_resolve_only_once_every_call_is_paired)
     gateway_call("g-1", "req-1", 0, 0, 200, "success");
     gateway_call("g-2", "req-1", DW_S(1), DW_S(1), 200, "success");
     dw_advance(&w, DW_S(400));
-    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN);
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN);
     decision("te-1", "req-1", 0, DW_S(500));
-    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state, AW_ALERT_OPEN,
-                 "one of two calls is still unpaired");
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN, "one of two calls is still unpaired");
     decision("te-2", "req-1", DW_S(1), DW_S(600));
     dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
     cr_assert_eq(a.state, AW_ALERT_RESOLVED);

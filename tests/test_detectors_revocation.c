@@ -26,8 +26,8 @@ TestSuite(access_after_revocation, .init = setup, .fini = teardown);
 static void revocation(aw_revocation_action action, const char *zone,
                        aw_anchor anchor, int64_t at)
 {
-    dw_revocation r = {.zone = zone, .action = action, .at_ms = at,
-                       .anchors = {anchor}};
+    dw_revocation r = {
+        .zone = zone, .action = action, .at_ms = at, .anchors = {anchor}};
     dw_feed_revocation(&w, &r);
 }
 
@@ -40,8 +40,12 @@ static void revoke(aw_anchor anchor, int64_t at)
 static void access_in(const char *zone, const char *id, const char *request,
                       int64_t at, aw_anchor anchor)
 {
-    dw_audit te = {.id = id, .zone = zone, .type = "token_exchange",
-                   .request = request, .occurred_ms = at, .arrival_ms = at,
+    dw_audit te = {.id = id,
+                   .zone = zone,
+                   .type = "token_exchange",
+                   .request = request,
+                   .occurred_ms = at,
+                   .arrival_ms = at,
                    .anchors = {anchor}};
     cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
 }
@@ -64,8 +68,9 @@ Test(access_after_revocation, raises_when_access_follows_revocation)
 
     dw_alert a = dw_the_alert(&w, KIND, "req-1");
     char id[33];
-    cr_assert_str_eq(a.id, aw_detectors_alert_id(KIND, "zone-1", "agent_session:as-1",
-                                                 "req-1", id));
+    cr_assert_str_eq(a.id,
+                     aw_detectors_alert_id(KIND, "zone-1", "agent_session:as-1",
+                                           "req-1", id));
     cr_assert_str_eq(a.severity, "high");
     cr_assert_eq(a.state, AW_ALERT_OPEN);
     cr_assert_str_eq(a.anchor, "agent_session:as-1");
@@ -74,9 +79,10 @@ Test(access_after_revocation, raises_when_access_follows_revocation)
     cr_assert_not_null(strstr(a.evidence, "\"revocation:" DW_REVOKE_STREAM "/"),
                        "%s", a.evidence);
     cr_assert_not_null(strstr(a.summary, "req-1"), "%s", a.summary);
-    cr_assert_not_null(strstr(a.summary, "agent_session:as-1"), "%s", a.summary);
-    cr_assert_not_null(strstr(a.summary, "revoked at 2026-05-21T12:00:00Z"), "%s",
+    cr_assert_not_null(strstr(a.summary, "agent_session:as-1"), "%s",
                        a.summary);
+    cr_assert_not_null(strstr(a.summary, "revoked at 2026-05-21T12:00:00Z"),
+                       "%s", a.summary);
 }
 
 Test(access_after_revocation, no_alert_within_propagation_grace)
@@ -93,9 +99,13 @@ Test(access_after_revocation, no_alert_within_propagation_grace)
 Test(access_after_revocation, denied_access_is_not_an_alert)
 {
     revoke(DW_AGENT("as-1"), 0);
-    dw_audit denied = {.id = "te-1", .type = "token_exchange", .request = "req-1",
-                       .decision = "deny", .occurred_ms = DW_S(10),
-                       .arrival_ms = DW_S(10), .anchors = {DW_AGENT("as-1")}};
+    dw_audit denied = {.id = "te-1",
+                       .type = "token_exchange",
+                       .request = "req-1",
+                       .decision = "deny",
+                       .occurred_ms = DW_S(10),
+                       .arrival_ms = DW_S(10),
+                       .anchors = {DW_AGENT("as-1")}};
     dw_feed_audit(&w, &denied);
     cr_assert_eq(alerts_for(NULL), 0);
 }
@@ -129,7 +139,8 @@ Test(access_after_revocation, resume_arriving_late_resolves_the_alert)
     revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
     access("te-1", "req-after-resume", DW_S(30), DW_AGENT("as-1"));
     access("te-2", "req-suspended", DW_S(10), DW_AGENT("as-1"));
-    cr_assert_eq(dw_the_alert(&w, KIND, "req-after-resume").state, AW_ALERT_OPEN);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-after-resume").state,
+                 AW_ALERT_OPEN);
 
     revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
     dw_alert a = dw_the_alert(&w, KIND, "req-after-resume");
@@ -156,8 +167,11 @@ Test(access_after_revocation, resume_does_not_undo_a_final_revocation)
 Test(access_after_revocation, delegation_chain_element_anchor_matches)
 {
     dw_audit te = {
-        .id = "te-1", .type = "token_exchange", .request = "req-1",
-        .occurred_ms = DW_S(10), .arrival_ms = DW_S(10),
+        .id = "te-1",
+        .type = "token_exchange",
+        .request = "req-1",
+        .occurred_ms = DW_S(10),
+        .arrival_ms = DW_S(10),
         .anchors = {DW_AUTHORITY("ar-1"), DW_AGENT("as-1"), DW_EDGE("e-1"),
                     DW_AGENT("as-root"), DW_EDGE("e-root")},
     };
@@ -168,8 +182,10 @@ Test(access_after_revocation, delegation_chain_element_anchor_matches)
     te.arrival_ms = DW_S(11);
     dw_feed_audit(&w, &te);
 
-    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").anchor, "delegation_edge:e-root");
-    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-2").anchor, "delegation_edge:e-root");
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").anchor,
+                     "delegation_edge:e-root");
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-2").anchor,
+                     "delegation_edge:e-root");
 }
 
 Test(access_after_revocation, revocation_in_another_zone_does_not_match)
@@ -187,9 +203,14 @@ Test(access_after_revocation, revocation_in_another_zone_does_not_match)
 static void gateway_call(const char *id, const char *request, int64_t at,
                          const char *evaluation_status)
 {
-    dw_audit g = {.id = id, .type = "gateway_resource_request", .request = request,
-                  .evaluation_status = evaluation_status, .upstream_status = 200,
-                  .result_class = "success", .occurred_ms = at, .arrival_ms = at};
+    dw_audit g = {.id = id,
+                  .type = "gateway_resource_request",
+                  .request = request,
+                  .evaluation_status = evaluation_status,
+                  .upstream_status = 200,
+                  .result_class = "success",
+                  .occurred_ms = at,
+                  .arrival_ms = at};
     dw_feed_audit(&w, &g);
 }
 
@@ -204,7 +225,8 @@ Test(access_after_revocation, critical_when_gateway_call_executed_before)
     cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
 }
 
-Test(access_after_revocation, escalates_when_executed_gateway_call_arrives_later)
+Test(access_after_revocation,
+     escalates_when_executed_gateway_call_arrives_later)
 {
     revoke(DW_AGENT("as-1"), 0);
     access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
@@ -232,9 +254,13 @@ Test(access_after_revocation, same_call_seen_twice_is_one_alert)
 {
     revoke(DW_AGENT("as-1"), 0);
     access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
-    dw_audit g = {.id = "g-1", .type = "gateway_resource_request", .request = "req-1",
-                  .evaluation_status = "executed", .occurred_ms = DW_S(11),
-                  .arrival_ms = DW_S(11), .anchors = {DW_AGENT("as-1")}};
+    dw_audit g = {.id = "g-1",
+                  .type = "gateway_resource_request",
+                  .request = "req-1",
+                  .evaluation_status = "executed",
+                  .occurred_ms = DW_S(11),
+                  .arrival_ms = DW_S(11),
+                  .anchors = {DW_AGENT("as-1")}};
     dw_feed_audit(&w, &g);
     revoke(DW_AGENT("as-1"), DW_S(1));
 

@@ -46,8 +46,8 @@ static aw_raw_entry *entry_from_object(const char *stream, const char *id,
     }
     aw_raw_entry *e = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new(S(stream), S(id), fields, n, &e, &err),
-                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_raw_entry_new(S(stream), S(id), fields, n, &e, &err), AW_OK,
+                 "%s", err.msg);
     return e;
 }
 
@@ -92,9 +92,9 @@ Test(event_caracal, every_stream_signature_vector_matches_caracal)
     int checked = 0;
     for (const cJSON *v = vectors->child; v != NULL; v = v->next, checked++) {
         const char *what = member(v, "description");
-        aw_raw_entry *e = entry_from_object(
-            member(v, "stream"), "1-0",
-            cJSON_GetObjectItemCaseSensitive(v, "values"));
+        aw_raw_entry *e =
+            entry_from_object(member(v, "stream"), "1-0",
+                              cJSON_GetObjectItemCaseSensitive(v, "values"));
         aw_buf canonical = {0};
         aw_error err;
         cr_assert_eq(aw_stream_canonical(e, &canonical, &err), AW_OK);
@@ -175,8 +175,9 @@ Test(event_caracal, signed_audit_fixture_verifies_with_the_audit_key)
     aw_field f[] = {{S("data"), {data, len}}, {S("sig"), S(sig)}};
     aw_raw_entry *e = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new(S("caracal.audit.events"), S("1-0"), f, 2,
-                                  &e, &err), AW_OK);
+    cr_assert_eq(
+        aw_raw_entry_new(S("caracal.audit.events"), S("1-0"), f, 2, &e, &err),
+        AW_OK);
     aw_audit_event *ev = NULL;
     cr_assert_eq(aw_event_decode_audit(e, key, &ev, &err), AW_OK, "%s",
                  err.msg);
@@ -205,8 +206,9 @@ Test(event_caracal, session_revocation_fixture_decodes_as_flat_fields)
     aw_raw_entry *e = revocation_fixture_entry();
     aw_revocation_set *set = NULL;
     aw_error err;
-    cr_assert_eq(aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, e, NULL,
-                                            &set, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(
+        aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, e, NULL, &set, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_str_eq(set->zone_id, "zone-1");
     cr_expect_str_eq(set->reason, "grant_revoked");
     cr_expect_eq(set->at_ns, 1779364805123000000LL);
@@ -226,8 +228,9 @@ Test(event_caracal, revocation_fixture_placeholder_sig_fails_under_a_key)
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     aw_revocation_set *set = (aw_revocation_set *)1;
     aw_error err;
-    cr_expect_eq(aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, e, key,
-                                            &set, &err), AW_ERR_INVALID);
+    cr_expect_eq(
+        aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, e, key, &set, &err),
+        AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_SIGNATURE_INVALID, "%s", err.msg);
     cr_expect_null(set);
     aw_hmac_key_free(key);

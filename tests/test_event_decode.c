@@ -13,7 +13,7 @@
 
 #define S(str) ((aw_bytes){(str), strlen(str)})
 /* Literal bytes, which may include NUL. */
-#define B(lit) ((aw_bytes){(lit), sizeof(lit) - 1})
+#define B(lit)         ((aw_bytes){(lit), sizeof(lit) - 1})
 #define F(name, value) ((aw_field){S(name), S(value)})
 
 static const char key_hex[] =
@@ -24,12 +24,12 @@ static aw_raw_entry *entry_of(const char *stream, const char *id,
 {
     aw_raw_entry *e = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new(S(stream), S(id), fields, n, &e, &err),
-                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_raw_entry_new(S(stream), S(id), fields, n, &e, &err), AW_OK,
+                 "%s", err.msg);
     return e;
 }
-#define ENTRY(stream, id, ...)                                                \
-    entry_of(stream, id, (aw_field[]){__VA_ARGS__},                           \
+#define ENTRY(stream, id, ...)                                                 \
+    entry_of(stream, id, (aw_field[]){__VA_ARGS__},                            \
              sizeof((aw_field[]){__VA_ARGS__}) / sizeof(aw_field))
 
 static aw_hmac_key *test_key(void)
@@ -165,8 +165,8 @@ Test(event_decode, audit_lists_anchors_in_order_once_each)
     aw_audit_event *ev = decode_ok(data);
     const aw_anchor want[] = {
         {AW_ANCHOR_AUTHORITY_RECORD, "ar-1"}, {AW_ANCHOR_AGENT_SESSION, "as-1"},
-        {AW_ANCHOR_DELEGATION_EDGE, "de-1"}, {AW_ANCHOR_AGENT_SESSION, "as-2"},
-        {AW_ANCHOR_DELEGATION_EDGE, "de-2"}, {AW_ANCHOR_AGENT_SESSION, "de-2"},
+        {AW_ANCHOR_DELEGATION_EDGE, "de-1"},  {AW_ANCHOR_AGENT_SESSION, "as-2"},
+        {AW_ANCHOR_DELEGATION_EDGE, "de-2"},  {AW_ANCHOR_AGENT_SESSION, "de-2"},
     };
     cr_assert_eq(ev->nanchors, 6);
     for (size_t i = 0; i < 6; i++) {
@@ -554,8 +554,8 @@ static void expect_item(const aw_revocation_set *set, size_t i,
     cr_expect_eq(set->items[i].action, action, "item %zu", i);
 }
 
-#define SESSIONS "caracal.sessions.revoke"
-#define LIFECYCLE "caracal.agents.lifecycle"
+#define SESSIONS    "caracal.sessions.revoke"
+#define LIFECYCLE   "caracal.agents.lifecycle"
 #define DELEGATIONS "caracal.delegations.invalidate"
 
 Test(event_decode, session_revoke_names_every_anchor_at_the_entry_time)
@@ -581,10 +581,10 @@ Test(event_decode, session_revoke_names_every_anchor_at_the_entry_time)
 
 Test(event_decode, session_revoke_takes_edge_id_for_delegation_edge_id)
 {
-    aw_revocation_set *set = revocation_ok(
-        AW_ROLE_SESSION_REVOKE,
-        ENTRY(SESSIONS, "5-0", F("zone_id", "z"), F("edge_id", "de-9"),
-              F("outbox_id", "ob-1")));
+    aw_revocation_set *set =
+        revocation_ok(AW_ROLE_SESSION_REVOKE,
+                      ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
+                            F("edge_id", "de-9"), F("outbox_id", "ob-1")));
     cr_expect_str_eq(set->delivery_id, "ob-1");
     cr_assert_eq(set->n, 1);
     expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-9", AW_ACTION_REVOKE);
@@ -657,11 +657,11 @@ Test(event_decode, edge_revoke_reads_a_count_of_affected_edges_as_no_edge)
     expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "de-1", AW_ACTION_REVOKE);
     cr_expect_eq(set->epoch, 7);
     aw_revocation_set_free(set);
-    expect_revocation_rejected(AW_ROLE_DELEGATION_INVALIDATE,
-                               ENTRY(DELEGATIONS, "5-0", F("event", "edge_revoke"),
-                                     F("zone_id", "z"), F("edge_id", "de-1"),
-                                     F("epoch", "seven")),
-                               AW_REJECT_BAD_VALUE, "epoch");
+    expect_revocation_rejected(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "5-0", F("event", "edge_revoke"), F("zone_id", "z"),
+              F("edge_id", "de-1"), F("epoch", "seven")),
+        AW_REJECT_BAD_VALUE, "epoch");
 }
 
 Test(event_decode, session_revoke_may_carry_only_an_edge)
@@ -678,17 +678,17 @@ Test(event_decode, session_revoke_may_carry_only_an_edge)
 
 Test(event_decode, revocation_of_nothing_or_without_zone_is_refused)
 {
-    expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
-                               ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
-                                     F("reason", "r")),
-                               AW_REJECT_MISSING_FIELD, "no anchor");
+    expect_revocation_rejected(
+        AW_ROLE_SESSION_REVOKE,
+        ENTRY(SESSIONS, "5-0", F("zone_id", "z"), F("reason", "r")),
+        AW_REJECT_MISSING_FIELD, "no anchor");
     expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
                                ENTRY(SESSIONS, "5-0", F("session_id", "ar")),
                                AW_REJECT_MISSING_FIELD, "no zone");
-    expect_revocation_rejected(AW_ROLE_AGENT_LIFECYCLE,
-                               ENTRY(LIFECYCLE, "5-0", F("zone_id", "z"),
-                                     F("event", "terminate")),
-                               AW_REJECT_MISSING_FIELD, "no agent session");
+    expect_revocation_rejected(
+        AW_ROLE_AGENT_LIFECYCLE,
+        ENTRY(LIFECYCLE, "5-0", F("zone_id", "z"), F("event", "terminate")),
+        AW_REJECT_MISSING_FIELD, "no agent session");
 }
 
 Test(event_decode, revocation_flat_fields_must_be_clean_text)
@@ -704,24 +704,22 @@ Test(event_decode, revocation_flat_fields_must_be_clean_text)
                                AW_REJECT_INVALID_UTF8, "overlong in session");
     expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
                                ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
-                                     F("session_id", "a"),
-                                     F("zone_id", "y")),
+                                     F("session_id", "a"), F("zone_id", "y")),
                                AW_REJECT_DUPLICATE_KEY, "two zones");
 }
 
 Test(event_decode, revocation_bounds_field_sizes_and_count)
 {
     char *long_id = repeated('a', AW_MAX_ID_BYTES + 1);
-    expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
-                               ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
-                                     F("session_id", long_id)),
-                               AW_REJECT_OVERSIZED, "long session id");
+    expect_revocation_rejected(
+        AW_ROLE_SESSION_REVOKE,
+        ENTRY(SESSIONS, "5-0", F("zone_id", "z"), F("session_id", long_id)),
+        AW_REJECT_OVERSIZED, "long session id");
     free(long_id);
     char *huge = repeated('a', AW_MAX_VALUE_BYTES + 1);
     expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
                                ENTRY(SESSIONS, "5-0", F("zone_id", "z"),
-                                     F("session_id", "a"),
-                                     F("grant_id", huge)),
+                                     F("session_id", "a"), F("grant_id", huge)),
                                AW_REJECT_OVERSIZED, "huge unknown field");
     free(huge);
     aw_field many[AW_MAX_FIELDS + 1];
@@ -729,10 +727,10 @@ Test(event_decode, revocation_bounds_field_sizes_and_count)
     many[1] = F("session_id", "a");
     for (size_t i = 2; i <= AW_MAX_FIELDS; i++)
         many[i] = F("x", "y");
-    expect_revocation_rejected(AW_ROLE_SESSION_REVOKE,
-                               entry_of(SESSIONS, "5-0", many,
-                                        AW_MAX_FIELDS + 1),
-                               AW_REJECT_OVERSIZED, "too many fields");
+    expect_revocation_rejected(
+        AW_ROLE_SESSION_REVOKE,
+        entry_of(SESSIONS, "5-0", many, AW_MAX_FIELDS + 1), AW_REJECT_OVERSIZED,
+        "too many fields");
 }
 
 Test(event_decode, revocation_refuses_entry_ids_past_2262)
@@ -771,10 +769,10 @@ Test(event_decode, lifecycle_refuses_other_events)
                                      F("zone_id", "z"),
                                      F("agent_session_id", "a")),
                                AW_REJECT_BAD_VALUE, "reboot");
-    expect_revocation_rejected(AW_ROLE_AGENT_LIFECYCLE,
-                               ENTRY(LIFECYCLE, "5-0", F("zone_id", "z"),
-                                     F("agent_session_id", "a")),
-                               AW_REJECT_MISSING_FIELD, "no event");
+    expect_revocation_rejected(
+        AW_ROLE_AGENT_LIFECYCLE,
+        ENTRY(LIFECYCLE, "5-0", F("zone_id", "z"), F("agent_session_id", "a")),
+        AW_REJECT_MISSING_FIELD, "no event");
 }
 
 Test(event_decode, edge_revoke_reads_affected_edges_as_json_or_list)
@@ -810,8 +808,7 @@ Test(event_decode, edge_revoke_takes_long_affected_lists)
         ENTRY(DELEGATIONS, "7-0", F("event", "edge_revoke"), F("zone_id", "z"),
               F("edge_id", "root"), F("affected_edges", list)));
     cr_assert_eq(set->n, 1001);
-    expect_item(set, 1000, AW_ANCHOR_DELEGATION_EDGE, "e999",
-                AW_ACTION_REVOKE);
+    expect_item(set, 1000, AW_ANCHOR_DELEGATION_EDGE, "e999", AW_ACTION_REVOKE);
     aw_revocation_set_free(set);
     free(list);
 }
@@ -828,19 +825,19 @@ Test(event_decode, edge_revoke_refuses_malformed_affected_edges)
         ENTRY(DELEGATIONS, "7-0", F("event", "edge_revoke"), F("zone_id", "z"),
               F("edge_id", "e"), F("affected_edges", "[\"a\",")),
         AW_REJECT_NOT_JSON, "truncated array");
-    expect_revocation_rejected(
-        AW_ROLE_DELEGATION_INVALIDATE,
-        ENTRY(DELEGATIONS, "7-0", F("event", "edge_grant"), F("zone_id", "z"),
-              F("edge_id", "e")),
-        AW_REJECT_BAD_VALUE, "not edge_revoke");
+    expect_revocation_rejected(AW_ROLE_DELEGATION_INVALIDATE,
+                               ENTRY(DELEGATIONS, "7-0",
+                                     F("event", "edge_grant"),
+                                     F("zone_id", "z"), F("edge_id", "e")),
+                               AW_REJECT_BAD_VALUE, "not edge_revoke");
 }
 
 Test(event_decode, edge_revoke_affected_edges_alone_suffice)
 {
-    aw_revocation_set *set = revocation_ok(
-        AW_ROLE_DELEGATION_INVALIDATE,
-        ENTRY(DELEGATIONS, "7-0", F("event", "edge_revoke"), F("zone_id", "z"),
-              F("affected_edges", "[\"x\"]")));
+    aw_revocation_set *set =
+        revocation_ok(AW_ROLE_DELEGATION_INVALIDATE,
+                      ENTRY(DELEGATIONS, "7-0", F("event", "edge_revoke"),
+                            F("zone_id", "z"), F("affected_edges", "[\"x\"]")));
     cr_assert_eq(set->n, 1);
     expect_item(set, 0, AW_ANCHOR_DELEGATION_EDGE, "x", AW_ACTION_REVOKE);
     aw_revocation_set_free(set);
@@ -880,9 +877,9 @@ Test(event_decode, revocation_signature_is_required_and_checked_under_a_key)
     aw_revocation_set_free(set);
     /* the same signature under another stream name does not verify */
     aw_raw_entry *moved = entry_of(LIFECYCLE, "9-0", e->fields, e->nfields);
-    expect_reject(decode_revocation(AW_ROLE_SESSION_REVOKE, moved, key, &set,
-                                    &err),
-                  &err, AW_REJECT_SIGNATURE_INVALID, "other stream");
+    expect_reject(
+        decode_revocation(AW_ROLE_SESSION_REVOKE, moved, key, &set, &err), &err,
+        AW_REJECT_SIGNATURE_INVALID, "other stream");
     aw_raw_entry_free(moved);
     aw_raw_entry_free(e);
 
@@ -914,8 +911,8 @@ Test(event_decode, revocation_signature_covers_every_field)
 
 Test(event_decode, revocation_decoder_refuses_non_revocation_roles)
 {
-    aw_raw_entry *e = ENTRY(AUDIT_STREAM, "1-0", F("zone_id", "z"),
-                            F("session_id", "a"));
+    aw_raw_entry *e =
+        ENTRY(AUDIT_STREAM, "1-0", F("zone_id", "z"), F("session_id", "a"));
     aw_revocation_set *set;
     aw_error err;
     cr_expect_eq(aw_event_decode_revocation(AW_ROLE_AUDIT, e, NULL, &set, &err),
@@ -943,14 +940,14 @@ Test(event_decode, call_entry_reads_every_field)
 {
     aw_observed_call *call;
     aw_error err;
-    cr_assert_eq(decode_call(ENTRY(CALLS, "1779364900000-0",
-                                   F("request_id", "r-1"), F("status", "204"),
-                                   F("occurred_at",
-                                     "2026-05-21T14:00:00.5+02:00"),
-                                   F("zone_id", "z"), F("resource", "/v1/x"),
-                                   F("source", "nginx-edge")),
-                             NULL, &call, &err),
-                 AW_OK, "%s", err.msg);
+    cr_assert_eq(
+        decode_call(ENTRY(CALLS, "1779364900000-0", F("request_id", "r-1"),
+                          F("status", "204"),
+                          F("occurred_at", "2026-05-21T14:00:00.5+02:00"),
+                          F("zone_id", "z"), F("resource", "/v1/x"),
+                          F("source", "nginx-edge")),
+                    NULL, &call, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_str_eq(call->request_id, "r-1");
     cr_expect_eq(call->status, 204);
     cr_expect_eq(call->occurred_at_ns, 1779364800500000000LL);
@@ -978,9 +975,9 @@ Test(event_decode, call_entry_refusals_name_the_reason)
 {
     aw_observed_call *call;
     aw_error err;
-    expect_reject(decode_call(ENTRY(CALLS, "1-0", F("status", "200")), NULL,
-                              &call, &err),
-                  &err, AW_REJECT_MISSING_FIELD, "no request id");
+    expect_reject(
+        decode_call(ENTRY(CALLS, "1-0", F("status", "200")), NULL, &call, &err),
+        &err, AW_REJECT_MISSING_FIELD, "no request id");
     expect_reject(decode_call(ENTRY(CALLS, "1-0", F("request_id", "r")), NULL,
                               &call, &err),
                   &err, AW_REJECT_MISSING_FIELD, "no status");
@@ -988,15 +985,15 @@ Test(event_decode, call_entry_refusals_name_the_reason)
                                     F("status", "OK")),
                               NULL, &call, &err),
                   &err, AW_REJECT_BAD_VALUE, "status OK");
-    expect_reject(decode_call(ENTRY(CALLS, "1-0", F("request_id", "r"),
-                                    F("status", "200"),
-                                    F("occurred_at", "yesterday")),
-                              NULL, &call, &err),
-                  &err, AW_REJECT_BAD_TIME, "bad time");
+    expect_reject(
+        decode_call(ENTRY(CALLS, "1-0", F("request_id", "r"),
+                          F("status", "200"), F("occurred_at", "yesterday")),
+                    NULL, &call, &err),
+        &err, AW_REJECT_BAD_TIME, "bad time");
     aw_field nul[] = {{S("request_id"), B("r\0x")}, F("status", "200")};
-    expect_reject(decode_call(entry_of(CALLS, "1-0", nul, 2), NULL, &call,
-                              &err),
-                  &err, AW_REJECT_EMBEDDED_NUL, "NUL in request id");
+    expect_reject(
+        decode_call(entry_of(CALLS, "1-0", nul, 2), NULL, &call, &err), &err,
+        AW_REJECT_EMBEDDED_NUL, "NUL in request id");
 }
 
 Test(event_decode, call_entry_signature_is_checked_under_a_key)
@@ -1017,8 +1014,8 @@ static int call_json(const char *line, const aw_call_fields *names,
                      aw_observed_call **call, aw_error *err)
 {
     *call = (aw_observed_call *)1;
-    int rc = aw_event_decode_call_json(line, strlen(line), names, 42, call,
-                                       err);
+    int rc =
+        aw_event_decode_call_json(line, strlen(line), names, 42, call, err);
     if (rc != AW_OK)
         cr_expect_null(*call, "output left set on failure");
     return rc;
@@ -1052,12 +1049,12 @@ Test(event_decode, ndjson_call_reads_default_field_names)
 
 Test(event_decode, ndjson_call_maps_access_log_field_names)
 {
-    aw_call_fields nginx = {.request_id = "rid", .status = "code",
-                            .occurred_at = "ts"};
-    aw_observed_call *call = call_json_ok(
-        "{\"rid\":\"r-2\",\"code\":\"502\",\"ts\":1716300000.123,"
-        "\"request_id\":\"not-this\"}",
-        &nginx);
+    aw_call_fields nginx = {
+        .request_id = "rid", .status = "code", .occurred_at = "ts"};
+    aw_observed_call *call =
+        call_json_ok("{\"rid\":\"r-2\",\"code\":\"502\",\"ts\":1716300000.123,"
+                     "\"request_id\":\"not-this\"}",
+                     &nginx);
     cr_expect_str_eq(call->request_id, "r-2");
     cr_expect_eq(call->status, 502);
     cr_expect_eq(call->occurred_at_ns, 1716300000123000000LL);
@@ -1129,9 +1126,9 @@ Test(event_decode, ndjson_call_reads_only_the_bytes_of_the_line)
     memcpy(line, text, sizeof text - 1);
     aw_observed_call *call;
     aw_error err;
-    cr_assert_eq(aw_event_decode_call_json(line, sizeof text - 1, NULL, 7,
-                                           &call, &err),
-                 AW_OK, "%s", err.msg);
+    cr_assert_eq(
+        aw_event_decode_call_json(line, sizeof text - 1, NULL, 7, &call, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_str_eq(call->request_id, "r-3");
     cr_expect_eq(call->status, 301);
     cr_expect_eq(call->occurred_at_ns, 7);
@@ -1143,9 +1140,9 @@ Test(event_decode, decoders_refuse_bad_input_without_an_error_struct)
 {
     /* callers that only need yes or no pass err NULL */
     aw_observed_call *call;
-    cr_expect_eq(aw_event_decode_call_json("{\"status\":200}", 14, NULL, 0,
-                                           &call, NULL),
-                 AW_ERR_INVALID);
+    cr_expect_eq(
+        aw_event_decode_call_json("{\"status\":200}", 14, NULL, 0, &call, NULL),
+        AW_ERR_INVALID);
     cr_expect_eq(aw_event_decode_call_json("{\"request_id\":\"r\",\"status\":"
                                            "200,\"occurred_at\":\"x\"}",
                                            49, NULL, 0, &call, NULL),

@@ -54,9 +54,10 @@ Test(event_hmac, refuses_short_or_non_hex_keys_without_echoing_them)
     expect_key_refused_quietly("zzsecretzz0123456789abcdef0123456789abcdef"
                                "0123456789abcdef012345",
                                "secret");
-    expect_key_refused_quietly("0123456789abcdef0123456789abcdef0123456789abcdef"
-                               "0123456789abcdefe",
-                               "89abcdefe"); /* odd */
+    expect_key_refused_quietly(
+        "0123456789abcdef0123456789abcdef0123456789abcdef"
+        "0123456789abcdefe",
+        "89abcdefe"); /* odd */
     expect_key_refused_quietly("", "x");
     char longkey[2 * (AW_HMAC_MAX_KEY_BYTES + 1) + 1];
     memset(longkey, 'a', sizeof longkey - 1);
@@ -157,15 +158,14 @@ Test(event_hmac, sha256_and_hex_match_the_published_digest)
     cr_expect_str_eq(aw_hex(d, 32, hex),
                      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61"
                      "f20015ad");
-    cr_expect_str_eq(aw_hex((const unsigned char *)"\x00\xff", 2, hex),
-                     "00ff");
+    cr_expect_str_eq(aw_hex((const unsigned char *)"\x00\xff", 2, hex), "00ff");
 }
 
 Test(event_hmac, stream_canonical_form_sorts_keys_bytewise)
 {
     aw_field f[] = {
         {B("b"), B("2")}, {B("ab"), B("3")}, {B("_sig"), B("x")},
-        {B("a"), B("1")}, {B("B"), B("4")}, {B("\xc3\xa9"), B("5")},
+        {B("a"), B("1")}, {B("B"), B("4")},  {B("\xc3\xa9"), B("5")},
     };
     aw_raw_entry *e = NULL;
     aw_error err;
@@ -187,8 +187,9 @@ Test(event_hmac, stream_entries_without_or_with_two_signatures_fail)
     aw_field twice[] = {{B("_sig"), B("a")}, {B("_sig"), B("b")}};
     aw_raw_entry *e1 = NULL, *e2 = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_new(B("s"), B("1-0"), unsigned_fields, 1, &e1,
-                                  &err), AW_OK);
+    cr_assert_eq(
+        aw_raw_entry_new(B("s"), B("1-0"), unsigned_fields, 1, &e1, &err),
+        AW_OK);
     cr_assert_eq(aw_raw_entry_new(B("s"), B("1-0"), twice, 2, &e2, &err),
                  AW_OK);
     cr_expect_eq(aw_hmac_verify_stream(key, e1, &err), AW_ERR_INVALID);
@@ -216,7 +217,8 @@ static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
     aw_buf_free(&buf);
     aw_raw_entry_free(e);
     f[n] = (aw_field){B("_sig"), {hex, 64}};
-    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, n + 1, &e, &err), AW_OK);
+    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, n + 1, &e, &err),
+                 AW_OK);
     cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_AMBIGUOUS_SIGNED_FIELD, "%s", err.msg);
     aw_raw_entry_free(e);

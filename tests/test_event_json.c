@@ -20,14 +20,13 @@ static void expect_valid_n(const char *text, size_t len)
 }
 #define expect_valid(lit) expect_valid_n((lit), sizeof(lit) - 1)
 
-static void expect_reason_n(const char *text, size_t len,
-                            aw_reject_reason want)
+static void expect_reason_n(const char *text, size_t len, aw_reject_reason want)
 {
     aw_error err = {0};
     int rc = aw_json_validate(text, len, &err);
     cr_expect_eq(rc, AW_ERR_INVALID, "accepted: %.*s", (int)len, text);
-    cr_expect_eq(err.reason, want, "%.*s: got %s (%s), want %s", (int)len,
-                 text, aw_reject_reason_name(err.reason), err.msg,
+    cr_expect_eq(err.reason, want, "%.*s: got %s (%s), want %s", (int)len, text,
+                 aw_reject_reason_name(err.reason), err.msg,
                  aw_reject_reason_name(want));
 }
 #define expect_reason(lit, want) expect_reason_n((lit), sizeof(lit) - 1, (want))
@@ -49,7 +48,7 @@ Test(event_json, accepts_well_formed_values)
 Test(event_json, accepts_multibyte_utf8_and_escaped_pairs)
 {
     expect_valid("{\"caf\xc3\xa9\":\"\xe2\x82\xac \xf0\x9f\x98\x80 "
-                  "\xf4\x8f\xbf\xbf\"}");
+                 "\xf4\x8f\xbf\xbf\"}");
     expect_valid("\"\\ud83d\\ude00\"");
 }
 
@@ -104,7 +103,8 @@ Test(event_json, rejects_duplicate_keys_in_signed_payload)
 Test(event_json, rejects_duplicate_keys_in_nested_objects)
 {
     expect_reason("{\"m\":{\"x\":1,\"x\":2}}", AW_REJECT_DUPLICATE_KEY);
-    expect_reason("[1,[{\"ok\":1},{\"d\":1,\"d\":1}]]", AW_REJECT_DUPLICATE_KEY);
+    expect_reason("[1,[{\"ok\":1},{\"d\":1,\"d\":1}]]",
+                  AW_REJECT_DUPLICATE_KEY);
     /* the outer object's keys survive the inner object's scan */
     expect_reason("{\"a\":{\"b\":1},\"a\":2}", AW_REJECT_DUPLICATE_KEY);
 }
@@ -157,15 +157,16 @@ Test(event_json, names_the_duplicate_key)
 
 Test(event_json, rejects_invalid_utf8)
 {
-    expect_reason("\"\xc0\xaf\"", AW_REJECT_INVALID_UTF8);         /* overlong */
-    expect_reason("\"\xe0\x80\xaf\"", AW_REJECT_INVALID_UTF8);     /* overlong */
-    expect_reason("\"\xf0\x80\x80\xaf\"", AW_REJECT_INVALID_UTF8); /* overlong */
-    expect_reason("\"\xed\xa0\x80\"", AW_REJECT_INVALID_UTF8);   /* surrogate */
+    expect_reason("\"\xc0\xaf\"", AW_REJECT_INVALID_UTF8);     /* overlong */
+    expect_reason("\"\xe0\x80\xaf\"", AW_REJECT_INVALID_UTF8); /* overlong */
+    expect_reason("\"\xf0\x80\x80\xaf\"",
+                  AW_REJECT_INVALID_UTF8);                     /* overlong */
+    expect_reason("\"\xed\xa0\x80\"", AW_REJECT_INVALID_UTF8); /* surrogate */
     expect_reason("\"\xf4\x90\x80\x80\"", AW_REJECT_INVALID_UTF8); /* >10FFFF */
-    expect_reason("\"\x80\"", AW_REJECT_INVALID_UTF8);  /* stray continuation */
-    expect_reason("\"\xe2\x82\"", AW_REJECT_INVALID_UTF8);        /* cut short */
+    expect_reason("\"\x80\"", AW_REJECT_INVALID_UTF8); /* stray continuation */
+    expect_reason("\"\xe2\x82\"", AW_REJECT_INVALID_UTF8); /* cut short */
     expect_reason("\"\xff\"", AW_REJECT_INVALID_UTF8);
-    expect_reason("{\"k\xc3\":1}", AW_REJECT_INVALID_UTF8);          /* in a key */
+    expect_reason("{\"k\xc3\":1}", AW_REJECT_INVALID_UTF8); /* in a key */
 }
 
 Test(event_json, rejects_escapes_of_lone_surrogates)

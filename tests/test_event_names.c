@@ -41,8 +41,9 @@ Test(event_names, only_the_signature_reasons_raise_signature_alerts)
 Test(event_names, stream_roles_round_trip_and_default_to_caracal_streams)
 {
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        cr_expect_eq(aw_stream_role_from_name(
-                         aw_stream_role_name((aw_stream_role)r)), r);
+        cr_expect_eq(
+            aw_stream_role_from_name(aw_stream_role_name((aw_stream_role)r)),
+            r);
     cr_expect_str_eq(aw_stream_role_default_stream(AW_ROLE_AUDIT),
                      "caracal.audit.events");
     cr_expect_str_eq(aw_stream_role_default_stream(AW_ROLE_SESSION_REVOKE),
@@ -87,8 +88,8 @@ Test(event_names, only_allow_and_consumed_grant_access)
 {
     cr_expect(aw_decision_grants("allow"));
     cr_expect(aw_decision_grants("consumed"));
-    const char *others[] = {"deny", "pending", "approved", "rejected",
-                            "Allow", "", NULL};
+    const char *others[] = {"deny",  "pending", "approved", "rejected",
+                            "Allow", "",        NULL};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++)
         cr_expect(!aw_decision_grants(others[i]), "%s",
                   others[i] ? others[i] : "NULL");

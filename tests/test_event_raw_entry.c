@@ -53,16 +53,25 @@ Test(event_raw_entry, parses_stream_ids_as_redis_writes_them)
     cr_assert_eq(parse_id("42", &ms, &seq), AW_OK);
     cr_expect_eq(ms, 42);
     cr_expect_eq(seq, 0);
-    cr_assert_eq(parse_id("18446744073709551615-18446744073709551615", &ms,
-                          &seq), AW_OK);
+    cr_assert_eq(
+        parse_id("18446744073709551615-18446744073709551615", &ms, &seq),
+        AW_OK);
     cr_expect_eq(ms, UINT64_MAX);
     cr_expect_eq(seq, UINT64_MAX);
 }
 
 Test(event_raw_entry, rejects_malformed_stream_ids)
 {
-    const char *bad[] = {"", "-", "1-", "-1", "a-1", "1-2-3", " 1-0", "1-0 ",
-                         "18446744073709551616-0", "1-18446744073709551616",
+    const char *bad[] = {"",
+                         "-",
+                         "1-",
+                         "-1",
+                         "a-1",
+                         "1-2-3",
+                         " 1-0",
+                         "1-0 ",
+                         "18446744073709551616-0",
+                         "1-18446744073709551616",
                          "+1-0"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         uint64_t ms, seq;
@@ -163,8 +172,9 @@ Test(event_raw_entry, reads_consecutive_packed_entries_by_bytes_used)
     for (int i = 0; i < 3; i++) {
         aw_raw_entry *got;
         size_t used;
-        cr_assert_eq(aw_raw_entry_unpack(buf.ptr + at, buf.len - at, &got,
-                                         &used, &err), AW_OK, "%s", err.msg);
+        cr_assert_eq(
+            aw_raw_entry_unpack(buf.ptr + at, buf.len - at, &got, &used, &err),
+            AW_OK, "%s", err.msg);
         expect_same_entry(want[i], got);
         aw_raw_entry_free(got);
         at += used;
@@ -207,13 +217,21 @@ static void expect_unpack_rejected(const char *data, size_t len)
 Test(event_raw_entry, rejects_malformed_msgpack)
 {
     /* [ "s", "1-0" ] : two elements, not three */
-    expect_unpack_rejected("\x92\xa1s\xa3" "1-0", 6);
+    expect_unpack_rejected("\x92\xa1s\xa3"
+                           "1-0",
+                           6);
     /* the field list has an odd number of items */
-    expect_unpack_rejected("\x93\xa1s\xa3" "1-0\x91\xa1k", 9);
+    expect_unpack_rejected("\x93\xa1s\xa3"
+                           "1-0\x91\xa1k",
+                           9);
     /* a field value that is an integer */
-    expect_unpack_rejected("\x93\xa1s\xa3" "1-0\x92\xa1k\x05", 10);
+    expect_unpack_rejected("\x93\xa1s\xa3"
+                           "1-0\x92\xa1k\x05",
+                           10);
     /* the id is not <ms>-<seq> */
-    expect_unpack_rejected("\x93\xa1s\xa3" "x-0\x90", 7);
+    expect_unpack_rejected("\x93\xa1s\xa3"
+                           "x-0\x90",
+                           7);
     /* not an array at all */
     expect_unpack_rejected("\xc0", 1);
 }
@@ -222,7 +240,9 @@ Test(event_raw_entry, refuses_headers_that_claim_more_than_the_input_holds)
 {
     /* array32 of 4 billion elements, then array16 of 65535 fields */
     expect_unpack_rejected("\xdd\xff\xff\xff\xff\xa1s", 7);
-    expect_unpack_rejected("\x93\xa1s\xa3" "1-0\xdc\xff\xfe\xa1k", 11);
+    expect_unpack_rejected("\x93\xa1s\xa3"
+                           "1-0\xdc\xff\xfe\xa1k",
+                           11);
     /* bin32 claiming 4 GB */
     expect_unpack_rejected("\x93\xc6\xff\xff\xff\xff", 6);
 }
@@ -241,8 +261,8 @@ Test(event_raw_entry, reads_str_objects_from_other_msgpack_writers)
     msgpack_pack_str_with_body(&pk, "200", 3);
     aw_raw_entry *got = NULL;
     aw_error err;
-    cr_assert_eq(aw_raw_entry_unpack(sb.data, sb.size, &got, NULL, &err),
-                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_raw_entry_unpack(sb.data, sb.size, &got, NULL, &err), AW_OK,
+                 "%s", err.msg);
     cr_expect_str_eq(got->stream.ptr, "calls");
     cr_expect_eq(got->id_seq, 1);
     cr_expect_str_eq(aw_raw_entry_get(got, "status")->ptr, "200");

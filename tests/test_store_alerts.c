@@ -52,8 +52,7 @@ static aw_alert_change upsert(aw_alert a)
 /* The stored alert, copied out of the callback. */
 struct stored {
     int n;
-    char severity[16], evidence[128], summary[64], resolved_by[32],
-        note[32];
+    char severity[16], evidence[128], summary[64], resolved_by[32], note[32];
     aw_alert_state state;
     int64_t resolved_at, late, acked_at;
 };
@@ -78,8 +77,8 @@ static int keep(const aw_alert *a, void *ud)
 static struct stored find(const aw_alert_filter *filter)
 {
     struct stored s = {0};
-    cr_assert_eq(aw_store_query_alerts(fx.store, filter, keep, &s, &err),
-                 AW_OK, "query: %s", err.msg);
+    cr_assert_eq(aw_store_query_alerts(fx.store, filter, keep, &s, &err), AW_OK,
+                 "query: %s", err.msg);
     return s;
 }
 
@@ -92,8 +91,7 @@ static struct stored stored(const char *id)
 Test(store_alerts, raising_the_same_alert_again_changes_nothing)
 {
     cr_expect_eq(upsert(alert("a1", "high", "[\"ev-1\"]")), AW_ALERT_RAISED);
-    cr_expect_eq(upsert(alert("a1", "high", "[\"ev-1\"]")),
-                 AW_ALERT_UNCHANGED);
+    cr_expect_eq(upsert(alert("a1", "high", "[\"ev-1\"]")), AW_ALERT_UNCHANGED);
     struct stored s = stored("a1");
     cr_expect_eq(s.n, 1);
     cr_expect_str_eq(s.evidence, "[\"ev-1\"]");
@@ -122,30 +120,32 @@ Test(store_alerts, resolved_alert_stays_resolved)
 {
     upsert(alert("a1", "high", "[]"));
     aw_alert_change change;
-    cr_assert_eq(aw_store_alert_resolve(fx.store, "a1", "te-9", 900, 500,
-                                        &change, &err), AW_OK);
+    cr_assert_eq(
+        aw_store_alert_resolve(fx.store, "a1", "te-9", 900, 500, &change, &err),
+        AW_OK);
     cr_expect_eq(change, AW_ALERT_RESOLVED_NOW);
     cr_assert_eq(aw_store_alert_resolve(fx.store, "a1", "te-10", 950, 550,
-                                        &change, &err), AW_OK);
+                                        &change, &err),
+                 AW_OK);
     cr_expect_eq(change, AW_ALERT_UNCHANGED, "already resolved");
-    cr_expect_eq(upsert(alert("a1", "critical", "[\"x\"]")),
-                 AW_ALERT_UNCHANGED, "late evidence does not reopen");
+    cr_expect_eq(upsert(alert("a1", "critical", "[\"x\"]")), AW_ALERT_UNCHANGED,
+                 "late evidence does not reopen");
     struct stored s = stored("a1");
     cr_expect_eq(s.state, AW_ALERT_RESOLVED);
     cr_expect_str_eq(s.resolved_by, "te-9");
     cr_expect_eq(s.resolved_at, 900);
     cr_expect_eq(s.late, 500);
     cr_expect_str_eq(s.severity, "high");
-    cr_assert_eq(aw_store_alert_resolve(fx.store, "nope", "x", 1, 1, &change,
-                                        &err), AW_OK);
+    cr_assert_eq(
+        aw_store_alert_resolve(fx.store, "nope", "x", 1, 1, &change, &err),
+        AW_OK);
     cr_expect_eq(change, AW_ALERT_UNCHANGED);
 }
 
 Test(store_alerts, acknowledging_records_who_looked_and_missing_ids_fail)
 {
     upsert(alert("a1", "high", "[]"));
-    cr_assert_eq(aw_store_alert_ack(fx.store, "a1", "on it", 777, &err),
-                 AW_OK);
+    cr_assert_eq(aw_store_alert_ack(fx.store, "a1", "on it", 777, &err), AW_OK);
     struct stored s = stored("a1");
     cr_expect_eq(s.acked_at, 777);
     cr_expect_str_eq(s.note, "on it");
@@ -182,8 +182,9 @@ Test(store_alerts, alerts_are_filtered_by_state_severity_and_request)
     other.request_id = "req-2";
     upsert(other);
     aw_alert_change change;
-    cr_assert_eq(aw_store_alert_resolve(fx.store, "a2", "x", 1, 1, &change,
-                                        &err), AW_OK);
+    cr_assert_eq(
+        aw_store_alert_resolve(fx.store, "a2", "x", 1, 1, &change, &err),
+        AW_OK);
 
     aw_alert_filter open = {.state = AW_ALERT_OPEN};
     cr_expect_eq(find(&open).n, 2);
@@ -198,7 +199,8 @@ Test(store_alerts, alerts_are_filtered_by_state_severity_and_request)
                  AW_ERR_INVALID);
 
     char counts[128] = "";
-    cr_assert_eq(aw_store_count_by(fx.store, "open_alerts_by_kind",
-                                   count_kind, counts, &err), AW_OK);
+    cr_assert_eq(aw_store_count_by(fx.store, "open_alerts_by_kind", count_kind,
+                                   counts, &err),
+                 AW_OK);
     cr_expect_str_eq(counts, "caracal_anomaly=1 decision_missing=1 ");
 }

@@ -21,7 +21,7 @@
 
 /* More than the entries the first dictionary is trained on (5,000). */
 #define BEFORE_DICT 5000
-#define ENTRIES 6000
+#define ENTRIES     6000
 
 static store_fixture fx;
 static aw_error err;
@@ -47,9 +47,11 @@ static aw_raw_entry *traffic_entry(int i, int shape)
     char uuid[3][40], sig[65], data[1500], id[32];
     for (int u = 0; u < 3; u++) {
         x = x * 6364136223846793005ULL + 1;
-        snprintf(uuid[u], sizeof uuid[u], "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64
-                 "-a%03" PRIx64 "-%012" PRIx64, x >> 32, (x >> 16) & 0xffff,
-                 (x >> 4) & 0xfff, (x >> 20) & 0xfff, (uint64_t)((x * 31) & 0xffffffffffffULL));
+        snprintf(uuid[u], sizeof uuid[u],
+                 "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-a%03" PRIx64
+                 "-%012" PRIx64,
+                 x >> 32, (x >> 16) & 0xffff, (x >> 4) & 0xfff,
+                 (x >> 20) & 0xfff, (uint64_t)((x * 31) & 0xffffffffffffULL));
     }
     for (int k = 0; k < 64; k++) {
         x = x * 6364136223846793005ULL + 1;
@@ -57,48 +59,55 @@ static aw_raw_entry *traffic_entry(int i, int shape)
     }
     sig[64] = 0;
     if (shape == 0)
-        snprintf(data, sizeof data,
-                 "{\"id\":\"%s\",\"zone_id\":\"zone-%d\",\"event_type\":\"token_exchange\","
-                 "\"request_id\":\"%s\",\"decision\":\"%s\",\"evaluation_status\":\"ok\","
-                 "\"application_id\":\"app-%d\",\"resource\":\"https://api.example.test/v1/"
-                 "items/%d\",\"session_id\":\"%s\",\"occurred_at\":\"2026-12-01T10:%02d:%02d."
-                 "%06dZ\",\"metadata\":{\"delegation_graph_epoch\":%d,\"policy\":\"default-"
-                 "allow\",\"scopes\":[\"read\",\"write\"]},\"determining_policies\":[\"pol-"
-                 "%d\"],\"diagnostics\":{\"latency_ms\":%d,\"cache\":\"hit\"}}",
-                 uuid[0], i % 4, uuid[1], i % 5 ? "allow" : "deny", i % 8, i % 997, uuid[2],
-                 (i / 60) % 60, i % 60, (i * 7919) % 1000000, i / 100, i % 13, i % 250);
+        snprintf(
+            data, sizeof data,
+            "{\"id\":\"%s\",\"zone_id\":\"zone-%d\",\"event_type\":\"token_exchange\","
+            "\"request_id\":\"%s\",\"decision\":\"%s\",\"evaluation_status\":\"ok\","
+            "\"application_id\":\"app-%d\",\"resource\":\"https://api.example.test/v1/"
+            "items/%d\",\"session_id\":\"%s\",\"occurred_at\":\"2026-12-01T10:%02d:%02d."
+            "%06dZ\",\"metadata\":{\"delegation_graph_epoch\":%d,\"policy\":\"default-"
+            "allow\",\"scopes\":[\"read\",\"write\"]},\"determining_policies\":[\"pol-"
+            "%d\"],\"diagnostics\":{\"latency_ms\":%d,\"cache\":\"hit\"}}",
+            uuid[0], i % 4, uuid[1], i % 5 ? "allow" : "deny", i % 8, i % 997,
+            uuid[2], (i / 60) % 60, i % 60, (i * 7919) % 1000000, i / 100,
+            i % 13, i % 250);
     else
-        snprintf(data, sizeof data,
-                 "{\"kind\":\"revoke\",\"edge\":\"%s\",\"subject\":\"%s\",\"at\":%d,"
-                 "\"because\":\"operator request %d\",\"trace\":\"%s\"}",
-                 uuid[0], uuid[1], 1700000000 + i, i % 17, uuid[2]);
+        snprintf(
+            data, sizeof data,
+            "{\"kind\":\"revoke\",\"edge\":\"%s\",\"subject\":\"%s\",\"at\":%d,"
+            "\"because\":\"operator request %d\",\"trace\":\"%s\"}",
+            uuid[0], uuid[1], 1700000000 + i, i % 17, uuid[2]);
     snprintf(id, sizeof id, "%d-%d", 1000000 + i / 4, i % 4);
     aw_field fields[2] = {{{"data", 4}, {data, strlen(data)}},
                           {{"sig", 3}, {sig, 64}}};
     const char *stream = "caracal.audit.events";
     aw_raw_entry *entry = NULL;
     cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
-                                  (aw_bytes){id, strlen(id)}, fields, 2, &entry, &err),
+                                  (aw_bytes){id, strlen(id)}, fields, 2, &entry,
+                                  &err),
                  AW_OK, "%s", err.msg);
     return entry;
 }
 
 /* Stores entries [first, first + n) of shape, 1,000 per transaction, or
  * every one in the open transaction when in_tx. */
-static void put_traffic(aw_store *store, int first, int n, int shape, bool in_tx)
+static void put_traffic(aw_store *store, int first, int n, int shape,
+                        bool in_tx)
 {
     for (int i = first; i < first + n; i++) {
         if (!in_tx && (i - first) % 1000 == 0)
-            cr_assert_eq(aw_store_begin(store, &err), AW_OK, "begin: %s", err.msg);
+            cr_assert_eq(aw_store_begin(store, &err), AW_OK, "begin: %s",
+                         err.msg);
         aw_raw_entry *entry = traffic_entry(i, shape);
         int64_t rowid;
         aw_put_result result;
-        cr_assert_eq(aw_store_put_entry(store, entry, &rowid, &result, &err), AW_OK,
-                     "put %d: %s", i, err.msg);
+        cr_assert_eq(aw_store_put_entry(store, entry, &rowid, &result, &err),
+                     AW_OK, "put %d: %s", i, err.msg);
         cr_assert_eq(result, AW_PUT_INSERTED);
         aw_raw_entry_free(entry);
         if (!in_tx && ((i - first) % 1000 == 999 || i == first + n - 1))
-            cr_assert_eq(aw_store_commit(store, &err), AW_OK, "commit: %s", err.msg);
+            cr_assert_eq(aw_store_commit(store, &err), AW_OK, "commit: %s",
+                         err.msg);
     }
 }
 
@@ -108,8 +117,8 @@ static int64_t sql_int(const char *path, const char *sql)
     sqlite3 *db;
     sqlite3_stmt *stmt;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK, "%s: %s", sql,
-                 sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK,
+                 "%s: %s", sql, sqlite3_errmsg(db));
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW, "%s", sql);
     int64_t v = sqlite3_column_int64(stmt, 0);
     sqlite3_finalize(stmt);
@@ -122,21 +131,24 @@ static void tamper(const char *sql)
     sqlite3 *db;
     char *msg = NULL;
     cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s", msg ? msg : "");
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s",
+                 msg ? msg : "");
     cr_assert_gt(sqlite3_changes(db), 0, "tampering changed nothing");
     sqlite3_close(db);
 }
 
 /* Rewrites the blob column of the row whose key column is key, after
  * edit(bytes, len) changed it in place. */
-static void edit_blob(const char *table, const char *column, const char *key_column,
-                      int64_t key, void (*edit)(unsigned char *bytes, size_t len))
+static void edit_blob(const char *table, const char *column,
+                      const char *key_column, int64_t key,
+                      void (*edit)(unsigned char *bytes, size_t len))
 {
     sqlite3 *db;
     sqlite3_stmt *stmt;
     char sql[256];
     cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
-    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE %s = ?1", column, table, key_column);
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE %s = ?1", column, table,
+             key_column);
     cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
     sqlite3_bind_int64(stmt, 1, key);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
@@ -146,8 +158,8 @@ static void edit_blob(const char *table, const char *column, const char *key_col
     memcpy(bytes, sqlite3_column_blob(stmt, 0), len);
     sqlite3_finalize(stmt);
     edit(bytes, len);
-    snprintf(sql, sizeof sql, "UPDATE %s SET %s = ?1 WHERE %s = ?2", table, column,
-             key_column);
+    snprintf(sql, sizeof sql, "UPDATE %s SET %s = ?1 WHERE %s = ?2", table,
+             column, key_column);
     cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
     sqlite3_bind_blob(stmt, 1, bytes, (int)len, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 2, key);
@@ -180,13 +192,15 @@ typedef struct expect {
 static int check_entry(const aw_entry_row *row, void *ud)
 {
     expect *e = ud;
-    aw_raw_entry *entry = traffic_entry((int)row->rowid - 1, e->shape_of(row->rowid));
+    aw_raw_entry *entry =
+        traffic_entry((int)row->rowid - 1, e->shape_of(row->rowid));
     aw_buf packed = {0};
     cr_assert_eq(aw_raw_entry_pack(entry, &packed, &err), AW_OK);
-    cr_assert_eq(row->raw_len, packed.len, "row %" PRId64 ": %zu bytes, stored %zu",
-                 row->rowid, row->raw_len, packed.len);
-    cr_assert(memcmp(row->raw, packed.ptr, packed.len) == 0, "row %" PRId64 " differs",
-              row->rowid);
+    cr_assert_eq(row->raw_len, packed.len,
+                 "row %" PRId64 ": %zu bytes, stored %zu", row->rowid,
+                 row->raw_len, packed.len);
+    cr_assert(memcmp(row->raw, packed.ptr, packed.len) == 0,
+              "row %" PRId64 " differs", row->rowid);
     aw_buf_free(&packed);
     aw_raw_entry_free(entry);
     e->seen++;
@@ -199,15 +213,17 @@ static int one_shape(int64_t rowid)
     return 0;
 }
 
-static void expect_all_verbatim(aw_store *store, int (*shape_of)(int64_t), int64_t n)
+static void expect_all_verbatim(aw_store *store, int (*shape_of)(int64_t),
+                                int64_t n)
 {
     expect e = {.shape_of = shape_of};
-    cr_assert_eq(aw_store_iter_entries(store, 0, INT64_MAX, check_entry, &e, &err), AW_OK,
-                 "%s", err.msg);
+    cr_assert_eq(
+        aw_store_iter_entries(store, 0, INT64_MAX, check_entry, &e, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_eq(e.seen, n);
     aw_chain_report report;
-    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err), AW_OK, "%s",
-                 err.msg);
+    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err), AW_OK,
+                 "%s", err.msg);
     cr_expect(report.ok, "%s", report.what);
     cr_expect_eq(report.checked, n);
 }
@@ -215,10 +231,12 @@ static void expect_all_verbatim(aw_store *store, int (*shape_of)(int64_t), int64
 Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 0"),
-                 BEFORE_DICT, "the first entries are compressed without a dictionary");
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-                 ENTRIES - BEFORE_DICT, "then with the dictionary trained on them");
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 0"),
+        BEFORE_DICT, "the first entries are compressed without a dictionary");
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
+        ENTRIES - BEFORE_DICT, "then with the dictionary trained on them");
     int64_t verbatim = 0;
     for (int i = BEFORE_DICT; i < ENTRIES; i++) {
         aw_raw_entry *entry = traffic_entry(i, 0);
@@ -228,18 +246,20 @@ Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
         aw_buf_free(&packed);
         aw_raw_entry_free(entry);
     }
-    int64_t stored = sql_int(fx.path, "SELECT sum(length(raw)) FROM entries WHERE "
-                                      "zstd_dict = 1");
-    cr_expect_lt(stored * 2, verbatim, "stored %" PRId64 " of %" PRId64 " bytes", stored,
-                 verbatim);
+    int64_t stored =
+        sql_int(fx.path, "SELECT sum(length(raw)) FROM entries WHERE "
+                         "zstd_dict = 1");
+    cr_expect_lt(stored * 2, verbatim,
+                 "stored %" PRId64 " of %" PRId64 " bytes", stored, verbatim);
     expect_all_verbatim(fx.store, one_shape, ENTRIES);
 
     /* A fresh handle (no dictionary loaded) reads one row by its number. */
     aw_store *reader = NULL;
-    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err), AW_OK);
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err),
+                 AW_OK);
     expect e = {.shape_of = one_shape};
-    cr_assert_eq(aw_store_get_entry(reader, ENTRIES, check_entry, &e, &err), AW_OK, "%s",
-                 err.msg);
+    cr_assert_eq(aw_store_get_entry(reader, ENTRIES, check_entry, &e, &err),
+                 AW_OK, "%s", err.msg);
     cr_expect_eq(e.seen, 1);
     aw_store_close(reader);
 }
@@ -254,16 +274,21 @@ Test(store_evidence, old_rows_stay_readable_after_a_new_dictionary)
     put_traffic(fx.store, 0, ENTRIES, 0, false);
     put_traffic(fx.store, ENTRIES, BEFORE_DICT, 1, false);
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
-    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s",
+                 err.msg);
     put_traffic(fx.store, ENTRIES + BEFORE_DICT, 1000, 1, true);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"), 1000);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-                 ENTRIES - BEFORE_DICT + BEFORE_DICT);
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"),
+        1000);
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
+        ENTRIES - BEFORE_DICT + BEFORE_DICT);
     int64_t total = ENTRIES + BEFORE_DICT + 1000;
     expect_all_verbatim(fx.store, second_shape_after_6000, total);
     aw_store_close(fx.store);
-    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &fx.store, &err), AW_OK);
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &fx.store, &err),
+                 AW_OK);
     expect_all_verbatim(fx.store, second_shape_after_6000, total);
 }
 
@@ -273,22 +298,30 @@ Test(store_evidence, a_dictionary_rolled_back_with_its_transaction_is_forgotten)
     /* Dictionary 2, trained on the first shape, and a row read with it:
      * then the transaction is rolled back. */
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
-    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s",
+                 err.msg);
     put_traffic(fx.store, ENTRIES, 10, 1, true);
     expect e = {.shape_of = second_shape_after_6000};
-    cr_assert_eq(aw_store_get_entry(fx.store, ENTRIES + 1, check_entry, &e, &err), AW_OK);
+    cr_assert_eq(
+        aw_store_get_entry(fx.store, ENTRIES + 1, check_entry, &e, &err),
+        AW_OK);
     aw_store_rollback(fx.store);
     /* Another dictionary 2, trained on the second shape. */
     put_traffic(fx.store, ENTRIES, BEFORE_DICT, 1, false);
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
-    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_train_dictionary(fx.store, &err), AW_OK, "%s",
+                 err.msg);
     put_traffic(fx.store, ENTRIES + BEFORE_DICT, 500, 1, true);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"), 500);
-    expect_all_verbatim(fx.store, second_shape_after_6000, ENTRIES + BEFORE_DICT + 500);
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"),
+        500);
+    expect_all_verbatim(fx.store, second_shape_after_6000,
+                        ENTRIES + BEFORE_DICT + 500);
 }
 
-Test(store_evidence, a_second_writer_compresses_with_the_dictionary_the_first_trained)
+Test(store_evidence,
+     a_second_writer_compresses_with_the_dictionary_the_first_trained)
 {
     aw_store *other = NULL;
     cr_assert_eq(aw_store_open(fx.path, 0, &other, &err), AW_OK, "%s", err.msg);
@@ -297,16 +330,17 @@ Test(store_evidence, a_second_writer_compresses_with_the_dictionary_the_first_tr
     aw_store_close(other);
     cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_dicts"), 1,
                  "the second writer trained a dictionary of its own");
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-                 ENTRIES - BEFORE_DICT + 1000);
+    cr_expect_eq(
+        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
+        ENTRIES - BEFORE_DICT + 1000);
     expect_all_verbatim(fx.store, one_shape, ENTRIES + 1000);
 }
 
 static aw_chain_report verify(void)
 {
     aw_chain_report report;
-    cr_assert_eq(aw_store_verify_chain(fx.store, &report, NULL, NULL, &err), AW_OK,
-                 "verify: %s", err.msg);
+    cr_assert_eq(aw_store_verify_chain(fx.store, &report, NULL, NULL, &err),
+                 AW_OK, "verify: %s", err.msg);
     return report;
 }
 
@@ -320,17 +354,19 @@ static int count_entry(const aw_entry_row *row, void *ud)
 Test(store_evidence, a_frame_that_is_not_zstd_is_named_with_its_reason)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    tamper("UPDATE entries SET raw = x'00112233445566778899' WHERE rowid = 5500");
+    tamper(
+        "UPDATE entries SET raw = x'00112233445566778899' WHERE rowid = 5500");
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
     cr_expect_eq(report.first_bad_rowid, 5500);
-    cr_expect(strstr(report.what, "row 5500") && strstr(report.what, "zstd"), "%s",
-              report.what);
+    cr_expect(strstr(report.what, "row 5500") && strstr(report.what, "zstd"),
+              "%s", report.what);
     /* Readers stop there with the same reason, after handing out the rows
      * before it. */
     int64_t seen = 0;
-    cr_expect_eq(aw_store_iter_entries(fx.store, 0, INT64_MAX, count_entry, &seen, &err),
-                 AW_ERR);
+    cr_expect_eq(
+        aw_store_iter_entries(fx.store, 0, INT64_MAX, count_entry, &seen, &err),
+        AW_ERR);
     cr_expect(strstr(err.msg, "row 5500"), "%s", err.msg);
     cr_expect_eq(seen, 5499);
 }
@@ -355,14 +391,16 @@ Test(store_evidence, an_edited_dictionary_breaks_the_first_row_written_with_it)
 }
 
 /* The export window of the fixture, and what today's export of it holds. */
-#define OLD_SINCE "2026-11-30T00:00:00Z"
-#define OLD_UNTIL "2026-12-01T00:00:00Z"
+#define OLD_SINCE      "2026-11-30T00:00:00Z"
+#define OLD_UNTIL      "2026-12-01T00:00:00Z"
 #define OLD_BODY_BYTES 4262
-#define OLD_BODY_SHA256 "464368afe8f4fe02f0f84a2d3834eccd1169f131c118a28ca90a1fa0faf62dd2"
+#define OLD_BODY_SHA256                                                        \
+    "464368afe8f4fe02f0f84a2d3834eccd1169f131c118a28ca90a1fa0faf62dd2"
 
 static void load_schema1_fixture(const char *path)
 {
-    char *sql = aw_test_read_file(AW_SOURCE_DIR "/tests/fixtures/schema1/index.sql", NULL);
+    char *sql = aw_test_read_file(
+        AW_SOURCE_DIR "/tests/fixtures/schema1/index.sql", NULL);
     cr_assert_not_null(sql);
     sqlite3 *db;
     char *msg = NULL;
@@ -376,9 +414,11 @@ static void expect_export_as_before(cli_world *w, const char *db)
 {
     char bundle[PATH_MAX + 16];
     snprintf(bundle, sizeof bundle, "%s/old.bundle", w->dir);
-    cw_result r = cw_run(w, (const char *const[]){"export", "--db", db, "--since", OLD_SINCE,
-                                                  "--until", OLD_UNTIL, "-o", bundle, NULL},
-                         NULL);
+    cw_result r =
+        cw_run(w,
+               (const char *const[]){"export", "--db", db, "--since", OLD_SINCE,
+                                     "--until", OLD_UNTIL, "-o", bundle, NULL},
+               NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cw_result_free(&r);
     size_t len = 0;
@@ -389,7 +429,8 @@ static void expect_export_as_before(cli_world *w, const char *db)
     char hex[65];
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    cr_expect_str_eq(hex, OLD_BODY_SHA256, "the bundle's body differs from before");
+    cr_expect_str_eq(hex, OLD_BODY_SHA256,
+                     "the bundle's body differs from before");
     cr_expect(memmem(bytes, len - OLD_BODY_BYTES, OLD_BODY_SHA256, 64) != NULL,
               "the header names another body");
     free(bytes);
@@ -401,21 +442,27 @@ Test(store_evidence, a_schema_1_index_opens_verifies_and_exports_the_same_bytes)
     snprintf(old, sizeof old, "%s/old.db", fx.dir);
     load_schema1_fixture(old);
     aw_store *store = NULL;
-    cr_assert_eq(aw_store_open(old, 0, &store, &err), AW_OK, "open: %s", err.msg);
+    cr_assert_eq(aw_store_open(old, 0, &store, &err), AW_OK, "open: %s",
+                 err.msg);
     cr_expect_geq(aw_store_schema_version(store), 3);
     aw_chain_report report;
-    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err), AW_OK);
+    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err),
+                 AW_OK);
     cr_expect(report.ok, "%s", report.what);
     cr_expect_eq(report.checked, 20);
 
     /* New entries go on the old chain, compressed; the old rows stay. */
     put_traffic(store, 20, 100, 1, false);
-    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err), AW_OK);
+    cr_assert_eq(aw_store_verify_chain(store, &report, NULL, NULL, &err),
+                 AW_OK);
     cr_expect(report.ok, "%s", report.what);
     cr_expect_eq(report.checked, 120);
     aw_store_close(store);
-    cr_expect_eq(sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict IS NULL"), 20);
-    cr_expect_eq(sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict = 0"), 100);
+    cr_expect_eq(
+        sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict IS NULL"),
+        20);
+    cr_expect_eq(
+        sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict = 0"), 100);
 
     cli_world w = {0};
     snprintf(w.dir, sizeof w.dir, "%s", fx.dir);

@@ -36,8 +36,7 @@ static aw_store_stats stats(void)
 
 static void commit(void)
 {
-    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "commit: %s",
-                 err.msg);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "commit: %s", err.msg);
 }
 
 static int64_t put_entry(const char *stream, const char *id,
@@ -53,17 +52,17 @@ static int64_t put_entry(const char *stream, const char *id,
 
 Test(store_ingest, redelivered_entry_is_a_duplicate_and_nothing_doubles)
 {
-    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r-1",
-                                      "allow", 1000);
+    aw_audit_event ev =
+        fixture_event("ev-1", "z", "token_exchange", "r-1", "allow", 1000);
     aw_put_result result;
-    fixture_put_event(fx.store, "caracal.audit.events", "1700000000000-0",
-                      &ev, &result);
+    fixture_put_event(fx.store, "caracal.audit.events", "1700000000000-0", &ev,
+                      &result);
     cr_assert_eq(result, AW_PUT_INSERTED);
     commit();
 
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
-    int64_t rowid = put_entry("caracal.audit.events", "1700000000000-0",
-                              &result);
+    int64_t rowid =
+        put_entry("caracal.audit.events", "1700000000000-0", &result);
     cr_expect_eq(result, AW_PUT_DUPLICATE);
     cr_expect_eq(rowid, 1, "the existing entry's row");
     commit();
@@ -90,10 +89,10 @@ static int copy_decision(const aw_event_row *row, void *ud)
 
 Test(store_ingest, same_event_id_with_other_content_conflicts_and_first_stays)
 {
-    aw_audit_event first = fixture_event("ev-1", "z", "token_exchange", "r-1",
-                                         "deny", 1000);
-    aw_audit_event forged = fixture_event("ev-1", "z", "token_exchange",
-                                          "r-1", "allow", 1000);
+    aw_audit_event first =
+        fixture_event("ev-1", "z", "token_exchange", "r-1", "deny", 1000);
+    aw_audit_event forged =
+        fixture_event("ev-1", "z", "token_exchange", "r-1", "allow", 1000);
     aw_put_result result;
     int64_t a = fixture_put_event(fx.store, "caracal.audit.events", "1-0",
                                   &first, &result);
@@ -112,8 +111,9 @@ Test(store_ingest, same_event_id_with_other_content_conflicts_and_first_stays)
     cr_expect_eq(stats().entries, 3, "every raw entry is kept");
     char decision[16] = "";
     aw_event_filter by_id = {.event_id = "ev-1"};
-    cr_assert_eq(aw_store_query_events(fx.store, &by_id, copy_decision,
-                                       decision, &err), AW_OK);
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &by_id, copy_decision, decision, &err),
+        AW_OK);
     cr_expect_str_eq(decision, "deny");
 }
 
@@ -129,8 +129,9 @@ static int keep_entry(const aw_entry_row *row, void *ud)
     seen->n++;
     seen->truncated = row->truncated;
     aw_error e = {0};
-    cr_assert_eq(aw_raw_entry_unpack(row->raw, row->raw_len, &seen->entry,
-                                     NULL, &e), AW_OK, "unpack: %s", e.msg);
+    cr_assert_eq(
+        aw_raw_entry_unpack(row->raw, row->raw_len, &seen->entry, NULL, &e),
+        AW_OK, "unpack: %s", e.msg);
     return 0;
 }
 
@@ -146,7 +147,8 @@ Test(store_ingest, oversized_entry_is_kept_truncated_with_its_original_size)
                           {{"c", 1}, {value, 10}}};
     aw_raw_entry *over = NULL;
     cr_assert_eq(aw_raw_entry_new((aw_bytes){"s", 1}, (aw_bytes){"9-9", 3},
-                                  fields, 3, &over, &err), AW_OK);
+                                  fields, 3, &over, &err),
+                 AW_OK);
     int64_t rowid;
     aw_put_result result;
     cr_assert_eq(aw_store_put_entry(fx.store, over, &rowid, &result, &err),
@@ -156,8 +158,9 @@ Test(store_ingest, oversized_entry_is_kept_truncated_with_its_original_size)
     commit();
 
     struct seen_entry seen = {0};
-    cr_assert_eq(aw_store_iter_entries(fx.store, 0, INT64_MAX, keep_entry,
-                                       &seen, &err), AW_OK);
+    cr_assert_eq(
+        aw_store_iter_entries(fx.store, 0, INT64_MAX, keep_entry, &seen, &err),
+        AW_OK);
     cr_assert_eq(seen.n, 1);
     cr_expect(seen.truncated);
     cr_assert_eq(seen.entry->nfields, 3);
@@ -170,7 +173,8 @@ Test(store_ingest, oversized_entry_is_kept_truncated_with_its_original_size)
     sqlite3_stmt *stmt;
     cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT orig_size FROM entries", -1,
-                                    &stmt, NULL), SQLITE_OK);
+                                    &stmt, NULL),
+                 SQLITE_OK);
     cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
     cr_expect_gt(sqlite3_column_int64(stmt, 0), 2 * (int64_t)big,
                  "the original packed size is kept");
@@ -185,8 +189,9 @@ Test(store_ingest, raw_entry_is_kept_byte_for_byte_and_found_by_row)
                           {{"data", 4}, {"{}", 2}}};
     aw_raw_entry *entry = NULL;
     cr_assert_eq(aw_raw_entry_new((aw_bytes){"s", 1},
-                                  (aw_bytes){"1700000000000-7", 15}, fields,
-                                  2, &entry, &err), AW_OK);
+                                  (aw_bytes){"1700000000000-7", 15}, fields, 2,
+                                  &entry, &err),
+                 AW_OK);
     int64_t rowid;
     aw_put_result result;
     cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result, &err),
@@ -204,8 +209,9 @@ Test(store_ingest, raw_entry_is_kept_byte_for_byte_and_found_by_row)
     cr_expect_eq(seen.entry->fields[0].value.len, sizeof binary);
     cr_expect_arr_eq(seen.entry->fields[0].value.ptr, binary, sizeof binary);
     aw_raw_entry_free(seen.entry);
-    cr_expect_eq(aw_store_get_entry(fx.store, rowid + 1, keep_entry, &seen,
-                                    &err), AW_ERR_NOTFOUND);
+    cr_expect_eq(
+        aw_store_get_entry(fx.store, rowid + 1, keep_entry, &seen, &err),
+        AW_ERR_NOTFOUND);
 }
 
 Test(store_ingest, writes_outside_a_transaction_are_refused)
@@ -258,24 +264,28 @@ Test(store_ingest, rejected_entries_are_recorded_with_reason_and_counted)
     aw_put_result result;
     int64_t a = put_entry("caracal.audit.events", "1700000000123-4", &result);
     int64_t b = put_entry("caracal.audit.events", "1700000000124-0", &result);
-    cr_assert_eq(aw_store_put_rejected(fx.store, a,
-                                       AW_REJECT_SIGNATURE_INVALID,
-                                       "sig does not verify", &err), AW_OK);
-    cr_assert_eq(aw_store_put_rejected(fx.store, b, AW_REJECT_NOT_JSON, NULL,
-                                       &err), AW_OK);
+    cr_assert_eq(aw_store_put_rejected(fx.store, a, AW_REJECT_SIGNATURE_INVALID,
+                                       "sig does not verify", &err),
+                 AW_OK);
+    cr_assert_eq(
+        aw_store_put_rejected(fx.store, b, AW_REJECT_NOT_JSON, NULL, &err),
+        AW_OK);
     commit();
 
     aw_rejected_row row = {0};
-    cr_assert_eq(aw_store_query_rejected(fx.store, 0, 1, keep_rejected, &row,
-                                         &err), AW_OK);
+    cr_assert_eq(
+        aw_store_query_rejected(fx.store, 0, 1, keep_rejected, &row, &err),
+        AW_OK);
     cr_expect_eq(row.reason, AW_REJECT_SIGNATURE_INVALID);
     cr_expect_eq(row.rejected_at_ns, 1700000000123LL * 1000000);
     int64_t n = 0;
-    cr_assert_eq(aw_store_count_by(fx.store, "rejected_by_reason",
-                                   count_reason, &n, &err), AW_OK);
+    cr_assert_eq(aw_store_count_by(fx.store, "rejected_by_reason", count_reason,
+                                   &n, &err),
+                 AW_OK);
     cr_expect_eq(n, 1);
-    cr_expect_eq(aw_store_count_by(fx.store, "nonsense", count_reason, &n,
-                                   &err), AW_ERR_INVALID);
+    cr_expect_eq(
+        aw_store_count_by(fx.store, "nonsense", count_reason, &n, &err),
+        AW_ERR_INVALID);
 }
 
 struct checkpoint_seen {
@@ -298,14 +308,17 @@ Test(store_ingest, checkpoint_keeps_the_last_entry_id_and_when_it_moved)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t before = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    cr_assert_eq(aw_store_set_checkpoint(fx.store, "caracal.audit.events",
-                                         "10-0", &err), AW_OK);
-    cr_assert_eq(aw_store_set_checkpoint(fx.store, "caracal.audit.events",
-                                         "12-3", &err), AW_OK);
+    cr_assert_eq(
+        aw_store_set_checkpoint(fx.store, "caracal.audit.events", "10-0", &err),
+        AW_OK);
+    cr_assert_eq(
+        aw_store_set_checkpoint(fx.store, "caracal.audit.events", "12-3", &err),
+        AW_OK);
     commit();
     struct checkpoint_seen seen = {"", 0};
-    cr_assert_eq(aw_store_query_checkpoints(fx.store, keep_checkpoint, &seen,
-                                            &err), AW_OK);
+    cr_assert_eq(
+        aw_store_query_checkpoints(fx.store, keep_checkpoint, &seen, &err),
+        AW_OK);
     cr_expect_str_eq(seen.entry_id, "12-3");
     cr_expect_geq(seen.updated_at, before);
 }
@@ -370,8 +383,7 @@ Test(store_ingest, pending_checks_stay_when_the_callback_stops)
     cr_assert_eq(aw_store_pending_add(fx.store, 1, 100, 1, &err), AW_OK);
     cr_assert_eq(aw_store_pending_add(fx.store, 1, 200, 2, &err), AW_OK);
     struct due d = {.stop_at = 2};
-    cr_expect_eq(aw_store_pending_take_due(fx.store, 500, take, &d, &err),
-                 99);
+    cr_expect_eq(aw_store_pending_take_due(fx.store, 500, take, &d, &err), 99);
     memset(&d, 0, sizeof d);
     cr_assert_eq(aw_store_pending_take_due(fx.store, 500, take, &d, &err),
                  AW_OK);
@@ -382,12 +394,12 @@ Test(store_ingest, pending_checks_stay_when_the_callback_stops)
  * client's request id as their id, so one id names events at many times. */
 Test(store_ingest, same_event_id_at_another_time_is_another_event)
 {
-    aw_audit_event first = fixture_event("req-7", "z", "control.invoke",
-                                         "req-7", "allow", 1000);
-    aw_audit_event later = fixture_event("req-7", "z", "control.invoke",
-                                         "req-7", "deny", 2000);
-    aw_audit_event forged = fixture_event("req-7", "z", "control.invoke",
-                                          "req-7", "deny", 1000);
+    aw_audit_event first =
+        fixture_event("req-7", "z", "control.invoke", "req-7", "allow", 1000);
+    aw_audit_event later =
+        fixture_event("req-7", "z", "control.invoke", "req-7", "deny", 2000);
+    aw_audit_event forged =
+        fixture_event("req-7", "z", "control.invoke", "req-7", "deny", 1000);
     aw_put_result result;
     int64_t a = fixture_put_event(fx.store, "caracal.audit.events", "1-0",
                                   &first, &result);
@@ -415,8 +427,11 @@ static void put_delivery(const char *entry_id, int64_t at_ns)
 {
     aw_revocation item = {{AW_ANCHOR_AGENT_SESSION, "as-1"}, AW_ACTION_SUSPEND};
     aw_revocation_set set = {
-        .zone_id = "z", .at_ns = at_ns, .delivery_id = "suspend:as-1:t1",
-        .n = 1, .items = &item,
+        .zone_id = "z",
+        .at_ns = at_ns,
+        .delivery_id = "suspend:as-1:t1",
+        .n = 1,
+        .items = &item,
     };
     aw_put_result result;
     int64_t rowid = put_entry("caracal.agents.lifecycle", entry_id, &result);
@@ -434,8 +449,9 @@ Test(store_ingest, redelivered_revocation_keeps_the_earliest_delivery_time)
     commit();
     int64_t at[3] = {0};
     aw_revocation_filter filter = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-1"}};
-    cr_assert_eq(aw_store_query_revocations(fx.store, &filter, keep_times, at,
-                                            &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(
+        aw_store_query_revocations(fx.store, &filter, keep_times, at, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_eq(at[0], 10);
     cr_expect_eq(at[1], 10);
     cr_expect_eq(at[2], 10);

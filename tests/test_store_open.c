@@ -61,8 +61,8 @@ Test(store_open, index_and_wal_are_private_to_the_owner_whatever_the_umask)
     int rc = aw_store_open(path, 0, &store, &err);
     umask(old);
     cr_assert_eq(rc, AW_OK, "open: %s", err.msg);
-    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
-                                      "allow", 1);
+    aw_audit_event ev =
+        fixture_event("ev-1", "z", "token_exchange", "r", "allow", 1);
     fixture_commit_event(store, "1-0", &ev);
 
     struct stat st;
@@ -77,8 +77,8 @@ Test(store_open, index_and_wal_are_private_to_the_owner_whatever_the_umask)
 
 Test(store_open, reopening_a_current_index_keeps_its_data_and_version)
 {
-    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
-                                      "allow", 1);
+    aw_audit_event ev =
+        fixture_event("ev-1", "z", "token_exchange", "r", "allow", 1);
     fixture_commit_event(fx.store, "1-0", &ev);
     int version = aw_store_schema_version(fx.store);
     cr_assert_gt(version, 0);
@@ -127,14 +127,13 @@ Test(store_open, reader_sees_only_committed_events_while_a_writer_works)
                  AW_OK, "open reader: %s", err.msg);
 
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "begin: %s", err.msg);
-    aw_audit_event ev = fixture_event("ev-1", "z", "token_exchange", "r",
-                                      "allow", 1);
+    aw_audit_event ev =
+        fixture_event("ev-1", "z", "token_exchange", "r", "allow", 1);
     aw_put_result result;
     fixture_put_event(fx.store, "caracal.audit.events", "1-0", &ev, &result);
     cr_expect_eq(events_in(reader), 0, "uncommitted event visible");
 
-    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "commit: %s",
-                 err.msg);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "commit: %s", err.msg);
     cr_expect_eq(events_in(reader), 1, "committed event not visible");
     cr_expect_eq(aw_store_begin(reader, &err), AW_ERR,
                  "a reader must not write");
@@ -163,9 +162,11 @@ static int index_named(const char *path, const char *name)
     sqlite3_stmt *stmt;
     int n = 0;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE "
-                                        "type = 'index' AND name = ?1",
-                                    -1, &stmt, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT 1 FROM sqlite_master WHERE "
+                                    "type = 'index' AND name = ?1",
+                                    -1, &stmt, NULL),
+                 SQLITE_OK);
     sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
     while (sqlite3_step(stmt) == SQLITE_ROW)
         n++;
@@ -179,23 +180,22 @@ static int index_named(const char *path, const char *name)
  * apart by their time. */
 Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
 {
-    aw_audit_event old = fixture_event("req-9", "z", "control.invoke", "req-9",
-                                       "allow", 1000);
+    aw_audit_event old =
+        fixture_event("req-9", "z", "control.invoke", "req-9", "allow", 1000);
     fixture_commit_event(fx.store, "1-0", &old);
     aw_store_close(fx.store);
     fx.store = NULL;
     /* back to what 0001_initial.sql made */
     fixture_back_to_schema_3(fx.path);
-    exec_sql(fx.path,
-             "DROP INDEX events_by_identity;"
-             "CREATE INDEX events_by_event_id ON events (id_key);"
-             "ALTER TABLE events DROP COLUMN delegation_epoch;"
-             "DROP INDEX revocations_by_delivery;"
-             "ALTER TABLE revocations DROP COLUMN delivery_id;"
-             "ALTER TABLE revocations DROP COLUMN epoch;"
-             "ALTER TABLE entries DROP COLUMN zstd_dict;"
-             "DROP TABLE evidence_dicts;"
-             "PRAGMA user_version = 1;");
+    exec_sql(fx.path, "DROP INDEX events_by_identity;"
+                      "CREATE INDEX events_by_event_id ON events (id_key);"
+                      "ALTER TABLE events DROP COLUMN delegation_epoch;"
+                      "DROP INDEX revocations_by_delivery;"
+                      "ALTER TABLE revocations DROP COLUMN delivery_id;"
+                      "ALTER TABLE revocations DROP COLUMN epoch;"
+                      "ALTER TABLE entries DROP COLUMN zstd_dict;"
+                      "DROP TABLE evidence_dicts;"
+                      "PRAGMA user_version = 1;");
 
     aw_error err = {0};
     cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
@@ -205,15 +205,16 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
     cr_expect_eq(index_named(fx.path, "events_by_event_id"), 0);
     cr_expect_eq(index_named(fx.path, "events_by_identity"), 1);
 
-    aw_audit_event later = fixture_event("req-9", "z", "control.invoke",
-                                         "req-9", "deny", 2000);
-    aw_audit_event forged = fixture_event("req-9", "z", "control.invoke",
-                                          "req-9", "deny", 1000);
+    aw_audit_event later =
+        fixture_event("req-9", "z", "control.invoke", "req-9", "deny", 2000);
+    aw_audit_event forged =
+        fixture_event("req-9", "z", "control.invoke", "req-9", "deny", 1000);
     aw_put_result result;
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
     fixture_put_event(fx.store, "caracal.audit.events", "2-0", &later, &result);
     cr_expect_eq(result, AW_PUT_INSERTED);
-    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged, &result);
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged,
+                      &result);
     cr_expect_eq(result, AW_PUT_CONFLICT);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
     cr_expect_eq(events_in(fx.store), 2);
@@ -244,8 +245,8 @@ static int append_row_line(const aw_event_row *r, void *ud)
              r->session_id ? r->session_id : "(null)",
              r->agent_session_id ? r->agent_session_id : "(null)",
              r->delegation_edge_id ? r->delegation_edge_id : "(null)",
-             r->result_class ? r->result_class : "(null)",
-             r->upstream_status, (long long)r->occurred_at_ns, r->is_signed,
+             r->result_class ? r->result_class : "(null)", r->upstream_status,
+             (long long)r->occurred_at_ns, r->is_signed,
              r->has_delegation_epoch, (long long)r->delegation_epoch);
     strncat(ud, line, 16383 - strlen(ud));
     return 0;
@@ -256,14 +257,16 @@ static void read_all_rows(aw_store *store, const aw_event_filter *filter,
 {
     out[0] = 0;
     aw_error err = {0};
-    cr_assert_eq(aw_store_query_events(store, filter, append_row_line, out,
-                                       &err), AW_OK, "query: %s", err.msg);
+    cr_assert_eq(
+        aw_store_query_events(store, filter, append_row_line, out, &err), AW_OK,
+        "query: %s", err.msg);
 }
 
 /* An index whose events hold their words as text (schema 3) migrates to
  * numbered words, and every row struct reads back with the same strings,
  * found by the same filters. */
-Test(store_open, an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_strings)
+Test(store_open,
+     an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_strings)
 {
     aw_anchor anchors[] = {{AW_ANCHOR_AUTHORITY_RECORD, "ar-1"},
                            {AW_ANCHOR_AGENT_SESSION, "as-1"},
@@ -281,11 +284,10 @@ Test(store_open, an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_stri
     full.delegation_epoch = 7;
     full.anchors = anchors;
     full.nanchors = 4;
-    aw_audit_event bare = fixture_event("ev-2", "zone-b", NULL, NULL, NULL,
-                                        2000);
-    aw_audit_event gateway = fixture_event("ev-3", "zone-a",
-                                           "gateway_resource_request",
-                                           "req-1", NULL, 3000);
+    aw_audit_event bare =
+        fixture_event("ev-2", "zone-b", NULL, NULL, NULL, 2000);
+    aw_audit_event gateway = fixture_event(
+        "ev-3", "zone-a", "gateway_resource_request", "req-1", NULL, 3000);
     gateway.resource = "resource://crm/contacts";
     gateway.anchors = anchors + 1;
     gateway.nanchors = 1;
@@ -309,9 +311,13 @@ Test(store_open, an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_stri
 
     static const char *const grants[] = {"token_exchange"};
     aw_event_filter by_words = {
-        .zone_id = "zone-a", .resource = "resource://crm/contacts",
-        .application_id = "app-1", .decision = "allow",
-        .event_types = grants, .n_event_types = 1, .grants_only = true,
+        .zone_id = "zone-a",
+        .resource = "resource://crm/contacts",
+        .application_id = "app-1",
+        .decision = "allow",
+        .event_types = grants,
+        .n_event_types = 1,
+        .grants_only = true,
     };
     read_all_rows(fx.store, &by_words, filtered);
     cr_expect(strncmp(filtered, before, strcspn(before, "\n") + 1) == 0 &&
@@ -323,7 +329,8 @@ Test(store_open, an_index_of_schema_3_migrates_to_narrow_rows_with_the_same_stri
     aw_event_filter by_anchor = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-1"}};
     read_all_rows(fx.store, &by_anchor, filtered);
     cr_expect(strstr(filtered, "ev-1") && strstr(filtered, "ev-3") &&
-                  !strstr(filtered, "ev-2"), "%s", filtered);
+                  !strstr(filtered, "ev-2"),
+              "%s", filtered);
 
     /* A new event reuses the migrated words' numbers. */
     aw_audit_event later = fixture_event("ev-4", "zone-a", "token_exchange",

@@ -36,8 +36,8 @@ static int collect(const aw_event_row *row, void *ud)
 {
     struct ids *ids = ud;
     size_t len = strlen(ids->text);
-    snprintf(ids->text + len, sizeof ids->text - len, "%s%s",
-             ids->n ? " " : "", row->event_id);
+    snprintf(ids->text + len, sizeof ids->text - len, "%s%s", ids->n ? " " : "",
+             row->event_id);
     ids->n++;
     ids->last_occurred = row->occurred_at_ns;
     ids->last_rowid = row->rowid;
@@ -70,8 +70,8 @@ static void store_events(aw_audit_event *events, size_t n)
 Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
 {
     aw_audit_event events[] = {
-        fixture_event("gw-1", "z", "gateway_resource_request", "req-1",
-                      "allow", 20 * SEC),
+        fixture_event("gw-1", "z", "gateway_resource_request", "req-1", "allow",
+                      20 * SEC),
         fixture_event("te-1", "z", "token_exchange", "req-1", "allow",
                       10 * SEC),
         fixture_event("te-2", "z", "token_exchange", "req-2", "allow",
@@ -92,14 +92,15 @@ Test(store_query, window_zone_decision_and_type_filters_select_events)
         fixture_event("c", "z2", "token_exchange", "r3", "allow", 3 * SEC),
         fixture_event("d", "z1", "gateway_resource_request", "r1", "allow",
                       4 * SEC),
-        fixture_event("e", "z1", "step_up_consumed", "r4", "consumed",
-                      5 * SEC),
+        fixture_event("e", "z1", "step_up_consumed", "r4", "consumed", 5 * SEC),
         fixture_event("f", "z1", "token_exchange", "r5", "allow", 6 * SEC),
     };
     store_events(events, 6);
 
-    aw_event_filter window = {.has_since = true, .since_ns = 2 * SEC,
-                              .has_until = true, .until_ns = 6 * SEC};
+    aw_event_filter window = {.has_since = true,
+                              .since_ns = 2 * SEC,
+                              .has_until = true,
+                              .until_ns = 6 * SEC};
     cr_expect_str_eq(query(&window).text, "b c d e", "until is exclusive");
     window.zone_id = "z1";
     cr_expect_str_eq(query(&window).text, "b d e");
@@ -109,8 +110,8 @@ Test(store_query, window_zone_decision_and_type_filters_select_events)
     window.grants_only = true;
     cr_expect_str_eq(query(&window).text, "d e", "allow and consumed");
     const char *types[] = {"token_exchange", "step_up_consumed"};
-    aw_event_filter typed = {.event_types = types, .n_event_types = 2,
-                             .zone_id = "z1"};
+    aw_event_filter typed = {
+        .event_types = types, .n_event_types = 2, .zone_id = "z1"};
     cr_expect_str_eq(query(&typed).text, "a b e f");
     typed.n_event_types = 1;
     cr_expect_str_eq(query(&typed).text, "a b f");
@@ -128,7 +129,7 @@ Test(store_query, cursor_pages_through_every_event_once_in_stable_order)
     };
     store_events(events, 5);
     aw_event_filter f = {.limit = 2};
-    char pages[3][sizeof ((struct ids *)0)->text];
+    char pages[3][sizeof((struct ids *)0)->text];
     for (int page = 0; page < 3; page++) {
         struct ids ids = query(&f);
         snprintf(pages[page], sizeof pages[page], "%s", ids.text);
@@ -156,14 +157,10 @@ Test(store_query, anchor_lookup_finds_grants_that_used_it_after_a_time)
                         {AW_ANCHOR_DELEGATION_EDGE, "edge-1"},
                         {AW_ANCHOR_AGENT_SESSION, "as-parent"}};
     aw_audit_event events[] = {
-        fixture_event("before", "z", "token_exchange", "r1", "allow",
-                      10 * SEC),
-        fixture_event("denied", "z", "token_exchange", "r2", "deny",
-                      30 * SEC),
-        fixture_event("after", "z", "token_exchange", "r3", "allow",
-                      40 * SEC),
-        fixture_event("other", "z", "token_exchange", "r4", "allow",
-                      50 * SEC),
+        fixture_event("before", "z", "token_exchange", "r1", "allow", 10 * SEC),
+        fixture_event("denied", "z", "token_exchange", "r2", "deny", 30 * SEC),
+        fixture_event("after", "z", "token_exchange", "r3", "allow", 40 * SEC),
+        fixture_event("other", "z", "token_exchange", "r4", "allow", 50 * SEC),
     };
     for (int i = 0; i < 3; i++) {
         events[i].anchors = used;
@@ -172,7 +169,8 @@ Test(store_query, anchor_lookup_finds_grants_that_used_it_after_a_time)
     store_events(events, 4);
 
     aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-parent"},
-                         .grants_only = true, .has_since = true,
+                         .grants_only = true,
+                         .has_since = true,
                          .since_ns = 20 * SEC};
     cr_expect_str_eq(query(&f).text, "after", "a delegation chain element");
     f.anchor = (aw_anchor){AW_ANCHOR_AUTHORITY_RECORD, "sess-1"};
@@ -183,26 +181,26 @@ Test(store_query, anchor_lookup_finds_grants_that_used_it_after_a_time)
 
     aw_event_filter one = {.event_id = "after"};
     char shown[64] = "";
-    cr_assert_eq(aw_store_query_events(fx.store, &one, show_anchors, shown,
-                                       &err), AW_OK);
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &one, show_anchors, shown, &err),
+        AW_OK);
     cr_expect_str_eq(shown, "sess-1 as-1 edge-1", "the event's own anchors");
 }
 
 Test(store_query, anchor_first_seen_in_a_rolled_back_batch_is_found_later)
 {
     aw_anchor used[] = {{AW_ANCHOR_AGENT_SESSION, "as-9"}};
-    aw_audit_event lost = fixture_event("lost", "z", "token_exchange", "r1",
-                                        "allow", 1 * SEC);
+    aw_audit_event lost =
+        fixture_event("lost", "z", "token_exchange", "r1", "allow", 1 * SEC);
     lost.anchors = used;
     lost.nanchors = 1;
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
     aw_put_result result;
-    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &lost,
-                      &result);
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &lost, &result);
     aw_store_rollback(fx.store);
 
-    aw_audit_event kept = fixture_event("kept", "z", "token_exchange", "r2",
-                                        "allow", 2 * SEC);
+    aw_audit_event kept =
+        fixture_event("kept", "z", "token_exchange", "r2", "allow", 2 * SEC);
     kept.anchors = used;
     kept.nanchors = 1;
     store_events(&kept, 1);
@@ -220,8 +218,9 @@ static int collect_revocation(const aw_revocation_row *row, void *ud)
     struct revs *r = ud;
     size_t len = strlen(r->text);
     snprintf(r->text + len, sizeof r->text - len, "%s%s:%s:%s@%lld",
-             r->n ? " " : "", row->zone_id, aw_anchor_kind_name(row->anchor.kind),
-             row->anchor.id, (long long)(row->at_ns / SEC));
+             r->n ? " " : "", row->zone_id,
+             aw_anchor_kind_name(row->anchor.kind), row->anchor.id,
+             (long long)(row->at_ns / SEC));
     r->n++;
     return 0;
 }
@@ -238,17 +237,20 @@ static struct revs revocations(const aw_revocation_filter *filter)
 static void store_revocation(const char *entry_id, const char *zone,
                              aw_revocation *items, size_t n, int64_t at_ns)
 {
-    aw_raw_entry *entry = fixture_entry("caracal.sessions.revoke", entry_id,
-                                        "x");
+    aw_raw_entry *entry =
+        fixture_entry("caracal.sessions.revoke", entry_id, "x");
     int64_t rowid;
     aw_put_result result;
     cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result, &err),
                  AW_OK);
     aw_raw_entry_free(entry);
-    aw_revocation_set set = {.zone_id = zone, .reason = "test",
-                             .at_ns = at_ns, .n = n, .items = items};
-    cr_assert_eq(aw_store_put_revocations(fx.store, rowid, &set, &err),
-                 AW_OK, "%s", err.msg);
+    aw_revocation_set set = {.zone_id = zone,
+                             .reason = "test",
+                             .at_ns = at_ns,
+                             .n = n,
+                             .items = items};
+    cr_assert_eq(aw_store_put_revocations(fx.store, rowid, &set, &err), AW_OK,
+                 "%s", err.msg);
 }
 
 Test(store_query, revocations_are_found_by_anchor_zone_and_window)
@@ -270,10 +272,13 @@ Test(store_query, revocations_are_found_by_anchor_zone_and_window)
                      "z1:agent_session:as-1@100 z2:agent_session:as-1@200");
     f.zone_id = "z2";
     cr_expect_str_eq(revocations(&f).text, "z2:agent_session:as-1@200");
-    aw_revocation_filter window = {.has_since = true, .since_ns = 50 * SEC,
-                                   .has_until = true, .until_ns = 150 * SEC};
-    cr_expect_str_eq(revocations(&window).text,
-                     "z1:authority_record:sess-1@100 z1:agent_session:as-1@100");
+    aw_revocation_filter window = {.has_since = true,
+                                   .since_ns = 50 * SEC,
+                                   .has_until = true,
+                                   .until_ns = 150 * SEC};
+    cr_expect_str_eq(
+        revocations(&window).text,
+        "z1:authority_record:sess-1@100 z1:agent_session:as-1@100");
 }
 
 static int count_call(const aw_call_row *row, void *ud)
@@ -294,22 +299,26 @@ Test(store_query, observed_calls_are_found_by_request_id)
         aw_raw_entry *entry = fixture_entry("auditwatch.calls", entry_id, "x");
         int64_t rowid, call_rowid;
         aw_put_result result;
-        cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result,
-                                        &err), AW_OK);
+        cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result, &err),
+                     AW_OK);
         aw_raw_entry_free(entry);
-        aw_observed_call call = {.request_id = requests[i], .status = 200,
+        aw_observed_call call = {.request_id = requests[i],
+                                 .status = 200,
                                  .occurred_at_ns = (i + 1) * SEC};
-        cr_assert_eq(aw_store_put_call(fx.store, rowid, &call, &call_rowid,
-                                       &err), AW_OK);
+        cr_assert_eq(
+            aw_store_put_call(fx.store, rowid, &call, &call_rowid, &err),
+            AW_OK);
     }
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
     int n = 0;
-    cr_assert_eq(aw_store_query_calls(fx.store, 0, "req-9", 0, 0, count_call,
-                                      &n, &err), AW_OK, "%s", err.msg);
+    cr_assert_eq(
+        aw_store_query_calls(fx.store, 0, "req-9", 0, 0, count_call, &n, &err),
+        AW_OK, "%s", err.msg);
     cr_expect_eq(n, 2);
     n = 0;
     cr_assert_eq(aw_store_query_calls(fx.store, 0, "req-9", 2 * SEC, 0,
-                                      count_call, &n, &err), AW_OK);
+                                      count_call, &n, &err),
+                 AW_OK);
     cr_expect_eq(n, 1, "window start applies");
 }
 

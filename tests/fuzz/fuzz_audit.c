@@ -19,10 +19,20 @@ static void expect_event(const aw_audit_event *e, const aw_raw_entry *entry,
     fuzz_expect_text("id", e->id, true);
     fuzz_expect_text("zone_id", e->zone_id, true);
     const char *optional[] = {
-        e->event_type, e->request_id, e->decision, e->policy_set_id,
-        e->policy_set_version_id, e->manifest_sha, e->evaluation_status,
-        e->application_id, e->resource, e->method, e->subject_kind,
-        e->result_class, e->error_kind, e->trace_id,
+        e->event_type,
+        e->request_id,
+        e->decision,
+        e->policy_set_id,
+        e->policy_set_version_id,
+        e->manifest_sha,
+        e->evaluation_status,
+        e->application_id,
+        e->resource,
+        e->method,
+        e->subject_kind,
+        e->result_class,
+        e->error_kind,
+        e->trace_id,
     };
     for (size_t i = 0; i < sizeof optional / sizeof *optional; i++)
         fuzz_expect_text("optional member", optional[i], false);

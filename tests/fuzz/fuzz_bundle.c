@@ -24,8 +24,8 @@
 static int bundle_fd = -1;
 static char bundle_path[64];
 
-static void write_file(const void *header, size_t header_len,
-                       const void *body, size_t body_len)
+static void write_file(const void *header, size_t header_len, const void *body,
+                       size_t body_len)
 {
     if (bundle_fd < 0) {
         bundle_fd = memfd_create("fuzz_bundle", MFD_CLOEXEC);

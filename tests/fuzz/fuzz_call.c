@@ -44,14 +44,14 @@ static void read_line(const uint8_t *data, size_t size, unsigned selector)
 static void read_entry(const uint8_t *data, size_t size)
 {
     fuzz_signing signing;
-    aw_raw_entry *entry = fuzz_entry_from_input(
-        data, size, "auditwatch.calls", FUZZ_SCHEME_STREAM, &signing);
+    aw_raw_entry *entry = fuzz_entry_from_input(data, size, "auditwatch.calls",
+                                                FUZZ_SCHEME_STREAM, &signing);
     if (entry == NULL)
         return;
     aw_observed_call *call = NULL;
     aw_error err;
-    int rc = aw_event_decode_call_entry(entry, fuzz_key_for(signing), &call,
-                                        &err);
+    int rc =
+        aw_event_decode_call_entry(entry, fuzz_key_for(signing), &call, &err);
     if (rc == AW_OK)
         expect_call(call);
     else

@@ -24,8 +24,8 @@ static void decode_original(const aw_raw_entry *original, bool audit)
         aw_audit_event_free(event);
     } else {
         aw_revocation_set *set = NULL;
-        rc = aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, original,
-                                        NULL, &set, &err);
+        rc = aw_event_decode_revocation(AW_ROLE_SESSION_REVOKE, original, NULL,
+                                        &set, &err);
         aw_revocation_set_free(set);
     }
     if (rc != AW_OK)

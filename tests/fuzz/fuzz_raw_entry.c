@@ -57,7 +57,8 @@ static void decode_by_stream(const aw_raw_entry *entry)
         const char *origin_stream = aw_stream_role_default_stream(origin);
         aw_dead_letter *letter = NULL;
         rc = origin == AW_ROLE_AUDIT
-                 ? aw_dead_letter_decode_audit(entry, origin_stream, &letter, &err)
+                 ? aw_dead_letter_decode_audit(entry, origin_stream, &letter,
+                                               &err)
                  : aw_dead_letter_decode_revocation(entry, origin_stream, NULL,
                                                     &letter, &err);
         aw_dead_letter_free(letter);
@@ -77,8 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     aw_raw_entry *entry = NULL;
     size_t used = 0;
     aw_error err;
-    int rc = aw_raw_entry_unpack((const char *)data, size, &entry, &used,
-                                 &err);
+    int rc = aw_raw_entry_unpack((const char *)data, size, &entry, &used, &err);
     if (rc != AW_OK) {
         fuzz_expect_rejection("aw_raw_entry_unpack", rc, &err);
         return 0;

@@ -23,8 +23,8 @@ static const struct {
     {AW_ROLE_DELEGATION_INVALIDATE, "caracal.delegations.invalidate"},
 };
 
-static void expect_set(const aw_revocation_set *set,
-                       const aw_raw_entry *entry, bool keyed)
+static void expect_set(const aw_revocation_set *set, const aw_raw_entry *entry,
+                       bool keyed)
 {
     fuzz_expect_text("zone_id", set->zone_id, true);
     fuzz_expect_text("reason", set->reason, false);
@@ -46,8 +46,7 @@ static void expect_set(const aw_revocation_set *set,
             fuzz_fail("item %zu has unknown action %d", i, r->action);
         if (r->anchor.kind < AW_ANCHOR_AUTHORITY_RECORD ||
             r->anchor.kind > AW_ANCHOR_DELEGATION_EDGE)
-            fuzz_fail("item %zu has unknown anchor kind %d", i,
-                      r->anchor.kind);
+            fuzz_fail("item %zu has unknown anchor kind %d", i, r->anchor.kind);
         fuzz_expect_text("anchor id", r->anchor.id, true);
         for (size_t j = 0; j < i; j++)
             if (set->items[j].anchor.kind == r->anchor.kind &&
@@ -67,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     aw_hmac_key *key = fuzz_key_for(signing);
     aw_revocation_set *set = NULL;
     aw_error err;
-    int rc = aw_event_decode_revocation(streams[which].role, entry, key,
-                                        &set, &err);
+    int rc =
+        aw_event_decode_revocation(streams[which].role, entry, key, &set, &err);
     if (rc == AW_OK)
         expect_set(set, entry, key != NULL);
     else

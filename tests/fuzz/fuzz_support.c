@@ -60,8 +60,8 @@ void fuzz_expect_rejection(const char *what, int rc, const aw_error *err)
      * in them must have been quoted */
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)err->msg[i] < 0x20 || err->msg[i] == 0x7f)
-            fuzz_fail("%s: control byte 0x%02x at %zu of the message: %s",
-                      what, (unsigned char)err->msg[i], i, err->msg);
+            fuzz_fail("%s: control byte 0x%02x at %zu of the message: %s", what,
+                      (unsigned char)err->msg[i], i, err->msg);
     if (!aw_utf8_valid(err->msg, len))
         fuzz_fail("%s: message is not valid UTF-8: %s", what, err->msg);
 }

@@ -78,7 +78,7 @@ void fuzz_expect_rejection(const char *what, int rc, const aw_error *err);
 void fuzz_expect_text(const char *what, const char *s, bool required);
 
 /* Prints "fuzz: <what>: ..." to stderr and aborts. */
-void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2),
-                                                    noreturn));
+void fuzz_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
 
 #endif /* AW_FUZZ_SUPPORT_H */

@@ -32,11 +32,10 @@ static void parse_rfc3339(const char *text, size_t size)
     int64_t again;
     if (aw_time_parse_rfc3339(formatted, strlen(formatted), &again, &err) !=
         AW_OK)
-        fuzz_fail("cannot parse the formatted \"%s\": %s", formatted,
-                  err.msg);
+        fuzz_fail("cannot parse the formatted \"%s\": %s", formatted, err.msg);
     if (again != ns)
-        fuzz_fail("%lld formats as \"%s\", which parses as %lld",
-                  (long long)ns, formatted, (long long)again);
+        fuzz_fail("%lld formats as \"%s\", which parses as %lld", (long long)ns,
+                  formatted, (long long)again);
 }
 
 static void parse_argument(const char *text, size_t size)

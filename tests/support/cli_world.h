@@ -34,7 +34,7 @@
 
 #include "tests/support/support.h"
 
-#define CW_T0_MS 1779364800000LL
+#define CW_T0_MS   1779364800000LL
 #define CW_FILLERS 120
 /* Events in the index: 11 named, 2 per filler, and the late one. */
 #define CW_EVENTS (11 + 2 * CW_FILLERS + 1)
@@ -42,9 +42,9 @@
 #define CW_ODD_RESOURCE "res \"q\", a\nb \\ \x1b[31m h\xc3\xa9llo"
 
 typedef struct cli_world {
-    char dir[PATH_MAX];      /* a fresh temporary directory (aw_test_tmpdir) */
-    char db[PATH_MAX];       /* dir/auditwatch.db */
-    int runs;                /* names the output files of cw_run */
+    char dir[PATH_MAX]; /* a fresh temporary directory (aw_test_tmpdir) */
+    char db[PATH_MAX];  /* dir/auditwatch.db */
+    int runs;           /* names the output files of cw_run */
 } cli_world;
 
 /* Makes the directory and builds the index in it. Every entry is signed

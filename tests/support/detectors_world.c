@@ -13,13 +13,14 @@
 #define OK_OR_FAIL(call, err)                                                  \
     do {                                                                       \
         int rc_ = (call);                                                      \
-        cr_assert_eq(rc_, AW_OK, "%s failed: %d %s", #call, rc_, (err).msg);    \
+        cr_assert_eq(rc_, AW_OK, "%s failed: %d %s", #call, rc_, (err).msg);   \
     } while (0)
 
 static void open_handles(dw_world *w)
 {
     aw_error err = {0};
-    OK_OR_FAIL(aw_store_open(w->path, AW_STORE_SYNC_NORMAL, &w->store, &err), err);
+    OK_OR_FAIL(aw_store_open(w->path, AW_STORE_SYNC_NORMAL, &w->store, &err),
+               err);
     OK_OR_FAIL(aw_detectors_new(w->store, &w->config, &w->det, &err), err);
 }
 
@@ -91,7 +92,8 @@ static void begin(dw_world *w)
 static void finish(dw_world *w)
 {
     aw_error err = {0};
-    OK_OR_FAIL(aw_detectors_advance(w->det, aw_detectors_clock(w->det), &err), err);
+    OK_OR_FAIL(aw_detectors_advance(w->det, aw_detectors_clock(w->det), &err),
+               err);
     OK_OR_FAIL(aw_store_commit(w->store, &err), err);
     aw_detectors_drain(w->det, record_change, w);
 }
@@ -141,7 +143,8 @@ static aw_put_result feed_audit(dw_world *w, const dw_audit *a, bool commit)
              or_default(a->result_class, ""), a->upstream_status,
              (long long)a->occurred_ms, or_default(a->variant, ""));
     aw_field fields[] = {field("id", a->id), field("data", data)};
-    aw_raw_entry *entry = make_entry(w, DW_AUDIT_STREAM, a->arrival_ms, fields, 2);
+    aw_raw_entry *entry =
+        make_entry(w, DW_AUDIT_STREAM, a->arrival_ms, fields, 2);
     aw_anchor anchors[DW_MAX_ANCHORS];
     memcpy(anchors, a->anchors, sizeof anchors);
 
@@ -167,9 +170,11 @@ static aw_put_result feed_audit(dw_world *w, const dw_audit *a, bool commit)
     begin(w);
     int64_t entry_rowid = store_entry(w, entry);
     OK_OR_FAIL(aw_store_put_event(w->store, entry_rowid, &event, &event_rowid,
-                                  &put, &err), err);
-    OK_OR_FAIL(aw_detectors_on_event(w->det, entry, &event, event_rowid, put, &err),
+                                  &put, &err),
                err);
+    OK_OR_FAIL(
+        aw_detectors_on_event(w->det, entry, &event, event_rowid, put, &err),
+        err);
     if (commit) {
         finish(w);
     } else {
@@ -197,14 +202,19 @@ void dw_feed_revocation(dw_world *w, const dw_revocation *r)
     aw_field fields[] = {
         field("zone_id", zone),
         field(lifecycle ? "event" : "reason",
-              lifecycle ? aw_revocation_action_name(r->action) : "grant_revoked"),
+              lifecycle ? aw_revocation_action_name(r->action)
+                        : "grant_revoked"),
     };
-    aw_raw_entry *entry = make_entry(
-        w, lifecycle ? DW_LIFECYCLE_STREAM : DW_REVOKE_STREAM, r->at_ms, fields, 2);
+    aw_raw_entry *entry =
+        make_entry(w, lifecycle ? DW_LIFECYCLE_STREAM : DW_REVOKE_STREAM,
+                   r->at_ms, fields, 2);
 
     aw_revocation items[DW_MAX_ANCHORS];
     aw_revocation_set set = {
-        .zone_id = zone, .reason = "test", .at_ns = DW_NS(r->at_ms), .items = items,
+        .zone_id = zone,
+        .reason = "test",
+        .at_ns = DW_NS(r->at_ms),
+        .items = items,
     };
     while (set.n < DW_MAX_ANCHORS && r->anchors[set.n].kind) {
         items[set.n].anchor = r->anchors[set.n];
@@ -214,7 +224,8 @@ void dw_feed_revocation(dw_world *w, const dw_revocation *r)
     aw_error err = {0};
     begin(w);
     int64_t entry_rowid = store_entry(w, entry);
-    OK_OR_FAIL(aw_store_put_revocations(w->store, entry_rowid, &set, &err), err);
+    OK_OR_FAIL(aw_store_put_revocations(w->store, entry_rowid, &set, &err),
+               err);
     OK_OR_FAIL(aw_detectors_on_revocations(w->det, entry, &set, &err), err);
     finish(w);
     aw_raw_entry_free(entry);
@@ -224,8 +235,10 @@ void dw_feed_call(dw_world *w, const dw_call *c)
 {
     char status[16];
     snprintf(status, sizeof status, "%d", c->status);
-    aw_field fields[] = {field("request_id", c->request), field("status", status)};
-    aw_raw_entry *entry = make_entry(w, DW_CALLS_STREAM, c->arrival_ms, fields, 2);
+    aw_field fields[] = {field("request_id", c->request),
+                         field("status", status)};
+    aw_raw_entry *entry =
+        make_entry(w, DW_CALLS_STREAM, c->arrival_ms, fields, 2);
     aw_observed_call call = {
         .request_id = c->request,
         .status = c->status,
@@ -238,8 +251,11 @@ void dw_feed_call(dw_world *w, const dw_call *c)
     int64_t call_rowid = 0;
     begin(w);
     int64_t entry_rowid = store_entry(w, entry);
-    OK_OR_FAIL(aw_store_put_call(w->store, entry_rowid, &call, &call_rowid, &err), err);
-    OK_OR_FAIL(aw_detectors_on_call(w->det, entry, &call, call_rowid, &err), err);
+    OK_OR_FAIL(
+        aw_store_put_call(w->store, entry_rowid, &call, &call_rowid, &err),
+        err);
+    OK_OR_FAIL(aw_detectors_on_call(w->det, entry, &call, call_rowid, &err),
+               err);
     finish(w);
     aw_raw_entry_free(entry);
 }
@@ -252,8 +268,11 @@ void dw_feed_rejected(dw_world *w, const char *stream, int64_t arrival_ms,
     aw_error err = {0};
     begin(w);
     int64_t entry_rowid = store_entry(w, entry);
-    OK_OR_FAIL(aw_store_put_rejected(w->store, entry_rowid, reason, detail, &err), err);
-    OK_OR_FAIL(aw_detectors_on_rejected(w->det, entry, reason, detail, &err), err);
+    OK_OR_FAIL(
+        aw_store_put_rejected(w->store, entry_rowid, reason, detail, &err),
+        err);
+    OK_OR_FAIL(aw_detectors_on_rejected(w->det, entry, reason, detail, &err),
+               err);
     finish(w);
     aw_raw_entry_free(entry);
 }
@@ -293,7 +312,8 @@ typedef struct alert_list {
 static int copy_alert(const aw_alert *a, void *ud)
 {
     alert_list *list = ud;
-    if (list->request && (!a->request_id || strcmp(a->request_id, list->request)))
+    if (list->request &&
+        (!a->request_id || strcmp(a->request_id, list->request)))
         return 0;
     if (list->n == list->cap) {
         list->cap = list->cap ? list->cap * 2 : 8;
@@ -306,11 +326,13 @@ static int copy_alert(const aw_alert *a, void *ud)
     snprintf(d->kind, sizeof d->kind, "%s", a->kind);
     snprintf(d->severity, sizeof d->severity, "%s", a->severity);
     snprintf(d->zone, sizeof d->zone, "%s", or_default(a->zone_id, ""));
-    snprintf(d->request, sizeof d->request, "%s", or_default(a->request_id, ""));
+    snprintf(d->request, sizeof d->request, "%s",
+             or_default(a->request_id, ""));
     snprintf(d->anchor, sizeof d->anchor, "%s", or_default(a->anchor, ""));
     snprintf(d->resolved_by, sizeof d->resolved_by, "%s",
              or_default(a->resolved_by, ""));
-    snprintf(d->evidence, sizeof d->evidence, "%s", or_default(a->evidence_json, ""));
+    snprintf(d->evidence, sizeof d->evidence, "%s",
+             or_default(a->evidence_json, ""));
     snprintf(d->summary, sizeof d->summary, "%s", or_default(a->summary, ""));
     d->state = a->state;
     d->event_time_ns = a->event_time_ns;
@@ -325,13 +347,14 @@ static int by_id(const void *a, const void *b)
     return strcmp(((const dw_alert *)a)->id, ((const dw_alert *)b)->id);
 }
 
-static alert_list load_alerts(dw_world *w, const char *kind, const char *request)
+static alert_list load_alerts(dw_world *w, const char *kind,
+                              const char *request)
 {
     alert_list list = {.request = request};
     aw_alert_filter filter = {.kind = kind, .request_id = request};
     aw_error err = {0};
-    OK_OR_FAIL(aw_store_query_alerts(w->store, &filter, copy_alert, &list, &err),
-               err);
+    OK_OR_FAIL(
+        aw_store_query_alerts(w->store, &filter, copy_alert, &list, &err), err);
     if (list.n)
         qsort(list.items, list.n, sizeof *list.items, by_id);
     return list;
@@ -364,8 +387,9 @@ char *dw_snapshot(dw_world *w)
     cr_assert_not_null(out);
     size_t len = 0;
     for (size_t i = 0; i < list.n; i++)
-        len += (size_t)snprintf(out + len, size - len, "%s %s\n", list.items[i].id,
-                                aw_alert_state_name(list.items[i].state));
+        len +=
+            (size_t)snprintf(out + len, size - len, "%s %s\n", list.items[i].id,
+                             aw_alert_state_name(list.items[i].state));
     free(list.items);
     return out;
 }

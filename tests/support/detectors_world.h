@@ -12,19 +12,19 @@
 
 #include "detectors/detectors.h"
 
-#define DW_T0_MS 1779364800000LL
-#define DW_S(seconds) ((int64_t)(seconds) * 1000)   /* seconds → ms */
-#define DW_NS(ms) ((DW_T0_MS + (ms)) * 1000000LL)   /* relative ms → ns */
+#define DW_T0_MS       1779364800000LL
+#define DW_S(seconds)  ((int64_t)(seconds)*1000)       /* seconds → ms */
+#define DW_NS(ms)      ((DW_T0_MS + (ms)) * 1000000LL) /* relative ms → ns */
 #define DW_MAX_ANCHORS 8
 
 #define DW_AUTHORITY(id) ((aw_anchor){AW_ANCHOR_AUTHORITY_RECORD, (id)})
-#define DW_AGENT(id) ((aw_anchor){AW_ANCHOR_AGENT_SESSION, (id)})
-#define DW_EDGE(id) ((aw_anchor){AW_ANCHOR_DELEGATION_EDGE, (id)})
+#define DW_AGENT(id)     ((aw_anchor){AW_ANCHOR_AGENT_SESSION, (id)})
+#define DW_EDGE(id)      ((aw_anchor){AW_ANCHOR_DELEGATION_EDGE, (id)})
 
-#define DW_AUDIT_STREAM "caracal.audit.events"
-#define DW_REVOKE_STREAM "caracal.sessions.revoke"
+#define DW_AUDIT_STREAM     "caracal.audit.events"
+#define DW_REVOKE_STREAM    "caracal.sessions.revoke"
 #define DW_LIFECYCLE_STREAM "caracal.agents.lifecycle"
-#define DW_CALLS_STREAM "auditwatch.calls"
+#define DW_CALLS_STREAM     "auditwatch.calls"
 
 /* One audit event. NULL zone means "zone-1", NULL decision "allow". The
  * content hash covers every field and `variant`, so changing variant makes
@@ -34,7 +34,7 @@ typedef struct dw_audit {
     const char *evaluation_status, *result_class, *variant;
     int upstream_status;
     int64_t occurred_ms, arrival_ms;
-    aw_anchor anchors[DW_MAX_ANCHORS];   /* kind 0 ends the list */
+    aw_anchor anchors[DW_MAX_ANCHORS]; /* kind 0 ends the list */
 } dw_audit;
 
 /* One revocation entry naming up to DW_MAX_ANCHORS anchors with the same
@@ -72,13 +72,14 @@ typedef struct dw_world {
     aw_detector_config config;
     aw_store *store;
     aw_detectors *det;
-    uint64_t seq;               /* makes every entry id unique */
-    dw_change *changes;         /* every drained change, in order */
+    uint64_t seq;       /* makes every entry id unique */
+    dw_change *changes; /* every drained change, in order */
     size_t nchanges, changes_cap;
 } dw_world;
 
 /* Opens a fresh index with the given grace periods (ms). */
-void dw_open(dw_world *w, int64_t grace_missing_ms, int64_t grace_revocation_ms);
+void dw_open(dw_world *w, int64_t grace_missing_ms,
+             int64_t grace_revocation_ms);
 /* Closes detectors and store, opens both again on the same file. */
 void dw_reopen(dw_world *w);
 /* Closes and deletes the index. */

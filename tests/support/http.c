@@ -12,19 +12,23 @@
 
 #include "tests/support/support.h"
 
-int aw_test_http_connect(int port, int timeout_ms) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+int aw_test_http_connect(int port, int timeout_ms)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert(fd >= 0);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "cannot connect to port %d", port);
+    cr_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0,
+              "cannot connect to port %d", port);
     return fd;
 }
 
-char *aw_test_http_request(int port, const char *request, int timeout_ms) {
+char *aw_test_http_request(int port, const char *request, int timeout_ms)
+{
     int fd = aw_test_http_connect(port, timeout_ms);
     size_t len = 0, cap = 4096;
     char *out = malloc(cap);
@@ -33,14 +37,16 @@ char *aw_test_http_request(int port, const char *request, int timeout_ms) {
     cr_assert(write(fd, request, strlen(request)) == (ssize_t)strlen(request));
     while ((got = read(fd, out + len, cap - len - 1)) > 0) {
         len += (size_t)got;
-        if (cap - len < 1024) cr_assert((out = realloc(out, cap *= 2)));
+        if (cap - len < 1024)
+            cr_assert((out = realloc(out, cap *= 2)));
     }
     close(fd);
     out[len] = '\0';
     return out;
 }
 
-bool aw_test_metric(const char *page, const char *series, double *value) {
+bool aw_test_metric(const char *page, const char *series, double *value)
+{
     size_t n = strlen(series);
     for (const char *line = page; line && *line;) {
         const char *next = strchr(line, '\n');

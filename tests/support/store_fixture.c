@@ -46,16 +46,16 @@ aw_raw_entry *fixture_entry(const char *stream, const char *id,
     aw_field field = {{"data", 4}, {data, strlen(data)}};
     aw_raw_entry *entry = NULL;
     aw_error err = {0};
-    int rc = aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
-                              (aw_bytes){id, strlen(id)}, &field, 1, &entry,
-                              &err);
+    int rc =
+        aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                         (aw_bytes){id, strlen(id)}, &field, 1, &entry, &err);
     cr_assert_eq(rc, AW_OK, "raw entry: %s", err.msg);
     return entry;
 }
 
-aw_audit_event fixture_event(const char *id, const char *zone,
-                             const char *type, const char *request_id,
-                             const char *decision, int64_t occurred_at_ns)
+aw_audit_event fixture_event(const char *id, const char *zone, const char *type,
+                             const char *request_id, const char *decision,
+                             int64_t occurred_at_ns)
 {
     aw_audit_event ev = {
         .id = id,
@@ -81,12 +81,11 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
     aw_error err = {0};
     int64_t entry_rowid = 0, event_rowid = 0;
     aw_put_result entry_result;
-    int rc = aw_store_put_entry(store, entry, &entry_rowid, &entry_result,
-                                &err);
+    int rc =
+        aw_store_put_entry(store, entry, &entry_rowid, &entry_result, &err);
     aw_raw_entry_free(entry);
     cr_assert_eq(rc, AW_OK, "put entry: %s", err.msg);
-    rc = aw_store_put_event(store, entry_rowid, ev, &event_rowid, result,
-                            &err);
+    rc = aw_store_put_event(store, entry_rowid, ev, &event_rowid, result, &err);
     cr_assert_eq(rc, AW_OK, "put event: %s", err.msg);
     return event_rowid;
 }
@@ -97,8 +96,8 @@ int64_t fixture_commit_event(aw_store *store, const char *entry_id,
     aw_error err = {0};
     cr_assert_eq(aw_store_begin(store, &err), AW_OK, "begin: %s", err.msg);
     aw_put_result result;
-    int64_t rowid = fixture_put_event(store, "caracal.audit.events",
-                                      entry_id, ev, &result);
+    int64_t rowid =
+        fixture_put_event(store, "caracal.audit.events", entry_id, ev, &result);
     cr_assert_eq(result, AW_PUT_INSERTED);
     cr_assert_eq(aw_store_commit(store, &err), AW_OK, "commit: %s", err.msg);
     return rowid;

@@ -25,9 +25,9 @@ aw_raw_entry *fixture_entry(const char *stream, const char *id,
 /* An audit event with the given members; strings are borrowed, anchors
  * none. content_hash is SHA-256 of every member, so two events built from
  * the same arguments have the same content. */
-aw_audit_event fixture_event(const char *id, const char *zone,
-                             const char *type, const char *request_id,
-                             const char *decision, int64_t occurred_at_ns);
+aw_audit_event fixture_event(const char *id, const char *zone, const char *type,
+                             const char *request_id, const char *decision,
+                             int64_t occurred_at_ns);
 
 /* Stores a raw entry for ev in stream under entry_id, then ev itself,
  * asserting success of both; returns the event's row and its put result.

@@ -35,10 +35,10 @@ void aw_test_write_file(const char *path, const char *text, int mode);
 /* ---- A private redis-server --------------------------------------------------- */
 
 typedef struct aw_test_redis {
-    pid_t pid;               /* 0 while stopped */
-    int port;                /* a free loopback port, kept across restarts */
-    bool persistent;         /* appendonly: data survives stop/start */
-    char dir[PATH_MAX];      /* its working directory (own temp dir) */
+    pid_t pid;          /* 0 while stopped */
+    int port;           /* a free loopback port, kept across restarts */
+    bool persistent;    /* appendonly: data survives stop/start */
+    char dir[PATH_MAX]; /* its working directory (own temp dir) */
 } aw_test_redis;
 
 /* Starts redis-server on a free 127.0.0.1 port in a new temp dir and waits
@@ -80,9 +80,9 @@ typedef struct aw_test_proc {
 void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
                    const char *const *args, const char *const *env);
 /* The same for another program of the build (AW_LOADGEN). */
-void aw_test_spawn_program(aw_test_proc *p, const char *program, const char *dir,
-                           const char *tag, const char *const *args,
-                           const char *const *env);
+void aw_test_spawn_program(aw_test_proc *p, const char *program,
+                           const char *dir, const char *tag,
+                           const char *const *args, const char *const *env);
 /* Waits up to timeout_ms for it to exit; true (status filled) if it did. */
 bool aw_test_wait(aw_test_proc *p, int timeout_ms);
 void aw_test_signal(aw_test_proc *p, int sig);
@@ -91,13 +91,15 @@ void aw_test_kill(aw_test_proc *p);
 /* Runs to completion (at most timeout_ms, else killed and the test fails);
  * returns the exit status. */
 int aw_test_run(aw_test_proc *p, const char *dir, const char *tag,
-                const char *const *args, const char *const *env, int timeout_ms);
+                const char *const *args, const char *const *env,
+                int timeout_ms);
 
 /* `auditwatch run` against r with index db, consumer name tag, BLOCK
  * 200 ms, plus extra args (NULL-terminated, may be NULL) and env. */
 void aw_test_daemon_start(aw_test_proc *p, const char *dir, const char *tag,
                           const aw_test_redis *r, const char *db,
-                          const char *const *extra_args, const char *const *env);
+                          const char *const *extra_args,
+                          const char *const *env);
 /* SIGTERM, and asserts a clean exit (status 0, which under the sanitizers
  * also means no leak) within timeout_ms. */
 void aw_test_daemon_stop(aw_test_proc *p, int timeout_ms);
@@ -110,7 +112,8 @@ int64_t aw_test_now_ms(void);
 /* ---- Test data ------------------------------------------------------------------- */
 
 /* The test HMAC key, as a key file would hold it (64 hex digits). */
-#define AW_TEST_KEY_HEX "5ca1ab1e0ddba11c0ffeec0de5eed5a1ad5a1ad5eedc0dec0ffee0ddba115ca1"
+#define AW_TEST_KEY_HEX                                                        \
+    "5ca1ab1e0ddba11c0ffeec0de5eed5a1ad5a1ad5eedc0dec0ffee0ddba115ca1"
 /* A new key from AW_TEST_KEY_HEX (aw_hmac_key_free). */
 aw_hmac_key *aw_test_key(void);
 /* Writes AW_TEST_KEY_HEX to dir/name with mode 0600; path into out. */
@@ -119,13 +122,13 @@ char *aw_test_key_file(const char *dir, const char *name, char *out);
 /* One audit event's `data`. Members left NULL take the defaults shown;
  * values are written as they are (plain ASCII, no escaping). */
 typedef struct aw_test_audit {
-    const char *id;            /* required */
-    const char *zone_id;       /* "zone-1" */
-    const char *event_type;    /* "token_exchange" */
-    const char *request_id;    /* the id */
-    const char *decision;      /* "allow" */
-    const char *occurred_at;   /* "2026-05-21T12:00:00Z" */
-    const char *metadata_json; /* an object's JSON text, or absent */
+    const char *id;                /* required */
+    const char *zone_id;           /* "zone-1" */
+    const char *event_type;        /* "token_exchange" */
+    const char *request_id;        /* the id */
+    const char *decision;          /* "allow" */
+    const char *occurred_at;       /* "2026-05-21T12:00:00Z" */
+    const char *metadata_json;     /* an object's JSON text, or absent */
     const char *evaluation_status; /* "complete" */
 } aw_test_audit;
 
@@ -154,15 +157,18 @@ void aw_test_pipe_audit(aw_test_pipe *p, const char *stream, aw_hmac_key *key,
                         const aw_test_audit *a);
 void aw_test_pipe_flush(aw_test_pipe *p);
 /* Unsigned audit events "evt-<from>" .. "evt-<to - 1>" on stream, flushed. */
-void aw_test_publish_audit_range(aw_test_pipe *p, const char *stream, int from, int to);
+void aw_test_publish_audit_range(aw_test_pipe *p, const char *stream, int from,
+                                 int to);
 
 /* ---- Looking at Redis and the index ---------------------------------------------- */
 
 /* XPENDING's count for group on stream. */
-long long aw_test_pending_count(redisContext *c, const char *stream, const char *group);
+long long aw_test_pending_count(redisContext *c, const char *stream,
+                                const char *group);
 /* XINFO GROUPS' lag of group (entries not yet delivered); -1 when Redis
  * cannot tell. */
-long long aw_test_group_lag(redisContext *c, const char *stream, const char *group);
+long long aw_test_group_lag(redisContext *c, const char *stream,
+                            const char *group);
 /* The index's figures; false when it cannot be opened (not there yet). */
 bool aw_test_index_stats(const char *db_path, aw_store_stats *out);
 /* Asserts that the index holds exactly `events` entries, all indexed as
@@ -183,11 +189,13 @@ unsigned aw_test_seed(void);
 /* The detector clock persisted in the index (meta), or -1. */
 int64_t aw_test_detector_clock_ns(const char *db_path);
 /* Waits until that clock is at least at_least_ns. */
-bool aw_test_wait_detector_clock(const char *db_path, int64_t at_least_ns, int timeout_ms);
+bool aw_test_wait_detector_clock(const char *db_path, int64_t at_least_ns,
+                                 int timeout_ms);
 /* INFO stats' total_connections_received, or -1. */
 long long aw_test_redis_connections(redisContext *c);
 /* Idle time (ms) of the oldest pending entry of group on stream, or -1. */
-long long aw_test_pending_idle_ms(redisContext *c, const char *stream, const char *group);
+long long aw_test_pending_idle_ms(redisContext *c, const char *stream,
+                                  const char *group);
 
 /* ---- HTTP (http.c) ---------------------------------------------------------------- */
 
