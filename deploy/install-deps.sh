@@ -15,7 +15,7 @@ aw_packages_for() {
                 libmicrohttpd-dev redis-server redis-tools sqlite3)
     case ${1:-run} in
         # clang: tests/fuzz; prometheus: its promtool checks /metrics and the example rules
-        test) pkgs+=(libcriterion-dev clang libclang-rt-14-dev prometheus) ;;
+        test) pkgs+=(libcriterion-dev clang clang-format libclang-rt-14-dev prometheus) ;;
         bench) pkgs+=(jq) ;;
     esac
     printf '%s\n' "${pkgs[@]}"

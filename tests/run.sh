@@ -13,6 +13,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# One house style (.clang-format), checked before anything is built.
+echo "== format check" >&2
+if ! find event store detectors consumer cli bench tests -name '*.[ch]' -print0 |
+    xargs -0 clang-format --dry-run --Werror; then
+    echo "tests/run.sh: files differ from .clang-format (apply: clang-format -i FILE)" >&2
+    exit 1
+fi
+
 for variant in plain sanitize; do
     dir=build/test-$variant
     # The sanitizer build is a Debug build, so assert() runs under test.
