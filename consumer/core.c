@@ -334,37 +334,22 @@ static void batch_free(core_batch *b)
     free(b);
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    size_t n = *cap ? *cap : 64;
-    void *g;
-    if (need <= *cap)
-        return true;
-    while (n < need)
-        n *= 2;
-    if (!(g = realloc(*p, n * size)))
-        return false;
-    *p = g;
-    *cap = n;
-    return true;
-}
-
 static bool batch_reserve(core_batch *b, size_t n)
 {
     size_t cap;
     if (n <= b->cap)
         return true;
     cap = b->cap;
-    if (!grow((void **)&b->entries, &cap, n, sizeof *b->entries))
+    if (!aw_array_grow((void **)&b->entries, &cap, n, sizeof *b->entries))
         return false;
     cap = b->cap;
-    if (!grow((void **)&b->streams, &cap, n, sizeof *b->streams))
+    if (!aw_array_grow((void **)&b->streams, &cap, n, sizeof *b->streams))
         return false;
     cap = b->cap;
-    if (!grow((void **)&b->details, &cap, n, sizeof *b->details))
+    if (!aw_array_grow((void **)&b->details, &cap, n, sizeof *b->details))
         return false;
     cap = b->cap;
-    if (!grow((void **)&b->reasons, &cap, n, sizeof *b->reasons))
+    if (!aw_array_grow((void **)&b->reasons, &cap, n, sizeof *b->reasons))
         return false;
     b->cap = cap;
     return true;
@@ -386,7 +371,8 @@ static bool batch_add_gap(core_batch *b, int stream, aw_stream_id first,
                           aw_stream_id last, bool delivered, bool ack)
 {
     core_gap *g;
-    if (!grow((void **)&b->gaps, &b->capgaps, b->ngaps + 1, sizeof *b->gaps))
+    if (!aw_array_grow((void **)&b->gaps, &b->capgaps, b->ngaps + 1,
+                       sizeof *b->gaps))
         return false;
     g = &b->gaps[b->ngaps++];
     g->stream = stream;
@@ -413,8 +399,8 @@ static bool batch_force(core_batch *b, size_t i, aw_reject_reason reason,
 static bool batch_merge(core_batch *into, core_batch *from)
 {
     if (!batch_reserve(into, into->n + from->n) ||
-        !grow((void **)&into->gaps, &into->capgaps, into->ngaps + from->ngaps,
-              sizeof *into->gaps))
+        !aw_array_grow((void **)&into->gaps, &into->capgaps,
+                       into->ngaps + from->ngaps, sizeof *into->gaps))
         return false;
     for (size_t i = 0; i < from->n; i++) {
         into->entries[into->n + i] = from->entries[i];
@@ -630,10 +616,10 @@ static bool build_commit(aw_core *c, aw_core_commit *out)
 {
     core_batch *b = c->committing;
     bool last = b->done + b->span == b->n;
-    if (!grow((void **)&c->items, &c->items_cap, b->span ? b->span : 1,
-              sizeof *c->items) ||
-        !grow((void **)&c->trims, &c->trims_cap, b->ngaps ? b->ngaps : 1,
-              sizeof *c->trims))
+    if (!aw_array_grow((void **)&c->items, &c->items_cap, b->span ? b->span : 1,
+                       sizeof *c->items) ||
+        !aw_array_grow((void **)&c->trims, &c->trims_cap,
+                       b->ngaps ? b->ngaps : 1, sizeof *c->trims))
         return false;
     for (size_t i = 0; i < b->span; i++) {
         size_t k = b->done + i;
@@ -653,10 +639,12 @@ static bool ack_add(aw_core *c, int stream, const char *id)
 {
     if (c->nack == c->ack_cap) {
         size_t cap = c->ack_cap;
-        if (!grow((void **)&c->acks, &cap, c->nack + 1, sizeof *c->acks))
+        if (!aw_array_grow((void **)&c->acks, &cap, c->nack + 1,
+                           sizeof *c->acks))
             return false;
         cap = c->ack_cap;
-        if (!grow((void **)&c->ack_ids, &cap, c->nack + 1, sizeof *c->ack_ids))
+        if (!aw_array_grow((void **)&c->ack_ids, &cap, c->nack + 1,
+                           sizeof *c->ack_ids))
             return false;
         c->ack_cap = cap;
     }

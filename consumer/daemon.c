@@ -189,21 +189,6 @@ static int stream_index(const aw_daemon *d, const char *name, size_t len)
     return -1;
 }
 
-static bool grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    size_t n = *cap ? *cap : 64;
-    void *g;
-    if (need <= *cap)
-        return true;
-    while (n < need)
-        n *= 2;
-    if (!(g = realloc(*p, n * size)))
-        return false;
-    *p = g;
-    *cap = n;
-    return true;
-}
-
 /* ---- Rounds --------------------------------------------------------------- */
 
 static round *round_new(aw_daemon *d, round_kind kind)
@@ -364,14 +349,14 @@ static int take_entry(const redisReply *id, const redisReply *fields, void *ud)
     if (!aw_reply_stream_id(id, &sid))
         return AW_ERR_INVALID;
     if (!fields) {
-        if (!grow((void **)&sr->deleted, &ar->deleted_cap, sr->ndeleted + 1,
-                  sizeof *sr->deleted))
+        if (!aw_array_grow((void **)&sr->deleted, &ar->deleted_cap,
+                           sr->ndeleted + 1, sizeof *sr->deleted))
             return AW_ERR_NOMEM;
         sr->deleted[sr->ndeleted++] = sid;
         return AW_OK;
     }
-    if (!grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1,
-              sizeof *sr->entries))
+    if (!aw_array_grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1,
+                       sizeof *sr->entries))
         return AW_ERR_NOMEM;
     rc = aw_redis_entry_copy(k->r->d->names[k->stream], id, fields, &k->scratch,
                              &k->scratch_cap, &e, &k->err);
@@ -516,8 +501,9 @@ static void on_claim_reply(aw_redis_conn *conn, redisReply *reply,
         for (size_t i = 0; i < del->elements; i++) {
             if (!aw_reply_stream_id(del->element[i], &id))
                 continue;
-            if (!grow((void **)&sr->claim_deleted, &ar->claim_deleted_cap,
-                      sr->nclaim_deleted + 1, sizeof *sr->claim_deleted)) {
+            if (!aw_array_grow((void **)&sr->claim_deleted,
+                               &ar->claim_deleted_cap, sr->nclaim_deleted + 1,
+                               sizeof *sr->claim_deleted)) {
                 round_fail(r, "XAUTOCLAIM", NULL);
                 r->lost = false;
                 snprintf(r->why, sizeof r->why, "XAUTOCLAIM: out of memory");
@@ -549,8 +535,8 @@ static void on_count_reply(aw_redis_conn *conn, redisReply *reply,
             !aw_reply_stream_id(row->element[0], &id) ||
             row->element[3]->type != REDIS_REPLY_INTEGER)
             continue;
-        if (!grow((void **)&ar->rows, &ar->rows_cap, ar->nrows + 1,
-                  sizeof *ar->rows)) {
+        if (!aw_array_grow((void **)&ar->rows, &ar->rows_cap, ar->nrows + 1,
+                           sizeof *ar->rows)) {
             r->failed = true;
             snprintf(r->why, sizeof r->why, "XPENDING: out of memory");
             break;

@@ -29,6 +29,23 @@ int aw_buf_reserve(aw_buf *buf, size_t more)
     return AW_OK;
 }
 
+bool aw_array_grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    size_t n = *cap ? *cap : 64;
+    void *grown;
+    if (need <= *cap)
+        return true;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? need : n * 2;
+    if (size && n > SIZE_MAX / size)
+        return false;
+    if (!(grown = realloc(*p, n * size)))
+        return false;
+    *p = grown;
+    *cap = n;
+    return true;
+}
+
 int aw_buf_append(aw_buf *buf, const void *data, size_t len)
 {
     if (len == 0)

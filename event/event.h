@@ -178,6 +178,11 @@ int aw_buf_append(aw_buf *buf, const void *data, size_t len);
  * len), so ptr can be read as a C string. AW_ERR_NOMEM on failure. */
 int aw_buf_append_text(aw_buf *buf, const char *text, size_t len);
 
+/* Grows the array *p of elements of `size` bytes so that it holds at least
+ * `need`, doubling *cap (from 64); *p and *cap are left as they were when
+ * memory runs out or the size would overflow. False then. */
+bool aw_array_grow(void **p, size_t *cap, size_t need, size_t size);
+
 /* Appends the msgpack form of entry to out: an array
  * [stream(bin), id(bin), [name(bin), value(bin), ...]]. */
 int aw_raw_entry_pack(const aw_raw_entry *entry, aw_buf *out, aw_error *err);
