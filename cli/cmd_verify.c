@@ -563,6 +563,27 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
     return rc;
 }
 
+/* Counts a decoded row of m.table, shows progress, and marks its entry as
+ * holding one; *again is true (and reported) when the entry already held a
+ * row of that table, since one raw entry decodes to one such row. */
+static int start_row(verify_state *v, mismatch m, int64_t entry, unsigned what,
+                     bool *again)
+{
+    unsigned before = 0;
+    char why[64];
+    v->rows_checked++;
+    aw_cli_progress_update(&v->progress,
+                           "verify: decoded rows, %" PRId64 " checked",
+                           v->rows_checked);
+    *again = mark(v, entry, what, &before) && (before & what);
+    if (!*again)
+        return AW_OK;
+    snprintf(why, sizeof why, "a second %s row decoded from one raw entry",
+             m.table);
+    m.detail = why;
+    return report(v, &m);
+}
+
 static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
                          const aw_raw_entry *raw, const aw_audit_event *ev)
 {
@@ -618,18 +639,13 @@ static int check_event(const aw_event_row *r, void *ud)
                   .request_id = r->request_id,
                   .entry_row = r->entry_rowid,
                   .entry_id = r->entry_id};
-    unsigned before = 0;
+    bool again;
     loaded l;
     int rc;
 
-    v->rows_checked++;
-    aw_cli_progress_update(&v->progress,
-                           "verify: decoded rows, %" PRId64 " checked",
-                           v->rows_checked);
-    if (mark(v, r->entry_rowid, HAS_EVENT, &before) && (before & HAS_EVENT)) {
-        m.detail = "a second events row decoded from one raw entry";
-        return report(v, &m);
-    }
+    if ((rc = start_row(v, m, r->entry_rowid, HAS_EVENT, &again)) != AW_OK ||
+        again)
+        return rc;
     if ((rc = load_decoded_entry(v, r->entry_rowid, &l)) != AW_OK)
         return rc;
     if (!l.raw || l.truncated) {
@@ -828,20 +844,15 @@ static int check_call(const aw_call_row *r, void *ud)
                   .request_id = r->request_id,
                   .entry_row = r->entry_rowid,
                   .entry_id = r->entry_id};
-    unsigned before = 0;
     aw_observed_call *call = NULL;
     aw_error err = {0};
+    bool again;
     loaded l;
     int rc;
 
-    v->rows_checked++;
-    aw_cli_progress_update(&v->progress,
-                           "verify: decoded rows, %" PRId64 " checked",
-                           v->rows_checked);
-    if (mark(v, r->entry_rowid, HAS_CALL, &before) && (before & HAS_CALL)) {
-        m.detail = "a second calls row decoded from one raw entry";
-        return report(v, &m);
-    }
+    if ((rc = start_row(v, m, r->entry_rowid, HAS_CALL, &again)) != AW_OK ||
+        again)
+        return rc;
     if ((rc = load_entry(v, r->entry_rowid, &l)) != AW_OK)
         return rc;
     if (!l.raw || l.truncated) {
