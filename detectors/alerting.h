@@ -56,6 +56,7 @@ aw_seen_key aw_det_key_revoked_request(const char *zone_id,
 
 /* A judgement deferred to the end of the batch (revocation.c). */
 typedef struct aw_det_deferred aw_det_deferred;
+typedef struct aw_det_histories aw_det_histories;
 
 typedef struct aw_det_change {
     aw_alert *alert; /* aw_det_alert_dup block; owned */
@@ -68,7 +69,8 @@ struct aw_detectors {
     int64_t clock_ns;
     bool clock_dirty; /* moved since it was last persisted */
     aw_seen seen;
-    aw_det_deferred *deferred; /* this batch's, until advance */
+    aw_det_deferred *deferred;   /* this batch's, until advance */
+    aw_det_histories *histories; /* revocation histories (revocation.c) */
     size_t ndeferred, deferred_cap;
     aw_det_change *changes; /* since the last drain/discard */
     size_t nchanges, changes_cap;
@@ -215,6 +217,11 @@ int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
 int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err);
 /* Forgets the deferred judgements (after a rollback, and at free). */
 void aw_det_revocation_drop_deferred(aw_detectors *det);
+/* The revocation histories kept in memory between batches: allocated
+ * (AW_ERR_NOMEM when out of memory), forgotten (after a rollback), freed. */
+int aw_det_histories_new(aw_detectors *det);
+void aw_det_histories_forget(aw_detectors *det);
+void aw_det_histories_free(aw_detectors *det);
 
 /* integrity.c: tampered_on_redelivery and caracal_anomaly (signature and
  * trimming are public hooks there). */

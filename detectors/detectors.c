@@ -479,6 +479,7 @@ void aw_detectors_discard(aw_detectors *det)
     det->clock_dirty = true;
     det->due.stale = true;
     aw_det_revocation_drop_deferred(det);
+    aw_det_histories_forget(det);
 }
 
 /* ---- Handle -------------------------------------------------------------- */
@@ -528,7 +529,7 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                "detector grace periods must not be negative");
     aw_detectors *det = calloc(1, sizeof *det);
-    if (!det || aw_seen_init(&det->seen)) {
+    if (!det || aw_seen_init(&det->seen) || aw_det_histories_new(det)) {
         aw_detectors_free(det);
         return aw_error_set(err, AW_ERR_NOMEM,
                             "out of memory creating detectors");
@@ -562,6 +563,7 @@ void aw_detectors_free(aw_detectors *det)
     aw_det_revocation_drop_deferred(det);
     free(det->deferred);
     aw_seen_free(&det->seen);
+    aw_det_histories_free(det);
     aw_det_due_free(det);
     free(det);
 }

@@ -68,7 +68,11 @@ static int find_any_event(aw_detectors *det, const char *zone_id,
                           const char *request_id, counterpart *cp,
                           aw_error *err)
 {
-    aw_event_filter filter = {.request_id = request_id, .zone_id = zone_id};
+    aw_event_filter filter = {
+        .request_id = request_id,
+        .zone_id = zone_id,
+        .key_columns_only = true,
+    };
     return aw_det_store_result(
         aw_store_query_events(det->store, &filter, keep_first_arrival, cp, err),
         err);
@@ -124,6 +128,7 @@ static int count_pairs(aw_detectors *det, const char *zone_id,
         .zone_id = zone_id,
         .event_types = types,
         .n_event_types = 3,
+        .key_columns_only = true,
     };
     return aw_det_store_result(
         aw_store_query_events(det->store, &filter, count_pairing, p, err), err);

@@ -134,6 +134,121 @@ static int load_history(aw_detectors *det, const char *zone_id,
                                err);
 }
 
+/* ---- Histories kept between batches -------------------------------------- */
+
+/* An anchor that was revoked and is in use again (a resumed agent session)
+ * makes every one of its accesses judged against its history; reading it
+ * from the store each time cost a sixth of the daemon's time. So recent
+ * histories stay in memory, direct-mapped by the filter's hash of (zone,
+ * anchor). A history changes only when a revocation of that anchor is
+ * stored, and aw_det_revocation_on_set forgets it then; a rollback forgets
+ * them all, since they may hold rolled-back rows. */
+#define HISTORY_SLOTS 1024 /* a power of two */
+
+typedef struct cached_history {
+    char *block; /* owns zone_id and anchor_id; NULL: the slot is empty */
+    const char *zone_id, *anchor_id;
+    aw_anchor_kind kind;
+    history h;
+} cached_history;
+
+struct aw_det_histories {
+    cached_history slots[HISTORY_SLOTS];
+};
+
+static cached_history *history_slot(aw_det_histories *hs, const char *zone_id,
+                                    const aw_anchor *anchor)
+{
+    aw_seen_key key = aw_det_key_revoked_anchor(zone_id, anchor);
+    return &hs->slots[key.h1 & (HISTORY_SLOTS - 1)];
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool slot_holds(const cached_history *c, const char *zone_id,
+                       const aw_anchor *anchor)
+{
+    return c->block && c->kind == anchor->kind &&
+           same_text(c->zone_id, zone_id) &&
+           strcmp(c->anchor_id, anchor->id) == 0;
+}
+
+static void slot_empty(cached_history *c)
+{
+    if (!c->block)
+        return;
+    history_free(&c->h);
+    free(c->block);
+    memset(c, 0, sizeof *c);
+}
+
+int aw_det_histories_new(aw_detectors *det)
+{
+    det->histories = calloc(1, sizeof *det->histories);
+    return det->histories ? AW_OK : AW_ERR_NOMEM;
+}
+
+void aw_det_histories_forget(aw_detectors *det)
+{
+    for (size_t i = 0; det->histories && i < HISTORY_SLOTS; i++)
+        slot_empty(&det->histories->slots[i]);
+}
+
+void aw_det_histories_free(aw_detectors *det)
+{
+    aw_det_histories_forget(det);
+    free(det->histories);
+    det->histories = NULL;
+}
+
+/* The anchor's revocation history in zone, from memory or the store.
+ * Borrowed: valid until the next call. */
+static int history_of(aw_detectors *det, const char *zone_id,
+                      const aw_anchor *anchor, const history **out,
+                      aw_error *err)
+{
+    cached_history *c = history_slot(det->histories, zone_id, anchor);
+    if (!slot_holds(c, zone_id, anchor)) {
+        history h;
+        int rc = load_history(det, zone_id, anchor, &h, err);
+        if (rc) {
+            history_free(&h);
+            return rc;
+        }
+        slot_empty(c);
+        const char *src[] = {zone_id, anchor->id};
+        const char *dst[2];
+        c->block = aw_det_copy_strings(src, dst, 2, 0);
+        if (!c->block) {
+            history_free(&h);
+            return aw_error_set(err, AW_ERR_NOMEM,
+                                "out of memory keeping a revocation history");
+        }
+        c->zone_id = dst[0];
+        c->anchor_id = dst[1];
+        c->kind = anchor->kind;
+        c->h = h;
+    }
+    *out = &c->h;
+    return AW_OK;
+}
+
+/* A revocation of anchor in zone was stored: its history there, and the
+ * one of any zone, are out of date. */
+static void history_changed(aw_detectors *det, const char *zone_id,
+                            const aw_anchor *anchor)
+{
+    const char *zones[] = {zone_id, NULL};
+    for (size_t i = 0; i < 2; i++) {
+        cached_history *c = history_slot(det->histories, zones[i], anchor);
+        if (slot_holds(c, zones[i], anchor))
+            slot_empty(c);
+    }
+}
+
 /* a comes after b: by time, then, on one stream, by entry sequence. Entry
  * sequences of two streams are unrelated, so within one millisecond of two
  * streams a resume counts as after a suspension (Caracal's suspend writes
@@ -250,6 +365,7 @@ static int find_gateway_calls(aw_detectors *det, const access *a,
         .n_event_types = 1,
         .has_since = true,
         .since_ns = a->occurred_at_ns,
+        .key_columns_only = true,
     };
     int rc =
         aw_store_query_events(det->store, &filter, note_gateway_call, &gc, err);
@@ -589,11 +705,10 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
                              const char *entry_id, const char *zone_id,
                              const aw_anchor *anchor, aw_error *err)
 {
-    history h;
-    int rc = load_history(det, zone_id, anchor, &h, err);
-    const revocation *self = rc ? NULL : find_self(&h, stream, entry_id);
+    const history *h;
+    int rc = history_of(det, zone_id, anchor, &h, err);
+    const revocation *self = rc ? NULL : find_self(h, stream, entry_id);
     if (!self) {
-        history_free(&h);
         return rc ? rc
                   : aw_error_set(
                         err, AW_ERR,
@@ -603,11 +718,11 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
     }
     /* A redelivery changes nothing but, when it was the earlier delivery,
      * the first copy's time: judge as the first copy. */
-    self = &h.items[self->first];
+    self = &h->items[self->first];
     affected af = {
         .det = det,
         .anchor = anchor,
-        .h = &h,
+        .h = h,
         .resume = self->action == AW_ACTION_RESUME,
         .anchor_name = anchor_name(anchor),
     };
@@ -615,8 +730,9 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
         .zone_id = zone_id,
         .anchor = *anchor,
         .grants_only = true,
+        .key_columns_only = true,
     };
-    affected_window(det, &h, self, &filter);
+    affected_window(det, h, self, &filter);
     rc = af.anchor_name ? aw_store_query_events(det->store, &filter,
                                                 collect_affected, &af, err)
                         : AW_ERR_NOMEM;
@@ -634,14 +750,13 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
                                 a->zone_id, af.anchor_name, a->request_id,
                                 resolver, self->at_ns, err);
         else if (!rc)
-            rc = judge(det, anchor, &h, a, err);
+            rc = judge(det, anchor, h, a, err);
         free(af.items[i].block);
     }
     det->clock_ns = clock_ns;
     free(resolver);
     free(af.items);
     free(af.anchor_name);
-    history_free(&h);
     return rc;
 }
 
@@ -653,6 +768,7 @@ int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
         const aw_anchor *anchor = &set->items[i].anchor;
         aw_seen_add(&det->seen,
                     aw_det_key_revoked_anchor(set->zone_id, anchor));
+        history_changed(det, set->zone_id, anchor);
         item.anchor.kind = anchor->kind;
         const char *src[] = {entry->stream.ptr, entry->id.ptr, set->zone_id,
                              anchor->id};
@@ -687,11 +803,10 @@ int aw_det_revocation_run_deferred(aw_detectors *det, aw_error *err)
                                        &d->anchor, err);
                 continue;
             }
-            history h;
-            rc = load_history(det, d->zone_id, &d->anchor, &h, err);
+            const history *h;
+            rc = history_of(det, d->zone_id, &d->anchor, &h, err);
             if (!rc)
-                rc = judge(det, &d->anchor, &h, &d->a, err);
-            history_free(&h);
+                rc = judge(det, &d->anchor, h, &d->a, err);
         }
     }
     det->clock_ns = clock_ns;

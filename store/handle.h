@@ -90,6 +90,11 @@ struct store_name_slot {
     char id[52];
 };
 
+/* The terms number of text (store/ingest.c): added when absent if add,
+ * else 0 when absent (a word never stored matches no row). */
+int store_term_no(aw_store *store, const char *text, bool add, int64_t *no,
+                  aw_error *err);
+
 struct store_stream_name {
     char *name;
     int64_t stream_no;

@@ -26,27 +26,28 @@
 /* Rows visited per read of the pending table. */
 #define PENDING_CHUNK 256
 
-/* The number of a name in a dictionary table (streams, anchor_names),
- * added if absent. find and add bind :name and, if they have it, :kind. */
+static void store_bind_name(sqlite3_stmt *stmt, int kind, const char *name)
+{
+    int kind_at = sqlite3_bind_parameter_index(stmt, ":kind");
+    if (kind_at > 0)
+        sqlite3_bind_int(stmt, kind_at, kind);
+    sqlite3_bind_text(stmt, sqlite3_bind_parameter_index(stmt, ":name"), name,
+                      -1, SQLITE_STATIC);
+}
+
+/* The number of a name in a dictionary table (streams, anchor_names,
+ * terms), added if absent -- or, add_id STORE_FIND_ONLY, 0 if absent. find
+ * and add bind :name and, if they have it, :kind. */
+#define STORE_FIND_ONLY STMT_COUNT
 static int store_name_no(aw_store *store, enum store_stmt find_id,
                          enum store_stmt add_id, int kind, const char *name,
                          int64_t *no, aw_error *err)
 {
     sqlite3_stmt *find, *add;
     int rc = store_stmt(store, find_id, &find, err);
-    if (rc == AW_OK)
-        rc = store_stmt(store, add_id, &add, err);
     if (rc != AW_OK)
         return rc;
-    sqlite3_stmt *both[2] = {find, add};
-    for (int i = 0; i < 2; i++) {
-        int kind_at = sqlite3_bind_parameter_index(both[i], ":kind");
-        if (kind_at > 0)
-            sqlite3_bind_int(both[i], kind_at, kind);
-        sqlite3_bind_text(both[i],
-                          sqlite3_bind_parameter_index(both[i], ":name"), name,
-                          -1, SQLITE_STATIC);
-    }
+    store_bind_name(find, kind, name);
     int step = sqlite3_step(find);
     if (step == SQLITE_ROW)
         *no = sqlite3_column_int64(find, 0);
@@ -55,6 +56,11 @@ static int store_name_no(aw_store *store, enum store_stmt find_id,
         return AW_OK;
     if (step != SQLITE_DONE)
         return store_fail(store, err, "look up name");
+    *no = 0;
+    if (add_id == STORE_FIND_ONLY ||
+        (rc = store_stmt(store, add_id, &add, err)) != AW_OK)
+        return rc;
+    store_bind_name(add, kind, name);
     rc = store_exec_stmt(store, add, err, "store name");
     if (rc == AW_OK)
         *no = sqlite3_last_insert_rowid(store->db);
@@ -242,7 +248,7 @@ static int store_cached_no(aw_store *store, struct store_name_slot **cache,
     int rc = store_name_no(store, find_id, add_id, kind, name, no, err);
     if (rc != AW_OK)
         return rc;
-    if (slot != NULL) {
+    if (slot != NULL && *no != 0) {
         slot->no = *no;
         slot->kind = kind;
         strcpy(slot->id, name);
@@ -258,6 +264,14 @@ static int store_anchor_no(aw_store *store, const aw_anchor *a, int64_t *no,
                            a->id, no, err);
 }
 
+int store_term_no(aw_store *store, const char *text, bool add, int64_t *no,
+                  aw_error *err)
+{
+    return store_cached_no(
+        store, &store->terms, STORE_TERM_CACHE, STMT_TERM_FIND,
+        add ? STMT_TERM_ADD : STORE_FIND_ONLY, 0, text, no, err);
+}
+
 /* Binds at column i the terms number of text, or NULL when text is. */
 static int store_bind_term(aw_store *store, sqlite3_stmt *stmt, int i,
                            const char *text, aw_error *err)
@@ -267,8 +281,7 @@ static int store_bind_term(aw_store *store, sqlite3_stmt *stmt, int i,
         return AW_OK;
     }
     int64_t no = 0;
-    int rc = store_cached_no(store, &store->terms, STORE_TERM_CACHE,
-                             STMT_TERM_FIND, STMT_TERM_ADD, 0, text, &no, err);
+    int rc = store_term_no(store, text, true, &no, err);
     if (rc == AW_OK)
         sqlite3_bind_int64(stmt, i, no);
     return rc;

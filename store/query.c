@@ -39,6 +39,7 @@ enum event_shape_bit {
     SHAPE_UNTIL = 1 << 11,
     SHAPE_CURSOR = 1 << 12,
     SHAPE_FROM_ROWID = 1 << 13,
+    SHAPE_KEY_COLUMNS = 1 << 14,
 };
 
 static unsigned event_filter_shape(const aw_event_filter *f)
@@ -58,13 +59,13 @@ static unsigned event_filter_shape(const aw_event_filter *f)
     shape |= f->has_until ? SHAPE_UNTIL : 0;
     shape |= f->has_cursor ? SHAPE_CURSOR : 0;
     shape |= f->from_rowid != 0 ? SHAPE_FROM_ROWID : 0;
+    shape |= f->key_columns_only ? SHAPE_KEY_COLUMNS : 0;
     return shape;
 }
 
-/* The terms number of a word; NULL (matching nothing) for a word never
- * stored. */
-#define TERM_NO(param) "(SELECT term_no FROM terms WHERE term = " param ")"
-
+/* Words are compared by their terms numbers, looked up before the query
+ * runs (the writer's cache knows them), so a query builds no table of its
+ * own for them; a word never stored is 0 and matches nothing. */
 /* Conditions that need no more than their shape bit and one value. */
 static const struct {
     unsigned bit;
@@ -75,12 +76,11 @@ static const struct {
     {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND e.event_id = :event_id"},
     {SHAPE_REQUEST_ID,
      " AND e.request_key = :request_key AND e.request_id = :request_id"},
-    {SHAPE_ZONE, " AND e.zone_no = " TERM_NO(":zone_id")},
-    {SHAPE_DECISION, " AND e.decision_no = " TERM_NO(":decision")},
-    {SHAPE_RESOURCE, " AND e.resource_no = " TERM_NO(":resource")},
-    {SHAPE_APPLICATION, " AND e.application_no = " TERM_NO(":application_id")},
-    {SHAPE_GRANTS, " AND e.decision_no IN (SELECT term_no FROM terms WHERE "
-                   "term IN ('allow', 'consumed'))"},
+    {SHAPE_ZONE, " AND e.zone_no = :zone_no"},
+    {SHAPE_DECISION, " AND e.decision_no = :decision_no"},
+    {SHAPE_RESOURCE, " AND e.resource_no = :resource_no"},
+    {SHAPE_APPLICATION, " AND e.application_no = :application_no"},
+    {SHAPE_GRANTS, " AND e.decision_no IN (:allow_no, :consumed_no)"},
 };
 
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
@@ -99,15 +99,20 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 #define TERM(col) "(SELECT term FROM terms WHERE term_no = e." col "), "
 #define ANCHOR_ID(col)                                                         \
     "(SELECT anchor_id FROM anchor_names WHERE anchor_no = e." col "), "
-    SQL_ADD(
-        "SELECT e.rowid, e.entry_rowid, "
-        "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
-        "n.id_ms, n.id_seq, e.event_id, " TERM("zone_no") TERM(
-            "type_no") "e.request_id, " TERM("decision_no") TERM("status_no")
-            TERM("application_no") TERM("resource_no") ANCHOR_ID("session_no")
-                ANCHOR_ID("agent_session_no") ANCHOR_ID("edge_no") TERM(
-                    "result_class_no") "e.upstream_status, e.occurred_at, e.is_signed, "
-                                       "e.delegation_epoch ");
+    /* Every column of aw_event_row, in its order; the display columns are
+     * NULL for key_columns_only, sparing their look-ups. */
+    bool all = !(shape & SHAPE_KEY_COLUMNS);
+    SQL_ADD("SELECT e.rowid, e.entry_rowid, ");
+    SQL_ADD(all ? "(SELECT name FROM streams WHERE stream_no = n.stream_no), "
+                : "NULL, ");
+    SQL_ADD("n.id_ms, n.id_seq, e.event_id, " TERM("zone_no") TERM(
+        "type_no") "e.request_id, " TERM("decision_no") TERM("status_no"));
+    SQL_ADD(all ? TERM("application_no") TERM("resource_no")
+                      ANCHOR_ID("session_no") ANCHOR_ID("agent_session_no")
+                          ANCHOR_ID("edge_no")
+                              TERM("result_class_no") "e.upstream_status, "
+                : "NULL, NULL, NULL, NULL, NULL, NULL, 0, ");
+    SQL_ADD("e.occurred_at, e.is_signed, e.delegation_epoch ");
 #undef TERM
 #undef ANCHOR_ID
     if (anchor)
@@ -124,12 +129,12 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
         if (shape & event_equalities[i].bit)
             SQL_ADD(event_equalities[i].sql);
     if (shape & SHAPE_EVENT_TYPES) {
-        SQL_ADD(" AND e.type_no IN (SELECT term_no FROM terms WHERE term IN (");
+        SQL_ADD(" AND e.type_no IN (");
         for (size_t i = 0; i < n_types; i++) {
-            snprintf(part, sizeof part, "%s:type%zu", i ? ", " : "", i);
+            snprintf(part, sizeof part, "%s:type_no%zu", i ? ", " : "", i);
             SQL_ADD(part);
         }
-        SQL_ADD("))");
+        SQL_ADD(")");
     }
     if (shape & SHAPE_SINCE) {
         snprintf(part, sizeof part, " AND %s >= :since", t);
@@ -170,7 +175,21 @@ static void bind_int64_named(sqlite3_stmt *stmt, const char *name,
         sqlite3_bind_int64(stmt, i, value);
 }
 
-static void event_query_bind(sqlite3_stmt *stmt, const aw_event_filter *f)
+/* Binds the terms number of word (if the statement has the parameter). */
+static int bind_term_named(aw_store *store, sqlite3_stmt *stmt,
+                           const char *name, const char *word, aw_error *err)
+{
+    int64_t no = 0;
+    int rc = word && sqlite3_bind_parameter_index(stmt, name) > 0
+                 ? store_term_no(store, word, false, &no, err)
+                 : AW_OK;
+    if (rc == AW_OK)
+        bind_int64_named(stmt, name, no);
+    return rc;
+}
+
+static int event_query_bind(aw_store *store, sqlite3_stmt *stmt,
+                            const aw_event_filter *f, aw_error *err)
 {
     bind_int64_named(stmt, ":rowid", f->rowid);
     bind_int64_named(stmt, ":from_rowid", f->from_rowid);
@@ -180,14 +199,18 @@ static void event_query_bind(sqlite3_stmt *stmt, const aw_event_filter *f)
     bind_text_named(stmt, ":request_id", f->request_id);
     if (f->request_id != NULL)
         bind_int64_named(stmt, ":request_key", store_id_key(f->request_id));
-    bind_text_named(stmt, ":zone_id", f->zone_id);
-    bind_text_named(stmt, ":decision", f->decision);
-    bind_text_named(stmt, ":resource", f->resource);
-    bind_text_named(stmt, ":application_id", f->application_id);
-    for (size_t i = 0; i < f->n_event_types; i++) {
+    const char *const words[][2] = {
+        {":zone_no", f->zone_id},      {":decision_no", f->decision},
+        {":resource_no", f->resource}, {":application_no", f->application_id},
+        {":allow_no", "allow"},        {":consumed_no", "consumed"},
+    };
+    int rc = AW_OK;
+    for (size_t i = 0; rc == AW_OK && i < sizeof words / sizeof *words; i++)
+        rc = bind_term_named(store, stmt, words[i][0], words[i][1], err);
+    for (size_t i = 0; rc == AW_OK && i < f->n_event_types; i++) {
         char name[32];
-        snprintf(name, sizeof name, ":type%zu", i);
-        bind_text_named(stmt, name, f->event_types[i]);
+        snprintf(name, sizeof name, ":type_no%zu", i);
+        rc = bind_term_named(store, stmt, name, f->event_types[i], err);
     }
     bind_int64_named(stmt, ":anchor_kind", f->anchor.kind);
     bind_text_named(stmt, ":anchor_id", f->anchor.id);
@@ -196,6 +219,7 @@ static void event_query_bind(sqlite3_stmt *stmt, const aw_event_filter *f)
     bind_int64_named(stmt, ":cursor_t", f->cursor_occurred_ns);
     bind_int64_named(stmt, ":cursor_r", f->cursor_rowid);
     bind_int64_named(stmt, ":limit", store_limit(f->limit));
+    return rc;
 }
 
 /* The cached statement for this shape, or a new one (*owned: the caller
@@ -286,9 +310,12 @@ int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
     int rc = event_query_stmt(store, shape, n_types, &stmt, &owned, err);
     if (rc != AW_OK)
         return rc;
-    event_query_bind(stmt, filter);
+    rc = event_query_bind(store, stmt, filter, err);
     struct row_ctx ctx = {.fn.event = fn, .ud = ud};
-    rc = store_each_row(store, stmt, event_row, &ctx, err, "query events");
+    if (rc == AW_OK)
+        rc = store_each_row(store, stmt, event_row, &ctx, err, "query events");
+    else
+        sqlite3_reset(stmt);
     if (owned)
         sqlite3_finalize(stmt);
     return rc;

@@ -194,6 +194,11 @@ typedef struct aw_event_filter {
     bool has_cursor;
     int64_t cursor_occurred_ns, cursor_rowid;
     size_t limit; /* 0: no limit */
+    /* Read only what the detectors join on: the ids, times, zone, event
+     * type, request id, decision, evaluation status, signature and epoch;
+     * stream, application, resource, the three anchors and result class are
+     * NULL and upstream_status 0 (no look-up per row for them). */
+    bool key_columns_only;
 } aw_event_filter;
 
 /* Matching events ordered by (occurred_at, rowid), ascending. Statements are

@@ -134,6 +134,35 @@ Test(access_after_revocation, suspend_then_resume_then_access_is_legitimate)
     cr_assert_not_null(strstr(a.summary, "suspended"), "%s", a.summary);
 }
 
+/* The history of an anchor in use again is kept in memory between
+ * batches: a later suspension must still count. */
+Test(access_after_revocation, suspended_again_after_resume_raises)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    access("te-1", "req-resumed", DW_S(30), DW_AGENT("as-1"));
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), DW_S(40));
+    access("te-2", "req-suspended-again", DW_S(50), DW_AGENT("as-1"));
+    access("te-3", "req-resumed-2", DW_S(35), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-resumed"), 0);
+    cr_assert_eq(alerts_for("req-resumed-2"), 0);
+    cr_assert_eq(alerts_for("req-suspended-again"), 1);
+}
+
+/* A resume whose batch was rolled back never happened. */
+Test(access_after_revocation, rolled_back_resume_does_not_count)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-0", "req-suspended", DW_S(10), DW_AGENT("as-1"));
+    dw_revocation resume = {.action = AW_ACTION_RESUME,
+                            .at_ms = DW_S(20),
+                            .anchors = {DW_AGENT("as-1")}};
+    dw_feed_revocation_rolled_back(&w, &resume);
+    access("te-1", "req-after-lost-resume", DW_S(30), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-suspended"), 1);
+    cr_assert_eq(alerts_for("req-after-lost-resume"), 1);
+}
+
 Test(access_after_revocation, resume_arriving_late_resolves_the_alert)
 {
     revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);

@@ -3,6 +3,7 @@
  * observed calls, with stable cursor paging. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "support/store_fixture.h"
@@ -84,6 +85,70 @@ Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
     cr_expect_eq(query(&f).n, 0);
 }
 
+static int copy_row(const aw_event_row *row, void *ud)
+{
+    aw_event_row *out = ud;
+    *out = *row;
+    out->event_id = strdup(row->event_id);
+    out->zone_id = strdup(row->zone_id);
+    out->event_type = strdup(row->event_type);
+    out->request_id = strdup(row->request_id);
+    out->decision = strdup(row->decision);
+    out->entry_id = strdup(row->entry_id);
+    out->resource = row->resource ? strdup(row->resource) : NULL;
+    out->stream = row->stream ? strdup(row->stream) : NULL;
+    return 1;
+}
+
+static void free_row(aw_event_row *row)
+{
+    free((char *)row->event_id);
+    free((char *)row->zone_id);
+    free((char *)row->event_type);
+    free((char *)row->request_id);
+    free((char *)row->decision);
+    free((char *)row->entry_id);
+    free((char *)row->resource);
+    free((char *)row->stream);
+}
+
+/* The detectors' pairing reads key columns only: they must be the same as
+ * a full row's, and the display columns are left out. */
+Test(store_query, key_columns_only_gives_the_keys_of_the_full_row)
+{
+    aw_audit_event ev = fixture_event("gw-1", "z", "gateway_resource_request",
+                                      "req-1", "allow", 20 * SEC);
+    ev.resource = "repo:acme/app";
+    ev.has_delegation_epoch = true;
+    ev.delegation_epoch = 7;
+    store_events(&ev, 1);
+    aw_event_row full = {0}, keys = {0};
+    aw_event_filter f = {.request_id = "req-1"};
+    cr_assert_geq(aw_store_query_events(fx.store, &f, copy_row, &full, &err), 0,
+                  "%s", err.msg);
+    f.key_columns_only = true;
+    cr_assert_geq(aw_store_query_events(fx.store, &f, copy_row, &keys, &err), 0,
+                  "%s", err.msg);
+    cr_expect_eq(keys.rowid, full.rowid);
+    cr_expect_eq(keys.entry_rowid, full.entry_rowid);
+    cr_expect_str_eq(keys.entry_id, full.entry_id);
+    cr_expect_eq(keys.arrived_ns, full.arrived_ns);
+    cr_expect_str_eq(keys.event_id, "gw-1");
+    cr_expect_str_eq(keys.zone_id, "z");
+    cr_expect_str_eq(keys.event_type, "gateway_resource_request");
+    cr_expect_str_eq(keys.request_id, "req-1");
+    cr_expect_str_eq(keys.decision, "allow");
+    cr_expect_eq(keys.occurred_at_ns, 20 * SEC);
+    cr_expect(keys.has_delegation_epoch);
+    cr_expect_eq(keys.delegation_epoch, 7);
+    cr_expect_str_eq(full.resource, "repo:acme/app");
+    cr_expect_str_eq(full.stream, "caracal.audit.events");
+    cr_expect_null(keys.resource);
+    cr_expect_null(keys.stream);
+    free_row(&full);
+    free_row(&keys);
+}
+
 Test(store_query, window_zone_decision_and_type_filters_select_events)
 {
     aw_audit_event events[] = {
@@ -115,6 +180,14 @@ Test(store_query, window_zone_decision_and_type_filters_select_events)
     cr_expect_str_eq(query(&typed).text, "a b e f");
     typed.n_event_types = 1;
     cr_expect_str_eq(query(&typed).text, "a b f");
+    const char *unknown_and_known[] = {"never_stored", "step_up_consumed"};
+    typed.event_types = unknown_and_known;
+    typed.n_event_types = 2;
+    cr_expect_str_eq(query(&typed).text, "e",
+                     "a word never stored matches nothing");
+    typed.n_event_types = 0;
+    typed.zone_id = "zone-never-stored";
+    cr_expect_eq(query(&typed).n, 0);
 }
 
 Test(store_query, cursor_pages_through_every_event_once_in_stable_order)

@@ -195,7 +195,9 @@ void dw_feed_audit_rolled_back(dw_world *w, const dw_audit *a)
     feed_audit(w, a, false);
 }
 
-void dw_feed_revocation(dw_world *w, const dw_revocation *r)
+/* commit false: the batch is judged (aw_detectors_advance), then rolled
+ * back, as when its commit fails. */
+static void feed_revocation(dw_world *w, const dw_revocation *r, bool commit)
 {
     const char *zone = or_default(r->zone, "zone-1");
     bool lifecycle = r->action != AW_ACTION_REVOKE;
@@ -227,8 +229,26 @@ void dw_feed_revocation(dw_world *w, const dw_revocation *r)
     OK_OR_FAIL(aw_store_put_revocations(w->store, entry_rowid, &set, &err),
                err);
     OK_OR_FAIL(aw_detectors_on_revocations(w->det, entry, &set, &err), err);
-    finish(w);
+    if (commit) {
+        finish(w);
+    } else {
+        OK_OR_FAIL(
+            aw_detectors_advance(w->det, aw_detectors_clock(w->det), &err),
+            err);
+        aw_store_rollback(w->store);
+        aw_detectors_discard(w->det);
+    }
     aw_raw_entry_free(entry);
+}
+
+void dw_feed_revocation(dw_world *w, const dw_revocation *r)
+{
+    feed_revocation(w, r, true);
+}
+
+void dw_feed_revocation_rolled_back(dw_world *w, const dw_revocation *r)
+{
+    feed_revocation(w, r, false);
 }
 
 void dw_feed_call(dw_world *w, const dw_call *c)

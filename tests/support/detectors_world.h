@@ -90,6 +90,8 @@ aw_put_result dw_feed_audit(dw_world *w, const dw_audit *audit);
  * detectors' changes, as the consumer does when a commit fails. */
 void dw_feed_audit_rolled_back(dw_world *w, const dw_audit *audit);
 void dw_feed_revocation(dw_world *w, const dw_revocation *rev);
+/* Judged in its batch, then rolled back as when the commit fails. */
+void dw_feed_revocation_rolled_back(dw_world *w, const dw_revocation *rev);
 void dw_feed_call(dw_world *w, const dw_call *call);
 void dw_feed_rejected(dw_world *w, const char *stream, int64_t arrival_ms,
                       aw_reject_reason reason, const char *detail);
