@@ -55,7 +55,8 @@ static const char usage[] =
     "                              $AUDITWATCH_REDIS)\n"
     "  --redis-password-file FILE  password for AUTH (else $REDIS_PASSWORD_FILE)\n"
     "  --stream ROLE=NAME          stream of a role (audit, sessions, lifecycle,\n"
-    "                              delegations); the DLQ is <audit>.dlq, each\n"
+    "                              delegations, audit_dlq, sessions_dead, ...);\n"
+    "                              unless given, the DLQ is <audit>.dlq and each\n"
     "                              revocation stream's dead letters <name>.dead\n"
     "  --maxlen N                  the producers' MAXLEN ~ N (default 100000)\n"
     "  --enforcer-group PATTERN    a revocation enforcer's group, a shell glob;\n"
@@ -107,7 +108,8 @@ static const aw_cli_command command = {
 typedef struct doctor_args {
     const char *redis_url;
     const char *password_file;
-    const char *streams[AW_ROLE_COUNT];
+    const char *streams[AW_ROLE_COUNT]; /* as given */
+    aw_stream_names names;
     const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS];
     size_t npatterns;
     int64_t maxlen;
@@ -375,22 +377,25 @@ static void name_streams(doctor *d)
     static const aw_stream_role revocations[3] = {
         AW_ROLE_SESSION_REVOKE, AW_ROLE_AGENT_LIFECYCLE,
         AW_ROLE_DELEGATION_INVALIDATE};
+    static const aw_stream_role dead[3] = {AW_ROLE_SESSION_REVOKE_DEAD,
+                                           AW_ROLE_AGENT_LIFECYCLE_DEAD,
+                                           AW_ROLE_DELEGATION_INVALIDATE_DEAD};
     stream_view *s = d->streams;
-    snprintf(s[0].name, sizeof s[0].name, "%s", a->streams[AW_ROLE_AUDIT]);
+    snprintf(s[0].name, sizeof s[0].name, "%s", a->names.of[AW_ROLE_AUDIT]);
     s[0].kind = KIND_AUDIT;
     s[0].role = AW_ROLE_AUDIT;
     for (int i = 0; i < 3; i++) {
-        stream_view *v = &s[1 + i], *dead = &s[5 + i];
-        snprintf(v->name, sizeof v->name, "%s", a->streams[revocations[i]]);
+        stream_view *v = &s[1 + i], *dead_view = &s[5 + i];
+        snprintf(v->name, sizeof v->name, "%s", a->names.of[revocations[i]]);
         v->kind = KIND_REVOCATION;
         v->role = revocations[i];
-        snprintf(dead->name, sizeof dead->name, "%s.dead",
-                 a->streams[revocations[i]]);
-        dead->kind = KIND_REVOCATION_DEAD;
-        dead->role = revocations[i];
-        dead->origin = v->name;
+        snprintf(dead_view->name, sizeof dead_view->name, "%s",
+                 a->names.of[dead[i]]);
+        dead_view->kind = KIND_REVOCATION_DEAD;
+        dead_view->role = revocations[i];
+        dead_view->origin = v->name;
     }
-    snprintf(s[4].name, sizeof s[4].name, "%s.dlq", a->streams[AW_ROLE_AUDIT]);
+    snprintf(s[4].name, sizeof s[4].name, "%s", a->names.of[AW_ROLE_AUDIT_DLQ]);
     s[4].kind = KIND_AUDIT_DLQ;
     s[4].role = AW_ROLE_AUDIT;
     s[4].origin = s[0].name;
@@ -912,12 +917,12 @@ int aw_cmd_doctor(int argc, char **argv)
     const char *v;
     int first, rc;
 
-    aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
-        AW_CLI_PROCEED)
+            AW_CLI_PROCEED ||
+        (rc = aw_cli_resolve_streams(&command, a.streams, &a.names)) != 0)
         return rc;
     if (!a.redis_url && (v = getenv("AUDITWATCH_REDIS")) && *v) {
         a.redis_url = v;

@@ -128,14 +128,14 @@ static bool has_alerts(void *ud)
     return true;
 }
 
-/* The original revocation's fields, signed, as a JSON object. */
-static void revocation_json(aw_hmac_key *key, const char *session, char *out,
-                            size_t size)
+/* The original revocation's fields, signed for stream, as a JSON object. */
+static void revocation_json(aw_hmac_key *key, const char *stream,
+                            const char *session, char *out, size_t size)
 {
     const char *fields[] = {"zone_id", "zone-1", "session_id",
                             session,   "reason", "grant_revoked"};
     char sig[65];
-    aw_test_sign_stream(key, REVOKE, fields, 3, sig);
+    aw_test_sign_stream(key, stream, fields, 3, sig);
     snprintf(
         out, size,
         "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
@@ -172,7 +172,7 @@ Test(consumer_pipeline,
 
     /* A Gateway's dead letter (signed under the .dead stream) and the SDK's. */
     char values[512], payload[512], dead_sig[65];
-    revocation_json(key, "ar-gateway", values, sizeof values);
+    revocation_json(key, REVOKE, "ar-gateway", values, sizeof values);
     const char *enforcer[] = {"original_id", "1779364800000-0",
                               "error",       "apply_failed",
                               "values",      values,
@@ -180,7 +180,7 @@ Test(consumer_pipeline,
     aw_test_sign_stream(key, DEAD, enforcer, 3, dead_sig);
     enforcer[7] = dead_sig;
     aw_test_pipe_xadd(&pipe, DEAD, enforcer, NULL, 4);
-    revocation_json(key, "ar-sdk", payload, sizeof payload);
+    revocation_json(key, REVOKE, "ar-sdk", payload, sizeof payload);
     const char *sdk[] = {"source_id",      "1779364801000-0", "reason",
                          "handler_failed", "payload",         payload};
     aw_test_pipe_xadd(&pipe, DEAD, sdk, NULL, 3);
@@ -217,6 +217,73 @@ Test(consumer_pipeline,
     free(out);
 
     assert_caracal_groups_untouched(c);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
+Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--audit-hmac-key-file",
+                          keyfile,
+                          "--streams-hmac-key-file",
+                          keyfile,
+                          "--stream",
+                          "audit=tenant.audit",
+                          "--stream",
+                          "sessions=tenant.revoke",
+                          NULL};
+    aw_test_daemon_start(&daemon, dir, "renamed", &redis, db, args, NULL);
+
+    char data[1024], sig[65];
+    size_t len = aw_test_audit_data(
+        &(aw_test_audit){.id = "evt-renamed", .request_id = "req-renamed"},
+        data, sizeof data);
+    aw_test_sign(key, data, len, sig);
+    const char *dlq[] = {"reason",      "max_deliveries_exceeded",
+                         "received_at", "1779364805000",
+                         "src_id",      "evt-renamed",
+                         "src_data",    data,
+                         "src_sig",     sig};
+    aw_test_pipe_xadd(&pipe, "tenant.audit.dlq", dlq, NULL, 5);
+    char values[512], dead_sig[65];
+    revocation_json(key, "tenant.revoke", "ar-renamed", values, sizeof values);
+    const char *enforcer[] = {"original_id", "1779364800000-0",
+                              "error",       "apply_failed",
+                              "values",      values,
+                              "_sig",        ""};
+    aw_test_sign_stream(key, "tenant.revoke.dead", enforcer, 3, dead_sig);
+    enforcer[7] = dead_sig;
+    aw_test_pipe_xadd(&pipe, "tenant.revoke.dead", enforcer, NULL, 4);
+    aw_test_pipe_flush(&pipe);
+
+    alert_count want[] = {
+        {"audit_dead_lettered", 1}, {"revocation_dead_lettered", 1}, {0}};
+    cr_assert(aw_test_wait_for(has_alerts, want, 20000),
+              "dead letters of renamed streams were not alerted");
+    const char *streams[] = {"tenant.audit.dlq", "tenant.revoke.dead", NULL};
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_expect_eq(alerts_of("signature_invalid"), 0,
+                 "the original verified under the renamed stream");
+
+    /* verify, told the same names, decodes them as the daemon did. */
+    aw_test_proc verify;
+    const char *verify_args[] = {"verify",
+                                 "--db",
+                                 db,
+                                 "--stream",
+                                 "audit=tenant.audit",
+                                 "--stream",
+                                 "sessions=tenant.revoke",
+                                 NULL};
+    int status = aw_test_run(&verify, dir, "verify", verify_args, NULL, 10000);
+    char *out = aw_test_read_file(verify.out_path, NULL);
+    cr_expect_eq(status, 0, "verify: %s", out ? out : "");
+    free(out);
     redisFree(c);
     aw_hmac_key_free(key);
 }
