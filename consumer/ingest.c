@@ -414,15 +414,16 @@ static int index_entry(aw_ingest *ing, const stream_slot *slot,
     }
 }
 
-static int reject(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                  aw_reject_reason reason, const char *detail,
-                  aw_ingest_stats *st, aw_error *err)
+static int reject(aw_ingest *ing, const stream_slot *slot,
+                  const aw_raw_entry *e, int64_t rowid, aw_reject_reason reason,
+                  const char *detail, aw_ingest_stats *st, aw_error *err)
 {
+    int role = slot->role < AW_ROLE_COUNT ? slot->role : ROLE_UNKNOWN;
     int rc;
     if ((rc = aw_store_put_rejected(ing->store, rowid, reason, detail, err)) !=
             AW_OK ||
-        (rc = aw_detectors_on_rejected(ing->det, e, reason, detail, err)) !=
-            AW_OK)
+        (rc = aw_detectors_on_rejected(ing->det, e, role, reason, detail,
+                                       err)) != AW_OK)
         return rc;
     st->rejected++;
     st->rejected_by_reason[reason]++;
@@ -466,8 +467,8 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
         return AW_OK;
     }
     if (item->forced_reason != AW_REJECT_NONE)
-        return reject(ing, e, rowid, item->forced_reason, item->forced_detail,
-                      st, err);
+        return reject(ing, slot, e, rowid, item->forced_reason,
+                      item->forced_detail, st, err);
     indexed_before = st->indexed;
     rc = index_entry(ing, slot, e, rowid, st, &why, err);
     if (rc == AW_OK && st->indexed > indexed_before) {
@@ -477,7 +478,7 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
             st->indexed_by_role[slot->role]++;
     }
     if (rc == REJECTED)
-        return reject(ing, e, rowid,
+        return reject(ing, slot, e, rowid,
                       why.reason ? why.reason : AW_REJECT_BAD_VALUE, why.msg,
                       st, err);
     return rc;

@@ -149,6 +149,12 @@ int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
  * kind, zone, anchor and request id, and raised_at and state are set) and
  * records the change for the sinks. */
 int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err);
+/* pipeline.c: a dead letter that could not be read (aw_detectors_on_rejected
+ * decided it was one); revocation tells a `.dead` entry from an audit DLQ
+ * one. */
+int aw_det_dead_letter_unreadable(aw_detectors *det, const aw_raw_entry *entry,
+                                  bool revocation, aw_reject_reason reason,
+                                  const char *detail, aw_error *err);
 /* Upserts an already stored alert whose severity or evidence grew. */
 int aw_det_escalate(aw_detectors *det, const aw_alert *alert, aw_error *err);
 /* Resolves the open alert about (kind, zone, anchor, request id), if there

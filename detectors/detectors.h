@@ -79,9 +79,18 @@ int aw_detectors_on_revocations(aw_detectors *det, const aw_raw_entry *entry,
 int aw_detectors_on_call(aw_detectors *det, const aw_raw_entry *entry,
                          const aw_observed_call *call, int64_t call_rowid,
                          aw_error *err);
+/* An entry stored as rejected; role is its stream's aw_stream_role, -1 when
+ * no role names the stream (imports included). A signature reason raises
+ * signature_invalid (high), whatever the stream; any other reason on a
+ * dead-letter stream raises that stream's dead-letter alert about the entry
+ * itself ("<stream>:<entry id>", no zone: nothing in it is trusted), since
+ * the evidence Caracal gave up on cannot be read here either:
+ * audit_dead_lettered (high: whether it recorded an allow is unknown) or
+ * revocation_dead_lettered (critical, as for a readable one). Any other
+ * rejection raises nothing (it is kept in the rejected table). */
 int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
-                             aw_reject_reason reason, const char *detail,
-                             aw_error *err);
+                             int role, aw_reject_reason reason,
+                             const char *detail, aw_error *err);
 /* Entries [first_id, last_id] of stream were deleted before being read. */
 int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
                             const char *first_id, const char *last_id,

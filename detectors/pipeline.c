@@ -14,6 +14,10 @@
  *                             included
  *   revocation_dead_lettered  (zone, "<origin stream>/<original entry id>"):
  *                             one alert per revocation entry
+ * A dead letter that cannot be read (bad JSON, a missing field, ... but not a
+ * bad signature: that is signature_invalid) raises the same kind about the
+ * dead letter itself ("<stream>:<entry id>", no zone): Caracal gave up on
+ * that evidence and auditwatch cannot read it either.
  * Both are raised when the dead letter arrives; nothing resolves them (the
  * evidence stays lost to Caracal).
  *
@@ -144,6 +148,49 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
                      : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     free(summary);
     free(anchors);
+    free(anchor);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* Neither Caracal nor auditwatch can read it: what was lost is unknown, so
+ * the alert names the entry, both reasons, and where its raw fields are. */
+int aw_det_dead_letter_unreadable(aw_detectors *det, const aw_raw_entry *entry,
+                                  bool revocation, aw_reject_reason reason,
+                                  const char *detail, aw_error *err)
+{
+    char caracal_reason[AW_DEAD_LETTER_REASON_SIZE];
+    const char *said = aw_dead_letter_raw_reason(entry, caracal_reason);
+    const char *stream = entry->stream.ptr, *entry_id = entry->id.ptr;
+    char *anchor = aw_det_printf("%s:%s", stream, entry_id);
+    char *summary = aw_det_printf(
+        "%s dead-lettered entry %s of %s (its reason: %s), and auditwatch "
+        "cannot read it either (%s%s%s): %s It is kept as rejected, with its "
+        "raw fields.",
+        revocation ? "A revocation enforcer" : "Caracal's audit service",
+        entry_id, stream, aw_det_or_unknown(said),
+        aw_reject_reason_name(reason), detail ? ": " : "", detail ? detail : "",
+        revocation ? "which revocation an enforcer failed to apply is "
+                     "unknown, and it may not be enforced."
+                   : "the event it held is in neither Caracal's ledger nor "
+                     "this index.");
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    aw_det_evidence_add(&ev, "entry", stream, entry_id);
+    aw_det_evidence_add(&ev, "rejected", aw_reject_reason_name(reason), NULL);
+    aw_alert alert = {
+        .kind = revocation ? AW_ALERT_REVOCATION_DEAD_LETTERED
+                           : AW_ALERT_AUDIT_DEAD_LETTERED,
+        .severity = revocation ? "critical" : "high",
+        .anchor = anchor,
+        .event_time_ns = aw_det_entry_ns(entry),
+        .summary = summary,
+        .evidence_json = aw_det_evidence_json(&ev),
+    };
+    int rc = anchor && summary
+                 ? aw_det_raise(det, &alert, err)
+                 : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    free(summary);
     free(anchor);
     aw_det_evidence_free(&ev);
     return rc;

@@ -527,6 +527,14 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
                                      aw_error *err);
 void aw_dead_letter_free(aw_dead_letter *letter);
 
+/* Caracal's reason in a dead letter, read even when the rest of it cannot
+ * be: the `reason` field (audit DLQ, SDK shape), else `error` (STS/Gateway
+ * shape), printable and cut with "..." to fit buf. NULL when it has
+ * neither. */
+#define AW_DEAD_LETTER_REASON_SIZE 48
+const char *aw_dead_letter_raw_reason(const aw_raw_entry *entry,
+                                      char buf[AW_DEAD_LETTER_REASON_SIZE]);
+
 /* ---- Caracal's pipeline, judged from snapshots (DESIGN §8) ------------- */
 
 /* Pure judgments over what XINFO STREAM / XINFO GROUPS / XINFO CONSUMERS /
