@@ -207,6 +207,7 @@ typedef struct doctor {
     stream_view streams[NSTREAMS];
     aw_cli_out *out;
     int out_rc;
+    bool redis_read;   /* the views hold every stream's groups */
     bool attention;    /* some verdict is not ok */
     bool queue_failed; /* a command of the round was not queued */
 } doctor;
@@ -833,6 +834,43 @@ static int add_checkpoint(const char *stream, const char *entry_id_text,
     return 0;
 }
 
+typedef struct deleted_scan {
+    doctor *d;
+    verdict *v;
+} deleted_scan;
+
+static bool has_group(const stream_view *s, const char *group)
+{
+    for (size_t g = 0; g < s->ngroups; g++)
+        if (strcmp(s->groups[g].name, group) == 0)
+            return true;
+    return false;
+}
+
+/* An open revocation_not_consumed is about (group, "<stream>/<entry id>"):
+ * a group gone from its stream applies no revocation any more, and nothing
+ * will resolve the alert, so it is named with how to close the case. */
+static int note_deleted_group(const aw_alert *a, void *ud)
+{
+    deleted_scan *scan = ud;
+    for (size_t i = 0; a->anchor && a->request_id && i < NSTREAMS; i++) {
+        const stream_view *s = &scan->d->streams[i];
+        size_t len = strlen(s->name);
+        if (s->kind != KIND_REVOCATION ||
+            strncmp(a->request_id, s->name, len) != 0 ||
+            a->request_id[len] != '/' || has_group(s, a->anchor))
+            continue;
+        row(scan->d, "index", s->name, a->anchor, "alert_of_deleted_group",
+            aw_cli_str(a->id), a->acked_at_ns ? "acknowledged" : NULL);
+        note(scan->v, true,
+             "enforcer group %s was deleted from %s, so it applies no "
+             "revocation, and alert %s (revocation_not_consumed) stays open: "
+             "if it was retired on purpose, auditwatch alerts --ack %s",
+             a->anchor, s->name, a->id, a->id);
+    }
+    return 0;
+}
+
 /* auditwatch's own index. Returns false when it cannot be read. */
 static bool index_section(doctor *d, const char *db)
 {
@@ -858,6 +896,13 @@ static bool index_section(doctor *d, const char *db)
                 st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL),
                 NULL);
             rc = aw_store_query_checkpoints(store, add_checkpoint, d, &err);
+            deleted_scan scan = {d, &v};
+            if (rc == AW_OK && d->redis_read)
+                rc = aw_store_query_alerts(
+                    store,
+                    &(aw_alert_filter){.kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
+                                       .state = AW_ALERT_OPEN},
+                    note_deleted_group, &scan, &err);
             if (rc == AW_OK && st.alerts_open > 0)
                 note(&v, true,
                      "%" PRId64 " open alerts (auditwatch alerts --db %s)",
@@ -897,9 +942,7 @@ static int redis_sections(doctor *d)
         enforcer_section(d);
         ingest_section(d);
     }
-    free_views(d);
-    if (d->redis)
-        redisFree(d->redis);
+    d->redis_read = rc == AW_OK;
     return rc;
 }
 
@@ -937,6 +980,9 @@ int aw_cmd_doctor(int argc, char **argv)
 
     bool redis_read = redis_sections(&d) == AW_OK;
     bool index_read = index_section(&d, common.db);
+    free_views(&d);
+    if (d.redis)
+        redisFree(d.redis);
     if (d.out_rc != AW_OK || aw_cli_out_close(d.out) != AW_OK)
         return aw_cli_fail(&command, AW_EXIT_FAILURE,
                            "cannot write the output");

@@ -30,6 +30,11 @@
  *   audit_ingest_stalled      (audit-ingestor, "<audit stream>/<oldest entry
  *                             not applied when the stall began>"): one alert
  *                             per stall; resolved when it recovers
+ * A revocation_not_consumed about a group that was since deleted stays
+ * open (that enforcer applies no revocation at all now) and gains
+ * "group_deleted:<stream>/<group>" evidence, so whoever reads it sees why
+ * nothing resolves it; a group retired on purpose is acknowledged by a
+ * person, never resolved by a guess.
  * These carry no zone, so every instance computes the same id from what
  * Redis shows. A poll repeats what it sees; an alert already open is left
  * alone, so the sinks hear of it once.
@@ -358,9 +363,74 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f,
     return rc;
 }
 
+/* The open revocation_not_consumed alerts about groups of one stream. */
+typedef struct stream_alerts {
+    const char *stream;
+    aw_alert **items;
+    size_t n, cap;
+} stream_alerts;
+
+static int collect_stream_alert(const aw_alert *a, void *ud)
+{
+    stream_alerts *l = ud;
+    size_t slen = strlen(l->stream);
+    if (!a->anchor || !a->request_id ||
+        strncmp(a->request_id, l->stream, slen) != 0 ||
+        a->request_id[slen] != '/')
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4;
+        aw_alert **grown = realloc(l->items, cap * sizeof *grown);
+        if (!grown)
+            return AW_ERR_NOMEM;
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n] = aw_det_alert_dup(a);
+    return l->items[l->n++] ? 0 : AW_ERR_NOMEM;
+}
+
+static bool is_present(const aw_pipeline_finding *f, const char *group)
+{
+    for (size_t i = 0; i < f->npresent; i++)
+        if (strcmp(f->present[i], group) == 0)
+            return true;
+    return false;
+}
+
+static int mark_deleted_groups(aw_detectors *det, const aw_pipeline_finding *f,
+                               aw_error *err)
+{
+    stream_alerts l = {.stream = f->stream};
+    aw_alert_filter filter = {.kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
+                              .state = AW_ALERT_OPEN};
+    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter,
+                                                       collect_stream_alert, &l,
+                                                       err),
+                                 err);
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        if (is_present(f, l.items[i]->anchor))
+            continue;
+        aw_det_evidence ev;
+        aw_det_evidence_init(&ev);
+        aw_det_evidence_add(&ev, "group_deleted", f->stream,
+                            l.items[i]->anchor);
+        aw_alert grown = *l.items[i];
+        grown.evidence_json = aw_det_evidence_json(&ev);
+        rc = aw_det_escalate(det, &grown, err);
+        aw_det_evidence_free(&ev);
+    }
+    for (size_t i = 0; i < l.n; i++)
+        free(l.items[i]);
+    free(l.items);
+    return rc;
+}
+
 static int on_finding(aw_detectors *det, const aw_pipeline_finding *f,
                       aw_error *err)
 {
+    if (f->kind == AW_FINDING_ENFORCERS_PRESENT)
+        return mark_deleted_groups(det, f, err);
     char *request_id = aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream,
                                      f->entry.ms, f->entry.seq);
     if (!request_id)

@@ -293,7 +293,7 @@ Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
 typedef struct open_alerts {
     const char *kind, *group; /* group NULL: any */
     size_t n;
-    char summary[512];
+    char summary[512], evidence[512], id[33];
 } open_alerts;
 
 static int count_open(const aw_alert *a, void *ud)
@@ -303,13 +303,16 @@ static int count_open(const aw_alert *a, void *ud)
         return 0;
     o->n++;
     snprintf(o->summary, sizeof o->summary, "%s", a->summary ? a->summary : "");
+    snprintf(o->evidence, sizeof o->evidence, "%s",
+             a->evidence_json ? a->evidence_json : "");
+    snprintf(o->id, sizeof o->id, "%s", a->id);
     return 0;
 }
 
 static open_alerts open_of(const char *kind, const char *group,
                            aw_alert_state state)
 {
-    open_alerts o = {kind, group, 0, ""};
+    open_alerts o = {kind, group, 0, "", "", ""};
     aw_store *store;
     aw_error err = {0};
     if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
@@ -432,6 +435,76 @@ Test(consumer_pipeline,
     cr_assert(aw_test_wait_for(group_alerted, &resolved, 15000),
               "both alerts resolve once the groups caught up");
     aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
+static bool marked_deleted(void *ud)
+{
+    open_alerts o = open_of("revocation_not_consumed", ud, AW_ALERT_OPEN);
+    return o.n == 1 && strstr(o.evidence, "group_deleted:");
+}
+
+Test(consumer_pipeline,
+     an_alert_about_a_deleted_enforcer_group_stays_open_and_says_why)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *args[] = {"--streams-hmac-key-file",
+                          keyfile,
+                          "--enforcer-poll",
+                          "100ms",
+                          "--grace-enforcer",
+                          "0.5s",
+                          NULL};
+    create_group(c, REVOKE, "sts-revocation");
+    create_group(c, REVOKE, "gateway-revocation:retired");
+    aw_test_daemon_start(&daemon, dir, "deleted", &redis, db, args, NULL);
+    xadd_revocation(c, key, "ar-1");
+    enforcer_reads(c, "sts-revocation", true);
+    group_wait raised = {"revocation_not_consumed",
+                         "gateway-revocation:retired", AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &raised, 15000));
+    open_alerts before = open_of("revocation_not_consumed",
+                                 "gateway-revocation:retired", AW_ALERT_OPEN);
+    cr_expect(!strstr(before.evidence, "group_deleted"), "%s", before.evidence);
+
+    freeReplyObject(aw_test_command(c, "XGROUP DESTROY %s %s", REVOKE,
+                                    "gateway-revocation:retired"));
+    cr_assert(
+        aw_test_wait_for(marked_deleted, "gateway-revocation:retired", 15000),
+        "the alert does not say its group was deleted");
+    /* several more polls: it stays open, marked once */
+    group_wait applied = {"revocation_not_consumed", "sts-revocation",
+                          AW_ALERT_OPEN, 0};
+    cr_assert(aw_test_wait_for(group_alerted, &applied, 5000));
+    aw_test_daemon_stop(&daemon, 5000);
+    open_alerts o = open_of("revocation_not_consumed",
+                            "gateway-revocation:retired", AW_ALERT_OPEN);
+    cr_assert_eq(o.n, 1, "a deleted enforcer applies nothing: still open");
+    cr_expect(strstr(o.evidence,
+                     "\"group_deleted:" REVOKE "/gateway-revocation:retired\""),
+              "%s", o.evidence);
+    cr_expect_str_eq(o.id, before.id, "the same alert, not a new one");
+
+    /* doctor names it; an operator who retired the host acknowledges it */
+    aw_test_proc doctor;
+    char url[64];
+    aw_test_redis_url(&redis, url);
+    const char *doctor_args[] = {"doctor", "--redis", url, "--db", db, NULL};
+    cr_expect_eq(aw_test_run(&doctor, dir, "doctor", doctor_args, NULL, 10000),
+                 1);
+    char *err = aw_test_read_file(doctor.err_path, NULL);
+    cr_expect(err && strstr(err, "gateway-revocation:retired") &&
+                  strstr(err, "deleted") && strstr(err, o.id),
+              "doctor: %s", err ? err : "");
+    free(err);
+    aw_test_proc ack;
+    const char *ack_args[] = {
+        "alerts", "--ack", o.id, "--note", "gateway host retired",
+        "--db",   db,      NULL};
+    cr_expect_eq(aw_test_run(&ack, dir, "ack", ack_args, NULL, 10000), 0);
     redisFree(c);
     aw_hmac_key_free(key);
 }
