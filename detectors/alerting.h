@@ -139,6 +139,16 @@ int aw_det_store_result(int rc, aw_error *err);
  * of memory. */
 aw_alert *aw_det_alert_dup(const aw_alert *alert);
 
+/* Copies of the alerts a query found, for changing them once it is done.
+ * Zero it to start; aw_det_alert_list_free frees the copies and the array. */
+typedef struct aw_det_alert_list {
+    aw_alert **items;
+    size_t n, cap;
+} aw_det_alert_list;
+/* Appends a copy of alert: 0, or AW_ERR_NOMEM (an aw_alert_fn's answer). */
+int aw_det_alert_list_add(aw_det_alert_list *list, const aw_alert *alert);
+void aw_det_alert_list_free(aw_det_alert_list *list);
+
 /* The stored alert with this id (state 0: any state), copied into *out
  * (free with free()), or *out NULL when there is none. */
 int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,

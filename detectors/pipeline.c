@@ -366,8 +366,7 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f,
 /* The open revocation_not_consumed alerts about groups of one stream. */
 typedef struct stream_alerts {
     const char *stream;
-    aw_alert **items;
-    size_t n, cap;
+    aw_det_alert_list found;
 } stream_alerts;
 
 static int collect_stream_alert(const aw_alert *a, void *ud)
@@ -378,16 +377,7 @@ static int collect_stream_alert(const aw_alert *a, void *ud)
         strncmp(a->request_id, l->stream, slen) != 0 ||
         a->request_id[slen] != '/')
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 4;
-        aw_alert **grown = realloc(l->items, cap * sizeof *grown);
-        if (!grown)
-            return AW_ERR_NOMEM;
-        l->items = grown;
-        l->cap = cap;
-    }
-    l->items[l->n] = aw_det_alert_dup(a);
-    return l->items[l->n++] ? 0 : AW_ERR_NOMEM;
+    return aw_det_alert_list_add(&l->found, a);
 }
 
 static bool is_present(const aw_pipeline_finding *f, const char *group)
@@ -408,21 +398,19 @@ static int mark_deleted_groups(aw_detectors *det, const aw_pipeline_finding *f,
                                                        collect_stream_alert, &l,
                                                        err),
                                  err);
-    for (size_t i = 0; i < l.n && !rc; i++) {
-        if (is_present(f, l.items[i]->anchor))
+    for (size_t i = 0; i < l.found.n && !rc; i++) {
+        const aw_alert *open = l.found.items[i];
+        if (is_present(f, open->anchor))
             continue;
         aw_det_evidence ev;
         aw_det_evidence_init(&ev);
-        aw_det_evidence_add(&ev, "group_deleted", f->stream,
-                            l.items[i]->anchor);
-        aw_alert grown = *l.items[i];
+        aw_det_evidence_add(&ev, "group_deleted", f->stream, open->anchor);
+        aw_alert grown = *open;
         grown.evidence_json = aw_det_evidence_json(&ev);
         rc = aw_det_escalate(det, &grown, err);
         aw_det_evidence_free(&ev);
     }
-    for (size_t i = 0; i < l.n; i++)
-        free(l.items[i]);
-    free(l.items);
+    aw_det_alert_list_free(&l.found);
     return rc;
 }
 

@@ -143,6 +143,38 @@ static void revocation_json(aw_hmac_key *key, const char *stream,
         session, sig);
 }
 
+/* The audit service's DLQ copy of event a, on stream dlq. */
+static void xadd_dlq_copy(aw_test_pipe *pipe, aw_hmac_key *key, const char *dlq,
+                          const aw_test_audit *a)
+{
+    char data[1024], sig[65];
+    size_t len = aw_test_audit_data(a, data, sizeof data);
+    aw_test_sign(key, data, len, sig);
+    const char *fields[] = {"reason",      "max_deliveries_exceeded",
+                            "received_at", "1779364805000",
+                            "src_id",      a->id,
+                            "src_data",    data,
+                            "src_sig",     sig};
+    aw_test_pipe_xadd(pipe, dlq, fields, NULL, 5);
+}
+
+/* A Gateway's dead letter of a revocation of session on origin: on
+ * "<origin>.dead", signed under that name. */
+static void xadd_gateway_dead_letter(aw_test_pipe *pipe, aw_hmac_key *key,
+                                     const char *origin, const char *session)
+{
+    char values[512], dead[256], sig[65];
+    snprintf(dead, sizeof dead, "%s.dead", origin);
+    revocation_json(key, origin, session, values, sizeof values);
+    const char *fields[] = {"original_id", "1779364800000-0",
+                            "error",       "apply_failed",
+                            "values",      values,
+                            "_sig",        ""};
+    aw_test_sign_stream(key, dead, fields, 3, sig);
+    fields[7] = sig;
+    aw_test_pipe_xadd(pipe, dead, fields, NULL, 4);
+}
+
 Test(consumer_pipeline,
      dead_letters_are_alerted_and_traceable_without_touching_caracal_groups)
 {
@@ -156,30 +188,13 @@ Test(consumer_pipeline,
     aw_test_daemon_start(&daemon, dir, "pipeline", &redis, db, args, NULL);
 
     /* The audit service's DLQ copy of a Gateway call. */
-    char data[1024], sig[65];
-    size_t len = aw_test_audit_data(
-        &(aw_test_audit){.id = "evt-dl",
-                         .request_id = "req-dl",
-                         .event_type = "gateway_resource_request"},
-        data, sizeof data);
-    aw_test_sign(key, data, len, sig);
-    const char *dlq[] = {"reason",      "max_deliveries_exceeded",
-                         "received_at", "1779364805000",
-                         "src_id",      "evt-dl",
-                         "src_data",    data,
-                         "src_sig",     sig};
-    aw_test_pipe_xadd(&pipe, DLQ, dlq, NULL, 5);
-
+    xadd_dlq_copy(&pipe, key, DLQ,
+                  &(aw_test_audit){.id = "evt-dl",
+                                   .request_id = "req-dl",
+                                   .event_type = "gateway_resource_request"});
     /* A Gateway's dead letter (signed under the .dead stream) and the SDK's. */
-    char values[512], payload[512], dead_sig[65];
-    revocation_json(key, REVOKE, "ar-gateway", values, sizeof values);
-    const char *enforcer[] = {"original_id", "1779364800000-0",
-                              "error",       "apply_failed",
-                              "values",      values,
-                              "_sig",        ""};
-    aw_test_sign_stream(key, DEAD, enforcer, 3, dead_sig);
-    enforcer[7] = dead_sig;
-    aw_test_pipe_xadd(&pipe, DEAD, enforcer, NULL, 4);
+    xadd_gateway_dead_letter(&pipe, key, REVOKE, "ar-gateway");
+    char payload[512];
     revocation_json(key, REVOKE, "ar-sdk", payload, sizeof payload);
     const char *sdk[] = {"source_id",      "1779364801000-0", "reason",
                          "handler_failed", "payload",         payload};
@@ -238,26 +253,10 @@ Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
                           NULL};
     aw_test_daemon_start(&daemon, dir, "renamed", &redis, db, args, NULL);
 
-    char data[1024], sig[65];
-    size_t len = aw_test_audit_data(
-        &(aw_test_audit){.id = "evt-renamed", .request_id = "req-renamed"},
-        data, sizeof data);
-    aw_test_sign(key, data, len, sig);
-    const char *dlq[] = {"reason",      "max_deliveries_exceeded",
-                         "received_at", "1779364805000",
-                         "src_id",      "evt-renamed",
-                         "src_data",    data,
-                         "src_sig",     sig};
-    aw_test_pipe_xadd(&pipe, "tenant.audit.dlq", dlq, NULL, 5);
-    char values[512], dead_sig[65];
-    revocation_json(key, "tenant.revoke", "ar-renamed", values, sizeof values);
-    const char *enforcer[] = {"original_id", "1779364800000-0",
-                              "error",       "apply_failed",
-                              "values",      values,
-                              "_sig",        ""};
-    aw_test_sign_stream(key, "tenant.revoke.dead", enforcer, 3, dead_sig);
-    enforcer[7] = dead_sig;
-    aw_test_pipe_xadd(&pipe, "tenant.revoke.dead", enforcer, NULL, 4);
+    xadd_dlq_copy(
+        &pipe, key, "tenant.audit.dlq",
+        &(aw_test_audit){.id = "evt-renamed", .request_id = "req-renamed"});
+    xadd_gateway_dead_letter(&pipe, key, "tenant.revoke", "ar-renamed");
     aw_test_pipe_flush(&pipe);
 
     alert_count want[] = {
@@ -374,12 +373,11 @@ static void create_group(redisContext *c, const char *stream, const char *group)
     freeReplyObject(r);
 }
 
-Test(consumer_pipeline,
-     enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up)
+/* sts-revocation and groups (NULL-terminated) created at `$`, then a daemon
+ * that polls them every 100 ms and judges after half a second. */
+static void start_enforcer_daemon(aw_test_proc *daemon, redisContext *c,
+                                  const char *tag, const char *const *groups)
 {
-    aw_hmac_key *key = aw_test_key();
-    redisContext *c = aw_test_redis_connect(&redis);
-    aw_test_proc daemon;
     const char *args[] = {"--streams-hmac-key-file",
                           keyfile,
                           "--enforcer-poll",
@@ -388,10 +386,22 @@ Test(consumer_pipeline,
                           "0.5s",
                           NULL};
     create_group(c, REVOKE, "sts-revocation");
-    create_group(c, REVOKE, "gateway-revocation:never");
-    create_group(c, REVOKE, "gateway-revocation:no-ack");
-    create_group(c, REVOKE, "opa-engine"); /* not an enforcer: never judged */
-    aw_test_daemon_start(&daemon, dir, "enforcers", &redis, db, args, NULL);
+    for (; *groups; groups++)
+        create_group(c, REVOKE, *groups);
+    aw_test_daemon_start(daemon, dir, tag, &redis, db, args, NULL);
+}
+
+Test(consumer_pipeline,
+     enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:never",
+                            "gateway-revocation:no-ack",
+                            "opa-engine", /* not an enforcer: never judged */
+                            NULL};
+    start_enforcer_daemon(&daemon, c, "enforcers", groups);
 
     xadd_revocation(c, key, "ar-1");
     enforcer_reads(c, "sts-revocation", true);
@@ -451,16 +461,8 @@ Test(consumer_pipeline,
     aw_hmac_key *key = aw_test_key();
     redisContext *c = aw_test_redis_connect(&redis);
     aw_test_proc daemon;
-    const char *args[] = {"--streams-hmac-key-file",
-                          keyfile,
-                          "--enforcer-poll",
-                          "100ms",
-                          "--grace-enforcer",
-                          "0.5s",
-                          NULL};
-    create_group(c, REVOKE, "sts-revocation");
-    create_group(c, REVOKE, "gateway-revocation:retired");
-    aw_test_daemon_start(&daemon, dir, "deleted", &redis, db, args, NULL);
+    const char *groups[] = {"gateway-revocation:retired", NULL};
+    start_enforcer_daemon(&daemon, c, "deleted", groups);
     xadd_revocation(c, key, "ar-1");
     enforcer_reads(c, "sts-revocation", true);
     group_wait raised = {"revocation_not_consumed",
