@@ -23,9 +23,13 @@
  * injected anomaly or a false positive.
  *
  * Anomalies (--anomalies K) cycle through the scenarios of lg_scenarios[]:
- * evidence that must alert (a decision Caracal's audit service dead-lettered
- * to caracal.audit.events.dlq among them), near misses that must not, and counterparts that
- * arrive late and must leave no open alert. Each one is written to the truth
+ * evidence that must alert, near misses that must not, and counterparts that
+ * arrive late and must leave no open alert. Among them is Caracal's own
+ * pipeline failing (DESIGN §8): a decision its audit service dead-lettered
+ * to caracal.audit.events.dlq, a revocation a Gateway dead-lettered to
+ * caracal.sessions.revoke.dead (signed, `values` as Go's json.Marshal
+ * writes a map), and a Gateway host's enforcer group, created at `$` as
+ * Caracal creates it, that read a revocation and never acknowledged it. Each one is written to the truth
  * file (--truth) as one JSON line with the alert id the detectors must use
  * (aw_detectors_alert_id), so the bench can score recall and false positives.
  *
@@ -468,6 +472,7 @@ enum {
     LG_STREAM_DELEGATIONS,
     LG_STREAM_CALLS,
     LG_STREAM_AUDIT_DLQ,
+    LG_STREAM_SESSIONS_DEAD,
     LG_NSTREAMS
 };
 
@@ -534,6 +539,8 @@ typedef enum lg_scenario_id {
     SC_OLD_RECORD_AFTER_RESUME,
     SC_AGENT_AFTER_SUSPEND_RESUME,
     SC_AUDIT_DEAD_LETTERED,
+    SC_REVOCATION_DEAD_LETTERED,
+    SC_ENFORCER_STALLED,
     SC_COUNT
 } lg_scenario_id;
 
@@ -615,6 +622,13 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
     /* Caracal's audit service gave up on a decision: its DLQ copy */
     [SC_AUDIT_DEAD_LETTERED] = {"audit_dead_lettered",
                                 AW_ALERT_AUDIT_DEAD_LETTERED, LG_EXPECT_OPEN},
+    /* a Gateway gave up applying a revocation: its .dead copy */
+    [SC_REVOCATION_DEAD_LETTERED] = {"revocation_dead_lettered",
+                                     AW_ALERT_REVOCATION_DEAD_LETTERED,
+                                     LG_EXPECT_OPEN},
+    /* a Gateway host's group read a revocation and never acknowledged it */
+    [SC_ENFORCER_STALLED] = {"enforcer_group_stalled",
+                             AW_ALERT_REVOCATION_NOT_CONSUMED, LG_EXPECT_OPEN},
 };
 
 typedef struct lg_anomaly {
@@ -630,6 +644,9 @@ typedef struct lg_anomaly {
     int64_t entry_ms;
     int64_t evidence_ns; /* occurred_at of the main-phase evidence */
     lg_expect expect;    /* the scenario's, unless time defeated it */
+    char *dead_values;   /* SC_REVOCATION_DEAD_LETTERED: the original's
+                            fields as JSON (owned) */
+    char group[64];      /* SC_ENFORCER_STALLED: the stalled group */
 } lg_anomaly;
 
 /* ---- Configuration ------------------------------------------------------ */
@@ -1162,6 +1179,9 @@ typedef struct lg_revocation {
     bool edge_as_edge_id; /* LG_REVOKE_EDGE_ONLY: the Gateway's alias */
     lg_signing signing;
     const lg_delivery *delivery; /* NULL: a fresh one */
+    /* Not NULL: receives the entry's fields (`_sig` included) as one JSON
+     * object, as an enforcer's dead letter carries them (malloc'd). */
+    char **fields_json;
 } lg_revocation;
 
 static void delivery_new(lg_rng *rng, lg_delivery *d, const char *kind,
@@ -1172,6 +1192,36 @@ static void delivery_new(lg_rng *rng, lg_delivery *d, const char *kind,
     rng_hex(rng, when, 16);
     snprintf(d->dedupe_key, sizeof d->dedupe_key, "%s:%s:%s", kind, about,
              when);
+}
+
+/* e's fields as Go's json.Marshal writes a map[string]any of strings: keys
+ * sorted, values escaped like any Go string. malloc'd. */
+static char *entry_fields_json(const lg_entry *e)
+{
+    size_t order[LG_MAX_FIELDS];
+    for (size_t i = 0; i < e->n; i++) {
+        size_t k = i;
+        for (; k > 0 && strcmp(e->name[order[k - 1]], e->name[i]) > 0; k--)
+            order[k] = order[k - 1];
+        order[k] = i;
+    }
+    lg_json j = {.len = 0, .comma = false};
+    json_open(&j, '{');
+    for (size_t i = 0; i < e->n; i++) {
+        char value[LG_JSON_MAX / 4];
+        size_t len = e->value_len[order[i]];
+        assert(len < sizeof value);
+        memcpy(value, e->value[order[i]], len);
+        value[len] = '\0';
+        json_member(&j, e->name[order[i]], value);
+    }
+    json_close(&j, '}');
+    char *out = malloc(j.len + 1);
+    if (!out)
+        die("out of memory");
+    memcpy(out, j.buf, j.len);
+    out[j.len] = '\0';
+    return out;
 }
 
 static void publish_revocation(lg_gen *g, lg_zone *zone,
@@ -1281,6 +1331,8 @@ static void publish_revocation(lg_gen *g, lg_zone *zone,
     sign_stream_entry(g, &e);
     if (rev->signing == LG_BADLY_SIGNED)
         spoil_signature(e.sig);
+    if (rev->fields_json)
+        *rev->fields_json = entry_fields_json(&e);
     publish(g, stream, &e, owner);
 }
 
@@ -1544,6 +1596,9 @@ static lg_footprint scenario_footprint(lg_scenario_id sc)
     case SC_AGENT_AFTER_SUSPEND_RESUME:
         return (lg_footprint){3, 2, 0}; /* suspend, revoke, resume */
     case SC_SECOND_CALL_WITHOUT_DECISION: return (lg_footprint){0, 3, 0};
+    case SC_REVOCATION_DEAD_LETTERED:
+        return (lg_footprint){1, 1, 0}; /* the revocation; its dead letter */
+    case SC_ENFORCER_STALLED: return (lg_footprint){1, 0, 0};
     case SC_ACCESS_WITHIN_GRACE:
     case SC_DENY_AFTER_REVOCATION: return (lg_footprint){1, 1, 0};
     case SC_ACCESS_AFTER_RESUME: return (lg_footprint){2, 1, 0};
@@ -1598,6 +1653,7 @@ typedef struct lg_alert_key {
     const char *zone_id;
     const char *request_id;
     char anchor[LG_ID_MAX + 64];
+    char request[LG_ID_MAX + 64]; /* when request_id is composed */
 } lg_alert_key;
 
 static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
@@ -1652,6 +1708,18 @@ static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
     case SC_AUDIT_DEAD_LETTERED: /* (zone, event id, request id) */
         snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
         return;
+    case SC_REVOCATION_DEAD_LETTERED: /* (zone, "<stream>/<entry id>") */
+        key->request_id = NULL;
+        snprintf(key->anchor, sizeof key->anchor, "%s/%s",
+                 g->stream_names[LG_STREAM_SESSIONS], an->entry_id);
+        return;
+    case SC_ENFORCER_STALLED: /* (group, "<stream>/<entry id>"), no zone */
+        key->zone_id = NULL;
+        snprintf(key->anchor, sizeof key->anchor, "%s", an->group);
+        snprintf(key->request, sizeof key->request, "%s/%s",
+                 g->stream_names[LG_STREAM_SESSIONS], an->entry_id);
+        key->request_id = key->request;
+        return;
     default: return;
     }
     snprintf(key->anchor, sizeof key->anchor, "%s:%s",
@@ -1676,6 +1744,8 @@ static const char *scenario_severity(lg_scenario_id sc, int variant)
     case SC_REVOCATION_ARRIVES_LATE:
         return "critical";                          /* the Gateway executed */
     case SC_AUDIT_DEAD_LETTERED: return "critical"; /* an allow */
+    case SC_REVOCATION_DEAD_LETTERED:
+    case SC_ENFORCER_STALLED: return "critical";
     case SC_JTI_COLLISION:
     case SC_REPLAY_DETECTED: return "medium";
     default: return "high";
@@ -1718,6 +1788,61 @@ static int by_position(const void *a, const void *b)
     return (pa > pb) - (pa < pb);
 }
 
+/* A synchronous command between drained batches (so it runs after every
+ * entry published so far and before any later one). */
+static redisReply *command_now(lg_gen *g, const char *fmt, ...)
+{
+    va_list ap;
+    publisher_drain(&g->pub);
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(g->pub.redis, fmt, ap);
+    va_end(ap);
+    if (!r)
+        die("redis: %s", g->pub.redis->errstr);
+    if (r->type == REDIS_REPLY_ERROR)
+        die("%s: %s", fmt, r->str);
+    return r;
+}
+
+/* A Gateway host's enforcer group, created at `$` as Caracal creates it,
+ * that reads revocation R and never acknowledges it (its apply hangs): R
+ * stays pending there past any grace. R is published alone right after
+ * the group's creation, so it is the first entry the group has. */
+static void publish_stalled_enforcer(lg_gen *g, lg_anomaly *an,
+                                     const lg_revocation *rev)
+{
+    const char *stream = g->stream_names[LG_STREAM_SESSIONS];
+    snprintf(an->group, sizeof an->group, "gateway-revocation:bench-%.8s",
+             an->request_id);
+    freeReplyObject(
+        command_now(g, "XGROUP CREATE %s %s $ MKSTREAM", stream, an->group));
+    publish_revocation(g, &g->zones[an->zone], rev, an);
+    redisReply *r =
+        command_now(g, "XREADGROUP GROUP %s %s-host COUNT 1 STREAMS %s >",
+                    an->group, an->group, stream);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+        r->element[0]->element[1]->elements != 1 ||
+        strcmp(r->element[0]->element[1]->element[0]->element[0]->str,
+               an->entry_id) != 0)
+        die("the stalled enforcer %s did not read revocation %s", an->group,
+            an->entry_id);
+    freeReplyObject(r);
+}
+
+/* An STS or Gateway gave up applying revocation an->entry_id and moved it
+ * to <stream>.dead: the original's fields in `values`, the envelope signed
+ * under the .dead stream's name. */
+static void publish_dead_revocation(lg_gen *g, lg_anomaly *an)
+{
+    lg_entry e;
+    entry_start(&e, g->stream_names[LG_STREAM_SESSIONS_DEAD]);
+    entry_text(&e, "original_id", an->entry_id);
+    entry_text(&e, "error", "mark revoked: context deadline exceeded");
+    entry_text(&e, "values", an->dead_values);
+    sign_stream_entry(g, &e);
+    publish(g, LG_STREAM_SESSIONS_DEAD, &e, NULL);
+}
+
 /* Revocations that accesses must follow go out first; the replies give
  * their times. A resume follows its suspension. */
 static void publish_anomalies_before(lg_gen *g)
@@ -1727,6 +1852,12 @@ static void publish_anomalies_before(lg_gen *g)
         if (scenario_footprint(an->scenario).before == 0)
             continue;
         lg_revocation rev = scenario_revocation(an);
+        if (an->scenario == SC_ENFORCER_STALLED) {
+            publish_stalled_enforcer(g, an, &rev);
+            continue;
+        }
+        if (an->scenario == SC_REVOCATION_DEAD_LETTERED)
+            rev.fields_json = &an->dead_values;
         if (an->scenario == SC_OLD_RECORD_AFTER_RESUME ||
             an->scenario == SC_AGENT_AFTER_SUSPEND_RESUME) {
             /* a suspend cycle whose access comes after the resume: by the
@@ -1865,6 +1996,8 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an)
         publish_audit(g, zone, &ev, LG_SIGNED, an);
         break;
     }
+    case SC_REVOCATION_DEAD_LETTERED: publish_dead_revocation(g, an); break;
+    case SC_ENFORCER_STALLED: break; /* the group's stall is the evidence */
     case SC_JTI_COLLISION:
     case SC_REPLAY_DETECTED: {
         char jti[LG_ID_MAX];
@@ -2274,6 +2407,7 @@ int main(int argc, char **argv)
         [LG_STREAM_DELEGATIONS] = AW_ROLE_DELEGATION_INVALIDATE,
         [LG_STREAM_CALLS] = AW_ROLE_CALLS,
         [LG_STREAM_AUDIT_DLQ] = AW_ROLE_AUDIT_DLQ,
+        [LG_STREAM_SESSIONS_DEAD] = AW_ROLE_SESSION_REVOKE_DEAD,
     };
     for (int i = 0; i < LG_NSTREAMS; i++)
         g.stream_names[i] = aw_stream_role_default_stream(roles[i]);
@@ -2301,6 +2435,8 @@ int main(int argc, char **argv)
     aw_buf_free(&g.canonical);
     aw_hmac_key_free(g.audit_key);
     aw_hmac_key_free(g.streams_key);
+    for (int i = 0; i < g.opt.anomalies; i++)
+        free(g.anomalies[i].dead_values);
     free(g.anomalies);
     free(g.pub.owner[0]);
     free(g.pub.owner[1]);

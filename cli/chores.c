@@ -46,10 +46,14 @@ void aw_cli_progress_end(aw_cli_progress *p)
     p->drawn = false;
 }
 
-void aw_cli_default_streams(const char *names[AW_ROLE_COUNT])
+int aw_cli_resolve_streams(const aw_cli_command *cmd,
+                           const char *const given[AW_ROLE_COUNT],
+                           aw_stream_names *out)
 {
-    for (int r = 0; r < AW_ROLE_COUNT; r++)
-        names[r] = aw_stream_role_default_stream((aw_stream_role)r);
+    aw_error err = {0};
+    if (aw_stream_names_resolve(given, out, &err) != AW_OK)
+        return aw_cli_usage_error(cmd, "--stream: %s", err.msg);
+    return 0;
 }
 
 int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,

@@ -313,11 +313,17 @@ int aw_cli_alert_record(const aw_alert *alert, struct cJSON **out,
                         aw_error *err);
 
 /* Names of the stream roles as "audit=caracal.audit.events" pairs: a
- * --stream ROLE=NAME argument overrides one role's stream name in names[]
- * (indexed by aw_stream_role). Returns 0 or AW_EXIT_USAGE (printed). */
+ * --stream ROLE=NAME argument sets one role's stream name in names[]
+ * (indexed by aw_stream_role; NULL until given). Returns 0 or
+ * AW_EXIT_USAGE (printed). */
 int aw_cli_stream_option(const aw_cli_command *cmd, const char *arg,
                          const char *names[AW_ROLE_COUNT]);
-void aw_cli_default_streams(const char *names[AW_ROLE_COUNT]);
+/* Every role's stream once the options are read (aw_stream_names_resolve:
+ * a dead-letter stream not given follows its origin's name). Returns 0 or
+ * AW_EXIT_USAGE (printed). */
+int aw_cli_resolve_streams(const aw_cli_command *cmd,
+                           const char *const given[AW_ROLE_COUNT],
+                           aw_stream_names *out);
 
 /* The two HMAC keys, as `run` finds them: each from its file when given,
  * else from the file $AUDIT_HMAC_KEY_FILE / $STREAMS_HMAC_KEY_FILE names,

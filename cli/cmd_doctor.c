@@ -55,7 +55,8 @@ static const char usage[] =
     "                              $AUDITWATCH_REDIS)\n"
     "  --redis-password-file FILE  password for AUTH (else $REDIS_PASSWORD_FILE)\n"
     "  --stream ROLE=NAME          stream of a role (audit, sessions, lifecycle,\n"
-    "                              delegations); the DLQ is <audit>.dlq, each\n"
+    "                              delegations, audit_dlq, sessions_dead, ...);\n"
+    "                              unless given, the DLQ is <audit>.dlq and each\n"
     "                              revocation stream's dead letters <name>.dead\n"
     "  --maxlen N                  the producers' MAXLEN ~ N (default 100000)\n"
     "  --enforcer-group PATTERN    a revocation enforcer's group, a shell glob;\n"
@@ -107,7 +108,8 @@ static const aw_cli_command command = {
 typedef struct doctor_args {
     const char *redis_url;
     const char *password_file;
-    const char *streams[AW_ROLE_COUNT];
+    const char *streams[AW_ROLE_COUNT]; /* as given */
+    aw_stream_names names;
     const char *patterns[AW_CLI_MAX_ENFORCER_GROUPS];
     size_t npatterns;
     int64_t maxlen;
@@ -205,6 +207,7 @@ typedef struct doctor {
     stream_view streams[NSTREAMS];
     aw_cli_out *out;
     int out_rc;
+    bool redis_read;   /* the views hold every stream's groups */
     bool attention;    /* some verdict is not ok */
     bool queue_failed; /* a command of the round was not queued */
 } doctor;
@@ -375,22 +378,25 @@ static void name_streams(doctor *d)
     static const aw_stream_role revocations[3] = {
         AW_ROLE_SESSION_REVOKE, AW_ROLE_AGENT_LIFECYCLE,
         AW_ROLE_DELEGATION_INVALIDATE};
+    static const aw_stream_role dead[3] = {AW_ROLE_SESSION_REVOKE_DEAD,
+                                           AW_ROLE_AGENT_LIFECYCLE_DEAD,
+                                           AW_ROLE_DELEGATION_INVALIDATE_DEAD};
     stream_view *s = d->streams;
-    snprintf(s[0].name, sizeof s[0].name, "%s", a->streams[AW_ROLE_AUDIT]);
+    snprintf(s[0].name, sizeof s[0].name, "%s", a->names.of[AW_ROLE_AUDIT]);
     s[0].kind = KIND_AUDIT;
     s[0].role = AW_ROLE_AUDIT;
     for (int i = 0; i < 3; i++) {
-        stream_view *v = &s[1 + i], *dead = &s[5 + i];
-        snprintf(v->name, sizeof v->name, "%s", a->streams[revocations[i]]);
+        stream_view *v = &s[1 + i], *dead_view = &s[5 + i];
+        snprintf(v->name, sizeof v->name, "%s", a->names.of[revocations[i]]);
         v->kind = KIND_REVOCATION;
         v->role = revocations[i];
-        snprintf(dead->name, sizeof dead->name, "%s.dead",
-                 a->streams[revocations[i]]);
-        dead->kind = KIND_REVOCATION_DEAD;
-        dead->role = revocations[i];
-        dead->origin = v->name;
+        snprintf(dead_view->name, sizeof dead_view->name, "%s",
+                 a->names.of[dead[i]]);
+        dead_view->kind = KIND_REVOCATION_DEAD;
+        dead_view->role = revocations[i];
+        dead_view->origin = v->name;
     }
-    snprintf(s[4].name, sizeof s[4].name, "%s.dlq", a->streams[AW_ROLE_AUDIT]);
+    snprintf(s[4].name, sizeof s[4].name, "%s", a->names.of[AW_ROLE_AUDIT_DLQ]);
     s[4].kind = KIND_AUDIT_DLQ;
     s[4].role = AW_ROLE_AUDIT;
     s[4].origin = s[0].name;
@@ -828,6 +834,43 @@ static int add_checkpoint(const char *stream, const char *entry_id_text,
     return 0;
 }
 
+typedef struct deleted_scan {
+    doctor *d;
+    verdict *v;
+} deleted_scan;
+
+static bool has_group(const stream_view *s, const char *group)
+{
+    for (size_t g = 0; g < s->ngroups; g++)
+        if (strcmp(s->groups[g].name, group) == 0)
+            return true;
+    return false;
+}
+
+/* An open revocation_not_consumed is about (group, "<stream>/<entry id>"):
+ * a group gone from its stream applies no revocation any more, and nothing
+ * will resolve the alert, so it is named with how to close the case. */
+static int note_deleted_group(const aw_alert *a, void *ud)
+{
+    deleted_scan *scan = ud;
+    for (size_t i = 0; a->anchor && a->request_id && i < NSTREAMS; i++) {
+        const stream_view *s = &scan->d->streams[i];
+        size_t len = strlen(s->name);
+        if (s->kind != KIND_REVOCATION ||
+            strncmp(a->request_id, s->name, len) != 0 ||
+            a->request_id[len] != '/' || has_group(s, a->anchor))
+            continue;
+        row(scan->d, "index", s->name, a->anchor, "alert_of_deleted_group",
+            aw_cli_str(a->id), a->acked_at_ns ? "acknowledged" : NULL);
+        note(scan->v, true,
+             "enforcer group %s was deleted from %s, so it applies no "
+             "revocation, and alert %s (revocation_not_consumed) stays open: "
+             "if it was retired on purpose, auditwatch alerts --ack %s",
+             a->anchor, s->name, a->id, a->id);
+    }
+    return 0;
+}
+
 /* auditwatch's own index. Returns false when it cannot be read. */
 static bool index_section(doctor *d, const char *db)
 {
@@ -853,6 +896,13 @@ static bool index_section(doctor *d, const char *db)
                 st.events ? aw_cli_time(st.newest_event_ns) : aw_cli_str(NULL),
                 NULL);
             rc = aw_store_query_checkpoints(store, add_checkpoint, d, &err);
+            deleted_scan scan = {d, &v};
+            if (rc == AW_OK && d->redis_read)
+                rc = aw_store_query_alerts(
+                    store,
+                    &(aw_alert_filter){.kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
+                                       .state = AW_ALERT_OPEN},
+                    note_deleted_group, &scan, &err);
             if (rc == AW_OK && st.alerts_open > 0)
                 note(&v, true,
                      "%" PRId64 " open alerts (auditwatch alerts --db %s)",
@@ -892,9 +942,7 @@ static int redis_sections(doctor *d)
         enforcer_section(d);
         ingest_section(d);
     }
-    free_views(d);
-    if (d->redis)
-        redisFree(d->redis);
+    d->redis_read = rc == AW_OK;
     return rc;
 }
 
@@ -912,12 +960,12 @@ int aw_cmd_doctor(int argc, char **argv)
     const char *v;
     int first, rc;
 
-    aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
-        AW_CLI_PROCEED)
+            AW_CLI_PROCEED ||
+        (rc = aw_cli_resolve_streams(&command, a.streams, &a.names)) != 0)
         return rc;
     if (!a.redis_url && (v = getenv("AUDITWATCH_REDIS")) && *v) {
         a.redis_url = v;
@@ -932,6 +980,9 @@ int aw_cmd_doctor(int argc, char **argv)
 
     bool redis_read = redis_sections(&d) == AW_OK;
     bool index_read = index_section(&d, common.db);
+    free_views(&d);
+    if (d.redis)
+        redisFree(d.redis);
     if (d.out_rc != AW_OK || aw_cli_out_close(d.out) != AW_OK)
         return aw_cli_fail(&command, AW_EXIT_FAILURE,
                            "cannot write the output");

@@ -48,7 +48,9 @@ static const char usage[] =
     "  --since TIME           start of the window (RFC 3339, now, -30s, -15m, +1h, -7d)\n"
     "  --until TIME           end of the window, excluded\n"
     "  --stream ROLE=NAME     stream of a role (audit, sessions, lifecycle,\n"
-    "                         delegations, calls); defaults are Caracal's\n"
+    "                         delegations, calls, audit_dlq, ...); defaults\n"
+    "                         are Caracal's, dead letters follow <audit>.dlq,\n"
+    "                         <stream>.dead\n"
     "  --redis-password-file  password for AUTH (else $REDIS_PASSWORD_FILE)\n"
     "  --audit-hmac-key-file FILE, --streams-hmac-key-file FILE\n"
     "                         require and check signatures (else the files in\n"
@@ -114,7 +116,8 @@ typedef struct replay_args {
     const char *redis_url;
     const char *password_file;
     const char *audit_key_file, *streams_key_file, *calls_key_file;
-    const char *streams[AW_ROLE_COUNT];
+    const char *streams[AW_ROLE_COUNT]; /* as given */
+    aw_stream_names names;
     bool has_since, has_until;
     int64_t since_ns, until_ns, now_ns;
     aw_detector_config detectors;
@@ -307,7 +310,7 @@ static int pop_head(redisContext *c, stream_cursor *s, const char *end,
 }
 
 static int replay_redis(feeder *f, redisContext *c,
-                        const char *const streams[AW_ROLE_COUNT])
+                        const aw_stream_names *names)
 {
     stream_cursor cur[AW_ROLE_COUNT] = {0};
     size_t ncur = 0;
@@ -318,11 +321,11 @@ static int replay_redis(feeder *f, redisContext *c,
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
         bool dup = false;
         for (size_t i = 0; i < ncur; i++)
-            dup |= strcmp(cur[i].stream, streams[r]) == 0;
+            dup |= strcmp(cur[i].stream, names->of[r]) == 0;
         if (dup)
             continue;
         stream_cursor *s = &cur[ncur++];
-        s->stream = streams[r];
+        s->stream = names->of[r];
         snprintf(s->after, sizeof s->after, "%lld", (long long)f->since_ms);
         if ((rc = fetch_page(c, s, end, &f->err)) == AW_OK && !s->done)
             rc = head_of(s, &f->err);
@@ -397,7 +400,8 @@ static int run_replay(const aw_cli_common *common, replay_args *a, feeder *f)
     size_t nalerts = 0;
     int rc;
 
-    memcpy(opts.streams, a->streams, sizeof opts.streams);
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        opts.streams[r] = a->names.of[r];
     if (aw_cli_load_keys(a->audit_key_file, a->streams_key_file,
                          &opts.audit_key, &opts.streams_key,
                          &f->err) != AW_OK ||
@@ -416,7 +420,7 @@ static int run_replay(const aw_cli_common *common, replay_args *a, feeder *f)
         rc = AW_EXIT_FAILURE;
         goto fail;
     }
-    rc = bundle ? replay_bundle(f, bundle) : replay_redis(f, redis, a->streams);
+    rc = bundle ? replay_bundle(f, bundle) : replay_redis(f, redis, &a->names);
     feeder_discard(f);
     aw_cli_progress_end(&f->progress);
     /* Every grace window inside the window has run out by its end. */
@@ -469,12 +473,12 @@ int aw_cmd_replay(int argc, char **argv)
     feeder *f;
     int first, rc;
 
-    aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
-        AW_CLI_PROCEED)
+            AW_CLI_PROCEED ||
+        (rc = aw_cli_resolve_streams(&command, a.streams, &a.names)) != 0)
         return rc;
     if (!a.bundle == !a.redis_url)
         return aw_cli_usage_error(

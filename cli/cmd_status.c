@@ -35,7 +35,9 @@ static const char usage[] =
     "  --redis-password-file FILE  password for AUTH (else $REDIS_PASSWORD_FILE)\n"
     "  --group NAME                consumer group (default auditwatch)\n"
     "  --stream ROLE=NAME          stream of a role (audit, sessions, lifecycle,\n"
-    "                              delegations, calls); defaults are Caracal's\n"
+    "                              delegations, calls, audit_dlq, ...); defaults\n"
+    "                              are Caracal's, dead letters follow <audit>.dlq,\n"
+    "                              <stream>.dead\n"
     "  --ready                     print nothing; exit 0 when ready, 1 when not\n"
     "  --max-lag N                 not ready when a group lags more than N entries\n"
     "  --max-pending-age SECONDS   not ready when a pending entry idled longer\n"
@@ -75,7 +77,8 @@ typedef struct status_args {
     const char *redis_url;
     const char *password_file;
     const char *group;
-    const char *streams[AW_ROLE_COUNT];
+    const char *streams[AW_ROLE_COUNT]; /* as given */
+    aw_stream_names names;
     bool streams_given;
     char *env_streams; /* owned copy of $AUDITWATCH_STREAM */
     bool ready;
@@ -303,10 +306,10 @@ static void redis_figures(const status_args *a, report *r)
     for (int role = 0; role < AW_ROLE_COUNT; role++) {
         bool seen = false;
         for (int prev = 0; prev < role; prev++)
-            seen |= strcmp(a->streams[prev], a->streams[role]) == 0;
+            seen |= strcmp(a->names.of[prev], a->names.of[role]) == 0;
         if (seen)
             continue;
-        if (group_figures(c, (aw_stream_role)role, a->streams[role], a, r,
+        if (group_figures(c, (aw_stream_role)role, a->names.of[role], a, r,
                           &err) != AW_OK) {
             add(r, "redis", "error", aw_cli_str(err.msg));
             not_ready(r, "%s", err.msg);
@@ -354,14 +357,14 @@ int aw_cmd_status(int argc, char **argv)
     bool index_open = false;
     int first, rc;
 
-    aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
         AW_CLI_PROCEED)
         return rc;
-    if ((rc = options_from_environment(&a)) != 0) {
+    if ((rc = options_from_environment(&a)) != 0 ||
+        (rc = aw_cli_resolve_streams(&command, a.streams, &a.names)) != 0) {
         free(a.env_streams);
         return rc;
     }

@@ -65,7 +65,8 @@ static const char usage[] =
     "                                has grown since verifies against its prefix\n"
     "  --stream ROLE=NAME            the stream of a role, as given to `run`\n"
     "                                (audit, sessions, lifecycle, delegations,\n"
-    "                                calls; repeatable)\n"
+    "                                calls, audit_dlq, ...; repeatable; dead\n"
+    "                                letters follow <audit>.dlq, <stream>.dead)\n"
     "  -f, --format F                table (default), json or csv\n"
     "  --progress                    progress on stderr even when not a terminal\n"
     "  --db PATH                     the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
@@ -105,7 +106,8 @@ typedef struct chain_head {
 typedef struct verify_args {
     const char *audit_key_file;
     const char *streams_key_file;
-    const char *streams[AW_ROLE_COUNT];
+    const char *streams[AW_ROLE_COUNT]; /* as given */
+    aw_stream_names names;
     chain_head head;
 } verify_args;
 
@@ -181,7 +183,7 @@ typedef struct revocation_group {
 
 typedef struct verify_state {
     aw_store *store;
-    const char *const *streams;
+    const aw_stream_names *streams;
     scheme audit, stream;
     int64_t *rejected; /* entry rows rejected for their signature, sorted */
     size_t nrejected, cap;
@@ -399,7 +401,7 @@ static int role_by_name(const verify_state *v, const char *stream)
     if (is_import(stream))
         return ROLE_IMPORT;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        if (strcmp(v->streams[r], stream) == 0)
+        if (strcmp(v->streams->of[r], stream) == 0)
             return r;
     return ROLE_UNKNOWN;
 }
@@ -418,9 +420,9 @@ static int load_decoded_entry(verify_state *v, int64_t entry, loaded *l)
     if (rc != AW_OK || origin < 0)
         return rc;
     rc = origin == AW_ROLE_AUDIT
-             ? aw_dead_letter_decode_audit(l->raw, v->streams[origin], &letter,
-                                           &l->err)
-             : aw_dead_letter_decode_revocation(l->raw, v->streams[origin],
+             ? aw_dead_letter_decode_audit(l->raw, v->streams->of[origin],
+                                           &letter, &l->err)
+             : aw_dead_letter_decode_revocation(l->raw, v->streams->of[origin],
                                                 NULL, &letter, &l->err);
     aw_raw_entry_free(l->raw);
     l->raw = NULL;
@@ -1338,16 +1340,16 @@ int aw_cmd_verify(int argc, char **argv)
     aw_cli_common common;
     int first, rc;
 
-    aw_cli_default_streams(a.streams);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;
     if ((rc = aw_cli_expect_args(&command, argc, argv, first, 0, "")) !=
-        AW_CLI_PROCEED)
+            AW_CLI_PROCEED ||
+        (rc = aw_cli_resolve_streams(&command, a.streams, &a.names)) != 0)
         return rc;
     v.progress.enabled = common.progress;
     v.format = common.format;
-    v.streams = a.streams;
+    v.streams = &a.names;
     if (aw_cli_load_keys(a.audit_key_file, a.streams_key_file, &v.audit.key,
                          &v.stream.key, &v.err) != AW_OK)
         rc = aw_cli_usage_error(&command, "%s", v.err.msg);

@@ -60,8 +60,9 @@ typedef struct aw_ingest_options {
      * shippers, not by Caracal, so Caracal's streams key never applies to
      * it: NULL accepts its entries unsigned (indexed as unsigned). */
     aw_hmac_key *calls_key;
-    /* The stream of each role (aw_stream_role); NULL takes
-     * aw_stream_role_default_stream. Borrowed. */
+    /* The stream of each role (aw_stream_role); NULL takes its default
+     * (aw_stream_names_resolve: a dead-letter stream follows its origin's
+     * name). Borrowed. */
     const char *streams[AW_ROLE_COUNT];
     const aw_detector_config *detectors; /* NULL: defaults; borrowed */
     aw_call_fields call_fields;          /* NDJSON names; NULLs take defaults */

@@ -119,7 +119,8 @@ struct aw_daemon {
     uv_loop_t loop;
     aw_redis_conn *conn;
     aw_sinks *sinks;
-    const char *names[NSTREAMS];
+    aw_stream_names stream_names; /* as aw_ingest_open resolved them */
+    const char *names[NSTREAMS];  /* into stream_names */
     char count_text[24], block_text[24], idle_text[24];
 
     bool driving, drive_again;
@@ -1305,10 +1306,13 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
         aw_daemon_free(d);
         return rc;
     }
+    if ((rc = aw_stream_names_resolve(config->ingest.streams, &d->stream_names,
+                                      err)) != AW_OK) {
+        aw_daemon_free(d);
+        return rc;
+    }
     for (int s = 0; s < NSTREAMS; s++)
-        d->names[s] = config->ingest.streams[s]
-                          ? config->ingest.streams[s]
-                          : aw_stream_role_default_stream((aw_stream_role)s);
+        d->names[s] = d->stream_names.of[s];
     aw_core_config core_config = {.group_max_entries = GROUP_MAX_ENTRIES,
                                   .max_deliveries = config->max_deliveries,
                                   .retry_first_ms = RETRY_FIRST_MS,

@@ -60,7 +60,7 @@ struct aw_ingest {
     aw_hmac_key *audit_key;
     aw_hmac_key *streams_key;
     aw_hmac_key *calls_key;
-    const char *streams[AW_ROLE_COUNT];
+    aw_stream_names streams; /* .of[role] */
     aw_call_fields call_fields;
     stream_slot *slots;
     size_t nslots, capslots;
@@ -82,8 +82,8 @@ static int role_of(const aw_ingest *ing, const char *name, size_t len)
     if (has_import_prefix(name, len))
         return ROLE_IMPORT;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        if (strlen(ing->streams[r]) == len &&
-            memcmp(ing->streams[r], name, len) == 0)
+        if (strlen(ing->streams.of[r]) == len &&
+            memcmp(ing->streams.of[r], name, len) == 0)
             return r;
     return ROLE_UNKNOWN;
 }
@@ -133,7 +133,7 @@ static int load_checkpoint(const char *stream, const char *entry_id,
 static int check_stream_names(const aw_ingest *ing, aw_error *err)
 {
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
-        const char *name = ing->streams[r];
+        const char *name = ing->streams.of[r];
         if (!*name)
             return aw_error_set(err, AW_ERR_INVALID,
                                 "the %s stream has an empty name",
@@ -144,7 +144,7 @@ static int check_stream_names(const aw_ingest *ing, aw_error *err)
                 "stream name \"%s\" is reserved for imports (%s...)", name,
                 AW_INGEST_IMPORT_PREFIX);
         for (int o = 0; o < r; o++)
-            if (strcmp(ing->streams[o], name) == 0)
+            if (strcmp(ing->streams.of[o], name) == 0)
                 return aw_error_set(err, AW_ERR_INVALID,
                                     "roles %s and %s both name stream \"%s\"",
                                     aw_stream_role_name((aw_stream_role)o),
@@ -166,12 +166,9 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
     ing->streams_key = options->streams_key;
     ing->calls_key = options->calls_key;
     ing->call_fields = options->call_fields;
-    for (int r = 0; r < AW_ROLE_COUNT; r++)
-        ing->streams[r] =
-            options->streams[r]
-                ? options->streams[r]
-                : aw_stream_role_default_stream((aw_stream_role)r);
-    if ((rc = check_stream_names(ing, err)) != AW_OK ||
+    if ((rc = aw_stream_names_resolve(options->streams, &ing->streams, err)) !=
+            AW_OK ||
+        (rc = check_stream_names(ing, err)) != AW_OK ||
         (rc = aw_store_open(options->db_path, options->store_flags, &ing->store,
                             err)) != AW_OK ||
         (rc = aw_detectors_new(ing->store, options->detectors, &ing->det,
@@ -283,8 +280,8 @@ static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e,
                             aw_error *err)
 {
     aw_dead_letter *letter;
-    int rc = decoded(aw_dead_letter_decode_audit(e, ing->streams[AW_ROLE_AUDIT],
-                                                 &letter, why),
+    int rc = decoded(aw_dead_letter_decode_audit(
+                         e, ing->streams.of[AW_ROLE_AUDIT], &letter, why),
                      why, err);
     if (rc != AW_OK)
         return rc;
@@ -337,7 +334,7 @@ static int index_dead_revocations(aw_ingest *ing, aw_stream_role role,
     aw_dead_letter *letter;
     int rc =
         decoded(aw_dead_letter_decode_revocation(
-                    e, ing->streams[origin], ing->streams_key, &letter, why),
+                    e, ing->streams.of[origin], ing->streams_key, &letter, why),
                 why, err);
     if (rc != AW_OK)
         return rc;
@@ -417,15 +414,16 @@ static int index_entry(aw_ingest *ing, const stream_slot *slot,
     }
 }
 
-static int reject(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                  aw_reject_reason reason, const char *detail,
-                  aw_ingest_stats *st, aw_error *err)
+static int reject(aw_ingest *ing, const stream_slot *slot,
+                  const aw_raw_entry *e, int64_t rowid, aw_reject_reason reason,
+                  const char *detail, aw_ingest_stats *st, aw_error *err)
 {
+    int role = slot->role < AW_ROLE_COUNT ? slot->role : ROLE_UNKNOWN;
     int rc;
     if ((rc = aw_store_put_rejected(ing->store, rowid, reason, detail, err)) !=
             AW_OK ||
-        (rc = aw_detectors_on_rejected(ing->det, e, reason, detail, err)) !=
-            AW_OK)
+        (rc = aw_detectors_on_rejected(ing->det, e, role, reason, detail,
+                                       err)) != AW_OK)
         return rc;
     st->rejected++;
     st->rejected_by_reason[reason]++;
@@ -469,8 +467,8 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
         return AW_OK;
     }
     if (item->forced_reason != AW_REJECT_NONE)
-        return reject(ing, e, rowid, item->forced_reason, item->forced_detail,
-                      st, err);
+        return reject(ing, slot, e, rowid, item->forced_reason,
+                      item->forced_detail, st, err);
     indexed_before = st->indexed;
     rc = index_entry(ing, slot, e, rowid, st, &why, err);
     if (rc == AW_OK && st->indexed > indexed_before) {
@@ -480,7 +478,7 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
             st->indexed_by_role[slot->role]++;
     }
     if (rc == REJECTED)
-        return reject(ing, e, rowid,
+        return reject(ing, slot, e, rowid,
                       why.reason ? why.reason : AW_REJECT_BAD_VALUE, why.msg,
                       st, err);
     return rc;

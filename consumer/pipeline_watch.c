@@ -159,10 +159,15 @@ typedef struct watched_group {
     char consumers[CONSUMERS_LEN];
 } watched_group;
 
+/* Per enforcer group one finding, per revocation stream one of the groups
+ * present, and one of the ingestor. */
+#define MAX_FINDINGS (MAX_GROUPS + 3 + 1)
+
 typedef struct finding_set {
-    aw_pipeline_finding f[MAX_GROUPS + 1];
+    aw_pipeline_finding f[MAX_FINDINGS];
     char group[MAX_GROUPS + 1][NAME_MAX_LEN];
     char detail[MAX_GROUPS + 1][DETAIL_LEN];
+    const char *present[3][MAX_GROUPS]; /* into group */
     size_t n;
 } finding_set;
 
@@ -175,6 +180,8 @@ struct aw_watch {
     bool failed;
     aw_stream_snapshot snaps[NSTREAMS];
     aw_stream_id last_generated[NSTREAMS];
+    /* XINFO GROUPS named every group of the stream (none when it is gone) */
+    bool groups_known[NSTREAMS];
     watched_group groups[MAX_GROUPS];
     size_t ngroups;
     bool ingestor_found;
@@ -257,8 +264,12 @@ static void take_info(aw_watch *w, size_t s, const redisReply *reply)
 /* Round 1: a stream's XINFO GROUPS; the groups worth a closer look. */
 static void take_groups(aw_watch *w, size_t s, const redisReply *reply)
 {
-    if (reply->type != REDIS_REPLY_ARRAY)
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        w->groups_known[s] = reply->type == REDIS_REPLY_ERROR &&
+                             strstr(reply->str, "no such key") != NULL;
         return;
+    }
+    w->groups_known[s] = w->ngroups + reply->elements <= MAX_GROUPS;
     for (size_t i = 0; i < reply->elements && w->ngroups < MAX_GROUPS; i++) {
         const redisReply *name = aw_redis_map_get(reply->element[i], "name");
         if (!name || name->type != REDIS_REPLY_STRING ||
@@ -358,6 +369,23 @@ static void judge_all(aw_watch *w)
                                 set->detail[set->n], DETAIL_LEN);
         set->n++;
     }
+    /* which enforcer groups each stream has, so alerts about a group since
+     * deleted say so (never judged from a partial list) */
+    size_t judged = set->n;
+    for (size_t s = 0; s < AUDIT_SLOT; s++) {
+        if (!w->groups_known[s])
+            continue;
+        size_t npresent = 0;
+        for (size_t i = 0; i < judged; i++)
+            if (set->f[i].stream == w->streams[s])
+                set->present[s][npresent++] = set->group[i];
+        set->f[set->n++] = (aw_pipeline_finding){
+            .kind = AW_FINDING_ENFORCERS_PRESENT,
+            .stream = w->streams[s],
+            .present = set->present[s],
+            .npresent = npresent,
+        };
+    }
     if (aw_watch_judge_ingest(
             &w->ingest, w->streams[AUDIT_SLOT],
             w->ingestor_found ? &w->groups[w->ingestor].snap : NULL,
@@ -447,6 +475,7 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
     w->ingestor_found = false;
     memset(w->snaps, 0, sizeof w->snaps);
     memset(w->last_generated, 0, sizeof w->last_generated);
+    memset(w->groups_known, 0, sizeof w->groups_known);
     for (size_t s = 0; s < NSTREAMS; s++) {
         const char *info[] = {"XINFO", "STREAM", w->streams[s]};
         const char *groups[] = {"XINFO", "GROUPS", w->streams[s]};

@@ -141,6 +141,16 @@ int aw_det_store_result(int rc, aw_error *err);
  * of memory. */
 aw_alert *aw_det_alert_dup(const aw_alert *alert);
 
+/* Copies of the alerts a query found, for changing them once it is done.
+ * Zero it to start; aw_det_alert_list_free frees the copies and the array. */
+typedef struct aw_det_alert_list {
+    aw_alert **items;
+    size_t n, cap;
+} aw_det_alert_list;
+/* Appends a copy of alert: 0, or AW_ERR_NOMEM (an aw_alert_fn's answer). */
+int aw_det_alert_list_add(aw_det_alert_list *list, const aw_alert *alert);
+void aw_det_alert_list_free(aw_det_alert_list *list);
+
 /* The stored alert with this id (state 0: any state), copied into *out
  * (free with free()), or *out NULL when there is none. */
 int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
@@ -151,6 +161,12 @@ int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
  * kind, zone, anchor and request id, and raised_at and state are set) and
  * records the change for the sinks. */
 int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err);
+/* pipeline.c: a dead letter that could not be read (aw_detectors_on_rejected
+ * decided it was one); revocation tells a `.dead` entry from an audit DLQ
+ * one. */
+int aw_det_dead_letter_unreadable(aw_detectors *det, const aw_raw_entry *entry,
+                                  bool revocation, aw_reject_reason reason,
+                                  const char *detail, aw_error *err);
 /* Upserts an already stored alert whose severity or evidence grew. */
 int aw_det_escalate(aw_detectors *det, const aw_alert *alert, aw_error *err);
 /* Resolves the open alert about (kind, zone, anchor, request id), if there

@@ -344,6 +344,23 @@ aw_alert *aw_det_alert_dup(const aw_alert *alert)
     return (aw_alert *)block;
 }
 
+int aw_det_alert_list_add(aw_det_alert_list *list, const aw_alert *alert)
+{
+    if (!aw_array_grow((void **)&list->items, &list->cap, list->n + 1,
+                       sizeof *list->items))
+        return AW_ERR_NOMEM;
+    list->items[list->n] = aw_det_alert_dup(alert);
+    return list->items[list->n++] ? 0 : AW_ERR_NOMEM;
+}
+
+void aw_det_alert_list_free(aw_det_alert_list *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free(list->items[i]);
+    free(list->items);
+    *list = (aw_det_alert_list){0};
+}
+
 int aw_det_store_result(int rc, aw_error *err)
 {
     if (rc == AW_ERR_NOMEM)

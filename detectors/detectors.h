@@ -79,9 +79,18 @@ int aw_detectors_on_revocations(aw_detectors *det, const aw_raw_entry *entry,
 int aw_detectors_on_call(aw_detectors *det, const aw_raw_entry *entry,
                          const aw_observed_call *call, int64_t call_rowid,
                          aw_error *err);
+/* An entry stored as rejected; role is its stream's aw_stream_role, -1 when
+ * no role names the stream (imports included). A signature reason raises
+ * signature_invalid (high), whatever the stream; any other reason on a
+ * dead-letter stream raises that stream's dead-letter alert about the entry
+ * itself ("<stream>:<entry id>", no zone: nothing in it is trusted), since
+ * the evidence Caracal gave up on cannot be read here either:
+ * audit_dead_lettered (high: whether it recorded an allow is unknown) or
+ * revocation_dead_lettered (critical, as for a readable one). Any other
+ * rejection raises nothing (it is kept in the rejected table). */
 int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
-                             aw_reject_reason reason, const char *detail,
-                             aw_error *err);
+                             int role, aw_reject_reason reason,
+                             const char *detail, aw_error *err);
 /* Entries [first_id, last_id] of stream were deleted before being read. */
 int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
                             const char *first_id, const char *last_id,
@@ -112,8 +121,9 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
  * event/'s aw_enforcer_judge and aw_ingest_judge; this only raises and
  * resolves, inside the batch's transaction like every alert). */
 typedef enum aw_pipeline_finding_kind {
-    AW_FINDING_NOT_CONSUMED = 1, /* revocation_not_consumed */
-    AW_FINDING_INGEST_STALLED,   /* audit_ingest_stalled */
+    AW_FINDING_NOT_CONSUMED = 1,  /* revocation_not_consumed */
+    AW_FINDING_INGEST_STALLED,    /* audit_ingest_stalled */
+    AW_FINDING_ENFORCERS_PRESENT, /* the enforcer groups a stream has now */
 } aw_pipeline_finding_kind;
 
 typedef struct aw_pipeline_finding {
@@ -129,6 +139,10 @@ typedef struct aw_pipeline_finding {
     aw_stream_id entry;
     const char *detail;  /* figures in words (idle times, lag) */
     int64_t observed_ns; /* wall clock of the poll */
+    /* ENFORCERS_PRESENT only (group, trouble and entry unused): every
+     * enforcer group the poll found on stream. */
+    const char *const *present;
+    size_t npresent;
 } aw_pipeline_finding;
 
 /* Raises or resolves per finding. Alerts are about (group,
@@ -136,7 +150,12 @@ typedef struct aw_pipeline_finding {
  * NOT_CONSUMED ones name the revocation's anchors when the index holds it.
  * A finding with trouble resolves the group's other alerts of its kind
  * (for NOT_CONSUMED: those about older revocations, which it caught up
- * on); without, all of them. An alert already open is left as it is. */
+ * on); without, all of them. An alert already open is left as it is.
+ * ENFORCERS_PRESENT: an open revocation_not_consumed about a group of that
+ * stream that is not there any more (XGROUP DESTROY: it receives no
+ * revocations at all) stays open and gains the evidence
+ * "group_deleted:<stream>/<group>" (once: the sinks hear it escalated);
+ * a person who retired the group on purpose acknowledges it. */
 int aw_detectors_on_pipeline(aw_detectors *det,
                              const aw_pipeline_finding *findings, size_t n,
                              aw_error *err);

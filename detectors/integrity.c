@@ -1,5 +1,6 @@
 /* integrity.c -- alerts about the evidence itself rather than about what it
- * records: a signature that did not verify (signature_invalid), an event id
+ * records: a signature that did not verify (signature_invalid; any other
+ * rejection of a dead letter goes to pipeline.c), an event id
  * redelivered with different content (tampered_on_redelivery), entries lost
  * to stream trimming before they were read (audit_evidence_trimmed), and
  * Caracal's own anomaly events (caracal_anomaly).
@@ -35,11 +36,19 @@ static int raise_now(aw_detectors *det, aw_alert *alert, char *summary,
 /* ---- signature_invalid --------------------------------------------------- */
 
 int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
-                             aw_reject_reason reason, const char *detail,
-                             aw_error *err)
+                             int role, aw_reject_reason reason,
+                             const char *detail, aw_error *err)
 {
-    if (!aw_reject_reason_is_signature(reason))
-        return AW_OK;
+    if (!aw_reject_reason_is_signature(reason)) {
+        int origin =
+            role >= 0 ? aw_stream_role_dead_letter_origin((aw_stream_role)role)
+                      : -1;
+        return origin < 0
+                   ? AW_OK
+                   : aw_det_dead_letter_unreadable(det, entry,
+                                                   origin != AW_ROLE_AUDIT,
+                                                   reason, detail, err);
+    }
     const char *stream = entry->stream.ptr, *entry_id = entry->id.ptr;
     char *anchor = aw_det_printf("%s:%s", stream, entry_id);
     if (!anchor)

@@ -14,6 +14,10 @@
  *                             included
  *   revocation_dead_lettered  (zone, "<origin stream>/<original entry id>"):
  *                             one alert per revocation entry
+ * A dead letter that cannot be read (bad JSON, a missing field, ... but not a
+ * bad signature: that is signature_invalid) raises the same kind about the
+ * dead letter itself ("<stream>:<entry id>", no zone): Caracal gave up on
+ * that evidence and auditwatch cannot read it either.
  * Both are raised when the dead letter arrives; nothing resolves them (the
  * evidence stays lost to Caracal).
  *
@@ -26,6 +30,11 @@
  *   audit_ingest_stalled      (audit-ingestor, "<audit stream>/<oldest entry
  *                             not applied when the stall began>"): one alert
  *                             per stall; resolved when it recovers
+ * A revocation_not_consumed about a group that was since deleted stays
+ * open (that enforcer applies no revocation at all now) and gains
+ * "group_deleted:<stream>/<group>" evidence, so whoever reads it sees why
+ * nothing resolves it; a group retired on purpose is acknowledged by a
+ * person, never resolved by a guess.
  * These carry no zone, so every instance computes the same id from what
  * Redis shows. A poll repeats what it sees; an alert already open is left
  * alone, so the sinks hear of it once.
@@ -144,6 +153,49 @@ int aw_detectors_on_dead_revocations(aw_detectors *det,
                      : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     free(summary);
     free(anchors);
+    free(anchor);
+    aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* Neither Caracal nor auditwatch can read it: what was lost is unknown, so
+ * the alert names the entry, both reasons, and where its raw fields are. */
+int aw_det_dead_letter_unreadable(aw_detectors *det, const aw_raw_entry *entry,
+                                  bool revocation, aw_reject_reason reason,
+                                  const char *detail, aw_error *err)
+{
+    char caracal_reason[AW_DEAD_LETTER_REASON_SIZE];
+    const char *said = aw_dead_letter_raw_reason(entry, caracal_reason);
+    const char *stream = entry->stream.ptr, *entry_id = entry->id.ptr;
+    char *anchor = aw_det_printf("%s:%s", stream, entry_id);
+    char *summary = aw_det_printf(
+        "%s dead-lettered entry %s of %s (its reason: %s), and auditwatch "
+        "cannot read it either (%s%s%s): %s It is kept as rejected, with its "
+        "raw fields.",
+        revocation ? "A revocation enforcer" : "Caracal's audit service",
+        entry_id, stream, aw_det_or_unknown(said),
+        aw_reject_reason_name(reason), detail ? ": " : "", detail ? detail : "",
+        revocation ? "which revocation an enforcer failed to apply is "
+                     "unknown, and it may not be enforced."
+                   : "the event it held is in neither Caracal's ledger nor "
+                     "this index.");
+    aw_det_evidence ev;
+    aw_det_evidence_init(&ev);
+    aw_det_evidence_add(&ev, "entry", stream, entry_id);
+    aw_det_evidence_add(&ev, "rejected", aw_reject_reason_name(reason), NULL);
+    aw_alert alert = {
+        .kind = revocation ? AW_ALERT_REVOCATION_DEAD_LETTERED
+                           : AW_ALERT_AUDIT_DEAD_LETTERED,
+        .severity = revocation ? "critical" : "high",
+        .anchor = anchor,
+        .event_time_ns = aw_det_entry_ns(entry),
+        .summary = summary,
+        .evidence_json = aw_det_evidence_json(&ev),
+    };
+    int rc = anchor && summary
+                 ? aw_det_raise(det, &alert, err)
+                 : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    free(summary);
     free(anchor);
     aw_det_evidence_free(&ev);
     return rc;
@@ -311,9 +363,62 @@ static int raise_stalled(aw_detectors *det, const aw_pipeline_finding *f,
     return rc;
 }
 
+/* The open revocation_not_consumed alerts about groups of one stream. */
+typedef struct stream_alerts {
+    const char *stream;
+    aw_det_alert_list found;
+} stream_alerts;
+
+static int collect_stream_alert(const aw_alert *a, void *ud)
+{
+    stream_alerts *l = ud;
+    size_t slen = strlen(l->stream);
+    if (!a->anchor || !a->request_id ||
+        strncmp(a->request_id, l->stream, slen) != 0 ||
+        a->request_id[slen] != '/')
+        return 0;
+    return aw_det_alert_list_add(&l->found, a);
+}
+
+static bool is_present(const aw_pipeline_finding *f, const char *group)
+{
+    for (size_t i = 0; i < f->npresent; i++)
+        if (strcmp(f->present[i], group) == 0)
+            return true;
+    return false;
+}
+
+static int mark_deleted_groups(aw_detectors *det, const aw_pipeline_finding *f,
+                               aw_error *err)
+{
+    stream_alerts l = {.stream = f->stream};
+    aw_alert_filter filter = {.kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
+                              .state = AW_ALERT_OPEN};
+    int rc = aw_det_store_result(aw_store_query_alerts(det->store, &filter,
+                                                       collect_stream_alert, &l,
+                                                       err),
+                                 err);
+    for (size_t i = 0; i < l.found.n && !rc; i++) {
+        const aw_alert *open = l.found.items[i];
+        if (is_present(f, open->anchor))
+            continue;
+        aw_det_evidence ev;
+        aw_det_evidence_init(&ev);
+        aw_det_evidence_add(&ev, "group_deleted", f->stream, open->anchor);
+        aw_alert grown = *open;
+        grown.evidence_json = aw_det_evidence_json(&ev);
+        rc = aw_det_escalate(det, &grown, err);
+        aw_det_evidence_free(&ev);
+    }
+    aw_det_alert_list_free(&l.found);
+    return rc;
+}
+
 static int on_finding(aw_detectors *det, const aw_pipeline_finding *f,
                       aw_error *err)
 {
+    if (f->kind == AW_FINDING_ENFORCERS_PRESENT)
+        return mark_deleted_groups(det, f, err);
     char *request_id = aw_det_printf("%s/%" PRIu64 "-%" PRIu64, f->stream,
                                      f->entry.ms, f->entry.seq);
     if (!request_id)

@@ -447,8 +447,7 @@ static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
 
 typedef struct alert_list {
     const char *zone_id;
-    aw_alert **items;
-    size_t n, cap;
+    aw_det_alert_list found;
 } alert_list;
 
 static int collect_alert(const aw_alert *alert, void *ud)
@@ -456,16 +455,7 @@ static int collect_alert(const aw_alert *alert, void *ud)
     alert_list *list = ud;
     if (!alert->zone_id || strcmp(alert->zone_id, list->zone_id) != 0)
         return 0;
-    if (list->n == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 4;
-        aw_alert **items = realloc(list->items, cap * sizeof *items);
-        if (!items)
-            return AW_ERR_NOMEM;
-        list->items = items;
-        list->cap = cap;
-    }
-    list->items[list->n] = aw_det_alert_dup(alert);
-    return list->items[list->n++] ? 0 : AW_ERR_NOMEM;
+    return aw_det_alert_list_add(&list->found, alert);
 }
 
 /* Gateway event G arrived: alerts already raised for its request become
@@ -485,22 +475,22 @@ static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
     int rc = aw_det_store_result(
         aw_store_query_alerts(det->store, &filter, collect_alert, &list, err),
         err);
-    for (size_t i = 0; i < list.n; i++) {
+    for (size_t i = 0; i < list.found.n && !rc; i++) {
+        const aw_alert *found = list.found.items[i];
         /* a call that ended before the decision is not the decision's */
-        if (!rc && list.items[i]->event_time_ns <= g->occurred_at_ns) {
+        if (found->event_time_ns <= g->occurred_at_ns) {
             aw_det_evidence ev;
             aw_det_evidence_init(&ev);
             aw_det_evidence_add(&ev, "event", g->id, NULL);
-            aw_alert grown = *list.items[i];
+            aw_alert grown = *found;
             if (executed(g->evaluation_status))
                 grown.severity = "critical";
             grown.evidence_json = aw_det_evidence_json(&ev);
             rc = aw_det_escalate(det, &grown, err);
             aw_det_evidence_free(&ev);
         }
-        free(list.items[i]);
     }
-    free(list.items);
+    aw_det_alert_list_free(&list.found);
     return rc;
 }
 

@@ -305,3 +305,15 @@ void aw_dead_letter_free(aw_dead_letter *letter)
     aw_raw_entry_free(letter->original);
     free(letter);
 }
+
+_Static_assert(AW_DEAD_LETTER_REASON_SIZE == AW_QUOTE_SIZE,
+               "the reason is rendered by aw_quote");
+
+const char *aw_dead_letter_raw_reason(const aw_raw_entry *entry,
+                                      char buf[AW_DEAD_LETTER_REASON_SIZE])
+{
+    const aw_bytes *reason = aw_raw_entry_get(entry, "reason");
+    if (!reason)
+        reason = aw_raw_entry_get(entry, "error");
+    return reason ? aw_quote(reason->ptr, reason->len, buf) : NULL;
+}

@@ -92,13 +92,14 @@ int aw_error_reject(aw_error *err, aw_reject_reason reason, const char *fmt,
 
 /* ---- Size bounds (DESIGN §7) ------------------------------------------- */
 
-#define AW_MAX_FIELDS      64          /* fields in one stream entry */
-#define AW_MAX_KEY_BYTES   256         /* one field name */
-#define AW_MAX_DATA_BYTES  (64 * 1024) /* the audit `data` JSON */
-#define AW_MAX_VALUE_BYTES (16 * 1024) /* any other field value */
-#define AW_MAX_ID_BYTES    512         /* ids, zone, names inside data */
-#define AW_MAX_CHAIN       64          /* delegation_chain elements */
-#define AW_MAX_JSON_DEPTH  32
+#define AW_MAX_FIELDS            64          /* fields in one stream entry */
+#define AW_MAX_KEY_BYTES         256         /* one field name */
+#define AW_MAX_DATA_BYTES        (64 * 1024) /* the audit `data` JSON */
+#define AW_MAX_VALUE_BYTES       (16 * 1024) /* any other field value */
+#define AW_MAX_ID_BYTES          512         /* ids, zone, names inside data */
+#define AW_MAX_STREAM_NAME_BYTES 512         /* a stream name, with its NUL */
+#define AW_MAX_CHAIN             64          /* delegation_chain elements */
+#define AW_MAX_JSON_DEPTH        32
 
 /* ---- Raw stream entries ------------------------------------------------ */
 
@@ -218,6 +219,20 @@ int aw_stream_role_from_name(const char *name);
 /* The role whose entries a dead-letter role holds (AUDIT for AUDIT_DLQ,
  * SESSION_REVOKE for SESSION_REVOKE_DEAD, ...); -1 for any other role. */
 int aw_stream_role_dead_letter_origin(aw_stream_role role);
+
+/* The stream name of every role, each a NUL-terminated copy. */
+typedef struct aw_stream_names {
+    char of[AW_ROLE_COUNT][AW_MAX_STREAM_NAME_BYTES];
+} aw_stream_names;
+
+/* Fills *out from given (borrowed; given itself or any member may be NULL):
+ * a role given takes that name; a dead-letter role not given follows its
+ * origin's name as Caracal derives it ("<audit>.dlq", "<stream>.dead"), so
+ * renaming the audit stream renames its DLQ too; any other role takes
+ * aw_stream_role_default_stream. AW_ERR_INVALID when a name would not fit
+ * AW_MAX_STREAM_NAME_BYTES - 1 bytes. */
+int aw_stream_names_resolve(const char *const given[AW_ROLE_COUNT],
+                            aw_stream_names *out, aw_error *err);
 
 /* ---- Time ----------------------------------------------------------------*/
 
@@ -511,6 +526,14 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
                                      aw_hmac_key *key, aw_dead_letter **out,
                                      aw_error *err);
 void aw_dead_letter_free(aw_dead_letter *letter);
+
+/* Caracal's reason in a dead letter, read even when the rest of it cannot
+ * be: the `reason` field (audit DLQ, SDK shape), else `error` (STS/Gateway
+ * shape), printable and cut with "..." to fit buf. NULL when it has
+ * neither. */
+#define AW_DEAD_LETTER_REASON_SIZE 48
+const char *aw_dead_letter_raw_reason(const aw_raw_entry *entry,
+                                      char buf[AW_DEAD_LETTER_REASON_SIZE]);
 
 /* ---- Caracal's pipeline, judged from snapshots (DESIGN §8) ------------- */
 

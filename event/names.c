@@ -9,25 +9,38 @@
  */
 #include "event/event.h"
 
+#include <stdio.h>
 #include <string.h>
 
+/* A dead-letter role names its origin and the suffix Caracal appends to the
+ * origin's name: the audit service writes "<audit stream>.dlq", the STS,
+ * Gateway and SDK "<stream>.dead" (DESIGN §2.4). */
 static const struct {
     const char *name;
     const char *stream;
+    int origin; /* -1: not a dead-letter role */
+    const char *suffix;
 } roles[AW_ROLE_COUNT] = {
-    [AW_ROLE_AUDIT] = {"audit", "caracal.audit.events"},
-    [AW_ROLE_SESSION_REVOKE] = {"sessions", "caracal.sessions.revoke"},
-    [AW_ROLE_AGENT_LIFECYCLE] = {"lifecycle", "caracal.agents.lifecycle"},
+    [AW_ROLE_AUDIT] = {"audit", "caracal.audit.events", -1, NULL},
+    [AW_ROLE_SESSION_REVOKE] = {"sessions", "caracal.sessions.revoke", -1,
+                                NULL},
+    [AW_ROLE_AGENT_LIFECYCLE] = {"lifecycle", "caracal.agents.lifecycle", -1,
+                                 NULL},
     [AW_ROLE_DELEGATION_INVALIDATE] = {"delegations",
-                                       "caracal.delegations.invalidate"},
-    [AW_ROLE_CALLS] = {"calls", "auditwatch.calls"},
-    [AW_ROLE_AUDIT_DLQ] = {"audit_dlq", "caracal.audit.events.dlq"},
+                                       "caracal.delegations.invalidate", -1,
+                                       NULL},
+    [AW_ROLE_CALLS] = {"calls", "auditwatch.calls", -1, NULL},
+    [AW_ROLE_AUDIT_DLQ] = {"audit_dlq", "caracal.audit.events.dlq",
+                           AW_ROLE_AUDIT, ".dlq"},
     [AW_ROLE_SESSION_REVOKE_DEAD] = {"sessions_dead",
-                                     "caracal.sessions.revoke.dead"},
+                                     "caracal.sessions.revoke.dead",
+                                     AW_ROLE_SESSION_REVOKE, ".dead"},
     [AW_ROLE_AGENT_LIFECYCLE_DEAD] = {"lifecycle_dead",
-                                      "caracal.agents.lifecycle.dead"},
+                                      "caracal.agents.lifecycle.dead",
+                                      AW_ROLE_AGENT_LIFECYCLE, ".dead"},
     [AW_ROLE_DELEGATION_INVALIDATE_DEAD] =
-        {"delegations_dead", "caracal.delegations.invalidate.dead"},
+        {"delegations_dead", "caracal.delegations.invalidate.dead",
+         AW_ROLE_DELEGATION_INVALIDATE, ".dead"},
 };
 
 const char *aw_stream_role_name(aw_stream_role role)
@@ -56,14 +69,41 @@ int aw_stream_role_from_name(const char *name)
 
 int aw_stream_role_dead_letter_origin(aw_stream_role role)
 {
-    switch (role) {
-    case AW_ROLE_AUDIT_DLQ: return AW_ROLE_AUDIT;
-    case AW_ROLE_SESSION_REVOKE_DEAD: return AW_ROLE_SESSION_REVOKE;
-    case AW_ROLE_AGENT_LIFECYCLE_DEAD: return AW_ROLE_AGENT_LIFECYCLE;
-    case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
-        return AW_ROLE_DELEGATION_INVALIDATE;
-    default: return -1;
+    if ((unsigned)role >= AW_ROLE_COUNT)
+        return -1;
+    return roles[role].origin;
+}
+
+static int copy_name(aw_stream_names *out, int role, const char *name,
+                     const char *suffix, aw_error *err)
+{
+    size_t cap = sizeof out->of[role];
+    int n = snprintf(out->of[role], cap, "%s%s", name, suffix);
+    if (n < 0 || (size_t)n >= cap)
+        return aw_error_set(err, AW_ERR_INVALID,
+                            "the %s stream's name is longer than %zu bytes",
+                            roles[role].name, cap - 1);
+    return AW_OK;
+}
+
+int aw_stream_names_resolve(const char *const given[AW_ROLE_COUNT],
+                            aw_stream_names *out, aw_error *err)
+{
+    int rc;
+    /* Origins first: every dead-letter role comes after its origin. */
+    for (int r = 0; r < AW_ROLE_COUNT; r++) {
+        const char *name = given ? given[r] : NULL;
+        int origin = roles[r].origin;
+        if (name)
+            rc = copy_name(out, r, name, "", err);
+        else if (origin >= 0)
+            rc = copy_name(out, r, out->of[origin], roles[r].suffix, err);
+        else
+            rc = copy_name(out, r, roles[r].stream, "", err);
+        if (rc != AW_OK)
+            return rc;
     }
+    return AW_OK;
 }
 
 /* Indexed by the enum value; index 0 is "no such value", for which the

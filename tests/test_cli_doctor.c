@@ -507,3 +507,30 @@ Test(cli_doctor, needs_a_redis_url)
     cr_expect(strstr(r.err, "--redis"), "%s", r.err);
     cw_result_free(&r);
 }
+
+Test(cli_doctor, renamed_streams_take_their_dead_letter_streams_along)
+{
+    command("XADD tenant.audit.dlq * reason hmac_verify_failed src_id evt-9 "
+            "received_at 1779364899123 src_data {} src_sig 00");
+    command("XADD tenant.revoke.dead * original_id 1779364830000-0 error boom "
+            "values {}");
+    command("XADD elsewhere.dlq * reason x src_id evt-1 received_at 1 "
+            "src_data {}");
+    command("XADD elsewhere.dlq * reason x src_id evt-2 received_at 1 "
+            "src_data {}");
+    doctor_run d = doctor(ARGS("--stream", "audit=tenant.audit", "--stream",
+                               "sessions=tenant.revoke"));
+    cr_expect_eq(number(&d, "dead_letters", "tenant.audit.dlq", NULL, "depth"),
+                 1, "the DLQ follows the renamed audit stream");
+    cr_expect_eq(
+        number(&d, "dead_letters", "tenant.revoke.dead", NULL, "depth"), 1,
+        "the .dead stream follows the renamed revocation stream");
+    cr_expect(strstr(d.err, "tenant.revoke.dead holds 1"), "%s", d.err);
+    done(&d);
+
+    d = doctor(ARGS("--stream", "audit=tenant.audit", "--stream",
+                    "audit_dlq=elsewhere.dlq"));
+    cr_expect_eq(number(&d, "dead_letters", "elsewhere.dlq", NULL, "depth"), 2,
+                 "a DLQ named explicitly wins");
+    done(&d);
+}

@@ -1,7 +1,8 @@
 /* test_consumer_dead_letters.c -- what Caracal dead-lettered, through the
  * ingest layer on a real index (no Redis): an audit DLQ entry is indexed as
  * the event it holds and alerted, once per event however many copies come;
- * an original that does not verify is rejected as a signature failure; a
+ * an original that does not verify is rejected as a signature failure, one
+ * that cannot be read for another reason is rejected and still alerted; a
  * revocation an enforcer dead-lettered (either `.dead` shape) is alerted and
  * still revokes. */
 #include <criterion/criterion.h>
@@ -143,6 +144,15 @@ static int events_with_id(const char *id)
     return n;
 }
 
+static aw_store_stats stats(void)
+{
+    aw_store_stats st;
+    aw_error err = {0};
+    cr_assert(aw_store_get_stats(aw_ingest_store(ing), &st, &err) == AW_OK,
+              "%s", err.msg);
+    return st;
+}
+
 Test(consumer_dead_letters,
      a_dead_lettered_allow_is_indexed_and_alerted_critical)
 {
@@ -196,11 +206,7 @@ Test(consumer_dead_letters,
     cr_expect_eq(events_with_id("evt-forged"), 0);
     cr_expect_eq(alerts_of("audit_dead_lettered").n, 0);
     cr_expect_eq(alerts_of("signature_invalid").n, 1);
-    aw_store_stats st;
-    aw_error err = {0};
-    cr_assert(aw_store_get_stats(aw_ingest_store(ing), &st, &err) == AW_OK,
-              "%s", err.msg);
-    cr_expect_eq(st.rejected, 1);
+    cr_expect_eq(stats().rejected, 1);
 }
 
 /* The original revocation's fields, signed, as JSON (values / payload). */
@@ -264,4 +270,60 @@ Test(consumer_dead_letters, an_sdk_dead_letter_is_alerted)
     cr_assert_eq(s.n, 1);
     cr_expect(strstr(s.summary, "authority_record ar-sdk"), "%s", s.summary);
     cr_expect(strstr(s.summary, "sdk"), "%s", s.summary);
+}
+
+Test(
+    consumer_dead_letters,
+    a_dlq_original_that_cannot_be_read_is_rejected_and_alerted_as_dead_lettered)
+{
+    const char *data = "{\"id\":\"evt-cut\",\"zone_id\":";
+    char sig[65];
+    aw_test_sign(key, data, strlen(data), sig);
+    const char *kv[] = {"reason",      "json_parse_error:unexpected end",
+                        "received_at", "1779364805000",
+                        "src_id",      "evt-cut",
+                        "src_data",    data,
+                        "src_sig",     sig};
+    commit(entry(DLQ, "1779364806000-0", kv, 5));
+    /* A DLQ entry that lost its received_at: not even the envelope reads. */
+    const char *bare[] = {"reason", "missing_data_field", "src_id", "evt-bare"};
+    commit(entry(DLQ, "1779364807000-0", bare, 2));
+
+    cr_expect_eq(stats().rejected, 2, "both are kept as rejected");
+    cr_expect_eq(alerts_of("signature_invalid").n, 0,
+                 "the signature verified: this is not forgery");
+    alerts_seen s = alerts_of("audit_dead_lettered");
+    cr_assert_eq(s.n, 2, "one alert per unreadable dead letter");
+    cr_expect_str_eq(s.severity, "high");
+    cr_expect_str_eq(s.zone, "", "no unread zone is trusted");
+    cr_expect(strstr(s.summary, "1779364806000-0") ||
+                  strstr(s.summary, "1779364807000-0"),
+              "%s", s.summary);
+}
+
+Test(consumer_dead_letters,
+     a_dead_revocation_that_cannot_be_read_is_rejected_and_alerted_critical)
+{
+    /* The SDK dead-letters a signed entry naming no anchor, which no
+     * decoder can turn into a revocation either. */
+    const char *fields[] = {"zone_id", "zone-1", "reason", "grant_revoked"};
+    char sig[65], payload[256];
+    aw_test_sign_stream(key, REVOKE, fields, 2, sig);
+    snprintf(payload, sizeof payload,
+             "{\"zone_id\":\"zone-1\",\"reason\":\"grant_revoked\","
+             "\"_sig\":\"%s\"}",
+             sig);
+    const char *kv[] = {"source_id", "1779364800000-0",
+                        "reason",    "missing_revocation_anchor",
+                        "payload",   payload};
+    commit(entry(DEAD, "1779364802000-0", kv, 3));
+    cr_expect_eq(alerts_of("signature_invalid").n, 0);
+    cr_expect_eq(stats().rejected, 1);
+    alerts_seen s = alerts_of("revocation_dead_lettered");
+    cr_assert_eq(s.n, 1);
+    cr_expect_str_eq(s.severity, "critical");
+    cr_expect(strstr(s.summary, "missing_revocation_anchor"),
+              "Caracal's reason: %s", s.summary);
+    cr_expect(strstr(s.summary, "missing_field"), "why auditwatch cannot: %s",
+              s.summary);
 }

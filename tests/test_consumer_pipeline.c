@@ -128,19 +128,51 @@ static bool has_alerts(void *ud)
     return true;
 }
 
-/* The original revocation's fields, signed, as a JSON object. */
-static void revocation_json(aw_hmac_key *key, const char *session, char *out,
-                            size_t size)
+/* The original revocation's fields, signed for stream, as a JSON object. */
+static void revocation_json(aw_hmac_key *key, const char *stream,
+                            const char *session, char *out, size_t size)
 {
     const char *fields[] = {"zone_id", "zone-1", "session_id",
                             session,   "reason", "grant_revoked"};
     char sig[65];
-    aw_test_sign_stream(key, REVOKE, fields, 3, sig);
+    aw_test_sign_stream(key, stream, fields, 3, sig);
     snprintf(
         out, size,
         "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
         "\"_sig\":\"%s\"}",
         session, sig);
+}
+
+/* The audit service's DLQ copy of event a, on stream dlq. */
+static void xadd_dlq_copy(aw_test_pipe *pipe, aw_hmac_key *key, const char *dlq,
+                          const aw_test_audit *a)
+{
+    char data[1024], sig[65];
+    size_t len = aw_test_audit_data(a, data, sizeof data);
+    aw_test_sign(key, data, len, sig);
+    const char *fields[] = {"reason",      "max_deliveries_exceeded",
+                            "received_at", "1779364805000",
+                            "src_id",      a->id,
+                            "src_data",    data,
+                            "src_sig",     sig};
+    aw_test_pipe_xadd(pipe, dlq, fields, NULL, 5);
+}
+
+/* A Gateway's dead letter of a revocation of session on origin: on
+ * "<origin>.dead", signed under that name. */
+static void xadd_gateway_dead_letter(aw_test_pipe *pipe, aw_hmac_key *key,
+                                     const char *origin, const char *session)
+{
+    char values[512], dead[256], sig[65];
+    snprintf(dead, sizeof dead, "%s.dead", origin);
+    revocation_json(key, origin, session, values, sizeof values);
+    const char *fields[] = {"original_id", "1779364800000-0",
+                            "error",       "apply_failed",
+                            "values",      values,
+                            "_sig",        ""};
+    aw_test_sign_stream(key, dead, fields, 3, sig);
+    fields[7] = sig;
+    aw_test_pipe_xadd(pipe, dead, fields, NULL, 4);
 }
 
 Test(consumer_pipeline,
@@ -156,31 +188,14 @@ Test(consumer_pipeline,
     aw_test_daemon_start(&daemon, dir, "pipeline", &redis, db, args, NULL);
 
     /* The audit service's DLQ copy of a Gateway call. */
-    char data[1024], sig[65];
-    size_t len = aw_test_audit_data(
-        &(aw_test_audit){.id = "evt-dl",
-                         .request_id = "req-dl",
-                         .event_type = "gateway_resource_request"},
-        data, sizeof data);
-    aw_test_sign(key, data, len, sig);
-    const char *dlq[] = {"reason",      "max_deliveries_exceeded",
-                         "received_at", "1779364805000",
-                         "src_id",      "evt-dl",
-                         "src_data",    data,
-                         "src_sig",     sig};
-    aw_test_pipe_xadd(&pipe, DLQ, dlq, NULL, 5);
-
+    xadd_dlq_copy(&pipe, key, DLQ,
+                  &(aw_test_audit){.id = "evt-dl",
+                                   .request_id = "req-dl",
+                                   .event_type = "gateway_resource_request"});
     /* A Gateway's dead letter (signed under the .dead stream) and the SDK's. */
-    char values[512], payload[512], dead_sig[65];
-    revocation_json(key, "ar-gateway", values, sizeof values);
-    const char *enforcer[] = {"original_id", "1779364800000-0",
-                              "error",       "apply_failed",
-                              "values",      values,
-                              "_sig",        ""};
-    aw_test_sign_stream(key, DEAD, enforcer, 3, dead_sig);
-    enforcer[7] = dead_sig;
-    aw_test_pipe_xadd(&pipe, DEAD, enforcer, NULL, 4);
-    revocation_json(key, "ar-sdk", payload, sizeof payload);
+    xadd_gateway_dead_letter(&pipe, key, REVOKE, "ar-gateway");
+    char payload[512];
+    revocation_json(key, REVOKE, "ar-sdk", payload, sizeof payload);
     const char *sdk[] = {"source_id",      "1779364801000-0", "reason",
                          "handler_failed", "payload",         payload};
     aw_test_pipe_xadd(&pipe, DEAD, sdk, NULL, 3);
@@ -221,12 +236,63 @@ Test(consumer_pipeline,
     aw_hmac_key_free(key);
 }
 
+Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--audit-hmac-key-file",
+                          keyfile,
+                          "--streams-hmac-key-file",
+                          keyfile,
+                          "--stream",
+                          "audit=tenant.audit",
+                          "--stream",
+                          "sessions=tenant.revoke",
+                          NULL};
+    aw_test_daemon_start(&daemon, dir, "renamed", &redis, db, args, NULL);
+
+    xadd_dlq_copy(
+        &pipe, key, "tenant.audit.dlq",
+        &(aw_test_audit){.id = "evt-renamed", .request_id = "req-renamed"});
+    xadd_gateway_dead_letter(&pipe, key, "tenant.revoke", "ar-renamed");
+    aw_test_pipe_flush(&pipe);
+
+    alert_count want[] = {
+        {"audit_dead_lettered", 1}, {"revocation_dead_lettered", 1}, {0}};
+    cr_assert(aw_test_wait_for(has_alerts, want, 20000),
+              "dead letters of renamed streams were not alerted");
+    const char *streams[] = {"tenant.audit.dlq", "tenant.revoke.dead", NULL};
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_expect_eq(alerts_of("signature_invalid"), 0,
+                 "the original verified under the renamed stream");
+
+    /* verify, told the same names, decodes them as the daemon did. */
+    aw_test_proc verify;
+    const char *verify_args[] = {"verify",
+                                 "--db",
+                                 db,
+                                 "--stream",
+                                 "audit=tenant.audit",
+                                 "--stream",
+                                 "sessions=tenant.revoke",
+                                 NULL};
+    int status = aw_test_run(&verify, dir, "verify", verify_args, NULL, 10000);
+    char *out = aw_test_read_file(verify.out_path, NULL);
+    cr_expect_eq(status, 0, "verify: %s", out ? out : "");
+    free(out);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
 /* ---- Revocation enforcers and the audit ingestor, polled ------------------------ */
 
 typedef struct open_alerts {
     const char *kind, *group; /* group NULL: any */
     size_t n;
-    char summary[512];
+    char summary[512], evidence[512], id[33];
 } open_alerts;
 
 static int count_open(const aw_alert *a, void *ud)
@@ -236,13 +302,16 @@ static int count_open(const aw_alert *a, void *ud)
         return 0;
     o->n++;
     snprintf(o->summary, sizeof o->summary, "%s", a->summary ? a->summary : "");
+    snprintf(o->evidence, sizeof o->evidence, "%s",
+             a->evidence_json ? a->evidence_json : "");
+    snprintf(o->id, sizeof o->id, "%s", a->id);
     return 0;
 }
 
 static open_alerts open_of(const char *kind, const char *group,
                            aw_alert_state state)
 {
-    open_alerts o = {kind, group, 0, ""};
+    open_alerts o = {kind, group, 0, "", "", ""};
     aw_store *store;
     aw_error err = {0};
     if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
@@ -304,12 +373,11 @@ static void create_group(redisContext *c, const char *stream, const char *group)
     freeReplyObject(r);
 }
 
-Test(consumer_pipeline,
-     enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up)
+/* sts-revocation and groups (NULL-terminated) created at `$`, then a daemon
+ * that polls them every 100 ms and judges after half a second. */
+static void start_enforcer_daemon(aw_test_proc *daemon, redisContext *c,
+                                  const char *tag, const char *const *groups)
 {
-    aw_hmac_key *key = aw_test_key();
-    redisContext *c = aw_test_redis_connect(&redis);
-    aw_test_proc daemon;
     const char *args[] = {"--streams-hmac-key-file",
                           keyfile,
                           "--enforcer-poll",
@@ -318,10 +386,22 @@ Test(consumer_pipeline,
                           "0.5s",
                           NULL};
     create_group(c, REVOKE, "sts-revocation");
-    create_group(c, REVOKE, "gateway-revocation:never");
-    create_group(c, REVOKE, "gateway-revocation:no-ack");
-    create_group(c, REVOKE, "opa-engine"); /* not an enforcer: never judged */
-    aw_test_daemon_start(&daemon, dir, "enforcers", &redis, db, args, NULL);
+    for (; *groups; groups++)
+        create_group(c, REVOKE, *groups);
+    aw_test_daemon_start(daemon, dir, tag, &redis, db, args, NULL);
+}
+
+Test(consumer_pipeline,
+     enforcers_that_do_not_apply_a_revocation_are_alerted_until_they_catch_up)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:never",
+                            "gateway-revocation:no-ack",
+                            "opa-engine", /* not an enforcer: never judged */
+                            NULL};
+    start_enforcer_daemon(&daemon, c, "enforcers", groups);
 
     xadd_revocation(c, key, "ar-1");
     enforcer_reads(c, "sts-revocation", true);
@@ -365,6 +445,68 @@ Test(consumer_pipeline,
     cr_assert(aw_test_wait_for(group_alerted, &resolved, 15000),
               "both alerts resolve once the groups caught up");
     aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
+static bool marked_deleted(void *ud)
+{
+    open_alerts o = open_of("revocation_not_consumed", ud, AW_ALERT_OPEN);
+    return o.n == 1 && strstr(o.evidence, "group_deleted:");
+}
+
+Test(consumer_pipeline,
+     an_alert_about_a_deleted_enforcer_group_stays_open_and_says_why)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:retired", NULL};
+    start_enforcer_daemon(&daemon, c, "deleted", groups);
+    xadd_revocation(c, key, "ar-1");
+    enforcer_reads(c, "sts-revocation", true);
+    group_wait raised = {"revocation_not_consumed",
+                         "gateway-revocation:retired", AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &raised, 15000));
+    open_alerts before = open_of("revocation_not_consumed",
+                                 "gateway-revocation:retired", AW_ALERT_OPEN);
+    cr_expect(!strstr(before.evidence, "group_deleted"), "%s", before.evidence);
+
+    freeReplyObject(aw_test_command(c, "XGROUP DESTROY %s %s", REVOKE,
+                                    "gateway-revocation:retired"));
+    cr_assert(
+        aw_test_wait_for(marked_deleted, "gateway-revocation:retired", 15000),
+        "the alert does not say its group was deleted");
+    /* several more polls: it stays open, marked once */
+    group_wait applied = {"revocation_not_consumed", "sts-revocation",
+                          AW_ALERT_OPEN, 0};
+    cr_assert(aw_test_wait_for(group_alerted, &applied, 5000));
+    aw_test_daemon_stop(&daemon, 5000);
+    open_alerts o = open_of("revocation_not_consumed",
+                            "gateway-revocation:retired", AW_ALERT_OPEN);
+    cr_assert_eq(o.n, 1, "a deleted enforcer applies nothing: still open");
+    cr_expect(strstr(o.evidence,
+                     "\"group_deleted:" REVOKE "/gateway-revocation:retired\""),
+              "%s", o.evidence);
+    cr_expect_str_eq(o.id, before.id, "the same alert, not a new one");
+
+    /* doctor names it; an operator who retired the host acknowledges it */
+    aw_test_proc doctor;
+    char url[64];
+    aw_test_redis_url(&redis, url);
+    const char *doctor_args[] = {"doctor", "--redis", url, "--db", db, NULL};
+    cr_expect_eq(aw_test_run(&doctor, dir, "doctor", doctor_args, NULL, 10000),
+                 1);
+    char *err = aw_test_read_file(doctor.err_path, NULL);
+    cr_expect(err && strstr(err, "gateway-revocation:retired") &&
+                  strstr(err, "deleted") && strstr(err, o.id),
+              "doctor: %s", err ? err : "");
+    free(err);
+    aw_test_proc ack;
+    const char *ack_args[] = {
+        "alerts", "--ack", o.id, "--note", "gateway host retired",
+        "--db",   db,      NULL};
+    cr_expect_eq(aw_test_run(&ack, dir, "ack", ack_args, NULL, 10000), 0);
     redisFree(c);
     aw_hmac_key_free(key);
 }

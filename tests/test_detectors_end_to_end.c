@@ -9,7 +9,8 @@
  * without its decision, access after a session revoke / agent terminate /
  * edge revoke / suspension / revoked chain edge, a revocation that arrives
  * after the access, bad audit and revocation signatures, Caracal's own
- * anomalies), "resolved_or_none" (the counterpart arrives after the grace
+ * anomalies, a decision and a revocation Caracal dead-lettered, an
+ * enforcer group that read a revocation and never acknowledged it), "resolved_or_none" (the counterpart arrives after the grace
  * window: late resolution) or "none" (near misses: access inside the
  * propagation grace, a deny after revocation, access after a resume, a
  * failed call). Normal traffic around them is complete, so any other alert
@@ -33,10 +34,14 @@
 #endif
 #define ANOMALIES 200
 
-static const char *const streams[] = {
-    "caracal.audit.events",     "caracal.sessions.revoke",
-    "caracal.agents.lifecycle", "caracal.delegations.invalidate",
-    "auditwatch.calls",         NULL};
+static const char *const streams[] = {"caracal.audit.events",
+                                      "caracal.sessions.revoke",
+                                      "caracal.agents.lifecycle",
+                                      "caracal.delegations.invalidate",
+                                      "auditwatch.calls",
+                                      "caracal.audit.events.dlq",
+                                      "caracal.sessions.revoke.dead",
+                                      NULL};
 
 static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX], key[PATH_MAX], truth[PATH_MAX];
@@ -96,9 +101,18 @@ static int count_alert(const aw_alert *alert, void *ud)
 
 Test(detectors_end_to_end, injected_anomalies_raise_exactly_their_alerts)
 {
-    const char *daemon_args[] = {
-        "--audit-hmac-key-file", key, "--streams-hmac-key-file", key,
-        "--grace-missing",       "2", "--no-alert-stream",       NULL};
+    const char *daemon_args[] = {"--audit-hmac-key-file",
+                                 key,
+                                 "--streams-hmac-key-file",
+                                 key,
+                                 "--grace-missing",
+                                 "2",
+                                 "--no-alert-stream",
+                                 "--grace-enforcer",
+                                 "1",
+                                 "--enforcer-poll",
+                                 "200ms",
+                                 NULL};
     char url[64];
     const char *loadgen_args[] = {"--redis",
                                   aw_test_redis_url(&redis, url),

@@ -23,10 +23,10 @@ TestSuite(integrity, .init = setup, .fini = teardown);
 
 Test(integrity, signature_failures_raise_signature_invalid)
 {
-    dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_SIGNATURE_INVALID,
+    dw_feed_rejected(&w, AW_ROLE_AUDIT, 0, AW_REJECT_SIGNATURE_INVALID,
                      "sig does not match data");
-    dw_feed_rejected(&w, DW_REVOKE_STREAM, DW_S(1), AW_REJECT_SIGNATURE_MISSING,
-                     NULL);
+    dw_feed_rejected(&w, AW_ROLE_SESSION_REVOKE, DW_S(1),
+                     AW_REJECT_SIGNATURE_MISSING, NULL);
     dw_alert alerts[2];
     cr_assert_eq(dw_alerts(&w, AW_ALERT_SIGNATURE_INVALID, NULL, alerts, 2), 2);
     for (int i = 0; i < 2; i++) {
@@ -48,10 +48,67 @@ Test(integrity, signature_failures_raise_signature_invalid)
 
 Test(integrity, other_rejections_raise_no_alert)
 {
-    dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_NOT_JSON, "expected {");
-    dw_feed_rejected(&w, DW_AUDIT_STREAM, 0, AW_REJECT_DUPLICATE_KEY,
-                     "id twice");
+    dw_feed_rejected(&w, AW_ROLE_AUDIT, 0, AW_REJECT_NOT_JSON, "expected {");
+    dw_feed_rejected(&w, AW_ROLE_AUDIT, 0, AW_REJECT_DUPLICATE_KEY, "id twice");
+    dw_feed_rejected(&w, AW_ROLE_SESSION_REVOKE, 0, AW_REJECT_MISSING_FIELD,
+                     "no anchor");
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
+}
+
+/* Which alert a rejected entry raises, by its stream's role and the reason:
+ * a dead letter neither Caracal nor auditwatch can read is still evidence
+ * Caracal gave up on; a bad signature is signature_invalid everywhere. */
+Test(integrity, an_unreadable_dead_letter_raises_its_dead_letter_alert)
+{
+    static const struct {
+        aw_stream_role role;
+        aw_reject_reason reason;
+        const char *kind, *severity; /* kind NULL: no alert */
+    } cases[] = {
+        {AW_ROLE_AUDIT_DLQ, AW_REJECT_NOT_JSON, AW_ALERT_AUDIT_DEAD_LETTERED,
+         "high"},
+        {AW_ROLE_AUDIT_DLQ, AW_REJECT_MISSING_FIELD,
+         AW_ALERT_AUDIT_DEAD_LETTERED, "high"},
+        {AW_ROLE_AUDIT_DLQ, AW_REJECT_TOO_MANY_DELIVERIES,
+         AW_ALERT_AUDIT_DEAD_LETTERED, "high"},
+        {AW_ROLE_SESSION_REVOKE_DEAD, AW_REJECT_MISSING_FIELD,
+         AW_ALERT_REVOCATION_DEAD_LETTERED, "critical"},
+        {AW_ROLE_DELEGATION_INVALIDATE_DEAD, AW_REJECT_BAD_VALUE,
+         AW_ALERT_REVOCATION_DEAD_LETTERED, "critical"},
+        {AW_ROLE_AUDIT_DLQ, AW_REJECT_SIGNATURE_INVALID,
+         AW_ALERT_SIGNATURE_INVALID, "high"},
+        {AW_ROLE_SESSION_REVOKE_DEAD, AW_REJECT_SIGNATURE_MISSING,
+         AW_ALERT_SIGNATURE_INVALID, "high"},
+        {AW_ROLE_CALLS, AW_REJECT_BAD_VALUE, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        dw_world one;
+        dw_open(&one, DW_S(300), DW_S(5));
+        dw_feed_rejected(&one, cases[i].role, DW_S(2), cases[i].reason,
+                         "the detail");
+        const char *role = aw_stream_role_name(cases[i].role);
+        if (!cases[i].kind) {
+            cr_expect_eq(dw_alerts(&one, NULL, NULL, NULL, 0), 0, "%s", role);
+            dw_close(&one);
+            continue;
+        }
+        cr_expect_eq(dw_alerts(&one, NULL, NULL, NULL, 0), 1, "%s", role);
+        dw_alert a = dw_the_alert(&one, cases[i].kind, NULL);
+        cr_expect_str_eq(a.severity, cases[i].severity, "%s", role);
+        cr_expect_eq(a.event_time_ns, DW_NS(DW_S(2)), "%s", role);
+        cr_expect_str_eq(a.zone, "", "%s: nothing unread is trusted", role);
+        if (strcmp(cases[i].kind, AW_ALERT_SIGNATURE_INVALID) != 0) {
+            cr_expect(strstr(a.summary, DW_CARACAL_REASON), "%s: %s", role,
+                      a.summary);
+            cr_expect(strstr(a.summary, aw_reject_reason_name(cases[i].reason)),
+                      "%s: %s", role, a.summary);
+            cr_expect(strstr(a.summary, "the detail"), "%s: %s", role,
+                      a.summary);
+            cr_expect(strstr(a.evidence, "\"rejected:"), "%s: %s", role,
+                      a.evidence);
+        }
+        dw_close(&one);
+    }
 }
 
 Test(integrity, tampered_redelivery_raises_critical_and_feeds_no_other_rule)

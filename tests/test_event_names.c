@@ -60,6 +60,48 @@ Test(event_names, stream_roles_round_trip_and_default_to_caracal_streams)
     cr_expect_eq(aw_stream_role_from_name(NULL), -1);
 }
 
+Test(event_names, dead_letter_streams_follow_their_origin_unless_named)
+{
+    const char *given[AW_ROLE_COUNT] = {
+        [AW_ROLE_AUDIT] = "tenant-a.audit",
+        [AW_ROLE_SESSION_REVOKE] = "tenant-a.revoke",
+        [AW_ROLE_AGENT_LIFECYCLE_DEAD] = "lifecycle.graveyard"};
+    aw_stream_names names;
+    aw_error err = {0};
+    cr_assert(aw_stream_names_resolve(given, &names, &err) == AW_OK, "%s",
+              err.msg);
+    cr_expect_str_eq(names.of[AW_ROLE_AUDIT_DLQ], "tenant-a.audit.dlq");
+    cr_expect_str_eq(names.of[AW_ROLE_SESSION_REVOKE_DEAD],
+                     "tenant-a.revoke.dead");
+    cr_expect_str_eq(names.of[AW_ROLE_AGENT_LIFECYCLE],
+                     "caracal.agents.lifecycle");
+    cr_expect_str_eq(names.of[AW_ROLE_AGENT_LIFECYCLE_DEAD],
+                     "lifecycle.graveyard", "a name given wins");
+    cr_expect_str_eq(names.of[AW_ROLE_DELEGATION_INVALIDATE_DEAD],
+                     "caracal.delegations.invalidate.dead");
+
+    cr_assert(aw_stream_names_resolve(NULL, &names, &err) == AW_OK);
+    for (int r = 0; r < AW_ROLE_COUNT; r++)
+        cr_expect_str_eq(names.of[r],
+                         aw_stream_role_default_stream((aw_stream_role)r));
+}
+
+Test(event_names, a_stream_name_too_long_for_its_dead_letter_is_refused)
+{
+    char longest[AW_MAX_STREAM_NAME_BYTES];
+    memset(longest, 'a', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    const char *given[AW_ROLE_COUNT] = {[AW_ROLE_AUDIT] = longest};
+    aw_stream_names names;
+    aw_error err = {0};
+    cr_expect(aw_stream_names_resolve(given, &names, &err) == AW_ERR_INVALID);
+    cr_expect(strstr(err.msg, "audit_dlq"), "%s", err.msg);
+    longest[sizeof longest - 5] = '\0';
+    cr_expect(aw_stream_names_resolve(given, &names, &err) == AW_OK, "%s",
+              err.msg);
+    cr_expect_eq(strlen(names.of[AW_ROLE_AUDIT_DLQ]), sizeof longest - 1);
+}
+
 Test(event_names, anchor_kinds_and_actions_round_trip)
 {
     aw_anchor_kind kinds[] = {AW_ANCHOR_AUTHORITY_RECORD,

@@ -280,19 +280,23 @@ void dw_feed_call(dw_world *w, const dw_call *c)
     aw_raw_entry_free(entry);
 }
 
-void dw_feed_rejected(dw_world *w, const char *stream, int64_t arrival_ms,
+void dw_feed_rejected(dw_world *w, aw_stream_role role, int64_t arrival_ms,
                       aw_reject_reason reason, const char *detail)
 {
-    aw_field fields[] = {field("data", "{}"), field("sig", "00")};
-    aw_raw_entry *entry = make_entry(w, stream, arrival_ms, fields, 2);
+    aw_field fields[] = {field("data", "{}"), field("sig", "00"),
+                         field("reason", DW_CARACAL_REASON)};
+    bool dead = aw_stream_role_dead_letter_origin(role) >= 0;
+    aw_raw_entry *entry = make_entry(w, aw_stream_role_default_stream(role),
+                                     arrival_ms, fields, dead ? 3 : 2);
     aw_error err = {0};
     begin(w);
     int64_t entry_rowid = store_entry(w, entry);
     OK_OR_FAIL(
         aw_store_put_rejected(w->store, entry_rowid, reason, detail, &err),
         err);
-    OK_OR_FAIL(aw_detectors_on_rejected(w->det, entry, reason, detail, &err),
-               err);
+    OK_OR_FAIL(
+        aw_detectors_on_rejected(w->det, entry, role, reason, detail, &err),
+        err);
     finish(w);
     aw_raw_entry_free(entry);
 }

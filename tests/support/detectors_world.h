@@ -93,7 +93,10 @@ void dw_feed_revocation(dw_world *w, const dw_revocation *rev);
 /* Judged in its batch, then rolled back as when the commit fails. */
 void dw_feed_revocation_rolled_back(dw_world *w, const dw_revocation *rev);
 void dw_feed_call(dw_world *w, const dw_call *call);
-void dw_feed_rejected(dw_world *w, const char *stream, int64_t arrival_ms,
+/* An entry of role's default stream stored as rejected; a dead letter's
+ * carries Caracal's `reason` DW_CARACAL_REASON. */
+#define DW_CARACAL_REASON "json_parse_error:unexpected end"
+void dw_feed_rejected(dw_world *w, aw_stream_role role, int64_t arrival_ms,
                       aw_reject_reason reason, const char *detail);
 /* on_trimmed in its own transaction; returns its result code. */
 int dw_trimmed(dw_world *w, const char *stream, const char *first_id,
