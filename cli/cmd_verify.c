@@ -1018,7 +1018,13 @@ static int check_rowless(verify_state *v, const aw_entry_row *row,
     if (role == AW_ROLE_AUDIT &&
         aw_event_decode_audit(raw, NULL, &ev, &err) == AW_OK) {
         identity want = {ev->id, ev->occurred_at_ns, false};
-        aw_event_filter f = {.event_id = ev->id};
+        aw_event_filter f = {
+            .event_id = ev->id,
+            .has_since = true,
+            .since_ns = ev->occurred_at_ns,
+            .has_until = ev->occurred_at_ns < INT64_MAX,
+            .until_ns = ev->occurred_at_ns + (ev->occurred_at_ns < INT64_MAX),
+        };
         rc = aw_store_query_events(v->store, &f, same_identity, &want, &v->err);
         if (rc == 1)
             rc = 0;

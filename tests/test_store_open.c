@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 6
+#define NEWEST_SCHEMA 7
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -225,6 +225,54 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
                  count_rows, &plans, NULL);
     sqlite3_close(db);
     cr_expect_eq(plans, 2, "the new column reads as absent for every event");
+}
+
+static int first_column(void *ud, int ncols, char **values, char **names)
+{
+    (void)names;
+    if (ncols >= 3 && strcmp(values[0], "0") == 0)
+        snprintf(ud, 64, "%s", values[2]);
+    return 0;
+}
+
+/* Schema 7 keys the identity index by time first: the same duplicates and
+ * conflicts are found through it after the migration. */
+Test(store_open, an_index_of_schema_6_migrates_to_identity_by_time)
+{
+    aw_audit_event old =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
+    fixture_commit_event(fx.store, "1-0", &old);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+    exec_sql(fx.path,
+             "DROP INDEX events_by_identity;"
+             "CREATE INDEX events_by_identity ON events (id_key, occurred_at);"
+             "PRAGMA user_version = 6;");
+
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
+    char first[64] = "";
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    sqlite3_exec(db, "PRAGMA index_info(events_by_identity)", first_column,
+                 first, NULL);
+    sqlite3_close(db);
+    cr_expect_str_eq(first, "occurred_at");
+
+    aw_audit_event again = old;
+    aw_audit_event forged =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "deny", 1000);
+    aw_put_result result;
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "2-0", &again, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE);
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged,
+                      &result);
+    cr_expect_eq(result, AW_PUT_CONFLICT);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(events_in(fx.store), 1);
 }
 
 /* Every member of a row as one line, so two reads can be compared. */
