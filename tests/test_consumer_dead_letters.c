@@ -86,16 +86,9 @@ static aw_raw_entry *audit_entry(const char *entry_id, const aw_test_audit *a)
 static aw_raw_entry *dlq_entry(const char *entry_id, const aw_test_audit *a,
                                const char *sig_override)
 {
-    static char data[1024];
-    char sig[65];
-    size_t len = aw_test_audit_data(a, data, sizeof data);
-    aw_test_sign(key, data, len, sig);
-    const char *kv[] = {"reason",      "max_deliveries_exceeded",
-                        "received_at", "1779364805000",
-                        "src_id",      a->id,
-                        "src_data",    data,
-                        "src_sig",     sig_override ? sig_override : sig};
-    return entry(DLQ, entry_id, kv, 5);
+    aw_test_dlq_copy copy;
+    aw_test_dlq_copy_of(a, key, sig_override, &copy);
+    return entry(DLQ, entry_id, copy.kv, 5);
 }
 
 typedef struct alerts_seen {
@@ -237,15 +230,11 @@ static void commit_access(const char *session)
 Test(consumer_dead_letters,
      an_enforcer_dead_letter_is_alerted_and_still_revokes)
 {
-    char values[512], sig[65];
+    char values[512];
     revocation_json("ar-enforcer", values, sizeof values);
-    const char *kv[] = {"original_id", "1779364800000-0",
-                        "error",       "snapshot_apply_failed",
-                        "values",      values,
-                        "_sig",        ""};
-    aw_test_sign_stream(key, DEAD, kv, 3, sig);
-    kv[7] = sig;
-    commit(entry(DEAD, "1779364802000-0", kv, 4));
+    aw_test_dead_letter letter;
+    aw_test_dead_letter_of(DEAD, values, "snapshot_apply_failed", key, &letter);
+    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
     alerts_seen s = alerts_of("revocation_dead_lettered");
     cr_assert_eq(s.n, 1);
     cr_expect_str_eq(s.severity, "critical");

@@ -147,15 +147,9 @@ static void revocation_json(aw_hmac_key *key, const char *stream,
 static void xadd_dlq_copy(aw_test_pipe *pipe, aw_hmac_key *key, const char *dlq,
                           const aw_test_audit *a)
 {
-    char data[1024], sig[65];
-    size_t len = aw_test_audit_data(a, data, sizeof data);
-    aw_test_sign(key, data, len, sig);
-    const char *fields[] = {"reason",      "max_deliveries_exceeded",
-                            "received_at", "1779364805000",
-                            "src_id",      a->id,
-                            "src_data",    data,
-                            "src_sig",     sig};
-    aw_test_pipe_xadd(pipe, dlq, fields, NULL, 5);
+    aw_test_dlq_copy copy;
+    aw_test_dlq_copy_of(a, key, NULL, &copy);
+    aw_test_pipe_xadd(pipe, dlq, copy.kv, NULL, 5);
 }
 
 /* A Gateway's dead letter of a revocation of session on origin: on
@@ -163,16 +157,12 @@ static void xadd_dlq_copy(aw_test_pipe *pipe, aw_hmac_key *key, const char *dlq,
 static void xadd_gateway_dead_letter(aw_test_pipe *pipe, aw_hmac_key *key,
                                      const char *origin, const char *session)
 {
-    char values[512], dead[256], sig[65];
+    char values[512], dead[256];
     snprintf(dead, sizeof dead, "%s.dead", origin);
     revocation_json(key, origin, session, values, sizeof values);
-    const char *fields[] = {"original_id", "1779364800000-0",
-                            "error",       "apply_failed",
-                            "values",      values,
-                            "_sig",        ""};
-    aw_test_sign_stream(key, dead, fields, 3, sig);
-    fields[7] = sig;
-    aw_test_pipe_xadd(pipe, dead, fields, NULL, 4);
+    aw_test_dead_letter letter;
+    aw_test_dead_letter_of(dead, values, "apply_failed", key, &letter);
+    aw_test_pipe_xadd(pipe, dead, letter.kv, NULL, 4);
 }
 
 Test(consumer_pipeline,

@@ -178,13 +178,44 @@ static int index_named(const char *path, const char *name)
 /* An index written before event identity became (id, occurred_at) opens,
  * migrates, keeps its events, and from then on tells events sharing an id
  * apart by their time. */
+static void close_index(void)
+{
+    aw_store_close(fx.store);
+    fx.store = NULL;
+}
+
+/* Opens the index again, which migrates it to the newest schema. */
+static void reopen_migrated(void)
+{
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
+}
+
+/* Puts events[i] as entry "<i + 2>-0", all in one batch, expecting want[i]. */
+static void expect_puts(const aw_audit_event *events, const aw_put_result *want,
+                        size_t n)
+{
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    for (size_t i = 0; i < n; i++) {
+        char entry_id[32];
+        aw_put_result result;
+        snprintf(entry_id, sizeof entry_id, "%zu-0", i + 2);
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id,
+                          &events[i], &result);
+        cr_expect_eq(result, want[i], "event %zu", i);
+    }
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+}
+
 Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
 {
     aw_audit_event old =
         fixture_event("req-9", "z", "control.invoke", "req-9", "allow", 1000);
     fixture_commit_event(fx.store, "1-0", &old);
-    aw_store_close(fx.store);
-    fx.store = NULL;
+    close_index();
     /* back to what 0001_initial.sql made */
     fixture_back_to_schema_3(fx.path);
     exec_sql(fx.path, "DROP INDEX events_by_identity;"
@@ -196,11 +227,7 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
                       "ALTER TABLE entries DROP COLUMN zstd_dict;"
                       "DROP TABLE evidence_dicts;"
                       "PRAGMA user_version = 1;");
-
-    aw_error err = {0};
-    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
-                 err.msg);
-    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
+    reopen_migrated();
     cr_expect_eq(events_in(fx.store), 1, "the old event is kept");
     cr_expect_eq(index_named(fx.path, "events_by_event_id"), 0);
     cr_expect_eq(index_named(fx.path, "events_by_identity"), 1);
@@ -209,14 +236,8 @@ Test(store_open, an_index_of_schema_1_migrates_to_event_identity)
         fixture_event("req-9", "z", "control.invoke", "req-9", "deny", 2000);
     aw_audit_event forged =
         fixture_event("req-9", "z", "control.invoke", "req-9", "deny", 1000);
-    aw_put_result result;
-    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
-    fixture_put_event(fx.store, "caracal.audit.events", "2-0", &later, &result);
-    cr_expect_eq(result, AW_PUT_INSERTED);
-    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged,
-                      &result);
-    cr_expect_eq(result, AW_PUT_CONFLICT);
-    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    aw_audit_event next[] = {later, forged};
+    expect_puts(next, (aw_put_result[]){AW_PUT_INSERTED, AW_PUT_CONFLICT}, 2);
     cr_expect_eq(events_in(fx.store), 2);
     int plans = 0;
     sqlite3 *db;
@@ -242,17 +263,12 @@ Test(store_open, an_index_of_schema_6_migrates_to_identity_by_time)
     aw_audit_event old =
         fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
     fixture_commit_event(fx.store, "1-0", &old);
-    aw_store_close(fx.store);
-    fx.store = NULL;
+    close_index();
     exec_sql(fx.path,
              "DROP INDEX events_by_identity;"
              "CREATE INDEX events_by_identity ON events (id_key, occurred_at);"
              "PRAGMA user_version = 6;");
-
-    aw_error err = {0};
-    cr_assert_eq(aw_store_open(fx.path, 0, &fx.store, &err), AW_OK, "%s",
-                 err.msg);
-    cr_expect_eq(aw_store_schema_version(fx.store), NEWEST_SCHEMA);
+    reopen_migrated();
     char first[64] = "";
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
@@ -264,14 +280,8 @@ Test(store_open, an_index_of_schema_6_migrates_to_identity_by_time)
     aw_audit_event again = old;
     aw_audit_event forged =
         fixture_event("ev-1", "z", "token_exchange", "req-1", "deny", 1000);
-    aw_put_result result;
-    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
-    fixture_put_event(fx.store, "caracal.audit.events", "2-0", &again, &result);
-    cr_expect_eq(result, AW_PUT_DUPLICATE);
-    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &forged,
-                      &result);
-    cr_expect_eq(result, AW_PUT_CONFLICT);
-    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    aw_audit_event next[] = {again, forged};
+    expect_puts(next, (aw_put_result[]){AW_PUT_DUPLICATE, AW_PUT_CONFLICT}, 2);
     cr_expect_eq(events_in(fx.store), 1);
 }
 

@@ -432,6 +432,32 @@ size_t aw_test_audit_data(const aw_test_audit *a, char *buf, size_t size)
     return (size_t)n;
 }
 
+void aw_test_dlq_copy_of(const aw_test_audit *a, aw_hmac_key *key,
+                         const char *sig_override, aw_test_dlq_copy *out)
+{
+    size_t len = aw_test_audit_data(a, out->data, sizeof out->data);
+    aw_test_sign(key, out->data, len, out->sig);
+    const char *kv[] = {"reason",      "max_deliveries_exceeded",
+                        "received_at", "1779364805000",
+                        "src_id",      a->id,
+                        "src_data",    out->data,
+                        "src_sig",     sig_override ? sig_override : out->sig};
+    memcpy(out->kv, kv, sizeof kv);
+}
+
+void aw_test_dead_letter_of(const char *dead, const char *values,
+                            const char *error, aw_hmac_key *key,
+                            aw_test_dead_letter *out)
+{
+    const char *kv[] = {"original_id", "1779364800000-0",
+                        "error",       error,
+                        "values",      values,
+                        "_sig",        ""};
+    memcpy(out->kv, kv, sizeof kv);
+    aw_test_sign_stream(key, dead, out->kv, 3, out->sig);
+    out->kv[7] = out->sig;
+}
+
 void aw_test_sign(aw_hmac_key *key, const char *data, size_t len, char hex[65])
 {
     unsigned char mac[32];

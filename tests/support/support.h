@@ -134,6 +134,26 @@ typedef struct aw_test_audit {
 
 /* The JSON text into buf; returns its length (asserts it fits). */
 size_t aw_test_audit_data(const aw_test_audit *a, char *buf, size_t size);
+/* The audit service's DLQ copy of a (DESIGN §8): fields name, value, ...
+ * (5 names) into kv, its data into data (which must outlive kv), signed
+ * with key unless sig_override is given. */
+typedef struct aw_test_dlq_copy {
+    char data[1024];
+    char sig[65];
+    const char *kv[10];
+} aw_test_dlq_copy;
+void aw_test_dlq_copy_of(const aw_test_audit *a, aw_hmac_key *key,
+                         const char *sig_override, aw_test_dlq_copy *out);
+/* A Gateway's dead letter on stream dead of the revocation whose JSON is
+ * values (borrowed: must outlive kv), failed with error: fields name,
+ * value, ... (4 names) into kv, `_sig` signed with key for dead. */
+typedef struct aw_test_dead_letter {
+    char sig[65];
+    const char *kv[8];
+} aw_test_dead_letter;
+void aw_test_dead_letter_of(const char *dead, const char *values,
+                            const char *error, aw_hmac_key *key,
+                            aw_test_dead_letter *out);
 /* Lowercase hex HMAC-SHA256 of data[0..len). */
 void aw_test_sign(aw_hmac_key *key, const char *data, size_t len, char hex[65]);
 /* The stream scheme's `_sig` for fields (name, value, name, value, ...; n
