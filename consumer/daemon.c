@@ -28,10 +28,11 @@
  * read, less what that read delivered.
  *
  * Caracal's own groups are polled on a timer (pipeline_watch.c: read-only
- * XINFO/XPENDING/XRANGE on the same connection); what a poll found rides
- * with the next commit (aw_ingest_carry_findings) -- an idle daemon commits
- * an empty batch after every empty read, so that is soon -- and is carried
- * again if that commit fails.
+ * XINFO/XPENDING/XRANGE/XLEN on the same connection); what a poll found
+ * rides with the next commit (aw_ingest_carry_findings) -- an idle daemon
+ * commits an empty batch after every empty read, so that is soon -- and is
+ * carried again if that commit fails. The page shows the figures of the
+ * newest complete poll.
  *
  * Stopping. SIGTERM or SIGINT (or aw_daemon_stop) tells the core; when it
  * says stop (everything committed and acknowledged), the connection and the
@@ -1126,6 +1127,7 @@ static int metrics_open(aw_daemon *d, aw_error *err)
 {
     int rc;
     aw_metrics_state_init(&d->figures, d->names);
+    d->figures.caracal = aw_watch_figures_get(d->watch);
     if (!d->config->metrics_listen)
         return AW_OK;
     if ((rc = aw_store_count_by(aw_ingest_store(d->ing), "open_alerts_by_kind",
@@ -1323,6 +1325,10 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
         .revocation_streams = {d->names[AW_ROLE_SESSION_REVOKE],
                                d->names[AW_ROLE_AGENT_LIFECYCLE],
                                d->names[AW_ROLE_DELEGATION_INVALIDATE]},
+        .dead_letter_streams = {d->names[AW_ROLE_AUDIT_DLQ],
+                                d->names[AW_ROLE_SESSION_REVOKE_DEAD],
+                                d->names[AW_ROLE_AGENT_LIFECYCLE_DEAD],
+                                d->names[AW_ROLE_DELEGATION_INVALIDATE_DEAD]},
         .enforcer_groups = config->enforcer_groups,
         .nenforcer_groups = config->nenforcer_groups,
         .grace_ms = config->grace_enforcer_ms,

@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,12 +156,68 @@ static void sample_start(page *p, const char *name, const char *label,
     put(p, "\"}");
 }
 
+/* name{label="value",label2="value2"} */
+static void sample_start2(page *p, const char *name, const char *label,
+                          const char *value, const char *label2,
+                          const char *value2)
+{
+    put(p, "%s{%s=\"", name, label);
+    put_label(p, value);
+    put(p, "\",%s=\"", label2);
+    put_label(p, value2);
+    put(p, "\"}");
+}
+
 static void put_streams_u64(page *p, const aw_metrics_state *s,
                             const char *name, const uint64_t *values)
 {
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
         sample_start(p, name, "stream", s->streams[r]);
         put(p, " %llu\n", (unsigned long long)values[r]);
+    }
+}
+
+/* One gauge of every watched group; a figure Redis did not report is
+ * left out rather than shown as 0. */
+static void put_caracal_groups(page *p, const aw_watch_figures *f,
+                               const char *name, const char *help,
+                               size_t offset, double scale)
+{
+    family(p, name, "gauge", help);
+    for (size_t i = 0; f && f->polled && i < f->ngroups; i++) {
+        const aw_watch_group_figures *g = &f->groups[i];
+        int64_t v = *(const int64_t *)((const char *)g + offset);
+        if (v == AW_FIGURE_UNKNOWN)
+            continue;
+        sample_start2(p, name, "stream", g->stream, "group", g->group);
+        put(p, " %.15g\n", (double)v * scale);
+    }
+}
+
+static void put_caracal(page *p, const aw_watch_figures *f)
+{
+    put_caracal_groups(
+        p, f, "auditwatch_caracal_group_lag_entries",
+        "Entries of the stream not yet delivered to Caracal's group (enforcers, audit-ingestor), as of the last pipeline poll.",
+        offsetof(aw_watch_group_figures, lag), 1);
+    put_caracal_groups(
+        p, f, "auditwatch_caracal_group_pending_entries",
+        "Entries delivered to Caracal's group and not yet acknowledged, as of the last pipeline poll.",
+        offsetof(aw_watch_group_figures, pending), 1);
+    put_caracal_groups(
+        p, f, "auditwatch_caracal_group_oldest_unapplied_seconds",
+        "Age of the oldest entry Caracal's group has not applied (undelivered or pending; 0: none), as of the last pipeline poll.",
+        offsetof(aw_watch_group_figures, oldest_unapplied_ms), 0.001);
+    family(
+        p, "auditwatch_dead_letter_entries", "gauge",
+        "Entries in the dead-letter stream (0: absent), as of the last pipeline poll.");
+    for (size_t d = 0; f && f->polled && d < AW_WATCH_DEAD_LETTER_STREAMS;
+         d++) {
+        if (f->dead_letters[d] == AW_FIGURE_UNKNOWN)
+            continue;
+        sample_start(p, "auditwatch_dead_letter_entries", "stream",
+                     f->dead_letter_streams[d]);
+        put(p, " %lld\n", (long long)f->dead_letters[d]);
     }
 }
 
@@ -191,11 +248,9 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len)
     family(&p, "auditwatch_alerts_raised_total", "counter",
            "Alerts raised since start, by kind and severity.");
     for (size_t i = 0; i < s->nraised; i++) {
-        put(&p, "auditwatch_alerts_raised_total{kind=\"");
-        put_label(&p, s->raised[i].kind);
-        put(&p, "\",severity=\"");
-        put_label(&p, s->raised[i].severity);
-        put(&p, "\"} %lld\n", (long long)s->raised[i].count);
+        sample_start2(&p, "auditwatch_alerts_raised_total", "kind",
+                      s->raised[i].kind, "severity", s->raised[i].severity);
+        put(&p, " %lld\n", (long long)s->raised[i].count);
     }
 
     family(&p, "auditwatch_alerts_open", "gauge",
@@ -246,6 +301,8 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len)
     family(&p, "auditwatch_redis_connected", "gauge",
            "1 while the Redis connection is ready.");
     put(&p, "auditwatch_redis_connected %d\n", s->redis_connected ? 1 : 0);
+
+    put_caracal(&p, s->caracal);
 
     if (p.failed) {
         aw_buf_free(&p.buf);

@@ -12,6 +12,7 @@
 #define AW_CONSUMER_METRICS_H
 
 #include "consumer/consumer.h"
+#include "consumer/pipeline_watch.h"
 
 #define AW_METRICS_KINDS_MAX 32 /* distinct alert kinds tracked */
 #define AW_METRICS_BUCKETS   13 /* commit duration buckets, +Inf apart */
@@ -40,6 +41,9 @@ typedef struct aw_metrics_state {
     double commit_sum;
     double detector_clock_seconds;
     bool redis_connected;
+    /* Caracal's groups and dead letters as the pipeline watch last saw
+     * them; borrowed (aw_watch_figures_get), NULL for none */
+    const aw_watch_figures *caracal;
 } aw_metrics_state;
 
 /* Zeroes state and names the streams (borrowed, must outlive it). */

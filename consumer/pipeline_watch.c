@@ -20,9 +20,15 @@
  * then per watched group XPENDING (oldest pending), XRANGE COUNT 1 just
  * after its last-delivered id (the oldest undelivered entry) and XINFO
  * CONSUMERS (idle times) -- the second round depends on the group names
- * the first one found. Read-only: nothing is created, read, claimed or
+ * the first one found. The first round also takes XLEN of the dead-letter
+ * streams (0 when absent). Read-only: nothing is created, read, claimed or
  * acknowledged in anyone's group. A lost connection abandons the poll; the
  * next tick starts another.
+ *
+ * Figures. A complete poll also leaves what it saw for /metrics (each
+ * watched group's lag, pending count and oldest unapplied age; each
+ * dead-letter stream's length), replaced as a whole by the next complete
+ * poll, so a page never mixes two polls.
  *
  * Findings live in three fixed sets (filling, ready, carried by a batch)
  * whose roles rotate, so a poll can finish while the previous findings are
@@ -39,8 +45,9 @@
 
 #define NSTREAMS      4 /* three revocation streams, then the audit stream */
 #define AUDIT_SLOT    3
-#define MAX_GROUPS    32
-#define NAME_MAX_LEN  200
+#define MAX_GROUPS    AW_WATCH_GROUPS_MAX
+#define NAME_MAX_LEN  AW_WATCH_NAME_MAX_LEN
+#define NDEAD         AW_WATCH_DEAD_LETTER_STREAMS
 #define DETAIL_LEN    512
 #define CONSUMERS_LEN 256
 
@@ -143,13 +150,14 @@ typedef enum watch_reply {
     W_GROUPS,
     W_PENDING,
     W_FIRST,
-    W_CONSUMERS
+    W_CONSUMERS,
+    W_DEAD_LETTERS
 } watch_reply;
 
 typedef struct watch_ctx {
     aw_watch *w;
     watch_reply kind;
-    size_t index; /* the stream (round 1) or the group (round 2) */
+    size_t index; /* the stream or dead-letter stream (round 1), the group */
 } watch_ctx;
 
 typedef struct watched_group {
@@ -182,11 +190,12 @@ struct aw_watch {
     aw_stream_id last_generated[NSTREAMS];
     /* XINFO GROUPS named every group of the stream (none when it is gone) */
     bool groups_known[NSTREAMS];
+    int64_t dead_letters[NDEAD];
     watched_group groups[MAX_GROUPS];
     size_t ngroups;
     bool ingestor_found;
     size_t ingestor; /* its index in groups */
-    watch_ctx ctx[2 * NSTREAMS + 3 * MAX_GROUPS];
+    watch_ctx ctx[2 * NSTREAMS + NDEAD + 3 * MAX_GROUPS];
     size_t nctx;
     char first_text[MAX_GROUPS][AW_STREAM_ID_TEXT_MAX];
 
@@ -194,6 +203,8 @@ struct aw_watch {
     finding_set sets[3];
     int filling, ready, carried;
     bool has_ready, has_carried;
+
+    aw_watch_figures figures; /* of the newest complete poll */
 };
 
 aw_watch *aw_watch_new(const aw_watch_config *config)
@@ -205,6 +216,8 @@ aw_watch *aw_watch_new(const aw_watch_config *config)
     for (int i = 0; i < 3; i++)
         w->streams[i] = config->revocation_streams[i];
     w->streams[AUDIT_SLOT] = config->audit_stream;
+    memcpy(w->figures.dead_letter_streams, config->dead_letter_streams,
+           sizeof w->figures.dead_letter_streams);
     w->filling = 0;
     w->ready = 1;
     w->carried = 2;
@@ -352,6 +365,33 @@ static void take_consumers(watched_group *g, const redisReply *reply)
     }
 }
 
+/* Round 1: a dead-letter stream's XLEN. */
+static void take_dead_letters(aw_watch *w, size_t d, const redisReply *reply)
+{
+    if (!integer_of(reply, &w->dead_letters[d]))
+        w->dead_letters[d] = AW_FIGURE_UNKNOWN;
+}
+
+/* Every reply is in: what it saw, for /metrics. */
+static void record_figures(aw_watch *w, int64_t now)
+{
+    aw_watch_figures *f = &w->figures;
+    f->ngroups = 0;
+    for (size_t i = 0; i < w->ngroups; i++) {
+        const watched_group *g = &w->groups[i];
+        aw_watch_group_figures *out = &f->groups[f->ngroups++];
+        aw_enforcer_judgment j;
+        aw_enforcer_judge(&w->snaps[g->stream], &g->snap, now, 0, &j);
+        out->stream = w->streams[g->stream];
+        memcpy(out->group, g->name, sizeof out->group);
+        out->lag = g->snap.lag;
+        out->pending = g->snap.pending;
+        out->oldest_unapplied_ms = j.unapplied_age_ms;
+    }
+    memcpy(f->dead_letters, w->dead_letters, sizeof f->dead_letters);
+    f->polled = true;
+}
+
 /* Every reply is in: judge into the filling set, which becomes ready. */
 static void judge_all(aw_watch *w)
 {
@@ -427,8 +467,10 @@ static void round_done(aw_watch *w, aw_redis_conn *conn)
         if (w->outstanding > 0)
             return;
     }
-    if (!w->failed)
+    if (!w->failed) {
         judge_all(w);
+        record_figures(w, now_ms());
+    }
     w->round = 0;
 }
 
@@ -446,6 +488,7 @@ static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
         case W_PENDING: take_pending(&w->groups[x->index], reply); break;
         case W_FIRST: take_first(&w->groups[x->index], reply); break;
         case W_CONSUMERS: take_consumers(&w->groups[x->index], reply); break;
+        case W_DEAD_LETTERS: take_dead_letters(w, x->index, reply); break;
         }
     }
     if (--w->outstanding == 0)
@@ -482,6 +525,10 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
         watch_send(w, conn, W_INFO, s, 3, info);
         watch_send(w, conn, W_GROUPS, s, 3, groups);
     }
+    for (size_t d = 0; d < NDEAD; d++) {
+        const char *len[] = {"XLEN", w->config.dead_letter_streams[d]};
+        watch_send(w, conn, W_DEAD_LETTERS, d, 2, len);
+    }
     if (w->outstanding == 0)
         w->round = 0;
 }
@@ -511,4 +558,9 @@ void aw_watch_settle(aw_watch *w, bool committed)
         w->carried = t;
         w->has_ready = true;
     }
+}
+
+const aw_watch_figures *aw_watch_figures_get(const aw_watch *w)
+{
+    return &w->figures;
 }

@@ -8,8 +8,10 @@
  * read-only, on the daemon's connection: XINFO STREAM and XINFO GROUPS of
  * the revocation and audit streams, then, for each watched group, XPENDING
  * (summary), XRANGE COUNT 1 after its last-delivered id and XINFO
- * CONSUMERS -- each reply with its own callback. Its findings ride with the
- * next batch (aw_ingest_carry_findings), so the alerts commit like any.
+ * CONSUMERS -- each reply with its own callback; and XLEN of the dead-letter
+ * streams. Its findings ride with the next batch (aw_ingest_carry_findings),
+ * so the alerts commit like any; its figures (aw_watch_figures) are what
+ * /metrics shows of Caracal's groups.
  * Nothing is ever sent in Caracal's groups' name: no XREADGROUP, XACK,
  * XCLAIM or XGROUP on them.
  */
@@ -59,9 +61,12 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
 
 /* ---- The poll ------------------------------------------------------------- */
 
+#define AW_WATCH_DEAD_LETTER_STREAMS 4 /* the audit DLQ, three `.dead` */
+
 typedef struct aw_watch_config {
     const char *audit_stream;
     const char *revocation_streams[3];
+    const char *dead_letter_streams[AW_WATCH_DEAD_LETTER_STREAMS];
     const char *const *enforcer_groups; /* globs; none: the defaults */
     size_t nenforcer_groups;
     int64_t grace_ms;
@@ -85,5 +90,34 @@ size_t aw_watch_take(aw_watch *w, const aw_pipeline_finding **out);
 /* That batch committed (forget them) or not (carry them again, unless a
  * newer poll replaced them). */
 void aw_watch_settle(aw_watch *w, bool committed);
+
+/* ---- The figures (for /metrics) ------------------------------------------- */
+
+#define AW_WATCH_GROUPS_MAX   32
+#define AW_WATCH_NAME_MAX_LEN 200
+
+/* A watched group (an enforcer's, or audit-ingestor) as a poll saw it. */
+typedef struct aw_watch_group_figures {
+    const char *stream; /* borrowed from the config */
+    char group[AW_WATCH_NAME_MAX_LEN];
+    int64_t lag;     /* entries not yet delivered to it, or UNKNOWN */
+    int64_t pending; /* delivered, not acknowledged */
+    /* age of its oldest entry not applied (undelivered or pending), 0 when
+     * none (aw_enforcer_judge's unapplied_age_ms) */
+    int64_t oldest_unapplied_ms;
+} aw_watch_group_figures;
+
+typedef struct aw_watch_figures {
+    bool polled; /* false until a poll completed */
+    aw_watch_group_figures groups[AW_WATCH_GROUPS_MAX];
+    size_t ngroups;
+    const char
+        *dead_letter_streams[AW_WATCH_DEAD_LETTER_STREAMS]; /* config's */
+    int64_t dead_letters[AW_WATCH_DEAD_LETTER_STREAMS]; /* XLEN, or UNKNOWN */
+} aw_watch_figures;
+
+/* The figures of the newest complete poll; they change only when a poll
+ * completes (on the loop thread). Owned by w, valid while w lives. */
+const aw_watch_figures *aw_watch_figures_get(const aw_watch *w);
 
 #endif /* AW_CONSUMER_PIPELINE_WATCH_H */

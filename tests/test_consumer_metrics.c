@@ -3,7 +3,7 @@
  * open alerts that follow raise and resolve, label values that cannot break
  * the format, an endpoint that answers only /metrics and is not held up by
  * a client that never finishes its request; and the example alerting rules
- * in deploy/ load. promtool (Debian's prometheus package) checks the page
+ * in deploy/ load and fire when they should (promtool test rules). promtool (Debian's prometheus package) checks the page
  * and the rules when installed; otherwise those tests skip and say why. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -52,10 +52,27 @@ static aw_alert alert(const char *kind, const char *severity)
         .id = "a", .kind = kind, .severity = severity, .state = AW_ALERT_OPEN};
 }
 
+/* What a pipeline poll saw: an enforcer behind, one that joined late (lag
+ * unknown), audit-ingestor, and dead letters on two streams. */
+static aw_watch_figures caracal = {
+    .polled = true,
+    .groups = {{"caracal.sessions.revoke", "sts-revocation", 4, 2, 61500},
+               {"caracal.sessions.revoke", "gateway-revocation:h\"1",
+                AW_FIGURE_UNKNOWN, 0, 0},
+               {"caracal.audit.events", "audit-ingestor", 0, 1, 250}},
+    .ngroups = 3,
+    .dead_letter_streams = {"caracal.audit.events.dlq",
+                            "caracal.sessions.revoke.dead",
+                            "caracal.agents.lifecycle.dead",
+                            "caracal.delegations.invalidate.dead"},
+    .dead_letters = {3, 1, 0, AW_FIGURE_UNKNOWN},
+};
+
 static void busy_state(aw_metrics_state *s)
 {
     aw_ingest_stats st = {0};
     aw_metrics_state_init(s, streams);
+    s->caracal = &caracal;
     st.indexed_by_role[AW_ROLE_AUDIT] = 7;
     st.indexed_by_role[AW_ROLE_CALLS] = 2;
     st.indexed_imports = 1;
@@ -138,6 +155,73 @@ Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
                        1779364800.25, 0.001);
     cr_assert_eq(
         value_of(page, "auditwatch_build_info{version=\"" AW_VERSION "\"}"), 1);
+    free(page);
+}
+
+Test(consumer_metrics,
+     caracal_groups_and_dead_letters_show_what_the_last_poll_saw)
+{
+    aw_metrics_state s;
+    char *page;
+    busy_state(&s);
+    page = render(&s);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_caracal_group_lag_entries{stream=\"caracal.sessions.revoke\",group=\"sts-revocation\"}"),
+        4);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_caracal_group_pending_entries{stream=\"caracal.sessions.revoke\",group=\"sts-revocation\"}"),
+        2);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_caracal_group_oldest_unapplied_seconds{stream=\"caracal.sessions.revoke\",group=\"sts-revocation\"}"),
+        61.5);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_caracal_group_pending_entries{stream=\"caracal.audit.events\",group=\"audit-ingestor\"}"),
+        1);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_caracal_group_pending_entries{stream=\"caracal.sessions.revoke\",group=\"gateway-revocation:h\\\"1\"}"),
+        0, "a group name cannot break the format");
+    cr_assert(!strstr(page, "auditwatch_caracal_group_lag_entries{stream=\""
+                            "caracal.sessions.revoke\",group=\"gateway"),
+              "a lag Redis did not report is not shown as 0:\n%s", page);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_dead_letter_entries{stream=\"caracal.audit.events.dlq\"}"),
+        3);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_dead_letter_entries{stream=\"caracal.agents.lifecycle.dead\"}"),
+        0);
+    cr_assert(!strstr(page, "auditwatch_dead_letter_entries{stream=\""
+                            "caracal.delegations.invalidate.dead"),
+              "a length Redis did not report is not shown as 0");
+    free(page);
+}
+
+Test(consumer_metrics, caracal_figures_wait_for_the_first_poll)
+{
+    aw_metrics_state s;
+    aw_watch_figures none = caracal;
+    char *page;
+    busy_state(&s);
+    none.polled = false;
+    s.caracal = &none;
+    page = render(&s);
+    cr_assert(strstr(page, "# TYPE auditwatch_dead_letter_entries gauge\n"));
+    cr_assert(!strstr(page, "auditwatch_dead_letter_entries{"),
+              "figures shown before any poll:\n%s", page);
+    cr_assert(!strstr(page, "auditwatch_caracal_group_pending_entries{"));
     free(page);
 }
 
@@ -286,5 +370,15 @@ Test(consumer_metrics, example_alerting_rules_pass_promtool_check_rules)
         cr_skip_test("promtool is not installed (Debian package prometheus)");
     cr_assert_eq(system("promtool check rules " AW_SOURCE_DIR
                         "/deploy/auditwatch.rules.yml"),
+                 0);
+}
+
+Test(consumer_metrics,
+     example_rules_page_on_a_stuck_enforcer_and_growing_dead_letters)
+{
+    if (!have_promtool())
+        cr_skip_test("promtool is not installed (Debian package prometheus)");
+    cr_assert_eq(system("promtool test rules " AW_SOURCE_DIR
+                        "/tests/fixtures/prometheus/caracal_rules_test.yml"),
                  0);
 }

@@ -3,7 +3,8 @@
  * graphs move the way the ingest does (entries wait with a lag and an age
  * while the index is locked, then the indexed counter rises to what was
  * published and the lag falls to 0), and a malformed and a slow client
- * cost ingest nothing. */
+ * cost ingest nothing; and Caracal's enforcer groups' lag, pending count
+ * and dead letters are what Redis holds, following it as they move. */
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -13,7 +14,10 @@
 
 #include "tests/support/support.h"
 
-#define AUDIT "caracal.audit.events"
+#define AUDIT  "caracal.audit.events"
+#define REVOKE "caracal.sessions.revoke"
+#define DLQ    "caracal.audit.events.dlq"
+#define DEAD   "caracal.sessions.revoke.dead"
 /* More than the daemon holds in memory while its commit waits (one batch
  * committing, one of GROUP_MAX_ENTRIES 4000 ready, plus one read), so some
  * stay undelivered and the lag shows. */
@@ -154,5 +158,164 @@ Test(consumer_metrics_scrape,
     close(slow);
     aw_test_daemon_stop(&daemon, 10000);
     aw_test_assert_indexed_exactly(db, EVENTS);
+    redisFree(c);
+}
+
+/* ---- Caracal's groups and dead letters ------------------------------------ */
+
+#define STS         "sts-revocation"
+#define STS_SERIES  "{stream=\"" REVOKE "\",group=\"" STS "\"}"
+#define REVOCATIONS 5
+
+/* The figures as Redis holds them, and as a scrape shows them. */
+typedef struct caracal_figures {
+    double lag, pending, oldest, dlq, dead, lifecycle_dead;
+} caracal_figures;
+
+typedef struct caracal_scrape {
+    int port;
+    redisContext *c;
+    caracal_figures want, got;
+    bool other_group_shown;
+} caracal_scrape;
+
+static long long stream_length(redisContext *c, const char *stream)
+{
+    redisReply *r = aw_test_command(c, "XLEN %s", stream);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void redis_holds(caracal_scrape *s)
+{
+    s->want.lag = (double)aw_test_group_lag(s->c, REVOKE, STS);
+    s->want.pending = (double)aw_test_pending_count(s->c, REVOKE, STS);
+    s->want.dlq = (double)stream_length(s->c, DLQ);
+    s->want.dead = (double)stream_length(s->c, DEAD);
+}
+
+static bool sample(const char *page, const char *series, double *v)
+{
+    *v = -1;
+    return aw_test_metric(page, series, v);
+}
+
+/* A scrape agrees with Redis (the watch polls every 100 ms). */
+static bool scrape_agrees(void *ud)
+{
+    caracal_scrape *s = ud;
+    char *page =
+        aw_test_http_request(s->port, "GET /metrics HTTP/1.0\r\n\r\n", 3000);
+    caracal_figures *g = &s->got;
+    /* & rather than &&: every sample is read, for the failure message */
+    bool all =
+        sample(page, "auditwatch_caracal_group_lag_entries" STS_SERIES,
+               &g->lag) &
+        sample(page, "auditwatch_caracal_group_pending_entries" STS_SERIES,
+               &g->pending) &
+        sample(page,
+               "auditwatch_caracal_group_oldest_unapplied_seconds" STS_SERIES,
+               &g->oldest) &
+        sample(page, "auditwatch_dead_letter_entries{stream=\"" DLQ "\"}",
+               &g->dlq) &
+        sample(page, "auditwatch_dead_letter_entries{stream=\"" DEAD "\"}",
+               &g->dead) &
+        sample(
+            page,
+            "auditwatch_dead_letter_entries{stream=\"caracal.agents.lifecycle.dead\"}",
+            &g->lifecycle_dead);
+    s->other_group_shown |= strstr(page, "group=\"siem-export\"") != NULL;
+    free(page);
+    redis_holds(s);
+    return all && g->lag == s->want.lag && g->pending == s->want.pending &&
+           g->dlq == s->want.dlq && g->dead == s->want.dead &&
+           g->lifecycle_dead == 0 &&
+           (g->pending + g->lag > 0 ? g->oldest > 0 : g->oldest == 0);
+}
+
+static void assert_scrape_agrees(caracal_scrape *s, const char *when)
+{
+    cr_assert(aw_test_wait_for(scrape_agrees, s, 10000),
+              "%s: /metrics shows lag %g pending %g oldest %g s, dlq %g dead "
+              "%g lifecycle dead %g; Redis holds lag %g pending %g, dlq %g "
+              "dead %g",
+              when, s->got.lag, s->got.pending, s->got.oldest, s->got.dlq,
+              s->got.dead, s->got.lifecycle_dead, s->want.lag, s->want.pending,
+              s->want.dlq, s->want.dead);
+}
+
+static void xadd(redisContext *c, const char *stream, const char *field,
+                 const char *value)
+{
+    freeReplyObject(
+        aw_test_command(c, "XADD %s * %s %s", stream, field, value));
+}
+
+/* STS reads n revocations (a consumer of Caracal's group: the test, not
+ * auditwatch) and acknowledges ack of them. */
+static void sts_reads(redisContext *c, int n, int ack)
+{
+    redisReply *r = aw_test_command(
+        c, "XREADGROUP GROUP " STS " sts-1 COUNT %d STREAMS " REVOKE " >", n);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    const redisReply *entries = r->element[0]->element[1];
+    cr_assert_eq(entries->elements, (size_t)n);
+    for (int i = 0; i < ack; i++)
+        freeReplyObject(aw_test_command(c, "XACK " REVOKE " " STS " %s",
+                                        entries->element[i]->element[0]->str));
+    freeReplyObject(r);
+}
+
+Test(consumer_metrics_scrape,
+     caracal_groups_lag_pending_and_dead_letters_follow_redis)
+{
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *args[] = {"--metrics-listen", "127.0.0.1:0", "--enforcer-poll",
+                          "100ms", NULL};
+    caracal_scrape s = {.c = c};
+
+    /* Caracal's groups at `$`, as Caracal creates them, then revocations:
+     * STS has read three, acknowledged one; two it never read. */
+    freeReplyObject(
+        aw_test_command(c, "XGROUP CREATE " REVOKE " " STS " $ MKSTREAM"));
+    freeReplyObject(
+        aw_test_command(c, "XGROUP CREATE " AUDIT " siem-export $ MKSTREAM"));
+    for (int i = 0; i < REVOCATIONS; i++)
+        xadd(c, REVOKE, "session_id", "s-1");
+    sts_reads(c, 3, 1);
+    xadd(c, DLQ, "reason", "poison");
+    xadd(c, DLQ, "reason", "poison");
+    xadd(c, DEAD, "original_id", "1-1");
+
+    aw_test_daemon_start(&daemon, dir, "caracal", &redis, db, args, NULL);
+    s.port = metrics_port(&daemon);
+    assert_scrape_agrees(&s, "behind");
+    cr_assert_eq(s.got.lag, 2);
+    cr_assert_eq(s.got.pending, 2);
+    cr_assert_eq(s.got.dlq, 2);
+    cr_assert_eq(s.got.dead, 1);
+
+    /* STS catches up and acknowledges everything; more dead letters. */
+    redisReply *pending =
+        aw_test_command(c, "XPENDING " REVOKE " " STS " - + 10");
+    for (size_t i = 0; i < pending->elements; i++)
+        freeReplyObject(aw_test_command(c, "XACK " REVOKE " " STS " %s",
+                                        pending->element[i]->element[0]->str));
+    freeReplyObject(pending);
+    sts_reads(c, 2, 2);
+    xadd(c, DLQ, "reason", "poison");
+    xadd(c, DEAD, "original_id", "1-2");
+    assert_scrape_agrees(&s, "caught up");
+    cr_assert_eq(s.got.lag, 0);
+    cr_assert_eq(s.got.pending, 0);
+    cr_assert_eq(s.got.oldest, 0);
+    cr_assert_eq(s.got.dlq, 3);
+    cr_assert_eq(s.got.dead, 2);
+    cr_assert(!s.other_group_shown,
+              "a group that is neither an enforcer nor audit-ingestor shown");
+
+    aw_test_daemon_stop(&daemon, 10000);
     redisFree(c);
 }
