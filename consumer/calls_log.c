@@ -10,6 +10,14 @@
  * ("<ms>-<lines>"), unique for the path across rotations and truncations.
  * Only '\n'-terminated lines are read: a line still being written waits.
  *
+ * Over-long lines. A line longer than one read (CHUNK) is one rejection:
+ * its first CHUNK bytes are taken (and rejected oversized), the rest is
+ * skipped up to its newline, however many reads, steps or restarts that
+ * takes. Only that rejection commits a position inside a line, so a
+ * position whose previous byte is not '\n' means "skip to the next
+ * newline": the file itself says so, and the skipped bytes are committed
+ * with the rejection or after it, never before.
+ *
  * Rotation, polled by path (robust whatever the rotation does between two
  * looks):
  *   create        PATH names another inode. The old file, still open, is
@@ -38,7 +46,9 @@
 #include <unistd.h>
 
 /* One read; also the longest line taken whole (a longer one is cut). */
-#define CHUNK (256 * 1024)
+#define CHUNK          262144 /* 256 KiB */
+#define TEXT_OF(x)     #x
+#define NUMBER_TEXT(x) TEXT_OF(x)
 
 typedef struct followed {
     char *path;   /* absolute */
@@ -210,8 +220,13 @@ size_t aw_calls_log_notes(const aw_calls_log *cl, const aw_calls_log_note **out)
 
 /* ---- One step ------------------------------------------------------------------ */
 
+static const char over_long_detail[] = "line longer than " NUMBER_TEXT(
+    CHUNK) " bytes (its first " NUMBER_TEXT(CHUNK) " kept, the rest skipped)";
+
+/* The entry of a line; an over-long one is rejected oversized as it is
+ * stored (cut to CHUNK bytes). */
 static int add_entry(aw_calls_log *cl, const followed *f, const char *line,
-                     size_t len, int64_t now_ns, aw_error *err)
+                     size_t len, bool over_long, int64_t now_ns, aw_error *err)
 {
     if (cl->nitems == cl->cap) {
         size_t cap = cl->cap ? cl->cap * 2 : 256;
@@ -229,7 +244,10 @@ static int add_entry(aw_calls_log *cl, const followed *f, const char *line,
                                f->reading.lines, &cl->entries[cl->nitems], err);
     if (rc != AW_OK)
         return rc;
-    cl->items[cl->nitems] = (aw_ingest_item){.entry = cl->entries[cl->nitems]};
+    cl->items[cl->nitems] = (aw_ingest_item){
+        .entry = cl->entries[cl->nitems],
+        .forced_reason = over_long ? AW_REJECT_OVERSIZED : AW_REJECT_NONE,
+        .forced_detail = over_long ? over_long_detail : NULL};
     cl->nitems++;
     return AW_OK;
 }
@@ -242,12 +260,29 @@ static bool is_blank(const char *s, size_t len)
     return true;
 }
 
+/* Whether offset is inside a line (the rest of an over-long one). */
+static int inside_line(const followed *f, int64_t offset, bool *inside,
+                       aw_error *err)
+{
+    char before;
+    ssize_t n = offset > 0 ? pread(f->fd, &before, 1, offset - 1) : 0;
+    if (n < 0)
+        return aw_error_set(err, AW_ERR_IO, "read %s: %s", f->path,
+                            strerror(errno));
+    *inside = n == 1 && before != '\n';
+    return AW_OK;
+}
+
 /* Complete lines of f from reading.offset, up to *budget of them. *got: how
  * many bytes were consumed. */
 static int read_lines(aw_calls_log *cl, followed *f, size_t *budget,
                       int64_t now_ns, int64_t *got, aw_error *err)
 {
+    bool skipping;
+    int rc = inside_line(f, f->reading.offset, &skipping, err);
     *got = 0;
+    if (rc != AW_OK)
+        return rc;
     while (*budget > 0) {
         ssize_t n = pread(f->fd, cl->buf, cl->buf_cap, f->reading.offset);
         size_t start = 0, end;
@@ -259,28 +294,36 @@ static int read_lines(aw_calls_log *cl, followed *f, size_t *budget,
         for (end = 0; end<(size_t)n && * budget> 0; end++) {
             if (cl->buf[end] != '\n')
                 continue;
+            if (skipping) { /* the end of an over-long line */
+                skipping = false;
+                start = end + 1;
+                continue;
+            }
             size_t len = end - start;
             if (len && cl->buf[start + len - 1] == '\r')
                 len--;
             f->reading.lines++;
             if (!is_blank(cl->buf + start, len)) {
-                int rc = add_entry(cl, f, cl->buf + start, len, now_ns, err);
+                rc = add_entry(cl, f, cl->buf + start, len, false, now_ns, err);
                 if (rc != AW_OK)
                     return rc;
                 (*budget)--;
             }
             start = end + 1;
         }
-        if (start == 0) {
+        if (skipping) {
+            start = (size_t)n; /* all of it more of the over-long line */
+        } else if (start == 0) {
             /* No newline in a whole buffer: a line longer than any access
-             * log's; taken as it is (and rejected oversized), not waited on. */
+             * log's; rejected oversized, not waited on, its rest skipped. */
             if ((size_t)n < cl->buf_cap)
                 return AW_OK;
             f->reading.lines++;
-            int rc = add_entry(cl, f, cl->buf, (size_t)n, now_ns, err);
+            rc = add_entry(cl, f, cl->buf, (size_t)n, true, now_ns, err);
             if (rc != AW_OK)
                 return rc;
             (*budget)--;
+            skipping = true;
             start = (size_t)n;
         }
         f->reading.offset += (int64_t)start;

@@ -3,7 +3,9 @@
  * observed call, a line still being written waits for its newline, and
  * neither a create-mode rotation (rename, a new file; the old one still
  * written to), nor a copytruncate one, nor a restart in the middle skips
- * or repeats a line. Field names are mapped as for import-calls. */
+ * or repeats a line. A line longer than the daemon takes (256 KiB) is one
+ * oversized rejection, however many reads and restarts its rest spans.
+ * Field names are mapped as for import-calls. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -159,4 +161,83 @@ Test(consumer_calls_log,
     wait_calls(3);
     aw_test_daemon_stop(&daemon, 10000);
     assert_each_line_once(3);
+}
+
+/* ---- Over-long lines ---------------------------------------------------- */
+
+#define LONG_LINE (300 * 1024) /* over calls_log.c's 256 KiB */
+
+/* bytes of an over-long line's middle: no newline */
+static void append_padding(const char *path, size_t bytes)
+{
+    char *pad = malloc(bytes + 1);
+    cr_assert(pad);
+    memset(pad, 'x', bytes);
+    pad[bytes] = '\0';
+    append(path, pad);
+    free(pad);
+}
+
+static bool rejects_reach(void *ud)
+{
+    aw_store_stats st;
+    return aw_test_index_stats(db, &st) && st.rejected >= *(int64_t *)ud;
+}
+
+/* Exactly one rejection in the index, and it is the oversized one. */
+static void assert_one_oversized_rejection(void)
+{
+    sqlite3 *s;
+    sqlite3_stmt *q;
+    cr_assert_eq(sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_prepare_v2(s, "SELECT reason FROM rejected", -1, &q, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(s));
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "the over-long line vanished");
+    cr_assert_str_eq((const char *)sqlite3_column_text(q, 0), "oversized");
+    cr_assert_eq(sqlite3_step(q), SQLITE_DONE,
+                 "the rest of the over-long line was taken as another line");
+    sqlite3_finalize(q);
+    sqlite3_close(s);
+}
+
+Test(consumer_calls_log, an_over_long_line_is_one_oversized_rejection)
+{
+    aw_test_proc daemon;
+    append_call(logpath, 1);
+    append(logpath, "{\"rid\":\"r-long\",\"pad\":\"");
+    append_padding(logpath, LONG_LINE);
+    append(logpath, "\"}\n");
+    append_call(logpath, 2);
+    start(&daemon, "long");
+    wait_calls(2);
+    aw_test_daemon_stop(&daemon, 10000);
+    assert_each_line_once(2);
+    assert_one_oversized_rejection();
+}
+
+Test(consumer_calls_log,
+     an_over_long_line_spanning_reads_and_a_restart_is_one_rejection)
+{
+    aw_test_proc daemon;
+    int64_t one = 1;
+    append_call(logpath, 1);
+    append(logpath, "{\"rid\":\"r-long\",\"pad\":\"");
+    append_padding(logpath, LONG_LINE); /* still being written */
+    start(&daemon, "before");
+    wait_calls(1);
+    cr_assert(aw_test_wait_for(rejects_reach, &one, 20000),
+              "an unfinished over-long line was waited on");
+    append_padding(logpath, 100 * 1024); /* skipped while running */
+    wait_calls(1);
+    aw_test_daemon_stop(&daemon, 10000);
+    append_padding(logpath, 100 * 1024); /* written while stopped */
+    append(logpath, "\"}\n");
+    append_call(logpath, 2);
+    start(&daemon, "after");
+    wait_calls(2);
+    aw_test_daemon_stop(&daemon, 10000);
+    assert_each_line_once(2);
+    assert_one_oversized_rejection();
 }
