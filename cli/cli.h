@@ -45,12 +45,6 @@ enum {
     AW_CLI_WANT_CALL_FIELDS = 1 << 4,
 };
 
-/* The --help lines of AW_CLI_WANT_CALL_FIELDS. */
-#define AW_CLI_CALL_FIELDS_USAGE                                                \
-    "  --request-id-field NAME  field of the request id (default request_id)\n" \
-    "  --status-field NAME      field of the HTTP status (default status)\n"    \
-    "  --time-field NAME        field of the time (default occurred_at)\n"
-
 /* Long-only option values start here, above every short option letter. */
 #define AW_CLI_OPT_BASE 0x100
 
@@ -65,10 +59,15 @@ typedef struct aw_cli_common {
 
 typedef struct aw_cli_command {
     const char *name;             /* "query" */
-    const char *usage;            /* the whole --help text */
+    const char *usage;            /* the --help text (see below) */
     unsigned common;              /* AW_CLI_WANT_* */
     const char *shortopts;        /* the command's own short options */
     const struct option *options; /* its own long options, {0}-terminated */
+    /* AW_CLI_WANT_CALL_FIELDS: usage ends before those options' lines,
+     * printed with their help from this (0-based) column on, the command's
+     * own options' column, and then this text */
+    int call_fields_column;
+    const char *usage_after_call_fields;
 } aw_cli_command;
 
 /* Called for each of the command's own options; arg is NULL for options

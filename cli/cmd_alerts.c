@@ -59,8 +59,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "alerts", usage,   AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_OCSF,
-    NULL,     options,
+    .name = "alerts",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_OCSF,
+    .options = options,
 };
 
 typedef struct alerts_args {

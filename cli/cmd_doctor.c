@@ -100,7 +100,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "doctor", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, options,
+    .name = "doctor",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT,
+    .options = options,
 };
 
 #define INGEST_GROUP AW_INGEST_GROUP

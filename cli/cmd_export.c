@@ -47,7 +47,11 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "export", usage, AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS, "o:", options,
+    .name = "export",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS,
+    .shortopts = "o:",
+    .options = options,
 };
 
 typedef struct export_args {

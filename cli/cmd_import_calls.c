@@ -28,18 +28,20 @@ static const char usage[] =
     "a request id, an HTTP status and a time (RFC 3339 or epoch seconds;\n"
     "without one, the file's modification time). Re-importing a file adds\n"
     "nothing new. Lines that cannot be read are stored as rejected, with the\n"
-    "reason, and counted in the summary on stderr.\n\n" AW_CLI_CALL_FIELDS_USAGE
+    "reason, and counted in the summary on stderr.\n\n";
+
+static const char usage_after_call_fields[] =
     "  --progress               progress on stderr even when not a terminal\n"
     "  --db PATH                the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 every line indexed (or already there), 1 some lines\n"
     "rejected, 2 bad usage, 3 failure.\n";
 
 static const aw_cli_command command = {
-    "import-calls",
-    usage,
-    AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS | AW_CLI_WANT_CALL_FIELDS,
-    NULL,
-    NULL,
+    .name = "import-calls",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_PROGRESS | AW_CLI_WANT_CALL_FIELDS,
+    .call_fields_column = 27, /* that of --progress and --db */
+    .usage_after_call_fields = usage_after_call_fields,
 };
 
 #define BATCH_LINES 2000

@@ -84,7 +84,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "query", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, options,
+    .name = "query",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT,
+    .options = options,
 };
 
 #define MAX_EVENT_TYPES 32

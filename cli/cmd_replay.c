@@ -97,11 +97,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "replay",
-    usage,
-    AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
-    NULL,
-    options,
+    .name = "replay",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
+    .options = options,
 };
 
 /* Entries per transaction: large enough to amortise the commit, small

@@ -93,7 +93,9 @@ static const char usage_text[] =
     "  --chain-interval DURATION   how often (default 60s)\n"
     "  --chain-stream NAME         also XADD it to this Redis stream\n"
     "Access logs followed in place (NDJSON; rotation by create or copytruncate):\n"
-    "  --calls-log PATH            index each new line as an observed call (repeatable)\n" AW_CLI_CALL_FIELDS_USAGE
+    "  --calls-log PATH            index each new line as an observed call (repeatable)\n";
+
+static const char usage_after_call_fields[] =
     "Metrics:\n"
     "  --metrics-listen ADDR:PORT  serve Prometheus' /metrics there (e.g. 127.0.0.1:9464)\n"
     "Logging (stderr unless --log-file):\n"
@@ -175,9 +177,14 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static const aw_cli_command command = {"run", usage_text,
-                                       AW_CLI_WANT_DB | AW_CLI_WANT_CALL_FIELDS,
-                                       NULL, long_options};
+static const aw_cli_command command = {
+    .name = "run",
+    .usage = usage_text,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_CALL_FIELDS,
+    .options = long_options,
+    .call_fields_column = 30, /* that of every other option */
+    .usage_after_call_fields = usage_after_call_fields,
+};
 
 #define NOPTIONS (sizeof long_options / sizeof *long_options)
 

@@ -70,7 +70,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "status", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, options,
+    .name = "status",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT,
+    .options = options,
 };
 
 typedef struct status_args {

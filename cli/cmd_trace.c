@@ -40,7 +40,9 @@ static const char usage[] =
     "3 failure.\n";
 
 static const aw_cli_command command = {
-    "trace", usage, AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT, NULL, NULL,
+    .name = "trace",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT,
 };
 
 enum column {

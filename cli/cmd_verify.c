@@ -89,11 +89,10 @@ static const struct option options[] = {
 };
 
 static const aw_cli_command command = {
-    "verify",
-    usage,
-    AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
-    NULL,
-    options,
+    .name = "verify",
+    .usage = usage,
+    .common = AW_CLI_WANT_DB | AW_CLI_WANT_FORMAT | AW_CLI_WANT_PROGRESS,
+    .options = options,
 };
 
 /* An external chain head: the chain value after `count` entries. */

@@ -38,6 +38,50 @@ enum {
 
 #define MAX_OPTIONS 48
 
+/* AW_CLI_WANT_CALL_FIELDS: getopt's entries and their --help lines. */
+static const struct call_field_option {
+    const char *name; /* the option without "--"; its argument is NAME */
+    int opt;
+    const char *help;
+} call_field_options[] = {
+    {"request-id-field", OPT_REQUEST_ID_FIELD,
+     "field of the request id (default request_id)"},
+    {"status-field", OPT_STATUS_FIELD,
+     "field of the HTTP status (default status)"},
+    {"time-field", OPT_TIME_FIELD, "field of the time (default occurred_at)"},
+};
+#define NCALL_FIELD_OPTIONS                                                    \
+    (sizeof call_field_options / sizeof *call_field_options)
+
+static const char *call_field_option_name(int opt)
+{
+    for (size_t i = 0; i < NCALL_FIELD_OPTIONS; i++)
+        if (call_field_options[i].opt == opt)
+            return call_field_options[i].name;
+    return "?";
+}
+
+/* "  --name NAME", the help from column (0-based) on, per option. */
+static void print_call_field_options(FILE *fp, int column)
+{
+    for (size_t i = 0; i < NCALL_FIELD_OPTIONS; i++) {
+        int width = fprintf(fp, "  --%s NAME", call_field_options[i].name);
+        assert(width < column); /* a command's column fits its options */
+        fprintf(fp, "%*s%s\n", column - width, "", call_field_options[i].help);
+    }
+}
+
+/* cmd's --help: its text, with the call-field options' lines in place. */
+static int print_usage(const aw_cli_command *cmd)
+{
+    fputs(cmd->usage, stdout);
+    if (cmd->common & AW_CLI_WANT_CALL_FIELDS) {
+        print_call_field_options(stdout, cmd->call_fields_column);
+        fputs(cmd->usage_after_call_fields, stdout);
+    }
+    return fflush(stdout) == 0 ? AW_EXIT_OK : AW_EXIT_FAILURE;
+}
+
 int aw_cli_usage_error(const aw_cli_command *cmd, const char *fmt, ...)
 {
     va_list ap;
@@ -105,14 +149,11 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
     if (cmd->common & AW_CLI_WANT_PROGRESS)
         longopts[n++] =
             (struct option){"progress", no_argument, NULL, OPT_PROGRESS};
-    if (cmd->common & AW_CLI_WANT_CALL_FIELDS) {
-        longopts[n++] = (struct option){"request-id-field", required_argument,
-                                        NULL, OPT_REQUEST_ID_FIELD};
-        longopts[n++] = (struct option){"status-field", required_argument, NULL,
-                                        OPT_STATUS_FIELD};
-        longopts[n++] = (struct option){"time-field", required_argument, NULL,
-                                        OPT_TIME_FIELD};
-    }
+    for (size_t i = 0;
+         cmd->common & AW_CLI_WANT_CALL_FIELDS && i < NCALL_FIELD_OPTIONS; i++)
+        longopts[n++] =
+            (struct option){call_field_options[i].name, required_argument, NULL,
+                            call_field_options[i].opt};
     for (const struct option *o = cmd->options; o && o->name; o++) {
         assert(n + 1 < MAX_OPTIONS);
         longopts[n++] = *o;
@@ -130,9 +171,7 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
         if (opt == -1)
             break;
         switch (opt) {
-        case OPT_HELP:
-            fputs(cmd->usage, stdout);
-            return fflush(stdout) == 0 ? AW_EXIT_OK : AW_EXIT_FAILURE;
+        case OPT_HELP: return print_usage(cmd);
         case OPT_DB:
             if (!*optarg)
                 return aw_cli_usage_error(cmd, "--db: empty path");
@@ -153,11 +192,8 @@ int aw_cli_parse(const aw_cli_command *cmd, int argc, char **argv,
         case OPT_STATUS_FIELD:
         case OPT_TIME_FIELD:
             if (!*optarg)
-                return aw_cli_usage_error(
-                    cmd, "--%s: empty field name",
-                    opt == OPT_REQUEST_ID_FIELD ? "request-id-field"
-                    : opt == OPT_STATUS_FIELD   ? "status-field"
-                                                : "time-field");
+                return aw_cli_usage_error(cmd, "--%s: empty field name",
+                                          call_field_option_name(opt));
             *(opt == OPT_REQUEST_ID_FIELD ? &common->call_fields.request_id
               : opt == OPT_STATUS_FIELD   ? &common->call_fields.status
                                           : &common->call_fields.occurred_at) =

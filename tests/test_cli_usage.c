@@ -1,7 +1,8 @@
 /* test_cli_usage.c -- the contract every subcommand keeps: --help on
  * stdout with exit 0, a malformed call answered by exactly one line on
  * stderr and exit 2, and the top level's --help, --version and unknown
- * subcommands. */
+ * subcommands; the shared call-field options listed in line with each
+ * command's own. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -114,6 +115,43 @@ Test(cli_usage, an_option_missing_its_argument_is_named)
         cr_expect(strstr(r.err, mention[i]) &&
                       strstr(r.err, "needs an argument"),
                   "case %zu: %s", i, r.err);
+        cw_result_free(&r);
+    }
+}
+
+/* The column where the help of option (its line starts "  <option>")
+ * begins in text; -1 when no line lists it. */
+static int help_column(const char *text, const char *option)
+{
+    char start[64];
+    snprintf(start, sizeof start, "\n  %s ", option);
+    const char *line = strstr(text, start);
+    if (!line)
+        return -1;
+    const char *help = line + strlen(start);
+    while (*help == ' ')
+        help++;
+    return (int)(help - line - 1);
+}
+
+Test(cli_usage, call_field_options_are_listed_in_line_with_each_commands_own)
+{
+    static const struct {
+        const char *command, *own_option;
+    } commands[] = {{"run", "--calls-log PATH"},
+                    {"import-calls", "--progress"}};
+    static const char *const call_fields[] = {
+        "--request-id-field NAME", "--status-field NAME", "--time-field NAME"};
+    for (size_t i = 0; i < 2; i++) {
+        cw_result r = cw_run(&w, ARGS(commands[i].command, "--help"), NULL);
+        int column = help_column(r.out, commands[i].own_option);
+        cr_assert_gt(column, 0, "%s --help lists no %s:\n%s",
+                     commands[i].command, commands[i].own_option, r.out);
+        for (size_t f = 0; f < 3; f++)
+            cr_expect_eq(help_column(r.out, call_fields[f]), column,
+                         "%s --help: %s not in line with %s:\n%s",
+                         commands[i].command, call_fields[f],
+                         commands[i].own_option, r.out);
         cw_result_free(&r);
     }
 }
