@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/support/support.h"
@@ -202,19 +203,50 @@ static void assert_one_oversized_rejection(void)
     sqlite3_close(s);
 }
 
-Test(consumer_calls_log, an_over_long_line_is_one_oversized_rejection)
+/* The committed position has consumed the whole file. */
+static bool committed_to_the_end(void *ud)
 {
-    aw_test_proc daemon;
+    sqlite3 *s;
+    sqlite3_stmt *q;
+    struct stat st;
+    bool yes = false;
+    (void)ud;
+    if (stat(logpath, &st) != 0 ||
+        sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return false;
+    if (sqlite3_prepare_v2(s, "SELECT offset FROM calls_log_positions", -1, &q,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        yes = sqlite3_column_int64(q, 0) == (sqlite3_int64)st.st_size;
+    sqlite3_finalize(q);
+    sqlite3_close(s);
+    return yes;
+}
+
+/* r-1, then an over-long line not yet ended. */
+static void append_call_and_long_line_start(void)
+{
     append_call(logpath, 1);
     append(logpath, "{\"rid\":\"r-long\",\"pad\":\"");
     append_padding(logpath, LONG_LINE);
+}
+
+static void assert_two_calls_one_rejection(aw_test_proc *daemon)
+{
+    wait_calls(2);
+    aw_test_daemon_stop(daemon, 10000);
+    assert_each_line_once(2);
+    assert_one_oversized_rejection();
+}
+
+Test(consumer_calls_log, an_over_long_line_is_one_oversized_rejection)
+{
+    aw_test_proc daemon;
+    append_call_and_long_line_start();
     append(logpath, "\"}\n");
     append_call(logpath, 2);
     start(&daemon, "long");
-    wait_calls(2);
-    aw_test_daemon_stop(&daemon, 10000);
-    assert_each_line_once(2);
-    assert_one_oversized_rejection();
+    assert_two_calls_one_rejection(&daemon);
 }
 
 Test(consumer_calls_log,
@@ -222,22 +254,18 @@ Test(consumer_calls_log,
 {
     aw_test_proc daemon;
     int64_t one = 1;
-    append_call(logpath, 1);
-    append(logpath, "{\"rid\":\"r-long\",\"pad\":\"");
-    append_padding(logpath, LONG_LINE); /* still being written */
+    append_call_and_long_line_start(); /* still being written */
     start(&daemon, "before");
     wait_calls(1);
     cr_assert(aw_test_wait_for(rejects_reach, &one, 20000),
               "an unfinished over-long line was waited on");
     append_padding(logpath, 100 * 1024); /* skipped while running */
-    wait_calls(1);
+    cr_assert(aw_test_wait_for(committed_to_the_end, NULL, 20000),
+              "the rest of an over-long line was not skipped");
     aw_test_daemon_stop(&daemon, 10000);
     append_padding(logpath, 100 * 1024); /* written while stopped */
     append(logpath, "\"}\n");
     append_call(logpath, 2);
     start(&daemon, "after");
-    wait_calls(2);
-    aw_test_daemon_stop(&daemon, 10000);
-    assert_each_line_once(2);
-    assert_one_oversized_rejection();
+    assert_two_calls_one_rejection(&daemon);
 }

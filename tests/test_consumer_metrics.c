@@ -90,15 +90,21 @@ static void busy_state(aw_metrics_state *s)
     s->redis_connected = true;
 }
 
-Test(consumer_metrics, page_passes_promtool_check_metrics)
+/* busy_state's page (free). */
+static char *busy_page(void)
 {
     aw_metrics_state s;
+    busy_state(&s);
+    return render(&s);
+}
+
+Test(consumer_metrics, page_passes_promtool_check_metrics)
+{
     char dir[PATH_MAX], path[PATH_MAX], cmd[PATH_MAX + 64];
     char *page;
     if (!have_promtool())
         cr_skip_test("promtool is not installed (Debian package prometheus)");
-    busy_state(&s);
-    page = render(&s);
+    page = busy_page();
     aw_test_tmpdir(dir);
     aw_test_write_file(aw_test_path(dir, "metrics.txt", path), page, 0600);
     snprintf(cmd, sizeof cmd, "promtool check metrics < %s", path);
@@ -109,10 +115,7 @@ Test(consumer_metrics, page_passes_promtool_check_metrics)
 
 Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
 {
-    aw_metrics_state s;
-    char *page;
-    busy_state(&s);
-    page = render(&s);
+    char *page = busy_page();
     cr_assert_eq(
         value_of(
             page,
@@ -161,10 +164,7 @@ Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
 Test(consumer_metrics,
      caracal_groups_and_dead_letters_show_what_the_last_poll_saw)
 {
-    aw_metrics_state s;
-    char *page;
-    busy_state(&s);
-    page = render(&s);
+    char *page = busy_page();
     cr_assert_eq(
         value_of(
             page,
@@ -227,10 +227,7 @@ Test(consumer_metrics, caracal_figures_wait_for_the_first_poll)
 
 Test(consumer_metrics, commit_histogram_buckets_are_cumulative)
 {
-    aw_metrics_state s;
-    char *page;
-    busy_state(&s);
-    page = render(&s);
+    char *page = busy_page();
     cr_assert_eq(
         value_of(page,
                  "auditwatch_commit_duration_seconds_bucket{le=\"0.001\"}"),
