@@ -264,7 +264,7 @@ static bool is_blank(const char *s, size_t len)
 static int inside_line(const followed *f, int64_t offset, bool *inside,
                        aw_error *err)
 {
-    char before;
+    char before = '\n';
     ssize_t n = offset > 0 ? pread(f->fd, &before, 1, offset - 1) : 0;
     if (n < 0)
         return aw_error_set(err, AW_ERR_IO, "read %s: %s", f->path,
@@ -278,7 +278,7 @@ static int inside_line(const followed *f, int64_t offset, bool *inside,
 static int read_lines(aw_calls_log *cl, followed *f, size_t *budget,
                       int64_t now_ns, int64_t *got, aw_error *err)
 {
-    bool skipping;
+    bool skipping = false;
     int rc = inside_line(f, f->reading.offset, &skipping, err);
     *got = 0;
     if (rc != AW_OK)

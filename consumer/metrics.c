@@ -20,9 +20,9 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -381,6 +381,7 @@ static void record_figures(aw_watch *w, int64_t now)
         const watched_group *g = &w->groups[i];
         aw_watch_group_figures *out = &f->groups[f->ngroups++];
         aw_enforcer_judgment j;
+        /* the age of the oldest unapplied entry, whatever the grace */
         aw_enforcer_judge(&w->snaps[g->stream], &g->snap, now, 0, &j);
         out->stream = w->streams[g->stream];
         memcpy(out->group, g->name, sizeof out->group);
