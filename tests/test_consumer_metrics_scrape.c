@@ -4,7 +4,8 @@
  * while the index is locked, then the indexed counter rises to what was
  * published and the lag falls to 0), and a malformed and a slow client
  * cost ingest nothing; and Caracal's enforcer groups' lag, pending count
- * and dead letters are what Redis holds, following it as they move. */
+ * and dead letters, and audit-ingestor's lag, are what Redis holds,
+ * following it as they move. */
 #include <criterion/criterion.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -163,13 +164,14 @@ Test(consumer_metrics_scrape,
 
 /* ---- Caracal's groups and dead letters ------------------------------------ */
 
-#define STS         "sts-revocation"
-#define STS_SERIES  "{stream=\"" REVOKE "\",group=\"" STS "\"}"
-#define REVOCATIONS 5
+#define STS             "sts-revocation"
+#define STS_SERIES      "{stream=\"" REVOKE "\",group=\"" STS "\"}"
+#define REVOCATIONS     5
+#define INGESTOR_SERIES "{stream=\"" AUDIT "\",group=\"audit-ingestor\"}"
 
 /* The figures as Redis holds them, and as a scrape shows them. */
 typedef struct caracal_figures {
-    double lag, pending, oldest, dlq, dead, lifecycle_dead;
+    double lag, pending, oldest, dlq, dead, lifecycle_dead, ingestor_lag;
 } caracal_figures;
 
 typedef struct caracal_scrape {
@@ -193,6 +195,8 @@ static void redis_holds(caracal_scrape *s)
     s->want.pending = (double)aw_test_pending_count(s->c, REVOKE, STS);
     s->want.dlq = (double)stream_length(s->c, DLQ);
     s->want.dead = (double)stream_length(s->c, DEAD);
+    s->want.ingestor_lag =
+        (double)aw_test_group_lag(s->c, AUDIT, "audit-ingestor");
 }
 
 static bool sample(const char *page, const char *series, double *v)
@@ -224,13 +228,15 @@ static bool scrape_agrees(void *ud)
         sample(
             page,
             "auditwatch_dead_letter_entries{stream=\"caracal.agents.lifecycle.dead\"}",
-            &g->lifecycle_dead);
+            &g->lifecycle_dead) &
+        sample(page, "auditwatch_caracal_group_lag_entries" INGESTOR_SERIES,
+               &g->ingestor_lag);
     s->other_group_shown |= strstr(page, "group=\"siem-export\"") != NULL;
     free(page);
     redis_holds(s);
     return all && g->lag == s->want.lag && g->pending == s->want.pending &&
            g->dlq == s->want.dlq && g->dead == s->want.dead &&
-           g->lifecycle_dead == 0 &&
+           g->lifecycle_dead == 0 && g->ingestor_lag == s->want.ingestor_lag &&
            (g->pending + g->lag > 0 ? g->oldest > 0 : g->oldest == 0);
 }
 
@@ -238,11 +244,24 @@ static void assert_scrape_agrees(caracal_scrape *s, const char *when)
 {
     cr_assert(aw_test_wait_for(scrape_agrees, s, 10000),
               "%s: /metrics shows lag %g pending %g oldest %g s, dlq %g dead "
-              "%g lifecycle dead %g; Redis holds lag %g pending %g, dlq %g "
-              "dead %g",
+              "%g lifecycle dead %g ingestor lag %g; Redis holds lag %g "
+              "pending %g, dlq %g dead %g ingestor lag %g",
               when, s->got.lag, s->got.pending, s->got.oldest, s->got.dlq,
-              s->got.dead, s->got.lifecycle_dead, s->want.lag, s->want.pending,
-              s->want.dlq, s->want.dead);
+              s->got.dead, s->got.lifecycle_dead, s->got.ingestor_lag,
+              s->want.lag, s->want.pending, s->want.dlq, s->want.dead,
+              s->want.ingestor_lag);
+}
+
+/* The counts the test set up (not the age, which the clock moves). */
+static void assert_counts(const caracal_figures *got,
+                          const caracal_figures *want)
+{
+    cr_assert_eq(got->lag, want->lag);
+    cr_assert_eq(got->pending, want->pending);
+    cr_assert_eq(got->dlq, want->dlq);
+    cr_assert_eq(got->dead, want->dead);
+    cr_assert_eq(got->lifecycle_dead, 0);
+    cr_assert_eq(got->ingestor_lag, want->ingestor_lag);
 }
 
 static void xadd(redisContext *c, const char *stream, const char *field,
@@ -282,20 +301,24 @@ Test(consumer_metrics_scrape,
         aw_test_command(c, "XGROUP CREATE " REVOKE " " STS " $ MKSTREAM"));
     freeReplyObject(
         aw_test_command(c, "XGROUP CREATE " AUDIT " siem-export $ MKSTREAM"));
+    freeReplyObject(aw_test_command(c, "XGROUP CREATE " AUDIT
+                                       " audit-ingestor $ MKSTREAM"));
     for (int i = 0; i < REVOCATIONS; i++)
         xadd(c, REVOKE, "session_id", "s-1");
     sts_reads(c, 3, 1);
     xadd(c, DLQ, "reason", "poison");
     xadd(c, DLQ, "reason", "poison");
     xadd(c, DEAD, "original_id", "1-1");
+    for (int i = 0; i < 3; i++)
+        xadd(c, AUDIT, "id", "evt-unread"); /* audit-ingestor is not running */
 
     aw_test_daemon_start(&daemon, dir, "caracal", &redis, db, args, NULL);
     s.port = metrics_port(&daemon);
     assert_scrape_agrees(&s, "behind");
-    cr_assert_eq(s.got.lag, 2);
-    cr_assert_eq(s.got.pending, 2);
-    cr_assert_eq(s.got.dlq, 2);
-    cr_assert_eq(s.got.dead, 1);
+    assert_counts(
+        &s.got,
+        &(caracal_figures){
+            .lag = 2, .pending = 2, .dlq = 2, .dead = 1, .ingestor_lag = 3});
 
     /* STS catches up and acknowledges everything; more dead letters. */
     redisReply *pending =
@@ -308,11 +331,9 @@ Test(consumer_metrics_scrape,
     xadd(c, DLQ, "reason", "poison");
     xadd(c, DEAD, "original_id", "1-2");
     assert_scrape_agrees(&s, "caught up");
-    cr_assert_eq(s.got.lag, 0);
-    cr_assert_eq(s.got.pending, 0);
+    assert_counts(&s.got,
+                  &(caracal_figures){.dlq = 3, .dead = 2, .ingestor_lag = 3});
     cr_assert_eq(s.got.oldest, 0);
-    cr_assert_eq(s.got.dlq, 3);
-    cr_assert_eq(s.got.dead, 2);
     cr_assert(!s.other_group_shown,
               "a group that is neither an enforcer nor audit-ingestor shown");
 
