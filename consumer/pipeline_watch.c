@@ -133,14 +133,21 @@ bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
         }
         out->entry = m->episode;
         m->raised = true;
+        m->recovering = false;
         return true;
     }
-    if (m->raised && !over) {
+    if ((m->raised || m->recovering) && !over) {
         out->entry = m->episode;
         m->raised = false;
+        m->recovering = true;
         return true;
     }
     return false;
+}
+
+void aw_watch_ingest_recovered(aw_watch_ingest_memory *m)
+{
+    m->recovering = false;
 }
 
 /* ---- The poll -------------------------------------------------------------- */
@@ -553,6 +560,11 @@ void aw_watch_settle(aw_watch *w, bool committed)
     if (!w->has_carried)
         return;
     w->has_carried = false;
+    const finding_set *carried = &w->sets[w->carried];
+    for (size_t i = 0; committed && i < carried->n; i++)
+        if (carried->f[i].kind == AW_FINDING_INGEST_STALLED &&
+            !carried->f[i].trouble)
+            aw_watch_ingest_recovered(&w->ingest);
     if (!committed && !w->has_ready) {
         int t = w->ready;
         w->ready = w->carried;

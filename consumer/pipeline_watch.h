@@ -44,7 +44,8 @@ typedef struct aw_watch_ingest_memory {
     bool seen;      /* last_generated is known */
     aw_stream_id last_generated; /* the audit stream's, at the last poll */
     bool raised;                 /* the last finding carried was trouble */
-    aw_stream_id episode;        /* what the stall under way is about */
+    bool recovering;      /* the recovery is out, no batch committed it yet */
+    aw_stream_id episode; /* what the stall under way is about */
 } aw_watch_ingest_memory;
 
 /* One poll of audit-ingestor (group NULL: absent, judged healthy here --
@@ -52,12 +53,16 @@ typedef struct aw_watch_ingest_memory {
  * Over the limits (aw_ingest_judge) for two consecutive polls while that id
  * moved: trouble, about the oldest entry it had not applied when the stall
  * began. Returns true when *out is to be carried: trouble (every poll while
- * it lasts) or, once, the recovery. */
+ * it lasts) or the recovery -- at every poll until a batch that carried it
+ * committed (aw_watch_ingest_recovered): a poll's findings replace those of
+ * the poll before when no batch took them yet. */
 bool aw_watch_judge_ingest(aw_watch_ingest_memory *m, const char *stream,
                            const aw_group_snapshot *group,
                            aw_stream_id last_generated, int64_t now_ms,
                            const aw_ingest_limits *limits,
                            aw_pipeline_finding *out, char *detail, size_t size);
+/* A batch that carried the recovery committed: it is not carried again. */
+void aw_watch_ingest_recovered(aw_watch_ingest_memory *m);
 
 /* ---- The poll ------------------------------------------------------------- */
 

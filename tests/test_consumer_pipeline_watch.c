@@ -99,7 +99,7 @@ Test(
         {70, 400, true,
          true}, /* still: repeated (the detectors keep one alert) */
         {70, 400, true, true},   /* the stream stopped growing: still stalled */
-        {0, 500, true, false},   /* recovered: carried once */
+        {0, 500, true, false},   /* recovered: carried once (committed) */
         {0, 600, false, false},  /* and then nothing */
         {50, 700, false, false}, /* over, once */
         {50, 700, false, false}, /* over, but the stream is quiet: no stall */
@@ -114,6 +114,8 @@ Test(
             &m, "caracal.audit.events", &g, ID(polls[i].last_generated_ms, 0),
             NOW, &limits, &f, detail, sizeof detail);
         cr_expect_eq(carried, polls[i].carried, "poll %zu: %s", i, detail);
+        if (carried && !f.trouble)
+            aw_watch_ingest_recovered(&m); /* as the batch committed */
         if (carried) {
             cr_expect_eq(f.kind, AW_FINDING_INGEST_STALLED, "poll %zu", i);
             cr_expect_eq(f.trouble, polls[i].trouble, "poll %zu: %s", i,
@@ -121,6 +123,32 @@ Test(
             cr_expect_str_eq(f.group, "audit-ingestor");
         }
     }
+}
+
+/* A poll's findings replace the previous poll's when no batch took them
+ * (the commit was busy): the recovery must not be lost with them. */
+Test(pipeline_watch, the_recovery_is_carried_until_a_batch_commits_it)
+{
+    const aw_ingest_limits limits = {.max_lag = 10, .max_age_ms = 60000};
+    const int64_t lags[] = {50, 60, 70, 0, 0, 0};
+    aw_watch_ingest_memory m = {0};
+    aw_pipeline_finding f;
+    char detail[512];
+    bool carried[6], trouble[6];
+    for (size_t i = 0; i < 6; i++) {
+        aw_group_snapshot g = {.last_delivered = ID(NOW - 1000, 0),
+                               .lag = lags[i]};
+        carried[i] = aw_watch_judge_ingest(&m, "caracal.audit.events", &g,
+                                           ID(100 * (i + 1), 0), NOW, &limits,
+                                           &f, detail, sizeof detail);
+        trouble[i] = carried[i] && f.trouble;
+        if (i == 4)
+            aw_watch_ingest_recovered(&m);
+    }
+    cr_expect(trouble[2], "stalled");
+    cr_expect(carried[3] && !trouble[3] && carried[4] && !trouble[4],
+              "the recovery, again while no batch committed it");
+    cr_expect_not(carried[5], "committed: not carried again");
 }
 
 Test(pipeline_watch, a_second_stall_is_about_its_own_oldest_entry)
