@@ -18,10 +18,12 @@
  * added entries; aw_store_begin re-reads it under the write lock, so
  * another writer's entries (import-calls) are chained onto, never forked.
  *
- * Page cache: 30 MB for a writer, 8 MB for a reader; the daemon's resident
- * set must stay under 64 MiB in total, and 2 MB of it now go to zstd (its
- * code, contexts and dictionaries: evidence.c). No mmap, for the same
- * reason.
+ * Page cache: 20 MB for a writer, 8 MB for a reader; the daemon's resident
+ * set must stay under 64 MiB in total, and the rest of it grew with the
+ * traffic (zstd's code, contexts and dictionaries, 2 MB: evidence.c; the
+ * batches read ahead of a commit). With the identity index keyed by time
+ * the pages being written are few, so the cache was cut from 30 MB when
+ * a 1M-entry drain peaked at 69.9 MiB. No mmap, for the same reason.
  */
 #include <assert.h>
 #include <errno.h>
@@ -37,7 +39,7 @@
 #include "store/schema.h"
 
 #define STORE_BUSY_TIMEOUT_MS  5000
-#define STORE_WRITER_CACHE_KIB "-30000"
+#define STORE_WRITER_CACHE_KIB "-20000"
 #define STORE_READER_CACHE_KIB "-8000"
 /* Checkpoint when the WAL reaches ~32 MB rather than SQLite's 4 MB: a
  * page dirtied by several batches in a row (table tails, the recent end
