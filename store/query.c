@@ -63,10 +63,10 @@ static unsigned event_filter_shape(const aw_event_filter *f)
     return shape;
 }
 
-/* Words are compared by their terms numbers, looked up before the query
- * runs (the writer's cache knows them), so a query builds no table of its
- * own for them; a word never stored is 0 and matches nothing. */
-/* Conditions that need no more than their shape bit and one value. */
+/* Conditions that need no more than their shape bit and one value. Words
+ * are compared by their terms numbers, bound before the query runs (the
+ * writer's cache knows them), so a query builds no table of its own for
+ * them; a word never stored is 0 and matches nothing. */
 static const struct {
     unsigned bit;
     const char *sql;
