@@ -154,8 +154,9 @@ struct aw_daemon {
     int64_t committed_clock_ns; /* detector clock after the last commit */
     uint64_t started_ms;
 
-    aw_metrics *metrics;      /* NULL without --metrics-listen */
-    aw_metrics_state figures; /* the loop's counters behind /metrics */
+    aw_metrics *metrics;           /* NULL without --metrics-listen */
+    aw_metrics_state figures;      /* the loop's counters behind /metrics */
+    int64_t lag_read_ms[NSTREAMS]; /* when a live read last set a lag */
     uv_timer_t metrics_timer;
     double commit_seconds; /* of the last commit (worker-written) */
 
@@ -248,6 +249,7 @@ static void round_report(round *r)
                 const aw_core_stream_read *sr = &r->read.streams[s];
                 if (!(d->figures.has_lag[s] = sr->before.has_lag))
                     continue;
+                d->lag_read_ms[s] = wall_ns() / 1000000;
                 d->figures.lag[s] = sr->before.lag > (long long)sr->n
                                         ? sr->before.lag - (long long)sr->n
                                         : 0;
@@ -1094,6 +1096,23 @@ static void on_summary_timer(uv_timer_t *t)
 
 /* ---- Metrics: the loop's figures, rendered for the HTTP thread ------------- */
 
+/* Our lag on the audit and revocation streams as the pipeline watch's
+ * newest poll saw it, where that is newer than our last live read's: an
+ * idle daemon reads again only after its commit, and while another writer
+ * holds the index that commit waits, and so would the lag shown. */
+static void take_watched_lag(aw_daemon *d)
+{
+    const aw_watch_figures *f = aw_watch_figures_get(d->watch);
+    for (int k = 0; f->polled && k < AW_WATCH_OWN_STREAMS; k++) {
+        int s = stream_index(d, f->own_streams[k], strlen(f->own_streams[k]));
+        if (s < 0 || f->own_lag[k] == AW_FIGURE_UNKNOWN ||
+            f->polled_at_ms <= d->lag_read_ms[s])
+            continue;
+        d->figures.has_lag[s] = true;
+        d->figures.lag[s] = f->own_lag[k];
+    }
+}
+
 /* The gauges only the loop can read now, then the page. */
 static void publish_metrics(aw_daemon *d)
 {
@@ -1107,6 +1126,7 @@ static void publish_metrics(aw_daemon *d)
                 ? (double)(now_ms - oldest_ms) / 1000.0
                 : 0;
     d->figures.detector_clock_seconds = (double)d->committed_clock_ns / 1e9;
+    take_watched_lag(d);
     if ((page = aw_metrics_render(&d->figures, &len)))
         aw_metrics_publish(d->metrics, page, len);
 }
@@ -1329,6 +1349,7 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
                                 d->names[AW_ROLE_SESSION_REVOKE_DEAD],
                                 d->names[AW_ROLE_AGENT_LIFECYCLE_DEAD],
                                 d->names[AW_ROLE_DELEGATION_INVALIDATE_DEAD]},
+        .own_group = config->group,
         .enforcer_groups = config->enforcer_groups,
         .nenforcer_groups = config->nenforcer_groups,
         .grace_ms = config->grace_enforcer_ms,

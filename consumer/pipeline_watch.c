@@ -198,6 +198,7 @@ struct aw_watch {
     /* XINFO GROUPS named every group of the stream (none when it is gone) */
     bool groups_known[NSTREAMS];
     int64_t dead_letters[NDEAD];
+    int64_t own_lag[NSTREAMS];
     watched_group groups[MAX_GROUPS];
     size_t ngroups;
     bool ingestor_found;
@@ -225,6 +226,7 @@ aw_watch *aw_watch_new(const aw_watch_config *config)
     w->streams[AUDIT_SLOT] = config->audit_stream;
     memcpy(w->figures.dead_letter_streams, config->dead_letter_streams,
            sizeof w->figures.dead_letter_streams);
+    memcpy(w->figures.own_streams, w->streams, sizeof w->figures.own_streams);
     w->filling = 0;
     w->ready = 1;
     w->carried = 2;
@@ -295,6 +297,13 @@ static void take_groups(aw_watch *w, size_t s, const redisReply *reply)
         if (!name || name->type != REDIS_REPLY_STRING ||
             name->len >= NAME_MAX_LEN)
             continue;
+        if (w->config.own_group &&
+            strcmp(name->str, w->config.own_group) == 0) {
+            if (!integer_of(aw_redis_map_get(reply->element[i], "lag"),
+                            &w->own_lag[s]))
+                w->own_lag[s] = AW_FIGURE_UNKNOWN;
+            continue;
+        }
         bool ingestor =
             s == AUDIT_SLOT && strcmp(name->str, AW_INGEST_GROUP) == 0;
         if (s == AUDIT_SLOT ? !ingestor
@@ -397,6 +406,8 @@ static void record_figures(aw_watch *w, int64_t now)
         out->oldest_unapplied_ms = j.unapplied_age_ms;
     }
     memcpy(f->dead_letters, w->dead_letters, sizeof f->dead_letters);
+    memcpy(f->own_lag, w->own_lag, sizeof f->own_lag);
+    f->polled_at_ms = now;
     f->polled = true;
 }
 
@@ -527,6 +538,8 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
     memset(w->snaps, 0, sizeof w->snaps);
     memset(w->last_generated, 0, sizeof w->last_generated);
     memset(w->groups_known, 0, sizeof w->groups_known);
+    for (size_t s = 0; s < NSTREAMS; s++)
+        w->own_lag[s] = AW_FIGURE_UNKNOWN;
     for (size_t s = 0; s < NSTREAMS; s++) {
         const char *info[] = {"XINFO", "STREAM", w->streams[s]};
         const char *groups[] = {"XINFO", "GROUPS", w->streams[s]};

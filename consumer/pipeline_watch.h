@@ -72,6 +72,7 @@ typedef struct aw_watch_config {
     const char *audit_stream;
     const char *revocation_streams[3];
     const char *dead_letter_streams[AW_WATCH_DEAD_LETTER_STREAMS];
+    const char *own_group; /* auditwatch's group: its lag is a figure too */
     const char *const *enforcer_groups; /* globs; none: the defaults */
     size_t nenforcer_groups;
     int64_t grace_ms;
@@ -99,6 +100,7 @@ void aw_watch_settle(aw_watch *w, bool committed);
 /* ---- The figures (for /metrics) ------------------------------------------- */
 
 #define AW_WATCH_GROUPS_MAX   32
+#define AW_WATCH_OWN_STREAMS  4 /* the three revocation streams, audit */
 #define AW_WATCH_NAME_MAX_LEN 200
 
 /* A watched group (an enforcer's, or audit-ingestor) as a poll saw it. */
@@ -119,6 +121,12 @@ typedef struct aw_watch_figures {
     const char
         *dead_letter_streams[AW_WATCH_DEAD_LETTER_STREAMS]; /* config's */
     int64_t dead_letters[AW_WATCH_DEAD_LETTER_STREAMS]; /* XLEN, or UNKNOWN */
+    /* own_group's lag on the audit and revocation streams, or UNKNOWN: it
+     * moves while the daemon's own reads wait (an idle daemon reads again
+     * only after its commit, which another writer's lock can hold) */
+    const char *own_streams[AW_WATCH_OWN_STREAMS]; /* config's */
+    int64_t own_lag[AW_WATCH_OWN_STREAMS];
+    int64_t polled_at_ms; /* when the newest complete poll ended */
 } aw_watch_figures;
 
 /* The figures of the newest complete poll; they change only when a poll

@@ -170,6 +170,57 @@ Test(consumer_metrics_scrape,
     redisFree(c);
 }
 
+/* An empty commit of the idle daemon failed on the lock: it waits to
+ * retry, and reads nothing until that commit succeeds. */
+static bool idle_commit_held(void *ud)
+{
+    aw_test_proc *p = ud;
+    char *err = aw_test_read_file(p->err_path, NULL);
+    bool yes = err && strstr(err, "event=index_commit_failed entries=0");
+    free(err);
+    return yes;
+}
+
+static bool lag_shown(void *ud)
+{
+    scrape *s = ud;
+    take(s);
+    return s->has_lag && s->lag == EVENTS;
+}
+
+/* The lag comes from the daemon's own reads, and also from the pipeline
+ * watch's XINFO GROUPS: it must show while the reads wait on the index. */
+Test(consumer_metrics_scrape, lag_shows_while_an_idle_daemon_waits_on_the_index)
+{
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--metrics-listen", "127.0.0.1:0", "--enforcer-poll",
+                          "200ms", NULL};
+    scrape s = {0};
+    sqlite3 *lock;
+
+    aw_test_daemon_start(&daemon, dir, "idle", &redis, db, args, NULL);
+    s.port = metrics_port(&daemon);
+    cr_assert(aw_test_wait_for(connected, &s, 10000),
+              "redis_connected never became 1");
+    cr_assert_eq(sqlite3_open(db, &lock), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(lock, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(lock));
+    cr_assert(aw_test_wait_for(idle_commit_held, &daemon, 20000),
+              "the idle daemon's commit never waited on the lock");
+    aw_test_publish_audit_range(&pipe, AUDIT, 0, EVENTS);
+    cr_assert(aw_test_wait_for(lag_shown, &s, 10000),
+              "lag %g (shown: %d) while %d entries waited", s.lag, s.has_lag,
+              EVENTS);
+    cr_assert_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    cr_assert(aw_test_wait_for(all_indexed, &s, 60000),
+              "indexed %g of %d, lag %g", s.indexed, EVENTS, s.lag);
+    aw_test_daemon_stop(&daemon, 10000);
+    redisFree(c);
+}
+
 /* ---- Caracal's groups and dead letters ------------------------------------ */
 
 #define STS             "sts-revocation"
