@@ -1164,22 +1164,12 @@ typedef struct head_result {
     char detail[2 * AW_ERRMSG_MAX];
 } head_result;
 
-typedef struct stored_chain {
-    unsigned char hash[32];
-} stored_chain;
-
-static int copy_chain(const aw_entry_row *row, void *ud)
-{
-    memcpy(((stored_chain *)ud)->hash, row->chain, 32);
-    return 0;
-}
-
-/* The stored chain value of row COUNT is the head after COUNT entries once
- * the walk found rows 1..COUNT intact. */
+/* The chain value the index records for row COUNT is the head after COUNT
+ * entries once the walk found rows 1..COUNT intact. */
 static int check_head(verify_state *v, const chain_head *head,
                       const aw_chain_report *chain, head_result *out)
 {
-    stored_chain at = {{0}};
+    unsigned char at[32] = {0};
     char want[65], got[65];
     int rc = AW_OK;
     out->ok = false;
@@ -1190,8 +1180,7 @@ static int check_head(verify_state *v, const chain_head *head,
         return AW_OK;
     }
     if (head->count > 0) {
-        rc =
-            aw_store_get_entry(v->store, head->count, copy_chain, &at, &v->err);
+        rc = aw_store_chain_at(v->store, head->count, at, &v->err);
         if (rc == AW_ERR_NOTFOUND) {
             snprintf(out->detail, sizeof out->detail,
                      "the head names %" PRId64
@@ -1203,8 +1192,8 @@ static int check_head(verify_state *v, const chain_head *head,
             return rc;
     }
     aw_hex(head->hash, 32, want);
-    aw_hex(at.hash, 32, got);
-    out->ok = memcmp(at.hash, head->hash, 32) == 0;
+    aw_hex(at, 32, got);
+    out->ok = memcmp(at, head->hash, 32) == 0;
     if (out->ok)
         snprintf(out->detail, sizeof out->detail, "%s@%" PRId64 " matches",
                  want, head->count);
@@ -1371,7 +1360,7 @@ int aw_cmd_verify(int argc, char **argv)
         /* Evidence too damaged to read stops the row checks; the chain
          * check already named the row, so that is a failed verification,
          * not a failure to verify. */
-        if (checks != AW_OK && chain.checked > 0 && !chain.ok)
+        if (checks != AW_OK && !chain.ok)
             rc = aw_cli_fail(
                 &command, AW_EXIT_NO,
                 "verification FAILED: %s (the row checks stopped there: %s)",

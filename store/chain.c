@@ -10,13 +10,17 @@
  * chain_0 is 32 zero bytes and chain_i = SHA-256(chain_{i-1} || stream ||
  * 0x00 || entry_id || 0x00 || raw). Entry rows are numbered 1, 2, 3, ...
  * without gaps (aw_store_put_entry assigns them), and the tip (last row and
- * head) is written with every commit that added entries. So verification,
+ * head) is written with every commit that added entries. A row written
+ * before schema 8 stores its chain value; a row in an evidence block does
+ * not, its block stores the value after its last row. So verification,
  * walking rows in order inside one read snapshot, can name the first break:
  *  - a gap in row numbers: rows deleted;
  *  - a row whose stored chain differs from the recomputed one: that row was
- *    edited (its raw bytes, its ids, or its chain value);
+ *    edited (its raw bytes, its ids, or its chain value); for rows in a
+ *    block, the block's rows are named (one of them, or the block, was);
  *  - a row whose stored frame cannot be decompressed (or names a missing
- *    dictionary): that row, or its dictionary, was edited; zstd's reason;
+ *    dictionary, or no block holds it): that row, its block or its
+ *    dictionary was edited; the reason;
  *  - fewer rows than the tip says: the last rows were deleted;
  *  - a last head that differs from the tip's: rows edited and re-chained.
  */
@@ -45,7 +49,7 @@ enum {
 struct entry_ctx {
     struct row_ctx c;
     aw_store *store;
-    aw_buf plain;
+    struct store_reader reader;
     aw_error *err;
 };
 
@@ -61,11 +65,10 @@ static int entry_row(sqlite3_stmt *stmt, void *ctx)
             id_ms, sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id),
         .id_ms = id_ms,
         .truncated = sqlite3_column_type(stmt, COL_ORIG_SIZE) != SQLITE_NULL,
-        .chain = sqlite3_column_blob(stmt, COL_CHAIN),
     };
     int rc =
         store_evidence_unpack(e->store, stmt, COL_RAW, COL_ZSTD_DICT, row.rowid,
-                              &e->plain, &row.raw, &row.raw_len, e->err);
+                              &e->reader, &row.raw, &row.raw_len, e->err);
     return rc != AW_OK ? rc : e->c.fn.entry(&row, e->c.ud);
 }
 
@@ -81,7 +84,7 @@ int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
     struct entry_ctx ctx = {
         .c = {.fn.entry = fn, .ud = ud}, .store = store, .err = err};
     rc = store_each_row(store, stmt, entry_row, &ctx, err, "read entries");
-    aw_buf_free(&ctx.plain);
+    store_reader_free(&ctx.reader);
     return rc;
 }
 
@@ -104,7 +107,118 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
     else
         rc = store_fail(store, err, "look up entry");
     sqlite3_reset(stmt);
-    aw_buf_free(&ctx.plain);
+    store_reader_free(&ctx.reader);
+    return rc;
+}
+
+/* What chain_walk needs: the value after the previous row, and room to
+ * hash. */
+struct chain_at {
+    aw_store *store;
+    struct store_reader reader;
+    aw_buf buf;
+    unsigned char head[32];
+    int64_t next_rowid;
+    aw_error *err;
+};
+
+/* Re-hashes one more row onto c->head. */
+static int chain_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct chain_at *c = ctx;
+    int64_t rowid = sqlite3_column_int64(stmt, COL_ROWID);
+    if (rowid != c->next_rowid)
+        return aw_error_set(c->err, AW_ERR_BROKEN, "row %lld is missing",
+                            (long long)c->next_rowid);
+    const char *stream = store_column_text(stmt, COL_STREAM);
+    char entry_id[STORE_ENTRY_ID_MAX];
+    store_format_entry_id(sqlite3_column_int64(stmt, COL_ID_MS),
+                          sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
+    const char *raw;
+    size_t raw_len;
+    int rc = store_evidence_unpack(c->store, stmt, COL_RAW, COL_ZSTD_DICT,
+                                   rowid, &c->reader, &raw, &raw_len, c->err);
+    if (rc != AW_OK)
+        return rc;
+    if (store_chain_prefix(&c->buf, c->head, stream ? stream : "", entry_id) !=
+            AW_OK ||
+        store_buf_append(&c->buf, raw, raw_len) != AW_OK)
+        return aw_error_set(c->err, AW_ERR_NOMEM, "out of memory");
+    aw_sha256(c->buf.ptr, c->buf.len, c->head);
+    c->next_rowid++;
+    return AW_OK;
+}
+
+/* The chain value stored for row rowid, into c->head: the row's own, or
+ * its block's when it is the block's last row (*stored false when it is
+ * inside a block); then c->reader holds that block. */
+static int chain_stored(struct chain_at *c, int64_t rowid, bool *stored)
+{
+    *stored = true;
+    if (rowid == 0) {
+        memset(c->head, 0, 32);
+        return AW_OK;
+    }
+    sqlite3_stmt *stmt;
+    int rc = store_stmt(c->store, STMT_ENTRY_BY_ROWID, &stmt, c->err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, rowid);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_ROW && !store_row_in_block(stmt, COL_RAW)) {
+        if (sqlite3_column_bytes(stmt, COL_CHAIN) == 32)
+            memcpy(c->head, sqlite3_column_blob(stmt, COL_CHAIN), 32);
+        else
+            rc = aw_error_set(c->err, AW_ERR_BROKEN,
+                              "row %lld has no chain value", (long long)rowid);
+    } else if (step == SQLITE_ROW) {
+        const char *raw;
+        size_t raw_len;
+        rc = store_reader_entry(c->store, &c->reader, rowid, &raw, &raw_len,
+                                c->err);
+        *stored = rc == AW_OK && c->reader.last == rowid;
+        if (*stored)
+            memcpy(c->head, c->reader.chain, 32);
+    } else if (step == SQLITE_DONE) {
+        rc = aw_error_set(c->err, AW_ERR_NOTFOUND, "no entry at row %lld",
+                          (long long)rowid);
+    } else {
+        rc = store_fail(c->store, c->err, "look up entry");
+    }
+    sqlite3_reset(stmt);
+    return rc;
+}
+
+int aw_store_chain_at(aw_store *store, int64_t rowid, unsigned char hash[32],
+                      aw_error *err)
+{
+    struct chain_at c = {.store = store, .err = err};
+    bool stored = false;
+    int rc = chain_stored(&c, rowid < 0 ? 0 : rowid, &stored);
+    int64_t first = c.reader.first;
+    if (rc == AW_OK && !stored) {
+        /* Inside a block: from the value before the block, re-hashed. */
+        rc = chain_stored(&c, first - 1, &stored);
+        if (rc == AW_OK && !stored)
+            rc = aw_error_set(err, AW_ERR_BROKEN,
+                              "the evidence block of row %lld starts inside "
+                              "another",
+                              (long long)rowid);
+        sqlite3_stmt *rows;
+        if (rc == AW_OK)
+            rc = store_stmt(store, STMT_ENTRIES_ROWS, &rows, err);
+        if (rc == AW_OK) {
+            sqlite3_bind_int64(rows, 1, first);
+            sqlite3_bind_int64(rows, 2, rowid);
+            c.next_rowid = first;
+            rc =
+                store_each_row(store, rows, chain_row, &c, err, "read entries");
+        }
+    }
+    if (rc == AW_OK)
+        memcpy(hash, c.head, 32);
+    aw_buf_free(&c.buf);
+    store_reader_free(&c.reader);
     return rc;
 }
 
@@ -116,8 +230,8 @@ struct verify {
     int64_t next_rowid;
     unsigned char head[32];
     aw_buf buf;
-    aw_buf plain; /* a compressed row's verbatim bytes */
-    int rc;       /* an error that is not a break, with why */
+    struct store_reader reader;
+    int rc; /* an error that is not a break, with why */
     aw_error why;
 };
 
@@ -150,8 +264,9 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
                           sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
     const char *raw;
     size_t raw_len;
+    bool in_block = store_row_in_block(stmt, COL_RAW);
     int rc = store_evidence_unpack(v->store, stmt, COL_RAW, COL_ZSTD_DICT,
-                                   rowid, &v->plain, &raw, &raw_len, &v->why);
+                                   rowid, &v->reader, &raw, &raw_len, &v->why);
     if (rc == AW_ERR_NOMEM || rc == AW_ERR_IO) {
         v->rc = rc;
         return VERIFY_STOP;
@@ -171,9 +286,18 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
     }
     unsigned char chain[32];
     aw_sha256(v->buf.ptr, v->buf.len, chain);
-    if (sqlite3_column_bytes(stmt, COL_CHAIN) != 32 ||
-        memcmp(sqlite3_column_blob(stmt, COL_CHAIN), chain, 32) != 0)
+    int stored_chain = sqlite3_column_bytes(stmt, COL_CHAIN);
+    if (in_block
+            ? stored_chain != 0
+            : stored_chain != 32 ||
+                  memcmp(sqlite3_column_blob(stmt, COL_CHAIN), chain, 32) != 0)
         return verify_break(v, rowid, "row %lld edited", rowid, 0);
+    if (in_block && rowid == v->reader.last &&
+        memcmp(v->reader.chain, chain, 32) != 0)
+        return verify_break(v, v->reader.first,
+                            "rows %lld-%lld edited (their evidence block "
+                            "does not chain)",
+                            v->reader.first, v->reader.last);
     memcpy(v->head, chain, 32);
     v->next_rowid++;
     v->report->checked++;
@@ -261,6 +385,6 @@ int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
     if (own_snapshot)
         sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
     aw_buf_free(&v.buf);
-    aw_buf_free(&v.plain);
+    store_reader_free(&v.reader);
     return rc;
 }

@@ -1,33 +1,37 @@
-/* evidence.c -- the verbatim evidence (entries.raw) stored as zstd frames,
- * and handed back verbatim.
+/* evidence.c -- the dictionaries and zstd frames the verbatim evidence is
+ * stored in, and its way back to verbatim bytes.
  *
  * Caracal's entries are JSON with the same keys, enum values and id shapes
  * over and over, so a dictionary trained on the index's own traffic takes
- * most of each entry: one entry is too small for zstd to learn anything
- * from itself. The first dictionary is trained (ZDICT_trainFromBuffer) over
- * the first EVIDENCE_TRAIN_SAMPLES entries, when the next entry is stored;
- * until then entries are compressed without one. aw_store_train_dictionary
- * trains another over the newest entries; each row names the dictionary it
- * was made with (entries.zstd_dict, see schema/0003), so older rows stay
- * readable and dictionaries are never changed or deleted. An entry whose
- * frame is not smaller than it is stored verbatim (zstd_dict NULL, as every
- * row written before schema 3).
+ * most of each entry. The first dictionary is trained (ZDICT_trainFromBuffer)
+ * over the first EVIDENCE_TRAIN_SAMPLES entries, when the next entry is
+ * stored; until then frames are made without one. aw_store_train_dictionary
+ * trains another over the newest entries; each frame's row names the
+ * dictionary it was made with, so older rows stay readable and
+ * dictionaries are never changed or deleted.
+ *
+ * Entries are written in blocks of consecutive rows (evidence_blocks.c,
+ * schema/0008), one frame per block. Rows written before that are read
+ * here: raw verbatim (zstd_dict NULL, every row before schema 3) or a frame
+ * of its own (zstd_dict 0 or a dictionary, schema 3 to 7).
  *
  * The hash chain covers the verbatim bytes, computed before compression;
- * readers decompress and hash those. So a damaged or edited frame, a swapped
- * zstd_dict or an edited dictionary shows in `verify` as an edited row (or
- * as a frame that cannot be decompressed, with zstd's reason), and
- * `export`/`replay` hand out the very bytes that were received.
+ * readers decompress and hash those. So a damaged or edited frame, a
+ * swapped dictionary number or an edited dictionary shows in `verify` as
+ * an edited row or block (or as a frame that cannot be decompressed, with
+ * zstd's reason), and `export`/`replay` hand out the very bytes that were
+ * received.
  *
  * Frames are written without a dictionary id and without a checksum (the
  * row says which dictionary, the chain is the checksum) but with the
- * content size, which the reader checks against AW_STORE_MAX_RAW_BYTES
+ * content size, which the reader checks against what the row can hold
  * before allocating. Contexts and the current dictionary (CDict) are made
  * once per handle; read-side dictionaries (DDict) are kept in a small cache.
  * Training happens inside the writer's transaction, so a rolled-back one
  * takes its dictionary with it (store_evidence_end forgets it).
  */
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zdict.h>
@@ -40,8 +44,7 @@
 #define EVIDENCE_LEVEL         1
 #define EVIDENCE_DICT_BYTES    (64 * 1024)
 #define EVIDENCE_TRAIN_SAMPLES 5000
-/* Entries larger than this stay verbatim, and a frame claiming more is
- * damaged. */
+/* A per-row frame (schema 3 to 7) claiming more is damaged. */
 #define EVIDENCE_MAX_PLAIN AW_STORE_MAX_RAW_BYTES
 
 /* Empties buf and makes room for n bytes in it. */
@@ -204,40 +207,33 @@ static int evidence_ddict(aw_store *store, int64_t dict_no, ZSTD_DDict **out,
     return AW_OK;
 }
 
-int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
-                          int dict_col, int64_t rowid, aw_buf *plain,
-                          const char **raw, size_t *raw_len, aw_error *err)
+int store_evidence_decompress(aw_store *store, const void *frame,
+                              size_t frame_len, int64_t dict_no,
+                              size_t max_plain, const char *what, aw_buf *plain,
+                              aw_error *err)
 {
-    const void *frame = sqlite3_column_blob(stmt, raw_col);
-    size_t frame_len = (size_t)sqlite3_column_bytes(stmt, raw_col);
-    if (sqlite3_column_type(stmt, dict_col) == SQLITE_NULL) {
-        *raw = frame;
-        *raw_len = frame_len;
-        return AW_OK;
-    }
-    int64_t dict_no = sqlite3_column_int64(stmt, dict_col);
     struct store_evidence *ev = &store->evidence;
     ZSTD_DDict *ddict = NULL;
     int rc = AW_OK;
     if (dict_no < 0)
         return aw_error_set(err, AW_ERR,
-                            "row %lld names evidence "
-                            "dictionary %lld, which cannot exist",
-                            (long long)rowid, (long long)dict_no);
+                            "%s names evidence dictionary %lld, which "
+                            "cannot exist",
+                            what, (long long)dict_no);
     aw_error why = {0};
     if (dict_no > 0 && (rc = evidence_ddict(store, dict_no, &ddict, &why)))
-        return aw_error_set(err, rc, "row %lld: %s", (long long)rowid, why.msg);
+        return aw_error_set(err, rc, "%s: %s", what, why.msg);
     unsigned long long size = ZSTD_getFrameContentSize(frame, frame_len);
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
         return aw_error_set(err, AW_ERR,
-                            "row %lld: stored evidence is not "
-                            "a zstd frame with its size",
-                            (long long)rowid);
-    if (size > EVIDENCE_MAX_PLAIN)
+                            "%s: stored evidence is not a zstd frame with "
+                            "its size",
+                            what);
+    if (size > max_plain)
         return aw_error_set(err, AW_ERR,
-                            "row %lld: stored evidence claims "
-                            "%llu bytes, more than an entry can have",
-                            (long long)rowid, size);
+                            "%s: stored evidence claims %llu bytes, more "
+                            "than it can hold",
+                            what, size);
     if (ev->dctx == NULL && (ev->dctx = ZSTD_createDCtx()) == NULL)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     /* One byte more than claimed, so a frame that holds more than its
@@ -252,18 +248,47 @@ int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
                                   frame_len);
     if (ZSTD_isError(got))
         return aw_error_set(err, AW_ERR,
-                            "row %lld: stored evidence cannot "
-                            "be decompressed: %s",
-                            (long long)rowid, ZSTD_getErrorName(got));
+                            "%s: stored evidence cannot be decompressed: %s",
+                            what, ZSTD_getErrorName(got));
     if (got != size)
         return aw_error_set(err, AW_ERR,
-                            "row %lld: stored evidence holds "
-                            "%zu bytes, its frame says %llu",
-                            (long long)rowid, got, size);
+                            "%s: stored evidence holds %zu bytes, its frame "
+                            "says %llu",
+                            what, got, size);
     plain->len = got;
-    *raw = plain->ptr;
-    *raw_len = got;
     return AW_OK;
+}
+
+bool store_row_in_block(sqlite3_stmt *stmt, int raw_col)
+{
+    return sqlite3_column_type(stmt, raw_col) == SQLITE_BLOB &&
+           sqlite3_column_bytes(stmt, raw_col) == 0;
+}
+
+int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
+                          int dict_col, int64_t rowid,
+                          struct store_reader *reader, const char **raw,
+                          size_t *raw_len, aw_error *err)
+{
+    if (store_row_in_block(stmt, raw_col))
+        return store_reader_entry(store, reader, rowid, raw, raw_len, err);
+    const void *frame = sqlite3_column_blob(stmt, raw_col);
+    size_t frame_len = (size_t)sqlite3_column_bytes(stmt, raw_col);
+    if (sqlite3_column_type(stmt, dict_col) == SQLITE_NULL) {
+        *raw = frame;
+        *raw_len = frame_len;
+        return AW_OK;
+    }
+    char what[32];
+    snprintf(what, sizeof what, "row %lld", (long long)rowid);
+    int rc = store_evidence_decompress(
+        store, frame, frame_len, sqlite3_column_int64(stmt, dict_col),
+        EVIDENCE_MAX_PLAIN, what, &reader->plain, err);
+    if (rc == AW_OK) {
+        *raw = reader->plain.ptr;
+        *raw_len = reader->plain.len;
+    }
+    return rc;
 }
 
 /* Reads the verbatim form of up to n entries after row `after` into
@@ -278,14 +303,14 @@ static int evidence_samples(aw_store *store, int64_t after, size_t n,
         return rc;
     sqlite3_bind_int64(rows, 1, after);
     sqlite3_bind_int64(rows, 2, (int64_t)n);
-    aw_buf plain = {0};
+    struct store_reader reader = {0};
     int step;
     *nsizes = 0;
     while (rc == AW_OK && (step = sqlite3_step(rows)) == SQLITE_ROW) {
         const char *raw;
         size_t len;
         rc = store_evidence_unpack(store, rows, 1, 2,
-                                   sqlite3_column_int64(rows, 0), &plain, &raw,
+                                   sqlite3_column_int64(rows, 0), &reader, &raw,
                                    &len, err);
         if (rc == AW_OK && aw_buf_append(samples, raw, len) != AW_OK)
             rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
@@ -295,7 +320,7 @@ static int evidence_samples(aw_store *store, int64_t after, size_t n,
     if (rc == AW_OK && step != SQLITE_DONE)
         rc = store_fail(store, err, "read entries for a dictionary");
     sqlite3_reset(rows);
-    aw_buf_free(&plain);
+    store_reader_free(&reader);
     return rc;
 }
 
@@ -372,10 +397,9 @@ int aw_store_train_dictionary(aw_store *store, aw_error *err)
     return rc;
 }
 
-/* The first dictionary, once the index has enough entries to train it
- * on. A failed attempt is retried EVIDENCE_TRAIN_SAMPLES entries later;
+/* A failed attempt is retried EVIDENCE_TRAIN_SAMPLES entries later;
  * meanwhile entries are compressed without a dictionary. */
-static int evidence_maybe_train(aw_store *store, aw_error *err)
+int store_evidence_maybe_train(aw_store *store, aw_error *err)
 {
     struct store_evidence *ev = &store->evidence;
     if (ev->cdict != NULL)
@@ -396,19 +420,12 @@ static int evidence_maybe_train(aw_store *store, aw_error *err)
     return AW_OK;
 }
 
-int store_evidence_pack(aw_store *store, const char *plain, size_t len,
-                        const char **stored, size_t *stored_len,
-                        int64_t *dict_no, aw_error *err)
+int store_evidence_compress(aw_store *store, const char *plain, size_t len,
+                            const char **frame, size_t *frame_len,
+                            int64_t *dict_no, aw_error *err)
 {
     struct store_evidence *ev = &store->evidence;
-    *stored = plain;
-    *stored_len = len;
-    *dict_no = STORE_VERBATIM;
-    if (len > EVIDENCE_MAX_PLAIN)
-        return AW_OK;
     int rc = evidence_cctx(ev, err);
-    if (rc == AW_OK)
-        rc = evidence_maybe_train(store, err);
     if (rc == AW_OK)
         rc = evidence_room(&ev->frame, ZSTD_compressBound(len), err);
     if (rc != AW_OK)
@@ -417,12 +434,10 @@ int store_evidence_pack(aw_store *store, const char *plain, size_t len,
     if (!ZSTD_isError(r))
         r = ZSTD_compress2(ev->cctx, ev->frame.ptr, ev->frame.cap, plain, len);
     if (ZSTD_isError(r))
-        return aw_error_set(err, AW_ERR, "compress entry: %s",
+        return aw_error_set(err, AW_ERR, "compress evidence: %s",
                             ZSTD_getErrorName(r));
-    if (r < len) {
-        *stored = ev->frame.ptr;
-        *stored_len = r;
-        *dict_no = ev->cdict != NULL ? ev->cdict_no : 0;
-    }
+    *frame = ev->frame.ptr;
+    *frame_len = r;
+    *dict_no = ev->cdict != NULL ? ev->cdict_no : 0;
     return AW_OK;
 }

@@ -79,7 +79,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "UPDATE chain_tip SET last_rowid = ?1, head = ?2 WHERE one = 1",
     [STMT_ENTRY_ADD] =
         "INSERT INTO entries(rowid, stream_no, id_ms, id_seq, chain, "
-        "orig_size, raw, zstd_dict) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+        "orig_size, raw) VALUES (?1, ?2, ?3, ?4, X'', ?5, X'') "
         "ON CONFLICT(id_ms, id_seq, stream_no) DO NOTHING",
     [STMT_ENTRY_FIND] = "SELECT rowid FROM entries WHERE id_ms = ?1 AND "
                         "id_seq = ?2 AND stream_no = ?3",
@@ -180,6 +180,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         ENTRY_COLUMNS "WHERE n.id_ms >= ?1 AND n.id_ms < ?2 ORDER BY n.rowid",
     [STMT_ENTRIES_ALL] = ENTRY_COLUMNS "ORDER BY n.rowid",
     [STMT_ENTRY_BY_ROWID] = ENTRY_COLUMNS "WHERE n.rowid = ?1",
+    [STMT_ENTRIES_ROWS] =
+        ENTRY_COLUMNS "WHERE n.rowid BETWEEN ?1 AND ?2 ORDER BY n.rowid",
     [STMT_CHECKPOINTS_ALL] =
         "SELECT stream, entry_id, updated_at FROM checkpoints ORDER BY stream",
     [STMT_REJECTED_BY_REASON] = "SELECT reason, count(*) FROM rejected "
@@ -205,6 +207,13 @@ static const char *const stmt_sql[STMT_COUNT] = {
                       "samples, dict) VALUES (?1, ?2, ?3, ?4)",
     [STMT_ENTRIES_AFTER] = "SELECT rowid, raw, zstd_dict FROM entries "
                            "WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+    [STMT_BLOCK_PUT] =
+        "INSERT OR REPLACE INTO evidence_blocks(first_rowid, last_rowid, "
+        "zstd_dict, chain, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_BLOCK_FOR_ROW] =
+        "SELECT first_rowid, last_rowid, zstd_dict, chain, frame FROM "
+        "evidence_blocks WHERE first_rowid <= ?1 ORDER BY first_rowid DESC "
+        "LIMIT 1",
 };
 
 /* ---- Small helpers shared by store/ ------------------------------------- */
@@ -547,6 +556,7 @@ void aw_store_close(aw_store *store)
     free(store->terms);
     aw_buf_free(&store->pack);
     store_evidence_free(store);
+    store_block_free(store);
     sqlite3_close(store->db);
     free(store->path);
     free(store);
@@ -604,6 +614,7 @@ int aw_store_begin(aw_store *store, aw_error *err)
         sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
     }
+    store_block_begin(store);
     store->in_tx = true;
     store->chain_dirty = false;
     return AW_OK;
@@ -614,7 +625,8 @@ int aw_store_commit(aw_store *store, aw_error *err)
     int rc = store_require_tx(store, err, "commit");
     if (rc != AW_OK)
         return rc;
-    if (store->chain_dirty) {
+    rc = store_block_flush(store, err);
+    if (rc == AW_OK && store->chain_dirty) {
         sqlite3_stmt *tip;
         rc = store_stmt(store, STMT_TIP_SET, &tip, err);
         if (rc == AW_OK) {
@@ -646,6 +658,7 @@ void aw_store_rollback(aw_store *store)
             memset(store->anchors, 0,
                    STORE_ANCHOR_CACHE * sizeof *store->anchors);
         store_evidence_end(store, false);
+        store_block_discard(store);
         if (store->terms != NULL)
             memset(store->terms, 0, STORE_TERM_CACHE * sizeof *store->terms);
     }

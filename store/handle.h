@@ -57,6 +57,7 @@ enum store_stmt {
     STMT_ENTRIES_WINDOW,
     STMT_ENTRIES_ALL,
     STMT_ENTRY_BY_ROWID,
+    STMT_ENTRIES_ROWS,
     STMT_CHECKPOINTS_ALL,
     STMT_REJECTED_BY_REASON,
     STMT_OPEN_ALERTS_BY_KIND,
@@ -65,6 +66,8 @@ enum store_stmt {
     STMT_DICT_GET,
     STMT_DICT_ADD,
     STMT_ENTRIES_AFTER,
+    STMT_BLOCK_PUT,
+    STMT_BLOCK_FOR_ROW,
     STMT_COUNT
 };
 
@@ -121,6 +124,34 @@ struct store_evidence {
     aw_buf frame; /* the compressed form of the last entry */
 };
 
+/* Evidence blocks (evidence_blocks.c, schema/0008): a block holds up to
+ * STORE_BLOCK_ENTRIES consecutive rows, and is closed once its entries
+ * reach STORE_BLOCK_BYTES. The open one is the block a writer is filling:
+ * rows first .. first + n - 1; first 0: none. */
+#define STORE_BLOCK_ENTRIES 32
+#define STORE_BLOCK_BYTES   (64 * 1024)
+struct store_open_block {
+    int64_t first;
+    size_t n;
+    uint32_t sizes[STORE_BLOCK_ENTRIES]; /* an entry is ~1 MiB at most */
+    aw_buf plain;            /* the entries, verbatim, concatenated */
+    unsigned char chain[32]; /* the chain value after its last entry */
+    bool unwritten;          /* holds entries its stored row does not */
+};
+
+/* What a reader of raw entries keeps between rows, so that a walk in row
+ * order decompresses each block once: the last block it read (rows
+ * first..last, entry i at block.ptr + offsets[i]; first 0: none) and the
+ * verbatim form of the last per-row frame. Owned by the caller: zeroed
+ * before first use, released with store_reader_free. */
+struct store_reader {
+    aw_buf plain;
+    aw_buf block;
+    int64_t first, last;
+    size_t offsets[STORE_BLOCK_ENTRIES + 1];
+    unsigned char chain[32]; /* the block's chain value, after last */
+};
+
 struct aw_store {
     sqlite3 *db;
     char *path;
@@ -144,6 +175,7 @@ struct aw_store {
 
     aw_buf pack; /* reused to pack entries */
     struct store_evidence evidence;
+    struct store_open_block open_block;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
     size_t nshapes;
@@ -212,26 +244,64 @@ int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
 
 /* ---- Evidence compression (evidence.c) ---------------------------------- */
 
-/* What entries.zstd_dict holds for a row stored verbatim (SQL NULL). */
-#define STORE_VERBATIM (-1)
+/* Trains the first dictionary once the index has grown enough to have
+ * samples (before an entry is added to the open block). Inside a
+ * transaction. */
+int store_evidence_maybe_train(aw_store *store, aw_error *err);
 
-/* The form of the packed entry plain[0..len) to store: *stored points to
- * plain itself (*dict_no STORE_VERBATIM) or to a zstd frame held by the
- * handle until the next call (*dict_no 0: no dictionary, else the
- * dictionary's number). Trains the first dictionary when the index has
- * grown enough to have samples. Inside a transaction. */
-int store_evidence_pack(aw_store *store, const char *plain, size_t len,
-                        const char **stored, size_t *stored_len,
-                        int64_t *dict_no, aw_error *err);
+/* Compresses plain[0..len) with the newest dictionary: *frame is held by
+ * the handle until the next call, *dict_no the dictionary's number (0:
+ * none yet). */
+int store_evidence_compress(aw_store *store, const char *plain, size_t len,
+                            const char **frame, size_t *frame_len,
+                            int64_t *dict_no, aw_error *err);
+
+/* Decompresses a stored frame made with dictionary dict_no (0 none) into
+ * plain (emptied first, grown as needed, owned by the caller). A frame
+ * that claims more than max_plain bytes or cannot be decompressed fails
+ * with AW_ERR and the reason, prefixed with what ("row 12"). */
+int store_evidence_decompress(aw_store *store, const void *frame,
+                              size_t frame_len, int64_t dict_no,
+                              size_t max_plain, const char *what, aw_buf *plain,
+                              aw_error *err);
+
+/* Whether the entries row at stmt's current row keeps its raw bytes in an
+ * evidence block (raw, column raw_col, is an empty blob). */
+bool store_row_in_block(sqlite3_stmt *stmt, int raw_col);
 
 /* The verbatim entry of row rowid, whose stored raw and zstd_dict are the
  * columns raw_col and dict_col of stmt's current row: *raw points into the
- * statement's row (verbatim rows) or into plain, which is grown as needed
- * and owned by the caller. A frame that cannot be decompressed fails with
- * AW_ERR and the reason. */
+ * statement's row (verbatim rows) or into reader (per-row frames, blocks),
+ * valid until reader's next use. A frame that cannot be decompressed, or a
+ * block row no block holds, fails with AW_ERR and the reason. */
 int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
-                          int dict_col, int64_t rowid, aw_buf *plain,
-                          const char **raw, size_t *raw_len, aw_error *err);
+                          int dict_col, int64_t rowid,
+                          struct store_reader *reader, const char **raw,
+                          size_t *raw_len, aw_error *err);
+
+/* ---- Evidence blocks (evidence_blocks.c) -------------------------------- */
+
+/* Adds the new entry row rowid (its verbatim bytes, and the chain value
+ * after it) to the open block, writing the block once it is full. Inside
+ * a transaction. */
+int store_block_append(aw_store *store, int64_t rowid, const char *raw,
+                       size_t len, const unsigned char chain[32],
+                       aw_error *err);
+/* Writes the open block's row if it holds entries the row does not:
+ * before every commit, and before the open block is read. */
+int store_block_flush(aw_store *store, aw_error *err);
+/* aw_store_begin, once the tip is read: a block that does not end at the
+ * last row (another writer added rows) is not continued. */
+void store_block_begin(aw_store *store);
+/* On rollback: the open block's stored row is gone or stale. */
+void store_block_discard(aw_store *store);
+void store_block_free(aw_store *store);
+
+/* Entry row rowid, which is in a block: *raw points into reader. */
+int store_reader_entry(aw_store *store, struct store_reader *reader,
+                       int64_t rowid, const char **raw, size_t *raw_len,
+                       aw_error *err);
+void store_reader_free(struct store_reader *reader);
 
 /* Called by aw_store_begin under the write lock: picks up a dictionary
  * another writer trained. */

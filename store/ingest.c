@@ -7,15 +7,16 @@
  * (stream, id) key, and only when that changed no row (a redelivery) is the
  * existing row looked up. An event is first looked up by its identity, the
  * id key and occurred_at (the events table has no unique text index, see
- * schema), and its content hash compared; writers are serialised by BEGIN IMMEDIATE, so look-up then
- * insert cannot race. The entry's packed form is built right behind the
- * chain prefix in one reused buffer, so hashing it into the chain costs no
- * copy; the chain covers those verbatim bytes, and what is stored is their
- * zstd frame when that is smaller (evidence.c). Stream names, anchor names
- * and the repeated words of an event (zone, type, decision, ...: terms) are
- * numbered dictionaries (see schema), with the numbers remembered in the
- * handle, so a known name costs no look-up query; an events row holds
- * numbers, not those texts.
+ * schema), and its content hash compared; writers are serialised by BEGIN
+ * IMMEDIATE, so look-up then insert cannot race. The entry's packed form is
+ * built right behind the chain prefix in one reused buffer, so hashing it
+ * into the chain costs no copy; the chain covers those verbatim bytes, and
+ * they are kept, with the chain value, by the open evidence block
+ * (evidence_blocks.c), which compresses them with its neighbours. Stream
+ * names, anchor names and the repeated words of an event (zone, type,
+ * decision, ...: terms) are numbered dictionaries (see schema), with the
+ * numbers remembered in the handle, so a known name costs no look-up
+ * query; an events row holds numbers, not those texts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -171,28 +172,20 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
         return rc;
     unsigned char chain[32];
     aw_sha256(buf->ptr, buf->len, chain);
-    const char *stored;
-    size_t stored_len;
-    int64_t dict_no;
-    rc = store_evidence_pack(store, buf->ptr + raw_off, buf->len - raw_off,
-                             &stored, &stored_len, &dict_no, err);
-    if (rc != AW_OK)
-        return rc;
+    rc = store_evidence_maybe_train(store, err);
 
+    /* raw and chain stay empty: both are kept by the entry's block. */
     sqlite3_stmt *add;
-    rc = store_stmt(store, STMT_ENTRY_ADD, &add, err);
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_ENTRY_ADD, &add, err);
     if (rc != AW_OK)
         return rc;
     int bind = sqlite3_bind_int64(add, 1, store->last_rowid + 1);
     bind |= sqlite3_bind_int64(add, 2, stream_no);
     bind |= sqlite3_bind_int64(add, 3, (int64_t)entry->id_ms);
     bind |= sqlite3_bind_int64(add, 4, (int64_t)entry->id_seq);
-    bind |= sqlite3_bind_blob(add, 5, chain, 32, SQLITE_STATIC);
-    bind |= truncated ? sqlite3_bind_int64(add, 6, (int64_t)orig_size)
-                      : sqlite3_bind_null(add, 6);
-    bind |= sqlite3_bind_blob64(add, 7, stored, stored_len, SQLITE_STATIC);
-    bind |= dict_no == STORE_VERBATIM ? sqlite3_bind_null(add, 8)
-                                      : sqlite3_bind_int64(add, 8, dict_no);
+    bind |= truncated ? sqlite3_bind_int64(add, 5, (int64_t)orig_size)
+                      : sqlite3_bind_null(add, 5);
     if (bind != SQLITE_OK) {
         sqlite3_reset(add);
         return store_fail(store, err, "store entry");
@@ -204,6 +197,10 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
         *result = AW_PUT_DUPLICATE;
         return store_find_entry(store, entry, stream_no, rowid, err);
     }
+    rc = store_block_append(store, store->last_rowid + 1, buf->ptr + raw_off,
+                            buf->len - raw_off, chain, err);
+    if (rc != AW_OK)
+        return rc;
     store->last_rowid++;
     memcpy(store->head, chain, 32);
     store->chain_dirty = true;

@@ -370,7 +370,6 @@ typedef struct aw_entry_row {
     const char *raw; /* msgpack, aw_raw_entry_unpack */
     size_t raw_len;
     bool truncated;
-    const unsigned char *chain; /* 32 bytes */
 } aw_entry_row;
 
 typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
@@ -396,6 +395,15 @@ int aw_store_iter_entries(aw_store *store, int64_t since_ms, int64_t until_ms,
  * when no entry has that row id. One primary-key seek. */
 int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
                        void *ud, aw_error *err);
+
+/* The chain value after row rowid (all zero for 0) as the index records
+ * it: the row's own stored value, or for a row in an evidence block the
+ * value stored before its block, re-hashed over the block's rows up to
+ * rowid. AW_ERR_NOTFOUND when there is no such row, AW_ERR_BROKEN (or the
+ * reason a frame cannot be read) when what it needs is damaged; the full
+ * check is aw_store_verify_chain. */
+int aw_store_chain_at(aw_store *store, int64_t rowid, unsigned char hash[32],
+                      aw_error *err);
 
 /* Result of re-computing the chain over every entry. */
 typedef struct aw_chain_report {

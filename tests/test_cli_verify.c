@@ -306,15 +306,17 @@ Test(cli_verify, a_revocation_row_moved_in_time_is_named_with_its_anchor)
 }
 
 /* A frame that no longer decompresses is damaged evidence: verify fails
- * (exit 1) naming the row, rather than giving up as if it could not run. */
-Test(cli_verify, a_damaged_evidence_frame_fails_verification_naming_its_row)
+ * (exit 1) naming the rows, rather than giving up as if it could not run. */
+Test(cli_verify, a_damaged_evidence_frame_fails_verification_naming_its_rows)
 {
     cw_build(&w, true);
-    tamper(
-        "UPDATE entries SET zstd_dict = 0, raw = X'0102030405' WHERE rowid = 2");
+    tamper("UPDATE evidence_blocks SET frame = X'0102030405' "
+           "WHERE first_rowid = 1");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
     cr_expect_eq(r.status, 1, "%s", r.err);
-    cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "row 2"), "%s", r.err);
+    cr_expect(strstr(r.err, "FAILED") &&
+                  strstr(r.err, "the evidence block of rows 1-"),
+              "%s", r.err);
     cw_result_free(&r);
 }
 

@@ -77,12 +77,16 @@ Test(store_chain, edited_raw_bytes_are_caught_at_their_row)
     cr_expect_str_eq(report.what, "row 3 edited");
 }
 
-Test(store_chain, edited_entry_id_is_caught)
+/* The five entries share one evidence block, which keeps their chain
+ * value: the edit is located to the block's rows. */
+Test(store_chain, edited_entry_id_is_caught_at_its_block)
 {
     tamper("UPDATE entries SET id_seq = 7 WHERE rowid = 2");
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, 2);
+    cr_expect_eq(report.first_bad_rowid, 1);
+    cr_expect_str_eq(report.what,
+                     "rows 1-5 edited (their evidence block does not chain)");
 }
 
 Test(store_chain, deleted_row_is_caught)

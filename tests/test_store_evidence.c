@@ -1,9 +1,10 @@
-/* test_store_evidence.c -- raw entries stored as zstd frames (with a
- * dictionary trained on the traffic, or without one for an index's first
- * entries) are handed back byte for byte, keep verifying after a new
- * dictionary, name a damaged frame or dictionary in `verify`, and an index
- * written before compression (schema 1) opens, verifies and exports the
- * same bytes after its migration.
+/* test_store_evidence.c -- raw entries stored in evidence blocks (zstd
+ * frames of up to 32 consecutive rows, with a dictionary trained on the
+ * traffic, or without one for an index's first entries) are handed back
+ * byte for byte, keep verifying after a new dictionary, across commits,
+ * rollbacks and writers taking turns, name a damaged block or dictionary
+ * in `verify`, and an index written before compression (schema 1) opens,
+ * verifies and exports the same bytes after its migration.
  *
  * The entries look like Caracal's (JSON audit events with random ids, a
  * signature), because that is what the dictionary is trained on; how they
@@ -170,6 +171,28 @@ static void edit_blob(const char *table, const char *column,
     free(bytes);
 }
 
+/* Rows held by evidence blocks made with dictionary dict_no. */
+static int64_t rows_with_dict(const char *path, int dict_no)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(sum(last_rowid - first_rowid + 1), 0) FROM "
+             "evidence_blocks WHERE zstd_dict = %d",
+             dict_no);
+    return sql_int(path, sql);
+}
+
+/* The first row of the block that holds row rowid. */
+static int64_t block_of(int64_t rowid)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT max(first_rowid) FROM evidence_blocks WHERE "
+             "first_rowid <= %lld",
+             (long long)rowid);
+    return sql_int(fx.path, sql);
+}
+
 static void flip_middle_byte(unsigned char *bytes, size_t len)
 {
     bytes[len / 2] ^= 0xff;
@@ -231,14 +254,20 @@ static void expect_all_verbatim(aw_store *store, int (*shape_of)(int64_t),
 Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 0"),
-        BEFORE_DICT, "the first entries are compressed without a dictionary");
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-        ENTRIES - BEFORE_DICT, "then with the dictionary trained on them");
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE "
+                                  "length(raw) = 0 AND length(chain) = 0"),
+                 ENTRIES, "every entry is kept by a block");
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
+                                  "last_rowid - first_rowid >= 32"),
+                 0, "no block holds more than 32 rows");
+    /* The block open when the dictionary was trained is written with it. */
+    int64_t without = rows_with_dict(fx.path, 0);
+    cr_expect(without > BEFORE_DICT - 32 && without <= BEFORE_DICT,
+              "%" PRId64 " rows compressed without a dictionary", without);
+    cr_expect_eq(rows_with_dict(fx.path, 1), ENTRIES - without,
+                 "then with the dictionary trained on them");
     int64_t verbatim = 0;
-    for (int i = BEFORE_DICT; i < ENTRIES; i++) {
+    for (int i = (int)without; i < ENTRIES; i++) {
         aw_raw_entry *entry = traffic_entry(i, 0);
         aw_buf packed = {0};
         aw_raw_entry_pack(entry, &packed, &err);
@@ -246,10 +275,9 @@ Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
         aw_buf_free(&packed);
         aw_raw_entry_free(entry);
     }
-    int64_t stored =
-        sql_int(fx.path, "SELECT sum(length(raw)) FROM entries WHERE "
-                         "zstd_dict = 1");
-    cr_expect_lt(stored * 2, verbatim,
+    int64_t stored = sql_int(fx.path, "SELECT sum(length(frame)) FROM "
+                                      "evidence_blocks WHERE zstd_dict = 1");
+    cr_expect_lt(stored * 4, verbatim,
                  "stored %" PRId64 " of %" PRId64 " bytes", stored, verbatim);
     expect_all_verbatim(fx.store, one_shape, ENTRIES);
 
@@ -278,12 +306,11 @@ Test(store_evidence, old_rows_stay_readable_after_a_new_dictionary)
                  err.msg);
     put_traffic(fx.store, ENTRIES + BEFORE_DICT, 1000, 1, true);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"),
-        1000);
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-        ENTRIES - BEFORE_DICT + BEFORE_DICT);
+    /* The block left open by the last commit is rewritten with it too. */
+    int64_t with_new = rows_with_dict(fx.path, 2);
+    cr_expect(with_new >= 1000 && with_new < 1000 + 32, "%" PRId64, with_new);
+    cr_expect_eq(rows_with_dict(fx.path, 0) + rows_with_dict(fx.path, 1),
+                 ENTRIES + BEFORE_DICT + 1000 - with_new);
     int64_t total = ENTRIES + BEFORE_DICT + 1000;
     expect_all_verbatim(fx.store, second_shape_after_6000, total);
     aw_store_close(fx.store);
@@ -313,9 +340,8 @@ Test(store_evidence, a_dictionary_rolled_back_with_its_transaction_is_forgotten)
                  err.msg);
     put_traffic(fx.store, ENTRIES + BEFORE_DICT, 500, 1, true);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 2"),
-        500);
+    int64_t with_new = rows_with_dict(fx.path, 2);
+    cr_expect(with_new >= 500 && with_new < 500 + 32, "%" PRId64, with_new);
     expect_all_verbatim(fx.store, second_shape_after_6000,
                         ENTRIES + BEFORE_DICT + 500);
 }
@@ -330,10 +356,16 @@ Test(store_evidence,
     aw_store_close(other);
     cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_dicts"), 1,
                  "the second writer trained a dictionary of its own");
-    cr_expect_eq(
-        sql_int(fx.path, "SELECT count(*) FROM entries WHERE zstd_dict = 1"),
-        ENTRIES - BEFORE_DICT + 1000);
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
+                                  "first_rowid > 6000 AND zstd_dict <> 1"),
+                 0, "the second writer's blocks use the first's dictionary");
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
+                                  "first_rowid <= 6000 AND last_rowid > 6000"),
+                 0, "the second writer starts a block of its own");
     expect_all_verbatim(fx.store, one_shape, ENTRIES + 1000);
+    /* The first writer, back, does not continue its old block either. */
+    put_traffic(fx.store, ENTRIES + 1000, 10, 0, false);
+    expect_all_verbatim(fx.store, one_shape, ENTRIES + 1010);
 }
 
 static aw_chain_report verify(void)
@@ -354,40 +386,51 @@ static int count_entry(const aw_entry_row *row, void *ud)
 Test(store_evidence, a_frame_that_is_not_zstd_is_named_with_its_reason)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    tamper(
-        "UPDATE entries SET raw = x'00112233445566778899' WHERE rowid = 5500");
+    int64_t first = block_of(5500);
+    tamper("UPDATE evidence_blocks SET frame = x'00112233445566778899' "
+           "WHERE first_rowid = (SELECT max(first_rowid) FROM "
+           "evidence_blocks WHERE first_rowid <= 5500)");
+    char rows[64];
+    snprintf(rows, sizeof rows, "rows %lld-", (long long)first);
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, 5500);
-    cr_expect(strstr(report.what, "row 5500") && strstr(report.what, "zstd"),
-              "%s", report.what);
+    cr_expect_eq(report.first_bad_rowid, first);
+    cr_expect(strstr(report.what, rows) && strstr(report.what, "zstd"), "%s",
+              report.what);
     /* Readers stop there with the same reason, after handing out the rows
      * before it. */
     int64_t seen = 0;
     cr_expect_eq(
         aw_store_iter_entries(fx.store, 0, INT64_MAX, count_entry, &seen, &err),
         AW_ERR);
-    cr_expect(strstr(err.msg, "row 5500"), "%s", err.msg);
-    cr_expect_eq(seen, 5499);
+    cr_expect(strstr(err.msg, rows), "%s", err.msg);
+    cr_expect_eq(seen, first - 1);
 }
 
-Test(store_evidence, a_damaged_frame_shows_as_that_row_edited_or_undecodable)
+Test(store_evidence, a_damaged_frame_shows_as_that_block_edited_or_undecodable)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    edit_blob("entries", "raw", "rowid", 5800, flip_middle_byte);
+    int64_t first = block_of(5800);
+    edit_blob("evidence_blocks", "frame", "first_rowid", first,
+              flip_middle_byte);
+    char rows[64];
+    snprintf(rows, sizeof rows, "rows %lld-", (long long)first);
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, 5800, "%s", report.what);
-    cr_expect(strstr(report.what, "5800"), "%s", report.what);
+    cr_expect_eq(report.first_bad_rowid, first, "%s", report.what);
+    cr_expect(strstr(report.what, rows), "%s", report.what);
 }
 
-Test(store_evidence, an_edited_dictionary_breaks_the_first_row_written_with_it)
+Test(store_evidence,
+     an_edited_dictionary_breaks_the_first_block_written_with_it)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
+    int64_t first = sql_int(fx.path, "SELECT min(first_rowid) FROM "
+                                     "evidence_blocks WHERE zstd_dict = 1");
     edit_blob("evidence_dicts", "dict", "dict_no", 1, scramble_after_header);
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, BEFORE_DICT + 1, "%s", report.what);
+    cr_expect_eq(report.first_bad_rowid, first, "%s", report.what);
 }
 
 /* The export window of the fixture, and what today's export of it holds. */
@@ -458,13 +501,152 @@ Test(store_evidence, a_schema_1_index_opens_verifies_and_exports_the_same_bytes)
     cr_expect(report.ok, "%s", report.what);
     cr_expect_eq(report.checked, 120);
     aw_store_close(store);
-    cr_expect_eq(
-        sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict IS NULL"),
-        20);
-    cr_expect_eq(
-        sql_int(old, "SELECT count(*) FROM entries WHERE zstd_dict = 0"), 100);
+    cr_expect_eq(sql_int(old, "SELECT count(*) FROM entries WHERE "
+                              "length(raw) > 0 AND zstd_dict IS NULL"),
+                 20);
+    cr_expect_eq(sql_int(old, "SELECT coalesce(sum(last_rowid - first_rowid "
+                              "+ 1), 0) FROM evidence_blocks WHERE "
+                              "first_rowid > 20"),
+                 100);
 
     cli_world w = {0};
     snprintf(w.dir, sizeof w.dir, "%s", fx.dir);
     expect_export_as_before(&w, old);
+}
+
+static int shape_1_after_5(int64_t rowid)
+{
+    return rowid > 5;
+}
+
+/* Live traffic commits an entry or two at a time: the open block's row is
+ * rewritten by every commit, so a reader sees each entry once committed,
+ * and the block closes at 32 rows. */
+Test(store_evidence, an_open_block_is_rewritten_by_each_commit_until_full)
+{
+    aw_store *reader = NULL;
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err),
+                 AW_OK, "%s", err.msg);
+    for (int i = 0; i < 40; i++) {
+        put_traffic(fx.store, i, 1, 0, false);
+        expect e = {.shape_of = one_shape};
+        cr_assert_eq(aw_store_get_entry(reader, i + 1, check_entry, &e, &err),
+                     AW_OK, "row %d: %s", i + 1, err.msg);
+    }
+    aw_store_close(reader);
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 2);
+    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
+                                  "WHERE first_rowid = 1"),
+                 32);
+    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
+                                  "WHERE first_rowid = 33"),
+                 40);
+    expect_all_verbatim(fx.store, one_shape, 40);
+}
+
+/* Entries of a rolled-back transaction were in the open block (and read
+ * from it inside the transaction); the rows that take their numbers must
+ * come back as what was committed. */
+Test(store_evidence, a_rolled_back_entry_leaves_no_trace_in_its_block)
+{
+    put_traffic(fx.store, 0, 5, 0, false);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    put_traffic(fx.store, 5, 3, 0, true);
+    expect inside = {.shape_of = one_shape};
+    cr_assert_eq(aw_store_get_entry(fx.store, 7, check_entry, &inside, &err),
+                 AW_OK, "%s", err.msg);
+    aw_store_rollback(fx.store);
+    put_traffic(fx.store, 5, 4, 1, false);
+    expect_all_verbatim(fx.store, shape_1_after_5, 9);
+}
+
+/* An entry of 75,000 bytes (five values of 15,000). */
+static aw_raw_entry *large_entry(const char *id)
+{
+    static char value[15000];
+    memset(value, 'v', sizeof value);
+    aw_field fields[5];
+    static const char *const keys[] = {"a", "b", "c", "d", "e"};
+    for (int i = 0; i < 5; i++)
+        fields[i] = (aw_field){{keys[i], 1}, {value, sizeof value}};
+    const char *stream = "caracal.audit.events";
+    aw_raw_entry *entry = NULL;
+    cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
+                                  (aw_bytes){id, strlen(id)}, fields, 5, &entry,
+                                  &err),
+                 AW_OK, "%s", err.msg);
+    return entry;
+}
+
+static int keep_len(const aw_entry_row *row, void *ud)
+{
+    *(size_t *)ud = row->raw_len;
+    return 0;
+}
+
+Test(store_evidence, a_block_closes_once_it_holds_64_kib)
+{
+    put_traffic(fx.store, 0, 2, 0, false);
+    aw_raw_entry *large = large_entry("9000000-0");
+    aw_buf packed = {0};
+    cr_assert_eq(aw_raw_entry_pack(large, &packed, &err), AW_OK);
+    int64_t rowid;
+    aw_put_result result;
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    cr_assert_eq(aw_store_put_entry(fx.store, large, &rowid, &result, &err),
+                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
+    aw_raw_entry_free(large);
+    put_traffic(fx.store, 3, 2, 0, false);
+    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
+                                  "WHERE first_rowid = 1"),
+                 3);
+    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
+                                  "WHERE first_rowid = 4"),
+                 5);
+    size_t len = 0;
+    cr_assert_eq(aw_store_get_entry(fx.store, 3, keep_len, &len, &err), AW_OK,
+                 "%s", err.msg);
+    cr_expect_eq(len, packed.len);
+    aw_buf_free(&packed);
+    aw_chain_report report = verify();
+    cr_expect(report.ok, "%s", report.what);
+}
+
+/* `verify --chain-head HASH@COUNT` compares with the value after row
+ * COUNT, which a block does not store unless COUNT is its last row. */
+Test(store_evidence, the_chain_value_inside_a_block_is_the_head_of_its_commit)
+{
+    unsigned char heads[3][32], at[32];
+    int64_t counts[3];
+    for (int c = 0; c < 3; c++) {
+        put_traffic(fx.store, 5 * c, 5, 0, false);
+        cr_assert_eq(aw_store_chain_head(fx.store, &counts[c], heads[c], &err),
+                     AW_OK, "%s", err.msg);
+    }
+    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 1);
+    for (int c = 0; c < 3; c++) {
+        cr_assert_eq(aw_store_chain_at(fx.store, counts[c], at, &err), AW_OK,
+                     "%s", err.msg);
+        cr_expect(memcmp(at, heads[c], 32) == 0, "head after %lld rows",
+                  (long long)counts[c]);
+    }
+    cr_expect_eq(aw_store_chain_at(fx.store, 16, at, &err), AW_ERR_NOTFOUND);
+}
+
+Test(store_evidence, a_deleted_or_stretched_block_is_named)
+{
+    put_traffic(fx.store, 0, 40, 0, false);
+    tamper("DELETE FROM evidence_blocks WHERE first_rowid = 33");
+    aw_chain_report report = verify();
+    cr_expect_not(report.ok);
+    cr_expect_eq(report.first_bad_rowid, 33);
+    cr_expect_str_eq(report.what, "row 33: no evidence block holds it");
+
+    tamper("UPDATE evidence_blocks SET last_rowid = 40 WHERE first_rowid = 1");
+    report = verify();
+    cr_expect_not(report.ok);
+    cr_expect_eq(report.first_bad_rowid, 1);
+    cr_expect(strstr(report.what, "more than a block holds"), "%s",
+              report.what);
 }

@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 7
+#define NEWEST_SCHEMA 8
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -264,6 +264,7 @@ Test(store_open, an_index_of_schema_6_migrates_to_identity_by_time)
         fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
     fixture_commit_event(fx.store, "1-0", &old);
     close_index();
+    fixture_back_to_schema_7(fx.path);
     exec_sql(fx.path,
              "DROP INDEX events_by_identity;"
              "CREATE INDEX events_by_identity ON events (id_key, occurred_at);"

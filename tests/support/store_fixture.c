@@ -103,6 +103,78 @@ int64_t fixture_commit_event(aw_store *store, const char *entry_id,
     return rowid;
 }
 
+/* One entry row as schema 7 kept it. */
+typedef struct verbatim_row {
+    int64_t rowid;
+    char *raw;
+    size_t len;
+    unsigned char chain[32];
+} verbatim_row;
+
+typedef struct verbatim_rows {
+    verbatim_row *rows;
+    size_t n;
+} verbatim_rows;
+
+static int keep_verbatim(const aw_entry_row *row, void *ud)
+{
+    verbatim_rows *all = ud;
+    all->rows = realloc(all->rows, (all->n + 1) * sizeof *all->rows);
+    cr_assert_not_null(all->rows);
+    verbatim_row *v = &all->rows[all->n++];
+    v->rowid = row->rowid;
+    v->len = row->raw_len;
+    v->raw = malloc(row->raw_len);
+    cr_assert_not_null(v->raw);
+    memcpy(v->raw, row->raw, row->raw_len);
+    return 0;
+}
+
+void fixture_back_to_schema_7(const char *path)
+{
+    aw_store *store = NULL;
+    aw_error err = {0};
+    verbatim_rows all = {0};
+    cr_assert_eq(aw_store_open(path, AW_STORE_READONLY, &store, &err), AW_OK,
+                 "%s", err.msg);
+    cr_assert_eq(
+        aw_store_iter_entries(store, 0, INT64_MAX, keep_verbatim, &all, &err),
+        AW_OK, "%s", err.msg);
+    for (size_t i = 0; i < all.n; i++)
+        cr_assert_eq(aw_store_chain_at(store, all.rows[i].rowid,
+                                       all.rows[i].chain, &err),
+                     AW_OK, "%s", err.msg);
+    aw_store_close(store);
+
+    sqlite3 *db;
+    sqlite3_stmt *put;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "UPDATE entries SET raw = ?1, chain = ?2, "
+                                    "zstd_dict = NULL WHERE rowid = ?3",
+                                    -1, &put, NULL),
+                 SQLITE_OK);
+    for (size_t i = 0; i < all.n; i++) {
+        sqlite3_bind_blob(put, 1, all.rows[i].raw, (int)all.rows[i].len,
+                          SQLITE_STATIC);
+        sqlite3_bind_blob(put, 2, all.rows[i].chain, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 3, all.rows[i].rowid);
+        cr_assert_eq(sqlite3_step(put), SQLITE_DONE, "%s", sqlite3_errmsg(db));
+        sqlite3_reset(put);
+        free(all.rows[i].raw);
+    }
+    sqlite3_finalize(put);
+    free(all.rows);
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_exec(db,
+                              "DROP TABLE evidence_blocks;"
+                              "PRAGMA user_version = 7; COMMIT",
+                              NULL, NULL, &msg),
+                 SQLITE_OK, "back to schema 7: %s", msg);
+    sqlite3_close(db);
+}
+
 /* The events table of 0001_initial.sql with 0002's delegation_epoch, filled
  * from the narrow rows of 0004 by mapping their numbers back to text; and
  * without 0005's calls-log positions and 0006's calls.is_signed. */
@@ -142,6 +214,7 @@ static const char back_to_schema_3_sql[] =
 
 void fixture_back_to_schema_3(const char *path)
 {
+    fixture_back_to_schema_7(path);
     sqlite3 *db;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     char *msg = NULL;

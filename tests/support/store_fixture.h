@@ -40,9 +40,15 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 7 wrote it: every entry
+ * verbatim in its own row with its chain value, no evidence blocks,
+ * user_version 7. */
+void fixture_back_to_schema_7(const char *path);
+
 /* Rewrites the closed index at path as schema 3 wrote it (events with
  * their words and first anchors as text, no terms table), user_version 3,
- * keeping every row id: an index "written by an older auditwatch". */
+ * entries as fixture_back_to_schema_7 leaves them, keeping every row id:
+ * an index "written by an older auditwatch". */
 void fixture_back_to_schema_3(const char *path);
 
 #endif /* AW_TESTS_STORE_FIXTURE_H */

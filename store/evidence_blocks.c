@@ -1,0 +1,217 @@
+/* evidence_blocks.c -- raw entries stored as zstd frames of consecutive
+ * rows (schema/0008), and read back one row at a time.
+ *
+ * Writing: aw_store_put_entry hands every new entry to the open block
+ * (store_block_append), which keeps the entries' verbatim bytes in memory.
+ * A block is written (one evidence_blocks row, compressed with the current
+ * dictionary) when it fills up, and by every commit while it is not full:
+ * the same row is then rewritten by later commits until it is, so a
+ * committed entry is always in a stored block, and at a high rate, where
+ * batches are large, each block is compressed about once. The open block
+ * survives a commit only: a rollback drops it (its stored row, if any, is
+ * rolled back with it), and a transaction that finds rows it did not write
+ * after the block (another writer's) starts a new one.
+ *
+ * Reading: a row whose raw is empty is in the block whose first_rowid is
+ * the greatest one not above it. The reader (struct store_reader, one per
+ * walk) keeps the last block it decompressed, so a walk in row order
+ * decompresses each block once. Inside the writer's transaction the open
+ * block is written before it is read.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/handle.h"
+
+/* A block never holds more: it is closed once it reaches STORE_BLOCK_BYTES,
+ * and one entry is at most about AW_STORE_MAX_RAW_BYTES. A frame claiming
+ * more is damaged. */
+#define BLOCK_MAX_PLAIN                                                        \
+    (STORE_BLOCK_BYTES + 2 * (size_t)AW_STORE_MAX_RAW_BYTES +                  \
+     4 * STORE_BLOCK_ENTRIES)
+
+static bool block_full(const struct store_open_block *b)
+{
+    return b->n == STORE_BLOCK_ENTRIES || b->plain.len >= STORE_BLOCK_BYTES;
+}
+
+void store_block_begin(aw_store *store)
+{
+    struct store_open_block *b = &store->open_block;
+    if (b->first != 0 && b->first + (int64_t)b->n - 1 != store->last_rowid)
+        b->first = 0;
+}
+
+void store_block_discard(aw_store *store)
+{
+    store->open_block.first = 0;
+}
+
+void store_block_free(aw_store *store)
+{
+    aw_buf_free(&store->open_block.plain);
+    memset(&store->open_block, 0, sizeof store->open_block);
+}
+
+int store_block_flush(aw_store *store, aw_error *err)
+{
+    struct store_open_block *b = &store->open_block;
+    if (b->first == 0 || !b->unwritten)
+        return AW_OK;
+    /* The sizes go behind the entries for the frame only. */
+    size_t entries_len = b->plain.len;
+    unsigned char size_le[4];
+    int rc = AW_OK;
+    for (size_t i = 0; rc == AW_OK && i < b->n; i++) {
+        for (int k = 0; k < 4; k++)
+            size_le[k] = (unsigned char)(b->sizes[i] >> (8 * k));
+        if (aw_buf_append(&b->plain, size_le, 4) != AW_OK)
+            rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    const char *frame = NULL;
+    size_t frame_len = 0;
+    int64_t dict_no = 0;
+    if (rc == AW_OK)
+        rc = store_evidence_compress(store, b->plain.ptr, b->plain.len, &frame,
+                                     &frame_len, &dict_no, err);
+    b->plain.len = entries_len;
+    sqlite3_stmt *put;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_BLOCK_PUT, &put, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(put, 1, b->first);
+    sqlite3_bind_int64(put, 2, b->first + (int64_t)b->n - 1);
+    sqlite3_bind_int64(put, 3, dict_no);
+    sqlite3_bind_blob(put, 4, b->chain, 32, SQLITE_STATIC);
+    sqlite3_bind_blob64(put, 5, frame, frame_len, SQLITE_STATIC);
+    rc = store_exec_stmt(store, put, err, "store evidence block");
+    if (rc == AW_OK)
+        b->unwritten = false;
+    return rc;
+}
+
+int store_block_append(aw_store *store, int64_t rowid, const char *raw,
+                       size_t len, const unsigned char chain[32], aw_error *err)
+{
+    struct store_open_block *b = &store->open_block;
+    if (b->first == 0) {
+        b->first = rowid;
+        b->n = 0;
+        b->plain.len = 0;
+    }
+    if (aw_buf_append(&b->plain, raw, len) != AW_OK) {
+        b->first = 0;
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    b->sizes[b->n++] = (uint32_t)len;
+    memcpy(b->chain, chain, 32);
+    b->unwritten = true;
+    if (!block_full(b))
+        return AW_OK;
+    int rc = store_block_flush(store, err);
+    b->first = 0;
+    return rc;
+}
+
+void store_reader_free(struct store_reader *reader)
+{
+    aw_buf_free(&reader->plain);
+    aw_buf_free(&reader->block);
+    memset(reader, 0, sizeof *reader);
+}
+
+/* Splits the decompressed block of rows first..last into its entries:
+ * the sizes behind them must add up to exactly the bytes before them. */
+static int reader_split(struct store_reader *r, int64_t first, int64_t last,
+                        aw_error *err)
+{
+    size_t n = (size_t)(last - first + 1);
+    const unsigned char *p = (const unsigned char *)r->block.ptr;
+    bool ok = r->block.len >= 4 * n;
+    size_t entries_len = ok ? r->block.len - 4 * n : 0;
+    size_t at = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        const unsigned char *s = p + entries_len + 4 * i;
+        size_t size = (size_t)s[0] | (size_t)s[1] << 8 | (size_t)s[2] << 16 |
+                      (size_t)s[3] << 24;
+        r->offsets[i] = at;
+        ok = size <= entries_len - at;
+        at += ok ? size : 0;
+    }
+    if (!ok || at != entries_len)
+        return aw_error_set(err, AW_ERR,
+                            "the evidence block of rows %lld-%lld is "
+                            "damaged: its entry sizes do not add up",
+                            (long long)first, (long long)last);
+    r->offsets[n] = at;
+    r->first = first;
+    r->last = last;
+    return AW_OK;
+}
+
+/* Loads into r the block that holds row rowid. */
+static int reader_load(aw_store *store, struct store_reader *r, int64_t rowid,
+                       aw_error *err)
+{
+    struct store_open_block *open = &store->open_block;
+    int rc = AW_OK;
+    if (store->in_tx && open->first != 0 && rowid >= open->first)
+        rc = store_block_flush(store, err);
+    sqlite3_stmt *find;
+    if (rc == AW_OK)
+        rc = store_stmt(store, STMT_BLOCK_FOR_ROW, &find, err);
+    if (rc != AW_OK)
+        return rc;
+    r->first = 0;
+    sqlite3_bind_int64(find, 1, rowid);
+    int step = sqlite3_step(find);
+    int64_t first = step == SQLITE_ROW ? sqlite3_column_int64(find, 0) : 0;
+    int64_t last = step == SQLITE_ROW ? sqlite3_column_int64(find, 1) : 0;
+    if (step == SQLITE_ROW && last >= rowid) {
+        if (last - first >= STORE_BLOCK_ENTRIES)
+            rc = aw_error_set(err, AW_ERR,
+                              "the evidence block at row %lld claims "
+                              "rows up to %lld, more than a block holds",
+                              (long long)first, (long long)last);
+        else if (sqlite3_column_bytes(find, 3) != 32)
+            rc = aw_error_set(err, AW_ERR,
+                              "the evidence block of rows %lld-%lld has "
+                              "no chain value",
+                              (long long)first, (long long)last);
+        char label[64];
+        snprintf(label, sizeof label, "the evidence block of rows %lld-%lld",
+                 (long long)first, (long long)last);
+        if (rc == AW_OK)
+            rc = store_evidence_decompress(
+                store, sqlite3_column_blob(find, 4),
+                (size_t)sqlite3_column_bytes(find, 4),
+                sqlite3_column_int64(find, 2), BLOCK_MAX_PLAIN, label,
+                &r->block, err);
+        if (rc == AW_OK) {
+            memcpy(r->chain, sqlite3_column_blob(find, 3), 32);
+            rc = reader_split(r, first, last, err);
+        }
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        rc = aw_error_set(err, AW_ERR, "row %lld: no evidence block holds it",
+                          (long long)rowid);
+    } else {
+        rc = store_fail(store, err, "read evidence block");
+    }
+    sqlite3_reset(find);
+    return rc;
+}
+
+int store_reader_entry(aw_store *store, struct store_reader *r, int64_t rowid,
+                       const char **raw, size_t *raw_len, aw_error *err)
+{
+    if (r->first == 0 || rowid < r->first || rowid > r->last) {
+        int rc = reader_load(store, r, rowid, err);
+        if (rc != AW_OK)
+            return rc;
+    }
+    size_t i = (size_t)(rowid - r->first);
+    *raw = r->block.ptr + r->offsets[i];
+    *raw_len = r->offsets[i + 1] - r->offsets[i];
+    return AW_OK;
+}
