@@ -7,7 +7,7 @@
 -- from now on keep their entries row (row number, stream, id: what every
 -- look-up and join uses) with raw and chain empty (zero-length blobs),
 -- and their verbatim bytes live in the block that covers their row: up
--- to 32 consecutive rows, or fewer once the block holds 64 KiB.
+-- to 64 consecutive rows, or fewer once the block holds 128 KiB.
 --
 --   frame  one zstd frame (made with dictionary zstd_dict of
 --          evidence_dicts, 0 none) of the block's entries, verbatim and

@@ -91,7 +91,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "request_id, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
         "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash FROM events WHERE "
-                        "id_key = ?1 AND occurred_at = ?3 AND event_id = ?2",
+                        "id_key = ?1 AND occurred_at = ?3 AND "
+                        "(event_id = ?2 OR event_id = ?4)",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =
@@ -288,6 +289,60 @@ int64_t store_id_key(const char *id)
     for (int i = 0; i < 8; i++)
         key = key << 8 | digest[i];
     return (int64_t)key;
+}
+
+/* Where the hex digits of a canonical UUID are, and its dashes. */
+static bool uuid_dash_at(size_t i)
+{
+    return i == 8 || i == 13 || i == 18 || i == 23;
+}
+
+static bool uuid_pack(const char *id, unsigned char out[16])
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < STORE_ID_TEXT_MAX - 1; i++) {
+        if (uuid_dash_at(i)) {
+            if (id[i] != '-')
+                return false;
+            continue;
+        }
+        const char *d = id[i] != 0 ? strchr(digits, id[i]) : NULL;
+        if (d == NULL)
+            return false;
+        out[n / 2] = (unsigned char)(n % 2 ? out[n / 2] | (d - digits)
+                                           : (d - digits) << 4);
+        n++;
+    }
+    return id[STORE_ID_TEXT_MAX - 1] == 0;
+}
+
+void store_bind_id(sqlite3_stmt *stmt, int i, const char *id)
+{
+    unsigned char uuid[16];
+    if (id == NULL)
+        sqlite3_bind_null(stmt, i);
+    else if (uuid_pack(id, uuid))
+        sqlite3_bind_blob(stmt, i, uuid, 16, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_text(stmt, i, id, -1, SQLITE_STATIC);
+}
+
+const char *store_column_id(sqlite3_stmt *stmt, int col,
+                            char buf[STORE_ID_TEXT_MAX])
+{
+    if (sqlite3_column_type(stmt, col) != SQLITE_BLOB ||
+        sqlite3_column_bytes(stmt, col) != 16)
+        return store_column_text(stmt, col);
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *uuid = sqlite3_column_blob(stmt, col);
+    size_t n = 0;
+    for (size_t i = 0; i < STORE_ID_TEXT_MAX - 1; i++)
+        buf[i] = uuid_dash_at(i) ? '-'
+                 : n % 2         ? digits[uuid[n++ / 2] & 0xf]
+                                 : digits[uuid[n++ / 2] >> 4];
+    buf[STORE_ID_TEXT_MAX - 1] = 0;
+    return buf;
 }
 
 char *store_format_entry_id(int64_t ms, int64_t seq, char *buf)

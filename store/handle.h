@@ -128,8 +128,8 @@ struct store_evidence {
  * STORE_BLOCK_ENTRIES consecutive rows, and is closed once its entries
  * reach STORE_BLOCK_BYTES. The open one is the block a writer is filling:
  * rows first .. first + n - 1; first 0: none. */
-#define STORE_BLOCK_ENTRIES 32
-#define STORE_BLOCK_BYTES   (64 * 1024)
+#define STORE_BLOCK_ENTRIES 64
+#define STORE_BLOCK_BYTES   (128 * 1024)
 struct store_open_block {
     int64_t first;
     size_t n;
@@ -228,6 +228,17 @@ const char *store_column_text(sqlite3_stmt *stmt, int col);
  * 8 bytes of its SHA-256. A cryptographic hash, so nobody can make many ids
  * share a key and turn look-ups into scans. */
 int64_t store_id_key(const char *id);
+
+/* Event and request ids in events rows (schema/0010): 16 bytes when the
+ * id is a UUID in canonical text (8-4-4-4-12 lowercase hex), which formats
+ * back to the very same text, else the text itself. store_bind_id binds id
+ * (NULL: SQL NULL) that way at parameter i; store_column_id reads column
+ * col back as text, formatted into buf for 16 bytes. Rows written before
+ * schema 10 hold UUIDs as text, so a comparison also tries the text. */
+#define STORE_ID_TEXT_MAX 37
+void store_bind_id(sqlite3_stmt *stmt, int i, const char *id);
+const char *store_column_id(sqlite3_stmt *stmt, int col,
+                            char buf[STORE_ID_TEXT_MAX]);
 
 /* "<ms>-<seq>" into buf (at least STORE_ENTRY_ID_MAX bytes). */
 #define STORE_ENTRY_ID_MAX AW_STREAM_ID_TEXT_MAX

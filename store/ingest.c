@@ -335,8 +335,9 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(find, 1, id_key);
-    sqlite3_bind_text(find, 2, event->id, -1, SQLITE_STATIC);
+    store_bind_id(find, 2, event->id);
     sqlite3_bind_int64(find, 3, event->occurred_at_ns);
+    sqlite3_bind_text(find, 4, event->id, -1, SQLITE_STATIC);
     int step = sqlite3_step(find);
     *found = step == SQLITE_ROW;
     if (step == SQLITE_ROW) {
@@ -402,8 +403,8 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
         sqlite3_bind_int64(add, 17, event->delegation_epoch);
     else
         sqlite3_bind_null(add, 17);
-    sqlite3_bind_text(add, 18, event->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(add, 19, event->request_id, -1, SQLITE_STATIC);
+    store_bind_id(add, 18, event->id);
+    store_bind_id(add, 19, event->request_id);
     sqlite3_bind_blob(add, 20, event->content_hash, 32, SQLITE_STATIC);
     rc = store_exec_stmt(store, add, err, "store event");
     if (rc != AW_OK)

@@ -8,7 +8,8 @@
  * the binder need only agree on which members are set. An anchor filter
  * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
  * event_rowid), whose order is the result order; everything else walks
- * events, through events_by_request, events_by_identity or events_by_time.
+ * events, through events_by_request or events_by_identity (keyed by time
+ * first, so it serves time ranges too).
  * An events row holds numbers for its repeated words (terms) and its first
  * anchors (anchor_names); the query maps them back to text, and a filter
  * on a word compares with the word's number.
@@ -73,9 +74,10 @@ static const struct {
 } event_equalities[] = {
     {SHAPE_ROWID, " AND e.rowid = :rowid"},
     {SHAPE_FROM_ROWID, " AND e.rowid >= :from_rowid"},
-    {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND e.event_id = :event_id"},
-    {SHAPE_REQUEST_ID,
-     " AND e.request_key = :request_key AND e.request_id = :request_id"},
+    {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND (e.event_id = :event_id "
+                     "OR e.event_id = :event_text)"},
+    {SHAPE_REQUEST_ID, " AND e.request_key = :request_key AND (e.request_id = "
+                       ":request_id OR e.request_id = :request_text)"},
     {SHAPE_ZONE, " AND e.zone_no = :zone_no"},
     {SHAPE_DECISION, " AND e.decision_no = :decision_no"},
     {SHAPE_RESOURCE, " AND e.resource_no = :resource_no"},
@@ -167,6 +169,13 @@ static void bind_text_named(sqlite3_stmt *stmt, const char *name,
         sqlite3_bind_text(stmt, i, value, -1, SQLITE_STATIC);
 }
 
+static void bind_id_named(sqlite3_stmt *stmt, const char *name, const char *id)
+{
+    int i = sqlite3_bind_parameter_index(stmt, name);
+    if (i > 0)
+        store_bind_id(stmt, i, id);
+}
+
 static void bind_int64_named(sqlite3_stmt *stmt, const char *name,
                              int64_t value)
 {
@@ -193,10 +202,12 @@ static int event_query_bind(aw_store *store, sqlite3_stmt *stmt,
 {
     bind_int64_named(stmt, ":rowid", f->rowid);
     bind_int64_named(stmt, ":from_rowid", f->from_rowid);
-    bind_text_named(stmt, ":event_id", f->event_id);
+    bind_id_named(stmt, ":event_id", f->event_id);
+    bind_text_named(stmt, ":event_text", f->event_id);
     if (f->event_id != NULL)
         bind_int64_named(stmt, ":event_key", store_id_key(f->event_id));
-    bind_text_named(stmt, ":request_id", f->request_id);
+    bind_id_named(stmt, ":request_id", f->request_id);
+    bind_text_named(stmt, ":request_text", f->request_id);
     if (f->request_id != NULL)
         bind_int64_named(stmt, ":request_key", store_id_key(f->request_id));
     const char *const words[][2] = {
@@ -264,6 +275,7 @@ static int event_row(sqlite3_stmt *stmt, void *ctx)
 {
     struct row_ctx *c = ctx;
     char entry_id[STORE_ENTRY_ID_MAX];
+    char event_id[STORE_ID_TEXT_MAX], request_id[STORE_ID_TEXT_MAX];
     aw_event_row row = {
         .rowid = sqlite3_column_int64(stmt, 0),
         .entry_rowid = sqlite3_column_int64(stmt, 1),
@@ -272,10 +284,10 @@ static int event_row(sqlite3_stmt *stmt, void *ctx)
             store_format_entry_id(sqlite3_column_int64(stmt, 3),
                                   sqlite3_column_int64(stmt, 4), entry_id),
         .arrived_ns = aw_ms_to_ns_signed(sqlite3_column_int64(stmt, 3)),
-        .event_id = store_column_text(stmt, 5),
+        .event_id = store_column_id(stmt, 5, event_id),
         .zone_id = store_column_text(stmt, 6),
         .event_type = store_column_text(stmt, 7),
-        .request_id = store_column_text(stmt, 8),
+        .request_id = store_column_id(stmt, 8, request_id),
         .decision = store_column_text(stmt, 9),
         .evaluation_status = store_column_text(stmt, 10),
         .application_id = store_column_text(stmt, 11),

@@ -3,8 +3,8 @@
  *
  * Every figure must stay cheap on a 10-million-event index: row counts come
  * from max(rowid) of append-only tables and the time span from the ends of
- * events_by_time, one seek each; only the small tables (alerts, rejected,
- * checkpoints) are scanned.
+ * events_by_identity (keyed by time first), one seek each; only the small
+ * tables (alerts, rejected, checkpoints) are scanned.
  */
 #include <stdio.h>
 #include <string.h>

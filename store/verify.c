@@ -36,11 +36,12 @@ struct orphan_ctx {
 static int orphan_row(sqlite3_stmt *stmt, void *ctx)
 {
     struct orphan_ctx *c = ctx;
+    char key[STORE_ID_TEXT_MAX];
     aw_orphan_row row = {
         .table = store_column_text(stmt, 0),
         .rowid = sqlite3_column_int64(stmt, 1),
         .entry_rowid = sqlite3_column_int64(stmt, 2),
-        .key = store_column_text(stmt, 3),
+        .key = store_column_id(stmt, 3, key),
     };
     return c->fn(&row, c->ud);
 }

@@ -1,5 +1,5 @@
 /* test_store_evidence.c -- raw entries stored in evidence blocks (zstd
- * frames of up to 32 consecutive rows, with a dictionary trained on the
+ * frames of up to 64 consecutive rows, with a dictionary trained on the
  * traffic, or without one for an index's first entries) are handed back
  * byte for byte, keep verifying after a new dictionary, across commits,
  * rollbacks and writers taking turns, name a damaged block or dictionary
@@ -20,6 +20,9 @@
 #include "support/store_fixture.h"
 #include "tests/support/cli_world.h"
 
+/* Rows per evidence block, and the bytes that close one. */
+#define BLOCK_ROWS  64
+#define BLOCK_BYTES (128 * 1024)
 /* More than the entries the first dictionary is trained on (5,000). */
 #define BEFORE_DICT 5000
 #define ENTRIES     6000
@@ -258,11 +261,11 @@ Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
                                   "length(raw) = 0 AND length(chain) = 0"),
                  ENTRIES, "every entry is kept by a block");
     cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
-                                  "last_rowid - first_rowid >= 32"),
-                 0, "no block holds more than 32 rows");
+                                  "last_rowid - first_rowid >= 64"),
+                 0, "no block holds more than 64 rows");
     /* The block open when the dictionary was trained is written with it. */
     int64_t without = rows_with_dict(fx.path, 0);
-    cr_expect(without > BEFORE_DICT - 32 && without <= BEFORE_DICT,
+    cr_expect(without > BEFORE_DICT - BLOCK_ROWS && without <= BEFORE_DICT,
               "%" PRId64 " rows compressed without a dictionary", without);
     cr_expect_eq(rows_with_dict(fx.path, 1), ENTRIES - without,
                  "then with the dictionary trained on them");
@@ -308,7 +311,8 @@ Test(store_evidence, old_rows_stay_readable_after_a_new_dictionary)
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
     /* The block left open by the last commit is rewritten with it too. */
     int64_t with_new = rows_with_dict(fx.path, 2);
-    cr_expect(with_new >= 1000 && with_new < 1000 + 32, "%" PRId64, with_new);
+    cr_expect(with_new >= 1000 && with_new < 1000 + BLOCK_ROWS, "%" PRId64,
+              with_new);
     cr_expect_eq(rows_with_dict(fx.path, 0) + rows_with_dict(fx.path, 1),
                  ENTRIES + BEFORE_DICT + 1000 - with_new);
     int64_t total = ENTRIES + BEFORE_DICT + 1000;
@@ -341,7 +345,8 @@ Test(store_evidence, a_dictionary_rolled_back_with_its_transaction_is_forgotten)
     put_traffic(fx.store, ENTRIES + BEFORE_DICT, 500, 1, true);
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
     int64_t with_new = rows_with_dict(fx.path, 2);
-    cr_expect(with_new >= 500 && with_new < 500 + 32, "%" PRId64, with_new);
+    cr_expect(with_new >= 500 && with_new < 500 + BLOCK_ROWS, "%" PRId64,
+              with_new);
     expect_all_verbatim(fx.store, second_shape_after_6000,
                         ENTRIES + BEFORE_DICT + 500);
 }
@@ -521,13 +526,13 @@ static int shape_1_after_5(int64_t rowid)
 
 /* Live traffic commits an entry or two at a time: the open block's row is
  * rewritten by every commit, so a reader sees each entry once committed,
- * and the block closes at 32 rows. */
+ * and the block closes at 64 rows. */
 Test(store_evidence, an_open_block_is_rewritten_by_each_commit_until_full)
 {
     aw_store *reader = NULL;
     cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err),
                  AW_OK, "%s", err.msg);
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < BLOCK_ROWS + 8; i++) {
         put_traffic(fx.store, i, 1, 0, false);
         expect e = {.shape_of = one_shape};
         cr_assert_eq(aw_store_get_entry(reader, i + 1, check_entry, &e, &err),
@@ -537,11 +542,11 @@ Test(store_evidence, an_open_block_is_rewritten_by_each_commit_until_full)
     cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 2);
     cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
                                   "WHERE first_rowid = 1"),
-                 32);
+                 BLOCK_ROWS);
     cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
-                                  "WHERE first_rowid = 33"),
-                 40);
-    expect_all_verbatim(fx.store, one_shape, 40);
+                                  "WHERE first_rowid = 65"),
+                 BLOCK_ROWS + 8);
+    expect_all_verbatim(fx.store, one_shape, BLOCK_ROWS + 8);
 }
 
 /* Entries of a rolled-back transaction were in the open block (and read
@@ -560,20 +565,21 @@ Test(store_evidence, a_rolled_back_entry_leaves_no_trace_in_its_block)
     expect_all_verbatim(fx.store, shape_1_after_5, 9);
 }
 
-/* An entry of 75,000 bytes (five values of 15,000). */
+/* An entry larger than BLOCK_BYTES: ten values of 15,000 bytes. */
 static aw_raw_entry *large_entry(const char *id)
 {
     static char value[15000];
     memset(value, 'v', sizeof value);
-    aw_field fields[5];
-    static const char *const keys[] = {"a", "b", "c", "d", "e"};
-    for (int i = 0; i < 5; i++)
+    aw_field fields[10];
+    static const char *const keys[] = {"a", "b", "c", "d", "e",
+                                       "f", "g", "h", "i", "j"};
+    for (int i = 0; i < 10; i++)
         fields[i] = (aw_field){{keys[i], 1}, {value, sizeof value}};
     const char *stream = "caracal.audit.events";
     aw_raw_entry *entry = NULL;
     cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
-                                  (aw_bytes){id, strlen(id)}, fields, 5, &entry,
-                                  &err),
+                                  (aw_bytes){id, strlen(id)}, fields, 10,
+                                  &entry, &err),
                  AW_OK, "%s", err.msg);
     return entry;
 }
@@ -584,12 +590,13 @@ static int keep_len(const aw_entry_row *row, void *ud)
     return 0;
 }
 
-Test(store_evidence, a_block_closes_once_it_holds_64_kib)
+Test(store_evidence, a_block_closes_once_it_holds_128_kib)
 {
     put_traffic(fx.store, 0, 2, 0, false);
     aw_raw_entry *large = large_entry("9000000-0");
     aw_buf packed = {0};
     cr_assert_eq(aw_raw_entry_pack(large, &packed, &err), AW_OK);
+    cr_assert_gt(packed.len, BLOCK_BYTES);
     int64_t rowid;
     aw_put_result result;
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
@@ -636,14 +643,14 @@ Test(store_evidence, the_chain_value_inside_a_block_is_the_head_of_its_commit)
 
 Test(store_evidence, a_deleted_or_stretched_block_is_named)
 {
-    put_traffic(fx.store, 0, 40, 0, false);
-    tamper("DELETE FROM evidence_blocks WHERE first_rowid = 33");
+    put_traffic(fx.store, 0, BLOCK_ROWS + 8, 0, false);
+    tamper("DELETE FROM evidence_blocks WHERE first_rowid = 65");
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, 33);
-    cr_expect_str_eq(report.what, "row 33: no evidence block holds it");
+    cr_expect_eq(report.first_bad_rowid, 65);
+    cr_expect_str_eq(report.what, "row 65: no evidence block holds it");
 
-    tamper("UPDATE evidence_blocks SET last_rowid = 40 WHERE first_rowid = 1");
+    tamper("UPDATE evidence_blocks SET last_rowid = 72 WHERE first_rowid = 1");
     report = verify();
     cr_expect_not(report.ok);
     cr_expect_eq(report.first_bad_rowid, 1);

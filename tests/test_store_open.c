@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 8
+#define NEWEST_SCHEMA 10
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -405,4 +405,98 @@ Test(store_open,
     aw_event_filter zone_a = {.zone_id = "zone-a"};
     read_all_rows(fx.store, &zone_a, filtered);
     cr_expect(strstr(filtered, "ev-4") != NULL, "%s", filtered);
+}
+
+typedef struct time_order {
+    int64_t times[8], rowids[8];
+    int n;
+} time_order;
+
+static int keep_time(const aw_event_row *row, void *ud)
+{
+    time_order *t = ud;
+    if (t->n < 8) {
+        t->times[t->n] = row->occurred_at_ns;
+        t->rowids[t->n] = row->rowid;
+    }
+    t->n++;
+    return 0;
+}
+
+/* Schema 9 drops events_by_time: a time window is then walked through
+ * events_by_identity, in the same order, with the same limit. */
+Test(store_open,
+     an_index_of_schema_8_answers_time_windows_without_its_time_index)
+{
+    static const int64_t at[] = {5000, 1000, 3000, 3000, 2000, 4000};
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    for (int i = 0; i < 6; i++) {
+        char id[16], entry_id[16];
+        snprintf(id, sizeof id, "ev-%d", i);
+        snprintf(entry_id, sizeof entry_id, "%d-0", i + 1);
+        aw_audit_event ev =
+            fixture_event(id, "z", "token_exchange", id, "allow", at[i]);
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+    }
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    close_index();
+    exec_sql(fx.path, "CREATE INDEX events_by_time ON events (occurred_at);"
+                      "PRAGMA user_version = 8;");
+    reopen_migrated();
+    cr_expect_eq(index_named(fx.path, "events_by_time"), 0);
+    aw_event_filter window = {.has_since = true,
+                              .since_ns = 2000,
+                              .has_until = true,
+                              .until_ns = 5000,
+                              .limit = 3};
+    time_order t = {0};
+    cr_assert_eq(aw_store_query_events(fx.store, &window, keep_time, &t, &err),
+                 AW_OK, "%s", err.msg);
+    cr_expect_eq(t.n, 3);
+    cr_expect_eq(t.times[0], 2000);
+    cr_expect_eq(t.times[1], 3000);
+    cr_expect_eq(t.times[2], 3000);
+    cr_expect_lt(t.rowids[1], t.rowids[2], "equal times in row order");
+}
+
+static int count_requests(const char *request_id)
+{
+    int n = 0;
+    aw_error err = {0};
+    aw_event_filter f = {.request_id = request_id};
+    cr_assert_eq(aw_store_query_events(fx.store, &f, count_events, &n, &err),
+                 AW_OK, "query: %s", err.msg);
+    return n;
+}
+
+/* Rows of schema 9 and before hold UUIDs as text: after the migration they
+ * are still found by their ids, and a redelivery of one is still known. */
+Test(store_open, an_index_of_schema_9_still_finds_its_text_uuids)
+{
+    const char *id = "0f8fad5b-d9cb-469f-a165-70867728950e",
+               *req = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    aw_audit_event old =
+        fixture_event(id, "z", "token_exchange", req, "allow", 1000);
+    fixture_commit_event(fx.store, "1-0", &old);
+    close_index();
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE events SET event_id = '%s', request_id = '%s';"
+             "PRAGMA user_version = 9;",
+             id, req);
+    exec_sql(fx.path, sql);
+    reopen_migrated();
+    cr_expect_eq(count_requests(req), 1);
+
+    aw_audit_event forged =
+        fixture_event(id, "z", "token_exchange", req, "deny", 1000);
+    aw_audit_event next[] = {old, forged};
+    expect_puts(next, (aw_put_result[]){AW_PUT_DUPLICATE, AW_PUT_CONFLICT}, 2);
+    aw_audit_event later = fixture_event(
+        "ev-2", "z", "gateway_resource_request", req, "allow", 2000);
+    expect_puts(&later, (aw_put_result[]){AW_PUT_INSERTED}, 1);
+    cr_expect_eq(count_requests(req), 2, "old text row and new bytes row");
 }

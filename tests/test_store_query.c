@@ -2,6 +2,7 @@
  * rely on: by request id, by window and filters, by anchor, revocations,
  * observed calls, with stable cursor paging. */
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,63 @@ static void free_row(aw_event_row *row)
     free((char *)row->entry_id);
     free((char *)row->resource);
     free((char *)row->stream);
+}
+
+/* typeof() and size of one events column of row rowid, as SQLite itself
+ * sees it (schema 10 keeps canonical UUIDs as 16 bytes). */
+static void expect_stored_as(const char *column, int64_t rowid,
+                             const char *type, int bytes)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "SELECT typeof(%s), length(CAST(%s AS BLOB)) FROM events WHERE "
+             "rowid = ?1",
+             column, column);
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_bind_int64(stmt, 1, rowid);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW, "no row %lld",
+                 (long long)rowid);
+    cr_expect_str_eq((const char *)sqlite3_column_text(stmt, 0), type, "%s",
+                     column);
+    cr_expect_eq(sqlite3_column_int(stmt, 1), bytes, "%s", column);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+}
+
+/* Canonical UUIDs are stored as 16 bytes and read back as the same text;
+ * anything else (upper case, not a UUID) stays text; both are found by the
+ * same filters. */
+Test(store_query, uuid_ids_are_stored_as_bytes_and_read_back_as_text)
+{
+    const char *ev = "0f8fad5b-d9cb-469f-a165-70867728950e",
+               *req = "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+               *upper = "7C9E6679-7425-40DE-944B-E07FC1F90AE7";
+    aw_audit_event events[] = {
+        fixture_event(ev, "z", "token_exchange", req, "allow", 10 * SEC),
+        fixture_event("te-2", "z", "token_exchange", upper, "allow", 11 * SEC),
+    };
+    store_events(events, 2);
+    expect_stored_as("event_id", 1, "blob", 16);
+    expect_stored_as("request_id", 1, "blob", 16);
+    expect_stored_as("event_id", 2, "text", 4);
+    expect_stored_as("request_id", 2, "text", 36);
+
+    aw_event_filter f = {.request_id = req};
+    cr_expect_str_eq(query(&f).text, ev);
+    f = (aw_event_filter){.event_id = ev};
+    cr_expect_str_eq(query(&f).text, ev);
+    f = (aw_event_filter){.request_id = upper};
+    cr_expect_str_eq(query(&f).text, "te-2");
+    aw_event_filter all = {0};
+    aw_event_row row = {0};
+    cr_assert_eq(aw_store_query_events(fx.store, &all, copy_row, &row, &err), 1,
+                 "%s", err.msg);
+    cr_expect_str_eq(row.request_id, req);
+    free_row(&row);
 }
 
 /* The detectors' pairing reads key columns only: they must be the same as

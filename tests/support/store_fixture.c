@@ -169,6 +169,8 @@ void fixture_back_to_schema_7(const char *path)
     char *msg = NULL;
     cr_assert_eq(sqlite3_exec(db,
                               "DROP TABLE evidence_blocks;"
+                              "CREATE INDEX events_by_time ON events "
+                              "(occurred_at);"
                               "PRAGMA user_version = 7; COMMIT",
                               NULL, NULL, &msg),
                  SQLITE_OK, "back to schema 7: %s", msg);

@@ -41,8 +41,8 @@ int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
 /* Rewrites the closed index at path as schema 7 wrote it: every entry
- * verbatim in its own row with its chain value, no evidence blocks,
- * user_version 7. */
+ * verbatim in its own row with its chain value, no evidence blocks, the
+ * events_by_time index, user_version 7. */
 void fixture_back_to_schema_7(const char *path);
 
 /* Rewrites the closed index at path as schema 3 wrote it (events with

@@ -1,0 +1,13 @@
+-- 0010_ids_as_uuid_bytes.sql -- event and request ids of UUID form stored
+-- as their 16 bytes (issue 11).
+--
+-- Caracal's event ids and the Gateway's request ids are UUIDs in canonical
+-- text (8-4-4-4-12 lowercase hex): 36 bytes each in every events row,
+-- about a quarter of it. From now on events.event_id and
+-- events.request_id hold the UUID's 16 bytes (a BLOB) when the id is in
+-- exactly that form, which formats back to the same text; any other id
+-- (upper case, braces, not a UUID) is stored as text, as before. No row is
+-- rewritten: rows written before hold their UUIDs as text, and every
+-- comparison of an id tries both forms (store/handle.h, store_bind_id).
+-- The version bump keeps auditwatch binaries that expect text from
+-- reading the new rows.
