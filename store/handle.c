@@ -211,6 +211,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_BLOCK_PUT] =
         "INSERT OR REPLACE INTO evidence_blocks(first_rowid, last_rowid, "
         "zstd_dict, chain, frame) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_REQUEST_ADD] = "INSERT INTO request_tier_0(request_key, event_rowid) "
+                         "VALUES (?1, ?2)",
     [STMT_BLOCK_FOR_ROW] =
         "SELECT first_rowid, last_rowid, zstd_dict, chain, frame FROM "
         "evidence_blocks WHERE first_rowid <= ?1 ORDER BY first_rowid DESC "
@@ -415,8 +417,8 @@ static int store_create_file(const char *path, aw_error *err)
     return AW_OK;
 }
 
-static int store_exec(aw_store *store, const char *sql, aw_error *err,
-                      const char *what)
+int store_exec(aw_store *store, const char *sql, aw_error *err,
+               const char *what)
 {
     if (sqlite3_exec(store->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return store_fail(store, err, what);
@@ -681,6 +683,8 @@ int aw_store_commit(aw_store *store, aw_error *err)
     if (rc != AW_OK)
         return rc;
     rc = store_block_flush(store, err);
+    if (rc == AW_OK)
+        rc = store_request_tiers_settle(store, err);
     if (rc == AW_OK && store->chain_dirty) {
         sqlite3_stmt *tip;
         rc = store_stmt(store, STMT_TIP_SET, &tip, err);
@@ -714,6 +718,7 @@ void aw_store_rollback(aw_store *store)
                    STORE_ANCHOR_CACHE * sizeof *store->anchors);
         store_evidence_end(store, false);
         store_block_discard(store);
+        store_request_tiers_forget(store);
         if (store->terms != NULL)
             memset(store->terms, 0, STORE_TERM_CACHE * sizeof *store->terms);
     }

@@ -68,6 +68,7 @@ enum store_stmt {
     STMT_ENTRIES_AFTER,
     STMT_BLOCK_PUT,
     STMT_BLOCK_FOR_ROW,
+    STMT_REQUEST_ADD,
     STMT_COUNT
 };
 
@@ -152,6 +153,9 @@ struct store_reader {
     unsigned char chain[32]; /* the block's chain value, after last */
 };
 
+/* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */
+#define STORE_REQUEST_TIERS 3
+
 struct aw_store {
     sqlite3 *db;
     char *path;
@@ -176,6 +180,12 @@ struct aw_store {
     aw_buf pack; /* reused to pack entries */
     struct store_evidence evidence;
     struct store_open_block open_block;
+
+    /* Pairs in each request tier but the last (request_tiers.c), valid
+     * while tiers_counted: counted on first use and after a rollback (and
+     * so another writer's pairs are noticed then). */
+    int64_t tier_rows[STORE_REQUEST_TIERS - 1];
+    bool tiers_counted;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
     size_t nshapes;
@@ -191,6 +201,9 @@ int store_prepare(aw_store *store, const char *sql, sqlite3_stmt **out,
 /* Fills err from the connection's last error and returns the matching
  * AW_ERR_* code. what names the operation ("insert event"). */
 int store_fail(aw_store *store, aw_error *err, const char *what);
+/* Runs sql (no parameters, no rows wanted). */
+int store_exec(aw_store *store, const char *sql, aw_error *err,
+               const char *what);
 /* Steps a statement that returns no row, then resets it. */
 int store_exec_stmt(aw_store *store, sqlite3_stmt *stmt, aw_error *err,
                     const char *what);
@@ -321,6 +334,16 @@ int store_evidence_begin(aw_store *store, aw_error *err);
  * transaction trained). */
 void store_evidence_end(aw_store *store, bool committed);
 void store_evidence_free(aw_store *store);
+
+/* ---- The request-id index in tiers (request_tiers.c) ------------------- */
+
+/* Indexes event_rowid under request_id, in tier 0. Inside a transaction. */
+int store_request_add(aw_store *store, const char *request_id,
+                      int64_t event_rowid, aw_error *err);
+/* Before a commit: moves every full tier into the next one. */
+int store_request_tiers_settle(aw_store *store, aw_error *err);
+/* On rollback: the tier counts are recounted on next use. */
+void store_request_tiers_forget(aw_store *store);
 
 /* Releases the event query cache (query.c). */
 void store_shapes_free(aw_store *store);

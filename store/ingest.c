@@ -374,10 +374,7 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(add, 1, id_key);
-    if (event->request_id != NULL)
-        sqlite3_bind_int64(add, 2, store_id_key(event->request_id));
-    else
-        sqlite3_bind_null(add, 2);
+    sqlite3_bind_null(add, 2); /* request_key: the request tiers hold it */
     sqlite3_bind_int64(add, 3, entry_rowid);
     sqlite3_bind_int64(add, 4, event->occurred_at_ns);
     const char *const terms[] = {
@@ -411,7 +408,10 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
         return rc;
     *event_rowid = sqlite3_last_insert_rowid(store->db);
     *result = AW_PUT_INSERTED;
-    return store_put_anchors(store, event, *event_rowid, err);
+    if (event->request_id != NULL)
+        rc = store_request_add(store, event->request_id, *event_rowid, err);
+    return rc == AW_OK ? store_put_anchors(store, event, *event_rowid, err)
+                       : rc;
 }
 
 /* The time a revocation of set takes effect: the earliest delivery of its

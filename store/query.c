@@ -8,8 +8,8 @@
  * the binder need only agree on which members are set. An anchor filter
  * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
  * event_rowid), whose order is the result order; everything else walks
- * events, through events_by_request or events_by_identity (keyed by time
- * first, so it serves time ranges too).
+ * events, through the request tiers (request_tiers.c) or
+ * events_by_identity (keyed by time first, so it serves time ranges too).
  * An events row holds numbers for its repeated words (terms) and its first
  * anchors (anchor_names); the query maps them back to text, and a filter
  * on a word compares with the word's number.
@@ -76,8 +76,12 @@ static const struct {
     {SHAPE_FROM_ROWID, " AND e.rowid >= :from_rowid"},
     {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND (e.event_id = :event_id "
                      "OR e.event_id = :event_text)"},
-    {SHAPE_REQUEST_ID, " AND e.request_key = :request_key AND (e.request_id = "
-                       ":request_id OR e.request_id = :request_text)"},
+    {SHAPE_REQUEST_ID,
+     " AND e.rowid IN (SELECT event_rowid FROM request_tier_0 WHERE "
+     "request_key = :request_key UNION ALL SELECT event_rowid FROM "
+     "request_tier_1 WHERE request_key = :request_key UNION ALL SELECT "
+     "event_rowid FROM request_tier_2 WHERE request_key = :request_key) AND "
+     "(e.request_id = :request_id OR e.request_id = :request_text)"},
     {SHAPE_ZONE, " AND e.zone_no = :zone_no"},
     {SHAPE_DECISION, " AND e.decision_no = :decision_no"},
     {SHAPE_RESOURCE, " AND e.resource_no = :resource_no"},

@@ -22,7 +22,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 10
+#define NEWEST_SCHEMA 11
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -443,6 +443,7 @@ Test(store_open,
     }
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
     close_index();
+    fixture_back_to_schema_10(fx.path);
     exec_sql(fx.path, "CREATE INDEX events_by_time ON events (occurred_at);"
                       "PRAGMA user_version = 8;");
     reopen_migrated();
@@ -482,6 +483,7 @@ Test(store_open, an_index_of_schema_9_still_finds_its_text_uuids)
         fixture_event(id, "z", "token_exchange", req, "allow", 1000);
     fixture_commit_event(fx.store, "1-0", &old);
     close_index();
+    fixture_back_to_schema_10(fx.path);
     char sql[256];
     snprintf(sql, sizeof sql,
              "UPDATE events SET event_id = '%s', request_id = '%s';"
@@ -499,4 +501,29 @@ Test(store_open, an_index_of_schema_9_still_finds_its_text_uuids)
         "ev-2", "z", "gateway_resource_request", req, "allow", 2000);
     expect_puts(&later, (aw_put_result[]){AW_PUT_INSERTED}, 1);
     cr_expect_eq(count_requests(req), 2, "old text row and new bytes row");
+}
+
+/* Schema 11 moves the request index into tiers: the request keys of the
+ * events stored before fill tier 2, and look-ups find them there. */
+Test(store_open, an_index_of_schema_10_moves_its_request_keys_to_a_tier)
+{
+    aw_audit_event a =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
+    aw_audit_event b = fixture_event("ev-2", "z", "gateway_resource_request",
+                                     "req-1", "allow", 2000);
+    fixture_commit_event(fx.store, "1-0", &a);
+    fixture_commit_event(fx.store, "2-0", &b);
+    close_index();
+    fixture_back_to_schema_10(fx.path);
+    cr_assert_eq(index_named(fx.path, "events_by_request"), 1);
+    reopen_migrated();
+    cr_expect_eq(index_named(fx.path, "events_by_request"), 0);
+    cr_expect_eq(count_requests("req-1"), 2);
+    sqlite3 *db;
+    int in_tier_2 = 0;
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    sqlite3_exec(db, "SELECT 1 FROM request_tier_2", count_rows, &in_tier_2,
+                 NULL);
+    sqlite3_close(db);
+    cr_expect_eq(in_tier_2, 2);
 }

@@ -469,3 +469,62 @@ Test(store_query, stats_count_what_is_indexed)
     cr_expect_gt(s.file_bytes, 0);
     cr_expect_eq(s.schema_version, aw_store_schema_version(fx.store));
 }
+
+/* One integer from SQL on the index file. */
+static int64_t sql_count(const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_open(fx.path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Tier 0 of the request index moves into tier 1 once it holds 65,536
+ * pairs: a request whose events were stored before and after the move is
+ * still found whole, in time order. */
+Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
+{
+    enum { FILLERS = 70000, PER_TX = 5000 };
+    aw_audit_event first =
+        fixture_event("ev-a", "z", "token_exchange", "req-r", "allow", SEC);
+    int64_t first_row = fixture_commit_event(fx.store, "1-0", &first);
+    for (int i = 0; i < FILLERS; i++) {
+        if (i % PER_TX == 0)
+            cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+        char id[32], req[32], entry_id[32];
+        snprintf(id, sizeof id, "f-%d", i);
+        snprintf(req, sizeof req, "fr-%d", i);
+        snprintf(entry_id, sizeof entry_id, "%d-0", i + 2);
+        aw_audit_event ev =
+            fixture_event(id, "z", "token_exchange", req, "allow", 3 * SEC + i);
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+        if (i % PER_TX == PER_TX - 1 || i == FILLERS - 1)
+            cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    }
+    aw_audit_event second = fixture_event(
+        "ev-b", "z", "gateway_resource_request", "req-r", "allow", 2 * SEC);
+    fixture_commit_event(fx.store, "999999-0", &second);
+
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM request_tier_1 WHERE event_rowid = %lld",
+             (long long)first_row);
+    cr_expect_eq(sql_count(sql), 1, "the first event moved to tier 1");
+    cr_expect_lt(sql_count("SELECT count(*) FROM request_tier_0"), 65536);
+    cr_expect_eq(sql_count("SELECT (SELECT count(*) FROM request_tier_0) + "
+                           "(SELECT count(*) FROM request_tier_1) + "
+                           "(SELECT count(*) FROM request_tier_2)"),
+                 FILLERS + 2, "every pair in exactly one tier");
+    aw_event_filter f = {.request_id = "req-r"};
+    cr_expect_str_eq(query(&f).text, "ev-a ev-b");
+    f.request_id = "fr-12345";
+    cr_expect_str_eq(query(&f).text, "f-12345");
+}

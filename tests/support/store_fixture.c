@@ -130,6 +130,26 @@ static int keep_verbatim(const aw_entry_row *row, void *ud)
     return 0;
 }
 
+void fixture_back_to_schema_10(const char *path)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "UPDATE events SET request_key = (SELECT request_key FROM "
+                     "(SELECT * FROM request_tier_0 UNION ALL SELECT * FROM "
+                     "request_tier_1 UNION ALL SELECT * FROM request_tier_2) t "
+                     "WHERE t.event_rowid = events.rowid);"
+                     "DROP TABLE request_tier_0; DROP TABLE request_tier_1;"
+                     "DROP TABLE request_tier_2;"
+                     "CREATE INDEX events_by_request ON events (request_key);"
+                     "PRAGMA user_version = 10;",
+                     NULL, NULL, &msg),
+        SQLITE_OK, "back to schema 10: %s", msg);
+    sqlite3_close(db);
+}
+
 void fixture_back_to_schema_7(const char *path)
 {
     aw_store *store = NULL;
@@ -145,6 +165,7 @@ void fixture_back_to_schema_7(const char *path)
                                        all.rows[i].chain, &err),
                      AW_OK, "%s", err.msg);
     aw_store_close(store);
+    fixture_back_to_schema_10(path);
 
     sqlite3 *db;
     sqlite3_stmt *put;

@@ -40,9 +40,13 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 10 wrote it: request keys in
+ * events.request_key and events_by_request, no request tiers. */
+void fixture_back_to_schema_10(const char *path);
+
 /* Rewrites the closed index at path as schema 7 wrote it: every entry
  * verbatim in its own row with its chain value, no evidence blocks, the
- * events_by_time index, user_version 7. */
+ * events_by_time index, and what fixture_back_to_schema_10 restores. */
 void fixture_back_to_schema_7(const char *path);
 
 /* Rewrites the closed index at path as schema 3 wrote it (events with
