@@ -111,8 +111,36 @@ int aw_store_get_entry(aw_store *store, int64_t rowid, aw_entry_row_fn fn,
     return rc;
 }
 
-/* What chain_walk needs: the value after the previous row, and room to
- * hash. */
+/* The chain value after the entries row at stmt's current row, from the
+ * value before it (prev and next may be the same bytes); buf is scratch.
+ * Fails with the reason the row's evidence cannot be read, or
+ * AW_ERR_NOMEM. */
+static int chain_next(aw_store *store, sqlite3_stmt *stmt,
+                      struct store_reader *reader, aw_buf *buf,
+                      const unsigned char prev[32], unsigned char next[32],
+                      aw_error *err)
+{
+    const char *stream = store_column_text(stmt, COL_STREAM);
+    char entry_id[STORE_ENTRY_ID_MAX];
+    store_format_entry_id(sqlite3_column_int64(stmt, COL_ID_MS),
+                          sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
+    const char *raw;
+    size_t raw_len;
+    int rc = store_evidence_unpack(store, stmt, COL_RAW, COL_ZSTD_DICT,
+                                   sqlite3_column_int64(stmt, COL_ROWID),
+                                   reader, &raw, &raw_len, err);
+    if (rc != AW_OK)
+        return rc;
+    if (store_chain_prefix(buf, prev, stream ? stream : "", entry_id) !=
+            AW_OK ||
+        store_buf_append(buf, raw, raw_len) != AW_OK)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    aw_sha256(buf->ptr, buf->len, next);
+    return AW_OK;
+}
+
+/* What aw_store_chain_at re-hashes with: the value after the previous
+ * row. */
 struct chain_at {
     aw_store *store;
     struct store_reader reader;
@@ -130,23 +158,11 @@ static int chain_row(sqlite3_stmt *stmt, void *ctx)
     if (rowid != c->next_rowid)
         return aw_error_set(c->err, AW_ERR_BROKEN, "row %lld is missing",
                             (long long)c->next_rowid);
-    const char *stream = store_column_text(stmt, COL_STREAM);
-    char entry_id[STORE_ENTRY_ID_MAX];
-    store_format_entry_id(sqlite3_column_int64(stmt, COL_ID_MS),
-                          sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
-    const char *raw;
-    size_t raw_len;
-    int rc = store_evidence_unpack(c->store, stmt, COL_RAW, COL_ZSTD_DICT,
-                                   rowid, &c->reader, &raw, &raw_len, c->err);
-    if (rc != AW_OK)
-        return rc;
-    if (store_chain_prefix(&c->buf, c->head, stream ? stream : "", entry_id) !=
-            AW_OK ||
-        store_buf_append(&c->buf, raw, raw_len) != AW_OK)
-        return aw_error_set(c->err, AW_ERR_NOMEM, "out of memory");
-    aw_sha256(c->buf.ptr, c->buf.len, c->head);
-    c->next_rowid++;
-    return AW_OK;
+    int rc = chain_next(c->store, stmt, &c->reader, &c->buf, c->head, c->head,
+                        c->err);
+    if (rc == AW_OK)
+        c->next_rowid++;
+    return rc;
 }
 
 /* The chain value stored for row rowid, into c->head: the row's own, or
@@ -258,15 +274,10 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
     int64_t rowid = sqlite3_column_int64(stmt, COL_ROWID);
     if (rowid != v->next_rowid)
         return verify_missing(v, v->next_rowid, rowid - 1);
-    const char *stream = store_column_text(stmt, COL_STREAM);
-    char entry_id[STORE_ENTRY_ID_MAX];
-    store_format_entry_id(sqlite3_column_int64(stmt, COL_ID_MS),
-                          sqlite3_column_int64(stmt, COL_ID_SEQ), entry_id);
-    const char *raw;
-    size_t raw_len;
     bool in_block = store_row_in_block(stmt, COL_RAW);
-    int rc = store_evidence_unpack(v->store, stmt, COL_RAW, COL_ZSTD_DICT,
-                                   rowid, &v->reader, &raw, &raw_len, &v->why);
+    unsigned char chain[32];
+    int rc = chain_next(v->store, stmt, &v->reader, &v->buf, v->head, chain,
+                        &v->why);
     if (rc == AW_ERR_NOMEM || rc == AW_ERR_IO) {
         v->rc = rc;
         return VERIFY_STOP;
@@ -278,14 +289,6 @@ static int verify_row(sqlite3_stmt *stmt, void *ctx)
         snprintf(v->report->what, sizeof v->report->what, "%s", v->why.msg);
         return VERIFY_STOP;
     }
-    if (store_chain_prefix(&v->buf, v->head, stream ? stream : "", entry_id) !=
-            AW_OK ||
-        store_buf_append(&v->buf, raw, raw_len) != AW_OK) {
-        v->rc = aw_error_set(&v->why, AW_ERR_NOMEM, "out of memory");
-        return VERIFY_STOP;
-    }
-    unsigned char chain[32];
-    aw_sha256(v->buf.ptr, v->buf.len, chain);
     int stored_chain = sqlite3_column_bytes(stmt, COL_CHAIN);
     if (in_block
             ? stored_chain != 0
