@@ -13,7 +13,8 @@
  *      anything is parsed, so that nothing an attacker wrote is interpreted
  *      unauthenticated, and a forged entry is always signature_invalid;
  *   3. size bounds of the entry;
- *   4. aw_json_validate (UTF-8, NUL, duplicate keys, depth), then cJSON;
+ *   4. aw_json_validate (UTF-8, NUL, duplicate keys, depth), then the
+ *      members are read in place (json_read.c);
  *   5. the model's fields, with the type rules of decode.h.
  *
  * Fields read: from data, the id/zone/decision strings and occurred_at (any
@@ -140,7 +141,7 @@ static const string_member meta_strings[] = {
 #define MAX_STRINGS (COUNT(data_strings) + COUNT(meta_strings) + MAX_ANCHORS)
 
 /* What decoding gathers before the block is built; strings are borrowed
- * from the cJSON tree. */
+ * from the JSON text (or its document's scratch). */
 typedef struct audit_draft {
     aw_audit_event event; /* numbers and flags; strings come later */
     aw_block block;
@@ -149,16 +150,16 @@ typedef struct audit_draft {
     aw_anchor_ref anchor_items[MAX_ANCHORS];
 } audit_draft;
 
-static int read_strings(const cJSON *const *slots, const string_member *members,
+static int read_strings(const aw_json *slots, const string_member *members,
                         size_t n, aw_block *block, aw_error *err)
 {
     for (size_t i = 0; i < n; i++) {
         const string_member *m = &members[i];
         aw_bytes text;
         int rc = m->required
-                     ? aw_json_required_text(slots[m->slot], m->what,
+                     ? aw_json_required_text(&slots[m->slot], m->what,
                                              AW_MAX_ID_BYTES, &text, err)
-                     : aw_json_text(slots[m->slot], m->what, AW_MAX_ID_BYTES,
+                     : aw_json_text(&slots[m->slot], m->what, AW_MAX_ID_BYTES,
                                     &text, err);
         if (rc != AW_OK)
             return rc;
@@ -167,8 +168,9 @@ static int read_strings(const cJSON *const *slots, const string_member *members,
     return AW_OK;
 }
 
-static int read_anchor(const cJSON *item, const char *what, aw_anchor_kind kind,
-                       aw_anchor_list *anchors, aw_error *err)
+static int read_anchor(const aw_json *item, const char *what,
+                       aw_anchor_kind kind, aw_anchor_list *anchors,
+                       aw_error *err)
 {
     aw_bytes id;
     int rc = aw_json_text(item, what, AW_MAX_ID_BYTES, &id, err);
@@ -177,16 +179,21 @@ static int read_anchor(const cJSON *item, const char *what, aw_anchor_kind kind,
     return rc;
 }
 
-static int check_array_or_null(const cJSON *item, const char *what,
+static bool absent(const aw_json *item)
+{
+    return item->type == AW_JSON_ABSENT || item->type == AW_JSON_NULL;
+}
+
+static int check_array_or_null(const aw_json *item, const char *what,
                                aw_error *err)
 {
-    if (item == NULL || cJSON_IsNull(item) || cJSON_IsArray(item))
+    if (absent(item) || item->type == AW_JSON_ARRAY)
         return AW_OK;
     return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                            "%s: expected an array or null", what);
 }
 
-static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
+static int read_chain(const aw_json *chain, aw_anchor_list *anchors,
                       aw_error *err)
 {
     static const char *const link_names[] = {"agent_session_id",
@@ -194,24 +201,27 @@ static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
     static const aw_anchor_kind link_kinds[] = {AW_ANCHOR_AGENT_SESSION,
                                                 AW_ANCHOR_DELEGATION_EDGE};
     int rc = check_array_or_null(chain, "metadata_json.delegation_chain", err);
-    if (rc != AW_OK || chain == NULL || cJSON_IsNull(chain))
+    if (rc != AW_OK || absent(chain))
         return rc;
-    int n = cJSON_GetArraySize(chain);
+    size_t n = aw_json_count(chain);
     if (n > AW_MAX_CHAIN)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
-                               "metadata_json.delegation_chain has %d "
+                               "metadata_json.delegation_chain has %zu "
                                "elements, at most %d allowed",
                                n, AW_MAX_CHAIN);
     int index = 0;
-    for (const cJSON *link = chain->child; link; link = link->next, index++) {
-        const cJSON *slots[2];
-        if (!cJSON_IsObject(link)) {
+    aw_json_iter it;
+    aw_json link;
+    aw_json_iter_init(&it, chain);
+    for (; aw_json_next_element(&it, &link); index++) {
+        aw_json slots[2];
+        if (link.type != AW_JSON_OBJECT) {
             rc = aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                  "expected an object");
         } else {
-            aw_json_pick(link, link_names, 2, slots);
+            aw_json_pick(&link, link_names, 2, slots);
             for (int i = 0; i < 2 && rc == AW_OK; i++)
-                rc = read_anchor(slots[i], link_names[i], link_kinds[i],
+                rc = read_anchor(&slots[i], link_names[i], link_kinds[i],
                                  anchors, err);
         }
         if (rc != AW_OK) {
@@ -228,11 +238,11 @@ static int read_chain(const cJSON *chain, aw_anchor_list *anchors,
 
 /* delegation_graph_epoch: a non-negative integral JSON number (Go writes
  * an int64), absent or null when the decision used no delegation. */
-static int read_epoch(const cJSON *item, aw_audit_event *event, aw_error *err)
+static int read_epoch(const aw_json *item, aw_audit_event *event, aw_error *err)
 {
-    if (item == NULL || cJSON_IsNull(item))
+    if (absent(item))
         return AW_OK;
-    double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
+    double v = item->type == AW_JSON_NUMBER ? aw_json_number(item) : -1;
     if (v < 0 || v > 9007199254740992.0 || v != (double)(int64_t)v)
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "metadata_json.delegation_graph_epoch: "
@@ -242,58 +252,58 @@ static int read_epoch(const cJSON *item, aw_audit_event *event, aw_error *err)
     return AW_OK;
 }
 
-static int read_metadata(const cJSON *meta, audit_draft *d, aw_error *err)
+static int read_metadata(const aw_json *meta, audit_draft *d, aw_error *err)
 {
-    if (meta == NULL || cJSON_IsNull(meta))
+    if (absent(meta))
         return AW_OK;
-    if (!cJSON_IsObject(meta))
+    if (meta->type != AW_JSON_OBJECT)
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "metadata_json: expected an object");
-    const cJSON *m[M_COUNT];
+    aw_json m[M_COUNT];
     aw_json_pick(meta, meta_names, M_COUNT, m);
     int rc = read_strings(m, meta_strings, COUNT(meta_strings), &d->block, err);
     if (rc != AW_OK)
         return rc;
-    if ((rc = aw_json_status(m[M_UPSTREAM_STATUS],
+    if ((rc = aw_json_status(&m[M_UPSTREAM_STATUS],
                              "metadata_json.upstream_status",
                              &d->event.upstream_status, NULL, err)) != AW_OK ||
-        (rc =
-             aw_json_status(m[M_GATEWAY_STATUS], "metadata_json.gateway_status",
-                            &d->event.gateway_status, NULL, err)) != AW_OK ||
-        (rc = read_epoch(m[M_EPOCH], &d->event, err)) != AW_OK)
+        (rc = aw_json_status(&m[M_GATEWAY_STATUS],
+                             "metadata_json.gateway_status",
+                             &d->event.gateway_status, NULL, err)) != AW_OK ||
+        (rc = read_epoch(&m[M_EPOCH], &d->event, err)) != AW_OK)
         return rc;
 
-    const cJSON *interrupted = m[M_INTERRUPTED];
-    if (cJSON_IsBool(interrupted))
-        d->event.revocation_interrupted = cJSON_IsTrue(interrupted);
-    else if (interrupted != NULL && !cJSON_IsNull(interrupted))
+    const aw_json *interrupted = &m[M_INTERRUPTED];
+    if (interrupted->type == AW_JSON_TRUE || interrupted->type == AW_JSON_FALSE)
+        d->event.revocation_interrupted = interrupted->type == AW_JSON_TRUE;
+    else if (!absent(interrupted))
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "metadata_json.revocation_interrupted: "
                                "expected a boolean");
 
-    if ((rc = read_anchor(m[M_SESSION], "metadata_json.session_id",
+    if ((rc = read_anchor(&m[M_SESSION], "metadata_json.session_id",
                           AW_ANCHOR_AUTHORITY_RECORD, &d->anchors, err)) ||
-        (rc = read_anchor(m[M_AGENT_SESSION], "metadata_json.agent_session_id",
+        (rc = read_anchor(&m[M_AGENT_SESSION], "metadata_json.agent_session_id",
                           AW_ANCHOR_AGENT_SESSION, &d->anchors, err)) ||
-        (rc = read_anchor(m[M_EDGE], "metadata_json.delegation_edge_id",
+        (rc = read_anchor(&m[M_EDGE], "metadata_json.delegation_edge_id",
                           AW_ANCHOR_DELEGATION_EDGE, &d->anchors, err)))
         return rc;
-    return read_chain(m[M_CHAIN], &d->anchors, err);
+    return read_chain(&m[M_CHAIN], &d->anchors, err);
 }
 
-static int read_data(const cJSON *root, audit_draft *d, aw_error *err)
+static int read_data(const aw_json *root, audit_draft *d, aw_error *err)
 {
-    if (!cJSON_IsObject(root))
+    if (root->type != AW_JSON_OBJECT)
         return aw_error_reject(err, AW_REJECT_NOT_OBJECT,
                                "data is not a JSON object");
-    const cJSON *m[D_COUNT];
+    aw_json m[D_COUNT];
     aw_json_pick(root, data_names, D_COUNT, m);
     int rc = read_strings(m, data_strings, COUNT(data_strings), &d->block, err);
     if (rc != AW_OK)
         return rc;
 
     aw_bytes when;
-    rc = aw_json_required_text(m[D_OCCURRED_AT], "data.occurred_at",
+    rc = aw_json_required_text(&m[D_OCCURRED_AT], "data.occurred_at",
                                AW_MAX_ID_BYTES, &when, err);
     if (rc == AW_OK) {
         rc = aw_time_parse_rfc3339(when.ptr, when.len, &d->event.occurred_at_ns,
@@ -302,12 +312,12 @@ static int read_data(const cJSON *root, audit_draft *d, aw_error *err)
             aw_error_prefix(err, "data.occurred_at");
     }
     if (rc != AW_OK ||
-        (rc = check_array_or_null(m[D_POLICIES],
+        (rc = check_array_or_null(&m[D_POLICIES],
                                   "data.determining_policies_json", err)) ||
-        (rc = check_array_or_null(m[D_DIAGNOSTICS], "data.diagnostics_json",
+        (rc = check_array_or_null(&m[D_DIAGNOSTICS], "data.diagnostics_json",
                                   err)))
         return rc;
-    return read_metadata(m[D_METADATA], d, err);
+    return read_metadata(&m[D_METADATA], d, err);
 }
 
 /* Builds the one block from a complete draft. */
@@ -363,25 +373,25 @@ int aw_event_decode_audit(const aw_raw_entry *entry, aw_hmac_key *key,
     int rc = admit_audit_entry(entry, key, &data, &is_signed, err);
     if (rc != AW_OK)
         return rc;
-    if ((rc = aw_json_validate(data.ptr, data.len, err)) != AW_OK) {
+    aw_json_doc doc;
+    aw_json root;
+    if ((rc = aw_json_open(&doc, data.ptr, data.len, &root, err)) != AW_OK) {
         aw_error_prefix(err, "data");
         return rc;
     }
-    cJSON *root = cJSON_ParseWithLength(data.ptr, data.len);
-    if (root == NULL)
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing data");
 
-    /* about 7 KB, on the stack: the block is the only allocation */
+    /* about 7 KB, on the stack: the block is the only allocation (and the
+     * document's scratch, when a string holds escapes) */
     audit_draft d;
     d.event = (aw_audit_event){.is_signed = is_signed};
     aw_block_init(&d.block, d.slots, MAX_STRINGS);
     d.anchors = (aw_anchor_list){d.anchor_items, 0, MAX_ANCHORS};
-    rc = read_data(root, &d, err);
+    rc = read_data(&root, &d, err);
     if (rc == AW_OK) {
         aw_sha256(data.ptr, data.len, d.event.content_hash);
         rc = audit_finish(&d, out, err);
     }
-    cJSON_Delete(root);
+    aw_json_close(&doc);
     return rc;
 }
 

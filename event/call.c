@@ -139,15 +139,15 @@ static int epoch_text_ns(const char *s, size_t len, const char *what,
     return AW_OK;
 }
 
-static int json_time_ns(const cJSON *item, const char *what, int64_t fallback,
+static int json_time_ns(const aw_json *item, const char *what, int64_t fallback,
                         int64_t *ns, aw_error *err)
 {
-    if (item == NULL || cJSON_IsNull(item)) {
+    if (item->type == AW_JSON_ABSENT || item->type == AW_JSON_NULL) {
         *ns = fallback;
         return AW_OK;
     }
-    if (cJSON_IsNumber(item)) {
-        double secs = item->valuedouble;
+    if (item->type == AW_JSON_NUMBER) {
+        double secs = aw_json_number(item);
         if (!(secs >= -9.2e9 && secs <= 9.2e9))
             return aw_error_reject(err, AW_REJECT_BAD_TIME,
                                    "%s: %g seconds is outside 1677-2262", what,
@@ -156,47 +156,49 @@ static int json_time_ns(const cJSON *item, const char *what, int64_t fallback,
         *ns = (int64_t)(us + (us < 0 ? -0.5 : 0.5)) * 1000;
         return AW_OK;
     }
-    if (!cJSON_IsString(item))
+    if (item->type != AW_JSON_STRING)
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "%s: expected a date-time string or epoch "
                                "seconds",
                                what);
-    const char *s = item->valuestring;
-    size_t len = strlen(s);
-    if (is_epoch_text(s, len))
-        return epoch_text_ns(s, len, what, ns, err);
-    int rc = aw_time_parse_rfc3339(s, len, ns, err);
+    aw_bytes text;
+    int rc = aw_json_string(item, &text, err);
+    if (rc != AW_OK)
+        return rc;
+    if (is_epoch_text(text.ptr, text.len))
+        return epoch_text_ns(text.ptr, text.len, what, ns, err);
+    rc = aw_time_parse_rfc3339(text.ptr, text.len, ns, err);
     if (rc != AW_OK)
         aw_error_prefix(err, what);
     return rc;
 }
 
-static int read_call_json(const cJSON *root, const char *const *names,
+static int read_call_json(const aw_json *root, const char *const *names,
                           int64_t fallback_ns, call_draft *d, aw_error *err)
 {
-    if (!cJSON_IsObject(root))
+    if (root->type != AW_JSON_OBJECT)
         return aw_error_reject(err, AW_REJECT_NOT_OBJECT,
                                "the line is not a JSON object");
-    const cJSON *m[C_COUNT];
+    aw_json m[C_COUNT];
     bool has_status;
     aw_json_pick(root, names, C_COUNT, m);
     int rc;
-    if ((rc = aw_json_required_text(m[C_REQUEST_ID], names[C_REQUEST_ID],
+    if ((rc = aw_json_required_text(&m[C_REQUEST_ID], names[C_REQUEST_ID],
                                     AW_MAX_ID_BYTES, &d->request_id, err)) ||
-        (rc = aw_json_status(m[C_STATUS], names[C_STATUS], &d->call.status,
+        (rc = aw_json_status(&m[C_STATUS], names[C_STATUS], &d->call.status,
                              &has_status, err)))
         return rc;
     if (!has_status)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is missing",
                                names[C_STATUS]);
-    if ((rc = json_time_ns(m[C_TIME], names[C_TIME], fallback_ns,
+    if ((rc = json_time_ns(&m[C_TIME], names[C_TIME], fallback_ns,
                            &d->call.occurred_at_ns, err)) ||
-        (rc = aw_json_text(m[C_ZONE], names[C_ZONE], AW_MAX_ID_BYTES, &d->zone,
+        (rc = aw_json_text(&m[C_ZONE], names[C_ZONE], AW_MAX_ID_BYTES, &d->zone,
                            err)) ||
-        (rc = aw_json_text(m[C_RESOURCE], names[C_RESOURCE], AW_MAX_VALUE_BYTES,
-                           &d->resource, err)))
+        (rc = aw_json_text(&m[C_RESOURCE], names[C_RESOURCE],
+                           AW_MAX_VALUE_BYTES, &d->resource, err)))
         return rc;
-    return aw_json_text(m[C_SOURCE], names[C_SOURCE], AW_MAX_VALUE_BYTES,
+    return aw_json_text(&m[C_SOURCE], names[C_SOURCE], AW_MAX_VALUE_BYTES,
                         &d->source, err);
 }
 
@@ -215,17 +217,16 @@ int aw_event_decode_call_json(const char *line, size_t len,
             names[C_TIME] = fields->occurred_at;
     }
     *out = NULL;
-    int rc = aw_json_validate(line, len, err);
+    aw_json_doc doc;
+    aw_json root;
+    int rc = aw_json_open(&doc, line, len, &root, err);
     if (rc != AW_OK)
         return rc;
-    cJSON *root = cJSON_ParseWithLength(line, len);
-    if (root == NULL)
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing a line");
     call_draft d = {0};
-    rc = read_call_json(root, names, fallback_ns, &d, err);
+    rc = read_call_json(&root, names, fallback_ns, &d, err);
     if (rc == AW_OK)
         rc = call_finish(&d, out, err);
-    cJSON_Delete(root);
+    aw_json_close(&doc);
     return rc;
 }
 

@@ -15,7 +15,7 @@
  * re-implements audit or revocation decoding, and nothing is trusted before
  * it is checked: the envelope's bounds and (ENFORCER) signature first, then
  * every field it names; embedded JSON goes through aw_json_validate before
- * cJSON sees it, so duplicate keys, NUL and bad UTF-8 are rejected with
+ * a member is read, so duplicate keys, NUL and bad UTF-8 are rejected with
  * their own reason rather than read two ways.
  *
  * The audit DLQ keeps no reliable original entry id: Caracal writes the
@@ -194,38 +194,40 @@ static const char *const dead_names[R_COUNT] = {
 };
 
 /* The original fields from a JSON object of strings (`values`, `payload`).
- * fields[] borrow from root. */
-static int json_fields(const aw_bytes *json, const char *name, cJSON **root,
+ * fields[] borrow from the text or doc (open once this returns, whatever it
+ * returns: the caller closes it). */
+static int json_fields(const aw_bytes *json, const char *name, aw_json_doc *doc,
                        aw_field *fields, size_t *n, aw_error *err)
 {
-    int rc;
-    *root = NULL;
-    if ((rc = aw_json_validate(json->ptr, json->len, err)) != AW_OK) {
+    aw_json root, key, value;
+    aw_json_iter it;
+    int rc = aw_json_open(doc, json->ptr, json->len, &root, err);
+    if (rc != AW_OK) {
         aw_error_prefix(err, name);
         return rc;
     }
-    if (!(*root = cJSON_ParseWithLength(json->ptr, json->len)))
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing %s",
-                            name);
-    if (!cJSON_IsObject(*root))
+    if (root.type != AW_JSON_OBJECT)
         return aw_error_reject(err, AW_REJECT_NOT_OBJECT,
                                "%s: expected a JSON object of the original "
                                "fields",
                                name);
     *n = 0;
-    for (const cJSON *m = (*root)->child; m; m = m->next) {
+    aw_json_iter_init(&it, &root);
+    while (aw_json_next_member(&it, &key, &value)) {
         if (*n == AW_MAX_FIELDS)
             return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                    "%s: more than %d fields", name,
                                    AW_MAX_FIELDS);
-        if (!cJSON_IsString(m)) {
+        if ((rc = aw_json_string(&key, &fields[*n].name, err)) != AW_OK)
+            return rc;
+        if (value.type != AW_JSON_STRING) {
             char q[AW_QUOTE_SIZE];
-            return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
-                                   "%s: field %s is not a string", name,
-                                   aw_quote(m->string, strlen(m->string), q));
+            return aw_error_reject(
+                err, AW_REJECT_WRONG_TYPE, "%s: field %s is not a string", name,
+                aw_quote(fields[*n].name.ptr, fields[*n].name.len, q));
         }
-        fields[*n].name = text_of(m->string);
-        fields[(*n)++].value = text_of(m->valuestring);
+        if ((rc = aw_json_string(&value, &fields[(*n)++].value, err)) != AW_OK)
+            return rc;
     }
     return AW_OK;
 }
@@ -240,7 +242,7 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
     aw_field fields[AW_MAX_FIELDS];
     size_t n = 0;
     uint64_t ms, seq;
-    cJSON *root = NULL;
+    aw_json_doc doc = {0};
     bool is_signed = false;
     int rc;
 
@@ -287,14 +289,14 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
     if (fields_json == NULL || fields_json->len == 0)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is missing",
                                fields_name);
-    rc = json_fields(fields_json, fields_name, &root, fields, &n, err);
+    rc = json_fields(fields_json, fields_name, &doc, fields, &n, err);
     if (rc == AW_OK)
         rc = letter_new(enforcer ? AW_DEAD_ENFORCER : AW_DEAD_SDK, reason,
                         original_id, entry, text_of(origin_stream), original_id,
                         fields, n, out, err);
     if (rc == AW_OK)
         (*out)->is_signed = is_signed;
-    cJSON_Delete(root);
+    aw_json_close(&doc);
     return rc;
 }
 

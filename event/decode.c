@@ -7,9 +7,10 @@
  * the same fault, with the same reason and the same kind of message.
  *
  * Speed matters (the ingest target is 150,000 events/s on two cores): field
- * look-ups are single passes over the input, and besides cJSON's tree the
- * only allocation a decoder makes is the final block (a revocation naming
- * more than a few anchors takes one more).
+ * look-ups are single passes over the input, JSON is read in place
+ * (json_read.c), and the only allocation a decoder makes is the final block
+ * (a revocation naming more than a few anchors takes one more, and so does
+ * a JSON text with escaped strings).
  */
 #include "event/decode.h"
 
@@ -161,61 +162,50 @@ int aw_entry_time_ns(const aw_raw_entry *entry, int64_t *ns, aw_error *err)
     return AW_OK;
 }
 
-/* ---- cJSON members ------------------------------------------------------- */
+/* ---- JSON members -------------------------------------------------------- */
 
-static const char *json_type_name(const cJSON *item)
+static const char *json_type_name(const aw_json *item)
 {
-    if (cJSON_IsString(item))
-        return "a string";
-    if (cJSON_IsNumber(item))
-        return "a number";
-    if (cJSON_IsBool(item))
-        return "a boolean";
-    if (cJSON_IsObject(item))
-        return "an object";
-    if (cJSON_IsArray(item))
-        return "an array";
-    return "null";
-}
-
-void aw_json_pick(const cJSON *obj, const char *const *names, size_t n,
-                  const cJSON **slots)
-{
-    for (size_t i = 0; i < n; i++)
-        slots[i] = NULL;
-    for (const cJSON *m = obj->child; m != NULL; m = m->next) {
-        const char *key = m->string;
-        for (size_t i = 0; i < n; i++) {
-            if (key[0] == names[i][0] && strcmp(key, names[i]) == 0) {
-                slots[i] = m;
-                break;
-            }
-        }
+    switch (item->type) {
+    case AW_JSON_STRING: return "a string";
+    case AW_JSON_NUMBER: return "a number";
+    case AW_JSON_TRUE:
+    case AW_JSON_FALSE: return "a boolean";
+    case AW_JSON_OBJECT: return "an object";
+    case AW_JSON_ARRAY: return "an array";
+    default: return "null";
     }
 }
 
-int aw_json_text(const cJSON *item, const char *what, size_t max, aw_bytes *out,
-                 aw_error *err)
+static bool json_absent(const aw_json *item)
+{
+    return item->type == AW_JSON_ABSENT || item->type == AW_JSON_NULL;
+}
+
+int aw_json_text(const aw_json *item, const char *what, size_t max,
+                 aw_bytes *out, aw_error *err)
 {
     out->ptr = NULL;
     out->len = 0;
-    if (item == NULL || cJSON_IsNull(item))
+    if (json_absent(item))
         return AW_OK;
-    if (!cJSON_IsString(item))
+    if (item->type != AW_JSON_STRING)
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "%s: expected a string, got %s", what,
                                json_type_name(item));
-    size_t len = strlen(item->valuestring);
-    if (len > max)
+    aw_bytes text;
+    int rc = aw_json_string(item, &text, err);
+    if (rc != AW_OK)
+        return rc;
+    if (text.len > max)
         return aw_error_reject(err, AW_REJECT_OVERSIZED,
                                "%s holds %zu bytes, at most %zu allowed", what,
-                               len, max);
-    out->ptr = item->valuestring;
-    out->len = len;
+                               text.len, max);
+    *out = text;
     return AW_OK;
 }
 
-int aw_json_required_text(const cJSON *item, const char *what, size_t max,
+int aw_json_required_text(const aw_json *item, const char *what, size_t max,
                           aw_bytes *out, aw_error *err)
 {
     int rc = aw_json_text(item, what, max, out, err);
@@ -241,26 +231,29 @@ int aw_status_parse(const char *text, size_t len, int *out)
     return AW_OK;
 }
 
-int aw_json_status(const cJSON *item, const char *what, int *out, bool *present,
-                   aw_error *err)
+int aw_json_status(const aw_json *item, const char *what, int *out,
+                   bool *present, aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
     if (present != NULL)
         *present = false;
-    if (item == NULL || cJSON_IsNull(item))
+    if (json_absent(item))
         return AW_OK;
-    if (cJSON_IsNumber(item)) {
-        double d = item->valuedouble;
+    if (item->type == AW_JSON_NUMBER) {
+        double d = aw_json_number(item);
         if (!(d >= 0 && d <= 999) || d != (double)(int)d)
             return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                    "%s: %g is not a status (0-999)", what, d);
         *out = (int)d;
-    } else if (cJSON_IsString(item)) {
-        const char *s = item->valuestring;
-        if (aw_status_parse(s, strlen(s), out) != AW_OK)
+    } else if (item->type == AW_JSON_STRING) {
+        aw_bytes s;
+        int rc = aw_json_string(item, &s, err);
+        if (rc != AW_OK)
+            return rc;
+        if (aw_status_parse(s.ptr, s.len, out) != AW_OK)
             return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                    "%s: \"%s\" is not a status (0-999)", what,
-                                   aw_quote(s, strlen(s), q));
+                                   aw_quote(s.ptr, s.len, q));
     } else {
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "%s: expected a number, got %s", what,

@@ -1,7 +1,8 @@
 /* decode.h -- private to event/: what the decoders (audit.c, revocation.c,
- * call.c) share: reading flat stream fields, reading cJSON members with the
- * model's type rules, collecting anchors, and packing a decoded object and
- * all its strings into the one heap block that owns them.
+ * call.c, dead_letter.c) share: reading flat stream fields, reading JSON
+ * members (json_read.c) with the model's type rules, collecting anchors, and
+ * packing a decoded object and all its strings into the one heap block that
+ * owns them.
  *
  * Type rules, the same everywhere: an absent member and a JSON null are both
  * "absent"; a required string that is absent or empty is MISSING_FIELD; a
@@ -11,8 +12,6 @@
 #define AW_EVENT_DECODE_H
 
 #include "event/event.h"
-
-#include <cjson/cJSON.h>
 
 /* ---- Messages ------------------------------------------------------------ */
 
@@ -57,26 +56,88 @@ int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
 /* The entry id's time in ns; an id past year 2262 is BAD_TIME. */
 int aw_entry_time_ns(const aw_raw_entry *entry, int64_t *ns, aw_error *err);
 
-/* ---- cJSON members ------------------------------------------------------- */
+/* ---- JSON (json_read.c) -------------------------------------------------- */
 
-/* One pass over obj's members: slots[i] is the member named names[i], or
- * NULL (obj holds no duplicate keys once aw_json_validate passed). */
-void aw_json_pick(const cJSON *obj, const char *const *names, size_t n,
-                  const cJSON **slots);
+/* Text that passed aw_json_validate, read in place. A document owns the
+ * scratch buffer that escaped strings decode into; strings handed out stay
+ * valid until aw_json_close. Not NUL-terminated text is fine. */
+typedef struct aw_json_doc {
+    const char *end; /* one past the text */
+    char *scratch;   /* NULL until the first escaped string */
+    size_t used, size;
+} aw_json_doc;
+
+typedef enum aw_json_type {
+    AW_JSON_ABSENT = 0, /* a member not there (aw_json_pick) */
+    AW_JSON_NULL,
+    AW_JSON_FALSE,
+    AW_JSON_TRUE,
+    AW_JSON_NUMBER,
+    AW_JSON_STRING,
+    AW_JSON_ARRAY,
+    AW_JSON_OBJECT,
+} aw_json_type;
+
+/* One value of a document: its bytes (for a string, those between the
+ * quotes, still escaped when `escaped`). Borrowed from the text. */
+typedef struct aw_json {
+    aw_json_type type;
+    bool escaped;
+    const char *ptr;
+    size_t len;
+    aw_json_doc *doc;
+} aw_json;
+
+/* aw_json_validate(text, len), then *root is its value. On failure the
+ * validator's reason; nothing to close then. */
+int aw_json_open(aw_json_doc *doc, const char *text, size_t len, aw_json *root,
+                 aw_error *err);
+void aw_json_close(aw_json_doc *doc);
+
+/* Walks the members of an object or the elements of an array. */
+typedef struct aw_json_iter {
+    const char *p; /* the next member or element; NULL after the last */
+    aw_json_doc *doc;
+} aw_json_iter;
+void aw_json_iter_init(aw_json_iter *it, const aw_json *container);
+/* False after the last. key is a STRING value. */
+bool aw_json_next_member(aw_json_iter *it, aw_json *key, aw_json *value);
+bool aw_json_next_element(aw_json_iter *it, aw_json *value);
+/* Members of an object, elements of an array. */
+size_t aw_json_count(const aw_json *container);
+
+/* One pass over obj's members: slots[i] is the member named names[i]
+ * (keys compared as decoded text), or of type ABSENT. At most
+ * AW_JSON_PICK_MAX names. */
+#define AW_JSON_PICK_MAX 16
+void aw_json_pick(const aw_json *obj, const char *const *names, size_t n,
+                  aw_json *slots);
+
+/* A STRING value's decoded text (no NUL inside, one after it). Decode each
+ * string once (the scratch has room for each once). AW_ERR_NOMEM when an
+ * escaped string finds no memory to decode into. */
+int aw_json_string(const aw_json *s, aw_bytes *out, aw_error *err);
+/* A NUMBER member's or element's value, as strtod reads it. */
+double aw_json_number(const aw_json *num);
+
+/* The code point of the escape at *pp (a backslash of validated text);
+ * moves *pp past it, a surrogate pair's second half included
+ * (json_check.c). */
+uint32_t aw_json_unescape(const unsigned char **pp);
 
 /* An optional string member of at most max bytes. Absent or null gives
  * out->ptr NULL. `what` names the member in messages. */
-int aw_json_text(const cJSON *item, const char *what, size_t max, aw_bytes *out,
-                 aw_error *err);
+int aw_json_text(const aw_json *item, const char *what, size_t max,
+                 aw_bytes *out, aw_error *err);
 /* Same, but absent, null or empty is MISSING_FIELD. */
-int aw_json_required_text(const cJSON *item, const char *what, size_t max,
+int aw_json_required_text(const aw_json *item, const char *what, size_t max,
                           aw_bytes *out, aw_error *err);
 
 /* An HTTP status: a JSON number, or a string of decimal digits (producers
  * that stringify numbers), integral, in 0..999. Absent or null leaves *out
  * untouched and returns AW_OK with *present false (present may be NULL). */
-int aw_json_status(const cJSON *item, const char *what, int *out, bool *present,
-                   aw_error *err);
+int aw_json_status(const aw_json *item, const char *what, int *out,
+                   bool *present, aw_error *err);
 /* "200" → 200: 1 to 3 decimal digits, nothing else. 0 or AW_ERR_INVALID. */
 int aw_status_parse(const char *text, size_t len, int *out);
 

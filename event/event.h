@@ -7,9 +7,11 @@
  * signatures can be re-verified and windows exported exactly; the decoded
  * forms below are derived from it and never replace it.
  *
- * This module is pure: no I/O, no global state, no clocks. Decoding either
- * succeeds or fails with one named reason (aw_reject_reason) plus a message
- * that says which field and why, so that nothing is dropped without a record.
+ * This module is pure: no I/O, no clocks, and no global state but one
+ * read-only cache (the SHA-256 algorithm, fetched from OpenSSL once, in
+ * hmac.c). Decoding either succeeds or fails with one named reason
+ * (aw_reject_reason) plus a message that says which field and why, so that
+ * nothing is dropped without a record.
  *
  * Ownership: every decoded object owns one heap block holding all of its
  * strings; free it with its own _free function. Strings in decoded objects are

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -328,9 +329,23 @@ int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
 
 /* ---- SHA-256 and hex ----------------------------------------------------- */
 
+/* SHA256() looks the algorithm up in OpenSSL's provider store on every
+ * call, under a lock (as long as hashing a whole entry); it is looked up
+ * once per process instead. The fetched EVP_MD is immutable and safe to
+ * share between threads, so this is a cache, not state. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void aw_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    SHA256(data, len, out);
+    pthread_once(&sha256_once, sha256_fetch);
+    if (sha256_md == NULL || !EVP_Digest(data, len, out, NULL, sha256_md, NULL))
+        SHA256(data, len, out);
 }
 
 char *aw_hex(const unsigned char *bytes, size_t len, char *out)

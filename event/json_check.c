@@ -1,10 +1,11 @@
 /* json_check.c -- reading JSON the way a signed payload must be read.
  *
- * cJSON (our parser, chosen for speed) accepts duplicate keys (the last one
- * wins, or the first, depending on how you look a key up), does not validate
- * UTF-8, and cuts strings at an escaped \u0000. A signed payload read like
- * that can mean two things to two readers. So before cJSON sees a byte,
- * aw_json_validate makes one pass that checks, without building a tree:
+ * Common JSON parsers (cJSON among them) accept duplicate keys (the last one
+ * wins, or the first, depending on how you look a key up), do not validate
+ * UTF-8, and cut strings at an escaped \u0000. A signed payload read like
+ * that can mean two things to two readers. So before a decoder reads a
+ * member (json_read.c, which relies on all of this), aw_json_validate makes
+ * one pass that checks, without building a tree:
  *
  *   - strict RFC 8259 grammar, one value, nothing after it but whitespace;
  *   - UTF-8: no overlongs, no surrogates, nothing above U+10FFFF, and no
@@ -147,16 +148,10 @@ static bool is_low_surrogate(uint32_t u)
     return u >= 0xdc00 && u <= 0xdfff;
 }
 
-/* The next code point of an already validated string span. */
-static uint32_t next_code_point(const unsigned char **pp,
-                                const unsigned char *end)
+uint32_t aw_json_unescape(const unsigned char **pp)
 {
     const unsigned char *p = *pp;
     uint32_t cp = 0;
-    if (*p != '\\') {
-        *pp = p + utf8_decode(p, end, &cp);
-        return cp;
-    }
     switch (p[1]) {
     case 'b': cp = '\b'; break;
     case 'f': cp = '\f'; break;
@@ -175,6 +170,18 @@ static uint32_t next_code_point(const unsigned char **pp,
     default: cp = p[1]; break; /* \" \\ \/ */
     }
     *pp = p + 2;
+    return cp;
+}
+
+/* The next code point of an already validated string span. */
+static uint32_t next_code_point(const unsigned char **pp,
+                                const unsigned char *end)
+{
+    const unsigned char *p = *pp;
+    uint32_t cp = 0;
+    if (*p == '\\')
+        return aw_json_unescape(pp);
+    *pp = p + utf8_decode(p, end, &cp);
     return cp;
 }
 

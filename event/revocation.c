@@ -61,8 +61,9 @@ typedef struct revocation_draft {
     bool needs_anchor;           /* naming nothing is MISSING_FIELD */
     aw_anchor_list anchors;
     aw_anchor_ref local[LOCAL_ANCHORS];
-    aw_anchor_ref *heap; /* when more anchors than local */
-    cJSON *edges_json;   /* a parsed affected_edges array */
+    aw_anchor_ref *heap;   /* when more anchors than local */
+    aw_json_doc edges_doc; /* an affected_edges JSON array, when there */
+    aw_json edges_json;    /* its value; type ABSENT when not JSON */
 } revocation_draft;
 
 /* Room for up to `max` anchors. */
@@ -194,33 +195,33 @@ static int read_lifecycle(const aw_raw_entry *entry, revocation_draft *d,
                       AW_ANCHOR_AGENT_SESSION, err);
 }
 
-/* An edge list as a JSON array (field `what`): kept parsed in
- * d->edges_json. */
+/* An edge list as a JSON array (field `what`): kept in d->edges_json. */
 static int parse_edges_json(aw_bytes text, const char *what,
                             revocation_draft *d, size_t *count, aw_error *err)
 {
-    int rc = aw_json_validate(text.ptr, text.len, err);
+    aw_json root;
+    int rc = aw_json_open(&d->edges_doc, text.ptr, text.len, &root, err);
     if (rc != AW_OK) {
         aw_error_prefix(err, what);
         return rc;
     }
-    d->edges_json = cJSON_ParseWithLength(text.ptr, text.len);
-    if (d->edges_json == NULL)
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory parsing %s",
-                            what);
-    if (!cJSON_IsArray(d->edges_json))
+    if (root.type != AW_JSON_ARRAY)
         return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                "%s: expected an array", what);
-    *count = (size_t)cJSON_GetArraySize(d->edges_json);
+    d->edges_json = root;
+    *count = aw_json_count(&root);
     return AW_OK;
 }
 
 static int add_json_edges(revocation_draft *d, const char *what, aw_error *err)
 {
-    for (const cJSON *e = d->edges_json->child; e != NULL; e = e->next) {
+    aw_json_iter it;
+    aw_json e;
+    aw_json_iter_init(&it, &d->edges_json);
+    while (aw_json_next_element(&it, &e)) {
         aw_bytes id;
-        int rc = cJSON_IsString(e)
-                     ? aw_json_text(e, what, AW_MAX_ID_BYTES, &id, err)
+        int rc = e.type == AW_JSON_STRING
+                     ? aw_json_text(&e, what, AW_MAX_ID_BYTES, &id, err)
                      : aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                                        "%s: expected strings", what);
         if (rc != AW_OK)
@@ -321,7 +322,7 @@ static int read_edge_list(const aw_bytes *value, const char *what, size_t extra,
 static int add_edges(revocation_draft *d, const char *item_what,
                      aw_bytes listed, aw_error *err)
 {
-    if (d->edges_json != NULL)
+    if (d->edges_json.type == AW_JSON_ARRAY)
         return add_json_edges(d, item_what, err);
     return listed.ptr != NULL ? add_listed_edges(d, listed, err) : AW_OK;
 }
@@ -441,7 +442,7 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     if (rc == AW_OK)
         rc = revocation_finish(&d, out, err);
     free(d.heap);
-    cJSON_Delete(d.edges_json);
+    aw_json_close(&d.edges_doc);
     return rc;
 }
 

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -562,10 +563,23 @@ static int store_configure(aw_store *store, aw_error *err)
     return rc;
 }
 
+/* SQLite counts every allocation under a global mutex (two lock round
+ * trips per malloc/free) unless told otherwise, and nothing here reads the
+ * counts. The setting must come before SQLite initializes, once per
+ * process; when something else initialized SQLite first it is refused and
+ * the counts stay on, which changes nothing but speed. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void store_configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int aw_store_open(const char *path, unsigned flags, aw_store **out,
                   aw_error *err)
 {
     *out = NULL;
+    pthread_once(&sqlite_once, store_configure_sqlite);
     bool readonly = (flags & AW_STORE_READONLY) != 0;
     if (!readonly) {
         int rc = store_create_file(path, err);

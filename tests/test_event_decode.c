@@ -200,6 +200,25 @@ Test(event_decode, audit_treats_null_as_absent)
     free(data);
 }
 
+Test(event_decode, audit_reads_escaped_names_and_strings_as_their_text)
+{
+    /* keys are matched as decoded text, strings decoded, however spelled */
+    char *data = data_with(
+        "\"\\u0072equest_id\":\"r\\u00e9q\\/1\\n\",\"decision\":\"allow\","
+        "\"metadata_json\":{\"session_\\u0069d\":\"s\\\"1\\\\\","
+        "\"resource\":\"\\ud83d\\ude00\",\"delegation_chain\":[{\"x\":"
+        "\"}]{\\\"\"},{\"agent_session_id\":\"as-\\u00321\"}]}");
+    aw_audit_event *ev = decode_ok(data);
+    cr_expect_str_eq(ev->request_id, "r\xc3\xa9q/1\n");
+    cr_expect_str_eq(ev->decision, "allow");
+    cr_expect_str_eq(ev->resource, "\xf0\x9f\x98\x80");
+    cr_assert_eq(ev->nanchors, 2);
+    cr_expect_str_eq(ev->anchors[0].id, "s\"1\\");
+    cr_expect_str_eq(ev->anchors[1].id, "as-21");
+    aw_audit_event_free(ev);
+    free(data);
+}
+
 Test(event_decode, audit_hashes_the_raw_data_bytes)
 {
     char *data = data_with("");
