@@ -116,6 +116,46 @@ static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len)
     return s;
 }
 
+/* The store's aw_event_content_fn: the content hash of the audit event
+ * stored from row, decoded as index_audit_from decoded it (from the entry,
+ * or from the original a DLQ entry holds). Its signature was checked when
+ * it was stored, and the hash chain covers its bytes since, so none is
+ * checked again: a rotated key must not turn a redelivery into tampering. */
+static int stored_event_content(const aw_entry_row *row, void *ud,
+                                unsigned char content_hash[32], aw_error *err)
+{
+    aw_ingest *ing = ud;
+    stream_slot *slot = slot_for(ing, row->stream, strlen(row->stream));
+    if (!slot)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (slot->role != AW_ROLE_AUDIT && slot->role != AW_ROLE_AUDIT_DLQ)
+        return aw_error_set(err, AW_ERR,
+                            "entry row %lld (stream %s) holds no audit event",
+                            (long long)row->rowid, row->stream);
+    aw_raw_entry *e = NULL;
+    aw_dead_letter *letter = NULL;
+    aw_audit_event *ev = NULL;
+    aw_error why = {0};
+    int rc = aw_raw_entry_unpack(row->raw, row->raw_len, &e, NULL, &why);
+    if (rc == AW_OK && slot->role == AW_ROLE_AUDIT_DLQ)
+        rc = aw_dead_letter_decode_audit(e, ing->streams.of[AW_ROLE_AUDIT],
+                                         &letter, &why);
+    if (rc == AW_OK)
+        rc = aw_event_decode_audit(letter ? letter->original : e, NULL, &ev,
+                                   &why);
+    if (rc == AW_OK)
+        memcpy(content_hash, ev->content_hash, 32);
+    else
+        rc = aw_error_set(err, rc == AW_ERR_NOMEM ? rc : AW_ERR,
+                          "the event stored at entry row %lld no longer "
+                          "decodes: %s",
+                          (long long)row->rowid, why.msg);
+    aw_audit_event_free(ev);
+    aw_dead_letter_free(letter);
+    aw_raw_entry_free(e);
+    return rc;
+}
+
 static int load_checkpoint(const char *stream, const char *entry_id,
                            int64_t updated_at_ns, void *ud)
 {
@@ -180,6 +220,7 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
         aw_ingest_close(ing);
         return rc;
     }
+    aw_store_set_event_content(ing->store, stored_event_content, ing);
     *out = ing;
     return AW_OK;
 }

@@ -91,8 +91,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "edge_no, upstream_status, is_signed, delegation_epoch, event_id, "
         "request_id, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
         "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-    [STMT_EVENT_FIND] = "SELECT rowid, content_hash FROM events WHERE "
-                        "id_key = ?1 AND occurred_at = ?3 AND "
+    [STMT_EVENT_FIND] = "SELECT rowid, content_hash, entry_rowid FROM events "
+                        "WHERE occurred_at = ?3 AND id_key IN (?1, ?5) AND "
                         "(event_id = ?2 OR event_id = ?4)",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
@@ -292,6 +292,12 @@ int64_t store_id_key(const char *id)
     for (int i = 0; i < 8; i++)
         key = key << 8 | digest[i];
     return (int64_t)key;
+}
+
+int64_t store_id_time_key(const char *id)
+{
+    uint64_t top24 = (uint64_t)store_id_key(id) >> 40;
+    return (int64_t)top24 - (1 << 23);
 }
 
 /* Where the hex digits of a canonical UUID are, and its dashes. */
@@ -670,6 +676,7 @@ int aw_store_begin(aw_store *store, aw_error *err)
     rc = sqlite3_step(tip);
     if (rc == SQLITE_ROW && sqlite3_column_bytes(tip, 1) == 32) {
         store->last_rowid = sqlite3_column_int64(tip, 0);
+        store->last_whole = false;
         memcpy(store->head, sqlite3_column_blob(tip, 1), 32);
         rc = AW_OK;
     } else if (rc == SQLITE_ROW) {

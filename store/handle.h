@@ -129,8 +129,8 @@ struct store_evidence {
  * STORE_BLOCK_ENTRIES consecutive rows, and is closed once its entries
  * reach STORE_BLOCK_BYTES. The open one is the block a writer is filling:
  * rows first .. first + n - 1; first 0: none. */
-#define STORE_BLOCK_ENTRIES 64
-#define STORE_BLOCK_BYTES   (128 * 1024)
+#define STORE_BLOCK_ENTRIES 256
+#define STORE_BLOCK_BYTES   (512 * 1024)
 struct store_open_block {
     int64_t first;
     size_t n;
@@ -167,12 +167,18 @@ struct aw_store {
     bool in_tx;
     bool chain_dirty;
     int64_t last_rowid;
+    bool last_whole; /* this handle stored the entry at last_rowid whole */
     unsigned char head[32];
 
     /* Stream name -> stream_no; forgotten on rollback, since a name added
      * by a rolled-back transaction no longer exists. */
     struct store_stream_name *streams;
     size_t nstreams;
+
+    /* aw_store_set_event_content: how the owner re-reads an event's
+     * content hash from its entry; NULL: rows keep their hashes. */
+    aw_event_content_fn event_content;
+    void *event_content_ud;
 
     struct store_name_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
     struct store_name_slot *terms;   /* STORE_TERM_CACHE, lazily */
@@ -241,6 +247,11 @@ const char *store_column_text(sqlite3_stmt *stmt, int col);
  * 8 bytes of its SHA-256. A cryptographic hash, so nobody can make many ids
  * share a key and turn look-ups into scans. */
 int64_t store_id_key(const char *id);
+/* events.id_key from schema 12: the first 3 bytes of the id's SHA-256, as
+ * a signed 24-bit value (3 bytes in a record, 8 for store_id_key). It only
+ * tells apart events of the same occurred_at, which are few, and every
+ * look-up compares the id itself. */
+int64_t store_id_time_key(const char *id);
 
 /* Event and request ids in events rows (schema/0010): 16 bytes when the
  * id is a UUID in canonical text (8-4-4-4-12 lowercase hex), which formats

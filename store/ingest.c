@@ -202,6 +202,7 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
     if (rc != AW_OK)
         return rc;
     store->last_rowid++;
+    store->last_whole = !truncated;
     memcpy(store->head, chain, 32);
     store->chain_dirty = true;
     *rowid = store->last_rowid;
@@ -324,32 +325,84 @@ static int store_put_anchors(aw_store *store, const aw_audit_event *event,
     return rc;
 }
 
+void aw_store_set_event_content(aw_store *store, aw_event_content_fn fn,
+                                void *ud)
+{
+    store->event_content = fn;
+    store->event_content_ud = ud;
+}
+
+struct stored_content {
+    aw_store *store;
+    aw_error *err;
+    unsigned char hash[32];
+};
+
+static int stored_content_of(const aw_entry_row *row, void *ud)
+{
+    struct stored_content *c = ud;
+    return c->store->event_content(row, c->store->event_content_ud, c->hash,
+                                   c->err);
+}
+
+/* Whether a stored event has the content of event: by the hash its row
+ * keeps (stored_hash, hash_len bytes), or, when the row keeps none (schema
+ * 12), by the one its owner re-reads from the entry at entry_rowid. */
+static int store_same_content(aw_store *store, const aw_audit_event *event,
+                              const void *stored_hash, int hash_len,
+                              int64_t entry_rowid, bool *same, aw_error *err)
+{
+    if (hash_len == 32) {
+        *same = memcmp(stored_hash, event->content_hash, 32) == 0;
+        return AW_OK;
+    }
+    if (hash_len != 0 || store->event_content == NULL)
+        return aw_error_set(err, AW_ERR,
+                            "the event of entry row %lld keeps no content "
+                            "hash this handle can compare",
+                            (long long)entry_rowid);
+    struct stored_content c = {.store = store, .err = err};
+    int rc = aw_store_get_entry(store, entry_rowid, stored_content_of, &c, err);
+    if (rc != AW_OK)
+        return rc;
+    *same = memcmp(c.hash, event->content_hash, 32) == 0;
+    return AW_OK;
+}
+
 /* *found false, or true with the stored event's row and whether its
  * content is the same. */
 static int store_find_event(aw_store *store, const aw_audit_event *event,
-                            int64_t id_key, bool *found, int64_t *event_rowid,
+                            bool *found, int64_t *event_rowid,
                             aw_put_result *result, aw_error *err)
 {
     sqlite3_stmt *find;
     int rc = store_stmt(store, STMT_EVENT_FIND, &find, err);
     if (rc != AW_OK)
         return rc;
-    sqlite3_bind_int64(find, 1, id_key);
+    /* Rows of schema 12 on have the short key, older ones the long one. */
+    sqlite3_bind_int64(find, 1, store_id_time_key(event->id));
     store_bind_id(find, 2, event->id);
     sqlite3_bind_int64(find, 3, event->occurred_at_ns);
     sqlite3_bind_text(find, 4, event->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(find, 5, store_id_key(event->id));
     int step = sqlite3_step(find);
     *found = step == SQLITE_ROW;
-    if (step == SQLITE_ROW) {
-        *event_rowid = sqlite3_column_int64(find, 0);
-        bool same =
-            sqlite3_column_bytes(find, 1) == 32 &&
-            memcmp(sqlite3_column_blob(find, 1), event->content_hash, 32) == 0;
-        *result = same ? AW_PUT_DUPLICATE : AW_PUT_CONFLICT;
-    } else if (step != SQLITE_DONE) {
-        rc = store_fail(store, err, "look up event");
+    if (step != SQLITE_ROW) {
+        sqlite3_reset(find);
+        return step == SQLITE_DONE ? AW_OK
+                                   : store_fail(store, err, "look up event");
     }
+    *event_rowid = sqlite3_column_int64(find, 0);
+    unsigned char hash[32];
+    int hash_len = sqlite3_column_bytes(find, 1);
+    if (hash_len == 32)
+        memcpy(hash, sqlite3_column_blob(find, 1), 32);
+    int64_t entry_rowid = sqlite3_column_int64(find, 2);
     sqlite3_reset(find);
+    bool same = false;
+    rc = store_same_content(store, event, hash, hash_len, entry_rowid, &same,
+                            err);
+    *result = same ? AW_PUT_DUPLICATE : AW_PUT_CONFLICT;
     return rc;
 }
 
@@ -363,17 +416,15 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (event->id == NULL || event->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "event without %s",
                                event->id == NULL ? "id" : "zone_id");
-    int64_t id_key = store_id_key(event->id);
     bool found = false;
-    rc = store_find_event(store, event, id_key, &found, event_rowid, result,
-                          err);
+    rc = store_find_event(store, event, &found, event_rowid, result, err);
     if (rc != AW_OK || found)
         return rc;
     sqlite3_stmt *add;
     rc = store_stmt(store, STMT_EVENT_ADD, &add, err);
     if (rc != AW_OK)
         return rc;
-    sqlite3_bind_int64(add, 1, id_key);
+    sqlite3_bind_int64(add, 1, store_id_time_key(event->id));
     sqlite3_bind_null(add, 2); /* request_key: the request tiers hold it */
     sqlite3_bind_int64(add, 3, entry_rowid);
     sqlite3_bind_int64(add, 4, event->occurred_at_ns);
@@ -402,7 +453,12 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
         sqlite3_bind_null(add, 17);
     store_bind_id(add, 18, event->id);
     store_bind_id(add, 19, event->request_id);
-    sqlite3_bind_blob(add, 20, event->content_hash, 32, SQLITE_STATIC);
+    /* The hash is re-read from the entry on the rare identity hit when the
+     * entry reproduces it (schema 12): 32 bytes fewer a row. */
+    bool hash_in_entry = store->event_content != NULL &&
+                         entry_rowid == store->last_rowid && store->last_whole;
+    sqlite3_bind_blob(add, 20, event->content_hash, hash_in_entry ? 0 : 32,
+                      SQLITE_STATIC);
     rc = store_exec_stmt(store, add, err, "store event");
     if (rc != AW_OK)
         return rc;

@@ -76,8 +76,8 @@ static const struct {
 } event_equalities[] = {
     {SHAPE_ROWID, " AND e.rowid = :rowid"},
     {SHAPE_FROM_ROWID, " AND e.rowid >= :from_rowid"},
-    {SHAPE_EVENT_ID, " AND e.id_key = :event_key AND (e.event_id = :event_id "
-                     "OR e.event_id = :event_text)"},
+    {SHAPE_EVENT_ID,
+     " AND (e.event_id = :event_id OR e.event_id = :event_text)"},
     {SHAPE_REQUEST_ID,
      " AND e.rowid IN (SELECT event_rowid FROM request_tier_0 WHERE "
      "request_key = :request_key UNION ALL SELECT event_rowid FROM "
@@ -217,8 +217,6 @@ static int event_query_bind(aw_store *store, sqlite3_stmt *stmt,
     bind_int64_named(stmt, ":from_rowid", f->from_rowid);
     bind_id_named(stmt, ":event_id", f->event_id);
     bind_text_named(stmt, ":event_text", f->event_id);
-    if (f->event_id != NULL)
-        bind_int64_named(stmt, ":event_key", store_id_key(f->event_id));
     bind_id_named(stmt, ":request_id", f->request_id);
     bind_text_named(stmt, ":request_text", f->request_id);
     if (f->request_id != NULL)

@@ -92,7 +92,8 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
  * anchors. *result: INSERTED, DUPLICATE (same event id, occurred_at and
  * content hash) or CONFLICT (same event id and occurred_at, different
  * content). *event_rowid is the new row, or the existing one for
- * DUPLICATE/CONFLICT. */
+ * DUPLICATE/CONFLICT. The stored event's hash is its row's, or the one
+ * aw_store_set_event_content's function re-reads from its entry. */
 int aw_store_put_event(aw_store *store, int64_t entry_rowid,
                        const aw_audit_event *event, int64_t *event_rowid,
                        aw_put_result *result, aw_error *err);
@@ -373,6 +374,22 @@ typedef struct aw_entry_row {
 } aw_entry_row;
 
 typedef int (*aw_entry_row_fn)(const aw_entry_row *row, void *ud);
+
+/* Fills content_hash with the content hash (aw_audit_event.content_hash)
+ * of the audit event stored from row, decoded as its owner decoded it when
+ * it was stored; an error, with the reason, when it cannot. */
+typedef int (*aw_event_content_fn)(const aw_entry_row *row, void *ud,
+                                   unsigned char content_hash[32],
+                                   aw_error *err);
+
+/* Gives the store a way to re-read an event's content hash from its entry
+ * (ud is borrowed for the life of the handle). From then on an events row
+ * keeps no hash (32 bytes fewer) when its entry, stored whole just before
+ * it, reproduces it; on an identity hit (same event id and occurred_at)
+ * aw_store_put_event re-reads the stored event's hash with fn. Without it
+ * every row keeps its hash, as rows stored before schema 12 do. */
+void aw_store_set_event_content(aw_store *store, aw_event_content_fn fn,
+                                void *ud);
 
 /* Trains a new evidence dictionary over the newest entries (inside a
  * transaction); entries stored after it are compressed with it, older ones

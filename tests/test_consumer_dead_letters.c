@@ -316,3 +316,111 @@ Test(consumer_dead_letters,
     cr_expect(strstr(s.summary, "missing_field"), "why auditwatch cannot: %s",
               s.summary);
 }
+
+/* ---- Copies of a stored event ----------------------------------------------
+ * A new event with the identity (id and occurred_at) of a stored one is a
+ * redelivery or tampering. The stored event's content is re-read from its
+ * entry (its row keeps no hash, schema 12), decoded as it was decoded then:
+ * from a DLQ entry's original, unsigned checks skipped. */
+
+static int64_t events_keeping_a_hash(void)
+{
+    return aw_test_sql_int(db, "SELECT count(*) FROM events "
+                               "WHERE length(content_hash) > 0");
+}
+
+Test(consumer_dead_letters, an_altered_copy_is_told_from_the_stored_entry)
+{
+    aw_test_audit a = {.id = "evt-1", .decision = "deny"};
+    commit(audit_entry("1779364801000-0", &a));
+    commit(audit_entry("1779364802000-0", &a));
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0,
+                 "an identical copy is a redelivery");
+    a.decision = "allow";
+    commit(audit_entry("1779364803000-0", &a));
+    alerts_seen s = alerts_of("tampered_on_redelivery");
+    cr_assert_eq(s.n, 1, "a copy that turns a deny into an allow");
+    cr_expect_str_eq(s.severity, "critical");
+    cr_expect_eq(events_with_id("evt-1"), 1, "the first version is kept");
+    cr_expect_eq(events_keeping_a_hash(), 0,
+                 "the entry, stored whole, holds the content");
+}
+
+Test(consumer_dead_letters, the_original_of_a_stored_dlq_copy_is_a_redelivery)
+{
+    aw_test_audit a = {.id = "evt-dlq-first",
+                       .event_type = "gateway_resource_request"};
+    commit(dlq_entry("1779364806000-0", &a, NULL));
+    commit(audit_entry("1779364807000-0", &a));
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
+    cr_expect_eq(events_with_id("evt-dlq-first"), 1);
+    a.decision = "deny";
+    commit(audit_entry("1779364808000-0", &a));
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 1,
+                 "the DLQ copy's original is what is compared");
+}
+
+Test(consumer_dead_letters,
+     a_redelivery_signed_with_a_rotated_key_is_not_tampering)
+{
+    aw_test_audit a = {.id = "evt-rotated"};
+    commit(audit_entry("1779364801000-0", &a));
+    aw_ingest_close(ing);
+    aw_hmac_key_free(key);
+    aw_error err = {0};
+    static const char rotated[] =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    cr_assert_eq(aw_hmac_key_from_hex(rotated, strlen(rotated), &key, &err),
+                 AW_OK, "%s", err.msg);
+    aw_ingest_options o = {.db_path = db, .audit_key = key, .streams_key = key};
+    cr_assert(aw_ingest_open(&o, &ing, &err) == AW_OK, "%s", err.msg);
+    commit(audit_entry("1779364802000-0", &a));
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0,
+                 "the stored entry's old signature is not checked again");
+    cr_expect_eq(alerts_of("signature_invalid").n, 0);
+    cr_expect_eq(events_with_id("evt-rotated"), 1);
+}
+
+/* An entry over AW_STORE_MAX_RAW_BYTES is stored with every value cut to
+ * 16 KiB, its data too: it cannot reproduce its event's content, so the
+ * events row keeps the hash, and a copy is still a redelivery. */
+Test(consumer_dead_letters,
+     an_event_whose_entry_was_stored_truncated_keeps_its_hash)
+{
+    static char metadata[56 * 1024], data[AW_MAX_DATA_BYTES],
+        pad[AW_MAX_VALUE_BYTES];
+    int n = snprintf(metadata, sizeof metadata, "{\"note\":\"");
+    memset(metadata + n, 'm', sizeof metadata - (size_t)n - 3);
+    memcpy(metadata + sizeof metadata - 3, "\"}", 3);
+    aw_test_audit a = {.id = "evt-large", .metadata_json = metadata};
+    size_t len = aw_test_audit_data(&a, data, sizeof data);
+    char sig[65];
+    aw_test_sign(key, data, len, sig);
+    memset(pad, 'p', sizeof pad);
+    enum { PADS = AW_MAX_FIELDS - 3 };
+    aw_field f[3 + PADS];
+    char names[PADS][8];
+    f[0] = (aw_field){{"id", 2}, {a.id, strlen(a.id)}};
+    f[1] = (aw_field){{"data", 4}, {data, len}};
+    f[2] = (aw_field){{"sig", 3}, {sig, 64}};
+    for (int i = 0; i < PADS; i++) {
+        snprintf(names[i], sizeof names[i], "pad%02d", i);
+        f[3 + i] = (aw_field){{names[i], 5}, {pad, sizeof pad}};
+    }
+    aw_error err = {0};
+    for (int copy = 0; copy < 2; copy++) {
+        const char *id = copy == 0 ? "1779364801000-0" : "1779364802000-0";
+        aw_raw_entry *e;
+        cr_assert(aw_raw_entry_new((aw_bytes){AUDIT, strlen(AUDIT)},
+                                   (aw_bytes){id, strlen(id)}, f, 3 + PADS, &e,
+                                   &err) == AW_OK,
+                  "%s", err.msg);
+        commit(e);
+    }
+    cr_assert_eq(events_with_id("evt-large"), 1, "the event was indexed");
+    cr_expect_eq(aw_test_sql_int(db, "SELECT count(*) FROM entries WHERE "
+                                     "orig_size IS NOT NULL"),
+                 2, "both copies were stored truncated");
+    cr_expect_eq(events_keeping_a_hash(), 1);
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
+}

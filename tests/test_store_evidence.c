@@ -1,5 +1,5 @@
 /* test_store_evidence.c -- raw entries stored in evidence blocks (zstd
- * frames of up to 64 consecutive rows, with a dictionary trained on the
+ * frames of up to 256 consecutive rows, with a dictionary trained on the
  * traffic, or without one for an index's first entries) are handed back
  * byte for byte, keep verifying after a new dictionary, across commits,
  * rollbacks and writers taking turns, name a damaged block or dictionary
@@ -21,8 +21,8 @@
 #include "tests/support/cli_world.h"
 
 /* Rows per evidence block, and the bytes that close one. */
-#define BLOCK_ROWS  64
-#define BLOCK_BYTES (128 * 1024)
+#define BLOCK_ROWS  256
+#define BLOCK_BYTES (512 * 1024)
 /* More than the entries the first dictionary is trained on (5,000). */
 #define BEFORE_DICT 5000
 #define ENTRIES     6000
@@ -115,21 +115,6 @@ static void put_traffic(aw_store *store, int first, int n, int shape,
     }
 }
 
-/* One integer from SQL on the index file, as anyone with the file sees it. */
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *stmt;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK,
-                 "%s: %s", sql, sqlite3_errmsg(db));
-    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW, "%s", sql);
-    int64_t v = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return v;
-}
-
 static void tamper(const char *sql)
 {
     sqlite3 *db;
@@ -182,7 +167,7 @@ static int64_t rows_with_dict(const char *path, int dict_no)
              "SELECT coalesce(sum(last_rowid - first_rowid + 1), 0) FROM "
              "evidence_blocks WHERE zstd_dict = %d",
              dict_no);
-    return sql_int(path, sql);
+    return aw_test_sql_int(path, sql);
 }
 
 /* The first row of the block that holds row rowid. */
@@ -193,7 +178,7 @@ static int64_t block_of(int64_t rowid)
              "SELECT max(first_rowid) FROM evidence_blocks WHERE "
              "first_rowid <= %lld",
              (long long)rowid);
-    return sql_int(fx.path, sql);
+    return aw_test_sql_int(fx.path, sql);
 }
 
 static void flip_middle_byte(unsigned char *bytes, size_t len)
@@ -257,12 +242,14 @@ static void expect_all_verbatim(aw_store *store, int (*shape_of)(int64_t),
 Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM entries WHERE "
-                                  "length(raw) = 0 AND length(chain) = 0"),
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM entries WHERE "
+                                 "length(raw) = 0 AND length(chain) = 0"),
                  ENTRIES, "every entry is kept by a block");
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
-                                  "last_rowid - first_rowid >= 64"),
-                 0, "no block holds more than 64 rows");
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM evidence_blocks WHERE "
+                                 "last_rowid - first_rowid >= 256"),
+                 0, "no block holds more than 256 rows");
     /* The block open when the dictionary was trained is written with it. */
     int64_t without = rows_with_dict(fx.path, 0);
     cr_expect(without > BEFORE_DICT - BLOCK_ROWS && without <= BEFORE_DICT,
@@ -278,8 +265,9 @@ Test(store_evidence, entries_come_back_verbatim_with_and_without_a_dictionary)
         aw_buf_free(&packed);
         aw_raw_entry_free(entry);
     }
-    int64_t stored = sql_int(fx.path, "SELECT sum(length(frame)) FROM "
-                                      "evidence_blocks WHERE zstd_dict = 1");
+    int64_t stored =
+        aw_test_sql_int(fx.path, "SELECT sum(length(frame)) FROM "
+                                 "evidence_blocks WHERE zstd_dict = 1");
     cr_expect_lt(stored * 4, verbatim,
                  "stored %" PRId64 " of %" PRId64 " bytes", stored, verbatim);
     expect_all_verbatim(fx.store, one_shape, ENTRIES);
@@ -359,13 +347,16 @@ Test(store_evidence,
     put_traffic(fx.store, 0, ENTRIES, 0, false);
     put_traffic(other, ENTRIES, 1000, 0, false);
     aw_store_close(other);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_dicts"), 1,
-                 "the second writer trained a dictionary of its own");
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
-                                  "first_rowid > 6000 AND zstd_dict <> 1"),
+    cr_expect_eq(
+        aw_test_sql_int(fx.path, "SELECT count(*) FROM evidence_dicts"), 1,
+        "the second writer trained a dictionary of its own");
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM evidence_blocks WHERE "
+                                 "first_rowid > 6000 AND zstd_dict <> 1"),
                  0, "the second writer's blocks use the first's dictionary");
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks WHERE "
-                                  "first_rowid <= 6000 AND last_rowid > 6000"),
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM evidence_blocks WHERE "
+                                 "first_rowid <= 6000 AND last_rowid > 6000"),
                  0, "the second writer starts a block of its own");
     expect_all_verbatim(fx.store, one_shape, ENTRIES + 1000);
     /* The first writer, back, does not continue its old block either. */
@@ -430,8 +421,9 @@ Test(store_evidence,
      an_edited_dictionary_breaks_the_first_block_written_with_it)
 {
     put_traffic(fx.store, 0, ENTRIES, 0, false);
-    int64_t first = sql_int(fx.path, "SELECT min(first_rowid) FROM "
-                                     "evidence_blocks WHERE zstd_dict = 1");
+    int64_t first =
+        aw_test_sql_int(fx.path, "SELECT min(first_rowid) FROM "
+                                 "evidence_blocks WHERE zstd_dict = 1");
     edit_blob("evidence_dicts", "dict", "dict_no", 1, scramble_after_header);
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
@@ -506,12 +498,13 @@ Test(store_evidence, a_schema_1_index_opens_verifies_and_exports_the_same_bytes)
     cr_expect(report.ok, "%s", report.what);
     cr_expect_eq(report.checked, 120);
     aw_store_close(store);
-    cr_expect_eq(sql_int(old, "SELECT count(*) FROM entries WHERE "
-                              "length(raw) > 0 AND zstd_dict IS NULL"),
+    cr_expect_eq(aw_test_sql_int(old, "SELECT count(*) FROM entries WHERE "
+                                      "length(raw) > 0 AND zstd_dict IS NULL"),
                  20);
-    cr_expect_eq(sql_int(old, "SELECT coalesce(sum(last_rowid - first_rowid "
-                              "+ 1), 0) FROM evidence_blocks WHERE "
-                              "first_rowid > 20"),
+    cr_expect_eq(aw_test_sql_int(old,
+                                 "SELECT coalesce(sum(last_rowid - first_rowid "
+                                 "+ 1), 0) FROM evidence_blocks WHERE "
+                                 "first_rowid > 20"),
                  100);
 
     cli_world w = {0};
@@ -526,7 +519,7 @@ static int shape_1_after_5(int64_t rowid)
 
 /* Live traffic commits an entry or two at a time: the open block's row is
  * rewritten by every commit, so a reader sees each entry once committed,
- * and the block closes at 64 rows. */
+ * and the block closes at BLOCK_ROWS rows. */
 Test(store_evidence, an_open_block_is_rewritten_by_each_commit_until_full)
 {
     aw_store *reader = NULL;
@@ -539,12 +532,15 @@ Test(store_evidence, an_open_block_is_rewritten_by_each_commit_until_full)
                      AW_OK, "row %d: %s", i + 1, err.msg);
     }
     aw_store_close(reader);
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 2);
-    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
-                                  "WHERE first_rowid = 1"),
+    cr_expect_eq(
+        aw_test_sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 2);
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT last_rowid FROM evidence_blocks "
+                                 "WHERE first_rowid = 1"),
                  BLOCK_ROWS);
-    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
-                                  "WHERE first_rowid = 65"),
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT last_rowid FROM evidence_blocks "
+                                 "WHERE first_rowid = 257"),
                  BLOCK_ROWS + 8);
     expect_all_verbatim(fx.store, one_shape, BLOCK_ROWS + 8);
 }
@@ -565,20 +561,22 @@ Test(store_evidence, a_rolled_back_entry_leaves_no_trace_in_its_block)
     expect_all_verbatim(fx.store, shape_1_after_5, 9);
 }
 
-/* An entry larger than BLOCK_BYTES: ten values of 15,000 bytes. */
+/* An entry larger than BLOCK_BYTES: forty values of 15,000 bytes. */
 static aw_raw_entry *large_entry(const char *id)
 {
+    enum { VALUES = 40 };
     static char value[15000];
     memset(value, 'v', sizeof value);
-    aw_field fields[10];
-    static const char *const keys[] = {"a", "b", "c", "d", "e",
-                                       "f", "g", "h", "i", "j"};
-    for (int i = 0; i < 10; i++)
-        fields[i] = (aw_field){{keys[i], 1}, {value, sizeof value}};
+    aw_field fields[VALUES];
+    char keys[VALUES][4];
+    for (int i = 0; i < VALUES; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%02d", i);
+        fields[i] = (aw_field){{keys[i], 3}, {value, sizeof value}};
+    }
     const char *stream = "caracal.audit.events";
     aw_raw_entry *entry = NULL;
     cr_assert_eq(aw_raw_entry_new((aw_bytes){stream, strlen(stream)},
-                                  (aw_bytes){id, strlen(id)}, fields, 10,
+                                  (aw_bytes){id, strlen(id)}, fields, VALUES,
                                   &entry, &err),
                  AW_OK, "%s", err.msg);
     return entry;
@@ -590,7 +588,7 @@ static int keep_len(const aw_entry_row *row, void *ud)
     return 0;
 }
 
-Test(store_evidence, a_block_closes_once_it_holds_128_kib)
+Test(store_evidence, a_block_closes_once_it_holds_512_kib)
 {
     put_traffic(fx.store, 0, 2, 0, false);
     aw_raw_entry *large = large_entry("9000000-0");
@@ -605,11 +603,13 @@ Test(store_evidence, a_block_closes_once_it_holds_128_kib)
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
     aw_raw_entry_free(large);
     put_traffic(fx.store, 3, 2, 0, false);
-    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
-                                  "WHERE first_rowid = 1"),
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT last_rowid FROM evidence_blocks "
+                                 "WHERE first_rowid = 1"),
                  3);
-    cr_expect_eq(sql_int(fx.path, "SELECT last_rowid FROM evidence_blocks "
-                                  "WHERE first_rowid = 4"),
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT last_rowid FROM evidence_blocks "
+                                 "WHERE first_rowid = 4"),
                  5);
     size_t len = 0;
     cr_assert_eq(aw_store_get_entry(fx.store, 3, keep_len, &len, &err), AW_OK,
@@ -631,7 +631,8 @@ Test(store_evidence, the_chain_value_inside_a_block_is_the_head_of_its_commit)
         cr_assert_eq(aw_store_chain_head(fx.store, &counts[c], heads[c], &err),
                      AW_OK, "%s", err.msg);
     }
-    cr_expect_eq(sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 1);
+    cr_expect_eq(
+        aw_test_sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 1);
     for (int c = 0; c < 3; c++) {
         cr_assert_eq(aw_store_chain_at(fx.store, counts[c], at, &err), AW_OK,
                      "%s", err.msg);
@@ -644,13 +645,13 @@ Test(store_evidence, the_chain_value_inside_a_block_is_the_head_of_its_commit)
 Test(store_evidence, a_deleted_or_stretched_block_is_named)
 {
     put_traffic(fx.store, 0, BLOCK_ROWS + 8, 0, false);
-    tamper("DELETE FROM evidence_blocks WHERE first_rowid = 65");
+    tamper("DELETE FROM evidence_blocks WHERE first_rowid = 257");
     aw_chain_report report = verify();
     cr_expect_not(report.ok);
-    cr_expect_eq(report.first_bad_rowid, 65);
-    cr_expect_str_eq(report.what, "row 65: no evidence block holds it");
+    cr_expect_eq(report.first_bad_rowid, 257);
+    cr_expect_str_eq(report.what, "row 257: no evidence block holds it");
 
-    tamper("UPDATE evidence_blocks SET last_rowid = 72 WHERE first_rowid = 1");
+    tamper("UPDATE evidence_blocks SET last_rowid = 264 WHERE first_rowid = 1");
     report = verify();
     cr_expect_not(report.ok);
     cr_expect_eq(report.first_bad_rowid, 1);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "support/store_fixture.h"
+#include "tests/support/support.h"
 
 static store_fixture fx;
 
@@ -22,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 11
+#define NEWEST_SCHEMA 12
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -501,6 +502,35 @@ Test(store_open, an_index_of_schema_9_still_finds_its_text_uuids)
         "ev-2", "z", "gateway_resource_request", req, "allow", 2000);
     expect_puts(&later, (aw_put_result[]){AW_PUT_INSERTED}, 1);
     cr_expect_eq(count_requests(req), 2, "old text row and new bytes row");
+}
+
+/* Rows of schema 11 and before keep the 8-byte id key and the content
+ * hash: after the migration a redelivery of one is still a duplicate, an
+ * altered copy still a conflict, and new rows take the short key. */
+Test(store_open, an_index_of_schema_11_still_knows_its_events)
+{
+    aw_audit_event old =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
+    fixture_commit_event(fx.store, "1-0", &old);
+    close_index();
+    fixture_back_to_schema_11(fx.path);
+    cr_assert_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM events WHERE "
+                                 "id_key NOT BETWEEN -8388608 AND 8388607"),
+                 1, "the fixture wrote a long key");
+    reopen_migrated();
+    aw_audit_event forged =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "deny", 1000);
+    aw_audit_event next[] = {old, forged};
+    expect_puts(next, (aw_put_result[]){AW_PUT_DUPLICATE, AW_PUT_CONFLICT}, 2);
+    aw_audit_event later = fixture_event(
+        "ev-2", "z", "gateway_resource_request", "req-1", "allow", 1000);
+    expect_puts(&later, (aw_put_result[]){AW_PUT_INSERTED}, 1);
+    expect_puts(&later, (aw_put_result[]){AW_PUT_DUPLICATE}, 1);
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM events WHERE "
+                                 "id_key BETWEEN -8388608 AND 8388607"),
+                 1, "the new row has a 3-byte key");
 }
 
 /* Schema 11 moves the request index into tiers: the request keys of the

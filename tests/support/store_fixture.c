@@ -130,8 +130,62 @@ static int keep_verbatim(const aw_entry_row *row, void *ud)
     return 0;
 }
 
+/* The text of an events.event_id value: a UUID's 16 bytes, or the text. */
+static void event_id_text(sqlite3_stmt *stmt, int col, char out[64])
+{
+    const unsigned char *b = sqlite3_column_blob(stmt, col);
+    int n = sqlite3_column_bytes(stmt, col);
+    if (sqlite3_column_type(stmt, col) != SQLITE_BLOB) {
+        snprintf(out, 64, "%.*s", n, (const char *)b);
+        return;
+    }
+    cr_assert_eq(n, 16);
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        p += sprintf(p, "%02x", b[i]);
+    }
+}
+
+void fixture_back_to_schema_11(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *ids, *put;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT rowid, event_id FROM events",
+                                    -1, &ids, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "UPDATE events SET id_key = ?1 "
+                                    "WHERE rowid = ?2",
+                                    -1, &put, NULL),
+                 SQLITE_OK);
+    while (sqlite3_step(ids) == SQLITE_ROW) {
+        char id[64];
+        unsigned char digest[32];
+        event_id_text(ids, 1, id);
+        aw_sha256(id, strlen(id), digest);
+        uint64_t key = 0;
+        for (int i = 0; i < 8; i++)
+            key = key << 8 | digest[i];
+        sqlite3_bind_int64(put, 1, (int64_t)key);
+        sqlite3_bind_int64(put, 2, sqlite3_column_int64(ids, 0));
+        cr_assert_eq(sqlite3_step(put), SQLITE_DONE, "%s", sqlite3_errmsg(db));
+        sqlite3_reset(put);
+    }
+    sqlite3_finalize(ids);
+    sqlite3_finalize(put);
+    cr_assert_eq(
+        sqlite3_exec(db, "PRAGMA user_version = 11; COMMIT", NULL, NULL, NULL),
+        SQLITE_OK, "back to schema 11: %s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 void fixture_back_to_schema_10(const char *path)
 {
+    fixture_back_to_schema_11(path);
     sqlite3 *db;
     char *msg = NULL;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);

@@ -40,8 +40,14 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 11 wrote it: every event's
+ * id_key the 8-byte hash of its id (the fixture's events keep their content
+ * hashes, as every row then did). */
+void fixture_back_to_schema_11(const char *path);
+
 /* Rewrites the closed index at path as schema 10 wrote it: request keys in
- * events.request_key and events_by_request, no request tiers. */
+ * events.request_key and events_by_request, no request tiers, and what
+ * fixture_back_to_schema_11 restores. */
 void fixture_back_to_schema_10(const char *path);
 
 /* Rewrites the closed index at path as schema 7 wrote it: every entry

@@ -116,6 +116,9 @@ int64_t aw_test_now_ms(void);
     "5ca1ab1e0ddba11c0ffeec0de5eed5a1ad5a1ad5eedc0dec0ffee0ddba115ca1"
 /* A new key from AW_TEST_KEY_HEX (aw_hmac_key_free). */
 aw_hmac_key *aw_test_key(void);
+/* The integer the first column of sql's first row holds, read from the
+ * index file at db_path as anyone with the file sees it. */
+int64_t aw_test_sql_int(const char *db_path, const char *sql);
 /* Writes AW_TEST_KEY_HEX to dir/name with mode 0600; path into out. */
 char *aw_test_key_file(const char *dir, const char *name, char *out);
 

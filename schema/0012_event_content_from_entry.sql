@@ -1,0 +1,19 @@
+-- 0012_event_content_from_entry.sql -- the event identity check with fewer
+-- stored bytes (issue 11).
+--
+-- Two values of an events row serve only the check of a new event against
+-- a stored one of the same identity (event id and occurred_at), which
+-- tells a redelivery from tampering: id_key, an 8-byte hash of the event
+-- id in the row and in events_by_identity (occurred_at, id_key), and
+-- content_hash, the 32-byte SHA-256 of the event's `data`. From now on:
+--  - id_key is the hash's first 3 bytes (store_id_time_key): it only has
+--    to tell apart the events of one occurred_at, which are few, and the
+--    look-up compares event_id itself;
+--  - content_hash is empty when the event's raw entry, stored whole,
+--    reproduces it: on the rare identity hit the writer decodes the stored
+--    entry again (aw_store_set_event_content). A row whose entry was
+--    stored truncated still keeps its hash.
+-- No row is rewritten: older rows keep both values, and the look-up and the
+-- comparison take either kind. The version bump keeps older binaries off
+-- the new rows: they look events up by the long key, so would store every
+-- redelivery again, and would read a missing hash as tampering.
