@@ -294,9 +294,9 @@ int64_t store_id_key(const char *id)
     return (int64_t)key;
 }
 
-int64_t store_id_time_key(const char *id)
+int64_t store_id_time_key(int64_t id_key)
 {
-    uint64_t top24 = (uint64_t)store_id_key(id) >> 40;
+    uint64_t top24 = (uint64_t)id_key >> 40;
     return (int64_t)top24 - (1 << 23);
 }
 

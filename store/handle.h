@@ -247,11 +247,11 @@ const char *store_column_text(sqlite3_stmt *stmt, int col);
  * 8 bytes of its SHA-256. A cryptographic hash, so nobody can make many ids
  * share a key and turn look-ups into scans. */
 int64_t store_id_key(const char *id);
-/* events.id_key from schema 12: the first 3 bytes of the id's SHA-256, as
- * a signed 24-bit value (3 bytes in a record, 8 for store_id_key). It only
- * tells apart events of the same occurred_at, which are few, and every
- * look-up compares the id itself. */
-int64_t store_id_time_key(const char *id);
+/* events.id_key from schema 12, from the id's store_id_key: its first 3
+ * bytes, as a signed 24-bit value (3 bytes in a record instead of 8). It
+ * only tells apart events of the same occurred_at, which are few, and
+ * every look-up compares the id itself. */
+int64_t store_id_time_key(int64_t id_key);
 
 /* Event and request ids in events rows (schema/0010): 16 bytes when the
  * id is a UUID in canonical text (8-4-4-4-12 lowercase hex), which formats

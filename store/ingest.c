@@ -372,7 +372,7 @@ static int store_same_content(aw_store *store, const aw_audit_event *event,
 /* *found false, or true with the stored event's row and whether its
  * content is the same. */
 static int store_find_event(aw_store *store, const aw_audit_event *event,
-                            bool *found, int64_t *event_rowid,
+                            int64_t id_key, bool *found, int64_t *event_rowid,
                             aw_put_result *result, aw_error *err)
 {
     sqlite3_stmt *find;
@@ -380,11 +380,11 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
     if (rc != AW_OK)
         return rc;
     /* Rows of schema 12 on have the short key, older ones the long one. */
-    sqlite3_bind_int64(find, 1, store_id_time_key(event->id));
+    sqlite3_bind_int64(find, 1, store_id_time_key(id_key));
     store_bind_id(find, 2, event->id);
     sqlite3_bind_int64(find, 3, event->occurred_at_ns);
     sqlite3_bind_text(find, 4, event->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(find, 5, store_id_key(event->id));
+    sqlite3_bind_int64(find, 5, id_key);
     int step = sqlite3_step(find);
     *found = step == SQLITE_ROW;
     if (step != SQLITE_ROW) {
@@ -416,15 +416,17 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (event->id == NULL || event->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "event without %s",
                                event->id == NULL ? "id" : "zone_id");
+    int64_t id_key = store_id_key(event->id);
     bool found = false;
-    rc = store_find_event(store, event, &found, event_rowid, result, err);
+    rc = store_find_event(store, event, id_key, &found, event_rowid, result,
+                          err);
     if (rc != AW_OK || found)
         return rc;
     sqlite3_stmt *add;
     rc = store_stmt(store, STMT_EVENT_ADD, &add, err);
     if (rc != AW_OK)
         return rc;
-    sqlite3_bind_int64(add, 1, store_id_time_key(event->id));
+    sqlite3_bind_int64(add, 1, store_id_time_key(id_key));
     sqlite3_bind_null(add, 2); /* request_key: the request tiers hold it */
     sqlite3_bind_int64(add, 3, entry_rowid);
     sqlite3_bind_int64(add, 4, event->occurred_at_ns);
