@@ -68,9 +68,6 @@ struct aw_ingest {
     size_t nfindings;
 };
 
-/* Decoding failed: the reason is in the decoder's aw_error. */
-#define REJECTED 1
-
 static bool has_import_prefix(const char *name, size_t len)
 {
     size_t plen = sizeof AW_INGEST_IMPORT_PREFIX - 1;
@@ -117,7 +114,7 @@ static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len)
 }
 
 /* The store's aw_event_content_fn: the content hash of the audit event
- * stored from row, decoded as index_audit_from decoded it (from the entry,
+ * stored from row, decoded as decode_entry decoded it (from the entry,
  * or from the original a DLQ entry holds). Its signature was checked when
  * it was stored, and the hash chain covers its bytes since, so none is
  * checked again: a rotated key must not turn a redelivery into tampering. */
@@ -261,15 +258,86 @@ void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud)
 
 /* ---- One entry ------------------------------------------------------------ */
 
-/* Decoder failures that are not about the input (memory) fail the batch. */
-static int decoded(int rc, aw_error *why, aw_error *err)
+/* What the decoder of an entry's role made of it: one of event,
+ * revocations and call, and for a dead letter the letter, whose original
+ * is what was decoded; or why it could not. */
+typedef struct decoding {
+    aw_error why;
+    aw_dead_letter *letter;
+    aw_audit_event *event;
+    aw_revocation_set *revocations;
+    aw_observed_call *call;
+} decoding;
+
+static void decoding_free(decoding *d)
 {
-    if (rc == AW_OK)
-        return AW_OK;
-    if (rc == AW_ERR_INVALID)
-        return REJECTED;
-    *err = *why;
-    return rc;
+    aw_audit_event_free(d->event);
+    aw_revocation_set_free(d->revocations);
+    aw_observed_call_free(d->call);
+    aw_dead_letter_free(d->letter);
+}
+
+static int decode_import(const aw_ingest *ing, const aw_raw_entry *e,
+                         decoding *d)
+{
+    const aw_bytes *line = aw_raw_entry_get(e, AW_INGEST_IMPORT_FIELD);
+    if (!line)
+        return aw_error_reject(&d->why, AW_REJECT_MISSING_FIELD,
+                               "import entry has no \"%s\" field",
+                               AW_INGEST_IMPORT_FIELD);
+    return aw_event_decode_call_json(line->ptr, line->len, &ing->call_fields,
+                                     aw_ms_to_ns(e->id_ms), &d->call, &d->why);
+}
+
+/* Decodes e by the role of its stream. The original a dead letter holds is
+ * verified and decoded exactly as an entry of its origin stream would be
+ * (DESIGN §8). Signature policy is per stream: the audit key for audit
+ * events, the streams key for Caracal's revocations, the calls key (or
+ * none) for the team's own calls. Returns the decoder's code:
+ * AW_ERR_INVALID rejects the input, any other failure (memory) fails the
+ * batch. */
+static int decode_entry(const aw_ingest *ing, int role, const aw_raw_entry *e,
+                        decoding *d)
+{
+    aw_error *why = &d->why;
+    aw_stream_role origin;
+    int rc;
+    switch (role) {
+    case AW_ROLE_AUDIT:
+        return aw_event_decode_audit(e, ing->audit_key, &d->event, why);
+    case AW_ROLE_SESSION_REVOKE:
+    case AW_ROLE_AGENT_LIFECYCLE:
+    case AW_ROLE_DELEGATION_INVALIDATE:
+        return aw_event_decode_revocation(
+            (aw_stream_role)role, e, ing->streams_key, &d->revocations, why);
+    case AW_ROLE_CALLS:
+        return aw_event_decode_call_entry(e, ing->calls_key, &d->call, why);
+    case ROLE_IMPORT: return decode_import(ing, e, d);
+    case AW_ROLE_AUDIT_DLQ:
+        rc = aw_dead_letter_decode_audit(e, ing->streams.of[AW_ROLE_AUDIT],
+                                         &d->letter, why);
+        return rc == AW_OK
+                   ? aw_event_decode_audit(d->letter->original, ing->audit_key,
+                                           &d->event, why)
+                   : rc;
+    case AW_ROLE_SESSION_REVOKE_DEAD:
+    case AW_ROLE_AGENT_LIFECYCLE_DEAD:
+    case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
+        origin = (aw_stream_role)aw_stream_role_dead_letter_origin(
+            (aw_stream_role)role);
+        rc = aw_dead_letter_decode_revocation(
+            e, ing->streams.of[origin], ing->streams_key, &d->letter, why);
+        return rc == AW_OK
+                   ? aw_event_decode_revocation(origin, d->letter->original,
+                                                ing->streams_key,
+                                                &d->revocations, why)
+                   : rc;
+    default:
+        return aw_error_reject(
+            why, AW_REJECT_BAD_VALUE,
+            "stream \"%.*s\" is not one of the configured streams",
+            (int)e->stream.len, e->stream.ptr);
+    }
 }
 
 static void count_put(aw_put_result put, aw_ingest_stats *st)
@@ -282,178 +350,48 @@ static void count_put(aw_put_result put, aw_ingest_stats *st)
         st->conflicts++;
 }
 
-/* An audit event of entry e, read from e itself or (letter not NULL) from
- * the original a DLQ entry e holds: the event is stored under e's row either
- * way, and a dead-lettered one is alerted on top of the ordinary rules. */
-static int index_audit_from(aw_ingest *ing, const aw_raw_entry *e,
-                            const aw_dead_letter *letter, int64_t rowid,
-                            aw_ingest_stats *st, aw_error *why, aw_error *err)
+/* Stores what d holds of entry e (stored at rowid) and runs its detector
+ * hook. An audit event of a dead letter is stored under the dead letter's
+ * row and alerted as dead-lettered on top of the ordinary rules; so is a
+ * revocation an enforcer dead-lettered, which still revokes. */
+static int store_decoded(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
+                         const decoding *d, aw_ingest_stats *st, aw_error *err)
 {
-    aw_audit_event *ev;
-    int64_t ev_rowid;
+    aw_detectors *det = ing->det;
+    int64_t derived_rowid;
     aw_put_result put;
-    int rc = decoded(aw_event_decode_audit(letter ? letter->original : e,
-                                           ing->audit_key, &ev, why),
-                     why, err);
-    if (rc != AW_OK)
-        return rc;
-    if ((rc = aw_store_put_event(ing->store, rowid, ev, &ev_rowid, &put,
-                                 err)) == AW_OK &&
-        (rc = letter ? aw_detectors_on_dead_event(ing->det, e, letter, ev,
-                                                  ev_rowid, put, err)
-                     : aw_detectors_on_event(ing->det, e, ev, ev_rowid, put,
-                                             err)) == AW_OK)
-        count_put(put, st);
-    aw_audit_event_free(ev);
-    return rc;
-}
-
-static int index_audit(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                       aw_ingest_stats *st, aw_error *why, aw_error *err)
-{
-    return index_audit_from(ing, e, NULL, rowid, st, why, err);
-}
-
-/* The original of a DLQ entry is verified with the audit key and indexed
- * like an entry of the audit stream (DESIGN §8). */
-static int index_dead_audit(aw_ingest *ing, const aw_raw_entry *e,
-                            int64_t rowid, aw_ingest_stats *st, aw_error *why,
-                            aw_error *err)
-{
-    aw_dead_letter *letter;
-    int rc = decoded(aw_dead_letter_decode_audit(
-                         e, ing->streams.of[AW_ROLE_AUDIT], &letter, why),
-                     why, err);
-    if (rc != AW_OK)
-        return rc;
-    rc = index_audit_from(ing, e, letter, rowid, st, why, err);
-    aw_dead_letter_free(letter);
-    return rc;
-}
-
-/* The revocations of entry e, read from e itself or (letter not NULL) from
- * the original a `.dead` entry e holds, of the given role either way. */
-static int index_revocations_from(aw_ingest *ing, aw_stream_role role,
-                                  const aw_raw_entry *e,
-                                  const aw_dead_letter *letter, int64_t rowid,
-                                  aw_ingest_stats *st, aw_error *why,
-                                  aw_error *err)
-{
-    aw_revocation_set *set;
-    int rc =
-        decoded(aw_event_decode_revocation(role, letter ? letter->original : e,
-                                           ing->streams_key, &set, why),
-                why, err);
-    if (rc != AW_OK)
-        return rc;
-    if ((rc = aw_store_put_revocations(ing->store, rowid, set, err)) == AW_OK &&
-        (rc = aw_detectors_on_revocations(ing->det, e, set, err)) == AW_OK &&
-        (!letter || (rc = aw_detectors_on_dead_revocations(ing->det, e, letter,
-                                                           set, err)) == AW_OK))
-        st->indexed++;
-    aw_revocation_set_free(set);
-    return rc;
-}
-
-static int index_revocations(aw_ingest *ing, aw_stream_role role,
-                             const aw_raw_entry *e, int64_t rowid,
-                             aw_ingest_stats *st, aw_error *why, aw_error *err)
-{
-    return index_revocations_from(ing, role, e, NULL, rowid, st, why, err);
-}
-
-/* A revocation an enforcer dead-lettered still revokes: it is indexed
- * through the ordinary path (access_after_revocation counts it, at the
- * original entry's time) and alerted as dead-lettered. */
-static int index_dead_revocations(aw_ingest *ing, aw_stream_role role,
-                                  const aw_raw_entry *e, int64_t rowid,
-                                  aw_ingest_stats *st, aw_error *why,
-                                  aw_error *err)
-{
-    aw_stream_role origin =
-        (aw_stream_role)aw_stream_role_dead_letter_origin(role);
-    aw_dead_letter *letter;
-    int rc =
-        decoded(aw_dead_letter_decode_revocation(
-                    e, ing->streams.of[origin], ing->streams_key, &letter, why),
-                why, err);
-    if (rc != AW_OK)
-        return rc;
-    rc = index_revocations_from(ing, origin, e, letter, rowid, st, why, err);
-    aw_dead_letter_free(letter);
-    return rc;
-}
-
-static int store_call(aw_ingest *ing, const aw_raw_entry *e,
-                      aw_observed_call *call, aw_ingest_stats *st,
-                      int64_t rowid, aw_error *err)
-{
-    int64_t call_rowid;
     int rc;
-    if ((rc = aw_store_put_call(ing->store, rowid, call, &call_rowid, err)) ==
-            AW_OK &&
-        (rc = aw_detectors_on_call(ing->det, e, call, call_rowid, err)) ==
+    if (d->event) {
+        if ((rc = aw_store_put_event(ing->store, rowid, d->event,
+                                     &derived_rowid, &put, err)) == AW_OK &&
+            (rc = d->letter
+                      ? aw_detectors_on_dead_event(det, e, d->letter, d->event,
+                                                   derived_rowid, put, err)
+                      : aw_detectors_on_event(det, e, d->event, derived_rowid,
+                                              put, err)) == AW_OK)
+            count_put(put, st);
+        return rc;
+    }
+    if (d->revocations) {
+        if ((rc = aw_store_put_revocations(ing->store, rowid, d->revocations,
+                                           err)) == AW_OK &&
+            (rc = aw_detectors_on_revocations(det, e, d->revocations, err)) ==
+                AW_OK &&
+            (!d->letter ||
+             (rc = aw_detectors_on_dead_revocations(
+                  det, e, d->letter, d->revocations, err)) == AW_OK))
+            st->indexed++;
+        return rc;
+    }
+    if ((rc = aw_store_put_call(ing->store, rowid, d->call, &derived_rowid,
+                                err)) == AW_OK &&
+        (rc = aw_detectors_on_call(det, e, d->call, derived_rowid, err)) ==
             AW_OK)
         st->indexed++;
-    aw_observed_call_free(call);
     return rc;
 }
 
-static int index_call(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                      aw_ingest_stats *st, aw_error *why, aw_error *err)
-{
-    aw_observed_call *call;
-    int rc = decoded(aw_event_decode_call_entry(e, ing->calls_key, &call, why),
-                     why, err);
-    return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
-}
-
-static int index_import(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                        aw_ingest_stats *st, aw_error *why, aw_error *err)
-{
-    const aw_bytes *line = aw_raw_entry_get(e, AW_INGEST_IMPORT_FIELD);
-    aw_observed_call *call;
-    int rc;
-    if (!line)
-        return decoded(aw_error_reject(why, AW_REJECT_MISSING_FIELD,
-                                       "import entry has no \"%s\" field",
-                                       AW_INGEST_IMPORT_FIELD),
-                       why, err);
-    rc = decoded(aw_event_decode_call_json(line->ptr, line->len,
-                                           &ing->call_fields,
-                                           aw_ms_to_ns(e->id_ms), &call, why),
-                 why, err);
-    return rc == AW_OK ? store_call(ing, e, call, st, rowid, err) : rc;
-}
-
-static int index_entry(aw_ingest *ing, const stream_slot *slot,
-                       const aw_raw_entry *e, int64_t rowid,
-                       aw_ingest_stats *st, aw_error *why, aw_error *err)
-{
-    switch (slot->role) {
-    case AW_ROLE_AUDIT: return index_audit(ing, e, rowid, st, why, err);
-    case AW_ROLE_SESSION_REVOKE:
-    case AW_ROLE_AGENT_LIFECYCLE:
-    case AW_ROLE_DELEGATION_INVALIDATE:
-        return index_revocations(ing, (aw_stream_role)slot->role, e, rowid, st,
-                                 why, err);
-    case AW_ROLE_CALLS: return index_call(ing, e, rowid, st, why, err);
-    case ROLE_IMPORT: return index_import(ing, e, rowid, st, why, err);
-    case AW_ROLE_AUDIT_DLQ:
-        return index_dead_audit(ing, e, rowid, st, why, err);
-    case AW_ROLE_SESSION_REVOKE_DEAD:
-    case AW_ROLE_AGENT_LIFECYCLE_DEAD:
-    case AW_ROLE_DELEGATION_INVALIDATE_DEAD:
-        return index_dead_revocations(ing, (aw_stream_role)slot->role, e, rowid,
-                                      st, why, err);
-    default:
-        return decoded(aw_error_reject(
-                           why, AW_REJECT_BAD_VALUE,
-                           "stream \"%s\" is not one of the configured streams",
-                           slot->name),
-                       why, err);
-    }
-}
+/* ---- One item of the batch ------------------------------------------------ */
 
 static int reject(aw_ingest *ing, const stream_slot *slot,
                   const aw_raw_entry *e, int64_t rowid, aw_reject_reason reason,
@@ -485,15 +423,16 @@ static void note_progress(stream_slot *slot, const aw_raw_entry *e)
              e->id.ptr);
 }
 
+/* The raw entry is stored first, whatever its decoding, then (unless it
+ * was stored before) what it decoded to, or its rejection. */
 static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
                        uint64_t *audit_ms, aw_ingest_stats *st, aw_error *err)
 {
     const aw_raw_entry *e = item->entry;
     stream_slot *slot = slot_for(ing, e->stream.ptr, e->stream.len);
-    aw_error why = {0};
     aw_put_result put;
+    decoding d = {0};
     int64_t rowid;
-    size_t indexed_before;
     int rc;
 
     if (!slot)
@@ -510,18 +449,24 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     if (item->forced_reason != AW_REJECT_NONE)
         return reject(ing, slot, e, rowid, item->forced_reason,
                       item->forced_detail, st, err);
-    indexed_before = st->indexed;
-    rc = index_entry(ing, slot, e, rowid, st, &why, err);
-    if (rc == AW_OK && st->indexed > indexed_before) {
-        if (slot->role == ROLE_IMPORT)
-            st->indexed_imports++;
-        else if (slot->role >= 0 && slot->role < AW_ROLE_COUNT)
-            st->indexed_by_role[slot->role]++;
+    rc = decode_entry(ing, slot->role, e, &d);
+    if (rc == AW_ERR_INVALID) {
+        rc = reject(ing, slot, e, rowid,
+                    d.why.reason ? d.why.reason : AW_REJECT_BAD_VALUE,
+                    d.why.msg, st, err);
+    } else if (rc != AW_OK) {
+        *err = d.why;
+    } else {
+        size_t indexed_before = st->indexed;
+        rc = store_decoded(ing, e, rowid, &d, st, err);
+        if (rc == AW_OK && st->indexed > indexed_before) {
+            if (slot->role == ROLE_IMPORT)
+                st->indexed_imports++;
+            else if (slot->role >= 0 && slot->role < AW_ROLE_COUNT)
+                st->indexed_by_role[slot->role]++;
+        }
     }
-    if (rc == REJECTED)
-        return reject(ing, slot, e, rowid,
-                      why.reason ? why.reason : AW_REJECT_BAD_VALUE, why.msg,
-                      st, err);
+    decoding_free(&d);
     return rc;
 }
 
