@@ -92,8 +92,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "request_id, content_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
         "?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash, entry_rowid FROM events "
-                        "WHERE occurred_at = ?3 AND id_key IN (?1, ?5) AND "
-                        "(event_id = ?2 OR event_id = ?4)",
+                        "WHERE occurred_at = ?1 AND id_key = ?2 AND "
+                        "(event_id = ?3 OR event_id = ?4)",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =

@@ -187,6 +187,13 @@ struct aw_store {
     struct store_evidence evidence;
     struct store_open_block open_block;
 
+    /* Events rows of schema 11 and before keep the long id key, and none
+     * occurred after long_keys_until (meta, schema/0013; INT64_MIN when
+     * there are none): a later event needs no probe by the long key. Read
+     * on first use; it never changes. */
+    bool long_keys_read;
+    int64_t long_keys_until;
+
     /* Pairs in each request tier but the last (request_tiers.c), valid
      * while tiers_counted: counted on first use and after a rollback (and
      * so another writer's pairs are noticed then). */

@@ -369,36 +369,73 @@ static int store_same_content(aw_store *store, const aw_audit_event *event,
     return AW_OK;
 }
 
-/* *found false, or true with the stored event's row and whether its
- * content is the same. */
-static int store_find_event(aw_store *store, const aw_audit_event *event,
-                            int64_t id_key, bool *found, int64_t *event_rowid,
-                            aw_put_result *result, aw_error *err)
+/* The stored event of event's identity whose row holds key as its id key:
+ * *found false, or true with its row, content hash (hash_len bytes of hash:
+ * 32, or 0 when it keeps none) and entry row. */
+static int store_probe_event(aw_store *store, const aw_audit_event *event,
+                             int64_t key, bool *found, int64_t *event_rowid,
+                             unsigned char hash[32], int *hash_len,
+                             int64_t *entry_rowid, aw_error *err)
 {
     sqlite3_stmt *find;
     int rc = store_stmt(store, STMT_EVENT_FIND, &find, err);
     if (rc != AW_OK)
         return rc;
-    /* Rows of schema 12 on have the short key, older ones the long one. */
-    sqlite3_bind_int64(find, 1, store_id_time_key(id_key));
-    store_bind_id(find, 2, event->id);
-    sqlite3_bind_int64(find, 3, event->occurred_at_ns);
+    sqlite3_bind_int64(find, 1, event->occurred_at_ns);
+    sqlite3_bind_int64(find, 2, key);
+    store_bind_id(find, 3, event->id);
     sqlite3_bind_text(find, 4, event->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(find, 5, id_key);
     int step = sqlite3_step(find);
     *found = step == SQLITE_ROW;
-    if (step != SQLITE_ROW) {
-        sqlite3_reset(find);
-        return step == SQLITE_DONE ? AW_OK
-                                   : store_fail(store, err, "look up event");
+    if (*found) {
+        *event_rowid = sqlite3_column_int64(find, 0);
+        *hash_len = sqlite3_column_bytes(find, 1);
+        if (*hash_len == 32)
+            memcpy(hash, sqlite3_column_blob(find, 1), 32);
+        *entry_rowid = sqlite3_column_int64(find, 2);
     }
-    *event_rowid = sqlite3_column_int64(find, 0);
-    unsigned char hash[32];
-    int hash_len = sqlite3_column_bytes(find, 1);
-    if (hash_len == 32)
-        memcpy(hash, sqlite3_column_blob(find, 1), 32);
-    int64_t entry_rowid = sqlite3_column_int64(find, 2);
     sqlite3_reset(find);
+    return step == SQLITE_ROW || step == SQLITE_DONE
+               ? AW_OK
+               : store_fail(store, err, "look up event");
+}
+
+/* When the newest long-keyed row occurred (store->long_keys_until). */
+static int store_read_long_keys(aw_store *store, aw_error *err)
+{
+    aw_error absent;
+    int rc = aw_store_meta_get(store, "long_id_keys_until",
+                               &store->long_keys_until, &absent);
+    if (rc == AW_ERR_NOTFOUND) {
+        store->long_keys_until = INT64_MIN;
+        rc = AW_OK;
+    }
+    if (rc != AW_OK)
+        return aw_error_set(err, rc, "%s", absent.msg);
+    store->long_keys_read = true;
+    return AW_OK;
+}
+
+/* *found false, or true with the stored event's row and whether its
+ * content is the same. Rows of schema 12 on have the short id key; older
+ * ones the long key, probed only for an event that may match one. */
+static int store_find_event(aw_store *store, const aw_audit_event *event,
+                            int64_t id_key, bool *found, int64_t *event_rowid,
+                            aw_put_result *result, aw_error *err)
+{
+    unsigned char hash[32];
+    int hash_len = 0;
+    int64_t entry_rowid = 0;
+    int rc = store->long_keys_read ? AW_OK : store_read_long_keys(store, err);
+    if (rc == AW_OK)
+        rc = store_probe_event(store, event, store_id_time_key(id_key), found,
+                               event_rowid, hash, &hash_len, &entry_rowid, err);
+    if (rc == AW_OK && !*found &&
+        event->occurred_at_ns <= store->long_keys_until)
+        rc = store_probe_event(store, event, id_key, found, event_rowid, hash,
+                               &hash_len, &entry_rowid, err);
+    if (rc != AW_OK || !*found)
+        return rc;
     bool same = false;
     rc = store_same_content(store, event, hash, hash_len, entry_rowid, &same,
                             err);

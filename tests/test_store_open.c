@@ -23,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 12
+#define NEWEST_SCHEMA 13
 
 static int count_events(const aw_event_row *row, void *ud)
 {
