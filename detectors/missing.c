@@ -40,26 +40,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The counterpart that arrived first. */
+/* A counterpart found: the first to arrive, or the last. Rows come in no
+ * particular order, so arrivals in the same millisecond are told apart by
+ * (occurred_at, rowid), which makes the choice the same on every run. */
 typedef struct counterpart {
     bool found;
-    int64_t arrived_ns;
+    int64_t arrived_ns, occurred_ns, rowid;
     char *event_id;
 } counterpart;
+
+static bool arrived_before(const aw_event_row *row, const counterpart *cp)
+{
+    if (row->arrived_ns != cp->arrived_ns)
+        return row->arrived_ns < cp->arrived_ns;
+    if (row->occurred_at_ns != cp->occurred_ns)
+        return row->occurred_at_ns < cp->occurred_ns;
+    return row->rowid < cp->rowid;
+}
+
+static int counterpart_set(counterpart *cp, const aw_event_row *row)
+{
+    char *id = aw_det_printf("%s", row->event_id);
+    if (!id)
+        return AW_ERR_NOMEM;
+    free(cp->event_id);
+    *cp = (counterpart){true, row->arrived_ns, row->occurred_at_ns, row->rowid,
+                        id};
+    return 0;
+}
 
 static int keep_first_arrival(const aw_event_row *event, void *ud)
 {
     counterpart *cp = ud;
-    if (cp->found && event->arrived_ns >= cp->arrived_ns)
+    if (cp->found && !arrived_before(event, cp))
         return 0;
-    char *id = aw_det_printf("%s", event->event_id);
-    if (!id)
-        return AW_ERR_NOMEM;
-    free(cp->event_id);
-    cp->event_id = id;
-    cp->arrived_ns = event->arrived_ns;
-    cp->found = true;
-    return 0;
+    return counterpart_set(cp, event);
 }
 
 /* Any audit event of request in zone (zone NULL: any zone): the
@@ -72,6 +87,7 @@ static int find_any_event(aw_detectors *det, const char *zone_id,
         .request_id = request_id,
         .zone_id = zone_id,
         .key_columns_only = true,
+        .any_order = true,
     };
     return aw_det_store_result(
         aw_store_query_events(det->store, &filter, keep_first_arrival, cp, err),
@@ -108,14 +124,9 @@ static int count_pairing(const aw_event_row *row, void *ud)
     p->decisions++;
     if (row->arrived_ns <= p->deadline_ns)
         p->decisions_in_time++;
-    if (p->last.found && row->arrived_ns < p->last.arrived_ns)
+    if (p->last.found && arrived_before(row, &p->last))
         return 0;
-    char *id = aw_det_printf("%s", row->event_id);
-    if (!id)
-        return AW_ERR_NOMEM;
-    free(p->last.event_id);
-    p->last = (counterpart){true, row->arrived_ns, id};
-    return 0;
+    return counterpart_set(&p->last, row);
 }
 
 static int count_pairs(aw_detectors *det, const char *zone_id,
@@ -129,6 +140,7 @@ static int count_pairs(aw_detectors *det, const char *zone_id,
         .event_types = types,
         .n_event_types = 3,
         .key_columns_only = true,
+        .any_order = true,
     };
     return aw_det_store_result(
         aw_store_query_events(det->store, &filter, count_pairing, p, err), err);

@@ -15,7 +15,8 @@
  * on a word compares with the word's number.
  *
  * Results are ordered by (occurred_at, rowid), and the cursor names the
- * last row seen, so paging is stable while rows are being added.
+ * last row seen, so paging is stable while rows are being added; a caller
+ * that folds rows into counts asks for any order and is spared the sort.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ enum event_shape_bit {
     SHAPE_FROM_ROWID = 1 << 13,
     SHAPE_KEY_COLUMNS = 1 << 14,
     SHAPE_LIMIT = 1 << 15,
+    SHAPE_ANY_ORDER = 1 << 16,
 };
 
 static unsigned event_filter_shape(const aw_event_filter *f)
@@ -63,6 +65,7 @@ static unsigned event_filter_shape(const aw_event_filter *f)
     shape |= f->from_rowid != 0 ? SHAPE_FROM_ROWID : 0;
     shape |= f->key_columns_only ? SHAPE_KEY_COLUMNS : 0;
     shape |= f->limit != 0 ? SHAPE_LIMIT : 0;
+    shape |= f->any_order ? SHAPE_ANY_ORDER : 0;
     return shape;
 }
 
@@ -79,17 +82,20 @@ static const struct {
     {SHAPE_EVENT_ID,
      " AND (e.event_id = :event_id OR e.event_id = :event_text)"},
     {SHAPE_REQUEST_ID,
-     " AND e.rowid IN (SELECT event_rowid FROM request_tier_0 WHERE "
-     "request_key = :request_key UNION ALL SELECT event_rowid FROM "
-     "request_tier_1 WHERE request_key = :request_key UNION ALL SELECT "
-     "event_rowid FROM request_tier_2 WHERE request_key = :request_key) AND "
-     "(e.request_id = :request_id OR e.request_id = :request_text)"},
+     " AND (e.request_id = :request_id OR e.request_id = :request_text)"},
     {SHAPE_ZONE, " AND e.zone_no = :zone_no"},
     {SHAPE_DECISION, " AND e.decision_no = :decision_no"},
     {SHAPE_RESOURCE, " AND e.resource_no = :resource_no"},
     {SHAPE_APPLICATION, " AND e.application_no = :application_no"},
     {SHAPE_GRANTS, " AND e.decision_no IN (:allow_no, :consumed_no)"},
 };
+
+/* The rows of one request key, from every tier (request_tiers.c). */
+#define REQUEST_TIER_ROWS                                                      \
+    "SELECT event_rowid FROM request_tier_0 WHERE request_key = :request_key " \
+    "UNION ALL SELECT event_rowid FROM request_tier_1 WHERE request_key = "    \
+    ":request_key UNION ALL SELECT event_rowid FROM request_tier_2 WHERE "     \
+    "request_key = :request_key"
 
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 {
@@ -129,6 +135,16 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
                 "e.rowid = a.event_rowid JOIN entries n ON "
                 "n.rowid = e.entry_rowid WHERE an.kind = :anchor_kind AND "
                 "an.anchor_id = :anchor_id");
+    else if ((shape & SHAPE_REQUEST_ID) && (shape & SHAPE_ANY_ORDER))
+        /* Driven by the tiers' rows. SQLite would instead build the row
+         * ids into a table of its own on every run, which only pays for
+         * itself when it also sorts them. */
+        SQL_ADD("FROM (" REQUEST_TIER_ROWS ") t CROSS JOIN events e ON "
+                "e.rowid = t.event_rowid JOIN entries n ON "
+                "n.rowid = e.entry_rowid WHERE 1");
+    else if (shape & SHAPE_REQUEST_ID)
+        SQL_ADD("FROM events e JOIN entries n ON n.rowid = e.entry_rowid "
+                "WHERE e.rowid IN (" REQUEST_TIER_ROWS ")");
     else
         SQL_ADD("FROM events e JOIN entries n ON n.rowid = e.entry_rowid "
                 "WHERE 1");
@@ -165,9 +181,11 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
     /* With LIMIT, SQLite sorts in a temporary B-tree (to keep the top N);
      * without, in its in-memory sorter, much cheaper for the few rows the
      * detectors' unlimited queries return. */
-    snprintf(part, sizeof part, " ORDER BY %s, %s%s", t, r,
-             shape & SHAPE_LIMIT ? " LIMIT :limit" : "");
-    SQL_ADD(part);
+    if (!(shape & SHAPE_ANY_ORDER)) {
+        snprintf(part, sizeof part, " ORDER BY %s, %s%s", t, r,
+                 shape & SHAPE_LIMIT ? " LIMIT :limit" : "");
+        SQL_ADD(part);
+    }
     if (rc == AW_OK)
         rc = store_buf_append(sql, "", 1);
 #undef SQL_ADD
@@ -326,6 +344,9 @@ int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
     if (filter->anchor.kind != 0 && filter->anchor.id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD,
                                "anchor filter without an anchor id");
+    if (filter->any_order && (filter->has_cursor || filter->limit != 0))
+        return aw_error_reject(err, AW_REJECT_BAD_VALUE,
+                               "a cursor or a limit needs ordered rows");
     unsigned shape = event_filter_shape(filter);
     size_t n_types = filter->n_event_types;
     sqlite3_stmt *stmt;

@@ -200,11 +200,15 @@ typedef struct aw_event_filter {
      * stream, application, resource, the three anchors and result class are
      * NULL and upstream_status 0 (no look-up per row for them). */
     bool key_columns_only;
+    /* Rows in no particular order, for a caller that folds them into counts
+     * or an extreme (no sort; a request id's rows are read tier by tier).
+     * Not with a cursor or a limit. */
+    bool any_order;
 } aw_event_filter;
 
-/* Matching events ordered by (occurred_at, rowid), ascending. Statements are
- * prepared once per filter shape and reused, so detectors may call this on
- * the hot path. */
+/* Matching events ordered by (occurred_at, rowid), ascending, unless
+ * any_order. Statements are prepared once per filter shape and reused, so
+ * detectors may call this on the hot path. */
 int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
                           aw_event_row_fn fn, void *ud, aw_error *err);
 

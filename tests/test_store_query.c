@@ -86,6 +86,50 @@ Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
     cr_expect_eq(query(&f).n, 0);
 }
 
+/* The detectors' pairing asks for any order: the same rows, in some order. */
+static void expect_same_rows_in_any_order(aw_event_filter f, const char *a,
+                                          const char *b)
+{
+    f.any_order = true;
+    struct ids ids = query(&f);
+    char ab[128], ba[128];
+    snprintf(ab, sizeof ab, "%s %s", a, b);
+    snprintf(ba, sizeof ba, "%s %s", b, a);
+    cr_expect(strcmp(ids.text, ab) == 0 || strcmp(ids.text, ba) == 0,
+              "any order gave \"%s\", not %s and %s", ids.text, a, b);
+}
+
+Test(store_query, any_order_finds_the_same_rows_and_refuses_to_page)
+{
+    aw_audit_event events[] = {
+        fixture_event("gw-1", "z", "gateway_resource_request", "req-1", "allow",
+                      20 * SEC),
+        fixture_event("te-1", "z", "token_exchange", "req-1", "allow",
+                      10 * SEC),
+        fixture_event("te-2", "z", "token_exchange", "req-2", "allow",
+                      15 * SEC),
+        fixture_event("te-3", "y", "token_exchange", "req-1", "allow",
+                      12 * SEC),
+    };
+    store_events(events, 4);
+    expect_same_rows_in_any_order(
+        (aw_event_filter){.request_id = "req-1", .zone_id = "z"}, "te-1",
+        "gw-1");
+    static const char *const exchanges[] = {"token_exchange"};
+    expect_same_rows_in_any_order((aw_event_filter){.request_id = "req-1",
+                                                    .event_types = exchanges,
+                                                    .n_event_types = 1,
+                                                    .key_columns_only = true},
+                                  "te-1", "te-3");
+
+    aw_event_filter paged = {.zone_id = "z", .any_order = true, .limit = 1};
+    struct ids ids = {"", 0, 0, 0};
+    cr_expect_eq(aw_store_query_events(fx.store, &paged, collect, &ids, &err),
+                 AW_ERR_INVALID);
+    cr_expect(strstr(err.msg, "ordered") != NULL, "%s", err.msg);
+    cr_expect_eq(ids.n, 0);
+}
+
 static int copy_row(const aw_event_row *row, void *ud)
 {
     aw_event_row *out = ud;
@@ -525,6 +569,7 @@ Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
                  FILLERS + 2, "every pair in exactly one tier");
     aw_event_filter f = {.request_id = "req-r"};
     cr_expect_str_eq(query(&f).text, "ev-a ev-b");
+    expect_same_rows_in_any_order(f, "ev-a", "ev-b");
     f.request_id = "fr-12345";
     cr_expect_str_eq(query(&f).text, "f-12345");
 }
