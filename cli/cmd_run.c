@@ -517,6 +517,12 @@ static int resolve(run_args *a, run_resources *r)
     /* Hooks started later must not inherit the hex keys. */
     unsetenv("AUDIT_HMAC_KEY");
     unsetenv("STREAMS_HMAC_KEY");
+    /* The daemon hands libuv's thread pool one batch at a time (and the
+     * calls log's reads). On the default four threads, batches wandered
+     * from thread to thread and each thread's malloc arena kept a peak of
+     * its own: one thread held 62.9 MiB at 2M entries where four held
+     * 66.1. An operator's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "1", 0);
     a->config.redis_host = r->address.host;
     a->config.redis_port = r->address.port;
     a->config.redis_db = r->address.db;
