@@ -45,6 +45,10 @@ enum {
                                       an alert: what its id hashes */
     AW_SEEN_REVOKED_REQUEST = 'Q', /* (zone, request id) of an
                                       access_after_revocation alert */
+    AW_SEEN_GATEWAY_CALL = 'G',    /* (zone, request id) of a Gateway
+                                      call, in det->calls */
+    AW_SEEN_GRANT = 'D',           /* (zone, request id) of a granting
+                                      decision: its det->grants slot */
 };
 
 aw_seen_key aw_det_key_revoked_anchor(const char *zone_id,
@@ -57,6 +61,7 @@ aw_seen_key aw_det_key_revoked_request(const char *zone_id,
 /* A judgement deferred to the end of the batch (revocation.c). */
 typedef struct aw_det_deferred aw_det_deferred;
 typedef struct aw_det_histories aw_det_histories;
+typedef struct aw_det_grants aw_det_grants;
 
 typedef struct aw_det_change {
     aw_alert *alert; /* aw_det_alert_dup block; owned */
@@ -69,6 +74,13 @@ struct aw_detectors {
     int64_t clock_ns;
     bool clock_dirty; /* moved since it was last persisted */
     aw_seen seen;
+    /* The Gateway calls the index holds (missing.c): calls has the (zone,
+     * request id) of every one in an events row up to calls_through
+     * (INT64_MIN: not known, so never trusted); calls_at_advance is that
+     * row when the last batch was judged, where a rollback goes back to. */
+    aw_seen calls;
+    int64_t calls_through, calls_at_advance;
+    aw_det_grants *grants;       /* recent granting decisions (missing.c) */
     aw_det_deferred *deferred;   /* this batch's, until advance */
     aw_det_histories *histories; /* revocation histories (revocation.c) */
     size_t ndeferred, deferred_cap;
@@ -187,6 +199,13 @@ int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
                        aw_put_result put, aw_error *err);
 
 /* missing.c: decision_missing and call_without_audit. */
+/* Fills what the pairing keeps in memory from the store (at creation). */
+int aw_det_missing_new(aw_detectors *det, aw_error *err);
+void aw_det_missing_free(aw_detectors *det);
+/* The batch was judged (advance), or rolled back (discard). */
+void aw_det_missing_judged(aw_detectors *det);
+void aw_det_missing_forget(aw_detectors *det);
+/* Every events row the batch inserts is handed here, in row order. */
 int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
                             const aw_audit_event *event, int64_t event_rowid,
                             aw_error *err);

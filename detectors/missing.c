@@ -21,7 +21,12 @@
  * id time) is at or before the deadline. When the evidence arrives its
  * counterparts are looked up by request id (one indexed look-up); if they
  * already settle it the matter ends there, else a check waits (due.c) and
- * repeats the look-up once the clock reaches the deadline. A
+ * repeats the look-up once the clock reaches the deadline. The common
+ * Gateway call needs no look-up: when no earlier call of (Z, R) is in the
+ * index (a filter of every stored call's (Z, R) says "certainly not"), it
+ * ranks first, and one granting decision of (Z, R) in time pairs it; the
+ * STS logs that decision just before, so a small memory of recent grants
+ * usually has it. Anything less certain asks the store. A
  * counterpart that came after the deadline still raises the alert, which
  * it then resolves at once. The outcome thus depends only on timestamps,
  * never on arrival order or on how entries were batched.
@@ -146,6 +151,150 @@ static int count_pairs(aw_detectors *det, const char *zone_id,
         aw_store_query_events(det->store, &filter, count_pairing, p, err), err);
 }
 
+/* ---- Pairing from memory ------------------------------------------------- */
+
+/* 2^24 bits (2 MiB): ~10% false positives at 3 million calls, each one a
+ * look-up the filter did not spare. */
+#define CALLS_LOG2_BITS 24
+#define GRANT_SLOTS     4096 /* a power of two */
+
+/* A granting decision stored recently: its (zone, request id) as
+ * "zone\0request\0" and its arrival. Direct-mapped: a newer grant of
+ * another request takes the slot, which only costs a look-up. */
+typedef struct recent_grant {
+    char *key; /* owned; NULL: empty */
+    int64_t arrived_ns;
+} recent_grant;
+
+struct aw_det_grants {
+    recent_grant slots[GRANT_SLOTS];
+};
+
+static aw_seen_key gateway_call_key(const char *zone_id, const char *request_id)
+{
+    const char *parts[] = {zone_id, request_id};
+    return aw_seen_key_of(AW_SEEN_GATEWAY_CALL, parts, 2);
+}
+
+static recent_grant *grant_slot(aw_det_grants *g, const char *zone_id,
+                                const char *request_id)
+{
+    const char *parts[] = {zone_id, request_id};
+    aw_seen_key key = aw_seen_key_of(AW_SEEN_GRANT, parts, 2);
+    return &g->slots[key.h1 & (GRANT_SLOTS - 1)];
+}
+
+static bool grant_is(const recent_grant *slot, const char *zone_id,
+                     const char *request_id)
+{
+    return slot->key && strcmp(slot->key, zone_id) == 0 &&
+           strcmp(slot->key + strlen(zone_id) + 1, request_id) == 0;
+}
+
+static int remember_grant(aw_detectors *det, const aw_audit_event *decision,
+                          int64_t arrival, aw_error *err)
+{
+    recent_grant *slot =
+        grant_slot(det->grants, decision->zone_id, decision->request_id);
+    if (grant_is(slot, decision->zone_id, decision->request_id)) {
+        if (arrival < slot->arrived_ns)
+            slot->arrived_ns = arrival;
+        return AW_OK;
+    }
+    size_t zlen = strlen(decision->zone_id) + 1;
+    size_t rlen = strlen(decision->request_id) + 1;
+    char *key = malloc(zlen + rlen);
+    if (!key)
+        return aw_error_set(err, AW_ERR_NOMEM,
+                            "out of memory remembering a decision");
+    memcpy(key, decision->zone_id, zlen);
+    memcpy(key + zlen, decision->request_id, rlen);
+    free(slot->key);
+    *slot = (recent_grant){key, arrival};
+    return AW_OK;
+}
+
+/* Keeps det->calls complete: every events row the batch inserts passes
+ * here in row order, so a row that does not follow calls_through means
+ * rows were stored without the detectors, and the filter is no longer
+ * trusted. True when row is a Gateway call of (zone, request id) that no
+ * earlier events row certainly has. */
+static bool first_call_of_request(aw_detectors *det,
+                                  const aw_audit_event *event, int64_t rowid)
+{
+    bool complete =
+        det->calls_through != INT64_MIN && rowid == det->calls_through + 1;
+    det->calls_through = complete ? rowid : INT64_MIN;
+    if (!event->request_id || !aw_det_is_gateway_call(event->event_type))
+        return false;
+    aw_seen_key key = gateway_call_key(event->zone_id, event->request_id);
+    bool first = complete && !aw_seen_maybe(&det->calls, key);
+    aw_seen_add(&det->calls, key);
+    return first;
+}
+
+/* A Gateway call that ranks first is paired by one granting decision of
+ * its request that arrived by the deadline. */
+static bool paired_from_memory(aw_detectors *det, const aw_audit_event *call,
+                               int64_t deadline_ns)
+{
+    const recent_grant *slot =
+        grant_slot(det->grants, call->zone_id, call->request_id);
+    return grant_is(slot, call->zone_id, call->request_id) &&
+           slot->arrived_ns <= deadline_ns;
+}
+
+static int remember_call(const char *zone_id, const char *request_id, void *ud)
+{
+    aw_detectors *det = ud;
+    aw_seen_add(&det->calls, gateway_call_key(zone_id, request_id));
+    return 0;
+}
+
+int aw_det_missing_new(aw_detectors *det, aw_error *err)
+{
+    det->grants = calloc(1, sizeof *det->grants);
+    if (!det->grants || aw_seen_init(&det->calls, CALLS_LOG2_BITS))
+        return aw_error_set(err, AW_ERR_NOMEM,
+                            "out of memory for the pairing filter");
+    int rc = aw_store_each_request_of_type(det->store, AW_EVENT_GATEWAY_CALL,
+                                           remember_call, det,
+                                           &det->calls_through, err);
+    det->calls_at_advance = det->calls_through;
+    return aw_det_store_result(rc, err);
+}
+
+static void forget_grants(aw_detectors *det)
+{
+    for (size_t i = 0; det->grants && i < GRANT_SLOTS; i++) {
+        free(det->grants->slots[i].key);
+        det->grants->slots[i] = (recent_grant){0};
+    }
+}
+
+void aw_det_missing_free(aw_detectors *det)
+{
+    forget_grants(det);
+    free(det->grants);
+    det->grants = NULL;
+    aw_seen_free(&det->calls);
+}
+
+void aw_det_missing_judged(aw_detectors *det)
+{
+    det->calls_at_advance = det->calls_through;
+}
+
+/* The rolled-back rows are gone: grants may name them, and the rows the
+ * filter covers are those before the batch (if the batch had been judged
+ * already, the next row does not follow and the filter is dropped). The
+ * rolled-back calls' keys stay in it, which only costs look-ups. */
+void aw_det_missing_forget(aw_detectors *det)
+{
+    forget_grants(det);
+    det->calls_through = det->calls_at_advance;
+}
+
 /* The call the pairing ranked has a decision of its own, in time. */
 static bool call_paired(const pairing *p)
 {
@@ -222,18 +371,25 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
                             const aw_audit_event *event, int64_t event_rowid,
                             aw_error *err)
 {
+    bool first_call = first_call_of_request(det, event, event_rowid);
     if (!event->request_id)
         return AW_OK;
     int64_t arrival = aw_det_entry_ns(entry);
+    int64_t deadline =
+        aw_det_missing_deadline(det, event->occurred_at_ns, arrival);
     int rc = AW_OK;
-    if (aw_det_is_gateway_call(event->event_type))
+    if (first_call && paired_from_memory(det, event, deadline))
+        aw_det_due_seen(det, AW_PENDING_DECISION_MISSING, event_rowid);
+    else if (aw_det_is_gateway_call(event->event_type))
         rc = aw_det_missing_expect_decision(
             det, event->zone_id, event->request_id, event->occurred_at_ns,
-            aw_det_missing_deadline(det, event->occurred_at_ns, arrival),
-            event_rowid, err);
+            deadline, event_rowid, err);
     if (!rc && aw_det_is_decision(event->event_type) &&
-        aw_decision_grants(event->decision))
-        rc = settle_decision_missing(det, event, arrival, err);
+        aw_decision_grants(event->decision)) {
+        rc = remember_grant(det, event, arrival, err);
+        if (!rc)
+            rc = settle_decision_missing(det, event, arrival, err);
+    }
     /* Any audit event answers a call logged in its zone or in no zone. */
     if (!rc)
         rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, event->zone_id,

@@ -2,8 +2,8 @@
  *
  * Double hashing (Kirsch and Mitzenmacher): one 64-bit FNV-1a pass over the
  * key, finished with the splitmix64 mixer, gives h1; mixing h1 again gives
- * h2 (forced odd); probe i sets bit h1 + i * h2. Seven probes over 2^23 bits
- * keep false positives near 1% up to ~870k keys. This is not a security
+ * h2 (forced odd); probe i sets bit h1 + i * h2. Seven probes keep false
+ * positives near 1% up to ~0.1 keys per bit. This is not a security
  * boundary: an attacker who forces false positives only forces look-ups.
  */
 #include "detectors/seen.h"
@@ -13,7 +13,6 @@
 #include "event/event.h"
 
 #define SEEN_PROBES 7
-#define SEEN_WORDS  (AW_SEEN_BITS / 64)
 
 static uint64_t mix64(uint64_t x)
 {
@@ -52,10 +51,17 @@ aw_seen_key aw_seen_key_of(char tag, const char *const *parts, size_t nparts)
     return key;
 }
 
-int aw_seen_init(aw_seen *seen)
+int aw_seen_init(aw_seen *seen, unsigned log2_bits)
 {
-    seen->words = calloc(SEEN_WORDS, sizeof *seen->words);
-    return seen->words ? AW_OK : AW_ERR_NOMEM;
+    seen->words = NULL;
+    seen->mask = 0;
+    if (log2_bits < 6 || log2_bits > 32)
+        return AW_ERR_INVALID;
+    seen->words = calloc((size_t)1 << (log2_bits - 6), sizeof *seen->words);
+    if (!seen->words)
+        return AW_ERR_NOMEM;
+    seen->mask = ((uint64_t)1 << log2_bits) - 1;
+    return AW_OK;
 }
 
 void aw_seen_free(aw_seen *seen)
@@ -68,7 +74,7 @@ void aw_seen_add(aw_seen *seen, aw_seen_key key)
 {
     uint64_t bit = key.h1;
     for (int i = 0; i < SEEN_PROBES; i++, bit += key.h2) {
-        uint64_t b = bit & (AW_SEEN_BITS - 1);
+        uint64_t b = bit & seen->mask;
         seen->words[b / 64] |= 1ULL << (b % 64);
     }
 }
@@ -77,7 +83,7 @@ bool aw_seen_maybe(const aw_seen *seen, aw_seen_key key)
 {
     uint64_t bit = key.h1;
     for (int i = 0; i < SEEN_PROBES; i++, bit += key.h2) {
-        uint64_t b = bit & (AW_SEEN_BITS - 1);
+        uint64_t b = bit & seen->mask;
         if (!(seen->words[b / 64] & (1ULL << (b % 64))))
             return false;
     }

@@ -10,9 +10,10 @@
  * can hold was added (loaded at start, added as rows are written). Keys are
  * never removed, so a rolled-back transaction only leaves false positives.
  *
- * Memory is fixed (AW_SEEN_BITS / 8 bytes) whatever the index size; past a
- * million or so keys the false-positive rate grows and the detectors degrade
- * gracefully towards one look-up per question.
+ * Memory is fixed (2^log2_bits / 8 bytes, chosen at init) whatever the
+ * index size; past the keys a size was chosen for, the false-positive rate
+ * grows and the detectors degrade gracefully towards one look-up per
+ * question.
  */
 #ifndef AW_DETECTORS_SEEN_H
 #define AW_DETECTORS_SEEN_H
@@ -21,10 +22,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AW_SEEN_BITS (1u << 23) /* 1 MiB: ~1% false positives at 870k keys */
-
+/* 2^23 bits (1 MiB): ~1% false positives at 870k keys; 2^24, at 1.7M. */
 typedef struct aw_seen {
-    uint64_t *words; /* AW_SEEN_BITS bits; owned */
+    uint64_t *words; /* mask + 1 bits; owned */
+    uint64_t mask;
 } aw_seen;
 
 /* A key is a short tuple of strings (NULL hashes like ""), prefixed by a
@@ -36,8 +37,9 @@ typedef struct aw_seen_key {
 
 aw_seen_key aw_seen_key_of(char tag, const char *const *parts, size_t nparts);
 
-/* 0, or AW_ERR_NOMEM. */
-int aw_seen_init(aw_seen *seen);
+/* A filter of 2^log2_bits bits (6 to 32), empty. 0, AW_ERR_NOMEM, or
+ * AW_ERR_INVALID for a size out of range. */
+int aw_seen_init(aw_seen *seen, unsigned log2_bits);
 void aw_seen_free(aw_seen *seen);
 void aw_seen_add(aw_seen *seen, aw_seen_key key);
 bool aw_seen_maybe(const aw_seen *seen, aw_seen_key key);

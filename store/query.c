@@ -365,6 +365,60 @@ int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
     return rc;
 }
 
+/* ---- Requests of one event type ----------------------------------------- */
+
+struct request_scan {
+    aw_request_fn fn;
+    void *ud;
+};
+
+static int request_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct request_scan *scan = ctx;
+    char request_id[STORE_ID_TEXT_MAX];
+    return scan->fn(store_column_text(stmt, 0),
+                    store_column_id(stmt, 1, request_id), scan->ud);
+}
+
+int aw_store_each_request_of_type(aw_store *store, const char *event_type,
+                                  aw_request_fn fn, void *ud,
+                                  int64_t *through_rowid, aw_error *err)
+{
+    *through_rowid = 0;
+    sqlite3_stmt *stmt;
+    int rc = store_prepare(store, "SELECT coalesce(max(rowid), 0) FROM events",
+                           &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        *through_rowid = sqlite3_column_int64(stmt, 0);
+    else
+        rc = store_fail(store, err, "find the newest event");
+    sqlite3_finalize(stmt);
+    int64_t type_no = 0;
+    if (rc == AW_OK)
+        rc = store_term_no(store, event_type, false, &type_no, err);
+    if (rc != AW_OK || type_no == 0)
+        return rc;
+    /* Rows up to the newest one read above: a row added since (by another
+     * writer) is not in what the caller was told it has. */
+    rc = store_prepare(store,
+                       "SELECT (SELECT term FROM terms WHERE term_no = "
+                       "e.zone_no), e.request_id FROM events e WHERE "
+                       "e.rowid <= ?1 AND e.type_no = ?2 AND e.request_id "
+                       "IS NOT NULL ORDER BY e.rowid",
+                       &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(stmt, 1, *through_rowid);
+    sqlite3_bind_int64(stmt, 2, type_no);
+    struct request_scan scan = {fn, ud};
+    rc = store_each_row(store, stmt, request_row, &scan, err,
+                        "read the requests of an event type");
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 /* ---- Revocations, calls, rejected ---------------------------------------- */
 
 static int revocation_row(sqlite3_stmt *stmt, void *ctx)

@@ -212,6 +212,18 @@ typedef struct aw_event_filter {
 int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
                           aw_event_row_fn fn, void *ud, aw_error *err);
 
+/* The zone and request id of every stored event of event_type that has a
+ * request id, in row order, up to the newest events row when the call
+ * begins, whose row id goes to *through_rowid (0: no events). Both strings
+ * are borrowed for the call. One pass over the events table, for a filter
+ * the caller fills once per start; fn's non-zero return stops it and is
+ * returned. */
+typedef int (*aw_request_fn)(const char *zone_id, const char *request_id,
+                             void *ud);
+int aw_store_each_request_of_type(aw_store *store, const char *event_type,
+                                  aw_request_fn fn, void *ud,
+                                  int64_t *through_rowid, aw_error *err);
+
 /* ---- Revocations --------------------------------------------------------- */
 
 typedef struct aw_revocation_row {

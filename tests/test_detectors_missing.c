@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tests/support/detectors_world.h"
+#include "tests/support/store_fixture.h"
 
 static dw_world w;
 
@@ -341,6 +342,42 @@ Test(decision_missing, second_gateway_call_of_a_request_needs_its_own_decision)
     cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
               a.evidence);
     cr_assert(strstr(a.evidence, "g-1") == NULL, "the paired call: %s",
+              a.evidence);
+}
+
+/* The pairing keeps every stored call's request in memory, so that the
+ * first call of a request is paired by a decision it remembers, without a
+ * look-up. A call stored before a restart must still count: the second
+ * call, after the restart, ranks second and the one decision pairs only
+ * the first. */
+Test(decision_missing, a_call_stored_before_a_restart_still_ranks_first)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    dw_reopen(&w);
+    decision("te-1", "req-1", DW_S(1), DW_S(1));
+    gateway_call("g-2", "req-1", DW_S(2), DW_S(2), 200, "success");
+    dw_advance(&w, DW_S(400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
+              a.evidence);
+}
+
+/* A call another writer stored (an events row the detectors never saw,
+ * say from `auditwatch import`) is not in that memory: the detectors
+ * notice the rows they missed and ask the store again. */
+Test(decision_missing, a_call_stored_behind_the_detectors_back_still_counts)
+{
+    decision("te-0", "req-0", 0, 0);
+    aw_audit_event other = fixture_event(
+        "g-1", "zone-1", "gateway_resource_request", "req-1", NULL, DW_NS(0));
+    fixture_commit_event(w.store, "1779364800000-999", &other);
+    decision("te-1", "req-1", DW_S(1), DW_S(1));
+    gateway_call("g-2", "req-1", DW_S(2), DW_S(2), 200, "success");
+    dw_advance(&w, DW_S(400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
               a.evidence);
 }
 

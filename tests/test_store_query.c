@@ -251,6 +251,67 @@ Test(store_query, key_columns_only_gives_the_keys_of_the_full_row)
     free_row(&keys);
 }
 
+/* The detectors fill their filter of Gateway calls from this pass once per
+ * start: every call's zone and request id as the hooks see them (a UUID
+ * stored as 16 bytes comes back as its text), nothing else, and the row it
+ * is complete up to. */
+struct requests {
+    char text[256];
+    int n;
+};
+
+static int collect_request(const char *zone_id, const char *request_id,
+                           void *ud)
+{
+    struct requests *r = ud;
+    size_t len = strlen(r->text);
+    snprintf(r->text + len, sizeof r->text - len, "%s%s/%s", r->n ? " " : "",
+             zone_id, request_id);
+    r->n++;
+    return 0;
+}
+
+Test(store_query, each_request_of_type_reads_every_call_and_where_it_ends)
+{
+    struct requests r = {"", 0};
+    int64_t through = -1;
+    cr_assert_eq(
+        aw_store_each_request_of_type(fx.store, "gateway_resource_request",
+                                      collect_request, &r, &through, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_eq(r.n, 0);
+    cr_expect_eq(through, 0, "an empty index ends at row 0");
+
+    const char *uuid = "0b7e8f2a-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    aw_audit_event events[] = {
+        fixture_event("gw-1", "z1", "gateway_resource_request", uuid, "allow",
+                      1 * SEC),
+        fixture_event("te-1", "z1", "token_exchange", "req-2", "allow",
+                      2 * SEC),
+        fixture_event("gw-2", "z2", "gateway_resource_request", "req-2",
+                      "allow", 3 * SEC),
+        fixture_event("gw-3", "z2", "gateway_resource_request", NULL, "allow",
+                      4 * SEC),
+    };
+    store_events(events, 4);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(
+        aw_store_each_request_of_type(fx.store, "gateway_resource_request",
+                                      collect_request, &r, &through, &err),
+        AW_OK, "%s", err.msg);
+    char want[256];
+    snprintf(want, sizeof want, "z1/%s z2/req-2", uuid);
+    cr_expect_str_eq(r.text, want);
+    cr_expect_eq(through, 4);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(aw_store_each_request_of_type(fx.store, "never_stored",
+                                               collect_request, &r, &through,
+                                               &err),
+                 AW_OK, "%s", err.msg);
+    cr_expect_eq(r.n, 0);
+    cr_expect_eq(through, 4);
+}
+
 Test(store_query, window_zone_decision_and_type_filters_select_events)
 {
     aw_audit_event events[] = {
