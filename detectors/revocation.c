@@ -129,10 +129,19 @@ static int load_history(aw_detectors *det, const char *zone_id,
 {
     aw_revocation_filter filter = {.zone_id = zone_id, .anchor = *anchor};
     memset(h, 0, sizeof *h);
-    return aw_det_store_result(aw_store_query_revocations(det->store, &filter,
-                                                          copy_revocation, h,
-                                                          err),
-                               err);
+    int rc =
+        aw_det_store_result(aw_store_query_revocations(det->store, &filter,
+                                                       copy_revocation, h, err),
+                            err);
+    /* kept for a while: no room to grow */
+    revocation *fit = rc == AW_OK && h->n && h->n < h->cap
+                          ? realloc(h->items, h->n * sizeof *fit)
+                          : NULL;
+    if (fit) {
+        h->items = fit;
+        h->cap = h->n;
+    }
+    return rc;
 }
 
 /* ---- Histories kept between batches -------------------------------------- */
@@ -145,8 +154,13 @@ static int load_history(aw_detectors *det, const char *zone_id,
  * stored, and aw_det_revocation_on_set forgets it then; a rollback forgets
  * them all, since they may hold rolled-back rows. Resumed agent sessions
  * pile up as the stream goes on: 1,024 slots thrashed, and each miss is a
- * store look-up (8,192 drained 1.12x as fast, for ~2 MiB). */
-#define HISTORY_SLOTS 8192 /* a power of two */
+ * store look-up (8,192 drained 1.12x as fast). Their histories also grow
+ * with every suspension (ten rows on average over the bench's 10M
+ * entries), so memory is bounded by rows, not slots: past
+ * HISTORY_ROWS_MAX (~3 MiB) every history is forgotten and the ones in
+ * use are read again. */
+#define HISTORY_SLOTS    8192 /* a power of two */
+#define HISTORY_ROWS_MAX 16384
 
 typedef struct cached_history {
     char *block; /* owns zone_id and anchor_id; NULL: the slot is empty */
@@ -157,6 +171,7 @@ typedef struct cached_history {
 
 struct aw_det_histories {
     cached_history slots[HISTORY_SLOTS];
+    size_t rows; /* revocations held by all slots */
 };
 
 static cached_history *history_slot(aw_det_histories *hs, const char *zone_id,
@@ -179,10 +194,11 @@ static bool slot_holds(const cached_history *c, const char *zone_id,
            strcmp(c->anchor_id, anchor->id) == 0;
 }
 
-static void slot_empty(cached_history *c)
+static void slot_empty(aw_det_histories *hs, cached_history *c)
 {
     if (!c->block)
         return;
+    hs->rows -= c->h.n;
     history_free(&c->h);
     free(c->block);
     memset(c, 0, sizeof *c);
@@ -197,7 +213,7 @@ int aw_det_histories_new(aw_detectors *det)
 void aw_det_histories_forget(aw_detectors *det)
 {
     for (size_t i = 0; det->histories && i < HISTORY_SLOTS; i++)
-        slot_empty(&det->histories->slots[i]);
+        slot_empty(det->histories, &det->histories->slots[i]);
 }
 
 void aw_det_histories_free(aw_detectors *det)
@@ -213,7 +229,8 @@ static int history_of(aw_detectors *det, const char *zone_id,
                       const aw_anchor *anchor, const history **out,
                       aw_error *err)
 {
-    cached_history *c = history_slot(det->histories, zone_id, anchor);
+    aw_det_histories *hs = det->histories;
+    cached_history *c = history_slot(hs, zone_id, anchor);
     if (!slot_holds(c, zone_id, anchor)) {
         history h;
         int rc = load_history(det, zone_id, anchor, &h, err);
@@ -221,7 +238,9 @@ static int history_of(aw_detectors *det, const char *zone_id,
             history_free(&h);
             return rc;
         }
-        slot_empty(c);
+        slot_empty(hs, c);
+        if (hs->rows + h.n > HISTORY_ROWS_MAX)
+            aw_det_histories_forget(det);
         const char *src[] = {zone_id, anchor->id};
         const char *dst[2];
         c->block = aw_det_copy_strings(src, dst, 2, 0);
@@ -234,6 +253,7 @@ static int history_of(aw_detectors *det, const char *zone_id,
         c->anchor_id = dst[1];
         c->kind = anchor->kind;
         c->h = h;
+        hs->rows += h.n;
     }
     *out = &c->h;
     return AW_OK;
@@ -248,7 +268,7 @@ static void history_changed(aw_detectors *det, const char *zone_id,
     for (size_t i = 0; i < 2; i++) {
         cached_history *c = history_slot(det->histories, zones[i], anchor);
         if (slot_holds(c, zones[i], anchor))
-            slot_empty(c);
+            slot_empty(det->histories, c);
     }
 }
 
