@@ -345,6 +345,16 @@ Test(decision_missing, second_gateway_call_of_a_request_needs_its_own_decision)
               a.evidence);
 }
 
+/* Once past the grace, req-1's alert is open and names g-2 unpaired. */
+static void expect_g2_unpaired(void)
+{
+    dw_advance(&w, DW_S(400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
+              a.evidence);
+}
+
 /* The pairing keeps every stored call's request in memory, so that the
  * first call of a request is paired by a decision it remembers, without a
  * look-up. A call stored before a restart must still count: the second
@@ -356,11 +366,7 @@ Test(decision_missing, a_call_stored_before_a_restart_still_ranks_first)
     dw_reopen(&w);
     decision("te-1", "req-1", DW_S(1), DW_S(1));
     gateway_call("g-2", "req-1", DW_S(2), DW_S(2), 200, "success");
-    dw_advance(&w, DW_S(400));
-    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
-    cr_assert_eq(a.state, AW_ALERT_OPEN);
-    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
-              a.evidence);
+    expect_g2_unpaired();
 }
 
 /* A call another writer stored (an events row the detectors never saw,
@@ -374,11 +380,7 @@ Test(decision_missing, a_call_stored_behind_the_detectors_back_still_counts)
     fixture_commit_event(w.store, "1779364800000-999", &other);
     decision("te-1", "req-1", DW_S(1), DW_S(1));
     gateway_call("g-2", "req-1", DW_S(2), DW_S(2), 200, "success");
-    dw_advance(&w, DW_S(400));
-    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
-    cr_assert_eq(a.state, AW_ALERT_OPEN);
-    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
-              a.evidence);
+    expect_g2_unpaired();
 }
 
 Test(decision_missing, a_deny_pairs_with_no_gateway_call)

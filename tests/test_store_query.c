@@ -69,7 +69,8 @@ static void store_events(aw_audit_event *events, size_t n)
     cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK);
 }
 
-Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
+/* Request req-1 in zones z (a call and its decision) and y, req-2 in z. */
+static void store_two_requests(void)
 {
     aw_audit_event events[] = {
         fixture_event("gw-1", "z", "gateway_resource_request", "req-1", "allow",
@@ -78,10 +79,17 @@ Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
                       10 * SEC),
         fixture_event("te-2", "z", "token_exchange", "req-2", "allow",
                       15 * SEC),
+        fixture_event("te-3", "y", "token_exchange", "req-1", "allow",
+                      12 * SEC),
     };
-    store_events(events, 3);
+    store_events(events, 4);
+}
+
+Test(store_query, request_id_finds_every_event_of_the_request_in_time_order)
+{
+    store_two_requests();
     aw_event_filter f = {.request_id = "req-1"};
-    cr_expect_str_eq(query(&f).text, "te-1 gw-1");
+    cr_expect_str_eq(query(&f).text, "te-1 te-3 gw-1");
     f.request_id = "req-none";
     cr_expect_eq(query(&f).n, 0);
 }
@@ -101,17 +109,7 @@ static void expect_same_rows_in_any_order(aw_event_filter f, const char *a,
 
 Test(store_query, any_order_finds_the_same_rows_and_refuses_to_page)
 {
-    aw_audit_event events[] = {
-        fixture_event("gw-1", "z", "gateway_resource_request", "req-1", "allow",
-                      20 * SEC),
-        fixture_event("te-1", "z", "token_exchange", "req-1", "allow",
-                      10 * SEC),
-        fixture_event("te-2", "z", "token_exchange", "req-2", "allow",
-                      15 * SEC),
-        fixture_event("te-3", "y", "token_exchange", "req-1", "allow",
-                      12 * SEC),
-    };
-    store_events(events, 4);
+    store_two_requests();
     expect_same_rows_in_any_order(
         (aw_event_filter){.request_id = "req-1", .zone_id = "z"}, "te-1",
         "gw-1");
