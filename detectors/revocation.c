@@ -133,7 +133,7 @@ static int load_history(aw_detectors *det, const char *zone_id,
         aw_det_store_result(aw_store_query_revocations(det->store, &filter,
                                                        copy_revocation, h, err),
                             err);
-    /* kept for a while: no room to grow */
+    /* the history is cached as it is: no spare room from the doubling */
     revocation *fit = rc == AW_OK && h->n && h->n < h->cap
                           ? realloc(h->items, h->n * sizeof *fit)
                           : NULL;

@@ -240,6 +240,7 @@ struct row_ctx {
         aw_entry_row_fn entry;
         aw_count_fn count;
         aw_checkpoint_fn checkpoint;
+        aw_request_fn request;
     } fn;
     void *ud;
 };

@@ -367,17 +367,12 @@ int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
 
 /* ---- Requests of one event type ----------------------------------------- */
 
-struct request_scan {
-    aw_request_fn fn;
-    void *ud;
-};
-
 static int request_row(sqlite3_stmt *stmt, void *ctx)
 {
-    struct request_scan *scan = ctx;
+    struct row_ctx *c = ctx;
     char request_id[STORE_ID_TEXT_MAX];
-    return scan->fn(store_column_text(stmt, 0),
-                    store_column_id(stmt, 1, request_id), scan->ud);
+    return c->fn.request(store_column_text(stmt, 0),
+                         store_column_id(stmt, 1, request_id), c->ud);
 }
 
 int aw_store_each_request_of_type(aw_store *store, const char *event_type,
@@ -412,8 +407,8 @@ int aw_store_each_request_of_type(aw_store *store, const char *event_type,
         return rc;
     sqlite3_bind_int64(stmt, 1, *through_rowid);
     sqlite3_bind_int64(stmt, 2, type_no);
-    struct request_scan scan = {fn, ud};
-    rc = store_each_row(store, stmt, request_row, &scan, err,
+    struct row_ctx ctx = {.fn.request = fn, .ud = ud};
+    rc = store_each_row(store, stmt, request_row, &ctx, err,
                         "read the requests of an event type");
     sqlite3_finalize(stmt);
     return rc;
