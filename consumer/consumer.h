@@ -68,6 +68,9 @@ typedef struct aw_ingest_options {
     aw_call_fields call_fields;          /* NDJSON names; NULLs take defaults */
 } aw_ingest_options;
 
+/* An entry decoded and verified ahead of its batch (aw_ingest_decode). */
+typedef struct aw_ingest_decoded aw_ingest_decoded;
+
 /* One entry of a batch. */
 typedef struct aw_ingest_item {
     const aw_raw_entry *entry; /* borrowed for the call */
@@ -75,6 +78,9 @@ typedef struct aw_ingest_item {
      * (the daemon uses TOO_MANY_DELIVERIES); detail says why (may be NULL). */
     aw_reject_reason forced_reason;
     const char *forced_detail;
+    /* What aw_ingest_decode made of entry, borrowed for the call; NULL: the
+     * batch decodes it. */
+    const aw_ingest_decoded *decoded;
 } aw_ingest_item;
 
 /* Entries [first_id, last_id] of stream were deleted before this index got
@@ -150,6 +156,26 @@ int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
                         const aw_ingest_log_position *positions,
                         size_t npositions, aw_ingest_stats *stats,
                         aw_error *err);
+
+/* Decoding ahead. Decoding and verifying an entry needs nothing of the
+ * index, so the daemon does it on its loop thread while the worker commits
+ * the batch before (DESIGN §6). A decoder decodes as the batch would, with
+ * copies of ing's keys of its own: it may run on one other thread while
+ * batches run. It borrows ing's call field names (ing must outlive it).
+ * *out is the caller's (aw_ingest_decoder_free). Errors: AW_ERR_NOMEM. */
+typedef struct aw_ingest_decoder aw_ingest_decoder;
+int aw_ingest_decoder_new(const aw_ingest *ing, aw_ingest_decoder **out,
+                          aw_error *err);
+void aw_ingest_decoder_free(aw_ingest_decoder *decoder);
+
+/* Decodes and verifies e by the role of its stream, as a batch would: the
+ * result holds the decoded event, revocations or call, or the reason the
+ * batch will reject e with. NULL when out of memory (the batch decodes e
+ * itself then). The result is the caller's (aw_ingest_decoded_free) and
+ * belongs to e: hand it to a batch only in the item of e. */
+aw_ingest_decoded *aw_ingest_decode(aw_ingest_decoder *decoder,
+                                    const aw_raw_entry *e);
+void aw_ingest_decoded_free(aw_ingest_decoded *decoded);
 
 /* Hands every alert change of the batches committed since the last call to
  * fn (see aw_detectors_drain). Call after a successful aw_ingest_batch. */

@@ -169,6 +169,7 @@ typedef struct core_gap {
 
 typedef struct core_batch {
     aw_raw_entry **entries;
+    aw_ingest_decoded **decoded; /* of each entry, or NULL; owned */
     int *streams;
     char **details; /* why an entry is forced out; NULL when not */
     aw_reject_reason *reasons;
@@ -324,9 +325,11 @@ static void batch_free(core_batch *b)
         return;
     for (size_t i = 0; i < b->n; i++) {
         aw_raw_entry_free(b->entries[i]);
+        aw_ingest_decoded_free(b->decoded[i]);
         free(b->details[i]);
     }
     free(b->entries);
+    free(b->decoded);
     free(b->streams);
     free(b->details);
     free(b->reasons);
@@ -343,6 +346,9 @@ static bool batch_reserve(core_batch *b, size_t n)
     if (!aw_array_grow((void **)&b->entries, &cap, n, sizeof *b->entries))
         return false;
     cap = b->cap;
+    if (!aw_array_grow((void **)&b->decoded, &cap, n, sizeof *b->decoded))
+        return false;
+    cap = b->cap;
     if (!aw_array_grow((void **)&b->streams, &cap, n, sizeof *b->streams))
         return false;
     cap = b->cap;
@@ -355,11 +361,13 @@ static bool batch_reserve(core_batch *b, size_t n)
     return true;
 }
 
-static bool batch_add_entry(core_batch *b, int stream, aw_raw_entry *e)
+static bool batch_add_entry(core_batch *b, int stream, aw_raw_entry *e,
+                            aw_ingest_decoded *decoded)
 {
     if (!batch_reserve(b, b->n + 1))
         return false;
     b->entries[b->n] = e;
+    b->decoded[b->n] = decoded;
     b->streams[b->n] = stream;
     b->details[b->n] = NULL;
     b->reasons[b->n] = AW_REJECT_NONE;
@@ -404,6 +412,7 @@ static bool batch_merge(core_batch *into, core_batch *from)
         return false;
     for (size_t i = 0; i < from->n; i++) {
         into->entries[into->n + i] = from->entries[i];
+        into->decoded[into->n + i] = from->decoded[i];
         into->streams[into->n + i] = from->streams[i];
         into->details[into->n + i] = from->details[i];
         into->reasons[into->n + i] = from->reasons[i];
@@ -623,8 +632,8 @@ static bool build_commit(aw_core *c, aw_core_commit *out)
         return false;
     for (size_t i = 0; i < b->span; i++) {
         size_t k = b->done + i;
-        c->items[i] =
-            (aw_ingest_item){b->entries[k], b->reasons[k], b->details[k]};
+        c->items[i] = (aw_ingest_item){b->entries[k], b->reasons[k],
+                                       b->details[k], b->decoded[k]};
     }
     for (size_t i = 0; last && i < b->ngaps; i++)
         c->trims[i] = (aw_ingest_trim){c->cfg.streams[b->gaps[i].stream],
@@ -814,8 +823,11 @@ static void free_read(aw_core_read *r, size_t from_stream, size_t from_entry)
 {
     for (size_t s = from_stream; s < NSTREAMS; s++) {
         aw_core_stream_read *sr = &r->streams[s];
-        for (size_t i = s == from_stream ? from_entry : 0; i < sr->n; i++)
+        for (size_t i = s == from_stream ? from_entry : 0; i < sr->n; i++) {
             aw_raw_entry_free(sr->entries[i]);
+            if (sr->decoded)
+                aw_ingest_decoded_free(sr->decoded[i]);
+        }
         sr->n = 0;
     }
 }
@@ -887,13 +899,15 @@ static core_batch *take_read(aw_core *c, aw_core_read *r)
         aw_stream_id newest = {0, 0};
         for (size_t i = 0; b && i < sr->n; i++) {
             aw_raw_entry *e = sr->entries[i];
+            aw_ingest_decoded *decoded = sr->decoded ? sr->decoded[i] : NULL;
             aw_stream_id id = {e->id_ms, e->id_seq};
             if (!seen || aw_stream_id_cmp(id, newest) > 0)
                 newest = id;
             seen = true;
             if (r->kind == AW_CORE_READ_CLAIM && held_in_flight(c, s, e)) {
                 aw_raw_entry_free(e);
-            } else if (!batch_add_entry(b, s, e)) {
+                aw_ingest_decoded_free(decoded);
+            } else if (!batch_add_entry(b, s, e, decoded)) {
                 free_read(r, (size_t)s, i);
                 batch_free(b);
                 return NULL;

@@ -82,6 +82,9 @@ typedef enum aw_core_read_kind {
  * pending list because their entry was gone. */
 typedef struct aw_core_stream_read {
     aw_raw_entry **entries;
+    /* NULL, or one per entry: what aw_ingest_decode made of it (each may be
+     * NULL), owned and taken with the entries. */
+    aw_ingest_decoded **decoded;
     size_t n;
     aw_stream_id *deleted;
     size_t ndeleted;

@@ -116,6 +116,7 @@ struct aw_daemon {
     const aw_daemon_config *config;
     aw_log *log;
     aw_ingest *ing;
+    aw_ingest_decoder *decoder; /* the loop thread's, for reads */
     aw_core *core;
     uv_loop_t loop;
     aw_redis_conn *conn;
@@ -209,9 +210,12 @@ static void round_free(round *r)
 {
     for (int s = 0; s < NSTREAMS; s++) {
         aw_core_stream_read *sr = &r->read.streams[s];
-        for (size_t i = 0; i < sr->n; i++)
+        for (size_t i = 0; i < sr->n; i++) {
             aw_raw_entry_free(sr->entries[i]);
+            aw_ingest_decoded_free(sr->decoded[i]);
+        }
         free(sr->entries);
+        free(sr->decoded);
         free(sr->deleted);
         free(sr->claim_deleted);
         free(r->arrays[s].rows);
@@ -359,13 +363,19 @@ static int take_entry(const redisReply *id, const redisReply *fields, void *ud)
         sr->deleted[sr->ndeleted++] = sid;
         return AW_OK;
     }
-    if (!aw_array_grow((void **)&sr->entries, &ar->entries_cap, sr->n + 1,
-                       sizeof *sr->entries))
+    size_t cap = ar->entries_cap;
+    if (!aw_array_grow((void **)&sr->entries, &cap, sr->n + 1,
+                       sizeof *sr->entries) ||
+        !aw_array_grow((void **)&sr->decoded, &ar->entries_cap, sr->n + 1,
+                       sizeof *sr->decoded))
         return AW_ERR_NOMEM;
     rc = aw_redis_entry_copy(k->r->d->names[k->stream], id, fields, &k->scratch,
                              &k->scratch_cap, &e, &k->err);
     if (rc != AW_OK)
         return rc;
+    /* Decoded here, on the loop thread, while the worker commits the batch
+     * before: a batch then only stores (NULL: out of memory, it decodes). */
+    sr->decoded[sr->n] = aw_ingest_decode(k->r->d->decoder, e);
     sr->entries[sr->n++] = e;
     return AW_OK;
 }
@@ -1324,7 +1334,8 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
     d->config = config;
     if ((rc = aw_log_open(config->log_format, config->log_file, &d->log,
                           err)) != AW_OK ||
-        (rc = aw_ingest_open(&config->ingest, &d->ing, err)) != AW_OK) {
+        (rc = aw_ingest_open(&config->ingest, &d->ing, err)) != AW_OK ||
+        (rc = aw_ingest_decoder_new(d->ing, &d->decoder, err)) != AW_OK) {
         aw_daemon_free(d);
         return rc;
     }
@@ -1527,6 +1538,7 @@ void aw_daemon_free(aw_daemon *d)
     aw_calls_log_free(d->calls_log);
     aw_core_free(d->core);
     aw_watch_free(d->watch);
+    aw_ingest_decoder_free(d->decoder);
     aw_ingest_close(d->ing);
     aw_log_close(d->log);
     free(d);

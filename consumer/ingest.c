@@ -54,14 +54,20 @@ typedef struct stream_slot {
     char batch_id[AW_STREAM_ID_TEXT_MAX];
 } stream_slot;
 
-struct aw_ingest {
-    aw_store *store;
-    aw_detectors *det;
+/* What decoding reads. A key holds its MAC context, so each thread that
+ * decodes has keys of its own (aw_ingest_decoder_new copies them). */
+typedef struct decoder {
     aw_hmac_key *audit_key;
     aw_hmac_key *streams_key;
     aw_hmac_key *calls_key;
     aw_stream_names streams; /* .of[role] */
     aw_call_fields call_fields;
+} decoder;
+
+struct aw_ingest {
+    aw_store *store;
+    aw_detectors *det;
+    decoder dec; /* the keys borrowed from the options */
     stream_slot *slots;
     size_t nslots, capslots;
     const aw_pipeline_finding *findings; /* for the next batch; borrowed */
@@ -74,13 +80,13 @@ static bool has_import_prefix(const char *name, size_t len)
     return len >= plen && memcmp(name, AW_INGEST_IMPORT_PREFIX, plen) == 0;
 }
 
-static int role_of(const aw_ingest *ing, const char *name, size_t len)
+static int role_of(const aw_stream_names *streams, const char *name, size_t len)
 {
     if (has_import_prefix(name, len))
         return ROLE_IMPORT;
     for (int r = 0; r < AW_ROLE_COUNT; r++)
-        if (strlen(ing->streams.of[r]) == len &&
-            memcmp(ing->streams.of[r], name, len) == 0)
+        if (strlen(streams->of[r]) == len &&
+            memcmp(streams->of[r], name, len) == 0)
             return r;
     return ROLE_UNKNOWN;
 }
@@ -109,7 +115,7 @@ static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len)
     memset(s, 0, sizeof *s);
     s->name = copy;
     s->len = len;
-    s->role = role_of(ing, name, len);
+    s->role = role_of(&ing->dec.streams, name, len);
     return s;
 }
 
@@ -135,7 +141,7 @@ static int stored_event_content(const aw_entry_row *row, void *ud,
     aw_error why = {0};
     int rc = aw_raw_entry_unpack(row->raw, row->raw_len, &e, NULL, &why);
     if (rc == AW_OK && slot->role == AW_ROLE_AUDIT_DLQ)
-        rc = aw_dead_letter_decode_audit(e, ing->streams.of[AW_ROLE_AUDIT],
+        rc = aw_dead_letter_decode_audit(e, ing->dec.streams.of[AW_ROLE_AUDIT],
                                          &letter, &why);
     if (rc == AW_OK)
         rc = aw_event_decode_audit(letter ? letter->original : e, NULL, &ev,
@@ -170,7 +176,7 @@ static int load_checkpoint(const char *stream, const char *entry_id,
 static int check_stream_names(const aw_ingest *ing, aw_error *err)
 {
     for (int r = 0; r < AW_ROLE_COUNT; r++) {
-        const char *name = ing->streams.of[r];
+        const char *name = ing->dec.streams.of[r];
         if (!*name)
             return aw_error_set(err, AW_ERR_INVALID,
                                 "the %s stream has an empty name",
@@ -181,7 +187,7 @@ static int check_stream_names(const aw_ingest *ing, aw_error *err)
                 "stream name \"%s\" is reserved for imports (%s...)", name,
                 AW_INGEST_IMPORT_PREFIX);
         for (int o = 0; o < r; o++)
-            if (strcmp(ing->streams.of[o], name) == 0)
+            if (strcmp(ing->dec.streams.of[o], name) == 0)
                 return aw_error_set(err, AW_ERR_INVALID,
                                     "roles %s and %s both name stream \"%s\"",
                                     aw_stream_role_name((aw_stream_role)o),
@@ -199,12 +205,12 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
     *out = NULL;
     if (!ing)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    ing->audit_key = options->audit_key;
-    ing->streams_key = options->streams_key;
-    ing->calls_key = options->calls_key;
-    ing->call_fields = options->call_fields;
-    if ((rc = aw_stream_names_resolve(options->streams, &ing->streams, err)) !=
-            AW_OK ||
+    ing->dec.audit_key = options->audit_key;
+    ing->dec.streams_key = options->streams_key;
+    ing->dec.calls_key = options->calls_key;
+    ing->dec.call_fields = options->call_fields;
+    if ((rc = aw_stream_names_resolve(options->streams, &ing->dec.streams,
+                                      err)) != AW_OK ||
         (rc = check_stream_names(ing, err)) != AW_OK ||
         (rc = aw_store_open(options->db_path, options->store_flags, &ing->store,
                             err)) != AW_OK ||
@@ -260,9 +266,8 @@ void aw_ingest_drain_alerts(aw_ingest *ing, aw_alert_change_fn fn, void *ud)
 
 /* What the decoder of an entry's role made of it: one of event,
  * revocations and call, and for a dead letter the letter, whose original
- * is what was decoded; or why it could not. */
+ * is what was decoded. */
 typedef struct decoding {
-    aw_error why;
     aw_dead_letter *letter;
     aw_audit_event *event;
     aw_revocation_set *revocations;
@@ -277,47 +282,46 @@ static void decoding_free(decoding *d)
     aw_dead_letter_free(d->letter);
 }
 
-static int decode_import(const aw_ingest *ing, const aw_raw_entry *e,
-                         decoding *d)
+static int decode_import(const decoder *dec, const aw_raw_entry *e, decoding *d,
+                         aw_error *why)
 {
     const aw_bytes *line = aw_raw_entry_get(e, AW_INGEST_IMPORT_FIELD);
     if (!line)
-        return aw_error_reject(&d->why, AW_REJECT_MISSING_FIELD,
+        return aw_error_reject(why, AW_REJECT_MISSING_FIELD,
                                "import entry has no \"%s\" field",
                                AW_INGEST_IMPORT_FIELD);
-    return aw_event_decode_call_json(line->ptr, line->len, &ing->call_fields,
-                                     aw_ms_to_ns(e->id_ms), &d->call, &d->why);
+    return aw_event_decode_call_json(line->ptr, line->len, &dec->call_fields,
+                                     aw_ms_to_ns(e->id_ms), &d->call, why);
 }
 
 /* Decodes e by the role of its stream. The original a dead letter holds is
  * verified and decoded exactly as an entry of its origin stream would be
  * (DESIGN §8). Signature policy is per stream: the audit key for audit
  * events, the streams key for Caracal's revocations, the calls key (or
- * none) for the team's own calls. Returns the decoder's code:
- * AW_ERR_INVALID rejects the input, any other failure (memory) fails the
- * batch. */
-static int decode_entry(const aw_ingest *ing, int role, const aw_raw_entry *e,
-                        decoding *d)
+ * none) for the team's own calls. Returns the decoder's code, with why
+ * filled: AW_ERR_INVALID rejects the input, any other failure (memory)
+ * fails the batch. */
+static int decode_entry(const decoder *dec, int role, const aw_raw_entry *e,
+                        decoding *d, aw_error *why)
 {
-    aw_error *why = &d->why;
     aw_stream_role origin;
     int rc;
     switch (role) {
     case AW_ROLE_AUDIT:
-        return aw_event_decode_audit(e, ing->audit_key, &d->event, why);
+        return aw_event_decode_audit(e, dec->audit_key, &d->event, why);
     case AW_ROLE_SESSION_REVOKE:
     case AW_ROLE_AGENT_LIFECYCLE:
     case AW_ROLE_DELEGATION_INVALIDATE:
         return aw_event_decode_revocation(
-            (aw_stream_role)role, e, ing->streams_key, &d->revocations, why);
+            (aw_stream_role)role, e, dec->streams_key, &d->revocations, why);
     case AW_ROLE_CALLS:
-        return aw_event_decode_call_entry(e, ing->calls_key, &d->call, why);
-    case ROLE_IMPORT: return decode_import(ing, e, d);
+        return aw_event_decode_call_entry(e, dec->calls_key, &d->call, why);
+    case ROLE_IMPORT: return decode_import(dec, e, d, why);
     case AW_ROLE_AUDIT_DLQ:
-        rc = aw_dead_letter_decode_audit(e, ing->streams.of[AW_ROLE_AUDIT],
+        rc = aw_dead_letter_decode_audit(e, dec->streams.of[AW_ROLE_AUDIT],
                                          &d->letter, why);
         return rc == AW_OK
-                   ? aw_event_decode_audit(d->letter->original, ing->audit_key,
+                   ? aw_event_decode_audit(d->letter->original, dec->audit_key,
                                            &d->event, why)
                    : rc;
     case AW_ROLE_SESSION_REVOKE_DEAD:
@@ -326,10 +330,10 @@ static int decode_entry(const aw_ingest *ing, int role, const aw_raw_entry *e,
         origin = (aw_stream_role)aw_stream_role_dead_letter_origin(
             (aw_stream_role)role);
         rc = aw_dead_letter_decode_revocation(
-            e, ing->streams.of[origin], ing->streams_key, &d->letter, why);
+            e, dec->streams.of[origin], dec->streams_key, &d->letter, why);
         return rc == AW_OK
                    ? aw_event_decode_revocation(origin, d->letter->original,
-                                                ing->streams_key,
+                                                dec->streams_key,
                                                 &d->revocations, why)
                    : rc;
     default:
@@ -338,6 +342,84 @@ static int decode_entry(const aw_ingest *ing, int role, const aw_raw_entry *e,
             "stream \"%.*s\" is not one of the configured streams",
             (int)e->stream.len, e->stream.ptr);
     }
+}
+
+/* ---- Decoding ahead --------------------------------------------------------- */
+
+struct aw_ingest_decoder {
+    decoder dec; /* its keys are copies, owned */
+};
+
+/* Kept small: a read ahead holds thousands. */
+struct aw_ingest_decoded {
+    int rc;                  /* decode_entry's */
+    aw_reject_reason reason; /* and, when not AW_OK, its reason */
+    char *why;               /* and message */
+    decoding d;
+};
+
+int aw_ingest_decoder_new(const aw_ingest *ing, aw_ingest_decoder **out,
+                          aw_error *err)
+{
+    aw_ingest_decoder *ad = calloc(1, sizeof *ad);
+    int rc = AW_OK;
+    *out = NULL;
+    if (!ad)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    ad->dec = ing->dec;
+    ad->dec.audit_key = ad->dec.streams_key = ad->dec.calls_key = NULL;
+    if ((ing->dec.audit_key &&
+         (rc = aw_hmac_key_dup(ing->dec.audit_key, &ad->dec.audit_key, err)) !=
+             AW_OK) ||
+        (ing->dec.streams_key &&
+         (rc = aw_hmac_key_dup(ing->dec.streams_key, &ad->dec.streams_key,
+                               err)) != AW_OK) ||
+        (ing->dec.calls_key &&
+         (rc = aw_hmac_key_dup(ing->dec.calls_key, &ad->dec.calls_key, err)) !=
+             AW_OK)) {
+        aw_ingest_decoder_free(ad);
+        return rc;
+    }
+    *out = ad;
+    return AW_OK;
+}
+
+void aw_ingest_decoder_free(aw_ingest_decoder *ad)
+{
+    if (!ad)
+        return;
+    aw_hmac_key_free(ad->dec.audit_key);
+    aw_hmac_key_free(ad->dec.streams_key);
+    aw_hmac_key_free(ad->dec.calls_key);
+    free(ad);
+}
+
+aw_ingest_decoded *aw_ingest_decode(aw_ingest_decoder *ad,
+                                    const aw_raw_entry *e)
+{
+    aw_ingest_decoded *out = calloc(1, sizeof *out);
+    aw_error why = {0};
+    if (!out)
+        return NULL;
+    out->rc = decode_entry(
+        &ad->dec, role_of(&ad->dec.streams, e->stream.ptr, e->stream.len), e,
+        &out->d, &why);
+    out->reason = why.reason;
+    if (out->rc == AW_ERR_NOMEM ||
+        (out->rc != AW_OK && !(out->why = strdup(why.msg)))) {
+        aw_ingest_decoded_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+void aw_ingest_decoded_free(aw_ingest_decoded *decoded)
+{
+    if (!decoded)
+        return;
+    decoding_free(&decoded->d);
+    free(decoded->why);
+    free(decoded);
 }
 
 static void count_put(aw_put_result put, aw_ingest_stats *st)
@@ -432,6 +514,8 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     stream_slot *slot = slot_for(ing, e->stream.ptr, e->stream.len);
     aw_put_result put;
     decoding d = {0};
+    const decoding *use = &d; /* or the one decoded ahead, borrowed */
+    aw_error why = {0};
     int64_t rowid;
     int rc;
 
@@ -449,16 +533,25 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     if (item->forced_reason != AW_REJECT_NONE)
         return reject(ing, slot, e, rowid, item->forced_reason,
                       item->forced_detail, st, err);
-    rc = decode_entry(ing, slot->role, e, &d);
+    if (item->decoded) {
+        rc = item->decoded->rc;
+        use = &item->decoded->d;
+        if (rc != AW_OK)
+            aw_error_reject(&why, item->decoded->reason, "%s",
+                            item->decoded->why);
+    } else {
+        rc = decode_entry(&ing->dec, slot->role, e, &d, &why);
+    }
     if (rc == AW_ERR_INVALID) {
         rc = reject(ing, slot, e, rowid,
-                    d.why.reason ? d.why.reason : AW_REJECT_BAD_VALUE,
-                    d.why.msg, st, err);
+                    why.reason ? why.reason : AW_REJECT_BAD_VALUE, why.msg, st,
+                    err);
     } else if (rc != AW_OK) {
-        *err = d.why;
+        why.code = rc;
+        *err = why;
     } else {
         size_t indexed_before = st->indexed;
-        rc = store_decoded(ing, e, rowid, &d, st, err);
+        rc = store_decoded(ing, e, rowid, use, st, err);
         if (rc == AW_OK && st->indexed > indexed_before) {
             if (slot->role == ROLE_IMPORT)
                 st->indexed_imports++;

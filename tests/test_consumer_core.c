@@ -140,17 +140,26 @@ static void to_live(aw_core *c, seen *s)
     cr_assert_eq(s->last_read.read.kind, AW_CORE_READ_LIVE);
 }
 
-/* A live read answering with entries of one stream. */
-static void answer_live(aw_core *c, seen *s, int stream, aw_raw_entry **entries,
-                        size_t n)
+/* A live read answering with entries of one stream, and what was decoded
+ * of them ahead (NULL: nothing). */
+static void answer_live_decoded(aw_core *c, seen *s, int stream,
+                                aw_raw_entry **entries,
+                                aw_ingest_decoded **decoded, size_t n)
 {
     aw_core_read r = {.kind = AW_CORE_READ_LIVE,
                       .blocking = s->last_read.read.blocking,
                       .now_ns = 1};
     r.streams[stream].entries = entries;
+    r.streams[stream].decoded = decoded;
     r.streams[stream].n = n;
     aw_core_on_read(c, &r);
     step(c, s);
+}
+
+static void answer_live(aw_core *c, seen *s, int stream, aw_raw_entry **entries,
+                        size_t n)
+{
+    answer_live_decoded(c, s, stream, entries, NULL, n);
 }
 
 static void answer_commit(aw_core *c, seen *s, int rc, const char *msg)
@@ -711,13 +720,20 @@ typedef struct real {
     aw_ingest *ing;
 } real;
 
-static void real_open(real *w)
+/* The index; audit entries must be signed with audit_key unless NULL. */
+static void real_open_keyed(real *w, aw_hmac_key *audit_key)
 {
-    aw_ingest_options opts = {.store_flags = AW_STORE_SYNC_NORMAL};
+    aw_ingest_options opts = {.store_flags = AW_STORE_SYNC_NORMAL,
+                              .audit_key = audit_key};
     aw_error err;
     aw_test_tmpdir(w->dir);
     opts.db_path = aw_test_path(w->dir, "index.db", w->db);
     cr_assert_eq(aw_ingest_open(&opts, &w->ing, &err), AW_OK, "%s", err.msg);
+}
+
+static void real_open(real *w)
+{
+    real_open_keyed(w, NULL);
 }
 
 static void real_close(real *w)
@@ -846,4 +862,100 @@ Test(consumer_core,
     cr_assert_eq(real_count(&w, "SELECT count(*) FROM events"), 200);
     aw_core_free(c);
     real_close(&w);
+}
+
+/* An audit entry signed with key, or with a signature that does not match. */
+static aw_raw_entry *signed_audit_entry(aw_hmac_key *key, const char *id,
+                                        const char *event_id, bool good)
+{
+    const char *name = aw_stream_role_default_stream(AW_ROLE_AUDIT);
+    char data[1024], sig[65];
+    aw_test_audit a = {.id = event_id};
+    size_t len = aw_test_audit_data(&a, data, sizeof data);
+    aw_raw_entry *e;
+    aw_error err;
+    aw_test_sign(key, data, len, sig);
+    if (!good)
+        sig[0] = sig[0] == '0' ? '1' : '0';
+    aw_field f[] = {{{"id", 2}, {event_id, strlen(event_id)}},
+                    {{"data", 4}, {data, len}},
+                    {{"sig", 3}, {sig, 64}}};
+    cr_assert_eq(aw_raw_entry_new((aw_bytes){name, strlen(name)},
+                                  (aw_bytes){id, strlen(id)}, f, 3, &e, &err),
+                 AW_OK, "%s", err.msg);
+    return e;
+}
+
+/* The daemon decodes entries as it reads them (aw_ingest_decode) while the
+ * commit before runs; each decoding must reach the batch with its own
+ * entry, through reads grouped while a commit runs and through the split
+ * of a batch that one entry fails, and a forged signature must be rejected
+ * as the batch itself would reject it. */
+Test(consumer_core, entries_decoded_ahead_are_committed_with_their_own_decoding)
+{
+    real w;
+    aw_hmac_key *key = aw_test_key();
+    aw_ingest_decoder *decoder;
+    aw_core *c = new_core();
+    seen s = {0};
+    aw_raw_entry *first[2], *second[5];
+    aw_ingest_decoded *first_decoded[2], *second_decoded[5];
+    aw_error err;
+    sqlite3 *db;
+    real_open_keyed(&w, key);
+    cr_assert_eq(aw_ingest_decoder_new(w.ing, &decoder, &err), AW_OK, "%s",
+                 err.msg);
+    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "CREATE TRIGGER poison BEFORE INSERT ON events "
+                     "WHEN NEW.event_id = 'ev-4' "
+                     "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    for (int i = 0; i < 7; i++) {
+        char id[16], ev[16];
+        snprintf(id, sizeof id, "%d-0", 1000 + i);
+        snprintf(ev, sizeof ev, "ev-%d", i);
+        aw_raw_entry *e = signed_audit_entry(key, id, ev, i != 5);
+        aw_ingest_decoded *d = aw_ingest_decode(decoder, e);
+        cr_assert_not_null(d);
+        if (i < 2) {
+            first[i] = e;
+            first_decoded[i] = d;
+        } else {
+            second[i - 2] = e;
+            second_decoded[i - 2] = d;
+        }
+    }
+    to_live(c, &s);
+    answer_live_decoded(c, &s, AUDIT, first, first_decoded, 2);
+    answer_live_decoded(c, &s, AUDIT, second, second_decoded, 3);
+    answer_live_decoded(c, &s, AUDIT, second + 3, second_decoded + 3, 2);
+    cr_assert_eq(s.commit.items[1].decoded, first_decoded[1]);
+    for (int guard = 0; s.commit_open && guard < 32; guard++) {
+        real_commit(&w, c, &s);
+        answer_acks(c, &s);
+    }
+    cr_assert_eq(s.nacked, 7, "entries left unacknowledged");
+    cr_assert_eq(real_count(&w, "SELECT count(*) FROM events"), 5);
+    cr_assert_eq(real_count(&w, "SELECT count(*) FROM events e "
+                                "JOIN entries n ON n.rowid = e.entry_rowid "
+                                "WHERE e.event_id = 'ev-' || (n.id_ms - 1000)"),
+                 5, "an event was stored under another entry's row");
+    cr_assert_eq(real_count(&w, "SELECT count(*) FROM rejected r "
+                                "JOIN entries n ON n.rowid = r.entry_rowid "
+                                "WHERE n.id_ms = 1005 "
+                                "AND r.reason = 'signature_invalid'"),
+                 1, "the forged signature was not rejected as such");
+    cr_assert_eq(real_count(&w, "SELECT count(*) FROM rejected r "
+                                "JOIN entries n ON n.rowid = r.entry_rowid "
+                                "WHERE n.id_ms = 1004 "
+                                "AND r.reason = 'index_error'"),
+                 1);
+    aw_core_free(c);
+    aw_ingest_decoder_free(decoder);
+    real_close(&w);
+    aw_hmac_key_free(key);
 }

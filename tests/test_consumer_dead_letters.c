@@ -63,7 +63,7 @@ static aw_raw_entry *entry(const char *stream, const char *id,
 
 static void commit(aw_raw_entry *e)
 {
-    aw_ingest_item item = {e, AW_REJECT_NONE, NULL};
+    aw_ingest_item item = {.entry = e};
     aw_error err = {0};
     cr_assert(aw_ingest_batch(ing, &item, 1, NULL, 0, 0, NULL, &err) == AW_OK,
               "%s", err.msg);

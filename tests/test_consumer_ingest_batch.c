@@ -67,7 +67,7 @@ static aw_ingest_stats batch(aw_raw_entry **entries, size_t n)
     aw_error err = {0};
     cr_assert(n <= 16);
     for (size_t i = 0; i < n; i++)
-        items[i] = (aw_ingest_item){entries[i], AW_REJECT_NONE, NULL};
+        items[i] = (aw_ingest_item){.entry = entries[i]};
     cr_assert(aw_ingest_batch(ing, items, n, NULL, 0, 0, &st, &err) == AW_OK,
               "%s", err.msg);
     return st;
@@ -142,8 +142,9 @@ Test(consumer_ingest_batch, an_unknown_stream_is_rejected_with_a_reason)
 Test(consumer_ingest_batch, a_forced_reason_rejects_without_decoding)
 {
     aw_raw_entry *e = audit_entry("7-0", "evt-7");
-    aw_ingest_item item = {e, AW_REJECT_TOO_MANY_DELIVERIES,
-                           "delivered 9 times (limit 8)"};
+    aw_ingest_item item = {.entry = e,
+                           .forced_reason = AW_REJECT_TOO_MANY_DELIVERIES,
+                           .forced_detail = "delivered 9 times (limit 8)"};
     aw_ingest_stats st;
     aw_error err = {0};
     open_ingest(NULL);
