@@ -103,8 +103,15 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "INSERT INTO anchor_names(kind, anchor_id) VALUES (:kind, :name)",
     [STMT_TERM_FIND] = "SELECT term_no FROM terms WHERE term = :name",
     [STMT_TERM_ADD] = "INSERT INTO terms(term) VALUES (:name)",
-    [STMT_ANCHOR_USE_ADD] = "INSERT OR IGNORE INTO anchor_uses(anchor_no, "
-                            "occurred_at, event_rowid) VALUES (?1, ?2, ?3)",
+    [STMT_ANCHOR_USE_ADD] = "INSERT OR IGNORE INTO anchor_uses(part_no, "
+                            "anchor_no, at, event_rowid) VALUES (?1, ?2, ?3, "
+                            "?4)",
+    /* An open part claims all time (anchor_parts.c). */
+    [STMT_PART_OPEN] = "INSERT INTO anchor_parts(part_no, base_at, min_at, "
+                       "max_at) VALUES (?1, ?2, -9223372036854775808, "
+                       "9223372036854775807)",
+    [STMT_PART_CLOSE] = "UPDATE anchor_parts SET min_at = ?1, max_at = ?2 "
+                        "WHERE part_no = ?3",
     [STMT_REVOCATION_ADD] =
         "INSERT INTO revocations(entry_rowid, zone_id, kind, anchor_id, "
         "action, at_ns, reason, delivery_id, epoch) VALUES (?1, ?2, ?3, ?4, "
@@ -743,6 +750,7 @@ void aw_store_rollback(aw_store *store)
         store_evidence_end(store, false);
         store_block_discard(store);
         store_request_tiers_forget(store);
+        store_anchor_parts_forget(store);
         if (store->terms != NULL)
             memset(store->terms, 0, STORE_TERM_CACHE * sizeof *store->terms);
     }

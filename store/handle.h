@@ -26,6 +26,8 @@ enum store_stmt {
     STMT_ANCHOR_FIND,
     STMT_ANCHOR_NAME_ADD,
     STMT_ANCHOR_USE_ADD,
+    STMT_PART_OPEN,
+    STMT_PART_CLOSE,
     STMT_TERM_FIND,
     STMT_TERM_ADD,
     STMT_REVOCATION_ADD,
@@ -153,6 +155,14 @@ struct store_reader {
     unsigned char chain[32]; /* the block's chain value, after last */
 };
 
+/* The open part of the anchor index (schema/0014, anchor_parts.c). */
+struct store_anchor_part {
+    bool known; /* read since the handle opened or last rolled back */
+    bool open;  /* else the next use opens part no + 1 */
+    int64_t no, base_at;
+    int64_t uses, min_at, max_at; /* of its uses so far */
+};
+
 /* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */
 #define STORE_REQUEST_TIERS 3
 
@@ -199,6 +209,7 @@ struct aw_store {
      * so another writer's pairs are noticed then). */
     int64_t tier_rows[STORE_REQUEST_TIERS - 1];
     bool tiers_counted;
+    struct store_anchor_part part;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
     size_t nshapes;
@@ -363,6 +374,16 @@ int store_request_add(aw_store *store, const char *request_id,
 int store_request_tiers_settle(aw_store *store, aw_error *err);
 /* On rollback: the tier counts are recounted on next use. */
 void store_request_tiers_forget(aw_store *store);
+
+/* ---- The anchor index in parts (anchor_parts.c) ------------------------ */
+
+/* The part a use of nuses anchors at occurred_at goes to, and the at it
+ * keeps there (occurred_at less the part's base_at), opening a part when
+ * the open one is full. Inside a transaction. */
+int store_anchor_part(aw_store *store, int64_t occurred_at, size_t nuses,
+                      int64_t *part_no, int64_t *at, aw_error *err);
+/* On rollback: the open part is read again on next use. */
+void store_anchor_parts_forget(aw_store *store);
 
 /* Releases the event query cache (query.c). */
 void store_shapes_free(aw_store *store);

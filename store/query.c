@@ -100,9 +100,6 @@ static const struct {
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 {
     bool anchor = shape & SHAPE_ANCHOR;
-    /* With an anchor filter the anchor_uses key gives the order. */
-    const char *t = anchor ? "a.occurred_at" : "e.occurred_at";
-    const char *r = anchor ? "a.event_rowid" : "e.rowid";
     char part[512];
     int rc = AW_OK;
 #define SQL_ADD(text)                                                          \
@@ -130,7 +127,11 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 #undef TERM
 #undef ANCHOR_ID
     if (anchor)
-        SQL_ADD("FROM anchor_names an CROSS JOIN anchor_uses a ON "
+        /* Each part of the anchor index (anchor_parts.c) is sought in turn;
+         * the time bounds below skip the parts whose uses are all outside
+         * them. */
+        SQL_ADD("FROM anchor_names an CROSS JOIN anchor_parts p CROSS JOIN "
+                "anchor_uses a ON a.part_no = p.part_no AND "
                 "a.anchor_no = an.anchor_no CROSS JOIN events e ON "
                 "e.rowid = a.event_rowid JOIN entries n ON "
                 "n.rowid = e.entry_rowid WHERE an.kind = :anchor_kind AND "
@@ -163,29 +164,33 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
         }
         SQL_ADD(")");
     }
+    /* For an anchor, the bounds on a.at narrow the seek in each part; the
+     * ones on e.occurred_at are the exact test. */
     if (shape & SHAPE_SINCE) {
-        snprintf(part, sizeof part, " AND %s >= :since", t);
-        SQL_ADD(part);
+        SQL_ADD(" AND e.occurred_at >= :since");
+        if (anchor)
+            SQL_ADD(" AND p.max_at >= :since AND a.at >= :since - p.base_at");
     }
     if (shape & SHAPE_UNTIL) {
-        snprintf(part, sizeof part, " AND %s < :until", t);
-        SQL_ADD(part);
+        SQL_ADD(" AND e.occurred_at < :until");
+        if (anchor)
+            SQL_ADD(" AND p.min_at < :until AND a.at < :until - p.base_at");
     }
     if (shape & SHAPE_CURSOR) {
         /* The plain >= lets the planner use the time index as a range. */
-        snprintf(part, sizeof part,
-                 " AND %s >= :cursor_t AND (%s > :cursor_t OR %s > :cursor_r)",
-                 t, t, r);
-        SQL_ADD(part);
+        SQL_ADD(" AND e.occurred_at >= :cursor_t AND "
+                "(e.occurred_at > :cursor_t OR e.rowid > :cursor_r)");
+        if (anchor)
+            SQL_ADD(" AND p.max_at >= :cursor_t AND "
+                    "a.at >= :cursor_t - p.base_at");
     }
     /* With LIMIT, SQLite sorts in a temporary B-tree (to keep the top N);
      * without, in its in-memory sorter, much cheaper for the few rows the
      * detectors' unlimited queries return. */
-    if (!(shape & SHAPE_ANY_ORDER)) {
-        snprintf(part, sizeof part, " ORDER BY %s, %s%s", t, r,
-                 shape & SHAPE_LIMIT ? " LIMIT :limit" : "");
-        SQL_ADD(part);
-    }
+    if (!(shape & SHAPE_ANY_ORDER))
+        SQL_ADD(shape & SHAPE_LIMIT
+                    ? " ORDER BY e.occurred_at, e.rowid LIMIT :limit"
+                    : " ORDER BY e.occurred_at, e.rowid");
     if (rc == AW_OK)
         rc = store_buf_append(sql, "", 1);
 #undef SQL_ADD

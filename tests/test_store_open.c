@@ -23,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 13
+#define NEWEST_SCHEMA 14
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -556,4 +556,59 @@ Test(store_open, an_index_of_schema_10_moves_its_request_keys_to_a_tier)
                  NULL);
     sqlite3_close(db);
     cr_expect_eq(in_tier_2, 2);
+}
+
+static int collect_event_ids(const aw_event_row *row, void *ud)
+{
+    size_t len = strlen(ud);
+    snprintf((char *)ud + len, 64 - len, "%s%s", len ? " " : "", row->event_id);
+    return 0;
+}
+
+/* Schema 14 puts the anchor index in parts: the uses stored before become
+ * part 0, closed with their time range, and a look-up by anchor finds them
+ * with the ones stored after, in time order. */
+Test(store_open, an_index_of_schema_13_keeps_its_anchor_uses_in_part_0)
+{
+    aw_anchor agent = {AW_ANCHOR_AGENT_SESSION, "as-1"};
+    aw_audit_event old =
+        fixture_event("ev-old", "z", "token_exchange", "req-1", "allow", 3000);
+    old.anchors = &agent;
+    old.nanchors = 1;
+    fixture_commit_event(fx.store, "1-0", &old);
+    close_index();
+    fixture_back_to_schema_13(fx.path);
+    cr_assert_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM sqlite_master "
+                                          "WHERE name = 'anchor_parts'"),
+                 0, "the fixture left the parts");
+    reopen_migrated();
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM anchor_parts WHERE "
+                                 "part_no = 0 AND base_at = 0 AND "
+                                 "min_at = 3000 AND max_at = 3000"),
+                 1);
+    aw_audit_event before = fixture_event("ev-before", "z", "token_exchange",
+                                          "req-2", "allow", 1000);
+    aw_audit_event after = fixture_event("ev-after", "z", "token_exchange",
+                                         "req-3", "allow", 5000);
+    before.anchors = after.anchors = &agent;
+    before.nanchors = after.nanchors = 1;
+    fixture_commit_event(fx.store, "2-0", &after);
+    fixture_commit_event(fx.store, "3-0", &before);
+    char found[64] = "";
+    aw_event_filter f = {.anchor = agent};
+    aw_error err = {0};
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-before ev-old ev-after");
+    found[0] = '\0';
+    f.has_since = true;
+    f.since_ns = 2000;
+    f.has_until = true;
+    f.until_ns = 4000;
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-old");
 }

@@ -632,3 +632,94 @@ Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
     f.request_id = "fr-12345";
     cr_expect_str_eq(query(&f).text, "f-12345");
 }
+
+/* Enough events with three anchors each to fill the first part of the
+ * anchor index (65,536 uses) and open a second. */
+#define PART_EVENTS 22000
+static char part_event_ids[PART_EVENTS + 1][16];
+
+/* Stores events [from, to) of the anchor-part test in one transaction,
+ * committed or rolled back. Each uses its own agent session among 500, a
+ * shared session, and its edge; "as-marked" is used by the first and the
+ * last event, and by "late", stored last but occurred before them all. */
+static void store_part_events(int from, int to, bool commit)
+{
+    static const int64_t base = 1700000000 * SEC;
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    for (int i = from; i < to; i++) {
+        bool late = i == PART_EVENTS;
+        char agent[24], edge[24], entry_id[32];
+        snprintf(agent, sizeof agent, "as-%d", i % 500);
+        snprintf(edge, sizeof edge, "edge-%d", i);
+        snprintf(part_event_ids[i], sizeof part_event_ids[i], "%s",
+                 late     ? "late"
+                 : i == 0 ? "first"
+                          : "");
+        if (!*part_event_ids[i])
+            snprintf(part_event_ids[i], sizeof part_event_ids[i],
+                     i == PART_EVENTS - 1 ? "last" : "ev-%d", i);
+        aw_anchor used[] = {
+            {AW_ANCHOR_AGENT_SESSION,
+             i == 0 || i >= PART_EVENTS - 1 ? "as-marked" : agent},
+            {AW_ANCHOR_AUTHORITY_RECORD, "sess-all"},
+            {AW_ANCHOR_DELEGATION_EDGE, edge}};
+        aw_audit_event ev = fixture_event(
+            part_event_ids[i], "z", "token_exchange", part_event_ids[i],
+            "allow", late ? base - 3600 * SEC : base + i * (SEC / 1000));
+        ev.anchors = used;
+        ev.nanchors = 3;
+        snprintf(entry_id, sizeof entry_id, "%d-0", 1000 + i);
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+        cr_assert_eq(result, AW_PUT_INSERTED);
+    }
+    if (commit)
+        cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    else
+        aw_store_rollback(fx.store);
+}
+
+/* The anchor index goes to a new part once the open one is full, a part
+ * closed keeps its uses' time range, and a look-up by anchor finds its
+ * uses in every part, in time order, including one that occurred before
+ * its part began -- also after a rollback undid the batch that first
+ * opened the new part. */
+Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
+{
+    for (int from = 0; from < 20000; from += 4000)
+        store_part_events(from, from + 4000, true);
+    store_part_events(20000, PART_EVENTS + 1, false);
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 1,
+                 "the rolled-back part is still there");
+    store_part_events(20000, PART_EVENTS + 1, true);
+
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses"),
+                 3 * (PART_EVENTS + 1), "a use was lost or doubled");
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 2);
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
+                           "part_no = 1"),
+                 3 * 21846,
+                 "the first part closes at the first event "
+                 "that finds it holding 65,536 uses or more");
+    cr_expect_eq(
+        sql_count("SELECT count(*) FROM anchor_parts p WHERE p.part_no = 1 "
+                  "AND p.min_at = (SELECT min(p.base_at + a.at) FROM "
+                  "anchor_uses a WHERE a.part_no = 1) AND p.max_at = (SELECT "
+                  "max(p.base_at + a.at) FROM anchor_uses a WHERE "
+                  "a.part_no = 1)"),
+        1, "the closed part does not say the times of its uses");
+
+    aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-marked"}};
+    cr_expect_str_eq(query(&f).text, "late first last");
+    f.has_since = true;
+    f.since_ns = 1700000000 * SEC + 1;
+    cr_expect_str_eq(query(&f).text, "last");
+    f.has_since = false;
+    f.has_until = true;
+    f.until_ns = 1700000000 * SEC + 1;
+    cr_expect_str_eq(query(&f).text, "late first");
+    f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-7"},
+                          .limit = 3};
+    cr_expect_str_eq(query(&f).text, "ev-7 ev-507 ev-1007");
+}

@@ -148,10 +148,35 @@ static void event_id_text(sqlite3_stmt *stmt, int col, char out[64])
     }
 }
 
+void fixture_back_to_schema_13(const char *path)
+{
+    sqlite3 *db;
+    char *msg = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "BEGIN;"
+                     "CREATE TABLE anchor_uses_13 (anchor_no INTEGER NOT NULL,"
+                     " occurred_at INTEGER NOT NULL,"
+                     " event_rowid INTEGER NOT NULL,"
+                     " PRIMARY KEY (anchor_no, occurred_at, event_rowid))"
+                     " WITHOUT ROWID;"
+                     "INSERT INTO anchor_uses_13 SELECT a.anchor_no,"
+                     " p.base_at + a.at, a.event_rowid FROM anchor_uses a"
+                     " JOIN anchor_parts p ON p.part_no = a.part_no;"
+                     "DROP TABLE anchor_uses; DROP TABLE anchor_parts;"
+                     "ALTER TABLE anchor_uses_13 RENAME TO anchor_uses;"
+                     "PRAGMA user_version = 13; COMMIT",
+                     NULL, NULL, &msg),
+        SQLITE_OK, "back to schema 13: %s", msg);
+    sqlite3_close(db);
+}
+
 void fixture_back_to_schema_11(const char *path)
 {
     sqlite3 *db;
     sqlite3_stmt *ids, *put;
+    fixture_back_to_schema_13(path);
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_prepare_v2(db, "SELECT rowid, event_id FROM events",

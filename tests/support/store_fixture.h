@@ -40,9 +40,14 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 13 wrote it: the anchor
+ * index keyed (anchor_no, occurred_at, event_rowid), in no parts. */
+void fixture_back_to_schema_13(const char *path);
+
 /* Rewrites the closed index at path as schema 11 wrote it: every event's
  * id_key the 8-byte hash of its id (the fixture's events keep their content
- * hashes, as every row then did). */
+ * hashes, as every row then did), and what fixture_back_to_schema_13
+ * restores. */
 void fixture_back_to_schema_11(const char *path);
 
 /* Rewrites the closed index at path as schema 10 wrote it: request keys in
