@@ -680,11 +680,11 @@ static void store_part_events(int from, int to, bool commit)
         aw_store_rollback(fx.store);
 }
 
-/* The anchor index goes to a new part once the open one is full, a part
- * closed keeps its uses' time range, and a look-up by anchor finds its
- * uses in every part, in time order, including one that occurred before
- * its part began -- also after a rollback undid the batch that first
- * opened the new part. */
+/* The anchor index opens a new part once the newest is full, a use that
+ * occurred before the newest part's start goes to the part covering its
+ * time, and a look-up by anchor finds its uses in every part, in time
+ * order -- also after a rollback undid the batch that first opened the
+ * new part. */
 Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
 {
     for (int from = 0; from < 20000; from += 4000)
@@ -698,17 +698,14 @@ Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
                  3 * (PART_EVENTS + 1), "a use was lost or doubled");
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 2);
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
+                           "part_no = 0"),
+                 3 * 21846 + 3,
+                 "part 0 should hold the uses up to the first event that "
+                 "found it holding 65,536 or more, and the late event's");
+    cr_expect_eq(sql_count("SELECT start_at FROM anchor_parts WHERE "
                            "part_no = 1"),
-                 3 * 21846,
-                 "the first part closes at the first event "
-                 "that finds it holding 65,536 uses or more");
-    cr_expect_eq(
-        sql_count("SELECT count(*) FROM anchor_parts p WHERE p.part_no = 1 "
-                  "AND p.min_at = (SELECT min(p.base_at + a.at) FROM "
-                  "anchor_uses a WHERE a.part_no = 1) AND p.max_at = (SELECT "
-                  "max(p.base_at + a.at) FROM anchor_uses a WHERE "
-                  "a.part_no = 1)"),
-        1, "the closed part does not say the times of its uses");
+                 1700000000 * SEC + 21846 * (SEC / 1000),
+                 "part 1 starts at the time of the use that opened it");
 
     aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-marked"}};
     cr_expect_str_eq(query(&f).text, "late first last");
@@ -722,4 +719,14 @@ Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
     f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-7"},
                           .limit = 3};
     cr_expect_str_eq(query(&f).text, "ev-7 ev-507 ev-1007");
+    f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-400"},
+                          .has_since = true,
+                          .since_ns = 1700000000 * SEC + 21000 * (SEC / 1000),
+                          .has_until = true,
+                          .until_ns = 1700000000 * SEC + 22000 * (SEC / 1000)};
+    cr_expect_str_eq(query(&f).text, "ev-21400 ev-21900",
+                     "a window across the parts' boundary");
+    f.until_ns = 1700000000 * SEC + 21846 * (SEC / 1000);
+    cr_expect_str_eq(query(&f).text, "ev-21400",
+                     "a window ending where part 1 starts");
 }
