@@ -16,13 +16,18 @@
 -- A use keeps occurred_at less its part's base_at (its start, or 0 for a
 -- part starting before 1970): nanoseconds from a near time take 4 to 6
 -- bytes instead of 8, which pays for the part number. Part 0 starts at
--- the beginning of time and holds the uses stored before.
+-- the beginning of time and holds the uses stored before; part 1 starts
+-- just after the latest of them.
 CREATE TABLE anchor_parts (
     part_no  INTEGER PRIMARY KEY,
     start_at INTEGER NOT NULL UNIQUE, -- grows with part_no
     base_at  INTEGER NOT NULL
 );
 INSERT INTO anchor_parts VALUES (0, -9223372036854775808, 0);
+INSERT INTO anchor_parts
+    SELECT 1, max(occurred_at) + 1, max(max(occurred_at) + 1, 0)
+    FROM anchor_uses
+    HAVING count(*) > 0 AND max(occurred_at) < 9223372036854775807;
 CREATE TABLE anchor_uses_in_parts (
     part_no     INTEGER NOT NULL,
     anchor_no   INTEGER NOT NULL,

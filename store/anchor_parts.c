@@ -3,7 +3,9 @@
  * Part p holds the uses that occurred from its start_at up to the next
  * part's. The newest part takes every use at or after its start until it
  * holds STORE_PART_USES; the next use after its start then opens a part
- * starting at that use's time. A use that occurred before the newest
+ * starting at that use's time, or just after the newest use the full
+ * part holds if that is later (a clock ahead of the others must not leave
+ * a use behind the next part's start). A use that occurred before the newest
  * part's start goes to the part covering its time: late evidence, which
  * is rare and recent, so its part's pages are as a rule still cached.
  * Either way the pages an insert touches are few, however large the
@@ -12,9 +14,10 @@
  * covering it (query.c).
  *
  * The newest part is read once per handle (and again after a rollback,
- * which may have undone an opening), with the count of its uses up to
- * STORE_PART_USES; the part a late use went to is remembered, since late
- * uses come in runs.
+ * which may have undone an opening), with the count and the latest time
+ * of its uses (a part holds about STORE_PART_USES: the migration gives
+ * the uses of an older index a part of their own); the part a late use
+ * went to is remembered, since late uses come in runs.
  */
 #include "store/handle.h"
 
@@ -42,8 +45,8 @@ static int parts_read(aw_store *store, aw_error *err)
                            "anchor_parts ORDER BY part_no DESC LIMIT 1",
                            -1, &last, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(store->db,
-                           "SELECT count(*) FROM (SELECT 1 FROM anchor_uses "
-                           "WHERE part_no = ?1 LIMIT ?2)",
+                           "SELECT count(*), max(at) FROM anchor_uses "
+                           "WHERE part_no = ?1",
                            -1, &uses, NULL) != SQLITE_OK ||
         sqlite3_step(last) != SQLITE_ROW) {
         rc = store_fail(store, err, "read anchor parts");
@@ -53,12 +56,14 @@ static int parts_read(aw_store *store, aw_error *err)
         sqlite3_column_int64(last, 0), sqlite3_column_int64(last, 1), INT64_MAX,
         sqlite3_column_int64(last, 2)};
     sqlite3_bind_int64(uses, 1, p->newest.no);
-    sqlite3_bind_int64(uses, 2, STORE_PART_USES);
     if (sqlite3_step(uses) != SQLITE_ROW) {
         rc = store_fail(store, err, "count anchor uses");
         goto done;
     }
     p->newest_uses = sqlite3_column_int64(uses, 0);
+    p->newest_max_at = p->newest_uses
+                           ? p->newest.base_at + sqlite3_column_int64(uses, 1)
+                           : INT64_MIN;
     p->late.no = -1;
     p->known = true;
 done:
@@ -86,6 +91,7 @@ static int part_open(aw_store *store, int64_t start_at, aw_error *err)
         p->late.end_at = start_at;
     p->newest = next;
     p->newest_uses = 0;
+    p->newest_max_at = INT64_MIN;
     return AW_OK;
 }
 
@@ -119,16 +125,22 @@ int store_anchor_part(aw_store *store, int64_t occurred_at, size_t nuses,
     const struct store_anchor_part *part = &p->newest;
     int rc = p->known ? AW_OK : parts_read(store, err);
     if (rc == AW_OK && occurred_at > p->newest.start_at &&
-        p->newest_uses >= STORE_PART_USES)
-        rc = part_open(store, occurred_at, err);
+        p->newest_uses >= STORE_PART_USES && p->newest_max_at < INT64_MAX)
+        rc = part_open(store,
+                       occurred_at > p->newest_max_at ? occurred_at
+                                                      : p->newest_max_at + 1,
+                       err);
     if (rc == AW_OK && occurred_at < p->newest.start_at) {
         rc = part_covering(store, occurred_at, err);
         part = &p->late;
     }
     if (rc != AW_OK)
         return rc;
-    if (part == &p->newest)
+    if (part == &p->newest) {
         p->newest_uses += (int64_t)nuses;
+        if (occurred_at > p->newest_max_at)
+            p->newest_max_at = occurred_at;
+    }
     *part_no = part->no;
     *at = occurred_at - part->base_at; /* occurred_at >= start_at >= base */
     return AW_OK;

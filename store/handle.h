@@ -163,9 +163,9 @@ struct store_anchor_part {
 
 struct store_anchor_parts {
     bool known; /* read since the handle opened or last rolled back */
-    struct store_anchor_part newest; /* end_at INT64_MAX */
-    int64_t newest_uses;             /* counted up to a full part */
-    struct store_anchor_part late;   /* the last a late use went to; no -1 */
+    struct store_anchor_part newest;    /* end_at INT64_MAX */
+    int64_t newest_uses, newest_max_at; /* of the uses it holds */
+    struct store_anchor_part late;      /* the last a late use went to; no -1 */
 };
 
 /* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */

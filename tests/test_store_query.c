@@ -638,11 +638,13 @@ Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
 #define PART_EVENTS 22000
 static char part_event_ids[PART_EVENTS + 1][16];
 
-/* Stores events [from, to) of the anchor-part test in one transaction,
+/* Stores events [from, to) of the anchor-part tests in one transaction,
  * committed or rolled back. Each uses its own agent session among 500, a
  * shared session, and its edge; "as-marked" is used by the first and the
- * last event, and by "late", stored last but occurred before them all. */
-static void store_part_events(int from, int to, bool commit)
+ * last event, and by "late", stored last but occurred before them all.
+ * Event `ahead` (none if -1) occurred 100 s after the others' times, as
+ * from a clock running ahead, and uses "as-ahead". */
+static void store_part_events(int from, int to, bool commit, int ahead)
 {
     static const int64_t base = 1700000000 * SEC;
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
@@ -658,14 +660,18 @@ static void store_part_events(int from, int to, bool commit)
         if (!*part_event_ids[i])
             snprintf(part_event_ids[i], sizeof part_event_ids[i],
                      i == PART_EVENTS - 1 ? "last" : "ev-%d", i);
-        aw_anchor used[] = {
-            {AW_ANCHOR_AGENT_SESSION,
-             i == 0 || i >= PART_EVENTS - 1 ? "as-marked" : agent},
-            {AW_ANCHOR_AUTHORITY_RECORD, "sess-all"},
-            {AW_ANCHOR_DELEGATION_EDGE, edge}};
-        aw_audit_event ev = fixture_event(
-            part_event_ids[i], "z", "token_exchange", part_event_ids[i],
-            "allow", late ? base - 3600 * SEC : base + i * (SEC / 1000));
+        aw_anchor used[] = {{AW_ANCHOR_AGENT_SESSION,
+                             i == ahead                       ? "as-ahead"
+                             : i == 0 || i >= PART_EVENTS - 1 ? "as-marked"
+                                                              : agent},
+                            {AW_ANCHOR_AUTHORITY_RECORD, "sess-all"},
+                            {AW_ANCHOR_DELEGATION_EDGE, edge}};
+        aw_audit_event ev =
+            fixture_event(part_event_ids[i], "z", "token_exchange",
+                          part_event_ids[i], "allow",
+                          late         ? base - 3600 * SEC
+                          : i == ahead ? base + 100 * SEC
+                                       : base + i * (SEC / 1000));
         ev.anchors = used;
         ev.nanchors = 3;
         snprintf(entry_id, sizeof entry_id, "%d-0", 1000 + i);
@@ -688,11 +694,11 @@ static void store_part_events(int from, int to, bool commit)
 Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
 {
     for (int from = 0; from < 20000; from += 4000)
-        store_part_events(from, from + 4000, true);
-    store_part_events(20000, PART_EVENTS + 1, false);
+        store_part_events(from, from + 4000, true, -1);
+    store_part_events(20000, PART_EVENTS + 1, false, -1);
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 1,
                  "the rolled-back part is still there");
-    store_part_events(20000, PART_EVENTS + 1, true);
+    store_part_events(20000, PART_EVENTS + 1, true, -1);
 
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses"),
                  3 * (PART_EVENTS + 1), "a use was lost or doubled");
@@ -729,4 +735,22 @@ Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
     f.until_ns = 1700000000 * SEC + 21846 * (SEC / 1000);
     cr_expect_str_eq(query(&f).text, "ev-21400",
                      "a window ending where part 1 starts");
+}
+
+/* A part opens after the latest use the full one holds: with one use from
+ * a clock 100 s ahead, every later use that occurred before it still goes
+ * to part 0, and a look-up after a time finds the use from ahead there. */
+Test(store_query, a_new_part_starts_after_the_latest_use_of_the_full_one)
+{
+    store_part_events(0, PART_EVENTS, true, 50);
+    cr_expect_eq(sql_count("SELECT start_at FROM anchor_parts WHERE "
+                           "part_no = 1"),
+                 1700000000 * SEC + 100 * SEC + 1);
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
+                           "part_no = 1"),
+                 0);
+    aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-ahead"},
+                         .has_since = true,
+                         .since_ns = 1700000000 * SEC + 50 * SEC};
+    cr_expect_str_eq(query(&f).text, "ev-50");
 }
