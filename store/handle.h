@@ -18,6 +18,7 @@ enum store_stmt {
     STMT_STREAM_FIND,
     STMT_STREAM_ADD,
     STMT_TIP_GET,
+    STMT_DATA_VERSION,
     STMT_TIP_SET,
     STMT_ENTRY_ADD,
     STMT_ENTRY_FIND,
@@ -27,7 +28,7 @@ enum store_stmt {
     STMT_ANCHOR_NAME_ADD,
     STMT_ANCHOR_USE_ADD,
     STMT_PART_OPEN,
-    STMT_PART_COVERING,
+    STMT_PART_CLOSE,
     STMT_TERM_FIND,
     STMT_TERM_ADD,
     STMT_REVOCATION_ADD,
@@ -155,17 +156,12 @@ struct store_reader {
     unsigned char chain[32]; /* the block's chain value, after last */
 };
 
-/* A part of the anchor index (schema/0014, anchor_parts.c): the uses
- * that occurred in [start_at, end_at), each keeping occurred_at - base_at. */
+/* The open part of the anchor index (schema/0014, anchor_parts.c). */
 struct store_anchor_part {
-    int64_t no, start_at, end_at, base_at;
-};
-
-struct store_anchor_parts {
     bool known; /* read since the handle opened or last rolled back */
-    struct store_anchor_part newest;    /* end_at INT64_MAX */
-    int64_t newest_uses, newest_max_at; /* of the uses it holds */
-    struct store_anchor_part late;      /* the last a late use went to; no -1 */
+    bool open;  /* else the next use opens part no + 1 */
+    int64_t no, base_at;
+    int64_t uses, min_at, max_at; /* of its uses so far */
 };
 
 /* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */
@@ -214,7 +210,11 @@ struct aw_store {
      * so another writer's pairs are noticed then). */
     int64_t tier_rows[STORE_REQUEST_TIERS - 1];
     bool tiers_counted;
-    struct store_anchor_parts parts;
+    struct store_anchor_part part;
+    /* PRAGMA data_version after this handle's last transaction: another
+     * changes it by committing, and then the tier counts and the open
+     * anchor part are read again. */
+    int64_t data_version;
     sqlite3_stmt *stmts[STMT_COUNT];
     struct store_shape_stmt shapes[STORE_SHAPE_CACHE];
     size_t nshapes;
@@ -382,11 +382,13 @@ void store_request_tiers_forget(aw_store *store);
 
 /* ---- The anchor index in parts (anchor_parts.c) ------------------------ */
 
-/* The part the nuses uses of an event at occurred_at go to, and the at
- * they keep there (occurred_at less the part's base_at), opening a part
- * when the newest one is full. Inside a transaction. */
-int store_anchor_part(aw_store *store, int64_t occurred_at, size_t nuses,
-                      int64_t *part_no, int64_t *at, aw_error *err);
+/* The part the nuses uses of the event stored at event_rowid, at
+ * occurred_at, go to, and the at they keep there (occurred_at less the
+ * part's base_at), opening a part when the open one is full. Inside a
+ * transaction, in row order. */
+int store_anchor_part(aw_store *store, int64_t occurred_at, int64_t event_rowid,
+                      size_t nuses, int64_t *part_no, int64_t *at,
+                      aw_error *err);
 /* On rollback: the open part is read again on next use. */
 void store_anchor_parts_forget(aw_store *store);
 

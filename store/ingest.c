@@ -314,8 +314,8 @@ static int store_put_anchors(aw_store *store, const aw_audit_event *event,
     int64_t part_no, at;
     int rc = store_stmt(store, STMT_ANCHOR_USE_ADD, &add, err);
     if (rc == AW_OK)
-        rc = store_anchor_part(store, event->occurred_at_ns, event->nanchors,
-                               &part_no, &at, err);
+        rc = store_anchor_part(store, event->occurred_at_ns, event_rowid,
+                               event->nanchors, &part_no, &at, err);
     for (size_t i = 0; rc == AW_OK && i < event->nanchors; i++) {
         int64_t no = 0;
         rc = store_anchor_no(store, &event->anchors[i], &no, err);

@@ -97,11 +97,6 @@ static const struct {
     ":request_key UNION ALL SELECT event_rowid FROM request_tier_2 WHERE "     \
     "request_key = :request_key"
 
-/* The last part whose start_at is `op` time (anchor_parts.c). */
-#define PART_OF(op, time)                                                      \
-    "(SELECT part_no FROM anchor_parts WHERE start_at " op " " time            \
-    " ORDER BY start_at DESC LIMIT 1)"
-
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 {
     bool anchor = shape & SHAPE_ANCHOR;
@@ -133,7 +128,7 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 #undef ANCHOR_ID
     if (anchor)
         /* Each part of the anchor index (anchor_parts.c) is sought in turn;
-         * the time bounds below skip the parts whose uses are all outside
+         * the bounds below skip the parts whose uses are all outside
          * them. */
         SQL_ADD("FROM anchor_names an CROSS JOIN anchor_parts p CROSS JOIN "
                 "anchor_uses a ON a.part_no = p.part_no AND "
@@ -169,29 +164,30 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
         }
         SQL_ADD(")");
     }
-    /* For an anchor: the parts covering the bounds (part numbers grow with
-     * start_at, and part 0 starts at INT64_MIN), then the bounds on a.at
-     * narrow the seek in each; the ones on e.occurred_at are the exact
-     * test. */
+    /* For an anchor: one event's row is in the part of the last first_rowid
+     * at or before it (parts follow row order); a part reaches a time by
+     * its max_at (indexed); the bounds on a.at narrow the seek in each
+     * part. The ones on e are the exact test. */
+    if (anchor && (shape & SHAPE_ROWID))
+        SQL_ADD(" AND p.part_no = (SELECT part_no FROM anchor_parts WHERE "
+                "first_rowid <= :rowid ORDER BY first_rowid DESC LIMIT 1)");
     if (shape & SHAPE_SINCE) {
         SQL_ADD(" AND e.occurred_at >= :since");
         if (anchor)
-            SQL_ADD(" AND p.part_no >= " PART_OF(
-                "<=", ":since") " AND a.at >= :since - p.base_at");
+            SQL_ADD(" AND p.max_at >= :since AND a.at >= :since - p.base_at");
     }
     if (shape & SHAPE_UNTIL) {
         SQL_ADD(" AND e.occurred_at < :until");
         if (anchor)
-            SQL_ADD(" AND p.part_no <= coalesce(" PART_OF(
-                "<", ":until") ", -1) AND a.at < :until - p.base_at");
+            SQL_ADD(" AND p.min_at < :until AND a.at < :until - p.base_at");
     }
     if (shape & SHAPE_CURSOR) {
         /* The plain >= lets the planner use the time index as a range. */
         SQL_ADD(" AND e.occurred_at >= :cursor_t AND "
                 "(e.occurred_at > :cursor_t OR e.rowid > :cursor_r)");
         if (anchor)
-            SQL_ADD(" AND p.part_no >= " PART_OF(
-                "<=", ":cursor_t") " AND a.at >= :cursor_t - p.base_at");
+            SQL_ADD(" AND p.max_at >= :cursor_t AND "
+                    "a.at >= :cursor_t - p.base_at");
     }
     /* With LIMIT, SQLite sorts in a temporary B-tree (to keep the top N);
      * without, in its in-memory sorter, much cheaper for the few rows the

@@ -565,10 +565,9 @@ static int collect_event_ids(const aw_event_row *row, void *ud)
     return 0;
 }
 
-/* Schema 14 puts the anchor index in time parts: the uses stored before
- * go to part 0, new ones to part 1, which starts after the latest of them
- * (an older use still goes to part 0), and a look-up by anchor finds them
- * all, in time order. */
+/* Schema 14 puts the anchor index in parts: the uses stored before become
+ * part 0, closed with their time range, and a look-up by anchor finds them
+ * with the ones stored after, in time order. */
 Test(store_open, an_index_of_schema_13_keeps_its_anchor_uses_in_part_0)
 {
     aw_anchor agent = {AW_ANCHOR_AGENT_SESSION, "as-1"};
@@ -584,12 +583,10 @@ Test(store_open, an_index_of_schema_13_keeps_its_anchor_uses_in_part_0)
                  0, "the fixture left the parts");
     reopen_migrated();
     cr_expect_eq(aw_test_sql_int(fx.path,
-                                 "SELECT count(*) FROM anchor_uses WHERE "
-                                 "part_no = 0 AND at = 3000"),
-                 1, "the old use is not in part 0 with its time");
-    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT start_at FROM anchor_parts "
-                                          "WHERE part_no = 1"),
-                 3001, "new uses should start a part after the old ones");
+                                 "SELECT count(*) FROM anchor_parts WHERE "
+                                 "part_no = 0 AND base_at = 0 AND "
+                                 "min_at = 3000 AND max_at = 3000"),
+                 1);
     aw_audit_event before = fixture_event("ev-before", "z", "token_exchange",
                                           "req-2", "allow", 1000);
     aw_audit_event after = fixture_event("ev-after", "z", "token_exchange",

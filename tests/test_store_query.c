@@ -638,13 +638,11 @@ Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
 #define PART_EVENTS 22000
 static char part_event_ids[PART_EVENTS + 1][16];
 
-/* Stores events [from, to) of the anchor-part tests in one transaction,
+/* Stores events [from, to) of the anchor-part test in one transaction,
  * committed or rolled back. Each uses its own agent session among 500, a
  * shared session, and its edge; "as-marked" is used by the first and the
- * last event, and by "late", stored last but occurred before them all.
- * Event `ahead` (none if -1) occurred 100 s after the others' times, as
- * from a clock running ahead, and uses "as-ahead". */
-static void store_part_events(int from, int to, bool commit, int ahead)
+ * last event, and by "late", stored last but occurred before them all. */
+static void store_part_events(int from, int to, bool commit)
 {
     static const int64_t base = 1700000000 * SEC;
     cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
@@ -660,18 +658,14 @@ static void store_part_events(int from, int to, bool commit, int ahead)
         if (!*part_event_ids[i])
             snprintf(part_event_ids[i], sizeof part_event_ids[i],
                      i == PART_EVENTS - 1 ? "last" : "ev-%d", i);
-        aw_anchor used[] = {{AW_ANCHOR_AGENT_SESSION,
-                             i == ahead                       ? "as-ahead"
-                             : i == 0 || i >= PART_EVENTS - 1 ? "as-marked"
-                                                              : agent},
-                            {AW_ANCHOR_AUTHORITY_RECORD, "sess-all"},
-                            {AW_ANCHOR_DELEGATION_EDGE, edge}};
-        aw_audit_event ev =
-            fixture_event(part_event_ids[i], "z", "token_exchange",
-                          part_event_ids[i], "allow",
-                          late         ? base - 3600 * SEC
-                          : i == ahead ? base + 100 * SEC
-                                       : base + i * (SEC / 1000));
+        aw_anchor used[] = {
+            {AW_ANCHOR_AGENT_SESSION,
+             i == 0 || i >= PART_EVENTS - 1 ? "as-marked" : agent},
+            {AW_ANCHOR_AUTHORITY_RECORD, "sess-all"},
+            {AW_ANCHOR_DELEGATION_EDGE, edge}};
+        aw_audit_event ev = fixture_event(
+            part_event_ids[i], "z", "token_exchange", part_event_ids[i],
+            "allow", late ? base - 3600 * SEC : base + i * (SEC / 1000));
         ev.anchors = used;
         ev.nanchors = 3;
         snprintf(entry_id, sizeof entry_id, "%d-0", 1000 + i);
@@ -686,32 +680,35 @@ static void store_part_events(int from, int to, bool commit, int ahead)
         aw_store_rollback(fx.store);
 }
 
-/* The anchor index opens a new part once the newest is full, a use that
- * occurred before the newest part's start goes to the part covering its
- * time, and a look-up by anchor finds its uses in every part, in time
- * order -- also after a rollback undid the batch that first opened the
- * new part. */
+/* The anchor index goes to a new part once the open one is full, a part
+ * closed keeps its uses' time range, and a look-up by anchor finds its
+ * uses in every part, in time order, including one that occurred before
+ * its part began -- also after a rollback undid the batch that first
+ * opened the new part. */
 Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
 {
     for (int from = 0; from < 20000; from += 4000)
-        store_part_events(from, from + 4000, true, -1);
-    store_part_events(20000, PART_EVENTS + 1, false, -1);
+        store_part_events(from, from + 4000, true);
+    store_part_events(20000, PART_EVENTS + 1, false);
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 1,
                  "the rolled-back part is still there");
-    store_part_events(20000, PART_EVENTS + 1, true, -1);
+    store_part_events(20000, PART_EVENTS + 1, true);
 
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses"),
                  3 * (PART_EVENTS + 1), "a use was lost or doubled");
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 2);
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
-                           "part_no = 0"),
-                 3 * 21846 + 3,
-                 "part 0 should hold the uses up to the first event that "
-                 "found it holding 65,536 or more, and the late event's");
-    cr_expect_eq(sql_count("SELECT start_at FROM anchor_parts WHERE "
                            "part_no = 1"),
-                 1700000000 * SEC + 21846 * (SEC / 1000),
-                 "part 1 starts at the time of the use that opened it");
+                 3 * 21846,
+                 "the first part closes at the first event "
+                 "that finds it holding 65,536 uses or more");
+    cr_expect_eq(
+        sql_count("SELECT count(*) FROM anchor_parts p WHERE p.part_no = 1 "
+                  "AND p.min_at = (SELECT min(p.base_at + a.at) FROM "
+                  "anchor_uses a WHERE a.part_no = 1) AND p.max_at = (SELECT "
+                  "max(p.base_at + a.at) FROM anchor_uses a WHERE "
+                  "a.part_no = 1)"),
+        1, "the closed part does not say the times of its uses");
 
     aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-marked"}};
     cr_expect_str_eq(query(&f).text, "late first last");
@@ -725,32 +722,41 @@ Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
     f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-7"},
                           .limit = 3};
     cr_expect_str_eq(query(&f).text, "ev-7 ev-507 ev-1007");
-    f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-400"},
-                          .has_since = true,
-                          .since_ns = 1700000000 * SEC + 21000 * (SEC / 1000),
-                          .has_until = true,
-                          .until_ns = 1700000000 * SEC + 22000 * (SEC / 1000)};
-    cr_expect_str_eq(query(&f).text, "ev-21400 ev-21900",
-                     "a window across the parts' boundary");
-    f.until_ns = 1700000000 * SEC + 21846 * (SEC / 1000);
-    cr_expect_str_eq(query(&f).text, "ev-21400",
-                     "a window ending where part 1 starts");
+    /* One event's uses, as `verify` asks for them, in either part. */
+    const char *const one_each[] = {"first", "last", "late"};
+    for (size_t i = 0; i < 3; i++) {
+        aw_event_filter by_id = {.event_id = one_each[i]};
+        f = (aw_event_filter){.anchor = {AW_ANCHOR_AGENT_SESSION, "as-marked"},
+                              .rowid = query(&by_id).last_rowid};
+        cr_expect_str_eq(query(&f).text, one_each[i]);
+    }
 }
 
-/* A part opens after the latest use the full one holds: with one use from
- * a clock 100 s ahead, every later use that occurred before it still goes
- * to part 0, and a look-up after a time finds the use from ahead there. */
-Test(store_query, a_new_part_starts_after_the_latest_use_of_the_full_one)
+/* Another writer's commits are noticed: after a second handle filled the
+ * open part and opened the next, this one stores into that next part,
+ * where a look-up after a time looks. */
+Test(store_query, another_writers_new_part_is_noticed)
 {
-    store_part_events(0, PART_EVENTS, true, 50);
-    cr_expect_eq(sql_count("SELECT start_at FROM anchor_parts WHERE "
-                           "part_no = 1"),
-                 1700000000 * SEC + 100 * SEC + 1);
-    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
-                           "part_no = 1"),
-                 0);
-    aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-ahead"},
+    aw_anchor used = {AW_ANCHOR_AGENT_SESSION, "as-mine"};
+    aw_audit_event first =
+        fixture_event("before", "z", "token_exchange", "r-0", "allow", SEC);
+    first.anchors = &used;
+    first.nanchors = 1;
+    fixture_commit_event(fx.store, "1-0", &first);
+    aw_store *mine = fx.store, *other;
+    cr_assert_eq(aw_store_open(fx.path, 0, &other, &err), AW_OK, "%s", err.msg);
+    fx.store = other;
+    store_part_events(0, PART_EVENTS, true);
+    fx.store = mine;
+    aw_store_close(other);
+
+    aw_audit_event ev = fixture_event("mine", "z", "token_exchange", "r-mine",
+                                      "allow", 1700000000 * SEC + 30 * SEC);
+    ev.anchors = &used;
+    ev.nanchors = 1;
+    fixture_commit_event(fx.store, "2-0", &ev);
+    aw_event_filter f = {.anchor = used,
                          .has_since = true,
-                         .since_ns = 1700000000 * SEC + 50 * SEC};
-    cr_expect_str_eq(query(&f).text, "ev-50");
+                         .since_ns = 1700000000 * SEC + 25 * SEC};
+    cr_expect_str_eq(query(&f).text, "mine");
 }
