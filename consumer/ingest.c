@@ -358,25 +358,27 @@ struct aw_ingest_decoded {
     decoding d;
 };
 
+/* *out = a copy of key, or NULL for none. */
+static int key_copy(const aw_hmac_key *key, aw_hmac_key **out, aw_error *err)
+{
+    *out = NULL;
+    return key ? aw_hmac_key_dup(key, out, err) : AW_OK;
+}
+
 int aw_ingest_decoder_new(const aw_ingest *ing, aw_ingest_decoder **out,
                           aw_error *err)
 {
     aw_ingest_decoder *ad = calloc(1, sizeof *ad);
-    int rc = AW_OK;
+    int rc;
     *out = NULL;
     if (!ad)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     ad->dec = ing->dec;
     ad->dec.audit_key = ad->dec.streams_key = ad->dec.calls_key = NULL;
-    if ((ing->dec.audit_key &&
-         (rc = aw_hmac_key_dup(ing->dec.audit_key, &ad->dec.audit_key, err)) !=
-             AW_OK) ||
-        (ing->dec.streams_key &&
-         (rc = aw_hmac_key_dup(ing->dec.streams_key, &ad->dec.streams_key,
-                               err)) != AW_OK) ||
-        (ing->dec.calls_key &&
-         (rc = aw_hmac_key_dup(ing->dec.calls_key, &ad->dec.calls_key, err)) !=
-             AW_OK)) {
+    if ((rc = key_copy(ing->dec.audit_key, &ad->dec.audit_key, err)) != AW_OK ||
+        (rc = key_copy(ing->dec.streams_key, &ad->dec.streams_key, err)) !=
+            AW_OK ||
+        (rc = key_copy(ing->dec.calls_key, &ad->dec.calls_key, err)) != AW_OK) {
         aw_ingest_decoder_free(ad);
         return rc;
     }

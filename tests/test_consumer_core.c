@@ -772,6 +772,22 @@ static long long real_count(real *w, const char *sql)
     return n;
 }
 
+/* The index refuses the event of that id, as a schema constraint would. */
+static void refuse_event(real *w, const char *event_id)
+{
+    sqlite3 *db;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "CREATE TRIGGER poison BEFORE INSERT ON events "
+             "WHEN NEW.event_id = '%s' "
+             "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
+             event_id);
+    cr_assert_eq(sqlite3_open(w->db, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
 static aw_raw_entry *audit_entry(const char *id, const char *event_id)
 {
     char data[1024];
@@ -787,18 +803,8 @@ Test(consumer_core,
     aw_core *c = new_core();
     seen s = {0};
     aw_raw_entry *e[6];
-    sqlite3 *db;
     real_open(&w);
-    /* The index refuses one event, as a schema constraint would. */
-    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "CREATE TRIGGER poison BEFORE INSERT ON events "
-                     "WHEN NEW.event_id = 'ev-4' "
-                     "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
-                     NULL, NULL, NULL),
-        SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    refuse_event(&w, "ev-4");
     for (int i = 0; i < 6; i++) {
         char id[16], ev[16];
         snprintf(id, sizeof id, "%d-0", 1000 + i);
@@ -901,19 +907,10 @@ Test(consumer_core, entries_decoded_ahead_are_committed_with_their_own_decoding)
     aw_raw_entry *first[2], *second[5];
     aw_ingest_decoded *first_decoded[2], *second_decoded[5];
     aw_error err;
-    sqlite3 *db;
     real_open_keyed(&w, key);
     cr_assert_eq(aw_ingest_decoder_new(w.ing, &decoder, &err), AW_OK, "%s",
                  err.msg);
-    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "CREATE TRIGGER poison BEFORE INSERT ON events "
-                     "WHEN NEW.event_id = 'ev-4' "
-                     "BEGIN SELECT RAISE(ABORT, 'this event is refused'); END",
-                     NULL, NULL, NULL),
-        SQLITE_OK, "%s", sqlite3_errmsg(db));
-    sqlite3_close(db);
+    refuse_event(&w, "ev-4");
     for (int i = 0; i < 7; i++) {
         char id[16], ev[16];
         snprintf(id, sizeof id, "%d-0", 1000 + i);

@@ -148,28 +148,33 @@ static void event_id_text(sqlite3_stmt *stmt, int col, char out[64])
     }
 }
 
-void fixture_back_to_schema_13(const char *path)
+/* Runs sql on the closed index at path; what names it in a failure. */
+static void exec_on(const char *path, const char *sql, const char *what)
 {
     sqlite3 *db;
     char *msg = NULL;
     cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "BEGIN;"
-                     "CREATE TABLE anchor_uses_13 (anchor_no INTEGER NOT NULL,"
-                     " occurred_at INTEGER NOT NULL,"
-                     " event_rowid INTEGER NOT NULL,"
-                     " PRIMARY KEY (anchor_no, occurred_at, event_rowid))"
-                     " WITHOUT ROWID;"
-                     "INSERT INTO anchor_uses_13 SELECT a.anchor_no,"
-                     " p.base_at + a.at, a.event_rowid FROM anchor_uses a"
-                     " JOIN anchor_parts p ON p.part_no = a.part_no;"
-                     "DROP TABLE anchor_uses; DROP TABLE anchor_parts;"
-                     "ALTER TABLE anchor_uses_13 RENAME TO anchor_uses;"
-                     "PRAGMA user_version = 13; COMMIT",
-                     NULL, NULL, &msg),
-        SQLITE_OK, "back to schema 13: %s", msg);
+    cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s",
+                 what, msg);
     sqlite3_close(db);
+}
+
+void fixture_back_to_schema_13(const char *path)
+{
+    exec_on(path,
+            "BEGIN;"
+            "CREATE TABLE anchor_uses_13 (anchor_no INTEGER NOT NULL,"
+            " occurred_at INTEGER NOT NULL,"
+            " event_rowid INTEGER NOT NULL,"
+            " PRIMARY KEY (anchor_no, occurred_at, event_rowid))"
+            " WITHOUT ROWID;"
+            "INSERT INTO anchor_uses_13 SELECT a.anchor_no,"
+            " p.base_at + a.at, a.event_rowid FROM anchor_uses a"
+            " JOIN anchor_parts p ON p.part_no = a.part_no;"
+            "DROP TABLE anchor_uses; DROP TABLE anchor_parts;"
+            "ALTER TABLE anchor_uses_13 RENAME TO anchor_uses;"
+            "PRAGMA user_version = 13; COMMIT",
+            "back to schema 13");
 }
 
 void fixture_back_to_schema_11(const char *path)
@@ -211,22 +216,16 @@ void fixture_back_to_schema_11(const char *path)
 void fixture_back_to_schema_10(const char *path)
 {
     fixture_back_to_schema_11(path);
-    sqlite3 *db;
-    char *msg = NULL;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    cr_assert_eq(
-        sqlite3_exec(db,
-                     "UPDATE events SET request_key = (SELECT request_key FROM "
-                     "(SELECT * FROM request_tier_0 UNION ALL SELECT * FROM "
-                     "request_tier_1 UNION ALL SELECT * FROM request_tier_2) t "
-                     "WHERE t.event_rowid = events.rowid);"
-                     "DROP TABLE request_tier_0; DROP TABLE request_tier_1;"
-                     "DROP TABLE request_tier_2;"
-                     "CREATE INDEX events_by_request ON events (request_key);"
-                     "PRAGMA user_version = 10;",
-                     NULL, NULL, &msg),
-        SQLITE_OK, "back to schema 10: %s", msg);
-    sqlite3_close(db);
+    exec_on(path,
+            "UPDATE events SET request_key = (SELECT request_key FROM "
+            "(SELECT * FROM request_tier_0 UNION ALL SELECT * FROM "
+            "request_tier_1 UNION ALL SELECT * FROM request_tier_2) t "
+            "WHERE t.event_rowid = events.rowid);"
+            "DROP TABLE request_tier_0; DROP TABLE request_tier_1;"
+            "DROP TABLE request_tier_2;"
+            "CREATE INDEX events_by_request ON events (request_key);"
+            "PRAGMA user_version = 10;",
+            "back to schema 10");
 }
 
 void fixture_back_to_schema_7(const char *path)
@@ -317,10 +316,5 @@ static const char back_to_schema_3_sql[] =
 void fixture_back_to_schema_3(const char *path)
 {
     fixture_back_to_schema_7(path);
-    sqlite3 *db;
-    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
-    char *msg = NULL;
-    cr_assert_eq(sqlite3_exec(db, back_to_schema_3_sql, NULL, NULL, &msg),
-                 SQLITE_OK, "back to schema 3: %s", msg);
-    sqlite3_close(db);
+    exec_on(path, back_to_schema_3_sql, "back to schema 3");
 }
