@@ -1505,10 +1505,10 @@ int aw_daemon_run(aw_daemon *d, aw_error *err)
     d->started_ms = uv_now(&d->loop);
     log_start(d);
     if (d->metrics) {
+        publish_metrics(d); /* before the log line a client may wait for */
         AW_LOG(d->log, AW_LOG_INFO, "metrics_listening",
                AW_LOG_S("address", c->metrics_listen),
                AW_LOG_I("port", aw_metrics_port(d->metrics)));
-        publish_metrics(d);
         uv_timer_start(&d->metrics_timer, on_metrics_timer, METRICS_INTERVAL_MS,
                        METRICS_INTERVAL_MS);
     }

@@ -331,6 +331,27 @@ Test(consumer_metrics, serves_the_published_page_on_metrics_only)
     aw_metrics_close(m);
 }
 
+/* Before the daemon's first page a scrape fails, rather than reading as a
+ * page on which every series has gone. */
+Test(consumer_metrics, no_page_yet_is_unavailable_not_empty)
+{
+    aw_metrics *m;
+    aw_error err = {0};
+    cr_assert_eq(aw_metrics_listen("127.0.0.1:0", &m, &err), AW_OK, "%s",
+                 err.msg);
+    char *early = aw_test_http_request(aw_metrics_port(m),
+                                       "GET /metrics HTTP/1.0\r\n\r\n", 3000);
+    cr_assert(strstr(early, " 503 "), "%s", early);
+    const char *page = "auditwatch_redis_connected 1\n";
+    aw_metrics_publish(m, strdup(page), strlen(page));
+    char *ok = aw_test_http_request(aw_metrics_port(m),
+                                    "GET /metrics HTTP/1.0\r\n\r\n", 3000);
+    cr_assert(strstr(ok, " 200 "), "%s", ok);
+    free(early);
+    free(ok);
+    aw_metrics_close(m);
+}
+
 Test(consumer_metrics,
      a_malformed_or_unfinished_request_does_not_hold_up_a_scrape)
 {
