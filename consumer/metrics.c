@@ -363,19 +363,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (strcmp(url, "/metrics") != 0)
         return answer(c, MHD_HTTP_NOT_FOUND, "text/plain", NULL, 0);
     pthread_mutex_lock(&m->lock);
-    bool rendered = m->page != NULL;
-    len = rendered ? m->page_len : 0;
+    if (!m->page) {
+        /* A page without series would read as every figure gone. */
+        pthread_mutex_unlock(&m->lock);
+        return answer(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", NULL, 0);
+    }
+    len = m->page_len;
     body = malloc(len + 1);
     if (body && len)
         memcpy(body, m->page, len);
     pthread_mutex_unlock(&m->lock);
     if (!body)
         return MHD_NO;
-    if (!rendered) {
-        /* A page without series would read as every figure gone. */
-        free(body);
-        return answer(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain", NULL, 0);
-    }
     return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
                   body, len);
 }
