@@ -391,6 +391,12 @@ int aw_event_decode_audit(const aw_raw_entry *entry, aw_hmac_key *key,
         aw_sha256(data.ptr, data.len, d.event.content_hash);
         rc = audit_finish(&d, out, err);
     }
+    if (rc == AW_OK && (*out)->id != NULL) {
+        (*out)->has_id_digests = true;
+        (*out)->id_digest = aw_id_digest((*out)->id);
+        if ((*out)->request_id != NULL)
+            (*out)->request_digest = aw_id_digest((*out)->request_id);
+    }
     aw_json_close(&doc);
     return rc;
 }

@@ -287,6 +287,13 @@ int aw_stream_canonical(const aw_raw_entry *entry, aw_buf *out, aw_error *err);
 
 /* SHA-256 of data; used for content hashes and the index hash chain. */
 void aw_sha256(const void *data, size_t len, unsigned char out[32]);
+/* The first 8 bytes, big-endian, of the SHA-256 of the NUL-terminated id. */
+uint64_t aw_id_digest(const char *id);
+/* A 64-bit hash of len bytes at data, chained through seed; fast, not
+ * cryptographic, for in-memory tables only (values may differ between
+ * machines and versions). aw_mix64 is its finaliser, a bijection. */
+uint64_t aw_hash64(uint64_t seed, const void *data, size_t len);
+uint64_t aw_mix64(uint64_t x);
 /* Lowercase hex of len bytes into out (2*len+1 bytes). Returns out. */
 char *aw_hex(const unsigned char *bytes, size_t len, char *out);
 
@@ -350,6 +357,13 @@ typedef struct aw_audit_event {
 
     bool is_signed;                 /* a verified `sig` was present */
     unsigned char content_hash[32]; /* SHA-256 of the raw `data` bytes */
+
+    /* aw_id_digest of id and of request_id (0 when it is NULL), which the
+     * index keys ids by: computed where the event is decoded, so that the
+     * thread writing the index does not pay for them. False in an event
+     * built by hand; the store then computes them itself. */
+    bool has_id_digests;
+    uint64_t id_digest, request_digest;
 } aw_audit_event;
 
 /* Decodes an audit entry. When key is not NULL, `sig` is required and must

@@ -348,6 +348,16 @@ void aw_sha256(const void *data, size_t len, unsigned char out[32])
         SHA256(data, len, out);
 }
 
+uint64_t aw_id_digest(const char *id)
+{
+    unsigned char digest[32];
+    aw_sha256(id, strlen(id), digest);
+    uint64_t key = 0;
+    for (int i = 0; i < 8; i++)
+        key = key << 8 | digest[i];
+    return key;
+}
+
 char *aw_hex(const unsigned char *bytes, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -297,12 +297,7 @@ const char *store_column_text(sqlite3_stmt *stmt, int col)
 
 int64_t store_id_key(const char *id)
 {
-    unsigned char digest[32];
-    aw_sha256(id, strlen(id), digest);
-    uint64_t key = 0;
-    for (int i = 0; i < 8; i++)
-        key = key << 8 | digest[i];
-    return (int64_t)key;
+    return (int64_t)aw_id_digest(id);
 }
 
 int64_t store_id_time_key(int64_t id_key)
@@ -317,9 +312,19 @@ static bool uuid_dash_at(size_t i)
     return i == 8 || i == 13 || i == 18 || i == 23;
 }
 
+/* The value of a lowercase hex digit, or -1: uppercase stays text, so that
+ * the id reads back exactly as it came. */
+static int uuid_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 static bool uuid_pack(const char *id, unsigned char out[16])
 {
-    static const char digits[] = "0123456789abcdef";
     size_t n = 0;
     for (size_t i = 0; i < STORE_ID_TEXT_MAX - 1; i++) {
         if (uuid_dash_at(i)) {
@@ -327,11 +332,10 @@ static bool uuid_pack(const char *id, unsigned char out[16])
                 return false;
             continue;
         }
-        const char *d = id[i] != 0 ? strchr(digits, id[i]) : NULL;
-        if (d == NULL)
+        int d = uuid_digit(id[i]);
+        if (d < 0)
             return false;
-        out[n / 2] = (unsigned char)(n % 2 ? out[n / 2] | (d - digits)
-                                           : (d - digits) << 4);
+        out[n / 2] = (unsigned char)(n % 2 ? out[n / 2] | d : d << 4);
         n++;
     }
     return id[STORE_ID_TEXT_MAX - 1] == 0;

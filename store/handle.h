@@ -372,9 +372,10 @@ void store_evidence_free(aw_store *store);
 
 /* ---- The request-id index in tiers (request_tiers.c) ------------------- */
 
-/* Indexes event_rowid under request_id, in tier 0. Inside a transaction. */
-int store_request_add(aw_store *store, const char *request_id,
-                      int64_t event_rowid, aw_error *err);
+/* Indexes event_rowid under request_key (the request id's store_id_key),
+ * in tier 0. Inside a transaction. */
+int store_request_add(aw_store *store, int64_t request_key, int64_t event_rowid,
+                      aw_error *err);
 /* Before a commit: moves every full tier into the next one. */
 int store_request_tiers_settle(aw_store *store, aw_error *err);
 /* On rollback: the tier counts are recounted on next use. */

@@ -210,9 +210,9 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
     return AW_OK;
 }
 
-/* The cache slot for (kind, name) in cache (nslots, a power of two;
- * FNV-1a of kind and name), or NULL when the name is too long to be
- * cached or memory runs out. */
+/* The cache slot for (kind, name) in cache (nslots, a power of two,
+ * indexed by aw_hash64 of name seeded with kind), or NULL when the name is
+ * too long to be cached or memory runs out. */
 static struct store_name_slot *store_name_slot(struct store_name_slot **cache,
                                                size_t nslots, int kind,
                                                const char *name)
@@ -222,10 +222,7 @@ static struct store_name_slot *store_name_slot(struct store_name_slot **cache,
         return NULL;
     if (*cache == NULL && (*cache = calloc(nslots, sizeof **cache)) == NULL)
         return NULL;
-    uint64_t h = 14695981039346656037ULL ^ (uint64_t)kind;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
-    return &(*cache)[h & (nslots - 1)];
+    return &(*cache)[aw_hash64((uint64_t)kind, name, len) & (nslots - 1)];
 }
 
 /* The number of a name in a numbered dictionary (store_name_no), given to
@@ -458,7 +455,8 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (event->id == NULL || event->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "event without %s",
                                event->id == NULL ? "id" : "zone_id");
-    int64_t id_key = store_id_key(event->id);
+    int64_t id_key = event->has_id_digests ? (int64_t)event->id_digest
+                                           : store_id_key(event->id);
     bool found = false;
     rc = store_find_event(store, event, id_key, &found, event_rowid, result,
                           err);
@@ -509,7 +507,11 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     *event_rowid = sqlite3_last_insert_rowid(store->db);
     *result = AW_PUT_INSERTED;
     if (event->request_id != NULL)
-        rc = store_request_add(store, event->request_id, *event_rowid, err);
+        rc = store_request_add(store,
+                               event->has_id_digests
+                                   ? (int64_t)event->request_digest
+                                   : store_id_key(event->request_id),
+                               *event_rowid, err);
     return rc == AW_OK ? store_put_anchors(store, event, *event_rowid, err)
                        : rc;
 }

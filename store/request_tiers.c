@@ -49,8 +49,8 @@ static int tiers_count(aw_store *store, aw_error *err)
     return AW_OK;
 }
 
-int store_request_add(aw_store *store, const char *request_id,
-                      int64_t event_rowid, aw_error *err)
+int store_request_add(aw_store *store, int64_t request_key, int64_t event_rowid,
+                      aw_error *err)
 {
     sqlite3_stmt *add;
     int rc = store->tiers_counted ? AW_OK : tiers_count(store, err);
@@ -58,7 +58,7 @@ int store_request_add(aw_store *store, const char *request_id,
         rc = store_stmt(store, STMT_REQUEST_ADD, &add, err);
     if (rc != AW_OK)
         return rc;
-    sqlite3_bind_int64(add, 1, store_id_key(request_id));
+    sqlite3_bind_int64(add, 1, request_key);
     sqlite3_bind_int64(add, 2, event_rowid);
     rc = store_exec_stmt(store, add, err, "store request id");
     if (rc == AW_OK)

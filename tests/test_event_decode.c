@@ -230,6 +230,49 @@ Test(event_decode, audit_hashes_the_raw_data_bytes)
     free(data);
 }
 
+/* The index keys ids by the first 8 bytes of their SHA-256; the decoder
+ * computes them so that the index writer does not have to. A wrong digest
+ * would make every request look-up miss. */
+Test(event_decode, audit_carries_the_digests_the_index_keys_ids_by)
+{
+    char *data = data_with("\"request_id\":\"r-9\"");
+    aw_audit_event *ev = decode_ok(data);
+    cr_expect(ev->has_id_digests);
+    cr_expect_eq(ev->id_digest, UINT64_C(0x7b409f932d2c88e9));
+    cr_expect_eq(ev->request_digest, UINT64_C(0xfe9d1562ec41b61e));
+    cr_expect_eq(aw_id_digest("r-9"), UINT64_C(0xfe9d1562ec41b61e));
+    aw_audit_event_free(ev);
+    free(data);
+
+    data = data_with("");
+    ev = decode_ok(data);
+    cr_expect_eq(ev->id_digest, UINT64_C(0x7b409f932d2c88e9));
+    cr_expect_eq(ev->request_digest, 0, "no request id, no digest");
+    aw_audit_event_free(ev);
+    free(data);
+}
+
+/* aw_hash64 keys the detectors' filters and the store's name caches: a
+ * byte or a length it ignored would make distinct keys collide every
+ * time, turning a filter's "certainly not" into look-ups. */
+Test(event_decode, hash64_sees_every_byte_and_the_length)
+{
+    static const char text[] = "0123456789abcdefghij";
+    uint64_t whole = aw_hash64(0, text, 20);
+    cr_expect_eq(whole, aw_hash64(0, text, 20), "deterministic");
+    cr_expect_neq(whole, aw_hash64(1, text, 20), "the seed counts");
+    char copy[21];
+    for (size_t i = 0; i < 20; i++) {
+        memcpy(copy, text, sizeof copy);
+        copy[i] ^= 1;
+        cr_expect_neq(aw_hash64(0, copy, 20), whole, "byte %zu ignored", i);
+    }
+    static const char zeros[9] = {0};
+    for (size_t len = 0; len < 9; len++)
+        cr_expect_neq(aw_hash64(0, zeros, len), aw_hash64(0, zeros, len + 1),
+                      "%zu and %zu NULs collide", len, len + 1);
+}
+
 Test(event_decode, audit_reads_every_occurred_at_form)
 {
     static const struct {

@@ -416,6 +416,47 @@ Test(store_ingest, same_event_id_at_another_time_is_another_event)
     cr_expect_eq(stats().events, 2);
 }
 
+static int count_rows(const aw_event_row *row, void *ud)
+{
+    (void)row;
+    ++*(int *)ud;
+    return 0;
+}
+
+/* The consumer hands events with their id digests computed on another
+ * thread; a hand-built event has none. Both must key the same identity and
+ * request, or a redelivery would be indexed twice and a request look-up
+ * would miss half of it. */
+Test(store_ingest, precomputed_id_digests_key_the_same_event_and_request)
+{
+    aw_audit_event plain =
+        fixture_event("ev-9", "z", "token_exchange", "req-9", "allow", 1000);
+    aw_audit_event digested = plain;
+    digested.has_id_digests = true;
+    digested.id_digest = aw_id_digest("ev-9");
+    digested.request_digest = aw_id_digest("req-9");
+    aw_audit_event other =
+        fixture_event("ev-10", "z", "token_exchange", "req-9", "allow", 1000);
+    other.has_id_digests = true;
+    other.id_digest = aw_id_digest("ev-10");
+    other.request_digest = aw_id_digest("req-9");
+    aw_put_result result;
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &plain, &result);
+    cr_assert_eq(result, AW_PUT_INSERTED);
+    fixture_put_event(fx.store, "caracal.audit.events", "2-0", &digested,
+                      &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE, "the same event, once");
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &other, &result);
+    cr_expect_eq(result, AW_PUT_INSERTED);
+    commit();
+
+    int n = 0;
+    aw_event_filter f = {.request_id = "req-9"};
+    cr_assert_eq(aw_store_query_events(fx.store, &f, count_rows, &n, &err),
+                 AW_OK, "query: %s", err.msg);
+    cr_expect_eq(n, 2, "both events of the request are found by its id");
+}
+
 static int keep_times(const aw_revocation_row *row, void *ud)
 {
     int64_t *at = ud;
