@@ -457,6 +457,86 @@ Test(store_ingest, precomputed_id_digests_key_the_same_event_and_request)
     cr_expect_eq(n, 2, "both events of the request are found by its id");
 }
 
+/* A handle skips the identity look-up for events it knows are new. Another
+ * writer's commit makes it unsure again: the event that writer added must
+ * be found a duplicate here, not indexed a second time. */
+Test(store_ingest, an_event_another_writer_added_is_still_a_duplicate)
+{
+    aw_audit_event ev =
+        fixture_event("ev-w", "z", "token_exchange", "r-w", "allow", 5000);
+    aw_audit_event first =
+        fixture_event("ev-0", "z", "token_exchange", "r-0", "allow", 1000);
+    aw_put_result result;
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &first, &result);
+    commit();
+
+    aw_store *other = NULL;
+    cr_assert_eq(aw_store_open(fx.path, 0, &other, &err), AW_OK, "%s", err.msg);
+    fixture_commit_event(other, "2-0", &ev);
+    aw_store_close(other);
+
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &ev, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE, "the other writer's event");
+    commit();
+    cr_expect_eq(stats().events, 2);
+}
+
+/* The filter drops the older half of what it knows every 16,384 events or
+ * so, an event dated far ahead stays in it, and so does a rolled-back one:
+ * redeliveries of each, on either side of every drop, must be found, and
+ * an event whose first copy was rolled back stored exactly once. */
+Test(store_ingest, redeliveries_across_the_identity_filter_restart_are_found)
+{
+    enum { N = 40000 };
+    static char ids[N][16];
+    aw_put_result result;
+    aw_audit_event ahead = fixture_event("ev-ahead", "z", "token_exchange",
+                                         NULL, "allow", INT64_C(1) << 60);
+    fixture_put_event(fx.store, "caracal.audit.events", "5-0", &ahead, &result);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "ev-%d", i);
+        char entry_id[32];
+        snprintf(entry_id, sizeof entry_id, "%d-0", 10 + i);
+        aw_audit_event ev = fixture_event(ids[i], "z", "token_exchange", NULL,
+                                          "allow", 1000 + i);
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+        cr_assert_eq(result, AW_PUT_INSERTED, "event %d", i);
+    }
+    commit();
+    aw_audit_event gone =
+        fixture_event("ev-gone", "z", "token_exchange", NULL, "allow", 99999);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "100000-0", &gone,
+                      &result);
+    aw_store_rollback(fx.store);
+
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    static const int again[] = {0,     1,     16383, 16384, 32767,
+                                32768, 32769, 36000, N - 2, N - 1};
+    for (size_t k = 0; k < sizeof again / sizeof *again; k++) {
+        int i = again[k];
+        char entry_id[32];
+        snprintf(entry_id, sizeof entry_id, "%d-1", 10 + i);
+        aw_audit_event ev = fixture_event(ids[i], "z", "token_exchange", NULL,
+                                          "allow", 1000 + i);
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+        cr_expect_eq(result, AW_PUT_DUPLICATE, "event %d again", i);
+    }
+    fixture_put_event(fx.store, "caracal.audit.events", "100000-0", &gone,
+                      &result);
+    cr_expect_eq(result, AW_PUT_INSERTED, "the rolled-back event, once");
+    fixture_put_event(fx.store, "caracal.audit.events", "100000-1", &gone,
+                      &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE);
+    fixture_put_event(fx.store, "caracal.audit.events", "5-1", &ahead, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE, "the event dated far ahead");
+    commit();
+    cr_expect_eq(stats().events, N + 2);
+}
+
 static int keep_times(const aw_revocation_row *row, void *ud)
 {
     int64_t *at = ud;
