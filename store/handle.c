@@ -98,7 +98,6 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash, entry_rowid FROM events "
                         "WHERE occurred_at = ?1 AND id_key = ?2 AND "
                         "(event_id = ?3 OR event_id = ?4)",
-    [STMT_EVENT_NEWEST] = "SELECT max(occurred_at) FROM events",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =
@@ -650,7 +649,6 @@ void aw_store_close(aw_store *store)
     aw_buf_free(&store->pack);
     store_evidence_free(store);
     store_block_free(store);
-    store_identity_free(store);
     sqlite3_close(store->db);
     free(store->path);
     free(store);
@@ -696,7 +694,6 @@ int aw_store_begin(aw_store *store, aw_error *err)
         if (store->data_version != was) {
             store_request_tiers_forget(store);
             store_anchor_parts_forget(store);
-            store_identity_forget(store);
         }
     }
     if (rc == AW_OK)

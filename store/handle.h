@@ -24,7 +24,6 @@ enum store_stmt {
     STMT_ENTRY_FIND,
     STMT_EVENT_ADD,
     STMT_EVENT_FIND,
-    STMT_EVENT_NEWEST,
     STMT_ANCHOR_FIND,
     STMT_ANCHOR_NAME_ADD,
     STMT_ANCHOR_USE_ADD,
@@ -157,21 +156,6 @@ struct store_reader {
     unsigned char chain[32]; /* the block's chain value, after last */
 };
 
-/* identity_filter.c: every stored event that occurred at or after floor
- * was added by this handle since started, and slots (open addressing,
- * print 0 empty, n of them used) hold a fingerprint of each with its
- * time. */
-struct store_identity_slot {
-    uint64_t print;
-    int64_t occurred_at;
-};
-struct store_identity_filter {
-    bool started;
-    int64_t floor;
-    struct store_identity_slot *slots;
-    size_t n;
-};
-
 /* The open part of the anchor index (schema/0014, anchor_parts.c). */
 struct store_anchor_part {
     bool known; /* read since the handle opened or last rolled back */
@@ -213,7 +197,6 @@ struct aw_store {
     aw_buf pack; /* reused to pack entries */
     struct store_evidence evidence;
     struct store_open_block open_block;
-    struct store_identity_filter identities;
 
     /* Events rows of schema 11 and before keep the long id key, and none
      * occurred after long_keys_until (meta, schema/0013; INT64_MIN when
@@ -409,20 +392,6 @@ int store_anchor_part(aw_store *store, int64_t occurred_at, int64_t event_rowid,
                       aw_error *err);
 /* On rollback: the open part is read again on next use. */
 void store_anchor_parts_forget(aw_store *store);
-
-/* ---- New events without an identity probe (identity_filter.c) ---------- */
-
-/* *surely_new true when no stored event can have the identity of an event
- * that occurred at occurred_at with id key id_key, so the probe can be
- * skipped. Inside a transaction. */
-int store_identity_surely_new(aw_store *store, int64_t occurred_at,
-                              int64_t id_key, bool *surely_new, aw_error *err);
-/* After an event is added: keeps what surely_new needs to know of it. */
-int store_identity_add(aw_store *store, int64_t occurred_at, int64_t id_key,
-                       aw_error *err);
-/* Another writer may have added events. */
-void store_identity_forget(aw_store *store);
-void store_identity_free(aw_store *store);
 
 /* Releases the event query cache (query.c). */
 void store_shapes_free(aw_store *store);

@@ -419,9 +419,8 @@ static int store_read_long_keys(aw_store *store, aw_error *err)
 }
 
 /* *found false, or true with the stored event's row and whether its
- * content is the same. An event the identity filter knows is new is not
- * looked up. Rows of schema 12 on have the short id key; older ones the
- * long key, probed only for an event that may match one. */
+ * content is the same. Rows of schema 12 on have the short id key; older
+ * ones the long key, probed only for an event that may match one. */
 static int store_find_event(aw_store *store, const aw_audit_event *event,
                             int64_t id_key, bool *found, int64_t *event_rowid,
                             aw_put_result *result, aw_error *err)
@@ -429,13 +428,7 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
     unsigned char hash[32];
     int hash_len = 0;
     int64_t entry_rowid = 0;
-    bool surely_new = false;
-    int rc = store_identity_surely_new(store, event->occurred_at_ns, id_key,
-                                       &surely_new, err);
-    if (rc != AW_OK || surely_new)
-        return rc;
-    if (!store->long_keys_read)
-        rc = store_read_long_keys(store, err);
+    int rc = store->long_keys_read ? AW_OK : store_read_long_keys(store, err);
     if (rc == AW_OK)
         rc = store_probe_event(store, event, store_id_time_key(id_key), found,
                                event_rowid, hash, &hash_len, &entry_rowid, err);
@@ -513,8 +506,7 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
         return rc;
     *event_rowid = sqlite3_last_insert_rowid(store->db);
     *result = AW_PUT_INSERTED;
-    rc = store_identity_add(store, event->occurred_at_ns, id_key, err);
-    if (rc == AW_OK && event->request_id != NULL)
+    if (event->request_id != NULL)
         rc = store_request_add(store,
                                event->has_id_digests
                                    ? (int64_t)event->request_digest
