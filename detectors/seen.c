@@ -3,8 +3,8 @@
  * Double hashing (Kirsch and Mitzenmacher): one aw_hash64 pass over the
  * key's parts gives h1; mixing h1 again gives h2 (forced odd); probe i
  * sets bit h1 + i * h2. Seven probes keep false positives near 1% up to
- * ~0.1 keys per bit. This is not a security
- * boundary: an attacker who forces false positives only forces look-ups.
+ * ~0.1 keys per bit. This is not a security boundary: an attacker who
+ * forces false positives only forces look-ups.
  */
 #include "detectors/seen.h"
 

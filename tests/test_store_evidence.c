@@ -561,6 +561,39 @@ Test(store_evidence, a_rolled_back_entry_leaves_no_trace_in_its_block)
     expect_all_verbatim(fx.store, shape_1_after_5, 9);
 }
 
+/* Blocks fill and close inside one long transaction: a read of any of
+ * their rows inside it, and the commit, must find each entry as it was
+ * received. */
+Test(store_evidence, full_blocks_are_read_inside_their_transaction)
+{
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    put_traffic(fx.store, 0, 2 * BLOCK_ROWS + 10, 0, true);
+    for (int64_t rowid = 1; rowid <= 2 * BLOCK_ROWS + 10; rowid += 97) {
+        expect e = {.shape_of = one_shape};
+        cr_assert_eq(aw_store_get_entry(fx.store, rowid, check_entry, &e, &err),
+                     AW_OK, "row %" PRId64 ": %s", rowid, err.msg);
+        cr_expect_eq(e.seen, 1);
+    }
+    put_traffic(fx.store, 2 * BLOCK_ROWS + 10, BLOCK_ROWS, 0, true);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(
+        aw_test_sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 4);
+    expect_all_verbatim(fx.store, one_shape, 3 * BLOCK_ROWS + 10);
+}
+
+/* A rolled-back transaction that filled and closed a block must leave
+ * nothing of it: the committed rows it shared the block with stay, and the
+ * rows that take its numbers are what was committed. */
+Test(store_evidence, a_rolled_back_full_block_leaves_no_trace)
+{
+    put_traffic(fx.store, 0, 5, 0, false);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    put_traffic(fx.store, 5, BLOCK_ROWS + 3, 0, true);
+    aw_store_rollback(fx.store);
+    put_traffic(fx.store, 5, BLOCK_ROWS + 20, 1, false);
+    expect_all_verbatim(fx.store, shape_1_after_5, BLOCK_ROWS + 25);
+}
+
 /* An entry larger than BLOCK_BYTES: forty values of 15,000 bytes. */
 static aw_raw_entry *large_entry(const char *id)
 {

@@ -457,6 +457,62 @@ Test(store_ingest, precomputed_id_digests_key_the_same_event_and_request)
     cr_expect_eq(n, 2, "both events of the request are found by its id");
 }
 
+/* Another writer's commit (an `import` while the daemon runs) must be seen:
+ * the event it added is a duplicate here, not indexed a second time. */
+Test(store_ingest, an_event_another_writer_added_is_still_a_duplicate)
+{
+    aw_audit_event ev =
+        fixture_event("ev-w", "z", "token_exchange", "r-w", "allow", 5000);
+    aw_audit_event first =
+        fixture_event("ev-0", "z", "token_exchange", "r-0", "allow", 1000);
+    aw_put_result result;
+    fixture_put_event(fx.store, "caracal.audit.events", "1-0", &first, &result);
+    commit();
+
+    aw_store *other = NULL;
+    cr_assert_eq(aw_store_open(fx.path, 0, &other, &err), AW_OK, "%s", err.msg);
+    fixture_commit_event(other, "2-0", &ev);
+    aw_store_close(other);
+
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "3-0", &ev, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE, "the other writer's event");
+    commit();
+    cr_expect_eq(stats().events, 2);
+}
+
+/* An event dated far ahead (a producer's clock) and one whose first copy
+ * was rolled back: each redelivery is found, each event stored once. */
+Test(store_ingest, redeliveries_of_far_ahead_and_rolled_back_events_are_found)
+{
+    aw_put_result result;
+    aw_audit_event ahead = fixture_event("ev-ahead", "z", "token_exchange",
+                                         NULL, "allow", INT64_C(1) << 60);
+    aw_audit_event now =
+        fixture_event("ev-now", "z", "token_exchange", NULL, "allow", 1000);
+    fixture_put_event(fx.store, "caracal.audit.events", "5-0", &ahead, &result);
+    fixture_put_event(fx.store, "caracal.audit.events", "6-0", &now, &result);
+    commit();
+    aw_audit_event gone =
+        fixture_event("ev-gone", "z", "token_exchange", NULL, "allow", 2000);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "7-0", &gone, &result);
+    cr_assert_eq(result, AW_PUT_INSERTED);
+    aw_store_rollback(fx.store);
+
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    fixture_put_event(fx.store, "caracal.audit.events", "5-1", &ahead, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE, "the event dated far ahead");
+    fixture_put_event(fx.store, "caracal.audit.events", "6-1", &now, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE);
+    fixture_put_event(fx.store, "caracal.audit.events", "7-0", &gone, &result);
+    cr_expect_eq(result, AW_PUT_INSERTED, "the rolled-back event, once");
+    fixture_put_event(fx.store, "caracal.audit.events", "7-1", &gone, &result);
+    cr_expect_eq(result, AW_PUT_DUPLICATE);
+    commit();
+    cr_expect_eq(stats().events, 3);
+}
+
 static int keep_times(const aw_revocation_row *row, void *ud)
 {
     int64_t *at = ud;
