@@ -18,12 +18,11 @@
  * added entries; aw_store_begin re-reads it under the write lock, so
  * another writer's entries (import-calls) are chained onto, never forked.
  *
- * Page cache: 20 MB for a writer, 8 MB for a reader; the daemon's resident
- * set must stay under 64 MiB in total, and the rest of it grew with the
- * traffic (zstd's code, contexts and dictionaries, 2 MB: evidence.c; the
- * batches read ahead of a commit). With the identity index keyed by time
- * the pages being written are few, so the cache was cut from 30 MB when
- * a 1M-entry drain peaked at 69.9 MiB. No mmap, for the same reason.
+ * Page cache: bounded (STORE_WRITER_CACHE_KIB, STORE_READER_CACHE_KIB
+ * below), as the daemon's resident set must stay under 64 MiB in total
+ * and the rest of it grows with the traffic (zstd's code, contexts and
+ * dictionaries, 2 MB: evidence.c; the batches read ahead of a commit).
+ * No mmap, for the same reason: mapped pages count as resident.
  */
 #include <assert.h>
 #include <errno.h>
