@@ -16,7 +16,7 @@
 uint64_t aw_mix64(uint64_t x)
 {
     x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
+    x *= HASH_K2;
     x ^= x >> 27;
     x *= 0x94d049bb133111ebULL;
     x ^= x >> 31;

@@ -445,6 +445,14 @@ static int store_find_event(aw_store *store, const aw_audit_event *event,
     return rc;
 }
 
+/* The key of one of event's ids: the digest the decoder computed, or, for
+ * an event built by hand, the same digest computed here. */
+static int64_t event_id_key(const aw_audit_event *event, uint64_t digest,
+                            const char *id)
+{
+    return event->has_id_digests ? (int64_t)digest : store_id_key(id);
+}
+
 int aw_store_put_event(aw_store *store, int64_t entry_rowid,
                        const aw_audit_event *event, int64_t *event_rowid,
                        aw_put_result *result, aw_error *err)
@@ -455,8 +463,7 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     if (event->id == NULL || event->zone_id == NULL)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "event without %s",
                                event->id == NULL ? "id" : "zone_id");
-    int64_t id_key = event->has_id_digests ? (int64_t)event->id_digest
-                                           : store_id_key(event->id);
+    int64_t id_key = event_id_key(event, event->id_digest, event->id);
     bool found = false;
     rc = store_find_event(store, event, id_key, &found, event_rowid, result,
                           err);
@@ -507,11 +514,10 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     *event_rowid = sqlite3_last_insert_rowid(store->db);
     *result = AW_PUT_INSERTED;
     if (event->request_id != NULL)
-        rc = store_request_add(store,
-                               event->has_id_digests
-                                   ? (int64_t)event->request_digest
-                                   : store_id_key(event->request_id),
-                               *event_rowid, err);
+        rc = store_request_add(
+            store,
+            event_id_key(event, event->request_digest, event->request_id),
+            *event_rowid, err);
     return rc == AW_OK ? store_put_anchors(store, event, *event_rowid, err)
                        : rc;
 }

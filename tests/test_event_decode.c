@@ -259,7 +259,6 @@ Test(event_decode, hash64_sees_every_byte_and_the_length)
 {
     static const char text[] = "0123456789abcdefghij";
     uint64_t whole = aw_hash64(0, text, 20);
-    cr_expect_eq(whole, aw_hash64(0, text, 20), "deterministic");
     cr_expect_neq(whole, aw_hash64(1, text, 20), "the seed counts");
     char copy[21];
     for (size_t i = 0; i < 20; i++) {
