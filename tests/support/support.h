@@ -79,7 +79,7 @@ typedef struct aw_test_proc {
  * after tag (so several processes can share a dir). */
 void aw_test_spawn(aw_test_proc *p, const char *dir, const char *tag,
                    const char *const *args, const char *const *env);
-/* The same for another program of the build (AW_LOADGEN). */
+/* The same for another program of the build (AW_LOADGEN, AW_DRAINWATCH). */
 void aw_test_spawn_program(aw_test_proc *p, const char *program,
                            const char *dir, const char *tag,
                            const char *const *args, const char *const *env);
