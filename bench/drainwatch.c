@@ -192,29 +192,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    aw_redis_address addr;
+    redisContext *c;
     aw_error err = {0};
-    if (aw_redis_address_parse(url, &addr, &err) != AW_OK) {
-        fprintf(stderr, "drainwatch: --redis: %s\n", err.msg);
-        return 2;
-    }
-    redisContext *c =
-        redisConnectWithTimeout(addr.host, addr.port, (struct timeval){5, 0});
-    if (c == NULL || c->err) {
-        fprintf(stderr, "drainwatch: cannot connect: %s\n",
-                c ? c->errstr : "out of memory");
-        redisFree(c);
+    if (aw_redis_connect(url, NULL, 5000, &c, &err) != AW_OK) {
+        fprintf(stderr, "drainwatch: %s\n", err.msg);
         return 1;
-    }
-    if (addr.db != 0) {
-        redisReply *r = redisCommand(c, "SELECT %d", addr.db);
-        bool selected = r != NULL && r->type != REDIS_REPLY_ERROR;
-        freeReplyObject(r);
-        if (!selected) {
-            fprintf(stderr, "drainwatch: SELECT %d failed\n", addr.db);
-            redisFree(c);
-            return 1;
-        }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     int status;

@@ -122,20 +122,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    aw_redis_address addr;
+    redisContext *c;
     aw_error err = {0};
-    if (aw_redis_address_parse(url, &addr, &err) != AW_OK)
-        die("--redis", err.msg);
-    redisContext *c =
-        redisConnectWithTimeout(addr.host, addr.port, (struct timeval){5, 0});
-    if (c == NULL || c->err)
-        die("cannot connect", c ? c->errstr : "out of memory");
-    if (addr.db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", addr.db);
-        redisReply *r = command(c, 2, (const char *[]){"SELECT", db});
-        freeReplyObject(r);
-    }
+    if (aw_redis_connect(url, NULL, 5000, &c, &err) != AW_OK)
+        die("Redis", err.msg);
 
     const char *read_argv[7 + 2 * RA_MAX_STREAMS] = {
         "XREADGROUP", "GROUP", group, "readack-1", "COUNT", count, "STREAMS"};

@@ -207,14 +207,6 @@ void aw_cli_progress_end(aw_cli_progress *p);
 int aw_cli_open_store(const aw_cli_command *cmd, const aw_cli_common *common,
                       unsigned flags, aw_store **out);
 
-/* Blocking Redis connection for url (aw_redis_address_parse), with connect
- * and command timeouts. The password in password_file (or in the file
- * $REDIS_PASSWORD_FILE names, when NULL) is sent with AUTH. *out is freed
- * with redisFree. */
-int aw_cli_redis_connect(const char *url, const char *password_file,
-                         int timeout_ms, struct redisContext **out,
-                         aw_error *err);
-
 /* The value of key in a reply laid out as [key, value, key, value...]
  * (XINFO's replies under RESP2), borrowed from map; NULL when map is not an
  * array or has no such key (a field this Redis version does not report). */

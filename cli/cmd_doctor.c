@@ -928,8 +928,8 @@ static bool index_section(doctor *d, const char *db)
 static int redis_sections(doctor *d)
 {
     aw_error err = {0};
-    int rc = aw_cli_redis_connect(d->args->redis_url, d->args->password_file,
-                                  (int)d->args->timeout_ms, &d->redis, &err);
+    int rc = aw_redis_connect(d->args->redis_url, d->args->password_file,
+                              (int)d->args->timeout_ms, &d->redis, &err);
     name_streams(d);
     if (rc == AW_OK && (rc = read_streams(d, &err)) == AW_OK)
         rc = read_groups(d, &err);

@@ -383,8 +383,8 @@ static int open_source(const replay_args *a, aw_bundle **bundle,
     }
     f->since_ms = aw_cli_ns_to_ms_ceil(a->since_ns);
     f->until_ms = aw_cli_ns_to_ms_ceil(a->until_ns);
-    if (aw_cli_redis_connect(a->redis_url, a->password_file, REDIS_TIMEOUT_MS,
-                             redis, &f->err) != AW_OK)
+    if (aw_redis_connect(a->redis_url, a->password_file, REDIS_TIMEOUT_MS,
+                         redis, &f->err) != AW_OK)
         return AW_EXIT_FAILURE;
     return 0;
 }

@@ -298,8 +298,8 @@ static void redis_figures(const status_args *a, report *r)
 {
     redisContext *c;
     aw_error err = {0};
-    if (aw_cli_redis_connect(a->redis_url, a->password_file, (int)a->timeout_ms,
-                             &c, &err) != AW_OK) {
+    if (aw_redis_connect(a->redis_url, a->password_file, (int)a->timeout_ms, &c,
+                         &err) != AW_OK) {
         add(r, "redis", "reachable", aw_cli_bool(false));
         add(r, "redis", "error", aw_cli_str(err.msg));
         not_ready(r, "%s", err.msg);

@@ -322,7 +322,7 @@ typedef struct aw_redis_address {
 int aw_redis_address_parse(const char *url, aw_redis_address *out,
                            aw_error *err);
 
-/* ---- Redis replies and handshakes shared with the command line ----------- */
+/* ---- Redis replies and connections shared with the command line ---------- */
 
 /* hiredis' types, for the one-shot commands that talk to Redis themselves;
  * nothing else of consumer.h needs hiredis. */
@@ -346,6 +346,13 @@ int aw_redis_entry_copy(const char *stream, const struct redisReply *id,
  * is not 0. Messages never contain the password. */
 int aw_redis_handshake(struct redisContext *c, const char *password, int db,
                        aw_error *err);
+
+/* A blocking connection for url (aw_redis_address_parse), with connect and
+ * command timeouts of timeout_ms. The password in password_file (or in the
+ * file $REDIS_PASSWORD_FILE names, when NULL) is sent with AUTH. *out is
+ * freed with redisFree. */
+int aw_redis_connect(const char *url, const char *password_file, int timeout_ms,
+                     struct redisContext **out, aw_error *err);
 
 /* The JSON object of an alert, as the sinks emit it: id, kind, severity,
  * state, zone, request_id, anchor, event_time, raised_at, resolved_at,

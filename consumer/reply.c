@@ -9,9 +9,12 @@
  * each, because hiredis frees the reply when the callback returns.
  * Entry ids become aw_stream_id (event/), the one id type of the tree.
  *
- * The map look-up, the entry copy and the blocking AUTH/SELECT handshake are
- * public (consumer.h): the one-shot commands that talk to Redis use these
- * instead of copies of their own.
+ * The map look-up, the entry copy and the blocking connection with its
+ * AUTH/SELECT handshake are public (consumer.h): the one-shot commands and
+ * the bench tools that talk to Redis use these instead of copies of their
+ * own. A blocking connection bounds the connect and every command by a
+ * timeout, so a black-holed Redis makes `status --ready` answer "not
+ * ready" instead of hanging a health check.
  */
 #include "consumer/reply.h"
 
@@ -123,4 +126,44 @@ int aw_redis_handshake(redisContext *c, const char *password, int db,
         return rc;
     snprintf(dbtext, sizeof dbtext, "%d", db);
     return db ? handshake_step(c, "SELECT", 2, select, err) : AW_OK;
+}
+
+int aw_redis_connect(const char *url, const char *password_file, int timeout_ms,
+                     redisContext **out, aw_error *err)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    aw_redis_address a;
+    redisContext *c;
+    int rc;
+
+    *out = NULL;
+    if ((rc = aw_redis_address_parse(url, &a, err)) != AW_OK)
+        return rc;
+    if (!(c = redisConnectWithTimeout(a.host, a.port, tv)))
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (c->err) {
+        rc = aw_error_set(err, AW_ERR_IO, "cannot connect to Redis at %s: %s",
+                          url, c->errstr);
+        redisFree(c);
+        return rc;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        redisFree(c);
+        return aw_error_set(err, AW_ERR_IO, "cannot set the Redis timeout");
+    }
+    if (!password_file)
+        password_file = getenv("REDIS_PASSWORD_FILE");
+    if (password_file && !*password_file)
+        password_file = NULL;
+    char *password = NULL;
+    if ((password_file &&
+         (rc = aw_secret_read_file(password_file, &password, err)) != AW_OK) ||
+        (rc = aw_redis_handshake(c, password, a.db, err)) != AW_OK) {
+        aw_secret_free(password);
+        redisFree(c);
+        return rc;
+    }
+    aw_secret_free(password);
+    *out = c;
+    return AW_OK;
 }
