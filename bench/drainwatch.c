@@ -33,7 +33,6 @@
 
 typedef struct group_figures {
     long long entries_read, pending, lag;
-    int groups;     /* streams on which the group exists */
     bool lag_known; /* every stream reported its lag */
 } group_figures;
 
@@ -104,7 +103,6 @@ static void add_group(const redisReply *g, const char *group,
     }
     if (!mine)
         return;
-    out->groups++;
     out->entries_read += read;
     out->pending += pending;
     out->lag += lag;
