@@ -28,7 +28,7 @@ static int parts_read(aw_store *store, aw_error *err)
     struct store_anchor_part *p = &store->part;
     int rc = AW_OK;
     if (sqlite3_prepare_v2(store->db,
-                           "SELECT part_no, base_at, min_at FROM anchor_parts "
+                           "SELECT part_no, base_at FROM anchor_parts "
                            "ORDER BY part_no DESC LIMIT 1",
                            -1, &last, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(store->db,
@@ -43,7 +43,11 @@ static int parts_read(aw_store *store, aw_error *err)
     if (step == SQLITE_ROW) {
         p->no = sqlite3_column_int64(last, 0);
         p->base_at = sqlite3_column_int64(last, 1);
-        p->open = sqlite3_column_int64(last, 2) == INT64_MIN;
+        /* A part closes only as the next one opens, in one transaction,
+         * so the newest is open, unless it is part 0: the uses of an index
+         * from before schema 14, closed at migration. (Its min_at, which
+         * an open part's row sets to INT64_MIN, may be INT64_MIN too.) */
+        p->open = p->no > 0;
     } else if (step != SQLITE_DONE) {
         rc = store_fail(store, err, "read anchor parts");
         goto done;

@@ -612,3 +612,36 @@ Test(store_open, an_index_of_schema_13_keeps_its_anchor_uses_in_part_0)
         AW_OK, "%s", err.msg);
     cr_expect_str_eq(found, "ev-old");
 }
+
+/* Part 0, the uses of an index from before schema 14, is closed at
+ * migration whatever its times: one use at the very first nanosecond an
+ * index can hold (the value an open part's row claims as its start) must
+ * not reopen it, or the uses stored after would go to part 0 beyond its
+ * recorded end, where a look-up after a time (a revocation's) skips them. */
+Test(store_open, a_migrated_use_at_the_first_nanosecond_leaves_part_0_closed)
+{
+    aw_anchor agent = {AW_ANCHOR_AGENT_SESSION, "as-1"};
+    aw_audit_event first = fixture_event("ev-first", "z", "token_exchange",
+                                         "req-1", "allow", INT64_MIN);
+    first.anchors = &agent;
+    first.nanchors = 1;
+    fixture_commit_event(fx.store, "1-0", &first);
+    close_index();
+    fixture_back_to_schema_13(fx.path);
+    reopen_migrated();
+    aw_audit_event after = fixture_event("ev-after", "z", "token_exchange",
+                                         "req-2", "allow", 5000);
+    after.anchors = &agent;
+    after.nanchors = 1;
+    fixture_commit_event(fx.store, "2-0", &after);
+    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM anchor_uses "
+                                          "WHERE part_no = 0"),
+                 1, "a use went to the closed part 0");
+    char found[64] = "";
+    aw_event_filter f = {.anchor = agent, .has_since = true, .since_ns = 4000};
+    aw_error err = {0};
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-after");
+}
