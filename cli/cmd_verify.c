@@ -524,6 +524,15 @@ static bool audit_signed(verify_state *v, const aw_raw_entry *raw)
            aw_hmac_verify_audit(v->audit.key, *data, *sig, NULL) == AW_OK;
 }
 
+/* Narrows f to the events that occurred at at_ns. until is exclusive, and
+ * past the last nanosecond an index holds there is none. */
+static void occurred_exactly_at(aw_event_filter *f, int64_t at_ns)
+{
+    f->has_since = true;
+    f->since_ns = at_ns;
+    f->has_until = !__builtin_add_overflow(at_ns, 1, &f->until_ns);
+}
+
 static int found_use(const aw_event_row *r, void *ud)
 {
     (void)r;
@@ -538,12 +547,8 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
 {
     int rc = 0;
     for (size_t i = 0; i < ev->nanchors && !rc; i++) {
-        aw_event_filter f = {.rowid = r->rowid,
-                             .anchor = ev->anchors[i],
-                             .has_since = true,
-                             .since_ns = ev->occurred_at_ns,
-                             .has_until = true,
-                             .until_ns = ev->occurred_at_ns + 1};
+        aw_event_filter f = {.rowid = r->rowid, .anchor = ev->anchors[i]};
+        occurred_exactly_at(&f, ev->occurred_at_ns);
         bool found = false;
         rc = aw_store_query_events(v->store, &f, found_use, &found, &v->err);
         if (rc == 1)
@@ -1017,13 +1022,8 @@ static int check_rowless(verify_state *v, const aw_entry_row *row,
     if (role == AW_ROLE_AUDIT &&
         aw_event_decode_audit(raw, NULL, &ev, &err) == AW_OK) {
         identity want = {ev->id, ev->occurred_at_ns, false};
-        aw_event_filter f = {
-            .event_id = ev->id,
-            .has_since = true,
-            .since_ns = ev->occurred_at_ns,
-            .has_until = ev->occurred_at_ns < INT64_MAX,
-            .until_ns = ev->occurred_at_ns + (ev->occurred_at_ns < INT64_MAX),
-        };
+        aw_event_filter f = {.event_id = ev->id};
+        occurred_exactly_at(&f, ev->occurred_at_ns);
         rc = aw_store_query_events(v->store, &f, same_identity, &want, &v->err);
         if (rc == 1)
             rc = 0;

@@ -119,7 +119,9 @@ Test(cli_query, accepts_times_relative_to_now)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    cw_add_exchange(&w, "ev-recent", "req-recent", wall_ms - 30 * 60 * 1000);
+    int64_t recent_ms = wall_ms - 30 * 60 * 1000;
+    cw_add_exchange(&w, "ev-recent", "req-recent", recent_ms * 1000000,
+                    recent_ms);
 
     expect_ids("ev-recent", ARGS("--since", "-1h"));
     expect_ids("ev-recent", ARGS("--since", "-2h", "--until", "now"));

@@ -532,7 +532,8 @@ Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix)
     cw_build(&w, true);
     char head[96];
     chain_tip(head);
-    cw_add_exchange(&w, "ev-later", "req-later", CW_T0_MS + 3000000);
+    cw_add_exchange(&w, "ev-later", "req-later", CW_NS(3000000),
+                    CW_T0_MS + 3000000);
     cw_result r = cw_run(
         &w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
         NULL);
@@ -590,5 +591,27 @@ Test(cli_verify, shows_progress_of_the_row_check_on_stderr_when_asked)
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, "verify: decoded rows"), "%s", r.err);
     cr_expect_null(strstr(r.out, "verify: decoded rows"), "%s", r.out);
+    cw_result_free(&r);
+}
+
+/* The last nanosecond an index can hold is a time like any other: verify
+ * seeks the event's anchor uses at it without overflowing, and trace
+ * shows it to the nanosecond. */
+Test(cli_verify, an_event_at_the_last_nanosecond_verifies)
+{
+    cw_build(&w, true);
+    cw_add_exchange(&w, "ev-last", "req-last", INT64_MAX, CW_T0_MS + 3000000);
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
+    cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), ENTRIES + 1);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+    r = cw_run(&w, ARGS("trace", "--db", w.db, "req-last", "-f", "json"), KEYS);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(
+        strstr(r.out, "\"occurred_at\":\"2262-04-11T23:47:16.854775807Z\""),
+        "%s", r.out);
     cw_result_free(&r);
 }

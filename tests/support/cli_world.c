@@ -88,10 +88,10 @@ static void audit(feed *f, int64_t entry_ms, const char *event_id,
 static void event_json(char *out, size_t size, const char *id, const char *zone,
                        const char *type, const char *request,
                        const char *decision, const char *status,
-                       int64_t occurred_ms, const char *meta, const char *extra)
+                       int64_t occurred_ns, const char *meta, const char *extra)
 {
     char when[40];
-    aw_time_format(CW_NS(occurred_ms), when, sizeof when);
+    aw_time_format(occurred_ns, when, sizeof when);
     snprintf(
         out, size,
         "{\"id\":\"%s\",\"zone_id\":\"%s\",\"event_type\":\"%s\",\"request_id\":\"%s\","
@@ -106,7 +106,7 @@ static void exchange(feed *f, int64_t ms, const char *id, const char *zone,
 {
     char data[2048];
     event_json(data, sizeof data, id, zone, "token_exchange", request, decision,
-               "complete", ms, meta, extra);
+               "complete", CW_NS(ms), meta, extra);
     audit(f, ms, id, data, NULL);
 }
 
@@ -120,7 +120,7 @@ static void gateway(feed *f, int64_t ms, const char *id, const char *zone,
         "\"result_class\":\"success\",\"latency_ms\":12,\"response_bytes\":512",
         meta);
     event_json(data, sizeof data, id, zone, "gateway_resource_request", request,
-               "allow", "executed", ms, m,
+               "allow", "executed", CW_NS(ms), m,
                "\"determining_policies_json\":null,\"diagnostics_json\":null,");
     audit(f, ms, id, data, NULL);
 }
@@ -203,11 +203,11 @@ static void story(feed *f)
         f, 120100, "gw-6", "zone-2", "req-6",
         "\"application_id\":\"app-3\",\"resource\":\"resource://z2\",\"session_id\":\"ar-6\"");
     event_json(data, sizeof data, "ev-an", "zone-1", "replay_detected",
-               "req-an", "deny", "anomaly", 130000,
+               "req-an", "deny", "anomaly", CW_NS(130000),
                "\"application_id\":\"app-1\"", "");
     audit(f, 130000, "ev-an", data, NULL);
     event_json(data, sizeof data, "ev-bad", "zone-1", "token_exchange",
-               "req-bad", "allow", "complete", 135000,
+               "req-bad", "allow", "complete", CW_NS(135000),
                "\"session_id\":\"ar-9\"", "");
     audit(f, 135000, "ev-bad", data,
           "0000000000000000000000000000000000000000000000000000000000000000");
@@ -240,7 +240,7 @@ static void story(feed *f)
 
     /* req-7's decision, published late from a replay file. */
     event_json(data, sizeof data, "ev-7", "zone-1", "token_exchange", "req-7",
-               "allow", "complete", 139950,
+               "allow", "complete", CW_NS(139950),
                "\"application_id\":\"app-1\",\"session_id\":\"ar-7\"", "");
     audit(f, 600000, "ev-7", data, NULL);
     commit(f, 0);
@@ -270,8 +270,9 @@ void cw_build(cli_world *w, bool keys)
 }
 
 void cw_add_exchange(cli_world *w, const char *id, const char *request_id,
-                     int64_t occurred_ms)
+                     int64_t occurred_ns, int64_t published_ms)
 {
+    char data[2048];
     feed *f = calloc(1, sizeof *f);
     aw_ingest_options opts = {.db_path = w->db};
     aw_error err = {0};
@@ -279,8 +280,10 @@ void cw_add_exchange(cli_world *w, const char *id, const char *request_id,
     f->key = aw_test_key();
     f->seq = 1000000;
     cr_assert_eq(aw_ingest_open(&opts, &f->ing, &err), AW_OK, "%s", err.msg);
-    exchange(f, occurred_ms - CW_T0_MS, id, "zone-1", request_id, "allow",
-             "\"application_id\":\"app-1\",\"session_id\":\"ar-extra\"", "");
+    event_json(data, sizeof data, id, "zone-1", "token_exchange", request_id,
+               "allow", "complete", occurred_ns,
+               "\"application_id\":\"app-1\",\"session_id\":\"ar-extra\"", "");
+    audit(f, published_ms - CW_T0_MS, id, data, NULL);
     commit(f, 0);
     aw_ingest_close(f->ing);
     aw_hmac_key_free(f->key);

@@ -56,10 +56,11 @@ void cw_build(cli_world *w, bool keys);
 void cw_cleanup(cli_world *w);
 
 /* Adds one signed token_exchange (zone-1, allow, session ar-extra) that
- * occurred, and was published, at occurred_ms since the epoch: for tests
- * that need evidence relative to the wall clock. */
+ * occurred at occurred_ns and was published at published_ms, both since
+ * the epoch: for tests that need evidence relative to the wall clock, or
+ * at the edges of time. */
 void cw_add_exchange(cli_world *w, const char *id, const char *request_id,
-                     int64_t occurred_ms);
+                     int64_t occurred_ns, int64_t published_ms);
 
 /* One run of the binary: exit status, stdout and stderr (heap). */
 typedef struct cw_result {
