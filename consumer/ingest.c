@@ -123,7 +123,10 @@ static stream_slot *slot_for(aw_ingest *ing, const char *name, size_t len)
  * stored from row, decoded as decode_entry decoded it (from the entry,
  * or from the original a DLQ entry holds). Its signature was checked when
  * it was stored, and the hash chain covers its bytes since, so none is
- * checked again: a rotated key must not turn a redelivery into tampering. */
+ * checked again: a rotated key must not turn a redelivery into tampering.
+ * An events row names the entry, so it held an audit event whatever its
+ * stream; a stream no option names any more (renamed since) is read by
+ * its shape: a dead letter carries the original's fields as src_*. */
 static int stored_event_content(const aw_entry_row *row, void *ud,
                                 unsigned char content_hash[32], aw_error *err)
 {
@@ -131,16 +134,16 @@ static int stored_event_content(const aw_entry_row *row, void *ud,
     stream_slot *slot = slot_for(ing, row->stream, strlen(row->stream));
     if (!slot)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    if (slot->role != AW_ROLE_AUDIT && slot->role != AW_ROLE_AUDIT_DLQ)
-        return aw_error_set(err, AW_ERR,
-                            "entry row %lld (stream %s) holds no audit event",
-                            (long long)row->rowid, row->stream);
     aw_raw_entry *e = NULL;
     aw_dead_letter *letter = NULL;
     aw_audit_event *ev = NULL;
     aw_error why = {0};
     int rc = aw_raw_entry_unpack(row->raw, row->raw_len, &e, NULL, &why);
-    if (rc == AW_OK && slot->role == AW_ROLE_AUDIT_DLQ)
+    bool dead_letter =
+        rc == AW_OK &&
+        (slot->role == AW_ROLE_AUDIT_DLQ ||
+         (slot->role != AW_ROLE_AUDIT && aw_raw_entry_get(e, "src_data")));
+    if (dead_letter)
         rc = aw_dead_letter_decode_audit(e, ing->dec.streams.of[AW_ROLE_AUDIT],
                                          &letter, &why);
     if (rc == AW_OK)
@@ -150,9 +153,9 @@ static int stored_event_content(const aw_entry_row *row, void *ud,
         memcpy(content_hash, ev->content_hash, 32);
     else
         rc = aw_error_set(err, rc == AW_ERR_NOMEM ? rc : AW_ERR,
-                          "the event stored at entry row %lld no longer "
-                          "decodes: %s",
-                          (long long)row->rowid, why.msg);
+                          "the event stored at entry row %lld (stream %s) no "
+                          "longer decodes: %s",
+                          (long long)row->rowid, row->stream, why.msg);
     aw_audit_event_free(ev);
     aw_dead_letter_free(letter);
     aw_raw_entry_free(e);

@@ -424,3 +424,26 @@ Test(consumer_dead_letters,
     cr_expect_eq(events_keeping_a_hash(), 1);
     cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
 }
+
+/* A dead letter stored before its stream was renamed still answers for
+ * its event: the original, published again on the audit stream, is a
+ * duplicate, not an entry that cannot be indexed. */
+Test(consumer_dead_letters,
+     a_dead_letter_from_a_renamed_stream_still_knows_its_event)
+{
+    aw_test_audit a = {.id = "evt-dl", .request_id = "req-dl"};
+    commit(dlq_entry("1779364806000-0", &a, NULL));
+    aw_ingest_close(ing);
+    aw_ingest_options o = {.db_path = db, .audit_key = key, .streams_key = key};
+    o.streams[AW_ROLE_AUDIT_DLQ] = DLQ ".v2";
+    aw_error err = {0};
+    cr_assert(aw_ingest_open(&o, &ing, &err) == AW_OK, "%s", err.msg);
+    aw_raw_entry *again = audit_entry("1779364807000-0", &a);
+    aw_ingest_item item = {.entry = again};
+    aw_ingest_stats st;
+    cr_assert(aw_ingest_batch(ing, &item, 1, NULL, 0, 0, &st, &err) == AW_OK,
+              "%s", err.msg);
+    aw_raw_entry_free(again);
+    cr_expect_eq(st.duplicates, 1);
+    cr_expect_eq(events_with_id("evt-dl"), 1);
+}
