@@ -296,14 +296,13 @@ Test(consumer_ingest_batch, refuses_two_roles_on_one_stream)
     cr_assert(strstr(err.msg, "caracal.audit.events"), "%s", err.msg);
 }
 
-/* An event is known by its id wherever it was read: after the audit
+/* An event is known by its identity wherever it was read: after the audit
  * stream is renamed, the same event read again from the new stream is a
- * duplicate of the one stored from the old, not an entry that cannot be
- * indexed. */
+ * duplicate of the one stored from the old, and other content under its
+ * identity a conflict, not an entry that cannot be indexed. */
 Test(consumer_ingest_batch, an_event_stored_from_a_renamed_stream_is_known)
 {
     aw_raw_entry *old[1] = {audit_entry("1-0", "evt-1")};
-    aw_ingest_stats st;
     open_ingest(NULL);
     cr_assert_eq(batch(old, 1).indexed, 1);
     aw_ingest_close(ing);
@@ -312,13 +311,17 @@ Test(consumer_ingest_batch, an_event_stored_from_a_renamed_stream_is_known)
     aw_ingest_options renamed = {0};
     renamed.streams[AW_ROLE_AUDIT] = "caracal.audit.v2";
     open_ingest(&renamed);
-    static char data[1024];
-    aw_test_audit_data(&(aw_test_audit){.id = "evt-1"}, data, sizeof data);
-    const char *kv[] = {"data", data};
-    aw_raw_entry *again[1] = {entry("caracal.audit.v2", "5-0", kv, 1)};
-    st = batch(again, 1);
+    static char same[1024], other[1024];
+    aw_test_audit_data(&(aw_test_audit){.id = "evt-1"}, same, sizeof same);
+    aw_test_audit_data(&(aw_test_audit){.id = "evt-1", .decision = "deny"},
+                       other, sizeof other);
+    const char *same_kv[] = {"data", same}, *other_kv[] = {"data", other};
+    aw_raw_entry *again[2] = {entry("caracal.audit.v2", "5-0", same_kv, 1),
+                              entry("caracal.audit.v2", "6-0", other_kv, 1)};
+    aw_ingest_stats st = batch(again, 2);
     cr_expect_eq(st.duplicates, 1);
+    cr_expect_eq(st.conflicts, 1);
     cr_expect_eq(st.rejected, 0, "rejected: %s", rejects().detail);
     free_entries(old, 1);
-    free_entries(again, 1);
+    free_entries(again, 2);
 }
