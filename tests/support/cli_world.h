@@ -70,7 +70,9 @@ typedef struct cw_result {
 } cw_result;
 
 /* Runs auditwatch with args (NULL-terminated, without the program name) and
- * env ("NAME=value", NULL-terminated, may be NULL), in w->dir, to the end. */
+ * env ("NAME=value", NULL-terminated, may be NULL) to the end, its output
+ * kept in files in w->dir. It runs in the test's working directory, so
+ * paths in args go under w->dir. */
 cw_result cw_run(cli_world *w, const char *const *args, const char *const *env);
 void cw_result_free(cw_result *r);
 
