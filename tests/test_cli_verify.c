@@ -527,6 +527,20 @@ Test(cli_verify, a_chain_head_the_index_does_not_reach_fails)
     cw_result_free(&r);
 }
 
+/* Runs verify (JSON output) to a pass: check `name` is ok, and the hash
+ * chain covered `entries` entries. */
+static void expect_verified(const char *const *args, const char *const *env,
+                            const char *name, double entries)
+{
+    cw_result r = cw_run(&w, args, env);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, name), "result"), "ok");
+    cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), entries);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix)
 {
     cw_build(&w, true);
@@ -534,15 +548,9 @@ Test(cli_verify, an_index_that_grew_since_the_head_verifies_against_its_prefix)
     chain_tip(head);
     cw_add_exchange(&w, "ev-later", "req-later", CW_NS(3000000),
                     CW_T0_MS + 3000000);
-    cw_result r = cw_run(
-        &w, ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"),
-        NULL);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    cJSON *rows = cw_json_lines(r.out);
-    cr_expect_str_eq(cw_str(check(rows, "chain_head"), "result"), "ok");
-    cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), ENTRIES + 1);
-    cJSON_Delete(rows);
-    cw_result_free(&r);
+    expect_verified(
+        ARGS("verify", "--db", w.db, "--chain-head", head, "-f", "json"), NULL,
+        "chain_head", ENTRIES + 1);
 }
 
 Test(cli_verify, a_malformed_chain_head_is_a_usage_error)
@@ -601,14 +609,10 @@ Test(cli_verify, an_event_at_the_last_nanosecond_verifies)
 {
     cw_build(&w, true);
     cw_add_exchange(&w, "ev-last", "req-last", INT64_MAX, CW_T0_MS + 3000000);
-    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
-    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
-    cJSON *rows = cw_json_lines(r.out);
-    cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
-    cr_expect_eq(figure(check(rows, "hash_chain"), "checked"), ENTRIES + 1);
-    cJSON_Delete(rows);
-    cw_result_free(&r);
-    r = cw_run(&w, ARGS("trace", "--db", w.db, "req-last", "-f", "json"), KEYS);
+    expect_verified(ARGS("verify", "--db", w.db, "-f", "json"), KEYS,
+                    "hash_chain", ENTRIES + 1);
+    cw_result r =
+        cw_run(&w, ARGS("trace", "--db", w.db, "req-last", "-f", "json"), KEYS);
     cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(
         strstr(r.out, "\"occurred_at\":\"2262-04-11T23:47:16.854775807Z\""),
