@@ -215,14 +215,14 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
 /* Runs one due check (kind is an aw_det_pending_kind). */
 int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
                          int64_t ref, aw_error *err);
-/* The check for the Gateway call at event row rowid (zone, request,
- * occurred_at) due at deadline_ns, unless it is paired in time already;
- * and the check for the observed call at calls row ref likewise. Used on
- * arrival and when due.c rebuilds its checks. */
+/* The check for the Gateway call at event row rowid (zone, request) due
+ * at deadline_ns, unless it is paired in time already, and the checks
+ * again of the calls it ranks ahead of; and the check for the observed
+ * call at calls row ref likewise. Used on arrival and when due.c rebuilds
+ * its checks. */
 int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
-                                   const char *request_id, int64_t occurred_ns,
-                                   int64_t deadline_ns, int64_t rowid,
-                                   aw_error *err);
+                                   const char *request_id, int64_t deadline_ns,
+                                   int64_t rowid, aw_error *err);
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
                                 const char *request_id, int64_t deadline_ns,
                                 int64_t ref, aw_error *err);

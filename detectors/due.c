@@ -121,8 +121,7 @@ static int rebuild_gateway_call(const aw_event_row *row, void *ud)
     if (deadline <= r->clock_ns)
         return 0;
     return aw_det_missing_expect_decision(r->det, row->zone_id, row->request_id,
-                                          row->occurred_at_ns, deadline,
-                                          row->rowid, r->err);
+                                          deadline, row->rowid, r->err);
 }
 
 static int rebuild_call(const aw_call_row *row, void *ud)

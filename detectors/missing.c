@@ -6,10 +6,15 @@
  * request id R in zone Z must be paired with its own granting
  * token_exchange (allow or consumed) with request id R in Z. Request ids
  * are the client's X-Request-Id and repeat (DESIGN §2.4), so pairing is one
- * to one, by count: the k-th Gateway call of (Z, R), in (occurred_at, row)
- * order, is paired when at least k granting decisions of (Z, R) arrived in
- * time. A deny (the STS's provider_credential_unavailable after an allow)
- * pairs with nothing, and a decision without a Gateway call is not a gap.
+ * to one, by count: the k-th Gateway call of (Z, R), in (deadline, row)
+ * order, is paired when at least k granting decisions of (Z, R) arrived by
+ * its deadline. Ranking by deadline, not occurred_at, is what makes that
+ * count exact: a decision in time for a call is in time for every call
+ * ranked after it, so an alert is raised only when the calls due so far
+ * outnumber the decisions they could have had, and a call published late
+ * with an early occurred_at cannot take the decision of one already due. A
+ * deny (the STS's provider_credential_unavailable after an allow) pairs
+ * with nothing, and a decision without a Gateway call is not a gap.
  *
  * call_without_audit: an observed call (resource-server or proxy log) with
  * request id R and a success status must be accompanied by some audit
@@ -21,7 +26,10 @@
  * id time) is at or before the deadline. When the evidence arrives its
  * counterparts are looked up by request id (one indexed look-up); if they
  * already settle it the matter ends there, else a check waits (due.c) and
- * repeats the look-up once the clock reaches the deadline. The common
+ * repeats the look-up once the clock reaches the deadline. A call that
+ * arrives ranked ahead of calls already stored (published late, or stamped
+ * ahead of Redis' clock) may take the decision one of them was paired
+ * with, so each of those is checked again at its own deadline. The common
  * Gateway call needs no look-up: when no earlier call of (Z, R) is in the
  * index (a filter of every stored call's (Z, R) says "certainly not"), it
  * ranks first, and one granting decision of (Z, R) in time pairs it; the
@@ -103,25 +111,47 @@ static int find_any_event(aw_detectors *det, const char *zone_id,
 
 /* The Gateway calls and granting decisions of one (zone, request id). */
 typedef struct pairing {
+    const aw_detectors *det;
     int64_t deadline_ns; /* decisions arrived by then are in time */
-    bool has_call;       /* rank the call (occurred_at, rowid) */
-    int64_t call_occurred_ns, call_rowid;
+    bool has_call;       /* rank the call (deadline_ns, call_rowid) */
+    bool keep_displaced; /* list the calls ranked after it */
+    int64_t call_rowid;
     size_t calls;     /* every Gateway call */
     size_t rank;      /* calls ordered at or before the call */
     size_t decisions; /* every granting decision */
     size_t decisions_in_time;
-    counterpart last; /* the decision that arrived last */
+    counterpart last;      /* the decision that arrived last */
+    aw_det_due *displaced; /* owned; the calls ranked after the call */
+    size_t ndisplaced, displaced_cap;
 } pairing;
+
+static int keep_displaced(pairing *p, int64_t deadline_ns, int64_t rowid)
+{
+    if (p->ndisplaced == p->displaced_cap) {
+        size_t cap = p->displaced_cap ? p->displaced_cap * 2 : 4;
+        aw_det_due *grown = realloc(p->displaced, cap * sizeof *grown);
+        if (!grown)
+            return AW_ERR_NOMEM;
+        p->displaced = grown;
+        p->displaced_cap = cap;
+    }
+    p->displaced[p->ndisplaced++] =
+        (aw_det_due){deadline_ns, rowid, AW_PENDING_DECISION_MISSING};
+    return 0;
+}
 
 static int count_pairing(const aw_event_row *row, void *ud)
 {
     pairing *p = ud;
     if (aw_det_is_gateway_call(row->event_type)) {
+        int64_t due = aw_det_missing_deadline(p->det, row->occurred_at_ns,
+                                              row->arrived_ns);
         p->calls++;
-        if (!p->has_call || row->occurred_at_ns < p->call_occurred_ns ||
-            (row->occurred_at_ns == p->call_occurred_ns &&
-             row->rowid <= p->call_rowid))
+        if (!p->has_call || due < p->deadline_ns ||
+            (due == p->deadline_ns && row->rowid <= p->call_rowid))
             p->rank++;
+        else if (p->keep_displaced)
+            return keep_displaced(p, due, row->rowid);
         return 0;
     }
     if (!aw_decision_grants(row->decision))
@@ -311,26 +341,33 @@ int64_t aw_det_missing_deadline(const aw_detectors *det, int64_t occurred_ns,
 }
 
 /* Waits for a decision until the deadline, unless the Gateway call is
- * already paired with a decision in time (the common order: the STS logs
- * the decision before the Gateway logs the call), which settles it now. */
+ * paired with a decision in time already (the common order: the STS logs
+ * the decision before the Gateway logs the call), which settles it now.
+ * The calls it now ranks ahead of (it was published late) may have lost
+ * their decision to it, so each is checked again at its own deadline. */
 int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
-                                   const char *request_id, int64_t occurred_ns,
-                                   int64_t deadline_ns, int64_t rowid,
-                                   aw_error *err)
+                                   const char *request_id, int64_t deadline_ns,
+                                   int64_t rowid, aw_error *err)
 {
     aw_det_due_seen(det, AW_PENDING_DECISION_MISSING, rowid);
     pairing p = {
+        .det = det,
         .deadline_ns = deadline_ns,
         .has_call = true,
-        .call_occurred_ns = occurred_ns,
+        .keep_displaced = true,
         .call_rowid = rowid,
     };
     int rc = count_pairs(det, zone_id, request_id, &p, err);
+    for (size_t i = 0; !rc && i < p.ndisplaced; i++)
+        rc =
+            aw_det_due_add(det, AW_PENDING_DECISION_MISSING,
+                           p.displaced[i].deadline_ns, p.displaced[i].ref, err);
+    if (!rc && !call_paired(&p))
+        rc = aw_det_due_add(det, AW_PENDING_DECISION_MISSING, deadline_ns,
+                            rowid, err);
     free(p.last.event_id);
-    if (rc || call_paired(&p))
-        return rc;
-    return aw_det_due_add(det, AW_PENDING_DECISION_MISSING, deadline_ns, rowid,
-                          err);
+    free(p.displaced);
+    return rc;
 }
 
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
@@ -357,7 +394,7 @@ static int settle_decision_missing(aw_detectors *det,
                                                     decision->zone_id, NULL,
                                                     decision->request_id)))
         return AW_OK;
-    pairing p = {.deadline_ns = INT64_MAX};
+    pairing p = {.det = det, .deadline_ns = INT64_MAX};
     int rc = count_pairs(det, decision->zone_id, decision->request_id, &p, err);
     free(p.last.event_id);
     if (rc || p.decisions < p.calls)
@@ -382,8 +419,7 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
         aw_det_due_seen(det, AW_PENDING_DECISION_MISSING, event_rowid);
     else if (aw_det_is_gateway_call(event->event_type))
         rc = aw_det_missing_expect_decision(
-            det, event->zone_id, event->request_id, event->occurred_at_ns,
-            deadline, event_rowid, err);
+            det, event->zone_id, event->request_id, deadline, event_rowid, err);
     if (!rc && aw_det_is_decision(event->event_type) &&
         aw_decision_grants(event->decision)) {
         rc = remember_grant(det, event, arrival, err);
@@ -550,9 +586,9 @@ static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
                           int64_t deadline_ns, aw_error *err)
 {
     pairing p = {
+        .det = det,
         .deadline_ns = deadline_ns,
         .has_call = true,
-        .call_occurred_ns = g->occurred_at_ns,
         .call_rowid = ref,
     };
     int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);

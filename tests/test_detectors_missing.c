@@ -417,3 +417,65 @@ Test(decision_missing, late_decisions_resolve_only_once_every_call_is_paired)
     cr_assert_eq(a.state, AW_ALERT_RESOLVED);
     cr_assert_str_eq(a.resolved_by, "te-2");
 }
+
+/* Calls rank by deadline: g-y occurred first but was published at 250 s, so
+ * it is due at 550 s; te-x came in time for g-x (due at 310 s) and must
+ * stay g-x's, even though g-y's own decision only arrives at 400 s. */
+Test(decision_missing,
+     a_call_published_late_does_not_take_an_earlier_due_decision)
+{
+    gateway_call("g-x", "req-1", DW_S(10), DW_S(10), 200, "success");
+    decision("te-x", "req-1", DW_S(9), DW_S(200));
+    gateway_call("g-y", "req-1", 0, DW_S(250), 200, "success");
+    dw_advance(&w, DW_S(310));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0,
+                 "g-x had its decision in time");
+    decision("te-y", "req-1", 0, DW_S(400));
+    dw_advance(&w, DW_S(600));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_RAISED), 0);
+}
+
+/* g-1 was paired on arrival with the only decision. g-2, published late
+ * with an earlier occurred_at, ranks after it (due later), so it is the
+ * call without a decision, and g-1 stays paired. */
+Test(decision_missing, a_call_published_late_behind_a_paired_one_is_unpaired)
+{
+    decision("te-1", "req-1", 0, 0);
+    gateway_call("g-1", "req-1", DW_S(10), DW_S(10), 200, "success");
+    gateway_call("g-2", "req-1", DW_S(5), DW_S(100), 200, "success");
+    dw_advance(&w, DW_S(1000));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
+              a.evidence);
+}
+
+/* A call stamped ahead of Redis' clock (occurred 200 s, stored at 20 s) is
+ * due at 500 s; g-2, stored after it but due at 350 s, ranks first and
+ * takes the one decision, so g-1, paired when it arrived, is checked again
+ * and found without one. */
+Test(decision_missing, a_call_that_ranks_ahead_of_a_paired_one_checks_it_again)
+{
+    decision("te-1", "req-1", 0, 0);
+    gateway_call("g-1", "req-1", DW_S(200), DW_S(20), 200, "success");
+    gateway_call("g-2", "req-1", DW_S(50), DW_S(50), 200, "success");
+    dw_advance(&w, DW_S(400));
+    cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0, "g-2 is paired");
+    dw_advance(&w, DW_S(500));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, "g-1") != NULL, "the unpaired call: %s",
+              a.evidence);
+}
+
+Test(decision_missing, a_call_checked_again_is_still_checked_after_a_restart)
+{
+    decision("te-1", "req-1", 0, 0);
+    gateway_call("g-1", "req-1", DW_S(200), DW_S(20), 200, "success");
+    gateway_call("g-2", "req-1", DW_S(50), DW_S(50), 200, "success");
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(500));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN);
+}
