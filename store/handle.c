@@ -97,6 +97,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_EVENT_FIND] = "SELECT rowid, content_hash, entry_rowid FROM events "
                         "WHERE occurred_at = ?1 AND id_key = ?2 AND "
                         "(event_id = ?3 OR event_id = ?4)",
+    [STMT_EVENT_MOVE] =
+        "UPDATE events SET entry_rowid = ?2, content_hash = ?3, is_signed = ?4 "
+        "WHERE rowid = ?1 AND (SELECT id_ms FROM entries WHERE rowid = "
+        "events.entry_rowid) > (SELECT id_ms FROM entries WHERE rowid = ?2)",
     [STMT_ANCHOR_FIND] = "SELECT anchor_no FROM anchor_names WHERE "
                          "kind = :kind AND anchor_id = :name",
     [STMT_ANCHOR_NAME_ADD] =

@@ -453,6 +453,37 @@ static int64_t event_id_key(const aw_audit_event *event, uint64_t digest,
     return event->has_id_digests ? (int64_t)digest : store_id_key(id);
 }
 
+/* Whether the row of an event found in entry_rowid may leave its content
+ * hash out: the entry just stored whole reproduces it (schema 12). */
+static bool store_hash_in_entry(const aw_store *store, int64_t entry_rowid)
+{
+    return store->event_content != NULL && entry_rowid == store->last_rowid &&
+           store->last_whole;
+}
+
+/* A copy of a stored event in an entry of earlier id time -- the original
+ * on the audit stream, read after its dead letter -- becomes the event's
+ * entry, so its arrival is the earliest one and the index does not depend
+ * on which copy was read first. */
+static int store_event_earliest_entry(aw_store *store, int64_t event_rowid,
+                                      int64_t entry_rowid,
+                                      const aw_audit_event *event,
+                                      aw_error *err)
+{
+    sqlite3_stmt *move;
+    int rc = store_stmt(store, STMT_EVENT_MOVE, &move, err);
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(move, 1, event_rowid);
+    sqlite3_bind_int64(move, 2, entry_rowid);
+    sqlite3_bind_blob(move, 3, event->content_hash,
+                      store_hash_in_entry(store, entry_rowid) ? 0 : 32,
+                      SQLITE_STATIC);
+    sqlite3_bind_int(move, 4, event->is_signed);
+    return store_exec_stmt(store, move, err,
+                           "move event to its earliest entry");
+}
+
 int aw_store_put_event(aw_store *store, int64_t entry_rowid,
                        const aw_audit_event *event, int64_t *event_rowid,
                        aw_put_result *result, aw_error *err)
@@ -467,6 +498,9 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     bool found = false;
     rc = store_find_event(store, event, id_key, &found, event_rowid, result,
                           err);
+    if (rc == AW_OK && found && *result == AW_PUT_DUPLICATE)
+        rc = store_event_earliest_entry(store, *event_rowid, entry_rowid, event,
+                                        err);
     if (rc != AW_OK || found)
         return rc;
     sqlite3_stmt *add;
@@ -504,9 +538,8 @@ int aw_store_put_event(aw_store *store, int64_t entry_rowid,
     store_bind_id(add, 19, event->request_id);
     /* The hash is re-read from the entry on the rare identity hit when the
      * entry reproduces it (schema 12): 32 bytes fewer a row. */
-    bool hash_in_entry = store->event_content != NULL &&
-                         entry_rowid == store->last_rowid && store->last_whole;
-    sqlite3_bind_blob(add, 20, event->content_hash, hash_in_entry ? 0 : 32,
+    sqlite3_bind_blob(add, 20, event->content_hash,
+                      store_hash_in_entry(store, entry_rowid) ? 0 : 32,
                       SQLITE_STATIC);
     rc = store_exec_stmt(store, add, err, "store event");
     if (rc != AW_OK)

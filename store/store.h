@@ -92,8 +92,11 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
  * anchors. *result: INSERTED, DUPLICATE (same event id, occurred_at and
  * content hash) or CONFLICT (same event id and occurred_at, different
  * content). *event_rowid is the new row, or the existing one for
- * DUPLICATE/CONFLICT. The stored event's hash is its row's, or the one
- * aw_store_set_event_content's function re-reads from its entry. */
+ * DUPLICATE/CONFLICT. A DUPLICATE found in an entry of earlier id time
+ * than the stored one's becomes the event's entry (so its arrival), as the
+ * original does when it is read after its dead letter. The stored event's
+ * hash is its row's, or the one aw_store_set_event_content's function
+ * re-reads from its entry. */
 int aw_store_put_event(aw_store *store, int64_t entry_rowid,
                        const aw_audit_event *event, int64_t *event_rowid,
                        aw_put_result *result, aw_error *err);

@@ -360,6 +360,33 @@ Test(consumer_dead_letters, the_original_of_a_stored_dlq_copy_is_a_redelivery)
                  "the DLQ copy's original is what is compared");
 }
 
+/* After downtime the DLQ, a short stream, is read ahead of the audit
+ * stream's backlog: the copy of te-1, dead-lettered at 400 s, comes before
+ * its original of 0 s. The original's entry is the event's arrival, so te-1
+ * is in time for the Gateway call it granted, and trace names the original
+ * entry. */
+Test(consumer_dead_letters, the_original_read_after_its_dlq_copy_sets_arrival)
+{
+    aw_test_audit te = {.id = "te-1", .request_id = "req-1"};
+    aw_test_audit call = {.id = "g-1",
+                          .request_id = "req-1",
+                          .event_type = "gateway_resource_request",
+                          .evaluation_status = "executed"};
+    commit(dlq_entry("1779365200000-0", &te, NULL));
+    commit(audit_entry("1779364800000-0", &te));
+    commit(audit_entry("1779364801000-0", &call));
+    commit(audit_entry("1779365800000-0",
+                       &(aw_test_audit){.id = "later", .request_id = "r-2"}));
+    cr_expect_eq(alerts_of("decision_missing").n, 0,
+                 "te-1 was on the audit stream before g-1's deadline");
+    cr_expect_eq(alerts_of("audit_dead_lettered").n, 1);
+    cr_expect_eq(events_with_id("te-1"), 1);
+    cr_expect_eq(aw_test_sql_int(db, "SELECT n.id_ms FROM events e JOIN "
+                                     "entries n ON n.rowid = e.entry_rowid "
+                                     "WHERE e.rowid = 1"),
+                 NOON_MS, "the event's entry is its original");
+}
+
 Test(consumer_dead_letters,
      a_redelivery_signed_with_a_rotated_key_is_not_tampering)
 {
