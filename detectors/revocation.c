@@ -39,9 +39,12 @@
  * evidence lists both. An access that names several revoked anchors raises
  * one alert per anchor (which anchors count does not depend on arrival
  * order). The alert is critical when a Gateway call with that request id
- * executed and ended at or after the decision (a call that ended before it
- * cannot be its call: request ids repeat); a Gateway event that arrives
- * after the alert escalates it the same way.
+ * executed and ended at or after the decision, within grace_missing of it
+ * (request ids repeat: a call that ended before the decision cannot be its
+ * call, and one that ended days later is another call; the Gateway
+ * exchanges the mandate when the call starts, and the same window pairs a
+ * call with its decision in missing.c); a Gateway event that arrives after
+ * the alert escalates it the same way.
  *
  * The common case (an anchor never revoked) costs no look-up: det->seen
  * knows every anchor that has a revocation row.
@@ -369,8 +372,17 @@ static int note_gateway_call(const aw_event_row *row, void *ud)
     return 0;
 }
 
-/* Adds the Gateway events of the access's request that ended at or after
- * the decision to the evidence; true in *executed when one of them
+/* Whether a Gateway call that ended at call_ns can be the call the
+ * decision at decision_ns granted. */
+static bool call_of_decision(const aw_detectors *det, int64_t decision_ns,
+                             int64_t call_ns)
+{
+    return call_ns >= decision_ns &&
+           call_ns <= aw_det_add_ns(decision_ns, det->config.grace_missing_ns);
+}
+
+/* Adds the Gateway events of the access's request that can be its call
+ * (call_of_decision) to the evidence; true in *executed when one of them
  * executed the call. */
 static int find_gateway_calls(aw_detectors *det, const access *a,
                               aw_det_evidence *ev, bool *executed,
@@ -388,6 +400,9 @@ static int find_gateway_calls(aw_detectors *det, const access *a,
         .n_event_types = 1,
         .has_since = true,
         .since_ns = a->occurred_at_ns,
+        .has_until = true,
+        .until_ns = aw_det_add_ns(
+            aw_det_add_ns(a->occurred_at_ns, det->config.grace_missing_ns), 1),
         .key_columns_only = true,
     };
     int rc =
@@ -500,8 +515,7 @@ static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
         err);
     for (size_t i = 0; i < list.found.n && !rc; i++) {
         const aw_alert *found = list.found.items[i];
-        /* a call that ended before the decision is not the decision's */
-        if (found->event_time_ns <= g->occurred_at_ns) {
+        if (call_of_decision(det, found->event_time_ns, g->occurred_at_ns)) {
             aw_det_evidence ev;
             aw_det_evidence_init(&ev);
             aw_det_evidence_add(&ev, "event", g->id, NULL);

@@ -279,6 +279,32 @@ Test(access_after_revocation, stays_high_when_gateway_call_did_not_execute)
     cr_assert_not_null(strstr(a.evidence, "\"event:g-1\""), "%s", a.evidence);
 }
 
+/* Request ids repeat: a call that ended a day after the decision is
+ * another call, whichever of the two arrives first. */
+Test(access_after_revocation, a_call_a_day_later_is_not_the_decisions)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    gateway_call("g-1", "req-1", DW_S(86400), "executed");
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").severity, "high");
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_ESCALATED), 0);
+
+    gateway_call("g-2", "req-2", DW_S(86400), "executed");
+    access("te-2", "req-2", DW_S(20), DW_AGENT("as-1"));
+    dw_alert a = dw_the_alert(&w, KIND, "req-2");
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_null(strstr(a.evidence, "\"event:g-2\""), "%s", a.evidence);
+}
+
+/* The call that ends when the missing-evidence grace does still counts. */
+Test(access_after_revocation, a_call_ending_at_the_grace_is_the_decisions)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    gateway_call("g-1", "req-1", DW_S(310), "executed");
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").severity, "critical");
+}
+
 Test(access_after_revocation, same_call_seen_twice_is_one_alert)
 {
     revoke(DW_AGENT("as-1"), 0);
