@@ -30,7 +30,9 @@
  * everything the batch brought is stored, so that the order of streams
  * within a batch decides nothing. A RESUME that arrives in a later batch
  * than the access re-judges the accesses it covers and resolves the alerts
- * that no longer hold, with resolved_by "revocation:<stream>/<entry id>"
+ * that no longer hold (an alert stands for every access of its request with
+ * that anchor, so only once none is forbidden any more), with resolved_by
+ * "revocation:<stream>/<entry id>"
  * and late_ns 0 (the resume was in force before the access: it was read
  * late, not issued late).
  *
@@ -718,6 +720,47 @@ static void affected_window(const aw_detectors *det, const history *h,
     }
 }
 
+typedef struct forbidden_search {
+    const aw_detectors *det;
+    const history *h;
+    bool found;
+} forbidden_search;
+
+static int find_forbidden(const aw_event_row *row, void *ud)
+{
+    forbidden_search *fs = ud;
+    access seen = {
+        .occurred_at_ns = row->occurred_at_ns,
+        .has_epoch = row->has_delegation_epoch,
+        .epoch = row->delegation_epoch,
+    };
+    fs->found = first_forbidding(fs->det, fs->h, &seen) != NULL;
+    return fs->found ? 1 : 0;
+}
+
+/* Whether some granting access of a's request with anchor is still
+ * forbidden: one alert stands for all of them, so a resume that makes one
+ * legitimate resolves it only when it makes them all so. */
+static int request_still_forbidden(aw_detectors *det, const aw_anchor *anchor,
+                                   const history *h, const access *a,
+                                   bool *forbidden, aw_error *err)
+{
+    forbidden_search fs = {det, h, false};
+    aw_event_filter filter = {
+        .zone_id = a->zone_id,
+        .anchor = *anchor,
+        .request_id = a->request_id,
+        .grants_only = true,
+        .key_columns_only = true,
+        .any_order = true,
+    };
+    int rc = aw_det_store_result(
+        aw_store_query_events(det->store, &filter, find_forbidden, &fs, err),
+        err);
+    *forbidden = fs.found;
+    return rc;
+}
+
 static const revocation *find_self(const history *h, const char *stream,
                                    const char *entry_id)
 {
@@ -772,11 +815,14 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
         const access *a = &af.items[i];
         /* known once both had come: the access may be the later */
         det->clock_ns = a->arrived_ns > clock_ns ? a->arrived_ns : clock_ns;
+        bool forbidden = false;
         if (!rc && af.resume)
+            rc = request_still_forbidden(det, anchor, h, a, &forbidden, err);
+        if (!rc && af.resume && !forbidden)
             rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION,
                                 a->zone_id, af.anchor_name, a->request_id,
                                 resolver, self->at_ns, err);
-        else if (!rc)
+        else if (!rc && !af.resume)
             rc = judge(det, anchor, h, a, err);
         free(af.items[i].block);
     }

@@ -183,6 +183,19 @@ Test(access_after_revocation, resume_arriving_late_resolves_the_alert)
     cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 1);
 }
 
+/* te-1 and te-2 share a request id, hence one alert; the late resume makes
+ * only te-2 legitimate, so the alert stands for te-1. */
+Test(access_after_revocation,
+     a_late_resume_resolves_only_when_every_access_is_legitimate)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    access("te-2", "req-1", DW_S(30), DW_AGENT("as-1"));
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_OPEN);
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 0);
+}
+
 Test(access_after_revocation, resume_does_not_undo_a_final_revocation)
 {
     revoke(DW_AGENT("as-1"), 0);
