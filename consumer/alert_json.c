@@ -17,6 +17,7 @@ const char *aw_alert_change_name(aw_alert_change change)
     case AW_ALERT_RAISED: return "raised";
     case AW_ALERT_ESCALATED: return "escalated";
     case AW_ALERT_RESOLVED_NOW: return "resolved";
+    case AW_ALERT_REOPENED: return "reopened";
     default: return NULL;
     }
 }

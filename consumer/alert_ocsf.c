@@ -107,7 +107,8 @@ static activity activity_of(const aw_alert *a, aw_alert_change change)
 {
     switch (change) {
     case AW_ALERT_RAISED: return (activity){1, "Create"};
-    case AW_ALERT_ESCALATED: return (activity){2, "Update"};
+    case AW_ALERT_ESCALATED:
+    case AW_ALERT_REOPENED: return (activity){2, "Update"};
     case AW_ALERT_RESOLVED_NOW: return (activity){3, "Close"};
     default:
         return a->state == AW_ALERT_RESOLVED ? (activity){3, "Close"}

@@ -86,7 +86,7 @@ void aw_metrics_count_alert(aw_metrics_state *s, const aw_alert *alert,
                             aw_alert_change change)
 {
     aw_metrics_alert_row *row;
-    if (change == AW_ALERT_RAISED) {
+    if (change == AW_ALERT_RAISED || change == AW_ALERT_REOPENED) {
         if ((row = alert_row(s->raised, &s->nraised, alert->kind,
                              alert->severity)))
             row->count++;

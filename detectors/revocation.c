@@ -498,8 +498,8 @@ static int collect_alert(const aw_alert *alert, void *ud)
     return aw_det_alert_list_add(&list->found, alert);
 }
 
-/* Gateway event G arrived: alerts already raised for its request become
- * critical when G executed, and list G as evidence. */
+/* Gateway event G arrived: open alerts of its request become critical
+ * when G executed, and list G as evidence. */
 static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
                                      aw_error *err)
 {
@@ -508,9 +508,11 @@ static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
                        aw_det_key_revoked_request(g->zone_id, g->request_id)))
         return AW_OK;
     alert_list list = {.zone_id = g->zone_id};
+    /* A resolved alert was about an access found legitimate since. */
     aw_alert_filter filter = {
         .kind = AW_ALERT_ACCESS_AFTER_REVOCATION,
         .request_id = g->request_id,
+        .state = AW_ALERT_OPEN,
     };
     int rc = aw_det_store_result(
         aw_store_query_alerts(det->store, &filter, collect_alert, &list, err),

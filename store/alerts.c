@@ -126,6 +126,35 @@ static int alert_insert(aw_store *store, const aw_alert *a, int severity,
     return store_exec_stmt(store, add, err, "raise alert");
 }
 
+/* Opens the resolved alert a->id again, as a describes it, when a brings
+ * evidence it does not hold yet: a new gap or violation under its id, not
+ * the same one judged again. The evidence merges, so what was once seen
+ * reopens nothing later. */
+static int alert_reopen(aw_store *store, const aw_alert *a, int severity,
+                        const char *stored_evidence, aw_alert_change *change,
+                        aw_error *err)
+{
+    char *evidence = NULL;
+    int rc = evidence_merge(stored_evidence, a->evidence_json, &evidence, err);
+    if (rc != AW_OK || evidence == NULL)
+        return rc;
+    sqlite3_stmt *up;
+    rc = store_stmt(store, STMT_ALERT_REOPEN, &up, err);
+    if (rc == AW_OK) {
+        sqlite3_bind_text(up, 1, a->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(up, 2, severity);
+        sqlite3_bind_int64(up, 3, a->event_time_ns);
+        sqlite3_bind_int64(up, 4, a->raised_at_ns);
+        sqlite3_bind_text(up, 5, evidence, -1, SQLITE_STATIC);
+        sqlite3_bind_text(up, 6, a->summary, -1, SQLITE_STATIC);
+        rc = store_exec_stmt(store, up, err, "reopen alert");
+    }
+    cJSON_free(evidence);
+    if (rc == AW_OK)
+        *change = AW_ALERT_REOPENED;
+    return rc;
+}
+
 /* Raises severity and merges evidence of the open alert a->id, whose
  * stored severity and evidence are given. */
 static int alert_escalate(aw_store *store, const aw_alert *a, int severity,
@@ -194,18 +223,15 @@ int aw_store_alert_upsert(aw_store *store, const aw_alert *alert,
     }
     int stored_severity = sqlite3_column_int(get, 0);
     bool resolved = sqlite3_column_int(get, 1) == AW_ALERT_RESOLVED;
-    char *stored_evidence = NULL;
-    if (!resolved) {
-        const char *text = store_column_text(get, 2);
-        stored_evidence = strdup(text != NULL ? text : "[]");
-    }
+    const char *text = store_column_text(get, 2);
+    char *stored_evidence = strdup(text != NULL ? text : "[]");
     sqlite3_reset(get);
-    if (resolved)
-        return AW_OK;
     if (stored_evidence == NULL)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    rc = alert_escalate(store, alert, severity, stored_severity,
-                        stored_evidence, change, err);
+    rc = resolved ? alert_reopen(store, alert, severity, stored_evidence,
+                                 change, err)
+                  : alert_escalate(store, alert, severity, stored_severity,
+                                   stored_evidence, change, err);
     free(stored_evidence);
     return rc;
 }

@@ -173,8 +173,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "j.reason, j.detail FROM rejected j JOIN entries n ON "
         "n.rowid = j.entry_rowid WHERE n.id_ms >= ?1 ORDER BY j.rowid "
         "LIMIT ?2",
-    [STMT_ALERT_GET] =
-        "SELECT severity, state, evidence_json FROM alerts WHERE id = ?1",
+    [STMT_ALERT_GET] = "SELECT severity, state, evidence_json, event_time "
+                       "FROM alerts WHERE id = ?1",
     [STMT_ALERT_ADD] =
         "INSERT INTO alerts(id, kind, severity, state, zone_id, request_id, "
         "anchor, event_time, raised_at, resolved_at, resolved_by, late_ns, "
@@ -183,6 +183,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [STMT_ALERT_ESCALATE] =
         "UPDATE alerts SET severity = ?2, evidence_json = ?3, "
         "summary = coalesce(?4, summary) WHERE id = ?1",
+    [STMT_ALERT_REOPEN] =
+        "UPDATE alerts SET severity = ?2, state = 1, event_time = ?3, "
+        "raised_at = ?4, resolved_at = 0, resolved_by = NULL, late_ns = 0, "
+        "evidence_json = ?5, summary = ?6, acked_at = 0, ack_note = NULL "
+        "WHERE id = ?1",
     [STMT_ALERT_RESOLVE] =
         "UPDATE alerts SET state = 2, resolved_at = ?2, resolved_by = ?3, "
         "late_ns = ?4 WHERE id = ?1 AND state = 1",

@@ -479,3 +479,42 @@ Test(decision_missing, a_call_checked_again_is_still_checked_after_a_restart)
     cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
                  AW_ALERT_OPEN);
 }
+
+/* Request ids repeat: the next day's call of req-1 without a decision is a
+ * new gap under the resolved alert's id, which opens again about it. */
+Test(decision_missing, a_new_gap_reopens_the_resolved_alert_of_its_request)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    dw_advance(&w, DW_S(400));
+    decision("te-1", "req-1", 0, DW_S(500));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_RESOLVED);
+
+    gateway_call("g-2", "req-1", DW_S(86400), DW_S(86400), 502, "server_error");
+    dw_advance(&w, DW_S(86800));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_str_eq(a.severity, "high", "the new gap's severity");
+    cr_assert_eq(a.event_time_ns, DW_NS(DW_S(86400)));
+    cr_assert_eq(a.resolved_at_ns, 0);
+    cr_assert(strstr(a.evidence, "g-2") != NULL, "%s", a.evidence);
+    cr_assert_eq(
+        dw_count_changes(&w, AW_ALERT_DECISION_MISSING, AW_ALERT_REOPENED), 1);
+}
+
+/* A call published late that ranks ahead of g-1 leaves g-1, whose gap was
+ * resolved, without a decision again: two calls, one decision. That is new
+ * evidence under the resolved id, which opens again. */
+Test(decision_missing, a_call_that_takes_a_resolved_calls_decision_reopens)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    dw_advance(&w, DW_S(400));
+    decision("te-1", "req-1", 0, DW_S(500));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_RESOLVED);
+    gateway_call("g-0", "req-1", DW_S(-20), DW_S(-10), 200, "success");
+    dw_advance(&w, DW_S(1000));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_OPEN, "two calls, one decision");
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_REOPENED), 1);
+}

@@ -196,6 +196,24 @@ Test(access_after_revocation,
     cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 0);
 }
 
+/* A second suspension of the same agent session, and an access with the
+ * same request id during it: a new violation under the resolved id. */
+Test(access_after_revocation, a_new_violation_reopens_the_resolved_alert)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_RESOLVED);
+
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), DW_S(100));
+    access("te-2", "req-1", DW_S(200), DW_AGENT("as-1"));
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert_eq(a.event_time_ns, DW_NS(DW_S(200)));
+    cr_assert_not_null(strstr(a.evidence, "\"event:te-2\""), "%s", a.evidence);
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_REOPENED), 1);
+}
+
 Test(access_after_revocation, resume_does_not_undo_a_final_revocation)
 {
     revoke(DW_AGENT("as-1"), 0);
@@ -316,6 +334,19 @@ Test(access_after_revocation, a_call_ending_at_the_grace_is_the_decisions)
     access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
     gateway_call("g-1", "req-1", DW_S(310), "executed");
     cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").severity, "critical");
+}
+
+/* The Gateway call of an access found legitimate since is no violation. */
+Test(access_after_revocation, a_gateway_call_leaves_a_resolved_alert_resolved)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    gateway_call("g-1", "req-1", DW_S(31), "executed");
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_REOPENED), 0);
 }
 
 Test(access_after_revocation, same_call_seen_twice_is_one_alert)

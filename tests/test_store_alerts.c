@@ -128,8 +128,8 @@ Test(store_alerts, resolved_alert_stays_resolved)
                                         &change, &err),
                  AW_OK);
     cr_expect_eq(change, AW_ALERT_UNCHANGED, "already resolved");
-    cr_expect_eq(upsert(alert("a1", "critical", "[\"x\"]")), AW_ALERT_UNCHANGED,
-                 "late evidence does not reopen");
+    cr_expect_eq(upsert(alert("a1", "critical", "[]")), AW_ALERT_UNCHANGED,
+                 "the same evidence again does not reopen");
     struct stored s = stored("a1");
     cr_expect_eq(s.state, AW_ALERT_RESOLVED);
     cr_expect_str_eq(s.resolved_by, "te-9");
@@ -140,6 +140,32 @@ Test(store_alerts, resolved_alert_stays_resolved)
         aw_store_alert_resolve(fx.store, "nope", "x", 1, 1, &change, &err),
         AW_OK);
     cr_expect_eq(change, AW_ALERT_UNCHANGED);
+}
+
+/* Request ids repeat, so a resolved id can see a new gap: new evidence
+ * opens it again as the new raise describes it, history merged. */
+Test(store_alerts, new_evidence_reopens_a_resolved_alert)
+{
+    upsert(alert("a1", "critical", "[\"ev-1\"]"));
+    aw_alert_change change;
+    cr_assert_eq(
+        aw_store_alert_resolve(fx.store, "a1", "te-9", 900, 500, &change, &err),
+        AW_OK);
+    cr_assert_eq(aw_store_alert_ack(fx.store, "a1", "seen", 950, &err), AW_OK);
+    aw_alert again = alert("a1", "high", "[\"ev-2\"]");
+    again.event_time_ns = 86400;
+    again.raised_at_ns = 86700;
+    cr_expect_eq(upsert(again), AW_ALERT_REOPENED);
+    struct stored s = stored("a1");
+    cr_expect_eq(s.state, AW_ALERT_OPEN);
+    cr_expect_str_eq(s.severity, "high", "the new gap's severity");
+    cr_expect_str_eq(s.summary, "high");
+    cr_expect_str_eq(s.evidence, "[\"ev-1\",\"ev-2\"]");
+    cr_expect_str_eq(s.resolved_by, "");
+    cr_expect_eq(s.resolved_at, 0);
+    cr_expect_eq(s.late, 0);
+    cr_expect_eq(s.acked_at, 0, "a new gap needs a new look");
+    cr_expect_eq(upsert(again), AW_ALERT_UNCHANGED);
 }
 
 Test(store_alerts, acknowledging_records_who_looked_and_missing_ids_fail)
