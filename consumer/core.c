@@ -536,6 +536,8 @@ static void enter_claiming(aw_core *c)
 /* A read-side command failed: wait, then go to `then`. */
 static void pause_reads(aw_core *c, aw_core_state then, const char *why)
 {
+    if (!reading_state(c->state))
+        return; /* draining: nothing is retried, the rest stays pending */
     if (strcmp(why, c->read_error) != 0) {
         core_log_add(c, AW_CORE_ERROR, "redis_command_failed", NULL, NULL, NULL,
                      why, "retrying with backoff", -1);
@@ -1058,9 +1060,8 @@ void aw_core_on_counts(aw_core *c, bool failed, const char *why,
     c->counting = NULL;
     if (failed) {
         batch_free(b);
-        if (why && !terminal(c) && c->state != AW_CORE_DRAINING &&
-            c->state != AW_CORE_PAUSED)
-            pause_reads(c, c->state, why ? why : "XPENDING failed");
+        if (why && c->state != AW_CORE_PAUSED)
+            pause_reads(c, c->state, why);
         return;
     }
     for (size_t i = 0; i < b->n; i++) {
@@ -1296,6 +1297,9 @@ void aw_core_next(aw_core *c, aw_core_action *a)
         a->wait.ms = c->read_retry_ms;
         return;
     }
+    /* Draining too: a read answered after the stop commits once counted. */
+    if (next_count(c, a))
+        return;
     if (c->state == AW_CORE_DRAINING) {
         if (drained(c)) {
             core_set_state(c, AW_CORE_STOPPED);
@@ -1304,8 +1308,6 @@ void aw_core_next(aw_core *c, aw_core_action *a)
         }
         return;
     }
-    if (next_count(c, a))
-        return;
     next_read(c, a);
 }
 

@@ -956,3 +956,39 @@ Test(consumer_core, entries_decoded_ahead_are_committed_with_their_own_decoding)
     real_close(&w);
     aw_hmac_key_free(key);
 }
+
+/* A pending read answered after the stop still has its deliveries counted,
+ * commits and is acknowledged: the stop must not wait on a count it never
+ * asks for. */
+Test(consumer_core, a_stop_during_a_pending_read_counts_commits_then_stops)
+{
+    aw_core *c = new_core();
+    seen s = {0};
+    aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
+    aw_core_read pending = {.kind = AW_CORE_READ_PENDING};
+    aw_core_delivery rows[] = {{{1, 0}, 1}};
+    const aw_core_delivery *all[AW_CORE_STREAMS] = {[AUDIT] = rows};
+    size_t n[AW_CORE_STREAMS] = {[AUDIT] = 1};
+    aw_core_on_connected(c);
+    step(c, &s);
+    aw_core_on_groups(c, true, NULL);
+    step(c, &s);
+    cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_PENDING);
+    aw_core_on_stop(c);
+    step(c, &s);
+    cr_assert_eq(s.stops, 0, "stopped with a pending read in flight");
+    pending.streams[AUDIT].entries = e;
+    pending.streams[AUDIT].n = 1;
+    aw_core_on_read(c, &pending);
+    step(c, &s);
+    cr_assert_eq(s.counts, 1, "the delivery counts were never asked for");
+    aw_core_on_counts(c, false, NULL, all, n);
+    step(c, &s);
+    cr_assert_eq(s.commits, 1);
+    answer_commit(c, &s, AW_OK, NULL);
+    answer_acks(c, &s);
+    cr_assert(was_acked(&s, AUDIT, "1-0"));
+    cr_assert_eq(s.stops, 1);
+    cr_assert_eq(aw_core_get_state(c), AW_CORE_STOPPED);
+    aw_core_free(c);
+}
