@@ -588,6 +588,14 @@ void aw_core_on_groups(aw_core *c, bool ok, const char *why)
     enter_pending(c);
 }
 
+void aw_core_on_group_created(aw_core *c, int stream)
+{
+    core_stream *st = &c->streams[stream];
+    /* The new group's lag holds none of the old one's reported losses. */
+    st->has_lost_through = false;
+    st->lost_counted = 0;
+}
+
 /* ---- Committing ---------------------------------------------------------- */
 
 static void start_batch(aw_core *c, core_batch *b)
@@ -855,8 +863,8 @@ static bool report_loss(aw_core *c, core_batch *b, int s, aw_stream_id first,
  * the group's lag (entries added after L) exceeds what is retained; the
  * lost range is (L, first retained). XDEL leaves max-deleted-entry-id:
  * beyond L, the range (L, max deleted] went unread. Each range is reported
- * once; Redis keeps counting reported entries in the lag, so they are
- * subtracted. */
+ * once; Redis keeps counting reported entries in the lag (until the group
+ * is made again), so they are subtracted. */
 static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
 {
     for (int s = 0; s < NSTREAMS; s++) {

@@ -203,6 +203,9 @@ void aw_core_on_connected(aw_core *c);
 void aw_core_on_lost(aw_core *c);
 /* The XGROUP CREATE round: ok, or why not. */
 void aw_core_on_groups(aw_core *c, bool ok, const char *why);
+/* XGROUP CREATE made the group on stream (it was not there): Redis counts
+ * its reads and lag afresh. */
+void aw_core_on_group_created(aw_core *c, int stream);
 /* A read's answer; takes the entries in r. */
 void aw_core_on_read(aw_core *c, aw_core_read *r);
 /* The XPENDING rows of each stream (in id order), or failed. */

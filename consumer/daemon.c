@@ -328,11 +328,13 @@ static void on_create_reply(aw_redis_conn *conn, redisReply *reply,
     if (!reply || (reply->type == REDIS_REPLY_ERROR &&
                    !aw_reply_is_error(reply, "BUSYGROUP")))
         round_fail(x->round, "XGROUP CREATE", reply);
-    else if (reply->type != REDIS_REPLY_ERROR)
+    else if (reply->type != REDIS_REPLY_ERROR) {
         AW_LOG(d->log, AW_LOG_INFO, "group_created",
                AW_LOG_S("stream", d->names[x->stream]),
                AW_LOG_S("group", d->config->group),
                AW_LOG_S("start_id", d->config->start_id));
+        aw_core_on_group_created(d->core, x->stream);
+    }
     round_answered(x->round);
 }
 

@@ -992,3 +992,77 @@ Test(consumer_core, a_stop_during_a_pending_read_counts_commits_then_stops)
     cr_assert_eq(aw_core_get_state(c), AW_CORE_STOPPED);
     aw_core_free(c);
 }
+
+/* A live read whose snapshot of the audit stream is `before`, answered with
+ * nothing; returns the trims its commit carries (the commit is answered). */
+static size_t live_trims(aw_core *c, seen *s, aw_core_snapshot before,
+                         char first[64], char last[64])
+{
+    aw_core_read r = {.kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
+    size_t n;
+    r.streams[AUDIT].before = before;
+    aw_core_on_read(c, &r);
+    step(c, s);
+    cr_assert(s->commit_open, "the idle blocking read did not commit");
+    n = s->commit.ntrims;
+    if (n) {
+        snprintf(first, 64, "%s", s->commit.trims[0].first_id);
+        snprintf(last, 64, "%s", s->commit.trims[0].last_id);
+    }
+    answer_commit(c, s, AW_OK, NULL);
+    return n;
+}
+
+Test(consumer_core, a_group_created_again_reports_its_own_losses)
+{
+    aw_core *c = new_core();
+    seen s = {0};
+    char first[64], last[64];
+    aw_core_read nogroup = {.kind = AW_CORE_READ_LIVE,
+                            .failed = true,
+                            .group_missing = true,
+                            .why = "NOGROUP"};
+    aw_core_read pending = {.kind = AW_CORE_READ_PENDING};
+    aw_core_read claim = {.kind = AW_CORE_READ_CLAIM};
+    to_live(c, &s);
+    /* 5 trimmed unread: reported, and counted in the lag from now on */
+    cr_assert_eq(live_trims(c, &s,
+                            (aw_core_snapshot){.has_info = true,
+                                               .has_first = true,
+                                               .has_group = true,
+                                               .has_lag = true,
+                                               .length = 10,
+                                               .lag = 15,
+                                               .first = {6, 0},
+                                               .last_generated = {15, 0}},
+                            first, last),
+                 1);
+    /* someone deletes the group; it is made again at 0, where Redis counts
+     * the trimmed history as read */
+    aw_core_on_read(c, &nogroup);
+    step(c, &s);
+    cr_assert_eq(s.creates, 2);
+    aw_core_on_group_created(c, AUDIT);
+    aw_core_on_groups(c, true, NULL);
+    step(c, &s);
+    aw_core_on_read(c, &pending);
+    step(c, &s);
+    aw_core_on_read(c, &claim);
+    step(c, &s);
+    cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_LIVE);
+    /* 3 added, 3 trimmed before the new group read them */
+    cr_assert_eq(live_trims(c, &s,
+                            (aw_core_snapshot){.has_info = true,
+                                               .has_first = true,
+                                               .has_group = true,
+                                               .has_lag = true,
+                                               .length = 10,
+                                               .lag = 13,
+                                               .first = {9, 0},
+                                               .last_generated = {18, 0}},
+                            first, last),
+                 1, "a loss of the new group was hidden by the old one's");
+    cr_expect_str_eq(first, "0-1");
+    cr_expect_str_eq(last, "8-18446744073709551615");
+    aw_core_free(c);
+}
