@@ -76,11 +76,12 @@
  * Trimming. Producers trim with MAXLEN ~; a group that lags can lose entries
  * it never read. Entries deleted after the group's last-delivered id were
  * never delivered (find_losses says how each kind of deletion shows); their
- * range goes to the detectors in the batch of that read
- * (audit_evidence_trimmed). History trimmed before the group existed is no
- * loss: Redis counts it as read when the group is created. A crash between
- * the read and its commit forgets a loss it revealed: the window is one
- * batch.
+ * range goes to the detectors in the batch of the read whose snapshot
+ * reveals it (audit_evidence_trimmed) -- for a trim that ran between a
+ * snapshot and its read, a later one. History trimmed before the group
+ * existed is no loss: Redis counts it as read when the group is created. A
+ * crash between the read and its commit forgets a loss it revealed: the
+ * window is one batch.
  *
  * The clock. The detectors follow the audit stream's watermark. When a live
  * read brings nothing new from the audit stream, the stream is caught up and
@@ -189,6 +190,8 @@ typedef struct core_stream {
     bool has_lost_through;
     aw_stream_id lost_through; /* newest id already reported lost */
     long long lost_counted;    /* entries reported lost, still in the lag */
+    bool has_suspect; /* ids reads skipped that may have been trimmed */
+    aw_stream_id suspect_first, suspect_last;
     /* of the read being counted: where its cursor moves once committed */
     char next_from[TEXT];
     bool next_done;
@@ -594,6 +597,7 @@ void aw_core_on_group_created(aw_core *c, int stream)
     /* The new group's lag holds none of the old one's reported losses. */
     st->has_lost_through = false;
     st->lost_counted = 0;
+    st->has_suspect = false;
 }
 
 /* ---- Committing ---------------------------------------------------------- */
@@ -849,50 +853,102 @@ static bool report_loss(aw_core *c, core_batch *b, int s, aw_stream_id first,
     char a[TEXT], z[TEXT];
     if (!batch_add_gap(b, s, first, last, false, false))
         return false;
+    if (!st->has_lost_through || aw_stream_id_cmp(last, st->lost_through) > 0)
+        st->lost_through = last;
     st->has_lost_through = true;
-    st->lost_through = last;
     core_log_add(c, AW_CORE_WARN, "entries_deleted_unread", c->cfg.streams[s],
                  aw_stream_id_format(first, a), aw_stream_id_format(last, z),
                  NULL, "reported as audit_evidence_trimmed", -1);
     return true;
 }
 
+/* Widens the range [*lo, *hi] (none yet when !*has) to hold [first, last]. */
+static void widen(bool *has, aw_stream_id *lo, aw_stream_id *hi,
+                  aw_stream_id first, aw_stream_id last)
+{
+    if (!*has || aw_stream_id_cmp(first, *lo) < 0)
+        *lo = first;
+    if (!*has || aw_stream_id_cmp(last, *hi) > 0)
+        *hi = last;
+    *has = true;
+}
+
+/* The oldest entry of stream s in a read's batch (reads are in id order). */
+static bool oldest_read(const core_batch *b, int s, aw_stream_id *out)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->streams[i] == s) {
+            *out = (aw_stream_id){b->entries[i]->id_ms, b->entries[i]->id_seq};
+            return true;
+        }
+    return false;
+}
+
 /* Entries deleted after the group's last-delivered id L were never
  * delivered. Trimming (MAXLEN, MINID) deletes from the head and leaves no
- * tombstone id: it shows as L lying before the first retained entry while
- * the group's lag (entries added after L) exceeds what is retained; the
- * lost range is (L, first retained). XDEL leaves max-deleted-entry-id:
- * beyond L, the range (L, max deleted] went unread. Each range is reported
- * once; Redis keeps counting reported entries in the lag (until the group
- * is made again), so they are subtracted. */
+ * tombstone id; Redis still counts what it took unread in the group's lag.
+ * So lag - unread - lost_counted entries were lost unreported, which a
+ * snapshot can tell only when it knows what is unread: everything retained
+ * when L lies before the first retained entry (the lost range is then
+ * (L, first retained)), nothing when L is the newest id. A trim can also run
+ * between the snapshot and the read (separate commands): the read then
+ * skips what it took, so each read leaves the ids between L and the oldest
+ * entry it brought as suspect, and the next snapshot that knows what is
+ * unread reports the suspects with the loss it counts. XDEL leaves
+ * max-deleted-entry-id: beyond L, the range (L, max deleted] went unread.
+ * Each range is reported once; Redis keeps counting reported entries in the
+ * lag (until the group is made again), so they are subtracted. */
 static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
 {
     for (int s = 0; s < NSTREAMS; s++) {
         core_stream *st = &c->streams[s];
         const aw_core_snapshot *b = &r->streams[s].before;
-        aw_stream_id from, last;
+        aw_stream_id from, oldest;
+        bool behind;
         if (!b->has_info || !b->has_group)
             continue;
         from = b->last_delivered;
         if (st->has_lost_through &&
             aw_stream_id_cmp(st->lost_through, from) > 0)
             from = st->lost_through;
-        if (b->has_lag && (b->length == 0 ||
-                           (b->has_first && aw_stream_id_cmp(b->last_delivered,
-                                                             b->first) < 0))) {
-            long long lost = b->lag - b->length - st->lost_counted;
-            last = b->length ? aw_stream_id_prev(b->first) : b->last_generated;
-            if (lost > 0 &&
-                aw_stream_id_cmp(aw_stream_id_next(from), last) <= 0) {
-                if (!report_loss(c, batch, s, aw_stream_id_next(from), last))
-                    return false;
-                st->lost_counted += lost;
-                from = last;
+        behind =
+            b->length == 0 ||
+            (b->has_first && aw_stream_id_cmp(b->last_delivered, b->first) < 0);
+        if (b->has_lag &&
+            (behind ||
+             aw_stream_id_cmp(b->last_delivered, b->last_generated) == 0)) {
+            long long counted = b->lag - (behind ? b->length : 0);
+            aw_stream_id lo, hi;
+            bool gap = false;
+            if (behind) {
+                aw_stream_id last =
+                    b->length ? aw_stream_id_prev(b->first) : b->last_generated;
+                if (aw_stream_id_cmp(aw_stream_id_next(from), last) <= 0)
+                    widen(&gap, &lo, &hi, aw_stream_id_next(from), last);
             }
+            if (st->has_suspect)
+                widen(&gap, &lo, &hi, st->suspect_first, st->suspect_last);
+            st->has_suspect = false;
+            if (counted > st->lost_counted && gap) {
+                if (!report_loss(c, batch, s, lo, hi))
+                    return false;
+                if (aw_stream_id_cmp(hi, from) > 0)
+                    from = hi;
+            }
+            /* Redis's count, now reported (or lower: after an XDEL it may
+             * estimate the group's counter again). */
+            st->lost_counted = counted;
         }
-        if (aw_stream_id_cmp(b->max_deleted, from) > 0 &&
-            !report_loss(c, batch, s, aw_stream_id_next(from), b->max_deleted))
-            return false;
+        if (aw_stream_id_cmp(b->max_deleted, from) > 0) {
+            if (!report_loss(c, batch, s, aw_stream_id_next(from),
+                             b->max_deleted))
+                return false;
+            from = b->max_deleted;
+        }
+        if (oldest_read(batch, s, &oldest) &&
+            aw_stream_id_cmp(aw_stream_id_next(from), oldest) < 0)
+            widen(&st->has_suspect, &st->suspect_first, &st->suspect_last,
+                  aw_stream_id_next(from), aw_stream_id_prev(oldest));
     }
     return true;
 }

@@ -994,22 +994,30 @@ Test(consumer_core, a_stop_during_a_pending_read_counts_commits_then_stops)
 }
 
 /* A live read whose snapshot of the audit stream is `before`, answered with
- * nothing; returns the trims its commit carries (the commit is answered). */
+ * n entries of it; returns the trims its commit carries, the first one's
+ * range in first and last (the commit is answered, its acks too). */
 static size_t live_trims(aw_core *c, seen *s, aw_core_snapshot before,
+                         aw_raw_entry **entries, size_t nentries,
                          char first[64], char last[64])
 {
-    aw_core_read r = {.kind = AW_CORE_READ_LIVE, .blocking = true, .now_ns = 1};
+    aw_core_read r = {.kind = AW_CORE_READ_LIVE,
+                      .blocking = s->last_read.read.blocking,
+                      .now_ns = 1};
     size_t n;
     r.streams[AUDIT].before = before;
+    r.streams[AUDIT].entries = entries;
+    r.streams[AUDIT].n = nentries;
     aw_core_on_read(c, &r);
     step(c, s);
-    cr_assert(s->commit_open, "the idle blocking read did not commit");
+    if (!s->commit_open)
+        return 0; /* an empty quick read: nothing to commit */
     n = s->commit.ntrims;
     if (n) {
         snprintf(first, 64, "%s", s->commit.trims[0].first_id);
         snprintf(last, 64, "%s", s->commit.trims[0].last_id);
     }
     answer_commit(c, s, AW_OK, NULL);
+    answer_acks(c, s);
     return n;
 }
 
@@ -1035,7 +1043,7 @@ Test(consumer_core, a_group_created_again_reports_its_own_losses)
                                                .lag = 15,
                                                .first = {6, 0},
                                                .last_generated = {15, 0}},
-                            first, last),
+                            NULL, 0, first, last),
                  1);
     /* someone deletes the group; it is made again at 0, where Redis counts
      * the trimmed history as read */
@@ -1060,9 +1068,77 @@ Test(consumer_core, a_group_created_again_reports_its_own_losses)
                                                .lag = 13,
                                                .first = {9, 0},
                                                .last_generated = {18, 0}},
-                            first, last),
+                            NULL, 0, first, last),
                  1, "a loss of the new group was hidden by the old one's");
     cr_expect_str_eq(first, "0-1");
     cr_expect_str_eq(last, "8-18446744073709551615");
+    aw_core_free(c);
+}
+
+/* XINFO and XREADGROUP are separate commands: a producer's trim can run
+ * between them. The read then skips what was trimmed, and only the lag of a
+ * later snapshot, once nothing is left unread, shows it. */
+Test(consumer_core, a_trim_between_the_snapshot_and_the_read_is_reported)
+{
+    aw_core *c = new_core();
+    seen s = {0};
+    char first[64], last[64];
+    aw_raw_entry *e[] = {entry(AUDIT, "9-0"), entry(AUDIT, "10-0"),
+                         entry(AUDIT, "11-0"), entry(AUDIT, "12-0"),
+                         entry(AUDIT, "13-0")};
+    aw_core_snapshot caught_up = {.has_info = true,
+                                  .has_first = true,
+                                  .has_group = true,
+                                  .has_lag = true,
+                                  .length = 5,
+                                  .lag = 3, /* 6-0..8-0, never read */
+                                  .first = {9, 0},
+                                  .last_generated = {13, 0},
+                                  .last_delivered = {13, 0}};
+    to_live(c, &s);
+    /* 1-0..10-0 retained, 6-0..10-0 unread; then 11-0..13-0 are added and
+     * 1-0..8-0 trimmed before the read runs */
+    cr_assert_eq(live_trims(c, &s,
+                            (aw_core_snapshot){.has_info = true,
+                                               .has_first = true,
+                                               .has_group = true,
+                                               .has_lag = true,
+                                               .length = 10,
+                                               .lag = 5,
+                                               .first = {1, 0},
+                                               .last_generated = {10, 0},
+                                               .last_delivered = {5, 0}},
+                            e, 5, first, last),
+                 0);
+    cr_assert_eq(live_trims(c, &s, caught_up, NULL, 0, first, last), 1,
+                 "entries trimmed unread between XINFO and XREADGROUP");
+    cr_expect_str_eq(first, "5-1");
+    cr_expect_str_eq(last, "8-18446744073709551615");
+    cr_expect_eq(live_trims(c, &s, caught_up, NULL, 0, first, last), 0,
+                 "the loss was reported again");
+    aw_core_free(c);
+}
+
+Test(consumer_core, entries_read_without_a_trim_leave_no_loss)
+{
+    aw_core *c = new_core();
+    seen s = {0};
+    char first[64], last[64];
+    aw_raw_entry *e[] = {entry(AUDIT, "6-0"), entry(AUDIT, "10-0")};
+    aw_core_snapshot before = {.has_info = true,
+                               .has_first = true,
+                               .has_group = true,
+                               .has_lag = true,
+                               .length = 10,
+                               .lag = 2,
+                               .first = {1, 0},
+                               .last_generated = {10, 0},
+                               .last_delivered = {5, 0}};
+    to_live(c, &s);
+    cr_assert_eq(live_trims(c, &s, before, e, 2, first, last), 0);
+    before.lag = 0;
+    before.last_delivered = before.last_generated;
+    cr_expect_eq(live_trims(c, &s, before, NULL, 0, first, last), 0,
+                 "a read's gap between ids was taken for a trim");
     aw_core_free(c);
 }
