@@ -884,6 +884,25 @@ static bool oldest_read(const core_batch *b, int s, aw_stream_id *out)
     return false;
 }
 
+/* Where the unread range an XDEL left ends at deleted starts, from after
+ * `from`: the entries the read brought below it are retained, so after the
+ * newest of them -- once the read went past it; short of it (COUNT), entries
+ * before it may still come, and only the deleted id is known. */
+static aw_stream_id deleted_from(const core_batch *b, int s, aw_stream_id from,
+                                 aw_stream_id deleted)
+{
+    bool passed = true;
+    for (size_t i = 0; i < b->n; i++) {
+        aw_stream_id id = {b->entries[i]->id_ms, b->entries[i]->id_seq};
+        if (b->streams[i] != s)
+            continue;
+        passed = aw_stream_id_cmp(id, deleted) > 0;
+        if (!passed && aw_stream_id_cmp(id, from) > 0)
+            from = id;
+    }
+    return passed ? aw_stream_id_next(from) : deleted;
+}
+
 /* Entries deleted after the group's last-delivered id L were never
  * delivered. Trimming (MAXLEN, MINID) deletes from the head and leaves no
  * tombstone id; Redis still counts what it took unread in the group's lag.
@@ -895,7 +914,8 @@ static bool oldest_read(const core_batch *b, int s, aw_stream_id *out)
  * skips what it took, so each read leaves the ids between L and the oldest
  * entry it brought as suspect, and the next snapshot that knows what is
  * unread reports the suspects with the loss it counts. XDEL leaves
- * max-deleted-entry-id: beyond L, the range (L, max deleted] went unread.
+ * max-deleted-entry-id: beyond L, it went unread, and so did what lies
+ * between it and the retained entry before it (deleted_from).
  * Each range is reported once; Redis keeps counting reported entries in the
  * lag (until the group is made again), so they are subtracted. */
 static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
@@ -940,7 +960,8 @@ static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
             st->lost_counted = counted;
         }
         if (aw_stream_id_cmp(b->max_deleted, from) > 0) {
-            if (!report_loss(c, batch, s, aw_stream_id_next(from),
+            if (!report_loss(c, batch, s,
+                             deleted_from(batch, s, from, b->max_deleted),
                              b->max_deleted))
                 return false;
             from = b->max_deleted;

@@ -1142,3 +1142,43 @@ Test(consumer_core, entries_read_without_a_trim_leave_no_loss)
                  "a read's gap between ids was taken for a trim");
     aw_core_free(c);
 }
+
+/* An XDEL ahead of the group (max-deleted-entry-id 9-0, group at 5-0) loses
+ * only what it deleted: the entries the read brings were not lost. */
+Test(consumer_core, an_xdel_ahead_of_the_group_reports_only_what_it_deleted)
+{
+    static const struct {
+        const char *ids[4];
+        size_t n;
+        const char *lost_first;
+    } cases[] = {
+        /* the read passed the deleted id: nothing between 8-0 and it is
+         * retained */
+        {{"6-0", "7-0", "8-0", "10-0"}, 4, "8-1"},
+        /* the read stopped short of it (COUNT): only the id is known */
+        {{"6-0"}, 1, "9-0"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        aw_core *c = new_core();
+        seen s = {0};
+        char first[64], last[64];
+        aw_raw_entry *e[4];
+        for (size_t i = 0; i < cases[k].n; i++)
+            e[i] = entry(AUDIT, cases[k].ids[i]);
+        to_live(c, &s);
+        cr_assert_eq(live_trims(c, &s,
+                                (aw_core_snapshot){.has_info = true,
+                                                   .has_first = true,
+                                                   .has_group = true,
+                                                   .length = 9,
+                                                   .first = {1, 0},
+                                                   .last_generated = {10, 0},
+                                                   .max_deleted = {9, 0},
+                                                   .last_delivered = {5, 0}},
+                                e, cases[k].n, first, last),
+                     1, "case %zu", k);
+        cr_expect_str_eq(first, cases[k].lost_first, "case %zu", k);
+        cr_expect_str_eq(last, "9-0", "case %zu", k);
+        aw_core_free(c);
+    }
+}
