@@ -957,40 +957,46 @@ Test(consumer_core, entries_decoded_ahead_are_committed_with_their_own_decoding)
     aw_hmac_key_free(key);
 }
 
-/* A pending read answered after the stop still has its deliveries counted,
- * commits and is acknowledged: the stop must not wait on a count it never
- * asks for. */
+/* A stop while a pending read or its delivery count is in flight: the read's
+ * entries are still counted, committed and acknowledged, then the core
+ * stops. */
 Test(consumer_core, a_stop_during_a_pending_read_counts_commits_then_stops)
 {
-    aw_core *c = new_core();
-    seen s = {0};
-    aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
-    aw_core_read pending = {.kind = AW_CORE_READ_PENDING};
-    aw_core_delivery rows[] = {{{1, 0}, 1}};
-    const aw_core_delivery *all[AW_CORE_STREAMS] = {[AUDIT] = rows};
-    size_t n[AW_CORE_STREAMS] = {[AUDIT] = 1};
-    aw_core_on_connected(c);
-    step(c, &s);
-    aw_core_on_groups(c, true, NULL);
-    step(c, &s);
-    cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_PENDING);
-    aw_core_on_stop(c);
-    step(c, &s);
-    cr_assert_eq(s.stops, 0, "stopped with a pending read in flight");
-    pending.streams[AUDIT].entries = e;
-    pending.streams[AUDIT].n = 1;
-    aw_core_on_read(c, &pending);
-    step(c, &s);
-    cr_assert_eq(s.counts, 1, "the delivery counts were never asked for");
-    aw_core_on_counts(c, false, NULL, all, n);
-    step(c, &s);
-    cr_assert_eq(s.commits, 1);
-    answer_commit(c, &s, AW_OK, NULL);
-    answer_acks(c, &s);
-    cr_assert(was_acked(&s, AUDIT, "1-0"));
-    cr_assert_eq(s.stops, 1);
-    cr_assert_eq(aw_core_get_state(c), AW_CORE_STOPPED);
-    aw_core_free(c);
+    for (int stop_at_count = 0; stop_at_count < 2; stop_at_count++) {
+        aw_core *c = new_core();
+        seen s = {0};
+        aw_raw_entry *e[] = {entry(AUDIT, "1-0")};
+        aw_core_read pending = {.kind = AW_CORE_READ_PENDING};
+        aw_core_delivery rows[] = {{{1, 0}, 1}};
+        const aw_core_delivery *all[AW_CORE_STREAMS] = {[AUDIT] = rows};
+        size_t n[AW_CORE_STREAMS] = {[AUDIT] = 1};
+        aw_core_on_connected(c);
+        step(c, &s);
+        aw_core_on_groups(c, true, NULL);
+        step(c, &s);
+        cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_PENDING);
+        if (!stop_at_count)
+            aw_core_on_stop(c);
+        pending.streams[AUDIT].entries = e;
+        pending.streams[AUDIT].n = 1;
+        aw_core_on_read(c, &pending);
+        step(c, &s);
+        cr_assert_eq(s.counts, 1, "the delivery counts were never asked for");
+        if (stop_at_count) {
+            aw_core_on_stop(c);
+            step(c, &s);
+        }
+        cr_assert_eq(s.stops, 0, "stopped with a read's entries uncounted");
+        aw_core_on_counts(c, false, NULL, all, n);
+        step(c, &s);
+        cr_assert_eq(s.commits, 1);
+        answer_commit(c, &s, AW_OK, NULL);
+        answer_acks(c, &s);
+        cr_assert(was_acked(&s, AUDIT, "1-0"));
+        cr_assert_eq(s.stops, 1);
+        cr_assert_eq(aw_core_get_state(c), AW_CORE_STOPPED);
+        aw_core_free(c);
+    }
 }
 
 /* A live read whose snapshot of the audit stream is `before`, answered with
