@@ -190,6 +190,11 @@ typedef struct core_stream {
     bool has_lost_through;
     aw_stream_id lost_through; /* newest id already reported lost */
     long long lost_counted;    /* entries reported lost, still in the lag */
+    /* lost_counted is what Redis counts: the group was made here, or a
+     * snapshot that knew what is unread set it. Until then (a group that
+     * existed when we started) its lag may hold losses reported by an
+     * earlier run, so no suspect ids are reported on its word. */
+    bool count_known;
     bool has_suspect; /* ids reads skipped that may have been trimmed */
     aw_stream_id suspect_first, suspect_last;
     /* of the read being counted: where its cursor moves once committed */
@@ -597,6 +602,7 @@ void aw_core_on_group_created(aw_core *c, int stream)
     /* The new group's lag holds none of the old one's reported losses. */
     st->has_lost_through = false;
     st->lost_counted = 0;
+    st->count_known = true;
     st->has_suspect = false;
 }
 
@@ -946,7 +952,7 @@ static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
                 if (aw_stream_id_cmp(aw_stream_id_next(from), last) <= 0)
                     widen(&gap, &lo, &hi, aw_stream_id_next(from), last);
             }
-            if (st->has_suspect)
+            if (st->has_suspect && st->count_known)
                 widen(&gap, &lo, &hi, st->suspect_first, st->suspect_last);
             st->has_suspect = false;
             if (counted > st->lost_counted && gap) {
@@ -958,6 +964,7 @@ static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
             /* Redis's count, now reported (or lower: after an XDEL it may
              * estimate the group's counter again). */
             st->lost_counted = counted;
+            st->count_known = true;
         }
         if (aw_stream_id_cmp(b->max_deleted, from) > 0) {
             if (!report_loss(c, batch, s,
