@@ -71,6 +71,8 @@ typedef struct revocation {
     const char *delivery_id; /* the outbox delivery's, or NULL */
     size_t first;            /* index of its first delivery: its own
                                       unless it is an outbox redelivery */
+    bool has_occurrence;     /* the coordinator's time of the change */
+    int64_t occurrence_ns;
 } revocation;
 
 typedef struct history {
@@ -117,6 +119,8 @@ static int copy_revocation(const aw_revocation_row *row, void *ud)
             r->first = h->items[i].first;
             break;
         }
+    r->has_occurrence =
+        aw_delivery_occurrence(r->delivery_id, &r->occurrence_ns);
     r->action = row->action;
     r->at_ns = row->at_ns;
     r->rowid = row->rowid;
@@ -277,13 +281,18 @@ static void history_changed(aw_detectors *det, const char *zone_id,
     }
 }
 
-/* a comes after b: by time, then, on one stream, by entry sequence. Entry
- * sequences of two streams are unrelated, so within one millisecond of two
- * streams a resume counts as after a suspension (Caracal's suspend writes
- * a lifecycle suspend, ordered on that stream, and a session revoke that
- * its resume may share a millisecond with); otherwise rows decide. */
+/* a comes after b: by the coordinator's times of the changes when both
+ * name one (an outbox retry can publish a suspend after the resume that
+ * followed it), else by time, then, on one stream, by entry sequence.
+ * Entry sequences of two streams are unrelated, so within one millisecond
+ * of two streams a resume counts as after a suspension (Caracal's suspend
+ * writes a lifecycle suspend, ordered on that stream, and a session revoke
+ * that its resume may share a millisecond with); otherwise rows decide. */
 static bool comes_after(const revocation *a, const revocation *b)
 {
+    if (a->has_occurrence && b->has_occurrence &&
+        a->occurrence_ns != b->occurrence_ns)
+        return a->occurrence_ns > b->occurrence_ns;
     if (a->at_ns != b->at_ns)
         return a->at_ns > b->at_ns;
     if (strcmp(a->stream, b->stream) == 0 && a->seq != b->seq)

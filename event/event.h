@@ -407,8 +407,8 @@ typedef struct aw_revocation_set {
     const char *zone_id;
     const char *reason; /* may be NULL */
     int64_t at_ns;      /* the entry id's milliseconds, in ns */
-    /* The outbox delivery's identity, "dedupe_key:<v>" or "outbox_id:<v>"
-     * (NULL when neither is there): redeliveries share it, and the earliest
+    /* The outbox delivery's identity: the dedupe_key, else the outbox_id
+     * (NULL when neither is there). Redeliveries share it, and the earliest
      * delivery is the revocation time (DESIGN §2.4). */
     const char *delivery_id;
     bool has_epoch; /* delegations: the graph epoch it was made at */
@@ -427,6 +427,16 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
                                aw_hmac_key *key, aw_revocation_set **out,
                                aw_error *err);
 void aw_revocation_set_free(aw_revocation_set *set);
+
+/* The time of the state change a delivery id names, when it names one:
+ * Caracal's repeatable lifecycle changes have outbox keys
+ * "suspend:<session>:<time>", "resume:..." and "agent_suspend:...", ending
+ * with the coordinator's ISO 8601 time of the change
+ * (2026-05-21T12:00:00.000Z). Their entries can reach Redis out of order
+ * (a failed XADD is retried after later rows were published), so this,
+ * not the entry id, orders one session's suspensions and resumes. False
+ * for any other id. */
+bool aw_delivery_occurrence(const char *delivery_id, int64_t *ns);
 
 /* ---- Observed calls (DESIGN §2.3) -------------------------------------- */
 

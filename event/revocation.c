@@ -446,6 +446,25 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     return rc;
 }
 
+bool aw_delivery_occurrence(const char *delivery_id, int64_t *ns)
+{
+    static const char *const repeatable[] = {
+        "suspend:", "resume:", "agent_suspend:"};
+    enum { ISO_LEN = sizeof "2026-05-21T12:00:00.000Z" - 1 };
+    if (!delivery_id)
+        return false;
+    size_t len = strlen(delivery_id);
+    bool known = false;
+    for (size_t i = 0; !known && i < sizeof repeatable / sizeof *repeatable;
+         i++)
+        known = strncmp(delivery_id, repeatable[i], strlen(repeatable[i])) == 0;
+    /* <prefix><session>:<time>: the time is the fixed-width tail. */
+    if (!known || len < ISO_LEN + 1 || delivery_id[len - ISO_LEN - 1] != ':')
+        return false;
+    return aw_time_parse_rfc3339(delivery_id + len - ISO_LEN, ISO_LEN, ns,
+                                 NULL) == AW_OK;
+}
+
 void aw_revocation_set_free(aw_revocation_set *set)
 {
     free(set);

@@ -214,6 +214,28 @@ Test(access_after_revocation, a_new_violation_reopens_the_resolved_alert)
     cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_REOPENED), 1);
 }
 
+/* The coordinator suspended as-1 at 12:00:00 and resumed it at 12:00:10;
+ * the suspend's XADD failed and its retry reached Redis at 20 s, after the
+ * resume. The outbox keys' times order them: as-1 is active from 10 s. */
+Test(access_after_revocation, an_outbox_retry_does_not_undo_the_resume_after_it)
+{
+    dw_revocation resume = {.action = AW_ACTION_RESUME,
+                            .at_ms = DW_S(10),
+                            .anchors = {DW_AGENT("as-1")},
+                            .dedupe_key =
+                                "resume:as-1:2026-05-21T12:00:10.000Z"};
+    dw_revocation suspend = {.action = AW_ACTION_SUSPEND,
+                             .at_ms = DW_S(20),
+                             .anchors = {DW_AGENT("as-1")},
+                             .dedupe_key =
+                                 "suspend:as-1:2026-05-21T12:00:00.000Z"};
+    dw_feed_revocation(&w, &resume);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    dw_feed_revocation(&w, &suspend);
+    access("te-2", "req-2", DW_S(40), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for(NULL), 0);
+}
+
 Test(access_after_revocation, resume_does_not_undo_a_final_revocation)
 {
     revoke(DW_AGENT("as-1"), 0);

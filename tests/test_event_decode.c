@@ -640,6 +640,28 @@ Test(event_decode, session_revoke_names_every_anchor_at_the_entry_time)
     aw_revocation_set_free(set);
 }
 
+Test(event_decode, a_lifecycle_outbox_key_names_the_time_of_its_change)
+{
+    int64_t ns = 0;
+    cr_assert(
+        aw_delivery_occurrence("suspend:as-1:2026-05-21T12:00:00.250Z", &ns));
+    cr_expect_eq(ns, 1779364800250000000LL);
+    cr_expect(aw_delivery_occurrence(
+        "agent_suspend:as:1:2026-05-21T12:00:00.000Z", &ns));
+    cr_expect(
+        aw_delivery_occurrence("resume:as-1:2026-05-21T12:00:00.000Z", &ns));
+    cr_expect_not(aw_delivery_occurrence("terminate:as-1", &ns));
+    cr_expect_not(
+        aw_delivery_occurrence("edge_revoke:2026-05-21T12:00:00.000Z", &ns),
+        "not a repeatable change");
+    cr_expect_not(
+        aw_delivery_occurrence("suspend:as-1:2026-05-21T12:00:00Z", &ns),
+        "not the coordinator's form");
+    cr_expect_not(
+        aw_delivery_occurrence("suspend:as-1:2026-13-21T12:00:00.000Z", &ns));
+    cr_expect_not(aw_delivery_occurrence(NULL, &ns));
+}
+
 Test(event_decode, session_revoke_takes_edge_id_for_delegation_edge_id)
 {
     aw_revocation_set *set =

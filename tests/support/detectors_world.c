@@ -206,16 +206,18 @@ static void feed_revocation(dw_world *w, const dw_revocation *r, bool commit)
         field(lifecycle ? "event" : "reason",
               lifecycle ? aw_revocation_action_name(r->action)
                         : "grant_revoked"),
+        field("dedupe_key", or_default(r->dedupe_key, "")),
     };
     aw_raw_entry *entry =
         make_entry(w, lifecycle ? DW_LIFECYCLE_STREAM : DW_REVOKE_STREAM,
-                   r->at_ms, fields, 2);
+                   r->at_ms, fields, r->dedupe_key ? 3 : 2);
 
     aw_revocation items[DW_MAX_ANCHORS];
     aw_revocation_set set = {
         .zone_id = zone,
         .reason = "test",
         .at_ns = DW_NS(r->at_ms),
+        .delivery_id = r->dedupe_key,
         .items = items,
     };
     while (set.n < DW_MAX_ANCHORS && r->anchors[set.n].kind) {

@@ -38,12 +38,14 @@ typedef struct dw_audit {
 } dw_audit;
 
 /* One revocation entry naming up to DW_MAX_ANCHORS anchors with the same
- * action; REVOKE goes to the revoke stream, SUSPEND/RESUME to lifecycle. */
+ * action; REVOKE goes to the revoke stream, SUSPEND/RESUME to lifecycle.
+ * dedupe_key, when given, is the outbox delivery's. */
 typedef struct dw_revocation {
     const char *zone;
     aw_revocation_action action;
     int64_t at_ms;
     aw_anchor anchors[DW_MAX_ANCHORS];
+    const char *dedupe_key;
 } dw_revocation;
 
 typedef struct dw_call {
