@@ -149,6 +149,22 @@ static void to_live(aw_core *c, seen *s)
     to_live_with(c, s, false);
 }
 
+/* A snapshot of the audit stream with everything known: length entries
+ * from first-0 to last-0, our group at delivered-0 with that lag. */
+static aw_core_snapshot known(long long length, long long lag, uint64_t first,
+                              uint64_t last, uint64_t delivered)
+{
+    return (aw_core_snapshot){.has_info = true,
+                              .has_first = true,
+                              .has_group = true,
+                              .has_lag = true,
+                              .length = length,
+                              .lag = lag,
+                              .first = {first, 0},
+                              .last_generated = {last, 0},
+                              .last_delivered = {delivered, 0}};
+}
+
 /* A live read answering with entries of one stream, and what was decoded
  * of them ahead (NULL: nothing). */
 static void answer_live_decoded(aw_core *c, seen *s, int stream,
@@ -386,15 +402,7 @@ Test(consumer_core, a_loss_is_reported_once_though_the_lag_still_counts_it)
 {
     aw_core *c = new_core();
     seen s = {0};
-    aw_core_snapshot before = {.has_info = true,
-                               .has_first = true,
-                               .has_group = true,
-                               .has_lag = true,
-                               .length = 10,
-                               .lag = 15,
-                               .first = {6, 0},
-                               .last_generated = {15, 0},
-                               .last_delivered = {0, 0}};
+    aw_core_snapshot before = known(10, 15, 6, 15, 0);
     to_live(c, &s);
     for (int round = 0; round < 2; round++) {
         aw_core_read r = {
@@ -1049,17 +1057,8 @@ Test(consumer_core, a_group_created_again_reports_its_own_losses)
     aw_core_read claim = {.kind = AW_CORE_READ_CLAIM};
     to_live(c, &s);
     /* 5 trimmed unread: reported, and counted in the lag from now on */
-    cr_assert_eq(live_trims(c, &s,
-                            (aw_core_snapshot){.has_info = true,
-                                               .has_first = true,
-                                               .has_group = true,
-                                               .has_lag = true,
-                                               .length = 10,
-                                               .lag = 15,
-                                               .first = {6, 0},
-                                               .last_generated = {15, 0}},
-                            NULL, 0, first, last),
-                 1);
+    cr_assert_eq(
+        live_trims(c, &s, known(10, 15, 6, 15, 0), NULL, 0, first, last), 1);
     /* someone deletes the group; it is made again at 0, where Redis counts
      * the trimmed history as read */
     aw_core_on_read(c, &nogroup);
@@ -1074,17 +1073,9 @@ Test(consumer_core, a_group_created_again_reports_its_own_losses)
     step(c, &s);
     cr_assert_eq(s.last_read.read.kind, AW_CORE_READ_LIVE);
     /* 3 added, 3 trimmed before the new group read them */
-    cr_assert_eq(live_trims(c, &s,
-                            (aw_core_snapshot){.has_info = true,
-                                               .has_first = true,
-                                               .has_group = true,
-                                               .has_lag = true,
-                                               .length = 10,
-                                               .lag = 13,
-                                               .first = {9, 0},
-                                               .last_generated = {18, 0}},
-                            NULL, 0, first, last),
-                 1, "a loss of the new group was hidden by the old one's");
+    cr_assert_eq(
+        live_trims(c, &s, known(10, 13, 9, 18, 0), NULL, 0, first, last), 1,
+        "a loss of the new group was hidden by the old one's");
     cr_expect_str_eq(first, "0-1");
     cr_expect_str_eq(last, "8-18446744073709551615");
     aw_core_free(c);
@@ -1101,29 +1092,12 @@ Test(consumer_core, a_trim_between_the_snapshot_and_the_read_is_reported)
     aw_raw_entry *e[] = {entry(AUDIT, "9-0"), entry(AUDIT, "10-0"),
                          entry(AUDIT, "11-0"), entry(AUDIT, "12-0"),
                          entry(AUDIT, "13-0")};
-    aw_core_snapshot caught_up = {.has_info = true,
-                                  .has_first = true,
-                                  .has_group = true,
-                                  .has_lag = true,
-                                  .length = 5,
-                                  .lag = 3, /* 6-0..8-0, never read */
-                                  .first = {9, 0},
-                                  .last_generated = {13, 0},
-                                  .last_delivered = {13, 0}};
+    /* 6-0..8-0 were never read */
+    aw_core_snapshot caught_up = known(5, 3, 9, 13, 13);
     to_live_with(c, &s, true);
     /* 1-0..10-0 retained, 6-0..10-0 unread; then 11-0..13-0 are added and
      * 1-0..8-0 trimmed before the read runs */
-    cr_assert_eq(live_trims(c, &s,
-                            (aw_core_snapshot){.has_info = true,
-                                               .has_first = true,
-                                               .has_group = true,
-                                               .has_lag = true,
-                                               .length = 10,
-                                               .lag = 5,
-                                               .first = {1, 0},
-                                               .last_generated = {10, 0},
-                                               .last_delivered = {5, 0}},
-                            e, 5, first, last),
+    cr_assert_eq(live_trims(c, &s, known(10, 5, 1, 10, 5), e, 5, first, last),
                  0);
     cr_assert_eq(live_trims(c, &s, caught_up, NULL, 0, first, last), 1,
                  "entries trimmed unread between XINFO and XREADGROUP");
@@ -1145,30 +1119,11 @@ Test(consumer_core, a_restart_does_not_report_losses_an_earlier_run_reported)
     aw_raw_entry *e[] = {entry(AUDIT, "6-0"), entry(AUDIT, "8-0"),
                          entry(AUDIT, "10-0")};
     to_live(c, &s);
-    cr_assert_eq(live_trims(c, &s,
-                            (aw_core_snapshot){.has_info = true,
-                                               .has_first = true,
-                                               .has_group = true,
-                                               .has_lag = true,
-                                               .length = 5,
-                                               .lag = 7,
-                                               .first = {1, 0},
-                                               .last_generated = {10, 0},
-                                               .last_delivered = {5, 0}},
-                            e, 3, first, last),
+    cr_assert_eq(live_trims(c, &s, known(5, 7, 1, 10, 5), e, 3, first, last),
                  0);
-    cr_assert_eq(live_trims(c, &s,
-                            (aw_core_snapshot){.has_info = true,
-                                               .has_first = true,
-                                               .has_group = true,
-                                               .has_lag = true,
-                                               .length = 5,
-                                               .lag = 4,
-                                               .first = {1, 0},
-                                               .last_generated = {10, 0},
-                                               .last_delivered = {10, 0}},
-                            NULL, 0, first, last),
-                 0, "reported %s..%s", first, last);
+    cr_assert_eq(
+        live_trims(c, &s, known(5, 4, 1, 10, 10), NULL, 0, first, last), 0,
+        "reported %s..%s", first, last);
     aw_core_free(c);
 }
 
@@ -1178,15 +1133,7 @@ Test(consumer_core, entries_read_without_a_trim_leave_no_loss)
     seen s = {0};
     char first[64], last[64];
     aw_raw_entry *e[] = {entry(AUDIT, "6-0"), entry(AUDIT, "10-0")};
-    aw_core_snapshot before = {.has_info = true,
-                               .has_first = true,
-                               .has_group = true,
-                               .has_lag = true,
-                               .length = 10,
-                               .lag = 2,
-                               .first = {1, 0},
-                               .last_generated = {10, 0},
-                               .last_delivered = {5, 0}};
+    aw_core_snapshot before = known(10, 2, 1, 10, 5);
     to_live(c, &s);
     cr_assert_eq(live_trims(c, &s, before, e, 2, first, last), 0);
     before.lag = 0;

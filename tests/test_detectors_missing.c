@@ -345,14 +345,20 @@ Test(decision_missing, second_gateway_call_of_a_request_needs_its_own_decision)
               a.evidence);
 }
 
+/* req-1's alert is open and names call unpaired. */
+static void expect_unpaired(const char *call)
+{
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_assert(strstr(a.evidence, call) != NULL, "the unpaired call: %s",
+              a.evidence);
+}
+
 /* Once past the grace, req-1's alert is open and names g-2 unpaired. */
 static void expect_g2_unpaired(void)
 {
     dw_advance(&w, DW_S(400));
-    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
-    cr_assert_eq(a.state, AW_ALERT_OPEN);
-    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
-              a.evidence);
+    expect_unpaired("g-2");
 }
 
 /* The pairing keeps every stored call's request in memory, so that the
@@ -445,39 +451,35 @@ Test(decision_missing, a_call_published_late_behind_a_paired_one_is_unpaired)
     gateway_call("g-1", "req-1", DW_S(10), DW_S(10), 200, "success");
     gateway_call("g-2", "req-1", DW_S(5), DW_S(100), 200, "success");
     dw_advance(&w, DW_S(1000));
-    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
-    cr_assert_eq(a.state, AW_ALERT_OPEN);
-    cr_assert(strstr(a.evidence, "g-2") != NULL, "the unpaired call: %s",
-              a.evidence);
+    expect_unpaired("g-2");
 }
 
 /* A call stamped ahead of Redis' clock (occurred 200 s, stored at 20 s) is
  * due at 500 s; g-2, stored after it but due at 350 s, ranks first and
  * takes the one decision, so g-1, paired when it arrived, is checked again
  * and found without one. */
-Test(decision_missing, a_call_that_ranks_ahead_of_a_paired_one_checks_it_again)
+static void g1_stamped_ahead_then_g2(void)
 {
     decision("te-1", "req-1", 0, 0);
     gateway_call("g-1", "req-1", DW_S(200), DW_S(20), 200, "success");
     gateway_call("g-2", "req-1", DW_S(50), DW_S(50), 200, "success");
+}
+
+Test(decision_missing, a_call_that_ranks_ahead_of_a_paired_one_checks_it_again)
+{
+    g1_stamped_ahead_then_g2();
     dw_advance(&w, DW_S(400));
     cr_assert_eq(count(AW_ALERT_DECISION_MISSING), 0, "g-2 is paired");
     dw_advance(&w, DW_S(500));
-    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
-    cr_assert_eq(a.state, AW_ALERT_OPEN);
-    cr_assert(strstr(a.evidence, "g-1") != NULL, "the unpaired call: %s",
-              a.evidence);
+    expect_unpaired("g-1");
 }
 
 Test(decision_missing, a_call_checked_again_is_still_checked_after_a_restart)
 {
-    decision("te-1", "req-1", 0, 0);
-    gateway_call("g-1", "req-1", DW_S(200), DW_S(20), 200, "success");
-    gateway_call("g-2", "req-1", DW_S(50), DW_S(50), 200, "success");
+    g1_stamped_ahead_then_g2();
     dw_reopen(&w);
     dw_advance(&w, DW_S(500));
-    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
-                 AW_ALERT_OPEN);
+    expect_unpaired("g-1");
 }
 
 /* Request ids repeat: the next day's call of req-1 without a decision is a
