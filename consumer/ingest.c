@@ -615,8 +615,11 @@ static int ingest_trim(aw_ingest *ing, const aw_ingest_trim *t,
     int rc = already_indexed(ing, t, &found, err);
     if (rc != AW_OK || found)
         return rc;
-    if ((rc = aw_detectors_on_trimmed(ing->det, t->stream, t->first_id,
-                                      t->last_id, err)) == AW_OK)
+    const stream_slot *slot = slot_for(ing, t->stream, strlen(t->stream));
+    if (!slot)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if ((rc = aw_detectors_on_trimmed(ing->det, t->stream, slot->role,
+                                      t->first_id, t->last_id, err)) == AW_OK)
         st->trims_reported++;
     return rc;
 }

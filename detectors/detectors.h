@@ -91,8 +91,12 @@ int aw_detectors_on_call(aw_detectors *det, const aw_raw_entry *entry,
 int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
                              int role, aw_reject_reason reason,
                              const char *detail, aw_error *err);
-/* Entries [first_id, last_id] of stream were deleted before being read. */
-int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
+/* Entries [first_id, last_id] of stream (of role, an aw_stream_role; any
+ * other value for none)
+ * were deleted before being read: audit_evidence_trimmed, critical, or
+ * high for Caracal's audit DLQ, which its DLQ replay empties by
+ * re-publishing each entry on the audit stream before deleting it. */
+int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
                             const char *first_id, const char *last_id,
                             aw_error *err);
 

@@ -76,7 +76,7 @@ int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
 
 /* ---- audit_evidence_trimmed ---------------------------------------------- */
 
-int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
+int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
                             const char *first_id, const char *last_id,
                             aw_error *err)
 {
@@ -95,9 +95,10 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
     aw_det_evidence_init(&ev);
     aw_det_evidence_add(&ev, "entry", stream, first_id);
     aw_det_evidence_add(&ev, "entry", stream, last_id);
+    bool replayable = role == AW_ROLE_AUDIT_DLQ;
     aw_alert alert = {
         .kind = AW_ALERT_EVIDENCE_TRIMMED,
-        .severity = "critical",
+        .severity = replayable ? "high" : "critical",
         .anchor = stream,
         .request_id = range,
         .event_time_ns = aw_det_ms_to_ns(first_ms),
@@ -107,11 +108,16 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream,
         aw_det_printf(
             "Entries %s to %s of stream %s (%s to %s) "
             "were trimmed from the stream before "
-            "auditwatch read them; that evidence is "
-            "lost.",
+            "auditwatch read them; %s",
             first_id, last_id, stream,
             aw_time_format(aw_det_ms_to_ns(first_ms), from, sizeof from),
-            aw_time_format(aw_det_ms_to_ns(last_ms), to, sizeof to)),
+            aw_time_format(aw_det_ms_to_ns(last_ms), to, sizeof to),
+            replayable
+                ? "Caracal's DLQ replay deletes an entry after re-publishing "
+                  "it on the audit stream, so those events may be indexed "
+                  "from there, but which were dead-lettered, and why, is "
+                  "lost."
+                : "that evidence is lost."),
         &ev, err);
     free(range);
     return rc;

@@ -9,6 +9,7 @@
 #include "tests/support/support.h"
 
 #define AUDIT "caracal.audit.events"
+#define DLQ   "caracal.audit.events.dlq"
 
 static aw_test_redis redis;
 static char dir[PATH_MAX], db[PATH_MAX];
@@ -190,5 +191,39 @@ Test(consumer_trim, history_trimmed_before_the_group_existed_is_no_loss)
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
     aw_test_daemon_stop(&daemon, 5000);
     cr_assert_eq(trimmed_alerts().n, 0);
+    redisFree(c);
+}
+
+/* Caracal's DLQ replay, while auditwatch is down: the event goes back on
+ * the audit stream, its dead letter is deleted. The deletion is reported,
+ * as high, about the DLQ; the replayed entry is read from the audit
+ * stream. */
+Test(consumer_trim, a_dlq_entry_replayed_while_down_is_a_high_loss)
+{
+    redisContext *c = aw_test_redis_connect(&redis);
+    char last[48], data[1024];
+    aw_test_proc daemon;
+
+    publish(c, "read", 2, last);
+    read_everything(c, "first", 2);
+    aw_test_audit_data(&(aw_test_audit){.id = "replayed"}, data, sizeof data);
+    redisReply *r =
+        aw_test_command(c, "XADD %s * reason pg_down src_data %s", DLQ, data);
+    char dead[48];
+    snprintf(dead, sizeof dead, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(aw_test_command(c, "XADD %s * data %s", AUDIT, data));
+    freeReplyObject(aw_test_command(c, "XDEL %s %s", DLQ, dead));
+
+    aw_test_daemon_start(&daemon, dir, "second", &redis, db, NULL, NULL);
+    cr_assert(aw_test_wait_for(trim_alerted, NULL, 20000),
+              "no alert for the deleted dead letter");
+    cr_assert(aw_test_wait_entries(db, 3, 20000),
+              "the replayed entry was not stored");
+    aw_test_daemon_stop(&daemon, 5000);
+    alerts_seen seen = trimmed_alerts();
+    cr_assert_eq(seen.n, 1);
+    cr_assert_str_eq(seen.anchor, DLQ);
+    cr_assert_str_eq(seen.severity, "high");
     redisFree(c);
 }

@@ -173,9 +173,9 @@ Test(integrity, every_altered_copy_of_one_event_lands_in_one_alert)
 
 Test(integrity, trimmed_entries_raise_critical_with_the_lost_range)
 {
-    cr_assert_eq(
-        dw_trimmed(&w, DW_AUDIT_STREAM, "1779364800000-0", "1779364805000-3"),
-        AW_OK);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT,
+                            "1779364800000-0", "1779364805000-3"),
+                 AW_OK);
     dw_alert a = dw_the_alert(&w, AW_ALERT_EVIDENCE_TRIMMED, NULL);
     cr_assert_str_eq(a.severity, "critical");
     cr_assert_str_eq(a.anchor, DW_AUDIT_STREAM);
@@ -185,11 +185,26 @@ Test(integrity, trimmed_entries_raise_critical_with_the_lost_range)
                        a.summary);
 }
 
+/* Caracal's DLQ replay re-publishes each entry on the audit stream, then
+ * deletes it from the DLQ: deleted unread there, the events are likely
+ * indexed from the audit stream, so the loss is high, and says why. */
+Test(integrity, entries_deleted_from_the_audit_dlq_are_high)
+{
+    cr_assert_eq(dw_trimmed(&w, "caracal.audit.events.dlq", AW_ROLE_AUDIT_DLQ,
+                            "1779364800000-0", "1779364805000-3"),
+                 AW_OK);
+    dw_alert a = dw_the_alert(&w, AW_ALERT_EVIDENCE_TRIMMED, NULL);
+    cr_assert_str_eq(a.severity, "high");
+    cr_assert_not_null(strstr(a.summary, "DLQ replay"), "%s", a.summary);
+}
+
 Test(integrity, trimmed_range_with_bad_ids_is_refused)
 {
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "yesterday", "1-0"),
+    cr_assert_eq(
+        dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, "yesterday", "1-0"),
+        AW_ERR_INVALID);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, NULL, "1-0"),
                  AW_ERR_INVALID);
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, NULL, "1-0"), AW_ERR_INVALID);
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
 }
 

@@ -391,9 +391,9 @@ Test(clock, rolled_back_batch_leaves_no_alert_and_tells_no_sink)
 {
     aw_error err = {0};
     cr_assert_eq(aw_store_begin(w.store, &err), AW_OK);
-    cr_assert_eq(
-        aw_detectors_on_trimmed(w.det, DW_AUDIT_STREAM, "1-0", "2-0", &err),
-        AW_OK);
+    cr_assert_eq(aw_detectors_on_trimmed(w.det, DW_AUDIT_STREAM, AW_ROLE_AUDIT,
+                                         "1-0", "2-0", &err),
+                 AW_OK);
     aw_store_rollback(w.store);
     aw_detectors_discard(w.det);
     drained = 0;
@@ -401,7 +401,8 @@ Test(clock, rolled_back_batch_leaves_no_alert_and_tells_no_sink)
     cr_assert_eq(drained, 0);
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 0);
 
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "1-0", "2-0"), AW_OK);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, "1-0", "2-0"),
+                 AW_OK);
     cr_assert_eq(
         dw_count_changes(&w, AW_ALERT_EVIDENCE_TRIMMED, AW_ALERT_RAISED), 1);
     cr_assert_eq(dw_alerts(&w, NULL, NULL, NULL, 0), 1);
@@ -409,7 +410,8 @@ Test(clock, rolled_back_batch_leaves_no_alert_and_tells_no_sink)
 
 Test(clock, each_change_is_handed_out_once_with_the_stored_state)
 {
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "1-0", "2-0"), AW_OK);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, "1-0", "2-0"),
+                 AW_OK);
     cr_assert_eq(w.nchanges, 1);
     cr_assert_eq(w.changes[0].change, AW_ALERT_RAISED);
     cr_assert_eq(w.changes[0].state, AW_ALERT_OPEN);
@@ -418,6 +420,7 @@ Test(clock, each_change_is_handed_out_once_with_the_stored_state)
     aw_detectors_drain(w.det, count_drained, NULL);
     cr_assert_eq(drained, 0, "a drained change is not handed out again");
 
-    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, "1-0", "2-0"), AW_OK);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, "1-0", "2-0"),
+                 AW_OK);
     cr_assert_eq(w.nchanges, 1, "raising the same alert again changes nothing");
 }

@@ -303,12 +303,13 @@ void dw_feed_rejected(dw_world *w, aw_stream_role role, int64_t arrival_ms,
     aw_raw_entry_free(entry);
 }
 
-int dw_trimmed(dw_world *w, const char *stream, const char *first_id,
+int dw_trimmed(dw_world *w, const char *stream, int role, const char *first_id,
                const char *last_id)
 {
     aw_error err = {0};
     begin(w);
-    int rc = aw_detectors_on_trimmed(w->det, stream, first_id, last_id, &err);
+    int rc =
+        aw_detectors_on_trimmed(w->det, stream, role, first_id, last_id, &err);
     if (rc) {
         aw_store_rollback(w->store);
         aw_detectors_discard(w->det);

@@ -100,8 +100,9 @@ void dw_feed_call(dw_world *w, const dw_call *call);
 #define DW_CARACAL_REASON "json_parse_error:unexpected end"
 void dw_feed_rejected(dw_world *w, aw_stream_role role, int64_t arrival_ms,
                       aw_reject_reason reason, const char *detail);
-/* on_trimmed in its own transaction; returns its result code. */
-int dw_trimmed(dw_world *w, const char *stream, const char *first_id,
+/* on_trimmed for stream of role in its own transaction; returns its result
+ * code. */
+int dw_trimmed(dw_world *w, const char *stream, int role, const char *first_id,
                const char *last_id);
 /* Advances the detector clock to DW_NS(ms) in its own transaction. */
 void dw_advance(dw_world *w, int64_t ms);
