@@ -281,18 +281,14 @@ static void history_changed(aw_detectors *det, const char *zone_id,
     }
 }
 
-/* a comes after b: by the coordinator's times of the changes when both
- * name one (an outbox retry can publish a suspend after the resume that
- * followed it), else by time, then, on one stream, by entry sequence.
- * Entry sequences of two streams are unrelated, so within one millisecond
- * of two streams a resume counts as after a suspension (Caracal's suspend
- * writes a lifecycle suspend, ordered on that stream, and a session revoke
- * that its resume may share a millisecond with); otherwise rows decide. */
-static bool comes_after(const revocation *a, const revocation *b)
+/* a comes after b in Redis: by time, then, on one stream, by entry
+ * sequence. Entry sequences of two streams are unrelated, so within one
+ * millisecond of two streams a resume counts as after a suspension
+ * (Caracal's suspend writes a lifecycle suspend, ordered on that stream,
+ * and a session revoke that its resume may share a millisecond with);
+ * otherwise rows decide. */
+static bool arrived_after(const revocation *a, const revocation *b)
 {
-    if (a->has_occurrence && b->has_occurrence &&
-        a->occurrence_ns != b->occurrence_ns)
-        return a->occurrence_ns > b->occurrence_ns;
     if (a->at_ns != b->at_ns)
         return a->at_ns > b->at_ns;
     if (strcmp(a->stream, b->stream) == 0 && a->seq != b->seq)
@@ -301,6 +297,32 @@ static bool comes_after(const revocation *a, const revocation *b)
     if (a_resumes != (b->action == AW_ACTION_RESUME))
         return a_resumes;
     return a->rowid > b->rowid;
+}
+
+/* a comes after b. Redis' order and the coordinator's (the times in the
+ * outbox keys) can disagree: a retried XADD publishes a suspend after the
+ * resume that followed it, and two transactions that race stamp the later
+ * one earlier. Then a resume counts as the later of the two, so that a
+ * disagreement never leaves a session suspended that either order says
+ * was resumed (a false alert costs more than a missed one). */
+static bool comes_after(const revocation *a, const revocation *b)
+{
+    bool redis = arrived_after(a, b);
+    bool resumes = a->action == AW_ACTION_RESUME;
+    if (!a->has_occurrence || !b->has_occurrence ||
+        a->occurrence_ns == b->occurrence_ns ||
+        redis == (a->occurrence_ns > b->occurrence_ns) ||
+        resumes == (b->action == AW_ACTION_RESUME))
+        return redis;
+    return resumes;
+}
+
+/* When a resume takes effect: its entry time, or the coordinator's time
+ * of it when that is earlier (its XADD was retried). */
+static int64_t resumed_at(const revocation *r)
+{
+    return r->has_occurrence && r->occurrence_ns < r->at_ns ? r->occurrence_ns
+                                                            : r->at_ns;
 }
 
 static bool is_redelivery(const history *h, const revocation *r)
@@ -325,7 +347,7 @@ static bool resumed_by(const history *h, const revocation *suspend,
     for (size_t i = 0; i < h->n; i++) {
         const revocation *r = &h->items[i];
         if (r->action == AW_ACTION_RESUME && comes_after(r, suspend) &&
-            r->at_ns <= access_ns)
+            resumed_at(r) <= access_ns)
             return true;
     }
     return false;
@@ -383,18 +405,9 @@ static int note_gateway_call(const aw_event_row *row, void *ud)
     return 0;
 }
 
-/* Whether a Gateway call that ended at call_ns can be the call the
- * decision at decision_ns granted. */
-static bool call_of_decision(const aw_detectors *det, int64_t decision_ns,
-                             int64_t call_ns)
-{
-    return call_ns >= decision_ns &&
-           call_ns <= aw_det_add_ns(decision_ns, det->config.grace_missing_ns);
-}
-
 /* Adds the Gateway events of the access's request that can be its call
- * (call_of_decision) to the evidence; true in *executed when one of them
- * executed the call. */
+ * (ended at or after the decision, within grace_missing of it) to the
+ * evidence; true in *executed when one of them executed the call. */
 static int find_gateway_calls(aw_detectors *det, const access *a,
                               aw_det_evidence *ev, bool *executed,
                               aw_error *err)
@@ -492,6 +505,50 @@ static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
     return cause ? raise_access_alert(det, anchor, h, a, cause, err) : AW_OK;
 }
 
+/* ---- Accesses of one alert ----------------------------------------------- */
+
+typedef struct forbidden_search {
+    const aw_detectors *det;
+    const history *h;
+    const char *request_id;
+    bool found;
+} forbidden_search;
+
+static int find_forbidden(const aw_event_row *row, void *ud)
+{
+    forbidden_search *fs = ud;
+    access seen = {
+        .occurred_at_ns = row->occurred_at_ns,
+        .has_epoch = row->has_delegation_epoch,
+        .epoch = row->delegation_epoch,
+    };
+    fs->found = same_text(row->request_id, fs->request_id) &&
+                first_forbidding(fs->det, fs->h, &seen) != NULL;
+    return fs->found ? 1 : 0;
+}
+
+/* Whether a granting access of request_id (NULL: none) in zone with anchor,
+ * at a time in filter's window, is forbidden by h: an access alert stands
+ * for every such access of its (zone, anchor, request). */
+static int forbidden_access(aw_detectors *det, const aw_anchor *anchor,
+                            const history *h, const char *zone_id,
+                            const char *request_id, aw_event_filter *filter,
+                            bool *forbidden, aw_error *err)
+{
+    forbidden_search fs = {det, h, request_id, false};
+    filter->zone_id = zone_id;
+    filter->anchor = *anchor;
+    filter->request_id = request_id;
+    filter->grants_only = true;
+    filter->key_columns_only = true;
+    filter->any_order = true;
+    int rc = aw_det_store_result(
+        aw_store_query_events(det->store, filter, find_forbidden, &fs, err),
+        err);
+    *forbidden = fs.found;
+    return rc;
+}
+
 /* ---- Escalation by a later Gateway event --------------------------------- */
 
 typedef struct alert_list {
@@ -505,6 +562,38 @@ static int collect_alert(const aw_alert *alert, void *ud)
     if (!alert->zone_id || strcmp(alert->zone_id, list->zone_id) != 0)
         return 0;
     return aw_det_alert_list_add(&list->found, alert);
+}
+
+/* Whether the open access alert stands for a forbidden access that the
+ * Gateway call that ended at call_ns can be the call of: one decided at
+ * most grace_missing before. */
+static int alert_has_decision_of(aw_detectors *det, const aw_alert *alert,
+                                 int64_t call_ns, bool *found, aw_error *err)
+{
+    *found = false;
+    const char *colon = alert->anchor ? strchr(alert->anchor, ':') : NULL;
+    if (!colon)
+        return AW_OK;
+    char kind[32];
+    size_t len = (size_t)(colon - alert->anchor);
+    if (len >= sizeof kind)
+        return AW_OK;
+    memcpy(kind, alert->anchor, len);
+    kind[len] = '\0';
+    aw_anchor anchor = {aw_anchor_kind_from_name(kind), colon + 1};
+    const history *h;
+    int rc =
+        anchor.kind ? history_of(det, alert->zone_id, &anchor, &h, err) : AW_OK;
+    aw_event_filter window = {
+        .has_since = true,
+        .since_ns = aw_det_add_ns(call_ns, -det->config.grace_missing_ns),
+        .has_until = true,
+        .until_ns = aw_det_add_ns(call_ns, 1),
+    };
+    if (!rc && anchor.kind)
+        rc = forbidden_access(det, &anchor, h, alert->zone_id,
+                              alert->request_id, &window, found, err);
+    return rc;
 }
 
 /* Gateway event G arrived: open alerts of its request become critical
@@ -528,7 +617,10 @@ static int escalate_for_gateway_call(aw_detectors *det, const aw_audit_event *g,
         err);
     for (size_t i = 0; i < list.found.n && !rc; i++) {
         const aw_alert *found = list.found.items[i];
-        if (call_of_decision(det, found->event_time_ns, g->occurred_at_ns)) {
+        bool of_alert = false;
+        rc = alert_has_decision_of(det, found, g->occurred_at_ns, &of_alert,
+                                   err);
+        if (!rc && of_alert) {
             aw_det_evidence ev;
             aw_det_evidence_init(&ev);
             aw_det_evidence_add(&ev, "event", g->id, NULL);
@@ -699,7 +791,7 @@ static void affected_window(const aw_detectors *det, const history *h,
     if (self->action == AW_ACTION_RESUME) {
         /* Accesses after the next suspension or revocation (plus grace)
          * stay forbidden by it, whatever this resume says. */
-        filter->since_ns = self->at_ns;
+        filter->since_ns = resumed_at(self);
         for (size_t i = 0; i < h->n; i++) {
             const revocation *r = &h->items[i];
             if (r->action != AW_ACTION_RESUME && !is_redelivery(h, r) &&
@@ -724,52 +816,11 @@ static void affected_window(const aw_detectors *det, const history *h,
             if (r->action == AW_ACTION_RESUME && !is_redelivery(h, r) &&
                 comes_after(r, self)) {
                 filter->has_until = true;
-                filter->until_ns = r->at_ns;
+                filter->until_ns = resumed_at(r);
                 break;
             }
         }
     }
-}
-
-typedef struct forbidden_search {
-    const aw_detectors *det;
-    const history *h;
-    bool found;
-} forbidden_search;
-
-static int find_forbidden(const aw_event_row *row, void *ud)
-{
-    forbidden_search *fs = ud;
-    access seen = {
-        .occurred_at_ns = row->occurred_at_ns,
-        .has_epoch = row->has_delegation_epoch,
-        .epoch = row->delegation_epoch,
-    };
-    fs->found = first_forbidding(fs->det, fs->h, &seen) != NULL;
-    return fs->found ? 1 : 0;
-}
-
-/* Whether some granting access of a's request with anchor is still
- * forbidden: one alert stands for all of them, so a resume that makes one
- * legitimate resolves it only when it makes them all so. */
-static int request_still_forbidden(aw_detectors *det, const aw_anchor *anchor,
-                                   const history *h, const access *a,
-                                   bool *forbidden, aw_error *err)
-{
-    forbidden_search fs = {det, h, false};
-    aw_event_filter filter = {
-        .zone_id = a->zone_id,
-        .anchor = *anchor,
-        .request_id = a->request_id,
-        .grants_only = true,
-        .key_columns_only = true,
-        .any_order = true,
-    };
-    int rc = aw_det_store_result(
-        aw_store_query_events(det->store, &filter, find_forbidden, &fs, err),
-        err);
-    *forbidden = fs.found;
-    return rc;
 }
 
 static const revocation *find_self(const history *h, const char *stream,
@@ -827,8 +878,10 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
         /* known once both had come: the access may be the later */
         det->clock_ns = a->arrived_ns > clock_ns ? a->arrived_ns : clock_ns;
         bool forbidden = false;
+        aw_event_filter any_time = {0};
         if (!rc && af.resume)
-            rc = request_still_forbidden(det, anchor, h, a, &forbidden, err);
+            rc = forbidden_access(det, anchor, h, a->zone_id, a->request_id,
+                                  &any_time, &forbidden, err);
         if (!rc && af.resume && !forbidden)
             rc = aw_det_resolve(det, AW_ALERT_ACCESS_AFTER_REVOCATION,
                                 a->zone_id, af.anchor_name, a->request_id,

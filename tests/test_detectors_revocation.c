@@ -408,3 +408,69 @@ Test(access_after_revocation, late_resume_after_restart_resolves)
     revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
     cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_RESOLVED);
 }
+
+/* One alert stands for te-1 and te-2 (same request id); g-2, te-2's
+ * executed call, arrives after both and makes it critical. */
+Test(access_after_revocation, the_call_of_a_later_access_of_the_alert_escalates)
+{
+    revoke(DW_AGENT("as-1"), 0);
+    access("te-1", "req-1", DW_S(10), DW_AGENT("as-1"));
+    access("te-2", "req-1", DW_S(1000), DW_AGENT("as-1"));
+    gateway_call("g-2", "req-1", DW_S(1005), "executed");
+    dw_alert a = dw_the_alert(&w, KIND, "req-1");
+    cr_assert_str_eq(a.severity, "critical", "evidence %s", a.evidence);
+}
+
+/* Two transactions that raced: Redis has the resume after the suspend, the
+ * coordinator's times the other way round. The resume counts as the later:
+ * a disagreement leaves no session suspended that either says resumed. */
+Test(access_after_revocation, when_the_two_orders_disagree_the_resume_is_later)
+{
+    dw_revocation suspend = {.action = AW_ACTION_SUSPEND,
+                             .at_ms = 0,
+                             .anchors = {DW_AGENT("as-1")},
+                             .dedupe_key =
+                                 "suspend:as-1:2026-05-21T12:00:02.000Z"};
+    dw_revocation resume = {.action = AW_ACTION_RESUME,
+                            .at_ms = DW_S(1),
+                            .anchors = {DW_AGENT("as-1")},
+                            .dedupe_key =
+                                "resume:as-1:2026-05-21T12:00:01.000Z"};
+    dw_feed_revocation(&w, &suspend);
+    dw_feed_revocation(&w, &resume);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for(NULL), 0);
+}
+
+/* The resume's XADD was retried: the coordinator resumed at 10 s, Redis
+ * got it at 60 s. The access at 30 s was legitimate. */
+Test(access_after_revocation, a_retried_resume_is_in_force_from_its_key_time)
+{
+    dw_revocation suspend = {.action = AW_ACTION_SUSPEND,
+                             .at_ms = 0,
+                             .anchors = {DW_AGENT("as-1")},
+                             .dedupe_key =
+                                 "suspend:as-1:2026-05-21T12:00:00.000Z"};
+    dw_revocation resume = {.action = AW_ACTION_RESUME,
+                            .at_ms = DW_S(60),
+                            .anchors = {DW_AGENT("as-1")},
+                            .dedupe_key =
+                                "resume:as-1:2026-05-21T12:00:10.000Z"};
+    dw_feed_revocation(&w, &suspend);
+    access("te-1", "req-1", DW_S(30), DW_AGENT("as-1"));
+    dw_feed_revocation(&w, &resume);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-1").state, AW_ALERT_RESOLVED);
+}
+
+/* An access without a request id shares no alert with req-2's. */
+Test(access_after_revocation,
+     a_late_resume_resolves_an_access_without_request_id)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access("te-1", NULL, DW_S(30), DW_AGENT("as-1"));
+    access("te-2", "req-2", DW_S(10), DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for(NULL), 2);
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 1);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-2").state, AW_ALERT_OPEN);
+}
