@@ -212,6 +212,13 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
 int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
                            const aw_observed_call *call, int64_t call_rowid,
                            aw_error *err);
+/* A copy of the event stored at event_rowid (a DUPLICATE). When the store
+ * made entry its entry (the copy came earlier), its arrival is earlier:
+ * a Gateway call is ranked again at its new deadline, a decision's grant
+ * remembered with it. */
+int aw_det_missing_on_copy(aw_detectors *det, const aw_raw_entry *entry,
+                           const aw_audit_event *event, int64_t event_rowid,
+                           aw_error *err);
 /* Runs one due check (kind is an aw_det_pending_kind). */
 int aw_det_missing_check(aw_detectors *det, int kind, int64_t deadline_ns,
                          int64_t ref, aw_error *err);

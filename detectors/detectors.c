@@ -611,7 +611,8 @@ int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
 {
     switch (put) {
     case AW_PUT_INSERTED: break;
-    case AW_PUT_DUPLICATE: return AW_OK;
+    case AW_PUT_DUPLICATE:
+        return aw_det_missing_on_copy(det, entry, event, event_rowid, err);
     case AW_PUT_CONFLICT:
         /* The stored first version is the evidence; the other is only proof
          * of tampering and must not feed the other rules. */

@@ -436,6 +436,37 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
     return rc;
 }
 
+static int copy_arrival(const aw_event_row *row, void *ud)
+{
+    *(int64_t *)ud = row->arrived_ns;
+    return 1;
+}
+
+int aw_det_missing_on_copy(aw_detectors *det, const aw_raw_entry *entry,
+                           const aw_audit_event *event, int64_t event_rowid,
+                           aw_error *err)
+{
+    bool call = aw_det_is_gateway_call(event->event_type);
+    bool grant = aw_det_is_decision(event->event_type) &&
+                 aw_decision_grants(event->decision);
+    if (!event->request_id || (!call && !grant))
+        return AW_OK;
+    int64_t arrival = aw_det_entry_ns(entry), stored = INT64_MIN;
+    aw_event_filter by_row = {
+        .rowid = event_rowid, .limit = 1, .key_columns_only = true};
+    int rc = aw_det_store_result(
+        aw_store_query_events(det->store, &by_row, copy_arrival, &stored, err),
+        err);
+    if (rc || stored != arrival)
+        return rc;
+    if (grant)
+        return remember_grant(det, event, arrival, err);
+    return aw_det_missing_expect_decision(
+        det, event->zone_id, event->request_id,
+        aw_det_missing_deadline(det, event->occurred_at_ns, arrival),
+        event_rowid, err);
+}
+
 int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
                            const aw_observed_call *call, int64_t call_rowid,
                            aw_error *err)

@@ -126,15 +126,18 @@ static int alert_insert(aw_store *store, const aw_alert *a, int severity,
     return store_exec_stmt(store, add, err, "raise alert");
 }
 
-/* Opens the resolved alert a->id again, as a describes it, when a brings
- * evidence it does not hold yet: a new gap or violation under its id, not
- * the same one judged again. The evidence merges, so what was once seen
- * reopens nothing later. */
+/* Opens the resolved alert a->id again, as a describes it, when a is about
+ * evidence of another time and brings evidence it does not hold yet: a new
+ * gap or violation under its id, not the same one judged again (whose
+ * entry may have changed: an event's earliest copy becomes its entry). The
+ * evidence merges, so what was once seen reopens nothing later. */
 static int alert_reopen(aw_store *store, const aw_alert *a, int severity,
-                        const char *stored_evidence, aw_alert_change *change,
-                        aw_error *err)
+                        const char *stored_evidence, int64_t stored_event_time,
+                        aw_alert_change *change, aw_error *err)
 {
     char *evidence = NULL;
+    if (a->event_time_ns == stored_event_time)
+        return AW_OK;
     int rc = evidence_merge(stored_evidence, a->evidence_json, &evidence, err);
     if (rc != AW_OK || evidence == NULL)
         return rc;
@@ -223,13 +226,14 @@ int aw_store_alert_upsert(aw_store *store, const aw_alert *alert,
     }
     int stored_severity = sqlite3_column_int(get, 0);
     bool resolved = sqlite3_column_int(get, 1) == AW_ALERT_RESOLVED;
+    int64_t stored_event_time = sqlite3_column_int64(get, 3);
     const char *text = store_column_text(get, 2);
     char *stored_evidence = strdup(text != NULL ? text : "[]");
     sqlite3_reset(get);
     if (stored_evidence == NULL)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     rc = resolved ? alert_reopen(store, alert, severity, stored_evidence,
-                                 change, err)
+                                 stored_event_time, change, err)
                   : alert_escalate(store, alert, severity, stored_severity,
                                    stored_evidence, change, err);
     free(stored_evidence);

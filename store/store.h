@@ -351,10 +351,11 @@ typedef enum aw_alert_change {
 /* Inserts the alert, or when its id exists raises its severity and merges
  * evidence. A resolved alert is reopened -- open again, resolution and
  * acknowledgement cleared, severity, summary and event time the new
- * raise's, evidence merged -- when the raise brings evidence it does not
- * hold: ids name (kind, zone, anchor, request), and request ids repeat, so
- * a gap a day later is a new gap under the same id, while the same
- * evidence raised again leaves it resolved. *change tells what happened. */
+ * raise's, evidence merged -- when the raise is about evidence of another
+ * event time and brings evidence it does not hold: ids name (kind, zone,
+ * anchor, request), and request ids repeat, so a gap a day later is a new
+ * gap under the same id, while the same evidence raised again leaves it
+ * resolved. *change tells what happened. */
 int aw_store_alert_upsert(aw_store *store, const aw_alert *alert,
                           aw_alert_change *change, aw_error *err);
 

@@ -520,3 +520,54 @@ Test(decision_missing, a_call_that_takes_a_resolved_calls_decision_reopens)
                  AW_ALERT_OPEN, "two calls, one decision");
     cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_REOPENED), 1);
 }
+
+static aw_put_result feed_call(const char *id, const char *request,
+                               int64_t occurred, int64_t arrival)
+{
+    dw_audit g = {
+        .id = id,
+        .type = "gateway_resource_request",
+        .request = request,
+        .evaluation_status = "executed",
+        .upstream_status = 200,
+        .result_class = "success",
+        .occurred_ms = occurred,
+        .arrival_ms = arrival,
+    };
+    return dw_feed_audit(&w, &g);
+}
+
+/* g-a is stored from its DLQ copy (arrival 200 s, due 500 s), then its
+ * original (arrival 0) becomes its entry: due at 300 s, it ranks ahead of
+ * g-b (due 450 s) again, and takes te-1. By 450 s two calls are due and
+ * one decision came. */
+Test(decision_missing, a_call_whose_original_comes_later_is_ranked_again)
+{
+    decision("te-1", "req-1", 0, 0);
+    cr_assert_eq(feed_call("g-a", "req-1", 0, DW_S(200)), AW_PUT_INSERTED);
+    cr_assert_eq(feed_call("g-b", "req-1", DW_S(150), DW_S(150)),
+                 AW_PUT_INSERTED);
+    cr_assert_eq(feed_call("g-a", "req-1", 0, 0), AW_PUT_DUPLICATE);
+    dw_advance(&w, DW_S(460));
+    expect_unpaired("g-b");
+}
+
+/* g-1's gap, resolved by a late te-1, is judged again once its original
+ * (an earlier entry) and a replayed g-0 that ranks ahead of it come: the
+ * same gap, whose entry changed, reopens nothing. */
+Test(decision_missing, the_same_gap_judged_again_leaves_its_alert_resolved)
+{
+    cr_assert_eq(feed_call("g-1", "req-1", 0, DW_S(100)), AW_PUT_INSERTED);
+    dw_advance(&w, DW_S(400));
+    decision("te-1", "req-1", 0, DW_S(450));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_RESOLVED);
+    cr_assert_eq(feed_call("g-1", "req-1", 0, 0), AW_PUT_DUPLICATE);
+    decision("te-0", "req-1", DW_S(-40), DW_S(-30));
+    cr_assert_eq(feed_call("g-0", "req-1", DW_S(-50), DW_S(-20)),
+                 AW_PUT_INSERTED);
+    dw_advance(&w, DW_S(2000));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1").state,
+                 AW_ALERT_RESOLVED);
+    cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_REOPENED), 0);
+}

@@ -166,6 +166,12 @@ Test(store_alerts, new_evidence_reopens_a_resolved_alert)
     cr_expect_eq(s.late, 0);
     cr_expect_eq(s.acked_at, 0, "a new gap needs a new look");
     cr_expect_eq(upsert(again), AW_ALERT_UNCHANGED);
+    cr_assert_eq(aw_store_alert_resolve(fx.store, "a1", "te-10", 90000, 0,
+                                        &change, &err),
+                 AW_OK);
+    again.evidence_json = "[\"ev-3\"]";
+    cr_expect_eq(upsert(again), AW_ALERT_UNCHANGED,
+                 "the same gap with other evidence (its entry moved)");
 }
 
 Test(store_alerts, acknowledging_records_who_looked_and_missing_ids_fail)
