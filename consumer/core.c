@@ -200,6 +200,8 @@ typedef struct core_stream {
     /* of the read being counted: where its cursor moves once committed */
     char next_from[TEXT];
     bool next_done;
+    bool has_committed;
+    aw_stream_id committed; /* the newest entry id committed */
 } core_stream;
 
 typedef struct core_ack {
@@ -606,6 +608,20 @@ void aw_core_on_group_created(aw_core *c, int stream)
     st->has_suspect = false;
 }
 
+void aw_core_set_committed(aw_core *c, int stream, aw_stream_id id)
+{
+    core_stream *st = &c->streams[stream];
+    if (!st->has_committed || aw_stream_id_cmp(id, st->committed) > 0)
+        st->committed = id;
+    st->has_committed = true;
+}
+
+bool aw_core_committed(const aw_core *c, int stream, aw_stream_id *id)
+{
+    *id = c->streams[stream].committed;
+    return c->streams[stream].has_committed;
+}
+
 /* ---- Committing ---------------------------------------------------------- */
 
 static void start_batch(aw_core *c, core_batch *b)
@@ -722,6 +738,10 @@ static void commit_succeeded(aw_core *c)
     }
     c->commit_retry_ms = 0;
     c->totals.entries_committed += b->span;
+    for (size_t i = b->done; i < b->done + b->span; i++)
+        aw_core_set_committed(
+            c, b->streams[i],
+            (aw_stream_id){b->entries[i]->id_ms, b->entries[i]->id_seq});
     queue_acks(c, b, last);
     if (!last) {
         b->done += b->span;

@@ -206,6 +206,13 @@ void aw_core_on_groups(aw_core *c, bool ok, const char *why);
 /* XGROUP CREATE made the group on stream (it was not there): Redis counts
  * its reads and lag afresh. */
 void aw_core_on_group_created(aw_core *c, int stream);
+/* The newest entry id of stream the index already holds (its checkpoint),
+ * told once at start; the core follows its own commits after that. */
+void aw_core_set_committed(aw_core *c, int stream, aw_stream_id id);
+/* The newest entry id of stream committed, in *id; false when none. A group
+ * made again with a start id of `$` (it was deleted) starts there instead,
+ * so what came since is read, not skipped. */
+bool aw_core_committed(const aw_core *c, int stream, aw_stream_id *id);
 /* A read's answer; takes the entries in r. */
 void aw_core_on_read(aw_core *c, aw_core_read *r);
 /* The XPENDING rows of each stream (in id order), or failed. */

@@ -579,6 +579,19 @@ static void on_ack_reply(aw_redis_conn *conn, redisReply *reply, void *privdata)
 
 /* ---- Performing the core's actions --------------------------------------- */
 
+/* A group of `$` made where the index already holds entries of its stream
+ * (it was deleted, while we ran or were down) starts after the newest: `$`
+ * would skip what came since, unseen. */
+static const char *group_start(aw_daemon *d, int stream,
+                               char buf[AW_STREAM_ID_TEXT_MAX])
+{
+    aw_stream_id committed;
+    if (strcmp(d->config->start_id, "$") != 0 ||
+        !aw_core_committed(d->core, stream, &committed))
+        return d->config->start_id;
+    return aw_stream_id_format(committed, buf);
+}
+
 static void perform_create(aw_daemon *d)
 {
     round *r = round_new(d, ROUND_GROUPS);
@@ -587,11 +600,12 @@ static void perform_create(aw_daemon *d)
         return;
     }
     for (int s = 0; s < NSTREAMS; s++) {
+        char start[AW_STREAM_ID_TEXT_MAX];
         const char *argv[] = {"XGROUP",
                               "CREATE",
                               d->names[s],
                               d->config->group,
-                              d->config->start_id,
+                              group_start(d, s, start),
                               "MKSTREAM"};
         send_in_round(r, on_create_reply, REPLY_CREATE, s, 0, 6, argv);
     }
@@ -1323,6 +1337,20 @@ static int check_config(const aw_daemon_config *c, aw_error *err)
     return AW_OK;
 }
 
+/* The index's checkpoint of each stream this daemon reads. */
+static int seed_committed(const char *stream, const char *entry_id,
+                          int64_t updated_at_ns, void *ud)
+{
+    aw_daemon *d = ud;
+    aw_stream_id id;
+    (void)updated_at_ns;
+    for (int s = 0; s < NSTREAMS; s++)
+        if (strcmp(d->names[s], stream) == 0 &&
+            aw_stream_id_from_text(entry_id, strlen(entry_id), &id) == AW_OK)
+            aw_core_set_committed(d->core, s, id);
+    return 0;
+}
+
 int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
                   aw_error *err)
 {
@@ -1372,6 +1400,11 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
         !(d->watch = aw_watch_new(&watch_config))) {
         aw_daemon_free(d);
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = aw_store_query_checkpoints(aw_ingest_store(d->ing),
+                                         seed_committed, d, err)) < 0) {
+        aw_daemon_free(d);
+        return rc;
     }
     if ((rc = metrics_open(d, err)) != AW_OK ||
         (config->ncalls_logs &&

@@ -1182,3 +1182,29 @@ Test(consumer_core, an_xdel_ahead_of_the_group_reports_only_what_it_deleted)
         aw_core_free(c);
     }
 }
+
+/* The newest id committed of each stream is where a group made again (it
+ * was deleted) starts when --start-id is $; the index's checkpoint seeds
+ * it, commits move it on. */
+Test(consumer_core, it_knows_the_newest_entry_committed_of_each_stream)
+{
+    aw_core *c = new_core();
+    seen s = {0};
+    aw_stream_id id;
+    cr_assert_not(aw_core_committed(c, AUDIT, &id));
+    aw_core_set_committed(c, AUDIT, (aw_stream_id){5, 0});
+    to_live(c, &s);
+    aw_raw_entry *e[] = {entry(AUDIT, "7-0"), entry(AUDIT, "9-1")};
+    answer_live(c, &s, AUDIT, e, 2);
+    cr_assert(aw_core_committed(c, AUDIT, &id));
+    cr_assert_eq(id.ms, 5, "moved before its commit");
+    answer_commit(c, &s, AW_OK, NULL);
+    cr_assert(aw_core_committed(c, AUDIT, &id));
+    cr_assert(id.ms == 9 && id.seq == 1, "%llu-%llu", (unsigned long long)id.ms,
+              (unsigned long long)id.seq);
+    aw_core_set_committed(c, AUDIT, (aw_stream_id){6, 0});
+    cr_assert(aw_core_committed(c, AUDIT, &id));
+    cr_assert_eq(id.ms, 9, "moved back");
+    cr_assert_not(aw_core_committed(c, AW_ROLE_SESSION_REVOKE, &id));
+    aw_core_free(c);
+}

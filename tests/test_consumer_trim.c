@@ -227,3 +227,38 @@ Test(consumer_trim, a_dlq_entry_replayed_while_down_is_a_high_loss)
     cr_assert_str_eq(seen.severity, "high");
     redisFree(c);
 }
+
+static bool group_made(void *ud)
+{
+    redisReply *r = redisCommand(ud, "XINFO GROUPS %s", AUDIT);
+    bool made = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+    freeReplyObject(r);
+    return made;
+}
+
+/* With --start-id $, a group deleted while auditwatch is down is made again
+ * after the newest entry the index holds, not at the end: the entries
+ * published since are read. */
+Test(consumer_trim, a_group_deleted_while_down_resumes_from_the_index)
+{
+    redisContext *c = aw_test_redis_connect(&redis);
+    const char *streams[] = {AUDIT, NULL};
+    const char *args[] = {"--start-id", "$", NULL};
+    char last[48];
+    aw_test_proc daemon;
+
+    aw_test_daemon_start(&daemon, dir, "first", &redis, db, args, NULL);
+    cr_assert(aw_test_wait_for(group_made, c, 10000));
+    publish(c, "read", 3, last);
+    cr_assert(aw_test_wait_entries(db, 3, 20000));
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    aw_test_daemon_stop(&daemon, 5000);
+
+    freeReplyObject(aw_test_command(c, "XGROUP DESTROY %s auditwatch", AUDIT));
+    publish(c, "since", 2, last);
+    aw_test_daemon_start(&daemon, dir, "second", &redis, db, args, NULL);
+    cr_assert(aw_test_wait_entries(db, 5, 20000),
+              "the entries published while the group was gone were skipped");
+    aw_test_daemon_stop(&daemon, 5000);
+    redisFree(c);
+}
