@@ -125,16 +125,11 @@ typedef struct pairing {
     size_t ndisplaced, displaced_cap;
 } pairing;
 
-static int keep_displaced(pairing *p, int64_t deadline_ns, int64_t rowid)
+static int add_displaced(pairing *p, int64_t deadline_ns, int64_t rowid)
 {
-    if (p->ndisplaced == p->displaced_cap) {
-        size_t cap = p->displaced_cap ? p->displaced_cap * 2 : 4;
-        aw_det_due *grown = realloc(p->displaced, cap * sizeof *grown);
-        if (!grown)
-            return AW_ERR_NOMEM;
-        p->displaced = grown;
-        p->displaced_cap = cap;
-    }
+    if (!aw_array_grow((void **)&p->displaced, &p->displaced_cap,
+                       p->ndisplaced + 1, sizeof *p->displaced))
+        return AW_ERR_NOMEM;
     p->displaced[p->ndisplaced++] =
         (aw_det_due){deadline_ns, rowid, AW_PENDING_DECISION_MISSING};
     return 0;
@@ -151,7 +146,7 @@ static int count_pairing(const aw_event_row *row, void *ud)
             (due == p->deadline_ns && row->rowid <= p->call_rowid))
             p->rank++;
         else if (p->keep_displaced)
-            return keep_displaced(p, due, row->rowid);
+            return add_displaced(p, due, row->rowid);
         return 0;
     }
     if (!aw_decision_grants(row->decision))
