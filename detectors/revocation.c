@@ -341,6 +341,16 @@ typedef struct access {
     int64_t epoch;
 } access;
 
+/* The access a stored event's row records. */
+static access access_of_row(const aw_event_row *row)
+{
+    return (access){
+        .occurred_at_ns = row->occurred_at_ns,
+        .has_epoch = row->has_delegation_epoch,
+        .epoch = row->delegation_epoch,
+    };
+}
+
 static bool resumed_by(const history *h, const revocation *suspend,
                        int64_t access_ns)
 {
@@ -517,11 +527,7 @@ typedef struct forbidden_search {
 static int find_forbidden(const aw_event_row *row, void *ud)
 {
     forbidden_search *fs = ud;
-    access seen = {
-        .occurred_at_ns = row->occurred_at_ns,
-        .has_epoch = row->has_delegation_epoch,
-        .epoch = row->delegation_epoch,
-    };
+    access seen = access_of_row(row);
     fs->found = same_text(row->request_id, fs->request_id) &&
                 first_forbidding(fs->det, fs->h, &seen) != NULL;
     return fs->found ? 1 : 0;
@@ -737,11 +743,7 @@ typedef struct affected {
 static int collect_affected(const aw_event_row *row, void *ud)
 {
     affected *af = ud;
-    access seen = {
-        .occurred_at_ns = row->occurred_at_ns,
-        .has_epoch = row->has_delegation_epoch,
-        .epoch = row->delegation_epoch,
-    };
+    access seen = access_of_row(row);
     bool forbidden = first_forbidding(af->det, af->h, &seen) != NULL;
     if (af->resume) {
         if (forbidden ||
