@@ -17,7 +17,7 @@
  *  - the decoded rows: the chain protects raw entries only, but events,
  *    revocations, calls and rejected are what everything else reads. Each
  *    row is held against its raw entry, re-decoded with event/'s decoders,
- *    column by column, and the anchor index (anchor_uses, what revocation
+ *    column by column, and the anchor index (anchor_runs, what revocation
  *    checks search) must list each event under every anchor it names; rows
  *    whose entry is gone, entries that should have given rows and have
  *    none, and entries that are both decoded and rejected are mismatches
@@ -558,7 +558,7 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
             snprintf(key, sizeof key, "%s:%s",
                      aw_anchor_kind_name(ev->anchors[i].kind),
                      ev->anchors[i].id);
-            m.table = "anchor_uses";
+            m.table = "anchor_runs";
             m.key = key;
             m.detail =
                 "its raw entry names this anchor, but the anchor index does not "

@@ -27,7 +27,7 @@ enum store_stmt {
     STMT_EVENT_MOVE,
     STMT_ANCHOR_FIND,
     STMT_ANCHOR_NAME_ADD,
-    STMT_ANCHOR_USE_ADD,
+    STMT_ANCHOR_RUN_ADD,
     STMT_PART_OPEN,
     STMT_PART_CLOSE,
     STMT_TERM_FIND,
@@ -158,12 +158,18 @@ struct store_reader {
     unsigned char chain[32]; /* the block's chain value, after last */
 };
 
-/* The open part of the anchor index (schema/0014, anchor_parts.c). */
+/* The open part of the anchor index (schema/0014, anchor_index.c). */
 struct store_anchor_part {
     bool known; /* read since the handle opened or last rolled back */
     bool open;  /* else the next use opens part no + 1 */
-    int64_t no, base_at;
+    int64_t no;
     int64_t uses, min_at, max_at; /* of its uses so far */
+};
+
+/* An anchor use stored in this transaction and not yet in a run
+ * (schema/0015, anchor_index.c). */
+struct store_anchor_use {
+    int64_t anchor_no, event_rowid, occurred_at;
 };
 
 /* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */
@@ -213,6 +219,11 @@ struct aw_store {
     int64_t tier_rows[STORE_REQUEST_TIERS - 1];
     bool tiers_counted;
     struct store_anchor_part part;
+    /* The open part's uses waiting for their runs, in row order; empty
+     * outside a transaction. run_text is reused to write a run. */
+    struct store_anchor_use *uses;
+    size_t nuses, uses_cap;
+    aw_buf run_text;
     /* PRAGMA data_version after this handle's last transaction: another
      * changes it by committing, and then the tier counts and the open
      * anchor part are read again. */
@@ -383,17 +394,24 @@ int store_request_tiers_settle(aw_store *store, aw_error *err);
 /* On rollback: the tier counts are recounted on next use. */
 void store_request_tiers_forget(aw_store *store);
 
-/* ---- The anchor index in parts (anchor_parts.c) ------------------------ */
+/* ---- The anchor index in parts and runs (anchor_index.c) --------------- */
 
-/* The part the nuses uses of the event stored at event_rowid, at
- * occurred_at, go to, and the at they keep there (occurred_at less the
- * part's base_at), opening a part when the open one is full. Inside a
- * transaction, in row order. */
+/* Makes room for the nuses uses of the event stored at event_rowid, at
+ * occurred_at, in the open part, opening a part when the open one is
+ * full; the uses kept so far are written as runs first when that closes a
+ * part or they are many. Then store_anchor_keep each of the uses, before
+ * the next event. Inside a transaction, in row order. */
 int store_anchor_part(aw_store *store, int64_t occurred_at, int64_t event_rowid,
-                      size_t nuses, int64_t *part_no, int64_t *at,
-                      aw_error *err);
-/* On rollback: the open part is read again on next use. */
-void store_anchor_parts_forget(aw_store *store);
+                      size_t nuses, aw_error *err);
+/* Keeps one of the uses store_anchor_part made room for. */
+void store_anchor_keep(aw_store *store, int64_t anchor_no, int64_t event_rowid,
+                       int64_t occurred_at);
+/* Writes the uses kept so far as runs: before a commit, and before a
+ * look-up by anchor in the same transaction. */
+int store_anchor_runs_flush(aw_store *store, aw_error *err);
+/* On rollback: the kept uses are dropped, and the open part is read again
+ * on next use. */
+void store_anchor_index_forget(aw_store *store);
 
 /* Releases the event query cache (query.c). */
 void store_shapes_free(aw_store *store);

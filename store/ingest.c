@@ -307,22 +307,13 @@ static int store_put_anchors(aw_store *store, const aw_audit_event *event,
 {
     if (event->nanchors == 0)
         return AW_OK;
-    sqlite3_stmt *add;
-    int64_t part_no, at;
-    int rc = store_stmt(store, STMT_ANCHOR_USE_ADD, &add, err);
-    if (rc == AW_OK)
-        rc = store_anchor_part(store, event->occurred_at_ns, event_rowid,
-                               event->nanchors, &part_no, &at, err);
+    int rc = store_anchor_part(store, event->occurred_at_ns, event_rowid,
+                               event->nanchors, err);
     for (size_t i = 0; rc == AW_OK && i < event->nanchors; i++) {
         int64_t no = 0;
         rc = store_anchor_no(store, &event->anchors[i], &no, err);
-        if (rc != AW_OK)
-            break;
-        sqlite3_bind_int64(add, 1, part_no);
-        sqlite3_bind_int64(add, 2, no);
-        sqlite3_bind_int64(add, 3, at);
-        sqlite3_bind_int64(add, 4, event_rowid);
-        rc = store_exec_stmt(store, add, err, "store anchor use");
+        if (rc == AW_OK)
+            store_anchor_keep(store, no, event_rowid, event->occurred_at_ns);
     }
     return rc;
 }

@@ -6,8 +6,8 @@
  * "events of request R" or "grants of anchor A after T" on the hot path
  * without parsing SQL. Values are bound by name, so the text builder and
  * the binder need only agree on which members are set. An anchor filter
- * drives the query from the anchor's uses, keyed (anchor_no, occurred_at,
- * event_rowid), whose order is the result order; everything else walks
+ * drives the query from the anchor's runs in each part (anchor_index.c),
+ * each run's event rows read by json_each; everything else walks
  * events, through the request tiers (request_tiers.c) or
  * events_by_identity (keyed by time first, so it serves time ranges too).
  * An events row holds numbers for its repeated words (terms) and its first
@@ -131,9 +131,10 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
          * the bounds below skip the parts whose uses are all outside
          * them. */
         SQL_ADD("FROM anchor_names an CROSS JOIN anchor_parts p CROSS JOIN "
-                "anchor_uses a ON a.part_no = p.part_no AND "
-                "a.anchor_no = an.anchor_no CROSS JOIN events e ON "
-                "e.rowid = a.event_rowid JOIN entries n ON "
+                "anchor_runs r ON r.part_no = p.part_no AND "
+                "r.anchor_no = an.anchor_no CROSS JOIN "
+                "json_each(r.event_rows) u CROSS JOIN events e ON "
+                "e.rowid = r.first_rowid + u.value JOIN entries n ON "
                 "n.rowid = e.entry_rowid WHERE an.kind = :anchor_kind AND "
                 "an.anchor_id = :anchor_id");
     else if ((shape & SHAPE_REQUEST_ID) && (shape & SHAPE_ANY_ORDER))
@@ -165,29 +166,29 @@ static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
         SQL_ADD(")");
     }
     /* For an anchor: one event's row is in the part of the last first_rowid
-     * at or before it (parts follow row order); a part reaches a time by
-     * its max_at (indexed); the bounds on a.at narrow the seek in each
-     * part. The ones on e are the exact test. */
+     * at or before it (parts follow row order), in the one run of its
+     * anchor there whose rows hold it; a part reaches a time by its max_at
+     * (indexed), and so does a run. The bounds on e are the exact test. */
     if (anchor && (shape & SHAPE_ROWID))
         SQL_ADD(" AND p.part_no = (SELECT part_no FROM anchor_parts WHERE "
-                "first_rowid <= :rowid ORDER BY first_rowid DESC LIMIT 1)");
+                "first_rowid <= :rowid ORDER BY first_rowid DESC LIMIT 1) "
+                "AND r.first_rowid <= :rowid AND r.last_rowid >= :rowid");
     if (shape & SHAPE_SINCE) {
         SQL_ADD(" AND e.occurred_at >= :since");
         if (anchor)
-            SQL_ADD(" AND p.max_at >= :since AND a.at >= :since - p.base_at");
+            SQL_ADD(" AND p.max_at >= :since AND r.max_at >= :since");
     }
     if (shape & SHAPE_UNTIL) {
         SQL_ADD(" AND e.occurred_at < :until");
         if (anchor)
-            SQL_ADD(" AND p.min_at < :until AND a.at < :until - p.base_at");
+            SQL_ADD(" AND p.min_at < :until AND r.min_at < :until");
     }
     if (shape & SHAPE_CURSOR) {
         /* The plain >= lets the planner use the time index as a range. */
         SQL_ADD(" AND e.occurred_at >= :cursor_t AND "
                 "(e.occurred_at > :cursor_t OR e.rowid > :cursor_r)");
         if (anchor)
-            SQL_ADD(" AND p.max_at >= :cursor_t AND "
-                    "a.at >= :cursor_t - p.base_at");
+            SQL_ADD(" AND p.max_at >= :cursor_t AND r.max_at >= :cursor_t");
     }
     /* With LIMIT, SQLite sorts in a temporary B-tree (to keep the top N);
      * without, in its in-memory sorter, much cheaper for the few rows the
@@ -361,7 +362,10 @@ int aw_store_query_events(aw_store *store, const aw_event_filter *filter,
     size_t n_types = filter->n_event_types;
     sqlite3_stmt *stmt;
     bool owned;
-    int rc = event_query_stmt(store, shape, n_types, &stmt, &owned, err);
+    /* The anchor uses this transaction stored are read from their runs. */
+    int rc = shape & SHAPE_ANCHOR ? store_anchor_runs_flush(store, err) : AW_OK;
+    if (rc == AW_OK)
+        rc = event_query_stmt(store, shape, n_types, &stmt, &owned, err);
     if (rc != AW_OK)
         return rc;
     rc = event_query_bind(store, stmt, filter, err);

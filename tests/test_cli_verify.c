@@ -390,12 +390,13 @@ Test(cli_verify,
 {
     cw_build(&w, true);
     tamper(
-        "DELETE FROM anchor_uses WHERE event_rowid = (SELECT rowid FROM events WHERE "
-        "event_id = 'ev-4') AND anchor_no = (SELECT anchor_no FROM anchor_names WHERE "
-        "anchor_id = 'ar-1')");
+        "UPDATE anchor_runs SET event_rows = (SELECT json_group_array(value) "
+        "FROM json_each(event_rows) WHERE first_rowid + value != (SELECT rowid "
+        "FROM events WHERE event_id = 'ev-4')) WHERE anchor_no = (SELECT "
+        "anchor_no FROM anchor_names WHERE anchor_id = 'ar-1')");
     cw_result r;
     cJSON *rows = verify_tampered(&r);
-    const cJSON *m = mismatch_of(rows, "anchor_uses");
+    const cJSON *m = mismatch_of(rows, "anchor_runs");
     cr_expect_str_eq(cw_str(m, "key"), "authority_record:ar-1");
     cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
     cJSON_Delete(rows);

@@ -23,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 14
+#define NEWEST_SCHEMA 15
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -634,7 +634,7 @@ Test(store_open, a_migrated_use_at_the_first_nanosecond_leaves_part_0_closed)
     after.anchors = &agent;
     after.nanchors = 1;
     fixture_commit_event(fx.store, "2-0", &after);
-    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM anchor_uses "
+    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM anchor_runs "
                                           "WHERE part_no = 0"),
                  1, "a use went to the closed part 0");
     char found[64] = "";
@@ -644,4 +644,75 @@ Test(store_open, a_migrated_use_at_the_first_nanosecond_leaves_part_0_closed)
         aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
         AW_OK, "%s", err.msg);
     cr_expect_str_eq(found, "ev-after");
+}
+
+/* Schema 15 writes the anchor uses of each part as runs: the uses of an
+ * index of schema 14 become runs of at most 512 events, and a look-up by
+ * anchor finds them with the ones stored after, also within the
+ * transaction that stores them, and not after it rolled back. */
+Test(store_open, an_index_of_schema_14_keeps_its_anchor_uses_in_runs)
+{
+    aw_anchor agent = {AW_ANCHOR_AGENT_SESSION, "as-1"};
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    for (int i = 0; i < 600; i++) {
+        char id[32], req[32], entry_id[32];
+        snprintf(id, sizeof id, "ev-%d", i);
+        snprintf(req, sizeof req, "req-%d", i);
+        snprintf(entry_id, sizeof entry_id, "%d-0", i + 1);
+        aw_audit_event ev =
+            fixture_event(id, "z", "token_exchange", req, "allow", 1000 + i);
+        aw_anchor twice[] = {agent, agent};
+        ev.anchors = twice;
+        ev.nanchors = 2;
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", entry_id, &ev,
+                          &result);
+    }
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+    close_index();
+    fixture_back_to_schema_14(fx.path);
+    cr_assert_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM anchor_uses"),
+                 600, "an event naming its anchor twice is one use");
+    reopen_migrated();
+    cr_expect_eq(aw_test_sql_int(fx.path,
+                                 "SELECT count(*) FROM anchor_runs WHERE "
+                                 "json_array_length(event_rows) <= 512"),
+                 2, "600 uses of one anchor are two runs");
+    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM sqlite_master "
+                                          "WHERE name = 'anchor_uses'"),
+                 0);
+
+    aw_event_filter f = {.anchor = agent, .has_since = true, .since_ns = 1598};
+    char found[64] = "";
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-598 ev-599");
+
+    aw_audit_event late =
+        fixture_event("ev-late", "z", "token_exchange", "req-l", "allow", 1599);
+    late.anchors = &agent;
+    late.nanchors = 1;
+    for (int commit = 0; commit < 2; commit++) {
+        cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+        aw_put_result result;
+        fixture_put_event(fx.store, "caracal.audit.events", "900-0", &late,
+                          &result);
+        found[0] = '\0';
+        cr_assert_eq(
+            aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+            AW_OK, "%s", err.msg);
+        cr_expect_str_eq(found, "ev-598 ev-599 ev-late",
+                         "a use of this transaction is not found in it");
+        if (commit)
+            cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+        else
+            aw_store_rollback(fx.store);
+    }
+    found[0] = '\0';
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-598 ev-599 ev-late");
 }

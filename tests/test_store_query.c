@@ -633,6 +633,12 @@ Test(store_query, a_request_spread_over_tiers_is_found_whole, .timeout = 120)
     cr_expect_str_eq(query(&f).text, "f-12345");
 }
 
+/* Every use in the anchor runs: its part, the event's row and time. */
+#define ANCHOR_USES                                                            \
+    "(SELECT r.part_no, e.rowid AS event_rowid, e.occurred_at FROM "           \
+    "anchor_runs r, json_each(r.event_rows) u JOIN events e ON "               \
+    "e.rowid = r.first_rowid + u.value)"
+
 /* Enough events with three anchors each to fill the first part of the
  * anchor index (65,536 uses) and open a second. */
 #define PART_EVENTS 22000
@@ -694,21 +700,27 @@ Test(store_query, anchor_uses_fill_parts_and_every_part_is_found)
                  "the rolled-back part is still there");
     store_part_events(20000, PART_EVENTS + 1, true);
 
-    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses"),
+    cr_expect_eq(sql_count("SELECT count(*) FROM " ANCHOR_USES),
                  3 * (PART_EVENTS + 1), "a use was lost or doubled");
     cr_expect_eq(sql_count("SELECT count(*) FROM anchor_parts"), 2);
-    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_uses WHERE "
-                           "part_no = 1"),
-                 3 * 21846,
-                 "the first part closes at the first event "
-                 "that finds it holding 65,536 uses or more");
+    cr_expect_eq(
+        sql_count("SELECT count(*) FROM " ANCHOR_USES " WHERE part_no = 1"),
+        3 * 21846,
+        "the first part closes at the first event "
+        "that finds it holding 65,536 uses or more");
     cr_expect_eq(
         sql_count("SELECT count(*) FROM anchor_parts p WHERE p.part_no = 1 "
-                  "AND p.min_at = (SELECT min(p.base_at + a.at) FROM "
-                  "anchor_uses a WHERE a.part_no = 1) AND p.max_at = (SELECT "
-                  "max(p.base_at + a.at) FROM anchor_uses a WHERE "
-                  "a.part_no = 1)"),
+                  "AND p.min_at = (SELECT min(occurred_at) FROM " ANCHOR_USES
+                  " WHERE part_no = 1) AND p.max_at = (SELECT "
+                  "max(occurred_at) FROM " ANCHOR_USES " WHERE part_no = 1)"),
         1, "the closed part does not say the times of its uses");
+    cr_expect_eq(sql_count("SELECT count(*) FROM anchor_runs WHERE "
+                           "json_array_length(event_rows) > 512 OR "
+                           "min_at > max_at OR first_rowid > last_rowid"),
+                 0, "a run is longer than 512 events or its ranges are wrong");
+    cr_expect_lt(sql_count("SELECT count(*) FROM anchor_runs"),
+                 (PART_EVENTS + 1) * 2,
+                 "the shared session's uses are not gathered into runs");
 
     aw_event_filter f = {.anchor = {AW_ANCHOR_AGENT_SESSION, "as-marked"}};
     cr_expect_str_eq(query(&f).text, "late first last");

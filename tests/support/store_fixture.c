@@ -159,8 +159,28 @@ static void exec_on(const char *path, const char *sql, const char *what)
     sqlite3_close(db);
 }
 
+void fixture_back_to_schema_14(const char *path)
+{
+    exec_on(path,
+            "BEGIN;"
+            "CREATE TABLE anchor_uses (part_no INTEGER NOT NULL,"
+            " anchor_no INTEGER NOT NULL, at INTEGER NOT NULL,"
+            " event_rowid INTEGER NOT NULL,"
+            " PRIMARY KEY (part_no, anchor_no, at, event_rowid))"
+            " WITHOUT ROWID;"
+            "INSERT INTO anchor_uses SELECT r.part_no, r.anchor_no,"
+            " e.occurred_at - p.base_at, e.rowid FROM anchor_runs r"
+            " JOIN anchor_parts p ON p.part_no = r.part_no,"
+            " json_each(r.event_rows) u"
+            " JOIN events e ON e.rowid = r.first_rowid + u.value;"
+            "DROP TABLE anchor_runs;"
+            "PRAGMA user_version = 14; COMMIT",
+            "back to schema 14");
+}
+
 void fixture_back_to_schema_13(const char *path)
 {
+    fixture_back_to_schema_14(path);
     exec_on(path,
             "BEGIN;"
             "CREATE TABLE anchor_uses_13 (anchor_no INTEGER NOT NULL,"

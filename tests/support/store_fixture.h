@@ -40,6 +40,11 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 14 wrote it: a row per
+ * anchor use in each part of the anchor index, with its time less the
+ * part's base_at, in place of the runs. */
+void fixture_back_to_schema_14(const char *path);
+
 /* Rewrites the closed index at path as schema 13 wrote it: the anchor
  * index keyed (anchor_no, occurred_at, event_rowid), in no parts. */
 void fixture_back_to_schema_13(const char *path);
