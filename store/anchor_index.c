@@ -28,8 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 65,536 uses are at most 128 runs of each anchor: a look-up over all the
- * parts of 10M events seeks about 300 parts. */
+/* Uses in one part: a look-up over all the parts of 10M events seeks
+ * about 300 of them. */
 #define STORE_PART_USES 65536
 /* Events in one run, so that a look-up of one event (`verify`) reads a
  * few kilobytes of it. */
