@@ -315,9 +315,10 @@ static int verify_read_tip(aw_store *store, int64_t *last_rowid,
                            unsigned char head[32], aw_error *err)
 {
     if (store->in_tx) {
+        int rc = store_blocks_settle(store, err);
         *last_rowid = store->last_rowid;
         memcpy(head, store->head, 32);
-        return AW_OK;
+        return rc;
     }
     sqlite3_stmt *tip;
     int rc = store_stmt(store, STMT_TIP_GET, &tip, err);

@@ -25,10 +25,14 @@
  * Frames are written without a dictionary id and without a checksum (the
  * row says which dictionary, the chain is the checksum) but with the
  * content size, which the reader checks against what the row can hold
- * before allocating. Contexts and the current dictionary (CDict) are made
- * once per handle; read-side dictionaries (DDict) are kept in a small cache.
- * Training happens inside the writer's transaction, so a rolled-back one
- * takes its dictionary with it (store_evidence_end forgets it).
+ * before allocating. The decompression context and the current dictionary
+ * (CDict) are made once per handle, the compression context by the sealer
+ * (evidence_sealer.c), which compresses blocks with the dictionary of the
+ * moment they were handed over; read-side dictionaries (DDict) are kept in
+ * a small cache. Training happens inside the writer's transaction, so a
+ * rolled-back one takes its dictionary with it (store_evidence_end forgets
+ * it); it waits for the sealer and writes its blocks first, so that it
+ * reads the newest entries and no sealing uses a dictionary it replaces.
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -56,24 +60,25 @@ static int evidence_room(aw_buf *buf, size_t n, aw_error *err)
     return AW_OK;
 }
 
-static int evidence_cctx(struct store_evidence *ev, aw_error *err)
+int store_evidence_cctx(ZSTD_CCtx **cctx, aw_error *err)
 {
-    if (ev->cctx != NULL)
-        return AW_OK;
-    ev->cctx = ZSTD_createCCtx();
-    if (ev->cctx == NULL)
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    if (c == NULL)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    size_t r = ZSTD_CCtx_setParameter(ev->cctx, ZSTD_c_compressionLevel,
-                                      EVIDENCE_LEVEL);
+    size_t r =
+        ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, EVIDENCE_LEVEL);
     if (!ZSTD_isError(r))
-        r = ZSTD_CCtx_setParameter(ev->cctx, ZSTD_c_dictIDFlag, 0);
+        r = ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0);
     if (!ZSTD_isError(r))
-        r = ZSTD_CCtx_setParameter(ev->cctx, ZSTD_c_checksumFlag, 0);
+        r = ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
     if (!ZSTD_isError(r))
-        r = ZSTD_CCtx_setParameter(ev->cctx, ZSTD_c_contentSizeFlag, 1);
-    if (ZSTD_isError(r))
+        r = ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+    if (ZSTD_isError(r)) {
+        ZSTD_freeCCtx(c);
         return aw_error_set(err, AW_ERR, "set up zstd: %s",
                             ZSTD_getErrorName(r));
+    }
+    *cctx = c;
     return AW_OK;
 }
 
@@ -166,12 +171,10 @@ void store_evidence_end(aw_store *store, bool committed)
 void store_evidence_free(aw_store *store)
 {
     struct store_evidence *ev = &store->evidence;
-    ZSTD_freeCCtx(ev->cctx);
     ZSTD_freeDCtx(ev->dctx);
     ZSTD_freeCDict(ev->cdict);
     for (size_t i = 0; i < STORE_DDICT_CACHE; i++)
         ZSTD_freeDDict(ev->ddicts[i].ddict);
-    aw_buf_free(&ev->frame);
     memset(ev, 0, sizeof *ev);
 }
 
@@ -337,7 +340,7 @@ static int evidence_train(aw_store *store, bool *trained, aw_error *err)
     void *dict = malloc(EVIDENCE_DICT_BYTES);
     size_t nsizes = 0;
     int rc = sizes != NULL && dict != NULL
-                 ? AW_OK
+                 ? store_blocks_settle(store, err)
                  : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     int64_t after = store->last_rowid > EVIDENCE_TRAIN_SAMPLES
                         ? store->last_rowid - EVIDENCE_TRAIN_SAMPLES
@@ -420,24 +423,19 @@ int store_evidence_maybe_train(aw_store *store, aw_error *err)
     return AW_OK;
 }
 
-int store_evidence_compress(aw_store *store, const char *plain, size_t len,
-                            const char **frame, size_t *frame_len,
-                            int64_t *dict_no, aw_error *err)
+int store_evidence_compress(ZSTD_CCtx *cctx, const ZSTD_CDict *cdict,
+                            const char *plain, size_t len, aw_buf *frame,
+                            aw_error *err)
 {
-    struct store_evidence *ev = &store->evidence;
-    int rc = evidence_cctx(ev, err);
-    if (rc == AW_OK)
-        rc = evidence_room(&ev->frame, ZSTD_compressBound(len), err);
+    int rc = evidence_room(frame, ZSTD_compressBound(len), err);
     if (rc != AW_OK)
         return rc;
-    size_t r = ZSTD_CCtx_refCDict(ev->cctx, ev->cdict);
+    size_t r = ZSTD_CCtx_refCDict(cctx, cdict);
     if (!ZSTD_isError(r))
-        r = ZSTD_compress2(ev->cctx, ev->frame.ptr, ev->frame.cap, plain, len);
+        r = ZSTD_compress2(cctx, frame->ptr, frame->cap, plain, len);
     if (ZSTD_isError(r))
         return aw_error_set(err, AW_ERR, "compress evidence: %s",
                             ZSTD_getErrorName(r));
-    *frame = ev->frame.ptr;
-    *frame_len = r;
-    *dict_no = ev->cdict != NULL ? ev->cdict_no : 0;
+    frame->len = r;
     return AW_OK;
 }

@@ -1,22 +1,26 @@
 /* evidence_blocks.c -- raw entries stored as zstd frames of consecutive
  * rows (schema/0008), and read back one row at a time.
  *
- * Writing: aw_store_put_entry hands every new entry to the open block
- * (store_block_append), which keeps the entries' verbatim bytes in memory.
- * A block is written (one evidence_blocks row, compressed with the current
- * dictionary) when it fills up, and by every commit while it is not full:
- * the same row is then rewritten by later commits until it is, so a
- * committed entry is always in a stored block, and at a high rate, where
- * batches are large, each block is compressed about once. The open block
- * survives a commit only: a rollback drops it (its stored row, if any, is
- * rolled back with it), and a transaction that finds rows it did not write
- * after the block (another writer's) starts a new one.
+ * Writing: aw_store_put_entry adds every new entry to the open block
+ * (store_block_for_entry, store_block_keep), which keeps the entries'
+ * labels and verbatim bytes in memory. A full block is handed to the
+ * sealer (evidence_sealer.c), which chains and compresses it while the
+ * next block fills; its row (one evidence_blocks row, compressed with the
+ * dictionary of the moment it was handed over) is written when its slot is
+ * needed again or at the next settle. Every commit settles: the open block
+ * is sealed and written too while it is not full, and the same row is
+ * then rewritten by later commits until it is, so a committed entry is
+ * always in a stored block, and at a high rate, where batches are large,
+ * each block is compressed about once. The open block survives a commit
+ * only: a rollback drops it (its stored row, if any, is rolled back with
+ * it), and a transaction that finds rows it did not write after the block
+ * (another writer's) starts a new one.
  *
  * Reading: a row whose raw is empty is in the block whose first_rowid is
  * the greatest one not above it. The reader (struct store_reader, one per
  * walk) keeps the last block it decompressed, so a walk in row order
- * decompresses each block once. Inside the writer's transaction the open
- * block is written before it is read.
+ * decompresses each block once. Inside the writer's transaction the
+ * blocks are settled before one of their rows is read.
  */
 #include <stdio.h>
 #include <string.h>
@@ -30,88 +34,134 @@
     (STORE_BLOCK_BYTES + 2 * (size_t)AW_STORE_MAX_RAW_BYTES +                  \
      4 * STORE_BLOCK_ENTRIES)
 
-static bool block_full(const struct store_open_block *b)
+static bool block_full(const struct store_block *b)
 {
-    return b->n == STORE_BLOCK_ENTRIES || b->plain.len >= STORE_BLOCK_BYTES;
+    return b->n == STORE_BLOCK_ENTRIES || b->kept_bytes >= STORE_BLOCK_BYTES;
+}
+
+static void block_empty(struct store_block *b)
+{
+    b->first = 0;
+    b->n = 0;
+    b->kept_bytes = 0;
+    b->plain.len = 0;
+    b->labels.len = 0;
+    b->chained = 0;
+    b->unsealed = false;
+    b->unwritten = false;
 }
 
 void store_block_begin(aw_store *store)
 {
-    struct store_open_block *b = &store->open_block;
+    struct store_block *b = &store->blocks[store->open_block];
     if (b->first != 0 && b->first + (int64_t)b->n - 1 != store->last_rowid)
-        b->first = 0;
+        block_empty(b);
+    store_sealer_set_chain(store, store->head);
 }
 
 void store_block_discard(aw_store *store)
 {
-    store->open_block.first = 0;
+    store_sealer_wait(store, NULL);
+    for (size_t i = 0; i < STORE_BLOCK_SLOTS; i++)
+        block_empty(&store->blocks[i]);
 }
 
 void store_block_free(aw_store *store)
 {
-    aw_buf_free(&store->open_block.plain);
-    memset(&store->open_block, 0, sizeof store->open_block);
+    store_sealer_stop(store);
+    for (size_t i = 0; i < STORE_BLOCK_SLOTS; i++) {
+        aw_buf_free(&store->blocks[i].plain);
+        aw_buf_free(&store->blocks[i].labels);
+        aw_buf_free(&store->blocks[i].frame);
+    }
+    memset(store->blocks, 0, sizeof store->blocks);
 }
 
-int store_block_flush(aw_store *store, aw_error *err)
+/* Writes the row of b, sealed, and frees its slot once it is full. */
+static int block_write(aw_store *store, struct store_block *b, aw_error *err)
 {
-    struct store_open_block *b = &store->open_block;
-    if (b->first == 0 || !b->unwritten)
-        return AW_OK;
-    /* The sizes go behind the entries for the frame only. */
-    size_t entries_len = b->plain.len;
-    unsigned char size_le[4];
-    int rc = AW_OK;
-    for (size_t i = 0; rc == AW_OK && i < b->n; i++) {
-        for (int k = 0; k < 4; k++)
-            size_le[k] = (unsigned char)(b->sizes[i] >> (8 * k));
-        if (aw_buf_append(&b->plain, size_le, 4) != AW_OK)
-            rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (b->rc != AW_OK) {
+        *err = b->err;
+        return b->rc;
     }
-    const char *frame = NULL;
-    size_t frame_len = 0;
-    int64_t dict_no = 0;
-    if (rc == AW_OK)
-        rc = store_evidence_compress(store, b->plain.ptr, b->plain.len, &frame,
-                                     &frame_len, &dict_no, err);
-    b->plain.len = entries_len;
     sqlite3_stmt *put;
-    if (rc == AW_OK)
-        rc = store_stmt(store, STMT_BLOCK_PUT, &put, err);
+    int rc = store_stmt(store, STMT_BLOCK_PUT, &put, err);
     if (rc != AW_OK)
         return rc;
     sqlite3_bind_int64(put, 1, b->first);
     sqlite3_bind_int64(put, 2, b->first + (int64_t)b->n - 1);
-    sqlite3_bind_int64(put, 3, dict_no);
+    sqlite3_bind_int64(put, 3, b->dict_no);
     sqlite3_bind_blob(put, 4, b->chain, 32, SQLITE_STATIC);
-    sqlite3_bind_blob64(put, 5, frame, frame_len, SQLITE_STATIC);
+    sqlite3_bind_blob64(put, 5, b->frame.ptr, b->frame.len, SQLITE_STATIC);
     rc = store_exec_stmt(store, put, err, "store evidence block");
+    if (rc != AW_OK)
+        return rc;
+    b->unwritten = false;
+    if (block_full(b))
+        block_empty(b);
+    return AW_OK;
+}
+
+static int block_seal(aw_store *store, struct store_block *b, aw_error *err)
+{
+    b->unsealed = false;
+    b->unwritten = true;
+    return store_sealer_seal(store, b, err);
+}
+
+int store_blocks_settle(aw_store *store, aw_error *err)
+{
+    struct store_block *open = &store->blocks[store->open_block];
+    int rc = open->unsealed ? block_seal(store, open, err) : AW_OK;
+    store_sealer_wait(store, NULL);
+    /* Oldest first, the open block last: rows in row order. */
+    for (size_t k = 1; rc == AW_OK && k <= STORE_BLOCK_SLOTS; k++) {
+        struct store_block *b =
+            &store->blocks[(store->open_block + k) % STORE_BLOCK_SLOTS];
+        if (b->unwritten)
+            rc = block_write(store, b, err);
+    }
     if (rc == AW_OK)
-        b->unwritten = false;
+        memcpy(store->head, store->sealer.chain, 32);
     return rc;
 }
 
-int store_block_append(aw_store *store, int64_t rowid, const char *raw,
-                       size_t len, const unsigned char chain[32], aw_error *err)
+int store_block_for_entry(aw_store *store, struct store_block **out,
+                          aw_error *err)
 {
-    struct store_open_block *b = &store->open_block;
-    if (b->first == 0) {
+    struct store_block *b = &store->blocks[store->open_block];
+    if (b->first != 0 && block_full(b)) {
+        /* The block this slot held a round ago. */
+        store_sealer_wait(store, b);
+        int rc = b->unwritten ? block_write(store, b, err) : AW_OK;
+        if (rc != AW_OK)
+            return rc;
+        block_empty(b);
+    }
+    *out = b;
+    return AW_OK;
+}
+
+void store_block_drop(struct store_block *b)
+{
+    b->plain.len = b->kept_bytes;
+    b->labels.len = b->n == 0 ? 0 : b->label_ends[b->n - 1];
+}
+
+int store_block_keep(aw_store *store, struct store_block *b, int64_t rowid,
+                     aw_error *err)
+{
+    if (b->n == 0)
         b->first = rowid;
-        b->n = 0;
-        b->plain.len = 0;
-    }
-    if (aw_buf_append(&b->plain, raw, len) != AW_OK) {
-        b->first = 0;
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    }
-    b->sizes[b->n++] = (uint32_t)len;
-    memcpy(b->chain, chain, 32);
-    b->unwritten = true;
+    b->sizes[b->n] = (uint32_t)(b->plain.len - b->kept_bytes);
+    b->label_ends[b->n] = (uint32_t)b->labels.len;
+    b->n++;
+    b->kept_bytes = b->plain.len;
+    b->unsealed = true;
     if (!block_full(b))
         return AW_OK;
-    int rc = store_block_flush(store, err);
-    b->first = 0;
-    return rc;
+    store->open_block = (store->open_block + 1) % STORE_BLOCK_SLOTS;
+    return block_seal(store, b, err);
 }
 
 void store_reader_free(struct store_reader *reader)
@@ -150,14 +200,26 @@ static int reader_split(struct store_reader *r, int64_t first, int64_t last,
     return AW_OK;
 }
 
+/* The first row of the oldest block whose stored row is not up to date,
+ * or INT64_MAX. */
+static int64_t blocks_unwritten_from(const aw_store *store)
+{
+    int64_t from = INT64_MAX;
+    for (size_t i = 0; i < STORE_BLOCK_SLOTS; i++) {
+        const struct store_block *b = &store->blocks[i];
+        if ((b->unsealed || b->unwritten) && b->first < from)
+            from = b->first;
+    }
+    return from;
+}
+
 /* Loads into r the block that holds row rowid. */
 static int reader_load(aw_store *store, struct store_reader *r, int64_t rowid,
                        aw_error *err)
 {
-    struct store_open_block *open = &store->open_block;
     int rc = AW_OK;
-    if (store->in_tx && open->first != 0 && rowid >= open->first)
-        rc = store_block_flush(store, err);
+    if (store->in_tx && blocks_unwritten_from(store) <= rowid)
+        rc = store_blocks_settle(store, err);
     sqlite3_stmt *find;
     if (rc == AW_OK)
         rc = store_stmt(store, STMT_BLOCK_FOR_ROW, &find, err);

@@ -21,7 +21,8 @@
  * Page cache: bounded (STORE_WRITER_CACHE_KIB, STORE_READER_CACHE_KIB
  * below), as the daemon's resident set must stay under 64 MiB in total
  * and the rest of it grows with the traffic (zstd's code, contexts and
- * dictionaries, 2 MB: evidence.c; the batches read ahead of a commit).
+ * dictionaries, 2 MB: evidence.c; up to STORE_BLOCK_SLOTS evidence blocks
+ * of ~0.3 MB each: evidence_blocks.c; the batches read ahead of a commit).
  * No mmap, for the same reason: mapped pages count as resident.
  */
 #include <assert.h>
@@ -388,18 +389,22 @@ int store_buf_append(aw_buf *buf, const void *bytes, size_t n)
     return aw_buf_append(buf, bytes, n);
 }
 
+int store_chain_label(aw_buf *buf, const char *stream, const char *entry_id)
+{
+    /* Both with their NUL: neither holds one (aw_store_put_entry). */
+    if (store_buf_append(buf, stream, strlen(stream) + 1) != AW_OK ||
+        store_buf_append(buf, entry_id, strlen(entry_id) + 1) != AW_OK)
+        return AW_ERR_NOMEM;
+    return AW_OK;
+}
+
 int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
                        const char *stream, const char *entry_id)
 {
-    static const char zero = 0;
     buf->len = 0;
-    if (store_buf_append(buf, prev, 32) != AW_OK ||
-        store_buf_append(buf, stream, strlen(stream)) != AW_OK ||
-        store_buf_append(buf, &zero, 1) != AW_OK ||
-        store_buf_append(buf, entry_id, strlen(entry_id)) != AW_OK ||
-        store_buf_append(buf, &zero, 1) != AW_OK)
+    if (store_buf_append(buf, prev, 32) != AW_OK)
         return AW_ERR_NOMEM;
-    return AW_OK;
+    return store_chain_label(buf, stream, entry_id);
 }
 
 int store_prepare(aw_store *store, const char *sql, sqlite3_stmt **out,
@@ -656,9 +661,8 @@ void aw_store_close(aw_store *store)
     free(store->terms);
     free(store->uses);
     aw_buf_free(&store->run_text);
-    aw_buf_free(&store->pack);
-    store_evidence_free(store);
     store_block_free(store);
+    store_evidence_free(store);
     sqlite3_close(store->db);
     free(store->path);
     free(store);
@@ -742,7 +746,7 @@ int aw_store_commit(aw_store *store, aw_error *err)
     int rc = store_require_tx(store, err, "commit");
     if (rc != AW_OK)
         return rc;
-    rc = store_block_flush(store, err);
+    rc = store_blocks_settle(store, err);
     if (rc == AW_OK)
         rc = store_anchor_runs_flush(store, err);
     if (rc == AW_OK)
@@ -778,8 +782,8 @@ void aw_store_rollback(aw_store *store)
         if (store->anchors != NULL)
             memset(store->anchors, 0,
                    STORE_ANCHOR_CACHE * sizeof *store->anchors);
-        store_evidence_end(store, false);
         store_block_discard(store);
+        store_evidence_end(store, false);
         store_request_tiers_forget(store);
         store_anchor_index_forget(store);
         if (store->terms != NULL)

@@ -9,6 +9,7 @@
 #ifndef AW_STORE_HANDLE_H
 #define AW_STORE_HANDLE_H
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <zstd.h>
 
@@ -116,10 +117,10 @@ struct store_ddict_slot {
     ZSTD_DDict *ddict;
 };
 
-/* The compression state of evidence.c, created on first use and kept for
- * the life of the handle. */
+/* The dictionaries and decompression state of evidence.c, created on
+ * first use and kept for the life of the handle (the sealer has the
+ * compression context). */
 struct store_evidence {
-    ZSTD_CCtx *cctx;
     ZSTD_DCtx *dctx;
     ZSTD_CDict *cdict;        /* the newest dictionary; NULL: none yet */
     int64_t cdict_no;         /* its dict_no, 0 without one */
@@ -127,22 +128,60 @@ struct store_evidence {
     int64_t next_train_rowid; /* train once the index has this many rows */
     struct store_ddict_slot ddicts[STORE_DDICT_CACHE];
     size_t next_slot;
-    aw_buf frame; /* the compressed form of the last entry */
 };
 
 /* Evidence blocks (evidence_blocks.c, schema/0008): a block holds up to
  * STORE_BLOCK_ENTRIES consecutive rows, and is closed once its entries
- * reach STORE_BLOCK_BYTES. The open one is the block a writer is filling:
- * rows first .. first + n - 1; first 0: none. */
+ * reach STORE_BLOCK_BYTES. A writer keeps STORE_BLOCK_SLOTS of them in
+ * memory: the open one it fills, and full ones the sealer
+ * (evidence_sealer.c) has, or has sealed and whose rows are not written
+ * yet. A block holds rows first .. first + n - 1 (first 0: a free slot)
+ * and, for each, what the chain hashes: its label (stream 0x00 entry id
+ * 0x00, the end of entry i's at label_ends[i]) and its verbatim bytes. */
 #define STORE_BLOCK_ENTRIES 256
 #define STORE_BLOCK_BYTES   (512 * 1024)
-struct store_open_block {
+#define STORE_BLOCK_SLOTS   3
+struct store_block {
     int64_t first;
     size_t n;
     uint32_t sizes[STORE_BLOCK_ENTRIES]; /* an entry is ~1 MiB at most */
-    aw_buf plain;            /* the entries, verbatim, concatenated */
-    unsigned char chain[32]; /* the chain value after its last entry */
-    bool unwritten;          /* holds entries its stored row does not */
+    uint32_t label_ends[STORE_BLOCK_ENTRIES];
+    aw_buf plain;      /* the entries, verbatim, concatenated */
+    size_t kept_bytes; /* of plain, the n entries' (more: one being added) */
+    aw_buf labels;     /* their labels, concatenated */
+    bool unsealed;     /* holds entries no sealing has covered */
+    bool unwritten;    /* sealed, and its stored row is older than that */
+    /* Set by store_sealer_seal, then the sealer's until it is sealed. */
+    bool sealing;            /* guarded by the sealer's lock */
+    const ZSTD_CDict *cdict; /* the dictionary to compress with, or NULL */
+    int64_t dict_no;         /* its number, 0 without one */
+    /* What sealing made: the entries before chained are in the chain,
+     * which is chain after the last of them; the frame to store, or rc
+     * and err when sealing failed. */
+    size_t chained;
+    unsigned char chain[32];
+    aw_buf frame;
+    int rc;
+    aw_error err;
+};
+
+/* The evidence sealer's thread and queue (evidence_sealer.c), started
+ * with the first block a writer hands over. queue holds the blocks handed
+ * over and not yet sealed, oldest at next; chain is the chain value after
+ * the last row sealed (the sealer's while queued > 0). */
+struct store_sealer {
+    bool running;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t work;   /* a block was queued, or stopping was set */
+    pthread_cond_t sealed; /* a block was sealed */
+    struct store_block *queue[STORE_BLOCK_SLOTS];
+    size_t next, queued;
+    bool stopping;
+    unsigned char chain[32];
+    /* The thread's own. */
+    ZSTD_CCtx *cctx;
+    aw_buf scratch; /* what one chain step hashes */
 };
 
 /* What a reader of raw entries keeps between rows, so that a walk in row
@@ -181,8 +220,9 @@ struct aw_store {
     unsigned flags;
     int schema_version;
 
-    /* Valid between aw_store_begin and commit/rollback: the chain head and
-     * last entry row as this transaction has extended them. */
+    /* Valid between aw_store_begin and commit/rollback: the last entry row
+     * as this transaction has extended it, and the chain head as of the
+     * blocks' last settle (store_blocks_settle). */
     bool in_tx;
     bool chain_dirty;
     int64_t last_rowid;
@@ -202,9 +242,10 @@ struct aw_store {
     struct store_name_slot *anchors; /* STORE_ANCHOR_CACHE, lazily */
     struct store_name_slot *terms;   /* STORE_TERM_CACHE, lazily */
 
-    aw_buf pack; /* reused to pack entries */
     struct store_evidence evidence;
-    struct store_open_block open_block;
+    struct store_block blocks[STORE_BLOCK_SLOTS];
+    size_t open_block; /* the slot of the block new entries go to */
+    struct store_sealer sealer;
 
     /* Events rows of schema 11 and before keep the long id key, and none
      * occurred after long_keys_until (meta, schema/0013; INT64_MIN when
@@ -307,10 +348,12 @@ char *store_format_entry_id(int64_t ms, int64_t seq, char *buf);
 
 /* Appends n bytes to buf (event/'s aw_buf_append). */
 int store_buf_append(aw_buf *buf, const void *bytes, size_t n);
-/* The hash chain: chain_i = SHA-256(chain_{i-1} || stream || 0x00 ||
- * entry_id || 0x00 || raw). store_chain_prefix empties buf and writes
- * everything before raw; the caller appends raw and hashes buf whole, so
- * the packed entry is hashed where it was built, without a copy. */
+/* The hash chain: chain_i = SHA-256(chain_{i-1} || label_i || raw_i), an
+ * entry's label being stream || 0x00 || entry_id || 0x00.
+ * store_chain_label appends the label to buf; store_chain_prefix empties
+ * buf and writes everything before raw, for the caller to append raw and
+ * hash buf whole. */
+int store_chain_label(aw_buf *buf, const char *stream, const char *entry_id);
 int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
                        const char *stream, const char *entry_id);
 
@@ -321,12 +364,15 @@ int store_chain_prefix(aw_buf *buf, const unsigned char prev[32],
  * transaction. */
 int store_evidence_maybe_train(aw_store *store, aw_error *err);
 
-/* Compresses plain[0..len) with the newest dictionary: *frame is held by
- * the handle until the next call, *dict_no the dictionary's number (0:
- * none yet). */
-int store_evidence_compress(aw_store *store, const char *plain, size_t len,
-                            const char **frame, size_t *frame_len,
-                            int64_t *dict_no, aw_error *err);
+/* *cctx = a compression context set up for evidence frames; the caller
+ * frees it with ZSTD_freeCCtx. */
+int store_evidence_cctx(ZSTD_CCtx **cctx, aw_error *err);
+/* Compresses plain[0..len) with cctx and cdict (NULL: none) into frame
+ * (emptied first, grown as needed, owned by the caller). Touches nothing
+ * else, so the sealer's thread can call it. */
+int store_evidence_compress(ZSTD_CCtx *cctx, const ZSTD_CDict *cdict,
+                            const char *plain, size_t len, aw_buf *frame,
+                            aw_error *err);
 
 /* Decompresses a stored frame made with dictionary dict_no (0 none) into
  * plain (emptied first, grown as needed, owned by the caller). A frame
@@ -353,21 +399,47 @@ int store_evidence_unpack(aw_store *store, sqlite3_stmt *stmt, int raw_col,
 
 /* ---- Evidence blocks (evidence_blocks.c) -------------------------------- */
 
-/* Adds the new entry row rowid (its verbatim bytes, and the chain value
- * after it) to the open block, writing the block once it is full. Inside
- * a transaction. */
-int store_block_append(aw_store *store, int64_t rowid, const char *raw,
-                       size_t len, const unsigned char chain[32],
-                       aw_error *err);
-/* Writes the open block's row if it holds entries the row does not:
- * before every commit, and before the open block is read. */
-int store_block_flush(aw_store *store, aw_error *err);
+/* A new entry goes into the open block in three steps, inside a
+ * transaction, in row order: store_block_for_entry gives the block (a free
+ * slot once the open one is full: then the block that held the slot a
+ * round ago is waited for and written); the entry's label and verbatim
+ * bytes are appended to its labels and plain; then store_block_keep makes
+ * them row rowid's, handing the block to the sealer once it is full, or
+ * store_block_drop takes them back (the entry was not stored). */
+int store_block_for_entry(aw_store *store, struct store_block **out,
+                          aw_error *err);
+int store_block_keep(aw_store *store, struct store_block *b, int64_t rowid,
+                     aw_error *err);
+void store_block_drop(struct store_block *b);
+/* Seals the open block if it holds entries no sealing covered, waits for
+ * the sealer and writes every block whose stored row is not up to date;
+ * store->head is then the chain value after the last row. Before every
+ * commit, and before any entry of those blocks is read. */
+int store_blocks_settle(aw_store *store, aw_error *err);
 /* aw_store_begin, once the tip is read: a block that does not end at the
- * last row (another writer added rows) is not continued. */
+ * last row (another writer added rows) is not continued, and the sealer's
+ * chain starts from the tip. */
 void store_block_begin(aw_store *store);
-/* On rollback: the open block's stored row is gone or stale. */
+/* On rollback, before the transaction's dictionary is forgotten: waits
+ * for the sealer, then keeps no block (the open block's stored row, if
+ * any, is gone or stale). */
 void store_block_discard(aw_store *store);
+/* On close: stops the sealer and frees the blocks. */
 void store_block_free(aw_store *store);
+
+/* ---- The evidence sealer (evidence_sealer.c) ---------------------------- */
+
+/* Hands b over to the sealer thread (started on first use), to be sealed
+ * with the newest dictionary after every block handed over before it.
+ * Outside a transaction the sealer is always idle: a commit settles the
+ * blocks, and a rollback waits for it. */
+int store_sealer_seal(aw_store *store, struct store_block *b, aw_error *err);
+/* Waits until b (NULL: every block handed over) is sealed. */
+void store_sealer_wait(aw_store *store, const struct store_block *b);
+/* While the sealer is idle: the chain value the next sealing starts from. */
+void store_sealer_set_chain(aw_store *store, const unsigned char chain[32]);
+/* Stops the thread, if it runs, and frees what it holds. */
+void store_sealer_stop(aw_store *store);
 
 /* Entry row rowid, which is in a block: *raw points into reader. */
 int store_reader_entry(aw_store *store, struct store_reader *reader,

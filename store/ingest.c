@@ -155,31 +155,37 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
     if (rc != AW_OK)
         return rc;
 
-    char id[STORE_ENTRY_ID_MAX];
-    store_format_entry_id((int64_t)entry->id_ms, (int64_t)entry->id_seq, id);
-    aw_buf *buf = &store->pack;
-    if (store_chain_prefix(buf, store->head, entry->stream.ptr, id) != AW_OK)
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
-    size_t raw_off = buf->len;
-    rc = aw_raw_entry_pack(entry, buf, err);
-    size_t orig_size = buf->len - raw_off;
-    bool truncated = rc == AW_OK && orig_size > AW_STORE_MAX_RAW_BYTES;
-    if (truncated) {
-        buf->len = raw_off;
-        rc = store_pack_truncated(entry, buf, err);
-    }
+    /* Training reads the newest entries, so it goes before this one is
+     * added to a block. */
+    rc = store_evidence_maybe_train(store, err);
+    struct store_block *b = NULL;
+    if (rc == AW_OK)
+        rc = store_block_for_entry(store, &b, err);
     if (rc != AW_OK)
         return rc;
-    unsigned char chain[32];
-    aw_sha256(buf->ptr, buf->len, chain);
-    rc = store_evidence_maybe_train(store, err);
+    char id[STORE_ENTRY_ID_MAX];
+    store_format_entry_id((int64_t)entry->id_ms, (int64_t)entry->id_seq, id);
+    if (store_chain_label(&b->labels, entry->stream.ptr, id) != AW_OK) {
+        store_block_drop(b);
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    }
+    size_t raw_off = b->plain.len;
+    rc = aw_raw_entry_pack(entry, &b->plain, err);
+    size_t orig_size = b->plain.len - raw_off;
+    bool truncated = rc == AW_OK && orig_size > AW_STORE_MAX_RAW_BYTES;
+    if (truncated) {
+        b->plain.len = raw_off;
+        rc = store_pack_truncated(entry, &b->plain, err);
+    }
 
     /* raw and chain stay empty: both are kept by the entry's block. */
     sqlite3_stmt *add;
     if (rc == AW_OK)
         rc = store_stmt(store, STMT_ENTRY_ADD, &add, err);
-    if (rc != AW_OK)
+    if (rc != AW_OK) {
+        store_block_drop(b);
         return rc;
+    }
     int bind = sqlite3_bind_int64(add, 1, store->last_rowid + 1);
     bind |= sqlite3_bind_int64(add, 2, stream_no);
     bind |= sqlite3_bind_int64(add, 3, (int64_t)entry->id_ms);
@@ -188,22 +194,22 @@ int aw_store_put_entry(aw_store *store, const aw_raw_entry *entry,
                       : sqlite3_bind_null(add, 5);
     if (bind != SQLITE_OK) {
         sqlite3_reset(add);
-        return store_fail(store, err, "store entry");
+        rc = store_fail(store, err, "store entry");
+    } else {
+        rc = store_exec_stmt(store, add, err, "store entry");
     }
-    rc = store_exec_stmt(store, add, err, "store entry");
-    if (rc != AW_OK)
-        return rc;
-    if (sqlite3_changes(store->db) == 0) {
+    if (rc != AW_OK || sqlite3_changes(store->db) == 0) {
+        store_block_drop(b);
+        if (rc != AW_OK)
+            return rc;
         *result = AW_PUT_DUPLICATE;
         return store_find_entry(store, entry, stream_no, rowid, err);
     }
-    rc = store_block_append(store, store->last_rowid + 1, buf->ptr + raw_off,
-                            buf->len - raw_off, chain, err);
+    rc = store_block_keep(store, b, store->last_rowid + 1, err);
     if (rc != AW_OK)
         return rc;
     store->last_rowid++;
     store->last_whole = !truncated;
-    memcpy(store->head, chain, 32);
     store->chain_dirty = true;
     *rowid = store->last_rowid;
     *result = AW_PUT_INSERTED;

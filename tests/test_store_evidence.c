@@ -594,6 +594,59 @@ Test(store_evidence, a_rolled_back_full_block_leaves_no_trace)
     expect_all_verbatim(fx.store, shape_1_after_5, BLOCK_ROWS + 25);
 }
 
+/* The chain head after entries [0, n) of shape 0, computed here entry by
+ * entry: SHA-256(previous || stream 0x00 entry id 0x00 || verbatim). */
+static void chain_of_traffic(int n, unsigned char head[32])
+{
+    memset(head, 0, 32);
+    aw_buf step = {0};
+    for (int i = 0; i < n; i++) {
+        aw_raw_entry *entry = traffic_entry(i, 0);
+        step.len = 0;
+        cr_assert_eq(aw_buf_append(&step, head, 32), AW_OK);
+        cr_assert_eq(
+            aw_buf_append(&step, entry->stream.ptr, entry->stream.len + 1),
+            AW_OK);
+        cr_assert_eq(aw_buf_append(&step, entry->id.ptr, entry->id.len + 1),
+                     AW_OK);
+        cr_assert_eq(aw_raw_entry_pack(entry, &step, &err), AW_OK);
+        aw_sha256(step.ptr, step.len, head);
+        aw_raw_entry_free(entry);
+    }
+    aw_buf_free(&step);
+}
+
+/* Full blocks are chained and compressed on the sealer's thread while the
+ * next ones fill, more of them in one transaction than the writer keeps
+ * in memory, and one such transaction is rolled back with blocks still
+ * being sealed: the head must be the one of every committed entry in row
+ * order, as a verifier outside auditwatch would compute it. */
+Test(store_evidence, blocks_sealed_on_their_own_thread_keep_the_chain_in_order)
+{
+    enum { ROWS = 7 * BLOCK_ROWS + 17 };
+    put_traffic(fx.store, 0, 3, 0, false);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    put_traffic(fx.store, 3, 4 * BLOCK_ROWS, 1, true);
+    aw_store_rollback(fx.store);
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK);
+    put_traffic(fx.store, 3, ROWS - 3, 0, true);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+
+    unsigned char want[32], head[32];
+    int64_t count = 0;
+    chain_of_traffic(ROWS, want);
+    cr_assert_eq(aw_store_chain_head(fx.store, &count, head, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(count, ROWS);
+    cr_expect(memcmp(head, want, 32) == 0, "the head is not the chain of "
+                                           "the committed entries");
+    /* Rows 1-3, whose open block the rollback dropped, then 7 full blocks
+     * and one of 14 rows. */
+    cr_expect_eq(
+        aw_test_sql_int(fx.path, "SELECT count(*) FROM evidence_blocks"), 9);
+    expect_all_verbatim(fx.store, one_shape, ROWS);
+}
+
 /* An entry larger than BLOCK_BYTES: forty values of 15,000 bytes. */
 static aw_raw_entry *large_entry(const char *id)
 {
