@@ -108,6 +108,10 @@ typedef struct round {
     bool failed, lost, group_missing;
     char why[AW_ERRMSG_MAX];
     reply_ctx ctx[2 * NSTREAMS + 1];
+    /* ROUND_GROUPS: the start id each XGROUP CREATE named (the
+     * configured one, or formatted into group_start_text). */
+    const char *group_start[NSTREAMS];
+    char group_start_text[NSTREAMS][AW_STREAM_ID_TEXT_MAX];
     aw_core_read read;
     stream_arrays arrays[NSTREAMS];
 } round;
@@ -332,7 +336,7 @@ static void on_create_reply(aw_redis_conn *conn, redisReply *reply,
         AW_LOG(d->log, AW_LOG_INFO, "group_created",
                AW_LOG_S("stream", d->names[x->stream]),
                AW_LOG_S("group", d->config->group),
-               AW_LOG_S("start_id", d->config->start_id));
+               AW_LOG_S("start_id", x->round->group_start[x->stream]));
         aw_core_on_group_created(d->core, x->stream);
     }
     round_answered(x->round);
@@ -600,13 +604,9 @@ static void perform_create(aw_daemon *d)
         return;
     }
     for (int s = 0; s < NSTREAMS; s++) {
-        char start[AW_STREAM_ID_TEXT_MAX];
-        const char *argv[] = {"XGROUP",
-                              "CREATE",
-                              d->names[s],
-                              d->config->group,
-                              group_start(d, s, start),
-                              "MKSTREAM"};
+        r->group_start[s] = group_start(d, s, r->group_start_text[s]);
+        const char *argv[] = {"XGROUP",         "CREATE",          d->names[s],
+                              d->config->group, r->group_start[s], "MKSTREAM"};
         send_in_round(r, on_create_reply, REPLY_CREATE, s, 0, 6, argv);
     }
     round_sent(r);

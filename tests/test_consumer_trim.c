@@ -236,9 +236,21 @@ static bool group_made(void *ud)
     return made;
 }
 
+/* The line of the log at path that says the group was made, or NULL;
+ * freed with the text *log. */
+static const char *group_created_line(const char *path, char **log)
+{
+    *log = aw_test_read_file(path, NULL);
+    cr_assert_not_null(*log, "no log at %s", path);
+    for (char *line = strtok(*log, "\n"); line; line = strtok(NULL, "\n"))
+        if (strstr(line, "group_created"))
+            return line;
+    return NULL;
+}
+
 /* With --start-id $, a group deleted while auditwatch is down is made again
  * after the newest entry the index holds, not at the end: the entries
- * published since are read. */
+ * published since are read, and the log names the id it was made at. */
 Test(consumer_trim, a_group_deleted_while_down_resumes_from_the_index)
 {
     redisContext *c = aw_test_redis_connect(&redis);
@@ -253,6 +265,8 @@ Test(consumer_trim, a_group_deleted_while_down_resumes_from_the_index)
     cr_assert(aw_test_wait_entries(db, 3, 20000));
     cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
     aw_test_daemon_stop(&daemon, 5000);
+    char newest_stored[48];
+    snprintf(newest_stored, sizeof newest_stored, "%s", last);
 
     freeReplyObject(aw_test_command(c, "XGROUP DESTROY %s auditwatch", AUDIT));
     publish(c, "since", 2, last);
@@ -260,5 +274,12 @@ Test(consumer_trim, a_group_deleted_while_down_resumes_from_the_index)
     cr_assert(aw_test_wait_entries(db, 5, 20000),
               "the entries published while the group was gone were skipped");
     aw_test_daemon_stop(&daemon, 5000);
+    char *log;
+    const char *line = group_created_line(daemon.err_path, &log);
+    cr_assert_not_null(line, "the second daemon logged no group_created");
+    cr_expect(strstr(line, newest_stored) != NULL,
+              "group_created does not name the id it was made at (%s): %s",
+              newest_stored, line);
+    free(log);
     redisFree(c);
 }
