@@ -155,9 +155,9 @@ struct store_block {
     bool sealing;            /* guarded by the sealer's lock */
     const ZSTD_CDict *cdict; /* the dictionary to compress with, or NULL */
     int64_t dict_no;         /* its number, 0 without one */
-    /* What sealing made: the entries before chained are in the chain,
-     * which is chain after the last of them; the frame to store, or rc
-     * and err when sealing failed. */
+    /* What sealing made: the entries before `chained` are in the hash
+     * chain, whose value after the last of them is `chain`; the frame to
+     * store; or rc and err when sealing failed. */
     size_t chained;
     unsigned char chain[32];
     aw_buf frame;
