@@ -84,25 +84,10 @@
  * window is one batch.
  *
  * The clock. The detectors follow the audit stream's watermark. When a live
- * read that names the audit stream brings nothing new from it, the stream is
- * caught up and the batch carries the wall clock of the answer; an idle
- * blocking read that returns nothing commits an empty batch just for that,
- * so deadlines fall due while nothing arrives. A read that leaves the audit
- * stream out says nothing about it: the clock stays where it was.
- *
- * Reading in time order. One XREADGROUP asks every stream for COUNT entries,
- * so in a backlog a sparse stream is read far ahead of a dense one in entry-
- * id time: the observed calls, a tenth of the traffic, ran ~11 times ahead
- * of the audit stream, each call reached the detectors long before the
- * audit events of its moment, missed them, and waited for its deadline to
- * be looked up again. So a live read's entries past the frontier -- the
- * newest id read of the stream furthest behind among those whose last read
- * was full (more is waiting) -- are held back, and a stream with entries
- * held is left out of reads until the frontier passes them. The stream at
- * the frontier never has entries held, so reading always moves on, and
- * with no stream full nothing is held. Held entries are read, not
- * committed: they stay in the group's pending list, and leaving LIVE
- * commits them with the rest.
+ * read brings nothing new from the audit stream, the stream is caught up and
+ * the batch carries the wall clock of the answer; an idle blocking read that
+ * returns nothing commits an empty batch just for that, so deadlines fall
+ * due while nothing arrives.
  *
  * Stopping. No new reads; the batches read commit and are acknowledged; a
  * non-blocking read in flight is waited for (its entries commit too), a
@@ -217,11 +202,6 @@ typedef struct core_stream {
     bool next_done;
     bool has_committed;
     aw_stream_id committed; /* the newest entry id committed */
-    /* live reads in time order: the newest id read, whether the last read
-     * was full, how many entries are held back */
-    bool has_newest, last_full;
-    aw_stream_id newest;
-    size_t held;
 } core_stream;
 
 typedef struct core_ack {
@@ -249,12 +229,7 @@ struct aw_core {
     in_flight in_flight;
     aw_core_read_kind read_kind;
     bool read_blocking;
-    bool asked[NSTREAMS]; /* the streams the last read named */
     bool claim_due, caught_up;
-    /* Entries read were dropped (out of memory): they are still pending in
-     * the group, so this consumer's pending entries are read again. */
-    bool reread_due;
-    core_batch *ahead;    /* live entries read past the frontier, held back */
     core_batch *counting; /* a read waiting for its delivery counts */
     bool count_due;
 
@@ -321,8 +296,6 @@ static const char *transient_words(int rc)
     }
 }
 
-static void release_ahead(aw_core *c);
-
 /* The one place the state changes: every move is checked against the
  * drawn table. */
 static void core_set_state(aw_core *c, aw_core_state to)
@@ -330,8 +303,6 @@ static void core_set_state(aw_core *c, aw_core_state to)
     bool allowed = legal[c->state][to] || c->state == to;
     assert(allowed);
     (void)allowed; /* read by assert() only */
-    if (c->state == AW_CORE_LIVE && to != AW_CORE_LIVE && to != AW_CORE_BROKEN)
-        release_ahead(c);
     c->state = to;
 }
 
@@ -442,18 +413,6 @@ static bool batch_force(core_batch *b, size_t i, aw_reject_reason reason,
     return true;
 }
 
-/* Moves entry i of from to the end of into, which has room for it; from
- * no longer owns it. */
-static void batch_move_entry(core_batch *into, core_batch *from, size_t i)
-{
-    size_t k = into->n++;
-    into->entries[k] = from->entries[i];
-    into->decoded[k] = from->decoded[i];
-    into->streams[k] = from->streams[i];
-    into->details[k] = from->details[i];
-    into->reasons[k] = from->reasons[i];
-}
-
 /* Appends from's content after into's (read order is commit order). */
 static bool batch_merge(core_batch *into, core_batch *from)
 {
@@ -461,10 +420,16 @@ static bool batch_merge(core_batch *into, core_batch *from)
         !aw_array_grow((void **)&into->gaps, &into->capgaps,
                        into->ngaps + from->ngaps, sizeof *into->gaps))
         return false;
-    for (size_t i = 0; i < from->n; i++)
-        batch_move_entry(into, from, i);
+    for (size_t i = 0; i < from->n; i++) {
+        into->entries[into->n + i] = from->entries[i];
+        into->decoded[into->n + i] = from->decoded[i];
+        into->streams[into->n + i] = from->streams[i];
+        into->details[into->n + i] = from->details[i];
+        into->reasons[into->n + i] = from->reasons[i];
+    }
     for (size_t i = 0; i < from->ngaps; i++)
         into->gaps[into->ngaps + i] = from->gaps[i];
+    into->n += from->n;
     into->ngaps += from->ngaps;
     if (from->clock_ns > into->clock_ns)
         into->clock_ns = from->clock_ns;
@@ -499,7 +464,6 @@ void aw_core_free(aw_core *c)
     batch_free(c->counting);
     batch_free(c->committing);
     batch_free(c->ready);
-    batch_free(c->ahead);
     free(c->items);
     free(c->trims);
     free(c->acks);
@@ -682,7 +646,8 @@ static void submit(aw_core *c, core_batch *b)
                      "grouping reads",
                      "reading this consumer's pending entries again", -1);
         batch_free(b);
-        c->reread_due = true;
+        if (c->state == AW_CORE_LIVE)
+            enter_pending(c);
     }
 }
 
@@ -1115,112 +1080,13 @@ static void advance_cursors(aw_core *c, aw_core_read_kind kind,
     }
 }
 
-/* ---- Reading in time order ---------------------------------------------- */
-
-/* The newest id read of the stream furthest behind among those whose last
- * live read was full; false when no stream has more waiting. */
-static bool frontier_of(const aw_core *c, aw_stream_id *out)
+static void asked_of(const aw_core *c, aw_core_read_kind kind,
+                     bool out[NSTREAMS])
 {
-    bool found = false;
-    for (int s = 0; s < NSTREAMS; s++) {
-        const core_stream *st = &c->streams[s];
-        if (st->last_full &&
-            (!found || aw_stream_id_cmp(st->newest, *out) < 0)) {
-            *out = st->newest;
-            found = true;
-        }
-    }
-    return found;
-}
-
-/* How far a live read got in each stream it named, and whether more is
- * waiting there. Before take_read, which empties r. */
-static void note_progress(aw_core *c, const aw_core_read *r)
-{
-    for (int s = 0; s < NSTREAMS; s++) {
-        const aw_core_stream_read *sr = &r->streams[s];
-        core_stream *st = &c->streams[s];
-        if (!c->asked[s])
-            continue;
-        st->last_full = c->cfg.read_count && sr->n >= c->cfg.read_count;
-        for (size_t i = 0; i < sr->n; i++) {
-            aw_stream_id id = {sr->entries[i]->id_ms, sr->entries[i]->id_seq};
-            if (!st->has_newest || aw_stream_id_cmp(id, st->newest) > 0)
-                st->newest = id;
-            st->has_newest = true;
-        }
-    }
-}
-
-/* Splits a live read's batch *bp and the entries held before at the
- * frontier: *bp keeps what lies at or before it, in stream order (the audit
- * stream first, so an observed call meets the audit events read with it),
- * and the rest is held. false when out of memory (then nothing moved). */
-static bool hold_ahead(aw_core *c, core_batch **bp)
-{
-    core_batch *b = *bp, *before = c->ahead, *now, *later;
-    core_batch *from[] = {before, b}; /* per stream, held ones are older */
-    size_t n = b->n + (before ? before->n : 0);
-    aw_stream_id frontier;
-    bool bounded = frontier_of(c, &frontier);
-    if (!before && !bounded)
-        return true;
-    now = calloc(1, sizeof *now);
-    later = calloc(1, sizeof *later);
-    if (!now || !later || !batch_reserve(now, n) || !batch_reserve(later, n)) {
-        batch_free(now);
-        batch_free(later);
-        return false;
-    }
-    for (int s = 0; s < NSTREAMS; s++) {
-        c->streams[s].held = 0;
-        for (size_t k = 0; k < 2; k++)
-            for (size_t i = 0; from[k] && i < from[k]->n; i++) {
-                aw_stream_id id = {from[k]->entries[i]->id_ms,
-                                   from[k]->entries[i]->id_seq};
-                if (from[k]->streams[i] != s)
-                    continue;
-                if (bounded && aw_stream_id_cmp(id, frontier) > 0) {
-                    batch_move_entry(later, from[k], i);
-                    c->streams[s].held++;
-                } else {
-                    batch_move_entry(now, from[k], i);
-                }
-            }
-    }
-    /* The read's losses, clock and tick go with what commits now. */
-    now->gaps = b->gaps;
-    now->ngaps = b->ngaps;
-    now->capgaps = b->capgaps;
-    now->clock_ns = b->clock_ns;
-    now->tick = b->tick;
-    b->gaps = NULL;
-    b->n = 0;
-    batch_free(b);
-    if (before)
-        before->n = 0;
-    batch_free(before);
-    if (!later->n) {
-        batch_free(later);
-        later = NULL;
-    }
-    c->ahead = later;
-    *bp = now;
-    return true;
-}
-
-/* Leaving LIVE: what was held back commits with the rest (it was read), and
- * the next live phase assumes nothing waiting. */
-static void release_ahead(aw_core *c)
-{
-    core_batch *b = c->ahead;
-    c->ahead = NULL;
-    for (int s = 0; s < NSTREAMS; s++) {
-        c->streams[s].held = 0;
-        c->streams[s].last_full = false;
-    }
-    if (b)
-        submit(c, b);
+    for (int s = 0; s < NSTREAMS; s++)
+        out[s] = kind == AW_CORE_READ_PENDING ? !c->streams[s].pending_done
+                 : kind == AW_CORE_READ_CLAIM ? !c->streams[s].claim_done
+                                              : true;
 }
 
 /* A read that went wrong: where to go from here. */
@@ -1247,10 +1113,9 @@ static void read_succeeded(aw_core *c)
 
 void aw_core_on_read(aw_core *c, aw_core_read *r)
 {
+    bool asked[NSTREAMS];
     core_batch *b;
     bool was_blocking = c->read_blocking;
-    bool in_order = r->kind == AW_CORE_READ_LIVE && c->state == AW_CORE_LIVE;
-    bool audit_caught_up;
     if (c->in_flight == IN_READ)
         c->in_flight = IN_NONE;
     if (terminal(c) || c->state == AW_CORE_DISCONNECTED || r->failed) {
@@ -1259,9 +1124,7 @@ void aw_core_on_read(aw_core *c, aw_core_read *r)
             read_failed(c, r);
         return;
     }
-    audit_caught_up = c->asked[AW_ROLE_AUDIT] && !r->streams[AW_ROLE_AUDIT].n;
-    if (in_order)
-        note_progress(c, r);
+    asked_of(c, r->kind, asked);
     if (!(b = take_read(c, r))) {
         pause_reads(c, c->state == AW_CORE_LIVE ? AW_CORE_PENDING : c->state,
                     "out of memory while copying a read");
@@ -1269,27 +1132,25 @@ void aw_core_on_read(aw_core *c, aw_core_read *r)
     }
     read_succeeded(c);
     if (r->kind == AW_CORE_READ_LIVE) {
+        bool audit_new = false;
+        for (size_t i = 0; i < b->n; i++)
+            if (b->streams[i] == AW_ROLE_AUDIT)
+                audit_new = true;
         if (!find_losses(c, r, b)) {
             batch_free(b);
             pause_reads(c, AW_CORE_PENDING,
                         "out of memory while noting a loss");
             return;
         }
-        if (audit_caught_up)
+        if (!audit_new)
             b->clock_ns = r->now_ns;
         c->caught_up = b->n == 0;
         b->tick = was_blocking; /* an idle blocking read moves the clock */
-        if (in_order && !hold_ahead(c, &b)) {
-            batch_free(b);
-            pause_reads(c, AW_CORE_PENDING,
-                        "out of memory while holding entries read ahead");
-            return;
-        }
         submit(c, b);
         return;
     }
     if (b->n == 0) {
-        advance_cursors(c, r->kind, c->asked);
+        advance_cursors(c, r->kind, asked);
         submit(c, b);
         return;
     }
@@ -1302,6 +1163,7 @@ void aw_core_on_counts(aw_core *c, bool failed, const char *why,
                        const aw_core_delivery *const rows[NSTREAMS],
                        const size_t nrows[NSTREAMS])
 {
+    bool asked[NSTREAMS];
     core_batch *b = c->counting;
     if (c->in_flight == IN_COUNT)
         c->in_flight = IN_NONE;
@@ -1334,7 +1196,8 @@ void aw_core_on_counts(aw_core *c, bool failed, const char *why,
             break;
         }
     }
-    advance_cursors(c, c->read_kind, c->asked);
+    asked_of(c, c->read_kind, asked);
+    advance_cursors(c, c->read_kind, asked);
     submit(c, b);
 }
 
@@ -1433,12 +1296,6 @@ static bool next_read(aw_core *c, aw_core_action *a)
         bool any = false;
         if (c->in_flight != IN_NONE || c->counting || ready_full(c))
             return false;
-        if (c->reread_due &&
-            (c->state == AW_CORE_LIVE || c->state == AW_CORE_PENDING)) {
-            c->reread_due = false;
-            enter_pending(c);
-            continue;
-        }
         switch (c->state) {
         case AW_CORE_SETUP:
             a->kind = AW_ACT_CREATE_GROUPS;
@@ -1458,14 +1315,12 @@ static bool next_read(aw_core *c, aw_core_action *a)
         default: return false;
         }
         a->read.kind = kind;
-        a->read.blocking =
-            kind == AW_CORE_READ_LIVE && !c->committing && !c->ahead;
+        a->read.blocking = kind == AW_CORE_READ_LIVE && !c->committing;
         for (int s = 0; s < NSTREAMS; s++) {
             core_stream *st = &c->streams[s];
             a->read.want[s] = kind == AW_CORE_READ_PENDING ? !st->pending_done
                               : kind == AW_CORE_READ_CLAIM ? !st->claim_done
-                                                           : !st->held;
-            c->asked[s] = a->read.want[s];
+                                                           : true;
             a->read.from[s] = kind == AW_CORE_READ_PENDING ? st->pending_from
                               : kind == AW_CORE_READ_CLAIM ? st->claim_cursor
                                                            : ">";
@@ -1585,7 +1440,6 @@ bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms)
     oldest_in(c->counting, stream, &found, ms);
     oldest_in(c->committing, stream, &found, ms);
     oldest_in(c->ready, stream, &found, ms);
-    oldest_in(c->ahead, stream, &found, ms);
     for (size_t i = 0;
          (c->ack_pos < c->nack || c->acks_in_flight) && i < c->nack; i++) {
         uint64_t id_ms, seq;

@@ -42,11 +42,7 @@ const char *aw_core_state_name(aw_core_state state);
 typedef struct aw_core_config {
     const char *streams[AW_CORE_STREAMS]; /* by role; borrowed */
     size_t group_max_entries; /* stop merging reads into the waiting batch */
-    /* COUNT per stream of a live read: a stream that answered that many has
-     * more waiting, which is what reading in time order goes by (core.c);
-     * 0 turns that off. */
-    size_t read_count;
-    int64_t max_deliveries; /* more: rejected TOO_MANY_DELIVERIES */
+    int64_t max_deliveries;   /* more: rejected TOO_MANY_DELIVERIES */
     int64_t retry_first_ms, retry_max_ms; /* backoff of commands and commits */
 } aw_core_config;
 
@@ -242,8 +238,8 @@ typedef struct aw_core_totals {
 } aw_core_totals;
 const aw_core_totals *aw_core_totals_get(const aw_core *c);
 /* The entry-id time (ms) of the oldest entry of stream read and not yet
- * acknowledged (held back, waiting for its counts, its commit or its XACK);
- * false when there is none. For the oldest-pending gauge. */
+ * acknowledged (waiting for its counts, its commit or its XACK); false when
+ * there is none. For the oldest-pending gauge. */
 bool aw_core_oldest_unacked_ms(const aw_core *c, int stream, uint64_t *ms);
 /* The message of a BROKEN core. */
 const char *aw_core_broken_reason(const aw_core *c);

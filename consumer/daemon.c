@@ -113,7 +113,6 @@ typedef struct round {
     const char *group_start[NSTREAMS];
     char group_start_text[NSTREAMS][AW_STREAM_ID_TEXT_MAX];
     aw_core_read read;
-    bool asked[NSTREAMS]; /* ROUND_READ: the streams it names */
     stream_arrays arrays[NSTREAMS];
 } round;
 
@@ -256,8 +255,6 @@ static void round_report(round *r)
         if (r->read.kind == AW_CORE_READ_LIVE && !r->failed)
             for (int s = 0; s < NSTREAMS; s++) {
                 const aw_core_stream_read *sr = &r->read.streams[s];
-                if (!r->asked[s])
-                    continue; /* left out: its last lag stands */
                 if (!(d->figures.has_lag[s] = sr->before.has_lag))
                     continue;
                 d->lag_read_ms[s] = wall_ns() / 1000000;
@@ -653,7 +650,6 @@ static void perform_read(aw_daemon *d, const aw_core_action *a)
     }
     r->read.kind = a->read.kind;
     r->read.blocking = a->read.blocking;
-    memcpy(r->asked, a->read.want, sizeof r->asked);
     if (a->read.kind == AW_CORE_READ_CLAIM) {
         for (int s = 0; s < NSTREAMS; s++) {
             const char *argv[] = {"XAUTOCLAIM",     d->names[s],
@@ -664,15 +660,12 @@ static void perform_read(aw_daemon *d, const aw_core_action *a)
                 send_in_round(r, on_claim_reply, REPLY_CLAIM, s, 0, 8, argv);
         }
     } else {
-        /* The snapshot trimming is judged against, of each stream the read
-         * names, taken before the read moves the group on (a stream left
-         * out is judged when it is read again). */
+        /* The snapshot trimming is judged against, taken before the read
+         * moves the group on. */
         for (int s = 0; a->read.kind == AW_CORE_READ_LIVE && s < NSTREAMS;
              s++) {
             const char *info[] = {"XINFO", "STREAM", d->names[s]};
             const char *groups[] = {"XINFO", "GROUPS", d->names[s]};
-            if (!a->read.want[s])
-                continue;
             send_in_round(r, on_info_reply, REPLY_INFO, s, 0, 3, info);
             send_in_round(r, on_groups_reply, REPLY_GROUPS, s, 0, 3, groups);
         }
@@ -1384,7 +1377,6 @@ int aw_daemon_new(const aw_daemon_config *config, aw_daemon **out,
     for (int s = 0; s < NSTREAMS; s++)
         d->names[s] = d->stream_names.of[s];
     aw_core_config core_config = {.group_max_entries = GROUP_MAX_ENTRIES,
-                                  .read_count = config->count,
                                   .max_deliveries = config->max_deliveries,
                                   .retry_first_ms = RETRY_FIRST_MS,
                                   .retry_max_ms = RETRY_MAX_MS};

@@ -14,7 +14,6 @@
 
 #define AUDIT  AW_ROLE_AUDIT
 #define REVOKE AW_ROLE_SESSION_REVOKE
-#define CALLS  AW_ROLE_CALLS
 
 /* What the core asked for, copied out as it came. */
 typedef struct seen {
@@ -90,12 +89,9 @@ static bool was_acked(const seen *s, int stream, const char *id)
     return false;
 }
 
-/* A core whose live reads ask each stream for read_count entries (0: the
- * count is not told, and reads are not put in time order). */
-static aw_core *new_core_reading(size_t read_count)
+static aw_core *new_core(void)
 {
     aw_core_config cfg = {.group_max_entries = 4000,
-                          .read_count = read_count,
                           .max_deliveries = 8,
                           .retry_first_ms = 500,
                           .retry_max_ms = 30000};
@@ -104,11 +100,6 @@ static aw_core *new_core_reading(size_t read_count)
     aw_core *c = aw_core_new(&cfg);
     cr_assert_not_null(c);
     return c;
-}
-
-static aw_core *new_core(void)
-{
-    return new_core_reading(0);
 }
 
 static aw_raw_entry *entry_with(int stream, const char *id, const char *data)
@@ -176,20 +167,13 @@ static aw_core_snapshot known(long long length, long long lag, uint64_t first,
 
 /* A live read answering with entries of one stream, and what was decoded
  * of them ahead (NULL: nothing). */
-/* The answer to the live read in flight, its streams filled in by the
- * caller; answered at wall clock now_ns. */
-static aw_core_read live_answer(const seen *s, int64_t now_ns)
-{
-    return (aw_core_read){.kind = AW_CORE_READ_LIVE,
-                          .blocking = s->last_read.read.blocking,
-                          .now_ns = now_ns};
-}
-
 static void answer_live_decoded(aw_core *c, seen *s, int stream,
                                 aw_raw_entry **entries,
                                 aw_ingest_decoded **decoded, size_t n)
 {
-    aw_core_read r = live_answer(s, 1);
+    aw_core_read r = {.kind = AW_CORE_READ_LIVE,
+                      .blocking = s->last_read.read.blocking,
+                      .now_ns = 1};
     r.streams[stream].entries = entries;
     r.streams[stream].decoded = decoded;
     r.streams[stream].n = n;
@@ -1222,147 +1206,5 @@ Test(consumer_core, it_knows_the_newest_entry_committed_of_each_stream)
     cr_assert(aw_core_committed(c, AUDIT, &id));
     cr_assert_eq(id.ms, 9, "moved back");
     cr_assert_not(aw_core_committed(c, AW_ROLE_SESSION_REVOKE, &id));
-    aw_core_free(c);
-}
-
-/* ---- Reading in time order ---------------------------------------------- */
-
-/* The live read in flight answers with entries of two streams. */
-static void answer_two(aw_core *c, seen *s, int64_t now_ns, int s1,
-                       aw_raw_entry **e1, size_t n1, int s2, aw_raw_entry **e2,
-                       size_t n2)
-{
-    aw_core_read r = live_answer(s, now_ns);
-    r.streams[s1].entries = e1;
-    r.streams[s1].n = n1;
-    r.streams[s2].entries = e2;
-    r.streams[s2].n = n2;
-    aw_core_on_read(c, &r);
-    step(c, s);
-}
-
-/* The ids of the commit handed out, "stream:id" each, joined by spaces. */
-static const char *commit_ids(const seen *s, char *buf, size_t size)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < s->commit.n; i++) {
-        const aw_raw_entry *e = s->commit.items[i].entry;
-        int role = -1;
-        for (int r = 0; r < AW_CORE_STREAMS; r++)
-            if (strcmp(aw_stream_role_default_stream((aw_stream_role)r),
-                       e->stream.ptr) == 0)
-                role = r;
-        used += (size_t)snprintf(buf + used, size - used, "%s%d:%s",
-                                 i ? " " : "", role, e->id.ptr);
-        cr_assert_lt(used, size);
-    }
-    return buf;
-}
-
-Test(consumer_core, a_stream_read_ahead_in_time_waits_for_the_others)
-{
-    aw_core *c = new_core_reading(2);
-    seen s = {0};
-    char ids[256];
-    uint64_t oldest;
-    aw_raw_entry *audit1[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0")};
-    aw_raw_entry *calls[] = {entry(CALLS, "5-0"), entry(CALLS, "9-0")};
-    aw_raw_entry *audit2[] = {entry(AUDIT, "6-0"), entry(AUDIT, "7-0")};
-    aw_raw_entry *audit3[] = {entry(AUDIT, "10-0")};
-    to_live(c, &s);
-    /* Both streams full: the calls from 5 on lie past the audit stream. */
-    answer_two(c, &s, 1, AUDIT, audit1, 2, CALLS, calls, 2);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "0:1-0 0:2-0",
-                     "calls read ahead of the audit stream were committed "
-                     "before the audit events of their time");
-    cr_assert(s.last_read.read.want[AUDIT]);
-    cr_assert_not(s.last_read.read.want[CALLS],
-                  "read on in a stream already ahead");
-    cr_assert_not(s.last_read.read.blocking,
-                  "blocked while entries were held back");
-    cr_assert(aw_core_oldest_unacked_ms(c, CALLS, &oldest));
-    cr_assert_eq(oldest, 5, "the pending gauge forgot an entry held back");
-    /* The audit stream reaches 7: the call at 5 goes, audit events first. */
-    answer_live(c, &s, AUDIT, audit2, 2);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "0:6-0 0:7-0 4:5-0");
-    cr_assert_not(was_acked(&s, CALLS, "5-0"), "acked before its commit");
-    cr_assert_not(s.last_read.read.want[CALLS]);
-    /* The audit stream has nothing more waiting: the call at 9 goes, and
-     * the audit event at 10 waits for the calls, which may have more. */
-    answer_live(c, &s, AUDIT, audit3, 1);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "4:9-0");
-    cr_assert(s.last_read.read.want[CALLS],
-              "a stream stayed left out with nothing held");
-    cr_assert_not(s.last_read.read.want[AUDIT]);
-    /* Neither has more waiting: nothing is held. */
-    answer_live(c, &s, CALLS, NULL, 0);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "0:10-0");
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert(s.last_read.read.want[AUDIT] && s.last_read.read.want[CALLS]);
-    cr_assert(was_acked(&s, CALLS, "5-0") && was_acked(&s, CALLS, "9-0"));
-    aw_core_free(c);
-}
-
-Test(consumer_core, a_read_that_leaves_the_audit_stream_out_keeps_the_clock)
-{
-    aw_core *c = new_core_reading(2);
-    seen s = {0};
-    char ids[256];
-    aw_raw_entry *revoke1[] = {entry(REVOKE, "1-0"), entry(REVOKE, "2-0")};
-    aw_raw_entry *audit[] = {entry(AUDIT, "8-0"), entry(AUDIT, "9-0")};
-    aw_raw_entry *revoke2[] = {entry(REVOKE, "3-0"), entry(REVOKE, "4-0")};
-    to_live(c, &s);
-    /* The revocations lag: the audit events wait for them. */
-    answer_two(c, &s, 777, AUDIT, audit, 2, REVOKE, revoke1, 2);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "1:1-0 1:2-0");
-    cr_assert_neq(s.commit.clock_ns, 777,
-                  "the audit stream counted as caught up with entries left");
-    cr_assert_not(s.last_read.read.want[AUDIT]);
-    answer_two(c, &s, 888, REVOKE, revoke2, 2, CALLS, NULL, 0);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "1:3-0 1:4-0");
-    cr_assert_neq(s.commit.clock_ns, 888,
-                  "a read without the audit stream moved the clock to the "
-                  "wall clock: deadlines would fall due early");
-    /* The revocations caught up: the audit events go; the clock waits
-     * for a read that names the audit stream and finds it empty. */
-    answer_two(c, &s, 999, REVOKE, NULL, 0, CALLS, NULL, 0);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "0:8-0 0:9-0");
-    cr_assert_neq(s.commit.clock_ns, 999);
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert(s.last_read.read.want[AUDIT] && s.last_read.read.blocking);
-    answer_two(c, &s, 1111, AUDIT, NULL, 0, REVOKE, NULL, 0);
-    cr_assert_eq(s.commit.clock_ns, 1111,
-                 "an audit stream read and found empty did not move the "
-                 "clock");
-    answer_commit(c, &s, AW_OK, NULL);
-    aw_core_free(c);
-}
-
-Test(consumer_core, entries_held_back_commit_when_the_consumer_stops)
-{
-    aw_core *c = new_core_reading(2);
-    seen s = {0};
-    char ids[256];
-    aw_raw_entry *audit[] = {entry(AUDIT, "1-0"), entry(AUDIT, "2-0")};
-    aw_raw_entry *calls[] = {entry(CALLS, "5-0"), entry(CALLS, "9-0")};
-    to_live(c, &s);
-    answer_two(c, &s, 1, AUDIT, audit, 2, CALLS, calls, 2);
-    aw_core_on_stop(c);
-    step(c, &s);
-    answer_live(c, &s, AUDIT, NULL, 0); /* the quick read in flight */
-    answer_commit(c, &s, AW_OK, NULL);
-    cr_assert_str_eq(commit_ids(&s, ids, sizeof ids), "4:5-0 4:9-0",
-                     "entries held back were dropped at the stop");
-    answer_acks(c, &s);
-    answer_commit(c, &s, AW_OK, NULL);
-    answer_acks(c, &s);
-    cr_assert_eq(s.stops, 1);
-    cr_assert(was_acked(&s, CALLS, "9-0"));
     aw_core_free(c);
 }

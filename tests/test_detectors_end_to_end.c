@@ -101,10 +101,12 @@ static int count_alert(const aw_alert *alert, void *ud)
 
 /* Publishes the traffic, lets the daemon index it and scores the index
  * against the ground truth. backlog: everything is published before the
- * daemon starts, and it reads `batch` entries per stream and read, so its
- * reads come back full and the streams are read in time order (the audit
- * stream held back behind lagging revocations, the sparse calls stream
- * behind the audit stream). */
+ * daemon starts (the catch-up after an outage), and it reads `batch`
+ * entries per stream and read, so every read comes back full and the
+ * sparse streams (calls, revocations) are read far ahead of the audit
+ * stream in time: each call reaches the detectors before the audit events
+ * of its moment, and the clock must wait for them, not jump to the wall
+ * clock. */
 static void publish_index_and_score(bool backlog, const char *batch)
 {
     const char *daemon_args[] = {"--audit-hmac-key-file",
@@ -230,7 +232,7 @@ Test(detectors_end_to_end, injected_anomalies_raise_exactly_their_alerts)
 }
 
 Test(detectors_end_to_end,
-     a_backlog_read_in_time_order_raises_exactly_the_same_alerts)
+     a_backlog_read_in_small_reads_raises_exactly_the_same_alerts)
 {
     publish_index_and_score(true, "100");
 }
