@@ -7,7 +7,13 @@ into a small tier, one transaction each (WAL, synchronous=FULL, a 12 MB page
 cache, checkpoints every 8,000 pages: the daemon's settings, store/handle.c).
 
   tiers L0,L1,...   each full tier moves into the next in key order, the last
-                    one is unbounded (store/request_tiers.c: 65536,1048576)
+                    one is unbounded (store/request_tiers.c before schema 16:
+                    65536,1048576)
+  slices L0,L1,...  a full tier drains into the next in key-ordered slices,
+                    four times the batch's pairs per tier per commit, so that
+                    no commit moves a whole tier (with --whole 1, tier 0
+                    still moves whole: store/request_tiers.c, with
+                    65536,1048576,16777216,268435456)
   runs L0 F         the small tier becomes a new sorted run when it holds L0;
                     F runs of one level merge into one of the next
 
@@ -71,6 +77,40 @@ class Tiers:
             self.rows[t] = 0
 
 
+class Slices:
+    def __init__(self, db, limits, whole_from=None):
+        self.db, self.limits = db, limits
+        self.whole = whole_from
+        self.rows = [0] * (len(limits) + 1)
+        self.cursor = [None] * len(limits)
+        for t in range(len(self.rows)):
+            pair_table(db, f"tier_{t}")
+        self.lookup_sql = " UNION ALL ".join(
+            f"SELECT r FROM tier_{t} WHERE k = :k" for t in range(len(self.rows)))
+
+    def added(self, n):
+        self.rows[0] += n
+        for t, limit in enumerate(self.limits):
+            if self.cursor[t] is None and self.rows[t] >= limit:
+                self.cursor[t] = (-2**63, -2**63)
+            if self.cursor[t] is None:
+                continue
+            start = self.cursor[t]
+            end = None if self.whole is not None and t < self.whole else \
+                self.db.execute(
+                f"SELECT k, r FROM tier_{t} WHERE (k, r) > (?, ?) "
+                "ORDER BY k, r LIMIT 1 OFFSET ?", (*start, 4 * n - 1)).fetchone()
+            bound = "(k, r) > (?, ?)" + (" AND (k, r) <= (?, ?)" if end else "")
+            args = (*start, *end) if end else start
+            moved = self.db.execute(f"INSERT INTO tier_{t + 1} SELECT * FROM "
+                                    f"tier_{t} WHERE {bound} ORDER BY 1, 2",
+                                    args).rowcount
+            self.db.execute(f"DELETE FROM tier_{t} WHERE {bound}", args)
+            self.rows[t] -= moved
+            self.rows[t + 1] += moved
+            self.cursor[t] = end
+
+
 class Runs:
     def __init__(self, db, small, fanout):
         self.db, self.small, self.fanout = db, small, fanout
@@ -119,17 +159,25 @@ def main():
     ap.add_argument("--lookups", type=float, default=0.0,
                     help="look-ups per event, of keys already stored")
     ap.add_argument("--db", default="/tmp/request_index_sim.db")
-    ap.add_argument("scheme", choices=("tiers", "runs"))
-    ap.add_argument("sizes", nargs="+", help="tiers: L0,L1,...; runs: L0 F")
+    ap.add_argument("--whole", type=int, default=None,
+                    help="slices: tiers below this one move whole")
+    ap.add_argument("scheme", choices=("tiers", "slices", "runs"))
+    ap.add_argument("sizes", nargs="+",
+                    help="tiers, slices: L0,L1,...; runs: L0 F")
     a = ap.parse_args()
     db = open_db(a.db)
-    if a.scheme == "tiers":
-        index = Tiers(db, [int(x) for x in a.sizes[0].split(",")])
+    if a.scheme in ("tiers", "slices"):
+        limits = [int(x) for x in a.sizes[0].split(",")]
+        index = Tiers(db, limits) if a.scheme == "tiers" else \
+            Slices(db, limits, a.whole)
     else:
         index = Runs(db, int(a.sizes[0]), int(a.sizes[1]))
     rnd = random.Random(1)
     sample = []
     t_add = t_commit = t_look = 0.0
+    slowest = 0.0
+    tenth = max(a.events // 10 // BATCH, 1)
+    first = last = 0.0
     rowid = 0
     while rowid < a.events:
         batch = [(rnd.getrandbits(63), rowid + i) for i in range(BATCH)]
@@ -148,10 +196,18 @@ def main():
         t3 = time.perf_counter()
         t_add, t_look, t_commit = t_add + t1 - t0, t_look + t2 - t1, \
             t_commit + t3 - t2
+        slowest = max(slowest, t3 - t0)
+        batch_no = rowid // BATCH
+        if batch_no <= tenth:
+            first += t3 - t0
+        elif batch_no > a.events // BATCH - tenth:
+            last += t3 - t0
     us = 1e6 / a.events
     print(f"{a.scheme} {' '.join(a.sizes)}: inserts {t_add:.1f} s, commits "
           f"with moves {t_commit:.1f} s ({t_commit * us:.2f} us/event), "
-          f"look-ups {t_look:.1f} s ({t_look * us:.2f} us/event)")
+          f"look-ups {t_look:.1f} s ({t_look * us:.2f} us/event); slowest "
+          f"transaction {slowest:.2f} s; last / first 10 % "
+          f"{first / last:.2f} (rate)")
     db.close()
     remove_db(a.db)
 

@@ -211,8 +211,22 @@ struct store_anchor_use {
     int64_t anchor_no, event_rowid, occurred_at;
 };
 
-/* request_tier_0 .. request_tier_2 (schema/0011, request_tiers.c). */
-#define STORE_REQUEST_TIERS 3
+/* request_tier_0 .. request_tier_4 (schema/0011, 0016, request_tiers.c). */
+#define STORE_REQUEST_TIERS 5
+
+/* What the writer knows of the request tiers but the last, as meta holds
+ * it at the last commit plus this transaction's pairs. */
+struct store_request_tiers {
+    bool known; /* read since the handle opened, rolled back, or saw another
+                   writer's commit */
+    int64_t first_limit;
+    int64_t rows[STORE_REQUEST_TIERS - 1];
+    /* The drain cursor of each: its pairs above (key, rowid) still move to
+     * the next tier; INT64_MAX, INT64_MAX when it is not draining. */
+    int64_t cursor_key[STORE_REQUEST_TIERS - 1];
+    int64_t cursor_rowid[STORE_REQUEST_TIERS - 1];
+    int64_t added; /* pairs added to tier 0 in this transaction */
+};
 
 struct aw_store {
     sqlite3 *db;
@@ -254,11 +268,7 @@ struct aw_store {
     bool long_keys_read;
     int64_t long_keys_until;
 
-    /* Pairs in each request tier but the last (request_tiers.c), valid
-     * while tiers_counted: counted on first use and after a rollback (and
-     * so another writer's pairs are noticed then). */
-    int64_t tier_rows[STORE_REQUEST_TIERS - 1];
-    bool tiers_counted;
+    struct store_request_tiers tiers;
     struct store_anchor_part part;
     /* The open part's uses waiting for their runs, in row order; empty
      * outside a transaction. run_text is reused to write a run. */
@@ -461,9 +471,11 @@ void store_evidence_free(aw_store *store);
  * in tier 0. Inside a transaction. */
 int store_request_add(aw_store *store, int64_t request_key, int64_t event_rowid,
                       aw_error *err);
-/* Before a commit: moves every full tier into the next one. */
+/* Before a commit: starts the drain of every full tier and moves the next
+ * slice of every draining one into the tier after it. */
 int store_request_tiers_settle(aw_store *store, aw_error *err);
-/* On rollback: the tier counts are recounted on next use. */
+/* On rollback, or another writer's commit: the tiers' state is read from
+ * meta again on next use. */
 void store_request_tiers_forget(aw_store *store);
 
 /* ---- The anchor index in parts and runs (anchor_index.c) --------------- */

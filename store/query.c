@@ -91,11 +91,14 @@ static const struct {
 };
 
 /* The rows of one request key, from every tier (request_tiers.c). */
+#define REQUEST_TIER(t)                                                        \
+    "SELECT event_rowid FROM request_tier_" #t                                 \
+    " WHERE request_key = :request_key"
 #define REQUEST_TIER_ROWS                                                      \
-    "SELECT event_rowid FROM request_tier_0 WHERE request_key = :request_key " \
-    "UNION ALL SELECT event_rowid FROM request_tier_1 WHERE request_key = "    \
-    ":request_key UNION ALL SELECT event_rowid FROM request_tier_2 WHERE "     \
-    "request_key = :request_key"
+    REQUEST_TIER(0)                                                            \
+    " UNION ALL " REQUEST_TIER(1) " UNION ALL " REQUEST_TIER(                  \
+        2) " UNION ALL " REQUEST_TIER(3) " UNION ALL " REQUEST_TIER(4)
+_Static_assert(STORE_REQUEST_TIERS == 5, "REQUEST_TIER_ROWS seeks every tier");
 
 static int event_query_sql(unsigned shape, size_t n_types, aw_buf *sql)
 {

@@ -23,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 15
+#define NEWEST_SCHEMA 16
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -717,4 +717,58 @@ Test(store_open, an_index_of_schema_14_keeps_its_anchor_uses_in_runs)
         aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
         AW_OK, "%s", err.msg);
     cr_expect_str_eq(found, "ev-598 ev-599 ev-late");
+}
+
+static int64_t meta_value(const char *key)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT value FROM meta WHERE key = '%s'", key);
+    return aw_test_sql_int(fx.path, sql);
+}
+
+/* Schema 16 adds two request tiers and keeps the tiers' sizes in meta: an
+ * index of schema 15 gets its tiers' counts and no drain under way, and
+ * its events are found with the ones stored after. */
+Test(store_open, an_index_of_schema_15_counts_its_request_tiers)
+{
+    aw_audit_event a =
+        fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
+    aw_audit_event b = fixture_event("ev-2", "z", "gateway_resource_request",
+                                     "req-1", "allow", 2000);
+    fixture_commit_event(fx.store, "1-0", &a);
+    fixture_commit_event(fx.store, "2-0", &b);
+    close_index();
+    fixture_back_to_schema_15(fx.path);
+    exec_sql(fx.path,
+             "INSERT INTO request_tier_2 SELECT * FROM request_tier_0 WHERE "
+             "event_rowid = (SELECT min(event_rowid) FROM request_tier_0);"
+             "DELETE FROM request_tier_0 WHERE event_rowid IN (SELECT "
+             "event_rowid FROM request_tier_2)");
+    cr_assert_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM sqlite_master "
+                                          "WHERE name LIKE 'request_tier_%'"),
+                 3, "the fixture left three tiers");
+    reopen_migrated();
+    cr_expect_eq(aw_test_sql_int(fx.path, "SELECT count(*) FROM sqlite_master "
+                                          "WHERE name LIKE 'request_tier_%'"),
+                 5);
+    cr_expect_eq(meta_value("request_tier_first_limit"), 65536);
+    const int64_t rows[] = {1, 0, 1, 0};
+    for (int t = 0; t < 4; t++) {
+        char key[64];
+        snprintf(key, sizeof key, "request_tier_rows_%d", t);
+        cr_expect_eq(meta_value(key), rows[t], "tier %d", t);
+        snprintf(key, sizeof key, "request_tier_cursor_key_%d", t);
+        cr_expect_eq(meta_value(key), INT64_MAX, "tier %d is not draining", t);
+    }
+    aw_audit_event c = fixture_event("ev-3", "z", "gateway_resource_request",
+                                     "req-1", "allow", 1500);
+    fixture_commit_event(fx.store, "3-0", &c);
+    char found[64] = "";
+    aw_event_filter f = {.request_id = "req-1"};
+    aw_error err = {0};
+    cr_assert_eq(
+        aw_store_query_events(fx.store, &f, collect_event_ids, found, &err),
+        AW_OK, "%s", err.msg);
+    cr_expect_str_eq(found, "ev-1 ev-3 ev-2");
+    cr_expect_eq(meta_value("request_tier_rows_0"), 2);
 }

@@ -159,8 +159,21 @@ static void exec_on(const char *path, const char *sql, const char *what)
     sqlite3_close(db);
 }
 
+void fixture_back_to_schema_15(const char *path)
+{
+    exec_on(path,
+            "BEGIN;"
+            "INSERT INTO request_tier_2 SELECT * FROM request_tier_3"
+            " UNION ALL SELECT * FROM request_tier_4;"
+            "DROP TABLE request_tier_3; DROP TABLE request_tier_4;"
+            "DELETE FROM meta WHERE key LIKE 'request\\_tier\\_%' ESCAPE '\\';"
+            "PRAGMA user_version = 15; COMMIT",
+            "back to schema 15");
+}
+
 void fixture_back_to_schema_14(const char *path)
 {
+    fixture_back_to_schema_15(path);
     exec_on(path,
             "BEGIN;"
             "CREATE TABLE anchor_uses (part_no INTEGER NOT NULL,"

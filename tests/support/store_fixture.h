@@ -40,9 +40,15 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 15 wrote it: the request
+ * index in three tiers (the pairs of tiers 3 and 4 in tier 2), and no
+ * tier sizes or drain cursors in meta. */
+void fixture_back_to_schema_15(const char *path);
+
 /* Rewrites the closed index at path as schema 14 wrote it: a row per
  * anchor use in each part of the anchor index, with its time less the
- * part's base_at, in place of the runs. */
+ * part's base_at, in place of the runs, and what fixture_back_to_schema_15
+ * restores. */
 void fixture_back_to_schema_14(const char *path);
 
 /* Rewrites the closed index at path as schema 13 wrote it: the anchor
