@@ -471,8 +471,9 @@ void store_evidence_free(aw_store *store);
  * in tier 0. Inside a transaction. */
 int store_request_add(aw_store *store, int64_t request_key, int64_t event_rowid,
                       aw_error *err);
-/* Before a commit: starts the drain of every full tier and moves the next
- * slice of every draining one into the tier after it. */
+/* Before a commit that added pairs: moves a full tier 0 into tier 1,
+ * starts the drain of every later full tier, and moves the next slice of
+ * every draining one into the tier after it. */
 int store_request_tiers_settle(aw_store *store, aw_error *err);
 /* On rollback, or another writer's commit: the tiers' state is read from
  * meta again on next use. */
