@@ -4,7 +4,7 @@
 -- A full tier used to move into the next one inside one commit. The last
 -- tier holds most of the history, so moving tier 1's million pairs into it
 -- rewrote about every page of it: each million events, a commit that took
--- longer the longer auditwatch had run (2.8 s at 10 million events; at a
+-- longer the longer auditwatch had run (2.3 s at 10 million events; at a
 -- billion, ~20 GB of pages read and written while no entry is
 -- acknowledged and Caracal's MAXLEN trimming runs on). Now each tier
 -- receives at most sixteen times what the one before it holds (tier t

@@ -15,8 +15,8 @@
  * receives it, is bounded, so the move costs the same at any age, and
  * tier 0 starts empty again. The later tiers do not move in one commit:
  * the tier they go to holds the history, and that commit would hold up
- * ingest for as long as rewriting it takes (at 10 million events, 2.8 s
- * for tier 1 into tier 2 in bench/request_index_sim.py; longer the longer
+ * ingest for as long as rewriting it takes (2.3 s for tier 1 into tier 2
+ * in a drain of 10 million events, bench/README.md; longer the longer
  * auditwatch has run). They drain instead, a slice per commit: the next
  * pairs above the drain cursor, in (request_key, event_rowid) order, four
  * times as many as the commit added to tier 0, so every drain outpaces
