@@ -77,16 +77,11 @@ class Tiers:
             self.rows[t] = 0
 
 
-class Slices:
+class Slices(Tiers):
     def __init__(self, db, limits, whole_from=None):
-        self.db, self.limits = db, limits
+        super().__init__(db, limits)
         self.whole = whole_from
-        self.rows = [0] * (len(limits) + 1)
         self.cursor = [None] * len(limits)
-        for t in range(len(self.rows)):
-            pair_table(db, f"tier_{t}")
-        self.lookup_sql = " UNION ALL ".join(
-            f"SELECT r FROM tier_{t} WHERE k = :k" for t in range(len(self.rows)))
 
     def added(self, n):
         self.rows[0] += n

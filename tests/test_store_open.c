@@ -533,9 +533,9 @@ Test(store_open, an_index_of_schema_11_still_knows_its_events)
                  1, "the new row has a 3-byte key");
 }
 
-/* Schema 11 moves the request index into tiers: the request keys of the
- * events stored before fill tier 2, and look-ups find them there. */
-Test(store_open, an_index_of_schema_10_moves_its_request_keys_to_a_tier)
+/* Stores ev-1 and ev-2 of request req-1 at 1000 and 2000, a commit each,
+ * and closes the index. */
+static void store_two_of_a_request_and_close(void)
 {
     aw_audit_event a =
         fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
@@ -544,6 +544,13 @@ Test(store_open, an_index_of_schema_10_moves_its_request_keys_to_a_tier)
     fixture_commit_event(fx.store, "1-0", &a);
     fixture_commit_event(fx.store, "2-0", &b);
     close_index();
+}
+
+/* Schema 11 moves the request index into tiers: the request keys of the
+ * events stored before fill tier 2, and look-ups find them there. */
+Test(store_open, an_index_of_schema_10_moves_its_request_keys_to_a_tier)
+{
+    store_two_of_a_request_and_close();
     fixture_back_to_schema_10(fx.path);
     cr_assert_eq(index_named(fx.path, "events_by_request"), 1);
     reopen_migrated();
@@ -731,13 +738,7 @@ static int64_t meta_value(const char *key)
  * its events are found with the ones stored after. */
 Test(store_open, an_index_of_schema_15_counts_its_request_tiers)
 {
-    aw_audit_event a =
-        fixture_event("ev-1", "z", "token_exchange", "req-1", "allow", 1000);
-    aw_audit_event b = fixture_event("ev-2", "z", "gateway_resource_request",
-                                     "req-1", "allow", 2000);
-    fixture_commit_event(fx.store, "1-0", &a);
-    fixture_commit_event(fx.store, "2-0", &b);
-    close_index();
+    store_two_of_a_request_and_close();
     fixture_back_to_schema_15(fx.path);
     exec_sql(fx.path,
              "INSERT INTO request_tier_2 SELECT * FROM request_tier_0 WHERE "
