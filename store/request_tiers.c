@@ -6,10 +6,11 @@
  * outgrows the page cache every event costs a page read and a page write
  * (twice: the WAL, then the checkpoint). Tier 0 stays within the cache.
  * Moving pairs into the next tier in key order writes each page they land
- * on once per move, however many land there. Each tier holds sixteen
- * times the one before it, so a move writes about one page of the
- * receiving tier per sixteen pairs' worth of its own, at any age of the
- * index.
+ * on once per move, however many land there. A tier holds at most sixteen
+ * times the pairs of the one before it (but the last, which is unbounded
+ * and reached only past ~286 million events), so moving a tier's pairs
+ * writes about a page for every twelve of them (~200 pairs to a page), at
+ * any age of the index.
  *
  * Tier 0 moves whole, in the commit that fills it: tier 1, which
  * receives it, is bounded, so the move costs the same at any age, and
