@@ -173,6 +173,11 @@ int aw_det_find_alert(aw_detectors *det, const char *id, aw_alert_state state,
  * kind, zone, anchor and request id, and raised_at and state are set) and
  * records the change for the sinks. */
 int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err);
+/* pipeline.c: event came again on the audit stream (put DUPLICATE) in entry;
+ * resolves its audit_dead_lettered when entry is later than every dead
+ * letter of it (a DLQ replay). */
+int aw_det_dead_letter_replayed(aw_detectors *det, const aw_raw_entry *entry,
+                                const aw_audit_event *event, aw_error *err);
 /* pipeline.c: a dead letter that could not be read (aw_detectors_on_rejected
  * decided it was one); revocation tells a `.dead` entry from an audit DLQ
  * one. */

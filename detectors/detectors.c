@@ -602,7 +602,10 @@ int aw_detectors_on_event(aw_detectors *det, const aw_raw_entry *entry,
                           aw_put_result put, aw_error *err)
 {
     aw_det_observe(det, aw_det_entry_ns(entry));
-    return aw_det_event_rules(det, entry, event, event_rowid, put, err);
+    int rc = aw_det_event_rules(det, entry, event, event_rowid, put, err);
+    return !rc && put == AW_PUT_DUPLICATE
+               ? aw_det_dead_letter_replayed(det, entry, event, err)
+               : rc;
 }
 
 int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,

@@ -68,9 +68,11 @@ void aw_detectors_free(aw_detectors *det);
  * entry is the raw entry it came from (for arrival time and evidence ids).
  * on_event also moves the clock to the entry's id time (the audit stream's
  * watermark); checks that come due run only in aw_detectors_advance. put is
- * what aw_store_put_event answered: DUPLICATE does nothing, CONFLICT only
- * raises tampered_on_redelivery (the stored first version is the one the
- * other rules already saw). */
+ * what aw_store_put_event answered: a DUPLICATE only counts as a copy (an
+ * earlier arrival; a copy on the audit stream after the event's dead
+ * letters, as Caracal's DLQ replay writes, resolves its
+ * audit_dead_lettered), CONFLICT only raises tampered_on_redelivery (the
+ * stored first version is the one the other rules already saw). */
 int aw_detectors_on_event(aw_detectors *det, const aw_raw_entry *entry,
                           const aw_audit_event *event, int64_t event_rowid,
                           aw_put_result put, aw_error *err);
@@ -107,7 +109,9 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
  * its entries may be read far ahead of the audit stream's backlog -- and
  * raises audit_dead_lettered about (zone, event id, request id), high,
  * critical for a Gateway call or an allow, so a DLQ copy of an event
- * indexed before, or a second copy, lands in the same alert.
+ * indexed before, or a second copy, lands in the same alert. Its event
+ * time is the dead letter's entry time, so a dead letter after the alert
+ * was resolved (by a replay copy, see on_event) reopens it.
  * on_dead_revocations follows on_revocations and raises
  * revocation_dead_lettered (critical) about the original revocation entry,
  * naming its anchors; a set naming no anchor raises nothing. */

@@ -18,8 +18,18 @@
  * bad signature: that is signature_invalid) raises the same kind about the
  * dead letter itself ("<stream>:<entry id>", no zone): Caracal gave up on
  * that evidence and auditwatch cannot read it either.
- * Both are raised when the dead letter arrives; nothing resolves them (the
- * evidence stays lost to Caracal).
+ * Both are raised when the dead letter arrives. A revocation_dead_lettered
+ * is never resolved (its enforcer gave up on it). An audit_dead_lettered is
+ * resolved by a copy of its event published on the audit stream after its
+ * newest dead letter: that copy is what Caracal's DLQ replay (`POST
+ * /api/audit/dlq/replay`) writes, re-publishing `data` and `sig` before it
+ * deletes the DLQ entry, and it gives Caracal's audit service another go
+ * at the ledger; failing again, the service dead-letters it again, and that
+ * reopens the alert. So the alert's event time is the dead letter's entry
+ * time (a second dead letter is a new gap), and a copy counts only when its
+ * entry time is past every dead letter the alert holds: the original and
+ * its redeliveries, read after their dead letter, resolve nothing. A
+ * replay copy read before its dead letter leaves the alert open.
  *
  * And what the daemon's poll of Caracal's consumer groups found
  * (aw_detectors_on_pipeline), judged outside (consumer/pipeline_watch.c):
@@ -41,6 +51,7 @@
  */
 #include "detectors/alerting.h"
 
+#include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +82,7 @@ int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
         .zone_id = event->zone_id,
         .request_id = event->request_id,
         .anchor = event->id,
-        .event_time_ns = event->occurred_at_ns,
+        .event_time_ns = aw_det_entry_ns(entry),
     };
     char *summary = aw_det_printf(
         "Caracal's audit service dead-lettered event %s (%s, decision %s, "
@@ -89,6 +100,64 @@ int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
                  : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     free(summary);
     aw_det_evidence_free(&ev);
+    return rc;
+}
+
+/* The newest id of the dead letters in an alert's evidence ("entry:<dead
+ * letter stream>/<id>" items), or false when it names none. */
+static bool newest_dead_letter(const char *evidence_json, aw_stream_id *newest)
+{
+    cJSON *items = cJSON_Parse(evidence_json ? evidence_json : "");
+    bool found = false;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, items)
+    {
+        const char *text = cJSON_GetStringValue(item);
+        const char *slash =
+            text && strncmp(text, "entry:", 6) == 0 ? strrchr(text, '/') : NULL;
+        aw_stream_id id;
+        if (slash &&
+            aw_stream_id_from_text(slash + 1, strlen(slash + 1), &id) ==
+                AW_OK &&
+            (!found || aw_stream_id_cmp(id, *newest) > 0)) {
+            *newest = id;
+            found = true;
+        }
+    }
+    cJSON_Delete(items);
+    return found;
+}
+
+int aw_det_dead_letter_replayed(aw_detectors *det, const aw_raw_entry *entry,
+                                const aw_audit_event *event, aw_error *err)
+{
+    if (!aw_seen_maybe(&det->seen,
+                       aw_det_key_alert(AW_ALERT_AUDIT_DEAD_LETTERED,
+                                        event->zone_id, event->id,
+                                        event->request_id)))
+        return AW_OK;
+    char id[33];
+    if (!aw_detectors_alert_id(AW_ALERT_AUDIT_DEAD_LETTERED, event->zone_id,
+                               event->id, event->request_id, id))
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    aw_alert *open;
+    int rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+    if (rc || !open)
+        return rc;
+    aw_stream_id newest;
+    /* Redis stamps both ids with one clock, but sequence numbers of two
+     * streams do not compare: the copy must be a millisecond later. */
+    bool after = newest_dead_letter(open->evidence_json, &newest) &&
+                 entry->id_ms > newest.ms;
+    free(open);
+    if (!after)
+        return AW_OK;
+    char *by = aw_det_printf("entry:%s/%s", entry->stream.ptr, entry->id.ptr);
+    rc = by ? aw_det_resolve(det, AW_ALERT_AUDIT_DEAD_LETTERED, event->zone_id,
+                             event->id, event->request_id, by,
+                             aw_det_entry_ns(entry), err)
+            : aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    free(by);
     return rc;
 }
 

@@ -332,7 +332,8 @@ typedef struct aw_alert {
     int64_t event_time_ns;     /* occurred_at of the evidence */
     int64_t raised_at_ns;      /* detector clock when raised */
     int64_t resolved_at_ns;    /* 0 while open */
-    const char *resolved_by;   /* event id that resolved it, or NULL */
+    const char *resolved_by;   /* what resolved it (an event id, an entry,
+                                  a group), or NULL */
     int64_t late_ns;           /* how late the resolving evidence came */
     const char *evidence_json; /* JSON array of event/entry ids */
     const char *summary;       /* one human sentence */

@@ -91,15 +91,30 @@ static aw_raw_entry *dlq_entry(const char *entry_id, const aw_test_audit *a,
     return entry(DLQ, entry_id, copy.kv, 5);
 }
 
+/* Caracal's DLQ replay of that event: the DLQ entry's src_data and
+ * src_sig re-published on the audit stream as data and sig, nothing else
+ * (services/audit/internal/server.go, replayDLQ). */
+static aw_raw_entry *replay_entry(const char *entry_id, const aw_test_audit *a)
+{
+    aw_test_dlq_copy copy;
+    aw_test_dlq_copy_of(a, key, NULL, &copy);
+    const char *kv[] = {"data", copy.data, "sig", copy.sig};
+    return entry(AUDIT, entry_id, kv, 2);
+}
+
 typedef struct alerts_seen {
     int n;
-    char severity[16], summary[512], zone[32], request[64];
+    aw_alert_state state;
+    char severity[16], summary[512], zone[32], request[64], resolved_by[128];
 } alerts_seen;
 
 static int keep_alert(const aw_alert *a, void *ud)
 {
     alerts_seen *s = ud;
     s->n++;
+    s->state = a->state;
+    snprintf(s->resolved_by, sizeof s->resolved_by, "%s",
+             a->resolved_by ? a->resolved_by : "");
     snprintf(s->severity, sizeof s->severity, "%s", a->severity);
     snprintf(s->summary, sizeof s->summary, "%s", a->summary ? a->summary : "");
     snprintf(s->zone, sizeof s->zone, "%s", a->zone_id ? a->zone_id : "");
@@ -358,6 +373,55 @@ Test(consumer_dead_letters, the_original_of_a_stored_dlq_copy_is_a_redelivery)
     commit(audit_entry("1779364808000-0", &a));
     cr_expect_eq(alerts_of("tampered_on_redelivery").n, 1,
                  "the DLQ copy's original is what is compared");
+}
+
+/* Caracal's DLQ replay re-publishes a dead-lettered event on the audit
+ * stream, which gives its audit service another go at the ledger: the
+ * alert is resolved by that copy, and reopened if Caracal dead-letters the
+ * event again. */
+Test(consumer_dead_letters, a_dlq_replay_resolves_and_a_new_dead_letter_reopens)
+{
+    aw_test_audit a = {.id = "evt-replayed", .request_id = "req-r"};
+    commit(audit_entry("1779364801000-0", &a));
+    commit(dlq_entry("1779364806000-0", &a, NULL));
+    cr_assert_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_OPEN);
+    commit(replay_entry("1779364900000-0", &a));
+    alerts_seen s = alerts_of("audit_dead_lettered");
+    cr_assert_eq(s.n, 1);
+    cr_expect_eq(s.state, AW_ALERT_RESOLVED, "the replay copy resolves it");
+    cr_expect_str_eq(s.resolved_by, "entry:" AUDIT "/1779364900000-0");
+    cr_expect_eq(events_with_id("evt-replayed"), 1, "the copy is no event");
+    cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
+    cr_expect_eq(alerts_of("signature_invalid").n, 0);
+
+    commit(dlq_entry("1779364960000-0", &a, NULL));
+    s = alerts_of("audit_dead_lettered");
+    cr_assert_eq(s.n, 1, "the same event, the same alert");
+    cr_expect_eq(s.state, AW_ALERT_OPEN, "dead-lettered again: open again");
+    commit(replay_entry("1779365000000-0", &a));
+    cr_expect_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_RESOLVED);
+}
+
+/* Only a copy published after every dead letter of the event is a replay:
+ * the original, read after its dead letter (a backlog), and a copy older
+ * than the newest dead letter resolve nothing. */
+Test(consumer_dead_letters,
+     copies_older_than_the_newest_dead_letter_resolve_nothing)
+{
+    aw_test_audit a = {.id = "evt-kept-open", .request_id = "req-k"};
+    commit(dlq_entry("1779364806000-0", &a, NULL));
+    commit(audit_entry("1779364801000-0", &a));
+    cr_expect_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_OPEN,
+                 "the original is older than its dead letter");
+    commit(dlq_entry("1779364830000-0", &a, NULL));
+    commit(replay_entry("1779364820000-0", &a));
+    cr_expect_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_OPEN,
+                 "dead-lettered again after that copy");
+    commit(replay_entry("1779364830000-5", &a));
+    cr_expect_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_OPEN,
+                 "the dead letter's millisecond is not after it");
+    commit(replay_entry("1779364831000-0", &a));
+    cr_expect_eq(alerts_of("audit_dead_lettered").state, AW_ALERT_RESOLVED);
 }
 
 /* After downtime the DLQ, a short stream, is read ahead of the audit

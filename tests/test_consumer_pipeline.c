@@ -96,6 +96,7 @@ static void assert_caracal_groups_untouched(redisContext *c)
 typedef struct alert_count {
     const char *kind;
     size_t want;
+    aw_alert_state state; /* 0: any */
 } alert_count;
 
 static int count_alert(const aw_alert *a, void *ud)
@@ -105,25 +106,31 @@ static int count_alert(const aw_alert *a, void *ud)
     return 0;
 }
 
-static size_t alerts_of(const char *kind)
+static size_t alerts_in(const char *kind, aw_alert_state state)
 {
     aw_store *store;
     aw_error err = {0};
     size_t n = 0;
     if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
         return 0;
-    if (aw_store_query_alerts(store, &(aw_alert_filter){.kind = kind},
+    if (aw_store_query_alerts(store,
+                              &(aw_alert_filter){.kind = kind, .state = state},
                               count_alert, &n, &err) != AW_OK)
         n = 0;
     aw_store_close(store);
     return n;
 }
 
+static size_t alerts_of(const char *kind)
+{
+    return alerts_in(kind, 0);
+}
+
 static bool has_alerts(void *ud)
 {
     const alert_count *want = ud;
     for (; want->kind; want++)
-        if (alerts_of(want->kind) < want->want)
+        if (alerts_in(want->kind, want->state) < want->want)
             return false;
     return true;
 }
@@ -192,7 +199,7 @@ Test(consumer_pipeline,
     aw_test_pipe_flush(&pipe);
 
     alert_count want[] = {
-        {"audit_dead_lettered", 1}, {"revocation_dead_lettered", 2}, {0}};
+        {"audit_dead_lettered", 1, 0}, {"revocation_dead_lettered", 2, 0}, {0}};
     cr_assert(aw_test_wait_for(has_alerts, want, 20000),
               "the dead letters were not alerted");
     const char *streams[] = {DLQ, DEAD, NULL};
@@ -226,6 +233,56 @@ Test(consumer_pipeline,
     aw_hmac_key_free(key);
 }
 
+/* What Caracal's DLQ replay (POST /api/audit/dlq/replay) does: the dead
+ * letter's src_data and src_sig re-published on the audit stream, then the
+ * DLQ entry deleted. The copy resolves the alert; deleting an entry the
+ * group already read is no lost evidence. */
+Test(consumer_pipeline, a_dlq_replay_resolves_its_dead_lettered_alert)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {c, 0, 0};
+    aw_test_proc daemon;
+    const char *args[] = {"--audit-hmac-key-file", keyfile, NULL};
+    aw_test_daemon_start(&daemon, dir, "replay", &redis, db, args, NULL);
+
+    aw_test_audit a = {.id = "evt-replay",
+                       .request_id = "req-replay",
+                       .event_type = "gateway_resource_request"};
+    xadd_dlq_copy(&pipe, key, DLQ, &a);
+    aw_test_pipe_flush(&pipe);
+    alert_count open[] = {{"audit_dead_lettered", 1, AW_ALERT_OPEN}, {0}};
+    cr_assert(aw_test_wait_for(has_alerts, open, 20000),
+              "the dead letter was not alerted");
+    const char *dlq[] = {DLQ, NULL};
+    cr_assert(aw_test_wait_no_pending(c, dlq, "auditwatch", 10000));
+
+    aw_test_dlq_copy copy;
+    aw_test_dlq_copy_of(&a, key, NULL, &copy);
+    const char *replayed[] = {"data", copy.data, "sig", copy.sig};
+    aw_test_pipe_xadd(&pipe, AUDIT, replayed, NULL, 2);
+    aw_test_pipe_flush(&pipe);
+    redisReply *r = redisCommand(c, "XRANGE %s - +", DLQ);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    redisReply *del =
+        redisCommand(c, "XDEL %s %s", DLQ, r->element[0]->element[0]->str);
+    cr_assert(del && del->type == REDIS_REPLY_INTEGER && del->integer == 1);
+    freeReplyObject(del);
+    freeReplyObject(r);
+
+    alert_count resolved[] = {{"audit_dead_lettered", 1, AW_ALERT_RESOLVED},
+                              {0}};
+    cr_assert(aw_test_wait_for(has_alerts, resolved, 20000),
+              "the replay copy did not resolve the alert");
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_expect_eq(alerts_of("audit_dead_lettered"), 1, "one alert, resolved");
+    cr_expect_eq(alerts_of("audit_evidence_trimmed"), 0,
+                 "the DLQ entry was read before its deletion");
+    cr_expect_eq(alerts_of("tampered_on_redelivery"), 0);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
 Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
 {
     aw_hmac_key *key = aw_test_key();
@@ -250,7 +307,7 @@ Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
     aw_test_pipe_flush(&pipe);
 
     alert_count want[] = {
-        {"audit_dead_lettered", 1}, {"revocation_dead_lettered", 1}, {0}};
+        {"audit_dead_lettered", 1, 0}, {"revocation_dead_lettered", 1, 0}, {0}};
     cr_assert(aw_test_wait_for(has_alerts, want, 20000),
               "dead letters of renamed streams were not alerted");
     const char *streams[] = {"tenant.audit.dlq", "tenant.revoke.dead", NULL};
