@@ -35,6 +35,7 @@ static const char usage[] =
     "                         [--audit-hmac-key-file FILE] [--streams-hmac-key-file FILE]\n"
     "                         [--calls-hmac-key-file FILE]\n"
     "                         [--grace-missing SECONDS] [--grace-revocation SECONDS]\n"
+    "                         [--audit-lookback SECONDS]\n"
     "                         [--format F] [--progress]\n\n"
     "Builds a fresh index at NEW_PATH from the entries of [--since, --until)\n"
     "(entry-id time), runs the detectors over them in entry-id order with the\n"
@@ -62,6 +63,9 @@ static const char usage[] =
     "  --grace-missing D      decision_missing/call_without_audit grace (300;\n"
     "                         seconds, or 30s, 5m, 2h, fractions too)\n"
     "  --grace-revocation D   access_after_revocation grace (5)\n"
+    "  --audit-lookback D     call_without_audit: audit evidence of a call whose\n"
+    "                         log gives its time may lie at most this long\n"
+    "                         before it (1h; 0: any time)\n"
     "  -f, --format F         table (default), json or csv, for the alerts\n"
     "  --progress             progress on stderr even when not a terminal\n\n"
     "Exit status: 0 replayed, 2 bad usage, 3 failure (bundle altered, Redis\n"
@@ -79,6 +83,7 @@ enum {
     OPT_CALLS_KEY,
     OPT_GRACE_MISSING,
     OPT_GRACE_REVOCATION,
+    OPT_AUDIT_LOOKBACK,
 };
 
 static const struct option options[] = {
@@ -93,6 +98,7 @@ static const struct option options[] = {
     {"calls-hmac-key-file", required_argument, NULL, OPT_CALLS_KEY},
     {"grace-missing", required_argument, NULL, OPT_GRACE_MISSING},
     {"grace-revocation", required_argument, NULL, OPT_GRACE_REVOCATION},
+    {"audit-lookback", required_argument, NULL, OPT_AUDIT_LOOKBACK},
     {0},
 };
 
@@ -151,6 +157,10 @@ static int on_option(int opt, const char *arg, void *ud)
         return aw_cli_duration_option(&command, "--grace-revocation", arg,
                                       AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
                                       &a->detectors.grace_revocation_ns);
+    case OPT_AUDIT_LOOKBACK:
+        return aw_cli_duration_option(&command, "--audit-lookback", arg,
+                                      AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+                                      &a->detectors.audit_lookback_ns);
     }
     return AW_EXIT_USAGE;
 }
@@ -465,9 +475,11 @@ out:
 
 int aw_cmd_replay(int argc, char **argv)
 {
-    replay_args a = {.now_ns = aw_cli_now_ns(),
-                     .detectors = {AW_DEFAULT_GRACE_MISSING_NS,
-                                   AW_DEFAULT_GRACE_REVOCATION_NS}};
+    replay_args a = {
+        .now_ns = aw_cli_now_ns(),
+        .detectors = {.grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
+                      .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
+                      .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS}};
     aw_cli_common common;
     feeder *f;
     int first, rc;

@@ -62,6 +62,9 @@ static const char usage_text[] =
     "  --grace-missing DURATION    wait for a missing decision or audit (default 300;\n"
     "                              seconds, or 30s, 5m, 2h, fractions too)\n"
     "  --grace-revocation DURATION revocation propagation grace (default 5)\n"
+    "  --audit-lookback DURATION   an observed call whose log gives its time needs\n"
+    "                              audit evidence from at most this long before it\n"
+    "                              (default 1h; 0: any time)\n"
     "Reading:\n"
     "  --batch N                   entries per stream and read (default 1000)\n"
     "  --block-ms N                how long a caught-up read waits (default 1000 ms;\n"
@@ -115,6 +118,7 @@ enum {
     OPT_CALLS_KEY_FILE,
     OPT_GRACE_MISSING,
     OPT_GRACE_REVOCATION,
+    OPT_AUDIT_LOOKBACK,
     OPT_BATCH,
     OPT_BLOCK_MS,
     OPT_CLAIM_IDLE_MS,
@@ -152,6 +156,7 @@ static const struct option long_options[] = {
     {"calls-hmac-key-file", required_argument, NULL, OPT_CALLS_KEY_FILE},
     {"grace-missing", required_argument, NULL, OPT_GRACE_MISSING},
     {"grace-revocation", required_argument, NULL, OPT_GRACE_REVOCATION},
+    {"audit-lookback", required_argument, NULL, OPT_AUDIT_LOOKBACK},
     {"batch", required_argument, NULL, OPT_BATCH},
     {"block-ms", required_argument, NULL, OPT_BLOCK_MS},
     {"claim-idle-ms", required_argument, NULL, OPT_CLAIM_IDLE_MS},
@@ -318,6 +323,11 @@ static int on_option(int opt, const char *arg, void *ud)
                                     AW_CLI_GRACE_MAX_NS,
                                     &a->detectors.grace_revocation_ns);
         break;
+    case OPT_AUDIT_LOOKBACK:
+        rc = aw_cli_duration_option(&command, src, arg, AW_CLI_SECONDS,
+                                    AW_CLI_GRACE_MAX_NS,
+                                    &a->detectors.audit_lookback_ns);
+        break;
     case OPT_BATCH:
         if (!(rc = count_option(src, arg, 1, 100000, &n)))
             c->count = (size_t)n;
@@ -456,7 +466,8 @@ static int parse_args(run_args *a, int argc, char **argv)
     aw_daemon_config_init(&a->config);
     a->detectors = (aw_detector_config){
         .grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
-        .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS};
+        .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
+        .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS};
     a->config.ingest.detectors = &a->detectors;
     a->redis_url = "redis://127.0.0.1:6379";
     if ((rc = apply_environment(a)) != 0)

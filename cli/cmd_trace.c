@@ -355,8 +355,9 @@ static int add_call(const aw_call_row *c, void *ud)
         !set_text(r, COL_TYPE, "observed_call") ||
         !set_printf(r, COL_STATUS, "%d", c->status) ||
         !set_text(r, COL_RESOURCE, c->resource) ||
-        !set_printf(r, COL_DETAIL, "%s %s%s%sstream=%s",
+        !set_printf(r, COL_DETAIL, "%s time=%s %s%s%sstream=%s",
                     c->is_signed ? "signed" : "unsigned",
+                    c->time_is_logged ? "logged" : "arrival",
                     c->source ? "source=" : "", c->source ? c->source : "",
                     c->source ? " " : "", c->stream))
         return nomem(t);

@@ -376,7 +376,8 @@ int aw_cli_call_record(aw_store *store, const aw_call_row *row, cJSON **out,
               add_text(call, "zone_id", row->zone_id) &&
               add_text(call, "resource", row->resource) &&
               add_text(call, "source", row->source) &&
-              cJSON_AddBoolToObject(aw, "signed", row->is_signed);
+              cJSON_AddBoolToObject(aw, "signed", row->is_signed) &&
+              cJSON_AddBoolToObject(aw, "time_logged", row->time_is_logged);
     if (!ok) {
         cJSON_Delete(aw);
         aw = NULL;

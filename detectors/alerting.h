@@ -236,8 +236,15 @@ int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
                                    const char *request_id, int64_t deadline_ns,
                                    int64_t rowid, aw_error *err);
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
-                                const char *request_id, int64_t deadline_ns,
-                                int64_t ref, aw_error *err);
+                                const char *request_id, int64_t floor_ns,
+                                int64_t deadline_ns, int64_t ref,
+                                aw_error *err);
+/* The earliest occurred_at of an audit event that counts for an observed
+ * call of occurred_ns: audit_lookback before it when its log gives its
+ * time, else INT64_MIN (a stand-in time bounds nothing: the call happened
+ * at or before it). */
+int64_t aw_det_audit_floor(const aw_detectors *det, int64_t occurred_ns,
+                           bool time_is_logged);
 /* max(occurred, arrival) + grace_missing. */
 int64_t aw_det_missing_deadline(const aw_detectors *det, int64_t occurred_ns,
                                 int64_t arrival_ns);

@@ -545,12 +545,15 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
     aw_detector_config defaults = {
         .grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
         .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
+        .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS,
     };
     if (!config)
         config = &defaults;
-    if (config->grace_missing_ns < 0 || config->grace_revocation_ns < 0)
+    if (config->grace_missing_ns < 0 || config->grace_revocation_ns < 0 ||
+        config->audit_lookback_ns < 0)
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
-                               "detector grace periods must not be negative");
+                               "detector grace periods and the audit lookback "
+                               "must not be negative");
     aw_detectors *det = calloc(1, sizeof *det);
     if (!det || aw_seen_init(&det->seen, SEEN_LOG2_BITS) ||
         aw_det_histories_new(det)) {

@@ -38,11 +38,18 @@ typedef struct aw_detector_config {
     int64_t grace_missing_ns;    /* decision_missing, call_without_audit */
     int64_t grace_revocation_ns; /* access_after_revocation */
     size_t max_waiting_checks;   /* kept in memory; 0: the default */
+    /* call_without_audit: an audit event counts for a call whose log gives
+     * its time only if it occurred at most this long before it; 0: any
+     * time before. */
+    int64_t audit_lookback_ns;
 } aw_detector_config;
 
 #define AW_DEFAULT_GRACE_MISSING_NS    (300LL * 1000000000LL)
 #define AW_DEFAULT_GRACE_REVOCATION_NS (5LL * 1000000000LL)
 #define AW_DEFAULT_MAX_WAITING_CHECKS  (128 * 1024) /* 3 MiB */
+/* Caracal's longest grant (the STS's MAX_GRANT_TTL_SECONDS default): no
+ * token it issued outlives this, and clocks are far closer than that. */
+#define AW_DEFAULT_AUDIT_LOOKBACK_NS (3600LL * 1000000000LL)
 
 /* The alert kinds (the `kind` of aw_alert). */
 #define AW_ALERT_DECISION_MISSING        "decision_missing"

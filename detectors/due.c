@@ -140,8 +140,10 @@ static int rebuild_call(const aw_call_row *row, void *ud)
         aw_det_missing_deadline(r->det, row->occurred_at_ns, arrival);
     if (deadline <= r->clock_ns)
         return 0;
-    return aw_det_missing_expect_audit(r->det, row->zone_id, row->request_id,
-                                       deadline, row->rowid, r->err);
+    return aw_det_missing_expect_audit(
+        r->det, row->zone_id, row->request_id,
+        aw_det_audit_floor(r->det, row->occurred_at_ns, row->time_is_logged),
+        deadline, row->rowid, r->err);
 }
 
 static int read_meta(aw_store *store, const char *key, int64_t *value,

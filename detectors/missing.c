@@ -19,6 +19,14 @@
  * call_without_audit: an observed call (resource-server or proxy log) with
  * request id R and a success status must be accompanied by some audit
  * event with request id R (in the call's zone when the log names one).
+ * When the log gives the call's time, that event must have occurred at
+ * most audit_lookback before it: clients choose request ids, so a call
+ * made around the Gateway with the id of an old audited request, or a
+ * captured request replayed later, must not pass for audited. Caracal's
+ * own evidence of a call is never that far from it (the token_exchange
+ * just before the Gateway forwards it, the Gateway's event at its end).
+ * A call whose time is a stand-in (the log had none) bounds nothing. The
+ * same rule decides which arriving event resolves the alert.
  *
  * Both wait for the counterpart until a deadline, max(occurred_at, arrival)
  * + grace_missing, so evidence published late from replay files still gets
@@ -90,15 +98,25 @@ static int keep_first_arrival(const aw_event_row *event, void *ud)
     return counterpart_set(cp, event);
 }
 
-/* Any audit event of request in zone (zone NULL: any zone): the
- * counterpart of an observed call. */
+int64_t aw_det_audit_floor(const aw_detectors *det, int64_t occurred_ns,
+                           bool time_is_logged)
+{
+    if (!time_is_logged || det->config.audit_lookback_ns == 0)
+        return INT64_MIN;
+    return aw_det_add_ns(occurred_ns, -det->config.audit_lookback_ns);
+}
+
+/* Any audit event of request in zone (zone NULL: any zone) that occurred
+ * at or after floor_ns: the counterpart of an observed call. */
 static int find_any_event(aw_detectors *det, const char *zone_id,
-                          const char *request_id, counterpart *cp,
-                          aw_error *err)
+                          const char *request_id, int64_t floor_ns,
+                          counterpart *cp, aw_error *err)
 {
     aw_event_filter filter = {
         .request_id = request_id,
         .zone_id = zone_id,
+        .has_since = floor_ns != INT64_MIN,
+        .since_ns = floor_ns,
         .key_columns_only = true,
         .any_order = true,
     };
@@ -366,12 +384,12 @@ int aw_det_missing_expect_decision(aw_detectors *det, const char *zone_id,
 }
 
 int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
-                                const char *request_id, int64_t deadline_ns,
-                                int64_t ref, aw_error *err)
+                                const char *request_id, int64_t floor_ns,
+                                int64_t deadline_ns, int64_t ref, aw_error *err)
 {
     aw_det_due_seen(det, AW_PENDING_CALL_WITHOUT_AUDIT, ref);
     counterpart cp = {0};
-    int rc = find_any_event(det, zone_id, request_id, &cp, err);
+    int rc = find_any_event(det, zone_id, request_id, floor_ns, &cp, err);
     free(cp.event_id);
     if (rc || (cp.found && cp.arrived_ns <= deadline_ns))
         return rc;
@@ -399,6 +417,65 @@ static int settle_decision_missing(aw_detectors *det,
                           err);
 }
 
+/* Whether an audit event of occurred_ns counts for one successful call of
+ * zone_id (NULL: calls that name no zone). */
+typedef struct answered {
+    const aw_detectors *det;
+    const char *zone_id;
+    int64_t occurred_ns;
+    bool any;
+} answered;
+
+static int note_answered(const aw_call_row *call, void *ud)
+{
+    answered *a = ud;
+    bool zone_matches =
+        a->zone_id ? call->zone_id && strcmp(call->zone_id, a->zone_id) == 0
+                   : !call->zone_id;
+    a->any = zone_matches && aw_status_is_success(call->status) &&
+             a->occurred_ns >= aw_det_audit_floor(a->det, call->occurred_at_ns,
+                                                  call->time_is_logged);
+    return a->any;
+}
+
+/* An audit event arrived: it answers a call logged in its zone or in no
+ * zone, so it resolves their open call_without_audit alert when it counts
+ * for the call that raised it (the one at the alert's event time). */
+static int settle_calls_without_audit(aw_detectors *det,
+                                      const aw_audit_event *event,
+                                      int64_t arrival, aw_error *err)
+{
+    const char *zones[] = {event->zone_id, NULL};
+    int rc = AW_OK;
+    for (size_t i = 0; !rc && i < 2; i++) {
+        if (!aw_seen_maybe(&det->seen,
+                           aw_det_key_alert(AW_ALERT_CALL_WITHOUT_AUDIT,
+                                            zones[i], NULL, event->request_id)))
+            continue;
+        char id[33];
+        if (!aw_detectors_alert_id(AW_ALERT_CALL_WITHOUT_AUDIT, zones[i], NULL,
+                                   event->request_id, id))
+            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+        aw_alert *open;
+        rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+        if (rc || !open)
+            continue;
+        int64_t raised_by = open->event_time_ns;
+        free(open);
+        answered a = {det, zones[i], event->occurred_at_ns, false};
+        rc = aw_det_store_result(
+            aw_store_query_calls(det->store, 0, event->request_id, raised_by,
+                                 aw_det_add_ns(raised_by, 1), note_answered, &a,
+                                 err),
+            err);
+        if (!rc && a.any)
+            rc =
+                aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, zones[i], NULL,
+                               event->request_id, event->id, arrival, err);
+    }
+    return rc;
+}
+
 int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
                             const aw_audit_event *event, int64_t event_rowid,
                             aw_error *err)
@@ -421,14 +498,7 @@ int aw_det_missing_on_event(aw_detectors *det, const aw_raw_entry *entry,
         if (!rc)
             rc = settle_decision_missing(det, event, arrival, err);
     }
-    /* Any audit event answers a call logged in its zone or in no zone. */
-    if (!rc)
-        rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, event->zone_id,
-                            NULL, event->request_id, event->id, arrival, err);
-    if (!rc)
-        rc = aw_det_resolve(det, AW_ALERT_CALL_WITHOUT_AUDIT, NULL, NULL,
-                            event->request_id, event->id, arrival, err);
-    return rc;
+    return rc ? rc : settle_calls_without_audit(det, event, arrival, err);
 }
 
 static int copy_arrival(const aw_event_row *row, void *ud)
@@ -470,6 +540,7 @@ int aw_det_missing_on_call(aw_detectors *det, const aw_raw_entry *entry,
         return AW_OK;
     return aw_det_missing_expect_audit(
         det, call->zone_id, call->request_id,
+        aw_det_audit_floor(det, call->occurred_at_ns, call->time_is_logged),
         aw_det_missing_deadline(det, call->occurred_at_ns,
                                 aw_det_entry_ns(entry)),
         call_rowid, err);
@@ -486,6 +557,7 @@ typedef struct evidence_row {
     const char *stream, *entry_id;
     int status; /* upstream status, or the call's status */
     int64_t occurred_at_ns;
+    bool time_is_logged;     /* an observed call's */
     size_t calls, decisions; /* the request's pairing, for a Gateway
                                       call */
 } evidence_row;
@@ -528,6 +600,7 @@ static int copy_call(const aw_call_row *call, void *ud)
                           call->stream,   call->entry_id};
     row->status = call->status;
     row->occurred_at_ns = call->occurred_at_ns;
+    row->time_is_logged = call->time_is_logged;
     return copy_evidence(row, src);
 }
 
@@ -565,18 +638,23 @@ static void fill_call_without_audit(const aw_detectors *det,
                                     const evidence_row *call, aw_alert *alert,
                                     aw_det_evidence *ev)
 {
-    char when[40], grace[32];
+    char when[40], grace[32], lookback[32];
+    bool bounded = aw_det_audit_floor(det, call->occurred_at_ns,
+                                      call->time_is_logged) != INT64_MIN;
     alert->kind = AW_ALERT_CALL_WITHOUT_AUDIT;
     alert->severity = "high";
     alert->summary = aw_det_printf(
         "Observed call for request %s (status %d, resource %s, source %s) at "
-        "%s has no audit event %s%s within the %s grace window.",
+        "%s has no audit event %s%s within the %s grace window%s%s%s.",
         call->request_id, call->status, aw_det_or_unknown(call->resource),
         aw_det_or_unknown(call->source),
         aw_time_format(call->occurred_at_ns, when, sizeof when),
         call->zone_id ? "in zone " : "in any zone",
         call->zone_id ? call->zone_id : "",
-        aw_det_seconds(det->config.grace_missing_ns, grace));
+        aw_det_seconds(det->config.grace_missing_ns, grace),
+        bounded ? " that occurred at most " : "",
+        bounded ? aw_det_seconds(det->config.audit_lookback_ns, lookback) : "",
+        bounded ? " before it" : "");
     aw_det_evidence_add(ev, "entry", call->stream, call->entry_id);
 }
 
@@ -633,7 +711,10 @@ static int check_call(aw_detectors *det, const evidence_row *call,
                       int64_t deadline_ns, aw_error *err)
 {
     counterpart cp = {0};
-    int rc = find_any_event(det, call->zone_id, call->request_id, &cp, err);
+    int rc = find_any_event(
+        det, call->zone_id, call->request_id,
+        aw_det_audit_floor(det, call->occurred_at_ns, call->time_is_logged),
+        &cp, err);
     if (!rc && !(cp.found && cp.arrived_ns <= deadline_ns))
         rc = conclude(det, AW_PENDING_CALL_WITHOUT_AUDIT, call, &cp, err);
     free(cp.event_id);

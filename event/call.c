@@ -83,6 +83,7 @@ static int read_call_fields(const aw_raw_entry *entry, call_draft *d,
                                aw_quote(status.ptr, status.len, q));
     if (when.ptr == NULL)
         return aw_entry_time_ns(entry, &d->call.occurred_at_ns, err);
+    d->call.time_is_logged = true;
     rc =
         aw_time_parse_rfc3339(when.ptr, when.len, &d->call.occurred_at_ns, err);
     if (rc != AW_OK)
@@ -191,6 +192,8 @@ static int read_call_json(const aw_json *root, const char *const *names,
     if (!has_status)
         return aw_error_reject(err, AW_REJECT_MISSING_FIELD, "%s is missing",
                                names[C_STATUS]);
+    d->call.time_is_logged =
+        m[C_TIME].type != AW_JSON_ABSENT && m[C_TIME].type != AW_JSON_NULL;
     if ((rc = json_time_ns(&m[C_TIME], names[C_TIME], fallback_ns,
                            &d->call.occurred_at_ns, err)) ||
         (rc = aw_json_text(&m[C_ZONE], names[C_ZONE], AW_MAX_ID_BYTES, &d->zone,

@@ -444,6 +444,9 @@ typedef struct aw_observed_call {
     const char *request_id; /* required */
     int status;             /* HTTP status; required */
     int64_t occurred_at_ns; /* occurred_at, else the entry id's time */
+    /* occurred_at came from the log itself, not from when the line reached
+     * auditwatch (a stand-in: the call happened at or before it). */
+    bool time_is_logged;
     const char *zone_id;
     const char *resource;
     const char *source;

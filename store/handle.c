@@ -70,7 +70,8 @@
 #define CALL_COLUMNS                                                           \
     "SELECT c.rowid, c.entry_rowid, " STREAM_NAME ", n.id_ms, n.id_seq, "      \
     "c.request_id, c.status, c.occurred_at, c.zone_id, c.resource, "           \
-    "c.source, c.is_signed FROM calls c JOIN entries n ON n.rowid = c.entry_rowid WHERE "
+    "c.source, c.is_signed, c.time_is_logged FROM calls c JOIN entries n "     \
+    "ON n.rowid = c.entry_rowid WHERE "
 #define ENTRY_COLUMNS                                                          \
     "SELECT n.rowid, " STREAM_NAME ", n.id_ms, n.id_seq, n.raw, "              \
     "n.orig_size, n.chain, n.zstd_dict FROM entries n "
@@ -135,8 +136,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "rowid = ?3))",
     [STMT_CALL_ADD] =
         "INSERT INTO calls(entry_rowid, request_id, status, occurred_at, "
-        "zone_id, resource, source, is_signed) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "zone_id, resource, source, is_signed, time_is_logged) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [STMT_REJECTED_ADD] = "INSERT INTO rejected(entry_rowid, reason, detail) "
                           "VALUES (?1, ?2, ?3)",
     [STMT_CHECKPOINT_SET] =

@@ -646,6 +646,7 @@ int aw_store_put_call(aw_store *store, int64_t entry_rowid,
     sqlite3_bind_text(add, 6, call->resource, -1, SQLITE_STATIC);
     sqlite3_bind_text(add, 7, call->source, -1, SQLITE_STATIC);
     sqlite3_bind_int(add, 8, call->is_signed);
+    sqlite3_bind_int(add, 9, call->time_is_logged);
     rc = store_exec_stmt(store, add, err, "store call");
     if (rc == AW_OK)
         *call_rowid = sqlite3_last_insert_rowid(store->db);

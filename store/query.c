@@ -505,6 +505,7 @@ static int call_row(sqlite3_stmt *stmt, void *ctx)
         .resource = store_column_text(stmt, 9),
         .source = store_column_text(stmt, 10),
         .is_signed = sqlite3_column_int(stmt, 11) != 0,
+        .time_is_logged = sqlite3_column_int(stmt, 12) != 0,
     };
     return c->fn.call(&row, c->ud);
 }

@@ -275,7 +275,8 @@ typedef struct aw_call_row {
     const char *zone_id;
     const char *resource;
     const char *source;
-    bool is_signed; /* its `_sig` verified at ingest */
+    bool is_signed;      /* its `_sig` verified at ingest */
+    bool time_is_logged; /* occurred_at is the log's, not a stand-in */
 } aw_call_row;
 
 typedef int (*aw_call_row_fn)(const aw_call_row *row, void *ud);

@@ -36,14 +36,16 @@ static cw_result try_value(const char *cmd, const char *option,
 }
 
 static const char *const commands[] = {"run", "replay"};
-static const char *const options[] = {"--grace-missing", "--grace-revocation"};
+static const char *const options[] = {"--grace-missing", "--grace-revocation",
+                                      "--audit-lookback"};
+#define NOPTIONS (sizeof options / sizeof *options)
 
 Test(cli_durations, seconds_flags_take_units_and_fractions_in_run_and_replay)
 {
     const char *good[] = {"30",   "30s",   "5m", "2h",   "0.5",
                           "1.5m", "0.25h", "1d", "250ms"};
     for (size_t c = 0; c < 2; c++)
-        for (size_t o = 0; o < 2; o++)
+        for (size_t o = 0; o < NOPTIONS; o++)
             for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
                 cw_result r = try_value(commands[c], options[o], good[i]);
                 cr_expect_eq(r.status, 2, "%s %s %s", commands[c], options[o],

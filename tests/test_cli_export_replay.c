@@ -381,6 +381,74 @@ static bool clock_past_entries(void *ud)
     return past;
 }
 
+/* The alerts of a replay from Redis of the last ten minutes, as
+ * "kind:request " words. */
+static char *replayed_alerts(const char *url, const char *db,
+                             const char *lookback)
+{
+    char fresh[PATH_MAX];
+    aw_test_path(w.dir, db, fresh);
+    cw_result r =
+        cw_run(&w,
+               ARGS("replay", "--from-redis", url, "--since", "-10m", "--until",
+                    "now", "--db", fresh, "--grace-missing", "0",
+                    "--audit-lookback", lookback, "-f", "json"),
+               NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cJSON *rows = cw_json_lines(r.out), *row;
+    static char kinds[256];
+    kinds[0] = '\0';
+    cJSON_ArrayForEach(row, rows)
+    {
+        strcat(kinds, cw_str(row, "kind"));
+        strcat(kinds, ":");
+        strcat(kinds, cw_str(row, "request_id"));
+        strcat(kinds, " ");
+    }
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+    return kinds;
+}
+
+/* A call whose log dates it two hours after the only audit event of its
+ * request id is no audited call; with the lookback off it passes, and a
+ * call whose log gives no time is judged as before. */
+Test(cli_export_replay, replay_applies_the_audit_lookback_to_logged_call_times)
+{
+    aw_test_redis redis;
+    char url[64];
+    aw_test_redis_start(&redis, false);
+    aw_test_redis_url(&redis, url);
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_pipe pipe = {.c = c};
+    const char *requests[] = {"req-logged", "req-unlogged"};
+    for (int i = 0; i < 2; i++)
+        aw_test_pipe_audit(
+            &pipe, "caracal.audit.events", NULL,
+            &(aw_test_audit){.id = requests[i],
+                             .request_id = requests[i],
+                             .occurred_at = "2026-05-21T12:00:00Z"});
+    aw_test_pipe_xadd(&pipe, "auditwatch.calls",
+                      (const char *[]){"request_id", "req-logged", "status",
+                                       "200", "occurred_at",
+                                       "2026-05-21T14:00:00Z"},
+                      NULL, 3);
+    aw_test_pipe_xadd(
+        &pipe, "auditwatch.calls",
+        (const char *[]){"request_id", "req-unlogged", "status", "200"}, NULL,
+        2);
+    aw_test_pipe_flush(&pipe);
+    redisFree(c);
+    cr_assert(aw_test_wait_for(clock_past_entries, &redis, 5000),
+              "the wall clock is not past the newest entry");
+
+    const char *kinds = replayed_alerts(url, "lookback.db", "1h");
+    cr_expect_str_eq(kinds, "call_without_audit:req-logged ");
+    kinds = replayed_alerts(url, "no-lookback.db", "0");
+    cr_expect_str_eq(kinds, "", "with the lookback off: %s", kinds);
+    aw_test_redis_stop(&redis);
+}
+
 Test(cli_export_replay,
      replay_from_redis_reads_every_stream_of_the_window_without_a_group)
 {

@@ -137,6 +137,8 @@ Test(cli_trace, decodes_policies_diagnostics_and_the_whole_delegation_chain)
     cr_expect_str_eq(cw_str(call, "status"),
                      "200"); /* the stream field, as written */
     cr_expect_eq(member(member(aw_of(call), "call"), "status")->valueint, 200);
+    cr_expect(cJSON_IsFalse(member(aw_of(call), "time_logged")),
+              "the line had no time: its arrival stands in: %s", r.out);
     cr_expect_str_eq(cw_str(aw_of(cJSON_GetArrayItem(rows, 3)), "source"),
                      "revocation");
     cJSON_Delete(rows);

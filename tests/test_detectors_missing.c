@@ -314,6 +314,116 @@ Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
                  AW_ALERT_RESOLVED);
 }
 
+/* ---- The lookback: how old an answering audit event may be --------------- */
+
+/* Clients choose request ids: a call made around the Gateway with the id of
+ * an audited request two hours old, or that request replayed, is no
+ * audited call. The lookback is 1 h (the default). */
+static void old_event(const char *id, int64_t occurred, int64_t arrival)
+{
+    dw_audit e = {.id = id,
+                  .type = "token_exchange",
+                  .request = "req-9",
+                  .occurred_ms = occurred,
+                  .arrival_ms = arrival};
+    cr_assert_eq(dw_feed_audit(&w, &e), AW_PUT_INSERTED);
+}
+
+Test(call_without_audit, an_event_older_than_the_lookback_does_not_count)
+{
+    old_event("e-old", 0, 0);
+    dw_call c = {.request = "req-9",
+                 .status = 200,
+                 .occurred_ms = DW_S(7200),
+                 .arrival_ms = DW_S(7200),
+                 .logged = true};
+    dw_feed_call(&w, &c);
+    dw_advance(&w, DW_S(7501));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
+    cr_expect_eq(a.state, AW_ALERT_OPEN);
+    cr_expect_not_null(strstr(a.summary, "at most 3600 s before it"), "%s",
+                       a.summary);
+}
+
+Test(call_without_audit, an_event_within_the_lookback_counts)
+{
+    old_event("e-recent", DW_S(7200 - 3600), DW_S(7200 - 3600));
+    dw_call c = {.request = "req-9",
+                 .status = 200,
+                 .occurred_ms = DW_S(7200),
+                 .arrival_ms = DW_S(7200),
+                 .logged = true};
+    dw_feed_call(&w, &c);
+    dw_advance(&w, DW_S(7501));
+    cr_expect_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
+}
+
+/* A log line without a time gets its arrival as a stand-in: the call
+ * happened at or before it, so any earlier event may be its evidence. */
+Test(call_without_audit, a_stand_in_time_takes_any_earlier_event)
+{
+    old_event("e-old", 0, 0);
+    dw_call c = {.request = "req-9",
+                 .status = 200,
+                 .occurred_ms = DW_S(7200),
+                 .arrival_ms = DW_S(7200)};
+    dw_feed_call(&w, &c);
+    dw_advance(&w, DW_S(7501));
+    cr_expect_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
+}
+
+/* The same rule picks the late event that resolves the alert, so the
+ * outcome does not depend on whether the old event came before or after
+ * the deadline; and it holds for checks rebuilt after a restart. */
+Test(call_without_audit, only_an_event_within_the_lookback_resolves)
+{
+    old_event("e-old", 0, 0);
+    dw_call c = {.request = "req-9",
+                 .status = 200,
+                 .occurred_ms = DW_S(7200),
+                 .arrival_ms = DW_S(7200),
+                 .logged = true};
+    dw_feed_call(&w, &c);
+    dw_reopen(&w);
+    dw_advance(&w, DW_S(7501));
+    cr_assert_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9").state,
+                 AW_ALERT_OPEN,
+                 "the old event does not count after a restart either");
+    old_event("e-older", DW_S(10), DW_S(7600));
+    cr_expect_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9").state,
+                 AW_ALERT_OPEN, "nor does an old event read late");
+    old_event("e-late", DW_S(7199), DW_S(7700));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
+    cr_expect_eq(a.state, AW_ALERT_RESOLVED);
+    cr_expect_str_eq(a.resolved_by, "e-late");
+}
+
+/* A request id reused two hours later: the late event of the first call
+ * is no evidence of the second, whose alert it is. */
+Test(call_without_audit, an_event_of_an_earlier_call_does_not_resolve_a_later)
+{
+    old_event("e-first", 0, 0);
+    dw_call first = {.request = "req-9",
+                     .status = 200,
+                     .occurred_ms = 0,
+                     .arrival_ms = 0,
+                     .logged = true};
+    dw_call again = {.request = "req-9",
+                     .status = 200,
+                     .occurred_ms = DW_S(7200),
+                     .arrival_ms = DW_S(7200),
+                     .logged = true};
+    dw_feed_call(&w, &first);
+    dw_feed_call(&w, &again);
+    dw_advance(&w, DW_S(7501));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
+    cr_assert_eq(a.state, AW_ALERT_OPEN);
+    cr_expect_eq(a.event_time_ns, DW_NS(DW_S(7200)), "raised by the second");
+    old_event("e-first-late", DW_S(5), DW_S(7600));
+    cr_expect_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9").state,
+                 AW_ALERT_OPEN);
+}
+
 /* ---- One to one: request ids repeat (DESIGN §2.4) ------------------------ */
 
 static void decision_as(const char *id, const char *request,

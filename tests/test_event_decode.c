@@ -1034,6 +1034,7 @@ Test(event_decode, call_entry_reads_every_field)
     cr_expect_str_eq(call->request_id, "r-1");
     cr_expect_eq(call->status, 204);
     cr_expect_eq(call->occurred_at_ns, 1779364800500000000LL);
+    cr_expect(call->time_is_logged);
     cr_expect_str_eq(call->zone_id, "z");
     cr_expect_str_eq(call->resource, "/v1/x");
     cr_expect_str_eq(call->source, "nginx-edge");
@@ -1049,6 +1050,7 @@ Test(event_decode, call_entry_without_time_takes_the_entry_time)
                              NULL, &call, &err),
                  AW_OK, "%s", err.msg);
     cr_expect_eq(call->occurred_at_ns, 1779364900123000000LL);
+    cr_expect_not(call->time_is_logged, "the entry time is a stand-in");
     cr_expect_null(call->zone_id);
     cr_expect_null(call->source);
     aw_observed_call_free(call);
@@ -1149,21 +1151,25 @@ Test(event_decode, ndjson_call_reads_every_time_form)
     static const struct {
         const char *line;
         int64_t ns;
+        bool logged; /* else the fallback stands in */
     } cases[] = {
         {"{\"request_id\":\"r\",\"status\":200,\"occurred_at\":1716300000}",
-         1716300000000000000LL},
+         1716300000000000000LL, true},
         {"{\"request_id\":\"r\",\"status\":200,"
          "\"occurred_at\":\"1716300000.123456789\"}",
-         1716300000123456789LL},
+         1716300000123456789LL, true},
         {"{\"request_id\":\"r\",\"status\":200,"
          "\"occurred_at\":\"2026-05-21T14:00:00-07:00\"}",
-         1779397200000000000LL},
-        {"{\"request_id\":\"r\",\"status\":200}", 42},
-        {"{\"request_id\":\"r\",\"status\":200,\"occurred_at\":null}", 42},
+         1779397200000000000LL, true},
+        {"{\"request_id\":\"r\",\"status\":200}", 42, false},
+        {"{\"request_id\":\"r\",\"status\":200,\"occurred_at\":null}", 42,
+         false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         aw_observed_call *call = call_json_ok(cases[i].line, NULL);
         cr_expect_eq(call->occurred_at_ns, cases[i].ns, "%s", cases[i].line);
+        cr_expect_eq(call->time_is_logged, cases[i].logged, "%s",
+                     cases[i].line);
         aw_observed_call_free(call);
     }
 }

@@ -23,7 +23,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 16
+#define NEWEST_SCHEMA 17
 
 static int count_events(const aw_event_row *row, void *ud)
 {
@@ -772,4 +772,50 @@ Test(store_open, an_index_of_schema_15_counts_its_request_tiers)
         AW_OK, "%s", err.msg);
     cr_expect_str_eq(found, "ev-1 ev-3 ev-2");
     cr_expect_eq(meta_value("request_tier_rows_0"), 2);
+}
+
+static void store_call(const char *entry_id, bool time_is_logged)
+{
+    aw_error err = {0};
+    cr_assert_eq(aw_store_begin(fx.store, &err), AW_OK, "%s", err.msg);
+    aw_raw_entry *entry = fixture_entry("auditwatch.calls", entry_id, "x");
+    int64_t rowid, call_rowid;
+    aw_put_result result;
+    cr_assert_eq(aw_store_put_entry(fx.store, entry, &rowid, &result, &err),
+                 AW_OK, "%s", err.msg);
+    aw_raw_entry_free(entry);
+    aw_observed_call call = {.request_id = "req-1",
+                             .status = 200,
+                             .occurred_at_ns = 1000,
+                             .time_is_logged = time_is_logged};
+    cr_assert_eq(aw_store_put_call(fx.store, rowid, &call, &call_rowid, &err),
+                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_commit(fx.store, &err), AW_OK, "%s", err.msg);
+}
+
+static int count_logged_times(const aw_call_row *row, void *ud)
+{
+    ++((int *)ud)[row->time_is_logged];
+    return 0;
+}
+
+/* Schema 17 records whether a call's time is its log's: calls of older
+ * indexes did not say, and read as stand-ins (their detector rule stays as
+ * it was). */
+Test(store_open, an_index_of_schema_16_reads_its_call_times_as_stand_ins)
+{
+    store_call("1-0", true);
+    close_index();
+    fixture_back_to_schema_16(fx.path);
+    reopen_migrated();
+    store_call("2-0", true);
+    store_call("3-0", false);
+    int stand_in_and_logged[2] = {0, 0};
+    aw_error err = {0};
+    cr_assert_eq(aw_store_query_calls(fx.store, 0, "req-1", INT64_MIN, 0,
+                                      count_logged_times, stand_in_and_logged,
+                                      &err),
+                 AW_OK, "%s", err.msg);
+    cr_expect_eq(stand_in_and_logged[0], 2, "the migrated call and 3-0");
+    cr_expect_eq(stand_in_and_logged[1], 1, "2-0, stored logged");
 }

@@ -40,6 +40,7 @@ void dw_open(dw_world *w, int64_t grace_missing_ms, int64_t grace_revocation_ms)
     snprintf(w->path, sizeof w->path, "%s/index.db", w->dir);
     w->config.grace_missing_ns = grace_missing_ms * 1000000LL;
     w->config.grace_revocation_ns = grace_revocation_ms * 1000000LL;
+    w->config.audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS;
     open_handles(w);
 }
 
@@ -265,6 +266,7 @@ void dw_feed_call(dw_world *w, const dw_call *c)
         .request_id = c->request,
         .status = c->status,
         .occurred_at_ns = DW_NS(c->occurred_ms),
+        .time_is_logged = c->logged,
         .zone_id = c->zone,
         .resource = "resource://api",
         .source = "nginx",

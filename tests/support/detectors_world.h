@@ -52,6 +52,7 @@ typedef struct dw_call {
     const char *request, *zone;
     int status;
     int64_t occurred_ms, arrival_ms;
+    bool logged; /* occurred_ms is the log's time, not a stand-in */
 } dw_call;
 
 /* An alert as read back from the store (copies, truncated to fit). */

@@ -159,8 +159,17 @@ static void exec_on(const char *path, const char *sql, const char *what)
     sqlite3_close(db);
 }
 
+void fixture_back_to_schema_16(const char *path)
+{
+    exec_on(path,
+            "BEGIN; ALTER TABLE calls DROP COLUMN time_is_logged;"
+            "PRAGMA user_version = 16; COMMIT",
+            "back to schema 16");
+}
+
 void fixture_back_to_schema_15(const char *path)
 {
+    fixture_back_to_schema_16(path);
     exec_on(path,
             "BEGIN;"
             "INSERT INTO request_tier_2 SELECT * FROM request_tier_3"

@@ -40,9 +40,14 @@ int64_t fixture_put_event(aw_store *store, const char *stream,
 int64_t fixture_commit_event(aw_store *store, const char *entry_id,
                              const aw_audit_event *ev);
 
+/* Rewrites the closed index at path as schema 16 wrote it: calls without
+ * time_is_logged. */
+void fixture_back_to_schema_16(const char *path);
+
 /* Rewrites the closed index at path as schema 15 wrote it: the request
  * index in three tiers (the pairs of tiers 3 and 4 in tier 2), and no
- * tier sizes or drain cursors in meta. */
+ * tier sizes or drain cursors in meta, and what fixture_back_to_schema_16
+ * restores. */
 void fixture_back_to_schema_15(const char *path);
 
 /* Rewrites the closed index at path as schema 14 wrote it: a row per
