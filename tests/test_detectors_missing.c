@@ -329,15 +329,22 @@ static void old_event(const char *id, int64_t occurred, int64_t arrival)
     cr_assert_eq(dw_feed_audit(&w, &e), AW_PUT_INSERTED);
 }
 
-Test(call_without_audit, an_event_older_than_the_lookback_does_not_count)
+/* An observed call of req-9 two hours in, at its arrival; logged: the
+ * line gave that time. Its deadline is 300 s later. */
+static void call_two_hours_in(bool logged)
 {
-    old_event("e-old", 0, 0);
     dw_call c = {.request = "req-9",
                  .status = 200,
                  .occurred_ms = DW_S(7200),
                  .arrival_ms = DW_S(7200),
-                 .logged = true};
+                 .logged = logged};
     dw_feed_call(&w, &c);
+}
+
+Test(call_without_audit, an_event_older_than_the_lookback_does_not_count)
+{
+    old_event("e-old", 0, 0);
+    call_two_hours_in(true);
     dw_advance(&w, DW_S(7501));
     dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
     cr_expect_eq(a.state, AW_ALERT_OPEN);
@@ -348,12 +355,7 @@ Test(call_without_audit, an_event_older_than_the_lookback_does_not_count)
 Test(call_without_audit, an_event_within_the_lookback_counts)
 {
     old_event("e-recent", DW_S(7200 - 3600), DW_S(7200 - 3600));
-    dw_call c = {.request = "req-9",
-                 .status = 200,
-                 .occurred_ms = DW_S(7200),
-                 .arrival_ms = DW_S(7200),
-                 .logged = true};
-    dw_feed_call(&w, &c);
+    call_two_hours_in(true);
     dw_advance(&w, DW_S(7501));
     cr_expect_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
 }
@@ -363,11 +365,7 @@ Test(call_without_audit, an_event_within_the_lookback_counts)
 Test(call_without_audit, a_stand_in_time_takes_any_earlier_event)
 {
     old_event("e-old", 0, 0);
-    dw_call c = {.request = "req-9",
-                 .status = 200,
-                 .occurred_ms = DW_S(7200),
-                 .arrival_ms = DW_S(7200)};
-    dw_feed_call(&w, &c);
+    call_two_hours_in(false);
     dw_advance(&w, DW_S(7501));
     cr_expect_eq(count(AW_ALERT_CALL_WITHOUT_AUDIT), 0);
 }
@@ -378,12 +376,7 @@ Test(call_without_audit, a_stand_in_time_takes_any_earlier_event)
 Test(call_without_audit, only_an_event_within_the_lookback_resolves)
 {
     old_event("e-old", 0, 0);
-    dw_call c = {.request = "req-9",
-                 .status = 200,
-                 .occurred_ms = DW_S(7200),
-                 .arrival_ms = DW_S(7200),
-                 .logged = true};
-    dw_feed_call(&w, &c);
+    call_two_hours_in(true);
     dw_reopen(&w);
     dw_advance(&w, DW_S(7501));
     cr_assert_eq(dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9").state,
@@ -408,13 +401,8 @@ Test(call_without_audit, an_event_of_an_earlier_call_does_not_resolve_a_later)
                      .occurred_ms = 0,
                      .arrival_ms = 0,
                      .logged = true};
-    dw_call again = {.request = "req-9",
-                     .status = 200,
-                     .occurred_ms = DW_S(7200),
-                     .arrival_ms = DW_S(7200),
-                     .logged = true};
     dw_feed_call(&w, &first);
-    dw_feed_call(&w, &again);
+    call_two_hours_in(true);
     dw_advance(&w, DW_S(7501));
     dw_alert a = dw_the_alert(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-9");
     cr_assert_eq(a.state, AW_ALERT_OPEN);
