@@ -186,6 +186,12 @@ int aw_det_dead_letter_unreadable(aw_detectors *det, const aw_raw_entry *entry,
                                   const char *detail, aw_error *err);
 /* Upserts an already stored alert whose severity or evidence grew. */
 int aw_det_escalate(aw_detectors *det, const aw_alert *alert, aw_error *err);
+/* The open alert about (kind, zone, anchor, request id) into *open (free()
+ * it), or NULL when there is none. When det->seen knows no such alert this
+ * costs no look-up. */
+int aw_det_find_open(aw_detectors *det, const char *kind, const char *zone_id,
+                     const char *anchor, const char *request_id,
+                     aw_alert **open, aw_error *err);
 /* Resolves the open alert about (kind, zone, anchor, request id), if there
  * is one, in favour of resolved_by; late_ns = max(0, resolver_ns - the
  * alert's event time), i.e. how long after the evidence that raised it the

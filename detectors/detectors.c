@@ -449,21 +449,33 @@ int aw_det_raise(aw_detectors *det, aw_alert *alert, aw_error *err)
     return rc;
 }
 
-int aw_det_resolve(aw_detectors *det, const char *kind, const char *zone_id,
-                   const char *anchor, const char *request_id,
-                   const char *resolved_by, int64_t resolver_ns, aw_error *err)
+int aw_det_find_open(aw_detectors *det, const char *kind, const char *zone_id,
+                     const char *anchor, const char *request_id,
+                     aw_alert **open, aw_error *err)
 {
+    *open = NULL;
     if (!aw_seen_maybe(&det->seen,
                        aw_det_key_alert(kind, zone_id, anchor, request_id)))
         return AW_OK;
     char id[33];
-    if (!aw_detectors_alert_id(kind, zone_id, anchor, request_id, id) ||
-        !resolved_by)
+    if (!aw_detectors_alert_id(kind, zone_id, anchor, request_id, id))
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory finding alert");
+    return aw_det_find_alert(det, id, AW_ALERT_OPEN, open, err);
+}
+
+int aw_det_resolve(aw_detectors *det, const char *kind, const char *zone_id,
+                   const char *anchor, const char *request_id,
+                   const char *resolved_by, int64_t resolver_ns, aw_error *err)
+{
+    if (!resolved_by)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory resolving alert");
     aw_alert *open;
-    int rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+    int rc =
+        aw_det_find_open(det, kind, zone_id, anchor, request_id, &open, err);
     if (rc || !open)
         return rc;
+    char id[33];
+    snprintf(id, sizeof id, "%s", open->id);
     int64_t late = aw_det_add_ns(resolver_ns, -open->event_time_ns);
     free(open);
     aw_alert_change change;

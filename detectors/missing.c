@@ -448,16 +448,9 @@ static int settle_calls_without_audit(aw_detectors *det,
     const char *zones[] = {event->zone_id, NULL};
     int rc = AW_OK;
     for (size_t i = 0; !rc && i < 2; i++) {
-        if (!aw_seen_maybe(&det->seen,
-                           aw_det_key_alert(AW_ALERT_CALL_WITHOUT_AUDIT,
-                                            zones[i], NULL, event->request_id)))
-            continue;
-        char id[33];
-        if (!aw_detectors_alert_id(AW_ALERT_CALL_WITHOUT_AUDIT, zones[i], NULL,
-                                   event->request_id, id))
-            return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
         aw_alert *open;
-        rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+        rc = aw_det_find_open(det, AW_ALERT_CALL_WITHOUT_AUDIT, zones[i], NULL,
+                              event->request_id, &open, err);
         if (rc || !open)
             continue;
         int64_t raised_by = open->event_time_ns;

@@ -131,17 +131,9 @@ static bool newest_dead_letter(const char *evidence_json, aw_stream_id *newest)
 int aw_det_dead_letter_replayed(aw_detectors *det, const aw_raw_entry *entry,
                                 const aw_audit_event *event, aw_error *err)
 {
-    if (!aw_seen_maybe(&det->seen,
-                       aw_det_key_alert(AW_ALERT_AUDIT_DEAD_LETTERED,
-                                        event->zone_id, event->id,
-                                        event->request_id)))
-        return AW_OK;
-    char id[33];
-    if (!aw_detectors_alert_id(AW_ALERT_AUDIT_DEAD_LETTERED, event->zone_id,
-                               event->id, event->request_id, id))
-        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     aw_alert *open;
-    int rc = aw_det_find_alert(det, id, AW_ALERT_OPEN, &open, err);
+    int rc = aw_det_find_open(det, AW_ALERT_AUDIT_DEAD_LETTERED, event->zone_id,
+                              event->id, event->request_id, &open, err);
     if (rc || !open)
         return rc;
     aw_stream_id newest;
