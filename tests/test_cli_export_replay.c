@@ -447,7 +447,7 @@ Test(cli_export_replay, replay_applies_the_audit_lookback_to_logged_call_times)
     cr_expect_str_eq(kinds, "call_without_audit:req-logged ");
     kinds = replayed_alerts(url, "no-lookback.db", "0");
     cr_expect_str_eq(kinds, "", "with the lookback off: %s", kinds);
-    aw_test_redis_stop(&redis);
+    aw_test_redis_destroy(&redis);
 }
 
 Test(cli_export_replay,
