@@ -541,6 +541,7 @@ typedef enum lg_scenario_id {
     SC_AUDIT_DEAD_LETTERED,
     SC_REVOCATION_DEAD_LETTERED,
     SC_ENFORCER_STALLED,
+    SC_STALE_REQUEST_ID,
     SC_COUNT
 } lg_scenario_id;
 
@@ -629,6 +630,9 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
     /* a Gateway host's group read a revocation and never acknowledged it */
     [SC_ENFORCER_STALLED] = {"enforcer_group_stalled",
                              AW_ALERT_REVOCATION_NOT_CONSUMED, LG_EXPECT_OPEN},
+    /* a call around the Gateway under the id of a request audited long ago */
+    [SC_STALE_REQUEST_ID] = {"call_with_a_stale_request_id",
+                             AW_ALERT_CALL_WITHOUT_AUDIT, LG_EXPECT_OPEN},
 };
 
 typedef struct lg_anomaly {
@@ -1103,7 +1107,8 @@ static void publish_gateway(lg_gen *g, const lg_zone *zone, int app,
 /* A resource server's access-log line for request_id. */
 static void publish_call(lg_gen *g, const lg_zone *zone, const char *request_id,
                          const lg_resource *res, int status,
-                         int64_t occurred_at_ns, lg_anomaly *owner)
+                         int64_t occurred_at_ns, bool always_timed,
+                         lg_anomaly *owner)
 {
     char status_text[8], occurred[48];
     snprintf(status_text, sizeof status_text, "%d", status);
@@ -1112,7 +1117,7 @@ static void publish_call(lg_gen *g, const lg_zone *zone, const char *request_id,
     entry_text(&e, "request_id", request_id);
     entry_text(&e, "status", status_text);
     /* Some access logs carry no time: the entry id's time stands in. */
-    if (rng_percent(&g->rng, 80)) {
+    if (rng_percent(&g->rng, 80) || always_timed) {
         format_rfc3339(occurred_at_ns, zone->offset_min, occurred);
         entry_text(&e, "occurred_at", occurred);
     }
@@ -1143,7 +1148,7 @@ static void publish_gateway_call(lg_gen *g, const lg_zone *zone,
                      NULL);
     if (logged)
         publish_call(g, zone, request_id, res, out->upstream_status,
-                     done_ns - 1000000, NULL);
+                     done_ns - 1000000, false, NULL);
     publish_gateway(g, zone, auth->app, request_id, res, out, latency_ms,
                     done_ns, NULL);
 }
@@ -1596,6 +1601,7 @@ static lg_footprint scenario_footprint(lg_scenario_id sc)
     case SC_AGENT_AFTER_SUSPEND_RESUME:
         return (lg_footprint){3, 2, 0}; /* suspend, revoke, resume */
     case SC_SECOND_CALL_WITHOUT_DECISION: return (lg_footprint){0, 3, 0};
+    case SC_STALE_REQUEST_ID: return (lg_footprint){0, 2, 0};
     case SC_REVOCATION_DEAD_LETTERED:
         return (lg_footprint){1, 1, 0}; /* the revocation; its dead letter */
     case SC_ENFORCER_STALLED: return (lg_footprint){1, 0, 0};
@@ -1918,10 +1924,16 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an)
         break;
     case SC_CALL_WITHOUT_AUDIT:
     case SC_AUDIT_ARRIVES_LATE:
-        publish_call(g, zone, an->request_id, res, 200, t, NULL);
+        publish_call(g, zone, an->request_id, res, 200, t, false, NULL);
         break;
     case SC_FAILED_CALL_WITHOUT_AUDIT:
-        publish_call(g, zone, an->request_id, res, 404, t, NULL);
+        publish_call(g, zone, an->request_id, res, 404, t, false, NULL);
+        break;
+    case SC_STALE_REQUEST_ID:
+        /* Audited twice the lookback ago; the call's log gives its time. */
+        publish_exchange(g, zone, &an->auth, an->request_id, res, true,
+                         t - 2 * AW_DEFAULT_AUDIT_LOOKBACK_NS, NULL);
+        publish_call(g, zone, an->request_id, res, 200, t, true, NULL);
         break;
     case SC_ACCESS_AFTER_SESSION_REVOKE:
     case SC_ACCESS_AFTER_AGENT_TERMINATE:
