@@ -1152,6 +1152,12 @@ static void publish_metrics(aw_daemon *d)
                 ? (double)(now_ms - oldest_ms) / 1000.0
                 : 0;
     d->figures.detector_clock_seconds = (double)d->committed_clock_ns / 1e9;
+    if (d->sinks) {
+        const aw_sinks_stats *sent = aw_sinks_stats_get(d->sinks);
+        d->figures.alert_stream_failed = sent->stream_failed;
+        d->figures.alert_hook_failed = sent->hook_failed;
+        d->figures.alert_hook_dropped = sent->hook_dropped;
+    }
     take_watched_lag(d);
     if ((page = aw_metrics_render(&d->figures, &len)))
         aw_metrics_publish(d->metrics, page, len);

@@ -302,6 +302,25 @@ char *aw_metrics_render(const aw_metrics_state *s, size_t *len)
            "1 while the Redis connection is ready.");
     put(&p, "auditwatch_redis_connected %d\n", s->redis_connected ? 1 : 0);
 
+    family(&p, "auditwatch_alert_notifications_failed_total", "counter",
+           "Alert changes a sink did not deliver (the alerts table has them "
+           "all): the alert stream (XADD refused, or Redis down) and the exec "
+           "hook (failed: exit status, signal or spawn; dropped: its queue "
+           "was full).");
+    const struct {
+        const char *sink, *reason;
+        uint64_t count;
+    } undelivered[] = {
+        {"stream", "failed", s->alert_stream_failed},
+        {"exec", "failed", s->alert_hook_failed},
+        {"exec", "dropped", s->alert_hook_dropped},
+    };
+    for (size_t i = 0; i < sizeof undelivered / sizeof *undelivered; i++) {
+        sample_start2(&p, "auditwatch_alert_notifications_failed_total", "sink",
+                      undelivered[i].sink, "reason", undelivered[i].reason);
+        put(&p, " %llu\n", (unsigned long long)undelivered[i].count);
+    }
+
     put_caracal(&p, s->caracal);
 
     if (p.failed) {

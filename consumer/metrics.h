@@ -41,6 +41,10 @@ typedef struct aw_metrics_state {
     double commit_sum;
     double detector_clock_seconds;
     bool redis_connected;
+    /* Alert changes a sink did not deliver (aw_sinks_stats, copied in by
+     * the daemon before each render): the alerts table has them all, but
+     * nobody was paged about these. */
+    uint64_t alert_stream_failed, alert_hook_failed, alert_hook_dropped;
     /* Caracal's groups and dead letters as the pipeline watch last saw
      * them; borrowed (aw_watch_figures_get), NULL for none */
     const aw_watch_figures *caracal;

@@ -3,8 +3,10 @@
  * open alerts that follow raise and resolve, label values that cannot break
  * the format, an endpoint that answers only /metrics and is not held up by
  * a client that never finishes its request; and the example alerting rules
- * in deploy/ load and fire when they should (promtool test rules). promtool (Debian's prometheus package) checks the page
- * and the rules when installed; otherwise those tests skip and say why. */
+ * in deploy/ load and fire when they should (promtool test rules), on
+ * Caracal's pipeline and on alert changes no sink delivered. promtool
+ * (Debian's prometheus package) checks the page and the rules when
+ * installed; otherwise those tests skip and say why. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +90,9 @@ static void busy_state(aw_metrics_state *s)
     s->oldest_pending_seconds[AW_ROLE_AUDIT] = 2.5;
     s->detector_clock_seconds = 1779364800.25;
     s->redis_connected = true;
+    s->alert_stream_failed = 4;
+    s->alert_hook_failed = 5;
+    s->alert_hook_dropped = 6;
 }
 
 /* busy_state's page (free). */
@@ -158,6 +163,38 @@ Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
                        1779364800.25, 0.001);
     cr_assert_eq(
         value_of(page, "auditwatch_build_info{version=\"" AW_VERSION "\"}"), 1);
+    free(page);
+}
+
+Test(consumer_metrics,
+     undelivered_alert_changes_are_counted_per_sink_and_reason)
+{
+    char *page = busy_page();
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alert_notifications_failed_total{sink=\"stream\",reason=\"failed\"}"),
+        4);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"failed\"}"),
+        5);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"dropped\"}"),
+        6);
+    free(page);
+
+    aw_metrics_state quiet;
+    aw_metrics_state_init(&quiet, streams);
+    page = render(&quiet);
+    cr_assert_eq(
+        value_of(
+            page,
+            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"failed\"}"),
+        0, "a counter nothing failed on still has its sample, at 0");
     free(page);
 }
 
@@ -391,12 +428,26 @@ Test(consumer_metrics, example_alerting_rules_pass_promtool_check_rules)
                  0);
 }
 
+/* promtool test rules on tests/fixtures/prometheus/<fixture>. */
+static void assert_rules_test_passes(const char *fixture)
+{
+    char cmd[PATH_MAX + 64];
+    if (!have_promtool())
+        cr_skip_test("promtool is not installed (Debian package prometheus)");
+    snprintf(cmd, sizeof cmd,
+             "promtool test rules " AW_SOURCE_DIR
+             "/tests/fixtures/prometheus/%s",
+             fixture);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+}
+
 Test(consumer_metrics,
      example_rules_page_on_a_stuck_enforcer_and_growing_dead_letters)
 {
-    if (!have_promtool())
-        cr_skip_test("promtool is not installed (Debian package prometheus)");
-    cr_assert_eq(system("promtool test rules " AW_SOURCE_DIR
-                        "/tests/fixtures/prometheus/caracal_rules_test.yml"),
-                 0);
+    assert_rules_test_passes("caracal_rules_test.yml");
+}
+
+Test(consumer_metrics, example_rules_page_when_alert_changes_reach_no_sink)
+{
+    assert_rules_test_passes("auditwatch_rules_test.yml");
 }

@@ -91,28 +91,6 @@ static bool all_indexed(void *ud)
     return s->indexed == EVENTS && s->has_lag && s->lag == 0 && s->oldest == 0;
 }
 
-static bool listening(void *ud)
-{
-    aw_test_proc *p = ud;
-    char *err = aw_test_read_file(p->err_path, NULL);
-    const char *at = err ? strstr(err, "event=metrics_listening") : NULL;
-    bool yes = at && strstr(at, " port=") && strchr(strstr(at, " port="), '\n');
-    free(err);
-    return yes;
-}
-
-static int metrics_port(aw_test_proc *p)
-{
-    char *err;
-    int port;
-    cr_assert(aw_test_wait_for(listening, p, 10000),
-              "the daemon did not log metrics_listening");
-    err = aw_test_read_file(p->err_path, NULL);
-    port = atoi(strstr(strstr(err, "event=metrics_listening"), " port=") + 6);
-    free(err);
-    return port;
-}
-
 Test(consumer_metrics_scrape,
      figures_move_with_ingest_and_bad_clients_do_not_slow_it)
 {
@@ -132,7 +110,7 @@ Test(consumer_metrics_scrape,
      * the lock could catch the empty commit that follows each empty read,
      * and an idle daemon reads again only after that commit.) */
     aw_test_daemon_start(&daemon, dir, "metrics-first", &redis, db, args, NULL);
-    s.port = metrics_port(&daemon);
+    s.port = aw_test_daemon_metrics_port(&daemon);
     cr_assert(aw_test_wait_for(connected, &s, 10000),
               "redis_connected never became 1");
     aw_test_daemon_stop(&daemon, 10000);
@@ -142,7 +120,7 @@ Test(consumer_metrics_scrape,
                  SQLITE_OK, "%s", sqlite3_errmsg(lock));
     aw_test_publish_audit_range(&pipe, AUDIT, 0, EVENTS);
     aw_test_daemon_start(&daemon, dir, "metrics", &redis, db, args, NULL);
-    s.port = metrics_port(&daemon);
+    s.port = aw_test_daemon_metrics_port(&daemon);
     cr_assert(aw_test_wait_for(connected, &s, 10000),
               "redis_connected never became 1");
 
@@ -201,7 +179,7 @@ Test(consumer_metrics_scrape, lag_shows_while_an_idle_daemon_waits_on_the_index)
     sqlite3 *lock;
 
     aw_test_daemon_start(&daemon, dir, "idle", &redis, db, args, NULL);
-    s.port = metrics_port(&daemon);
+    s.port = aw_test_daemon_metrics_port(&daemon);
     cr_assert(aw_test_wait_for(connected, &s, 10000),
               "redis_connected never became 1");
     cr_assert_eq(sqlite3_open(db, &lock), SQLITE_OK);
@@ -372,7 +350,7 @@ Test(consumer_metrics_scrape,
         xadd(c, AUDIT, "id", "evt-unread"); /* audit-ingestor is not running */
 
     aw_test_daemon_start(&daemon, dir, "caracal", &redis, db, args, NULL);
-    s.port = metrics_port(&daemon);
+    s.port = aw_test_daemon_metrics_port(&daemon);
     assert_scrape_agrees(&s, "behind");
     assert_counts(
         &s.got,

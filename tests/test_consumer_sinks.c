@@ -1,7 +1,7 @@
 /* test_consumer_sinks.c -- alerts leave the daemon as JSON lines on stdout,
  * entries of a Redis stream, and JSON on an exec hook's stdin, or with
  * --alert-format ocsf as one OCSF finding on all three; a failing hook is
- * reported and does not hold ingest up. */
+ * logged and counted on /metrics, and does not hold ingest up. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -205,12 +205,35 @@ static bool hook_failure_logged(void *ud)
     return yes;
 }
 
-Test(consumer_sinks, a_failing_hook_is_logged_and_ingest_goes_on)
+#define HOOK_FAILED                                                            \
+    "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason="        \
+    "\"failed\"}"
+
+/* The hook's failure as /metrics counts it, once it counts one. */
+static bool hook_failure_counted(void *ud)
+{
+    int port = *(int *)ud;
+    double failed = 0;
+    char *page =
+        aw_test_http_request(port, "GET /metrics HTTP/1.0\r\n\r\n", 3000);
+    cr_assert(aw_test_metric(page, HOOK_FAILED, &failed), "no %s in:\n%s",
+              HOOK_FAILED, page);
+    free(page);
+    cr_assert(failed <= 1, "one alert, %g failures counted", failed);
+    return failed == 1;
+}
+
+Test(consumer_sinks, a_failing_hook_is_logged_counted_and_ingest_goes_on)
 {
     redisContext *c = aw_test_redis_connect(&redis);
-    const char *args[] = {"--audit-hmac-key-file",  keyfile,
-                          "--no-alert-stream",      "--alert-exec",
-                          "cat >/dev/null; exit 3", NULL};
+    const char *args[] = {"--audit-hmac-key-file",
+                          keyfile,
+                          "--no-alert-stream",
+                          "--alert-exec",
+                          "cat >/dev/null; exit 3",
+                          "--metrics-listen",
+                          "127.0.0.1:0",
+                          NULL};
     aw_test_proc daemon;
     aw_test_pipe pipe = {c, 0, 0};
     aw_hmac_key *key = aw_test_key();
@@ -222,6 +245,9 @@ Test(consumer_sinks, a_failing_hook_is_logged_and_ingest_goes_on)
     cr_assert(aw_test_wait_entries(db, 2, 20000));
     cr_assert(aw_test_wait_for(hook_failure_logged, daemon.err_path, 10000),
               "no hook failure logged");
+    int port = aw_test_daemon_metrics_port(&daemon);
+    cr_assert(aw_test_wait_for(hook_failure_counted, &port, 10000),
+              "/metrics does not count the failed hook");
     aw_test_daemon_stop(&daemon, 5000);
 
     char *log = aw_test_read_file(daemon.err_path, NULL);

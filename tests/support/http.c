@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -57,4 +58,26 @@ bool aw_test_metric(const char *page, const char *series, double *value)
         line = next ? next + 1 : NULL;
     }
     return false;
+}
+
+static bool metrics_listening(void *ud)
+{
+    const aw_test_proc *p = ud;
+    char *err = aw_test_read_file(p->err_path, NULL);
+    const char *at = err ? strstr(err, "event=metrics_listening") : NULL;
+    bool yes = at && strstr(at, " port=") && strchr(strstr(at, " port="), '\n');
+    free(err);
+    return yes;
+}
+
+int aw_test_daemon_metrics_port(aw_test_proc *p)
+{
+    char *err;
+    int port;
+    cr_assert(aw_test_wait_for(metrics_listening, p, 10000),
+              "the daemon did not log metrics_listening");
+    err = aw_test_read_file(p->err_path, NULL);
+    port = atoi(strstr(strstr(err, "event=metrics_listening"), " port=") + 6);
+    free(err);
+    return port;
 }

@@ -231,5 +231,8 @@ char *aw_test_http_request(int port, const char *request, int timeout_ms);
 /* The value of the sample named exactly series (name and labels, as
  * `m{a="b"}`) in a Prometheus text page; false when there is none. */
 bool aw_test_metric(const char *page, const char *series, double *value);
+/* The port of a daemon started with --metrics-listen 127.0.0.1:0, from its
+ * metrics_listening log line (waited for up to 10 s). */
+int aw_test_daemon_metrics_port(aw_test_proc *p);
 
 #endif /* AW_TESTS_SUPPORT_H */
