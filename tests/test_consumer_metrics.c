@@ -166,35 +166,33 @@ Test(consumer_metrics, counters_add_up_per_stream_reason_and_kind)
     free(page);
 }
 
+/* The sample of auditwatch_alert_notifications_failed_total for (sink,
+ * reason) in page. */
+static double undelivered(const char *page, const char *sink,
+                          const char *reason)
+{
+    char series[160];
+    snprintf(series, sizeof series,
+             "auditwatch_alert_notifications_failed_total{sink=\"%s\","
+             "reason=\"%s\"}",
+             sink, reason);
+    return value_of(page, series);
+}
+
 Test(consumer_metrics,
      undelivered_alert_changes_are_counted_per_sink_and_reason)
 {
     char *page = busy_page();
-    cr_assert_eq(
-        value_of(
-            page,
-            "auditwatch_alert_notifications_failed_total{sink=\"stream\",reason=\"failed\"}"),
-        4);
-    cr_assert_eq(
-        value_of(
-            page,
-            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"failed\"}"),
-        5);
-    cr_assert_eq(
-        value_of(
-            page,
-            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"dropped\"}"),
-        6);
+    cr_assert_eq(undelivered(page, "stream", "failed"), 4);
+    cr_assert_eq(undelivered(page, "exec", "failed"), 5);
+    cr_assert_eq(undelivered(page, "exec", "dropped"), 6);
     free(page);
 
     aw_metrics_state quiet;
     aw_metrics_state_init(&quiet, streams);
     page = render(&quiet);
-    cr_assert_eq(
-        value_of(
-            page,
-            "auditwatch_alert_notifications_failed_total{sink=\"exec\",reason=\"failed\"}"),
-        0, "a counter nothing failed on still has its sample, at 0");
+    cr_assert_eq(undelivered(page, "exec", "failed"), 0,
+                 "a counter nothing failed on still has its sample, at 0");
     free(page);
 }
 
