@@ -1,10 +1,10 @@
 /* http.c -- a minimal HTTP/1.0 client for the /metrics tests: one request
  * written as given (so a test can also send a malformed one), the whole
- * answer read until the server closes, every step under a deadline. */
+ * answer read until the server closes, every step under a deadline; and
+ * the port a daemon's /metrics listens on. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
