@@ -117,7 +117,7 @@ static int acknowledge(const aw_cli_common *common, const alerts_args *a)
 {
     aw_store *store;
     aw_error err = {0};
-    int rc = aw_cli_open_store(&command, common, 0, &store);
+    int rc = aw_cli_open_store(&command, common, AW_STORE_EXISTING, &store);
     if (rc)
         return rc;
     rc = aw_store_begin(store, &err);

@@ -194,7 +194,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "UPDATE alerts SET state = 2, resolved_at = ?2, resolved_by = ?3, "
         "late_ns = ?4 WHERE id = ?1 AND state = 1",
     [STMT_ALERT_ACK] =
-        "UPDATE alerts SET acked_at = ?2, ack_note = ?3 WHERE id = ?1",
+        "UPDATE alerts SET acked_at = CASE WHEN acked_at > 0 THEN acked_at "
+        "ELSE ?2 END, "
+        "ack_note = coalesce(?3, ack_note) WHERE id = ?1",
     [STMT_ALERTS_BY_ID] = ALERT_COLUMNS "WHERE id = ?1 AND" ALERT_FILTER,
     [STMT_ALERTS_BY_REQUEST] =
         ALERT_COLUMNS "WHERE request_id = ?5 AND" ALERT_FILTER,
@@ -530,6 +532,32 @@ static int store_migrate_one(aw_store *store, bool *applied, aw_error *err)
     return AW_OK;
 }
 
+/* A database with tables of its own and no schema version is somebody
+ * else's (a typo in --db, say): migrating it would add our tables to it. */
+static int store_check_ours(aw_store *store, aw_error *err)
+{
+    int version = 0;
+    int rc = store_user_version(store, &version, err);
+    if (rc != AW_OK || version != 0)
+        return rc;
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(store->db, "SELECT count(*) FROM sqlite_master", -1,
+                           &stmt, NULL) != SQLITE_OK)
+        return store_fail(store, err, "read the index's tables");
+    int step = sqlite3_step(stmt);
+    int64_t objects = step == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : 0;
+    if (step != SQLITE_ROW)
+        rc = store_fail(store, err, "read the index's tables");
+    else if (objects > 0)
+        rc = aw_error_set(err, AW_ERR_VERSION,
+                          "%s is a SQLite database but not an auditwatch "
+                          "index (it has tables and no schema version); "
+                          "it was left as it is",
+                          store->path);
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
 static int store_migrate(aw_store *store, aw_error *err)
 {
     int have = 0;
@@ -616,7 +644,7 @@ int aw_store_open(const char *path, unsigned flags, aw_store **out,
     *out = NULL;
     pthread_once(&sqlite_once, store_configure_sqlite);
     bool readonly = (flags & AW_STORE_READONLY) != 0;
-    if (!readonly) {
+    if (!readonly && !(flags & AW_STORE_EXISTING)) {
         int rc = store_create_file(path, err);
         if (rc != AW_OK)
             return rc;
@@ -635,6 +663,8 @@ int aw_store_open(const char *path, unsigned flags, aw_store **out,
                           store->db ? sqlite3_errmsg(store->db)
                                     : "out of memory");
     }
+    if (rc == AW_OK)
+        rc = store_check_ours(store, err);
     if (rc == AW_OK)
         rc = store_configure(store, err);
     if (rc == AW_OK)

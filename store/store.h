@@ -44,13 +44,16 @@ typedef struct aw_store aw_store;
 
 enum {
     AW_STORE_READONLY = 1 << 0, /* never writes; fails if the file is absent */
-    AW_STORE_SYNC_NORMAL = 1 << 1 /* synchronous=NORMAL instead of FULL */
+    AW_STORE_SYNC_NORMAL = 1 << 1, /* synchronous=NORMAL instead of FULL */
+    AW_STORE_EXISTING = 1 << 2     /* fails if the file is absent */
 };
 
-/* Opens (creating with 0600 when absent and not READONLY) and migrates the
- * index at path to the newest schema this binary knows. Re-opening a current
- * index is a no-op. An index whose schema is newer than the binary fails with
- * AW_ERR_VERSION. On success *out is a new handle (aw_store_close). */
+/* Opens (creating with 0600 when absent, unless READONLY or EXISTING) and
+ * migrates the index at path to the newest schema this binary knows.
+ * Re-opening a current index is a no-op. An index whose schema is newer
+ * than the binary, and a SQLite database with tables that is not an
+ * auditwatch index, fail with AW_ERR_VERSION before anything is written to
+ * them. On success *out is a new handle (aw_store_close). */
 int aw_store_open(const char *path, unsigned flags, aw_store **out,
                   aw_error *err);
 void aw_store_close(aw_store *store);
@@ -368,7 +371,9 @@ int aw_store_alert_resolve(aw_store *store, const char *id,
                            int64_t late_ns, aw_alert_change *change,
                            aw_error *err);
 
-/* Records that a person looked at the alert. AW_ERR_NOTFOUND if absent. */
+/* Records that a person looked at the alert. A later ack keeps the first
+ * one's time, and its note unless it brings one of its own (NULL keeps it).
+ * AW_ERR_NOTFOUND if absent. */
 int aw_store_alert_ack(aw_store *store, const char *id, const char *note,
                        int64_t at_ns, aw_error *err);
 

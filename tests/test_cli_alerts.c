@@ -3,8 +3,10 @@
  * whose alerts are known (tests/support/cli_world.h). */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/support/cli_world.h"
 
@@ -160,6 +162,19 @@ Test(cli_alerts, ack_records_the_note_and_keeps_the_alert_open)
     cr_expect_str_eq(cw_str(a, "ack_note"),
                      "upstream log replayed, \"benign\"");
     cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(a, "acked_at")));
+    char first_ack[64];
+    snprintf(first_ack, sizeof first_ack, "%s", cw_str(a, "acked_at"));
+    cJSON_Delete(rows);
+
+    /* A colleague's second ack without a note erases nothing. */
+    r = cw_run(&w, ARGS("alerts", "--db", w.db, "--ack", id), NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cw_result_free(&r);
+    rows = alerts_json(ARGS("--request-id", "req-5"));
+    a = cJSON_GetArrayItem(rows, 0);
+    cr_expect_str_eq(cw_str(a, "ack_note"),
+                     "upstream log replayed, \"benign\"");
+    cr_expect_str_eq(cw_str(a, "acked_at"), first_ack);
     cJSON_Delete(rows);
 }
 
@@ -169,6 +184,18 @@ Test(cli_alerts, ack_of_an_unknown_id_exits_1)
         cw_run(&w, ARGS("alerts", "--db", w.db, "--ack", "0000"), NULL);
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "0000"), "%s", r.err);
+    cw_result_free(&r);
+}
+
+Test(cli_alerts, ack_on_a_mistyped_index_path_creates_nothing)
+{
+    char typo[PATH_MAX + 8];
+    snprintf(typo, sizeof typo, "%s.typo", w.db);
+    cw_result r =
+        cw_run(&w, ARGS("alerts", "--db", typo, "--ack", "0000"), NULL);
+    cr_expect_eq(r.status, 3, "%s", r.err);
+    cr_expect(strstr(r.err, typo), "%s", r.err);
+    cr_expect_eq(access(typo, F_OK), -1, "an index was created at %s", typo);
     cw_result_free(&r);
 }
 

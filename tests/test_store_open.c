@@ -108,16 +108,63 @@ Test(store_open, refuses_an_index_written_by_a_newer_auditwatch)
                  AW_ERR_VERSION);
 }
 
-Test(store_open, readonly_open_of_a_missing_index_fails_and_creates_nothing)
+Test(store_open, readonly_or_existing_open_of_a_missing_index_creates_nothing)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/absent.db", fx.dir);
-    aw_store *store = NULL;
-    aw_error err = {0};
-    cr_assert_eq(aw_store_open(path, AW_STORE_READONLY, &store, &err),
-                 AW_ERR_IO);
-    struct stat st;
-    cr_expect_neq(stat(path, &st), 0, "file was created");
+    const unsigned flags[] = {AW_STORE_READONLY, AW_STORE_EXISTING};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        aw_store *store = NULL;
+        aw_error err = {0};
+        cr_assert_eq(aw_store_open(path, flags[i], &store, &err), AW_ERR_IO,
+                     "flags %u", flags[i]);
+        cr_expect_null(store);
+        struct stat st;
+        cr_expect_neq(stat(path, &st), 0, "file was created (flags %u)",
+                      flags[i]);
+    }
+}
+
+Test(store_open, another_programs_database_is_refused_and_left_unchanged)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/customers.db", fx.dir);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE TABLE customers (name TEXT);"
+                              "INSERT INTO customers VALUES ('alice');",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+
+    const unsigned flags[] = {0, AW_STORE_READONLY, AW_STORE_EXISTING};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        aw_store *store = NULL;
+        aw_error err = {0};
+        cr_assert_eq(aw_store_open(path, flags[i], &store, &err),
+                     AW_ERR_VERSION, "flags %u: %s", flags[i], err.msg);
+        cr_expect_null(store);
+        cr_expect(strstr(err.msg, "not an auditwatch index"), "%s", err.msg);
+    }
+
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt;
+    cr_assert_eq(
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM sqlite_master),"
+                           " (SELECT journal_mode FROM"
+                           "  pragma_journal_mode),"
+                           " (SELECT user_version FROM"
+                           "  pragma_user_version)",
+                           -1, &stmt, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    cr_expect_eq(sqlite3_column_int(stmt, 0), 1, "tables were added");
+    cr_expect_str_eq((const char *)sqlite3_column_text(stmt, 1), "delete");
+    cr_expect_eq(sqlite3_column_int(stmt, 2), 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
 }
 
 Test(store_open, reader_sees_only_committed_events_while_a_writer_works)
