@@ -14,10 +14,12 @@
  * auditwatch's own index and checkpoints. One verdict per section.
  *
  * Strictly read-only toward Caracal: only TIME, XINFO STREAM / GROUPS /
- * CONSUMERS, XPENDING and XRANGE COUNT 1 are sent; no group is created,
- * joined, acknowledged in or trimmed. Two pipelined rounds: streams and
- * their groups, then every group's oldest pending entry, consumers and
- * first undelivered entry. Ages are taken on Redis' clock (TIME), the clock
+ * CONSUMERS, XPENDING, XRANGE and the read-only script of aw_sts_scan are
+ * sent; no group is created, joined, acknowledged in or trimmed. Two
+ * pipelined rounds: streams and their groups, then every group's oldest
+ * pending entry, consumers and first undelivered entry; then the STS's
+ * pending list and each revocation `.dead` are walked past what the STS
+ * declines by design (event.h, AW_STS_REVOCATION_GROUP). Ages are taken on Redis' clock (TIME), the clock
  * that stamped the entry ids. Fields an older Redis does not report (lag,
  * entries-read, max-deleted-entry-id before 7.0) print as "unknown" and
  * judgments that need them say so.
@@ -187,6 +189,10 @@ typedef struct group_view {
     redisReply *pending;     /* XPENDING - + 1, owned */
     redisReply *consumers;   /* XINFO CONSUMERS, owned */
     redisReply *undelivered; /* XRANGE (last-delivered + COUNT 1, owned */
+    /* The STS's group: its pending list was scanned (aw_sts_scan), or why
+     * it could not be and it is judged on its oldest pending entry. */
+    bool sts_scanned;
+    char sts_scan_error[AW_ERRMSG_MAX];
 } group_view;
 
 typedef struct stream_view {
@@ -199,6 +205,13 @@ typedef struct stream_view {
     redisReply *groups_reply; /* XINFO GROUPS, owned */
     group_view *groups;
     size_t ngroups;
+    /* A revocation stream's `.dead`: its entries were read, and those the
+     * STS dead-letters by design (aw_sts_declined) counted; the oldest
+     * other one is `attention`, in the page `attention_page` (owned). */
+    bool dead_scanned;
+    int64_t declined;
+    redisReply *attention_page;
+    const redisReply *attention;
 } stream_view;
 
 #define NSTREAMS 8
@@ -522,6 +535,154 @@ static int read_groups(doctor *d, aw_error *err)
     return AW_OK;
 }
 
+/* The STS's pending list, walked whole (AW_STS_SCAN_ENTRIES per call, so
+ * Caracal's own commands get in between): snap then holds the oldest
+ * entry it applies and how many it declines. A script Redis refuses
+ * (scripting disabled, an ACL) is a detail of the group's rows, not a
+ * failure of doctor. */
+static int scan_sts_pending(doctor *d, const stream_view *s, group_view *v,
+                            aw_error *err)
+{
+    aw_sts_scan_command command;
+    aw_sts_scan scan = {0};
+    int64_t declined = 0;
+    aw_error why = {0};
+    /* the list may grow while it is walked: every entry is met once */
+    for (int64_t left = v->snap.pending / AW_STS_SCAN_ENTRIES + 2;
+         !scan.done && left > 0; left--) {
+        aw_sts_scan_command_init(&command, s->name, scan.declined_through);
+        redisReply *r =
+            redisCommandArgv(d->redis, AW_STS_SCAN_ARGC, command.argv, NULL);
+        if (!r)
+            return aw_error_set(err, AW_ERR_IO, "Redis: %s", d->redis->errstr);
+        aw_stream_pos through = scan.declined_through;
+        int rc = aw_sts_scan_parse(r, &scan, &why);
+        freeReplyObject(r);
+        if (rc != AW_OK) {
+            snprintf(v->sts_scan_error, sizeof v->sts_scan_error, "%s",
+                     why.msg);
+            return AW_OK;
+        }
+        if (aw_stream_pos_is_none(scan.declined_through))
+            scan.declined_through = through;
+        declined += scan.declined;
+    }
+    v->sts_scanned = scan.done;
+    if (!scan.done) {
+        snprintf(v->sts_scan_error, sizeof v->sts_scan_error,
+                 "its pending list kept growing while it was read");
+        return AW_OK;
+    }
+    if (scan.found) {
+        v->snap.oldest_pending = scan.oldest;
+        v->snap.oldest_pending_idle_ms = scan.oldest_idle_ms;
+    }
+    v->snap.declined = scan.found ? declined : v->snap.pending;
+    if (v->snap.declined >= v->snap.pending && scan.found)
+        v->snap.declined = v->snap.pending - 1;
+    return AW_OK;
+}
+
+static int scan_sts_groups(doctor *d, aw_error *err)
+{
+    int rc;
+    for (size_t i = 0; i < NSTREAMS; i++) {
+        stream_view *s = &d->streams[i];
+        if (s->kind != KIND_REVOCATION || s->role != AW_ROLE_SESSION_REVOKE)
+            continue;
+        for (size_t g = 0; g < s->ngroups; g++)
+            if (strcmp(s->groups[g].name, AW_STS_REVOCATION_GROUP) == 0 &&
+                s->groups[g].snap.pending > 0 &&
+                (rc = scan_sts_pending(d, s, &s->groups[g], err)) != AW_OK)
+                return rc;
+    }
+    return AW_OK;
+}
+
+/* Entry [id, fields] of a `.dead` stream s as a dead letter of s->origin,
+ * and the revocations of its original: *letter is NULL (err says why) when
+ * it cannot be read. Caller frees both. */
+static int read_dead_revocation(const stream_view *s, const redisReply *entry,
+                                aw_field **scratch, size_t *scratch_cap,
+                                aw_dead_letter **letter,
+                                aw_revocation_set **set, aw_error *err)
+{
+    aw_raw_entry *raw = NULL;
+    int rc =
+        entry_id(entry)
+            ? aw_redis_entry_copy(s->name, entry->element[0], entry->element[1],
+                                  scratch, scratch_cap, &raw, err)
+            : aw_error_set(err, AW_ERR_INVALID, "not a stream entry");
+    if (rc == AW_OK)
+        rc =
+            aw_dead_letter_decode_revocation(raw, s->origin, NULL, letter, err);
+    if (rc == AW_OK && set)
+        rc = aw_event_decode_revocation(s->role, (*letter)->original, NULL, set,
+                                        err);
+    aw_raw_entry_free(raw);
+    return rc;
+}
+
+/* Walks a `.dead` stream oldest first, in pages, up to its first entry
+ * that is not the STS's dead letter of an entry it declines by design. */
+static int scan_dead_revocations(doctor *d, stream_view *s, aw_error *err)
+{
+    char start[AW_STREAM_ID_TEXT_MAX + 1] = "-";
+    aw_field *scratch = NULL;
+    size_t scratch_cap = 0;
+    int rc = AW_OK;
+    while (rc == AW_OK && !s->attention) {
+        redisReply *page =
+            redisCommand(d->redis, "XRANGE %s %s + COUNT 1000", s->name, start);
+        if (!page) {
+            rc = aw_error_set(err, AW_ERR_IO, "Redis: %s", d->redis->errstr);
+            break;
+        }
+        if (!reply_is(page, REDIS_REPLY_ARRAY) || page->elements == 0) {
+            freeReplyObject(page);
+            break;
+        }
+        for (size_t i = 0; i < page->elements && !s->attention; i++) {
+            aw_dead_letter *letter = NULL;
+            aw_revocation_set *set = NULL;
+            aw_error why = {0};
+            if (read_dead_revocation(s, page->element[i], &scratch,
+                                     &scratch_cap, &letter, &set,
+                                     &why) == AW_OK &&
+                aw_sts_declined(s->role, letter, set))
+                s->declined++;
+            else
+                s->attention = page->element[i];
+            aw_revocation_set_free(set);
+            aw_dead_letter_free(letter);
+        }
+        const char *last = entry_id(page->element[page->elements - 1]);
+        if (s->attention)
+            s->attention_page = page;
+        else if (last && strlen(last) < AW_STREAM_ID_TEXT_MAX)
+            snprintf(start, sizeof start, "(%s", last);
+        if (!s->attention) {
+            freeReplyObject(page);
+            if (!last)
+                break;
+        }
+    }
+    free(scratch);
+    s->dead_scanned = rc == AW_OK;
+    return rc;
+}
+
+static int scan_dead_letter_streams(doctor *d, aw_error *err)
+{
+    int rc;
+    for (size_t i = 0; i < NSTREAMS; i++)
+        if (d->streams[i].kind == KIND_REVOCATION_DEAD &&
+            d->streams[i].snap.exists && d->streams[i].snap.length > 0 &&
+            (rc = scan_dead_revocations(d, &d->streams[i], err)) != AW_OK)
+            return rc;
+    return AW_OK;
+}
+
 static void free_views(doctor *d)
 {
     for (size_t i = 0; i < NSTREAMS; i++) {
@@ -532,6 +693,7 @@ static void free_views(doctor *d)
             freeReplyObject(s->groups[g].undelivered);
         }
         free(s->groups);
+        freeReplyObject(s->attention_page);
         freeReplyObject(s->info);
         freeReplyObject(s->groups_reply);
     }
@@ -604,6 +766,13 @@ static void group_section(doctor *d)
             row(d, "group", s->name, gv->name, "lag", figure(n->lag), NULL);
             row(d, "group", s->name, gv->name, "pending",
                 aw_cli_int(n->pending), NULL);
+            if (gv->sts_scanned || *gv->sts_scan_error)
+                row(d, "group", s->name, gv->name, "declined_pending",
+                    figure(gv->sts_scanned ? n->declined : AW_FIGURE_UNKNOWN),
+                    gv->sts_scanned
+                        ? "revocations naming no session, which the STS "
+                          "leaves pending by design"
+                        : gv->sts_scan_error);
             if (n->pending > 0) {
                 row(d, "group", s->name, gv->name, "oldest_pending_id",
                     pos_cell(n->oldest_pending, buf, sizeof buf), NULL);
@@ -653,55 +822,57 @@ static void group_section(doctor *d)
     finish_verdict(d, "trimming", &v, buf);
 }
 
+/* The oldest dead letter that needs attention: the first entry of the
+ * audit DLQ, or of a `.dead` the first one that is not the STS's by design
+ * (scan_dead_revocations). */
 static void dead_letter_section(doctor *d)
 {
     verdict v = {0};
     char buf[64];
+    aw_field *scratch = NULL;
+    size_t scratch_cap = 0;
     for (size_t i = 0; i < NSTREAMS; i++) {
         const stream_view *s = &d->streams[i];
         if (s->kind != KIND_AUDIT_DLQ && s->kind != KIND_REVOCATION_DEAD)
             continue;
         int64_t depth = s->snap.exists ? s->snap.length : 0;
         row(d, "dead_letters", s->name, NULL, "depth", aw_cli_int(depth), NULL);
-        if (depth <= 0)
+        if (s->dead_scanned && s->declined > 0)
+            row(d, "dead_letters", s->name, NULL, "declined_by_design",
+                aw_cli_int(s->declined),
+                "the STS's dead letters of edge revocations, which it "
+                "declines by design (the Gateway applies them)");
+        const redisReply *e = s->kind == KIND_REVOCATION_DEAD
+                                  ? s->attention
+                                  : aw_redis_map_get(s->info, "first-entry");
+        if (depth <= 0 || !e)
             continue;
-        aw_stream_pos first = s->snap.first_entry;
+        aw_stream_pos first = parse_pos(entry_id(e));
         row(d, "dead_letters", s->name, NULL, "oldest_entry_id",
             pos_cell(first, buf, sizeof buf), NULL);
         row(d, "dead_letters", s->name, NULL, "oldest_entry_age_ms",
             figure(age_of(d, first)), NULL);
 
-        /* the oldest entry (XINFO STREAM's first-entry) read as a dead letter */
-        const redisReply *e = aw_redis_map_get(s->info, "first-entry");
         const char *reason = "undecodable";
         aw_dead_letter *letter = NULL;
         aw_raw_entry *raw = NULL;
         aw_error err = {0};
-        aw_field fields[AW_MAX_FIELDS + 1];
-        size_t nfields = 0;
-        if (entry_id(e) && reply_is(e->element[1], REDIS_REPLY_ARRAY)) {
-            const redisReply *kv = e->element[1];
-            for (size_t f = 0; f + 1 < kv->elements && nfields <= AW_MAX_FIELDS;
-                 f += 2)
-                fields[nfields++] = (aw_field){
-                    {kv->element[f]->str, kv->element[f]->len},
-                    {kv->element[f + 1]->str, kv->element[f + 1]->len}};
-            aw_bytes name = {s->name, strlen(s->name)},
-                     id = {e->element[0]->str, e->element[0]->len};
-            int rc = aw_raw_entry_new(name, id, fields, nfields, &raw, &err);
-            if (rc == AW_OK)
-                rc = s->kind == KIND_AUDIT_DLQ
-                         ? aw_dead_letter_decode_audit(raw, s->origin, &letter,
-                                                       &err)
-                         : aw_dead_letter_decode_revocation(
-                               raw, s->origin, NULL, &letter, &err);
-            if (rc == AW_OK) {
-                reason = letter->reason;
-                row(d, "dead_letters", s->name, NULL, "oldest_shape",
-                    aw_cli_str(aw_dead_letter_shape_name(letter->shape)), NULL);
-                row(d, "dead_letters", s->name, NULL, "oldest_source_id",
-                    aw_cli_str(letter->source_id), NULL);
-            }
+        int rc =
+            s->kind == KIND_REVOCATION_DEAD
+                ? read_dead_revocation(s, e, &scratch, &scratch_cap, &letter,
+                                       NULL, &err)
+            : entry_id(e)
+                ? aw_redis_entry_copy(s->name, e->element[0], e->element[1],
+                                      &scratch, &scratch_cap, &raw, &err)
+                : aw_error_set(&err, AW_ERR_INVALID, "not a stream entry");
+        if (rc == AW_OK && s->kind == KIND_AUDIT_DLQ)
+            rc = aw_dead_letter_decode_audit(raw, s->origin, &letter, &err);
+        if (rc == AW_OK) {
+            reason = letter->reason;
+            row(d, "dead_letters", s->name, NULL, "oldest_shape",
+                aw_cli_str(aw_dead_letter_shape_name(letter->shape)), NULL);
+            row(d, "dead_letters", s->name, NULL, "oldest_source_id",
+                aw_cli_str(letter->source_id), NULL);
         }
         row(d, "dead_letters", s->name, NULL, "oldest_reason",
             aw_cli_str(reason), letter ? NULL : err.msg);
@@ -713,6 +884,7 @@ static void dead_letter_section(doctor *d)
         aw_dead_letter_free(letter);
         aw_raw_entry_free(raw);
     }
+    free(scratch);
     finish_verdict(d, "dead_letters", &v, "no dead-lettered entries");
 }
 
@@ -931,8 +1103,10 @@ static int redis_sections(doctor *d)
     int rc = aw_redis_connect(d->args->redis_url, d->args->password_file,
                               (int)d->args->timeout_ms, &d->redis, &err);
     name_streams(d);
-    if (rc == AW_OK && (rc = read_streams(d, &err)) == AW_OK)
-        rc = read_groups(d, &err);
+    if (rc == AW_OK && (rc = read_streams(d, &err)) == AW_OK &&
+        (rc = read_groups(d, &err)) == AW_OK &&
+        (rc = scan_sts_groups(d, &err)) == AW_OK)
+        rc = scan_dead_letter_streams(d, &err);
     row(d, "redis", NULL, NULL, "reachable", aw_cli_bool(rc == AW_OK),
         rc == AW_OK ? NULL : err.msg);
     if (rc != AW_OK) {

@@ -342,6 +342,46 @@ int aw_redis_entry_copy(const char *stream, const struct redisReply *id,
                         const struct redisReply *fields, aw_field **scratch,
                         size_t *scratch_cap, aw_raw_entry **out, aw_error *err);
 
+/* ---- The STS's pending list ---------------------------------------------
+ * The STS leaves pending, by design, every revocation it declines (event.h,
+ * AW_STS_REVOCATION_GROUP), so its group's oldest pending entry says
+ * nothing of what it failed to apply. A read-only script (EVAL of
+ * XPENDING and XRANGE, nothing else) walks that group's pending list
+ * oldest first, from just after `after` (none: its start), examining at
+ * most AW_STS_SCAN_ENTRIES entries per call so Redis is never held long,
+ * up to the first entry the STS applies. An entry deleted while pending
+ * counts as one it applies: it lost that revocation. Entries found
+ * declined stay declined (an entry never changes), so a caller goes on
+ * from declined_through while the group's last-delivered-id never moves
+ * back. */
+#define AW_STS_SCAN_ENTRIES 1000
+#define AW_STS_SCAN_ARGC    7
+
+typedef struct aw_sts_scan_command {
+    const char
+        *argv[AW_STS_SCAN_ARGC]; /* EVAL's; into this struct and stream */
+    char after[AW_STREAM_ID_TEXT_MAX + 1];
+} aw_sts_scan_command;
+
+/* Fills *out for the STS group of stream (borrowed: it must outlive out). */
+void aw_sts_scan_command_init(aw_sts_scan_command *out, const char *stream,
+                              aw_stream_pos after);
+
+typedef struct aw_sts_scan {
+    bool found;                     /* a pending entry the STS applies */
+    aw_stream_pos oldest;           /* that entry, when found */
+    int64_t oldest_idle_ms;         /* since its last delivery */
+    int64_t declined;               /* entries examined and found declined */
+    aw_stream_pos declined_through; /* the last of them; none when none */
+    bool done; /* found, or the end of the list was reached */
+} aw_sts_scan;
+
+/* Reads the script's reply. AW_ERR_IO with Redis' message when it is an
+ * error (NOSCRIPT cannot happen: the script is sent whole); AW_ERR_INVALID
+ * when its shape is wrong. */
+int aw_sts_scan_parse(const struct redisReply *reply, aw_sts_scan *out,
+                      aw_error *err);
+
 /* On a blocking connection: AUTH when password is not NULL, SELECT when db
  * is not 0. Messages never contain the password. */
 int aw_redis_handshake(struct redisContext *c, const char *password, int db,

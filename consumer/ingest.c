@@ -441,8 +441,9 @@ static void count_put(aw_put_result put, aw_ingest_stats *st)
  * hook. An audit event of a dead letter is stored under the dead letter's
  * row and alerted as dead-lettered on top of the ordinary rules; so is a
  * revocation an enforcer dead-lettered, which still revokes. */
-static int store_decoded(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
-                         const decoding *d, aw_ingest_stats *st, aw_error *err)
+static int store_decoded(aw_ingest *ing, int role, const aw_raw_entry *e,
+                         int64_t rowid, const decoding *d, aw_ingest_stats *st,
+                         aw_error *err)
 {
     aw_detectors *det = ing->det;
     int64_t derived_rowid;
@@ -466,7 +467,10 @@ static int store_decoded(aw_ingest *ing, const aw_raw_entry *e, int64_t rowid,
                 AW_OK &&
             (!d->letter ||
              (rc = aw_detectors_on_dead_revocations(
-                  det, e, d->letter, d->revocations, err)) == AW_OK))
+                  det, e,
+                  (aw_stream_role)aw_stream_role_dead_letter_origin(
+                      (aw_stream_role)role),
+                  d->letter, d->revocations, err)) == AW_OK))
             st->indexed++;
         return rc;
     }
@@ -556,7 +560,7 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
         *err = why;
     } else {
         size_t indexed_before = st->indexed;
-        rc = store_decoded(ing, e, rowid, use, st, err);
+        rc = store_decoded(ing, slot->role, e, rowid, use, st, err);
         if (rc == AW_OK && st->indexed > indexed_before) {
             if (slot->role == ROLE_IMPORT)
                 st->indexed_imports++;

@@ -3,7 +3,8 @@
  *
  * Judging. An enforcer group (STS, each Gateway host) has applied a
  * revocation once it was delivered there and is no longer pending
- * (event/'s aw_enforcer_judge, which doctor uses too). Its oldest
+ * (event/'s aw_enforcer_judge, which doctor uses too); what the STS leaves
+ * pending by design awaits nothing. Its oldest
  * revocation not applied within the grace is the finding: one alert per
  * (group, revocation), resolved once the group has moved past it. A group
  * created later at `$` never saw older entries as undelivered, so it is
@@ -19,8 +20,9 @@
  * streams and the audit stream (which groups are there, where each is);
  * then per watched group XPENDING (oldest pending), XRANGE COUNT 1 just
  * after its last-delivered id (the oldest undelivered entry) and XINFO
- * CONSUMERS (idle times) -- the second round depends on the group names
- * the first one found. The first round also takes XLEN of the dead-letter
+ * CONSUMERS (idle times), and for the STS's group the scan of its pending
+ * list past what it declines by design (aw_sts_scan) -- the second round
+ * depends on the group names the first one found. The first round also takes XLEN of the dead-letter
  * streams (0 when absent). Read-only: nothing is created, read, claimed or
  * acknowledged in anyone's group. A lost connection abandons the poll; the
  * next tick starts another.
@@ -44,6 +46,7 @@
 #include "consumer/reply.h"
 
 #define NSTREAMS      4 /* three revocation streams, then the audit stream */
+#define SESSIONS_SLOT 0 /* caracal.sessions.revoke, where the STS reads */
 #define AUDIT_SLOT    3
 #define MAX_GROUPS    AW_WATCH_GROUPS_MAX
 #define NAME_MAX_LEN  AW_WATCH_NAME_MAX_LEN
@@ -158,6 +161,7 @@ typedef enum watch_reply {
     W_PENDING,
     W_FIRST,
     W_CONSUMERS,
+    W_STS_SCAN,
     W_DEAD_LETTERS
 } watch_reply;
 
@@ -172,6 +176,7 @@ typedef struct watched_group {
     char name[NAME_MAX_LEN];
     aw_group_snapshot snap;
     char consumers[CONSUMERS_LEN];
+    bool sts; /* the STS's group: its pending list is scanned */
 } watched_group;
 
 /* Per enforcer group one finding, per revocation stream one of the groups
@@ -203,9 +208,14 @@ struct aw_watch {
     size_t ngroups;
     bool ingestor_found;
     size_t ingestor; /* its index in groups */
-    watch_ctx ctx[2 * NSTREAMS + NDEAD + 3 * MAX_GROUPS];
+    watch_ctx ctx[2 * NSTREAMS + NDEAD + 3 * MAX_GROUPS + 1];
     size_t nctx;
     char first_text[MAX_GROUPS][AW_STREAM_ID_TEXT_MAX];
+    /* The STS's pending list up to here was found declined, as long as its
+     * group's last-delivered-id never moves back (aw_sts_scan). */
+    aw_stream_pos sts_declined_through;
+    aw_stream_pos sts_last_delivered;
+    aw_sts_scan_command sts_scan;
 
     aw_watch_ingest_memory ingest;
     finding_set sets[3];
@@ -315,6 +325,8 @@ static void take_groups(aw_watch *w, size_t s, const redisReply *reply)
         memset(g, 0, sizeof *g);
         g->stream = s;
         memcpy(g->name, name->str, name->len + 1);
+        g->sts =
+            s == SESSIONS_SLOT && strcmp(g->name, AW_STS_REVOCATION_GROUP) == 0;
         aw_reply_stream_id(
             aw_redis_map_get(reply->element[i], "last-delivered-id"),
             &g->snap.last_delivered);
@@ -346,6 +358,32 @@ static void take_pending(watched_group *g, const redisReply *reply)
         if (g->snap.pending > 0)
             aw_reply_stream_id(reply->element[1], &g->snap.oldest_pending);
     }
+}
+
+/* Round 2, the STS's group: its oldest pending entry is the oldest it
+ * applies; the others await nothing. A scan that has not reached one yet
+ * (a long list of declined entries, AW_STS_SCAN_ENTRIES per poll) judges
+ * none awaited this poll. A failed scan (scripting refused) leaves the
+ * summary's figures, judged as before. */
+static void take_sts_scan(aw_watch *w, watched_group *g,
+                          const redisReply *reply)
+{
+    aw_sts_scan scan;
+    aw_error err = {0};
+    if (aw_sts_scan_parse(reply, &scan, &err) != AW_OK)
+        return;
+    if (!aw_stream_pos_is_none(scan.declined_through))
+        w->sts_declined_through = scan.declined_through;
+    if (!scan.found) {
+        g->snap.declined = g->snap.pending;
+        return;
+    }
+    g->snap.oldest_pending = scan.oldest;
+    g->snap.oldest_pending_idle_ms = scan.oldest_idle_ms;
+    g->snap.declined =
+        scan.declined < g->snap.pending ? scan.declined : g->snap.pending - 1;
+    if (g->snap.declined < 0)
+        g->snap.declined = 0;
 }
 
 /* Round 2: XRANGE after last-delivered, COUNT 1. */
@@ -460,6 +498,20 @@ static void judge_all(aw_watch *w)
 static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
                            void *privdata);
 
+/* The scan goes on from where the last one found declined entries, unless
+ * the group was recreated or moved back (its last-delivered-id went back):
+ * entries before that point may be pending again. */
+static void send_sts_scan(aw_watch *w, aw_redis_conn *conn, size_t i)
+{
+    const watched_group *g = &w->groups[i];
+    if (aw_stream_id_cmp(g->snap.last_delivered, w->sts_last_delivered) < 0)
+        w->sts_declined_through = (aw_stream_pos){0};
+    w->sts_last_delivered = g->snap.last_delivered;
+    aw_sts_scan_command_init(&w->sts_scan, w->streams[g->stream],
+                             w->sts_declined_through);
+    watch_send(w, conn, W_STS_SCAN, i, AW_STS_SCAN_ARGC, w->sts_scan.argv);
+}
+
 static void start_details(aw_watch *w, aw_redis_conn *conn)
 {
     w->round = 2;
@@ -476,6 +528,8 @@ static void start_details(aw_watch *w, aw_redis_conn *conn)
         watch_send(w, conn, W_PENDING, i, 3, pending);
         watch_send(w, conn, W_FIRST, i, 6, first);
         watch_send(w, conn, W_CONSUMERS, i, 4, consumers);
+        if (g->sts && g->snap.pending > 0)
+            send_sts_scan(w, conn, i);
     }
 }
 
@@ -507,6 +561,7 @@ static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
         case W_PENDING: take_pending(&w->groups[x->index], reply); break;
         case W_FIRST: take_first(&w->groups[x->index], reply); break;
         case W_CONSUMERS: take_consumers(&w->groups[x->index], reply); break;
+        case W_STS_SCAN: take_sts_scan(w, &w->groups[x->index], reply); break;
         case W_DEAD_LETTERS: take_dead_letters(w, x->index, reply); break;
         }
     }

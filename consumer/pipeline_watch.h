@@ -70,7 +70,7 @@ void aw_watch_ingest_recovered(aw_watch_ingest_memory *m);
 
 typedef struct aw_watch_config {
     const char *audit_stream;
-    const char *revocation_streams[3];
+    const char *revocation_streams[3]; /* sessions, agents, delegations */
     const char *dead_letter_streams[AW_WATCH_DEAD_LETTER_STREAMS];
     const char *own_group; /* auditwatch's group: its lag is a figure too */
     const char *const *enforcer_groups; /* globs; none: the defaults */

@@ -120,17 +120,17 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
  * time is the dead letter's entry time, so a dead letter after the alert
  * was resolved (by a replay copy, see on_event) reopens it.
  * on_dead_revocations follows on_revocations and raises
- * revocation_dead_lettered (critical) about the original revocation entry,
- * naming its anchors; a set naming no anchor raises nothing. */
+ * revocation_dead_lettered (critical) about the original revocation entry
+ * (read as a stream of role origin), naming its anchors; a set naming no
+ * anchor raises nothing, and neither does the STS's dead letter of an entry
+ * it declines by design (aw_sts_declined). */
 int aw_detectors_on_dead_event(aw_detectors *det, const aw_raw_entry *entry,
                                const aw_dead_letter *letter,
                                const aw_audit_event *event, int64_t event_rowid,
                                aw_put_result put, aw_error *err);
-int aw_detectors_on_dead_revocations(aw_detectors *det,
-                                     const aw_raw_entry *entry,
-                                     const aw_dead_letter *letter,
-                                     const aw_revocation_set *set,
-                                     aw_error *err);
+int aw_detectors_on_dead_revocations(
+    aw_detectors *det, const aw_raw_entry *entry, aw_stream_role origin,
+    const aw_dead_letter *letter, const aw_revocation_set *set, aw_error *err);
 
 /* What one poll of Caracal's consumer groups found (the daemon judges, with
  * event/'s aw_enforcer_judge and aw_ingest_judge; this only raises and

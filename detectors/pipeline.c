@@ -171,13 +171,11 @@ static char *anchor_list(const aw_revocation_set *set)
     return out;
 }
 
-int aw_detectors_on_dead_revocations(aw_detectors *det,
-                                     const aw_raw_entry *entry,
-                                     const aw_dead_letter *letter,
-                                     const aw_revocation_set *set,
-                                     aw_error *err)
+int aw_detectors_on_dead_revocations(
+    aw_detectors *det, const aw_raw_entry *entry, aw_stream_role origin,
+    const aw_dead_letter *letter, const aw_revocation_set *set, aw_error *err)
 {
-    if (set->n == 0)
+    if (set->n == 0 || aw_sts_declined(origin, letter, set))
         return AW_OK;
     const aw_raw_entry *orig = letter->original;
     char *anchor = aw_det_printf("%s/%s", orig->stream.ptr, orig->id.ptr);

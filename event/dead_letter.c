@@ -319,3 +319,15 @@ const char *aw_dead_letter_raw_reason(const aw_raw_entry *entry,
         reason = aw_raw_entry_get(entry, "error");
     return reason ? aw_quote(reason->ptr, reason->len, buf) : NULL;
 }
+
+bool aw_sts_declined(aw_stream_role origin, const aw_dead_letter *letter,
+                     const aw_revocation_set *set)
+{
+    if (origin != AW_ROLE_SESSION_REVOKE || letter->shape != AW_DEAD_ENFORCER ||
+        strcmp(letter->reason, AW_STS_NO_SESSION_ERROR) != 0 || set->n == 0)
+        return false;
+    for (size_t i = 0; i < set->n; i++)
+        if (set->items[i].anchor.kind != AW_ANCHOR_DELEGATION_EDGE)
+            return false;
+    return true;
+}

@@ -556,6 +556,14 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
                                      aw_error *err);
 void aw_dead_letter_free(aw_dead_letter *letter);
 
+/* Whether letter is the STS's dead letter of an entry it declines by design
+ * (AW_STS_REVOCATION_GROUP): an enforcer's, with AW_STS_NO_SESSION_ERROR,
+ * of set, read from a stream of role origin, SESSION_REVOKE, naming
+ * delegation edges and no session. The same entry dead-lettered for any
+ * other reason (the STS's database down) was not applied. */
+bool aw_sts_declined(aw_stream_role origin, const aw_dead_letter *letter,
+                     const aw_revocation_set *set);
+
 /* Caracal's reason in a dead letter, read even when the rest of it cannot
  * be: the `reason` field (audit DLQ, SDK shape), else `error` (STS/Gateway
  * shape), printable and cut with "..." to fit buf. NULL when it has
@@ -590,9 +598,13 @@ typedef struct aw_stream_snapshot {
 
 typedef struct aw_group_snapshot {
     aw_stream_pos last_delivered;
-    int64_t lag;                    /* undelivered entries, or UNKNOWN */
-    int64_t pending;                /* delivered, not acknowledged */
-    aw_stream_pos oldest_pending;   /* when pending > 0 */
+    int64_t lag;     /* undelivered entries, or UNKNOWN */
+    int64_t pending; /* delivered, not acknowledged */
+    /* Of those, how many the group declines by design (AW_STS_REVOCATION_GROUP):
+     * they stay pending and await nothing. oldest_pending is the oldest of
+     * the others, when pending > declined. */
+    int64_t declined;
+    aw_stream_pos oldest_pending;
     int64_t oldest_pending_idle_ms; /* since its last delivery, or UNKNOWN */
     aw_stream_pos
         first_undelivered; /* first entry after last_delivered; none */
@@ -639,6 +651,18 @@ typedef struct aw_enforcer_judgment {
 #define AW_INGEST_GROUP              "audit-ingestor"
 bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
                                const char *group);
+
+/* Caracal's STS reads caracal.sessions.revoke in group
+ * AW_STS_REVOCATION_GROUP and applies only the entries that name a session
+ * (session_id or agent_session_id). Any other fails its handler with
+ * AW_STS_NO_SESSION_ERROR, stays pending in that group, and is
+ * dead-lettered on its fifth delivery (services/sts/internal/consumer.go).
+ * Caracal's API publishes there every delegation edge it revokes, naming
+ * the edge alone; the Gateway applies it, and the STS checks edges in
+ * Postgres at every exchange. Such an entry is declined by design, not
+ * left unapplied. */
+#define AW_STS_REVOCATION_GROUP "sts-revocation"
+#define AW_STS_NO_SESSION_ERROR "missing session_id or agent_session_id"
 
 /* Judges a revocation enforcer's group at now_ms (epoch ms; entry ids are
  * Redis' clock): its oldest revocation not yet applied, and whether that

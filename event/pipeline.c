@@ -54,14 +54,15 @@ aw_applied aw_group_applied(const aw_group_snapshot *group, aw_stream_pos r)
 {
     if (aw_stream_id_cmp(r, group->last_delivered) > 0)
         return AW_APPLIED_NOT_DELIVERED;
-    if (group->pending <= 0)
+    int64_t awaited = group->pending - group->declined;
+    if (awaited <= 0)
         return AW_APPLIED_YES;
     int vs_oldest = aw_stream_id_cmp(r, group->oldest_pending);
     if (vs_oldest < 0)
         return AW_APPLIED_YES;
     if (vs_oldest == 0)
         return AW_APPLIED_PENDING;
-    return group->pending == 1 ? AW_APPLIED_YES : AW_APPLIED_UNKNOWN;
+    return awaited == 1 ? AW_APPLIED_YES : AW_APPLIED_UNKNOWN;
 }
 
 /* Entries deleted after the group's position: it will never read them.
@@ -86,7 +87,7 @@ static aw_stream_pos oldest_unapplied(const aw_group_snapshot *group,
 {
     aw_stream_pos oldest = group->first_undelivered;
     *is_pending = false;
-    if (group->pending > 0 &&
+    if (group->pending > group->declined &&
         (aw_stream_pos_is_none(oldest) ||
          aw_stream_id_cmp(group->oldest_pending, oldest) < 0)) {
         oldest = group->oldest_pending;

@@ -288,6 +288,51 @@ Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace)
     done(&patient);
 }
 
+/* Caracal's API revokes each delegation edge on caracal.sessions.revoke
+ * naming the edge alone; the STS fails such entries and leaves them
+ * pending, by design (the Gateway applies them). */
+Test(cli_doctor, the_sts_is_judged_past_the_edge_revocations_it_declines)
+{
+    enum { EDGES = AW_STS_SCAN_ENTRIES + 100 }; /* more than one scan's worth */
+    caracal_groups();
+    long long ms = (long long)(wall_ms() - 120000);
+    for (int i = 0; i < EDGES; i++)
+        command("XADD %s %lld-%d zone_id zone-1 delegation_edge_id edge-%d "
+                "reason test",
+                REVOKE, ms, i, i);
+    for (int pass = 0; pass < 2; pass++) { /* consume reads 1000 at a time */
+        consume(REVOKE, "sts-revocation", "sts-1", false);
+        consume(REVOKE, GW, "gateway-gw-1-1", true);
+    }
+    doctor_run d = doctor(NULL);
+    cr_expect_eq(d.status, 0, "stderr: %s", d.err);
+    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "ok");
+    cr_expect_eq(number(&d, "group", REVOKE, "sts-revocation", "pending"),
+                 EDGES);
+    cr_expect_eq(
+        number(&d, "group", REVOKE, "sts-revocation", "declined_pending"),
+        EDGES);
+    done(&d);
+
+    /* a session revocation behind them that the STS does not apply */
+    add_revocation(60000, "ar-1");
+    consume(REVOKE, "sts-revocation", "sts-1", false);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    doctor_run late = doctor(NULL);
+    cr_expect_eq(late.status, 1, "stderr: %s", late.err);
+    cr_expect_str_eq(text(&late, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "not_acking");
+    int64_t age =
+        number(&late, "enforcer", REVOKE, "sts-revocation", "unapplied_age_ms");
+    cr_expect(age >= 60000 && age < 120000, "ar-1's age, not edge-0's: %lld",
+              (long long)age);
+    cr_expect_eq(
+        number(&late, "group", REVOKE, "sts-revocation", "declined_pending"),
+        EDGES);
+    done(&late);
+}
+
 Test(cli_doctor, enforcer_that_reads_and_never_acks_is_not_acking)
 {
     caracal_groups();
@@ -456,6 +501,36 @@ Test(cli_doctor, dead_letters_need_attention_with_their_reason)
         "missing session_id");
     cr_expect(strstr(d.err, REVOKE ".dead holds 2"), "%s", d.err);
     done(&d);
+}
+
+/* The STS dead-letters every edge revocation of Caracal's API on its fifth
+ * delivery, by design; a dead letter for any other reason still counts. */
+Test(cli_doctor, the_sts_dead_letters_of_edge_revocations_need_no_attention)
+{
+    healthy_traffic();
+    const char *edge = "{\"zone_id\":\"zone-1\",\"delegation_edge_id\":"
+                       "\"edge-1\",\"reason\":\"subject_revoked\"}";
+    for (int i = 0; i < 2; i++)
+        command(
+            "XADD %s.dead * original_id 1779364830000-%d error %s values %s",
+            REVOKE, i, "missing session_id or agent_session_id", edge);
+    doctor_run d = doctor(NULL);
+    cr_expect_eq(d.status, 0, "stderr: %s", d.err);
+    cr_expect_str_eq(verdict(&d, "dead_letters"), "ok");
+    cr_expect_eq(
+        number(&d, "dead_letters", REVOKE ".dead", NULL, "declined_by_design"),
+        2);
+    done(&d);
+
+    command("XADD %s.dead * original_id 1779364831000-0 error %s values %s",
+            REVOKE, "pq: connection refused", edge);
+    doctor_run failed = doctor(NULL);
+    cr_expect_eq(failed.status, 1);
+    cr_expect_str_eq(verdict(&failed, "dead_letters"), "attention");
+    cr_expect_str_eq(
+        text(&failed, "dead_letters", REVOKE ".dead", NULL, "oldest_reason"),
+        "pq: connection refused", "the oldest that needs attention");
+    done(&failed);
 }
 
 Test(cli_doctor, open_alerts_in_the_index_need_attention)

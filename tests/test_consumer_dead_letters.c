@@ -217,18 +217,19 @@ Test(consumer_dead_letters,
     cr_expect_eq(stats().rejected, 1);
 }
 
-/* The original revocation's fields, signed, as JSON (values / payload). */
-static void revocation_json(const char *session, char *out, size_t size)
+/* The original revocation's fields, signed, as JSON (values / payload):
+ * the zone, anchor (session_id, delegation_edge_id, ...) = id, a reason. */
+static void revocation_json(const char *anchor, const char *id, char *out,
+                            size_t size)
 {
-    const char *fields[] = {"zone_id", "zone-1", "session_id",
-                            session,   "reason", "grant_revoked"};
+    const char *fields[] = {"zone_id", "zone-1", anchor,
+                            id,        "reason", "grant_revoked"};
     char sig[65];
     aw_test_sign_stream(key, REVOKE, fields, 3, sig);
-    snprintf(
-        out, size,
-        "{\"zone_id\":\"zone-1\",\"session_id\":\"%s\",\"reason\":\"grant_revoked\","
-        "\"_sig\":\"%s\"}",
-        session, sig);
+    snprintf(out, size,
+             "{\"zone_id\":\"zone-1\",\"%s\":\"%s\",\"reason\":"
+             "\"grant_revoked\",\"_sig\":\"%s\"}",
+             anchor, id, sig);
 }
 
 /* An access by session 60 s after the revocation at NOON_MS. */
@@ -246,7 +247,7 @@ Test(consumer_dead_letters,
      an_enforcer_dead_letter_is_alerted_and_still_revokes)
 {
     char values[512];
-    revocation_json("ar-enforcer", values, sizeof values);
+    revocation_json("session_id", "ar-enforcer", values, sizeof values);
     aw_test_dead_letter letter;
     aw_test_dead_letter_of(DEAD, values, "snapshot_apply_failed", key, &letter);
     commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
@@ -263,10 +264,51 @@ Test(consumer_dead_letters,
                  "the dead-lettered revocation counts from its own time");
 }
 
+/* Caracal's API revokes a delegation edge on caracal.sessions.revoke
+ * naming the edge alone; the STS fails such an entry ("missing session_id
+ * or agent_session_id") and dead-letters it on its fifth delivery, while
+ * the Gateway applies it. */
+Test(consumer_dead_letters,
+     the_sts_dead_letter_of_an_edge_revocation_it_declines_raises_nothing)
+{
+    char values[512];
+    revocation_json("delegation_edge_id", "edge-api", values, sizeof values);
+    aw_test_dead_letter letter;
+    aw_test_dead_letter_of(
+        DEAD, values, "missing session_id or agent_session_id", key, &letter);
+    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
+    cr_expect_eq(alerts_of("revocation_dead_lettered").n, 0,
+                 "the STS declines edge-only entries by design");
+    cr_expect_eq(stats().revocations, 1, "the edge is still revoked");
+    cr_expect_eq(stats().rejected, 0);
+
+    /* the same entry dead-lettered for any other reason was not applied */
+    aw_test_dead_letter_of(DEAD, values, "pq: connection refused", key,
+                           &letter);
+    commit(entry(DEAD, "1779364803000-0", letter.kv, 4));
+    alerts_seen s = alerts_of("revocation_dead_lettered");
+    cr_assert_eq(s.n, 1);
+    cr_expect(strstr(s.summary, "delegation_edge edge-api"), "%s", s.summary);
+}
+
+Test(consumer_dead_letters,
+     the_sts_error_on_an_entry_naming_a_session_is_still_alerted)
+{
+    char values[512];
+    revocation_json("agent_session_id", "as-sts", values, sizeof values);
+    aw_test_dead_letter letter;
+    aw_test_dead_letter_of(
+        DEAD, values, "missing session_id or agent_session_id", key, &letter);
+    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
+    alerts_seen s = alerts_of("revocation_dead_lettered");
+    cr_assert_eq(s.n, 1, "the STS applies sessions: this one it did not");
+    cr_expect(strstr(s.summary, "agent_session as-sts"), "%s", s.summary);
+}
+
 Test(consumer_dead_letters, an_sdk_dead_letter_is_alerted)
 {
     char payload[512];
-    revocation_json("ar-sdk", payload, sizeof payload);
+    revocation_json("session_id", "ar-sdk", payload, sizeof payload);
     const char *kv[] = {"source_id",      "1779364800000-0", "reason",
                         "handler_failed", "payload",         payload};
     commit(entry(DEAD, "1779364802000-0", kv, 3));

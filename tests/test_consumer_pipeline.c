@@ -382,13 +382,14 @@ static bool group_alerted(void *ud)
     return open_of(g->kind, g->group, g->state).n == g->want;
 }
 
+/* A signed revocation of anchor (session_id, delegation_edge_id, ...) id. */
 static void xadd_revocation(redisContext *c, aw_hmac_key *key,
-                            const char *session)
+                            const char *anchor, const char *id)
 {
     aw_test_pipe pipe = {c, 0, 0};
     char sig[65];
-    const char *fields[8] = {"zone_id", "zone-1", "session_id",
-                             session,   "reason", "grant_revoked"};
+    const char *fields[8] = {"zone_id", "zone-1", anchor,
+                             id,        "reason", "grant_revoked"};
     aw_test_sign_stream(key, REVOKE, fields, 3, sig);
     fields[6] = "_sig";
     fields[7] = sig;
@@ -450,7 +451,7 @@ Test(consumer_pipeline,
                             NULL};
     start_enforcer_daemon(&daemon, c, "enforcers", groups);
 
-    xadd_revocation(c, key, "ar-1");
+    xadd_revocation(c, key, "session_id", "ar-1");
     enforcer_reads(c, "sts-revocation", true);
     enforcer_reads(c, "gateway-revocation:no-ack", false);
     create_group(c, REVOKE,
@@ -496,6 +497,65 @@ Test(consumer_pipeline,
     aw_hmac_key_free(key);
 }
 
+/* Caracal's API revokes each delegation edge on caracal.sessions.revoke
+ * naming the edge alone. The STS fails such an entry and leaves it pending
+ * (the Gateway applies it): that is no revocation the STS left unapplied,
+ * and one it did fail behind it is still seen. */
+Test(consumer_pipeline,
+     the_sts_is_judged_past_the_edge_revocations_it_declines_by_design)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:gw", NULL};
+    start_enforcer_daemon(&daemon, c, "sts-declines", groups);
+
+    xadd_revocation(c, key, "delegation_edge_id", "edge-1");
+    xadd_revocation(c, key, "session_id", "ar-1");
+    enforcer_reads(c, "gateway-revocation:gw", true);
+    /* the STS: edge-1 fails its handler and stays pending, ar-1 applies */
+    redisReply *r = aw_test_command(
+        c, "XREADGROUP GROUP sts-revocation sts-1 COUNT 2 STREAMS %s >",
+        REVOKE);
+    cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    cr_assert_eq(r->element[0]->element[1]->elements, 2);
+    freeReplyObject(aw_test_command(
+        c, "XACK %s sts-revocation %s", REVOKE,
+        r->element[0]->element[1]->element[1]->element[0]->str));
+    freeReplyObject(r);
+
+    /* then a session revocation it reads and does not apply */
+    xadd_revocation(c, key, "agent_session_id", "as-2");
+    enforcer_reads(c, "gateway-revocation:gw", true);
+    enforcer_reads(c, "sts-revocation", false);
+    group_wait raised = {"revocation_not_consumed", "sts-revocation",
+                         AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &raised, 15000),
+              "the STS's unapplied as-2 is not seen past edge-1");
+    open_alerts o =
+        open_of("revocation_not_consumed", "sts-revocation", AW_ALERT_OPEN);
+    cr_expect(strstr(o.summary, "agent_session as-2"), "about as-2: %s",
+              o.summary);
+    cr_expect(!strstr(o.summary, "edge-1"), "%s", o.summary);
+
+    redisReply *pending =
+        aw_test_command(c, "XPENDING %s sts-revocation - + 10", REVOKE);
+    cr_assert_eq(pending->elements, 2, "edge-1 and as-2 pending");
+    freeReplyObject(aw_test_command(c, "XACK %s sts-revocation %s", REVOKE,
+                                    pending->element[1]->element[0]->str));
+    freeReplyObject(pending);
+    group_wait resolved = {"revocation_not_consumed", "sts-revocation",
+                           AW_ALERT_RESOLVED, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &resolved, 15000),
+              "resolved once as-2 is applied, edge-1 still pending");
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 0,
+                 "edge-1 was never alerted");
+    cr_expect_eq(open_of("revocation_not_consumed", NULL, 0).n, 1);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
 static bool marked_deleted(void *ud)
 {
     open_alerts o = open_of("revocation_not_consumed", ud, AW_ALERT_OPEN);
@@ -510,7 +570,7 @@ Test(consumer_pipeline,
     aw_test_proc daemon;
     const char *groups[] = {"gateway-revocation:retired", NULL};
     start_enforcer_daemon(&daemon, c, "deleted", groups);
-    xadd_revocation(c, key, "ar-1");
+    xadd_revocation(c, key, "session_id", "ar-1");
     enforcer_reads(c, "sts-revocation", true);
     group_wait raised = {"revocation_not_consumed",
                          "gateway-revocation:retired", AW_ALERT_OPEN, 1};
