@@ -37,8 +37,13 @@
  * Redis when the XADD runs, while occurred_at is chosen by the producer. So
  * revocations that an injected access must follow are published first, in
  * their own round trip, and the access gets an occurred_at well past the
- * revocation's id time; the revocation that "arrives late" is published in
- * the late phase, after an access dated far ahead. Late counterparts keep
+ * revocation's id time. Evidence never reaches Redis before it happened,
+ * and the detectors rely on that (an STS clock ahead of Redis' is no
+ * violation), so such an access is published only once Redis' clock is past
+ * the revocation and its grace, normal traffic going on meanwhile. The
+ * revocation that "arrives late" is published in the late phase, after an
+ * access dated far ahead: that access reached Redis first, so it came
+ * first, whatever its stamp, and must raise nothing. Late counterparts keep
  * their original occurred_at, as a producer replaying its spool file would.
  *
  * Counting: --events N is the number of entries of the main phase, over all
@@ -75,7 +80,7 @@
  * over the default propagation grace (5 s) and any sane configured one. */
 #define LG_AFTER_REVOCATION_NS (120LL * LG_NS)
 /* An access whose revocation is published only in the late phase is dated
- * this far ahead, so the late phase may start up to that much later. */
+ * this far ahead: as an STS clock far ahead of Redis' would stamp it. */
 #define LG_AHEAD_OF_LATE_REVOCATION_NS (1800LL * LG_NS)
 /* A near miss: used this soon after the revocation, inside the grace. */
 #define LG_WITHIN_GRACE_NS (1LL * LG_NS)
@@ -568,9 +573,10 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
     [SC_ACCESS_VIA_REVOKED_CHAIN_EDGE] = {"access_via_revoked_chain_edge",
                                           AW_ALERT_ACCESS_AFTER_REVOCATION,
                                           LG_EXPECT_OPEN},
+    /* stamped after it, but in Redis before the revocation was */
     [SC_REVOCATION_ARRIVES_LATE] = {"revocation_arrives_after_access",
                                     AW_ALERT_ACCESS_AFTER_REVOCATION,
-                                    LG_EXPECT_OPEN},
+                                    LG_EXPECT_NONE},
     [SC_DECISION_ARRIVES_LATE] = {"decision_arrives_late",
                                   AW_ALERT_DECISION_MISSING,
                                   LG_EXPECT_RESOLVED_OR_NONE},
@@ -692,6 +698,9 @@ typedef struct lg_gen {
     size_t nresumed;
     uint64_t normal_budget; /* main-phase entries for normal traffic */
     uint64_t normal_published;
+    /* When Redis' clock is past every revocation published before the
+     * main traffic and its grace (CLOCK_REALTIME: Redis runs here). */
+    int64_t revocations_settled_ns;
 } lg_gen;
 
 /* A benchmark run that cannot go on as asked is worthless: every failure
@@ -2060,27 +2069,6 @@ static void publish_anomaly_late(lg_gen *g, lg_anomaly *an)
     }
 }
 
-/* A late revocation only makes the access "after revocation" if its time,
- * set by Redis now, is still more than the grace before the access. The
- * truth assumes the detectors' default propagation grace. */
-static void settle_late_revocations(lg_gen *g)
-{
-    for (int i = 0; i < g->opt.anomalies; i++) {
-        lg_anomaly *an = &g->anomalies[i];
-        if (an->scenario != SC_REVOCATION_ARRIVES_LATE)
-            continue;
-        if (an->entry_ms * 1000000LL + AW_DEFAULT_GRACE_REVOCATION_NS >=
-            an->evidence_ns) {
-            fprintf(stderr,
-                    "loadgen: the late phase came too late for "
-                    "anomaly %d: its access no longer follows the "
-                    "revocation; expecting no alert\n",
-                    i + 1);
-            an->expect = LG_EXPECT_NONE;
-        }
-    }
-}
-
 /* ---- Truth file ------------------------------------------------------- */
 
 /* One line per anomaly: what happened and which alert must (not) exist. */
@@ -2140,22 +2128,56 @@ static void report_phase(const char *phase, const lg_counts *c,
     fflush(stdout);
 }
 
+/* An anomaly whose access must follow a revocation published before the
+ * main traffic waits until Redis' clock is past it and its grace. */
+static bool anomaly_may_go(const lg_gen *g, const lg_anomaly *an)
+{
+    return scenario_footprint(an->scenario).before == 0 ||
+           now_ns(CLOCK_REALTIME) > g->revocations_settled_ns;
+}
+
+static void settle_revocations_before(lg_gen *g)
+{
+    int64_t newest_ms = 0;
+    for (int i = 0; i < g->opt.anomalies; i++)
+        if (scenario_footprint(g->anomalies[i].scenario).before > 0 &&
+            g->anomalies[i].entry_ms > newest_ms)
+            newest_ms = g->anomalies[i].entry_ms;
+    /* a second more: entry ids are whole milliseconds */
+    g->revocations_settled_ns =
+        newest_ms * 1000000LL + AW_DEFAULT_GRACE_REVOCATION_NS + LG_NS;
+}
+
+static void sleep_until(int64_t realtime_ns)
+{
+    int64_t left = realtime_ns - now_ns(CLOCK_REALTIME);
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)(left / LG_NS), (long)(left % LG_NS)};
+    nanosleep(&ts, NULL);
+}
+
 static void run_main_phase(lg_gen *g)
 {
     int64_t start = now_ns(CLOCK_MONOTONIC);
     g->pub.paced_since_ns = start;
-    publish_anomalies_before(g);
+    publish_anomalies_before(g); /* drained: their entry ids are known */
+    settle_revocations_before(g);
     qsort(g->anomalies, (size_t)g->opt.anomalies, sizeof *g->anomalies,
           by_position);
     int next = 0;
     for (;;) {
         while (next < g->opt.anomalies &&
-               g->anomalies[next].position <= g->normal_published)
+               g->anomalies[next].position <= g->normal_published &&
+               anomaly_may_go(g, &g->anomalies[next]))
             publish_anomaly_during(g, &g->anomalies[next++]);
         uint64_t room = g->normal_budget - g->normal_published;
-        if (room == 0)
+        if (room > 0)
+            g->normal_published += publish_normal(g, room);
+        else if (next < g->opt.anomalies)
+            sleep_until(g->revocations_settled_ns);
+        else
             break;
-        g->normal_published += publish_normal(g, room);
     }
     assert(next == g->opt.anomalies);
     publisher_drain(&g->pub);
@@ -2205,7 +2227,6 @@ static void run_late_phase(lg_gen *g)
                                  &g->resumed[i].auth, false, &lg_ok, NULL,
                                  now_ns(CLOCK_REALTIME));
     publisher_drain(&g->pub);
-    settle_late_revocations(g);
     report_phase("late", &g->pub.counts, now_ns(CLOCK_MONOTONIC) - start);
 }
 

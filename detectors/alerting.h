@@ -268,8 +268,8 @@ int aw_det_due_run(aw_detectors *det, aw_error *err);
 void aw_det_due_free(aw_detectors *det);
 
 /* revocation.c: access_after_revocation. */
-int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
-                               aw_error *err);
+int aw_det_revocation_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                               const aw_audit_event *event, aw_error *err);
 int aw_det_revocation_on_set(aw_detectors *det, const aw_raw_entry *entry,
                              const aw_revocation_set *set, aw_error *err);
 /* The two hooks above only defer; this judges what they deferred, once the

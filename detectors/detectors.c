@@ -641,7 +641,7 @@ int aw_det_event_rules(aw_detectors *det, const aw_raw_entry *entry,
     }
     int rc = aw_det_missing_on_event(det, entry, event, event_rowid, err);
     if (!rc)
-        rc = aw_det_revocation_on_event(det, event, err);
+        rc = aw_det_revocation_on_event(det, entry, event, err);
     if (!rc)
         rc = aw_det_integrity_on_event(det, entry, event, err);
     return rc;

@@ -138,8 +138,12 @@ typedef struct pairing {
     size_t rank;      /* calls ordered at or before the call */
     size_t decisions; /* every granting decision */
     size_t decisions_in_time;
-    counterpart last;      /* the decision that arrived last */
-    aw_det_due *displaced; /* owned; the calls ranked after the call */
+    /* Decisions that occurred after this are not counted. */
+    bool has_decisions_until;
+    int64_t decisions_until_ns;
+    int64_t latest_call_ns; /* the newest call's occurred_at */
+    counterpart last;       /* the decision that arrived last */
+    aw_det_due *displaced;  /* owned; the calls ranked after the call */
     size_t ndisplaced, displaced_cap;
 } pairing;
 
@@ -160,6 +164,8 @@ static int count_pairing(const aw_event_row *row, void *ud)
         int64_t due = aw_det_missing_deadline(p->det, row->occurred_at_ns,
                                               row->arrived_ns);
         p->calls++;
+        if (p->calls == 1 || row->occurred_at_ns > p->latest_call_ns)
+            p->latest_call_ns = row->occurred_at_ns;
         if (!p->has_call || due < p->deadline_ns ||
             (due == p->deadline_ns && row->rowid <= p->call_rowid))
             p->rank++;
@@ -167,7 +173,8 @@ static int count_pairing(const aw_event_row *row, void *ud)
             return add_displaced(p, due, row->rowid);
         return 0;
     }
-    if (!aw_decision_grants(row->decision))
+    if (!aw_decision_grants(row->decision) ||
+        (p->has_decisions_until && row->occurred_at_ns > p->decisions_until_ns))
         return 0;
     p->decisions++;
     if (row->arrived_ns <= p->deadline_ns)
@@ -398,7 +405,9 @@ int aw_det_missing_expect_audit(aw_detectors *det, const char *zone_id,
 }
 
 /* A granting decision arrived: an open decision_missing alert of its
- * request is resolved once every Gateway call of it is paired. */
+ * request is resolved once every Gateway call of it is paired, by decisions
+ * that occurred by the newest call plus the grace. Request ids repeat: a
+ * decision after that is a later use of the id, not one a call lacked. */
 static int settle_decision_missing(aw_detectors *det,
                                    const aw_audit_event *decision,
                                    int64_t arrival, aw_error *err)
@@ -407,8 +416,21 @@ static int settle_decision_missing(aw_detectors *det,
                                                     decision->zone_id, NULL,
                                                     decision->request_id)))
         return AW_OK;
-    pairing p = {.det = det, .deadline_ns = INT64_MAX};
-    int rc = count_pairs(det, decision->zone_id, decision->request_id, &p, err);
+    pairing all = {.det = det, .deadline_ns = INT64_MAX};
+    int rc =
+        count_pairs(det, decision->zone_id, decision->request_id, &all, err);
+    free(all.last.event_id);
+    if (rc || all.decisions < all.calls || all.calls == 0)
+        return rc;
+    int64_t until =
+        aw_det_add_ns(all.latest_call_ns, det->config.grace_missing_ns);
+    if (decision->occurred_at_ns > until)
+        return AW_OK;
+    pairing p = {.det = det,
+                 .deadline_ns = INT64_MAX,
+                 .has_decisions_until = true,
+                 .decisions_until_ns = until};
+    rc = count_pairs(det, decision->zone_id, decision->request_id, &p, err);
     free(p.last.event_id);
     if (rc || p.decisions < p.calls)
         return rc;

@@ -346,6 +346,7 @@ static access access_of_row(const aw_event_row *row)
 {
     return (access){
         .occurred_at_ns = row->occurred_at_ns,
+        .arrived_ns = row->arrived_ns,
         .has_epoch = row->has_delegation_epoch,
         .epoch = row->delegation_epoch,
     };
@@ -371,7 +372,26 @@ static bool revoked_by_epoch(const revocation *r, const access *a)
            a->epoch >= r->epoch;
 }
 
-/* Does revocation r make access a illegitimate? */
+/* When an access may have happened: between its occurred_at (the STS's or
+ * Gateway's clock) and its arrival in Redis (Redis' clock, which stamped
+ * the revocations, and never before the access). A clock ahead of Redis
+ * or behind it moves occurred_at; the arrival bounds it on one side. */
+static int64_t access_earliest(const access *a)
+{
+    return a->arrived_ns > 0 && a->arrived_ns < a->occurred_at_ns
+               ? a->arrived_ns
+               : a->occurred_at_ns;
+}
+
+static int64_t access_latest(const access *a)
+{
+    return a->arrived_ns > a->occurred_at_ns ? a->arrived_ns
+                                             : a->occurred_at_ns;
+}
+
+/* Does revocation r make access a illegitimate? Only when every time the
+ * access may have happened at is past r and its grace, and, for a
+ * suspension, before any resume. */
 static bool forbids(const aw_detectors *det, const history *h,
                     const revocation *r, const access *a)
 {
@@ -379,10 +399,10 @@ static bool forbids(const aw_detectors *det, const history *h,
         return false;
     if (revoked_by_epoch(r, a))
         return true;
-    int64_t t = a->occurred_at_ns;
-    if (t <= aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
+    if (access_earliest(a) <=
+        aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
         return false;
-    return r->action == AW_ACTION_REVOKE || !resumed_by(h, r, t);
+    return r->action == AW_ACTION_REVOKE || !resumed_by(h, r, access_latest(a));
 }
 
 static const revocation *first_forbidding(const aw_detectors *det,
@@ -686,8 +706,8 @@ static int deferred_nomem(aw_error *err)
     return aw_error_set(err, AW_ERR_NOMEM, "out of memory deferring a check");
 }
 
-int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
-                               aw_error *err)
+int aw_det_revocation_on_event(aw_detectors *det, const aw_raw_entry *entry,
+                               const aw_audit_event *event, aw_error *err)
 {
     int rc = AW_OK;
     if (aw_decision_grants(event->decision)) {
@@ -695,6 +715,7 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_audit_event *event,
             .a =
                 {
                     .occurred_at_ns = event->occurred_at_ns,
+                    .arrived_ns = aw_det_entry_ns(entry),
                     .has_epoch = event->has_delegation_epoch,
                     .epoch = event->delegation_epoch,
                 },
@@ -791,9 +812,18 @@ static void affected_window(const aw_detectors *det, const history *h,
     filter->has_since = true;
     filter->has_until = false;
     if (self->action == AW_ACTION_RESUME) {
-        /* Accesses after the next suspension or revocation (plus grace)
-         * stay forbidden by it, whatever this resume says. */
+        /* An access stamped before the resume may have arrived after it
+         * (access_latest): any access past a suspension it ends can
+         * change. Accesses after the next suspension or revocation (plus
+         * grace) stay forbidden by it, whatever this resume says. */
         filter->since_ns = resumed_at(self);
+        for (size_t i = 0; i < h->n; i++) {
+            const revocation *r = &h->items[i];
+            int64_t past = aw_det_add_ns(aw_det_add_ns(r->at_ns, grace), 1);
+            if (r->action == AW_ACTION_SUSPEND && !is_redelivery(h, r) &&
+                comes_after(self, r) && past < filter->since_ns)
+                filter->since_ns = past;
+        }
         for (size_t i = 0; i < h->n; i++) {
             const revocation *r = &h->items[i];
             if (r->action != AW_ACTION_RESUME && !is_redelivery(h, r) &&

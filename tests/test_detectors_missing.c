@@ -179,6 +179,24 @@ Test(decision_missing, resolves_when_decision_arrives_late)
         1);
 }
 
+/* Request ids are the client's X-Request-Id and repeat: a decision that
+ * occurred a day after the call is a later use of the id (an allow whose
+ * call never came), not the decision the call lacked. */
+Test(decision_missing, a_later_use_of_the_request_id_does_not_resolve)
+{
+    gateway_call("g-1", "req-1", 0, 0, 200, "success");
+    dw_advance(&w, DW_S(301));
+    decision("te-next-day", "req-1", DW_S(86400), DW_S(86400));
+    dw_alert a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_OPEN, "resolved by %s", a.resolved_by);
+
+    /* the call's own decision, published late, still resolves it */
+    decision("te-1", "req-1", DW_S(-1), DW_S(86401));
+    a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
+    cr_assert_eq(a.state, AW_ALERT_RESOLVED);
+    cr_assert_str_eq(a.resolved_by, "te-1");
+}
+
 /* A decision read in the same batch as the deadline but published after it
  * is still late: the outcome depends on timestamps, not on batching. */
 Test(decision_missing,

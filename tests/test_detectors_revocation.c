@@ -36,18 +36,26 @@ static void revoke(aw_anchor anchor, int64_t at)
     revocation(AW_ACTION_REVOKE, NULL, anchor, at);
 }
 
-/* A token_exchange that granted access at `at` using `anchor`. */
-static void access_in(const char *zone, const char *id, const char *request,
-                      int64_t at, aw_anchor anchor)
+/* A token_exchange that granted access using `anchor`, stamped
+ * occurred_at `at` by the STS and arriving in Redis at `arrival`. */
+static void access_arriving(const char *zone, const char *id,
+                            const char *request, int64_t at, int64_t arrival,
+                            aw_anchor anchor)
 {
     dw_audit te = {.id = id,
                    .zone = zone,
                    .type = "token_exchange",
                    .request = request,
                    .occurred_ms = at,
-                   .arrival_ms = at,
+                   .arrival_ms = arrival,
                    .anchors = {anchor}};
     cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
+}
+
+static void access_in(const char *zone, const char *id, const char *request,
+                      int64_t at, aw_anchor anchor)
+{
+    access_arriving(zone, id, request, at, at, anchor);
 }
 
 static void access(const char *id, const char *request, int64_t at,
@@ -94,6 +102,45 @@ Test(access_after_revocation, no_alert_within_propagation_grace)
     cr_assert_eq(alerts_for("req-early"), 0);
     cr_assert_eq(alerts_for("req-at-grace"), 0);
     cr_assert_eq(alerts_for("req-after"), 1);
+}
+
+/* An STS clock 10 s ahead of Redis' stamps an access occurred_at 10 s,
+ * though it reached Redis before the revocation did: it came first. */
+Test(access_after_revocation, an_sts_clock_ahead_of_redis_raises_nothing)
+{
+    access_arriving(NULL, "te-1", "req-ahead", DW_S(10), DW_S(-1),
+                    DW_AGENT("as-1"));
+    revoke(DW_AGENT("as-1"), 0);
+    access_arriving(NULL, "te-2", "req-ahead-read-late", DW_S(10), DW_S(-1),
+                    DW_AGENT("as-1"));
+    access_arriving(NULL, "te-3", "req-after", DW_S(10), DW_S(10),
+                    DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-ahead"), 0, "judged when the revocation came");
+    cr_assert_eq(alerts_for("req-ahead-read-late"), 0,
+                 "judged when the access came");
+    cr_assert_eq(alerts_for("req-after"), 1);
+}
+
+/* An STS clock behind Redis' stamps an access during the suspension that
+ * reached Redis after the resume: it may have come after the resume. */
+Test(access_after_revocation,
+     an_sts_clock_behind_redis_after_a_resume_is_legitimate)
+{
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    access_arriving(NULL, "te-1", "req-behind-resolved", DW_S(15), DW_S(25),
+                    DW_AGENT("as-1"));
+    cr_assert_eq(alerts_for("req-behind-resolved"), 1,
+                 "forbidden while no resume is known");
+    revocation(AW_ACTION_RESUME, NULL, DW_AGENT("as-1"), DW_S(20));
+    access_arriving(NULL, "te-2", "req-behind", DW_S(15), DW_S(25),
+                    DW_AGENT("as-1"));
+    access_arriving(NULL, "te-3", "req-suspended", DW_S(15), DW_S(16),
+                    DW_AGENT("as-1"));
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-behind-resolved").state,
+                 AW_ALERT_RESOLVED, "the resume resolves it");
+    cr_assert_eq(alerts_for("req-behind"), 0);
+    cr_assert_eq(dw_the_alert(&w, KIND, "req-suspended").state, AW_ALERT_OPEN,
+                 "it reached Redis during the suspension");
 }
 
 Test(access_after_revocation, denied_access_is_not_an_alert)
