@@ -19,10 +19,11 @@
  *
  * Fields read: from data, the id/zone/decision strings and occurred_at (any
  * RFC 3339 offset); determining_policies_json and diagnostics_json only have
- * their type checked (array or null); from metadata_json, the Gateway's
+ * their type checked (array or null; diagnostics an object too); from metadata_json, the Gateway's
  * request facts and the authority the event used. Statuses may be JSON
  * numbers or digit strings (some producers stringify numbers). Unknown keys
- * are tolerated. Every string is bounded by AW_MAX_ID_BYTES.
+ * are tolerated. Every string is bounded: ids by AW_MAX_ID_BYTES, the
+ * strings that only describe an event by AW_MAX_TEXT_BYTES.
  *
  * Anchors are collected in a fixed order -- session_id (the authority
  * record), agent_session_id, delegation_edge_id, then each delegation_chain
@@ -103,37 +104,48 @@ static const char *const meta_names[M_COUNT] = {
     "delegation_graph_epoch",
 };
 
-/* A string member of aw_audit_event and the JSON member it comes from. */
+/* A string member of aw_audit_event, the JSON member it comes from, and
+ * its bound: what events are keyed and paired on is an id (AW_MAX_ID_BYTES);
+ * what only describes them may be longer (the Gateway's resource is the
+ * client's X-Caracal-Resource header, of any length). */
 typedef struct string_member {
     int slot;
     size_t at;
     const char *what;
     bool required;
+    size_t max;
 } string_member;
 
 #define AT(member) offsetof(aw_audit_event, member)
+#define ID_BOUND   AW_MAX_ID_BYTES
+#define TEXT_BOUND AW_MAX_TEXT_BYTES
 
 static const string_member data_strings[] = {
-    {D_ID, AT(id), "data.id", true},
-    {D_ZONE, AT(zone_id), "data.zone_id", true},
-    {D_EVENT_TYPE, AT(event_type), "data.event_type", false},
-    {D_REQUEST_ID, AT(request_id), "data.request_id", false},
-    {D_DECISION, AT(decision), "data.decision", false},
-    {D_POLICY_SET, AT(policy_set_id), "data.policy_set_id", false},
+    {D_ID, AT(id), "data.id", true, ID_BOUND},
+    {D_ZONE, AT(zone_id), "data.zone_id", true, ID_BOUND},
+    {D_EVENT_TYPE, AT(event_type), "data.event_type", false, ID_BOUND},
+    {D_REQUEST_ID, AT(request_id), "data.request_id", false, ID_BOUND},
+    {D_DECISION, AT(decision), "data.decision", false, ID_BOUND},
+    {D_POLICY_SET, AT(policy_set_id), "data.policy_set_id", false, TEXT_BOUND},
     {D_POLICY_VERSION, AT(policy_set_version_id), "data.policy_set_version_id",
-     false},
-    {D_MANIFEST, AT(manifest_sha), "data.manifest_sha", false},
-    {D_EVALUATION, AT(evaluation_status), "data.evaluation_status", false},
+     false, TEXT_BOUND},
+    {D_MANIFEST, AT(manifest_sha), "data.manifest_sha", false, TEXT_BOUND},
+    {D_EVALUATION, AT(evaluation_status), "data.evaluation_status", false,
+     TEXT_BOUND},
 };
 
 static const string_member meta_strings[] = {
-    {M_APPLICATION, AT(application_id), "metadata_json.application_id", false},
-    {M_RESOURCE, AT(resource), "metadata_json.resource", false},
-    {M_METHOD, AT(method), "metadata_json.method", false},
-    {M_SUBJECT_KIND, AT(subject_kind), "metadata_json.subject_kind", false},
-    {M_RESULT_CLASS, AT(result_class), "metadata_json.result_class", false},
-    {M_ERROR_KIND, AT(error_kind), "metadata_json.error_kind", false},
-    {M_TRACE_ID, AT(trace_id), "metadata_json.trace_id", false},
+    {M_APPLICATION, AT(application_id), "metadata_json.application_id", false,
+     TEXT_BOUND},
+    {M_RESOURCE, AT(resource), "metadata_json.resource", false, TEXT_BOUND},
+    {M_METHOD, AT(method), "metadata_json.method", false, TEXT_BOUND},
+    {M_SUBJECT_KIND, AT(subject_kind), "metadata_json.subject_kind", false,
+     TEXT_BOUND},
+    {M_RESULT_CLASS, AT(result_class), "metadata_json.result_class", false,
+     TEXT_BOUND},
+    {M_ERROR_KIND, AT(error_kind), "metadata_json.error_kind", false,
+     TEXT_BOUND},
+    {M_TRACE_ID, AT(trace_id), "metadata_json.trace_id", false, TEXT_BOUND},
 };
 
 #define COUNT(a)    (sizeof(a) / sizeof((a)[0]))
@@ -156,11 +168,10 @@ static int read_strings(const aw_json *slots, const string_member *members,
     for (size_t i = 0; i < n; i++) {
         const string_member *m = &members[i];
         aw_bytes text;
-        int rc = m->required
-                     ? aw_json_required_text(&slots[m->slot], m->what,
-                                             AW_MAX_ID_BYTES, &text, err)
-                     : aw_json_text(&slots[m->slot], m->what, AW_MAX_ID_BYTES,
-                                    &text, err);
+        int rc = m->required ? aw_json_required_text(&slots[m->slot], m->what,
+                                                     m->max, &text, err)
+                             : aw_json_text(&slots[m->slot], m->what, m->max,
+                                            &text, err);
         if (rc != AW_OK)
             return rc;
         aw_block_add(block, m->at, text);
@@ -191,6 +202,16 @@ static int check_array_or_null(const aw_json *item, const char *what,
         return AW_OK;
     return aw_error_reject(err, AW_REJECT_WRONG_TYPE,
                            "%s: expected an array or null", what);
+}
+
+/* An object too: Caracal's Python AuditClient writes {} when an event has
+ * no diagnostics (packages/core/python/caracalai_core/audit.py), where its
+ * services write [] or null. */
+static int check_diagnostics(const aw_json *item, aw_error *err)
+{
+    if (item->type == AW_JSON_OBJECT)
+        return AW_OK;
+    return check_array_or_null(item, "data.diagnostics_json", err);
 }
 
 static int read_chain(const aw_json *chain, aw_anchor_list *anchors,
@@ -314,8 +335,7 @@ static int read_data(const aw_json *root, audit_draft *d, aw_error *err)
     if (rc != AW_OK ||
         (rc = check_array_or_null(&m[D_POLICIES],
                                   "data.determining_policies_json", err)) ||
-        (rc = check_array_or_null(&m[D_DIAGNOSTICS], "data.diagnostics_json",
-                                  err)))
+        (rc = check_diagnostics(&m[D_DIAGNOSTICS], err)))
         return rc;
     return read_metadata(&m[D_METADATA], d, err);
 }

@@ -137,6 +137,7 @@ int aw_flat_required_text(const aw_bytes *value, const char *name, size_t max,
 }
 
 int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
+                          const char *large_name, size_t large_max,
                           bool *is_signed, aw_error *err)
 {
     *is_signed = false;
@@ -149,7 +150,7 @@ int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
             return rc;
         *is_signed = true;
     }
-    return aw_entry_check_bounds(entry, NULL, 0, err);
+    return aw_entry_check_bounds(entry, large_name, large_max, err);
 }
 
 int aw_entry_time_ns(const aw_raw_entry *entry, int64_t *ns, aw_error *err)

@@ -94,11 +94,16 @@ int aw_error_reject(aw_error *err, aw_reject_reason reason, const char *fmt,
 
 /* ---- Size bounds (DESIGN §7) ------------------------------------------- */
 
-#define AW_MAX_FIELDS            64          /* fields in one stream entry */
-#define AW_MAX_KEY_BYTES         256         /* one field name */
-#define AW_MAX_DATA_BYTES        (64 * 1024) /* the audit `data` JSON */
+#define AW_MAX_FIELDS     64          /* fields in one stream entry */
+#define AW_MAX_KEY_BYTES  256         /* one field name */
+#define AW_MAX_DATA_BYTES (64 * 1024) /* the audit `data` JSON */
+/* edge_ids of an edge_expire: Caracal's retention cleaner expires up to
+ * RETENTION_CLEANUP_BATCH_SIZE (500) edges at a time, ~20 KB of ids; and a
+ * dead letter's copy of such an entry (values, payload) */
+#define AW_MAX_EDGE_LIST_BYTES   (64 * 1024)
 #define AW_MAX_VALUE_BYTES       (16 * 1024) /* any other field value */
 #define AW_MAX_ID_BYTES          512         /* ids, zone, names inside data */
+#define AW_MAX_TEXT_BYTES        (16 * 1024) /* resource, method... in data */
 #define AW_MAX_STREAM_NAME_BYTES 512         /* a stream name, with its NUL */
 #define AW_MAX_CHAIN             64          /* delegation_chain elements */
 #define AW_MAX_JSON_DEPTH        32

@@ -293,12 +293,13 @@ static int read_epoch(const aw_bytes *value, revocation_draft *d, aw_error *err)
 /* A list field of edges: a JSON array (parsed into d->edges_json), a count
  * (names nothing), or a comma-separated list (*listed, else its ptr NULL).
  * Reserves room for its edges and `extra` more; add_edges adds them. */
-static int read_edge_list(const aw_bytes *value, const char *what, size_t extra,
-                          revocation_draft *d, aw_bytes *listed, aw_error *err)
+static int read_edge_list(const aw_bytes *value, const char *what, size_t max,
+                          size_t extra, revocation_draft *d, aw_bytes *listed,
+                          aw_error *err)
 {
     aw_bytes edges;
     int64_t count_only;
-    int rc = aw_flat_text(value, what, AW_MAX_VALUE_BYTES, &edges, err);
+    int rc = aw_flat_text(value, what, max, &edges, err);
     if (rc != AW_OK)
         return rc;
     size_t start = 0, count = 0;
@@ -353,11 +354,13 @@ static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
     d->needs_anchor = true; /* an expiry or revoke of no edge is a bug */
     if (expire) {
         /* edge_ids names the edges; affected_edges is their count */
-        rc = read_edge_list(f[F_EDGE_IDS], "edge_ids", 0, d, &listed, err);
+        rc = read_edge_list(f[F_EDGE_IDS], "edge_ids", AW_MAX_EDGE_LIST_BYTES,
+                            0, d, &listed, err);
         return rc == AW_OK ? add_edges(d, "edge_ids[]", listed, err) : rc;
     }
-    if ((rc = read_edge_list(f[F_AFFECTED], "affected_edges", 1, d, &listed,
-                             err)) != AW_OK ||
+    if ((rc = read_edge_list(f[F_AFFECTED], "affected_edges",
+                             AW_MAX_VALUE_BYTES, 1, d, &listed, err)) !=
+            AW_OK ||
         (rc = add_anchor(d, f[F_EDGE], "edge_id", AW_ANCHOR_DELEGATION_EDGE,
                          err)) != AW_OK)
         return rc;
@@ -430,7 +433,9 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     }
     *out = NULL;
     revocation_draft d = {0};
-    int rc = aw_stream_entry_admit(entry, key, &d.set.is_signed, err);
+    int rc = aw_stream_entry_admit(
+        entry, key, role == AW_ROLE_DELEGATION_INVALIDATE ? "edge_ids" : NULL,
+        AW_MAX_EDGE_LIST_BYTES, &d.set.is_signed, err);
     if (rc == AW_OK)
         rc = aw_entry_time_ns(entry, &d.set.at_ns, err);
     if (rc == AW_OK)

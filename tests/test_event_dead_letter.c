@@ -415,10 +415,11 @@ Test(event_dead_letter, sdk_rejects_bad_payloads)
                               {S("payload"), B("{\"zone_id\":\"z\0\"}")}},
                  3),
         NULL, AW_REJECT_EMBEDDED_NUL, "raw NUL in payload");
-    char *big = malloc(AW_MAX_VALUE_BYTES + 16);
-    memset(big, ' ', AW_MAX_VALUE_BYTES + 8);
+    /* a copy of an edge_expire of 500 edges fits; beyond that, no */
+    char *big = malloc(AW_MAX_EDGE_LIST_BYTES + 16);
+    memset(big, ' ', AW_MAX_EDGE_LIST_BYTES + 8);
     memcpy(big, "{}", 2);
-    big[AW_MAX_VALUE_BYTES + 8] = '\0';
+    big[AW_MAX_EDGE_LIST_BYTES + 8] = '\0';
     expect_dead_rejected(SDK_WITH("1-0", "r", big), NULL, AW_REJECT_OVERSIZED,
                          "oversized payload");
     free(big);

@@ -400,6 +400,10 @@ Test(event_decode, audit_rejects_known_keys_of_the_wrong_type)
                           AW_REJECT_WRONG_TYPE);
     expect_extra_rejected("\"diagnostics_json\":\"none\"",
                           AW_REJECT_WRONG_TYPE);
+    /* Caracal's Python AuditClient writes {} for no diagnostics */
+    char *python = data_with("\"diagnostics_json\":{}");
+    aw_audit_event_free(decode_ok(python));
+    free(python);
     expect_extra_rejected("\"metadata_json\":{\"gateway_status\":true}",
                           AW_REJECT_WRONG_TYPE);
     expect_extra_rejected("\"metadata_json\":{\"revocation_interrupted\":1}",
@@ -457,6 +461,25 @@ Test(event_decode, audit_bounds_ids_and_data_size)
     aw_audit_event_free(decode_ok(data));
     free(data);
     free(id);
+
+    /* what only describes an event may be longer than an id: the Gateway's
+     * resource is the client's X-Caracal-Resource header */
+    char *resource = repeated('r', AW_MAX_TEXT_BYTES);
+    char *long_extra = malloc(strlen(resource) + 64);
+    sprintf(long_extra, "\"metadata_json\":{\"resource\":\"%s\"}", resource);
+    data = data_with(long_extra);
+    aw_audit_event *ev = decode_ok(data);
+    cr_expect_eq(strlen(ev->resource), AW_MAX_TEXT_BYTES);
+    aw_audit_event_free(ev);
+    free(data);
+    free(long_extra);
+    free(resource);
+    resource = repeated('r', AW_MAX_TEXT_BYTES + 1); /* one byte over */
+    long_extra = malloc(strlen(resource) + 64);
+    sprintf(long_extra, "\"metadata_json\":{\"resource\":\"%s\"}", resource);
+    expect_extra_rejected(long_extra, AW_REJECT_OVERSIZED);
+    free(long_extra);
+    free(resource);
 
     /* data may exceed the bound of other fields, up to its own */
     char *pad = repeated('p', AW_MAX_VALUE_BYTES * 2);
@@ -712,6 +735,36 @@ Test(event_decode, edge_expire_names_every_edge_of_edge_ids)
     cr_expect(set->has_epoch);
     cr_expect_eq(set->epoch, 12);
     aw_revocation_set_free(set);
+}
+
+/* Caracal's retention cleaner expires RETENTION_CLEANUP_BATCH_SIZE (500)
+ * edges per zone at a time: their UUIDs are ~20 KB of edge_ids, more than
+ * any other field may hold. */
+Test(event_decode, edge_expire_of_a_full_retention_batch_names_every_edge)
+{
+    enum { EDGES = 500 };
+    char *ids = malloc(EDGES * 40 + 3), *p = ids;
+    *p++ = '[';
+    for (int i = 0; i < EDGES; i++)
+        p += sprintf(p, "%s\"%08d-0000-4000-8000-000000000000\"", i ? "," : "",
+                     i);
+    strcpy(p, "]");
+    cr_assert_gt(strlen(ids), AW_MAX_VALUE_BYTES);
+    aw_revocation_set *set = revocation_ok(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "5-0", F("event", "edge_expire"), F("zone_id", "z"),
+              F("affected_edges", "500"), F("edge_ids", ids), F("epoch", "9")));
+    cr_assert_eq(set->n, EDGES);
+    expect_item(set, EDGES - 1, AW_ANCHOR_DELEGATION_EDGE,
+                "00000499-0000-4000-8000-000000000000", AW_ACTION_REVOKE);
+    aw_revocation_set_free(set);
+    /* the bound still holds for every other field */
+    expect_revocation_rejected(
+        AW_ROLE_DELEGATION_INVALIDATE,
+        ENTRY(DELEGATIONS, "5-0", F("event", "edge_expire"), F("zone_id", "z"),
+              F("edge_ids", "[\"de-1\"]"), F("reason", ids)),
+        AW_REJECT_OVERSIZED, "a reason of 20 KB");
+    free(ids);
 }
 
 /* Found by tests/fuzz/fuzz_revocation: an edge_expire without edge_ids was

@@ -866,3 +866,34 @@ Test(store_open, an_index_of_schema_16_reads_its_call_times_as_stand_ins)
     cr_expect_eq(stand_in_and_logged[0], 2, "the migrated call and 3-0");
     cr_expect_eq(stand_in_and_logged[1], 1, "2-0, stored logged");
 }
+
+static int keep_resource(const aw_event_row *row, void *ud)
+{
+    char **out = ud;
+    free(*out);
+    *out = row->resource ? strdup(row->resource) : NULL;
+    return 0;
+}
+
+/* The Gateway's resource is the client's header, of any length: what the
+ * decoder lets through (AW_MAX_TEXT_BYTES) is stored and found whole. */
+Test(store_open, a_resource_as_long_as_the_decoder_allows_is_kept_whole)
+{
+    char *resource = malloc(AW_MAX_TEXT_BYTES + 1);
+    memset(resource, 'r', AW_MAX_TEXT_BYTES);
+    resource[AW_MAX_TEXT_BYTES] = '\0';
+    aw_audit_event ev = fixture_event(
+        "ev-1", "zone-a", "gateway_resource_request", "req-1", NULL, 1000);
+    ev.resource = resource;
+    fixture_commit_event(fx.store, "1-0", &ev);
+    char *found = NULL;
+    aw_error err = {0};
+    aw_event_filter by_resource = {.resource = resource};
+    cr_assert_eq(aw_store_query_events(fx.store, &by_resource, keep_resource,
+                                       &found, &err),
+                 AW_OK, "%s", err.msg);
+    cr_assert_not_null(found);
+    cr_expect_str_eq(found, resource);
+    free(found);
+    free(resource);
+}
