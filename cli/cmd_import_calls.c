@@ -2,20 +2,23 @@
  * servers and proxies (NDJSON access logs), indexed as observed calls so
  * the call_without_audit detector can hold them against Caracal's audit.
  *
- * Each line becomes one raw entry of stream "import:<file name>" with one
- * field, "line", holding the line's bytes, and goes through the same ingest
- * path as entries from Redis: stored verbatim, decoded (with the field
- * names given here), detected, or rejected with its reason. The entry id is
+ * Each line becomes one raw entry of stream "import:<absolute path>" (the
+ * stream `run --calls-log` gives the same file) with one field, "line",
+ * holding the line's bytes, and goes through the same ingest path as
+ * entries from Redis: stored verbatim, decoded (with the field names given
+ * here), detected, or rejected with its reason. The entry id is
  * "<ms>-<line number>", ms being the line's own time (or, without one, the
  * file's modification time), so importing the same file again finds every
- * line already stored and adds nothing. A line that cannot be decoded is
+ * line already stored and adds nothing, and two files of one name in two
+ * directories stay apart. stdin has no name: its stream is "import:-" and
+ * a line's sequence is a digest of its number and bytes, so the same data
+ * piped twice is stored once, and other data is never taken for it. A line that cannot be decoded is
  * not skipped: it is stored as rejected, counted by reason in the summary,
  * and the exit status says that some were.
  */
 #include "cli/cli.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,9 +29,12 @@ static const char usage[] =
     "                               [--db PATH] [--progress]\n\n"
     "Indexes every NDJSON line of FILE (- for stdin) as an observed call:\n"
     "a request id, an HTTP status and a time (RFC 3339 or epoch seconds;\n"
-    "without one, the file's modification time). Re-importing a file adds\n"
-    "nothing new. Lines that cannot be read are stored as rejected, with the\n"
-    "reason, and counted in the summary on stderr.\n\n";
+    "without one, the file's modification time). A file's lines are the\n"
+    "stream import:<absolute path>, as `run --calls-log` names it:\n"
+    "re-importing a file adds nothing new, and two files of one name stay\n"
+    "apart. Lines piped on stdin are told apart by their number and bytes.\n"
+    "Lines that cannot be read are stored as rejected, with the reason, and\n"
+    "counted in the summary on stderr.\n\n";
 
 static const char usage_after_call_fields[] =
     "  --progress               progress on stderr even when not a terminal\n"
@@ -49,7 +55,8 @@ static const aw_cli_command command = {
 typedef struct importer {
     aw_ingest *ing;
     const aw_call_fields *names;
-    char *stream; /* "import:<basename>" */
+    char stream[AW_INGEST_IMPORT_STREAM_MAX]; /* "import:<absolute path>" */
+    bool from_stdin;
     int64_t mtime_ns;
     aw_raw_entry *batch[BATCH_LINES];
     aw_ingest_item items[BATCH_LINES];
@@ -89,11 +96,23 @@ static bool is_blank(const char *s, size_t len)
     return true;
 }
 
+/* A line of stdin is told by its number and bytes (see the top). */
+static int64_t stdin_sequence(int64_t number, const char *line, size_t len)
+{
+    unsigned char digest[32];
+    uint64_t x;
+    aw_sha256(line, len, digest);
+    memcpy(&x, digest, sizeof x);
+    return (int64_t)((x ^ aw_mix64((uint64_t)number)) & INT64_MAX);
+}
+
 static int add_line(importer *im, const char *line, size_t len)
 {
+    int64_t seq =
+        im->from_stdin ? stdin_sequence(im->lines, line, len) : im->lines;
     int rc =
         aw_ingest_import_entry(im->stream, line, len, im->names, im->mtime_ns,
-                               im->lines, &im->batch[im->n], &im->err);
+                               seq, &im->batch[im->n], &im->err);
     if (rc != AW_OK)
         return rc;
     im->items[im->n] = (aw_ingest_item){.entry = im->batch[im->n]};
@@ -168,20 +187,17 @@ static void print_summary(const importer *im, const char *path)
 static int open_input(importer *im, const char *path, FILE **in, int64_t *size)
 {
     struct stat st;
-    char *copy = strdup(path);
-    const char *base = strcmp(path, "-") == 0 ? "stdin"
-                       : copy                 ? basename(copy)
-                                              : NULL;
-    size_t n = base ? strlen(AW_INGEST_IMPORT_PREFIX) + strlen(base) + 1 : 0;
+    char absolute[PATH_MAX];
+    int rc;
 
     *in = NULL;
-    if (!base || !(im->stream = malloc(n))) {
-        free(copy);
-        return aw_error_set(&im->err, AW_ERR_NOMEM, "out of memory");
-    }
-    snprintf(im->stream, n, "%s%s", AW_INGEST_IMPORT_PREFIX, base);
-    free(copy);
-    *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    im->from_stdin = strcmp(path, "-") == 0;
+    if (im->from_stdin)
+        snprintf(im->stream, sizeof im->stream, "%s-", AW_INGEST_IMPORT_PREFIX);
+    else if ((rc = aw_ingest_import_path(path, absolute, im->stream,
+                                         &im->err)) != AW_OK)
+        return rc;
+    *in = im->from_stdin ? stdin : fopen(path, "rb");
     if (!*in || fstat(fileno(*in), &st) != 0)
         return aw_error_set(&im->err, AW_ERR_IO, "cannot read %s: %s", path,
                             strerror(errno));
@@ -234,7 +250,6 @@ int aw_cmd_import_calls(int argc, char **argv)
     if (in && in != stdin)
         fclose(in);
     aw_ingest_close(im->ing);
-    free(im->stream);
     free(im);
     return rc;
 }

@@ -402,10 +402,11 @@ int aw_cmd_status(int argc, char **argv)
                                r.not_ready);
         return AW_EXIT_OK;
     }
+    /* the figures are printed either way; the exit status says what
+     * --ready would, so a script need not parse them */
     if (r.not_ready[0]) {
         fprintf(stderr, "auditwatch status: %s\n", r.not_ready);
-        if (!index_open)
-            return AW_EXIT_FAILURE;
+        return index_open ? AW_EXIT_NO : AW_EXIT_FAILURE;
     }
     return AW_EXIT_OK;
 }

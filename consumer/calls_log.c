@@ -144,34 +144,24 @@ int aw_calls_log_new(const char *const *paths, size_t n,
     cl->names = names;
     for (size_t i = 0; i < n && rc == AW_OK; i++) {
         followed *f = &cl->files[cl->n++];
-        char absolute[PATH_MAX], cwd[PATH_MAX];
+        char absolute[PATH_MAX], stream[AW_INGEST_IMPORT_STREAM_MAX];
+        aw_error why = {0};
         bool found;
         f->fd = -1;
-        if (!*paths[i]) {
-            rc = aw_error_set(err, AW_ERR_INVALID, "--calls-log: empty path");
-            break;
-        }
-        if (paths[i][0] == '/')
-            snprintf(absolute, sizeof absolute, "%s", paths[i]);
-        else if (!getcwd(cwd, sizeof cwd) ||
-                 snprintf(absolute, sizeof absolute, "%s/%s", cwd, paths[i]) >=
-                     (int)sizeof absolute) {
-            rc = aw_error_set(err, AW_ERR_INVALID,
-                              "--calls-log %s: path too long", paths[i]);
+        if (aw_ingest_import_path(paths[i], absolute, stream, &why) != AW_OK) {
+            rc = aw_error_set(err, AW_ERR_INVALID, "--calls-log: %s", why.msg);
             break;
         }
         for (size_t j = 0; j + 1 < cl->n; j++)
             if (strcmp(cl->files[j].path, absolute) == 0)
                 rc = aw_error_set(err, AW_ERR_INVALID,
                                   "--calls-log %s given twice", paths[i]);
-        size_t slen = strlen(AW_INGEST_IMPORT_PREFIX) + strlen(absolute) + 1;
         if (rc != AW_OK)
             break;
-        if (!(f->path = strdup(absolute)) || !(f->stream = malloc(slen))) {
+        if (!(f->path = strdup(absolute)) || !(f->stream = strdup(stream))) {
             rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
             break;
         }
-        snprintf(f->stream, slen, "%s%s", AW_INGEST_IMPORT_PREFIX, absolute);
         if ((rc = aw_store_get_log_position(store, f->path, &f->at, &found,
                                             err)) != AW_OK)
             break;

@@ -26,6 +26,8 @@
 #ifndef AW_CONSUMER_H
 #define AW_CONSUMER_H
 
+#include <limits.h>
+
 #include "detectors/detectors.h"
 
 /* ---- Ingest -------------------------------------------------------------- */
@@ -38,6 +40,17 @@ typedef struct aw_ingest aw_ingest;
  * id's time is the fallback time of a line without one. */
 #define AW_INGEST_IMPORT_PREFIX "import:"
 #define AW_INGEST_IMPORT_FIELD  "line"
+
+/* The absolute form of path (relative to the working directory when it
+ * does not start with '/'; no symbolic link is resolved) into
+ * out[PATH_MAX], and the stream of its lines, AW_INGEST_IMPORT_PREFIX and
+ * that, into stream[PATH_MAX + sizeof AW_INGEST_IMPORT_PREFIX]: a file
+ * followed by `run --calls-log` and imported by `import-calls` is one
+ * stream. AW_ERR_INVALID when path is empty or too long. */
+#define AW_INGEST_IMPORT_STREAM_MAX (PATH_MAX + sizeof AW_INGEST_IMPORT_PREFIX)
+int aw_ingest_import_path(const char *path, char absolute[PATH_MAX],
+                          char stream[AW_INGEST_IMPORT_STREAM_MAX],
+                          aw_error *err);
 
 /* The raw entry of one access-log line of stream (AW_INGEST_IMPORT_PREFIX
  * and the file): its one field holds the line's bytes, its id is

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Role of an import stream: calls, read from NDJSON lines. */
 #define ROLE_IMPORT AW_ROLE_COUNT
@@ -718,6 +719,27 @@ int aw_ingest_log_batch(aw_ingest *ing, const aw_ingest_item *items, size_t n,
 {
     return run_batch(ing, items, n, NULL, 0, positions, npositions, 0, stats,
                      err);
+}
+
+int aw_ingest_import_path(const char *path, char absolute[PATH_MAX],
+                          char stream[AW_INGEST_IMPORT_STREAM_MAX],
+                          aw_error *err)
+{
+    char cwd[PATH_MAX];
+    int n;
+    if (!*path)
+        return aw_error_set(err, AW_ERR_INVALID, "an empty path");
+    if (path[0] == '/')
+        n = snprintf(absolute, PATH_MAX, "%s", path);
+    else if (getcwd(cwd, sizeof cwd))
+        n = snprintf(absolute, PATH_MAX, "%s/%s", cwd, path);
+    else
+        n = PATH_MAX;
+    if (n < 0 || n >= PATH_MAX)
+        return aw_error_set(err, AW_ERR_INVALID, "%s: path too long", path);
+    snprintf(stream, AW_INGEST_IMPORT_STREAM_MAX, "%s%s",
+             AW_INGEST_IMPORT_PREFIX, absolute);
+    return AW_OK;
 }
 
 int aw_ingest_import_entry(const char *stream, const char *line, size_t len,

@@ -638,6 +638,65 @@ static void store_configure_sqlite(void)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* A read-only index on read-only media (an evidence copy, a snapshot
+ * mounted read-only): a WAL reader must create the -shm file it shares with
+ * the writer, cannot, and SQLite refuses to read. With no -wal file beside
+ * it nobody is writing and every page is in the file itself, so it is read
+ * as immutable: no lock, no shared memory. Only then: an index being
+ * written must be read through its WAL. */
+static bool store_needs_immutable(const aw_store *store)
+{
+    char wal[PATH_MAX];
+    int code = sqlite3_errcode(store->db) & 0xff;
+    return (store->flags & AW_STORE_READONLY) &&
+           (code == SQLITE_READONLY || code == SQLITE_CANTOPEN) &&
+           snprintf(wal, sizeof wal, "%s-wal", store->path) < (int)sizeof wal &&
+           access(wal, F_OK) != 0 && errno == ENOENT &&
+           access(store->path, R_OK) == 0;
+}
+
+/* "file:<path>?immutable=1", the path percent-encoded where a URI would
+ * read it otherwise. */
+static char *store_immutable_uri(const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(path);
+    char *uri = malloc(3 * len + sizeof "file:?immutable=1");
+    if (uri == NULL)
+        return NULL;
+    char *p = uri + sprintf(uri, "file:");
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if (*c == '?' || *c == '#' || *c == '%' || *c < 0x20) {
+            *p++ = '%';
+            *p++ = hex[*c >> 4];
+            *p++ = hex[*c & 15];
+        } else {
+            *p++ = (char)*c;
+        }
+    }
+    strcpy(p, "?immutable=1");
+    return uri;
+}
+
+static int store_reopen_immutable(aw_store *store, aw_error *err)
+{
+    char *uri = store_immutable_uri(store->path);
+    if (uri == NULL)
+        return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    sqlite3_close(store->db);
+    store->db = NULL;
+    int rc = sqlite3_open_v2(uri, &store->db,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_URI,
+                             NULL) == SQLITE_OK
+                 ? store_check_ours(store, err)
+                 : aw_error_set(
+                       err, AW_ERR_IO, "cannot open index %s: %s", store->path,
+                       store->db ? sqlite3_errmsg(store->db) : "out of memory");
+    free(uri);
+    return rc;
+}
+
 int aw_store_open(const char *path, unsigned flags, aw_store **out,
                   aw_error *err)
 {
@@ -663,8 +722,9 @@ int aw_store_open(const char *path, unsigned flags, aw_store **out,
                           store->db ? sqlite3_errmsg(store->db)
                                     : "out of memory");
     }
-    if (rc == AW_OK)
-        rc = store_check_ours(store, err);
+    if (rc == AW_OK && (rc = store_check_ours(store, err)) != AW_OK &&
+        store_needs_immutable(store))
+        rc = store_reopen_immutable(store, err);
     if (rc == AW_OK)
         rc = store_configure(store, err);
     if (rc == AW_OK)

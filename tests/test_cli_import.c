@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tests/support/cli_world.h"
 
@@ -62,17 +63,22 @@ Test(cli_import, indexes_good_lines_and_rejects_bad_ones_with_their_reason)
     r = cw_run(&w, ARGS("trace", "req-1", "--db", w.db, "-f", "json"), NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cJSON *rows = cw_json_lines(r.out), *row;
-    int calls = 0;
+    int calls = 0, imported = 0;
+    char stream[PATH_MAX + 16];
+    snprintf(stream, sizeof stream, "import:%s", log);
     cJSON_ArrayForEach(row, rows)
     {
         const cJSON *aw = cJSON_GetObjectItemCaseSensitive(row, "auditwatch");
         if (strcmp(cw_str(aw, "source"), "call") != 0)
             continue;
         calls++;
-        if (strcmp(cw_str(aw, "stream"), "import:access.log") == 0)
+        if (strcmp(cw_str(aw, "stream"), stream) == 0) {
+            imported++;
             cr_expect_str_eq(cw_str(aw, "time"), "2026-05-21T12:00:01.3Z");
+        }
     }
     cr_expect_eq(calls, 2, "%s", r.out);
+    cr_expect_eq(imported, 1, "named after its absolute path: %s", r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
@@ -93,6 +99,76 @@ Test(cli_import, importing_the_same_file_again_adds_nothing)
     cr_expect(has_figure("index,rejected,4\r\n"));
     cw_result_free(&first);
     cw_result_free(&again);
+}
+
+/* Two hosts' access.log, the same lines at the same places and times but
+ * for other requests: each is its own stream, nothing is taken for the
+ * other's line. */
+Test(cli_import, two_files_of_one_name_in_two_directories_stay_apart)
+{
+    char a_dir[PATH_MAX], b_dir[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
+    aw_test_path(w.dir, "gw-a", a_dir);
+    aw_test_path(w.dir, "gw-b", b_dir);
+    cr_assert(mkdir(a_dir, 0755) == 0 && mkdir(b_dir, 0755) == 0);
+    aw_test_write_file(aw_test_path(a_dir, "access.log", a),
+                       "{\"request_id\":\"req-a\",\"status\":200,"
+                       "\"occurred_at\":\"2026-05-21T12:00:01Z\"}\n",
+                       0644);
+    aw_test_write_file(aw_test_path(b_dir, "access.log", b),
+                       "{\"request_id\":\"req-b\",\"status\":200,"
+                       "\"occurred_at\":\"2026-05-21T12:00:01Z\"}\n",
+                       0644);
+    cw_result first = cw_run(&w, ARGS("import-calls", a, "--db", w.db), NULL);
+    cw_result second = cw_run(&w, ARGS("import-calls", b, "--db", w.db), NULL);
+    cr_expect_eq(first.status, 0, "%s", first.err);
+    cr_expect_eq(second.status, 0, "%s", second.err);
+    cr_expect(strstr(second.err, "1 calls indexed, 0 already in the index"),
+              "%s", second.err);
+    cw_result_free(&first);
+    cw_result_free(&second);
+    cw_result trace = cw_run(&w, ARGS("trace", "req-b", "--db", w.db), NULL);
+    cr_expect_eq(trace.status, 0, "req-b was indexed: %s", trace.err);
+    cw_result_free(&trace);
+}
+
+/* `import-calls -` with the file on its stdin. */
+static int import_stdin(const char *file, const char *tag, char **err)
+{
+    aw_test_proc p;
+    const char *args[] = {
+        "-c",      "exec \"$0\" import-calls - --db \"$1\" < \"$2\"",
+        AW_BINARY, w.db,
+        file,      NULL};
+    aw_test_spawn_program(&p, "/bin/sh", w.dir, tag, args, NULL);
+    cr_assert(aw_test_wait(&p, 60000), "import-calls - did not finish");
+    *err = aw_test_read_file(p.err_path, NULL);
+    return p.status;
+}
+
+/* stdin has no name: the same data piped twice is stored once, and other
+ * data piped later is not taken for it. */
+Test(cli_import, stdin_is_told_apart_by_its_lines)
+{
+    char one[PATH_MAX], other[PATH_MAX], *err;
+    aw_test_write_file(aw_test_path(w.dir, "one.ndjson", one),
+                       "{\"request_id\":\"req-1\",\"status\":200,"
+                       "\"occurred_at\":\"2026-05-21T12:00:01Z\"}\n",
+                       0644);
+    aw_test_write_file(aw_test_path(w.dir, "other.ndjson", other),
+                       "{\"request_id\":\"req-2\",\"status\":200,"
+                       "\"occurred_at\":\"2026-05-21T12:00:01Z\"}\n",
+                       0644);
+    cr_expect_eq(import_stdin(one, "stdin-1", &err), 0, "%s", err);
+    cr_expect(err && strstr(err, "-: 1 lines, 1 calls indexed"), "%s", err);
+    free(err);
+    cr_expect_eq(import_stdin(one, "stdin-2", &err), 0, "%s", err);
+    cr_expect(err && strstr(err, "0 calls indexed, 1 already in the index"),
+              "the same data again: %s", err);
+    free(err);
+    cr_expect_eq(import_stdin(other, "stdin-3", &err), 0, "%s", err);
+    cr_expect(err && strstr(err, "1 calls indexed, 0 already in the index"),
+              "other data at the same line and time: %s", err);
+    free(err);
 }
 
 Test(cli_import, maps_other_field_names_and_epoch_seconds)

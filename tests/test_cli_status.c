@@ -124,6 +124,16 @@ Test(cli_status, unreachable_redis_is_not_ready)
     cr_expect_eq(r.status, 1);
     cr_expect(strstr(r.err, "connect"), "%s", r.err);
     cw_result_free(&r);
+
+    /* without --ready the figures are printed, and the status still says
+     * so: a script reading only the exit status is not told all is well */
+    cw_result shown = cw_run(
+        &w, ARGS("status", "--db", w.db, "--redis", url, "--format", "json"),
+        NULL);
+    cr_expect_eq(shown.status, 1, "%s", shown.err);
+    cr_expect(strstr(shown.out, "\"reachable\""), "%s", shown.out);
+    cr_expect(strstr(shown.err, "connect"), "%s", shown.err);
+    cw_result_free(&shown);
     aw_test_redis_destroy(&redis);
 }
 

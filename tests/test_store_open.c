@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/store_fixture.h"
 #include "tests/support/support.h"
@@ -896,4 +898,52 @@ Test(store_open, a_resource_as_long_as_the_decoder_allows_is_kept_whole)
     cr_expect_str_eq(found, resource);
     free(found);
     free(resource);
+}
+
+/* In a child that cannot write dir (nobody, when the tests run as root):
+ * 0 when the index opens read-only and shows its one event. */
+static int open_as_a_reader(const char *path)
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(2);
+        aw_store *store;
+        aw_error err = {0};
+        int n = 0;
+        if (aw_store_open(path, AW_STORE_READONLY, &store, &err) != AW_OK) {
+            fprintf(stderr, "%s\n", err.msg);
+            _exit(3);
+        }
+        aw_event_filter all = {0};
+        int rc = aw_store_query_events(store, &all, count_events, &n, &err);
+        aw_store_close(store);
+        _exit(rc == AW_OK && n == 1 ? 0 : 4);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* An evidence copy on read-only media: no -shm can be made beside it. A
+ * quiescent index (no -wal) is read as immutable; the directory is left as
+ * it was. */
+Test(store_open, a_quiescent_index_on_read_only_media_opens_read_only)
+{
+    aw_audit_event ev =
+        fixture_event("ev-1", "zone-a", "token_exchange", "req-1", "allow", 1);
+    fixture_commit_event(fx.store, "1-0", &ev);
+    aw_store_close(fx.store);
+    fx.store = NULL;
+    char wal[160], shm[160];
+    snprintf(wal, sizeof wal, "%s-wal", fx.path);
+    snprintf(shm, sizeof shm, "%s-shm", fx.path);
+    cr_assert_neq(access(wal, F_OK), 0, "a clean close leaves no -wal");
+    cr_assert_eq(chmod(fx.path, 0444), 0);
+    cr_assert_eq(chmod(fx.dir, 0555), 0);
+    int status = open_as_a_reader(fx.path);
+    cr_expect_neq(access(shm, F_OK), 0, "nothing was written beside it");
+    chmod(fx.dir, 0755);
+    cr_expect_eq(status, 0, "the reader could not read the index (%d)", status);
 }
