@@ -13,6 +13,11 @@
  * order behind the header. The bundle is written to a temporary file beside
  * the target, synced and renamed, so FILE is either the old file or a whole
  * new bundle, never half of one.
+ *
+ * A bundle is handed over as evidence, so the index's hash chain is walked
+ * first, in the same read snapshot as the copy: when it breaks, the index
+ * holds entries that are not what arrived, and nothing is written unless
+ * --unverified says to (the break is then said on stderr).
  */
 #include "cli/cli.h"
 
@@ -26,22 +31,31 @@
 
 static const char usage[] =
     "usage: auditwatch export --since TIME [--until TIME] -o FILE\n"
-    "                         [--db PATH] [--progress]\n\n"
+    "                         [--unverified] [--db PATH] [--progress]\n\n"
     "Writes every raw entry whose stream entry id falls in [--since, --until)\n"
     "to a msgpack evidence bundle: a header (window, source index, counts,\n"
-    "SHA-256 of the body) followed by the entries in entry-id order.\n\n"
+    "SHA-256 of the body) followed by the entries in entry-id order. The\n"
+    "index's hash chain is checked first; when it breaks, nothing is written.\n\n"
     "  --since TIME     start of the window (RFC 3339, now, -30s, -15m, -2h, -7d)\n"
     "  --until TIME     end of the window, excluded (default now)\n"
     "  -o, --output F   the bundle to write (replaced atomically)\n"
+    "  --unverified     write it even when the chain breaks (said on stderr)\n"
     "  --progress       progress on stderr even when it is not a terminal\n"
     "  --db PATH        the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
-    "Exit status: 0 written, 2 bad usage, 3 failure.\n";
+    "Exit status: 0 written, 1 the chain breaks (nothing written without\n"
+    "--unverified), 2 bad usage, 3 failure.\n";
 
-enum { OPT_SINCE = AW_CLI_OPT_BASE, OPT_UNTIL, OPT_OUTPUT = 'o' };
+enum {
+    OPT_SINCE = AW_CLI_OPT_BASE,
+    OPT_UNTIL,
+    OPT_UNVERIFIED,
+    OPT_OUTPUT = 'o'
+};
 
 static const struct option options[] = {
     {"since", required_argument, NULL, OPT_SINCE},
     {"until", required_argument, NULL, OPT_UNTIL},
+    {"unverified", no_argument, NULL, OPT_UNVERIFIED},
     {"output", required_argument, NULL, OPT_OUTPUT},
     {0},
 };
@@ -55,7 +69,7 @@ static const aw_cli_command command = {
 };
 
 typedef struct export_args {
-    bool has_since, has_until;
+    bool has_since, has_until, unverified;
     int64_t since_ns, until_ns, now_ns;
     const char *output;
 } export_args;
@@ -72,6 +86,7 @@ static int on_option(int opt, const char *arg, void *ud)
         a->has_until = true;
         return aw_cli_time_option(&command, "--until", arg, a->now_ns,
                                   &a->until_ns);
+    case OPT_UNVERIFIED: a->unverified = true; return 0;
     case OPT_OUTPUT:
         if (!*arg)
             return aw_cli_usage_error(&command, "--output: empty path");
@@ -97,6 +112,7 @@ typedef struct export_state {
     aw_bundle_stream_count *streams;
     size_t nstreams;
     int64_t truncated;
+    aw_chain_report chain;
     aw_cli_progress progress;
     aw_error err;
 } export_state;
@@ -280,6 +296,32 @@ static FILE *open_scratch(const char *path, aw_error *err)
     return fp;
 }
 
+static void chain_progress(int64_t checked, void *ud)
+{
+    aw_cli_progress_update(ud, "export: hash chain, %lld entries",
+                           (long long)checked);
+}
+
+/* Walks the chain, then copies the window, in one read snapshot. A break
+ * (x->chain says where) leaves x->scratch NULL unless --unverified. */
+static int copy_window(aw_store *store, const export_args *a,
+                       const aw_bundle_info *info, export_state *x)
+{
+    int rc = aw_store_read_snapshot(store, &x->err);
+    if (rc == AW_OK)
+        rc = aw_store_verify_chain(store, &x->chain, chain_progress,
+                                   &x->progress, &x->err);
+    bool go_on = x->chain.ok || a->unverified;
+    if (rc == AW_OK && go_on &&
+        !(x->scratch = open_scratch(a->output, &x->err)))
+        rc = AW_ERR_IO;
+    if (rc == AW_OK && go_on)
+        rc = aw_store_iter_entries(store, info->since_ms, info->until_ms,
+                                   collect_entry, x, &x->err);
+    aw_store_rollback(store);
+    return rc;
+}
+
 static int export_window(const aw_cli_common *common, const export_args *a,
                          export_state *x)
 {
@@ -295,14 +337,11 @@ static int export_window(const aw_cli_common *common, const export_args *a,
     info.source = realpath(common->db, source) ? source : common->db;
     if ((rc = aw_cli_open_store(&command, common, AW_STORE_READONLY, &store)))
         return rc;
-    if (!(x->scratch = open_scratch(a->output, &x->err))) {
-        aw_store_close(store);
-        return AW_ERR_IO;
-    }
-    rc = aw_store_iter_entries(store, info.since_ms, info.until_ms,
-                               collect_entry, x, &x->err);
+    rc = copy_window(store, a, &info, x);
     aw_store_close(store);
     aw_cli_progress_end(&x->progress);
+    if (rc == AW_OK && !x->scratch)
+        return AW_OK; /* the chain breaks: nothing to write */
     if (rc == AW_OK && fflush(x->scratch) != 0)
         rc = aw_error_set(&x->err, AW_ERR_IO,
                           "cannot write the scratch file: %s", strerror(errno));
@@ -362,6 +401,16 @@ int aw_cmd_export(int argc, char **argv)
 
     x.progress.enabled = common.progress;
     rc = export_window(&common, &a, &x);
+    bool refused = rc == AW_OK && !x.chain.ok && !a.unverified;
+    if (rc == AW_OK && !x.chain.ok)
+        fprintf(stderr,
+                "auditwatch export: the index's hash chain breaks: %s; it "
+                "holds entries that are not what arrived (auditwatch verify "
+                "names them)%s\n",
+                x.chain.what,
+                refused ? ". Nothing was written; --unverified writes the "
+                          "bundle all the same."
+                        : ". Written anyway (--unverified).");
     if (x.scratch)
         fclose(x.scratch);
     for (size_t i = 0; i < x.nstreams; i++)
@@ -370,6 +419,8 @@ int aw_cmd_export(int argc, char **argv)
     free(x.notes);
     if (rc > 0)
         return rc; /* the index could not be opened: already said */
+    if (refused)
+        return AW_EXIT_NO;
     if (rc != AW_OK)
         return aw_cli_fail(&command, AW_EXIT_FAILURE, "%s", x.err.msg);
     return AW_EXIT_OK;

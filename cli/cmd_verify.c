@@ -1097,6 +1097,35 @@ static void tally(verify_state *v, scheme *s, const aw_entry_row *row, int rc,
     }
 }
 
+/* The mark "stored truncated" lies outside the chain, and excuses an entry
+ * from every check. The store marks an entry only when its packed form is
+ * over AW_STORE_MAX_RAW_BYTES, and then cuts every value to
+ * AW_MAX_VALUE_BYTES: so a value longer than that, or a stored entry small
+ * enough to have been kept whole with no value at that length (nothing
+ * was cut), says the mark was forged. */
+static int check_truncation(verify_state *v, const aw_entry_row *row,
+                            const aw_raw_entry *raw)
+{
+    bool cut = false, over = false;
+    for (size_t i = 0; i < raw->nfields; i++) {
+        cut |= raw->fields[i].value.len == AW_MAX_VALUE_BYTES;
+        over |= raw->fields[i].value.len > AW_MAX_VALUE_BYTES;
+    }
+    if (!over && (cut || row->raw_len > AW_STORE_MAX_RAW_BYTES)) {
+        v->truncated++;
+        return 0;
+    }
+    mismatch m = {.table = "entries",
+                  .entry_row = row->rowid,
+                  .entry_id = row->entry_id,
+                  .field = "orig_size",
+                  .stored = "truncated",
+                  .raw = over ? "a value longer than the cut" : "nothing cut",
+                  .detail = "marked as stored truncated, which excuses it "
+                            "from every check, yet it was not cut"};
+    return report(v, &m);
+}
+
 static int check_entry(const aw_entry_row *row, void *ud)
 {
     verify_state *v = ud;
@@ -1107,10 +1136,6 @@ static int check_entry(const aw_entry_row *row, void *ud)
     v->entries++;
     aw_cli_progress_update(&v->progress, "verify: signatures of %lld entries",
                            (long long)v->entries);
-    if (row->truncated) {
-        v->truncated++;
-        return 0;
-    }
     if (aw_raw_entry_unpack(row->raw, row->raw_len, &raw, NULL, &err) !=
         AW_OK) {
         if (v->unreadable++ == 0)
@@ -1119,25 +1144,54 @@ static int check_entry(const aw_entry_row *row, void *ud)
                      row->entry_id, err.msg);
         return 0;
     }
+    if (row->truncated) {
+        rc = check_truncation(v, row, raw);
+        aw_raw_entry_free(raw);
+        return rc;
+    }
     const aw_bytes *sig = aw_raw_entry_get(raw, "sig");
     const aw_bytes *data = aw_raw_entry_get(raw, "data");
+    int checked = 0, verified = 0;
     if (sig && data) {
         if (!v->audit.key)
             v->audit.unchecked++;
-        else
-            tally(v, &v->audit, row,
-                  aw_hmac_verify_audit(v->audit.key, *data, *sig, &err), &err);
+        else {
+            int vrc = aw_hmac_verify_audit(v->audit.key, *data, *sig, &err);
+            tally(v, &v->audit, row, vrc, &err);
+            checked++;
+            verified += vrc == AW_OK;
+        }
     }
     if (aw_raw_entry_get(raw, "_sig")) {
         if (!v->stream.key)
             v->stream.unchecked++;
-        else
-            tally(v, &v->stream, row,
-                  aw_hmac_verify_stream(v->stream.key, raw, &err), &err);
+        else {
+            int vrc = aw_hmac_verify_stream(v->stream.key, raw, &err);
+            tally(v, &v->stream, row, vrc, &err);
+            checked++;
+            verified += vrc == AW_OK;
+        }
     }
     unsigned has =
         row->rowid >= 1 && row->rowid <= v->nhas ? v->has[row->rowid] : 0;
-    if ((has & HAS_REJECTED) && (has & HAS_DECODED)) {
+    /* A rejection for its signature hides the entry from everything that
+     * reads the decoded rows: with every signature it carries verified
+     * here, it was not the entry's (a forged row, or another key). */
+    bool all_signatures_verify =
+        checked > 0 && verified == checked && !(sig && data && !v->audit.key) &&
+        !(aw_raw_entry_get(raw, "_sig") && !v->stream.key);
+    if (was_rejected(v, row->rowid) && all_signatures_verify) {
+        mismatch m = {.table = "rejected",
+                      .entry_row = row->rowid,
+                      .entry_id = row->entry_id,
+                      .field = "reason",
+                      .stored = "a signature reason",
+                      .raw = "every signature verifies",
+                      .detail = "rejected for its signature, yet every "
+                                "signature it carries verifies under the "
+                                "keys given"};
+        rc = report(v, &m);
+    } else if ((has & HAS_REJECTED) && (has & HAS_DECODED)) {
         mismatch m = {.table = "rejected",
                       .entry_row = row->rowid,
                       .entry_id = row->entry_id,
@@ -1269,7 +1323,11 @@ static int run_checks(verify_state *v, const verify_args *a,
     aw_event_filter all_events = {0};
     aw_revocation_filter all_revocations = {0};
     aw_store_stats stats;
-    int rc = aw_store_verify_chain(v->store, chain, chain_progress,
+    /* one snapshot for every check: a daemon committing meanwhile would
+     * otherwise show entries whose rows an earlier query did not see */
+    int rc = aw_store_read_snapshot(v->store, &v->err);
+    if (rc == AW_OK)
+        rc = aw_store_verify_chain(v->store, chain, chain_progress,
                                    &v->progress, &v->err);
     if (rc == AW_OK && a->head.given)
         rc = check_head(v, &a->head, chain, head);
@@ -1302,6 +1360,7 @@ static int run_checks(verify_state *v, const verify_args *a,
                                    &v->err);
     }
     aw_cli_progress_end(&v->progress);
+    aw_store_rollback(v->store);
     return rc;
 }
 

@@ -380,8 +380,9 @@ int aw_store_verify_chain(aw_store *store, aw_chain_report *report,
                        .progress = progress,
                        .ud = ud,
                        .next_rowid = 1};
-    /* One snapshot for the tip and every row. */
-    bool own_snapshot = !store->in_tx;
+    /* One snapshot for the tip and every row (the caller's, when it holds
+     * a transaction or a read snapshot). */
+    bool own_snapshot = sqlite3_get_autocommit(store->db) != 0;
     if (own_snapshot &&
         sqlite3_exec(store->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return store_fail(store, err, "begin read");

@@ -862,6 +862,21 @@ int aw_store_commit(aw_store *store, aw_error *err)
     return AW_OK;
 }
 
+int aw_store_read_snapshot(aw_store *store, aw_error *err)
+{
+    if (!(store->flags & AW_STORE_READONLY))
+        return aw_error_set(err, AW_ERR,
+                            "a read snapshot needs a read-only handle");
+    int rc = store_exec(store, "BEGIN", err, "begin a read snapshot");
+    /* SQLite takes the snapshot at the first read, not at BEGIN */
+    if (rc == AW_OK)
+        rc = store_exec(store, "SELECT count(*) FROM sqlite_master", err,
+                        "begin a read snapshot");
+    if (rc != AW_OK)
+        aw_store_rollback(store);
+    return rc;
+}
+
 void aw_store_rollback(aw_store *store)
 {
     if (store->db != NULL && !sqlite3_get_autocommit(store->db))

@@ -73,6 +73,12 @@ int aw_store_commit(aw_store *store, aw_error *err);
 /* Never fails; safe to call when no transaction is open. */
 void aw_store_rollback(aw_store *store);
 
+/* On a READONLY handle: every read from here until aw_store_rollback sees
+ * one snapshot of the index, whatever a writer commits meanwhile (a WAL
+ * read transaction; the writer's checkpoints stop short of it until it
+ * ends). For a reader whose checks span many queries, as verify's do. */
+int aw_store_read_snapshot(aw_store *store, aw_error *err);
+
 /* ---- Ingest (inside a transaction) -------------------------------------- */
 
 typedef enum aw_put_result {

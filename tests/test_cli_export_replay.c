@@ -6,6 +6,7 @@
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <msgpack.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,40 @@ Test(cli_export_replay, an_empty_window_makes_a_valid_empty_bundle)
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_empty(r.out);
     cr_expect(strstr(r.err, "0 entries replayed"), "%s", r.err);
+    cw_result_free(&r);
+}
+
+/* A bundle is evidence handed over: from an index whose chain breaks it is
+ * not written, unless asked for in so many words. */
+Test(cli_export_replay, an_index_whose_chain_breaks_is_not_exported)
+{
+    char bundle[PATH_MAX];
+    sqlite3 *db;
+    aw_test_path(w.dir, "broken.bundle", bundle);
+    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "DELETE FROM entries WHERE rowid = 100", 0, 0, 0),
+        SQLITE_OK);
+    cr_assert_eq(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    cw_result r = cw_run(&w,
+                         ARGS("export", "--db", w.db, "--since",
+                              "2026-05-01T00:00:00Z", "-o", bundle),
+                         NULL);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.err, "hash chain breaks") &&
+                  strstr(r.err, "Nothing was written"),
+              "%s", r.err);
+    cr_expect_neq(access(bundle, F_OK), 0, "no bundle");
+    cw_result_free(&r);
+
+    r = cw_run(&w,
+               ARGS("export", "--db", w.db, "--since", "2026-05-01T00:00:00Z",
+                    "-o", bundle, "--unverified"),
+               NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "Written anyway"), "%s", r.err);
+    cr_expect_eq(access(bundle, F_OK), 0, "the bundle, as asked");
     cw_result_free(&r);
 }
 

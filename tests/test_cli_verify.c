@@ -424,6 +424,41 @@ Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch)
     cw_result_free(&r);
 }
 
+/* A forged rejection for a signature reason: the daemon's rejections for
+ * signatures are not re-decoded, so only the keys can tell. */
+Test(cli_verify, a_signature_rejection_of_an_entry_that_verifies_is_a_mismatch)
+{
+    cw_build(&w, true);
+    tamper("INSERT INTO rejected(entry_rowid, reason, detail) SELECT "
+           "entry_rowid, 'signature_invalid', 'hidden' FROM events WHERE "
+           "event_id = 'ev-4'");
+    tamper("DELETE FROM events WHERE event_id = 'ev-4'");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "rejected");
+    cr_expect(
+        strstr(cw_str(m, "detail"), "every signature it carries verifies"),
+        "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+/* The truncation mark is outside the chain and excuses an entry from the
+ * row checks: set on an entry that was never cut, it hides an edit. */
+Test(cli_verify, a_forged_truncation_mark_is_a_mismatch)
+{
+    cw_build(&w, true);
+    tamper("UPDATE entries SET orig_size = 2000000 WHERE rowid = (SELECT "
+           "entry_rowid FROM events WHERE event_id = 'ev-4')");
+    tamper(EV4_DENIED);
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "entries");
+    cr_expect(strstr(cw_str(m, "detail"), "yet it was not cut"), "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify,
      rows_indexed_without_a_key_are_not_mismatches_for_being_unsigned)
 {

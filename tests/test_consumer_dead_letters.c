@@ -556,6 +556,14 @@ Test(consumer_dead_letters,
                  2, "both copies were stored truncated");
     cr_expect_eq(events_keeping_a_hash(), 1);
     cr_expect_eq(alerts_of("tampered_on_redelivery").n, 0);
+
+    /* verify tells them from a forged truncation mark */
+    aw_test_proc verify;
+    const char *args[] = {"verify", "--db", db, NULL};
+    int status = aw_test_run(&verify, dir, "verify", args, NULL, 60000);
+    char *out = aw_test_read_file(verify.out_path, NULL);
+    cr_expect_eq(status, 0, "%s", out ? out : "");
+    free(out);
 }
 
 /* A dead letter stored before its stream was renamed still answers for

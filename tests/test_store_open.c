@@ -947,3 +947,31 @@ Test(store_open, a_quiescent_index_on_read_only_media_opens_read_only)
     chmod(fx.dir, 0755);
     cr_expect_eq(status, 0, "the reader could not read the index (%d)", status);
 }
+
+/* verify's checks span many queries beside a writing daemon: under one
+ * read snapshot they all see the index as it was when it began. */
+Test(store_open, a_read_snapshot_does_not_see_what_a_writer_commits_meanwhile)
+{
+    aw_audit_event first =
+        fixture_event("ev-1", "zone-a", "token_exchange", "req-1", "allow", 1);
+    fixture_commit_event(fx.store, "1-0", &first);
+    aw_store *reader;
+    aw_error err = {0};
+    cr_assert_eq(aw_store_open(fx.path, AW_STORE_READONLY, &reader, &err),
+                 AW_OK, "%s", err.msg);
+    cr_assert_eq(aw_store_read_snapshot(reader, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(events_in(reader), 1);
+    aw_audit_event second =
+        fixture_event("ev-2", "zone-a", "token_exchange", "req-2", "allow", 2);
+    fixture_commit_event(fx.store, "2-0", &second);
+    cr_expect_eq(events_in(reader), 1, "the snapshot still holds");
+    aw_store_stats stats;
+    cr_assert_eq(aw_store_get_stats(reader, &stats, &err), AW_OK, "%s",
+                 err.msg);
+    cr_expect_eq(stats.entries, 1, "every query of it");
+    aw_store_rollback(reader);
+    cr_expect_eq(events_in(reader), 2, "after it, the index as it is now");
+    cr_expect_neq(aw_store_read_snapshot(fx.store, &err), AW_OK,
+                  "a writer's handle has transactions, not snapshots");
+    aw_store_close(reader);
+}
