@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define PROGRESS_INTERVAL_NS (250LL * 1000000LL)
+#define PROGRESS_INTERVAL_NS      (250LL * 1000000LL)
+#define PROGRESS_LINE_INTERVAL_NS (1000LL * 1000000LL)
 
 int aw_cli_open_store(const aw_cli_command *cmd, const aw_cli_common *common,
                       unsigned flags, aw_store **out)
@@ -25,20 +27,26 @@ void aw_cli_progress_update(aw_cli_progress *p, const char *fmt, ...)
     int64_t now;
     if (!p->enabled)
         return;
+    bool terminal = isatty(fileno(stderr));
     now = aw_cli_now_ns();
-    if (p->drawn && now - p->last_ns < PROGRESS_INTERVAL_NS)
+    if (p->last_ns && now - p->last_ns < (terminal ? PROGRESS_INTERVAL_NS
+                                                   : PROGRESS_LINE_INTERVAL_NS))
         return;
     p->last_ns = now;
-    p->drawn = true;
-    fputs("\r\033[K", stderr);
+    p->drawn = terminal;
+    if (terminal)
+        fputs("\r\033[K", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
+    if (!terminal)
+        fputc('\n', stderr);
     fflush(stderr);
 }
 
 void aw_cli_progress_end(aw_cli_progress *p)
 {
+    p->last_ns = 0;
     if (!p->drawn)
         return;
     fputs("\r\033[K", stderr);

@@ -188,7 +188,9 @@ int aw_cli_out_close(aw_cli_out *out);
 
 /* ---- Progress on stderr -------------------------------------------------- */
 
-/* A "\r..." line redrawn at most a few times a second, only when enabled. */
+/* A "\r..." line redrawn at most a few times a second, only when enabled;
+ * when stderr is no terminal (--progress into a log), plain lines, one a
+ * second, with no control characters. */
 typedef struct aw_cli_progress {
     bool enabled;
     bool drawn;

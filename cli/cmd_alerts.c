@@ -85,7 +85,15 @@ static int on_option(int opt, const char *arg, void *ud)
                 &command, "--state: expected open, resolved or all, got \"%s\"",
                 arg);
         return 0;
-    case OPT_KIND: a->filter.kind = arg; return 0;
+    case OPT_KIND:
+        /* a misspelt kind would list nothing, as if there were no alerts */
+        if (!aw_alert_kind_known(arg))
+            return aw_cli_usage_error(&command,
+                                      "--kind: no alert is of kind \"%s\" "
+                                      "(see --help for the kinds)",
+                                      arg);
+        a->filter.kind = arg;
+        return 0;
     case OPT_SEVERITY:
         if (strcmp(arg, "medium") && strcmp(arg, "high") &&
             strcmp(arg, "critical"))

@@ -24,14 +24,14 @@
 static const char usage[] =
     "usage: auditwatch status [--redis URL] [--redis-password-file FILE]\n"
     "                         [--group NAME] [--stream ROLE=NAME]\n"
-    "                         [--ready] [--max-lag N] [--max-pending-age SECONDS]\n"
-    "                         [--timeout-ms MS] [--format F] [--db PATH]\n\n"
+    "                         [--ready] [--max-lag N] [--max-pending-age DURATION]\n"
+    "                         [--timeout-ms DURATION] [--format F] [--db PATH]\n\n"
     "Prints index figures, checkpoints and, when --redis is given, each\n"
     "consumer group's lag and pending entries, as rows of (section, item,\n"
     "value). Like `run`, options not given are taken from AUDITWATCH_REDIS,\n"
     "AUDITWATCH_REDIS_PASSWORD_FILE, AUDITWATCH_GROUP and AUDITWATCH_STREAM\n"
     "(ROLE=NAME,...), so a probe shares the daemon's environment file.\n\n"
-    "  --redis URL                 redis://host:port[/db], host:port or unix:/path\n"
+    "  --redis URL                 redis://host:port[/db] or host:port\n"
     "  --redis-password-file FILE  password for AUTH (else $REDIS_PASSWORD_FILE)\n"
     "  --group NAME                consumer group (default auditwatch)\n"
     "  --stream ROLE=NAME          stream of a role (audit, sessions, lifecycle,\n"
@@ -40,8 +40,10 @@ static const char usage[] =
     "                              <stream>.dead\n"
     "  --ready                     print nothing; exit 0 when ready, 1 when not\n"
     "  --max-lag N                 not ready when a group lags more than N entries\n"
-    "  --max-pending-age SECONDS   not ready when a pending entry idled longer\n"
-    "  --timeout-ms MS             Redis connect and command timeout (default 2000)\n"
+    "  --max-pending-age DURATION  not ready when a pending entry idled longer\n"
+    "                              (seconds, or 30s, 5m, 1h)\n"
+    "  --timeout-ms DURATION       Redis connect and command timeout (default\n"
+    "                              2000: milliseconds, or 2s)\n"
     "  -f, --format F              table (default), json or csv\n"
     "  --db PATH                   the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 (ready), 1 not ready, 2 bad usage, 3 failure.\n";
@@ -93,7 +95,8 @@ typedef struct status_args {
 static int on_option(int opt, const char *arg, void *ud)
 {
     status_args *a = ud;
-    int64_t n;
+    int64_t ns;
+    int rc;
     switch (opt) {
     case OPT_REDIS:
         a->redis_url = arg;
@@ -111,17 +114,21 @@ static int on_option(int opt, const char *arg, void *ud)
                 arg);
         return 0;
     case OPT_MAX_PENDING_AGE:
-        if (aw_cli_parse_int(arg, 0, INT64_MAX / 1000, &n) != AW_OK)
-            return aw_cli_usage_error(
-                &command, "--max-pending-age: expected seconds, got \"%s\"",
-                arg);
-        a->max_pending_age_ms = n * 1000;
-        return 0;
+        if ((rc = aw_cli_duration_option(&command, "--max-pending-age", arg,
+                                         AW_CLI_SECONDS, AW_CLI_GRACE_MAX_NS,
+                                         &ns)) == 0)
+            a->max_pending_age_ms = ns / 1000000;
+        return rc;
     case OPT_TIMEOUT:
-        if (aw_cli_parse_int(arg, 1, 600000, &a->timeout_ms) != AW_OK)
-            return aw_cli_usage_error(
-                &command, "--timeout-ms: expected 1..600000, got \"%s\"", arg);
-        return 0;
+        if ((rc = aw_cli_duration_option(&command, "--timeout-ms", arg,
+                                         AW_CLI_MILLISECONDS,
+                                         600LL * 1000000000LL, &ns)) == 0 &&
+            ns < 1000000)
+            rc = aw_cli_usage_error(
+                &command, "--timeout-ms: at least 1 ms, got \"%s\"", arg);
+        if (rc == 0)
+            a->timeout_ms = ns / 1000000;
+        return rc;
     }
     return AW_EXIT_USAGE;
 }

@@ -76,6 +76,11 @@ static const kind_mapping *mapping_of(const char *kind)
     return NULL;
 }
 
+bool aw_alert_kind_known(const char *kind)
+{
+    return mapping_of(kind) != NULL;
+}
+
 static bool present(const char *s)
 {
     return s && *s;

@@ -422,6 +422,10 @@ char *aw_alert_to_json(const aw_alert *alert, aw_alert_change change);
  * (free), or NULL when out of memory. */
 char *aw_alert_to_ocsf(const aw_alert *alert, aw_alert_change change);
 
+/* Whether kind is one the detectors raise (detectors.h, AW_ALERT_*); each
+ * has its OCSF mapping. For the command line's --kind. */
+bool aw_alert_kind_known(const char *kind);
+
 /* "raised", "escalated", "resolved"; NULL for AW_ALERT_UNCHANGED. */
 const char *aw_alert_change_name(aw_alert_change change);
 

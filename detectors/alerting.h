@@ -289,5 +289,12 @@ int aw_det_integrity_on_conflict(aw_detectors *det, const aw_raw_entry *entry,
                                  const aw_audit_event *event, aw_error *err);
 int aw_det_integrity_on_event(aw_detectors *det, const aw_raw_entry *entry,
                               const aw_audit_event *event, aw_error *err);
+/* Whether entries of stream with times in [from_ns, to_ns] were trimmed
+ * before auditwatch read them (an audit_evidence_trimmed alert of stream
+ * overlaps it): a counterpart there may be gone unseen, so the rules that
+ * wait for one do not raise for its absence. */
+int aw_det_trimmed_within(aw_detectors *det, const char *stream,
+                          int64_t from_ns, int64_t to_ns, bool *trimmed,
+                          aw_error *err);
 
 #endif /* AW_DETECTORS_ALERTING_H */

@@ -123,6 +123,45 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
     return rc;
 }
 
+typedef struct trimmed_span {
+    const char *stream;
+    int64_t from_ns, to_ns;
+    bool found;
+} trimmed_span;
+
+/* A trimmed alert's request id is its range, "<first id>..<last id>". */
+static int overlaps_trimmed(const aw_alert *alert, void *ud)
+{
+    trimmed_span *t = ud;
+    const char *dots =
+        alert->request_id ? strstr(alert->request_id, "..") : NULL;
+    uint64_t first_ms, last_ms, seq;
+    if (!alert->anchor || strcmp(alert->anchor, t->stream) != 0 || !dots ||
+        aw_stream_id_parse(alert->request_id,
+                           (size_t)(dots - alert->request_id), &first_ms,
+                           &seq) ||
+        aw_stream_id_parse(dots + 2, strlen(dots + 2), &last_ms, &seq))
+        return 0;
+    t->found = aw_det_ms_to_ns(first_ms) <= t->to_ns &&
+               aw_det_ms_to_ns(last_ms) + 999999 >= t->from_ns;
+    return t->found ? 1 : 0;
+}
+
+int aw_det_trimmed_within(aw_detectors *det, const char *stream,
+                          int64_t from_ns, int64_t to_ns, bool *trimmed,
+                          aw_error *err)
+{
+    trimmed_span t = {stream, from_ns, to_ns, false};
+    aw_alert_filter filter = {.kind = AW_ALERT_EVIDENCE_TRIMMED};
+    *trimmed = false;
+    if (!stream)
+        return AW_OK;
+    int rc =
+        aw_store_query_alerts(det->store, &filter, overlaps_trimmed, &t, err);
+    *trimmed = t.found;
+    return aw_det_store_result(rc, err);
+}
+
 /* ---- tampered_on_redelivery ---------------------------------------------- */
 
 typedef struct first_version {

@@ -527,12 +527,21 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
     return rc;
 }
 
-/* Judges one access against one anchor's history: raises when forbidden. */
+/* Judges one access against one anchor's history: raises when forbidden,
+ * unless the cause is a suspension whose resume may be among entries of
+ * its stream trimmed unread (that alert stands for it). */
 static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
                  const access *a, aw_error *err)
 {
     const revocation *cause = first_forbidding(det, h, a);
-    return cause ? raise_access_alert(det, anchor, h, a, cause, err) : AW_OK;
+    bool trimmed = false;
+    int rc = cause && cause->action == AW_ACTION_SUSPEND
+                 ? aw_det_trimmed_within(det, cause->stream, cause->at_ns,
+                                         access_latest(a), &trimmed, err)
+                 : AW_OK;
+    if (rc || !cause || trimmed)
+        return rc;
+    return raise_access_alert(det, anchor, h, a, cause, err);
 }
 
 /* ---- Accesses of one alert ----------------------------------------------- */

@@ -207,8 +207,11 @@ Test(cli_alerts, bad_arguments_exit_2)
         ARGS("alerts", "--db", w.db, "--note", "orphan"),
         ARGS("alerts", "--db", w.db, "--since", "last week"),
         ARGS("alerts", "--db", w.db, "--limit", "-3"),
+        /* a misspelt kind would list nothing, as if all were well */
+        ARGS("alerts", "--db", w.db, "--kind", "decison_missing"),
     };
-    const char *mention[] = {"closed", "low", "--ack", "last week", "--limit"};
+    const char *mention[] = {"closed",    "low",     "--ack",
+                             "last week", "--limit", "decison_missing"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         cw_result r = cw_run(&w, cases[i], NULL);
         cr_expect_eq(r.status, 2, "case %zu", i);

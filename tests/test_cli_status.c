@@ -174,11 +174,11 @@ Test(cli_status, reports_group_lag_and_pending_and_judges_readiness_by_them)
                                ARGS("status", "--db", w.db, "--redis", url,
                                     "--ready", "--max-lag", "1"),
                                NULL);
-    cw_result within =
-        cw_run(&w,
-               ARGS("status", "--db", w.db, "--redis", url, "--ready",
-                    "--max-lag", "2", "--max-pending-age", "60"),
-               NULL);
+    cw_result within = cw_run(
+        &w,
+        ARGS("status", "--db", w.db, "--redis", url, "--ready", "--max-lag",
+             "2", "--max-pending-age", "1m", "--timeout-ms", "2s"),
+        NULL);
     cr_expect_eq(lagging.status, 1);
     cr_expect(strstr(lagging.err, "lags 2"), "%s", lagging.err);
     cr_expect_eq(within.status, 0, "%s", within.err);
@@ -188,7 +188,7 @@ Test(cli_status, reports_group_lag_and_pending_and_judges_readiness_by_them)
     cr_assert(aw_test_wait_for(pending_over_a_second, c, 10000));
     cw_result stale = cw_run(&w,
                              ARGS("status", "--db", w.db, "--redis", url,
-                                  "--ready", "--max-pending-age", "1"),
+                                  "--ready", "--max-pending-age", "1000ms"),
                              NULL);
     cr_expect_eq(stale.status, 1);
     cr_expect(strstr(stale.err, "idle"), "%s", stale.err);

@@ -4,6 +4,7 @@
  * Grace 300 s unless a test says otherwise.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tests/support/detectors_world.h"
@@ -195,6 +196,28 @@ Test(decision_missing, a_later_use_of_the_request_id_does_not_resolve)
     a = dw_the_alert(&w, AW_ALERT_DECISION_MISSING, "req-1");
     cr_assert_eq(a.state, AW_ALERT_RESOLVED);
     cr_assert_str_eq(a.resolved_by, "te-1");
+}
+
+/* Entries of the audit stream trimmed before auditwatch read them: a call
+ * whose decision may have been one of them is not alerted, the trimmed
+ * alert stands for it; a call outside the span still is. */
+Test(decision_missing,
+     a_call_whose_decision_may_have_been_trimmed_is_not_raised)
+{
+    char first[32], last[32];
+    snprintf(first, sizeof first, "%lld-0", (long long)(DW_T0_MS - 2000));
+    snprintf(last, sizeof last, "%lld-5", (long long)(DW_T0_MS - 1000));
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, first, last),
+                 AW_OK);
+    gateway_call("g-1", "req-trimmed", 0, 0, 200, "success");
+    gateway_call("g-2", "req-later", DW_S(7200), DW_S(7200), 200, "success");
+    dw_advance(&w, DW_S(7600));
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-trimmed", NULL, 0), 0,
+        "its decision may be in the trimmed span");
+    cr_expect_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-later", NULL, 0),
+                 1, "two hours later: no grant of then reaches it");
+    cr_expect_eq(count(AW_ALERT_EVIDENCE_TRIMMED), 1);
 }
 
 /* A decision read in the same batch as the deadline but published after it

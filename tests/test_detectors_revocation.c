@@ -3,6 +3,7 @@
  * arrives first. Propagation grace 5 s.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tests/support/detectors_world.h"
@@ -141,6 +142,27 @@ Test(access_after_revocation,
     cr_assert_eq(alerts_for("req-behind"), 0);
     cr_assert_eq(dw_the_alert(&w, KIND, "req-suspended").state, AW_ALERT_OPEN,
                  "it reached Redis during the suspension");
+}
+
+/* Entries of the lifecycle stream trimmed unread between a suspension and
+ * an access: its resume may have been one of them. A revocation no resume
+ * undoes still raises. */
+Test(access_after_revocation,
+     a_suspension_whose_resume_may_have_been_trimmed_raises_nothing)
+{
+    char first[32], last[32];
+    revocation(AW_ACTION_SUSPEND, NULL, DW_AGENT("as-1"), 0);
+    revoke(DW_AUTHORITY("ar-1"), 0);
+    snprintf(first, sizeof first, "%lld-0", (long long)(DW_T0_MS + 10000));
+    snprintf(last, sizeof last, "%lld-3", (long long)(DW_T0_MS + 11000));
+    cr_assert_eq(dw_trimmed(&w, DW_LIFECYCLE_STREAM, AW_ROLE_AGENT_LIFECYCLE,
+                            first, last),
+                 AW_OK);
+    access("te-1", "req-suspended", DW_S(30), DW_AGENT("as-1"));
+    access("te-2", "req-revoked", DW_S(30), DW_AUTHORITY("ar-1"));
+    cr_expect_eq(alerts_for("req-suspended"), 0,
+                 "a resume may be among the trimmed entries");
+    cr_expect_eq(alerts_for("req-revoked"), 1, "nothing resumes a revocation");
 }
 
 Test(access_after_revocation, denied_access_is_not_an_alert)
