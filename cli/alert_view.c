@@ -6,12 +6,13 @@
  */
 #include "cli/cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static const char *const alert_columns[] = {
     "id",        "kind",        "severity",    "state",
     "zone",      "request_id",  "anchor",      "event_time",
-    "raised_at", "resolved_at", "resolved_by", "late_s",
+    "raised_at", "resolved_at", "resolved_by", "late_seconds",
     "acked_at",  "ack_note",    "summary",     "evidence",
 };
 #define NCOLS (sizeof alert_columns / sizeof alert_columns[0])
@@ -24,6 +25,9 @@ typedef struct alert_print {
 static int print_alert(const aw_alert *a, void *ud)
 {
     alert_print *p = ud;
+    /* as the sinks' JSON has it (aw_alert_to_json): seconds, fractional */
+    char late[32];
+    snprintf(late, sizeof late, "%.9g", (double)a->late_ns / 1e9);
     aw_cli_cell cells[NCOLS] = {
         aw_cli_str(a->id),
         aw_cli_str(a->kind),
@@ -36,8 +40,7 @@ static int print_alert(const aw_alert *a, void *ud)
         aw_cli_time(a->raised_at_ns),
         aw_cli_time_or_null(a->resolved_at_ns),
         aw_cli_str(a->resolved_by),
-        a->resolved_at_ns ? aw_cli_int(a->late_ns / 1000000000LL)
-                          : aw_cli_str(NULL),
+        a->state == AW_ALERT_RESOLVED ? aw_cli_json(late) : aw_cli_str(NULL),
         aw_cli_time_or_null(a->acked_at_ns),
         aw_cli_str(a->ack_note),
         aw_cli_str(a->summary),

@@ -38,7 +38,8 @@ static const char usage[] =
     "index's hash chain is checked first; when it breaks, nothing is written.\n\n"
     "  --since TIME     start of the window (RFC 3339, now, -30s, -15m, -2h, -7d)\n"
     "  --until TIME     end of the window, excluded (default now)\n"
-    "  -o, --output F   the bundle to write (replaced atomically)\n"
+    "  -o, --output F   the bundle to write (replaced atomically); - for stdout\n"
+    "                   (not a terminal)\n"
     "  --unverified     write it even when the chain breaks (said on stderr)\n"
     "  --progress       progress on stderr even when it is not a terminal\n"
     "  --db PATH        the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
@@ -226,10 +227,29 @@ static int body_sha256(const export_state *x, const unsigned char *scratch,
 
 /* Writes header + sorted body to a temporary file beside path, then
  * renames it over path. */
+/* The header, then the body in entry-id order. */
+static int write_entries(const export_state *x, const unsigned char *scratch,
+                         const aw_bundle_info *info, FILE *fp, const char *name,
+                         aw_error *err)
+{
+    int rc = aw_cli_bundle_write_header(fp, info, err);
+    for (size_t i = 0; rc == AW_OK && i < x->nnotes; i++)
+        if (fwrite(scratch + x->notes[i].offset, 1, x->notes[i].len, fp) !=
+            x->notes[i].len)
+            rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", name,
+                              strerror(errno));
+    if (rc == AW_OK && fflush(fp) != 0)
+        rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", name,
+                          strerror(errno));
+    return rc;
+}
+
 static int write_bundle(const export_state *x, const unsigned char *scratch,
                         const aw_bundle_info *info, const char *path,
                         aw_error *err)
 {
+    if (strcmp(path, "-") == 0)
+        return write_entries(x, scratch, info, stdout, "stdout", err);
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16);
     FILE *fp = NULL;
@@ -249,13 +269,8 @@ static int write_bundle(const export_state *x, const unsigned char *scratch,
         free(tmp);
         return rc;
     }
-    rc = aw_cli_bundle_write_header(fp, info, err);
-    for (size_t i = 0; rc == AW_OK && i < x->nnotes; i++)
-        if (fwrite(scratch + x->notes[i].offset, 1, x->notes[i].len, fp) !=
-            x->notes[i].len)
-            rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp,
-                              strerror(errno));
-    if (rc == AW_OK && (fflush(fp) != 0 || fsync(fileno(fp)) != 0))
+    rc = write_entries(x, scratch, info, fp, tmp, err);
+    if (rc == AW_OK && fsync(fileno(fp)) != 0)
         rc = aw_error_set(err, AW_ERR_IO, "cannot write %s: %s", tmp,
                           strerror(errno));
     if (fclose(fp) != 0 && rc == AW_OK)
@@ -270,9 +285,17 @@ static int write_bundle(const export_state *x, const unsigned char *scratch,
     return rc;
 }
 
-/* A scratch file beside the bundle, unlinked at once: it vanishes with us. */
+/* A scratch file beside the bundle (in $TMPDIR for stdout), unlinked at
+ * once: it vanishes with us. */
 static FILE *open_scratch(const char *path, aw_error *err)
 {
+    const char *tmpdir = getenv("TMPDIR");
+    char in_tmp[PATH_MAX];
+    if (strcmp(path, "-") == 0) {
+        snprintf(in_tmp, sizeof in_tmp, "%s/auditwatch-export",
+                 tmpdir && *tmpdir ? tmpdir : "/tmp");
+        path = in_tmp;
+    }
     size_t plen = strlen(path);
     char *name = malloc(plen + 20);
     FILE *fp = NULL;
@@ -373,7 +396,8 @@ static int export_window(const aw_cli_common *common, const export_args *a,
                 "auditwatch export: %zu entries (%llu bytes, %lld truncated) "
                 "from %zu streams written to %s\n",
                 x->nnotes, (unsigned long long)x->scratch_len,
-                (long long)x->truncated, x->nstreams, a->output);
+                (long long)x->truncated, x->nstreams,
+                strcmp(a->output, "-") == 0 ? "stdout" : a->output);
     return rc;
 }
 
@@ -394,6 +418,10 @@ int aw_cmd_export(int argc, char **argv)
         return aw_cli_usage_error(&command, "--since is required");
     if (!a.output)
         return aw_cli_usage_error(&command, "-o FILE is required");
+    if (strcmp(a.output, "-") == 0 && isatty(STDOUT_FILENO))
+        return aw_cli_usage_error(&command,
+                                  "-o -: stdout is a terminal, and a bundle "
+                                  "is binary; redirect it or name a file");
     if (!a.has_until)
         a.until_ns = a.now_ns;
     if (a.since_ns >= a.until_ns)

@@ -80,6 +80,27 @@ Test(cli_alerts, lists_the_open_alerts_by_default)
     expect_listed(ALL_OPEN, ARGS("--limit", "100"));
 }
 
+static int keep_json(const aw_alert *alert, void *ud)
+{
+    *(char **)ud = aw_alert_to_json(alert, AW_ALERT_UNCHANGED);
+    return 1;
+}
+
+/* The sinks' JSON (aw_alert_to_json) of the stored alert id. */
+static char *sink_json_of(const char *id)
+{
+    aw_store *store;
+    aw_error err = {0};
+    char *json = NULL;
+    cr_assert_eq(aw_store_open(w.db, AW_STORE_READONLY, &store, &err), AW_OK,
+                 "%s", err.msg);
+    aw_store_query_alerts(store, &(aw_alert_filter){.id = id}, keep_json, &json,
+                          &err);
+    aw_store_close(store);
+    cr_assert_not_null(json, "alert %s", id);
+    return json;
+}
+
 Test(cli_alerts, state_resolved_shows_what_resolved_an_alert_and_how_late)
 {
     cJSON *rows = alerts_json(ARGS("--state", "resolved"));
@@ -89,8 +110,24 @@ Test(cli_alerts, state_resolved_shows_what_resolved_an_alert_and_how_late)
     cr_expect_str_eq(cw_str(a, "request_id"), "req-7");
     cr_expect_str_eq(cw_str(a, "state"), "resolved");
     cr_expect_str_eq(cw_str(a, "resolved_by"), "ev-7");
-    cr_expect_gt(cJSON_GetObjectItemCaseSensitive(a, "late_s")->valuedouble, 0);
+    cr_expect_gt(
+        cJSON_GetObjectItemCaseSensitive(a, "late_seconds")->valuedouble, 0);
     cr_expect(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(a, "evidence")));
+
+    /* every member of the sinks' JSON of that alert, under the same name
+     * and with the same value: a SIEM reads one schema from either */
+    char *sunk = sink_json_of(cw_str(a, "id"));
+    cJSON *sink = cJSON_Parse(sunk), *member;
+    cr_assert_not_null(sink);
+    cJSON_ArrayForEach(member, sink)
+    {
+        const cJSON *listed =
+            cJSON_GetObjectItemCaseSensitive(a, member->string);
+        cr_expect(listed && cJSON_Compare(listed, member, true),
+                  "%s differs from the sinks' %s", member->string, sunk);
+    }
+    cJSON_Delete(sink);
+    free(sunk);
     cJSON_Delete(rows);
 }
 

@@ -155,6 +155,26 @@ Test(cli_export_replay, an_empty_window_makes_a_valid_empty_bundle)
     cw_result_free(&r);
 }
 
+/* -o - writes the bundle to stdout, for a pipe to another host. */
+Test(cli_export_replay, a_bundle_written_to_stdout_replays_like_a_file)
+{
+    char fresh[PATH_MAX];
+    aw_test_proc p;
+    const char *args[] = {
+        "export", "--db", w.db, "--since", "2026-05-01T00:00:00Z",
+        "-o",     "-",    NULL};
+    cr_assert_eq(aw_test_run(&p, w.dir, "to-stdout", args, NULL, 60000), 0);
+    char *err = aw_test_read_file(p.err_path, NULL);
+    cr_expect(err && strstr(err, "written to stdout"), "%s", err);
+    free(err);
+    aw_test_path(w.dir, "from-stdout.db", fresh);
+    cw_result r =
+        cw_run(&w, ARGS("replay", "--bundle", p.out_path, "--db", fresh), NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "entries replayed"), "%s", r.err);
+    cw_result_free(&r);
+}
+
 /* A bundle is evidence handed over: from an index whose chain breaks it is
  * not written, unless asked for in so many words. */
 Test(cli_export_replay, an_index_whose_chain_breaks_is_not_exported)

@@ -233,3 +233,77 @@ Test(cli_import, bad_arguments_exit_2_and_an_unreadable_file_3)
     cw_result_free(&empty);
     cw_result_free(&missing);
 }
+
+typedef struct daemon_view {
+    const char *db;
+    const char *kind;
+    const char *request_id;
+} daemon_view;
+
+static int count_alert(const aw_alert *a, void *ud)
+{
+    (void)a;
+    ++*(size_t *)ud;
+    return 0;
+}
+
+static bool daemon_alerted(void *ud)
+{
+    const daemon_view *v = ud;
+    aw_store *store;
+    aw_error err = {0};
+    size_t n = 0;
+    if (aw_store_open(v->db, AW_STORE_READONLY, &store, &err) != AW_OK)
+        return false;
+    aw_store_query_alerts(
+        store, &(aw_alert_filter){.kind = v->kind, .request_id = v->request_id},
+        count_alert, &n, &err);
+    aw_store_close(store);
+    return n > 0;
+}
+
+/* With a daemon on the index, import-calls --redis hands the calls to it:
+ * the daemon indexes them, judges them on its clock and keeps the line it
+ * cannot read as rejected. The daemon requires signed calls here: the call
+ * is indexed only because import-calls signed it under the same key. */
+Test(cli_import, with_redis_the_running_daemon_indexes_judges_and_alerts)
+{
+    aw_test_redis redis;
+    aw_test_proc daemon;
+    char url[64], db[PATH_MAX], log[PATH_MAX], key[PATH_MAX], when[40],
+        line[256];
+    aw_test_redis_start(&redis, false);
+    aw_test_redis_url(&redis, url);
+    aw_test_path(w.dir, "daemon.db", db);
+    aw_test_key_file(w.dir, "calls.key", key);
+    const char *daemon_args[] = {"--grace-missing", "1",
+                                 "--calls-hmac-key-file", key, NULL};
+    aw_test_daemon_start(&daemon, w.dir, "import-daemon", &redis, db,
+                         daemon_args, NULL);
+    aw_time_format(aw_test_now_ms() * 1000000LL - 600LL * 1000000000LL, when,
+                   sizeof when);
+    snprintf(line, sizeof line,
+             "{\"request_id\":\"req-around\",\"status\":200,"
+             "\"occurred_at\":\"%s\"}\nnot json\n",
+             when);
+    aw_test_write_file(aw_test_path(w.dir, "live.log", log), line, 0644);
+
+    cw_result r = cw_run(
+        &w,
+        ARGS("import-calls", log, "--redis", url, "--calls-hmac-key-file", key),
+        NULL);
+    cr_expect_eq(r.status, 1, "one line could not be read: %s", r.err);
+    cr_expect(strstr(r.err, "2 lines, 1 calls published to auditwatch.calls, "
+                            "1 unreadable") &&
+                  strstr(r.err, "not_json: 1"),
+              "%s", r.err);
+    cw_result_free(&r);
+
+    daemon_view v = {db, "call_without_audit", "req-around"};
+    cr_expect(aw_test_wait_for(daemon_alerted, &v, 15000),
+              "the daemon did not alert on the imported call");
+    aw_test_daemon_stop(&daemon, 5000);
+    cr_expect_eq(aw_test_sql_int(db, "SELECT count(*) FROM rejected"), 1,
+                 "the unreadable line is kept");
+    aw_test_redis_destroy(&redis);
+}
