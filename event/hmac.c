@@ -270,10 +270,28 @@ static int mac_sink(void *ud, const void *bytes, size_t len)
     return mac_update(ud, bytes, len);
 }
 
-/* The canonical form is one "k=v\n" line per field, so a `\n` in a key or
- * value, or an `=` in a key, lets one field set sign as another (a value
- * "x\nrole=admin" reads as two fields). Such entries are refused before
- * the MAC is computed: a valid signature over them would prove nothing. */
+/* Whether a line after a newline of value holds an '=': the value would
+ * read as further fields ("x\nsession_id=s" as a reason and a session_id),
+ * so the fields of a signed entry could be folded into it. A newline in
+ * free text ("compromised\nsee the ticket"), as an operator's revocation
+ * reason may hold, reads as nothing else. */
+static bool value_reads_as_fields(aw_bytes value)
+{
+    const char *p = value.ptr, *end = value.ptr + value.len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        const char *line = ++p;
+        const char *next = memchr(line, '\n', (size_t)(end - line));
+        if (memchr(line, '=', (size_t)((next ? next : end) - line)) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/* The canonical form is one "k=v\n" line per field, so a `\n` in a key, an
+ * `=` in a key, or a value with a line after a newline that holds an '='
+ * lets one field set sign as another (a value "x\nrole=admin" reads as two
+ * fields). Such entries are refused before the MAC is computed: a valid
+ * signature over them would prove nothing. */
 static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
@@ -288,11 +306,11 @@ static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
                                    "'=', which the stream signature cannot "
                                    "tell from other fields",
                                    aw_quote(f->name.ptr, f->name.len, q));
-        if (memchr(f->value.ptr, '\n', f->value.len) != NULL)
+        if (value_reads_as_fields(f->value))
             return aw_error_reject(err, AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
-                                   "the value of %s holds a newline, which "
-                                   "the stream signature cannot tell from "
-                                   "further fields",
+                                   "the value of %s holds a newline and then "
+                                   "an '=', which the stream signature cannot "
+                                   "tell from further fields",
                                    aw_quote(f->name.ptr, f->name.len, q));
     }
     return AW_OK;

@@ -231,8 +231,36 @@ Test(event_hmac, signed_fields_with_newlines_or_equals_in_keys_are_refused)
                                  {B("zone_id"), B("z")}};
     aw_field key_newline[3] = {{B("a\nb"), B("1")}, {B("zone_id"), B("z")}};
     aw_field key_equals[3] = {{B("a=b"), B("1")}, {B("zone_id"), B("z")}};
+    aw_field later_line[3] = {{B("reason"), B("see\nthe ticket\nrole=admin")},
+                              {B("zone_id"), B("z")}};
     expect_ambiguous(key, value_newline, 2);
     expect_ambiguous(key, key_newline, 2);
     expect_ambiguous(key, key_equals, 2);
+    expect_ambiguous(key, later_line, 2);
+    aw_hmac_key_free(key);
+}
+
+/* An operator's revocation reason may span lines: free text reads as no
+ * other field, and Caracal's own verifier takes it. */
+Test(event_hmac, a_signed_value_of_free_text_lines_verifies)
+{
+    aw_hmac_key *key = load(key_hex);
+    aw_field f[3] = {{B("reason"), B("compromised laptop\nsee ticket 4312")},
+                     {B("zone_id"), B("z")}};
+    aw_raw_entry *e = NULL;
+    aw_error err = {0};
+    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, 2, &e, &err), AW_OK);
+    aw_buf buf = {0};
+    cr_assert_eq(aw_stream_canonical(e, &buf, &err), AW_OK);
+    unsigned char mac[32];
+    char hex[65];
+    cr_assert_eq(aw_hmac_compute(key, buf.ptr, buf.len, mac), AW_OK);
+    aw_hex(mac, 32, hex);
+    aw_buf_free(&buf);
+    aw_raw_entry_free(e);
+    f[2] = (aw_field){B("_sig"), {hex, 64}};
+    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, 3, &e, &err), AW_OK);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    aw_raw_entry_free(e);
     aw_hmac_key_free(key);
 }
