@@ -545,6 +545,7 @@ typedef enum lg_scenario_id {
     SC_AGENT_AFTER_SUSPEND_RESUME,
     SC_AUDIT_DEAD_LETTERED,
     SC_REVOCATION_DEAD_LETTERED,
+    SC_STS_DECLINES_EDGE,
     SC_ENFORCER_STALLED,
     SC_STALE_REQUEST_ID,
     SC_COUNT
@@ -633,6 +634,11 @@ static const lg_scenario lg_scenarios[SC_COUNT] = {
     [SC_REVOCATION_DEAD_LETTERED] = {"revocation_dead_lettered",
                                      AW_ALERT_REVOCATION_DEAD_LETTERED,
                                      LG_EXPECT_OPEN},
+    /* Caracal's API revokes an edge naming it alone; the STS fails that by
+     * design and dead-letters it (the Gateway applies it): no alert */
+    [SC_STS_DECLINES_EDGE] = {"sts_dead_letters_an_edge_revocation",
+                              AW_ALERT_REVOCATION_DEAD_LETTERED,
+                              LG_EXPECT_NONE},
     /* a Gateway host's group read a revocation and never acknowledged it */
     [SC_ENFORCER_STALLED] = {"enforcer_group_stalled",
                              AW_ALERT_REVOCATION_NOT_CONSUMED, LG_EXPECT_OPEN},
@@ -654,7 +660,7 @@ typedef struct lg_anomaly {
     int64_t entry_ms;
     int64_t evidence_ns; /* occurred_at of the main-phase evidence */
     lg_expect expect;    /* the scenario's, unless time defeated it */
-    char *dead_values;   /* SC_REVOCATION_DEAD_LETTERED: the original's
+    char *dead_values;   /* the dead-letter scenarios: the original's
                             fields as JSON (owned) */
     char group[64];      /* SC_ENFORCER_STALLED: the stalled group */
 } lg_anomaly;
@@ -1612,6 +1618,7 @@ static lg_footprint scenario_footprint(lg_scenario_id sc)
     case SC_SECOND_CALL_WITHOUT_DECISION: return (lg_footprint){0, 3, 0};
     case SC_STALE_REQUEST_ID: return (lg_footprint){0, 2, 0};
     case SC_REVOCATION_DEAD_LETTERED:
+    case SC_STS_DECLINES_EDGE:
         return (lg_footprint){1, 1, 0}; /* the revocation; its dead letter */
     case SC_ENFORCER_STALLED: return (lg_footprint){1, 0, 0};
     case SC_ACCESS_WITHIN_GRACE:
@@ -1654,6 +1661,10 @@ static lg_revocation scenario_revocation(const lg_anomaly *an)
         rev.edge_id = an->auth.edge_id;
         break;
     case SC_BAD_REVOCATION_SIGNATURE: rev.signing = LG_BADLY_SIGNED; break;
+    case SC_STS_DECLINES_EDGE: /* as the API writes it: delegation_edge_id */
+        rev.kind = LG_REVOKE_EDGE_ONLY;
+        rev.edge_id = an->auth.edge_id;
+        break;
     default: break;
     }
     return rev;
@@ -1724,6 +1735,7 @@ static void scenario_alert_key(const lg_gen *g, const lg_anomaly *an,
         snprintf(key->anchor, sizeof key->anchor, "%s", an->event_id);
         return;
     case SC_REVOCATION_DEAD_LETTERED: /* (zone, "<stream>/<entry id>") */
+    case SC_STS_DECLINES_EDGE:
         key->request_id = NULL;
         snprintf(key->anchor, sizeof key->anchor, "%s/%s",
                  g->stream_names[LG_STREAM_SESSIONS], an->entry_id);
@@ -1846,13 +1858,17 @@ static void publish_stalled_enforcer(lg_gen *g, lg_anomaly *an,
 
 /* An STS or Gateway gave up applying revocation an->entry_id and moved it
  * to <stream>.dead: the original's fields in `values`, the envelope signed
- * under the .dead stream's name. */
+ * under the .dead stream's name. The STS's error for an entry naming no
+ * session is its own (services/sts/internal/consumer.go). */
 static void publish_dead_revocation(lg_gen *g, lg_anomaly *an)
 {
     lg_entry e;
     entry_start(&e, g->stream_names[LG_STREAM_SESSIONS_DEAD]);
     entry_text(&e, "original_id", an->entry_id);
-    entry_text(&e, "error", "mark revoked: context deadline exceeded");
+    entry_text(&e, "error",
+               an->scenario == SC_STS_DECLINES_EDGE
+                   ? AW_STS_NO_SESSION_ERROR
+                   : "mark revoked: context deadline exceeded");
     entry_text(&e, "values", an->dead_values);
     sign_stream_entry(g, &e);
     publish(g, LG_STREAM_SESSIONS_DEAD, &e, NULL);
@@ -1871,7 +1887,8 @@ static void publish_anomalies_before(lg_gen *g)
             publish_stalled_enforcer(g, an, &rev);
             continue;
         }
-        if (an->scenario == SC_REVOCATION_DEAD_LETTERED)
+        if (an->scenario == SC_REVOCATION_DEAD_LETTERED ||
+            an->scenario == SC_STS_DECLINES_EDGE)
             rev.fields_json = &an->dead_values;
         if (an->scenario == SC_OLD_RECORD_AFTER_RESUME ||
             an->scenario == SC_AGENT_AFTER_SUSPEND_RESUME) {
@@ -2017,7 +2034,8 @@ static void publish_anomaly_during(lg_gen *g, lg_anomaly *an)
         publish_audit(g, zone, &ev, LG_SIGNED, an);
         break;
     }
-    case SC_REVOCATION_DEAD_LETTERED: publish_dead_revocation(g, an); break;
+    case SC_REVOCATION_DEAD_LETTERED:
+    case SC_STS_DECLINES_EDGE: publish_dead_revocation(g, an); break;
     case SC_ENFORCER_STALLED: break; /* the group's stall is the evidence */
     case SC_JTI_COLLISION:
     case SC_REPLAY_DETECTED: {
