@@ -232,6 +232,18 @@ static void revocation_json(const char *anchor, const char *id, char *out,
              anchor, id, sig);
 }
 
+/* An enforcer's dead letter (entry dead_id) of a signed revocation of
+ * anchor id, with Caracal's error. */
+static void commit_enforcer_dead_letter(const char *anchor, const char *id,
+                                        const char *error, const char *dead_id)
+{
+    char values[512];
+    revocation_json(anchor, id, values, sizeof values);
+    aw_test_dead_letter letter;
+    aw_test_dead_letter_of(DEAD, values, error, key, &letter);
+    commit(entry(DEAD, dead_id, letter.kv, 4));
+}
+
 /* An access by session 60 s after the revocation at NOON_MS. */
 static void commit_access(const char *session)
 {
@@ -246,11 +258,8 @@ static void commit_access(const char *session)
 Test(consumer_dead_letters,
      an_enforcer_dead_letter_is_alerted_and_still_revokes)
 {
-    char values[512];
-    revocation_json("session_id", "ar-enforcer", values, sizeof values);
-    aw_test_dead_letter letter;
-    aw_test_dead_letter_of(DEAD, values, "snapshot_apply_failed", key, &letter);
-    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
+    commit_enforcer_dead_letter("session_id", "ar-enforcer",
+                                "snapshot_apply_failed", "1779364802000-0");
     alerts_seen s = alerts_of("revocation_dead_lettered");
     cr_assert_eq(s.n, 1);
     cr_expect_str_eq(s.severity, "critical");
@@ -271,21 +280,17 @@ Test(consumer_dead_letters,
 Test(consumer_dead_letters,
      the_sts_dead_letter_of_an_edge_revocation_it_declines_raises_nothing)
 {
-    char values[512];
-    revocation_json("delegation_edge_id", "edge-api", values, sizeof values);
-    aw_test_dead_letter letter;
-    aw_test_dead_letter_of(
-        DEAD, values, "missing session_id or agent_session_id", key, &letter);
-    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
+    commit_enforcer_dead_letter("delegation_edge_id", "edge-api",
+                                "missing session_id or agent_session_id",
+                                "1779364802000-0");
     cr_expect_eq(alerts_of("revocation_dead_lettered").n, 0,
                  "the STS declines edge-only entries by design");
     cr_expect_eq(stats().revocations, 1, "the edge is still revoked");
     cr_expect_eq(stats().rejected, 0);
 
     /* the same entry dead-lettered for any other reason was not applied */
-    aw_test_dead_letter_of(DEAD, values, "pq: connection refused", key,
-                           &letter);
-    commit(entry(DEAD, "1779364803000-0", letter.kv, 4));
+    commit_enforcer_dead_letter("delegation_edge_id", "edge-api",
+                                "pq: connection refused", "1779364803000-0");
     alerts_seen s = alerts_of("revocation_dead_lettered");
     cr_assert_eq(s.n, 1);
     cr_expect(strstr(s.summary, "delegation_edge edge-api"), "%s", s.summary);
@@ -294,12 +299,9 @@ Test(consumer_dead_letters,
 Test(consumer_dead_letters,
      the_sts_error_on_an_entry_naming_a_session_is_still_alerted)
 {
-    char values[512];
-    revocation_json("agent_session_id", "as-sts", values, sizeof values);
-    aw_test_dead_letter letter;
-    aw_test_dead_letter_of(
-        DEAD, values, "missing session_id or agent_session_id", key, &letter);
-    commit(entry(DEAD, "1779364802000-0", letter.kv, 4));
+    commit_enforcer_dead_letter("agent_session_id", "as-sts",
+                                "missing session_id or agent_session_id",
+                                "1779364802000-0");
     alerts_seen s = alerts_of("revocation_dead_lettered");
     cr_assert_eq(s.n, 1, "the STS applies sessions: this one it did not");
     cr_expect(strstr(s.summary, "agent_session as-sts"), "%s", s.summary);

@@ -201,9 +201,10 @@ Test(event_hmac, stream_entries_without_or_with_two_signatures_fail)
     aw_hmac_key_free(key);
 }
 
-/* A correct `_sig` over fields whose canonical lines could stand for other
- * fields (a value "x\nrole=admin" reads as two fields) proves nothing. */
-static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
+/* The n fields f, with a correct `_sig` over their canonical form added
+ * as f[n] (f has room for it). Caller frees. */
+static aw_raw_entry *correctly_signed(aw_hmac_key *key, aw_field *f, size_t n,
+                                      char hex[65])
 {
     aw_raw_entry *e = NULL;
     aw_error err = {0};
@@ -211,7 +212,6 @@ static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
     aw_buf buf = {0};
     cr_assert_eq(aw_stream_canonical(e, &buf, &err), AW_OK);
     unsigned char mac[32];
-    char hex[65];
     cr_assert_eq(aw_hmac_compute(key, buf.ptr, buf.len, mac), AW_OK);
     aw_hex(mac, 32, hex);
     aw_buf_free(&buf);
@@ -219,6 +219,16 @@ static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
     f[n] = (aw_field){B("_sig"), {hex, 64}};
     cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, n + 1, &e, &err),
                  AW_OK);
+    return e;
+}
+
+/* A correct `_sig` over fields whose canonical lines could stand for other
+ * fields (a value "x\nrole=admin" reads as two fields) proves nothing. */
+static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
+{
+    char hex[65];
+    aw_error err = {0};
+    aw_raw_entry *e = correctly_signed(key, f, n, hex);
     cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_AMBIGUOUS_SIGNED_FIELD, "%s", err.msg);
     aw_raw_entry_free(e);
@@ -247,19 +257,9 @@ Test(event_hmac, a_signed_value_of_free_text_lines_verifies)
     aw_hmac_key *key = load(key_hex);
     aw_field f[3] = {{B("reason"), B("compromised laptop\nsee ticket 4312")},
                      {B("zone_id"), B("z")}};
-    aw_raw_entry *e = NULL;
-    aw_error err = {0};
-    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, 2, &e, &err), AW_OK);
-    aw_buf buf = {0};
-    cr_assert_eq(aw_stream_canonical(e, &buf, &err), AW_OK);
-    unsigned char mac[32];
     char hex[65];
-    cr_assert_eq(aw_hmac_compute(key, buf.ptr, buf.len, mac), AW_OK);
-    aw_hex(mac, 32, hex);
-    aw_buf_free(&buf);
-    aw_raw_entry_free(e);
-    f[2] = (aw_field){B("_sig"), {hex, 64}};
-    cr_assert_eq(aw_raw_entry_new(B("st"), B("1-0"), f, 3, &e, &err), AW_OK);
+    aw_error err = {0};
+    aw_raw_entry *e = correctly_signed(key, f, 2, hex);
     cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
     aw_raw_entry_free(e);
     aw_hmac_key_free(key);
