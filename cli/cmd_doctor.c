@@ -19,8 +19,8 @@
  * pipelined rounds: streams and their groups, then every group's oldest
  * pending entry, consumers and first undelivered entry; then the STS's
  * pending list and each revocation `.dead` are walked past what the STS
- * declines by design (event.h, AW_STS_REVOCATION_GROUP). Ages are taken on Redis' clock (TIME), the clock
- * that stamped the entry ids. Fields an older Redis does not report (lag,
+ * declines by design (event.h, AW_STS_REVOCATION_GROUP). Ages are taken on
+ * Redis' clock (TIME), the clock that stamped the entry ids. Fields an older Redis does not report (lag,
  * entries-read, max-deleted-entry-id before 7.0) print as "unknown" and
  * judgments that need them say so.
  *

@@ -4,9 +4,9 @@
  * Judging. An enforcer group (STS, each Gateway host) has applied a
  * revocation once it was delivered there and is no longer pending
  * (event/'s aw_enforcer_judge, which doctor uses too); what the STS leaves
- * pending by design awaits nothing. Its oldest
- * revocation not applied within the grace is the finding: one alert per
- * (group, revocation), resolved once the group has moved past it. A group
+ * pending by design awaits nothing. Its oldest revocation not applied
+ * within the grace is the finding: one alert per (group, revocation),
+ * resolved once the group has moved past it. A group
  * created later at `$` never saw older entries as undelivered, so it is
  * judged only on what came after it. The audit ingestor is in trouble when
  * aw_ingest_judge says lagging or stuck on two consecutive polls while the
@@ -22,8 +22,8 @@
  * after its last-delivered id (the oldest undelivered entry) and XINFO
  * CONSUMERS (idle times), and for the STS's group the scan of its pending
  * list past what it declines by design (aw_sts_scan) -- the second round
- * depends on the group names the first one found. The first round also takes XLEN of the dead-letter
- * streams (0 when absent). Read-only: nothing is created, read, claimed or
+ * depends on the group names the first one found. The first round also
+ * takes XLEN of the dead-letter streams (0 when absent). Read-only: nothing is created, read, claimed or
  * acknowledged in anyone's group. A lost connection abandons the poll; the
  * next tick starts another.
  *
