@@ -59,7 +59,8 @@ static const char usage_after_call_fields[] =
     "  --progress               progress on stderr even when not a terminal\n"
     "  --db PATH                the index (default $AUDITWATCH_DB or ./auditwatch.db)\n\n"
     "Exit status: 0 every line indexed (or already there) or published, 1\n"
-    "some lines rejected, 2 bad usage, 3 failure.\n";
+    "some lines rejected (now or by an earlier import), 2 bad usage, 3\n"
+    "failure.\n";
 
 enum {
     OPT_REDIS = AW_CLI_OPT_BASE,
@@ -149,6 +150,7 @@ static int flush_batch(importer *im)
     aw_cli_drop_alert_changes(im->ing);
     im->total.indexed += s.indexed;
     im->total.duplicates += s.duplicates;
+    im->total.duplicates_rejected += s.duplicates_rejected;
     im->total.conflicts += s.conflicts;
     im->total.rejected += s.rejected;
     for (int r = 0; r < AW_REJECT_REASON_COUNT; r++)
@@ -362,9 +364,11 @@ static void print_summary(const importer *im, const char *path)
 {
     fprintf(stderr,
             "auditwatch import-calls: %s: %lld lines, %zu calls indexed, "
-            "%zu already in the index, %zu rejected, %lld blank",
+            "%zu already in the index (%zu of them rejected then), %zu "
+            "rejected, %lld blank",
             path, (long long)im->lines, im->total.indexed, im->total.duplicates,
-            im->total.rejected, (long long)im->blank);
+            im->total.duplicates_rejected, im->total.rejected,
+            (long long)im->blank);
     print_reasons(im->total.rejected_by_reason);
     fputc('\n', stderr);
 }
@@ -456,7 +460,8 @@ int aw_cmd_import_calls(int argc, char **argv)
         rc = pub.unreadable ? AW_EXIT_NO : AW_EXIT_OK;
     } else if (rc == AW_OK) {
         print_summary(im, argv[first]);
-        rc = im->total.rejected ? AW_EXIT_NO : AW_EXIT_OK;
+        rc = im->total.rejected || im->total.duplicates_rejected ? AW_EXIT_NO
+                                                                 : AW_EXIT_OK;
     } else if (aw_index_error_advice(rc)) {
         rc = aw_cli_fail(&command, AW_EXIT_FAILURE,
                          "index %s cannot be used: %s. To go on: %s", common.db,

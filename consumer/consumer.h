@@ -113,6 +113,7 @@ typedef struct aw_ingest_trim {
  * tampered_on_redelivery), rejected (stored in the rejected table). */
 typedef struct aw_ingest_stats {
     size_t indexed, duplicates, conflicts, rejected;
+    size_t duplicates_rejected; /* of duplicates: stored as rejected then */
     size_t indexed_by_role[AW_ROLE_COUNT]; /* of indexed: by stream role */
     size_t indexed_imports;                /* of indexed: import:... files */
     size_t rejected_by_reason[AW_REJECT_REASON_COUNT];

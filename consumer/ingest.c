@@ -537,8 +537,13 @@ static int ingest_item(aw_ingest *ing, const aw_ingest_item *item,
     if ((rc = aw_store_put_entry(ing->store, e, &rowid, &put, err)) != AW_OK)
         return rc;
     if (put == AW_PUT_DUPLICATE) {
+        bool was_rejected;
         st->duplicates++;
-        return AW_OK;
+        if ((rc = aw_store_entry_was_rejected(ing->store, rowid, &was_rejected,
+                                              err)) == AW_OK &&
+            was_rejected)
+            st->duplicates_rejected++;
+        return rc;
     }
     if (item->forced_reason != AW_REJECT_NONE)
         return reject(ing, slot, e, rowid, item->forced_reason,

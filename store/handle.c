@@ -140,6 +140,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [STMT_REJECTED_ADD] = "INSERT INTO rejected(entry_rowid, reason, detail) "
                           "VALUES (?1, ?2, ?3)",
+    [STMT_REJECTED_OF_ENTRY] =
+        "SELECT 1 FROM rejected WHERE entry_rowid = ?1 LIMIT 1",
     [STMT_CHECKPOINT_SET] =
         "INSERT INTO checkpoints(stream, entry_id, updated_at) "
         "VALUES (?1, ?2, ?3) ON CONFLICT(stream) DO UPDATE SET "

@@ -669,6 +669,23 @@ int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
     return store_exec_stmt(store, add, err, "store rejection");
 }
 
+int aw_store_entry_was_rejected(aw_store *store, int64_t entry_rowid,
+                                bool *rejected, aw_error *err)
+{
+    sqlite3_stmt *find;
+    int rc = store_stmt(store, STMT_REJECTED_OF_ENTRY, &find, err);
+    *rejected = false;
+    if (rc != AW_OK)
+        return rc;
+    sqlite3_bind_int64(find, 1, entry_rowid);
+    int step = sqlite3_step(find);
+    *rejected = step == SQLITE_ROW;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_fail(store, err, "look up a rejection");
+    sqlite3_reset(find);
+    return rc;
+}
+
 int aw_store_set_checkpoint(aw_store *store, const char *stream,
                             const char *entry_id, aw_error *err)
 {

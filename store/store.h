@@ -124,6 +124,9 @@ int aw_store_put_call(aw_store *store, int64_t entry_rowid,
 
 /* Records that entry row entry_rowid could not be indexed, and why. detail
  * is the decoder's message (may be NULL). */
+/* Whether the entry at entry_rowid was stored as rejected. */
+int aw_store_entry_was_rejected(aw_store *store, int64_t entry_rowid,
+                                bool *rejected, aw_error *err);
 int aw_store_put_rejected(aw_store *store, int64_t entry_rowid,
                           aw_reject_reason reason, const char *detail,
                           aw_error *err);

@@ -25,7 +25,7 @@ static void teardown(void)
 TestSuite(store_open, .init = setup, .fini = teardown);
 
 /* The version of schema/'s newest migration. */
-#define NEWEST_SCHEMA 17
+#define NEWEST_SCHEMA 18
 
 static int count_events(const aw_event_row *row, void *ud)
 {
