@@ -1334,7 +1334,11 @@ static int run_checks(verify_state *v, const verify_args *a,
     /* Every entry row, also past a break in the chain. */
     if (rc == AW_OK)
         rc = aw_store_get_stats(v->store, &stats, &v->err);
-    v->nhas = rc == AW_OK ? stats.entries : 0;
+    /* Row ids are max(rowid): a hostile file's can be anything, but no more
+     * rows fit than the file has bytes (rows past that show as rowless) */
+    v->nhas = rc != AW_OK                        ? 0
+              : stats.entries > stats.file_bytes ? stats.file_bytes
+                                                 : stats.entries;
     if (rc == AW_OK && !(v->has = calloc((size_t)v->nhas + 1, 1)))
         rc = aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
     if (rc == AW_OK)

@@ -201,6 +201,20 @@ Test(cli_verify, detects_a_deleted_row)
     cw_result_free(&r);
 }
 
+/* A row id far past any the file could hold: named as a break, not an
+ * allocation of that size. */
+Test(cli_verify, a_row_renumbered_far_past_the_end_is_a_break)
+{
+    cw_build(&w, true);
+    tamper("UPDATE entries SET rowid = 1099511627776 WHERE rowid = "
+           "(SELECT max(rowid) FROM entries)");
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "missing"), "%s",
+              r.err);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, detects_the_newest_row_deleted)
 {
     cw_build(&w, true);
