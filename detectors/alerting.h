@@ -87,6 +87,11 @@ struct aw_detectors {
     aw_det_change *changes; /* since the last drain/discard */
     size_t nchanges, changes_cap;
     aw_det_due_heap due;
+    /* The spans audit_evidence_trimmed alerts name (integrity.c): kept in
+     * memory, since the rules waiting for a counterpart ask about them on
+     * every check they would raise, and an incident raises many. */
+    struct aw_det_trimmed_span *trimmed;
+    size_t ntrimmed, trimmed_cap;
 };
 
 /* ---- Time ---------------------------------------------------------------- */
@@ -293,8 +298,10 @@ int aw_det_integrity_on_event(aw_detectors *det, const aw_raw_entry *entry,
  * before auditwatch read them (an audit_evidence_trimmed alert of stream
  * overlaps it): a counterpart there may be gone unseen, so the rules that
  * wait for one do not raise for its absence. */
-int aw_det_trimmed_within(aw_detectors *det, const char *stream,
-                          int64_t from_ns, int64_t to_ns, bool *trimmed,
-                          aw_error *err);
+bool aw_det_trimmed_within(const aw_detectors *det, const char *stream,
+                           int64_t from_ns, int64_t to_ns);
+/* Loads the spans of the index's trimmed alerts (at start); frees them. */
+int aw_det_trimmed_load(aw_detectors *det, aw_error *err);
+void aw_det_trimmed_free(aw_detectors *det);
 
 #endif /* AW_DETECTORS_ALERTING_H */

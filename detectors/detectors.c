@@ -587,6 +587,8 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
         rc = load_seen(det, err);
     if (!rc)
         rc = aw_det_missing_new(det, err);
+    if (!rc)
+        rc = aw_det_trimmed_load(det, err);
     if (rc) {
         aw_detectors_free(det);
         return rc;
@@ -607,6 +609,7 @@ void aw_detectors_free(aw_detectors *det)
     aw_det_missing_free(det);
     aw_det_histories_free(det);
     aw_det_due_free(det);
+    aw_det_trimmed_free(det);
     free(det);
 }
 

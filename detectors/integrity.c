@@ -76,6 +76,64 @@ int aw_detectors_on_rejected(aw_detectors *det, const aw_raw_entry *entry,
 
 /* ---- audit_evidence_trimmed ---------------------------------------------- */
 
+struct aw_det_trimmed_span {
+    char *stream; /* owned */
+    int64_t from_ns, to_ns;
+};
+
+/* A trimmed alert's request id is its range, "<first id>..<last id>": the
+ * span [first ms, last ms + 1 ms). */
+static int remember_span(aw_detectors *det, const char *stream,
+                         const char *range)
+{
+    const char *dots = range ? strstr(range, "..") : NULL;
+    uint64_t first_ms, last_ms, seq;
+    if (!stream || !dots ||
+        aw_stream_id_parse(range, (size_t)(dots - range), &first_ms, &seq) ||
+        aw_stream_id_parse(dots + 2, strlen(dots + 2), &last_ms, &seq))
+        return AW_OK;
+    if (!aw_array_grow((void **)&det->trimmed, &det->trimmed_cap,
+                       det->ntrimmed + 1, sizeof *det->trimmed))
+        return AW_ERR_NOMEM;
+    char *copy = strdup(stream);
+    if (!copy)
+        return AW_ERR_NOMEM;
+    det->trimmed[det->ntrimmed++] = (struct aw_det_trimmed_span){
+        copy, aw_det_ms_to_ns(first_ms), aw_det_ms_to_ns(last_ms) + 999999};
+    return AW_OK;
+}
+
+static int load_span(const aw_alert *alert, void *ud)
+{
+    return remember_span(ud, alert->anchor, alert->request_id);
+}
+
+int aw_det_trimmed_load(aw_detectors *det, aw_error *err)
+{
+    aw_alert_filter filter = {.kind = AW_ALERT_EVIDENCE_TRIMMED};
+    return aw_det_store_result(
+        aw_store_query_alerts(det->store, &filter, load_span, det, err), err);
+}
+
+void aw_det_trimmed_free(aw_detectors *det)
+{
+    for (size_t i = 0; i < det->ntrimmed; i++)
+        free(det->trimmed[i].stream);
+    free(det->trimmed);
+}
+
+bool aw_det_trimmed_within(const aw_detectors *det, const char *stream,
+                           int64_t from_ns, int64_t to_ns)
+{
+    for (size_t i = 0; stream && i < det->ntrimmed; i++) {
+        const struct aw_det_trimmed_span *t = &det->trimmed[i];
+        if (t->from_ns <= to_ns && t->to_ns >= from_ns &&
+            strcmp(t->stream, stream) == 0)
+            return true;
+    }
+    return false;
+}
+
 int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
                             const char *first_id, const char *last_id,
                             aw_error *err)
@@ -119,47 +177,12 @@ int aw_detectors_on_trimmed(aw_detectors *det, const char *stream, int role,
                   "lost."
                 : "that evidence is lost."),
         &ev, err);
+    /* a rolled-back batch leaves its span here: the retried batch finds
+     * the same gap, so it is known all the same */
+    if (rc == AW_OK && remember_span(det, stream, range) != AW_OK)
+        rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     free(range);
     return rc;
-}
-
-typedef struct trimmed_span {
-    const char *stream;
-    int64_t from_ns, to_ns;
-    bool found;
-} trimmed_span;
-
-/* A trimmed alert's request id is its range, "<first id>..<last id>". */
-static int overlaps_trimmed(const aw_alert *alert, void *ud)
-{
-    trimmed_span *t = ud;
-    const char *dots =
-        alert->request_id ? strstr(alert->request_id, "..") : NULL;
-    uint64_t first_ms, last_ms, seq;
-    if (!alert->anchor || strcmp(alert->anchor, t->stream) != 0 || !dots ||
-        aw_stream_id_parse(alert->request_id,
-                           (size_t)(dots - alert->request_id), &first_ms,
-                           &seq) ||
-        aw_stream_id_parse(dots + 2, strlen(dots + 2), &last_ms, &seq))
-        return 0;
-    t->found = aw_det_ms_to_ns(first_ms) <= t->to_ns &&
-               aw_det_ms_to_ns(last_ms) + 999999 >= t->from_ns;
-    return t->found ? 1 : 0;
-}
-
-int aw_det_trimmed_within(aw_detectors *det, const char *stream,
-                          int64_t from_ns, int64_t to_ns, bool *trimmed,
-                          aw_error *err)
-{
-    trimmed_span t = {stream, from_ns, to_ns, false};
-    aw_alert_filter filter = {.kind = AW_ALERT_EVIDENCE_TRIMMED};
-    *trimmed = false;
-    if (!stream)
-        return AW_OK;
-    int rc =
-        aw_store_query_alerts(det->store, &filter, overlaps_trimmed, &t, err);
-    *trimmed = t.found;
-    return aw_det_store_result(rc, err);
 }
 
 /* ---- tampered_on_redelivery ---------------------------------------------- */

@@ -715,15 +715,12 @@ static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
     g->decisions = p.decisions_in_time;
     /* Its decision may be among entries trimmed unread: that alert stands
      * for it (within a grant's lifetime before the call, to its deadline). */
-    bool trimmed = false;
-    if (!rc && !call_paired(&p))
-        rc = aw_det_trimmed_within(
-            det, g->stream,
-            det->config.audit_lookback_ns
-                ? aw_det_add_ns(g->occurred_at_ns,
-                                -det->config.audit_lookback_ns)
-                : INT64_MIN,
-            deadline_ns, &trimmed, err);
+    bool trimmed = aw_det_trimmed_within(
+        det, g->stream,
+        det->config.audit_lookback_ns
+            ? aw_det_add_ns(g->occurred_at_ns, -det->config.audit_lookback_ns)
+            : INT64_MIN,
+        deadline_ns);
     if (!rc && !call_paired(&p) && !trimmed) {
         counterpart none = {0};
         rc = conclude(det, AW_PENDING_DECISION_MISSING, g,

@@ -534,13 +534,10 @@ static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
                  const access *a, aw_error *err)
 {
     const revocation *cause = first_forbidding(det, h, a);
-    bool trimmed = false;
-    int rc = cause && cause->action == AW_ACTION_SUSPEND
-                 ? aw_det_trimmed_within(det, cause->stream, cause->at_ns,
-                                         access_latest(a), &trimmed, err)
-                 : AW_OK;
-    if (rc || !cause || trimmed)
-        return rc;
+    if (!cause || (cause->action == AW_ACTION_SUSPEND &&
+                   aw_det_trimmed_within(det, cause->stream, cause->at_ns,
+                                         access_latest(a))))
+        return AW_OK;
     return raise_access_alert(det, anchor, h, a, cause, err);
 }
 
