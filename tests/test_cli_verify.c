@@ -210,8 +210,7 @@ Test(cli_verify, a_row_renumbered_far_past_the_end_is_a_break)
            "(SELECT max(rowid) FROM entries)");
     cw_result r = cw_run(&w, ARGS("verify", "--db", w.db), NULL);
     cr_expect_eq(r.status, 1, "%s", r.err);
-    cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "missing"), "%s",
-              r.err);
+    cr_expect(strstr(r.err, "FAILED") && strstr(r.err, "missing"), "%s", r.err);
     cw_result_free(&r);
 }
 
