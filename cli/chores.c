@@ -27,7 +27,9 @@ void aw_cli_progress_update(aw_cli_progress *p, const char *fmt, ...)
     int64_t now;
     if (!p->enabled)
         return;
-    bool terminal = isatty(fileno(stderr));
+    if (!p->terminal) /* once: updates come per line */
+        p->terminal = isatty(fileno(stderr)) ? 1 : -1;
+    bool terminal = p->terminal > 0;
     now = aw_cli_now_ns();
     if (p->last_ns && now - p->last_ns < (terminal ? PROGRESS_INTERVAL_NS
                                                    : PROGRESS_LINE_INTERVAL_NS))

@@ -194,6 +194,7 @@ int aw_cli_out_close(aw_cli_out *out);
 typedef struct aw_cli_progress {
     bool enabled;
     bool drawn;
+    int terminal; /* stderr is one: 1, is not: -1, not asked yet: 0 */
     int64_t last_ns;
 } aw_cli_progress;
 
