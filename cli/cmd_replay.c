@@ -475,15 +475,12 @@ out:
 
 int aw_cmd_replay(int argc, char **argv)
 {
-    replay_args a = {
-        .now_ns = aw_cli_now_ns(),
-        .detectors = {.grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
-                      .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
-                      .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS}};
+    replay_args a = {.now_ns = aw_cli_now_ns()};
     aw_cli_common common;
     feeder *f;
     int first, rc;
 
+    aw_detector_config_init(&a.detectors);
     rc = aw_cli_parse(&command, argc, argv, &common, on_option, &a, &first);
     if (rc != AW_CLI_PROCEED)
         return rc;

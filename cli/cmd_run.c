@@ -464,10 +464,7 @@ static int parse_args(run_args *a, int argc, char **argv)
     aw_cli_common common;
     int first, rc;
     aw_daemon_config_init(&a->config);
-    a->detectors = (aw_detector_config){
-        .grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
-        .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
-        .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS};
+    aw_detector_config_init(&a->detectors);
     a->config.ingest.detectors = &a->detectors;
     a->redis_url = "redis://127.0.0.1:6379";
     if ((rc = apply_environment(a)) != 0)

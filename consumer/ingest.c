@@ -205,10 +205,17 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
                    aw_error *err)
 {
     aw_ingest *ing = calloc(1, sizeof *ing);
+    aw_detector_config detectors;
     int rc;
     *out = NULL;
     if (!ing)
         return aw_error_set(err, AW_ERR_NOMEM, "out of memory");
+    if (options->detectors)
+        detectors = *options->detectors;
+    else
+        aw_detector_config_init(&detectors);
+    /* named by the resolved names below, before the detectors copy it */
+    detectors.audit_stream = ing->dec.streams.of[AW_ROLE_AUDIT];
     ing->dec.audit_key = options->audit_key;
     ing->dec.streams_key = options->streams_key;
     ing->dec.calls_key = options->calls_key;
@@ -218,8 +225,8 @@ int aw_ingest_open(const aw_ingest_options *options, aw_ingest **out,
         (rc = check_stream_names(ing, err)) != AW_OK ||
         (rc = aw_store_open(options->db_path, options->store_flags, &ing->store,
                             err)) != AW_OK ||
-        (rc = aw_detectors_new(ing->store, options->detectors, &ing->det,
-                               err)) != AW_OK ||
+        (rc = aw_detectors_new(ing->store, &detectors, &ing->det, err)) !=
+            AW_OK ||
         (rc = aw_store_query_checkpoints(ing->store, load_checkpoint, ing,
                                          err)) != AW_OK) {
         if (rc == AW_ERR_NOMEM)

@@ -69,8 +69,9 @@ typedef struct aw_det_change {
 } aw_det_change;
 
 struct aw_detectors {
-    aw_store *store; /* borrowed */
-    aw_detector_config config;
+    aw_store *store;           /* borrowed */
+    aw_detector_config config; /* .audit_stream points at audit_stream */
+    char audit_stream[AW_MAX_STREAM_NAME_BYTES];
     int64_t clock_ns;
     bool clock_dirty; /* moved since it was last persisted */
     aw_seen seen;

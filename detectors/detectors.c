@@ -551,14 +551,20 @@ static int load_seen(aw_detectors *det, aw_error *err)
     return aw_store_query_alerts(det->store, &alerts, seen_alert, det, err);
 }
 
-int aw_detectors_new(aw_store *store, const aw_detector_config *config,
-                     aw_detectors **out, aw_error *err)
+void aw_detector_config_init(aw_detector_config *config)
 {
-    aw_detector_config defaults = {
+    *config = (aw_detector_config){
         .grace_missing_ns = AW_DEFAULT_GRACE_MISSING_NS,
         .grace_revocation_ns = AW_DEFAULT_GRACE_REVOCATION_NS,
         .audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS,
     };
+}
+
+int aw_detectors_new(aw_store *store, const aw_detector_config *config,
+                     aw_detectors **out, aw_error *err)
+{
+    aw_detector_config defaults;
+    aw_detector_config_init(&defaults);
     if (!config)
         config = &defaults;
     if (config->grace_missing_ns < 0 || config->grace_revocation_ns < 0 ||
@@ -566,6 +572,12 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
         return aw_error_reject(err, AW_REJECT_BAD_VALUE,
                                "detector grace periods and the audit lookback "
                                "must not be negative");
+    const char *audit_stream =
+        config->audit_stream ? config->audit_stream
+                             : aw_stream_role_default_stream(AW_ROLE_AUDIT);
+    if (strlen(audit_stream) >= AW_MAX_STREAM_NAME_BYTES)
+        return aw_error_reject(err, AW_REJECT_OVERSIZED,
+                               "audit stream name is too long");
     aw_detectors *det = calloc(1, sizeof *det);
     if (!det || aw_seen_init(&det->seen, SEEN_LOG2_BITS) ||
         aw_det_histories_new(det)) {
@@ -575,6 +587,8 @@ int aw_detectors_new(aw_store *store, const aw_detector_config *config,
     }
     det->store = store;
     det->config = *config;
+    strcpy(det->audit_stream, audit_stream);
+    det->config.audit_stream = det->audit_stream;
     if (det->config.max_waiting_checks == 0)
         det->config.max_waiting_checks = AW_DEFAULT_MAX_WAITING_CHECKS;
     /* Rebuilt inside the first transaction, where a check may spill. */

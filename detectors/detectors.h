@@ -42,6 +42,10 @@ typedef struct aw_detector_config {
      * its time only if it occurred at most this long before it; 0: any
      * time before. */
     int64_t audit_lookback_ns;
+    /* The audit stream: a span of it trimmed unread may have held the audit
+     * events an observed call lacks. Copied by aw_detectors_new; NULL:
+     * aw_stream_role_default_stream(AW_ROLE_AUDIT). */
+    const char *audit_stream;
 } aw_detector_config;
 
 #define AW_DEFAULT_GRACE_MISSING_NS    (300LL * 1000000000LL)
@@ -50,6 +54,9 @@ typedef struct aw_detector_config {
 /* Caracal's longest grant (the STS's MAX_GRANT_TTL_SECONDS default): no
  * token it issued outlives this, and clocks are far closer than that. */
 #define AW_DEFAULT_AUDIT_LOOKBACK_NS (3600LL * 1000000000LL)
+
+/* Fills config with the defaults above. */
+void aw_detector_config_init(aw_detector_config *config);
 
 /* The alert kinds (the `kind` of aw_alert). */
 #define AW_ALERT_DECISION_MISSING        "decision_missing"

@@ -700,6 +700,19 @@ static int conclude(aw_detectors *det, int kind, const evidence_row *what,
     return rc;
 }
 
+/* Whether the counterpart of what may be among entries of stream trimmed
+ * unread (within a grant's lifetime before it, to its deadline): that
+ * audit_evidence_trimmed alert stands for it. */
+static bool counterpart_trimmed(const aw_detectors *det, const char *stream,
+                                const evidence_row *what, int64_t deadline_ns)
+{
+    int64_t from_ns = det->config.audit_lookback_ns
+                          ? aw_det_add_ns(what->occurred_at_ns,
+                                          -det->config.audit_lookback_ns)
+                          : INT64_MIN;
+    return aw_det_trimmed_within(det, stream, from_ns, deadline_ns);
+}
+
 /* A Gateway call's deadline came: raise unless it is paired in time. */
 static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
                           int64_t deadline_ns, aw_error *err)
@@ -713,15 +726,8 @@ static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
     int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
     g->calls = p.calls;
     g->decisions = p.decisions_in_time;
-    /* Its decision may be among entries trimmed unread: that alert stands
-     * for it (within a grant's lifetime before the call, to its deadline). */
-    bool trimmed = aw_det_trimmed_within(
-        det, g->stream,
-        det->config.audit_lookback_ns
-            ? aw_det_add_ns(g->occurred_at_ns, -det->config.audit_lookback_ns)
-            : INT64_MIN,
-        deadline_ns);
-    if (!rc && !call_paired(&p) && !trimmed) {
+    if (!rc && !call_paired(&p) &&
+        !counterpart_trimmed(det, g->stream, g, deadline_ns)) {
         counterpart none = {0};
         rc = conclude(det, AW_PENDING_DECISION_MISSING, g,
                       p.decisions >= p.calls ? &p.last : &none, err);
@@ -738,7 +744,8 @@ static int check_call(aw_detectors *det, const evidence_row *call,
         det, call->zone_id, call->request_id,
         aw_det_audit_floor(det, call->occurred_at_ns, call->time_is_logged),
         &cp, err);
-    if (!rc && !(cp.found && cp.arrived_ns <= deadline_ns))
+    if (!rc && !(cp.found && cp.arrived_ns <= deadline_ns) &&
+        !counterpart_trimmed(det, det->config.audit_stream, call, deadline_ns))
         rc = conclude(det, AW_PENDING_CALL_WITHOUT_AUDIT, call, &cp, err);
     free(cp.event_id);
     return rc;

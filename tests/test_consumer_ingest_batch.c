@@ -325,3 +325,47 @@ Test(consumer_ingest_batch, an_event_stored_from_a_renamed_stream_is_known)
     free_entries(old, 1);
     free_entries(again, 2);
 }
+
+static int alerts_of(const char *kind, const char *request_id)
+{
+    int n = 0;
+    aw_error err = {0};
+    cr_assert(aw_store_query_alerts(
+                  aw_ingest_store(ing),
+                  &(aw_alert_filter){.kind = kind, .request_id = request_id},
+                  count_alert, &n, &err) == AW_OK,
+              "%s", err.msg);
+    return n;
+}
+
+/* The detectors are told which stream is the audit stream: a span trimmed
+ * from a renamed one may have held the audit event of a call made just
+ * after it, so that call is not alerted (the trimmed alert stands for it);
+ * a call two hours later is. */
+Test(consumer_ingest_batch, a_trim_of_the_renamed_audit_stream_covers_its_calls)
+{
+    aw_ingest_options renamed = {0};
+    renamed.streams[AW_ROLE_AUDIT] = "caracal.audit.v2";
+    aw_ingest_trim lost = {"caracal.audit.v2", "1000-0", "1000-5", false};
+    const char *soon_kv[] = {"request_id", "req-soon", "status", "200"};
+    const char *later_kv[] = {"request_id", "req-later", "status", "200"};
+    aw_raw_entry *soon[1] = {entry("auditwatch.calls", "2000-0", soon_kv, 2)};
+    aw_raw_entry *later[1] = {
+        entry("auditwatch.calls", "7200000-0", later_kv, 2)};
+    aw_ingest_stats st;
+    aw_error err = {0};
+    open_ingest(&renamed);
+    cr_assert(aw_ingest_batch(ing, NULL, 0, &lost, 1, 0, &st, &err) == AW_OK,
+              "%s", err.msg);
+    cr_assert_eq(st.trims_reported, 1);
+    cr_assert_eq(batch(soon, 1).indexed, 1);
+    cr_assert_eq(batch(later, 1).indexed, 1);
+    cr_assert(aw_ingest_batch(ing, NULL, 0, NULL, 0, 7600LL * 1000000000, NULL,
+                              &err) == AW_OK,
+              "%s", err.msg);
+    cr_expect_eq(alerts_of(AW_ALERT_CALL_WITHOUT_AUDIT, "req-soon"), 0,
+                 "its audit event may have been trimmed");
+    cr_expect_eq(alerts_of(AW_ALERT_CALL_WITHOUT_AUDIT, "req-later"), 1);
+    free_entries(soon, 1);
+    free_entries(later, 1);
+}

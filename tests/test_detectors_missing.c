@@ -356,6 +356,68 @@ Test(call_without_audit, late_audit_event_in_the_calls_zone_resolves)
                  AW_ALERT_RESOLVED);
 }
 
+/* The audit events of an observed call may have been among audit entries
+ * trimmed unread: the trimmed alert stands for it. A span of another
+ * stream holds no audit event, and a call two hours after the span is
+ * beyond any grant of then. */
+Test(call_without_audit, a_call_whose_audit_may_have_been_trimmed_is_not_raised)
+{
+    char first[32], last[32];
+    snprintf(first, sizeof first, "%lld-0", (long long)(DW_T0_MS - 2000));
+    snprintf(last, sizeof last, "%lld-5", (long long)(DW_T0_MS - 1000));
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, first, last),
+                 AW_OK);
+    cr_assert_eq(
+        dw_trimmed(&w, DW_REVOKE_STREAM, AW_ROLE_SESSION_REVOKE, first, last),
+        AW_OK);
+    dw_reopen(&w); /* the span is known from the index after a restart */
+    dw_call trimmed = {.request = "req-trimmed", .status = 200, .logged = true};
+    dw_call later = {.request = "req-later",
+                     .status = 200,
+                     .occurred_ms = DW_S(7200),
+                     .arrival_ms = DW_S(7200),
+                     .logged = true};
+    dw_feed_call(&w, &trimmed);
+    dw_feed_call(&w, &later);
+    dw_advance(&w, DW_S(7600));
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-trimmed", NULL, 0), 0,
+        "its audit event may be in the trimmed span");
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-later", NULL, 0), 1,
+        "two hours later: no grant of then reaches it");
+}
+
+/* Only the audit stream the daemon reads counts: a renamed one is told to
+ * the detectors, and the default name then holds no audit event. */
+Test(call_without_audit, a_trim_of_the_configured_audit_stream_counts)
+{
+    char first[32], last[32];
+    snprintf(first, sizeof first, "%lld-0", (long long)(DW_T0_MS - 2000));
+    snprintf(last, sizeof last, "%lld-5", (long long)(DW_T0_MS - 1000));
+    w.config.audit_stream = "tenant-a.audit";
+    dw_reopen(&w);
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, first, last),
+                 AW_OK);
+    dw_call in_default = {.request = "req-default", .status = 200};
+    dw_feed_call(&w, &in_default);
+    dw_advance(&w, DW_S(400));
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-default", NULL, 0), 1,
+        "the default stream is not the one being read");
+    cr_assert_eq(dw_trimmed(&w, "tenant-a.audit", AW_ROLE_AUDIT, first, last),
+                 AW_OK);
+    dw_call in_configured = {.request = "req-configured",
+                             .status = 200,
+                             .occurred_ms = DW_S(400),
+                             .arrival_ms = DW_S(400)};
+    dw_feed_call(&w, &in_configured);
+    dw_advance(&w, DW_S(800));
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_CALL_WITHOUT_AUDIT, "req-configured", NULL, 0),
+        0);
+}
+
 /* ---- The lookback: how old an answering audit event may be --------------- */
 
 /* Clients choose request ids: a call made around the Gateway with the id of

@@ -38,9 +38,9 @@ void dw_open(dw_world *w, int64_t grace_missing_ms, int64_t grace_revocation_ms)
     snprintf(w->dir, sizeof w->dir, "/tmp/aw-detectors-XXXXXX");
     cr_assert_not_null(mkdtemp(w->dir), "mkdtemp failed");
     snprintf(w->path, sizeof w->path, "%s/index.db", w->dir);
+    aw_detector_config_init(&w->config);
     w->config.grace_missing_ns = grace_missing_ms * 1000000LL;
     w->config.grace_revocation_ns = grace_revocation_ms * 1000000LL;
-    w->config.audit_lookback_ns = AW_DEFAULT_AUDIT_LOOKBACK_NS;
     open_handles(w);
 }
 
