@@ -44,7 +44,9 @@ static const char usage[] =
     "re-importing a file adds nothing new, and two files of one name stay\n"
     "apart. Lines piped on stdin are told apart by their number and bytes.\n"
     "Lines that cannot be read are stored as rejected, with the reason, and\n"
-    "counted in the summary on stderr.\n\n"
+    "counted in the summary on stderr. A call is judged once the index's\n"
+    "audit reaches its time plus the grace; the summary counts the alerts\n"
+    "raised and the calls the index's audit does not reach yet.\n\n"
     "With --redis, the calls are published to the calls stream instead, for\n"
     "a running daemon to index, judge and alert on (each run publishes them\n"
     "anew); a line that cannot be read is published as a field `line`.\n\n";
@@ -132,9 +134,19 @@ typedef struct importer {
     size_t n;
     int64_t lines, blank;
     aw_ingest_stats total;
+    size_t alerts_raised;
+    int64_t grace_ns; /* the detectors' missing-evidence grace */
     aw_cli_progress progress;
     aw_error err;
 } importer;
+
+static void count_raised(const aw_alert *alert, aw_alert_change change,
+                         void *ud)
+{
+    (void)alert;
+    if (change == AW_ALERT_RAISED || change == AW_ALERT_REOPENED)
+        ((importer *)ud)->alerts_raised++;
+}
 
 static int flush_batch(importer *im)
 {
@@ -147,7 +159,7 @@ static int flush_batch(importer *im)
     im->n = 0;
     if (rc != AW_OK)
         return rc;
-    aw_cli_drop_alert_changes(im->ing);
+    aw_ingest_drain_alerts(im->ing, count_raised, im);
     im->total.indexed += s.indexed;
     im->total.duplicates += s.duplicates;
     im->total.duplicates_rejected += s.duplicates_rejected;
@@ -360,8 +372,34 @@ static void print_published(const importer *im, const char *path)
     fprintf(stderr, ", %lld blank\n", (long long)im->blank);
 }
 
-static void print_summary(const importer *im, const char *path)
+/* The successful calls of this file still within their grace. Only audit
+ * entries move the index's clock (its newest audit entry), and an import
+ * brings none, so these wait: a call is judged once the clock passes its
+ * time plus the grace. An import's line time is its arrival too. */
+typedef struct waiting_calls {
+    const char *stream;
+    int64_t count;
+} waiting_calls;
+
+static int count_waiting(const aw_call_row *row, void *ud)
 {
+    waiting_calls *w = ud;
+    if (aw_status_is_success(row->status) &&
+        strcmp(row->stream, w->stream) == 0)
+        w->count++;
+    return 0;
+}
+
+static int print_summary(importer *im, const char *path)
+{
+    int64_t clock = aw_ingest_clock(im->ing);
+    waiting_calls waiting = {.stream = im->stream};
+    int64_t since =
+        clock > INT64_MIN + im->grace_ns ? clock - im->grace_ns + 1 : INT64_MIN;
+    int rc = aw_store_query_calls(aw_ingest_store(im->ing), 0, NULL, since, 0,
+                                  count_waiting, &waiting, &im->err);
+    if (rc != AW_OK)
+        return rc;
     fprintf(stderr,
             "auditwatch import-calls: %s: %lld lines, %zu calls indexed, "
             "%zu already in the index (%zu of them rejected then), %zu "
@@ -370,7 +408,22 @@ static void print_summary(const importer *im, const char *path)
             im->total.duplicates_rejected, im->total.rejected,
             (long long)im->blank);
     print_reasons(im->total.rejected_by_reason);
-    fputc('\n', stderr);
+    fprintf(stderr, "; %zu alert%s raised\n", im->alerts_raised,
+            im->alerts_raised == 1 ? "" : "s");
+    if (waiting.count) {
+        char when[40];
+        fprintf(stderr,
+                "auditwatch import-calls: %lld call%s of %s %s not judged yet: "
+                "the index's audit reaches %s, and a call is judged once it "
+                "reaches the call's time plus the %lld s grace; `auditwatch "
+                "run` on this index judges them as it reads the audit\n",
+                (long long)waiting.count, waiting.count == 1 ? "" : "s", path,
+                waiting.count == 1 ? "is" : "are",
+                clock > 0 ? aw_time_format(clock, when, sizeof when)
+                          : "nothing yet",
+                (long long)(im->grace_ns / 1000000000));
+    }
+    return AW_OK;
 }
 
 /* Opens path ("-": stdin) and names its stream after the file. */
@@ -424,6 +477,7 @@ int aw_cmd_import_calls(int argc, char **argv)
 {
     aw_cli_common common;
     aw_ingest_options opts = {0};
+    aw_detector_config detectors;
     import_args a = {0};
     publisher pub = {0};
     importer *im;
@@ -450,6 +504,9 @@ int aw_cmd_import_calls(int argc, char **argv)
     im->pub = a.redis_url ? &pub : NULL;
     opts.db_path = common.db;
     opts.call_fields = common.call_fields;
+    aw_detector_config_init(&detectors);
+    opts.detectors = &detectors;
+    im->grace_ns = detectors.grace_missing_ns;
 
     if ((rc = open_input(im, argv[first], &in, &size)) == AW_OK &&
         (rc = im->pub ? open_publisher(&a, &pub, &im->err)
@@ -458,8 +515,7 @@ int aw_cmd_import_calls(int argc, char **argv)
     if (rc == AW_OK && im->pub) {
         print_published(im, argv[first]);
         rc = pub.unreadable ? AW_EXIT_NO : AW_EXIT_OK;
-    } else if (rc == AW_OK) {
-        print_summary(im, argv[first]);
+    } else if (rc == AW_OK && (rc = print_summary(im, argv[first])) == AW_OK) {
         rc = im->total.rejected || im->total.duplicates_rejected ? AW_EXIT_NO
                                                                  : AW_EXIT_OK;
     } else if (aw_index_error_advice(rc)) {

@@ -104,6 +104,38 @@ Test(cli_import, importing_the_same_file_again_adds_nothing)
     cw_result_free(&again);
 }
 
+/* An import brings no audit, so it cannot move the index's clock: a call
+ * the index's audit has passed (plus the grace) is judged at once, and one
+ * beyond it waits; the summary says which, so an empty alert list is not
+ * taken for a clean bill. The world's audit reaches +2000 s. */
+Test(cli_import, says_which_calls_the_index_could_not_judge_yet)
+{
+    static const char calls[] = "{\"request_id\":\"req-stale\",\"status\":200,"
+                                "\"occurred_at\":\"2026-05-21T12:10:00Z\"}\n"
+                                "{\"request_id\":\"req-new\",\"status\":200,"
+                                "\"occurred_at\":\"2026-05-21T12:40:00Z\"}\n";
+    char log[PATH_MAX], waiting[PATH_MAX + 128];
+    aw_test_write_file(aw_test_path(w.dir, "calls.log", log), calls, 0644);
+    cw_result r = cw_run(&w, ARGS("import-calls", log, "--db", w.db), NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "2 calls indexed"), "%s", r.err);
+    cr_expect(strstr(r.err, "; 1 alert raised\n"), "%s", r.err);
+    snprintf(waiting, sizeof waiting,
+             "1 call of %s is not judged yet: the index's audit reaches "
+             "2026-05-21T12:33:20Z",
+             log);
+    cr_expect(strstr(r.err, waiting), "%s", r.err);
+    cw_result_free(&r);
+
+    r = cw_run(&w,
+               ARGS("alerts", "--db", w.db, "--kind", "call_without_audit",
+                    "-f", "csv"),
+               NULL);
+    cr_expect(strstr(r.out, "req-stale"), "%s", r.out);
+    cr_expect_null(strstr(r.out, "req-new"), "%s", r.out);
+    cw_result_free(&r);
+}
+
 /* Two hosts' access.log, the same lines at the same places and times but
  * for other requests: each is its own stream, nothing is taken for the
  * other's line. */
