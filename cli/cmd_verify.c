@@ -17,8 +17,10 @@
  *  - the decoded rows: the chain protects raw entries only, but events,
  *    revocations, calls and rejected are what everything else reads. Each
  *    row is held against its raw entry, re-decoded with event/'s decoders,
- *    column by column, and the anchor index (anchor_runs, what revocation
- *    checks search) must list each event under every anchor it names; rows
+ *    column by column; the anchor index (anchor_runs, what revocation
+ *    checks search) must list each event under every anchor it names, and
+ *    the request index (request_tier_N, what trace and the missing-evidence
+ *    checks search) under its request id; rows
  *    whose entry is gone, entries that should have given rows and have
  *    none, and entries that are both decoded and rejected are mismatches
  *    too. Each mismatch is one line on stdout, naming table, row and key,
@@ -540,6 +542,14 @@ static int found_use(const aw_event_row *r, void *ud)
     return 1;
 }
 
+/* Whether the look-up f (naming the row by f->rowid) finds that row. */
+static int finds_row(verify_state *v, const aw_event_filter *f, bool *found)
+{
+    *found = false;
+    int rc = aw_store_query_events(v->store, f, found_use, found, &v->err);
+    return rc == 1 ? 0 : rc;
+}
+
 /* The detectors find an event by the anchors it used through the anchor
  * index: every anchor its raw entry names must find this very row there. */
 static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
@@ -549,10 +559,8 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
     for (size_t i = 0; i < ev->nanchors && !rc; i++) {
         aw_event_filter f = {.rowid = r->rowid, .anchor = ev->anchors[i]};
         occurred_exactly_at(&f, ev->occurred_at_ns);
-        bool found = false;
-        rc = aw_store_query_events(v->store, &f, found_use, &found, &v->err);
-        if (rc == 1)
-            rc = 0;
+        bool found;
+        rc = finds_row(v, &f, &found);
         if (!rc && !found) {
             char key[AW_MAX_ID_BYTES + 32];
             snprintf(key, sizeof key, "%s:%s",
@@ -565,6 +573,28 @@ static int check_anchor_uses(verify_state *v, mismatch m, const aw_event_row *r,
                 "list this event under it (revocation checks would miss it)";
             rc = report(v, &m);
         }
+    }
+    return rc;
+}
+
+/* trace and the missing-evidence rules find an event by its request id
+ * through the request index (its tiers): the id its raw entry names must
+ * find this very row there. */
+static int check_request_use(verify_state *v, mismatch m, const aw_event_row *r,
+                             const aw_audit_event *ev)
+{
+    if (!ev->request_id)
+        return 0;
+    aw_event_filter f = {.rowid = r->rowid, .request_id = ev->request_id};
+    bool found;
+    int rc = finds_row(v, &f, &found);
+    if (!rc && !found) {
+        m.table = "request_tiers";
+        m.key = ev->request_id;
+        m.detail = "its raw entry names this request id, but the request index "
+                   "does not list this event under it (trace and the "
+                   "missing-evidence checks would miss it)";
+        rc = report(v, &m);
     }
     return rc;
 }
@@ -633,6 +663,8 @@ static int compare_event(verify_state *v, mismatch m, const aw_event_row *r,
     /* An edited occurred_at already fails; its uses are keyed by the old one. */
     if (!rc && !differs)
         rc = check_anchor_uses(v, m, r, ev);
+    if (!rc && !differs)
+        rc = check_request_use(v, m, r, ev);
     return rc;
 }
 

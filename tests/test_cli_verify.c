@@ -416,6 +416,24 @@ Test(cli_verify,
     cw_result_free(&r);
 }
 
+/* A pair deleted from the request index hides the event from `trace` and
+ * from the missing-evidence checks, though its row and entry are intact. */
+Test(cli_verify,
+     an_event_dropped_from_the_request_index_is_named_by_its_request)
+{
+    cw_build(&w, true);
+    /* a small index holds every pair in its first tier */
+    tamper("DELETE FROM request_tier_0 WHERE event_rowid = (SELECT rowid FROM "
+           "events WHERE event_id = 'ev-4')");
+    cw_result r;
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "request_tiers");
+    cr_expect_str_eq(cw_str(m, "key"), "req-4");
+    cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 Test(cli_verify, a_rejection_that_hides_a_decodable_event_is_a_mismatch)
 {
     cw_build(&w, true);
