@@ -20,11 +20,14 @@
  *    column by column; the anchor index (anchor_runs, what revocation
  *    checks search) must list each event under every anchor it names, and
  *    the request index (request_tier_N, what trace and the missing-evidence
- *    checks search) under its request id; rows
- *    whose entry is gone, entries that should have given rows and have
- *    none, and entries that are both decoded and rejected are mismatches
- *    too. Each mismatch is one line on stdout, naming table, row and key,
- *    before the summary (in CSV under the summary's one header).
+ *    checks search) under its request id; rows whose entry is gone,
+ *    entries that should have given rows and have none, and entries that
+ *    are both decoded and rejected are mismatches too. Each mismatch is one
+ *    line on stdout, naming table, row and key, before the summary (in CSV
+ *    under the summary's one header);
+ *  - the file: SQLite's integrity_check, since an index edited in the file
+ *    itself hides rows from the look-ups through it while every row and
+ *    the chain stay intact.
  *
  * Which decoder an entry needs follows from its table (events: audit;
  * calls: a flat entry, or an import line) or, for revocations, from the
@@ -55,7 +58,8 @@ static const char usage[] =
     "Re-computes the index's hash chain, re-verifies every stored signature\n"
     "from the raw entries, and re-decodes every raw entry to check that the\n"
     "decoded rows (events, revocations, calls, rejected) still say what it\n"
-    "says. Prints one line per row that does not (table, row id, key,\n"
+    "says and that the indexes find them; then has SQLite check the file's\n"
+    "structure. Prints one line per row that does not (table, row id, key,\n"
     "column, stored and raw value), then one summary line per check.\n\n"
     "  --audit-hmac-key-file FILE    hex key of the audit scheme (`sig`); else\n"
     "                                $AUDIT_HMAC_KEY_FILE, else $AUDIT_HMAC_KEY (hex)\n"
@@ -195,6 +199,9 @@ typedef struct verify_state {
     int64_t nhas;
     int64_t rows_checked, rows_unchecked, mismatches;
     char first_mismatch[2 * AW_ERRMSG_MAX];
+    /* SQLite's check of the file */
+    int64_t structure_problems;
+    char first_structure_problem[2 * AW_ERRMSG_MAX];
     aw_cli_format format;
     aw_cli_out *mismatch_out; /* opened with the first mismatch */
     aw_cli_out *csv_out;      /* CSV: every line, one header */
@@ -1292,6 +1299,15 @@ static int check_head(verify_state *v, const chain_head *head,
     return AW_OK;
 }
 
+static int structure_problem(const char *problem, void *ud)
+{
+    verify_state *v = ud;
+    if (v->structure_problems++ == 0)
+        snprintf(v->first_structure_problem, sizeof v->first_structure_problem,
+                 "the index file's structure: %s", problem);
+    return 0;
+}
+
 static const char *const columns[] = {
     "check",          "result",    "checked", "failed",
     "known_rejected", "unchecked", "detail",
@@ -1341,6 +1357,11 @@ static int print_report(verify_state *v, const aw_chain_report *chain,
                          v->mismatches ? "FAILED" : "ok", v->rows_checked,
                          v->mismatches, 0, v->rows_unchecked,
                          v->mismatches ? v->first_mismatch : NULL);
+    if (rc == AW_OK)
+        rc = summary_row(
+            v, &out, "index_structure", v->structure_problems ? "FAILED" : "ok",
+            1, v->structure_problems, 0, 0,
+            v->structure_problems ? v->first_structure_problem : NULL);
     if (aw_cli_out_close(out) != AW_OK && rc == AW_OK)
         rc = AW_ERR_IO;
     if (aw_cli_out_close(v->csv_out) != AW_OK && rc == AW_OK)
@@ -1395,6 +1416,11 @@ static int run_checks(verify_state *v, const verify_args *a,
         rc = aw_store_iter_entries(v->store, 0, INT64_MAX, check_entry, v,
                                    &v->err);
     }
+    if (rc == AW_OK) {
+        aw_cli_progress_update(&v->progress,
+                               "verify: the index file's structure");
+        rc = aw_store_check_structure(v->store, structure_problem, v, &v->err);
+    }
     aw_cli_progress_end(&v->progress);
     aw_store_rollback(v->store);
     return rc;
@@ -1416,6 +1442,8 @@ static const char *first_failure(const aw_chain_report *chain,
         return v->stream.first_break;
     if (v->mismatches)
         return v->first_mismatch;
+    if (v->structure_problems)
+        return v->first_structure_problem;
     return NULL;
 }
 

@@ -524,6 +524,16 @@ typedef int (*aw_orphan_row_fn)(const aw_orphan_row *row, void *ud);
 int aw_store_iter_orphans(aw_store *store, aw_orphan_row_fn fn, void *ud,
                           aw_error *err);
 
+/* SQLite's own check of the file (PRAGMA integrity_check): every B-tree
+ * well formed, and every index holding exactly its table's rows. The
+ * decoded rows and the chain say nothing of an index edited in the file
+ * itself, which would hide rows from the look-ups that go through it.
+ * Calls fn with each problem found (the text is borrowed for the call;
+ * SQLite stops after 100); none when the file is sound. */
+typedef int (*aw_structure_problem_fn)(const char *problem, void *ud);
+int aw_store_check_structure(aw_store *store, aw_structure_problem_fn fn,
+                             void *ud, aw_error *err);
+
 /* ---- Positions in followed access logs (run --calls-log) ----------------- */
 
 /* Where reading PATH stands: the file (inode) being read, the bytes of it

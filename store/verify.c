@@ -1,5 +1,6 @@
 /* verify.c -- what `verify` needs from the index beyond the public row
- * queries: decoded rows whose raw entry is gone.
+ * queries: decoded rows whose raw entry is gone, and SQLite's own check of
+ * the file's structure.
  *
  * Every row of events, revocations, calls and rejected names the raw entry
  * it was decoded from (entry_rowid). The row queries of query.c join that
@@ -11,6 +12,7 @@
  * through the public row structs and the event/ decoders.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "store/handle.h"
 
@@ -56,6 +58,32 @@ int aw_store_iter_orphans(aw_store *store, aw_orphan_row_fn fn, void *ud,
     struct orphan_ctx ctx = {fn, ud};
     rc = store_each_row(store, stmt, orphan_row, &ctx, err,
                         "look for rows without their entry");
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+struct structure_ctx {
+    aw_structure_problem_fn fn;
+    void *ud;
+};
+
+static int structure_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct structure_ctx *c = ctx;
+    const char *text = store_column_text(stmt, 0);
+    return text && strcmp(text, "ok") == 0 ? 0 : c->fn(text, c->ud);
+}
+
+int aw_store_check_structure(aw_store *store, aw_structure_problem_fn fn,
+                             void *ud, aw_error *err)
+{
+    sqlite3_stmt *stmt;
+    int rc = store_prepare(store, "PRAGMA integrity_check", &stmt, err);
+    if (rc != AW_OK)
+        return rc;
+    struct structure_ctx ctx = {fn, ud};
+    rc = store_each_row(store, stmt, structure_row, &ctx, err,
+                        "check the file's structure");
     sqlite3_finalize(stmt);
     return rc;
 }

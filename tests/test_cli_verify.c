@@ -5,8 +5,10 @@
 #define _GNU_SOURCE /* memmem */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/support/cli_world.h"
 #include "tests/support/store_fixture.h"
@@ -430,6 +432,62 @@ Test(cli_verify,
     const cJSON *m = mismatch_of(rows, "request_tiers");
     cr_expect_str_eq(cw_str(m, "key"), "req-4");
     cr_expect_str_eq(cw_str(m, "request_id"), "req-4");
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
+/* An edit of the file itself, below SQL: one byte of req-5's key in the
+ * calls' request-id index. Every row and the chain are intact, yet `trace`
+ * no longer finds the call; SQLite's own check of the file does. */
+Test(cli_verify, an_index_edited_in_the_file_is_a_broken_structure)
+{
+    cw_build(&w, true);
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    cr_assert_eq(sqlite3_open(w.db, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+        SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT rootpage, (SELECT page_size FROM "
+                                    "pragma_page_size) FROM sqlite_schema "
+                                    "WHERE name = 'calls_by_request'",
+                                    -1, &stmt, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(stmt), SQLITE_ROW);
+    long page = sqlite3_column_int64(stmt, 0);
+    long size = sqlite3_column_int64(stmt, 1);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+
+    size_t len;
+    char *file = aw_test_read_file(w.db, &len);
+    cr_assert_not_null(file);
+    cr_assert((size_t)(page * size) <= len);
+    char *key = memmem(file + (page - 1) * size, (size_t)size, "req-5", 5);
+    cr_assert_not_null(key, "the index's one page holds req-5");
+    off_t at = (off_t)(key - file) + 4;
+    free(file);
+    int fd = open(w.db, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, "6", 1, at), 1);
+    close(fd);
+
+    cw_result r =
+        cw_run(&w, ARGS("trace", "req-5", "--db", w.db, "-f", "json"), NULL);
+    cr_expect(strstr(r.out, "call_without_audit"), "%s", r.out);
+    cr_expect_null(strstr(r.out, "\"source\":\"call\""),
+                   "the edit hides the call: %s", r.out);
+    cw_result_free(&r);
+    r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_expect_eq(r.status, 1, "%s%s", r.out, r.err);
+    cJSON *rows = cw_json_lines(r.out);
+    cr_expect_str_eq(cw_str(check(rows, "hash_chain"), "result"), "ok");
+    cr_expect_str_eq(cw_str(check(rows, "decoded_rows"), "result"), "ok");
+    const cJSON *structure = check(rows, "index_structure");
+    cr_expect_str_eq(cw_str(structure, "result"), "FAILED");
+    cr_expect(strstr(cw_str(structure, "detail"), "calls_by_request"), "%s",
+              r.out);
     cJSON_Delete(rows);
     cw_result_free(&r);
 }
