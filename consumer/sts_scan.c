@@ -7,6 +7,10 @@
  * round trip per entry. The script's rule is aw_sts_declined's rule on the
  * raw fields, as the STS reads them (services/sts/internal/consumer.go):
  * an entry it applies names a non-empty session_id or agent_session_id.
+ * A pending entry no longer in the stream (MAXLEN trimmed it while the STS,
+ * which reclaims its pending list only when it starts, still held it) is
+ * never delivered again -- XAUTOCLAIM drops it from the list -- so the STS
+ * awaits nothing of it either, and the walk goes on past it.
  * It writes nothing, and examines a bounded number of entries per call.
  */
 #include <stdio.h>
@@ -20,7 +24,7 @@
  * (nil) for what it has not found. */
 static const char scan_script[] =
     "local function applies(entry)\n"
-    "  if not entry then return true end\n"
+    "  if not entry then return false end\n"
     "  local f = entry[2]\n"
     "  for i = 1, #f - 1, 2 do\n"
     "    if (f[i] == 'session_id' or f[i] == 'agent_session_id') and\n"

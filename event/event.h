@@ -665,7 +665,8 @@ bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
  * Caracal's API publishes there every delegation edge it revokes, naming
  * the edge alone; the Gateway applies it, and the STS checks edges in
  * Postgres at every exchange. Such an entry is declined by design, not
- * left unapplied. */
+ * left unapplied; so is a pending entry trimmed from the stream, which the
+ * STS (reclaiming only when it starts) can never be delivered again. */
 #define AW_STS_REVOCATION_GROUP "sts-revocation"
 #define AW_STS_NO_SESSION_ERROR "missing session_id or agent_session_id"
 
@@ -705,8 +706,8 @@ void aw_ingest_judge(const aw_group_snapshot *group, int64_t now_ms,
 /* How many more entries producers writing `MAXLEN ~ maxlen` can add before
  * trimming reaches the oldest entry the group still needs (unread or
  * pending): maxlen - (lag + pending). 0 when trimming already took entries
- * it needed (a pending entry before the first retained one, or deletions
- * past last_delivered). Without a lag from Redis, every retained entry is
+ * it needed (a pending entry it awaits, not one it declines, before the
+ * first retained one, or deletions past last_delivered). Without a lag from Redis, every retained entry is
  * unread when last_delivered is before the first one; otherwise UNKNOWN.
  * Acknowledged entries between its pending ones count too but cannot be
  * seen in a snapshot, so with entries pending this is an upper bound; and

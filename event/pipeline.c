@@ -163,7 +163,7 @@ int64_t aw_group_trim_headroom(const aw_stream_snapshot *stream,
                                const aw_group_snapshot *group, int64_t maxlen)
 {
     if (lost_unread(stream, group) ||
-        (group->pending > 0 &&
+        (group->pending > group->declined &&
          aw_stream_id_cmp(group->oldest_pending, stream->first_entry) < 0))
         return 0;
     int64_t unread = group->lag;

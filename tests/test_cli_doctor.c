@@ -333,6 +333,51 @@ Test(cli_doctor, the_sts_is_judged_past_the_edge_revocations_it_declines)
     done(&late);
 }
 
+/* The STS reclaims its pending list only when it starts, so the edge
+ * revocations it declines stay pending for as long as it runs, while the
+ * outbox's MAXLEN trims the stream under them. A pending entry gone from
+ * the stream is never delivered again (XAUTOCLAIM drops it from the list):
+ * the STS awaits nothing of it, and what lies behind it is still judged. */
+Test(cli_doctor,
+     an_entry_trimmed_from_under_the_sts_pending_list_awaits_nothing)
+{
+    caracal_groups();
+    long long ms = (long long)(wall_ms() - 120000);
+    command("XADD %s %lld-0 zone_id zone-1 delegation_edge_id edge-1 "
+            "reason test",
+            REVOKE, ms);
+    for (int i = 0; i < 5; i++)
+        add_revocation(100000 - i * 1000, "ar-applied");
+    consume(REVOKE, "sts-revocation", "sts-1", false);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    /* the STS applied the session revocations; edge-1 stays pending */
+    redisReply *r = aw_test_command(rc, "XRANGE %s - +", REVOKE);
+    for (size_t e = 1; e < r->elements; e++)
+        command("XACK %s sts-revocation %s", REVOKE,
+                r->element[e]->element[0]->str);
+    freeReplyObject(r);
+    command("XTRIM %s MAXLEN 5", REVOKE); /* edge-1 is trimmed */
+
+    doctor_run d = doctor(NULL);
+    cr_expect_str_eq(text(&d, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "ok", "stderr: %s", d.err);
+    cr_expect_eq(d.status, 0, "stderr: %s", d.err);
+    done(&d);
+
+    /* a session revocation behind it that the STS does not apply */
+    add_revocation(60000, "ar-1");
+    consume(REVOKE, "sts-revocation", "sts-1", false);
+    consume(REVOKE, GW, "gateway-gw-1-1", true);
+    doctor_run late = doctor(NULL);
+    cr_expect_str_eq(text(&late, "enforcer", REVOKE, "sts-revocation", "state"),
+                     "not_acking");
+    int64_t age =
+        number(&late, "enforcer", REVOKE, "sts-revocation", "unapplied_age_ms");
+    cr_expect(age >= 60000 && age < 100000, "ar-1's age, not edge-1's: %lld",
+              (long long)age);
+    done(&late);
+}
+
 Test(cli_doctor, enforcer_that_reads_and_never_acks_is_not_acking)
 {
     caracal_groups();
