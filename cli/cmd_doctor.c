@@ -804,6 +804,11 @@ static void group_section(doctor *d)
             /* unread entries are at most the stream's length */
             int64_t at_least = d->args->maxlen - s->snap.length -
                                (n->pending > 0 ? n->pending : 0);
+            /* a group no consumer ever joined (Caracal provisions
+             * siem-export, audit-dlq-observer and delegations-observer at
+             * `$` for readers outside it) loses nothing to trimming */
+            if (n->consumers == 0)
+                continue;
             if (headroom == AW_FIGURE_UNKNOWN &&
                 at_least < d->args->maxlen / 10)
                 note(&v, false,

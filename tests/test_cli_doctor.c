@@ -288,6 +288,30 @@ Test(cli_doctor, enforcer_that_never_reads_needs_attention_after_the_grace)
     done(&patient);
 }
 
+/* Caracal's Redis provisioner creates siem-export on the audit stream (and
+ * other observer groups) at `$` for consumers outside Caracal; in Caracal
+ * nothing reads them. A group no consumer ever joined loses nothing to
+ * trimming: a healthy Caracal is not told otherwise forever. */
+Test(cli_doctor, a_provisioned_group_nobody_reads_is_no_trimming_concern)
+{
+    caracal_groups();
+    command("XGROUP CREATE %s siem-export $", AUDIT);
+    add_audit(5000, 95); /* 95 of --maxlen 100: trimming reaches soon */
+    consume(AUDIT, "audit-ingestor", "audit-1", true);
+    doctor_run d = doctor(ARGS("--maxlen", "100"));
+    cr_expect_str_eq(verdict(&d, "trimming"), "ok", "stderr: %s", d.err);
+    cr_expect_eq(d.status, 0, "stderr: %s", d.err);
+    done(&d);
+
+    /* one that a consumer reads, and lags, still needs attention */
+    consume(AUDIT, "siem-export", "siem-1", true);
+    add_audit(1000, 95);
+    doctor_run lagging = doctor(ARGS("--maxlen", "100"));
+    cr_expect_str_eq(verdict(&lagging, "trimming"), "attention", "stderr: %s",
+                     lagging.err);
+    done(&lagging);
+}
+
 /* Caracal's API revokes each delegation edge on caracal.sessions.revoke
  * naming the edge alone; the STS fails such entries and leaves them
  * pending, by design (the Gateway applies them). */
