@@ -78,6 +78,7 @@ void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms,
         .trouble = !aw_stream_pos_is_none(j.oldest_unapplied) &&
                    j.unapplied_age_ms > grace_ms,
         .entry = j.oldest_unapplied,
+        .first_retained = e->stream_snap.first_entry,
         .detail = detail,
     };
     seconds(j.unapplied_age_ms, age, sizeof age);

@@ -159,6 +159,10 @@ typedef struct aw_pipeline_finding {
      * the ingestor had not applied when the stall began (so a later stall
      * is a new alert). */
     aw_stream_id entry;
+    /* NOT_CONSUMED: the stream's first entry at the poll (none: empty or
+     * not known). A revocation before it was trimmed: a group that no
+     * longer holds it pending may have dropped it unapplied. */
+    aw_stream_id first_retained;
     const char *detail;  /* figures in words (idle times, lag) */
     int64_t observed_ns; /* wall clock of the poll */
     /* ENFORCERS_PRESENT only (group, trouble and entry unused): every
@@ -172,7 +176,11 @@ typedef struct aw_pipeline_finding {
  * NOT_CONSUMED ones name the revocation's anchors when the index holds it.
  * A finding with trouble resolves the group's other alerts of its kind
  * (for NOT_CONSUMED: those about older revocations, which it caught up
- * on); without, all of them. An alert already open is left as it is.
+ * on); without, all of them. But a NOT_CONSUMED alert about a revocation
+ * trimmed from the stream stays open: an enforcer that reclaims its
+ * pending entries drops a trimmed one unapplied (XAUTOCLAIM), so moving
+ * past it says nothing of it having been applied. An alert already open
+ * is left as it is.
  * ENFORCERS_PRESENT: an open revocation_not_consumed about a group of that
  * stream that is not there any more (XGROUP DESTROY: it receives no
  * revocations at all) stays open and gains the evidence

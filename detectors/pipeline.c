@@ -376,13 +376,16 @@ static int resolve_others(aw_detectors *det, const aw_pipeline_finding *f,
     if (!rc && !resolved_by)
         rc = aw_error_set(err, AW_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l.n && !rc; i++) {
-        if (keep && f->kind == AW_FINDING_NOT_CONSUMED) {
+        if (f->kind == AW_FINDING_NOT_CONSUMED) {
             const char *id = strchr(l.ids[i], '/');
             uint64_t ms, seq;
-            if (id &&
-                aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) ==
-                    AW_OK &&
-                aw_stream_id_cmp((aw_stream_id){ms, seq}, f->entry) >= 0)
+            if (!id ||
+                aw_stream_id_parse(id + 1, strlen(id + 1), &ms, &seq) != AW_OK)
+                continue;
+            aw_stream_id at = {ms, seq};
+            if ((keep && aw_stream_id_cmp(at, f->entry) >= 0) ||
+                (!aw_stream_pos_is_none(f->first_retained) &&
+                 aw_stream_id_cmp(at, f->first_retained) < 0))
                 continue;
         } else if (keep && strcmp(keep, l.ids[i]) == 0) {
             continue;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/support/support.h"
 
@@ -552,6 +553,54 @@ Test(consumer_pipeline,
     cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 0,
                  "edge-1 was never alerted");
     cr_expect_eq(open_of("revocation_not_consumed", NULL, 0).n, 1);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
+/* A Gateway reclaims its pending entries with XAUTOCLAIM, which drops one
+ * trimmed from the stream: no longer pending, yet never applied. Its alert
+ * stays open; the group's later revocations are judged as usual. */
+Test(consumer_pipeline,
+     a_revocation_trimmed_while_pending_is_not_taken_for_applied)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:gw", NULL};
+    start_enforcer_daemon(&daemon, c, "trimmed-pending", groups);
+    xadd_revocation(c, key, "session_id", "ar-1");
+    enforcer_reads(c, "sts-revocation", true);
+    enforcer_reads(c, "gateway-revocation:gw", false);
+    group_wait raised = {"revocation_not_consumed", "gateway-revocation:gw",
+                         AW_ALERT_OPEN, 1};
+    cr_assert(aw_test_wait_for(group_alerted, &raised, 15000));
+
+    xadd_revocation(c, key, "session_id", "ar-2");
+    redisReply *last = aw_test_command(c, "XREVRANGE %s + - COUNT 1", REVOKE);
+    freeReplyObject(aw_test_command(c, "XTRIM %s MINID %s", REVOKE,
+                                    last->element[0]->element[0]->str));
+    freeReplyObject(last);
+    redisReply *claimed = aw_test_command(
+        c, "XAUTOCLAIM %s gateway-revocation:gw gw-1 0 0-0", REVOKE);
+    cr_assert(claimed->type == REDIS_REPLY_ARRAY && claimed->elements == 3 &&
+                  claimed->element[2]->elements == 1,
+              "XAUTOCLAIM drops the trimmed ar-1");
+    freeReplyObject(claimed);
+    enforcer_reads(c, "sts-revocation", true);
+    enforcer_reads(c, "gateway-revocation:gw", true);
+
+    /* the group applied ar-2 and holds nothing pending: polls go by */
+    group_wait sts_fine = {"revocation_not_consumed", "sts-revocation",
+                           AW_ALERT_OPEN, 0};
+    cr_assert(aw_test_wait_for(group_alerted, &sts_fine, 5000));
+    usleep(1000 * 1000);
+    aw_test_daemon_stop(&daemon, 5000);
+    open_alerts o = open_of("revocation_not_consumed", "gateway-revocation:gw",
+                            AW_ALERT_OPEN);
+    cr_expect_eq(o.n, 1, "ar-1 was dropped unapplied: still open");
+    cr_expect(strstr(o.summary, "authority_record ar-1"), "%s", o.summary);
+    cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_RESOLVED).n,
+                 0);
     redisFree(c);
     aw_hmac_key_free(key);
 }
