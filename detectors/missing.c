@@ -713,6 +713,20 @@ static bool counterpart_trimmed(const aw_detectors *det, const char *stream,
     return aw_det_trimmed_within(det, stream, from_ns, deadline_ns);
 }
 
+/* Whether a Gateway call's decision may be among trimmed entries. The STS
+ * publishes it on the audit stream, also when the call was indexed from
+ * its copy on the audit DLQ (its original trimmed unread, and the decision,
+ * published just before it, most likely with it): the audit stream's spans
+ * count whichever stream the call came from, and so do the call's own. */
+static bool decision_trimmed(const aw_detectors *det, const evidence_row *g,
+                             int64_t deadline_ns)
+{
+    const char *audit = det->config.audit_stream;
+    return counterpart_trimmed(det, audit, g, deadline_ns) ||
+           (g->stream && strcmp(g->stream, audit) != 0 &&
+            counterpart_trimmed(det, g->stream, g, deadline_ns));
+}
+
 /* A Gateway call's deadline came: raise unless it is paired in time. */
 static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
                           int64_t deadline_ns, aw_error *err)
@@ -726,8 +740,7 @@ static int check_decision(aw_detectors *det, evidence_row *g, int64_t ref,
     int rc = count_pairs(det, g->zone_id, g->request_id, &p, err);
     g->calls = p.calls;
     g->decisions = p.decisions_in_time;
-    if (!rc && !call_paired(&p) &&
-        !counterpart_trimmed(det, g->stream, g, deadline_ns)) {
+    if (!rc && !call_paired(&p) && !decision_trimmed(det, g, deadline_ns)) {
         counterpart none = {0};
         rc = conclude(det, AW_PENDING_DECISION_MISSING, g,
                       p.decisions >= p.calls ? &p.last : &none, err);

@@ -773,3 +773,46 @@ Test(decision_missing, the_same_gap_judged_again_leaves_its_alert_resolved)
                  AW_ALERT_RESOLVED);
     cr_assert_eq(dw_count_changes(&w, NULL, AW_ALERT_REOPENED), 0);
 }
+
+/* ---- Dead-lettered copies ------------------------------------------------- */
+
+/* auditwatch lagged and the audit stream was trimmed past a Gateway call and
+ * the token_exchange the STS published just before it; Caracal's audit
+ * service had dead-lettered the call (a Postgres outage that began after it
+ * ledgered the decision), so the call is indexed from its DLQ copy. Its
+ * decision lies on the audit stream, in the trimmed span: the trimmed alert
+ * stands for it there as it does for a call read from the audit stream. A
+ * call of the DLQ outside any trimmed span still raises. */
+Test(decision_missing,
+     a_dead_lettered_call_whose_decision_was_trimmed_is_not_raised)
+{
+    char first[32], last[32];
+    snprintf(first, sizeof first, "%lld-0", (long long)(DW_T0_MS - 1000));
+    snprintf(last, sizeof last, "%lld-9", (long long)(DW_T0_MS + 1000));
+    cr_assert_eq(dw_trimmed(&w, DW_AUDIT_STREAM, AW_ROLE_AUDIT, first, last),
+                 AW_OK);
+    dw_audit dead = {
+        .id = "g-dlq",
+        .type = "gateway_resource_request",
+        .request = "req-dlq",
+        .evaluation_status = "executed",
+        .upstream_status = 200,
+        .result_class = "success",
+        .occurred_ms = 0,
+        .arrival_ms = DW_S(60),
+        .dead_lettered = true,
+    };
+    cr_assert_eq(dw_feed_audit(&w, &dead), AW_PUT_INSERTED);
+    dw_audit later = dead;
+    later.id = "g-dlq-later";
+    later.request = "req-dlq-later";
+    later.occurred_ms = later.arrival_ms = DW_S(7200);
+    cr_assert_eq(dw_feed_audit(&w, &later), AW_PUT_INSERTED);
+    dw_advance(&w, DW_S(7600));
+    cr_expect_eq(dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-dlq", NULL, 0),
+                 0, "its decision may be in the audit stream's trimmed span");
+    cr_expect_eq(
+        dw_alerts(&w, AW_ALERT_DECISION_MISSING, "req-dlq-later", NULL, 0), 1,
+        "two hours later: no trimmed span reaches it");
+    cr_expect_eq(count(AW_ALERT_AUDIT_DEAD_LETTERED), 2);
+}

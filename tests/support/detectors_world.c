@@ -145,7 +145,8 @@ static aw_put_result feed_audit(dw_world *w, const dw_audit *a, bool commit)
              (long long)a->occurred_ms, or_default(a->variant, ""));
     aw_field fields[] = {field("id", a->id), field("data", data)};
     aw_raw_entry *entry =
-        make_entry(w, DW_AUDIT_STREAM, a->arrival_ms, fields, 2);
+        make_entry(w, a->dead_lettered ? DW_AUDIT_DLQ_STREAM : DW_AUDIT_STREAM,
+                   a->arrival_ms, fields, 2);
     aw_anchor anchors[DW_MAX_ANCHORS];
     memcpy(anchors, a->anchors, sizeof anchors);
 
@@ -173,9 +174,18 @@ static aw_put_result feed_audit(dw_world *w, const dw_audit *a, bool commit)
     OK_OR_FAIL(aw_store_put_event(w->store, entry_rowid, &event, &event_rowid,
                                   &put, &err),
                err);
-    OK_OR_FAIL(
-        aw_detectors_on_event(w->det, entry, &event, event_rowid, put, &err),
-        err);
+    aw_dead_letter letter = {
+        .shape = AW_DEAD_AUDIT_DLQ,
+        .reason = DW_CARACAL_REASON,
+        .received_at_ns = DW_NS(a->arrival_ms),
+        .dead_lettered_ns = DW_NS(a->arrival_ms),
+    };
+    OK_OR_FAIL(a->dead_lettered
+                   ? aw_detectors_on_dead_event(w->det, entry, &letter, &event,
+                                                event_rowid, put, &err)
+                   : aw_detectors_on_event(w->det, entry, &event, event_rowid,
+                                           put, &err),
+               err);
     if (commit) {
         finish(w);
     } else {

@@ -22,19 +22,23 @@
 #define DW_EDGE(id)      ((aw_anchor){AW_ANCHOR_DELEGATION_EDGE, (id)})
 
 #define DW_AUDIT_STREAM     "caracal.audit.events"
+#define DW_AUDIT_DLQ_STREAM "caracal.audit.events.dlq"
 #define DW_REVOKE_STREAM    "caracal.sessions.revoke"
 #define DW_LIFECYCLE_STREAM "caracal.agents.lifecycle"
 #define DW_CALLS_STREAM     "auditwatch.calls"
 
 /* One audit event. NULL zone means "zone-1", NULL decision "allow". The
  * content hash covers every field and `variant`, so changing variant makes
- * a tampered copy of the same event id. */
+ * a tampered copy of the same event id. dead_lettered: the entry is Caracal's
+ * audit DLQ copy (stream DW_AUDIT_DLQ_STREAM, judged as the consumer judges
+ * a dead letter), not the audit stream's original. */
 typedef struct dw_audit {
     const char *id, *zone, *type, *request, *decision;
     const char *evaluation_status, *result_class, *variant;
     int upstream_status;
     int64_t occurred_ms, arrival_ms;
     aw_anchor anchors[DW_MAX_ANCHORS]; /* kind 0 ends the list */
+    bool dead_lettered;
 } dw_audit;
 
 /* One revocation entry naming up to DW_MAX_ANCHORS anchors with the same
