@@ -339,6 +339,8 @@ typedef struct access {
     int64_t arrived_ns; /* its entry id's time */
     bool has_epoch;     /* delegation_graph_epoch */
     int64_t epoch;
+    const char *own_edge; /* its delegation_edge_id (the chain's last edge),
+                             NULL when it names none or was not read */
 } access;
 
 /* The access a stored event's row records. */
@@ -349,6 +351,7 @@ static access access_of_row(const aw_event_row *row)
         .arrived_ns = row->arrived_ns,
         .has_epoch = row->has_delegation_epoch,
         .epoch = row->delegation_epoch,
+        .own_edge = row->delegation_edge_id,
     };
 }
 
@@ -365,11 +368,33 @@ static bool resumed_by(const history *h, const revocation *suspend,
 }
 
 /* The delegation-epoch rule: the STS decided on a graph in which this
- * edge was already revoked. */
-static bool revoked_by_epoch(const revocation *r, const access *a)
+ * edge was already revoked, whatever the clocks say. Caracal's STS
+ * (services/sts/internal/exchange.go, validateSessionReferences) reads the
+ * decision's own edge (delegation_edge_id) before the epoch, and only the
+ * upstream edges after it (buildDelegationChain): a revoke of its own edge
+ * committing between those reads gives an allow at the revocation's epoch,
+ * milliseconds after it, that no enforcer could have refused. For that
+ * edge the epoch counts only when the decision reached Redis past the
+ * revocation's arrival and the grace: both times are Redis' own, so an STS
+ * clock that is wrong still hides nothing. */
+static bool revoked_by_epoch(const aw_detectors *det, const aw_anchor *anchor,
+                             const revocation *r, const access *a)
 {
-    return r->action == AW_ACTION_REVOKE && r->has_epoch && a->has_epoch &&
-           a->epoch >= r->epoch;
+    if (r->action != AW_ACTION_REVOKE || !r->has_epoch || !a->has_epoch ||
+        a->epoch < r->epoch)
+        return false;
+    bool own_edge = anchor->kind == AW_ANCHOR_DELEGATION_EDGE && a->own_edge &&
+                    strcmp(a->own_edge, anchor->id) == 0;
+    return !own_edge ||
+           a->arrived_ns >
+               aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns);
+}
+
+/* Store reads of an anchor's accesses: the decision's own edge is read
+ * for an edge anchor, which the epoch rule needs (revoked_by_epoch). */
+static bool key_columns_suffice(const aw_anchor *anchor)
+{
+    return anchor->kind != AW_ANCHOR_DELEGATION_EDGE;
 }
 
 /* When an access may have happened: between its occurred_at (the STS's or
@@ -392,12 +417,12 @@ static int64_t access_latest(const access *a)
 /* Does revocation r make access a illegitimate? Only when every time the
  * access may have happened at is past r and its grace, and, for a
  * suspension, before any resume. */
-static bool forbids(const aw_detectors *det, const history *h,
-                    const revocation *r, const access *a)
+static bool forbids(const aw_detectors *det, const aw_anchor *anchor,
+                    const history *h, const revocation *r, const access *a)
 {
     if (r->action == AW_ACTION_RESUME || is_redelivery(h, r))
         return false;
-    if (revoked_by_epoch(r, a))
+    if (revoked_by_epoch(det, anchor, r, a))
         return true;
     if (access_earliest(a) <=
         aw_det_add_ns(r->at_ns, det->config.grace_revocation_ns))
@@ -406,10 +431,11 @@ static bool forbids(const aw_detectors *det, const history *h,
 }
 
 static const revocation *first_forbidding(const aw_detectors *det,
+                                          const aw_anchor *anchor,
                                           const history *h, const access *a)
 {
     for (size_t i = 0; i < h->n; i++)
-        if (forbids(det, h, &h->items[i], a))
+        if (forbids(det, anchor, h, &h->items[i], a))
             return &h->items[i];
     return NULL;
 }
@@ -485,7 +511,7 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
         return rc;
     }
     for (size_t i = 0; i < h->n; i++)
-        if (forbids(det, h, &h->items[i], a))
+        if (forbids(det, anchor, h, &h->items[i], a))
             aw_det_evidence_add(&ev, "revocation", h->items[i].stream,
                                 h->items[i].entry_id);
 
@@ -502,7 +528,7 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
     };
     bool revoked = cause->action == AW_ACTION_REVOKE;
     char why[96];
-    if (revoked_by_epoch(cause, a))
+    if (revoked_by_epoch(det, anchor, cause, a))
         snprintf(why, sizeof why,
                  "at delegation graph epoch %lld, the edge's revocation "
                  "epoch %lld or later",
@@ -533,7 +559,7 @@ static int raise_access_alert(aw_detectors *det, const aw_anchor *anchor,
 static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
                  const access *a, aw_error *err)
 {
-    const revocation *cause = first_forbidding(det, h, a);
+    const revocation *cause = first_forbidding(det, anchor, h, a);
     if (!cause || (cause->action == AW_ACTION_SUSPEND &&
                    aw_det_trimmed_within(det, cause->stream, cause->at_ns,
                                          access_latest(a))))
@@ -545,6 +571,7 @@ static int judge(aw_detectors *det, const aw_anchor *anchor, const history *h,
 
 typedef struct forbidden_search {
     const aw_detectors *det;
+    const aw_anchor *anchor;
     const history *h;
     const char *request_id;
     bool found;
@@ -555,7 +582,7 @@ static int find_forbidden(const aw_event_row *row, void *ud)
     forbidden_search *fs = ud;
     access seen = access_of_row(row);
     fs->found = same_text(row->request_id, fs->request_id) &&
-                first_forbidding(fs->det, fs->h, &seen) != NULL;
+                first_forbidding(fs->det, fs->anchor, fs->h, &seen) != NULL;
     return fs->found ? 1 : 0;
 }
 
@@ -567,12 +594,12 @@ static int forbidden_access(aw_detectors *det, const aw_anchor *anchor,
                             const char *request_id, aw_event_filter *filter,
                             bool *forbidden, aw_error *err)
 {
-    forbidden_search fs = {det, h, request_id, false};
+    forbidden_search fs = {det, anchor, h, request_id, false};
     filter->zone_id = zone_id;
     filter->anchor = *anchor;
     filter->request_id = request_id;
     filter->grants_only = true;
-    filter->key_columns_only = true;
+    filter->key_columns_only = key_columns_suffice(anchor);
     filter->any_order = true;
     int rc = aw_det_store_result(
         aw_store_query_events(det->store, filter, find_forbidden, &fs, err),
@@ -726,6 +753,12 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_raw_entry *entry,
                     .epoch = event->delegation_epoch,
                 },
         };
+        /* The store keeps the first edge an event names as its
+         * delegation_edge_id (the STS's own edge when it names one). */
+        const char *own_edge = NULL;
+        for (size_t i = 0; !own_edge && i < event->nanchors; i++)
+            if (event->anchors[i].kind == AW_ANCHOR_DELEGATION_EDGE)
+                own_edge = event->anchors[i].id;
         /* An anchor not yet revoked is judged, if a revocation of this
          * batch names it, by that revocation. */
         for (size_t i = 0; !rc && i < event->nanchors; i++) {
@@ -734,10 +767,11 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_raw_entry *entry,
                                                event->zone_id, anchor)))
                 continue;
             item.anchor.kind = anchor->kind;
-            const char *src[] = {event->id, event->zone_id, event->request_id,
-                                 event->decision, anchor->id};
-            const char *c[5];
-            aw_det_deferred *d = defer(det, &item, src, c, 5);
+            const char *src[] = {event->id,         event->zone_id,
+                                 event->request_id, event->decision,
+                                 anchor->id,        own_edge};
+            const char *c[6];
+            aw_det_deferred *d = defer(det, &item, src, c, 6);
             if (!d)
                 return deferred_nomem(err);
             d->a.event_id = c[0];
@@ -745,6 +779,7 @@ int aw_det_revocation_on_event(aw_detectors *det, const aw_raw_entry *entry,
             d->a.request_id = c[2];
             d->a.decision = c[3];
             d->anchor.id = c[4];
+            d->a.own_edge = c[5];
         }
     }
     if (!rc)
@@ -771,7 +806,8 @@ static int collect_affected(const aw_event_row *row, void *ud)
 {
     affected *af = ud;
     access seen = access_of_row(row);
-    bool forbidden = first_forbidding(af->det, af->h, &seen) != NULL;
+    bool forbidden =
+        first_forbidding(af->det, af->anchor, af->h, &seen) != NULL;
     if (af->resume) {
         if (forbidden ||
             !aw_seen_maybe(&af->det->seen,
@@ -792,15 +828,16 @@ static int collect_affected(const aw_event_row *row, void *ud)
     }
     access *a = &af->items[af->n];
     const char *src[] = {row->event_id, row->zone_id, row->request_id,
-                         row->decision};
-    const char *dst[4];
-    a->block = aw_det_copy_strings(src, dst, 4, 0);
+                         row->decision, row->delegation_edge_id};
+    const char *dst[5];
+    a->block = aw_det_copy_strings(src, dst, 5, 0);
     if (!a->block)
         return AW_ERR_NOMEM;
     a->event_id = dst[0];
     a->zone_id = dst[1];
     a->request_id = dst[2];
     a->decision = dst[3];
+    a->own_edge = dst[4];
     a->occurred_at_ns = row->occurred_at_ns;
     a->arrived_ns = row->arrived_ns;
     a->has_epoch = seen.has_epoch;
@@ -900,7 +937,7 @@ static int on_revoked_anchor(aw_detectors *det, const char *stream,
         .zone_id = zone_id,
         .anchor = *anchor,
         .grants_only = true,
-        .key_columns_only = true,
+        .key_columns_only = key_columns_suffice(anchor),
     };
     affected_window(det, h, self, &filter);
     rc = af.anchor_name ? aw_store_query_events(det->store, &filter,

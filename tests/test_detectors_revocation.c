@@ -543,3 +543,106 @@ Test(access_after_revocation,
     cr_assert_eq(dw_count_changes(&w, KIND, AW_ALERT_RESOLVED_NOW), 1);
     cr_assert_eq(dw_the_alert(&w, KIND, "req-2").state, AW_ALERT_OPEN);
 }
+
+/* ---- The delegation-epoch rule -------------------------------------------- */
+
+/* A delegated exchange as Caracal's STS writes it: its own edge
+ * (delegation_edge_id, the path's last edge) first, then the chain's hops
+ * (upstream edges first), with the graph epoch the STS read. */
+static void delegated(const char *id, const char *request, int64_t at,
+                      const char *own_edge, const char *upstream_edge,
+                      int64_t epoch)
+{
+    dw_audit te = {.id = id,
+                   .type = "token_exchange",
+                   .request = request,
+                   .occurred_ms = at,
+                   .arrival_ms = at,
+                   .anchors = {DW_AUTHORITY("ar-c"), DW_AGENT("as-c"),
+                               DW_EDGE(own_edge), DW_AGENT("as-a")},
+                   .has_epoch = true,
+                   .epoch = epoch};
+    if (upstream_edge)
+        te.anchors[4] = DW_EDGE(upstream_edge);
+    cr_assert_eq(dw_feed_audit(&w, &te), AW_PUT_INSERTED);
+}
+
+static void edge_revoke(const char *edge, int64_t at, int64_t epoch)
+{
+    dw_revocation r = {.action = AW_ACTION_REVOKE,
+                       .at_ms = at,
+                       .anchors = {DW_EDGE(edge)},
+                       .has_epoch = true,
+                       .epoch = epoch};
+    dw_feed_revocation(&w, &r);
+}
+
+/* Caracal's STS reads the decision's own edge (GetDelegationLineage), then
+ * the graph epoch: an edge_revoke committed between the two reads gives an
+ * allow at the revocation's epoch, 1 ms after it, within the propagation
+ * grace. Nothing is wrong; whichever side arrives first, nothing is
+ * raised. */
+Test(access_after_revocation,
+     the_epoch_of_a_revocation_racing_the_decisions_own_edge_raises_nothing)
+{
+    edge_revoke("e-own", DW_S(10), 7);
+    delegated("te-1", "req-1", DW_S(10) + 1, "e-own", NULL, 7);
+    delegated("te-2", "req-2", DW_S(20) + 1, "e-late", NULL, 9);
+    edge_revoke("e-late", DW_S(20), 9);
+    cr_assert_eq(alerts_for(NULL), 0);
+}
+
+/* The decision's own edge is still judged by the clock. */
+Test(access_after_revocation, the_decisions_own_edge_past_the_grace_raises)
+{
+    edge_revoke("e-own", 0, 7);
+    delegated("te-1", "req-1", DW_S(10), "e-own", NULL, 7);
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").anchor,
+                     "delegation_edge:e-own");
+}
+
+/* Past the grace on Redis' own clock, the epoch still tells on the
+ * decision's own edge when the STS's clock does not: an allow stamped two
+ * minutes before the revocation, arriving ten seconds after it, at its
+ * epoch. Arriving within the grace, it is the race above. */
+Test(access_after_revocation,
+     the_decisions_own_edge_at_its_revocation_epoch_past_the_grace_raises)
+{
+    edge_revoke("e-own", DW_S(200), 7);
+    dw_audit behind = {
+        .id = "te-behind",
+        .type = "token_exchange",
+        .request = "req-behind",
+        .occurred_ms = DW_S(80),
+        .arrival_ms = DW_S(210),
+        .anchors = {DW_AUTHORITY("ar-c"), DW_AGENT("as-c"), DW_EDGE("e-own")},
+        .has_epoch = true,
+        .epoch = 7};
+    dw_audit racing = behind;
+    racing.id = "te-racing";
+    racing.request = "req-racing";
+    racing.arrival_ms = DW_S(203);
+    cr_assert_eq(dw_feed_audit(&w, &behind), AW_PUT_INSERTED);
+    cr_assert_eq(dw_feed_audit(&w, &racing), AW_PUT_INSERTED);
+    dw_alert a = dw_the_alert(&w, KIND, "req-behind");
+    cr_expect_str_eq(a.anchor, "delegation_edge:e-own");
+    cr_expect(strstr(a.summary, "epoch 7"), "%s", a.summary);
+    cr_expect_eq(alerts_for("req-racing"), 0);
+}
+
+/* An upstream edge of the path is read again after the epoch
+ * (buildDelegationChain): an allow at its revocation epoch is a violation,
+ * whatever the clocks say, and whichever side arrives first. */
+Test(access_after_revocation, the_epoch_rule_holds_for_an_upstream_edge)
+{
+    edge_revoke("e-up", DW_S(10), 7);
+    delegated("te-1", "req-1", DW_S(10) + 1, "e-own", "e-up", 7);
+    delegated("te-2", "req-2", DW_S(10) + 2, "e-own", "e-up", 6);
+    delegated("te-3", "req-3", DW_S(20) + 1, "e-own2", "e-up2", 9);
+    edge_revoke("e-up2", DW_S(20), 9);
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-1").anchor,
+                     "delegation_edge:e-up");
+    cr_assert_eq(alerts_for("req-2"), 0);
+    cr_assert_str_eq(dw_the_alert(&w, KIND, "req-3").anchor,
+                     "delegation_edge:e-up2");
+}

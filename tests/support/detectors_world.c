@@ -160,6 +160,8 @@ static aw_put_result feed_audit(dw_world *w, const dw_audit *a, bool commit)
         .result_class = a->result_class,
         .upstream_status = a->upstream_status,
         .occurred_at_ns = DW_NS(a->occurred_ms),
+        .has_delegation_epoch = a->has_epoch,
+        .delegation_epoch = a->epoch,
         .anchors = anchors,
     };
     while (event.nanchors < DW_MAX_ANCHORS && a->anchors[event.nanchors].kind)
@@ -219,9 +221,11 @@ static void feed_revocation(dw_world *w, const dw_revocation *r, bool commit)
                         : "grant_revoked"),
         field("dedupe_key", or_default(r->dedupe_key, "")),
     };
-    aw_raw_entry *entry =
-        make_entry(w, lifecycle ? DW_LIFECYCLE_STREAM : DW_REVOKE_STREAM,
-                   r->at_ms, fields, r->dedupe_key ? 3 : 2);
+    aw_raw_entry *entry = make_entry(w,
+                                     lifecycle      ? DW_LIFECYCLE_STREAM
+                                     : r->has_epoch ? DW_DELEGATIONS_STREAM
+                                                    : DW_REVOKE_STREAM,
+                                     r->at_ms, fields, r->dedupe_key ? 3 : 2);
 
     aw_revocation items[DW_MAX_ANCHORS];
     aw_revocation_set set = {
@@ -229,6 +233,8 @@ static void feed_revocation(dw_world *w, const dw_revocation *r, bool commit)
         .reason = "test",
         .at_ns = DW_NS(r->at_ms),
         .delivery_id = r->dedupe_key,
+        .has_epoch = r->has_epoch,
+        .epoch = r->epoch,
         .items = items,
     };
     while (set.n < DW_MAX_ANCHORS && r->anchors[set.n].kind) {

@@ -21,11 +21,12 @@
 #define DW_AGENT(id)     ((aw_anchor){AW_ANCHOR_AGENT_SESSION, (id)})
 #define DW_EDGE(id)      ((aw_anchor){AW_ANCHOR_DELEGATION_EDGE, (id)})
 
-#define DW_AUDIT_STREAM     "caracal.audit.events"
-#define DW_AUDIT_DLQ_STREAM "caracal.audit.events.dlq"
-#define DW_REVOKE_STREAM    "caracal.sessions.revoke"
-#define DW_LIFECYCLE_STREAM "caracal.agents.lifecycle"
-#define DW_CALLS_STREAM     "auditwatch.calls"
+#define DW_AUDIT_STREAM       "caracal.audit.events"
+#define DW_AUDIT_DLQ_STREAM   "caracal.audit.events.dlq"
+#define DW_REVOKE_STREAM      "caracal.sessions.revoke"
+#define DW_LIFECYCLE_STREAM   "caracal.agents.lifecycle"
+#define DW_DELEGATIONS_STREAM "caracal.delegations.invalidate"
+#define DW_CALLS_STREAM       "auditwatch.calls"
 
 /* One audit event. NULL zone means "zone-1", NULL decision "allow". The
  * content hash covers every field and `variant`, so changing variant makes
@@ -39,17 +40,22 @@ typedef struct dw_audit {
     int64_t occurred_ms, arrival_ms;
     aw_anchor anchors[DW_MAX_ANCHORS]; /* kind 0 ends the list */
     bool dead_lettered;
+    bool has_epoch; /* delegation_graph_epoch, as the STS read it */
+    int64_t epoch;
 } dw_audit;
 
 /* One revocation entry naming up to DW_MAX_ANCHORS anchors with the same
- * action; REVOKE goes to the revoke stream, SUSPEND/RESUME to lifecycle.
- * dedupe_key, when given, is the outbox delivery's. */
+ * action; REVOKE goes to the revoke stream (to the delegations stream, as
+ * an edge_revoke, with an epoch), SUSPEND/RESUME to lifecycle. dedupe_key,
+ * when given, is the outbox delivery's. */
 typedef struct dw_revocation {
     const char *zone;
     aw_revocation_action action;
     int64_t at_ms;
     aw_anchor anchors[DW_MAX_ANCHORS];
     const char *dedupe_key;
+    bool has_epoch; /* the zone's graph epoch after the revocation */
+    int64_t epoch;
 } dw_revocation;
 
 typedef struct dw_call {
