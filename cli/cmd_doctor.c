@@ -930,9 +930,14 @@ static void enforcer_section(doctor *d)
             case AW_ENFORCER_NOT_READING:
                 note(&v, true,
                      "%s on %s has not read revocation %s for %" PRId64
-                     " s (consumers: %zu, the least idle for %" PRId64 " ms)",
+                     " s (consumers: %zu, the least idle for %" PRId64 " ms)%s",
                      gv->name, s->name, buf, j.unapplied_age_ms / 1000,
-                     gv->snap.consumers, gv->snap.freshest_consumer_idle_ms);
+                     gv->snap.consumers, gv->snap.freshest_consumer_idle_ms,
+                     aw_enforcer_left_behind(gv->name, &j)
+                         ? ": no consumer has read since before it was "
+                           "written; a retired or renamed host's group? If "
+                           "so, XGROUP DESTROY it"
+                         : "");
                 break;
             case AW_ENFORCER_NOT_ACKING:
                 note(&v, true,

@@ -79,6 +79,7 @@ void aw_watch_judge_enforcer(const aw_watch_enforcer *e, int64_t now_ms,
                    j.unapplied_age_ms > grace_ms,
         .entry = j.oldest_unapplied,
         .first_retained = e->stream_snap.first_entry,
+        .left_behind = aw_enforcer_left_behind(e->group, &j),
         .detail = detail,
     };
     seconds(j.unapplied_age_ms, age, sizeof age);

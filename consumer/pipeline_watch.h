@@ -99,7 +99,9 @@ void aw_watch_settle(aw_watch *w, bool committed);
 
 /* ---- The figures (for /metrics) ------------------------------------------- */
 
-#define AW_WATCH_GROUPS_MAX   32
+/* Caracal's Gateway has a group per host and deletes none, so an
+ * autoscaled fleet leaves many behind. */
+#define AW_WATCH_GROUPS_MAX   128
 #define AW_WATCH_OWN_STREAMS  4 /* the three revocation streams, audit */
 #define AW_WATCH_NAME_MAX_LEN 200
 

@@ -163,6 +163,9 @@ typedef struct aw_pipeline_finding {
      * not known). A revocation before it was trimmed: a group that no
      * longer holds it pending may have dropped it unapplied. */
     aw_stream_id first_retained;
+    /* NOT_CONSUMED: the group is most likely one host's left behind
+     * (aw_enforcer_left_behind). */
+    bool left_behind;
     const char *detail;  /* figures in words (idle times, lag) */
     int64_t observed_ns; /* wall clock of the poll */
     /* ENFORCERS_PRESENT only (group, trouble and entry unused): every

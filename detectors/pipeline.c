@@ -310,20 +310,27 @@ static int raise_not_consumed(aw_detectors *det, const aw_pipeline_finding *f,
     aw_det_evidence ev;
     aw_det_evidence_init(&ev);
     aw_det_evidence_add(&ev, "revocation", f->stream, found.entry_id);
+    /* A host's group left behind is worth tidying, not waking anyone for;
+     * the decisions themselves are judged all the same. */
     aw_alert alert = {
         .kind = AW_ALERT_REVOCATION_NOT_CONSUMED,
-        .severity = "critical",
+        .severity = f->left_behind ? "medium" : "critical",
         .anchor = f->group,
         .request_id = request_id,
         .event_time_ns = at_ns,
     };
     char *summary = aw_det_printf(
         "Revocation enforcer group %s has not applied revocation %s of %s (%s, zone %s) "
-        "written at %s: %s.",
+        "written at %s: %s%s.",
         f->group, found.entry_id, f->stream,
         found.len ? found.text : "anchors not in the index",
         found.zone[0] ? found.zone : "unknown",
-        aw_time_format(at_ns, when, sizeof when), aw_det_or_unknown(f->detail));
+        aw_time_format(at_ns, when, sizeof when), aw_det_or_unknown(f->detail),
+        f->left_behind
+            ? "; no consumer of the group has read since before it was "
+              "written: a host retired or renamed, its group left behind? "
+              "If so, delete the group (XGROUP DESTROY)"
+            : "");
     alert.summary = summary;
     alert.evidence_json = aw_det_evidence_json(&ev);
     rc = aw_det_raise(det, &alert, err);

@@ -645,6 +645,12 @@ typedef struct aw_enforcer_judgment {
     aw_enforcer_state state;
     aw_stream_pos oldest_unapplied; /* none when every entry is applied */
     int64_t unapplied_age_ms;       /* now - its id time; 0 when none */
+    /* NOT_READING, and no consumer of the group has been delivered an
+     * entry (Redis 7.0) or tried to read (7.2 on) since before that
+     * revocation was written: the least idle one is idle longer than its
+     * age. Redis cannot tell a reader that stopped from a host that is
+     * gone. */
+    bool readers_gone;
 } aw_enforcer_judgment;
 
 /* Defaults shared by `doctor` and the daemon. An enforcer group is named by
@@ -676,6 +682,15 @@ bool aw_enforcer_group_matches(const char *const *patterns, size_t npatterns,
 void aw_enforcer_judge(const aw_stream_snapshot *stream,
                        const aw_group_snapshot *group, int64_t now_ms,
                        int64_t grace_ms, aw_enforcer_judgment *out);
+
+/* Whether group, so judged, is most likely one host's left behind: its
+ * readers are gone and it is not the STS's group, which every STS replica
+ * shares. Caracal names a Gateway's group after its host and deletes none
+ * (services/gateway/internal/revocations.go), so every host scaled away
+ * or recreated under a new name leaves one; and a Gateway also reloads
+ * its revocations from Postgres every 30 s, so a reader that stopped
+ * leaves them unenforced there for no longer than that. */
+bool aw_enforcer_left_behind(const char *group, const aw_enforcer_judgment *j);
 
 typedef enum aw_ingest_state {
     AW_INGEST_OK = 0,

@@ -21,6 +21,7 @@
 #include "event/event.h"
 
 #include <fnmatch.h>
+#include <string.h>
 
 static const char *const default_enforcers[] = {"sts-revocation*",
                                                 "gateway-revocation*"};
@@ -121,6 +122,15 @@ void aw_enforcer_judge(const aw_stream_snapshot *stream,
     else if (out->unapplied_age_ms > grace_ms)
         out->state =
             is_pending ? AW_ENFORCER_NOT_ACKING : AW_ENFORCER_NOT_READING;
+    out->readers_gone =
+        out->state == AW_ENFORCER_NOT_READING &&
+        group->freshest_consumer_idle_ms != AW_FIGURE_UNKNOWN &&
+        group->freshest_consumer_idle_ms >= out->unapplied_age_ms;
+}
+
+bool aw_enforcer_left_behind(const char *group, const aw_enforcer_judgment *j)
+{
+    return j->readers_gone && strcmp(group, AW_STS_REVOCATION_GROUP) != 0;
 }
 
 const char *aw_ingest_state_name(aw_ingest_state state)

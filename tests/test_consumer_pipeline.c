@@ -340,7 +340,7 @@ Test(consumer_pipeline, renamed_streams_take_their_dead_letter_streams_along)
 typedef struct open_alerts {
     const char *kind, *group; /* group NULL: any */
     size_t n;
-    char summary[512], evidence[512], id[33];
+    char summary[768], evidence[512], id[33], severity[16];
 } open_alerts;
 
 static int count_open(const aw_alert *a, void *ud)
@@ -353,13 +353,14 @@ static int count_open(const aw_alert *a, void *ud)
     snprintf(o->evidence, sizeof o->evidence, "%s",
              a->evidence_json ? a->evidence_json : "");
     snprintf(o->id, sizeof o->id, "%s", a->id);
+    snprintf(o->severity, sizeof o->severity, "%s", a->severity);
     return 0;
 }
 
 static open_alerts open_of(const char *kind, const char *group,
                            aw_alert_state state)
 {
-    open_alerts o = {kind, group, 0, "", "", ""};
+    open_alerts o = {kind, group, 0, "", "", "", ""};
     aw_store *store;
     aw_error err = {0};
     if (aw_store_open(db, AW_STORE_READONLY, &store, &err) != AW_OK)
@@ -471,6 +472,7 @@ Test(consumer_pipeline,
     cr_expect(strstr(o.summary, "authority_record ar-1"),
               "names the anchors: %s", o.summary);
     cr_expect(strstr(o.summary, "not_reading"), "%s", o.summary);
+    cr_expect_str_eq(o.severity, "critical");
     o = open_of("revocation_not_consumed", "gateway-revocation:no-ack",
                 AW_ALERT_OPEN);
     cr_expect(strstr(o.summary, "not_acking"), "%s", o.summary);
@@ -553,6 +555,40 @@ Test(consumer_pipeline,
     cr_expect_eq(open_of("revocation_not_consumed", NULL, AW_ALERT_OPEN).n, 0,
                  "edge-1 was never alerted");
     cr_expect_eq(open_of("revocation_not_consumed", NULL, 0).n, 1);
+    redisFree(c);
+    aw_hmac_key_free(key);
+}
+
+/* Caracal names a Gateway's group after its host and deletes none: a host
+ * scaled away leaves a group whose consumer last tried to read before the
+ * revocation was written. That is said, and not as a critical. */
+Test(consumer_pipeline, a_group_nobody_has_read_since_the_revocation_is_medium)
+{
+    aw_hmac_key *key = aw_test_key();
+    redisContext *c = aw_test_redis_connect(&redis);
+    aw_test_proc daemon;
+    const char *groups[] = {"gateway-revocation:gone-host", NULL};
+    start_enforcer_daemon(&daemon, c, "gone-host", groups);
+    /* its host applied ar-0, then was scaled away */
+    xadd_revocation(c, key, "session_id", "ar-0");
+    enforcer_reads(c, "sts-revocation", true);
+    enforcer_reads(c, "gateway-revocation:gone-host", true);
+    usleep(50 * 1000);
+    /* ar-1 reaches neither: the STS's group, which its replicas share, is
+     * no host's left behind */
+    xadd_revocation(c, key, "session_id", "ar-1");
+    group_wait raised = {"revocation_not_consumed", NULL, AW_ALERT_OPEN, 2};
+    cr_assert(aw_test_wait_for(group_alerted, &raised, 15000));
+    aw_test_daemon_stop(&daemon, 5000);
+    open_alerts o = open_of("revocation_not_consumed",
+                            "gateway-revocation:gone-host", AW_ALERT_OPEN);
+    cr_expect_str_eq(o.severity, "medium");
+    cr_expect(strstr(o.summary,
+                     "no consumer of the group has read since before it was "
+                     "written"),
+              "%s", o.summary);
+    o = open_of("revocation_not_consumed", "sts-revocation", AW_ALERT_OPEN);
+    cr_expect_str_eq(o.severity, "critical");
     redisFree(c);
     aw_hmac_key_free(key);
 }
