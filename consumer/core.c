@@ -230,6 +230,7 @@ struct aw_core {
     aw_core_read_kind read_kind;
     bool read_blocking;
     bool claim_due, caught_up;
+    bool claim_held;      /* a claim round handed back entries a commit holds */
     core_batch *counting; /* a read waiting for its delivery counts */
     bool count_due;
 
@@ -756,6 +757,7 @@ static void commit_succeeded(aw_core *c)
     }
     batch_free(b);
     c->committing = NULL;
+    c->claim_held = false;
     if (c->ready) {
         core_batch *next = c->ready;
         c->ready = NULL;
@@ -1019,6 +1021,7 @@ static core_batch *take_read(aw_core *c, aw_core_read *r)
                 newest = id;
             seen = true;
             if (r->kind == AW_CORE_READ_CLAIM && held_in_flight(c, s, e)) {
+                c->claim_held = true;
                 aw_raw_entry_free(e);
                 aw_ingest_decoded_free(decoded);
             } else if (!batch_add_entry(b, s, e, decoded)) {
@@ -1289,6 +1292,18 @@ static bool next_ack(aw_core *c, aw_core_action *a)
     return true;
 }
 
+/* A claim round is due and may run. Not while a commit is failing, nor
+ * once a round handed back entries a commit still holds (held_in_flight):
+ * those idle in the group while the commit waits (a lock, a full disk), and
+ * Redis counts every XAUTOCLAIM hand-over as a delivery, so claim rounds
+ * over max_deliveries claim periods, then a restart, would reject them
+ * TOO_MANY_DELIVERIES though nothing is wrong with them. Nothing claimed
+ * could commit before them anyway; claiming resumes once they committed. */
+static bool claim_now(const aw_core *c)
+{
+    return c->claim_due && !c->commit_failing && !c->claim_held;
+}
+
 static bool next_read(aw_core *c, aw_core_action *a)
 {
     for (;;) {
@@ -1304,7 +1319,7 @@ static bool next_read(aw_core *c, aw_core_action *a)
         case AW_CORE_PENDING: kind = AW_CORE_READ_PENDING; break;
         case AW_CORE_CLAIMING: kind = AW_CORE_READ_CLAIM; break;
         case AW_CORE_LIVE:
-            if (c->claim_due) {
+            if (claim_now(c)) {
                 enter_claiming(c);
                 continue;
             }
@@ -1327,7 +1342,7 @@ static bool next_read(aw_core *c, aw_core_action *a)
             any = any || a->read.want[s];
         }
         if (!any) {
-            if (kind == AW_CORE_READ_PENDING && c->claim_due)
+            if (kind == AW_CORE_READ_PENDING && claim_now(c))
                 enter_claiming(c);
             else
                 core_set_state(c, AW_CORE_LIVE);
