@@ -199,16 +199,23 @@ static bool is_sig_field(const aw_field *f)
     return f->name.len == 4 && memcmp(f->name.ptr, "_sig", 4) == 0;
 }
 
+/* Bytewise order of names, as the canonical form sorts them. */
+static int name_cmp(aw_bytes a, aw_bytes b)
+{
+    size_t n = a.len < b.len ? a.len : b.len;
+    int c = n ? memcmp(a.ptr, b.ptr, n) : 0;
+    if (c != 0)
+        return c;
+    return (a.len > b.len) - (a.len < b.len);
+}
+
 static int by_name(const void *x, const void *y)
 {
     const aw_field *a = *(const aw_field *const *)x;
     const aw_field *b = *(const aw_field *const *)y;
-    size_t n = a->name.len < b->name.len ? a->name.len : b->name.len;
-    int c = n ? memcmp(a->name.ptr, b->name.ptr, n) : 0;
+    int c = name_cmp(a->name, b->name);
     if (c != 0)
         return c;
-    if (a->name.len != b->name.len)
-        return a->name.len < b->name.len ? -1 : 1;
     return (a > b) - (a < b); /* equal names keep their entry order */
 }
 
@@ -275,23 +282,51 @@ static int mac_sink(void *ud, const void *bytes, size_t len)
  * so the fields of a signed entry could be folded into it. A newline in
  * free text ("compromised\nsee the ticket"), as an operator's revocation
  * reason may hold, reads as nothing else. */
-static bool value_reads_as_fields(aw_bytes value)
+/* The smallest signed field name after name, if any. */
+static bool next_name(const aw_raw_entry *entry, aw_bytes name, aw_bytes *next)
 {
-    const char *p = value.ptr, *end = value.ptr + value.len;
+    bool found = false;
+    for (size_t i = 0; i < entry->nfields; i++) {
+        const aw_field *f = &entry->fields[i];
+        if (!is_sig_field(f) && name_cmp(f->name, name) > 0 &&
+            (!found || name_cmp(f->name, *next) < 0)) {
+            *next = f->name;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* Whether f's value could be fields folded into it: a line after a newline
+ * reads "k=..." with k sorting between f's name and the next signed name,
+ * so that splitting the value there gives sorted fields, which a producer
+ * may have signed (the canonical form sorts its keys). Any other line is
+ * free text no field set could have come from ("ticket=INC-4312" after a
+ * reason followed by session_id, which sorts first). */
+static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f)
+{
+    aw_bytes next;
+    bool has_next = next_name(entry, f->name, &next);
+    const char *p = f->value.ptr, *end = f->value.ptr + f->value.len;
     while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         const char *line = ++p;
-        const char *next = memchr(line, '\n', (size_t)(end - line));
-        if (memchr(line, '=', (size_t)((next ? next : end) - line)) != NULL)
+        const char *stop = memchr(line, '\n', (size_t)(end - line));
+        const char *eq =
+            memchr(line, '=', (size_t)((stop ? stop : end) - line));
+        aw_bytes key = {line, eq ? (size_t)(eq - line) : 0};
+        if (eq && name_cmp(key, f->name) > 0 &&
+            (!has_next || name_cmp(key, next) < 0))
             return true;
     }
     return false;
 }
 
-/* The canonical form is one "k=v\n" line per field, so a `\n` in a key, an
- * `=` in a key, or a value with a line after a newline that holds an '='
- * lets one field set sign as another (a value "x\nrole=admin" reads as two
- * fields). Such entries are refused before the MAC is computed: a valid
- * signature over them would prove nothing. */
+/* The canonical form is one "k=v\n" line per field, sorted by k, so a `\n`
+ * in a key, an `=` in a key, or a value with a line that could be one more
+ * field in its place lets one field set sign as another (a value
+ * "x\nrole=admin" before zone_id reads as two fields). Such entries are
+ * refused before the MAC is computed: a valid signature over them would
+ * prove nothing. */
 static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
@@ -306,11 +341,12 @@ static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
                                    "'=', which the stream signature cannot "
                                    "tell from other fields",
                                    aw_quote(f->name.ptr, f->name.len, q));
-        if (value_reads_as_fields(f->value))
+        if (value_reads_as_fields(entry, f))
             return aw_error_reject(err, AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
-                                   "the value of %s holds a newline and then "
-                                   "an '=', which the stream signature cannot "
-                                   "tell from further fields",
+                                   "the value of %s holds a line that reads "
+                                   "as a further field in sorted place, "
+                                   "which the stream signature cannot tell "
+                                   "from one",
                                    aw_quote(f->name.ptr, f->name.len, q));
     }
     return AW_OK;

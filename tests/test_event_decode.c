@@ -1045,6 +1045,35 @@ Test(event_decode, revocation_signature_covers_every_field)
     aw_hmac_key_free(key);
 }
 
+/* Caracal's coordinator takes a suspend reason of up to 256 characters of
+ * any text (apps/coordinator/src/routes/agents.ts) and writes it into the
+ * caracal.sessions.revoke entry of a suspend, signed by its outbox
+ * (jobs/outbox-publisher.ts, signStream; the signature below is the one it
+ * computes for these fields). A second line "ticket=INC-4312" sorts after
+ * session_id, so it is free text that no signed field set could give. */
+Test(event_decode, a_coordinator_suspend_whose_reason_holds_a_key_value_line)
+{
+    aw_hmac_key *key = test_key();
+    aw_raw_entry *revoke = ENTRY(
+        SESSIONS, "1779364801002-0", F("outbox_id", "019a-0001"),
+        F("dedupe_key", "agent_suspend:as-9:2026-05-21T12:00:01.000Z"),
+        F("zone_id", "z1"), F("session_id", "ar-9"),
+        F("agent_session_id", "as-9"),
+        F("reason", "Suspended pending review\nticket=INC-4312"),
+        F("_sig", "c428ccd8fc22fb245856ef6710f200454c11ece5782045fd88d2920a"
+                  "680f6817"));
+    aw_revocation_set *set = NULL;
+    aw_error err = {0};
+    cr_expect_eq(
+        decode_revocation(AW_ROLE_SESSION_REVOKE, revoke, key, &set, &err),
+        AW_OK, "a legitimate signed revocation was refused: %s (%s)", err.msg,
+        aw_reject_reason_name(err.reason));
+    cr_expect(set && set->n == 2, "both anchors");
+    aw_revocation_set_free(set);
+    aw_raw_entry_free(revoke);
+    aw_hmac_key_free(key);
+}
+
 Test(event_decode, revocation_decoder_refuses_non_revocation_roles)
 {
     aw_raw_entry *e =

@@ -250,6 +250,36 @@ Test(event_hmac, signed_fields_with_newlines_or_equals_in_keys_are_refused)
     aw_hmac_key_free(key);
 }
 
+/* A line of a value reads as a further field only in its sorted place
+ * (between the value's own name and the next signed name): anywhere else
+ * no sorted field set, which is all a producer signs, could give it. */
+Test(event_hmac, a_value_line_reads_as_a_field_only_in_sorted_place)
+{
+    aw_hmac_key *key = load(key_hex);
+    aw_field hides_session[3] = {{B("reason"), B("x\nsession_id=victim")},
+                                 {B("zone_id"), B("z")}};
+    aw_field last_field[3] = {{B("agent_session_id"), B("a")},
+                              {B("reason"), B("x\nticket=1")}};
+    expect_ambiguous(key, hides_session, 2);
+    expect_ambiguous(key, last_field, 2);
+
+    aw_field after_next[4] = {
+        {B("reason"), B("Suspended pending review\nticket=INC-4312")},
+        {B("session_id"), B("ar-9")},
+        {B("zone_id"), B("z")}};
+    aw_field before_own[3] = {{B("reason"), B("x\nagent=1")},
+                              {B("zone_id"), B("z")}};
+    char hex[65];
+    aw_error err = {0};
+    aw_raw_entry *e = correctly_signed(key, after_next, 3, hex);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    aw_raw_entry_free(e);
+    e = correctly_signed(key, before_own, 2, hex);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    aw_raw_entry_free(e);
+    aw_hmac_key_free(key);
+}
+
 /* An operator's revocation reason may span lines: free text reads as no
  * other field, and Caracal's own verifier takes it. */
 Test(event_hmac, a_signed_value_of_free_text_lines_verifies)
