@@ -186,11 +186,17 @@ typedef struct revocation_group {
     char entry_id[AW_STREAM_ID_TEXT_MAX];
 } revocation_group;
 
+/* An entry row rejected for a signature reason, and the reason. */
+typedef struct signature_rejection {
+    int64_t entry_rowid;
+    aw_reject_reason reason;
+} signature_rejection;
+
 typedef struct verify_state {
     aw_store *store;
     const aw_stream_names *streams;
     scheme audit, stream;
-    int64_t *rejected; /* entry rows rejected for their signature, sorted */
+    signature_rejection *rejected; /* sorted by entry row */
     size_t nrejected, cap;
     int64_t entries, truncated, unreadable;
     char first_unreadable[2 * AW_ERRMSG_MAX];
@@ -954,17 +960,19 @@ static bool is_content_reason(aw_reject_reason reason)
     return reason >= AW_REJECT_NOT_JSON && reason <= AW_REJECT_BAD_VALUE;
 }
 
-static int remember_signature_rejection(verify_state *v, int64_t entry_rowid)
+static int remember_signature_rejection(verify_state *v,
+                                        const aw_rejected_row *r)
 {
     if (v->nrejected == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
-        int64_t *grown = realloc(v->rejected, cap * sizeof *grown);
+        signature_rejection *grown = realloc(v->rejected, cap * sizeof *grown);
         if (!grown)
             return aw_error_set(&v->err, AW_ERR_NOMEM, "out of memory");
         v->rejected = grown;
         v->cap = cap;
     }
-    v->rejected[v->nrejected++] = entry_rowid;
+    v->rejected[v->nrejected++] =
+        (signature_rejection){r->entry_rowid, r->reason};
     return 0;
 }
 
@@ -980,7 +988,7 @@ static int check_rejected(const aw_rejected_row *r, void *ud)
     mark(v, r->entry_rowid, HAS_REJECTED, &before);
     v->rows_checked++;
     if (aw_reject_reason_is_signature(r->reason))
-        return remember_signature_rejection(v, r->entry_rowid);
+        return remember_signature_rejection(v, r);
     if (!is_content_reason(r->reason)) {
         v->rows_unchecked++;
         return 0;
@@ -1113,14 +1121,34 @@ static int check_rowless(verify_state *v, const aw_entry_row *row,
 
 static int cmp_rowid(const void *a, const void *b)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t x = ((const signature_rejection *)a)->entry_rowid,
+            y = ((const signature_rejection *)b)->entry_rowid;
     return x < y ? -1 : x > y;
 }
 
-static bool was_rejected(const verify_state *v, int64_t rowid)
+/* The signature rejection of entry row rowid, or NULL. */
+static const signature_rejection *rejection_of(const verify_state *v,
+                                               int64_t rowid)
 {
-    return v->nrejected && bsearch(&rowid, v->rejected, v->nrejected,
-                                   sizeof rowid, cmp_rowid) != NULL;
+    signature_rejection key = {.entry_rowid = rowid};
+    return v->nrejected
+               ? bsearch(&key, v->rejected, v->nrejected, sizeof key, cmp_rowid)
+               : NULL;
+}
+
+/* Earlier versions refused more as ambiguous: any newline in a signed name
+ * or value, then any line holding '=' after one. A rejection of an entry
+ * that held none of these was never theirs. */
+static bool ambiguous_once(const aw_raw_entry *raw)
+{
+    for (size_t i = 0; i < raw->nfields; i++) {
+        const aw_field *f = &raw->fields[i];
+        if (memchr(f->name.ptr, '\n', f->name.len) ||
+            memchr(f->name.ptr, '=', f->name.len) ||
+            memchr(f->value.ptr, '\n', f->value.len))
+            return true;
+    }
+    return false;
 }
 
 static void tally(verify_state *v, scheme *s, const aw_entry_row *row, int rc,
@@ -1128,7 +1156,7 @@ static void tally(verify_state *v, scheme *s, const aw_entry_row *row, int rc,
 {
     if (rc == AW_OK) {
         s->verified++;
-    } else if (was_rejected(v, row->rowid)) {
+    } else if (rejection_of(v, row->rowid)) {
         s->known_rejected++;
     } else if (s->failed++ == 0) {
         snprintf(s->first_break, sizeof s->first_break, "row %lld (%s %s): %s",
@@ -1219,7 +1247,10 @@ static int check_entry(const aw_entry_row *row, void *ud)
     bool all_signatures_verify =
         checked > 0 && verified == checked && !(sig && data && !v->audit.key) &&
         !(aw_raw_entry_get(raw, "_sig") && !v->stream.key);
-    if (was_rejected(v, row->rowid) && all_signatures_verify) {
+    const signature_rejection *rejected = rejection_of(v, row->rowid);
+    if (rejected && all_signatures_verify &&
+        !(rejected->reason == AW_REJECT_AMBIGUOUS_SIGNED_FIELD &&
+          ambiguous_once(raw))) {
         mismatch m = {.table = "rejected",
                       .entry_row = row->rowid,
                       .entry_id = row->entry_id,

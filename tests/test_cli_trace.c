@@ -75,7 +75,7 @@ Test(cli_trace,
     cr_assert_str_eq(cw_str(aw_of(revocation), "source"), "revocation", "%s",
                      r.out);
     cr_expect_str_eq(cw_str(revocation, "session_id"), "ar-1");
-    cr_expect_str_eq(cw_str(revocation, "reason"), "grant_revoked");
+    cr_expect_str_eq(cw_str(revocation, "reason"), CW_REVOKE_REASON);
     cr_expect_null(member(revocation, "_sig"));
     const cJSON *revoked = member(aw_of(revocation), "revocation");
     cr_expect_str_eq(cw_str(revoked, "action"), "revoke");

@@ -532,6 +532,34 @@ Test(cli_verify, a_signature_rejection_of_an_entry_that_verifies_is_a_mismatch)
     cw_result_free(&r);
 }
 
+/* Earlier versions refused more entries as ambiguous_signed_field (any
+ * newline in a value, then any line holding '='): such a rejection of an
+ * entry that now verifies was theirs, not a forgery; on an entry with no
+ * newline at all it was never anyone's. */
+Test(cli_verify, an_ambiguous_rejection_an_earlier_version_made_is_no_mismatch)
+{
+    cw_build(&w, true);
+    tamper("INSERT INTO rejected(entry_rowid, reason, detail) SELECT "
+           "entry_rowid, 'ambiguous_signed_field', 'earlier rule' FROM "
+           "revocations WHERE anchor_id = 'ar-1'");
+    tamper("DELETE FROM revocations WHERE anchor_id = 'ar-1'");
+    cw_result r = cw_run(&w, ARGS("verify", "--db", w.db, "-f", "json"), KEYS);
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cw_result_free(&r);
+
+    tamper("INSERT INTO rejected(entry_rowid, reason, detail) SELECT "
+           "entry_rowid, 'ambiguous_signed_field', 'hidden' FROM events WHERE "
+           "event_id = 'ev-4'");
+    tamper("DELETE FROM events WHERE event_id = 'ev-4'");
+    cJSON *rows = verify_tampered(&r);
+    const cJSON *m = mismatch_of(rows, "rejected");
+    cr_expect(
+        strstr(cw_str(m, "detail"), "every signature it carries verifies"),
+        "%s", r.out);
+    cJSON_Delete(rows);
+    cw_result_free(&r);
+}
+
 /* The truncation mark is outside the chain and excuses an entry from the
  * row checks: set on an entry that was never cut, it hides an edit. */
 Test(cli_verify, a_forged_truncation_mark_is_a_mismatch)

@@ -153,7 +153,7 @@ static void call(feed *f, int64_t ms, const char *request, const char *status)
 static void revoke_session(feed *f, int64_t ms, const char *session)
 {
     const char *fields[8] = {"zone_id", "zone-1", "session_id",
-                             session,   "reason", "grant_revoked"};
+                             session,   "reason", CW_REVOKE_REASON};
     flat(f, "caracal.sessions.revoke", ms, fields, 3);
 }
 

@@ -36,6 +36,9 @@
 
 #define CW_T0_MS   1779364800000LL
 #define CW_FILLERS 120
+/* ar-1's revocation reason: an operator's two lines, the second reading
+ * "key=value" out of sorted place (free text, signed as Caracal signs). */
+#define CW_REVOKE_REASON "grant_revoked\nticket=INC-7"
 /* Events in the index: 11 named, 2 per filler, and the late one. */
 #define CW_EVENTS (11 + 2 * CW_FILLERS + 1)
 /* The resource of req-odd, as C text (its JSON form escapes it). */
