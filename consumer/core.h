@@ -103,7 +103,9 @@ typedef struct aw_core_read {
     bool failed, group_missing;
     bool lost; /* failed because the connection went */
     const char *why;
-    int64_t now_ns; /* the wall clock when it was answered */
+    /* A live read: Redis' clock just before it (else this host's, when it
+     * was answered); the detector clock when the audit stream is read up. */
+    int64_t now_ns;
     aw_core_stream_read streams[AW_CORE_STREAMS];
 } aw_core_read;
 

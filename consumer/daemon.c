@@ -83,6 +83,7 @@ typedef enum reply_kind {
     REPLY_READ,   /* XREADGROUP over several streams */
     REPLY_CLAIM,  /* XAUTOCLAIM of one stream */
     REPLY_COUNT,  /* XPENDING of one stream */
+    REPLY_TIME,   /* TIME, just before a live read */
 } reply_kind;
 
 struct round;
@@ -107,7 +108,10 @@ typedef struct round {
     size_t sent, answered;
     bool failed, lost, group_missing;
     char why[AW_ERRMSG_MAX];
-    reply_ctx ctx[2 * NSTREAMS + 1];
+    reply_ctx ctx[2 * NSTREAMS + 2];
+    /* A live read: Redis' clock just before it, less a millisecond (0: not
+     * known), so that every entry added after it has a later id time. */
+    int64_t redis_now_ns;
     /* ROUND_GROUPS: the start id each XGROUP CREATE named (the
      * configured one, or formatted into group_start_text). */
     const char *group_start[NSTREAMS];
@@ -130,6 +134,7 @@ struct aw_daemon {
     char count_text[24], block_text[24], idle_text[24];
 
     bool driving, drive_again;
+    bool time_refused_logged;
     size_t rounds_in_flight;
 
     uv_work_t work; /* the commit on the thread pool */
@@ -266,7 +271,7 @@ static void round_report(round *r)
         r->read.lost = r->lost;
         r->read.group_missing = r->group_missing;
         r->read.why = why;
-        r->read.now_ns = wall_ns();
+        r->read.now_ns = r->redis_now_ns ? r->redis_now_ns : wall_ns();
         aw_core_on_read(d->core, &r->read);
         break;
     case ROUND_COUNT: {
@@ -428,6 +433,30 @@ static void on_read_reply(aw_redis_conn *conn, redisReply *reply,
             if (!take_entries(r, s, pair->element[1], "XREADGROUP"))
                 break;
         }
+    }
+    round_answered(r);
+}
+
+/* TIME answers [seconds, microseconds]. The detector clock is Redis' clock
+ * throughout (entry ids are too), so this host's clock being ahead, or
+ * stepped, does not bring deadlines forward. Refused (an ACL without
+ * TIME), the host's clock stands in, and the log says so once. */
+static void on_time_reply(aw_redis_conn *conn, redisReply *reply,
+                          void *privdata)
+{
+    reply_ctx *x = privdata;
+    round *r = x->round;
+    aw_daemon *d = r->d;
+    int64_t now;
+    (void)conn;
+    if (aw_reply_time_ns(reply, &now))
+        r->redis_now_ns = now - 1000000;
+    else if (reply && reply->type == REDIS_REPLY_ERROR &&
+             !d->time_refused_logged) {
+        d->time_refused_logged = true;
+        AW_LOG(d->log, AW_LOG_WARN, "redis_time_refused",
+               AW_LOG_S("reason", reply->str),
+               AW_LOG_S("clock", "this host's, while the streams are read up"));
     }
     round_answered(r);
 }
@@ -668,6 +697,10 @@ static void perform_read(aw_daemon *d, const aw_core_action *a)
             const char *groups[] = {"XINFO", "GROUPS", d->names[s]};
             send_in_round(r, on_info_reply, REPLY_INFO, s, 0, 3, info);
             send_in_round(r, on_groups_reply, REPLY_GROUPS, s, 0, 3, groups);
+        }
+        if (a->read.kind == AW_CORE_READ_LIVE) {
+            const char *time_argv[] = {"TIME"};
+            send_in_round(r, on_time_reply, REPLY_TIME, -1, 0, 1, time_argv);
         }
         send_xreadgroup(d, r, a);
     }

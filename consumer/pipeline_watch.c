@@ -12,8 +12,9 @@
  * aw_ingest_judge says lagging or stuck on two consecutive polls while the
  * audit stream grows (one slow poll is noise; a quiet stream with an idle
  * ingestor is not a stall), and recovers on the first poll within limits.
- * Ages are measured on the daemon's wall clock against entry-id times
- * (Redis' clock): on one host, or with synchronised clocks, they agree.
+ * Ages are measured on Redis' clock (TIME, asked in each poll) against
+ * entry-id times, which it stamped; this host's clock stands in only where
+ * Redis refuses TIME.
  *
  * Polling. Two pipelined rounds, each command with its own callback and
  * context: first XINFO STREAM and XINFO GROUPS of the three revocation
@@ -164,7 +165,8 @@ typedef enum watch_reply {
     W_FIRST,
     W_CONSUMERS,
     W_STS_SCAN,
-    W_DEAD_LETTERS
+    W_DEAD_LETTERS,
+    W_TIME
 } watch_reply;
 
 typedef struct watch_ctx {
@@ -210,7 +212,10 @@ struct aw_watch {
     size_t ngroups;
     bool ingestor_found;
     size_t ingestor; /* its index in groups */
-    watch_ctx ctx[2 * NSTREAMS + NDEAD + 3 * MAX_GROUPS + 1];
+    watch_ctx ctx[2 * NSTREAMS + NDEAD + 3 * MAX_GROUPS + 2];
+    /* Redis' clock at the poll (TIME), which stamped the entry ids the
+     * ages are of; 0: not known, this host's clock stands in. */
+    int64_t redis_now_ms;
     size_t nctx;
     char first_text[MAX_GROUPS][AW_STREAM_ID_TEXT_MAX];
     /* The STS's pending list up to here was found declined, as long as its
@@ -455,7 +460,7 @@ static void record_figures(aw_watch *w, int64_t now)
 static void judge_all(aw_watch *w)
 {
     finding_set *set = &w->sets[w->filling];
-    int64_t now = now_ms();
+    int64_t now = w->redis_now_ms ? w->redis_now_ms : now_ms();
     set->n = 0;
     for (size_t i = 0; i < w->ngroups; i++) {
         watched_group *g = &w->groups[i];
@@ -565,6 +570,12 @@ static void on_watch_reply(aw_redis_conn *conn, redisReply *reply,
         case W_CONSUMERS: take_consumers(&w->groups[x->index], reply); break;
         case W_STS_SCAN: take_sts_scan(w, &w->groups[x->index], reply); break;
         case W_DEAD_LETTERS: take_dead_letters(w, x->index, reply); break;
+        case W_TIME: {
+            int64_t ns;
+            if (aw_reply_time_ns(reply, &ns))
+                w->redis_now_ms = ns / 1000000;
+            break;
+        }
         }
     }
     if (--w->outstanding == 0)
@@ -592,6 +603,7 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
     w->ngroups = 0;
     w->nctx = 0;
     w->ingestor_found = false;
+    w->redis_now_ms = 0;
     memset(w->snaps, 0, sizeof w->snaps);
     memset(w->last_generated, 0, sizeof w->last_generated);
     memset(w->groups_known, 0, sizeof w->groups_known);
@@ -607,6 +619,8 @@ void aw_watch_poll(aw_watch *w, aw_redis_conn *conn)
         const char *len[] = {"XLEN", w->config.dead_letter_streams[d]};
         watch_send(w, conn, W_DEAD_LETTERS, d, 2, len);
     }
+    const char *time_argv[] = {"TIME"};
+    watch_send(w, conn, W_TIME, 0, 1, time_argv);
     if (w->outstanding == 0)
         w->round = 0;
 }

@@ -28,6 +28,20 @@ bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out)
            aw_stream_id_from_text(r->str, r->len, out) == AW_OK;
 }
 
+bool aw_reply_time_ns(const redisReply *r, int64_t *ns)
+{
+    long long sec, usec;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_STRING ||
+        sscanf(r->element[0]->str, "%lld", &sec) != 1 ||
+        sscanf(r->element[1]->str, "%lld", &usec) != 1 || sec <= 0 ||
+        sec >= INT64_MAX / 1000000000 - 1 || usec < 0 || usec >= 1000000)
+        return false;
+    *ns = (int64_t)sec * 1000000000 + (int64_t)usec * 1000;
+    return true;
+}
+
 bool aw_reply_is_error(const redisReply *r, const char *prefix)
 {
     size_t n = strlen(prefix);

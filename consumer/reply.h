@@ -10,6 +10,10 @@
 /* Parses a string reply holding an entry id. false when it is not one. */
 bool aw_reply_stream_id(const redisReply *r, aw_stream_id *out);
 
+/* Parses TIME's [seconds, microseconds] into ns since the epoch. false
+ * when the reply is not that (an error: an ACL may refuse TIME). */
+bool aw_reply_time_ns(const redisReply *r, int64_t *ns);
+
 /* True for a reply that is an error starting with prefix ("BUSYGROUP"). */
 bool aw_reply_is_error(const redisReply *r, const char *prefix);
 
