@@ -431,11 +431,12 @@ Test(detectors_caracal_traffic,
     exchange(&w, "ev-g2", "z-grace", "r-g2", g_revoked + 2000, "ar-g", "as-g");
     exchange(&w, "ev-g8", "z-grace", "r-g8", g_revoked + 8000, "ar-g", "as-g");
 
-    /* 10. A correctly signed entry whose value holds a newline: the canonical
-     * form cannot tell it from another field set. */
+    /* 10. A correctly signed entry whose value holds a line that reads as a
+     * further field in its sorted place (session_id, between reason and
+     * zone_id): the canonical form cannot tell it from another field set. */
     xadd_signed(&w, SESSIONS, "*",
-                (const char *[]){"zone_id", "z-amb", "session_id", "ar-amb",
-                                 "reason", "x\nagent_session_id=as-victim"},
+                (const char *[]){"zone_id", "z-amb", "agent_session_id",
+                                 "as-amb", "reason", "x\nsession_id=ar-victim"},
                 3, amb_id);
 
     /* ---- run the daemon over all of it ---- */
