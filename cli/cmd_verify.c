@@ -486,6 +486,13 @@ static int role_of(const verify_state *v, const aw_raw_entry *raw)
     return ROLE_UNKNOWN;
 }
 
+/* The aw_stream_role whose decoder read raw, or -1 (imports, unknown). */
+static int stream_role(const verify_state *v, const aw_raw_entry *raw)
+{
+    int role = role_of(v, raw);
+    return role >= 0 && role < AW_ROLE_COUNT ? role : -1;
+}
+
 static bool is_revocation_role(int role)
 {
     return role == AW_ROLE_SESSION_REVOKE || role == AW_ROLE_AGENT_LIFECYCLE ||
@@ -1233,7 +1240,8 @@ static int check_entry(const aw_entry_row *row, void *ud)
         if (!v->stream.key)
             v->stream.unchecked++;
         else {
-            int vrc = aw_hmac_verify_stream(v->stream.key, raw, &err);
+            int vrc = aw_hmac_verify_stream(v->stream.key, raw,
+                                            stream_role(v, raw), &err);
             tally(v, &v->stream, row, vrc, &err);
             checked++;
             verified += vrc == AW_OK;

@@ -97,7 +97,8 @@ int aw_event_decode_call_entry(const aw_raw_entry *entry, aw_hmac_key *key,
     call_draft d = {0};
     bool is_signed;
     *out = NULL;
-    int rc = aw_stream_entry_admit(entry, key, NULL, 0, &is_signed, err);
+    int rc = aw_stream_entry_admit(entry, key, AW_ROLE_CALLS, NULL, 0,
+                                   &is_signed, err);
     if (rc == AW_OK)
         rc = read_call_fields(entry, &d, err);
     d.call.is_signed = is_signed;

@@ -262,8 +262,8 @@ int aw_dead_letter_decode_revocation(const aw_raw_entry *entry,
                                "source_id/reason/payload: not a dead letter");
     /* ENFORCER: signature over the raw envelope before anything is read */
     if (enforcer)
-        rc = aw_stream_entry_admit(entry, key, "values", AW_MAX_EDGE_LIST_BYTES,
-                                   &is_signed, err);
+        rc = aw_stream_entry_admit(entry, key, -1, "values",
+                                   AW_MAX_EDGE_LIST_BYTES, &is_signed, err);
     else
         rc = aw_entry_check_bounds(entry, "payload", AW_MAX_EDGE_LIST_BYTES,
                                    err);

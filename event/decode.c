@@ -136,7 +136,7 @@ int aw_flat_required_text(const aw_bytes *value, const char *name, size_t max,
     return aw_flat_text(value, name, max, out, err);
 }
 
-int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
+int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key, int role,
                           const char *large_name, size_t large_max,
                           bool *is_signed, aw_error *err)
 {
@@ -145,7 +145,7 @@ int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
     if (entry->nfields > AW_MAX_FIELDS)
         return aw_entry_check_bounds(entry, NULL, 0, err);
     if (key != NULL) {
-        int rc = aw_hmac_verify_stream(key, entry, err);
+        int rc = aw_hmac_verify_stream(key, entry, role, err);
         if (rc != AW_OK)
             return rc;
         *is_signed = true;

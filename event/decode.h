@@ -48,10 +48,11 @@ int aw_flat_required_text(const aw_bytes *value, const char *name, size_t max,
 
 /* The checks every stream-scheme entry (revocations, calls) passes before its
  * fields are read: the field count bound, then the `_sig` signature when key
- * is not NULL (verified over the raw fields before anything is parsed), then
+ * is not NULL (verified over the raw fields before anything is parsed, for
+ * the decoder of role), then
  * the size bounds (aw_entry_check_bounds, large_name may hold large_max).
  * *is_signed tells whether a signature was verified. */
-int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key,
+int aw_stream_entry_admit(const aw_raw_entry *entry, aw_hmac_key *key, int role,
                           const char *large_name, size_t large_max,
                           bool *is_signed, aw_error *err);
 

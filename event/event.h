@@ -282,10 +282,19 @@ int aw_hmac_verify_audit(aw_hmac_key *key, aw_bytes data, aw_bytes sig_hex,
                          aw_error *err);
 /* Stream scheme: `_sig` over "<stream>\n" + "k=v\n" for every field but
  * `_sig`, keys sorted bytewise. Missing `_sig` → SIGNATURE_MISSING; a key
- * or value holding `\n`, or a key holding `=`, → AMBIGUOUS_SIGNED_FIELD
- * (checked before the MAC: such a signature proves nothing). */
-int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
+ * holding `\n` or `=`, or a value with a line that reads as one more field
+ * in its sorted place, → AMBIGUOUS_SIGNED_FIELD (checked before the MAC:
+ * such a signature proves nothing). role is the aw_stream_role whose
+ * decoder reads the entry, or -1: a line counts only when the value's own
+ * field, or the field the line would be, is one that decoder takes meaning
+ * from (aw_stream_name_matters). */
+int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry, int role,
                           aw_error *err);
+
+/* Whether the decoder of role (an aw_stream_role; -1: unknown) takes
+ * meaning from a field named name: for a revocation role, a field it reads
+ * other than its free-text `reason`; for any other role, every field. */
+bool aw_stream_name_matters(int role, aw_bytes name);
 /* The canonical form the stream scheme signs (for tests and `verify`).
  * Appends to out. */
 int aw_stream_canonical(const aw_raw_entry *entry, aw_buf *out, aw_error *err);

@@ -300,12 +300,15 @@ static bool next_name(const aw_raw_entry *entry, aw_bytes name, aw_bytes *next)
 /* Whether f's value could be fields folded into it: a line after a newline
  * reads "k=..." with k sorting between f's name and the next signed name,
  * so that splitting the value there gives sorted fields, which a producer
- * may have signed (the canonical form sorts its keys). Any other line is
- * free text no field set could have come from ("ticket=INC-4312" after a
- * reason followed by session_id, which sorts first). */
-static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f)
+ * may have signed (the canonical form sorts its keys); and either field is
+ * one role's decoder takes meaning from, so the two readings would mean
+ * different things. Any other line is free text ("ticket=INC-4312" in a
+ * revocation's reason). */
+static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f,
+                                  int role)
 {
-    aw_bytes next;
+    bool own_matters = aw_stream_name_matters(role, f->name);
+    aw_bytes next = {0};
     bool has_next = next_name(entry, f->name, &next);
     const char *p = f->value.ptr, *end = f->value.ptr + f->value.len;
     while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
@@ -315,7 +318,8 @@ static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f)
             memchr(line, '=', (size_t)((stop ? stop : end) - line));
         aw_bytes key = {line, eq ? (size_t)(eq - line) : 0};
         if (eq && name_cmp(key, f->name) > 0 &&
-            (!has_next || name_cmp(key, next) < 0))
+            (!has_next || name_cmp(key, next) < 0) &&
+            (own_matters || aw_stream_name_matters(role, key)))
             return true;
     }
     return false;
@@ -327,7 +331,7 @@ static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f)
  * "x\nrole=admin" before zone_id reads as two fields). Such entries are
  * refused before the MAC is computed: a valid signature over them would
  * prove nothing. */
-static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
+static int check_unambiguous(const aw_raw_entry *entry, int role, aw_error *err)
 {
     char q[AW_QUOTE_SIZE];
     for (size_t i = 0; i < entry->nfields; i++) {
@@ -341,7 +345,7 @@ static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
                                    "'=', which the stream signature cannot "
                                    "tell from other fields",
                                    aw_quote(f->name.ptr, f->name.len, q));
-        if (value_reads_as_fields(entry, f))
+        if (value_reads_as_fields(entry, f, role))
             return aw_error_reject(err, AW_REJECT_AMBIGUOUS_SIGNED_FIELD,
                                    "the value of %s holds a line that reads "
                                    "as a further field in sorted place, "
@@ -352,7 +356,7 @@ static int check_unambiguous(const aw_raw_entry *entry, aw_error *err)
     return AW_OK;
 }
 
-int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
+int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry, int role,
                           aw_error *err)
 {
     const aw_bytes *sig = NULL;
@@ -367,7 +371,7 @@ int aw_hmac_verify_stream(aw_hmac_key *key, const aw_raw_entry *entry,
     if (sig == NULL)
         return aw_error_reject(err, AW_REJECT_SIGNATURE_MISSING,
                                "no _sig field, and a stream key is set");
-    int ambiguous = check_unambiguous(entry, err);
+    int ambiguous = check_unambiguous(entry, role, err);
     if (ambiguous != AW_OK)
         return ambiguous;
     unsigned char mac[32];

@@ -114,13 +114,14 @@ static int add_anchor(revocation_draft *d, const aw_bytes *value,
     return rc;
 }
 
+static const char *const session_revoke_names[] = {
+    COMMON_NAMES,         "session_id", "agent_session_id",
+    "delegation_edge_id", "edge_id",
+};
+
 static int read_session_revoke(const aw_raw_entry *entry, revocation_draft *d,
                                aw_error *err)
 {
-    static const char *const names[] = {
-        COMMON_NAMES,         "session_id", "agent_session_id",
-        "delegation_edge_id", "edge_id",
-    };
     static const aw_anchor_kind kinds[] = {
         AW_ANCHOR_AUTHORITY_RECORD,
         AW_ANCHOR_AGENT_SESSION,
@@ -128,7 +129,7 @@ static int read_session_revoke(const aw_raw_entry *entry, revocation_draft *d,
         AW_ANCHOR_DELEGATION_EDGE,
     };
     const aw_bytes *f[F_COMMON + 4];
-    int rc = aw_flat_pick(entry, names, F_COMMON + 4, f, err);
+    int rc = aw_flat_pick(entry, session_revoke_names, F_COMMON + 4, f, err);
     if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
         (rc = reserve_anchors(d, 3, err)) != AW_OK)
         return rc;
@@ -141,7 +142,8 @@ static int read_session_revoke(const aw_raw_entry *entry, revocation_draft *d,
     if (edge == NULL || edge->len == 0)
         f[F_COMMON + 2] = f[F_COMMON + 3];
     for (int i = 0; i < 3; i++)
-        if ((rc = add_anchor(d, f[F_COMMON + i], names[F_COMMON + i], kinds[i],
+        if ((rc = add_anchor(d, f[F_COMMON + i],
+                             session_revoke_names[F_COMMON + i], kinds[i],
                              err)) != AW_OK)
             return rc;
     return AW_OK;
@@ -174,24 +176,25 @@ static int read_event(const aw_bytes *value, const char *const *events,
 /* An `event` that ends no authority: the entry is indexed, names nothing. */
 #define ACTION_NONE ((aw_revocation_action)0)
 
+static const char *const lifecycle_names[] = {COMMON_NAMES, "event",
+                                              "agent_session_id"};
+
 static int read_lifecycle(const aw_raw_entry *entry, revocation_draft *d,
                           aw_error *err)
 {
-    static const char *const names[] = {COMMON_NAMES, "event",
-                                        "agent_session_id"};
     static const char *const events[] = {"terminate", "suspend", "resume",
                                          "spawn"};
     static const aw_revocation_action actions[] = {
         AW_ACTION_REVOKE, AW_ACTION_SUSPEND, AW_ACTION_RESUME, ACTION_NONE};
     const aw_bytes *f[F_COMMON + 2];
-    int rc = aw_flat_pick(entry, names, F_COMMON + 2, f, err);
+    int rc = aw_flat_pick(entry, lifecycle_names, F_COMMON + 2, f, err);
     if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
         (rc = read_event(f[F_COMMON], events, actions, 4, &d->action, err)) !=
             AW_OK ||
         (rc = reserve_anchors(d, 1, err)) != AW_OK || d->action == ACTION_NONE)
         return rc;
     d->needs_anchor = true;
-    return add_anchor(d, f[F_COMMON + 1], names[F_COMMON + 1],
+    return add_anchor(d, f[F_COMMON + 1], lifecycle_names[F_COMMON + 1],
                       AW_ANCHOR_AGENT_SESSION, err);
 }
 
@@ -328,19 +331,20 @@ static int add_edges(revocation_draft *d, const char *item_what,
     return listed.ptr != NULL ? add_listed_edges(d, listed, err) : AW_OK;
 }
 
+static const char *const delegation_names[] = {
+    COMMON_NAMES, "event", "edge_id", "affected_edges", "edge_ids", "epoch"};
+
 static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
                            aw_error *err)
 {
     enum { F_EVENT = F_COMMON, F_EDGE, F_AFFECTED, F_EDGE_IDS, F_EPOCH, F_N };
-    static const char *const names[] = {COMMON_NAMES,     "event",    "edge_id",
-                                        "affected_edges", "edge_ids", "epoch"};
     static const char *const events[] = {"edge_revoke", "edge_expire",
                                          "edge_create"};
     /* edge_expire is told from edge_revoke by its list field, below */
     static const aw_revocation_action actions[] = {
         AW_ACTION_REVOKE, AW_ACTION_REVOKE, ACTION_NONE};
     const aw_bytes *f[F_N];
-    int rc = aw_flat_pick(entry, names, F_N, f, err);
+    int rc = aw_flat_pick(entry, delegation_names, F_N, f, err);
     if (rc != AW_OK || (rc = read_common(f, d, err)) != AW_OK ||
         (rc = read_event(f[F_EVENT], events, actions, 3, &d->action, err)) !=
             AW_OK ||
@@ -353,7 +357,7 @@ static int read_delegation(const aw_raw_entry *entry, revocation_draft *d,
     aw_bytes listed;
     d->needs_anchor = true; /* an expiry or revoke of no edge is a bug */
     if (expire) {
-        /* edge_ids names the edges; affected_edges is their count */
+        /* edge_ids delegation_names the edges; affected_edges is their count */
         rc = read_edge_list(f[F_EDGE_IDS], "edge_ids", AW_MAX_EDGE_LIST_BYTES,
                             0, d, &listed, err);
         return rc == AW_OK ? add_edges(d, "edge_ids[]", listed, err) : rc;
@@ -434,7 +438,8 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     *out = NULL;
     revocation_draft d = {0};
     int rc = aw_stream_entry_admit(
-        entry, key, role == AW_ROLE_DELEGATION_INVALIDATE ? "edge_ids" : NULL,
+        entry, key, (int)role,
+        role == AW_ROLE_DELEGATION_INVALIDATE ? "edge_ids" : NULL,
         AW_MAX_EDGE_LIST_BYTES, &d.set.is_signed, err);
     if (rc == AW_OK)
         rc = aw_entry_time_ns(entry, &d.set.at_ns, err);
@@ -449,6 +454,34 @@ int aw_event_decode_revocation(aw_stream_role role, const aw_raw_entry *entry,
     free(d.heap);
     aw_json_close(&d.edges_doc);
     return rc;
+}
+
+static bool listed(const char *const *names, size_t n, aw_bytes name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(names[i]) == name.len &&
+            memcmp(names[i], name.ptr, name.len) == 0)
+            return true;
+    return false;
+}
+
+#define COUNT_OF(a) (sizeof(a) / sizeof *(a))
+
+bool aw_stream_name_matters(int role, aw_bytes name)
+{
+    bool is_reason = name.len == 6 && memcmp(name.ptr, "reason", 6) == 0;
+    switch (role) {
+    case AW_ROLE_SESSION_REVOKE:
+        return !is_reason && listed(session_revoke_names,
+                                    COUNT_OF(session_revoke_names), name);
+    case AW_ROLE_AGENT_LIFECYCLE:
+        return !is_reason &&
+               listed(lifecycle_names, COUNT_OF(lifecycle_names), name);
+    case AW_ROLE_DELEGATION_INVALIDATE:
+        return !is_reason &&
+               listed(delegation_names, COUNT_OF(delegation_names), name);
+    default: return true;
+    }
 }
 
 bool aw_delivery_occurrence(const char *delivery_id, int64_t *ns)

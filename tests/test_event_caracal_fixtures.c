@@ -112,7 +112,7 @@ Test(event_caracal, every_stream_signature_vector_matches_caracal)
                          "%s", what);
 
         aw_raw_entry *signed_entry = with_sig(e, member(v, "expected_sig_hex"));
-        cr_expect_eq(aw_hmac_verify_stream(key, signed_entry, &err), AW_OK,
+        cr_expect_eq(aw_hmac_verify_stream(key, signed_entry, -1, &err), AW_OK,
                      "%s: %s", what, err.msg);
         aw_raw_entry_free(signed_entry);
         aw_hmac_key_free(key);

@@ -1046,11 +1046,12 @@ Test(event_decode, revocation_signature_covers_every_field)
 }
 
 /* Caracal's coordinator takes a suspend reason of up to 256 characters of
- * any text (apps/coordinator/src/routes/agents.ts) and writes it into the
- * caracal.sessions.revoke entry of a suspend, signed by its outbox
- * (jobs/outbox-publisher.ts, signStream; the signature below is the one it
- * computes for these fields). A second line "ticket=INC-4312" sorts after
- * session_id, so it is free text that no signed field set could give. */
+ * any text (apps/coordinator/src/routes/agents.ts) and writes it into both
+ * entries of a suspend, signed by its outbox (jobs/outbox-publisher.ts,
+ * signStream; the signatures below are the ones it computes for these
+ * fields). In the caracal.sessions.revoke entry a second line
+ * "ticket=INC-4312" sorts after session_id: free text that no sorted field
+ * set could give... */
 Test(event_decode, a_coordinator_suspend_whose_reason_holds_a_key_value_line)
 {
     aw_hmac_key *key = test_key();
@@ -1062,6 +1063,17 @@ Test(event_decode, a_coordinator_suspend_whose_reason_holds_a_key_value_line)
         F("reason", "Suspended pending review\nticket=INC-4312"),
         F("_sig", "c428ccd8fc22fb245856ef6710f200454c11ece5782045fd88d2920a"
                   "680f6817"));
+    /* ...and into its lifecycle suspend, where ticket sorts between reason
+     * and zone_id: but the lifecycle decoder reads no ticket, so either
+     * reading means the same suspend. */
+    aw_raw_entry *suspend = ENTRY(
+        LIFECYCLE, "1779364801001-0", F("outbox_id", "019a-0002"),
+        F("dedupe_key", "suspend:as-9:2026-05-21T12:00:01.000Z"),
+        F("event", "suspend"), F("zone_id", "z1"),
+        F("agent_session_id", "as-9"), F("parent_id", "null"),
+        F("reason", "Suspended pending review\nticket=INC-4312"),
+        F("_sig", "22504735d0004f44cbb92ebe0103602374c7b6f744f11aef6b2b2c77"
+                  "da1925a0"));
     aw_revocation_set *set = NULL;
     aw_error err = {0};
     cr_expect_eq(
@@ -1070,7 +1082,16 @@ Test(event_decode, a_coordinator_suspend_whose_reason_holds_a_key_value_line)
         aw_reject_reason_name(err.reason));
     cr_expect(set && set->n == 2, "both anchors");
     aw_revocation_set_free(set);
+    set = NULL;
+    cr_expect_eq(
+        decode_revocation(AW_ROLE_AGENT_LIFECYCLE, suspend, key, &set, &err),
+        AW_OK, "a legitimate signed suspend was refused: %s (%s)", err.msg,
+        aw_reject_reason_name(err.reason));
+    cr_expect(set && set->n == 1 && set->items[0].action == AW_ACTION_SUSPEND,
+              "the suspend of as-9");
+    aw_revocation_set_free(set);
     aw_raw_entry_free(revoke);
+    aw_raw_entry_free(suspend);
     aw_hmac_key_free(key);
 }
 

@@ -192,9 +192,9 @@ Test(event_hmac, stream_entries_without_or_with_two_signatures_fail)
         AW_OK);
     cr_assert_eq(aw_raw_entry_new(B("s"), B("1-0"), twice, 2, &e2, &err),
                  AW_OK);
-    cr_expect_eq(aw_hmac_verify_stream(key, e1, &err), AW_ERR_INVALID);
+    cr_expect_eq(aw_hmac_verify_stream(key, e1, -1, &err), AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_SIGNATURE_MISSING);
-    cr_expect_eq(aw_hmac_verify_stream(key, e2, &err), AW_ERR_INVALID);
+    cr_expect_eq(aw_hmac_verify_stream(key, e2, -1, &err), AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_SIGNATURE_INVALID);
     aw_raw_entry_free(e1);
     aw_raw_entry_free(e2);
@@ -229,7 +229,7 @@ static void expect_ambiguous(aw_hmac_key *key, aw_field *f, size_t n)
     char hex[65];
     aw_error err = {0};
     aw_raw_entry *e = correctly_signed(key, f, n, hex);
-    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_ERR_INVALID);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, -1, &err), AW_ERR_INVALID);
     cr_expect_eq(err.reason, AW_REJECT_AMBIGUOUS_SIGNED_FIELD, "%s", err.msg);
     aw_raw_entry_free(e);
 }
@@ -272,10 +272,33 @@ Test(event_hmac, a_value_line_reads_as_a_field_only_in_sorted_place)
     char hex[65];
     aw_error err = {0};
     aw_raw_entry *e = correctly_signed(key, after_next, 3, hex);
-    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, -1, &err), AW_OK, "%s", err.msg);
     aw_raw_entry_free(e);
     e = correctly_signed(key, before_own, 2, hex);
-    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, -1, &err), AW_OK, "%s", err.msg);
+    aw_raw_entry_free(e);
+    aw_hmac_key_free(key);
+}
+
+/* A folded line is ambiguous only where a decoder would read the two
+ * readings differently: a session_id folded into a revocation's reason
+ * means another revocation; to the lifecycle decoder, which reads no
+ * session_id, it means the same suspend. */
+Test(event_hmac, a_folded_line_counts_only_for_a_field_its_decoder_reads)
+{
+    aw_hmac_key *key = load(key_hex);
+    aw_field f[4] = {{B("agent_session_id"), B("as-1")},
+                     {B("reason"), B("x\nsession_id=victim")},
+                     {B("zone_id"), B("z")}};
+    char hex[65];
+    aw_error err = {0};
+    aw_raw_entry *e = correctly_signed(key, f, 3, hex);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, AW_ROLE_SESSION_REVOKE, &err),
+                 AW_ERR_INVALID);
+    cr_expect_eq(err.reason, AW_REJECT_AMBIGUOUS_SIGNED_FIELD);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, -1, &err), AW_ERR_INVALID);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, AW_ROLE_AGENT_LIFECYCLE, &err),
+                 AW_OK, "%s", err.msg);
     aw_raw_entry_free(e);
     aw_hmac_key_free(key);
 }
@@ -290,7 +313,7 @@ Test(event_hmac, a_signed_value_of_free_text_lines_verifies)
     char hex[65];
     aw_error err = {0};
     aw_raw_entry *e = correctly_signed(key, f, 2, hex);
-    cr_expect_eq(aw_hmac_verify_stream(key, e, &err), AW_OK, "%s", err.msg);
+    cr_expect_eq(aw_hmac_verify_stream(key, e, -1, &err), AW_OK, "%s", err.msg);
     aw_raw_entry_free(e);
     aw_hmac_key_free(key);
 }
