@@ -202,6 +202,7 @@ typedef struct core_stream {
     bool next_done;
     bool has_committed;
     aw_stream_id committed; /* the newest entry id committed */
+    bool rolled_back;       /* said once per rollback (find_losses) */
 } core_stream;
 
 typedef struct core_ack {
@@ -946,6 +947,27 @@ static aw_stream_id deleted_from(const core_batch *b, int s, aw_stream_id from,
  * between it and the retained entry before it (deleted_from).
  * Each range is reported once; Redis keeps counting reported entries in the
  * lag (until the group is made again), so they are subtracted. */
+/* Our group was delivered less than was committed: Redis came back from an
+ * older save (or an AOF that lost its last second). What producers
+ * published after that save, if auditwatch had not read it yet, is gone
+ * with no id range to report, so it is said, once per rollback. */
+static void note_rollback(aw_core *c, int s, const aw_core_snapshot *b)
+{
+    core_stream *st = &c->streams[s];
+    char a[TEXT], z[TEXT];
+    bool back = st->has_committed &&
+                aw_stream_id_cmp(b->last_delivered, st->committed) < 0;
+    if (back && !st->rolled_back)
+        core_log_add(c, AW_CORE_WARN, "redis_rolled_back", c->cfg.streams[s],
+                     aw_stream_id_format(b->last_delivered, a),
+                     aw_stream_id_format(st->committed, z), NULL,
+                     "Redis holds an older state than auditwatch indexed: "
+                     "entries published after its last save and not read "
+                     "before the restart are lost",
+                     -1);
+    st->rolled_back = back;
+}
+
 static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
 {
     for (int s = 0; s < NSTREAMS; s++) {
@@ -955,6 +977,7 @@ static bool find_losses(aw_core *c, const aw_core_read *r, core_batch *batch)
         bool behind;
         if (!b->has_info || !b->has_group)
             continue;
+        note_rollback(c, s, b);
         from = b->last_delivered;
         if (st->has_lost_through &&
             aw_stream_id_cmp(st->lost_through, from) > 0)

@@ -92,3 +92,53 @@ Test(consumer_redis_restart, reconnects_after_redis_comes_back_and_finishes)
     cr_assert_eq(count_lines(log, "event=redis_reconnected"), 1, "%s", log);
     free(log);
 }
+
+static bool rolled_back_logged(void *ud)
+{
+    char *log = aw_test_read_file(ud, NULL);
+    bool said = log && strstr(log, "event=redis_rolled_back");
+    free(log);
+    return said;
+}
+
+/* Redis restarted from an older save: our group is back where it was then,
+ * behind what was indexed. What producers published after the save and
+ * auditwatch had not read is gone with no id range to report, so the log
+ * says so, once, naming where Redis and the index stand; what comes after
+ * is indexed as usual. */
+Test(consumer_redis_restart, a_restart_from_an_older_save_is_said)
+{
+    const char *streams[] = {AUDIT, NULL};
+    aw_test_proc daemon;
+    aw_store_stats st;
+    redisContext *c;
+
+    aw_test_redis_stop(&redis); /* a server that keeps only its saves */
+    redis.persistent = false;
+    aw_test_redis_start_again(&redis);
+    aw_test_daemon_start(&daemon, dir, "daemon", &redis, db, NULL, NULL);
+    publish_range(0, 10);
+    cr_assert(aw_test_wait_entries(db, 10, 30000));
+    c = aw_test_redis_connect(&redis);
+    cr_assert(aw_test_wait_no_pending(c, streams, "auditwatch", 10000));
+    freeReplyObject(aw_test_command(c, "SAVE"));
+    redisFree(c);
+    publish_range(10, 20);
+    cr_assert(aw_test_wait_entries(db, 20, 30000));
+
+    aw_test_redis_stop(&redis); /* no save on the way down */
+    aw_test_redis_start_again(&redis);
+    cr_assert(aw_test_wait_for(rolled_back_logged, daemon.err_path, 20000),
+              "the rollback was not said");
+    publish_range(20, 25);
+    cr_assert(aw_test_wait_entries(db, 25, 30000));
+    aw_test_daemon_stop(&daemon, 5000);
+
+    cr_assert(aw_test_index_stats(db, &st));
+    cr_expect_eq(st.entries, 25);
+    char *log = aw_test_read_file(daemon.err_path, NULL);
+    cr_assert(log);
+    cr_expect_eq(count_lines(log, "event=redis_rolled_back"), 1, "%s", log);
+    cr_expect(strstr(log, "stream=" AUDIT " first_id="), "%s", log);
+    free(log);
+}
