@@ -18,15 +18,12 @@ static char dir[PATH_MAX], db[PATH_MAX];
 
 static void setup(void)
 {
-    aw_test_redis_start(&redis, false);
-    aw_test_tmpdir(dir);
-    aw_test_path(dir, "aw.db", db);
+    aw_test_world_up(&redis, false, dir, db);
 }
 
 static void teardown(void)
 {
-    aw_test_redis_destroy(&redis);
-    aw_test_rmtree(dir);
+    aw_test_world_down(&redis, dir);
 }
 
 TestSuite(consumer_clock, .init = setup, .fini = teardown, .timeout = 120);
