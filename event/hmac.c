@@ -307,10 +307,12 @@ static bool next_name(const aw_raw_entry *entry, aw_bytes name, aw_bytes *next)
 static bool value_reads_as_fields(const aw_raw_entry *entry, const aw_field *f,
                                   int role)
 {
+    const char *p = f->value.ptr, *end = f->value.ptr + f->value.len;
+    if (f->value.len == 0 || !memchr(p, '\n', f->value.len))
+        return false; /* nearly every value: nothing to fold */
     bool own_matters = aw_stream_name_matters(role, f->name);
     aw_bytes next = {0};
     bool has_next = next_name(entry, f->name, &next);
-    const char *p = f->value.ptr, *end = f->value.ptr + f->value.len;
     while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
         const char *line = ++p;
         const char *stop = memchr(line, '\n', (size_t)(end - line));
