@@ -148,9 +148,9 @@ static const string_member meta_strings[] = {
     {M_TRACE_ID, AT(trace_id), "metadata_json.trace_id", false, TEXT_BOUND},
 };
 
-#define COUNT(a)    (sizeof(a) / sizeof((a)[0]))
 #define MAX_ANCHORS (3 + 2 * AW_MAX_CHAIN)
-#define MAX_STRINGS (COUNT(data_strings) + COUNT(meta_strings) + MAX_ANCHORS)
+#define MAX_STRINGS                                                            \
+    (AW_COUNT_OF(data_strings) + AW_COUNT_OF(meta_strings) + MAX_ANCHORS)
 
 /* What decoding gathers before the block is built; strings are borrowed
  * from the JSON text (or its document's scratch). */
@@ -282,7 +282,8 @@ static int read_metadata(const aw_json *meta, audit_draft *d, aw_error *err)
                                "metadata_json: expected an object");
     aw_json m[M_COUNT];
     aw_json_pick(meta, meta_names, M_COUNT, m);
-    int rc = read_strings(m, meta_strings, COUNT(meta_strings), &d->block, err);
+    int rc = read_strings(m, meta_strings, AW_COUNT_OF(meta_strings), &d->block,
+                          err);
     if (rc != AW_OK)
         return rc;
     if ((rc = aw_json_status(&m[M_UPSTREAM_STATUS],
@@ -319,7 +320,8 @@ static int read_data(const aw_json *root, audit_draft *d, aw_error *err)
                                "data is not a JSON object");
     aw_json m[D_COUNT];
     aw_json_pick(root, data_names, D_COUNT, m);
-    int rc = read_strings(m, data_strings, COUNT(data_strings), &d->block, err);
+    int rc = read_strings(m, data_strings, AW_COUNT_OF(data_strings), &d->block,
+                          err);
     if (rc != AW_OK)
         return rc;
 

@@ -21,6 +21,9 @@ void aw_error_prefix(aw_error *err, const char *what);
 /* A bounded, printable rendering of untrusted bytes for messages: printable
  * ASCII kept, anything else as \xNN, cut with "..." to fit. Returns buf. */
 #define AW_QUOTE_SIZE 48
+
+/* The elements of a fixed array. */
+#define AW_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 const char *aw_quote(const void *bytes, size_t len, char buf[AW_QUOTE_SIZE]);
 
 /* ---- Flat stream fields -------------------------------------------------- */

@@ -8,6 +8,7 @@
  * own values.
  */
 #include "event/event.h"
+#include "event/decode.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -121,8 +122,6 @@ static const char *const action_names[] = {
     [AW_ACTION_RESUME] = "resume",
 };
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 static const char *name_of(const char *const *names, size_t n, unsigned v)
 {
     return v > 0 && v < n ? names[v] : "unknown";
@@ -140,23 +139,24 @@ static unsigned value_of(const char *const *names, size_t n, const char *name)
 
 const char *aw_anchor_kind_name(aw_anchor_kind kind)
 {
-    return name_of(anchor_names, COUNT(anchor_names), kind);
+    return name_of(anchor_names, AW_COUNT_OF(anchor_names), kind);
 }
 
 aw_anchor_kind aw_anchor_kind_from_name(const char *name)
 {
-    return (aw_anchor_kind)value_of(anchor_names, COUNT(anchor_names), name);
+    return (aw_anchor_kind)value_of(anchor_names, AW_COUNT_OF(anchor_names),
+                                    name);
 }
 
 const char *aw_revocation_action_name(aw_revocation_action action)
 {
-    return name_of(action_names, COUNT(action_names), action);
+    return name_of(action_names, AW_COUNT_OF(action_names), action);
 }
 
 aw_revocation_action aw_revocation_action_from_name(const char *name)
 {
-    return (aw_revocation_action)value_of(action_names, COUNT(action_names),
-                                          name);
+    return (aw_revocation_action)value_of(action_names,
+                                          AW_COUNT_OF(action_names), name);
 }
 
 bool aw_decision_grants(const char *decision)

@@ -465,21 +465,19 @@ static bool listed(const char *const *names, size_t n, aw_bytes name)
     return false;
 }
 
-#define COUNT_OF(a) (sizeof(a) / sizeof *(a))
-
 bool aw_stream_name_matters(int role, aw_bytes name)
 {
     bool is_reason = name.len == 6 && memcmp(name.ptr, "reason", 6) == 0;
     switch (role) {
     case AW_ROLE_SESSION_REVOKE:
         return !is_reason && listed(session_revoke_names,
-                                    COUNT_OF(session_revoke_names), name);
+                                    AW_COUNT_OF(session_revoke_names), name);
     case AW_ROLE_AGENT_LIFECYCLE:
         return !is_reason &&
-               listed(lifecycle_names, COUNT_OF(lifecycle_names), name);
+               listed(lifecycle_names, AW_COUNT_OF(lifecycle_names), name);
     case AW_ROLE_DELEGATION_INVALIDATE:
         return !is_reason &&
-               listed(delegation_names, COUNT_OF(delegation_names), name);
+               listed(delegation_names, AW_COUNT_OF(delegation_names), name);
     default: return true;
     }
 }
